@@ -1,0 +1,317 @@
+//! `pgvault backup-instance ...`, including `restore ...`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde_json::{Value, json};
+
+use pgvault_core::engine::protect::{InitializeArgs, initialize_instance};
+use pgvault_core::engine::restore::{
+    initialize_for_data_recovery, initialize_for_data_recovery_as_files,
+};
+use pgvault_core::model::instance::BackupInstanceRequest;
+use pgvault_core::model::job::{Job, JobStatus};
+use pgvault_core::model::resource::vault_id;
+use pgvault_core::model::restore::RestoreRequest;
+
+use super::{coded, open_service, read_json};
+use crate::output::{Format, print};
+
+#[derive(Subcommand, Debug)]
+pub enum InstanceCommand {
+    /// Prepare a backup-instance request for a database (nothing is contacted yet; `create` validates).
+    #[command(
+        after_help = "Example:\n  pgvault backup-instance initialize --datasource-type AzureDatabaseForPostgreSQLFlexibleServer \\\n      --datasource-id postgres://db.example:5432/empdb11 --policy-id OssPolicy \\\n      --secret-store-type File --secret-store-uri file:///etc/pgvault/empdb11.secret > instance.json\n\nThe secret holds an ADO.NET connection string (Server=..;Database=..;User Id=..;Password=..;Ssl Mode=Require;)\nor a postgres:// URI; the datasource names the server and database, the secret supplies the credentials."
+    )]
+    Initialize {
+        /// AzureDatabaseForPostgreSQLFlexibleServer or AzureDatabaseForPostgreSQL.
+        #[arg(long)]
+        datasource_type: String,
+        /// The database: postgres://host[:port]/dbname (no credentials), or an Azure ARM id.
+        #[arg(long)]
+        datasource_id: String,
+        /// The policy's name or id in the vault.
+        #[arg(long)]
+        policy_id: String,
+        /// Where the credentials are: File, Environment or AzureKeyVault.
+        #[arg(long)]
+        secret_store_type: String,
+        /// file:///path, env:NAME, or https://<vault>.vault.azure.net/secrets/<name>.
+        #[arg(long)]
+        secret_store_uri: String,
+        /// Location label recorded on the instance.
+        #[arg(long, short = 'l')]
+        location: Option<String>,
+    },
+    /// Validate a backup-instance request against the database, then protect it.
+    #[command(
+        after_help = "Example:\n  pgvault backup-instance create --vault-name TestBkpVault --backup-instance instance.json"
+    )]
+    Create {
+        #[arg(long, short = 'v')]
+        vault_name: String,
+        /// The request `initialize` printed (`-` for stdin).
+        #[arg(long)]
+        backup_instance: PathBuf,
+    },
+    /// Show a backup instance.
+    #[command(
+        after_help = "Example:\n  pgvault backup-instance show --vault-name TestBkpVault --name <instance name>"
+    )]
+    Show {
+        #[arg(long, short = 'v')]
+        vault_name: String,
+        #[arg(long, short = 'n', alias = "backup-instance-name")]
+        name: String,
+    },
+    /// List a vault's backup instances.
+    #[command(
+        after_help = "Example:\n  pgvault backup-instance list --vault-name TestBkpVault -o table"
+    )]
+    List {
+        #[arg(long, short = 'v')]
+        vault_name: String,
+    },
+    /// Back up now, keeping the recovery point under a retention rule of the policy.
+    #[command(
+        after_help = "Example:\n  pgvault backup-instance adhoc-backup --vault-name TestBkpVault --name <instance name> --rule-name Default"
+    )]
+    AdhocBackup {
+        #[arg(long, short = 'v')]
+        vault_name: String,
+        #[arg(long, short = 'n', alias = "backup-instance-name")]
+        name: String,
+        /// The retention rule to keep this backup under (Default, or one the policy adds).
+        #[arg(long, default_value = "Default")]
+        rule_name: String,
+    },
+    /// Restore a recovery point to a database or as files.
+    #[command(subcommand)]
+    Restore(RestoreCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct SourceArgs {
+    /// The vault (optional: when given with the instance, the recovery point is checked).
+    #[arg(long, short = 'v')]
+    vault_name: Option<String>,
+    #[arg(long)]
+    backup_instance_name: Option<String>,
+    /// The recovery point to restore (see `recovery-point list`).
+    #[arg(long)]
+    recovery_point_id: String,
+    /// Where the recovery point is read from (VaultStore).
+    #[arg(long, default_value = "VaultStore")]
+    source_datastore: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RestoreCommand {
+    /// Prepare a request to restore into a new database on any server.
+    #[command(
+        after_help = "Example:\n  pgvault backup-instance restore initialize-for-data-recovery --vault-name TestBkpVault \\\n      --backup-instance-name <instance name> --recovery-point-id <id> \\\n      --target-database-url postgres://db2.example:5432/empdb11_restored \\\n      --secret-store-uri env:PGVAULT_RESTORE_SECRET > restore.json\n\nThe target database must not exist; the target user needs CREATEDB."
+    )]
+    InitializeForDataRecovery {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// The new database: postgres://host[:port]/dbname.
+        #[arg(long, alias = "target-resource-id")]
+        target_database_url: String,
+        /// File, Environment or AzureKeyVault (inferred from the URI when omitted).
+        #[arg(long)]
+        secret_store_type: Option<String>,
+        /// Credentials for the target server: file:///path, env:NAME or a Key Vault secret URI.
+        #[arg(long)]
+        secret_store_uri: String,
+    },
+    /// Prepare a request to write the recovery point as a custom-format dump file, for pg_restore by hand.
+    #[command(
+        after_help = "Example:\n  pgvault backup-instance restore initialize-for-data-recovery-as-files --vault-name TestBkpVault \\\n      --backup-instance-name <instance name> --recovery-point-id <id> --target-directory /tmp/out > restore-files.json"
+    )]
+    InitializeForDataRecoveryAsFiles {
+        #[command(flatten)]
+        source: SourceArgs,
+        /// The folder the dump file is written to (created if missing).
+        #[arg(long)]
+        target_directory: String,
+        /// File name without extension (default `<database>-<recovery point>`); `.dump` is added.
+        #[arg(long)]
+        target_file_name: Option<String>,
+    },
+    /// Run a restore request.
+    #[command(
+        after_help = "Example:\n  pgvault backup-instance restore trigger --vault-name TestBkpVault --backup-instance-name <instance name> \\\n      --restore-request-object restore.json"
+    )]
+    Trigger {
+        #[arg(long, short = 'v')]
+        vault_name: String,
+        #[arg(long, short = 'n', alias = "name")]
+        backup_instance_name: String,
+        /// The request an initialize-for-* command printed (`-` for stdin).
+        #[arg(long)]
+        restore_request_object: PathBuf,
+    },
+}
+
+/// Prints a finished job; a failed job is an error exit with its code and message.
+pub fn report_job(job: &Job, extra: Option<Value>, format: Format) -> anyhow::Result<ExitCode> {
+    let mut v = job.to_azure_json(&vault_id(&job.vault_name));
+    if let Some(extra) = extra {
+        v["properties"]["result"] = extra;
+    }
+    print(&v, format);
+    if job.status() == JobStatus::Failed {
+        let (code, message) = job
+            .state
+            .error()
+            .map(|e| (e.code.as_str(), e.message.as_str()))
+            .unwrap_or(("", ""));
+        eprintln!("{code}: {message}");
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn source_resource_id(source: &SourceArgs) -> anyhow::Result<Option<String>> {
+    if !source.source_datastore.eq_ignore_ascii_case("VaultStore") {
+        anyhow::bail!(
+            "UserErrorDataStoreNotSupported: --source-datastore {} is not supported yet; use VaultStore",
+            source.source_datastore
+        );
+    }
+    let (Some(vault), Some(instance)) = (&source.vault_name, &source.backup_instance_name) else {
+        return Ok(None);
+    };
+    let svc = open_service()?;
+    let vault = svc.vault(vault).await.map_err(coded)?;
+    vault
+        .recovery_point(instance, &source.recovery_point_id)
+        .await
+        .map_err(coded)?;
+    Ok(Some(
+        vault
+            .instance(instance)
+            .await
+            .map_err(coded)?
+            .properties
+            .data_source_info
+            .resource_id,
+    ))
+}
+
+pub async fn run(cmd: InstanceCommand, format: Format) -> anyhow::Result<ExitCode> {
+    match cmd {
+        InstanceCommand::Initialize {
+            datasource_type,
+            datasource_id,
+            policy_id,
+            secret_store_type,
+            secret_store_uri,
+            location,
+        } => {
+            let req = initialize_instance(&InitializeArgs {
+                datasource_type,
+                datasource_id,
+                policy_id,
+                secret_store_type,
+                secret_store_uri,
+                location,
+            })
+            .map_err(coded)?;
+            print(&serde_json::to_value(req)?, Format::Json);
+        }
+        InstanceCommand::Create {
+            vault_name,
+            backup_instance,
+        } => {
+            let req: BackupInstanceRequest =
+                read_json(&backup_instance, "backup-instance request")?;
+            let svc = open_service()?;
+            print(&svc.protect(&vault_name, req).await.map_err(coded)?, format);
+        }
+        InstanceCommand::Show { vault_name, name } => {
+            let svc = open_service()?;
+            let vault = svc.vault(&vault_name).await.map_err(coded)?;
+            print(
+                &vault.instance_json(&vault.instance(&name).await.map_err(coded)?),
+                format,
+            );
+        }
+        InstanceCommand::List { vault_name } => {
+            let svc = open_service()?;
+            let vault = svc.vault(&vault_name).await.map_err(coded)?;
+            let list = vault.list_instances().await.map_err(coded)?;
+            print(
+                &Value::Array(list.iter().map(|i| vault.instance_json(i)).collect()),
+                format,
+            );
+        }
+        InstanceCommand::AdhocBackup {
+            vault_name,
+            name,
+            rule_name,
+        } => {
+            let svc = open_service()?;
+            let (job, manifest) = svc
+                .adhoc_backup(&vault_name, &name, &rule_name)
+                .await
+                .map_err(coded)?;
+            let extra = manifest.map(|m| json!({ "recoveryPointId": m.recovery_point_id, "bytesRead": m.stats.bytes_read, "bytesStored": m.stats.bytes_stored }));
+            return report_job(&job, extra, format);
+        }
+        InstanceCommand::Restore(r) => return restore(r, format).await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode> {
+    match cmd {
+        RestoreCommand::InitializeForDataRecovery {
+            source,
+            target_database_url,
+            secret_store_type,
+            secret_store_uri,
+        } => {
+            let src = source_resource_id(&source).await?;
+            let req = initialize_for_data_recovery(
+                &source.recovery_point_id,
+                &target_database_url,
+                secret_store_type.as_deref(),
+                &secret_store_uri,
+                src,
+            )
+            .map_err(coded)?;
+            print(&serde_json::to_value(req)?, Format::Json);
+        }
+        RestoreCommand::InitializeForDataRecoveryAsFiles {
+            source,
+            target_directory,
+            target_file_name,
+        } => {
+            let src = source_resource_id(&source).await?;
+            let req = initialize_for_data_recovery_as_files(
+                &source.recovery_point_id,
+                &target_directory,
+                target_file_name.as_deref().unwrap_or_default(),
+                src,
+            )
+            .map_err(coded)?;
+            print(&serde_json::to_value(req)?, Format::Json);
+        }
+        RestoreCommand::Trigger {
+            vault_name,
+            backup_instance_name,
+            restore_request_object,
+        } => {
+            let req: RestoreRequest = read_json(&restore_request_object, "restore request")?;
+            let svc = open_service()?;
+            let (job, outcome) = svc
+                .restore(&vault_name, &backup_instance_name, &req)
+                .await
+                .map_err(coded)?;
+            return report_job(&job, outcome.map(|o| o.target), format);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

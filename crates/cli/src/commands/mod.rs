@@ -1,0 +1,55 @@
+//! One module per command group; [`dispatch`] routes a parsed command to it.
+
+pub mod demo;
+pub mod instance;
+pub mod job;
+pub mod policy;
+pub mod recovery_point;
+pub mod run;
+pub mod vault;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use serde::de::DeserializeOwned;
+
+use pgvault_core::engine::home::Home;
+use pgvault_host::service::Pgvault;
+
+use crate::Command;
+use crate::output::Format;
+
+/// A pgvault error (`CODE: message`) as an `anyhow` error.
+pub fn coded(e: pgvault_core::engine::Error) -> anyhow::Error {
+    anyhow::anyhow!("{}: {}", e.code, e.message)
+}
+
+pub fn open_service() -> anyhow::Result<Pgvault> {
+    let home = Home::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
+    Pgvault::open(home).map_err(coded)
+}
+
+/// Reads a JSON file (`-` for stdin), naming the file in any error.
+pub fn read_json<T: DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
+    let text = if path == Path::new("-") {
+        std::io::read_to_string(std::io::stdin()).context("reading stdin")?
+    } else {
+        std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {what} file `{}`", path.display()))?
+    };
+    serde_json::from_str(&text)
+        .with_context(|| format!("`{}` is not a valid {what}", path.display()))
+}
+
+pub async fn dispatch(command: Command, format: Format) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::BackupVault(c) => vault::run(c, format).await,
+        Command::BackupPolicy(c) => policy::run(c, format).await,
+        Command::BackupInstance(c) => instance::run(c, format).await,
+        Command::RecoveryPoint(c) => recovery_point::run(c, format).await,
+        Command::Job(c) => job::run(c, format).await,
+        Command::Run(a) => run::run(a).await,
+        Command::Demo(a) => demo::run(a).await,
+    }
+}

@@ -1,0 +1,66 @@
+//! `pgvault backup-vault ...`
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use serde_json::Value;
+
+use super::{coded, open_service};
+use crate::output::{Format, print};
+
+#[derive(Subcommand, Debug)]
+pub enum VaultCommand {
+    /// Create a backup vault: a folder (or, later, a Blob container) that holds policies, instances and recovery points.
+    #[command(
+        after_help = "Example:\n  pgvault backup-vault create --vault-name TestBkpVault --storage-url file:///var/backups/pgvault\n\nWithout --storage-url the vault lives under $PGVAULT_HOME/vaults/<name>."
+    )]
+    Create {
+        /// Name of the vault.
+        #[arg(long, short = 'v')]
+        vault_name: String,
+        /// Where the vault's data lives: file:///absolute/path (created if missing).
+        #[arg(long)]
+        storage_url: Option<String>,
+    },
+    /// Show a vault.
+    #[command(after_help = "Example:\n  pgvault backup-vault show --vault-name TestBkpVault")]
+    Show {
+        #[arg(long, short = 'v')]
+        vault_name: String,
+    },
+    /// List the vaults registered in PGVAULT_HOME.
+    #[command(after_help = "Example:\n  pgvault backup-vault list -o table")]
+    List,
+}
+
+pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> {
+    let svc = open_service()?;
+    match cmd {
+        VaultCommand::Create {
+            vault_name,
+            storage_url,
+        } => print(
+            &svc.create_vault(&vault_name, storage_url.as_deref())
+                .await
+                .map_err(coded)?,
+            format,
+        ),
+        VaultCommand::Show { vault_name } => print(
+            &svc.vault(&vault_name).await.map_err(coded)?.to_azure_json(),
+            format,
+        ),
+        VaultCommand::List => {
+            let mut out = Vec::new();
+            for name in svc.vault_names().map_err(coded)? {
+                match svc.vault(&name).await {
+                    Ok(v) => out.push(v.to_azure_json()),
+                    Err(e) => {
+                        tracing::warn!(vault = %name, error = %e, "registered vault cannot be opened")
+                    }
+                }
+            }
+            print(&Value::Array(out), format)
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,91 @@
+//! `pgvault`: the command line, a thin clap front end over `pgvault-host`.
+//!
+//! Commands and flags follow `az dataprotection` (`backup-vault create --vault-name`,
+//! `backup-instance adhoc-backup --rule-name`, ...), so an Azure user already knows them.
+//! Each command parses its arguments into domain types, calls the service, and prints
+//! Azure's JSON (or a table with `--output table`). Errors print as `CODE: message` on
+//! stderr with a non-zero exit status; a closed stdout (`| head`) ends quietly.
+
+mod commands;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use output::Format;
+
+#[derive(Parser, Debug)]
+#[command(name = "pgvault", version, about = "A self-hosted backup vault for PostgreSQL, on the model of Azure Backup", long_about = None)]
+#[command(
+    after_help = "Start with `pgvault demo`, or see README.md for the walkthrough.\nPGVAULT_HOME (default ~/.local/share/pgvault) holds the vault registry and the job history."
+)]
+struct Cli {
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value = "json")]
+    output: Format,
+    /// Log level (error, warn, info, debug, trace); also RUST_LOG.
+    #[arg(long, global = true, default_value = "warn")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create and show backup vaults.
+    #[command(subcommand)]
+    BackupVault(commands::vault::VaultCommand),
+    /// Policy templates and policies.
+    #[command(subcommand)]
+    BackupPolicy(commands::policy::PolicyCommand),
+    /// Protect databases, back them up on demand, restore them.
+    #[command(subcommand)]
+    BackupInstance(commands::instance::InstanceCommand),
+    /// The recovery points of a backup instance.
+    #[command(subcommand)]
+    RecoveryPoint(commands::recovery_point::RecoveryPointCommand),
+    /// The job history: every backup, restore and configuration, as a job.
+    #[command(subcommand)]
+    Job(commands::job::JobCommand),
+    /// Run a Rhai script (a runbook) against pgvault's API.
+    #[command(after_help = "Example:\n  pgvault run scripts/walkthrough.rhai")]
+    Run(commands::run::RunArgs),
+    /// Show pgvault end to end on a throwaway PostgreSQL: sample data, a vault, backups, a restore, the jobs.
+    #[command(after_help = "Example:\n  cargo run --release -- demo")]
+    Demo(commands::demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log_level));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(commands::dispatch(cli.command, cli.output)) {
+        Ok(code) => code,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}

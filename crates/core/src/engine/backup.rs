@@ -1,0 +1,200 @@
+//! One backup, on demand or scheduled: validate, dump, store, then write the manifest.
+//!
+//! The order is the guarantee: packs and the index file first, the manifest last. A dump
+//! that fails, or a process killed half way, leaves no manifest and so no recovery point;
+//! whatever packs it wrote are unreferenced and the next backup reuses them.
+
+use std::process::Stdio;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use super::protect::{instance_target, validate_for_backup};
+use super::vault::Vault;
+use super::{Error, Result};
+use crate::model::instance::PROTECTION_CONFIGURED;
+use crate::model::policy::BackupPolicy;
+use crate::model::resource;
+use crate::postgres::tools::{ToolProcess, find_tool, tool_version};
+use crate::store::manifest::{
+    BackupStats, DatasourceInfo, MANIFEST_FORMAT, Manifest, PostgresInfo,
+};
+use crate::store::paths;
+use crate::store::reader::load_index;
+use crate::store::writer::{Progress, write_stream};
+
+/// How a backup was started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    OnDemand,
+    Scheduled,
+}
+
+#[derive(Clone, Debug)]
+pub struct BackupRequest {
+    pub instance: String,
+    /// The retention rule an on-demand backup is kept under (`--rule-name`), or the tag the
+    /// schedule's tagging criteria chose.
+    pub rule_name: String,
+    pub trigger: Trigger,
+    pub job_id: String,
+    /// The time the backup starts, recorded as the recovery point time.
+    pub now: DateTime<Utc>,
+}
+
+/// What the job records about a backup before it finishes: the names resolved.
+#[derive(Clone, Debug, Default)]
+pub struct BackupContext {
+    pub policy_name: String,
+    pub datasource_name: String,
+    pub datasource_id: String,
+}
+
+/// Resolves the names a backup job records, before the backup runs.
+pub async fn backup_context(vault: &Vault, instance: &str) -> Result<BackupContext> {
+    let inst = vault.instance(instance).await?;
+    Ok(BackupContext {
+        policy_name: resource::last_segment(&inst.properties.policy_info.policy_id).to_string(),
+        datasource_name: inst.properties.data_source_info.resource_name.clone(),
+        datasource_id: inst.properties.data_source_info.resource_id.clone(),
+    })
+}
+
+/// The retention rule named by an on-demand backup, as the policy spells it. Azure matches
+/// rule names case-insensitively.
+fn retention_rule_name(policy: &BackupPolicy, policy_name: &str, rule: &str) -> Result<String> {
+    policy
+        .retention_rule(rule)
+        .map(|r| r.name.clone())
+        .ok_or_else(|| {
+            Error::new(
+                "UserErrorInvalidRuleName",
+                format!(
+                    "policy `{policy_name}` has no retention rule `{rule}`; its rules are: {}",
+                    policy.retention_rule_names().join(", ")
+                ),
+            )
+        })
+}
+
+/// Takes one backup and returns its manifest (the recovery point).
+pub async fn backup(
+    vault: &Vault,
+    req: &BackupRequest,
+    progress: Arc<Progress>,
+) -> Result<Manifest> {
+    let started = std::time::Instant::now();
+    let inst = vault.instance(&req.instance).await?;
+    let props = &inst.properties;
+    let state = props
+        .current_protection_state
+        .as_deref()
+        .unwrap_or_default();
+    if state != PROTECTION_CONFIGURED {
+        return Err(Error::new(
+            "UserErrorBackupInstanceNotProtected",
+            format!(
+                "backup instance `{}` is not protected (its state is `{state}`)",
+                req.instance
+            ),
+        ));
+    }
+    let policy_name = resource::last_segment(&props.policy_info.policy_id).to_string();
+    let policy = vault.policy(&policy_name).await?;
+    let rule_name = retention_rule_name(&policy, &policy_name, &req.rule_name)?;
+    let expiry_time = policy
+        .retention_rule(&rule_name)
+        .and_then(|r| r.vault_store_lifecycle())
+        .map(|lc| lc.delete_after.duration.add_to(req.now));
+    let (ds, secret) = instance_target(props)?;
+
+    let (params, facts) = validate_for_backup(&ds, &secret).await?;
+    let pg_dump = find_tool("pg_dump", facts.major())?;
+    let pg_dump_version = tool_version(&pg_dump);
+    // The whole database, uncompressed (chunks are compressed in parallel later, and a
+    // compressed stream would not dedup), with owners and privileges kept so a restore can
+    // choose to apply them.
+    let mut dump = ToolProcess::spawn(
+        &pg_dump,
+        &[
+            "--format=custom",
+            "--compress=0",
+            "--no-password",
+            "--quote-all-identifiers",
+        ],
+        &params.pg_env(),
+        Stdio::null(),
+        Stdio::piped(),
+        params.password().into_iter().map(str::to_string).collect(),
+    )?;
+    let stdout = dump.child_mut().stdout.take().expect("stdout is piped");
+
+    let index = Arc::new(load_index(&vault.store).await?);
+    let written = write_stream(
+        &vault.store,
+        index,
+        &vault.writer_config()?,
+        stdout,
+        progress,
+    )
+    .await;
+    // pg_dump's verdict comes first: a stream that ended because pg_dump died is not a backup.
+    let dumped = tokio::task::spawn_blocking(move || dump.wait())
+        .await
+        .map_err(|_| Error::new("InternalError", "waiting for pg_dump failed"))?;
+    if let Err(e) = dumped {
+        return Err(Error::new(
+            "UserErrorPgDumpFailed",
+            format!("pg_dump did not complete, so no recovery point was made: {e}"),
+        ));
+    }
+    let outcome = written?;
+    if let Err(reason) = &outcome.archive {
+        tracing::warn!(instance = %req.instance, %reason, "the dump's table of contents could not be scanned; single-table restores of this recovery point will read the whole stream");
+    }
+
+    let bytes_read = outcome.stream.length;
+    let manifest = Manifest {
+        format_version: MANIFEST_FORMAT,
+        recovery_point_id: uuid::Uuid::new_v4().simple().to_string(),
+        backup_instance_name: req.instance.clone(),
+        recovery_point_time: req.now,
+        policy_name,
+        policy_rule_name: policy
+            .backup_rule()
+            .map(|r| r.name.clone())
+            .unwrap_or_default(),
+        retention_tag_name: rule_name,
+        expiry_time,
+        job_id: req.job_id.clone(),
+        datasource: DatasourceInfo {
+            resource_id: props.data_source_info.resource_id.clone(),
+            server: ds.host().to_string(),
+            port: ds.port(),
+            database: ds.database().to_string(),
+        },
+        postgres: PostgresInfo {
+            server_version: facts.server_version.clone(),
+            pg_dump_version,
+            database_size: facts.database_size,
+            username_used: facts.user.clone(),
+        },
+        chunker: vault.config.chunker.clone(),
+        stream: outcome.stream,
+        archive: outcome.archive.ok(),
+        stats: BackupStats {
+            bytes_read,
+            bytes_stored: outcome.bytes_stored,
+            new_chunks: outcome.new_chunks,
+            duration_ms: started.elapsed().as_millis() as u64,
+        },
+    };
+    vault
+        .store
+        .put(
+            &paths::recovery_point(&req.instance, &manifest.recovery_point_id),
+            manifest.to_bytes().into(),
+        )
+        .await?;
+    Ok(manifest)
+}

@@ -1,0 +1,88 @@
+//! The operations: create a vault, create a policy, configure protection (with readiness
+//! validation), back up, restore. Each is an async function over a [`Vault`]; the host
+//! wraps them in jobs.
+//!
+//! Every failure is an [`Error`] with an Azure-style code (`UserErrorDBUserAuthFailed`,
+//! `UserErrorMissingDBPermissions`, ...) and a message that says what was wrong and what
+//! to do. Messages never carry a secret: the modules that touch secrets build their
+//! messages from references and names only.
+
+pub mod backup;
+pub mod home;
+pub mod protect;
+pub mod restore;
+pub mod vault;
+
+pub use vault::{Vault, VaultConfig};
+
+/// An operation's failure: an Azure-style error code and a human message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Error {
+    pub code: String,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Error {
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+macro_rules! coded {
+    ($($t:ty),* $(,)?) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::new(e.code(), e.to_string())
+            }
+        }
+    )*};
+}
+
+coded!(
+    crate::secrets::SecretError,
+    crate::secrets::SecretRefError,
+    crate::postgres::connection::ConnectionStringError,
+    crate::postgres::connection::DatasourceError,
+    crate::postgres::connection::ConnectError,
+    crate::postgres::readiness::ReadinessError,
+    crate::postgres::tools::ToolError,
+);
+
+impl From<crate::store::StoreError> for Error {
+    fn from(e: crate::store::StoreError) -> Self {
+        let code = if e.is_not_found() {
+            "UserErrorNotFound"
+        } else {
+            "VaultStorageError"
+        };
+        Error::new(code, e.to_string())
+    }
+}
+
+impl From<home::HomeError> for Error {
+    fn from(e: home::HomeError) -> Self {
+        Error::new("UserErrorPgvaultHome", e.to_string())
+    }
+}
+
+impl From<crate::store::writer::WriteError> for Error {
+    fn from(e: crate::store::writer::WriteError) -> Self {
+        Error::new("VaultWriteError", e.to_string())
+    }
+}
+
+impl From<crate::store::reader::ReadError> for Error {
+    fn from(e: crate::store::reader::ReadError) -> Self {
+        let code = match e {
+            crate::store::reader::ReadError::Write(_) => "RestoreTargetWriteFailed",
+            _ => "RecoveryPointDamaged",
+        };
+        Error::new(code, e.to_string())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,217 @@
+//! Configuring protection: `backup-instance initialize` builds the request, `create`
+//! validates it against the real database and stores it.
+//!
+//! Validation is Azure's: the secret resolves and parses, the server answers, the user
+//! authenticates, the database exists, the user holds the backup privileges, the database
+//! is not one that is never backed up and not already protected in this vault.
+
+use serde_json::Value;
+
+use super::vault::{Vault, check_name};
+use super::{Error, Result};
+use crate::model::instance::{
+    AuthCredentials, BackupInstanceProperties, BackupInstanceRequest, DatasourceInfo,
+    PROTECTION_CONFIGURED, PolicyInfo, ProtectionStatus, SecretStoreResource,
+};
+use crate::model::resource;
+use crate::postgres::EXCLUDED_DATABASES;
+use crate::postgres::connection::{ConnectParams, ConnectionString, Datasource};
+use crate::postgres::readiness::{DatabaseFacts, check_backup_privileges, database_facts};
+use crate::secrets::{SecretRef, SecretStoreType};
+
+/// The datasource types pgvault protects, by the az CLI's name, with the ARM types the
+/// instance JSON carries.
+pub fn datasource_arm_types(datasource_type: &str) -> Result<(&'static str, &'static str)> {
+    let t = datasource_type.trim().to_ascii_lowercase();
+    match t.as_str() {
+        "azuredatabaseforpostgresqlflexibleserver"
+        | "microsoft.dbforpostgresql/flexibleservers"
+        | "microsoft.dbforpostgresql/flexibleservers/databases" => Ok((
+            "Microsoft.DBforPostgreSQL/flexibleServers/databases",
+            "Microsoft.DBforPostgreSQL/flexibleServers",
+        )),
+        "azuredatabaseforpostgresql" | "ossdb" | "microsoft.dbforpostgresql/servers/databases" => {
+            Ok((
+                "Microsoft.DBforPostgreSQL/servers/databases",
+                "Microsoft.DBforPostgreSQL/servers",
+            ))
+        }
+        _ => Err(Error::new(
+            "UserErrorInvalidDatasourceType",
+            format!(
+                "datasource type `{datasource_type}` is not supported: use AzureDatabaseForPostgreSQLFlexibleServer or AzureDatabaseForPostgreSQL"
+            ),
+        )),
+    }
+}
+
+/// The arguments of `backup-instance initialize`.
+#[derive(Clone, Debug)]
+pub struct InitializeArgs {
+    pub datasource_type: String,
+    pub datasource_id: String,
+    pub policy_id: String,
+    pub secret_store_type: String,
+    pub secret_store_uri: String,
+    pub location: Option<String>,
+}
+
+/// Builds a backup-instance request the way `az dataprotection backup-instance initialize`
+/// does: named `<server>-<database>-<uuid>`, friendly name `<server>\<database>`. Nothing
+/// is contacted; `create` validates.
+pub fn initialize_instance(args: &InitializeArgs) -> Result<BackupInstanceRequest> {
+    let (db_type, set_type) = datasource_arm_types(&args.datasource_type)?;
+    let ds: Datasource = args.datasource_id.parse()?;
+    let store_type: SecretStoreType = args.secret_store_type.parse()?;
+    SecretRef::from_store(store_type, &args.secret_store_uri)?;
+    refuse_excluded(&ds.database())?;
+    let server = sanitize(&ds.server_name());
+    let name = format!(
+        "{server}-{}-{}",
+        sanitize(&ds.database()),
+        uuid::Uuid::new_v4()
+    );
+    let location = args.location.clone().unwrap_or_else(|| "local".into());
+    Ok(BackupInstanceRequest {
+        name,
+        properties: BackupInstanceProperties {
+            data_source_info: DatasourceInfo {
+                datasource_type: db_type.into(),
+                object_type: "Datasource".into(),
+                resource_id: ds.to_string(),
+                resource_location: location.clone(),
+                resource_name: ds.database().to_string(),
+                resource_type: db_type.into(),
+                resource_uri: String::new(),
+            },
+            data_source_set_info: Some(DatasourceInfo {
+                datasource_type: db_type.into(),
+                object_type: "DatasourceSet".into(),
+                resource_id: ds.server_url(),
+                resource_location: location,
+                resource_name: ds.server_name().to_string(),
+                resource_type: set_type.into(),
+                resource_uri: String::new(),
+            }),
+            datasource_auth_credentials: AuthCredentials {
+                object_type: "SecretStoreBasedAuthCredentials".into(),
+                secret_store_resource: SecretStoreResource {
+                    secret_store_type: store_type.to_string(),
+                    uri: args.secret_store_uri.clone(),
+                },
+            },
+            friendly_name: format!("{}\\{}", ds.server_name(), ds.database()),
+            object_type: "BackupInstance".into(),
+            policy_info: PolicyInfo {
+                policy_id: args.policy_id.clone(),
+                policy_version: None,
+            },
+            protection_status: None,
+            current_protection_state: None,
+            provisioning_state: None,
+        },
+    })
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+fn refuse_excluded(database: &str) -> Result<()> {
+    if EXCLUDED_DATABASES
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case(database))
+    {
+        return Err(Error::new(
+            "UserErrorDatabaseNotSupportedForBackup",
+            format!(
+                "database `{database}` is never backed up ({} are excluded)",
+                EXCLUDED_DATABASES.join(", ")
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The datasource and secret reference an instance names.
+pub fn instance_target(instance: &BackupInstanceProperties) -> Result<(Datasource, SecretRef)> {
+    let ds: Datasource = instance.data_source_info.resource_id.parse()?;
+    let store = &instance.datasource_auth_credentials.secret_store_resource;
+    let secret = SecretRef::from_store(store.secret_store_type.parse()?, &store.uri)?;
+    Ok((ds, secret))
+}
+
+/// Resolves the secret, connects, checks the backup privileges and reads the database's
+/// facts. Used by `create` and before every backup.
+pub async fn validate_for_backup(
+    ds: &Datasource,
+    secret: &SecretRef,
+) -> Result<(ConnectParams, DatabaseFacts)> {
+    let value = secret.resolve()?;
+    let conn = ConnectionString::parse(&value)?;
+    let params = ConnectParams::new(ds, &conn);
+    let client = params.connect().await?;
+    check_backup_privileges(&client).await?;
+    let facts = database_facts(&client).await.map_err(|e| {
+        Error::new(
+            "UserErrorDBQueryFailed",
+            format!("reading database facts failed: {e}"),
+        )
+    })?;
+    Ok((params, facts))
+}
+
+/// `backup-instance create`: validates, then stores the instance as protected.
+pub async fn create_instance(vault: &Vault, mut request: BackupInstanceRequest) -> Result<Value> {
+    check_name("backup instance", &request.name)?;
+    let props = &mut request.properties;
+    datasource_arm_types(&props.data_source_info.datasource_type)?;
+    let policy_name = resource::last_segment(&props.policy_info.policy_id).to_string();
+    vault.policy(&policy_name).await?;
+    let (ds, secret) = instance_target(props)?;
+    refuse_excluded(&ds.database())?;
+    for existing in vault.list_instances().await? {
+        if existing.name == request.name {
+            return Err(Error::new(
+                "UserErrorBackupInstanceAlreadyExists",
+                format!(
+                    "backup instance `{}` already exists in vault `{}`",
+                    request.name,
+                    vault.name()
+                ),
+            ));
+        }
+        let (other, _) = instance_target(&existing.properties)?;
+        if other.same_database(&ds) {
+            return Err(Error::new(
+                "UserErrorDatasourceAlreadyProtected",
+                format!(
+                    "database `{}` is already protected in vault `{}` by backup instance `{}`; a database is protected once per vault",
+                    ds,
+                    vault.name(),
+                    existing.name
+                ),
+            ));
+        }
+    }
+    validate_for_backup(&ds, &secret).await?;
+    props.policy_info.policy_id = resource::policy_id(vault.name(), &policy_name);
+    props.protection_status = Some(ProtectionStatus {
+        status: PROTECTION_CONFIGURED.into(),
+    });
+    props.current_protection_state = Some(PROTECTION_CONFIGURED.into());
+    props.provisioning_state = Some("Succeeded".into());
+    if props.friendly_name.is_empty() {
+        props.friendly_name = format!("{}\\{}", ds.server_name(), ds.database());
+    }
+    vault.save_instance(&request).await?;
+    Ok(vault.instance_json(&request))
+}

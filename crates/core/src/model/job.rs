@@ -1,0 +1,1387 @@
+//! Jobs: the record pgvault keeps of every operation it runs (configure protection, a backup,
+//! a restore, a script), and the Azure Backup JSON shape that record is shown in.
+//!
+//! A job's lifecycle lives in [`JobState`], whose variants carry exactly the timestamps that
+//! are valid in that state (after pueue's `TaskStatus`): a running job has a start and no end,
+//! a failed one has an end and an error, and nothing else can be built. The only transition is
+//! [`JobState::finish`], out of `InProgress`, once; the SQLite history applies the same rule
+//! through it so that memory and disk cannot disagree about what is legal.
+//!
+//! This module is pure: no IO and no clock reads. Every timestamp is a parameter, which is what
+//! lets the host replay history and the tests pin time.
+//!
+//! Names follow Azure Backup's job resource (`Microsoft.DataProtection/backupVaults/backupJobs`)
+//! so that `pgvault job show` prints what `az dataprotection job show` prints, with two
+//! deliberate differences: `operation` carries pgvault's own operation (`OnDemandBackup`,
+//! `ScheduledBackup`, ...; the values Azure Resource Graph and the product docs filter on)
+//! with Azure's coarse category in `operationCategory`, and `status` carries pgvault's
+//! [`JobStatus`] (`InProgress`, `Completed`, ...). Azure's REST API spells status as a free
+//! string (`Started`, `Succeeded`), which [`JobStatus`] parses.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use thiserror::Error;
+use uuid::Uuid;
+
+/// The Azure resource type of a job, as it appears in `type`.
+pub const AZURE_JOB_TYPE: &str = "Microsoft.DataProtection/backupVaults/backupJobs";
+
+/// The Azure datasource type pgvault reports: it only ever backs up PostgreSQL databases.
+pub const AZURE_DATASOURCE_TYPE: &str = "Microsoft.DBforPostgreSQL/servers/databases";
+
+/// The error code a job gets when the process running it disappeared before it finished.
+pub const JOB_INTERRUPTED: &str = "JobInterrupted";
+
+/// A value from outside (CLI argument, script, JSON) that is not a valid job field.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum JobParseError {
+    #[error(
+        "`{input}` is not a job id: expected a UUID such as 3c60cb49-63e8-4b21-b9bd-26277b3fdfae"
+    )]
+    JobId { input: String },
+    #[error(
+        "`{input}` is not a job operation: expected one of ConfigureBackup, OnDemandBackup, \
+         ScheduledBackup, Restore, ScriptRun"
+    )]
+    Operation { input: String },
+    #[error(
+        "`{input}` is not a job status: expected InProgress (or Started), Completed (or \
+         Succeeded), Failed, or Cancelled"
+    )]
+    Status { input: String },
+    #[error(
+        "`{input}` is not a .NET TimeSpan: expected [-][d.]hh:mm:ss[.fffffff], such as 00:02:11.9724387"
+    )]
+    TimeSpan { input: String },
+}
+
+/// A transition the job lifecycle does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum TransitionError {
+    #[error(
+        "the job already finished as {status}; a job leaves InProgress only once, so start a new job to run the operation again"
+    )]
+    AlreadyFinished { status: JobStatus },
+    #[error(
+        "the end time {end} is before the job's start time {start}; pass the time the job actually ended"
+    )]
+    EndBeforeStart {
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    },
+}
+
+/// A job's identity: a UUID, printed in its hyphenated lowercase form as Azure does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct JobId(Uuid);
+
+impl JobId {
+    /// A fresh random id. Randomness is not IO and not the clock, so the model may make one.
+    pub fn new() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    pub fn from_uuid(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
+
+    pub fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+}
+
+impl Default for JobId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+impl FromStr for JobId {
+    type Err = JobParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s.trim())
+            .map(Self)
+            .map_err(|_| JobParseError::JobId {
+                input: s.to_owned(),
+            })
+    }
+}
+
+/// What a job does. These are pgvault's (and Azure Resource Graph's) operation names; Azure's
+/// REST API folds the two backups into `Backup`, which [`Operation::category`] gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Operation {
+    ConfigureBackup,
+    OnDemandBackup,
+    ScheduledBackup,
+    Restore,
+    ScriptRun,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 5] = [
+        Operation::ConfigureBackup,
+        Operation::OnDemandBackup,
+        Operation::ScheduledBackup,
+        Operation::Restore,
+        Operation::ScriptRun,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::ConfigureBackup => "ConfigureBackup",
+            Operation::OnDemandBackup => "OnDemandBackup",
+            Operation::ScheduledBackup => "ScheduledBackup",
+            Operation::Restore => "Restore",
+            Operation::ScriptRun => "ScriptRun",
+        }
+    }
+
+    /// Azure's `operationCategory`.
+    pub fn category(self) -> OperationCategory {
+        match self {
+            Operation::ConfigureBackup => OperationCategory::ConfigureBackup,
+            Operation::OnDemandBackup | Operation::ScheduledBackup => OperationCategory::Backup,
+            Operation::Restore => OperationCategory::Restore,
+            Operation::ScriptRun => OperationCategory::Script,
+        }
+    }
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Operation {
+    type Err = JobParseError;
+
+    /// Case-insensitive, because scripts and CLI flags are typed by people and Azure's own
+    /// clients are loose about case.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let wanted = s.trim();
+        Operation::ALL
+            .into_iter()
+            .find(|op| op.as_str().eq_ignore_ascii_case(wanted))
+            .ok_or_else(|| JobParseError::Operation {
+                input: s.to_owned(),
+            })
+    }
+}
+
+impl TryFrom<String> for Operation {
+    type Error = JobParseError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// Azure's `operationCategory`: the coarse kind of a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum OperationCategory {
+    Backup,
+    Restore,
+    ConfigureBackup,
+    Script,
+}
+
+impl OperationCategory {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationCategory::Backup => "Backup",
+            OperationCategory::Restore => "Restore",
+            OperationCategory::ConfigureBackup => "ConfigureBackup",
+            OperationCategory::Script => "Script",
+        }
+    }
+}
+
+impl fmt::Display for OperationCategory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The status of a job without its timestamps: what filters and listings talk about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String")]
+pub enum JobStatus {
+    InProgress,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl JobStatus {
+    pub const ALL: [JobStatus; 4] = [
+        JobStatus::InProgress,
+        JobStatus::Completed,
+        JobStatus::Failed,
+        JobStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::InProgress => "InProgress",
+            JobStatus::Completed => "Completed",
+            JobStatus::Failed => "Failed",
+            JobStatus::Cancelled => "Cancelled",
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        self != JobStatus::InProgress
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobStatus {
+    type Err = JobParseError;
+
+    /// Accepts pgvault's names and the free strings Azure returns for the same states
+    /// (`Started` from the REST API, `Succeeded`, `In Progress` from the portal, the American
+    /// `Canceled`), case-insensitively, so JSON copied from Azure loads unchanged.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let folded: String = s
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '_' && *c != '-')
+            .collect::<String>()
+            .to_ascii_lowercase();
+        match folded.as_str() {
+            "inprogress" | "started" | "running" => Ok(JobStatus::InProgress),
+            "completed" | "succeeded" => Ok(JobStatus::Completed),
+            "failed" => Ok(JobStatus::Failed),
+            "cancelled" | "canceled" => Ok(JobStatus::Cancelled),
+            _ => Err(JobParseError::Status {
+                input: s.to_owned(),
+            }),
+        }
+    }
+}
+
+impl TryFrom<String> for JobStatus {
+    type Error = JobParseError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+/// Why a job failed, in Azure's `errorDetails` shape. Codes follow Azure's
+/// (`UserErrorMissingDBPermissions`, ...); the message says what to do. Secrets never go here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobError {
+    pub code: String,
+    pub message: String,
+}
+
+impl JobError {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// How a job ended: the argument of [`JobState::finish`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobOutcome {
+    /// Finished as asked. A backup names the recovery point it made; only a completed job can,
+    /// because a recovery point exists only once all its data is durable.
+    Completed {
+        recovery_point_id: Option<String>,
+    },
+    Failed(JobError),
+    Cancelled,
+}
+
+impl JobOutcome {
+    pub fn status(&self) -> JobStatus {
+        match self {
+            JobOutcome::Completed { .. } => JobStatus::Completed,
+            JobOutcome::Failed(_) => JobStatus::Failed,
+            JobOutcome::Cancelled => JobStatus::Cancelled,
+        }
+    }
+}
+
+/// Where a job is in its life, with exactly the timestamps valid there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status")]
+pub enum JobState {
+    InProgress {
+        start: DateTime<Utc>,
+    },
+    Completed {
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    },
+    Failed {
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        error: JobError,
+    },
+    Cancelled {
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    },
+}
+
+impl JobState {
+    pub fn status(&self) -> JobStatus {
+        match self {
+            JobState::InProgress { .. } => JobStatus::InProgress,
+            JobState::Completed { .. } => JobStatus::Completed,
+            JobState::Failed { .. } => JobStatus::Failed,
+            JobState::Cancelled { .. } => JobStatus::Cancelled,
+        }
+    }
+
+    pub fn start(&self) -> DateTime<Utc> {
+        match self {
+            JobState::InProgress { start }
+            | JobState::Completed { start, .. }
+            | JobState::Failed { start, .. }
+            | JobState::Cancelled { start, .. } => *start,
+        }
+    }
+
+    pub fn end(&self) -> Option<DateTime<Utc>> {
+        match self {
+            JobState::InProgress { .. } => None,
+            JobState::Completed { end, .. }
+            | JobState::Failed { end, .. }
+            | JobState::Cancelled { end, .. } => Some(*end),
+        }
+    }
+
+    pub fn error(&self) -> Option<&JobError> {
+        match self {
+            JobState::Failed { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// How long a finished job took; `None` while it runs (use [`JobState::elapsed`] with the
+    /// current time for that, since this module does not read the clock).
+    pub fn duration(&self) -> Option<TimeDelta> {
+        self.end().map(|end| end - self.start())
+    }
+
+    /// How long the job has run as of `now`: its duration once finished.
+    pub fn elapsed(&self, now: DateTime<Utc>) -> TimeDelta {
+        self.duration().unwrap_or_else(|| now - self.start())
+    }
+
+    /// The one transition: out of `InProgress`, at `end`, to the outcome's state.
+    pub fn finish(
+        &self,
+        outcome: &JobOutcome,
+        end: DateTime<Utc>,
+    ) -> Result<Self, TransitionError> {
+        let JobState::InProgress { start } = *self else {
+            return Err(TransitionError::AlreadyFinished {
+                status: self.status(),
+            });
+        };
+        if end < start {
+            return Err(TransitionError::EndBeforeStart { start, end });
+        }
+        Ok(match outcome {
+            JobOutcome::Completed { .. } => JobState::Completed { start, end },
+            JobOutcome::Failed(error) => JobState::Failed {
+                start,
+                end,
+                error: error.clone(),
+            },
+            JobOutcome::Cancelled => JobState::Cancelled { start, end },
+        })
+    }
+}
+
+/// Which process runs a job, so that a host restarting after a crash can tell a job that is
+/// still running elsewhere from one whose process is gone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobOwner {
+    pub pid: u32,
+    pub host: String,
+}
+
+impl JobOwner {
+    pub fn new(pid: u32, host: impl Into<String>) -> Self {
+        Self {
+            pid,
+            host: host.into(),
+        }
+    }
+}
+
+/// Everything known about a job when it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewJob {
+    pub id: JobId,
+    pub operation: Operation,
+    pub start: DateTime<Utc>,
+    pub owner: JobOwner,
+    pub vault_name: String,
+    pub backup_instance_name: Option<String>,
+    pub datasource_name: Option<String>,
+    pub datasource_id: Option<String>,
+    pub policy_name: Option<String>,
+    pub policy_rule_name: Option<String>,
+    pub retention_tag: Option<String>,
+    pub is_user_triggered: bool,
+    /// The recovery point a restore reads from; a backup's is known only when it completes.
+    pub recovery_point_id: Option<String>,
+    pub extended_details: BTreeMap<String, String>,
+}
+
+impl NewJob {
+    /// A job with a fresh id and nothing optional set. `is_user_triggered` defaults to what the
+    /// operation implies: only a scheduled backup starts without someone asking for it.
+    pub fn new(
+        operation: Operation,
+        vault_name: impl Into<String>,
+        start: DateTime<Utc>,
+        owner: JobOwner,
+    ) -> Self {
+        Self {
+            id: JobId::new(),
+            operation,
+            start,
+            owner,
+            vault_name: vault_name.into(),
+            backup_instance_name: None,
+            datasource_name: None,
+            datasource_id: None,
+            policy_name: None,
+            policy_rule_name: None,
+            retention_tag: None,
+            is_user_triggered: operation != Operation::ScheduledBackup,
+            recovery_point_id: None,
+            extended_details: BTreeMap::new(),
+        }
+    }
+}
+
+/// One job: an operation, its state, what it acted on and what it moved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Job {
+    pub id: JobId,
+    pub operation: Operation,
+    pub state: JobState,
+    pub owner: JobOwner,
+    pub vault_name: String,
+    pub backup_instance_name: Option<String>,
+    pub datasource_name: Option<String>,
+    pub datasource_id: Option<String>,
+    pub policy_name: Option<String>,
+    pub policy_rule_name: Option<String>,
+    pub retention_tag: Option<String>,
+    pub is_user_triggered: bool,
+    /// Bytes read from PostgreSQL (the `pg_dump` stream), or from the vault for a restore.
+    pub bytes_read: u64,
+    /// Bytes newly written to the vault after deduplication and compression.
+    pub bytes_stored: u64,
+    pub recovery_point_id: Option<String>,
+    /// Small free-form facts shown in Azure's `additionalDetails` (the restore target, ...).
+    pub extended_details: BTreeMap<String, String>,
+}
+
+impl Job {
+    /// The job as it is the moment it starts: `InProgress`, nothing read or stored yet.
+    pub fn start(new: &NewJob) -> Self {
+        Self {
+            id: new.id,
+            operation: new.operation,
+            state: JobState::InProgress { start: new.start },
+            owner: new.owner.clone(),
+            vault_name: new.vault_name.clone(),
+            backup_instance_name: new.backup_instance_name.clone(),
+            datasource_name: new.datasource_name.clone(),
+            datasource_id: new.datasource_id.clone(),
+            policy_name: new.policy_name.clone(),
+            policy_rule_name: new.policy_rule_name.clone(),
+            retention_tag: new.retention_tag.clone(),
+            is_user_triggered: new.is_user_triggered,
+            bytes_read: 0,
+            bytes_stored: 0,
+            recovery_point_id: new.recovery_point_id.clone(),
+            extended_details: new.extended_details.clone(),
+        }
+    }
+
+    pub fn status(&self) -> JobStatus {
+        self.state.status()
+    }
+
+    pub fn duration(&self) -> Option<TimeDelta> {
+        self.state.duration()
+    }
+
+    /// Ends the job with its final byte counts. Nothing changes if the transition is refused.
+    pub fn finish(
+        &mut self,
+        outcome: &JobOutcome,
+        end: DateTime<Utc>,
+        bytes_read: u64,
+        bytes_stored: u64,
+    ) -> Result<(), TransitionError> {
+        self.state = self.state.finish(outcome, end)?;
+        self.bytes_read = bytes_read;
+        self.bytes_stored = bytes_stored;
+        if let JobOutcome::Completed {
+            recovery_point_id: Some(rp),
+        } = outcome
+        {
+            self.recovery_point_id = Some(rp.clone());
+        }
+        Ok(())
+    }
+
+    /// The job as Azure's REST API shows it (an element of `Jobs_List`'s `value`).
+    ///
+    /// `vault_id_prefix` is the vault's resource id, e.g.
+    /// `/subscriptions/<sub>/resourceGroups/<rg>/providers/Microsoft.DataProtection/backupVaults/<name>`
+    /// for a vault mirrored in Azure, or whatever stable path a local vault uses; the job, its
+    /// backup instance and its policy are addressed beneath it as Azure addresses them.
+    /// Properties pgvault cannot know (the datasource's region, or its subscription when the
+    /// datasource id is not an Azure one) are `null` rather than missing, so a script written
+    /// against Azure finds every key it expects.
+    pub fn to_azure_json(&self, vault_id_prefix: &str) -> Value {
+        let vault_id = vault_id_prefix.trim_end_matches('/');
+        let job_id = self.id.to_string();
+        let source_id = self.datasource_id.as_deref();
+
+        let mut props = Map::new();
+        // Azure's activity id correlates a job with the request that started it; the job id is
+        // pgvault's nearest equivalent and is also what Azure repeats as `TaskId`.
+        props.insert("activityID".into(), json!(job_id));
+        props.insert(
+            "backupInstanceFriendlyName".into(),
+            json!(self.backup_instance_name),
+        );
+        props.insert(
+            "backupInstanceId".into(),
+            json!(
+                self.backup_instance_name
+                    .as_ref()
+                    .map(|bi| format!("{vault_id}/backupInstances/{bi}"))
+            ),
+        );
+        props.insert("dataSourceId".into(), json!(self.datasource_id));
+        props.insert("dataSourceLocation".into(), Value::Null);
+        props.insert("dataSourceName".into(), json!(self.datasource_name));
+        props.insert(
+            "dataSourceSetName".into(),
+            json!(source_id.and_then(|id| {
+                arm_segment(id, "servers").or_else(|| arm_segment(id, "flexibleServers"))
+            })),
+        );
+        props.insert("dataSourceType".into(), json!(AZURE_DATASOURCE_TYPE));
+        props.insert(
+            "duration".into(),
+            // Azure reports a running job's duration as zero, not as time elapsed so far.
+            json!(format_timespan(
+                self.duration().unwrap_or(TimeDelta::zero())
+            )),
+        );
+        if let Some(end) = self.state.end() {
+            props.insert("endTime".into(), json!(azure_time(end)));
+        }
+        if let Some(error) = self.state.error() {
+            props.insert(
+                "errorDetails".into(),
+                json!([{ "code": error.code, "message": error.message }]),
+            );
+        }
+        props.insert(
+            "extendedInfo".into(),
+            json!({
+                "additionalDetails": self.additional_details(),
+                "dataTransferredInBytes": self.bytes_stored,
+            }),
+        );
+        props.insert("isUserTriggered".into(), json!(self.is_user_triggered));
+        props.insert("operation".into(), json!(self.operation.as_str()));
+        props.insert(
+            "operationCategory".into(),
+            json!(self.operation.category().as_str()),
+        );
+        props.insert(
+            "policyId".into(),
+            json!(
+                self.policy_name
+                    .as_ref()
+                    .map(|p| format!("{vault_id}/backupPolicies/{p}"))
+            ),
+        );
+        props.insert("policyName".into(), json!(self.policy_name));
+        props.insert("progressEnabled".into(), json!(false));
+        props.insert(
+            "sourceResourceGroup".into(),
+            json!(source_id.and_then(|id| arm_segment(id, "resourceGroups"))),
+        );
+        props.insert(
+            "sourceSubscriptionID".into(),
+            json!(source_id.and_then(|id| arm_segment(id, "subscriptions"))),
+        );
+        props.insert("startTime".into(), json!(azure_time(self.state.start())));
+        props.insert("status".into(), json!(self.status().as_str()));
+        props.insert(
+            "subscriptionId".into(),
+            json!(arm_segment(vault_id, "subscriptions")),
+        );
+        props.insert("supportedActions".into(), json!([]));
+        props.insert("vaultName".into(), json!(self.vault_name));
+
+        json!({
+            "id": format!("{vault_id}/backupJobs/{job_id}"),
+            "name": job_id,
+            "type": AZURE_JOB_TYPE,
+            "properties": props,
+        })
+    }
+
+    /// Azure's `extendedInfo.additionalDetails`: a flat string map. The typed fields are
+    /// written last so a free-form detail can never masquerade as, say, `BytesStored`.
+    fn additional_details(&self) -> BTreeMap<String, String> {
+        let mut details = self.extended_details.clone();
+        details.insert("TaskId".into(), self.id.to_string());
+        if let Some(rule) = &self.policy_rule_name {
+            details.insert("PolicyRuleName".into(), rule.clone());
+        }
+        if let Some(tag) = &self.retention_tag {
+            details.insert("RetentionTag".into(), tag.clone());
+        }
+        details.insert("BytesRead".into(), self.bytes_read.to_string());
+        details.insert("BytesStored".into(), self.bytes_stored.to_string());
+        if let Some(rp) = &self.recovery_point_id {
+            details.insert("RecoveryPointId".into(), rp.clone());
+        }
+        details
+    }
+}
+
+/// The value after `/<key>/` in an Azure resource id (keys compare case-insensitively, as
+/// Azure's do), or `None` when the id has no such segment.
+fn arm_segment<'a>(resource_id: &'a str, key: &str) -> Option<&'a str> {
+    let mut parts = resource_id.split('/');
+    while let Some(part) = parts.next() {
+        if part.eq_ignore_ascii_case(key) {
+            return parts.next().filter(|v| !v.is_empty());
+        }
+    }
+    None
+}
+
+/// A timestamp as Azure writes one: UTC, seven fractional digits (.NET ticks), `Z`.
+pub fn azure_time(t: DateTime<Utc>) -> String {
+    // A leap second shows up as nanoseconds past 1e9; clamp rather than print eight digits.
+    let ticks = (t.timestamp_subsec_nanos() / 100).min(9_999_999);
+    format!("{}.{ticks:07}Z", t.format("%Y-%m-%dT%H:%M:%S"))
+}
+
+const TICKS_PER_SECOND: i64 = 10_000_000;
+const TICKS_PER_DAY: i64 = 86_400 * TICKS_PER_SECOND;
+
+/// A duration as a .NET TimeSpan in its invariant ("c") format, which is how Azure writes
+/// job durations: `[-][d.]hh:mm:ss[.fffffff]`, with the day part and the fraction only when
+/// non-zero. Precision is a tick (100 ns); anything finer is truncated.
+pub fn format_timespan(d: TimeDelta) -> String {
+    // Nanoseconds in an i128 so that TimeDelta's full range cannot overflow.
+    let nanos = i128::from(d.num_seconds()) * 1_000_000_000 + i128::from(d.subsec_nanos());
+    let sign = if nanos < 0 { "-" } else { "" };
+    let ticks = nanos.unsigned_abs() / 100;
+    let (per_day, per_second) = (TICKS_PER_DAY as u128, TICKS_PER_SECOND as u128);
+    let days = ticks / per_day;
+    let rest = ticks % per_day;
+    let secs = rest / per_second;
+    let frac = rest % per_second;
+    let mut out = String::from(sign);
+    if days > 0 {
+        out.push_str(&format!("{days}."));
+    }
+    out.push_str(&format!(
+        "{:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    ));
+    if frac > 0 {
+        out.push_str(&format!(".{frac:07}"));
+    }
+    out
+}
+
+/// Parses a .NET TimeSpan in the "c" format that [`format_timespan`] writes (one to seven
+/// fractional digits), as Azure returns in job `duration`.
+pub fn parse_timespan(s: &str) -> Result<TimeDelta, JobParseError> {
+    let err = || JobParseError::TimeSpan {
+        input: s.to_owned(),
+    };
+    let trimmed = s.trim();
+    let (negative, body) = match trimmed.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, trimmed),
+    };
+    let number = |part: &str, max: Option<i64>| -> Result<i64, JobParseError> {
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(err());
+        }
+        let n: i64 = part.parse().map_err(|_| err())?;
+        match max {
+            Some(max) if n > max => Err(err()),
+            _ => Ok(n),
+        }
+    };
+
+    let mut fields = body.split(':');
+    let (Some(first), Some(minutes), Some(last), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return Err(err());
+    };
+    let (days, hours) = match first.split_once('.') {
+        Some((d, h)) => (number(d, Some(10_675_199))?, number(h, Some(23))?),
+        None => (0, number(first, Some(23))?),
+    };
+    let minutes = number(minutes, Some(59))?;
+    let (seconds, ticks) = match last.split_once('.') {
+        Some((sec, frac)) => {
+            if frac.len() > 7 {
+                return Err(err());
+            }
+            let scale = 10_i64.pow(7 - frac.len() as u32);
+            (number(sec, Some(59))?, number(frac, None)? * scale)
+        }
+        None => (number(last, Some(59))?, 0),
+    };
+    let total_seconds = ((days * 24 + hours) * 60 + minutes) * 60 + seconds;
+    let delta = TimeDelta::try_seconds(total_seconds).ok_or_else(err)?
+        + TimeDelta::nanoseconds(ticks * 100);
+    Ok(if negative { -delta } else { delta })
+}
+
+/// Which jobs to list. Every field narrows; the default matches every job. Vault and instance
+/// names compare case-insensitively, as Azure resource names do. The start-time window is
+/// half-open (`started_after <= start < started_before`) so adjacent windows never overlap.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    pub vault: Option<String>,
+    pub instance: Option<String>,
+    pub status: Option<JobStatus>,
+    pub operation: Option<Operation>,
+    pub started_after: Option<DateTime<Utc>>,
+    pub started_before: Option<DateTime<Utc>>,
+    /// At most this many jobs, newest first.
+    pub limit: Option<usize>,
+}
+
+impl JobFilter {
+    pub fn vault(mut self, vault: impl Into<String>) -> Self {
+        self.vault = Some(vault.into());
+        self
+    }
+
+    pub fn instance(mut self, instance: impl Into<String>) -> Self {
+        self.instance = Some(instance.into());
+        self
+    }
+
+    pub fn status(mut self, status: JobStatus) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    pub fn operation(mut self, operation: Operation) -> Self {
+        self.operation = Some(operation);
+        self
+    }
+
+    pub fn started_after(mut self, t: DateTime<Utc>) -> Self {
+        self.started_after = Some(t);
+        self
+    }
+
+    pub fn started_before(mut self, t: DateTime<Utc>) -> Self {
+        self.started_before = Some(t);
+        self
+    }
+
+    pub fn limit(mut self, limit: usize) -> Self {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// Whether `job` passes every condition except `limit`, which applies to a whole list.
+    /// Stores that cannot filter natively use this; SQLite's must agree with it.
+    pub fn matches(&self, job: &Job) -> bool {
+        let same = |want: &Option<String>, have: Option<&str>| match want {
+            None => true,
+            Some(w) => have.is_some_and(|h| h.eq_ignore_ascii_case(w)),
+        };
+        let start = job.state.start();
+        same(&self.vault, Some(&job.vault_name))
+            && same(&self.instance, job.backup_instance_name.as_deref())
+            && self.status.is_none_or(|s| s == job.status())
+            && self.operation.is_none_or(|op| op == job.operation)
+            && self.started_after.is_none_or(|t| start >= t)
+            && self.started_before.is_none_or(|t| start < t)
+    }
+
+    /// Applies the filter to jobs in memory: matching ones, newest first, at most `limit`.
+    pub fn apply<'a>(&self, jobs: impl IntoIterator<Item = &'a Job>) -> Vec<&'a Job> {
+        let mut out: Vec<&Job> = jobs.into_iter().filter(|j| self.matches(j)).collect();
+        out.sort_by_key(|j| std::cmp::Reverse(j.state.start()));
+        if let Some(limit) = self.limit {
+            out.truncate(limit);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2021, 3, 17, h, m, s).unwrap()
+    }
+
+    fn owner() -> JobOwner {
+        JobOwner::new(4242, "db-host-1")
+    }
+
+    #[test]
+    fn job_id_round_trips_through_display_and_from_str() {
+        let id = JobId::new();
+        assert_eq!(id.to_string().parse::<JobId>(), Ok(id));
+        let azure = "3c60cb49-63e8-4b21-b9bd-26277b3fdfae";
+        assert_eq!(azure.parse::<JobId>().unwrap().to_string(), azure);
+        assert!(matches!(
+            "not-a-uuid".parse::<JobId>(),
+            Err(JobParseError::JobId { .. })
+        ));
+    }
+
+    #[test]
+    fn operation_names_categories_and_parsing() {
+        let cases = [
+            (
+                "ConfigureBackup",
+                Operation::ConfigureBackup,
+                "ConfigureBackup",
+            ),
+            ("ondemandbackup", Operation::OnDemandBackup, "Backup"),
+            ("SCHEDULEDBACKUP", Operation::ScheduledBackup, "Backup"),
+            ("Restore", Operation::Restore, "Restore"),
+            (" scriptRun ", Operation::ScriptRun, "Script"),
+        ];
+        for (input, op, category) in cases {
+            assert_eq!(input.parse::<Operation>(), Ok(op), "{input}");
+            assert_eq!(op.category().as_str(), category, "{op}");
+            assert_eq!(op.to_string().parse::<Operation>(), Ok(op));
+            assert_eq!(serde_json::to_value(op).unwrap(), json!(op.as_str()));
+            let back: Operation = serde_json::from_value(json!(input)).unwrap();
+            assert_eq!(back, op);
+        }
+        assert!(matches!(
+            "Backup".parse::<Operation>(),
+            Err(JobParseError::Operation { .. })
+        ));
+    }
+
+    #[test]
+    fn status_parsing_accepts_azure_free_strings() {
+        let cases = [
+            ("InProgress", Some(JobStatus::InProgress)),
+            ("In Progress", Some(JobStatus::InProgress)),
+            ("Started", Some(JobStatus::InProgress)),
+            ("started", Some(JobStatus::InProgress)),
+            ("Succeeded", Some(JobStatus::Completed)),
+            ("COMPLETED", Some(JobStatus::Completed)),
+            ("Failed", Some(JobStatus::Failed)),
+            ("Cancelled", Some(JobStatus::Cancelled)),
+            ("Canceled", Some(JobStatus::Cancelled)),
+            ("CompletedWithWarnings", None),
+            ("", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(input.parse::<JobStatus>().ok(), want, "{input:?}");
+        }
+        let from_json: JobStatus = serde_json::from_value(json!("Succeeded")).unwrap();
+        assert_eq!(from_json, JobStatus::Completed);
+    }
+
+    #[test]
+    fn timespan_formatting() {
+        let ns = TimeDelta::nanoseconds;
+        let cases = [
+            (TimeDelta::zero(), "00:00:00"),
+            (TimeDelta::seconds(1), "00:00:01"),
+            (ns(131_972_438_700), "00:02:11.9724387"),
+            (ns(131_972_438_799), "00:02:11.9724387"), // below a tick is truncated
+            (ns(100), "00:00:00.0000001"),
+            (TimeDelta::seconds(86_399), "23:59:59"),
+            (TimeDelta::seconds(86_400), "1.00:00:00"),
+            (
+                TimeDelta::seconds(3 * 86_400 + 3_723) + ns(500_000_000),
+                "3.01:02:03.5000000",
+            ),
+            (TimeDelta::seconds(-1), "-00:00:01"),
+            (-ns(1_500_000_000), "-00:00:01.5000000"),
+        ];
+        for (delta, want) in cases {
+            assert_eq!(format_timespan(delta), want, "{delta:?}");
+            // Every formatted value parses back (to tick precision).
+            let back = parse_timespan(want).unwrap();
+            assert_eq!(
+                back.num_nanoseconds().unwrap() / 100,
+                delta.num_nanoseconds().unwrap() / 100
+            );
+        }
+    }
+
+    #[test]
+    fn timespan_parsing() {
+        let cases = [
+            ("00:00:00", Some(TimeDelta::zero())),
+            (
+                "00:02:11.9724387",
+                Some(TimeDelta::nanoseconds(131_972_438_700)),
+            ),
+            ("00:00:01.5", Some(TimeDelta::milliseconds(1_500))),
+            ("2.00:00:00", Some(TimeDelta::days(2))),
+            ("-00:01:00", Some(TimeDelta::minutes(-1))),
+            ("24:00:00", None),
+            ("00:60:00", None),
+            ("00:00:00.12345678", None),
+            ("00:00", None),
+            ("1:2:3:4", None),
+            ("PT2M", None),
+            ("00:+1:00", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_timespan(input).ok(), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn azure_time_has_seven_fractional_digits() {
+        let cases = [
+            (
+                t(11, 11, 50) + TimeDelta::nanoseconds(559_525_900),
+                "2021-03-17T11:11:50.5595259Z",
+            ),
+            (t(3, 0, 3), "2021-03-17T03:00:03.0000000Z"),
+        ];
+        for (time, want) in cases {
+            assert_eq!(azure_time(time), want);
+        }
+    }
+
+    #[test]
+    fn state_accessors_for_every_state() {
+        let err = JobError::new("UserErrorMissingDBPermissions", "grant CONNECT");
+        let cases = [
+            (
+                JobState::InProgress { start: t(1, 0, 0) },
+                JobStatus::InProgress,
+                None,
+                None,
+            ),
+            (
+                JobState::Completed {
+                    start: t(1, 0, 0),
+                    end: t(1, 2, 0),
+                },
+                JobStatus::Completed,
+                Some(TimeDelta::minutes(2)),
+                None,
+            ),
+            (
+                JobState::Failed {
+                    start: t(1, 0, 0),
+                    end: t(1, 0, 5),
+                    error: err.clone(),
+                },
+                JobStatus::Failed,
+                Some(TimeDelta::seconds(5)),
+                Some(&err),
+            ),
+            (
+                JobState::Cancelled {
+                    start: t(1, 0, 0),
+                    end: t(2, 0, 0),
+                },
+                JobStatus::Cancelled,
+                Some(TimeDelta::hours(1)),
+                None,
+            ),
+        ];
+        for (state, status, duration, error) in cases {
+            assert_eq!(state.status(), status);
+            assert_eq!(state.start(), t(1, 0, 0));
+            assert_eq!(state.duration(), duration);
+            assert_eq!(state.error(), error);
+            assert_eq!(state.end().is_some(), status.is_finished());
+            assert_eq!(
+                state.elapsed(t(3, 0, 0)),
+                duration.unwrap_or(TimeDelta::hours(2)),
+            );
+            let json = serde_json::to_value(&state).unwrap();
+            assert_eq!(json["status"], json!(status.as_str()));
+            assert_eq!(serde_json::from_value::<JobState>(json).unwrap(), state);
+        }
+    }
+
+    #[test]
+    fn transitions() {
+        let running = JobState::InProgress { start: t(1, 0, 0) };
+        let failed = JobOutcome::Failed(JobError::new("X", "y"));
+        let done = JobOutcome::Completed {
+            recovery_point_id: None,
+        };
+        type Case<'a> = (
+            &'a JobState,
+            &'a JobOutcome,
+            DateTime<Utc>,
+            Result<JobStatus, TransitionError>,
+        );
+        let cases: [Case; 6] = [
+            (&running, &done, t(1, 0, 1), Ok(JobStatus::Completed)),
+            (&running, &failed, t(1, 0, 0), Ok(JobStatus::Failed)),
+            (
+                &running,
+                &JobOutcome::Cancelled,
+                t(1, 5, 0),
+                Ok(JobStatus::Cancelled),
+            ),
+            (
+                &running,
+                &done,
+                t(0, 59, 59),
+                Err(TransitionError::EndBeforeStart {
+                    start: t(1, 0, 0),
+                    end: t(0, 59, 59),
+                }),
+            ),
+            (
+                &JobState::Completed {
+                    start: t(1, 0, 0),
+                    end: t(1, 0, 1),
+                },
+                &failed,
+                t(1, 0, 2),
+                Err(TransitionError::AlreadyFinished {
+                    status: JobStatus::Completed,
+                }),
+            ),
+            (
+                &JobState::Cancelled {
+                    start: t(1, 0, 0),
+                    end: t(1, 0, 1),
+                },
+                &JobOutcome::Cancelled,
+                t(1, 0, 2),
+                Err(TransitionError::AlreadyFinished {
+                    status: JobStatus::Cancelled,
+                }),
+            ),
+        ];
+        for (from, outcome, end, want) in cases {
+            let got = from.finish(outcome, end);
+            assert_eq!(
+                got.clone().map(|state| state.status()),
+                want,
+                "{from:?} {outcome:?}"
+            );
+            if let Ok(state) = got {
+                assert_eq!(state.end(), Some(end));
+                assert_eq!(state.start(), from.start());
+            }
+        }
+    }
+
+    #[test]
+    fn job_finish_sets_bytes_and_recovery_point_only_when_allowed() {
+        let mut new = NewJob::new(Operation::OnDemandBackup, "vault", t(1, 0, 0), owner());
+        new.policy_rule_name = Some("Default".into());
+        let mut job = Job::start(&new);
+        assert!(job.is_user_triggered);
+        job.finish(
+            &JobOutcome::Completed {
+                recovery_point_id: Some("rp-1".into()),
+            },
+            t(1, 1, 0),
+            100,
+            40,
+        )
+        .unwrap();
+        assert_eq!((job.bytes_read, job.bytes_stored), (100, 40));
+        assert_eq!(job.recovery_point_id.as_deref(), Some("rp-1"));
+
+        let before = job.clone();
+        let refused = job.finish(&JobOutcome::Cancelled, t(1, 2, 0), 1, 1);
+        assert!(matches!(
+            refused,
+            Err(TransitionError::AlreadyFinished { .. })
+        ));
+        assert_eq!(job, before, "a refused transition leaves the job untouched");
+    }
+
+    #[test]
+    fn scheduled_backups_are_not_user_triggered() {
+        for op in Operation::ALL {
+            let new = NewJob::new(op, "v", t(0, 0, 0), owner());
+            assert_eq!(
+                new.is_user_triggered,
+                op != Operation::ScheduledBackup,
+                "{op}"
+            );
+        }
+    }
+
+    const VAULT_ID: &str = "/subscriptions/62b829ee-7936-40c9-a1c9-47a93f9f3965/resourceGroups/BugBash1/providers/Microsoft.DataProtection/backupVaults/BugBashVaultForCCYv11";
+
+    fn completed_backup() -> Job {
+        let mut new = NewJob::new(
+            Operation::OnDemandBackup,
+            "BugBashVaultForCCYv11",
+            t(11, 11, 50) + TimeDelta::nanoseconds(559_525_900),
+            owner(),
+        );
+        new.backup_instance_name = Some("mabtestingccybasicv11\\bugbashdb3".into());
+        new.datasource_name = Some("bugbashdb3".into());
+        new.datasource_id = Some("/subscriptions/62b829ee-7936-40c9-a1c9-47a93f9f3965/resourceGroups/DppPostgresTestingCcy/providers/Microsoft.DBforPostgreSQL/servers/mabtestingccybasicv11/databases/bugbashdb3".into());
+        new.policy_name = Some("jakavetPolicy1".into());
+        new.policy_rule_name = Some("BackupWeekly".into());
+        new.retention_tag = Some("Default".into());
+        new.extended_details
+            .insert("BytesStored".into(), "spoofed".into());
+        new.extended_details
+            .insert("Compression".into(), "zstd".into());
+        let mut job = Job::start(&new);
+        let end = job.state.start() + TimeDelta::nanoseconds(131_972_438_700);
+        job.finish(
+            &JobOutcome::Completed {
+                recovery_point_id: Some("rp-7".into()),
+            },
+            end,
+            1_000,
+            250,
+        )
+        .unwrap();
+        job
+    }
+
+    #[test]
+    fn azure_json_of_a_completed_backup() {
+        let job = completed_backup();
+        let v = job.to_azure_json(&format!("{VAULT_ID}/"));
+        let id = job.id.to_string();
+        assert_eq!(v["id"], json!(format!("{VAULT_ID}/backupJobs/{id}")));
+        assert_eq!(v["name"], json!(id));
+        assert_eq!(v["type"], json!(AZURE_JOB_TYPE));
+        let p = &v["properties"];
+        assert_eq!(p["operation"], "OnDemandBackup");
+        assert_eq!(p["operationCategory"], "Backup");
+        assert_eq!(p["status"], "Completed");
+        assert_eq!(p["startTime"], "2021-03-17T11:11:50.5595259Z");
+        assert_eq!(p["endTime"], "2021-03-17T11:14:02.5319646Z");
+        assert_eq!(p["duration"], "00:02:11.9724387");
+        assert_eq!(p["isUserTriggered"], true);
+        assert_eq!(p["vaultName"], "BugBashVaultForCCYv11");
+        assert_eq!(
+            p["backupInstanceFriendlyName"],
+            "mabtestingccybasicv11\\bugbashdb3"
+        );
+        assert_eq!(
+            p["backupInstanceId"],
+            json!(format!(
+                "{VAULT_ID}/backupInstances/mabtestingccybasicv11\\bugbashdb3"
+            ))
+        );
+        assert_eq!(
+            p["policyId"],
+            json!(format!("{VAULT_ID}/backupPolicies/jakavetPolicy1"))
+        );
+        assert_eq!(p["dataSourceSetName"], "mabtestingccybasicv11");
+        assert_eq!(p["sourceResourceGroup"], "DppPostgresTestingCcy");
+        assert_eq!(
+            p["sourceSubscriptionID"],
+            "62b829ee-7936-40c9-a1c9-47a93f9f3965"
+        );
+        assert_eq!(p["subscriptionId"], "62b829ee-7936-40c9-a1c9-47a93f9f3965");
+        assert_eq!(p["dataSourceLocation"], Value::Null);
+        assert!(p.get("errorDetails").is_none());
+        let details = &p["extendedInfo"]["additionalDetails"];
+        assert_eq!(details["PolicyRuleName"], "BackupWeekly");
+        assert_eq!(details["RetentionTag"], "Default");
+        assert_eq!(details["BytesRead"], "1000");
+        assert_eq!(
+            details["BytesStored"], "250",
+            "typed fields win over free-form details"
+        );
+        assert_eq!(details["RecoveryPointId"], "rp-7");
+        assert_eq!(details["Compression"], "zstd");
+        assert_eq!(details["TaskId"], json!(id));
+        assert_eq!(p["extendedInfo"]["dataTransferredInBytes"], 250);
+    }
+
+    #[test]
+    fn azure_json_of_running_and_failed_jobs() {
+        let mut new = NewJob::new(
+            Operation::ScheduledBackup,
+            "local-vault",
+            t(3, 0, 3),
+            owner(),
+        );
+        new.datasource_id = Some("postgres://db.internal/sales".into());
+        let running = Job::start(&new);
+        let p = running.to_azure_json("vaults/local-vault")["properties"].clone();
+        assert_eq!(p["status"], "InProgress");
+        assert_eq!(p["duration"], "00:00:00");
+        assert!(p.get("endTime").is_none());
+        assert_eq!(p["isUserTriggered"], false);
+        // A non-Azure datasource id yields nulls, not garbage, for the Azure-only fields.
+        for key in [
+            "dataSourceSetName",
+            "sourceResourceGroup",
+            "sourceSubscriptionID",
+            "subscriptionId",
+            "backupInstanceId",
+            "policyId",
+        ] {
+            assert_eq!(p[key], Value::Null, "{key}");
+        }
+        let details = &p["extendedInfo"]["additionalDetails"];
+        assert!(details.get("PolicyRuleName").is_none());
+        assert!(details.get("RecoveryPointId").is_none());
+
+        let mut failed = running.clone();
+        let error = JobError::new(
+            "UserErrorMissingDBPermissions",
+            "GRANT CONNECT ON DATABASE sales TO backup;",
+        );
+        failed
+            .finish(&JobOutcome::Failed(error), t(3, 0, 4), 10, 0)
+            .unwrap();
+        let p = failed.to_azure_json("vaults/local-vault")["properties"].clone();
+        assert_eq!(p["status"], "Failed");
+        assert_eq!(p["duration"], "00:00:01");
+        assert_eq!(
+            p["errorDetails"],
+            json!([{ "code": "UserErrorMissingDBPermissions", "message": "GRANT CONNECT ON DATABASE sales TO backup;" }])
+        );
+    }
+
+    /// The key set of `properties` matches the corpus element that has an `endTime` (a
+    /// finished backup), except for keys pgvault adds on purpose.
+    #[test]
+    fn azure_json_keys_match_the_corpus() {
+        let corpus: Value = serde_json::from_str(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/conformance/azure/ListJobs.json"
+        )))
+        .unwrap();
+        let get_job: Value = serde_json::from_str(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/conformance/azure/GetJob.json"
+        )))
+        .unwrap();
+        let finished = corpus["responses"]["200"]["body"]["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["properties"].get("endTime").is_some())
+            .unwrap();
+        let keys = |v: &Value| -> std::collections::BTreeSet<String> {
+            v.as_object().unwrap().keys().cloned().collect()
+        };
+        let ours_json = completed_backup().to_azure_json(VAULT_ID);
+        assert_eq!(keys(finished), keys(&ours_json));
+        let want = keys(&finished["properties"]);
+        let ours = keys(&ours_json["properties"]);
+        // `extendedInfo` is in Azure's schema and in GetJob.json; the list corpus omits it.
+        let extras: std::collections::BTreeSet<String> = ["extendedInfo".to_owned()].into();
+        let missing: Vec<_> = want.difference(&ours).collect();
+        let unexpected: Vec<_> = ours
+            .difference(&want)
+            .filter(|k| !extras.contains(*k))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "keys Azure has and pgvault lacks: {missing:?}"
+        );
+        assert!(
+            unexpected.is_empty(),
+            "keys pgvault adds without saying so: {unexpected:?}"
+        );
+
+        // Where pgvault does write `extendedInfo`, it carries every detail Azure's has.
+        let azure_details = keys(
+            &get_job["responses"]["200"]["body"]["properties"]["extendedInfo"]["additionalDetails"],
+        );
+        let our_details = keys(&ours_json["properties"]["extendedInfo"]["additionalDetails"]);
+        let missing: Vec<_> = azure_details.difference(&our_details).collect();
+        assert!(
+            missing.is_empty(),
+            "additionalDetails pgvault lacks: {missing:?}"
+        );
+    }
+
+    #[test]
+    fn filter_matches_and_orders() {
+        let mk = |op: Operation, vault: &str, instance: Option<&str>, start: DateTime<Utc>| {
+            let mut n = NewJob::new(op, vault, start, owner());
+            n.backup_instance_name = instance.map(str::to_owned);
+            Job::start(&n)
+        };
+        let jobs = [
+            mk(Operation::ScheduledBackup, "v1", Some("db1"), t(1, 0, 0)),
+            mk(Operation::OnDemandBackup, "V1", Some("DB2"), t(2, 0, 0)),
+            mk(Operation::Restore, "v2", None, t(3, 0, 0)),
+        ];
+        let cases: [(JobFilter, &[usize]); 8] = [
+            (JobFilter::default(), &[2, 1, 0]),
+            (JobFilter::default().vault("v1"), &[1, 0]),
+            (JobFilter::default().instance("db2"), &[1]),
+            (JobFilter::default().operation(Operation::Restore), &[2]),
+            (JobFilter::default().status(JobStatus::Completed), &[]),
+            (JobFilter::default().started_after(t(2, 0, 0)), &[2, 1]),
+            (JobFilter::default().started_before(t(2, 0, 0)), &[0]),
+            (JobFilter::default().limit(1), &[2]),
+        ];
+        for (filter, want) in cases {
+            let got: Vec<JobId> = filter.apply(&jobs).into_iter().map(|j| j.id).collect();
+            let want: Vec<JobId> = want.iter().map(|&i| jobs[i].id).collect();
+            assert_eq!(got, want, "{filter:?}");
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Plain data and pure functions, no IO and no clock reads: policies, durations, backup
+//! instances, restore requests, jobs, and the Azure resource shapes they print as.
+//!
+//! Serde shapes match the JSON that `az dataprotection` prints and the REST API accepts
+//! (camelCase, `objectType` tags), so a policy copied from Azure loads unchanged.
+
+pub mod duration;
+pub mod instance;
+pub mod job;
+pub mod policy;
+pub mod resource;
+pub mod restore;
+pub mod templates;

@@ -1,0 +1,13 @@
+//! Everything that talks to PostgreSQL: `tokio-postgres` for connection tests, privilege
+//! checks and creating restore targets; `pg_dump` / `pg_restore` child processes for the
+//! data itself, streamed, never buffered whole; and a scanner of the custom archive
+//! format that records where each table's data lies in the stream.
+
+pub mod archive;
+pub mod connection;
+pub mod readiness;
+pub mod tools;
+
+/// Databases that are never offered for backup: Azure's internal ones (the seeds say so)
+/// and the template a server cannot connect to.
+pub const EXCLUDED_DATABASES: &[&str] = &["azure_maintenance", "azure_sys", "template0"];

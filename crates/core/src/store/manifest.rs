@@ -1,0 +1,198 @@
+//! Recovery-point manifests and chunk lists.
+//!
+//! A manifest is written last, after every pack and index file it depends on is durable,
+//! so a recovery point exists if and only if its manifest exists. It names the dump
+//! stream's chunks indirectly: the ordered list of chunk references is itself cut into
+//! *chunk-list blocks* stored as ordinary chunks (kind `ChunkList`), and the manifest lists
+//! only the blocks. That keeps the manifest small and the backup's memory bounded whatever
+//! the database size, and unchanged parts of the list dedup like data.
+//!
+//! The manifest file carries a BLAKE3 checksum of its own bytes:
+//! `{"blake3": "<hex>", "manifest": { ... }}`, where the hash covers the exact bytes of the
+//! `manifest` value as stored.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+
+use super::chunk::ChunkId;
+use crate::postgres::archive::ArchiveSummary;
+
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// References per chunk-list block: 16384 x 36 bytes, about 576 KiB.
+pub const REFS_PER_LIST_BLOCK: usize = 16384;
+const REF_LEN: usize = 36;
+
+/// One entry of the ordered chunk list: a chunk and its uncompressed length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkRef {
+    pub id: ChunkId,
+    pub length: u32,
+}
+
+pub fn encode_chunk_list(refs: &[ChunkRef]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(refs.len() * REF_LEN);
+    for r in refs {
+        out.extend_from_slice(&r.id.0);
+        out.extend_from_slice(&r.length.to_le_bytes());
+    }
+    out
+}
+
+pub fn decode_chunk_list(bytes: &[u8]) -> Option<Vec<ChunkRef>> {
+    if bytes.len() % REF_LEN != 0 {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(REF_LEN)
+            .map(|b| ChunkRef {
+                id: ChunkId(b[..32].try_into().expect("32 bytes")),
+                length: u32::from_le_bytes(b[32..].try_into().expect("4 bytes")),
+            })
+            .collect(),
+    )
+}
+
+/// How the stream was cut; recorded so a reader can tell how a vault was written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChunkerParams {
+    pub algorithm: String,
+    pub min_size: u32,
+    pub avg_size: u32,
+    pub max_size: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamInfo {
+    /// Length of the uncompressed `pg_dump` stream.
+    pub length: u64,
+    /// Unkeyed BLAKE3 of the whole stream, checked again on restore.
+    pub blake3: String,
+    pub chunk_count: u64,
+    /// The chunk-list blocks, in order.
+    pub chunk_lists: Vec<ChunkId>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresInfo {
+    pub server_version: String,
+    pub pg_dump_version: String,
+    pub database_size: i64,
+    pub username_used: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatasourceInfo {
+    pub resource_id: String,
+    pub server: String,
+    pub port: u16,
+    pub database: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupStats {
+    pub bytes_read: u64,
+    pub bytes_stored: u64,
+    pub new_chunks: u64,
+    pub duration_ms: u64,
+}
+
+/// What one recovery point is and where its bytes are.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Manifest {
+    pub format_version: u32,
+    pub recovery_point_id: String,
+    pub backup_instance_name: String,
+    pub recovery_point_time: DateTime<Utc>,
+    pub policy_name: String,
+    pub policy_rule_name: String,
+    pub retention_tag_name: String,
+    /// When the recovery point leaves the vault tier, from the retention rule's lifecycle.
+    pub expiry_time: Option<DateTime<Utc>>,
+    pub job_id: String,
+    pub datasource: DatasourceInfo,
+    pub postgres: PostgresInfo,
+    pub chunker: ChunkerParams,
+    pub stream: StreamInfo,
+    /// The archive's header and table of contents with each table's data extent in the
+    /// stream; `None` when the stream could not be scanned (the backup is still complete).
+    pub archive: Option<ArchiveSummary>,
+    pub stats: BackupStats,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("manifest is not valid JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("manifest checksum does not match its contents: the manifest is corrupt")]
+    Checksum,
+    #[error("manifest format {0} is newer than this pgvault understands; upgrade pgvault")]
+    Format(u32),
+}
+
+#[derive(Serialize)]
+struct EnvelopeOut<'a> {
+    blake3: String,
+    manifest: &'a RawValue,
+}
+
+#[derive(Deserialize)]
+struct EnvelopeIn<'a> {
+    blake3: String,
+    #[serde(borrow)]
+    manifest: &'a RawValue,
+}
+
+impl Manifest {
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let body = serde_json::to_string_pretty(self).expect("manifest serializes");
+        let raw = RawValue::from_string(body).expect("serde_json output is valid JSON");
+        let hash = blake3::hash(raw.get().as_bytes()).to_hex().to_string();
+        serde_json::to_vec(&EnvelopeOut {
+            blake3: hash,
+            manifest: &raw,
+        })
+        .expect("envelope serializes")
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ManifestError> {
+        let env: EnvelopeIn<'_> = serde_json::from_slice(bytes)?;
+        if blake3::hash(env.manifest.get().as_bytes())
+            .to_hex()
+            .as_str()
+            != env.blake3
+        {
+            return Err(ManifestError::Checksum);
+        }
+        let m: Manifest = serde_json::from_str(env.manifest.get())?;
+        if m.format_version > MANIFEST_FORMAT {
+            return Err(ManifestError::Format(m.format_version));
+        }
+        Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunk_list_round_trip() {
+        let refs: Vec<ChunkRef> = (0..100u32)
+            .map(|i| ChunkRef {
+                id: ChunkId::of(&[0; 32], &i.to_le_bytes()),
+                length: i * 7,
+            })
+            .collect();
+        assert_eq!(decode_chunk_list(&encode_chunk_list(&refs)).unwrap(), refs);
+        assert!(decode_chunk_list(&[0; 35]).is_none());
+    }
+}

@@ -1,0 +1,264 @@
+//! The vault's storage: a prefix in an object store, laid out as the vault format says.
+//!
+//! ```text
+//! vault.json                               format version, id, chunk-id key, chunker settings
+//! policies/<name>.json                     backup policies (Azure's JSON)
+//! instances/<name>.json                    backup instances (Azure's JSON)
+//! recovery-points/<instance>/<id>.json     manifests: a recovery point exists iff this exists
+//! packs/<2 hex>/<64 hex>                   pack objects (see `pack`)
+//! index/<uuid>                             which pack holds which chunk
+//! locks/                                   exclusive locks for destructive operations
+//! ```
+//!
+//! **API Boundary:** this layout and the encodings in `chunk`, `pack` and `manifest` are
+//! the vault format; vaults must stay readable for ten years, so changes are additive
+//! and versioned (`vault.json`'s `formatVersion`, the blob header's format byte).
+//!
+//! The adapter boundary is `object_store`'s `ObjectStore` trait itself: the local
+//! filesystem today, Azure Blob Storage later through the same code, and the in-memory
+//! store for engine tests. Writes are atomic per object (the local store writes a
+//! temporary file and renames it; Blob Storage PUTs are atomic).
+
+pub mod chunk;
+pub mod manifest;
+pub mod pack;
+pub mod reader;
+pub mod writer;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, PutPayload};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use pack::PackId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("storage URL `{url}` is not supported: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("`{path}` was not found in the vault")]
+    NotFound { path: String },
+    #[error("vault storage failed on `{path}`: {source}")]
+    Io {
+        path: String,
+        source: object_store::Error,
+    },
+    #[error("`{path}` in the vault is not valid JSON of the expected shape: {source}")]
+    Json {
+        path: String,
+        source: serde_json::Error,
+    },
+    #[error("cannot create the vault folder `{path}`: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl StoreError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StoreError::NotFound { .. })
+    }
+}
+
+fn io_err(path: &Path) -> impl FnOnce(object_store::Error) -> StoreError + '_ {
+    move |source| match source {
+        object_store::Error::NotFound { .. } => StoreError::NotFound {
+            path: path.to_string(),
+        },
+        source => StoreError::Io {
+            path: path.to_string(),
+            source,
+        },
+    }
+}
+
+/// A vault's object store and the paths of the vault format.
+#[derive(Clone)]
+pub struct VaultStore {
+    inner: Arc<dyn ObjectStore>,
+    url: String,
+}
+
+impl std::fmt::Debug for VaultStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VaultStore")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl VaultStore {
+    /// Opens the store a storage URL names: `file:///abs/path` or an absolute path (created
+    /// if missing), or `memory://` for tests.
+    pub fn open(url: &str) -> Result<Self, StoreError> {
+        let bad = |reason: &str| StoreError::BadUrl {
+            url: url.to_string(),
+            reason: reason.to_string(),
+        };
+        if url == "memory://" {
+            return Ok(Self::from_object_store(
+                Arc::new(object_store::memory::InMemory::new()),
+                url,
+            ));
+        }
+        let dir = if let Some(rest) = url.strip_prefix("file://") {
+            if !rest.starts_with('/') {
+                return Err(bad(
+                    "a file URL needs an absolute path, like file:///var/backups/pgvault",
+                ));
+            }
+            std::path::PathBuf::from(rest)
+        } else if url.starts_with('/') {
+            std::path::PathBuf::from(url)
+        } else if url.contains("://") {
+            return Err(bad(
+                "this build stores vaults in local folders (file:///path); Azure Blob Storage URLs arrive with Azure support",
+            ));
+        } else {
+            return Err(bad("give an absolute folder path or a file:/// URL"));
+        };
+        std::fs::create_dir_all(&dir).map_err(|source| StoreError::CreateDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let local = object_store::local::LocalFileSystem::new_with_prefix(&dir)
+            .map_err(|e| bad(&e.to_string()))?
+            .with_automatic_cleanup(true);
+        Ok(Self::from_object_store(Arc::new(local), url))
+    }
+
+    pub fn from_object_store(inner: Arc<dyn ObjectStore>, url: &str) -> Self {
+        VaultStore {
+            inner,
+            url: url.to_string(),
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub async fn put(&self, path: &Path, bytes: Bytes) -> Result<(), StoreError> {
+        self.inner
+            .put(path, PutPayload::from_bytes(bytes))
+            .await
+            .map_err(io_err(path))?;
+        Ok(())
+    }
+
+    pub async fn get(&self, path: &Path) -> Result<Bytes, StoreError> {
+        let got = self.inner.get(path).await.map_err(io_err(path))?;
+        got.bytes().await.map_err(io_err(path))
+    }
+
+    pub async fn get_range(
+        &self,
+        path: &Path,
+        range: std::ops::Range<u64>,
+    ) -> Result<Bytes, StoreError> {
+        self.inner
+            .get_range(path, range)
+            .await
+            .map_err(io_err(path))
+    }
+
+    pub async fn exists(&self, path: &Path) -> Result<bool, StoreError> {
+        match self.inner.head(path).await {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::NotFound { .. }) => Ok(false),
+            Err(source) => Err(StoreError::Io {
+                path: path.to_string(),
+                source,
+            }),
+        }
+    }
+
+    pub async fn delete(&self, path: &Path) -> Result<(), StoreError> {
+        self.inner.delete(path).await.map_err(io_err(path))
+    }
+
+    /// Every object under `prefix`, as paths.
+    pub async fn list(&self, prefix: &Path) -> Result<Vec<Path>, StoreError> {
+        let mut out: Vec<Path> = self
+            .inner
+            .list(Some(prefix))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .map_err(io_err(prefix))?;
+        out.sort();
+        Ok(out)
+    }
+
+    pub async fn put_json<T: Serialize>(&self, path: &Path, value: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec_pretty(value).map_err(|source| StoreError::Json {
+            path: path.to_string(),
+            source,
+        })?;
+        self.put(path, bytes.into()).await
+    }
+
+    pub async fn get_json<T: DeserializeOwned>(&self, path: &Path) -> Result<T, StoreError> {
+        let bytes = self.get(path).await?;
+        serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
+            path: path.to_string(),
+            source,
+        })
+    }
+
+    /// Names (file stems) of the `.json` objects directly under `prefix`.
+    pub async fn list_json_names(&self, prefix: &Path) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .list(prefix)
+            .await?
+            .iter()
+            .filter_map(|p| {
+                p.filename()
+                    .and_then(|f| f.strip_suffix(".json"))
+                    .map(str::to_string)
+            })
+            .collect())
+    }
+}
+
+/// The paths of the vault format.
+pub mod paths {
+    use super::*;
+
+    pub fn vault_config() -> Path {
+        Path::from("vault.json")
+    }
+    pub fn policies() -> Path {
+        Path::from("policies")
+    }
+    pub fn policy(name: &str) -> Path {
+        Path::from(format!("policies/{name}.json"))
+    }
+    pub fn instances() -> Path {
+        Path::from("instances")
+    }
+    pub fn instance(name: &str) -> Path {
+        Path::from(format!("instances/{name}.json"))
+    }
+    pub fn recovery_points(instance: &str) -> Path {
+        Path::from(format!("recovery-points/{instance}"))
+    }
+    pub fn recovery_point(instance: &str, id: &str) -> Path {
+        Path::from(format!("recovery-points/{instance}/{id}.json"))
+    }
+    pub fn pack(id: &PackId) -> Path {
+        let hex = id.to_hex();
+        Path::from(format!("packs/{}/{}", &hex[..2], hex))
+    }
+    pub fn indexes() -> Path {
+        Path::from("index")
+    }
+    pub fn index(name: &str) -> Path {
+        Path::from(format!("index/{name}"))
+    }
+}

@@ -1,0 +1,173 @@
+//! The streaming read path: a recovery point's chunks, in order, verified, to a writer.
+//!
+//! Chunk references are grouped into *batches*: runs of chunks that lie back to back in
+//! one pack (as a backup writes them), read with one ranged GET each. Several batches are
+//! fetched and decoded at once (decoding on tokio's blocking pool), and written in order,
+//! so memory stays bounded by the batches in flight. Every chunk's hash is checked as it
+//! is decoded, and the whole stream's hash and length are checked at the end.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::{StreamExt, TryStreamExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
+
+use super::chunk::{BlobError, ChunkId, ChunkKind, decode_blob};
+use super::manifest::{ChunkRef, StreamInfo, decode_chunk_list};
+use super::pack::{ChunkIndex, PackId};
+use super::{StoreError, VaultStore, paths};
+
+/// Largest single ranged read.
+const BATCH_BYTES: u64 = 4 << 20;
+/// Batches fetched and decoded ahead of the writer.
+const BATCHES_IN_FLIGHT: usize = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("chunk {0} is referenced by the recovery point but missing from the vault index")]
+    MissingChunk(ChunkId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Corrupt(#[from] BlobError),
+    #[error("chunk list block {0} is malformed")]
+    BadChunkList(ChunkId),
+    #[error(
+        "the restored stream's {what} does not match the manifest: the recovery point is damaged"
+    )]
+    StreamMismatch { what: &'static str },
+    #[error("writing the restored stream failed: {0}")]
+    Write(std::io::Error),
+    #[error("a restore worker stopped unexpectedly")]
+    WorkerLost,
+}
+
+struct Batch {
+    pack: PackId,
+    start: u64,
+    end: u64,
+    /// (chunk, offset of its blob from `start`, blob length)
+    chunks: Vec<(ChunkId, usize, usize)>,
+}
+
+fn plan_batches(index: &ChunkIndex, refs: &[ChunkRef]) -> Result<Vec<Batch>, ReadError> {
+    let mut batches: Vec<Batch> = Vec::new();
+    for r in refs {
+        let (pack, loc) = index.get(&r.id).ok_or(ReadError::MissingChunk(r.id))?;
+        let (start, end) = (loc.offset as u64, loc.offset as u64 + loc.length as u64);
+        match batches.last_mut() {
+            Some(b) if b.pack == pack && b.end == start && end - b.start <= BATCH_BYTES => {
+                b.chunks
+                    .push((r.id, (start - b.start) as usize, loc.length as usize));
+                b.end = end;
+            }
+            _ => batches.push(Batch {
+                pack,
+                start,
+                end,
+                chunks: vec![(r.id, 0, loc.length as usize)],
+            }),
+        }
+    }
+    Ok(batches)
+}
+
+async fn fetch_blob(
+    store: &VaultStore,
+    index: &ChunkIndex,
+    key: &[u8; 32],
+    id: ChunkId,
+) -> Result<(ChunkKind, Vec<u8>), ReadError> {
+    let (pack, loc) = index.get(&id).ok_or(ReadError::MissingChunk(id))?;
+    let bytes = store
+        .get_range(
+            &paths::pack(&pack),
+            loc.offset as u64..loc.offset as u64 + loc.length as u64,
+        )
+        .await?;
+    Ok(decode_blob(key, id, &bytes)?)
+}
+
+/// Writes the stream a manifest describes to `out`; returns the bytes written.
+pub async fn read_stream<W: AsyncWrite + Unpin>(
+    store: &VaultStore,
+    index: &ChunkIndex,
+    key: &[u8; 32],
+    stream: &StreamInfo,
+    out: &mut W,
+    bytes_written: Arc<AtomicU64>,
+) -> Result<u64, ReadError> {
+    let mut hasher = blake3::Hasher::new();
+    let mut length = 0u64;
+    for list_id in &stream.chunk_lists {
+        let (kind, bytes) = fetch_blob(store, index, key, *list_id).await?;
+        if kind != ChunkKind::ChunkList {
+            return Err(ReadError::BadChunkList(*list_id));
+        }
+        let refs = decode_chunk_list(&bytes).ok_or(ReadError::BadChunkList(*list_id))?;
+        let batches = plan_batches(index, &refs)?;
+        let mut decoded = futures::stream::iter(batches)
+            .map(|batch| async move {
+                let bytes = store
+                    .get_range(&paths::pack(&batch.pack), batch.start..batch.end)
+                    .await?;
+                let key = *key;
+                tokio::task::spawn_blocking(move || -> Result<Vec<Vec<u8>>, ReadError> {
+                    batch
+                        .chunks
+                        .iter()
+                        .map(|(id, off, len)| {
+                            Ok(decode_blob(&key, *id, &bytes[*off..*off + *len])?.1)
+                        })
+                        .collect()
+                })
+                .await
+                .map_err(|_| ReadError::WorkerLost)?
+            })
+            .buffered(BATCHES_IN_FLIGHT);
+        while let Some(chunks) = decoded.try_next().await? {
+            for data in chunks {
+                hasher.update(&data);
+                length += data.len() as u64;
+                out.write_all(&data).await.map_err(ReadError::Write)?;
+                bytes_written.fetch_add(data.len() as u64, Ordering::Relaxed);
+            }
+        }
+    }
+    out.flush().await.map_err(ReadError::Write)?;
+    if length != stream.length {
+        return Err(ReadError::StreamMismatch { what: "length" });
+    }
+    if hasher.finalize().to_hex().as_str() != stream.blake3 {
+        return Err(ReadError::StreamMismatch {
+            what: "BLAKE3 hash",
+        });
+    }
+    Ok(length)
+}
+
+/// Loads every index file of the vault into one map.
+pub async fn load_index(store: &VaultStore) -> Result<ChunkIndex, StoreError> {
+    let mut index = ChunkIndex::default();
+    let files = store.list(&paths::indexes()).await?;
+    let loaded: Vec<_> = futures::stream::iter(files)
+        .map(|path| async move {
+            let bytes = store.get(&path).await?;
+            super::pack::decode_index(&bytes).map_err(|e| StoreError::Io {
+                path: path.to_string(),
+                source: object_store::Error::Generic {
+                    store: "pgvault",
+                    source: Box::new(e),
+                },
+            })
+        })
+        .buffer_unordered(8)
+        .try_collect()
+        .await?;
+    for file in loaded {
+        for (pack, entries) in file {
+            index.add_pack(pack, &entries);
+        }
+    }
+    Ok(index)
+}

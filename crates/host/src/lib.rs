@@ -1,0 +1,10 @@
+//! pgvault-host: pgvault as a scripting host.
+//!
+//! [`service::Pgvault`] is the one entry point for operations: it opens the home (vault
+//! registry and job history) and runs each operation as a recorded job. [`history`] is the
+//! SQLite job history; [`script`] the Rhai API over the service. Rhai stays out of the
+//! core crate, so the engine can be used without a script engine.
+
+pub mod history;
+pub mod script;
+pub mod service;

@@ -1,0 +1,118 @@
+//! Rhai bindings for backup instances and their operations: `initialize_instance`,
+//! `vault.adhoc_backup`, `vault.restore`, `vault.restore_as_files`.
+
+use rhai::{Dynamic, Engine, Map};
+
+use super::vault::VaultRef;
+use super::{RhaiResult, ScriptContext, coded, fail, to_dynamic};
+use pgvault_core::engine::protect::{InitializeArgs, initialize_instance};
+use pgvault_core::engine::restore::{
+    initialize_for_data_recovery, initialize_for_data_recovery_as_files,
+};
+use pgvault_core::model::job::{Job, JobStatus};
+use pgvault_core::model::resource::vault_id;
+
+fn field(map: &Map, key: &str) -> RhaiResult<String> {
+    opt_field(map, key)?.ok_or_else(|| fail(format!("missing `{key}`")))
+}
+
+fn opt_field(map: &Map, key: &str) -> RhaiResult<Option<String>> {
+    match map.get(key) {
+        None => Ok(None),
+        Some(v) if v.is_unit() => Ok(None),
+        Some(v) => v
+            .clone()
+            .into_string()
+            .map(Some)
+            .map_err(|t| fail(format!("`{key}` must be a string, not {t}"))),
+    }
+}
+
+/// A finished job as Azure's JSON; a failed job becomes a script error, so a runbook
+/// never carries on after a backup or restore that did not happen.
+fn job_result(job: &Job) -> RhaiResult<Dynamic> {
+    if job.status() == JobStatus::Failed {
+        let (code, message) = job
+            .state
+            .error()
+            .map(|e| (e.code.clone(), e.message.clone()))
+            .unwrap_or_default();
+        return Err(fail(format!("job {} failed: {code}: {message}", job.id)));
+    }
+    to_dynamic(&job.to_azure_json(&vault_id(&job.vault_name)))
+}
+
+/// The instance name from a name or an instance map.
+fn instance_name(v: &Dynamic) -> RhaiResult<String> {
+    if let Some(map) = v.read_lock::<Map>() {
+        return field(&map, "name");
+    }
+    v.clone()
+        .into_string()
+        .map_err(|t| fail(format!("expected a backup instance or its name, not {t}")))
+}
+
+pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
+    engine.register_fn("initialize_instance", |opts: Map| -> RhaiResult<Dynamic> {
+        let args = InitializeArgs {
+            datasource_type: field(&opts, "datasource_type")?,
+            datasource_id: field(&opts, "datasource_id")?,
+            policy_id: field(&opts, "policy_id")?,
+            secret_store_type: field(&opts, "secret_store_type")?,
+            secret_store_uri: field(&opts, "secret_store_uri")?,
+            location: opt_field(&opts, "location")?,
+        };
+        to_dynamic(&initialize_instance(&args).map_err(coded)?)
+    });
+
+    let c = ctx.clone();
+    engine.register_fn(
+        "adhoc_backup",
+        move |v: &mut VaultRef, instance: Dynamic, rule: &str| -> RhaiResult<Dynamic> {
+            let name = instance_name(&instance)?;
+            let (job, _) = c
+                .block_on(c.pgvault.adhoc_backup(&v.name, &name, rule))
+                .map_err(coded)?;
+            job_result(&job)
+        },
+    );
+
+    let c = ctx.clone();
+    engine.register_fn(
+        "restore",
+        move |v: &mut VaultRef, instance: Dynamic, opts: Map| -> RhaiResult<Dynamic> {
+            let name = instance_name(&instance)?;
+            let request = initialize_for_data_recovery(
+                &field(&opts, "recovery_point_id")?,
+                &field(&opts, "target_database_url")?,
+                opt_field(&opts, "secret_store_type")?.as_deref(),
+                &field(&opts, "secret_store_uri")?,
+                None,
+            )
+            .map_err(coded)?;
+            let (job, _) = c
+                .block_on(c.pgvault.restore(&v.name, &name, &request))
+                .map_err(coded)?;
+            job_result(&job)
+        },
+    );
+
+    let c = ctx.clone();
+    engine.register_fn(
+        "restore_as_files",
+        move |v: &mut VaultRef, instance: Dynamic, opts: Map| -> RhaiResult<Dynamic> {
+            let name = instance_name(&instance)?;
+            let request = initialize_for_data_recovery_as_files(
+                &field(&opts, "recovery_point_id")?,
+                &field(&opts, "target_directory")?,
+                &opt_field(&opts, "file_name")?.unwrap_or_default(),
+                None,
+            )
+            .map_err(coded)?;
+            let (job, _) = c
+                .block_on(c.pgvault.restore(&v.name, &name, &request))
+                .map_err(coded)?;
+            job_result(&job)
+        },
+    );
+}

@@ -1,0 +1,114 @@
+//! The Rhai scripting API: one module per domain type, each with `register`, and one
+//! [`new_engine`] shared by `pgvault run`, the tests and (later) the REPL, watcher and
+//! scheduler.
+//!
+//! Scripts read like Azure's PowerShell walkthrough: `policy_template(..)`,
+//! `vault.create_policy(..)`, `initialize_instance(#{..})`, `vault.protect(..)`,
+//! `vault.adhoc_backup(..)`, `jobs(#{..})`. Values are Azure's JSON as Rhai maps, so what
+//! a script prints is what the CLI prints.
+//!
+//! **API Boundary:** the function names and signatures registered here are the script
+//! API; `tests` keeps a snapshot of them so every change shows in review.
+//!
+//! Rhai functions are synchronous; operations are async. Scripts therefore run on a
+//! thread outside the async runtime (see [`run_script`]) and each call blocks on the
+//! runtime's handle.
+
+mod instance;
+mod job;
+mod policy;
+mod vault;
+
+use std::sync::Arc;
+
+use rhai::{Dynamic, Engine, EvalAltResult, Position};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::service::Pgvault;
+
+/// What every binding needs: the service and a handle to block on async operations.
+#[derive(Clone)]
+pub struct ScriptContext {
+    pub pgvault: Arc<Pgvault>,
+    pub runtime: tokio::runtime::Handle,
+}
+
+impl ScriptContext {
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+}
+
+pub type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
+
+/// An engine error from a pgvault error, keeping the Azure code in the text.
+pub fn fail(e: impl std::fmt::Display) -> Box<EvalAltResult> {
+    EvalAltResult::ErrorRuntime(e.to_string().into(), Position::NONE).into()
+}
+
+pub fn coded(e: pgvault_core::engine::Error) -> Box<EvalAltResult> {
+    fail(format!("{}: {}", e.code, e.message))
+}
+
+pub fn to_dynamic<T: Serialize>(v: &T) -> RhaiResult<Dynamic> {
+    rhai::serde::to_dynamic(v)
+}
+
+pub fn from_dynamic<T: DeserializeOwned>(what: &str, v: &Dynamic) -> RhaiResult<T> {
+    rhai::serde::from_dynamic(v).map_err(|e| fail(format!("{what} is not valid: {e}")))
+}
+
+/// An engine with pgvault's API registered.
+pub fn new_engine(ctx: ScriptContext) -> Engine {
+    let mut engine = Engine::new();
+    engine.set_max_expr_depths(128, 64);
+    vault::register(&mut engine, &ctx);
+    policy::register(&mut engine, &ctx);
+    instance::register(&mut engine, &ctx);
+    job::register(&mut engine, &ctx);
+    engine.register_fn("env", |name: &str| -> Dynamic {
+        std::env::var(name)
+            .map(Dynamic::from)
+            .unwrap_or(Dynamic::UNIT)
+    });
+    engine.register_fn("to_json", |v: Dynamic| -> RhaiResult<String> {
+        let value: serde_json::Value = from_dynamic("value", &v)?;
+        Ok(serde_json::to_string_pretty(&value).expect("JSON value serializes"))
+    });
+    engine
+}
+
+/// A script error as `file:line:column: message`.
+pub fn describe_error(file: &str, err: &EvalAltResult) -> String {
+    let pos = err.position();
+    let mut inner = err;
+    // Errors inside functions are wrapped; the innermost names the real failure.
+    while let EvalAltResult::ErrorInFunctionCall(_, _, e, _) = inner {
+        inner = e;
+    }
+    let msg = match inner {
+        EvalAltResult::ErrorRuntime(v, _) => v.to_string(),
+        other => other.to_string(),
+    };
+    let msg = msg.split(" (line ").next().unwrap_or(&msg).to_string();
+    match (pos.line(), pos.position()) {
+        (Some(l), Some(c)) => format!("{file}:{l}:{c}: {msg}"),
+        (Some(l), None) => format!("{file}:{l}: {msg}"),
+        _ => format!("{file}: {msg}"),
+    }
+}
+
+/// Runs a script file to completion on a thread of its own (so bindings may block on
+/// the runtime), returning the error text as `file:line:col: message`.
+pub async fn run_script(ctx: ScriptContext, path: std::path::PathBuf) -> Result<(), String> {
+    let name = path.display().to_string();
+    let source = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{name}: cannot read the script: {e}"))?;
+    tokio::task::spawn_blocking(move || {
+        let engine = new_engine(ctx);
+        engine.run(&source).map_err(|e| describe_error(&name, &e))
+    })
+    .await
+    .map_err(|e| format!("{}: the script's thread stopped: {e}", path.display()))?
+}

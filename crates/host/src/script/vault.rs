@@ -1,0 +1,122 @@
+//! Rhai bindings for vaults: `new_vault`, `vault`, and the `Vault` type's methods
+//! (`create_policy`, `policy`, `policies`, `protect`, `instances`, `recovery_points`).
+
+use rhai::{Dynamic, Engine, Map};
+
+use super::{RhaiResult, ScriptContext, coded, fail, from_dynamic, to_dynamic};
+use pgvault_core::model::instance::BackupInstanceRequest;
+use pgvault_core::model::policy::BackupPolicy;
+
+/// A vault by name; every method looks it up again, so a script sees the vault as it is.
+#[derive(Clone, Debug)]
+pub struct VaultRef {
+    pub name: String,
+}
+
+pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
+    engine.register_type_with_name::<VaultRef>("Vault");
+    engine.register_get("name", |v: &mut VaultRef| v.name.clone());
+
+    let c = ctx.clone();
+    engine.register_fn(
+        "new_vault",
+        move |name: &str, options: Map| -> RhaiResult<VaultRef> {
+            let url = match options.get("storage_url") {
+                Some(u) if !u.is_unit() => Some(
+                    u.clone()
+                        .into_string()
+                        .map_err(|t| fail(format!("storage_url must be a string, not {t}")))?,
+                ),
+                _ => None,
+            };
+            c.block_on(c.pgvault.create_vault(name, url.as_deref()))
+                .map_err(coded)?;
+            Ok(VaultRef {
+                name: name.to_string(),
+            })
+        },
+    );
+    let c = ctx.clone();
+    engine.register_fn("new_vault", move |name: &str| -> RhaiResult<VaultRef> {
+        c.block_on(c.pgvault.create_vault(name, None))
+            .map_err(coded)?;
+        Ok(VaultRef {
+            name: name.to_string(),
+        })
+    });
+    let c = ctx.clone();
+    engine.register_fn("vault", move |name: &str| -> RhaiResult<VaultRef> {
+        let v = c.block_on(c.pgvault.vault(name)).map_err(coded)?;
+        Ok(VaultRef {
+            name: v.name().to_string(),
+        })
+    });
+    let c = ctx.clone();
+    engine.register_fn("to_json", move |v: &mut VaultRef| -> RhaiResult<String> {
+        let vault = c.block_on(c.pgvault.vault(&v.name)).map_err(coded)?;
+        Ok(serde_json::to_string_pretty(&vault.to_azure_json()).expect("JSON serializes"))
+    });
+
+    let c = ctx.clone();
+    engine.register_fn(
+        "create_policy",
+        move |v: &mut VaultRef, name: &str, policy: Dynamic| -> RhaiResult<Dynamic> {
+            let policy: BackupPolicy = from_dynamic("policy", &policy)?;
+            to_dynamic(
+                &c.block_on(c.pgvault.create_policy(&v.name, name, &policy))
+                    .map_err(coded)?,
+            )
+        },
+    );
+    let c = ctx.clone();
+    engine.register_fn(
+        "policy",
+        move |v: &mut VaultRef, name: &str| -> RhaiResult<Dynamic> {
+            let vault = c.block_on(c.pgvault.vault(&v.name)).map_err(coded)?;
+            to_dynamic(&c.block_on(vault.policy_json(name)).map_err(coded)?)
+        },
+    );
+    let c = ctx.clone();
+    engine.register_fn("policies", move |v: &mut VaultRef| -> RhaiResult<Dynamic> {
+        let vault = c.block_on(c.pgvault.vault(&v.name)).map_err(coded)?;
+        to_dynamic(&c.block_on(vault.list_policies()).map_err(coded)?)
+    });
+    let c = ctx.clone();
+    engine.register_fn(
+        "protect",
+        move |v: &mut VaultRef, instance: Dynamic| -> RhaiResult<Dynamic> {
+            let request: BackupInstanceRequest = from_dynamic("backup instance", &instance)?;
+            to_dynamic(
+                &c.block_on(c.pgvault.protect(&v.name, request))
+                    .map_err(coded)?,
+            )
+        },
+    );
+    let c = ctx.clone();
+    engine.register_fn(
+        "instances",
+        move |v: &mut VaultRef| -> RhaiResult<Dynamic> {
+            let vault = c.block_on(c.pgvault.vault(&v.name)).map_err(coded)?;
+            let list = c.block_on(vault.list_instances()).map_err(coded)?;
+            to_dynamic(
+                &list
+                    .iter()
+                    .map(|i| vault.instance_json(i))
+                    .collect::<Vec<_>>(),
+            )
+        },
+    );
+    let c = ctx.clone();
+    engine.register_fn(
+        "recovery_points",
+        move |v: &mut VaultRef, instance: &str| -> RhaiResult<Dynamic> {
+            let vault = c.block_on(c.pgvault.vault(&v.name)).map_err(coded)?;
+            let rps = c.block_on(vault.recovery_points(instance)).map_err(coded)?;
+            to_dynamic(
+                &rps.iter()
+                    .map(|m| vault.recovery_point_json(m))
+                    .collect::<Vec<_>>(),
+            )
+        },
+    );
+}

@@ -1,0 +1,324 @@
+//! The service layer: every operation a user can ask for, wrapped in a job.
+//!
+//! The CLI and the Rhai engine both call [`Pgvault`], so an operation behaves and is
+//! recorded the same way whichever door it came through. Each long operation records an
+//! `InProgress` job before it starts, refreshes its byte counters while it runs, and
+//! finishes it as `Completed` or `Failed` with the engine's error code and message.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use pgvault_core::engine::backup::{BackupRequest, Trigger, backup, backup_context};
+use pgvault_core::engine::home::Home;
+use pgvault_core::engine::protect::create_instance;
+use pgvault_core::engine::restore::{RestoreOutcome, restore};
+use pgvault_core::engine::{Error, Result, Vault};
+use pgvault_core::model::instance::BackupInstanceRequest;
+use pgvault_core::model::job::{Job, JobError, JobFilter, JobId, JobOutcome, NewJob, Operation};
+use pgvault_core::model::policy::BackupPolicy;
+use pgvault_core::model::restore::{RestoreRequest, RestoreTarget};
+use pgvault_core::store::VaultStore;
+use pgvault_core::store::manifest::Manifest;
+use pgvault_core::store::writer::Progress;
+
+use crate::history::{JobHistory, current_owner, local_host_name, process_alive};
+
+/// How often a running job's byte counters are written to the history.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+
+/// pgvault with its home: the vault registry and the job history.
+pub struct Pgvault {
+    home: Home,
+    history: JobHistory,
+}
+
+impl std::fmt::Debug for Pgvault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pgvault").field("home", &self.home).finish()
+    }
+}
+
+fn history_err(e: crate::history::HistoryError) -> Error {
+    Error::new("JobHistoryError", format!("job history: {e}"))
+}
+
+impl Pgvault {
+    /// Opens the home's job history and marks jobs whose process died as interrupted.
+    pub fn open(home: Home) -> Result<Self> {
+        let history = JobHistory::open(home.jobs_db()).map_err(history_err)?;
+        let interrupted = history
+            .mark_interrupted(Utc::now(), &local_host_name(), process_alive)
+            .map_err(history_err)?;
+        for job in interrupted {
+            tracing::warn!(job = %job.id, operation = %job.operation, "a job left running by a stopped pgvault process was marked Failed");
+        }
+        Ok(Pgvault { home, history })
+    }
+
+    pub fn home(&self) -> &Home {
+        &self.home
+    }
+
+    pub fn history(&self) -> &JobHistory {
+        &self.history
+    }
+
+    // ---- vaults ----
+
+    /// `backup-vault create`: creates the vault's store and registers its name.
+    pub async fn create_vault(&self, name: &str, storage_url: Option<&str>) -> Result<Value> {
+        let mut registry = self.home.registry()?;
+        if let Some(url) = registry.vaults.get(name) {
+            return Err(Error::new(
+                "UserErrorVaultAlreadyExists",
+                format!("vault `{name}` already exists (at {url}); choose another name"),
+            ));
+        }
+        let url = match storage_url {
+            Some(u) => u.to_string(),
+            None => format!("file://{}", self.home.default_vault_dir(name).display()),
+        };
+        let vault = Vault::create(VaultStore::open(&url)?, name, Utc::now()).await?;
+        registry.vaults.insert(name.to_string(), url);
+        self.home.save_registry(&registry)?;
+        Ok(vault.to_azure_json())
+    }
+
+    pub async fn vault(&self, name: &str) -> Result<Vault> {
+        let registry = self.home.registry()?;
+        let (_, url) = registry
+            .vaults
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .ok_or_else(|| {
+                let known: Vec<&str> = registry.vaults.keys().map(String::as_str).collect();
+                Error::new(
+                    "UserErrorVaultNotFound",
+                    format!(
+                        "no vault named `{name}` in {} (known: {}); create it with `pgvault backup-vault create`",
+                        self.home.dir().display(),
+                        if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                    ),
+                )
+            })?;
+        Vault::open(VaultStore::open(url)?).await
+    }
+
+    pub fn vault_names(&self) -> Result<Vec<String>> {
+        Ok(self.home.registry()?.vaults.into_keys().collect())
+    }
+
+    // ---- policies and instances ----
+
+    pub async fn create_policy(
+        &self,
+        vault: &str,
+        name: &str,
+        policy: &BackupPolicy,
+    ) -> Result<Value> {
+        self.vault(vault).await?.create_policy(name, policy).await
+    }
+
+    /// `backup-instance create`: validates against the database, then protects, recorded
+    /// as a `ConfigureBackup` job.
+    pub async fn protect(&self, vault_name: &str, request: BackupInstanceRequest) -> Result<Value> {
+        let vault = self.vault(vault_name).await?;
+        let mut new = NewJob::new(
+            Operation::ConfigureBackup,
+            vault.name(),
+            Utc::now(),
+            current_owner(),
+        );
+        new.backup_instance_name = Some(request.name.clone());
+        new.datasource_name = Some(request.properties.data_source_info.resource_name.clone());
+        new.datasource_id = Some(request.properties.data_source_info.resource_id.clone());
+        new.policy_name = Some(
+            pgvault_core::model::resource::last_segment(&request.properties.policy_info.policy_id)
+                .to_string(),
+        );
+        let job = self.history.start(&new).map_err(history_err)?;
+        let result = create_instance(&vault, request).await;
+        self.finish(job.id, &result.as_ref().map(|_| None), 0, 0)?;
+        result
+    }
+
+    // ---- backup ----
+
+    /// An on-demand backup kept under `rule` (`adhoc-backup --rule-name`), as an
+    /// `OnDemandBackup` job. The job is returned whether the backup worked or not; a
+    /// failed job carries the error.
+    pub async fn adhoc_backup(
+        &self,
+        vault_name: &str,
+        instance: &str,
+        rule: &str,
+    ) -> Result<(Job, Option<Manifest>)> {
+        self.run_backup(vault_name, instance, rule, Trigger::OnDemand, Utc::now())
+            .await
+    }
+
+    pub async fn run_backup(
+        &self,
+        vault_name: &str,
+        instance: &str,
+        rule: &str,
+        trigger: Trigger,
+        now: DateTime<Utc>,
+    ) -> Result<(Job, Option<Manifest>)> {
+        let vault = self.vault(vault_name).await?;
+        let ctx = backup_context(&vault, instance).await?;
+        let operation = match trigger {
+            Trigger::OnDemand => Operation::OnDemandBackup,
+            Trigger::Scheduled => Operation::ScheduledBackup,
+        };
+        let mut new = NewJob::new(operation, vault.name(), now, current_owner());
+        new.backup_instance_name = Some(instance.to_string());
+        new.datasource_name = Some(ctx.datasource_name);
+        new.datasource_id = Some(ctx.datasource_id);
+        new.policy_name = Some(ctx.policy_name);
+        new.policy_rule_name = Some(rule.to_string());
+        new.retention_tag = Some(rule.to_string());
+        let job = self.history.start(&new).map_err(history_err)?;
+        let req = BackupRequest {
+            instance: instance.to_string(),
+            rule_name: rule.to_string(),
+            trigger,
+            job_id: job.id.to_string(),
+            now,
+        };
+        let progress = Arc::new(Progress::default());
+        let result = self
+            .with_progress(job.id, backup(&vault, &req, progress.clone()), || {
+                (
+                    progress.bytes_read.load(Ordering::Relaxed),
+                    progress.bytes_stored.load(Ordering::Relaxed),
+                )
+            })
+            .await;
+        let (read, stored) = (
+            progress.bytes_read.load(Ordering::Relaxed),
+            progress.bytes_stored.load(Ordering::Relaxed),
+        );
+        let job = self.finish(
+            job.id,
+            &result.as_ref().map(|m| Some(m.recovery_point_id.clone())),
+            read,
+            stored,
+        )?;
+        Ok((job, result.ok()))
+    }
+
+    // ---- restore ----
+
+    /// `restore trigger`: runs a restore request as a `Restore` job.
+    pub async fn restore(
+        &self,
+        vault_name: &str,
+        instance: &str,
+        request: &RestoreRequest,
+    ) -> Result<(Job, Option<RestoreOutcome>)> {
+        let vault = self.vault(vault_name).await?;
+        let mut new = NewJob::new(
+            Operation::Restore,
+            vault.name(),
+            Utc::now(),
+            current_owner(),
+        );
+        new.backup_instance_name = Some(instance.to_string());
+        new.recovery_point_id = Some(request.recovery_point_id.clone());
+        let target = match &request.restore_target_info {
+            RestoreTarget::Database {
+                datasource_info, ..
+            } => ("RestoreTarget", datasource_info.resource_id.clone()),
+            RestoreTarget::Files { target_details, .. } => {
+                ("RestoreTargetFolder", target_details.url.clone())
+            }
+        };
+        new.extended_details.insert(target.0.to_string(), target.1);
+        if let Ok(inst) = vault.instance(instance).await {
+            new.datasource_name = Some(inst.properties.data_source_info.resource_name.clone());
+            new.datasource_id = Some(inst.properties.data_source_info.resource_id.clone());
+        }
+        let job = self.history.start(&new).map_err(history_err)?;
+        let written = Arc::new(AtomicU64::new(0));
+        let result = self
+            .with_progress(
+                job.id,
+                restore(&vault, instance, request, written.clone()),
+                || (written.load(Ordering::Relaxed), 0),
+            )
+            .await;
+        let read = written.load(Ordering::Relaxed);
+        let job = self.finish(job.id, &result.as_ref().map(|_| None), read, 0)?;
+        Ok((job, result.ok()))
+    }
+
+    // ---- jobs ----
+
+    pub fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
+        self.history.list(filter).map_err(history_err)
+    }
+
+    pub fn job(&self, id: &str) -> Result<Job> {
+        let parsed: JobId = id.parse().map_err(|_| {
+            Error::new(
+                "UserErrorInvalidJobId",
+                format!("`{id}` is not a job id (a UUID, as `job list` shows)"),
+            )
+        })?;
+        self.history
+            .get(parsed)
+            .map_err(history_err)?
+            .ok_or_else(|| {
+                Error::new(
+                    "UserErrorJobNotFound",
+                    format!("no job `{id}` in the job history"),
+                )
+            })
+    }
+
+    /// Drives `work` while refreshing the job's byte counters every few seconds.
+    async fn with_progress<T>(
+        &self,
+        id: JobId,
+        work: impl std::future::Future<Output = Result<T>>,
+        counters: impl Fn() -> (u64, u64),
+    ) -> Result<T> {
+        tokio::pin!(work);
+        let mut tick = tokio::time::interval(PROGRESS_EVERY);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                out = &mut work => return out,
+                _ = tick.tick() => {
+                    let (read, stored) = counters();
+                    if let Err(e) = self.history.update_progress(id, read, stored) {
+                        tracing::warn!(job = %id, error = %e, "could not record job progress");
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish(
+        &self,
+        id: JobId,
+        result: &std::result::Result<Option<String>, &Error>,
+        read: u64,
+        stored: u64,
+    ) -> Result<Job> {
+        let outcome = match result {
+            Ok(rp) => JobOutcome::Completed {
+                recovery_point_id: rp.clone(),
+            },
+            Err(e) => JobOutcome::Failed(JobError::new(e.code.clone(), e.message.clone())),
+        };
+        self.history
+            .finish(id, &outcome, Utc::now(), read, stored)
+            .map_err(history_err)
+    }
+}

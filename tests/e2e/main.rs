@@ -1,0 +1,11 @@
+//! End-to-end tests: the real `pgvault` binary against a real PostgreSQL server (a
+//! throwaway cluster started from the installed server binaries, or the server named by
+//! PGVAULT_TEST_DATABASE_URL), real `pg_dump` / `pg_restore`, real files. No mocks.
+
+mod dedup;
+mod failures;
+mod readiness;
+mod script;
+mod secrets;
+mod support;
+mod walkthrough;

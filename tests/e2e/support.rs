@@ -1,0 +1,270 @@
+//! Shared test support: the real `pgvault` binary with a private PGVAULT_HOME, against
+//! the shared throwaway PostgreSQL cluster (see `pgvault-testkit`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use pgvault_testkit::TestCluster;
+use serde_json::Value;
+
+pub fn cluster() -> &'static TestCluster {
+    TestCluster::shared()
+}
+
+/// One test's world: its own home, vault folder and scratch space.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+}
+
+impl World {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("pgvault-e2e-")
+            .tempdir()
+            .unwrap();
+        let env = vec![(
+            "PGVAULT_HOME".to_string(),
+            dir.path().join("home").display().to_string(),
+        )];
+        World { dir, env }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn home(&self) -> PathBuf {
+        self.path("home")
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgvault"));
+        cmd.args(args).env_remove("RUST_LOG");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Runs pgvault; returns the output whatever the exit status.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run pgvault")
+    }
+
+    /// Runs pgvault, asserts success, parses stdout as JSON.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "pgvault {args:?} failed:\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "pgvault {args:?} printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+
+    /// Runs pgvault, asserts failure, returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "pgvault {args:?} should have failed:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// A file secret with an ADO.NET connection string for `user`/`password`.
+    pub fn secret_file(&self, name: &str, database: &str, user: &str, password: &str) -> String {
+        let c = cluster();
+        let p = self.write(
+            name,
+            &format!("Server={};Database={database};Port={};User Id={user};Password={password};Ssl Mode=Prefer;", c.host(), c.port()),
+        );
+        format!("file://{}", p.display())
+    }
+
+    pub fn admin_secret(&self, database: &str) -> String {
+        let c = cluster();
+        self.secret_file(
+            &format!("{database}.secret"),
+            database,
+            c.admin_user(),
+            c.admin_password(),
+        )
+    }
+
+    /// vault create + default policy `OssPolicy`; returns the vault folder.
+    pub fn vault_with_policy(&self, vault: &str) -> PathBuf {
+        let dir = self.path(&format!("vault-{vault}"));
+        self.json(&[
+            "backup-vault",
+            "create",
+            "--vault-name",
+            vault,
+            "--storage-url",
+            &format!("file://{}", dir.display()),
+        ]);
+        let template = self.json(&[
+            "backup-policy",
+            "get-default-policy-template",
+            "--datasource-type",
+            "AzureDatabaseForPostgreSQLFlexibleServer",
+        ]);
+        let policy = self.write(&format!("policy-{vault}.json"), &template.to_string());
+        self.json(&[
+            "backup-policy",
+            "create",
+            "--vault-name",
+            vault,
+            "--backup-policy-name",
+            "OssPolicy",
+            "--policy",
+            policy.to_str().unwrap(),
+        ]);
+        dir
+    }
+
+    /// initialize + create for `database` with `secret_uri`; returns the instance name.
+    pub fn protect(&self, vault: &str, database: &str, secret_uri: &str) -> String {
+        let req = self.initialize(database, secret_uri);
+        let file = self.write(&format!("instance-{database}.json"), &req.to_string());
+        let created = self.json(&[
+            "backup-instance",
+            "create",
+            "--vault-name",
+            vault,
+            "--backup-instance",
+            file.to_str().unwrap(),
+        ]);
+        created["name"].as_str().unwrap().to_string()
+    }
+
+    pub fn initialize(&self, database: &str, secret_uri: &str) -> Value {
+        let c = cluster();
+        let store_type = if secret_uri.starts_with("env:") {
+            "Environment"
+        } else {
+            "File"
+        };
+        self.json(&[
+            "backup-instance",
+            "initialize",
+            "--datasource-type",
+            "AzureDatabaseForPostgreSQLFlexibleServer",
+            "--datasource-id",
+            &format!("postgres://{}:{}/{database}", c.host(), c.port()),
+            "--policy-id",
+            "OssPolicy",
+            "--secret-store-type",
+            store_type,
+            "--secret-store-uri",
+            secret_uri,
+        ])
+    }
+
+    pub fn backup(&self, vault: &str, instance: &str) -> Value {
+        self.json(&[
+            "backup-instance",
+            "adhoc-backup",
+            "--vault-name",
+            vault,
+            "--name",
+            instance,
+            "--rule-name",
+            "Default",
+        ])
+    }
+
+    pub fn recovery_points(&self, vault: &str, instance: &str) -> Vec<Value> {
+        let v = self.json(&[
+            "recovery-point",
+            "list",
+            "--vault-name",
+            vault,
+            "--backup-instance-name",
+            instance,
+        ]);
+        v.as_array().unwrap().clone()
+    }
+}
+
+/// A database with the shapes a real one has: schemas, several column types, a
+/// sequence, a view, an index, a large object, and enough rows to span many chunks.
+pub fn sample_database(prefix: &str, rows: u32) -> String {
+    let c = cluster();
+    let db = c.create_database(prefix);
+    c.psql(
+        &db,
+        &format!(
+            "CREATE SCHEMA sales;
+             CREATE TABLE sales.orders (id bigserial PRIMARY KEY, customer text NOT NULL, amount numeric(12,2),
+                 placed timestamptz NOT NULL DEFAULT '2024-01-01', doc jsonb);
+             INSERT INTO sales.orders (customer, amount, placed, doc)
+                 SELECT 'customer ' || (g % 977), (g * 7 % 10000) / 100.0, timestamptz '2024-01-01' + g * interval '1 minute',
+                        jsonb_build_object('g', g, 'note', md5(g::text))
+                 FROM generate_series(1, {rows}) g;
+             CREATE INDEX ON sales.orders (customer);
+             CREATE TABLE public.notes (id int PRIMARY KEY, body text);
+             INSERT INTO public.notes SELECT g, repeat(md5(g::text), 20) FROM generate_series(1, {rows} / 4) g;
+             CREATE TABLE public.empty_table (x int);
+             CREATE VIEW sales.big_orders AS SELECT * FROM sales.orders WHERE amount > 50;
+             CREATE SEQUENCE public.invoice_no START 1000;
+             SELECT setval('public.invoice_no', 4242);
+             SELECT lo_from_bytea(0, 'a large object'::bytea);"
+        ),
+    );
+    db
+}
+
+/// The database as plain SQL without owners or privileges, for comparing a restore with
+/// its source. pg_dump's per-run `\restrict` keys are removed.
+pub fn plain_dump(database: &str) -> String {
+    let out = cluster()
+        .command("pg_dump")
+        .args(["--no-owner", "--no-acl", "--format=plain", database])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "pg_dump {database}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    normalize_sql(&String::from_utf8_lossy(&out.stdout))
+}
+
+pub fn normalize_sql(sql: &str) -> String {
+    sql.lines()
+        .filter(|l| !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p)
+            } else {
+                out.push(p)
+            }
+        }
+    }
+    out
+}
