@@ -34,10 +34,6 @@ impl World {
         self.dir.path().join(name)
     }
 
-    pub fn home(&self) -> PathBuf {
-        self.path("home")
-    }
-
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_pgvault"));
         cmd.args(args).env_remove("RUST_LOG");

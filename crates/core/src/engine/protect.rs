@@ -64,11 +64,11 @@ pub fn initialize_instance(args: &InitializeArgs) -> Result<BackupInstanceReques
     let ds: Datasource = args.datasource_id.parse()?;
     let store_type: SecretStoreType = args.secret_store_type.parse()?;
     SecretRef::from_store(store_type, &args.secret_store_uri)?;
-    refuse_excluded(&ds.database())?;
-    let server = sanitize(&ds.server_name());
+    refuse_excluded(ds.database())?;
+    let server = sanitize(ds.server_name());
     let name = format!(
         "{server}-{}-{}",
-        sanitize(&ds.database()),
+        sanitize(ds.database()),
         uuid::Uuid::new_v4()
     );
     let location = args.location.clone().unwrap_or_else(|| "local".into());
@@ -177,7 +177,7 @@ pub async fn create_instance(vault: &Vault, mut request: BackupInstanceRequest) 
     let policy_name = resource::last_segment(&props.policy_info.policy_id).to_string();
     vault.policy(&policy_name).await?;
     let (ds, secret) = instance_target(props)?;
-    refuse_excluded(&ds.database())?;
+    refuse_excluded(ds.database())?;
     for existing in vault.list_instances().await? {
         if existing.name == request.name {
             return Err(Error::new(

@@ -251,7 +251,7 @@ async fn run_pg_restore(
         .get(0);
     drop(target_facts);
     let pg_restore = find_tool("pg_restore", (version / 10000) as u32)?;
-    let dbname = format!("--dbname=dbname={}", conninfo_value(&ds.database()));
+    let dbname = format!("--dbname=dbname={}", conninfo_value(ds.database()));
     let mut proc = ToolProcess::spawn(
         &pg_restore,
         &[

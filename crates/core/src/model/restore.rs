@@ -40,6 +40,7 @@ fn fail_if_exists() -> String {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "objectType")]
+#[allow(clippy::large_enum_variant)] // one per request; boxing would only obscure the serde shape
 pub enum RestoreTarget {
     #[serde(rename = "RestoreTargetInfo", rename_all = "camelCase")]
     Database {

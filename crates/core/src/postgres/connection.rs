@@ -250,6 +250,12 @@ pub enum ConnectionStringError {
         expected: &'static str,
     },
     #[error(
+        "the connection string looks like libpq's space-separated form (key=value key=value); \
+         separate ADO.NET entries with `;` (Server=..;User Id=..;Password=..), quote a value \
+         that contains spaces, or use a postgres:// URI"
+    )]
+    SpaceSeparated,
+    #[error(
         "the connection string names no user; add User Id=<name> (ADO.NET) or put the user in \
          the URI (postgres://<user>:<password>@host/db)"
     )]
@@ -506,6 +512,12 @@ fn parse_ado(text: &str) -> Result<Fields, ConnectionStringError> {
             _ => {
                 let end = rest.find(';').unwrap_or(rest.len());
                 let value = rest[..end].trim_end().to_owned();
+                // libpq's own form (`host=h user=u password=p`) would otherwise parse as one
+                // Host whose value holds the rest, and a `user=u password=p` as a user name
+                // holding the password, which errors and logs do show.
+                if looks_space_separated(&value) {
+                    return Err(ConnectionStringError::SpaceSeparated);
+                }
                 rest = &rest[end..];
                 value
             }
@@ -515,6 +527,15 @@ fn parse_ado(text: &str) -> Result<Fields, ConnectionStringError> {
             None => log_ignored_key(raw_key, "ado.net"),
         }
     }
+}
+
+/// Whether an unquoted value holds a further ` key=` of a setting we know, which means entries
+/// were separated by spaces instead of `;`.
+fn looks_space_separated(value: &str) -> bool {
+    value.split_whitespace().skip(1).any(|word| {
+        word.split_once('=')
+            .is_some_and(|(k, _)| Key::from_ado(k).is_some() || Key::from_uri_param(k).is_some())
+    })
 }
 
 /// Reads a quoted value up to its closing quote; returns the value and the text after the
@@ -1496,8 +1517,14 @@ fn classify(params: &ConnectParams, err: &tokio_postgres::Error) -> ConnectError
         format!("{kind}: {reasons}")
     };
     match kind.as_str() {
-        // "password missing" (the server asked for one and the secret has none), or a SCRAM
-        // exchange the client could not complete.
+        // tokio-postgres reports a password the server asks for and the secret lacks as a
+        // configuration error; for the user it is a login problem.
+        "invalid configuration" if reasons == "password missing" => ConnectError::AuthFailed {
+            endpoint,
+            detail: "the server asks for a password and the secret's connection string has none"
+                .to_owned(),
+        },
+        // A SCRAM exchange the client could not complete (or channel binding refused).
         "authentication error" => ConnectError::AuthFailed { endpoint, detail },
         "error performing TLS handshake" => ConnectError::Tls { endpoint, detail },
         _ => ConnectError::Unreachable { endpoint, detail },
@@ -1599,6 +1626,9 @@ mod tests {
             ),
             (r#"User=u;Password=" spaced ""#, "user=u password= spaced "),
             (r#"User="u";Database='my db'"#, "db=my db user=u"),
+            // Spaces and `=` inside a value are fine unless they spell another known key.
+            ("User=u;Password=a b=c", "user=u password=a b=c"),
+            (r#"User=u;Password="a user=b""#, "user=u password=a user=b"),
             // An unquoted value may contain `=` and quotes that do not open it.
             ("User=u;Password=a=b\"c", "user=u password=a=b\"c"),
             // Unknown keys are ignored.
@@ -1666,6 +1696,9 @@ mod tests {
             ("Password=p;Server=h", E::MissingUser),
             ("postgres://h/d", E::MissingUser),
             ("User=u;junk;Password=p", E::MalformedEntry { entry: 2 }),
+            ("host=h user=u password=p", E::SpaceSeparated),
+            ("User Id=u password=p", E::SpaceSeparated),
+            ("Server=h;User Id=u dbname=d", E::SpaceSeparated),
             ("User=u;=p", E::MalformedEntry { entry: 2 }),
             (
                 r#"User=u;Password="abc"#,
@@ -1773,6 +1806,8 @@ mod tests {
             format!("Server=h;Password={MARK};{MARK}"),
             format!("Server=h;User Id=u;Password=ab;{MARK}=\"cd"),
             format!("Server=h;Password={MARK}"),
+            format!("host=h user=u password={MARK}"),
+            format!("Server=h;User Id=u password={MARK}"),
             format!("Server=h;User Id=u;Ssl Mode={MARK}"),
             format!("Server=h;User Id=u;Timeout={MARK}"),
             format!("Server=h;User Id=u;Trust Server Certificate={MARK}"),
@@ -2212,8 +2247,7 @@ mod tests {
 
         let text = Arc::new(Mutex::new(String::new()));
         tracing::subscriber::with_default(Capture(text.clone()), f);
-        let logged = text.lock().unwrap().clone();
-        logged
+        text.lock().unwrap().clone()
     }
 
     #[test]

@@ -138,9 +138,15 @@ impl ToolProcess {
             .stdin(stdin)
             .stdout(stdout)
             .stderr(Stdio::piped());
-        // Never let a stray PGPASSFILE or service file from the caller change who we are.
-        for var in ["PGPASSFILE", "PGSERVICE", "PGSERVICEFILE"] {
-            cmd.env_remove(var);
+        // The child connects exactly as `env` says: no PGPASSFILE, service file, PGSSLMODE
+        // or other libpq variable inherited from the caller may change where or who.
+        for (var, _) in std::env::vars_os() {
+            if var
+                .to_str()
+                .is_some_and(|v| v.starts_with("PG") && !v.starts_with("PGVAULT"))
+            {
+                cmd.env_remove(var);
+            }
         }
         for (k, v) in env {
             cmd.env(k, v);

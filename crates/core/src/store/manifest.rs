@@ -41,7 +41,7 @@ pub fn encode_chunk_list(refs: &[ChunkRef]) -> Vec<u8> {
 }
 
 pub fn decode_chunk_list(bytes: &[u8]) -> Option<Vec<ChunkRef>> {
-    if bytes.len() % REF_LEN != 0 {
+    if !bytes.len().is_multiple_of(REF_LEN) {
         return None;
     }
     Some(

@@ -116,7 +116,7 @@ fn encode_entries(entries: &[PackEntry]) -> Vec<u8> {
 }
 
 fn decode_entries(mut buf: &[u8], what: &'static str) -> Result<Vec<PackEntry>, PackError> {
-    if buf.len() % ENTRY_LEN != 0 {
+    if !buf.len().is_multiple_of(ENTRY_LEN) {
         return Err(PackError::Malformed { what });
     }
     let mut out = Vec::with_capacity(buf.len() / ENTRY_LEN);
