@@ -98,13 +98,13 @@ pub async fn run(cmd: JobCommand, format: Format) -> anyhow::Result<ExitCode> {
         }
         JobCommand::Show { vault_name, job_id } => {
             let job = svc.job(&job_id).map_err(coded)?;
-            if let Some(v) = vault_name {
-                if !job.vault_name.eq_ignore_ascii_case(&v) {
-                    anyhow::bail!(
-                        "UserErrorJobNotFound: job {job_id} belongs to vault `{}`, not `{v}`",
-                        job.vault_name
-                    );
-                }
+            if let Some(v) = vault_name
+                && !job.vault_name.eq_ignore_ascii_case(&v)
+            {
+                anyhow::bail!(
+                    "UserErrorJobNotFound: job {job_id} belongs to vault `{}`, not `{v}`",
+                    job.vault_name
+                );
             }
             print(&job.to_azure_json(&vault_id(&job.vault_name)), format);
         }

@@ -1546,6 +1546,34 @@ fn source_chain(err: &(dyn std::error::Error + 'static)) -> String {
     parts.join(": ")
 }
 
+impl Datasource {
+    /// The server without a database: `postgres://host:port`, the datasource *set* of
+    /// Azure's instance JSON.
+    pub fn server_url(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        format!("postgres://{host}:{}", self.port)
+    }
+
+    /// Whether two datasources name the same database on the same server (host names
+    /// compare case-insensitively, database names exactly, as PostgreSQL does).
+    pub fn same_database(&self, other: &Datasource) -> bool {
+        self.host.eq_ignore_ascii_case(&other.host)
+            && self.port == other.port
+            && self.database == other.database
+    }
+}
+
+impl ConnectParams {
+    /// The password, only so that a child process's stderr can be scrubbed of it.
+    pub fn password(&self) -> Option<&str> {
+        self.password.as_ref().map(|p| p.expose_secret())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2300,33 +2328,5 @@ mod tests {
                 );
             }
         }
-    }
-}
-
-impl Datasource {
-    /// The server without a database: `postgres://host:port`, the datasource *set* of
-    /// Azure's instance JSON.
-    pub fn server_url(&self) -> String {
-        let host = if self.host.contains(':') {
-            format!("[{}]", self.host)
-        } else {
-            self.host.clone()
-        };
-        format!("postgres://{host}:{}", self.port)
-    }
-
-    /// Whether two datasources name the same database on the same server (host names
-    /// compare case-insensitively, database names exactly, as PostgreSQL does).
-    pub fn same_database(&self, other: &Datasource) -> bool {
-        self.host.eq_ignore_ascii_case(&other.host)
-            && self.port == other.port
-            && self.database == other.database
-    }
-}
-
-impl ConnectParams {
-    /// The password, only so that a child process's stderr can be scrubbed of it.
-    pub fn password(&self) -> Option<&str> {
-        self.password.as_ref().map(|p| p.expose_secret())
     }
 }
