@@ -18,7 +18,9 @@ use pgvault_core::engine::protect::create_instance;
 use pgvault_core::engine::restore::{RestoreOutcome, restore};
 use pgvault_core::engine::{Error, Result, Vault};
 use pgvault_core::model::instance::BackupInstanceRequest;
-use pgvault_core::model::job::{Job, JobError, JobFilter, JobId, JobOutcome, NewJob, Operation};
+use pgvault_core::model::job::{
+    FRIENDLY_NAME_DETAIL, Job, JobError, JobFilter, JobId, JobOutcome, NewJob, Operation,
+};
 use pgvault_core::model::policy::BackupPolicy;
 use pgvault_core::model::restore::{RestoreRequest, RestoreTarget};
 use pgvault_core::store::VaultStore;
@@ -71,6 +73,16 @@ impl Pgvault {
 
     /// `backup-vault create`: creates the vault's store and registers its name.
     pub async fn create_vault(&self, name: &str, storage_url: Option<&str>) -> Result<Value> {
+        self.create_vault_with(name, storage_url, None).await
+    }
+
+    /// `create_vault` with an explicit average chunk size (bytes).
+    pub async fn create_vault_with(
+        &self,
+        name: &str,
+        storage_url: Option<&str>,
+        chunk_avg: Option<u32>,
+    ) -> Result<Value> {
         let mut registry = self.home.registry()?;
         if let Some(url) = registry.vaults.get(name) {
             return Err(Error::new(
@@ -82,7 +94,7 @@ impl Pgvault {
             Some(u) => u.to_string(),
             None => format!("file://{}", self.home.default_vault_dir(name).display()),
         };
-        let vault = Vault::create(VaultStore::open(&url)?, name, Utc::now()).await?;
+        let vault = Vault::create(VaultStore::open(&url)?, name, Utc::now(), chunk_avg).await?;
         registry.vaults.insert(name.to_string(), url);
         self.home.save_registry(&registry)?;
         Ok(vault.to_azure_json())
@@ -180,6 +192,8 @@ impl Pgvault {
         new.datasource_name = Some(ctx.datasource_name);
         new.datasource_id = Some(ctx.datasource_id);
         new.policy_name = Some(ctx.policy_name);
+        new.extended_details
+            .insert(FRIENDLY_NAME_DETAIL.into(), ctx.friendly_name);
         new.policy_rule_name = Some(rule.to_string());
         new.retention_tag = Some(rule.to_string());
         let job = self.history.start(&new).map_err(history_err)?;
@@ -242,6 +256,10 @@ impl Pgvault {
         if let Ok(inst) = vault.instance(instance).await {
             new.datasource_name = Some(inst.properties.data_source_info.resource_name.clone());
             new.datasource_id = Some(inst.properties.data_source_info.resource_id.clone());
+            new.extended_details.insert(
+                FRIENDLY_NAME_DETAIL.into(),
+                inst.properties.friendly_name.clone(),
+            );
         }
         let job = self.history.start(&new).map_err(history_err)?;
         let written = Arc::new(AtomicU64::new(0));

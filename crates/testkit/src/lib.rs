@@ -5,7 +5,10 @@
 //! first use from the PostgreSQL binaries installed on the machine, plus
 //! [`TestCluster::create_database`] so each test works in its own database and tests can run in
 //! parallel without seeing each other's tables. A test that needs a server to itself (to stop
-//! it, to change its configuration) calls [`TestCluster::start`] instead.
+//! it, to change its configuration) calls [`TestCluster::start`] instead, or
+//! [`TestCluster::start_with`] with [`ClusterOptions`] when the server must be configured
+//! differently from the start: extra `postgresql.conf` settings and extra files in the data
+//! directory, such as `ssl = on` with a certificate and key made by the test.
 //!
 //! # Where the server comes from
 //!
@@ -57,7 +60,7 @@ use std::fs;
 use std::hash::BuildHasher;
 use std::io::{self, Write};
 use std::net::TcpListener;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -135,7 +138,7 @@ impl TestCluster {
         static SHARED: OnceLock<Result<TestCluster, String>> = OnceLock::new();
         let shared = SHARED.get_or_init(|| match std::env::var(DATABASE_URL_ENV) {
             Ok(url) if !url.trim().is_empty() => Self::from_url(url.trim()),
-            _ => Self::try_start(),
+            _ => Self::try_start(&ClusterOptions::default()),
         });
         match shared {
             Ok(cluster) => cluster,
@@ -148,7 +151,14 @@ impl TestCluster {
     /// For tests that need a server of their own; it always starts a new server, whatever
     /// `PGVAULT_TEST_DATABASE_URL` says. Panics with the reason if the server cannot start.
     pub fn start() -> TestCluster {
-        Self::try_start().unwrap_or_else(|message| panic!("{message}"))
+        Self::start_with(&ClusterOptions::default())
+    }
+
+    /// Like [`start`](Self::start), for a server configured with `options` (extra settings and
+    /// files in its data directory) from its first start. Panics with the reason, and the
+    /// server log, if the server cannot start with them.
+    pub fn start_with(options: &ClusterOptions) -> TestCluster {
+        Self::try_start(options).unwrap_or_else(|message| panic!("{message}"))
     }
 
     /// A superuser URL to the server's `postgres` database:
@@ -308,7 +318,7 @@ impl TestCluster {
         })
     }
 
-    fn try_start() -> Result<TestCluster, String> {
+    fn try_start(options: &ClusterOptions) -> Result<TestCluster, String> {
         let bindir = find_bindir("initdb")?;
         let run_as = server_os_user()?;
         let dir = create_private_dir()?;
@@ -322,6 +332,7 @@ impl TestCluster {
 
         let password = random_password();
         initdb(&bindir, run_as.as_deref(), &server, &password)?;
+        apply_options(run_as.as_deref(), &server, options)?;
         let port = start_server(&bindir, run_as.as_deref(), &server)?;
 
         Ok(TestCluster {
@@ -333,6 +344,102 @@ impl TestCluster {
             bindir,
             server: Some(server),
         })
+    }
+}
+
+/// What a cluster from [`TestCluster::start_with`] has beyond the kit's defaults: extra
+/// `postgresql.conf` settings and extra files in its data directory.
+///
+/// Settings are appended after the kit's own, so a later one wins, as PostgreSQL reads the
+/// file; leave `listen_addresses`, `port` and `unix_socket_directories` to the kit, which
+/// relies on them. Files are written after `initdb` and before the first start, owned by the
+/// server's OS user and readable by it only (mode 0600, which PostgreSQL demands of a private
+/// key). A relative path in a setting, such as `ssl_cert_file = 'server.crt'`, is taken
+/// relative to the data directory, so the two go together:
+///
+/// ```no_run
+/// # let (cert_pem, key_pem) = (b"...".to_vec(), b"...".to_vec());
+/// use pgvault_testkit::{ClusterOptions, TestCluster};
+///
+/// let cluster = TestCluster::start_with(
+///     &ClusterOptions::new()
+///         .setting("ssl", "on")
+///         .setting("ssl_cert_file", "server.crt")
+///         .setting("ssl_key_file", "server.key")
+///         .file("server.crt", cert_pem)
+///         .file("server.key", key_pem),
+/// );
+/// ```
+#[derive(Clone, Default)]
+pub struct ClusterOptions {
+    settings: Vec<(String, String)>,
+    files: Vec<(String, Vec<u8>)>,
+}
+
+impl ClusterOptions {
+    pub fn new() -> ClusterOptions {
+        ClusterOptions::default()
+    }
+
+    /// Adds `name = 'value'` to `postgresql.conf`. The value is always written as a quoted
+    /// string, which PostgreSQL accepts for settings of every type (`'on'`, `'64MB'`), with
+    /// quotes and backslashes escaped.
+    ///
+    /// Panics if `name` is not a setting name (letters, digits, `_`, and `.` for an
+    /// extension's settings), since anything else would corrupt the file.
+    pub fn setting(mut self, name: &str, value: &str) -> ClusterOptions {
+        let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        assert!(valid, "{name:?} is not a PostgreSQL setting name");
+        self.settings.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Adds a file named `name` with `contents` to the data directory.
+    ///
+    /// Panics if `name` is not a plain file name (no `/`, not `.` or `..`): files go in the
+    /// data directory itself. Starting fails if the name is one initdb already created, such
+    /// as `postgresql.conf`; settings go through [`setting`](Self::setting).
+    pub fn file(mut self, name: &str, contents: impl Into<Vec<u8>>) -> ClusterOptions {
+        assert!(
+            !name.is_empty() && !name.contains('/') && name != "." && name != "..",
+            "{name:?} is not a plain file name"
+        );
+        self.files.push((name.to_owned(), contents.into()));
+        self
+    }
+
+    /// The settings as lines for `postgresql.conf`.
+    fn conf_lines(&self) -> String {
+        self.settings
+            .iter()
+            .map(|(name, value)| {
+                // The backslash first, so the escapes added after it are not doubled.
+                let value = value
+                    .replace('\\', "\\\\")
+                    .replace('\'', "''")
+                    .replace('\n', "\\n")
+                    .replace('\r', "\\r");
+                format!("{name} = '{value}'\n")
+            })
+            .collect()
+    }
+}
+
+impl fmt::Debug for ClusterOptions {
+    // Written by hand: file contents (test keys, say) are shown by size only.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let files: Vec<String> = self
+            .files
+            .iter()
+            .map(|(name, contents)| format!("{name} ({} bytes)", contents.len()))
+            .collect();
+        f.debug_struct("ClusterOptions")
+            .field("settings", &self.settings)
+            .field("files", &files)
+            .finish()
     }
 }
 
@@ -556,6 +663,42 @@ fn initdb(
          shared_buffers = 32MB\n\
          max_connections = 100\n",
         server.dir.display()
+    );
+    let conf = server.data_dir.join("postgresql.conf");
+    fs::OpenOptions::new()
+        .append(true)
+        .open(&conf)
+        .and_then(|mut file| file.write_all(settings.as_bytes()))
+        .map_err(|e| format!("could not configure {}: {e}", conf.display()))
+}
+
+/// Writes the files and appends the settings of `options` to a fresh data directory.
+fn apply_options(
+    run_as: Option<&str>,
+    server: &Server,
+    options: &ClusterOptions,
+) -> Result<(), String> {
+    for (name, contents) in &options.files {
+        let path = server.data_dir.join(name);
+        // create_new: a name initdb already used (postgresql.conf, PG_VERSION) is a mistake
+        // in the test, not something to overwrite.
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut file| file.write_all(contents))
+            .map_err(|e| format!("could not write {}: {e}", path.display()))?;
+        if let Some(user) = run_as {
+            chown_to(&path, user)?;
+        }
+    }
+    if options.settings.is_empty() {
+        return Ok(());
+    }
+    let settings = format!(
+        "\n# Added by the test through pgvault-testkit's ClusterOptions.\n{}",
+        options.conf_lines()
     );
     let conf = server.data_dir.join("postgresql.conf");
     fs::OpenOptions::new()
@@ -841,6 +984,50 @@ mod tests {
         let text = "pä ss/w:o@rd%";
         assert_eq!(percent_decode(&percent_encode(text)).unwrap(), text);
         assert_eq!(percent_encode("a-b_c.d~e"), "a-b_c.d~e");
+    }
+
+    #[test]
+    fn option_values_are_quoted_for_postgresql_conf() {
+        let options = ClusterOptions::new()
+            .setting("ssl", "on")
+            .setting("pgvault.note", "it's C:\\dir\nnext");
+        assert_eq!(
+            options.conf_lines(),
+            "ssl = 'on'\npgvault.note = 'it''s C:\\\\dir\\nnext'\n"
+        );
+    }
+
+    #[test]
+    fn options_refuse_names_that_would_escape_their_place() {
+        for name in ["", ".", "..", "../postgresql.conf", "sub/file"] {
+            let result = std::panic::catch_unwind(|| ClusterOptions::new().file(name, "x"));
+            assert!(result.is_err(), "file {name:?} was accepted");
+        }
+        for name in ["", "ssl = on\nfsync", "1abc", "a b"] {
+            let result = std::panic::catch_unwind(|| ClusterOptions::new().setting(name, "x"));
+            assert!(result.is_err(), "setting {name:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn a_cluster_started_with_options_has_its_settings_and_files() {
+        let cluster = TestCluster::start_with(
+            &ClusterOptions::new()
+                .setting("work_mem", "7MB")
+                .setting("pgvault.note", "it's here")
+                .file("note.txt", "written before the first start\n"),
+        );
+        assert_eq!(
+            cluster.psql(
+                "postgres",
+                "SHOW work_mem; SHOW pgvault.note; SELECT pg_read_file('note.txt')"
+            ),
+            "7MB\nit's here\nwritten before the first start\n"
+        );
+        let note = cluster.data_dir().unwrap().join("note.txt");
+        let mode = fs::metadata(&note).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{}", note.display());
+        assert!(!format!("{:?}", ClusterOptions::new().file("k", "SECRET")).contains("SECRET"));
     }
 
     #[test]

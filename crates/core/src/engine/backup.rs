@@ -48,6 +48,7 @@ pub struct BackupContext {
     pub policy_name: String,
     pub datasource_name: String,
     pub datasource_id: String,
+    pub friendly_name: String,
 }
 
 /// Resolves the names a backup job records, before the backup runs.
@@ -57,6 +58,7 @@ pub async fn backup_context(vault: &Vault, instance: &str) -> Result<BackupConte
         policy_name: resource::last_segment(&inst.properties.policy_info.policy_id).to_string(),
         datasource_name: inst.properties.data_source_info.resource_name.clone(),
         datasource_id: inst.properties.data_source_info.resource_id.clone(),
+        friendly_name: inst.properties.friendly_name.clone(),
     })
 }
 

@@ -55,9 +55,14 @@ pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
 pub const DEFAULT_PACK_SIZE: u64 = 8 << 20;
 
 impl VaultConfig {
-    pub fn new(name: &str, now: DateTime<Utc>) -> Self {
+    /// A new vault's settings; `chunk_avg` (bytes) overrides the average chunk size, with
+    /// the minimum at half and the maximum at four times it.
+    pub fn new(name: &str, now: DateTime<Utc>, chunk_avg: Option<u32>) -> Self {
         let key: [u8; 32] = *blake3::hash(uuid::Uuid::new_v4().as_bytes()).as_bytes();
-        let (min, avg, max) = DEFAULT_CHUNKER;
+        let (min, avg, max) = match chunk_avg {
+            Some(avg) => (avg / 2, avg, avg * 4),
+            None => DEFAULT_CHUNKER,
+        };
         VaultConfig {
             format_version: VAULT_FORMAT,
             vault_id: uuid::Uuid::new_v4().to_string(),
@@ -123,8 +128,22 @@ pub struct Vault {
 
 impl Vault {
     /// Creates the vault at `store`; refuses when the location already holds a vault.
-    pub async fn create(store: VaultStore, name: &str, now: DateTime<Utc>) -> Result<Self> {
+    /// `chunk_avg` is fixed for the vault's life: chunks dedup only when cut the same way.
+    pub async fn create(
+        store: VaultStore,
+        name: &str,
+        now: DateTime<Utc>,
+        chunk_avg: Option<u32>,
+    ) -> Result<Self> {
         check_name("vault", name)?;
+        if let Some(avg) = chunk_avg
+            && !(4096..=1 << 20).contains(&avg)
+        {
+            return Err(Error::new(
+                "UserErrorInvalidChunkSize",
+                format!("average chunk size {avg} bytes is out of range: choose 4 KiB to 1024 KiB"),
+            ));
+        }
         if store.exists(&paths::vault_config()).await? {
             return Err(Error::new(
                 "UserErrorVaultAlreadyExists",
@@ -134,7 +153,7 @@ impl Vault {
                 ),
             ));
         }
-        let config = VaultConfig::new(name, now);
+        let config = VaultConfig::new(name, now, chunk_avg);
         store.put_json(&paths::vault_config(), &config).await?;
         Ok(Vault { store, config })
     }

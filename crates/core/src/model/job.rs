@@ -580,9 +580,15 @@ impl Job {
         // Azure's activity id correlates a job with the request that started it; the job id is
         // pgvault's nearest equivalent and is also what Azure repeats as `TaskId`.
         props.insert("activityID".into(), json!(job_id));
+        // Azure names an instance `<server>-<db>-<guid>` and shows it as `<server>\\<db>`;
+        // the service records that friendly name among the job's details when it knows it.
         props.insert(
             "backupInstanceFriendlyName".into(),
-            json!(self.backup_instance_name),
+            json!(
+                self.extended_details
+                    .get(FRIENDLY_NAME_DETAIL)
+                    .or(self.backup_instance_name.as_ref())
+            ),
         );
         props.insert(
             "backupInstanceId".into(),
@@ -699,6 +705,9 @@ fn arm_segment<'a>(resource_id: &'a str, key: &str) -> Option<&'a str> {
 }
 
 /// A timestamp as Azure writes one: UTC, seven fractional digits (.NET ticks), `Z`.
+/// The extended detail that carries a backup instance's friendly name (`server\\db`).
+pub const FRIENDLY_NAME_DETAIL: &str = "BackupInstanceFriendlyName";
+
 pub fn azure_time(t: DateTime<Utc>) -> String {
     // A leap second shows up as nanoseconds past 1e9; clamp rather than print eight digits.
     let ticks = (t.timestamp_subsec_nanos() / 100).min(9_999_999);

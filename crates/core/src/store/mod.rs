@@ -52,6 +52,11 @@ pub enum StoreError {
         path: String,
         source: serde_json::Error,
     },
+    #[error("cannot sync `{path}` to disk: {source}")]
+    Sync {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot create the vault folder `{path}`: {source}")]
     CreateDir {
         path: String,
@@ -82,6 +87,9 @@ fn io_err(path: &Path) -> impl FnOnce(object_store::Error) -> StoreError + '_ {
 pub struct VaultStore {
     inner: Arc<dyn ObjectStore>,
     url: String,
+    /// The folder of a local vault: `object_store` writes files without fsync, so
+    /// [`VaultStore::make_durable`] syncs them here before a manifest may refer to them.
+    local_root: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for VaultStore {
@@ -129,14 +137,53 @@ impl VaultStore {
         let local = object_store::local::LocalFileSystem::new_with_prefix(&dir)
             .map_err(|e| bad(&e.to_string()))?
             .with_automatic_cleanup(true);
-        Ok(Self::from_object_store(Arc::new(local), url))
+        let mut store = Self::from_object_store(Arc::new(local), url);
+        store.local_root = Some(dir);
+        Ok(store)
     }
 
     pub fn from_object_store(inner: Arc<dyn ObjectStore>, url: &str) -> Self {
         VaultStore {
             inner,
             url: url.to_string(),
+            local_root: None,
         }
+    }
+
+    /// Makes written objects durable. A remote object store's PUT is durable when it
+    /// returns; a local folder needs each file and the folders holding them synced, or a
+    /// power cut could leave a manifest pointing at packs that never reached the disk.
+    pub async fn make_durable(&self, objects: &[Path]) -> Result<(), StoreError> {
+        let Some(root) = self.local_root.clone() else {
+            return Ok(());
+        };
+        let files: Vec<std::path::PathBuf> =
+            objects.iter().map(|p| root.join(p.as_ref())).collect();
+        let sync = |p: &std::path::Path| {
+            std::fs::File::open(p)
+                .and_then(|h| h.sync_all())
+                .map_err(|source| StoreError::Sync {
+                    path: p.display().to_string(),
+                    source,
+                })
+        };
+        tokio::task::spawn_blocking(move || {
+            let mut dirs = std::collections::BTreeSet::new();
+            for f in &files {
+                sync(f)?;
+                let mut d = f.parent();
+                while let Some(dir) = d.filter(|d| d.starts_with(&root)) {
+                    dirs.insert(dir.to_path_buf());
+                    d = dir.parent();
+                }
+            }
+            dirs.iter().try_for_each(|d| sync(d))
+        })
+        .await
+        .map_err(|e| StoreError::Sync {
+            path: self.url.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?
     }
 
     pub fn url(&self) -> &str {

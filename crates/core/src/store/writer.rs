@@ -193,6 +193,9 @@ pub async fn write_stream<R: Read + Send + 'static>(
         let index = encode_index(&written);
         bytes_stored += index.len() as u64;
         store.put(&paths::index(&name), index.into()).await?;
+        let mut objects: Vec<_> = written.iter().map(|(id, _)| paths::pack(id)).collect();
+        objects.push(paths::index(&name));
+        store.make_durable(&objects).await?;
     }
     upload_result?;
     let (chunked, workers_ok) = joined;

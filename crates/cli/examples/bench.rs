@@ -1,0 +1,387 @@
+//! The backup benchmark: pgvault against `pg_dump` on the same database, in one run.
+//!
+//! ```text
+//! cargo build --release && cargo run --release -p pgvault --example bench -- --scale 40 --docs-mb 400
+//! ```
+//!
+//! It starts a throwaway PostgreSQL (the test suite's testkit), builds a database of pgbench
+//! data plus a table of poorly compressible text and jsonb, and measures: `pg_dump -Fc`
+//! (default compression) to a file; `pg_dump -Fc -Z0` to /dev/null (the speed limit: the
+//! server cannot deliver faster); `pgvault adhoc-backup`; `pg_restore` of the file against a
+//! pgvault restore; and a second backup after updating 1% of rows at random in every table.
+//! Each command runs under GNU time for wall time and peak resident memory. It is a
+//! benchmark, not a test: it prints numbers for the README and asserts nothing.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use pgvault_testkit::TestCluster;
+use serde_json::Value;
+
+struct Measured {
+    seconds: f64,
+    max_rss_kib: u64,
+    stdout: String,
+}
+
+/// Runs a command under `/usr/bin/time -f "%e %M"`.
+fn measure(cmd: Command) -> Measured {
+    let times = tempfile::NamedTempFile::new().unwrap();
+    let program = cmd.get_program().to_owned();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_owned()).collect();
+    let mut timed = Command::new("/usr/bin/time");
+    timed
+        .arg("-o")
+        .arg(times.path())
+        .arg("-f")
+        .arg("%e %M")
+        .arg(&program)
+        .args(&args);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => timed.env(k, v),
+            None => timed.env_remove(k),
+        };
+    }
+    let out = timed
+        .output()
+        .expect("run /usr/bin/time (install GNU time)");
+    assert!(
+        out.status.success(),
+        "{program:?} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let t = std::fs::read_to_string(times.path()).unwrap();
+    let mut it = t.split_whitespace();
+    Measured {
+        seconds: it.next().unwrap().parse().unwrap(),
+        max_rss_kib: it.next().unwrap().parse().unwrap(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+    }
+}
+
+fn arg(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.1} MiB", b as f64 / 1048576.0)
+}
+
+struct Pgvault {
+    bin: PathBuf,
+    home: PathBuf,
+}
+
+impl Pgvault {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.args(args).env("PGVAULT_HOME", &self.home);
+        c
+    }
+    fn json(&self, args: &[&str]) -> Value {
+        let out = self.cmd(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "pgvault {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+fn main() {
+    let scale = arg("--scale", "20");
+    let docs_mb: u64 = arg("--docs-mb", "200").parse().unwrap();
+    let chunk_sizes: Vec<String> = arg("--chunk-kib", "32")
+        .split(',')
+        .map(str::to_string)
+        .collect();
+    let work = tempfile::Builder::new()
+        .prefix("pgvault-bench-")
+        .tempdir()
+        .unwrap();
+    let bin = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("pgvault");
+    assert!(
+        bin.is_file(),
+        "build the binary first: cargo build --release ({} is missing)",
+        bin.display()
+    );
+
+    eprintln!(
+        "starting PostgreSQL and building the database (pgbench scale {scale}, {docs_mb} MB of text and jsonb)..."
+    );
+    let c = TestCluster::start();
+    c.psql("postgres", "CREATE DATABASE bench");
+    let ok = c
+        .command("pgbench")
+        .args(["-i", "-q", "-s", &scale, "bench"])
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "pgbench: {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    // ~700 bytes a row of hex text and jsonb: compresses about 2:1, like real documents.
+    let rows = docs_mb * 1_000_000 / 700;
+    c.psql(
+        "bench",
+        &format!(
+            "CREATE TABLE docs AS SELECT g AS id, \
+               md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || \
+               md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) || \
+               md5(random()::text) || md5(random()::text) || md5(random()::text) || md5(random()::text) AS body, \
+               jsonb_build_object('id', g, 'owner', md5(random()::text), 'score', random(), 'tags', \
+                 jsonb_build_array(md5(random()::text), md5(random()::text))) AS doc \
+             FROM generate_series(1, {rows}) g; \
+             ALTER TABLE docs ADD PRIMARY KEY (id); VACUUM ANALYZE;"
+        ),
+    );
+    let db_size: i64 = c
+        .psql("bench", "SELECT pg_database_size('bench')")
+        .parse()
+        .unwrap();
+
+    let dump_file = work.path().join("bench.fc");
+    let mut d = c.command("pg_dump");
+    d.args(["-Fc", "-f"]).arg(&dump_file).arg("bench");
+    let fc = measure(d);
+    let fc_size = std::fs::metadata(&dump_file).unwrap().len();
+    let mut d = c.command("pg_dump");
+    d.args(["-Fc", "-Z0", "--no-sync", "-f", "/dev/null", "bench"]);
+    let z0 = measure(d);
+
+    let secret = work.path().join("bench.secret");
+    std::fs::write(
+        &secret,
+        format!(
+            "postgres://{}:{}@{}:{}/bench",
+            c.admin_user(),
+            c.admin_password(),
+            c.host(),
+            c.port()
+        ),
+    )
+    .unwrap();
+    let ds = format!("postgres://{}:{}/bench", c.host(), c.port());
+    let policy = work.path().join("policy.json");
+
+    struct Run {
+        kib: String,
+        pv: Pgvault,
+        instance: String,
+        first: Measured,
+        first_stored: u64,
+        read: u64,
+    }
+    let mut runs = Vec::new();
+    for kib in &chunk_sizes {
+        let pv = Pgvault {
+            bin: bin.clone(),
+            home: work.path().join(format!("home-{kib}")),
+        };
+        let vault_dir = work.path().join(format!("vault-{kib}"));
+        pv.json(&[
+            "backup-vault",
+            "create",
+            "--vault-name",
+            "B",
+            "--storage-url",
+            &format!("file://{}", vault_dir.display()),
+            "--chunk-size-kib",
+            kib,
+        ]);
+        let t = pv.json(&[
+            "backup-policy",
+            "get-default-policy-template",
+            "--datasource-type",
+            "AzureDatabaseForPostgreSQLFlexibleServer",
+        ]);
+        std::fs::write(&policy, t.to_string()).unwrap();
+        pv.json(&[
+            "backup-policy",
+            "create",
+            "--vault-name",
+            "B",
+            "--backup-policy-name",
+            "P",
+            "--policy",
+            policy.to_str().unwrap(),
+        ]);
+        let req = pv.json(&[
+            "backup-instance",
+            "initialize",
+            "--datasource-type",
+            "AzureDatabaseForPostgreSQLFlexibleServer",
+            "--datasource-id",
+            &ds,
+            "--policy-id",
+            "P",
+            "--secret-store-type",
+            "File",
+            "--secret-store-uri",
+            &format!("file://{}", secret.display()),
+        ]);
+        let req_file = work.path().join("instance.json");
+        std::fs::write(&req_file, req.to_string()).unwrap();
+        let instance = pv.json(&[
+            "backup-instance",
+            "create",
+            "--vault-name",
+            "B",
+            "--backup-instance",
+            req_file.to_str().unwrap(),
+        ])["name"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        eprintln!("backing up with {kib} KiB chunks...");
+        let first = measure(pv.cmd(&[
+            "backup-instance",
+            "adhoc-backup",
+            "--vault-name",
+            "B",
+            "--name",
+            &instance,
+        ]));
+        let job: Value = serde_json::from_str(&first.stdout).unwrap();
+        let first_stored = job["properties"]["result"]["bytesStored"].as_u64().unwrap();
+        let read = job["properties"]["result"]["bytesRead"].as_u64().unwrap();
+        runs.push(Run {
+            kib: kib.clone(),
+            pv,
+            instance,
+            first,
+            first_stored,
+            read,
+        });
+    }
+
+    eprintln!("restoring...");
+    c.psql("postgres", "CREATE DATABASE r_pg");
+    let mut r = c.command("pg_restore");
+    r.args(["--no-owner", "--no-acl", "--exit-on-error", "-d", "r_pg"])
+        .arg(&dump_file);
+    let pg_restore = measure(r);
+    let run0 = &runs[0];
+    let rp = run0.pv.json(&[
+        "recovery-point",
+        "list",
+        "--vault-name",
+        "B",
+        "--backup-instance-name",
+        &run0.instance,
+    ]);
+    let rp_id = rp[0]["name"].as_str().unwrap();
+    let req = run0.pv.json(&[
+        "backup-instance",
+        "restore",
+        "initialize-for-data-recovery",
+        "--recovery-point-id",
+        rp_id,
+        "--target-database-url",
+        &format!("postgres://{}:{}/r_vault", c.host(), c.port()),
+        "--secret-store-uri",
+        &format!("file://{}", secret.display()),
+    ]);
+    let req_file = work.path().join("restore.json");
+    std::fs::write(&req_file, req.to_string()).unwrap();
+    let vault_restore = measure(run0.pv.cmd(&[
+        "backup-instance",
+        "restore",
+        "trigger",
+        "--vault-name",
+        "B",
+        "--backup-instance-name",
+        &run0.instance,
+        "--restore-request-object",
+        req_file.to_str().unwrap(),
+    ]));
+
+    eprintln!("updating 1% of rows at random, then backing up again...");
+    c.psql("bench", "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE random() < 0.01; \
+                     UPDATE pgbench_tellers SET tbalance = tbalance + 1 WHERE random() < 0.01; \
+                     UPDATE docs SET doc = jsonb_set(doc, '{score}', to_jsonb(random())) WHERE random() < 0.01;");
+    let mut seconds = Vec::new();
+    for run in &runs {
+        let m = measure(run.pv.cmd(&[
+            "backup-instance",
+            "adhoc-backup",
+            "--vault-name",
+            "B",
+            "--name",
+            &run.instance,
+        ]));
+        let job: Value = serde_json::from_str(&m.stdout).unwrap();
+        seconds.push((
+            m,
+            job["properties"]["result"]["bytesStored"].as_u64().unwrap(),
+        ));
+    }
+
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    println!(
+        "\n## Benchmark: {} database, {cores} cores, {}",
+        mib(db_size as u64),
+        c.psql("postgres", "SHOW server_version")
+    );
+    println!();
+    println!("| measure | value |");
+    println!("|---|---|");
+    println!(
+        "| `pg_dump -Fc` to a file | {:.1} s, {} file |",
+        fc.seconds,
+        mib(fc_size)
+    );
+    println!(
+        "| `pg_dump -Fc -Z0` to /dev/null (the limit) | {:.1} s, stream {} |",
+        z0.seconds,
+        mib(runs[0].read)
+    );
+    for (run, (second, second_stored)) in runs.iter().zip(&seconds) {
+        let k = &run.kib;
+        println!(
+            "| pgvault backup, {k} KiB chunks | {:.1} s = {:.2}x `-Fc`, {:.2}x `-Z0`; peak memory {} |",
+            run.first.seconds,
+            run.first.seconds / fc.seconds,
+            run.first.seconds / z0.seconds,
+            mib(run.first.max_rss_kib * 1024)
+        );
+        println!(
+            "| stored, {k} KiB chunks | {} = {:.2}x the `-Fc` file |",
+            mib(run.first_stored),
+            run.first_stored as f64 / fc_size as f64
+        );
+        println!(
+            "| second backup after 1% random updates, {k} KiB chunks | {} new = {:.1}% of the first; {:.1} s; peak memory {} |",
+            mib(*second_stored),
+            100.0 * *second_stored as f64 / run.first_stored as f64,
+            second.seconds,
+            mib(second.max_rss_kib * 1024)
+        );
+    }
+    println!(
+        "| `pg_restore` from the `-Fc` file | {:.1} s |",
+        pg_restore.seconds
+    );
+    println!(
+        "| pgvault restore ({} KiB vault) | {:.1} s = {:.2}x `pg_restore`; peak memory {} |",
+        runs[0].kib,
+        vault_restore.seconds,
+        vault_restore.seconds / pg_restore.seconds,
+        mib(vault_restore.max_rss_kib * 1024)
+    );
+}
