@@ -26,18 +26,17 @@ fn unchanged_and_scattered_updates_store_little() {
         stored(&second)
     );
 
-    // 1% of rows updated, scattered across the table. The rows here are ~150 bytes, so
-    // with 16 KiB chunks most chunks hold an updated row and are stored again; what is
-    // guaranteed today is that unchanged chunks (the other tables, the untouched stretches)
-    // are not. The README's benchmark tracks the 30% target for realistic row sizes.
+    // 1% of rows updated, scattered across the table. The rows are ~150 bytes, so most
+    // 16 KiB chunks hold an updated row; each is stored as a delta against the chunk it
+    // replaced, and the updated rows' new versions (moved to the table's end) as new data.
     cluster().psql(
         &db,
         "UPDATE sales.orders SET amount = amount + 1 WHERE id % 100 = 0",
     );
     let third = w.backup("V", &instance);
     assert!(
-        stored(&third) < first_stored * 9 / 10,
-        "1% scattered updates stored {} bytes (first: {first_stored}, stream {read})",
+        stored(&third) * 10 <= first_stored * 3,
+        "1% scattered updates stored {} bytes, over 30% of the first backup ({first_stored}; stream {read})",
         stored(&third)
     );
 

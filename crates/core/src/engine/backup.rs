@@ -111,6 +111,15 @@ pub async fn backup(
     let (ds, secret) = instance_target(props)?;
 
     let (params, facts) = validate_for_backup(&ds, &secret).await?;
+    // What the vault holds, and the stream of this instance's last recovery point (the
+    // delta bases), are read before pg_dump starts, so its snapshot is held no longer.
+    let index = Arc::new(load_index(&vault.store).await?);
+    let previous = vault
+        .recovery_points(&req.instance)
+        .await?
+        .into_iter()
+        .next()
+        .map(|m| m.stream);
     let pg_dump = find_tool("pg_dump", facts.major())?;
     let pg_dump_version = tool_version(&pg_dump);
     // The whole database, uncompressed (chunks are compressed in parallel later, and a
@@ -130,14 +139,13 @@ pub async fn backup(
         params.password().into_iter().map(str::to_string).collect(),
     )?;
     let stdout = dump.child_mut().stdout.take().expect("stdout is piped");
-
-    let index = Arc::new(load_index(&vault.store).await?);
     let written = write_stream(
         &vault.store,
         index,
         &vault.writer_config()?,
         stdout,
-        progress,
+        progress.clone(),
+        previous,
     )
     .await;
     // pg_dump's verdict comes first: a stream that ended because pg_dump died is not a backup.
@@ -151,6 +159,16 @@ pub async fn backup(
         ));
     }
     let outcome = written?;
+    tracing::info!(
+        instance = %req.instance,
+        bytes_read = outcome.stream.length,
+        chunks = outcome.stream.chunk_count,
+        new_chunks = outcome.new_chunks,
+        delta_candidates = progress.delta_candidates.load(std::sync::atomic::Ordering::Relaxed),
+        delta_chunks = progress.delta_chunks.load(std::sync::atomic::Ordering::Relaxed),
+        bytes_stored = outcome.bytes_stored,
+        "dump stored"
+    );
     if let Err(reason) = &outcome.archive {
         tracing::warn!(instance = %req.instance, %reason, "the dump's table of contents could not be scanned; single-table restores of this recovery point will read the whole stream");
     }

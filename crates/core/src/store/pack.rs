@@ -8,6 +8,7 @@
 //! ```text
 //! blob 0 | blob 1 | ... | trailer (zstd of entries) | trailer length: u32 LE | "PGVPACK1"
 //! entry = chunk id (32) | offset u32 LE | stored length u32 LE | raw length u32 LE
+//!         | flags u8 | base chunk id (32, when flags & 1: the blob is a delta)
 //! ```
 //!
 //! A pack's name is the BLAKE3 hash of its bytes, so a pack is immutable and checkable.
@@ -21,7 +22,9 @@ use super::chunk::ChunkId;
 
 const PACK_MAGIC: &[u8; 8] = b"PGVPACK1";
 const INDEX_MAGIC: &[u8; 8] = b"PGVIDX01";
-const ENTRY_LEN: usize = 32 + 4 + 4 + 4;
+/// An entry without a base; a delta entry adds the base's 32 bytes.
+const ENTRY_LEN: usize = 32 + 4 + 4 + 4 + 1;
+const FLAG_DELTA: u8 = 1;
 
 /// The content hash naming a pack object.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -45,6 +48,8 @@ pub struct PackEntry {
     pub offset: u32,
     pub length: u32,
     pub raw_length: u32,
+    /// For a delta blob, the chunk it must be decoded against.
+    pub base: Option<ChunkId>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +92,7 @@ impl PackBuilder {
             offset: self.bytes.len() as u32,
             length: blob.len() as u32,
             raw_length: raw_length as u32,
+            base: super::chunk::blob_base(blob),
         });
         self.bytes.extend_from_slice(blob);
     }
@@ -111,27 +117,49 @@ fn encode_entries(entries: &[PackEntry]) -> Vec<u8> {
         out.extend_from_slice(&e.offset.to_le_bytes());
         out.extend_from_slice(&e.length.to_le_bytes());
         out.extend_from_slice(&e.raw_length.to_le_bytes());
+        match &e.base {
+            Some(base) => {
+                out.push(FLAG_DELTA);
+                out.extend_from_slice(&base.0);
+            }
+            None => out.push(0),
+        }
     }
     out
 }
 
-fn decode_entries(mut buf: &[u8], what: &'static str) -> Result<Vec<PackEntry>, PackError> {
-    if !buf.len().is_multiple_of(ENTRY_LEN) {
-        return Err(PackError::Malformed { what });
-    }
-    let mut out = Vec::with_capacity(buf.len() / ENTRY_LEN);
-    while !buf.is_empty() {
-        let u32_at =
-            |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().expect("4 bytes"));
+/// Decodes up to `count` entries (all when `None`) from the front of `buf`; returns them
+/// and the bytes consumed.
+fn decode_entries(
+    buf: &[u8],
+    count: Option<usize>,
+    what: &'static str,
+) -> Result<(Vec<PackEntry>, usize), PackError> {
+    let malformed = || PackError::Malformed { what };
+    let mut out = Vec::with_capacity(count.unwrap_or(buf.len() / ENTRY_LEN));
+    let mut at = 0;
+    while count.map_or(at < buf.len(), |n| out.len() < n) {
+        let e = buf.get(at..at + ENTRY_LEN).ok_or_else(malformed)?;
+        let u32_at = |i: usize| u32::from_le_bytes(e[i..i + 4].try_into().expect("4 bytes"));
+        at += ENTRY_LEN;
+        let base = match e[44] {
+            0 => None,
+            FLAG_DELTA => {
+                let b = buf.get(at..at + 32).ok_or_else(malformed)?;
+                at += 32;
+                Some(ChunkId(b.try_into().expect("32 bytes")))
+            }
+            _ => return Err(malformed()),
+        };
         out.push(PackEntry {
-            id: ChunkId(buf[..32].try_into().expect("32 bytes")),
-            offset: u32_at(buf, 32),
-            length: u32_at(buf, 36),
-            raw_length: u32_at(buf, 40),
+            id: ChunkId(e[..32].try_into().expect("32 bytes")),
+            offset: u32_at(32),
+            length: u32_at(36),
+            raw_length: u32_at(40),
+            base,
         });
-        buf = &buf[ENTRY_LEN..];
     }
-    Ok(out)
+    Ok((out, at))
 }
 
 /// Reads the entries of a whole pack from its trailer (used to rebuild the index and to
@@ -148,7 +176,7 @@ pub fn read_pack_trailer(pack: &[u8]) -> Result<Vec<PackEntry>, PackError> {
         .ok_or(PackError::Malformed { what })?;
     let raw = zstd::stream::decode_all(&pack[start..n - 12])
         .map_err(|source| PackError::Decompress { what, source })?;
-    decode_entries(&raw, what)
+    Ok(decode_entries(&raw, None, what)?.0)
 }
 
 /// Serializes an index file: for each pack, its id, entry count and entries.
@@ -179,10 +207,9 @@ pub fn decode_index(bytes: &[u8]) -> Result<Vec<(PackId, Vec<PackEntry>)>, PackE
         }
         let pack = PackId(buf[..32].try_into().expect("32 bytes"));
         let count = u32::from_le_bytes(buf[32..36].try_into().expect("4 bytes")) as usize;
-        let len = count * ENTRY_LEN;
-        let body = buf.get(36..36 + len).ok_or(PackError::Malformed { what })?;
-        out.push((pack, decode_entries(body, what)?));
-        buf = &buf[36 + len..];
+        let (entries, used) = decode_entries(&buf[36..], Some(count), what)?;
+        out.push((pack, entries));
+        buf = &buf[36 + used..];
     }
     Ok(out)
 }
@@ -205,6 +232,8 @@ pub struct ChunkIndex {
     packs: Vec<PackId>,
     pack_slots: HashMap<PackId, u32>,
     chunks: HashMap<ChunkId, Location>,
+    /// Delta chunks and their bases; few, so kept apart from `chunks`.
+    bases: HashMap<ChunkId, ChunkId>,
 }
 
 impl ChunkIndex {
@@ -214,6 +243,11 @@ impl ChunkIndex {
             (self.packs.len() - 1) as u32
         });
         for e in entries {
+            if let Some(base) = e.base
+                && !self.chunks.contains_key(&e.id)
+            {
+                self.bases.insert(e.id, base);
+            }
             self.chunks.entry(e.id).or_insert(Location {
                 pack: slot,
                 offset: e.offset,
@@ -231,6 +265,11 @@ impl ChunkIndex {
         self.chunks
             .get(id)
             .map(|loc| (self.packs[loc.pack as usize], *loc))
+    }
+
+    /// The base a chunk is stored as a delta against, if it is.
+    pub fn base_of(&self, id: &ChunkId) -> Option<ChunkId> {
+        self.bases.get(id).copied()
     }
 
     pub fn chunk_count(&self) -> usize {
@@ -261,7 +300,24 @@ mod tests {
                 &encode_blob(ChunkKind::Data, c, 3),
             );
         }
+        // One delta entry: its base travels in the trailer and the index.
+        let base_id = ChunkId::of(&key, &chunks[0]);
+        let mut near = chunks[0].clone();
+        near[10] = b'#';
+        let full = encode_blob(ChunkKind::Data, &near, 3);
+        let delta = crate::store::chunk::encode_delta_blob(
+            ChunkKind::Data,
+            &near,
+            base_id,
+            &chunks[0],
+            3,
+            full.len() * 100,
+        )
+        .unwrap();
+        builder.push(ChunkId::of(&key, &near), near.len(), &delta);
         let (id, bytes, entries) = builder.finish();
+        assert_eq!(entries.last().unwrap().base, Some(base_id));
+        assert!(entries[..5].iter().all(|e| e.base.is_none()));
         assert_eq!(id, PackId(*blake3::hash(&bytes).as_bytes()));
         assert_eq!(read_pack_trailer(&bytes).unwrap(), entries);
 
@@ -271,6 +327,8 @@ mod tests {
 
         let mut map = ChunkIndex::default();
         map.add_pack(id, &entries);
+        assert_eq!(map.base_of(&ChunkId::of(&key, &near)), Some(base_id));
+        assert_eq!(map.base_of(&base_id), None);
         for c in &chunks {
             let cid = ChunkId::of(&key, c);
             let (pack, loc) = map.get(&cid).unwrap();

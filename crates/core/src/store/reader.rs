@@ -6,13 +6,14 @@
 //! so memory stays bounded by the batches in flight. Every chunk's hash is checked as it
 //! is decoded, and the whole stream's hash and length are checked at the end.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::{StreamExt, TryStreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
-use super::chunk::{BlobError, ChunkId, ChunkKind, decode_blob};
+use super::chunk::{BlobError, ChunkId, ChunkKind, blob_base, decode_blob, decode_blob_with_base};
 use super::manifest::{ChunkRef, StreamInfo, decode_chunk_list};
 use super::pack::{ChunkIndex, PackId};
 use super::{StoreError, VaultStore, paths};
@@ -72,7 +73,8 @@ fn plan_batches(index: &ChunkIndex, refs: &[ChunkRef]) -> Result<Vec<Batch>, Rea
     Ok(batches)
 }
 
-async fn fetch_blob(
+/// Fetches and decodes one full (non-delta) chunk: a chunk-list block or a delta's base.
+pub async fn fetch_blob(
     store: &VaultStore,
     index: &ChunkIndex,
     key: &[u8; 32],
@@ -111,13 +113,32 @@ pub async fn read_stream<W: AsyncWrite + Unpin>(
                 let bytes = store
                     .get_range(&paths::pack(&batch.pack), batch.start..batch.end)
                     .await?;
+                // Delta blobs decode against their base chunk, fetched first.
+                let mut wanted: Vec<ChunkId> = batch
+                    .chunks
+                    .iter()
+                    .filter_map(|(_, off, len)| blob_base(&bytes[*off..*off + *len]))
+                    .collect();
+                wanted.sort();
+                wanted.dedup();
+                let bases: HashMap<ChunkId, Vec<u8>> = futures::stream::iter(wanted)
+                    .map(|b| async move {
+                        Ok::<_, ReadError>((b, fetch_blob(store, index, key, b).await?.1))
+                    })
+                    .buffer_unordered(8)
+                    .try_collect()
+                    .await?;
                 let key = *key;
                 tokio::task::spawn_blocking(move || -> Result<Vec<Vec<u8>>, ReadError> {
                     batch
                         .chunks
                         .iter()
                         .map(|(id, off, len)| {
-                            Ok(decode_blob(&key, *id, &bytes[*off..*off + *len])?.1)
+                            let blob = &bytes[*off..*off + *len];
+                            let base = blob_base(blob)
+                                .and_then(|b| bases.get(&b))
+                                .map(Vec::as_slice);
+                            Ok(decode_blob_with_base(&key, *id, blob, base)?.1)
                         })
                         .collect()
                 })
