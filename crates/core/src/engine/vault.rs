@@ -48,12 +48,16 @@ pub struct StorageSetting {
 }
 
 /// Chunk sizes: small, because a dump of a table with scattered row updates changes a
-/// few bytes in many places, and every changed chunk is stored again. Measured with the
-/// benchmark (README): after 1% random row updates a 16 KiB average stores 40% of the first
-/// backup again, 32 KiB 62%, 64 KiB 83%, at the same speed and total size; the cost is a
-/// larger chunk index.
-pub const DEFAULT_CHUNKER: (u32, u32, u32) = (8 * 1024, 16 * 1024, 64 * 1024);
-pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+/// few bytes in many places. Measured with the benchmark (README), after 1% random row
+/// updates: without delta compression a 16 KiB average stored 40% of the first backup
+/// again, 32 KiB 62%, 64 KiB 83%; with changed chunks stored as deltas against their
+/// predecessors, 16 KiB stores 7.5% and 32 KiB 7.2%, at the same speed. 32 KiB then wins:
+/// half the chunk index and chunk lists of 16 KiB, and a slightly smaller first backup.
+pub const DEFAULT_CHUNKER: (u32, u32, u32) = (16 * 1024, 32 * 1024, 128 * 1024);
+/// zstd level 1: the benchmark's backups are CPU-bound on two cores (the server,
+/// `pg_dump` and pgvault share them); with level 1 (and no second hash of every byte) a
+/// backup went from 1.39x to 1.11x the `pg_dump -Z0` limit and stored no more (README).
+pub const DEFAULT_ZSTD_LEVEL: i32 = 1;
 pub const DEFAULT_PACK_SIZE: u64 = 8 << 20;
 
 impl VaultConfig {

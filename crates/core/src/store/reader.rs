@@ -14,7 +14,7 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::chunk::{BlobError, ChunkId, ChunkKind, blob_base, decode_blob, decode_blob_with_base};
-use super::manifest::{ChunkRef, StreamInfo, decode_chunk_list};
+use super::manifest::{ChunkRef, StreamInfo, decode_chunk_list, digest_chunk};
 use super::pack::{ChunkIndex, PackId};
 use super::{StoreError, VaultStore, paths};
 
@@ -99,7 +99,7 @@ pub async fn read_stream<W: AsyncWrite + Unpin>(
     out: &mut W,
     bytes_written: Arc<AtomicU64>,
 ) -> Result<u64, ReadError> {
-    let mut hasher = blake3::Hasher::new();
+    let mut digest = blake3::Hasher::new();
     let mut length = 0u64;
     for list_id in &stream.chunk_lists {
         let (kind, bytes) = fetch_blob(store, index, key, *list_id).await?;
@@ -107,6 +107,7 @@ pub async fn read_stream<W: AsyncWrite + Unpin>(
             return Err(ReadError::BadChunkList(*list_id));
         }
         let refs = decode_chunk_list(&bytes).ok_or(ReadError::BadChunkList(*list_id))?;
+        refs.iter().for_each(|r| digest_chunk(&mut digest, r));
         let batches = plan_batches(index, &refs)?;
         let mut decoded = futures::stream::iter(batches)
             .map(|batch| async move {
@@ -148,7 +149,6 @@ pub async fn read_stream<W: AsyncWrite + Unpin>(
             .buffered(BATCHES_IN_FLIGHT);
         while let Some(chunks) = decoded.try_next().await? {
             for data in chunks {
-                hasher.update(&data);
                 length += data.len() as u64;
                 out.write_all(&data).await.map_err(ReadError::Write)?;
                 bytes_written.fetch_add(data.len() as u64, Ordering::Relaxed);
@@ -159,9 +159,9 @@ pub async fn read_stream<W: AsyncWrite + Unpin>(
     if length != stream.length {
         return Err(ReadError::StreamMismatch { what: "length" });
     }
-    if hasher.finalize().to_hex().as_str() != stream.blake3 {
+    if digest.finalize().to_hex().as_str() != stream.chunks_blake3 {
         return Err(ReadError::StreamMismatch {
-            what: "BLAKE3 hash",
+            what: "chunk sequence digest",
         });
     }
     Ok(length)

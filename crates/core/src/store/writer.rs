@@ -22,8 +22,8 @@ use bytes::Bytes;
 
 use super::chunk::{ChunkId, ChunkKind, encode_blob, encode_delta_blob};
 use super::manifest::{
-    ChunkRef, ChunkerParams, REFS_PER_LIST_BLOCK, StreamInfo, decode_chunk_list, encode_chunk_list,
-    head_fingerprint,
+    ChunkRef, ChunkerParams, REFS_PER_LIST_BLOCK, StreamInfo, decode_chunk_list, digest_chunk,
+    encode_chunk_list, head_fingerprint,
 };
 use super::pack::{ChunkIndex, PackBuilder, PackEntry, PackId, encode_index};
 use super::reader::fetch_blob;
@@ -255,11 +255,10 @@ pub async fn write_stream<R: Read + Send + 'static>(
     })
 }
 
-/// A reader that shows every byte it passes to the archive scanner and the stream hash.
+/// A reader that shows every byte it passes to the archive scanner.
 struct Observed<R> {
     inner: R,
     scanner: ArchiveScanner,
-    hasher: blake3::Hasher,
     length: u64,
     progress: Arc<Progress>,
 }
@@ -268,7 +267,6 @@ impl<R: Read> Read for Observed<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
         self.scanner.feed(&buf[..n]);
-        self.hasher.update(&buf[..n]);
         self.length += n as u64;
         self.progress
             .bytes_read
@@ -290,7 +288,6 @@ fn chunk_stream<R: Read>(
     let mut observed = Observed {
         inner: reader,
         scanner: ArchiveScanner::new(),
-        hasher: blake3::Hasher::new(),
         length: 0,
         progress: progress.clone(),
     };
@@ -300,6 +297,7 @@ fn chunk_stream<R: Read>(
     let mut chunk_count = 0u64;
     let mut block: Vec<ChunkRef> = Vec::with_capacity(REFS_PER_LIST_BLOCK);
     let mut lists: Vec<ChunkId> = Vec::new();
+    let mut digest = blake3::Hasher::new();
 
     // Sends a chunk on unless the vault or this backup already has it. Data chunks keep
     // the aligner in step with the previous stream and get a delta base from it.
@@ -337,11 +335,13 @@ fn chunk_stream<R: Read>(
             })?;
             let id = ChunkId::of(&key, &chunk.data);
             let head = head_fingerprint(&chunk.data);
-            block.push(ChunkRef {
+            let r = ChunkRef {
                 id,
                 length: chunk.length as u32,
                 head,
-            });
+            };
+            digest_chunk(&mut digest, &r);
+            block.push(r);
             chunk_count += 1;
             offer(ChunkKind::Data, id, chunk.data, Some((chunk.offset, head)))?;
             if block.len() == REFS_PER_LIST_BLOCK {
@@ -360,14 +360,11 @@ fn chunk_stream<R: Read>(
         offer(ChunkKind::ChunkList, list_id, bytes, None)?;
     }
     let Observed {
-        scanner,
-        hasher,
-        length,
-        ..
+        scanner, length, ..
     } = observed;
     let stream = StreamInfo {
         length,
-        blake3: hasher.finalize().to_hex().to_string(),
+        chunks_blake3: digest.finalize().to_hex().to_string(),
         chunk_count,
         chunk_lists: lists,
     };

@@ -112,3 +112,110 @@ pub async fn run_script(ctx: ScriptContext, path: std::path::PathBuf) -> Result<
     .await
     .map_err(|e| format!("{}: the script's thread stopped: {e}", path.display()))?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine() -> (Engine, tempfile::TempDir, tokio::runtime::Runtime) {
+        let dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let pgvault = Pgvault::open(pgvault_core::engine::home::Home::at(dir.path())).unwrap();
+        let ctx = ScriptContext {
+            pgvault: Arc::new(pgvault),
+            runtime: runtime.handle().clone(),
+        };
+        (new_engine(ctx), dir, runtime)
+    }
+
+    /// The script API is an API boundary: its signatures are kept in `api.txt`, so any
+    /// change shows in review. Regenerate with `PGVAULT_UPDATE_SNAPSHOTS=1 cargo test`.
+    #[test]
+    fn script_api_signatures_match_the_snapshot() {
+        let (engine, _dir, _rt) = engine();
+        // Rust's type paths say nothing a script writer needs: show Rhai's names.
+        let readable = |sig: String| {
+            let mut s = sig
+                .replace(
+                    "alloc::boxed::Box<rhai::types::error::EvalAltResult>",
+                    "Error",
+                )
+                .replace("rhai::types::dynamic::Dynamic", "Dynamic")
+                .replace("types::dynamic::Dynamic", "Dynamic")
+                .replace("alloc::string::String", "string")
+                .replace("pgvault_host::script::vault::VaultRef", "Vault");
+            if let Some(i) = s.find("core::result::Result<") {
+                let inner = &s[i + "core::result::Result<".len()..s.len() - ",Error>".len()];
+                s = format!("{}{inner}", &s[..i]);
+            }
+            s
+        };
+        let mut sigs: Vec<String> = engine
+            .gen_fn_signatures(false)
+            .into_iter()
+            .map(readable)
+            .collect();
+        sigs.sort();
+        let actual = sigs.join("\n") + "\n";
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/script/api.txt");
+        if std::env::var_os("PGVAULT_UPDATE_SNAPSHOTS").is_some() {
+            std::fs::write(path, &actual).unwrap();
+        }
+        let expected = std::fs::read_to_string(path).unwrap_or_default();
+        assert_eq!(
+            actual, expected,
+            "the Rhai API changed; review it and regenerate api.txt"
+        );
+    }
+
+    /// Runs `script` on a fresh engine and compares its result (as JSON) or its error.
+    fn check(script: &str, expected: &str) {
+        let (engine, _dir, rt) = engine();
+        let out = std::thread::scope(|s| {
+            s.spawn(|| match engine.eval::<Dynamic>(script) {
+                Ok(v) => serde_json::to_string(
+                    &rhai::serde::from_dynamic::<serde_json::Value>(&v).unwrap(),
+                )
+                .unwrap(),
+                Err(e) => describe_error("t.rhai", &e),
+            })
+            .join()
+            .unwrap()
+        });
+        drop(rt);
+        assert!(
+            out.contains(expected),
+            "script:\n{script}\ngave: {out}\nexpected to contain: {expected}"
+        );
+    }
+
+    #[test]
+    fn scripts_see_azure_json_and_coded_errors() {
+        check(
+            r#"policy_template("AzureDatabaseForPostgreSQLFlexibleServer").policyRules[1].name"#,
+            r#""Default""#,
+        );
+        check(r#"policy_template("NoSuchType")"#, "t.rhai:1:");
+        check(r#"vault("Missing")"#, "UserErrorVaultNotFound");
+        check(
+            r#"let v = new_vault("V"); let p = policy_template("AzureDatabaseForPostgreSQL"); v.create_policy("P", p).name"#,
+            r#""P""#,
+        );
+        check(
+            r#"let v = new_vault("V"); let p = policy_template("AzureDatabaseForPostgreSQL"); v.create_policy("P", p); v.create_policy("P", p)"#,
+            "UserErrorBMSUpdatePolicyNotSupported",
+        );
+        check(
+            r#"initialize_instance(#{ datasource_type: "AzureDatabaseForPostgreSQLFlexibleServer", datasource_id: "postgres://db:5432/empdb11",
+                 policy_id: "P", secret_store_type: "Environment", secret_store_uri: "env:X" }).properties.friendlyName"#,
+            r#""db\\empdb11""#,
+        );
+        check(r#"jobs(#{ colour: "red" })"#, "unknown job filter `colour`");
+        check("jobs().len()", "0");
+        check(r#"env("PGVAULT_SURELY_UNSET_VARIABLE") == ()"#, "true");
+    }
+}
