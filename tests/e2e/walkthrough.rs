@@ -93,6 +93,12 @@ fn backup_and_restore_round_trip_through_the_cli() {
     // The configuration was a job too.
     let configure = w.json(&["job", "list", "--operation", "ConfigureBackup"]);
     assert_eq!(configure[0]["properties"]["status"], "Completed");
+    assert_eq!(
+        configure[0]["properties"]["backupInstanceFriendlyName"]
+            .as_str()
+            .unwrap(),
+        format!("127.0.0.1\\{db}")
+    );
 
     let rps = w.recovery_points("TestBkpVault", &instance);
     assert_eq!(rps.len(), 1);

@@ -152,6 +152,9 @@ impl Pgvault {
             pgvault_core::model::resource::last_segment(&request.properties.policy_info.policy_id)
                 .to_string(),
         );
+        let friendly = request.properties.friendly_name.clone();
+        new.extended_details
+            .insert(FRIENDLY_NAME_DETAIL.into(), friendly);
         let job = self.history.start(&new).map_err(history_err)?;
         let result = create_instance(&vault, request).await;
         self.finish(job.id, &result.as_ref().map(|_| None), 0, 0)?;
