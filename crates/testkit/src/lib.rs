@@ -664,11 +664,16 @@ fn initdb(
          max_connections = 100\n",
         server.dir.display()
     );
+    append_conf(server, &settings)
+}
+
+/// Appends `text` to the data directory's `postgresql.conf`.
+fn append_conf(server: &Server, text: &str) -> Result<(), String> {
     let conf = server.data_dir.join("postgresql.conf");
     fs::OpenOptions::new()
         .append(true)
         .open(&conf)
-        .and_then(|mut file| file.write_all(settings.as_bytes()))
+        .and_then(|mut file| file.write_all(text.as_bytes()))
         .map_err(|e| format!("could not configure {}: {e}", conf.display()))
 }
 
@@ -700,12 +705,7 @@ fn apply_options(
         "\n# Added by the test through pgvault-testkit's ClusterOptions.\n{}",
         options.conf_lines()
     );
-    let conf = server.data_dir.join("postgresql.conf");
-    fs::OpenOptions::new()
-        .append(true)
-        .open(&conf)
-        .and_then(|mut file| file.write_all(settings.as_bytes()))
-        .map_err(|e| format!("could not configure {}: {e}", conf.display()))
+    append_conf(server, &settings)
 }
 
 /// Starts the server with `pg_ctl -w` on a free port, retrying on a new port when another
