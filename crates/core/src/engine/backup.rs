@@ -115,10 +115,8 @@ pub async fn backup(
     // delta bases), are read before pg_dump starts, so its snapshot is held no longer.
     let index = Arc::new(load_index(&vault.store).await?);
     let previous = vault
-        .recovery_points(&req.instance)
+        .latest_recovery_point(&req.instance)
         .await?
-        .into_iter()
-        .next()
         .map(|m| m.stream);
     let pg_dump = find_tool("pg_dump", facts.major())?;
     let pg_dump_version = tool_version(&pg_dump);

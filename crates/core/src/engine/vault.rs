@@ -354,6 +354,21 @@ impl Vault {
         Ok(out)
     }
 
+    /// The instance's most recently written recovery point, reading only its manifest (a
+    /// backup uses it as the source of delta bases; any recent one serves, so the store's
+    /// write time is a good enough order).
+    pub async fn latest_recovery_point(&self, instance: &str) -> Result<Option<Manifest>> {
+        let newest = self.store.newest(&paths::recovery_points(instance)).await?;
+        match newest
+            .as_ref()
+            .and_then(|p| p.filename())
+            .and_then(|f| f.strip_suffix(".json"))
+        {
+            Some(id) => Ok(Some(self.recovery_point(instance, id).await?)),
+            None => Ok(None),
+        }
+    }
+
     pub async fn recovery_point(&self, instance: &str, id: &str) -> Result<Manifest> {
         let path = paths::recovery_point(instance, id);
         let bytes = self.store.get(&path).await.map_err(|e| {

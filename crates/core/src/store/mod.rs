@@ -242,6 +242,20 @@ impl VaultStore {
         Ok(out)
     }
 
+    /// The object under `prefix` written last, if any.
+    pub async fn newest(&self, prefix: &Path) -> Result<Option<Path>, StoreError> {
+        let metas: Vec<object_store::ObjectMeta> = self
+            .inner
+            .list(Some(prefix))
+            .try_collect()
+            .await
+            .map_err(io_err(prefix))?;
+        Ok(metas
+            .into_iter()
+            .max_by_key(|m| m.last_modified)
+            .map(|m| m.location))
+    }
+
     pub async fn put_json<T: Serialize>(&self, path: &Path, value: &T) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec_pretty(value).map_err(|source| StoreError::Json {
             path: path.to_string(),
