@@ -14,6 +14,7 @@ lint:
 demo:
     cargo run --release -- demo
 
-# The benchmarks.
-bench:
-    bash benches/bench.sh
+# The benchmark (README, Performance); e.g. `just bench --scale 30 --docs-mb 300 --chunk-kib 16,32`.
+bench *ARGS:
+    cargo build --release
+    cargo run --release -p pgvault --example bench -- {{ARGS}}
