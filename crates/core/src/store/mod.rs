@@ -229,27 +229,30 @@ impl VaultStore {
         self.inner.delete(path).await.map_err(io_err(path))
     }
 
+    /// Every object under `prefix`, with its size and write time.
+    async fn list_meta(&self, prefix: &Path) -> Result<Vec<object_store::ObjectMeta>, StoreError> {
+        self.inner
+            .list(Some(prefix))
+            .try_collect()
+            .await
+            .map_err(io_err(prefix))
+    }
+
     /// Every object under `prefix`, as paths.
     pub async fn list(&self, prefix: &Path) -> Result<Vec<Path>, StoreError> {
         let mut out: Vec<Path> = self
-            .inner
-            .list(Some(prefix))
-            .map_ok(|meta| meta.location)
-            .try_collect()
-            .await
-            .map_err(io_err(prefix))?;
+            .list_meta(prefix)
+            .await?
+            .into_iter()
+            .map(|m| m.location)
+            .collect();
         out.sort();
         Ok(out)
     }
 
     /// The object under `prefix` written last, if any.
     pub async fn newest(&self, prefix: &Path) -> Result<Option<Path>, StoreError> {
-        let metas: Vec<object_store::ObjectMeta> = self
-            .inner
-            .list(Some(prefix))
-            .try_collect()
-            .await
-            .map_err(io_err(prefix))?;
+        let metas = self.list_meta(prefix).await?;
         Ok(metas
             .into_iter()
             .max_by_key(|m| m.last_modified)

@@ -4,7 +4,8 @@
 //! one pack (as a backup writes them), read with one ranged GET each. Several batches are
 //! fetched and decoded at once (decoding on tokio's blocking pool), and written in order,
 //! so memory stays bounded by the batches in flight. Every chunk's hash is checked as it
-//! is decoded, and the whole stream's hash and length are checked at the end.
+//! is decoded (a delta against its base, fetched first), and the stream's length and the
+//! digest of its chunk sequence are checked against the manifest at the end.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -301,7 +301,7 @@ fn chunk_stream<R: Read>(
 
     // Sends a chunk on unless the vault or this backup already has it. Data chunks keep
     // the aligner in step with the previous stream and get a delta base from it.
-    // `at` is a data chunk's offset in the stream.
+    // `at` is a data chunk's offset in the stream and its head fingerprint.
     let mut offer = |kind: ChunkKind,
                      id: ChunkId,
                      data: Vec<u8>,
