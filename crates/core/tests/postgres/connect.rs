@@ -10,7 +10,7 @@ use pgvault_core::secrets::SecretRef;
 use pgvault_testkit::TestCluster;
 
 use crate::{
-    LOGIN_PASSWORD, ado_password, create_login_role, free_port, params, server_address,
+    LOGIN_PASSWORD, ado_password, create_login_role, free_port, params, run_ok, server_address,
     session_uses_tls,
 };
 
@@ -148,16 +148,12 @@ async fn plain_server() {
     // The libpq environment alone gets psql in: nothing on its command line but the query.
     let query = "SELECT current_database() || ' ' || current_user || ' ' || \
                  current_setting('application_name')";
-    let out = std::process::Command::new(cluster.bindir().join("psql"))
-        .env_clear()
-        .envs(app.pg_env())
-        .args(["-X", "-A", "-t", "-c", query])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "psql: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        std::process::Command::new(cluster.bindir().join("psql"))
+            .env_clear()
+            .envs(app.pg_env())
+            .args(["-X", "-A", "-t", "-c", query]),
+        "psql",
     );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),

@@ -76,6 +76,17 @@ async fn session_uses_tls(client: &tokio_postgres::Client) -> bool {
 }
 
 /// A port on 127.0.0.1 that nothing listened on a moment ago.
+/// Runs `cmd` to completion and asserts it succeeded, naming `what` and its stderr if not.
+fn run_ok(cmd: &mut std::process::Command, what: &str) -> std::process::Output {
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()

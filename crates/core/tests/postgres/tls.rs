@@ -14,7 +14,7 @@ use std::process::Command;
 
 use pgvault_testkit::{ClusterOptions, TestCluster};
 
-use crate::{ado_password, create_login_role, params, session_uses_tls};
+use crate::{ado_password, create_login_role, params, run_ok, session_uses_tls};
 
 /// TLS material made with the openssl CLI: a CA, and a server certificate it signed for
 /// `localhost` only, so connecting to 127.0.0.1 fails a host name check and connecting to
@@ -39,15 +39,9 @@ impl TlsFiles {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         let openssl = |args: &[&str]| {
-            let out = Command::new("openssl")
-                .args(args)
-                .current_dir(root)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "openssl {args:?} failed: {}",
-                String::from_utf8_lossy(&out.stderr)
+            run_ok(
+                Command::new("openssl").args(args).current_dir(root),
+                &format!("openssl {args:?}"),
             );
         };
         let ec = [
@@ -217,22 +211,18 @@ async fn tls_server() {
             ado_password()
         ),
     );
-    let out = Command::new(cluster.bindir().join("psql"))
-        .env_clear()
-        .envs(p.pg_env())
-        .args([
-            "-X",
-            "-A",
-            "-t",
-            "-c",
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "psql: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new(cluster.bindir().join("psql"))
+            .env_clear()
+            .envs(p.pg_env())
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-c",
+                "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            ]),
+        "psql",
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "t");
 }
