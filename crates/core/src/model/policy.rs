@@ -10,6 +10,9 @@
 //!
 //! Input is read loosely and output is written the way the service answers, because clients
 //! send loose JSON and compare what they get back:
+//! - property names match whatever their case, and in snake_case too (`TagName`,
+//!   `days_of_the_week`, as the az CLI's `tag create-generic-criteria` writes them): see
+//!   [`normalize_property_names`];
 //! - `objectType` values match whatever their case (`azureretentionrule` is accepted) where
 //!   they choose between kinds (rules, triggers, copy options); objects Azure defines with a
 //!   single kind (`DataStoreInfoBase`, `AbsoluteDeleteOption`, `AzureBackupParams`, ...) are
@@ -48,7 +51,12 @@ pub const DEFAULT_RULE_NAME: &str = "Default";
 /// A backup policy: `properties` of Azure's `backupPolicies` resource (`objectType`
 /// `BackupPolicy`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "objectType", rename = "BackupPolicy", rename_all = "camelCase")]
+#[serde(
+    tag = "objectType",
+    rename = "BackupPolicy",
+    rename_all = "camelCase",
+    try_from = "Value"
+)]
 pub struct BackupPolicy {
     /// Present in `get-default-policy-template` output (`OssPolicy1`) though not part of the
     /// REST body, where the name is the resource's; kept so templates round-trip.
@@ -707,15 +715,28 @@ impl BackupPolicy {
     /// `policyRules[1].lifecycles[0].deleteAfter.duration` and other defects at least name
     /// their rule.
     pub fn from_json(json: &str) -> Result<BackupPolicy, Vec<PolicyError>> {
+        let policy = BackupPolicy::parse_json(json)?;
+        policy.validate()?;
+        Ok(policy)
+    }
+
+    /// Parses a policy body without the checks that span rules: what the editing commands
+    /// (`retention-rule set`, `tag set`, ...) read, since a policy is legitimately incomplete
+    /// between two edits (a retention rule added before its tag).
+    pub fn parse_json(json: &str) -> Result<BackupPolicy, Vec<PolicyError>> {
         let value: Value = serde_json::from_str(json).map_err(|e| {
             vec![PolicyError::Malformed {
                 path: ROOT.to_owned(),
                 message: e.to_string(),
             }]
         })?;
-        let policy = BackupPolicy::deserialize(&value).map_err(|e| locate_errors(&value, e))?;
-        policy.validate()?;
-        Ok(policy)
+        BackupPolicy::parse_value(value)
+    }
+
+    /// [`BackupPolicy::parse_json`] for JSON already parsed.
+    pub fn parse_value(mut value: Value) -> Result<BackupPolicy, Vec<PolicyError>> {
+        normalize_property_names(&mut value);
+        BackupPolicy::deserialize(&value).map_err(|e| locate_errors(&value, e))
     }
 
     /// The first backup rule: the one whose trigger starts scheduled backups. PostgreSQL
@@ -1287,6 +1308,131 @@ where
     deserializer.deserialize_any(OneOrMany(PhantomData))
 }
 
+/// Every property name of the policy types, as Azure spells it. Input keys are matched against
+/// these ignoring case and underscores, so `TagName`, `tagname` and the az CLI's
+/// `days_of_the_week` all read as the property they mean.
+const PROPERTY_NAMES: &[&str] = &[
+    "absoluteCriteria",
+    "backupParameters",
+    "backupType",
+    "copyAfter",
+    "criteria",
+    "dataStore",
+    "dataStoreType",
+    "datasourceTypes",
+    "date",
+    "daysOfMonth",
+    "daysOfTheWeek",
+    "deleteAfter",
+    "duration",
+    "eTag",
+    "id",
+    "isDefault",
+    "isLast",
+    "lifecycles",
+    "monthsOfYear",
+    "name",
+    "objectType",
+    "policyRules",
+    "repeatingTimeIntervals",
+    "schedule",
+    "scheduleTimes",
+    "sourceDataStore",
+    "tagInfo",
+    "tagName",
+    "taggingCriteria",
+    "taggingPriority",
+    "targetDataStoreCopySettings",
+    "timeZone",
+    "trigger",
+    "weeksOfTheMonth",
+];
+
+/// Rewrites every object key in `value` (recursively) that names a policy property in another
+/// case or in snake_case to Azure's camelCase spelling. Keys that name no property are left as
+/// they are (and later ignored). When one object holds a property under two spellings, the one
+/// already in Azure's spelling wins, as it would with serde's own matching.
+pub fn normalize_property_names(value: &mut Value) {
+    match value {
+        Value::Array(items) => items.iter_mut().for_each(normalize_property_names),
+        Value::Object(object) => {
+            let needs_rename = object
+                .keys()
+                .any(|key| canonical_property(key).is_some_and(|name| name != key));
+            if needs_rename {
+                let old = std::mem::take(object);
+                let (exact, other): (Vec<_>, Vec<_>) = old
+                    .into_iter()
+                    .partition(|(key, _)| canonical_property(key).is_none_or(|name| name == key));
+                object.extend(exact);
+                for (key, v) in other {
+                    let name = canonical_property(&key).expect("partitioned on this");
+                    object.entry(name.to_owned()).or_insert(v);
+                }
+            }
+            object.values_mut().for_each(normalize_property_names);
+        }
+        _ => {}
+    }
+}
+
+fn canonical_property(key: &str) -> Option<&'static str> {
+    let folded: String = key
+        .chars()
+        .filter(|c| *c != '_')
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    PROPERTY_NAMES
+        .iter()
+        .copied()
+        .find(|name| name.eq_ignore_ascii_case(&folded))
+}
+
+/// Deserializes any part of a policy (a lifecycle, a tagging criterion, a whole policy) from
+/// loose JSON: property names in any case or in snake_case, as [`normalize_property_names`]
+/// reads them. The az CLI's `tag create-generic-criteria` writes snake_case, for instance.
+pub fn from_lenient_value<T: serde::de::DeserializeOwned>(
+    mut value: Value,
+) -> Result<T, serde_json::Error> {
+    normalize_property_names(&mut value);
+    serde_json::from_value(value)
+}
+
+impl TryFrom<Value> for BackupPolicy {
+    type Error = String;
+
+    /// Every way into a `BackupPolicy` (a file, a script's map, a vault's stored resource)
+    /// comes through here, so every one is lenient about property names.
+    fn try_from(mut value: Value) -> Result<Self, Self::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Raw {
+            #[serde(default)]
+            object_type: Option<String>,
+            #[serde(default)]
+            name: Option<String>,
+            #[serde(deserialize_with = "one_or_many")]
+            datasource_types: Vec<String>,
+            #[serde(deserialize_with = "one_or_many")]
+            policy_rules: Vec<PolicyRule>,
+        }
+        normalize_property_names(&mut value);
+        let raw: Raw = serde_json::from_value(value).map_err(|e| e.to_string())?;
+        if let Some(kind) = &raw.object_type
+            && !kind.trim().eq_ignore_ascii_case("BackupPolicy")
+        {
+            return Err(format!(
+                "unknown objectType {kind:?} for a policy; expected BackupPolicy"
+            ));
+        }
+        Ok(BackupPolicy {
+            name: raw.name,
+            datasource_types: raw.datasource_types,
+            policy_rules: raw.policy_rules,
+        })
+    }
+}
+
 /// Writes tagging criteria lowest priority number first, the order the service answers in.
 /// The sort is stable, so equal priorities keep their input order.
 fn serialize_by_priority<S: Serializer>(
@@ -1813,6 +1959,58 @@ mod tests {
             );
             assert_eq!(parse(&input).validate(), Ok(()), "{what}");
         }
+    }
+
+    #[test]
+    fn property_names_match_in_any_case_and_in_snake_case() {
+        let expected = parse(&archive_policy());
+        // Every key upper-cased: the policy still reads the same.
+        fn shout(value: &mut Value) {
+            match value {
+                Value::Array(items) => items.iter_mut().for_each(shout),
+                Value::Object(object) => {
+                    let old = std::mem::take(object);
+                    for (key, mut v) in old {
+                        shout(&mut v);
+                        object.insert(key.to_ascii_uppercase(), v);
+                    }
+                }
+                _ => {}
+            }
+        }
+        let mut loud = archive_policy();
+        shout(&mut loud);
+        assert_eq!(parse(&loud), expected);
+        assert_eq!(BackupPolicy::from_json(&loud.to_string()), Ok(expected));
+
+        // What `az dataprotection backup-policy tag create-generic-criteria --days-of-week
+        // Sunday Friday --days-of-month 1 Last` prints, snake_case and nulls included.
+        let az_cli = json!({
+            "object_type": "ScheduleBasedBackupCriteria",
+            "days_of_month": [{"date": 1, "is_last": false}, {"is_last": true}],
+            "days_of_the_week": ["Sunday", "Friday"],
+            "months_of_year": null,
+            "weeks_of_the_month": null
+        });
+        let criteria: ScheduleBasedBackupCriteria = from_lenient_value(az_cli).unwrap();
+        assert_eq!(
+            criteria.days_of_the_week,
+            [DayOfWeek::Sunday, DayOfWeek::Friday]
+        );
+        assert_eq!(
+            criteria.days_of_month,
+            [DayOfMonth::Date(1), DayOfMonth::Last]
+        );
+        assert!(criteria.months_of_year.is_empty());
+
+        // A key in Azure's spelling wins over the same property in another spelling.
+        let mut both = json!({"tagName": "Monthly", "TAGNAME": "Weekly"});
+        normalize_property_names(&mut both);
+        assert_eq!(both, json!({"tagName": "Monthly"}));
+        // Keys that name no property are left alone.
+        let mut unknown = json!({"Some_Thing": 1});
+        normalize_property_names(&mut unknown);
+        assert_eq!(unknown, json!({"Some_Thing": 1}));
     }
 
     #[test]
