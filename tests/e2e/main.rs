@@ -4,6 +4,7 @@
 
 mod dedup;
 mod failures;
+mod policy_edit;
 mod readiness;
 mod script;
 mod secrets;

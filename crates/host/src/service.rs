@@ -163,29 +163,49 @@ impl Pgvault {
 
     // ---- backup ----
 
-    /// An on-demand backup kept under `rule` (`adhoc-backup --rule-name`), as an
-    /// `OnDemandBackup` job. The job is returned whether the backup worked or not; a
-    /// failed job carries the error.
+    /// An on-demand backup under `rule` (`adhoc-backup --rule-name`: a backup rule, which
+    /// takes the default tag or `tag_override`, or a retention rule), as an `OnDemandBackup`
+    /// job. The job is returned whether the backup worked or not; a failed job carries the
+    /// error.
     pub async fn adhoc_backup(
         &self,
         vault_name: &str,
         instance: &str,
         rule: &str,
+        tag_override: Option<&str>,
     ) -> Result<(Job, Option<Manifest>)> {
-        self.run_backup(vault_name, instance, rule, Trigger::OnDemand, Utc::now())
-            .await
+        self.run_backup(
+            vault_name,
+            instance,
+            rule,
+            tag_override,
+            Trigger::OnDemand,
+            Utc::now(),
+        )
+        .await
     }
 
+    /// A backup as a job: on demand (see [`Self::adhoc_backup`]) or scheduled, when the
+    /// policy's tagging criteria choose the tag and `rule` is ignored.
     pub async fn run_backup(
         &self,
         vault_name: &str,
         instance: &str,
         rule: &str,
+        tag_override: Option<&str>,
         trigger: Trigger,
         now: DateTime<Utc>,
     ) -> Result<(Job, Option<Manifest>)> {
         let vault = self.vault(vault_name).await?;
-        let ctx = backup_context(&vault, instance).await?;
+        let mut req = BackupRequest {
+            instance: instance.to_string(),
+            rule_name: rule.to_string(),
+            tag_override: tag_override.map(str::to_string),
+            trigger,
+            job_id: String::new(),
+            now,
+        };
+        let ctx = backup_context(&vault, &req).await?;
         let operation = match trigger {
             Trigger::OnDemand => Operation::OnDemandBackup,
             Trigger::Scheduled => Operation::ScheduledBackup,
@@ -197,16 +217,10 @@ impl Pgvault {
         new.policy_name = Some(ctx.policy_name);
         new.extended_details
             .insert(FRIENDLY_NAME_DETAIL.into(), ctx.friendly_name);
-        new.policy_rule_name = Some(rule.to_string());
-        new.retention_tag = Some(rule.to_string());
+        new.policy_rule_name = Some(ctx.policy_rule_name);
+        new.retention_tag = Some(ctx.retention_tag);
         let job = self.history.start(&new).map_err(history_err)?;
-        let req = BackupRequest {
-            instance: instance.to_string(),
-            rule_name: rule.to_string(),
-            trigger,
-            job_id: job.id.to_string(),
-            now,
-        };
+        req.job_id = job.id.to_string();
         let progress = Arc::new(Progress::default());
         let result = self
             .with_progress(job.id, backup(&vault, &req, progress.clone()), || {

@@ -15,6 +15,7 @@ use super::{Error, Result};
 use crate::model::instance::PROTECTION_CONFIGURED;
 use crate::model::policy::BackupPolicy;
 use crate::model::resource;
+use crate::model::retention;
 use crate::postgres::tools::{ToolProcess, find_tool, tool_version};
 use crate::store::manifest::{
     BackupStats, DatasourceInfo, MANIFEST_FORMAT, Manifest, PostgresInfo,
@@ -33,9 +34,12 @@ pub enum Trigger {
 #[derive(Clone, Debug)]
 pub struct BackupRequest {
     pub instance: String,
-    /// The retention rule an on-demand backup is kept under (`--rule-name`), or the tag the
-    /// schedule's tagging criteria chose.
+    /// The rule an on-demand backup names (`--rule-name`): a backup rule (`BackupWeekly`,
+    /// which takes the default tag) or a retention rule or tag (`Monthly`). Ignored for a
+    /// scheduled backup, whose tag the schedule's tagging criteria choose.
     pub rule_name: String,
+    /// `--retention-tag-override`: the tag for an on-demand backup naming a backup rule.
+    pub tag_override: Option<String>,
     pub trigger: Trigger,
     pub job_id: String,
     /// The time the backup starts, recorded as the recovery point time.
@@ -49,34 +53,71 @@ pub struct BackupContext {
     pub datasource_name: String,
     pub datasource_id: String,
     pub friendly_name: String,
+    /// The policy's backup rule (`BackupWeekly`).
+    pub policy_rule_name: String,
+    /// The tag the recovery point gets, which names the retention rule that keeps it.
+    pub retention_tag: String,
 }
 
-/// Resolves the names a backup job records, before the backup runs.
-pub async fn backup_context(vault: &Vault, instance: &str) -> Result<BackupContext> {
-    let inst = vault.instance(instance).await?;
+/// Resolves the names a backup job records, before the backup runs: refuses a rule name the
+/// policy does not have before any job starts.
+pub async fn backup_context(vault: &Vault, req: &BackupRequest) -> Result<BackupContext> {
+    let inst = vault.instance(&req.instance).await?;
+    let policy_name = resource::last_segment(&inst.properties.policy_info.policy_id).to_string();
+    let policy = vault.policy(&policy_name).await?;
+    let retention_tag = backup_tag(vault, &policy, &policy_name, req).await?;
     Ok(BackupContext {
-        policy_name: resource::last_segment(&inst.properties.policy_info.policy_id).to_string(),
+        policy_rule_name: policy
+            .backup_rule()
+            .map(|r| r.name.clone())
+            .unwrap_or_default(),
+        retention_tag,
+        policy_name,
         datasource_name: inst.properties.data_source_info.resource_name.clone(),
         datasource_id: inst.properties.data_source_info.resource_id.clone(),
         friendly_name: inst.properties.friendly_name.clone(),
     })
 }
 
-/// The retention rule named by an on-demand backup, as the policy spells it. Azure matches
-/// rule names case-insensitively.
-fn retention_rule_name(policy: &BackupPolicy, policy_name: &str, rule: &str) -> Result<String> {
-    policy
-        .retention_rule(rule)
-        .map(|r| r.name.clone())
-        .ok_or_else(|| {
-            Error::new(
-                "UserErrorInvalidRuleName",
-                format!(
-                    "policy `{policy_name}` has no retention rule `{rule}`; its rules are: {}",
-                    policy.retention_rule_names().join(", ")
-                ),
-            )
-        })
+/// The tag a backup gets, by the policy engine's rules ([`crate::model::retention`]): the
+/// rule an on-demand backup names, or the tagging criteria a scheduled one matches given the
+/// instance's latest recovery point.
+async fn backup_tag(
+    vault: &Vault,
+    policy: &BackupPolicy,
+    policy_name: &str,
+    req: &BackupRequest,
+) -> Result<String> {
+    match req.trigger {
+        Trigger::OnDemand => {
+            retention::on_demand_backup_tag(policy, &req.rule_name, req.tag_override.as_deref())
+                .map_err(|e| {
+                    Error::new(
+                        "UserErrorInvalidRuleName",
+                        format!("policy `{policy_name}`: {e}"),
+                    )
+                })
+        }
+        Trigger::Scheduled => {
+            let zone = policy_zone(policy, policy_name)?;
+            let previous = vault
+                .latest_recovery_point(&req.instance)
+                .await?
+                .map(|m| m.recovery_point_time);
+            Ok(retention::scheduled_backup_tag(
+                policy, zone, req.now, previous,
+            ))
+        }
+    }
+}
+
+fn policy_zone(policy: &BackupPolicy, policy_name: &str) -> Result<chrono_tz::Tz> {
+    retention::policy_zone(policy).map_err(|e| {
+        Error::new(
+            "UserErrorInvalidPolicy",
+            format!("policy `{policy_name}`: {e}"),
+        )
+    })
 }
 
 /// Takes one backup and returns its manifest (the recovery point).
@@ -103,11 +144,10 @@ pub async fn backup(
     }
     let policy_name = resource::last_segment(&props.policy_info.policy_id).to_string();
     let policy = vault.policy(&policy_name).await?;
-    let rule_name = retention_rule_name(&policy, &policy_name, &req.rule_name)?;
-    let expiry_time = policy
-        .retention_rule(&rule_name)
-        .and_then(|r| r.vault_store_lifecycle())
-        .map(|lc| lc.delete_after.duration.add_to(req.now));
+    let tag = backup_tag(vault, &policy, &policy_name, req).await?;
+    let plan =
+        retention::retention_plan(&policy, policy_zone(&policy, &policy_name)?, req.now, &tag);
+    let expiry_time = plan.spans.first().and_then(|vault_tier| vault_tier.until);
     let (ds, secret) = instance_target(props)?;
 
     let (params, facts) = validate_for_backup(&ds, &secret).await?;
@@ -182,7 +222,7 @@ pub async fn backup(
             .backup_rule()
             .map(|r| r.name.clone())
             .unwrap_or_default(),
-        retention_tag_name: rule_name,
+        retention_tag_name: tag,
         expiry_time,
         job_id: req.job_id.clone(),
         datasource: DatasourceInfo {

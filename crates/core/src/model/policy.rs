@@ -40,6 +40,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use crate::model::duration::{DurationError, IsoDuration};
+use crate::model::schedule::{RepeatingInterval, parse_time_zone};
 
 /// The name of the retention rule that keeps every backup no other tag claims. Azure fixes it.
 pub const DEFAULT_RULE_NAME: &str = "Default";
@@ -801,6 +802,7 @@ impl BackupPolicy {
         self.check_datasource_types(&mut errors);
         self.check_retention_rules(&mut errors);
         self.check_backup_rules(&mut errors);
+        self.check_rules_have_tags(&mut errors);
         if errors.is_empty() {
             Ok(())
         } else {
@@ -926,6 +928,38 @@ impl BackupPolicy {
                 path: format!("{trigger_path}.schedule.repeatingTimeIntervals"),
             });
         }
+        for (k, interval) in trigger.schedule.repeating_time_intervals.iter().enumerate() {
+            if let Err(source) = interval.parse::<RepeatingInterval>() {
+                errors.push(PolicyError::InvalidSchedule {
+                    path: format!("{trigger_path}.schedule.repeatingTimeIntervals[{k}]"),
+                    source,
+                });
+            }
+        }
+        if let Err(source) = parse_time_zone(trigger.schedule.time_zone.as_deref()) {
+            errors.push(PolicyError::InvalidTimeZone {
+                path: format!("{trigger_path}.schedule.timeZone"),
+                source,
+            });
+        }
+        for (k, tagging) in trigger.tagging_criteria.iter().enumerate() {
+            for (c, criteria) in tagging.criteria.iter().enumerate() {
+                for (t, time) in criteria.schedule_times.iter().enumerate() {
+                    if crate::model::retention::schedule_time_of_day(time, chrono_tz::UTC).is_none()
+                    {
+                        errors.push(PolicyError::Malformed {
+                            path: format!(
+                                "{trigger_path}.taggingCriteria[{k}].criteria[{c}].scheduleTimes[{t}]"
+                            ),
+                            message: format!(
+                                "{time:?} is not a date-time; write one such as \
+                                 2021-08-15T22:00:00Z (only its time of day counts)"
+                            ),
+                        });
+                    }
+                }
+            }
+        }
         if !trigger.tagging_criteria.iter().any(|c| c.is_default) {
             errors.push(PolicyError::NoDefaultTag {
                 path: format!("{trigger_path}.taggingCriteria"),
@@ -951,6 +985,43 @@ impl BackupPolicy {
             // every other tag needs the rule of its own name.
             if !criteria.is_default {
                 self.check_tag_has_rule(tag, path, errors);
+            }
+        }
+    }
+
+    /// The reverse of [`Self::check_tag_has_rule`]: a retention rule other than the default
+    /// is reached only through a tag of its name, so without one it keeps nothing. (An
+    /// on-demand backup can name it, but a policy that means that should say so with a tag.)
+    fn check_rules_have_tags(&self, errors: &mut Vec<PolicyError>) {
+        if self.backup_rule().is_none() {
+            // Reported as NoBackupRule; every rule lacking a tag would only repeat it.
+            return;
+        }
+        let tags: Vec<&str> = self
+            .backup_rules()
+            .flat_map(|rule| match &rule.trigger {
+                Trigger::Schedule(t) => t
+                    .tagging_criteria
+                    .iter()
+                    .map(|c| c.tag_info.tag_name.as_str())
+                    .collect::<Vec<_>>(),
+                Trigger::Adhoc(t) => t
+                    .tagging_criteria
+                    .tag_info
+                    .iter()
+                    .map(|tag| tag.tag_name.as_str())
+                    .collect(),
+            })
+            .collect();
+        for (i, rule) in self.policy_rules.iter().enumerate() {
+            let PolicyRule::Retention(rule) = rule else {
+                continue;
+            };
+            if !rule.is_default && !tags.iter().any(|t| t.eq_ignore_ascii_case(&rule.name)) {
+                errors.push(PolicyError::RetentionRuleWithoutTag {
+                    path: format!("policyRules[{i}].name"),
+                    name: rule.name.clone(),
+                });
             }
         }
     }
@@ -989,28 +1060,101 @@ fn check_lifecycles(rule: &AzureRetentionRule, rule_path: &str, errors: &mut Vec
         } else {
             seen_sources.push(source);
         }
-        if lifecycle.delete_after.duration.is_zero() {
+        let keep = lifecycle.delete_after.duration;
+        if keep.is_zero() {
             errors.push(PolicyError::ZeroRetention {
                 path: format!("{path}.deleteAfter.duration"),
             });
+        } else if let Some((min, max)) = retention_bounds(source)
+            && !(min..=max).contains(&approximate_days(&keep))
+        {
+            errors.push(PolicyError::RetentionOutOfRange {
+                path: format!("{path}.deleteAfter.duration"),
+                data_store: source,
+                duration: keep,
+            });
         }
         for (k, copy) in lifecycle.target_data_store_copy_settings.iter().enumerate() {
+            let copy_path = format!("{path}.targetDataStoreCopySettings[{k}]");
             let target = copy.data_store.data_store_type;
             if !is_postgres_store(target) {
                 errors.push(PolicyError::UnsupportedDataStore {
-                    path: format!(
-                        "{path}.targetDataStoreCopySettings[{k}].dataStore.dataStoreType"
-                    ),
+                    path: format!("{copy_path}.dataStore.dataStoreType"),
                     data_store: target,
+                });
+            } else if source != DataStoreType::VaultStore || target != DataStoreType::ArchiveStore {
+                errors.push(PolicyError::UnsupportedCopy {
+                    path: format!("{copy_path}.dataStore.dataStoreType"),
+                    from: source,
+                    to: target,
+                });
+            } else if k > 0 {
+                errors.push(PolicyError::DuplicateCopy {
+                    path: copy_path.clone(),
+                });
+            } else if rule.lifecycle(DataStoreType::ArchiveStore).is_none() {
+                errors.push(PolicyError::CopyWithoutArchiveLifecycle {
+                    path: format!("{copy_path}.dataStore.dataStoreType"),
+                    rule: rule.name.clone(),
+                });
+            }
+            if let CopyOption::Custom(custom) = copy.copy_after
+                && source == DataStoreType::VaultStore
+                && approximate_days(&custom.duration) >= approximate_days(&keep)
+            {
+                errors.push(PolicyError::CopyAfterDeletion {
+                    path: format!("{copy_path}.copyAfter.duration"),
+                    copy_after: custom.duration,
+                    delete_after: keep,
                 });
             }
         }
     }
-    if rule.vault_store_lifecycle().is_none() {
-        errors.push(PolicyError::NoVaultStoreLifecycle {
+    match rule.vault_store_lifecycle() {
+        None => errors.push(PolicyError::NoVaultStoreLifecycle {
             path: format!("{rule_path}.lifecycles"),
-        });
+        }),
+        Some(vault) => {
+            // Any copy setting counts: one to the wrong store is reported on its own.
+            let copies_to_archive = !vault.target_data_store_copy_settings.is_empty();
+            if let Some(j) = rule
+                .lifecycles
+                .iter()
+                .position(|l| l.source_data_store.data_store_type == DataStoreType::ArchiveStore)
+                && !copies_to_archive
+            {
+                errors.push(PolicyError::UnreachableArchiveLifecycle {
+                    path: format!("{rule_path}.lifecycles[{j}]"),
+                    rule: rule.name.clone(),
+                });
+            }
+        }
     }
+}
+
+/// The retention a datastore allows, in [`approximate_days`]: the vault tier 7 days to 10
+/// years, the archive tier 6 months to 10 years, as Azure Backup for PostgreSQL allows.
+fn retention_bounds(store: DataStoreType) -> Option<(u64, u64)> {
+    const TEN_YEARS: u64 = 10 * 365;
+    match store {
+        DataStoreType::VaultStore => Some((7, TEN_YEARS)),
+        DataStoreType::ArchiveStore => Some((6 * 30, TEN_YEARS)),
+        DataStoreType::OperationalStore => None,
+    }
+}
+
+/// A duration's length for comparing against limits, with 365-day years, 30-day months and
+/// 7-day weeks, so that `P10Y`, `P120M` and `P3650D` all count as ten years and `P6M` and
+/// `P180D` both as six months. (Calendar lengths vary with the start; limits should not.)
+pub fn approximate_days(duration: &IsoDuration) -> u64 {
+    u64::from(duration.year_part()) * 365
+        + u64::from(duration.month_part()) * 30
+        + u64::from(duration.week_part()) * 7
+        + u64::from(duration.day_part())
+        + (u64::from(duration.hour_part()) * 3600
+            + u64::from(duration.minute_part()) * 60
+            + u64::from(duration.second_part()))
+            / 86_400
 }
 
 fn is_postgres_store(store: DataStoreType) -> bool {
@@ -1018,6 +1162,106 @@ fn is_postgres_store(store: DataStoreType) -> bool {
         store,
         DataStoreType::VaultStore | DataStoreType::ArchiveStore
     )
+}
+
+// ---------------------------------------------------------------------------------------------
+// Azure compatibility
+// ---------------------------------------------------------------------------------------------
+
+/// Something pgvault accepts but Azure Backup for PostgreSQL would refuse, found by
+/// [`azure_compatibility_warnings`] (`backup-policy validate --azure-compatible`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyWarning {
+    pub path: String,
+    pub message: String,
+}
+
+impl PolicyWarning {
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+impl fmt::Display for PolicyWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// The tag and retention rule names Azure accepts for PostgreSQL besides `Default`.
+pub const AZURE_POSTGRES_TAGS: &[&str] = &["Weekly", "Monthly", "Yearly"];
+
+/// Where Azure would refuse a policy pgvault accepts: schedules that are not weekly (Azure
+/// allows only weekly backups of PostgreSQL; pgvault also runs daily and hourly ones), tag and
+/// rule names other than Default, Weekly, Monthly and Yearly, time zones written as IANA names
+/// (Azure writes Windows names such as `Pacific Standard Time`).
+pub fn azure_compatibility_warnings(policy: &BackupPolicy) -> Vec<PolicyWarning> {
+    let mut warnings = Vec::new();
+    let azure_name = |name: &str| {
+        name.eq_ignore_ascii_case(DEFAULT_RULE_NAME)
+            || AZURE_POSTGRES_TAGS
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(name))
+    };
+    for (i, rule) in policy.policy_rules.iter().enumerate() {
+        match rule {
+            PolicyRule::Retention(rule) if !azure_name(&rule.name) => {
+                warnings.push(PolicyWarning {
+                    path: format!("policyRules[{i}].name"),
+                    message: format!(
+                        "Azure accepts only the retention rules Default, {} for PostgreSQL, not {:?}",
+                        AZURE_POSTGRES_TAGS.join(", "),
+                        rule.name
+                    ),
+                });
+            }
+            PolicyRule::Retention(_) => {}
+            PolicyRule::Backup(rule) => {
+                let Trigger::Schedule(trigger) = &rule.trigger else {
+                    continue;
+                };
+                let trigger_path = format!("policyRules[{i}].trigger");
+                for (k, interval) in trigger.schedule.repeating_time_intervals.iter().enumerate() {
+                    let weekly = interval
+                        .parse::<RepeatingInterval>()
+                        .is_ok_and(|r| r.period() == IsoDuration::weeks(1));
+                    if !weekly {
+                        warnings.push(PolicyWarning {
+                            path: format!("{trigger_path}.schedule.repeatingTimeIntervals[{k}]"),
+                            message: format!(
+                                "Azure allows only weekly backups of PostgreSQL (a period of P1W), \
+                                 not {interval:?}; pgvault runs it as written"
+                            ),
+                        });
+                    }
+                }
+                if let Some(zone) = &trigger.schedule.time_zone
+                    && zone.contains('/')
+                {
+                    warnings.push(PolicyWarning {
+                        path: format!("{trigger_path}.schedule.timeZone"),
+                        message: format!(
+                            "Azure writes Windows time zone names (\"Pacific Standard Time\"), \
+                             not IANA names such as {zone:?}"
+                        ),
+                    });
+                }
+                for (k, tagging) in trigger.tagging_criteria.iter().enumerate() {
+                    if !tagging.is_default && !azure_name(&tagging.tag_info.tag_name) {
+                        warnings.push(PolicyWarning {
+                            path: format!("{trigger_path}.taggingCriteria[{k}].tagInfo.tagName"),
+                            message: format!(
+                                "Azure accepts only the tags {} for PostgreSQL, not {:?}",
+                                AZURE_POSTGRES_TAGS.join(", "),
+                                tagging.tag_info.tag_name
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    warnings
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1141,6 +1385,65 @@ pub enum PolicyError {
          duration such as P7D or P3M"
     )]
     ZeroRetention { path: String },
+    #[error(
+        "{path}: {duration} is outside what {data_store} allows ({}); months count as 30 days \
+         and years as 365",
+        match data_store {
+            DataStoreType::ArchiveStore => "6 months to 10 years",
+            _ => "7 days to 10 years",
+        }
+    )]
+    RetentionOutOfRange {
+        path: String,
+        data_store: DataStoreType,
+        duration: IsoDuration,
+    },
+    #[error(
+        "{path}: the retention rule {name:?} has no tag of the same name, so no backup is ever \
+         kept by it; add one (`backup-policy tag set --name {name}`) or remove the rule"
+    )]
+    RetentionRuleWithoutTag { path: String, name: String },
+    #[error("{path}: copies go from VaultStore to ArchiveStore only, not from {from} to {to}")]
+    UnsupportedCopy {
+        path: String,
+        from: DataStoreType,
+        to: DataStoreType,
+    },
+    #[error(
+        "{path}: a lifecycle copies to the archive tier at most once; remove this copy setting"
+    )]
+    DuplicateCopy { path: String },
+    #[error(
+        "{path}: the rule {rule:?} copies to ArchiveStore but has no ArchiveStore lifecycle to \
+         say how long the copy is kept; add one (`retention-rule create-lifecycle \
+         --source-datastore ArchiveStore ...`)"
+    )]
+    CopyWithoutArchiveLifecycle { path: String, rule: String },
+    #[error(
+        "{path}: the rule {rule:?} has an ArchiveStore lifecycle but its VaultStore lifecycle \
+         copies nothing there; add a copy setting (--target-datastore ArchiveStore \
+         --copy-option CopyOnExpiryOption) or remove the ArchiveStore lifecycle"
+    )]
+    UnreachableArchiveLifecycle { path: String, rule: String },
+    #[error(
+        "{path}: a copy after {copy_after} comes after the vault tier deletes the backup \
+         ({delete_after}); copy sooner, or use CopyOnExpiryOption"
+    )]
+    CopyAfterDeletion {
+        path: String,
+        copy_after: IsoDuration,
+        delete_after: IsoDuration,
+    },
+    #[error("{path}: {source}")]
+    InvalidTimeZone {
+        path: String,
+        source: crate::model::schedule::ScheduleError,
+    },
+    #[error("{path}: {source}")]
+    InvalidSchedule {
+        path: String,
+        source: crate::model::schedule::ScheduleError,
+    },
 }
 
 impl PolicyError {
@@ -1166,7 +1469,16 @@ impl PolicyError {
             | PolicyError::NoVaultStoreLifecycle { path }
             | PolicyError::DuplicateLifecycle { path, .. }
             | PolicyError::UnsupportedDataStore { path, .. }
-            | PolicyError::ZeroRetention { path } => path,
+            | PolicyError::ZeroRetention { path }
+            | PolicyError::RetentionOutOfRange { path, .. }
+            | PolicyError::RetentionRuleWithoutTag { path, .. }
+            | PolicyError::UnsupportedCopy { path, .. }
+            | PolicyError::DuplicateCopy { path }
+            | PolicyError::CopyWithoutArchiveLifecycle { path, .. }
+            | PolicyError::UnreachableArchiveLifecycle { path, .. }
+            | PolicyError::CopyAfterDeletion { path, .. }
+            | PolicyError::InvalidTimeZone { path, .. }
+            | PolicyError::InvalidSchedule { path, .. } => path,
         }
     }
 }
@@ -2094,28 +2406,57 @@ mod tests {
                                     schedule_times: vec!["2019-03-01T13:00:00Z".into()],
                                 }],
                             },
+                            TaggingCriteria {
+                                is_default: false,
+                                tagging_priority: 15,
+                                tag_info: RetentionTag::new("Monthly"),
+                                criteria: vec![ScheduleBasedBackupCriteria {
+                                    absolute_criteria: vec![AbsoluteMarker::FirstOfMonth],
+                                    ..Default::default()
+                                }],
+                            },
                         ],
                     }),
                 }),
                 PolicyRule::Retention(AzureRetentionRule {
                     name: "Default".into(),
                     is_default: true,
-                    lifecycles: vec![SourceLifeCycle {
-                        source_data_store: DataStoreInfo::new(DataStoreType::VaultStore),
-                        delete_after: AbsoluteDeleteOption::new(IsoDuration::days(7)),
-                        target_data_store_copy_settings: vec![
-                            TargetCopySetting {
+                    lifecycles: vec![
+                        SourceLifeCycle {
+                            source_data_store: DataStoreInfo::new(DataStoreType::VaultStore),
+                            delete_after: AbsoluteDeleteOption::new(IsoDuration::days(7)),
+                            target_data_store_copy_settings: vec![TargetCopySetting {
                                 data_store: DataStoreInfo::new(DataStoreType::ArchiveStore),
                                 copy_after: CopyOption::Immediate,
-                            },
-                            TargetCopySetting {
+                            }],
+                        },
+                        SourceLifeCycle {
+                            source_data_store: DataStoreInfo::new(DataStoreType::ArchiveStore),
+                            delete_after: AbsoluteDeleteOption::new(IsoDuration::months(6)),
+                            target_data_store_copy_settings: vec![],
+                        },
+                    ],
+                }),
+                PolicyRule::Retention(AzureRetentionRule {
+                    name: "Monthly".into(),
+                    is_default: false,
+                    lifecycles: vec![
+                        SourceLifeCycle {
+                            source_data_store: DataStoreInfo::new(DataStoreType::VaultStore),
+                            delete_after: AbsoluteDeleteOption::new(IsoDuration::months(3)),
+                            target_data_store_copy_settings: vec![TargetCopySetting {
                                 data_store: DataStoreInfo::new(DataStoreType::ArchiveStore),
                                 copy_after: CopyOption::Custom(CustomCopyOption {
                                     duration: IsoDuration::hours(4),
                                 }),
-                            },
-                        ],
-                    }],
+                            }],
+                        },
+                        SourceLifeCycle {
+                            source_data_store: DataStoreInfo::new(DataStoreType::ArchiveStore),
+                            delete_after: AbsoluteDeleteOption::new(IsoDuration::years(1)),
+                            target_data_store_copy_settings: vec![],
+                        },
+                    ],
                 }),
                 PolicyRule::Retention(AzureRetentionRule {
                     name: "Yearly".into(),
@@ -2146,7 +2487,7 @@ mod tests {
         if let PolicyRule::Backup(rule) = &mut expected.policy_rules[1]
             && let Trigger::Schedule(trigger) = &mut rule.trigger
         {
-            trigger.tagging_criteria.reverse();
+            trigger.tagging_criteria.sort_by_key(|c| c.tagging_priority);
         }
         assert_eq!(back, expected);
 
@@ -2176,16 +2517,17 @@ mod tests {
         );
         assert_eq!(
             value["policyRules"][2]["lifecycles"][0]["targetDataStoreCopySettings"],
-            json!([
-                {
-                    "dataStore": {"dataStoreType": "ArchiveStore", "objectType": "DataStoreInfoBase"},
-                    "copyAfter": {"objectType": "ImmediateCopyOption"}
-                },
-                {
-                    "dataStore": {"dataStoreType": "ArchiveStore", "objectType": "DataStoreInfoBase"},
-                    "copyAfter": {"objectType": "CustomCopyOption", "duration": "PT4H"}
-                }
-            ])
+            json!([{
+                "dataStore": {"dataStoreType": "ArchiveStore", "objectType": "DataStoreInfoBase"},
+                "copyAfter": {"objectType": "ImmediateCopyOption"}
+            }])
+        );
+        assert_eq!(
+            value["policyRules"][3]["lifecycles"][0]["targetDataStoreCopySettings"],
+            json!([{
+                "dataStore": {"dataStoreType": "ArchiveStore", "objectType": "DataStoreInfoBase"},
+                "copyAfter": {"objectType": "CustomCopyOption", "duration": "PT4H"}
+            }])
         );
     }
 
@@ -2367,7 +2709,11 @@ mod tests {
                     p["policyRules"][0]["trigger"]["taggingCriteria"][1]["tagInfo"]["tagName"] =
                         json!("Weekly")
                 },
-                &["policyRules[0].trigger.taggingCriteria[1].tagInfo.tagName"],
+                // And the Monthly rule has lost its tag.
+                &[
+                    "policyRules[0].trigger.taggingCriteria[1].tagInfo.tagName",
+                    "policyRules[2].name",
+                ],
             ),
             (
                 "the same tag twice",
@@ -2388,7 +2734,11 @@ mod tests {
                         "taggingCriteria": {"tagInfo": {"tagName": "Weekly"}}
                     });
                 },
-                &["policyRules[0].trigger.taggingCriteria.tagInfo.tagName"],
+                // The schedule went with the old trigger, so Monthly has no tag either.
+                &[
+                    "policyRules[0].trigger.taggingCriteria.tagInfo.tagName",
+                    "policyRules[2].name",
+                ],
             ),
             (
                 "no default retention rule",
@@ -2436,7 +2786,11 @@ mod tests {
                     p["policyRules"][2]["lifecycles"][1]["sourceDataStore"]["dataStoreType"] =
                         json!("OperationalStore")
                 },
-                &["policyRules[2].lifecycles[1].sourceDataStore.dataStoreType"],
+                // The archive lifecycle it replaced is now missing for the copy.
+                &[
+                    "policyRules[2].lifecycles[0].targetDataStoreCopySettings[0].dataStore.dataStoreType",
+                    "policyRules[2].lifecycles[1].sourceDataStore.dataStoreType",
+                ],
             ),
             (
                 "a copy into the operational store",
@@ -2454,7 +2808,11 @@ mod tests {
                     p["policyRules"][2]["lifecycles"][1]["sourceDataStore"]["dataStoreType"] =
                         json!("VaultStore")
                 },
-                &["policyRules[2].lifecycles[1].sourceDataStore.dataStoreType"],
+                // The archive lifecycle it replaced is now missing for the copy.
+                &[
+                    "policyRules[2].lifecycles[0].targetDataStoreCopySettings[0].dataStore.dataStoreType",
+                    "policyRules[2].lifecycles[1].sourceDataStore.dataStoreType",
+                ],
             ),
             (
                 "a zero retention",
@@ -2473,6 +2831,67 @@ mod tests {
                     "datasourceTypes[0]",
                     "policyRules[1].lifecycles[0].deleteAfter.duration",
                     "policyRules[0].trigger.taggingCriteria[1].tagInfo.tagName",
+                    "policyRules[2].name",
+                ],
+            ),
+            (
+                "retentions outside what each tier allows",
+                |p| {
+                    p["policyRules"][1]["lifecycles"][0]["deleteAfter"]["duration"] = json!("P6D");
+                    p["policyRules"][2]["lifecycles"][0]["deleteAfter"]["duration"] =
+                        json!("P3651D");
+                    p["policyRules"][2]["lifecycles"][1]["deleteAfter"]["duration"] =
+                        json!("P179D");
+                },
+                &[
+                    "policyRules[1].lifecycles[0].deleteAfter.duration",
+                    "policyRules[2].lifecycles[0].deleteAfter.duration",
+                    "policyRules[2].lifecycles[1].deleteAfter.duration",
+                ],
+            ),
+            (
+                "a custom copy after the vault tier has deleted the backup",
+                |p| {
+                    p["policyRules"][2]["lifecycles"][0]["targetDataStoreCopySettings"][0]["copyAfter"] =
+                        json!({"objectType": "CustomCopyOption", "duration": "P7M"});
+                },
+                &["policyRules[2].lifecycles[0].targetDataStoreCopySettings[0].copyAfter.duration"],
+            ),
+            (
+                "a copy from the archive tier",
+                |p| {
+                    let copy =
+                        p["policyRules"][2]["lifecycles"][0]["targetDataStoreCopySettings"].clone();
+                    p["policyRules"][2]["lifecycles"][1]["targetDataStoreCopySettings"] = copy;
+                },
+                &[
+                    "policyRules[2].lifecycles[1].targetDataStoreCopySettings[0].dataStore.dataStoreType",
+                ],
+            ),
+            (
+                "an archive lifecycle nothing copies to",
+                |p| {
+                    p["policyRules"][2]["lifecycles"][0]["targetDataStoreCopySettings"] = json!([]);
+                },
+                &["policyRules[2].lifecycles[1]"],
+            ),
+            (
+                "a bad schedule, a bad time zone and a bad schedule time",
+                |p| {
+                    p["policyRules"][0]["trigger"]["schedule"]["repeatingTimeIntervals"] = json!([
+                        "R/2021-08-15T22:00:00+00:00/P1W",
+                        "2021-08-15T22:00:00/P1W",
+                        "R/2021-08-15T22:00:00Z/P1M"
+                    ]);
+                    p["policyRules"][0]["trigger"]["schedule"]["timeZone"] = json!("Mars/Olympus");
+                    p["policyRules"][0]["trigger"]["taggingCriteria"][1]["criteria"][0]["scheduleTimes"] =
+                        json!(["22:00"]);
+                },
+                &[
+                    "policyRules[0].trigger.schedule.repeatingTimeIntervals[1]",
+                    "policyRules[0].trigger.schedule.repeatingTimeIntervals[2]",
+                    "policyRules[0].trigger.schedule.timeZone",
+                    "policyRules[0].trigger.taggingCriteria[1].criteria[0].scheduleTimes[0]",
                 ],
             ),
         ];

@@ -71,7 +71,28 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
         move |v: &mut VaultRef, instance: Dynamic, rule: &str| -> RhaiResult<Dynamic> {
             let name = instance_name(&instance)?;
             let (job, _) = c
-                .block_on(c.pgvault.adhoc_backup(&v.name, &name, rule))
+                .block_on(c.pgvault.adhoc_backup(&v.name, &name, rule, None))
+                .map_err(coded)?;
+            job_result(&job)
+        },
+    );
+
+    // `vault.adhoc_backup(bi, "BackupWeekly", "Monthly")`: a backup rule with a retention tag
+    // override (`--retention-tag-override`).
+    let c = ctx.clone();
+    engine.register_fn(
+        "adhoc_backup",
+        move |v: &mut VaultRef,
+              instance: Dynamic,
+              rule: &str,
+              tag_override: &str|
+              -> RhaiResult<Dynamic> {
+            let name = instance_name(&instance)?;
+            let (job, _) = c
+                .block_on(
+                    c.pgvault
+                        .adhoc_backup(&v.name, &name, rule, Some(tag_override)),
+                )
                 .map_err(coded)?;
             job_result(&job)
         },
