@@ -8,5 +8,6 @@ mod policy_edit;
 mod readiness;
 mod script;
 mod secrets;
+mod simulate;
 mod support;
 mod walkthrough;

@@ -288,6 +288,17 @@ fn every_command_has_help_with_an_example() {
         &["job", "show"],
         &["recovery-point", "list"],
         &["run"],
+        &["backup-policy", "trigger", "create-schedule"],
+        &["backup-policy", "trigger", "set"],
+        &["backup-policy", "retention-rule", "create-lifecycle"],
+        &["backup-policy", "retention-rule", "set"],
+        &["backup-policy", "retention-rule", "remove"],
+        &["backup-policy", "tag", "create-absolute-criteria"],
+        &["backup-policy", "tag", "create-generic-criteria"],
+        &["backup-policy", "tag", "set"],
+        &["backup-policy", "tag", "remove"],
+        &["backup-policy", "validate"],
+        &["backup-policy", "simulate"],
     ] {
         let mut a = args.to_vec();
         a.push("--help");
@@ -295,7 +306,7 @@ fn every_command_has_help_with_an_example() {
         assert!(out.status.success(), "{a:?}");
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
-            text.contains("Example:") && text.contains("pgvault "),
+            (text.contains("Example:") || text.contains("Examples:")) && text.contains("pgvault "),
             "{a:?} has no example:\n{text}"
         );
     }

@@ -8,6 +8,7 @@
 
 mod commands;
 mod output;
+mod plot;
 
 use std::process::ExitCode;
 

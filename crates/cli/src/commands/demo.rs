@@ -166,7 +166,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     step("pgvault backup-instance adhoc-backup --rule-name Default");
     let t = Instant::now();
     let (job, first) = svc
-        .adhoc_backup("TestBkpVault", &instance, "Default")
+        .adhoc_backup("TestBkpVault", &instance, "Default", None)
         .await
         .map_err(coded)?;
     anyhow::ensure!(
@@ -189,7 +189,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = 0",
     );
     let (_, second) = svc
-        .adhoc_backup("TestBkpVault", &instance, "Default")
+        .adhoc_backup("TestBkpVault", &instance, "Default", None)
         .await
         .map_err(coded)?;
     let second = second.context("the second backup failed")?;

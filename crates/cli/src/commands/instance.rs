@@ -75,16 +75,21 @@ pub enum InstanceCommand {
     },
     /// Back up now, keeping the recovery point under a retention rule of the policy.
     #[command(
-        after_help = "Example:\n  pgvault backup-instance adhoc-backup --vault-name TestBkpVault --name <instance name> --rule-name Default"
+        after_help = "Examples:\n  pgvault backup-instance adhoc-backup --vault-name TestBkpVault --name <instance name> --rule-name Default\n  pgvault backup-instance adhoc-backup --vault-name TestBkpVault --name <instance name> --rule-name Monthly\n  pgvault backup-instance adhoc-backup --vault-name TestBkpVault --name <instance name> --rule-name BackupWeekly --retention-tag-override Monthly"
     )]
     AdhocBackup {
         #[arg(long, short = 'v')]
         vault_name: String,
         #[arg(long, short = 'n', alias = "backup-instance-name")]
         name: String,
-        /// The retention rule to keep this backup under (Default, or one the policy adds).
+        /// The rule this backup is taken under: a retention rule (Default, Monthly, ...), which
+        /// names its tag, or the backup rule (BackupWeekly), which takes the default tag unless
+        /// --retention-tag-override names another.
         #[arg(long, default_value = "Default")]
         rule_name: String,
+        /// With a backup rule as --rule-name: the retention tag to keep this backup under.
+        #[arg(long)]
+        retention_tag_override: Option<String>,
     },
     /// Restore a recovery point to a database or as files.
     #[command(subcommand)]
@@ -251,10 +256,16 @@ pub async fn run(cmd: InstanceCommand, format: Format) -> anyhow::Result<ExitCod
             vault_name,
             name,
             rule_name,
+            retention_tag_override,
         } => {
             let svc = open_service()?;
             let (job, manifest) = svc
-                .adhoc_backup(&vault_name, &name, &rule_name)
+                .adhoc_backup(
+                    &vault_name,
+                    &name,
+                    &rule_name,
+                    retention_tag_override.as_deref(),
+                )
                 .await
                 .map_err(coded)?;
             let extra = manifest.map(|m| json!({ "recoveryPointId": m.recovery_point_id, "bytesRead": m.stats.bytes_read, "bytesStored": m.stats.bytes_stored }));

@@ -6,6 +6,7 @@ pub mod job;
 pub mod policy;
 pub mod recovery_point;
 pub mod run;
+pub mod simulate;
 pub mod vault;
 
 use std::path::Path;

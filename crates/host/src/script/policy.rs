@@ -9,6 +9,7 @@
 //! | `policy.set_retention_rule(name, lifecycles)`, `policy.remove_retention_rule(name)` | `Edit-AzDataProtectionPolicyRetentionRuleClientObject` |
 //! | `tag_criteria(#{..})` | `New-AzDataProtectionPolicyTagCriteriaClientObject` |
 //! | `policy.set_tag(name, criteria)`, `policy.remove_tag(name)` | `Edit-AzDataProtectionPolicyTagClientObject` |
+//! | `policy.simulate(from, to[, at])` | (pgvault's `backup-policy simulate`) |
 //!
 //! A policy stays a plain map that a script may also edit by hand; each edit reads it into
 //! the typed model (leniently, without the checks that span rules, since a policy is
@@ -17,6 +18,7 @@
 //! PowerShell's `Edit-*` cmdlets change the object they are given. `vault.create_policy`
 //! validates the result.
 
+use chrono::{DateTime, NaiveDate, Utc};
 use rhai::{Array, Dynamic, Engine, INT, Map};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -31,6 +33,7 @@ use pgvault_core::model::policy_edit::{
     self, CopyOptionKind, EditError, IntervalType, absolute_criteria, create_lifecycle,
     create_schedule, generic_criteria,
 };
+use pgvault_core::model::simulate::simulate;
 use pgvault_core::model::templates::default_policy_template;
 
 /// The options `lifecycle(#{..})` takes, after PowerShell's parameters.
@@ -169,6 +172,52 @@ fn register_pure(engine: &mut Engine) {
             edit(policy, |p| policy_edit::remove_tag(p, name))
         },
     );
+    // `policy.simulate("2025-01-01", "2035-01-01")`: what `backup-policy simulate` prints,
+    // as a map: #{recoveryPoints: [..], summary: #{VaultStore, ArchiveStore, Deleted}}.
+    engine.register_fn(
+        "simulate",
+        |policy: &mut Map, from: &str, to: &str| -> RhaiResult<Dynamic> {
+            simulate_policy(policy, from, to, None)
+        },
+    );
+    engine.register_fn(
+        "simulate",
+        |policy: &mut Map, from: &str, to: &str, at: &str| -> RhaiResult<Dynamic> {
+            simulate_policy(policy, from, to, Some(at))
+        },
+    );
+}
+
+/// `policy.simulate(from, to[, at])`: times are RFC 3339 or dates (midnight UTC); the policy
+/// must be valid.
+fn simulate_policy(policy: &Map, from: &str, to: &str, at: Option<&str>) -> RhaiResult<Dynamic> {
+    let time = |what: &str, text: &str| -> RhaiResult<DateTime<Utc>> {
+        if let Ok(t) = DateTime::parse_from_rfc3339(text.trim()) {
+            return Ok(t.with_timezone(&Utc));
+        }
+        NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+            .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
+            .map_err(|_| {
+                fail(format!(
+                    "simulate: {what} {text:?} is not a time; write 2025-01-01 or \
+                     2025-01-01T02:00:00Z"
+                ))
+            })
+    };
+    let (from, to) = (time("from", from)?, time("to", to)?);
+    let at = match at {
+        Some(at) => time("at", at)?,
+        None => to,
+    };
+    let value: Value = rhai::serde::from_dynamic(&Dynamic::from_map(policy.clone()))
+        .map_err(|e| fail(format!("the policy is not valid JSON data: {e}")))?;
+    let typed = BackupPolicy::parse_value(value)
+        .and_then(|p| p.validate().map(|()| p))
+        .map_err(|errors| {
+            let lines: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+            fail(format!("the policy is not valid:\n{}", lines.join("\n")))
+        })?;
+    to_dynamic(&simulate(&typed, from, to, at).map_err(fail)?)
 }
 
 /// Applies `f` to the typed form of `policy` and writes the result back into the map. A
@@ -570,6 +619,39 @@ mod tests {
     /// scripts/powershell-walkthrough.rhai compiles against the registered API, and its part
     /// up to `New-AzDataProtectionBackupPolicy` runs without a database, in a fresh vault,
     /// creating the archive policy the PowerShell walkthrough describes.
+    #[test]
+    fn simulate_shows_what_the_policy_keeps() {
+        // The default template: weekly, kept three months. Over one year, as of its end,
+        // thirteen or fourteen weekly points are still in the vault.
+        let result = eval(&format!(
+            r#"{TEMPLATE} let s = p.simulate("2025-01-01", "2026-01-01"); s.summary"#
+        ))
+        .unwrap();
+        let total = result["VaultStore"].as_u64().unwrap() + result["Deleted"].as_u64().unwrap();
+        assert_eq!(total, 52, "{result}");
+        assert!(
+            (13..=14).contains(&result["VaultStore"].as_u64().unwrap()),
+            "{result}"
+        );
+        assert_eq!(result["ArchiveStore"], 0);
+        // With an as-of time long after the window, only the last point survives.
+        let result = eval(&format!(
+            r#"{TEMPLATE} p.simulate("2025-01-01", "2026-01-01", "2040-01-01T00:00:00Z").summary"#
+        ))
+        .unwrap();
+        assert_eq!(result["VaultStore"], 1, "{result}");
+        check(
+            &format!(r#"{TEMPLATE} p.simulate("2025-01-01", "next year")"#),
+            Err("simulate: to \"next year\" is not a time"),
+        );
+        check(
+            &format!(
+                r#"{TEMPLATE} p.policyRules[1].lifecycles[0].deleteAfter.duration = "P1D"; p.simulate("2025-01-01", "2026-01-01")"#
+            ),
+            Err("outside what VaultStore allows"),
+        );
+    }
+
     #[test]
     fn the_powershell_walkthrough_script_builds_its_policy() {
         let dir = tempfile::tempdir().unwrap();
