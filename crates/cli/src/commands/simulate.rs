@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 
 use anyhow::Context;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 
 use pgvault_core::model::policy::{BackupPolicy, DataStoreType};
 use pgvault_core::model::retention::DataStoreSpan;
@@ -14,17 +14,9 @@ use pgvault_core::model::simulate::{Simulation, simulate};
 
 use crate::output::{Format, table};
 
-/// A time on the command line: RFC 3339 (`2025-01-01T02:00:00+01:00`) or a date, meaning its
-/// midnight in UTC.
+/// A time on the command line: RFC 3339 or a date (midnight UTC).
 pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text.trim()) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
-        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
-        .map_err(|_| {
-            format!("{text:?} is not a time; write 2025-01-01 or 2025-01-01T02:00:00Z (RFC 3339)")
-        })
+    pgvault_core::model::simulate::parse_time(text)
 }
 
 pub fn run(

@@ -15,6 +15,19 @@ use crate::model::retention::{
 };
 use crate::model::schedule::{Schedule, ScheduleError};
 
+/// A time as `simulate` takes it on the command line and in Rhai: RFC 3339
+/// (`2025-01-01T02:00:00+01:00`) or a date, meaning its midnight in UTC.
+pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text.trim()) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
+        .map_err(|_| {
+            format!("{text:?} is not a time; write 2025-01-01 or 2025-01-01T02:00:00Z (RFC 3339)")
+        })
+}
+
 /// Ten years of hourly backups is 87,600 points; more than this is a mistake in the window.
 pub const MAX_SIMULATED_POINTS: usize = 1_000_000;
 

@@ -18,7 +18,7 @@
 //! PowerShell's `Edit-*` cmdlets change the object they are given. `vault.create_policy`
 //! validates the result.
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use rhai::{Array, Dynamic, Engine, INT, Map};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -33,7 +33,7 @@ use pgvault_core::model::policy_edit::{
     self, CopyOptionKind, EditError, IntervalType, absolute_criteria, create_lifecycle,
     create_schedule, generic_criteria,
 };
-use pgvault_core::model::simulate::simulate;
+use pgvault_core::model::simulate::{parse_time, simulate};
 use pgvault_core::model::templates::default_policy_template;
 
 /// The options `lifecycle(#{..})` takes, after PowerShell's parameters.
@@ -192,17 +192,7 @@ fn register_pure(engine: &mut Engine) {
 /// must be valid.
 fn simulate_policy(policy: &Map, from: &str, to: &str, at: Option<&str>) -> RhaiResult<Dynamic> {
     let time = |what: &str, text: &str| -> RhaiResult<DateTime<Utc>> {
-        if let Ok(t) = DateTime::parse_from_rfc3339(text.trim()) {
-            return Ok(t.with_timezone(&Utc));
-        }
-        NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
-            .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight exists").and_utc())
-            .map_err(|_| {
-                fail(format!(
-                    "simulate: {what} {text:?} is not a time; write 2025-01-01 or \
-                     2025-01-01T02:00:00Z"
-                ))
-            })
+        parse_time(text).map_err(|e| fail(format!("simulate: {what} {e}")))
     };
     let (from, to) = (time("from", from)?, time("to", to)?);
     let at = match at {
