@@ -299,6 +299,10 @@ fn every_command_has_help_with_an_example() {
         &["backup-policy", "tag", "remove"],
         &["backup-policy", "validate"],
         &["backup-policy", "simulate"],
+        &["backup-instance", "suspend-backup"],
+        &["backup-instance", "stop-protection"],
+        &["backup-instance", "resume-protection"],
+        &["tick"],
     ] {
         let mut a = args.to_vec();
         a.push("--help");

@@ -52,6 +52,12 @@ enum Command {
     /// Run a Rhai script (a runbook) against pgvault's API.
     #[command(after_help = "Example:\n  pgvault run scripts/walkthrough.rhai")]
     Run(commands::run::RunArgs),
+    /// One pass of the scheduler: run every scheduled backup that is due, then exit (for cron
+    /// or a systemd timer).
+    #[command(
+        after_help = "Examples:\n  pgvault tick\n  pgvault tick --at 2025-01-05T22:00:00Z   # as if the clock said so (tests, catch-up drills)"
+    )]
+    Tick(commands::tick::TickArgs),
     /// Show pgvault end to end on a throwaway PostgreSQL: sample data, a vault, backups, a restore, the jobs.
     #[command(after_help = "Example:\n  cargo run --release -- demo")]
     Demo(commands::demo::DemoArgs),

@@ -5,6 +5,7 @@
 //! `InProgress` job before it starts, refreshes its byte counters while it runs, and
 //! finishes it as `Completed` or `Failed` with the engine's error code and message.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -17,17 +18,30 @@ use pgvault_core::engine::home::Home;
 use pgvault_core::engine::protect::create_instance;
 use pgvault_core::engine::restore::{RestoreOutcome, restore};
 use pgvault_core::engine::{Error, Result, Vault};
-use pgvault_core::model::instance::BackupInstanceRequest;
+use pgvault_core::model::instance::{BackupInstanceRequest, PROTECTION_CONFIGURED};
 use pgvault_core::model::job::{
-    FRIENDLY_NAME_DETAIL, Job, JobError, JobFilter, JobId, JobOutcome, NewJob, Operation,
+    FRIENDLY_NAME_DETAIL, Job, JobError, JobFilter, JobId, JobOutcome, JobStatus, NewJob, Operation,
 };
 use pgvault_core::model::policy::BackupPolicy;
 use pgvault_core::model::restore::{RestoreRequest, RestoreTarget};
+use pgvault_core::model::retention::schedule_trigger;
+use pgvault_core::model::schedule::Schedule;
 use pgvault_core::store::VaultStore;
 use pgvault_core::store::manifest::Manifest;
 use pgvault_core::store::writer::Progress;
 
 use crate::history::{JobHistory, current_owner, local_host_name, process_alive};
+use crate::scheduler::{DueBackup, due_backup};
+
+/// What one scheduler pass did for one instance.
+#[derive(Debug)]
+pub struct TickOutcome {
+    pub vault: String,
+    pub instance: String,
+    pub due: DueBackup,
+    /// The backup's job (completed or failed), or why no job could start.
+    pub job: Result<Job>,
+}
 
 /// How often a running job's byte counters are written to the history.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
@@ -157,7 +171,7 @@ impl Pgvault {
             .insert(FRIENDLY_NAME_DETAIL.into(), friendly);
         let job = self.history.start(&new).map_err(history_err)?;
         let result = create_instance(&vault, request).await;
-        self.finish(job.id, &result.as_ref().map(|_| None), 0, 0)?;
+        self.finish(job.id, &result.as_ref().map(|_| None), 0, 0, Utc::now())?;
         result
     }
 
@@ -196,7 +210,33 @@ impl Pgvault {
         trigger: Trigger,
         now: DateTime<Utc>,
     ) -> Result<(Job, Option<Manifest>)> {
+        self.backup_job(
+            vault_name,
+            instance,
+            rule,
+            tag_override,
+            trigger,
+            now,
+            BTreeMap::new(),
+        )
+        .await
+    }
+
+    /// [`Self::run_backup`] with details for the job (a scheduled run's due time).
+    #[allow(clippy::too_many_arguments)]
+    async fn backup_job(
+        &self,
+        vault_name: &str,
+        instance: &str,
+        rule: &str,
+        tag_override: Option<&str>,
+        trigger: Trigger,
+        now: DateTime<Utc>,
+        details: BTreeMap<String, String>,
+    ) -> Result<(Job, Option<Manifest>)> {
+        let began = std::time::Instant::now();
         let vault = self.vault(vault_name).await?;
+        self.check_no_backup_running(vault.name(), instance)?;
         let mut req = BackupRequest {
             instance: instance.to_string(),
             rule_name: rule.to_string(),
@@ -217,6 +257,7 @@ impl Pgvault {
         new.policy_name = Some(ctx.policy_name);
         new.extended_details
             .insert(FRIENDLY_NAME_DETAIL.into(), ctx.friendly_name);
+        new.extended_details.extend(details);
         new.policy_rule_name = Some(ctx.policy_rule_name);
         new.retention_tag = Some(ctx.retention_tag);
         let job = self.history.start(&new).map_err(history_err)?;
@@ -234,13 +275,144 @@ impl Pgvault {
             progress.bytes_read.load(Ordering::Relaxed),
             progress.bytes_stored.load(Ordering::Relaxed),
         );
+        // The job ends as long after `now` as it took: `now` may be a scheduler's clock
+        // (`tick --at`) rather than the wall clock.
+        let end = now + chrono::TimeDelta::from_std(began.elapsed()).unwrap_or_default();
         let job = self.finish(
             job.id,
             &result.as_ref().map(|m| Some(m.recovery_point_id.clone())),
             read,
             stored,
+            end,
         )?;
         Ok((job, result.ok()))
+    }
+
+    /// At most one backup of an instance runs at a time, as in Azure: a second one is refused
+    /// while the first one's job is in progress (a job whose process died was already marked
+    /// failed when the history was opened).
+    fn check_no_backup_running(&self, vault: &str, instance: &str) -> Result<()> {
+        let running = self
+            .history
+            .list(
+                &JobFilter::default()
+                    .vault(vault)
+                    .instance(instance)
+                    .status(JobStatus::InProgress),
+            )
+            .map_err(history_err)?;
+        if let Some(job) = running.iter().find(|j| {
+            matches!(
+                j.operation,
+                Operation::OnDemandBackup | Operation::ScheduledBackup
+            )
+        }) {
+            return Err(Error::new(
+                "UserErrorMaxConcurrentOperationLimitReached",
+                format!(
+                    "backup instance `{instance}` is already being backed up (job {}, started {}); \
+                     wait for it to finish (`pgvault job show --job-id {}`)",
+                    job.id,
+                    job.state.start().to_rfc3339(),
+                    job.id
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    // ---- the scheduler ----
+
+    /// One pass of the scheduler at `now`: every protected instance of every vault whose
+    /// policy schedule has an occurrence due (see [`crate::scheduler`]) is backed up as a
+    /// `ScheduledBackup` job, tagged by the policy's tagging criteria and recorded at `now`.
+    /// Instances whose backups are suspended or stopped are skipped. One failing instance does
+    /// not stop the others: its job records the failure.
+    pub async fn tick(&self, now: DateTime<Utc>) -> Result<Vec<TickOutcome>> {
+        let mut outcomes = Vec::new();
+        for vault_name in self.vault_names()? {
+            let vault = self.vault(&vault_name).await?;
+            for instance in vault.list_instances().await? {
+                let name = instance.name.clone();
+                let state = instance.properties.current_protection_state.as_deref();
+                if state != Some(PROTECTION_CONFIGURED) {
+                    continue;
+                }
+                let Some(due) = self.due_backup(&vault, &instance, now).await? else {
+                    continue;
+                };
+                let mut details = BTreeMap::new();
+                details.insert("ScheduledTime".to_owned(), due.due.to_rfc3339());
+                details.insert("Late".to_owned(), due.late.to_string());
+                if due.missed > 0 {
+                    details.insert("MissedOccurrences".to_owned(), due.missed.to_string());
+                }
+                if due.late {
+                    tracing::warn!(vault = %vault_name, instance = %name, due = %due.due, missed = due.missed, "running a scheduled backup late (the host was not running when it was due)");
+                }
+                let outcome = self
+                    .backup_job(
+                        &vault_name,
+                        &name,
+                        "",
+                        None,
+                        Trigger::Scheduled,
+                        now,
+                        details,
+                    )
+                    .await;
+                outcomes.push(TickOutcome {
+                    vault: vault_name.clone(),
+                    instance: name,
+                    due,
+                    job: outcome.map(|(job, _)| job),
+                });
+            }
+        }
+        Ok(outcomes)
+    }
+
+    async fn due_backup(
+        &self,
+        vault: &Vault,
+        instance: &BackupInstanceRequest,
+        now: DateTime<Utc>,
+    ) -> Result<Option<DueBackup>> {
+        let policy_name =
+            pgvault_core::model::resource::last_segment(&instance.properties.policy_info.policy_id);
+        let policy = vault.policy(policy_name).await?;
+        let Some(trigger) = schedule_trigger(&policy) else {
+            return Ok(None);
+        };
+        let schedule = Schedule::parse(
+            &trigger.schedule.repeating_time_intervals,
+            trigger.schedule.time_zone.as_deref(),
+        )
+        .map_err(|errors| {
+            Error::new(
+                "UserErrorInvalidPolicy",
+                format!(
+                    "policy `{policy_name}` has an invalid schedule: {}",
+                    errors[0].1
+                ),
+            )
+        })?;
+        let latest = |operation: Operation| -> Result<Option<DateTime<Utc>>> {
+            let mut filter = JobFilter::default()
+                .vault(vault.name())
+                .instance(&instance.name);
+            filter.operation = Some(operation);
+            filter.limit = Some(1);
+            Ok(self
+                .history
+                .list(&filter)
+                .map_err(history_err)?
+                .first()
+                .map(|job| job.state.start()))
+        };
+        let protected_since = latest(Operation::ConfigureBackup)?;
+        let last_started = latest(Operation::ScheduledBackup)?;
+        Ok(due_backup(&schedule, protected_since, last_started, now))
     }
 
     // ---- restore ----
@@ -288,7 +460,7 @@ impl Pgvault {
             )
             .await;
         let read = written.load(Ordering::Relaxed);
-        let job = self.finish(job.id, &result.as_ref().map(|_| None), read, 0)?;
+        let job = self.finish(job.id, &result.as_ref().map(|_| None), read, 0, Utc::now())?;
         Ok((job, result.ok()))
     }
 
@@ -345,6 +517,7 @@ impl Pgvault {
         result: &std::result::Result<Option<String>, &Error>,
         read: u64,
         stored: u64,
+        end: DateTime<Utc>,
     ) -> Result<Job> {
         let outcome = match result {
             Ok(rp) => JobOutcome::Completed {
@@ -353,7 +526,48 @@ impl Pgvault {
             Err(e) => JobOutcome::Failed(JobError::new(e.code.clone(), e.message.clone())),
         };
         self.history
-            .finish(id, &outcome, Utc::now(), read, stored)
+            .finish(id, &outcome, end, read, stored)
             .map_err(history_err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_second_backup_of_an_instance_is_refused_while_one_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = Pgvault::open(Home::at(dir.path().join("home"))).unwrap();
+        let url = format!("file://{}", dir.path().join("vault").display());
+        svc.create_vault("V", Some(&url)).await.unwrap();
+        // A backup of `db1` in progress, owned by this (live) process.
+        let mut running = NewJob::new(Operation::ScheduledBackup, "V", Utc::now(), current_owner());
+        running.backup_instance_name = Some("db1".into());
+        let job = svc.history.start(&running).unwrap();
+
+        let error = svc
+            .adhoc_backup("V", "db1", "Default", None)
+            .await
+            .unwrap_err();
+        assert_eq!(error.code, "UserErrorMaxConcurrentOperationLimitReached");
+        assert!(
+            error.message.contains(&job.id.to_string()),
+            "{}",
+            error.message
+        );
+        // Another instance is not blocked by it (it fails later, for its own reason).
+        let other = svc
+            .adhoc_backup("V", "db2", "Default", None)
+            .await
+            .unwrap_err();
+        assert_eq!(other.code, "UserErrorBackupInstanceNotFound");
+        // Once the first one finishes, the instance is free again.
+        svc.finish(job.id, &Ok(None), 0, 0, Utc::now()).unwrap();
+        let error = svc
+            .adhoc_backup("V", "db1", "Default", None)
+            .await
+            .unwrap_err();
+        assert_eq!(error.code, "UserErrorBackupInstanceNotFound");
     }
 }

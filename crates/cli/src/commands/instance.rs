@@ -10,7 +10,9 @@ use pgvault_core::engine::protect::{InitializeArgs, initialize_instance};
 use pgvault_core::engine::restore::{
     initialize_for_data_recovery, initialize_for_data_recovery_as_files,
 };
-use pgvault_core::model::instance::BackupInstanceRequest;
+use pgvault_core::model::instance::{
+    BACKUPS_SUSPENDED, BackupInstanceRequest, PROTECTION_CONFIGURED, PROTECTION_STOPPED,
+};
 use pgvault_core::model::job::{Job, JobStatus};
 use pgvault_core::model::resource::vault_id;
 use pgvault_core::model::restore::RestoreRequest;
@@ -94,6 +96,38 @@ pub enum InstanceCommand {
     /// Restore a recovery point to a database or as files.
     #[command(subcommand)]
     Restore(RestoreCommand),
+    /// Stop taking backups but keep every recovery point (Azure's SuspendBackups); resume with
+    /// resume-protection.
+    #[command(
+        after_help = "Example:\n  pgvault backup-instance suspend-backup --vault-name TestBkpVault --name <instance name>"
+    )]
+    SuspendBackup {
+        #[arg(long, short = 'v')]
+        vault_name: String,
+        #[arg(long, short = 'n', alias = "backup-instance-name")]
+        name: String,
+    },
+    /// Stop protection and retain the recovery points (Azure's StopProtection); resume with
+    /// resume-protection.
+    #[command(
+        after_help = "Example:\n  pgvault backup-instance stop-protection --vault-name TestBkpVault --name <instance name>"
+    )]
+    StopProtection {
+        #[arg(long, short = 'v')]
+        vault_name: String,
+        #[arg(long, short = 'n', alias = "backup-instance-name")]
+        name: String,
+    },
+    /// Take backups again after suspend-backup or stop-protection (Azure's ResumeProtection).
+    #[command(
+        after_help = "Example:\n  pgvault backup-instance resume-protection --vault-name TestBkpVault --name <instance name>"
+    )]
+    ResumeProtection {
+        #[arg(long, short = 'v')]
+        vault_name: String,
+        #[arg(long, short = 'n', alias = "backup-instance-name")]
+        name: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -272,8 +306,33 @@ pub async fn run(cmd: InstanceCommand, format: Format) -> anyhow::Result<ExitCod
             return report_job(&job, extra, format);
         }
         InstanceCommand::Restore(r) => return restore(r, format).await,
+        InstanceCommand::SuspendBackup { vault_name, name } => {
+            set_state(&vault_name, &name, BACKUPS_SUSPENDED, format).await?;
+        }
+        InstanceCommand::StopProtection { vault_name, name } => {
+            set_state(&vault_name, &name, PROTECTION_STOPPED, format).await?;
+        }
+        InstanceCommand::ResumeProtection { vault_name, name } => {
+            set_state(&vault_name, &name, PROTECTION_CONFIGURED, format).await?;
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn set_state(
+    vault_name: &str,
+    name: &str,
+    state: &str,
+    format: Format,
+) -> anyhow::Result<()> {
+    let svc = open_service()?;
+    let vault = svc.vault(vault_name).await.map_err(coded)?;
+    let instance = vault
+        .set_protection_state(name, state)
+        .await
+        .map_err(coded)?;
+    print(&vault.instance_json(&instance), format);
+    Ok(())
 }
 
 async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode> {

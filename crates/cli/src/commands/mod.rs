@@ -7,6 +7,7 @@ pub mod policy;
 pub mod recovery_point;
 pub mod run;
 pub mod simulate;
+pub mod tick;
 pub mod vault;
 
 use std::path::Path;
@@ -52,5 +53,6 @@ pub async fn dispatch(command: Command, format: Format) -> anyhow::Result<ExitCo
         Command::Job(c) => job::run(c, format).await,
         Command::Run(a) => run::run(a).await,
         Command::Demo(a) => demo::run(a).await,
+        Command::Tick(a) => tick::run(a, format).await,
     }
 }

@@ -137,7 +137,8 @@ pub async fn backup(
         return Err(Error::new(
             "UserErrorBackupInstanceNotProtected",
             format!(
-                "backup instance `{}` is not protected (its state is `{state}`)",
+                "backup instance `{}` is not protected (its state is `{state}`); \
+                 `pgvault backup-instance resume-protection` resumes backups",
                 req.instance
             ),
         ));

@@ -329,6 +329,21 @@ impl Vault {
         Ok(out)
     }
 
+    /// Sets an instance's protection state, as Azure's `suspendBackups`, `stopProtection` and
+    /// `resumeProtection` do: `state` is `BackupsSuspended`, `ProtectionStopped` or
+    /// `ProtectionConfigured`. Backups (scheduled and on demand) run only in the last;
+    /// recovery points are kept in all three. Setting the state it already has is a no-op.
+    pub async fn set_protection_state(
+        &self,
+        name: &str,
+        state: &str,
+    ) -> Result<BackupInstanceRequest> {
+        let mut instance = self.instance(name).await?;
+        instance.properties.current_protection_state = Some(state.to_owned());
+        self.save_instance(&instance).await?;
+        Ok(instance)
+    }
+
     pub(crate) async fn save_instance(&self, instance: &BackupInstanceRequest) -> Result<()> {
         Ok(self
             .store

@@ -93,3 +93,7 @@ pub struct BackupInstanceRequest {
 }
 
 pub const PROTECTION_CONFIGURED: &str = "ProtectionConfigured";
+/// After `backup-instance suspend-backup`: no backups, recovery points kept.
+pub const BACKUPS_SUSPENDED: &str = "BackupsSuspended";
+/// After `backup-instance stop-protection`: no backups, recovery points kept.
+pub const PROTECTION_STOPPED: &str = "ProtectionStopped";

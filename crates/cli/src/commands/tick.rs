@@ -1,0 +1,52 @@
+//! `pgvault tick [--at T]`: one pass of the scheduler, then exit.
+
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use clap::Args;
+use serde_json::{Value, json};
+
+use pgvault_core::model::resource::vault_id;
+
+use super::{coded, open_service};
+use crate::output::{Format, print};
+
+#[derive(Args, Debug)]
+pub struct TickArgs {
+    /// Act as if the time were this (RFC 3339 or a date): what is due, and the time the
+    /// backups are recorded at. Default: now.
+    #[arg(long, value_parser = super::simulate::parse_time)]
+    at: Option<DateTime<Utc>>,
+}
+
+/// Prints the jobs the pass ran (Azure's job JSON, or a table); exits non-zero when any of
+/// them failed, so a timer unit shows the failure.
+pub async fn run(args: TickArgs, format: Format) -> anyhow::Result<ExitCode> {
+    let svc = open_service()?;
+    let now = args.at.unwrap_or_else(Utc::now);
+    let outcomes = svc.tick(now).await.map_err(coded)?;
+    let mut failed = false;
+    let mut jobs = Vec::new();
+    for outcome in outcomes {
+        match outcome.job {
+            Ok(job) => {
+                failed |= job.status() == pgvault_core::model::job::JobStatus::Failed;
+                jobs.push(job.to_azure_json(&vault_id(&job.vault_name)));
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!(
+                    "{}/{}: the scheduled backup due {} could not start: {}: {}",
+                    outcome.vault, outcome.instance, outcome.due.due, e.code, e.message
+                );
+                jobs.push(json!({"vault": outcome.vault, "instance": outcome.instance, "error": {"code": e.code, "message": e.message}}));
+            }
+        }
+    }
+    print(&Value::Array(jobs), format);
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
