@@ -6,6 +6,7 @@ mod dedup;
 mod failures;
 mod policy_edit;
 mod readiness;
+mod repl;
 mod schedule;
 mod script;
 mod secrets;

@@ -52,6 +52,12 @@ enum Command {
     /// Run a Rhai script (a runbook) against pgvault's API.
     #[command(after_help = "Example:\n  pgvault run scripts/walkthrough.rhai")]
     Run(commands::run::RunArgs),
+    /// Explore vaults interactively: `run`'s script API with line editing, history, Tab
+    /// completion and help().
+    #[command(
+        after_help = "Example:\n  pgvault repl\n  pgvault> help(\"adhoc_backup\")\n  pgvault> jobs(#{ status: \"Failed\" })\nHistory is kept in $PGVAULT_HOME/repl_history. Ctrl-C cancels the running entry, Ctrl-D exits."
+    )]
+    Repl(commands::repl::ReplArgs),
     /// One pass of the scheduler: run every scheduled backup that is due, then exit (for cron
     /// or a systemd timer).
     #[command(

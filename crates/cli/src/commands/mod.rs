@@ -5,6 +5,7 @@ pub mod instance;
 pub mod job;
 pub mod policy;
 pub mod recovery_point;
+pub mod repl;
 pub mod run;
 pub mod simulate;
 pub mod tick;
@@ -52,6 +53,7 @@ pub async fn dispatch(command: Command, format: Format) -> anyhow::Result<ExitCo
         Command::RecoveryPoint(c) => recovery_point::run(c, format).await,
         Command::Job(c) => job::run(c, format).await,
         Command::Run(a) => run::run(a).await,
+        Command::Repl(a) => repl::run(a).await,
         Command::Demo(a) => demo::run(a).await,
         Command::Tick(a) => tick::run(a, format).await,
     }

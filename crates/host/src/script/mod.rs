@@ -14,10 +14,14 @@
 //! thread outside the async runtime (see [`run_script`]) and each call blocks on the
 //! runtime's handle.
 
+mod help;
 mod instance;
+mod interrupt;
 mod job;
 mod policy;
 mod vault;
+
+pub use interrupt::{CANCELLED, Interrupt};
 
 use std::sync::Arc;
 
@@ -35,8 +39,13 @@ pub struct ScriptContext {
 }
 
 impl ScriptContext {
-    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
-        self.runtime.block_on(f)
+    /// Waits for an operation. While an [`Interrupt`] watches this thread (the REPL's Ctrl-C),
+    /// raising it drops the operation and returns `OperationCancelled` instead.
+    pub fn block_on<T>(
+        &self,
+        f: impl std::future::Future<Output = pgvault_core::engine::Result<T>>,
+    ) -> pgvault_core::engine::Result<T> {
+        interrupt::block_on(&self.runtime, f)
     }
 }
 
@@ -76,6 +85,8 @@ pub fn new_engine(ctx: ScriptContext) -> Engine {
         let value: serde_json::Value = from_dynamic("value", &v)?;
         Ok(serde_json::to_string_pretty(&value).expect("JSON value serializes"))
     });
+    // Last: help() describes every function registered before it.
+    help::register(&mut engine);
     engine
 }
 
