@@ -303,6 +303,7 @@ fn every_command_has_help_with_an_example() {
         &["backup-instance", "stop-protection"],
         &["backup-instance", "resume-protection"],
         &["tick"],
+        &["job", "prune"],
     ] {
         let mut a = args.to_vec();
         a.push("--help");

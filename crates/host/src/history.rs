@@ -8,14 +8,18 @@
 //! transaction: a deferred transaction that reads and then writes can fail at once with
 //! `SQLITE_BUSY` when another process committed in between, whatever the timeout.
 //!
-//! The lifecycle rule (a job leaves `InProgress` once) is the model's, applied through
-//! [`Job::finish`] inside that transaction; the `WHERE status = 'InProgress'` on the update and
-//! the table's CHECK constraints hold the same line on disk for any other writer.
+//! The lifecycle rules (a job leaves `InProgress` once; its sub-tasks and output change only
+//! while it runs) are the model's, applied through [`Job::finish`], [`Job::start_task`] and
+//! friends inside that transaction; the `WHERE status = 'InProgress'` on every update and the
+//! tables' CHECK constraints hold the same line on disk for any other writer.
 //!
 //! Each row records the process that runs the job (pid and host name). A process that dies
 //! mid-job leaves its row `InProgress`; [`JobHistory::mark_interrupted`], run when a host
 //! starts, turns those rows into failures with code `JobInterrupted` so that history never
 //! shows a job running forever.
+//!
+//! History is kept for [`DEFAULT_JOB_HISTORY_RETENTION`] unless configured otherwise;
+//! [`JobHistory::prune`] deletes finished jobs older than that, never a running one.
 //!
 //! Nothing here reads the clock: start, end and "now" are parameters, as in the model.
 //!
@@ -23,24 +27,27 @@
 //!
 //! The file is read by other pgvault versions and by people with `sqlite3`, so its schema is
 //! an interface. `PRAGMA user_version` holds the schema version; [`MIGRATIONS`] lists, in
-//! order, the SQL that brings a file from version *n* to *n + 1*. A change adds a migration
-//! and never edits a released one. A file with a version newer than this build knows is
-//! refused rather than guessed at.
+//! order, the SQL that brings a file from version *n* to *n + 1*, and a file is brought from
+//! whatever version it has to the latest in one transaction (so a failure leaves it as it
+//! was). A change adds a migration and never edits a released one; a test keeps a frozen copy
+//! of each released schema and opens a file written with it. A file with a version newer
+//! than this build knows is refused rather than guessed at, naming the pgvault version that
+//! wrote it (kept in `pgvault_meta` from version 2 on).
 //!
-//! Version 1, one table `jobs`, one row per job:
+//! Version 2 (this one), table `jobs`, one row per job:
 //!
 //! | column | type | meaning |
 //! |---|---|---|
 //! | `seq` | INTEGER PRIMARY KEY | insertion order; breaks ties between equal start times |
 //! | `id` | TEXT UNIQUE | [`JobId`], lowercase hyphenated UUID |
-//! | `operation` | TEXT | [`Operation`] name: `ConfigureBackup`, `OnDemandBackup`, `ScheduledBackup`, `Restore`, `ScriptRun` |
+//! | `operation` | TEXT | [`Operation`] name: `ConfigureBackup`, `OnDemandBackup`, `ScheduledBackup`, `Restore`, `ScriptRun`, `RetentionSweep`, `DeleteRecoveryPoint`, `MoveToArchive`, `RestoreDrill` |
 //! | `status` | TEXT | [`JobStatus`] name: `InProgress`, `Completed`, `Failed`, `Cancelled` |
 //! | `start_time` | TEXT | UTC, `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` (fixed width, so text order is time order) |
 //! | `end_time` | TEXT NULL | same format; NULL exactly when `status` is `InProgress` |
 //! | `error_code`, `error_message` | TEXT NULL | set exactly when `status` is `Failed` |
 //! | `owner_pid` | INTEGER | process id of the pgvault process running the job |
 //! | `owner_host` | TEXT | host name of that process |
-//! | `vault_name` | TEXT COLLATE NOCASE | vault the job ran against |
+//! | `vault_name` | TEXT NULL COLLATE NOCASE | vault the job ran against; NULL for none (a drop-in script) |
 //! | `backup_instance_name` | TEXT NULL COLLATE NOCASE | backup instance, if any |
 //! | `datasource_name`, `datasource_id` | TEXT NULL | the database and its identifier |
 //! | `policy_name`, `policy_rule_name`, `retention_tag` | TEXT NULL | policy, rule and tag that applied |
@@ -49,9 +56,30 @@
 //! | `bytes_stored` | INTEGER | bytes newly stored in the vault |
 //! | `recovery_point_id` | TEXT NULL | recovery point made (backup) or read (restore) |
 //! | `extended_details` | TEXT | JSON object of string to string, `{}` when empty |
+//! | `due_time` | TEXT NULL | the schedule occurrence a scheduled job stands for (v2) |
+//! | `late` | INTEGER 0/1 | 1 when it ran late because the host was down; only with a `due_time` (v2) |
+//! | `script_path` | TEXT NULL | the script a `ScriptRun` job ran (v2) |
+//! | `script_output` | TEXT NULL | what it printed, at most 64 KiB, with a note where it was cut (v2) |
 //!
-//! Indexes: `start_time`; `(vault_name, start_time)`; `status` where `status = 'InProgress'`.
+//! Table `job_tasks` (v2), one row per sub-task, primary key `(job_id, seq)`:
+//!
+//! | column | type | meaning |
+//! |---|---|---|
+//! | `job_id` | TEXT | the job's `id` |
+//! | `seq` | INTEGER ≥ 1 | 1, 2, 3... in the order the job's tasks started (Azure's `taskId`) |
+//! | `name` | TEXT | free text; pgvault writes `Validate`, `Dump`, `Upload`, `Commit` for a backup |
+//! | `status`, `start_time`, `end_time` | TEXT | as in `jobs`; `end_time` NULL exactly when `InProgress` |
+//! | `detail` | TEXT NULL | what the step did or why it failed, at most 4 KiB |
+//!
+//! Table `pgvault_meta (key, value)` (v2): `schema_written_by`, the pgvault version that last
+//! migrated the file.
+//!
+//! Indexes: `start_time`; `(vault_name, start_time)`; `(backup_instance_name, start_time)`;
+//! `end_time` (pruning); `status` where `status = 'InProgress'`.
+//!
+//! Version 1 was `jobs` without the four v2 columns and with `vault_name` NOT NULL.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::fs;
 use std::io;
@@ -64,14 +92,25 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use thiserror::Error;
 
+use pgvault_core::model::duration::IsoDuration;
 use pgvault_core::model::job::*;
 
 /// How long a write waits for another process's write to finish before giving up. Job
 /// history writes are a handful of rows, so five seconds means something is wrong.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the host keeps job history by default: a year, so that "what happened last
+/// month" and year-on-year questions have answers, while a host that runs hourly backups of
+/// a few databases for years keeps a file of tens of megabytes. The host prunes with
+/// [`retention_cutoff`]`(now, &DEFAULT_JOB_HISTORY_RETENTION)`; `pgvault job prune
+/// --older-than` overrides it for one run.
+pub const DEFAULT_JOB_HISTORY_RETENTION: IsoDuration = IsoDuration::days(365);
+
 /// Schema migrations, oldest first: entry *i* takes a file from version *i* to *i + 1*.
-pub const MIGRATIONS: &[&str] = &[MIGRATION_1];
+pub const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+
+/// The key in `pgvault_meta` naming the pgvault version that last migrated the file.
+const META_WRITTEN_BY: &str = "schema_written_by";
 
 const MIGRATION_1: &str = "
 CREATE TABLE jobs (
@@ -106,10 +145,86 @@ CREATE INDEX jobs_by_vault_start ON jobs (vault_name, start_time);
 CREATE INDEX jobs_in_progress ON jobs (status) WHERE status = 'InProgress';
 ";
 
+/// Version 2: `vault_name` becomes nullable, which SQLite can only do by rebuilding the table
+/// (its documented create, copy, drop, rename procedure; nothing references `jobs`, so no
+/// foreign keys or triggers need care). The new columns have defaults, so a pgvault 0.1
+/// process still running against the file keeps inserting rows that read back correctly.
+const MIGRATION_2: &str = "
+DROP TABLE IF EXISTS jobs_v2;
+CREATE TABLE jobs_v2 (
+    seq                  INTEGER PRIMARY KEY,
+    id                   TEXT    NOT NULL UNIQUE,
+    operation            TEXT    NOT NULL,
+    status               TEXT    NOT NULL
+        CHECK (status IN ('InProgress', 'Completed', 'Failed', 'Cancelled')),
+    start_time           TEXT    NOT NULL,
+    end_time             TEXT,
+    error_code           TEXT,
+    error_message        TEXT,
+    owner_pid            INTEGER NOT NULL,
+    owner_host           TEXT    NOT NULL,
+    vault_name           TEXT    COLLATE NOCASE,
+    backup_instance_name TEXT    COLLATE NOCASE,
+    datasource_name      TEXT,
+    datasource_id        TEXT,
+    policy_name          TEXT,
+    policy_rule_name     TEXT,
+    retention_tag        TEXT,
+    is_user_triggered    INTEGER NOT NULL CHECK (is_user_triggered IN (0, 1)),
+    bytes_read           INTEGER NOT NULL DEFAULT 0 CHECK (bytes_read >= 0),
+    bytes_stored         INTEGER NOT NULL DEFAULT 0 CHECK (bytes_stored >= 0),
+    recovery_point_id    TEXT,
+    extended_details     TEXT    NOT NULL DEFAULT '{}',
+    due_time             TEXT,
+    late                 INTEGER NOT NULL DEFAULT 0 CHECK (late IN (0, 1)),
+    script_path          TEXT,
+    script_output        TEXT,
+    CHECK ((status = 'InProgress') = (end_time IS NULL)),
+    CHECK ((status = 'Failed') = (error_code IS NOT NULL AND error_message IS NOT NULL)),
+    CHECK (late = 0 OR due_time IS NOT NULL)
+);
+INSERT INTO jobs_v2 (seq, id, operation, status, start_time, end_time, error_code,
+    error_message, owner_pid, owner_host, vault_name, backup_instance_name, datasource_name,
+    datasource_id, policy_name, policy_rule_name, retention_tag, is_user_triggered,
+    bytes_read, bytes_stored, recovery_point_id, extended_details)
+SELECT seq, id, operation, status, start_time, end_time, error_code,
+    error_message, owner_pid, owner_host, NULLIF(vault_name, ''), backup_instance_name,
+    datasource_name, datasource_id, policy_name, policy_rule_name, retention_tag,
+    is_user_triggered, bytes_read, bytes_stored, recovery_point_id, extended_details
+FROM jobs;
+DROP TABLE jobs;
+ALTER TABLE jobs_v2 RENAME TO jobs;
+CREATE INDEX jobs_by_start ON jobs (start_time);
+CREATE INDEX jobs_by_vault_start ON jobs (vault_name, start_time);
+CREATE INDEX jobs_by_instance_start ON jobs (backup_instance_name, start_time);
+CREATE INDEX jobs_by_end ON jobs (end_time);
+CREATE INDEX jobs_in_progress ON jobs (status) WHERE status = 'InProgress';
+
+CREATE TABLE IF NOT EXISTS job_tasks (
+    job_id     TEXT    NOT NULL,
+    seq        INTEGER NOT NULL CHECK (seq >= 1),
+    name       TEXT    NOT NULL CHECK (name <> ''),
+    status     TEXT    NOT NULL
+        CHECK (status IN ('InProgress', 'Completed', 'Failed', 'Cancelled')),
+    start_time TEXT    NOT NULL,
+    end_time   TEXT,
+    detail     TEXT,
+    PRIMARY KEY (job_id, seq),
+    CHECK ((status = 'InProgress') = (end_time IS NULL))
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS pgvault_meta (
+    key   TEXT NOT NULL PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+";
+
 const COLUMNS: &str = "id, operation, status, start_time, end_time, error_code, error_message, \
      owner_pid, owner_host, vault_name, backup_instance_name, datasource_name, datasource_id, \
      policy_name, policy_rule_name, retention_tag, is_user_triggered, bytes_read, bytes_stored, \
-     recovery_point_id, extended_details";
+     recovery_point_id, extended_details, due_time, late, script_path, script_output";
+
+const TASK_COLUMNS: &str = "job_id, seq, name, status, start_time, end_time, detail";
 
 /// What can go wrong with the job history.
 #[derive(Debug, Error)]
@@ -136,13 +251,21 @@ pub enum HistoryError {
     )]
     NoWal { path: PathBuf, mode: String },
     #[error(
-        "the job history {path} has schema version {found}, newer than version {supported} that this \
-         pgvault understands; upgrade pgvault to read it"
+        "the job history {path} has schema version {found}{}, newer than version {supported} that \
+         this pgvault ({}) understands; {}",
+        written_by.as_ref().map(|v| format!(", written by pgvault {v}")).unwrap_or_default(),
+        env!("CARGO_PKG_VERSION"),
+        match written_by {
+            Some(v) => format!("upgrade pgvault to {v} or later to read it"),
+            None => "upgrade pgvault to read it".to_owned(),
+        }
     )]
     NewerSchema {
         path: PathBuf,
         found: i64,
         supported: i64,
+        /// The pgvault version that wrote that schema, when the file says.
+        written_by: Option<String>,
     },
     #[error("could not upgrade the job history {path} to schema version {version}")]
     Migrate {
@@ -160,6 +283,12 @@ pub enum HistoryError {
         id: JobId,
         #[source]
         source: TransitionError,
+    },
+    #[error("cannot change job {id}")]
+    Update {
+        id: JobId,
+        #[source]
+        source: JobUpdateError,
     },
     #[error("cannot record progress of job {id}: it already finished as {status}")]
     NotInProgress { id: JobId, status: JobStatus },
@@ -219,7 +348,7 @@ impl JobHistory {
         // commits, which is acceptable for a history that can be rebuilt from the vault.
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
-        migrate(&mut conn, &path)?;
+        migrate(&mut conn, &path, MIGRATIONS)?;
         Ok(Self {
             path,
             conn: Mutex::new(conn),
@@ -246,7 +375,8 @@ impl JobHistory {
         let inserted = self.conn().execute(
             &format!(
                 "INSERT INTO jobs ({COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, NULL, NULL, NULL, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, 0, 0, ?15, ?16)"
+                 (?1, ?2, ?3, ?4, NULL, NULL, NULL, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+                 0, 0, ?15, ?16, ?17, ?18, ?19, NULL)"
             ),
             params![
                 job.id.to_string(),
@@ -255,7 +385,7 @@ impl JobHistory {
                 db_time(job.state.start()),
                 job.owner.pid,
                 job.owner.host,
-                job.vault_name,
+                job.vault(),
                 job.backup_instance_name,
                 job.datasource_name,
                 job.datasource_id,
@@ -265,6 +395,9 @@ impl JobHistory {
                 job.is_user_triggered,
                 job.recovery_point_id,
                 details,
+                job.scheduled.map(|s| db_time(s.due_time)),
+                job.scheduled.is_some_and(|s| s.late),
+                job.script_path,
             ],
         );
         match inserted {
@@ -278,8 +411,9 @@ impl JobHistory {
         }
     }
 
-    /// Ends a running job with its outcome and final byte counts. Refused, with the row left
-    /// as it was, if the job already finished or `end` is before its start.
+    /// Ends a running job with its outcome and final byte counts; sub-tasks still running end
+    /// with it (see [`Job::finish`]). Refused, with the rows left as they were, if the job
+    /// already finished or `end` is before its start.
     pub fn finish(
         &self,
         id: JobId,
@@ -322,55 +456,227 @@ impl JobHistory {
         }
     }
 
+    /// Starts sub-task `name` (such as [`TASK_DUMP`]) of running job `id` at `at`; returns
+    /// its number, which [`JobHistory::finish_task`] takes.
+    pub fn start_task(&self, id: JobId, name: &str, at: DateTime<Utc>) -> Result<TaskId> {
+        self.update(id, |tx, job| {
+            let task = job.start_task(name, at)?;
+            let new = job.task(task).expect("just started");
+            tx.execute(
+                &format!(
+                    "INSERT INTO job_tasks ({TASK_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, NULL, NULL)"
+                ),
+                params![
+                    id.to_string(),
+                    task.get(),
+                    new.name,
+                    new.status().as_str(),
+                    db_time(new.state.start()),
+                ],
+            )?;
+            Ok(task)
+        })
+    }
+
+    /// Ends running sub-task `task` of running job `id` at `at`, with a detail saying what it
+    /// did or why it failed (cut to [`TASK_DETAIL_LIMIT`] bytes).
+    pub fn finish_task(
+        &self,
+        id: JobId,
+        task: TaskId,
+        outcome: TaskOutcome,
+        detail: Option<&str>,
+        at: DateTime<Utc>,
+    ) -> Result<JobTask> {
+        self.update(id, |tx, job| {
+            let finished = job.finish_task(task, outcome, detail, at)?.clone();
+            write_task_end(tx, id, &finished)?;
+            Ok(finished)
+        })
+    }
+
+    /// Records what running job `id`'s script printed (all of it so far: this replaces what
+    /// was recorded), cut to [`SCRIPT_OUTPUT_LIMIT`] bytes around a note saying so.
+    pub fn set_script_output(&self, id: JobId, output: &str) -> Result<()> {
+        self.update(id, |tx, job| {
+            job.set_script_output(output)?;
+            tx.execute(
+                "UPDATE jobs SET script_output = ?2 WHERE id = ?1 AND status = 'InProgress'",
+                params![id.to_string(), job.script_output],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Applies a model change to running job `id` and writes it, under the write lock.
+    fn update<T>(
+        &self,
+        id: JobId,
+        change: impl FnOnce(&Connection, &mut Job) -> Result<T, UpdateFailure>,
+    ) -> Result<T> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut job = get_job(&tx, id)?.ok_or(HistoryError::NotFound(id))?;
+        let out = change(&tx, &mut job).map_err(|failure| match failure {
+            UpdateFailure::Refused(source) => HistoryError::Update { id, source },
+            UpdateFailure::Sqlite(e) => HistoryError::Sqlite(e),
+        })?;
+        tx.commit()?;
+        Ok(out)
+    }
+
     pub fn get(&self, id: JobId) -> Result<Option<Job>> {
         get_job(&self.conn(), id)
     }
 
     /// Jobs matching `filter`, newest start first (the most recently recorded first among
-    /// equal start times). Agrees with [`JobFilter::matches`].
+    /// equal start times), with their sub-tasks. Agrees with [`JobFilter::matches`].
     pub fn list(&self, filter: &JobFilter) -> Result<Vec<Job>> {
-        let mut sql = format!("SELECT {COLUMNS} FROM jobs WHERE 1 = 1");
-        let mut args: Vec<SqlValue> = Vec::new();
-        let mut condition = |clause: &str, value: SqlValue| {
-            args.push(value);
-            sql.push_str(&format!(" AND {clause} ?{}", args.len()));
-        };
-        // vault_name and backup_instance_name are COLLATE NOCASE, so `=` ignores ASCII case
-        // exactly as JobFilter::matches does.
-        if let Some(vault) = &filter.vault {
-            condition("vault_name =", SqlValue::Text(vault.clone()));
-        }
-        if let Some(instance) = &filter.instance {
-            condition("backup_instance_name =", SqlValue::Text(instance.clone()));
-        }
-        if let Some(status) = filter.status {
-            condition("status =", SqlValue::Text(status.as_str().into()));
-        }
-        if let Some(op) = filter.operation {
-            condition("operation =", SqlValue::Text(op.as_str().into()));
-        }
-        if let Some(t) = filter.started_after {
-            condition("start_time >=", SqlValue::Text(db_time(t)));
-        }
-        if let Some(t) = filter.started_before {
-            condition("start_time <", SqlValue::Text(db_time(t)));
-        }
-        sql.push_str(" ORDER BY start_time DESC, seq DESC");
+        let (mut selection, mut args) = filter_sql(filter);
+        selection.push_str(" ORDER BY start_time DESC, seq DESC");
         if let Some(limit) = filter.limit {
             args.push(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
-            sql.push_str(&format!(" LIMIT ?{}", args.len()));
+            selection.push_str(&format!(" LIMIT ?{}", args.len()));
         }
 
+        let mut conn = self.conn();
+        // One read transaction, so that the tasks are those of the jobs read.
+        let tx = conn.transaction()?;
+        let raws = tx
+            .prepare(&format!("SELECT {COLUMNS} {selection}"))?
+            .query_map(rusqlite::params_from_iter(&args), RawJob::from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        let mut tasks: HashMap<String, Vec<RawTask>> = HashMap::new();
+        {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT {TASK_COLUMNS} FROM job_tasks WHERE job_id IN (SELECT id {selection}) \
+                 ORDER BY job_id, seq"
+            ))?;
+            let rows = stmt.query_map(rusqlite::params_from_iter(&args), RawTask::from_row)?;
+            for row in rows {
+                let row = row?;
+                tasks.entry(row.job_id.clone()).or_default().push(row);
+            }
+        }
+        tx.finish()?;
+        raws.into_iter()
+            .map(|raw| {
+                let own = tasks.remove(&raw.id).unwrap_or_default();
+                raw.into_job(own)
+            })
+            .collect()
+    }
+
+    /// The jobs dashboard over the jobs `filter` matches (its `limit` aside: the counts are
+    /// over the whole window): per vault and instance, how many jobs are in each status and
+    /// how many ran late. Agrees with [`summarize`] over [`JobHistory::list`]'s jobs.
+    pub fn summary(&self, filter: &JobFilter) -> Result<Vec<JobSummaryRow>> {
+        let (selection, args) = filter_sql(&JobFilter {
+            limit: None,
+            ..filter.clone()
+        });
+        // vault_name and backup_instance_name are COLLATE NOCASE, so they group and sort
+        // ignoring ASCII case, as `summarize` does.
+        let sql = format!(
+            "SELECT vault_name, backup_instance_name, status, COUNT(*), SUM(late) {selection} \
+             GROUP BY vault_name, backup_instance_name, status \
+             ORDER BY vault_name, backup_instance_name"
+        );
         let conn = self.conn();
         let mut stmt = conn.prepare(&sql)?;
-        let raws = stmt
-            .query_map(rusqlite::params_from_iter(args), RawJob::from_row)?
+        let counted = stmt
+            .query_map(rusqlite::params_from_iter(&args), |row| {
+                Ok((
+                    row.get::<_, Option<String>>(0)?,
+                    row.get::<_, Option<String>>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, i64>(3)?,
+                    row.get::<_, i64>(4)?,
+                ))
+            })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
-        raws.into_iter().map(RawJob::into_job).collect()
+        let same = |a: &Option<String>, b: &Option<String>| match (a, b) {
+            (None, None) => true,
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            _ => false,
+        };
+        let mut rows: Vec<JobSummaryRow> = Vec::new();
+        for (vault, instance, status, count, late) in counted {
+            let corrupt = |detail: String| HistoryError::Corrupt {
+                id: format!(
+                    "(a job of {})",
+                    instance.as_deref().unwrap_or("no instance")
+                ),
+                detail,
+            };
+            let status: JobStatus = status.parse().map_err(|e| corrupt(format!("{e}")))?;
+            let row = match rows.last_mut() {
+                Some(row)
+                    if same(&row.vault_name, &vault)
+                        && same(&row.backup_instance_name, &instance) =>
+                {
+                    row
+                }
+                _ => {
+                    rows.push(JobSummaryRow {
+                        vault_name: vault.clone(),
+                        backup_instance_name: instance.clone(),
+                        counts: StatusCounts::default(),
+                        late: 0,
+                    });
+                    rows.last_mut().expect("just pushed")
+                }
+            };
+            // COUNT and SUM over 0/1 are never negative.
+            row.counts.add(status, u64::try_from(count).unwrap_or(0));
+            row.late += u64::try_from(late).unwrap_or(0);
+        }
+        Ok(rows)
+    }
+
+    /// How many jobs [`JobHistory::prune`] would delete with this cutoff: the dry run.
+    pub fn prunable(&self, older_than: DateTime<Utc>) -> Result<usize> {
+        let n: i64 = self.conn().query_row(
+            "SELECT COUNT(*) FROM jobs WHERE status <> 'InProgress' AND end_time < ?1",
+            [db_time(older_than)],
+            |row| row.get(0),
+        )?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    /// Deletes the jobs that finished before `older_than`, with their sub-tasks, and returns
+    /// how many jobs it deleted. A job still `InProgress` is never deleted, however old: it is
+    /// either running or waiting for [`JobHistory::mark_interrupted`] to say it was not.
+    /// Sub-tasks whose job is gone (rows deleted by hand) go too.
+    ///
+    /// The file does not shrink: SQLite reuses the freed pages for the jobs that follow.
+    pub fn prune(&self, older_than: DateTime<Utc>) -> Result<usize> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let cutoff = db_time(older_than);
+        tx.execute(
+            "DELETE FROM job_tasks WHERE job_id IN \
+             (SELECT id FROM jobs WHERE status <> 'InProgress' AND end_time < ?1)",
+            [&cutoff],
+        )?;
+        let deleted = tx.execute(
+            "DELETE FROM jobs WHERE status <> 'InProgress' AND end_time < ?1",
+            [&cutoff],
+        )?;
+        tx.execute(
+            "DELETE FROM job_tasks WHERE job_id NOT IN (SELECT id FROM jobs)",
+            [],
+        )?;
+        tx.commit()?;
+        // Pruning is the history's periodic maintenance, so it is where SQLite is asked to
+        // refresh the statistics its planner uses to pick an index for a filter.
+        conn.execute_batch("PRAGMA optimize")?;
+        Ok(deleted)
     }
 
     /// Fails every job on `local_host` still marked `InProgress` whose process `pid_alive`
-    /// says is gone, ending it at `now`; returns the jobs it changed.
+    /// says is gone, ending it (and its running sub-tasks) at `now`; returns the jobs it
+    /// changed.
     ///
     /// Only rows owned by `local_host` are judged, because a process id means nothing on
     /// another machine: a job another host runs against a shared history must not be failed
@@ -383,19 +689,33 @@ impl JobHistory {
     ) -> Result<Vec<Job>> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let running = {
-            let mut stmt = tx.prepare(&format!(
-                "SELECT {COLUMNS} FROM jobs WHERE status = 'InProgress' AND owner_host = ?1 ORDER BY seq"
-            ))?;
-            stmt.query_map([local_host], RawJob::from_row)?
-                .collect::<rusqlite::Result<Vec<_>>>()?
+        let running: Vec<JobId> = {
+            let mut stmt = tx.prepare(
+                "SELECT id, owner_pid FROM jobs \
+                 WHERE status = 'InProgress' AND owner_host = ?1 ORDER BY seq",
+            )?;
+            let rows = stmt
+                .query_map([local_host], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut dead = Vec::new();
+            for (id, pid) in rows {
+                // A pid that is not a u32 cannot be a live process here; into_job reports
+                // the row as corrupt below.
+                if u32::try_from(pid).is_ok_and(&pid_alive) {
+                    continue;
+                }
+                dead.push(id.parse().map_err(|e| HistoryError::Corrupt {
+                    id: id.clone(),
+                    detail: format!("{e}"),
+                })?);
+            }
+            dead
         };
         let mut marked = Vec::new();
-        for raw in running {
-            let mut job = raw.into_job()?;
-            if pid_alive(job.owner.pid) {
-                continue;
-            }
+        for id in running {
+            let mut job = get_job(&tx, id)?.ok_or(HistoryError::NotFound(id))?;
             let error = JobError::new(
                 JOB_INTERRUPTED,
                 format!(
@@ -416,6 +736,56 @@ impl JobHistory {
         tx.commit()?;
         Ok(marked)
     }
+}
+
+/// Why a change inside [`JobHistory::update`] failed: the model refused it, or SQLite did.
+enum UpdateFailure {
+    Refused(JobUpdateError),
+    Sqlite(rusqlite::Error),
+}
+
+impl From<JobUpdateError> for UpdateFailure {
+    fn from(e: JobUpdateError) -> Self {
+        UpdateFailure::Refused(e)
+    }
+}
+
+impl From<rusqlite::Error> for UpdateFailure {
+    fn from(e: rusqlite::Error) -> Self {
+        UpdateFailure::Sqlite(e)
+    }
+}
+
+/// `FROM jobs WHERE ...` for every condition of `filter` but its limit, with numbered
+/// parameters, so that the same text can select jobs, their tasks, or their counts.
+fn filter_sql(filter: &JobFilter) -> (String, Vec<SqlValue>) {
+    let mut sql = String::from("FROM jobs WHERE 1 = 1");
+    let mut args: Vec<SqlValue> = Vec::new();
+    let mut condition = |clause: &str, value: SqlValue| {
+        args.push(value);
+        sql.push_str(&format!(" AND {clause} ?{}", args.len()));
+    };
+    // vault_name and backup_instance_name are COLLATE NOCASE, so `=` ignores ASCII case
+    // exactly as JobFilter::matches does; a NULL vault equals nothing.
+    if let Some(vault) = &filter.vault {
+        condition("vault_name =", SqlValue::Text(vault.clone()));
+    }
+    if let Some(instance) = &filter.instance {
+        condition("backup_instance_name =", SqlValue::Text(instance.clone()));
+    }
+    if let Some(status) = filter.status {
+        condition("status =", SqlValue::Text(status.as_str().into()));
+    }
+    if let Some(op) = filter.operation {
+        condition("operation =", SqlValue::Text(op.as_str().into()));
+    }
+    if let Some(t) = filter.started_after {
+        condition("start_time >=", SqlValue::Text(db_time(t)));
+    }
+    if let Some(t) = filter.started_before {
+        condition("start_time <", SqlValue::Text(db_time(t)));
+    }
+    (sql, args)
 }
 
 /// Puts the file in WAL mode (a persistent property of the file) and returns the mode SQLite
@@ -443,29 +813,37 @@ fn enable_wal(conn: &Connection) -> rusqlite::Result<String> {
     }
 }
 
-/// Brings the file's schema up to the latest version.
-fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
-    let latest = MIGRATIONS.len() as i64;
+/// Brings the file's schema up to the latest version of `migrations` (always [`MIGRATIONS`]
+/// but in tests), from whatever version it has (0 for a new file), in one transaction.
+fn migrate(conn: &mut Connection, path: &Path, migrations: &[&str]) -> Result<()> {
+    let latest = migrations.len() as i64;
     let version = |conn: &Connection| -> rusqlite::Result<i64> {
         conn.pragma_query_value(None, "user_version", |row| row.get(0))
     };
-    // The common case, an up-to-date file, needs no write lock.
-    if version(conn)? == latest {
-        return Ok(());
+    let newer = |conn: &Connection, found: i64| HistoryError::NewerSchema {
+        path: path.to_path_buf(),
+        found,
+        supported: latest,
+        written_by: written_by(conn),
+    };
+    // The common case, an up-to-date file, needs no write lock; nor does refusing a newer one.
+    match version(conn)? {
+        found if found == latest => return Ok(()),
+        found if found > latest => return Err(newer(conn, found)),
+        _ => {}
     }
-    // IMMEDIATE so that two processes opening a new file at once do not both migrate: the
+    // IMMEDIATE so that two processes opening an old file at once do not both migrate: the
     // second waits, then sees the version the first wrote. user_version is written inside the
     // same transaction, so a failed migration leaves the file at its old version.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let found = version(&tx)?;
     if found > latest {
-        return Err(HistoryError::NewerSchema {
-            path: path.to_path_buf(),
-            found,
-            supported: latest,
-        });
+        return Err(newer(&tx, found));
     }
-    for (index, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+    if found == latest {
+        return Ok(());
+    }
+    for (index, sql) in migrations.iter().enumerate().skip(found.max(0) as usize) {
         let to = index + 1;
         let failed = |source| HistoryError::Migrate {
             path: path.to_path_buf(),
@@ -476,23 +854,52 @@ fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
         tx.pragma_update(None, "user_version", to as i64)
             .map_err(failed)?;
     }
+    tx.execute(
+        "INSERT INTO pgvault_meta (key, value) VALUES (?1, ?2) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![META_WRITTEN_BY, env!("CARGO_PKG_VERSION")],
+    )
+    .map_err(|source| HistoryError::Migrate {
+        path: path.to_path_buf(),
+        version: migrations.len(),
+        source,
+    })?;
     tx.commit()?;
     Ok(())
 }
 
-fn get_job(conn: &Connection, id: JobId) -> Result<Option<Job>> {
+/// The pgvault version a file says last migrated it, if it says (files from version 2 on).
+fn written_by(conn: &Connection) -> Option<String> {
     conn.query_row(
-        &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"),
-        [id.to_string()],
-        RawJob::from_row,
+        "SELECT value FROM pgvault_meta WHERE key = ?1",
+        [META_WRITTEN_BY],
+        |row| row.get(0),
     )
-    .optional()?
-    .map(RawJob::into_job)
-    .transpose()
+    .ok()
 }
 
-/// Writes a finished job's end state; the status guard makes the database refuse a second
-/// finish even from a writer that skipped the model's check.
+fn get_job(conn: &Connection, id: JobId) -> Result<Option<Job>> {
+    let Some(raw) = conn
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"),
+            [id.to_string()],
+            RawJob::from_row,
+        )
+        .optional()?
+    else {
+        return Ok(None);
+    };
+    let tasks = conn
+        .prepare(&format!(
+            "SELECT {TASK_COLUMNS} FROM job_tasks WHERE job_id = ?1 ORDER BY seq"
+        ))?
+        .query_map([&raw.id], RawTask::from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    raw.into_job(tasks).map(Some)
+}
+
+/// Writes a finished job's end state and its sub-tasks' ends; the status guards make the
+/// database refuse a second finish even from a writer that skipped the model's check.
 fn write_end(conn: &Connection, job: &Job) -> Result<()> {
     let error = job.state.error();
     let changed = conn.execute(
@@ -510,16 +917,35 @@ fn write_end(conn: &Connection, job: &Job) -> Result<()> {
             job.recovery_point_id,
         ],
     )?;
-    if changed == 1 {
-        Ok(())
-    } else {
+    if changed != 1 {
         // Unreachable under the IMMEDIATE lock the callers hold after reading the row as
         // InProgress; reported rather than ignored in case that ever stops being true.
-        Err(HistoryError::NotInProgress {
+        return Err(HistoryError::NotInProgress {
             id: job.id,
             status: job.status(),
-        })
+        });
     }
+    for task in &job.tasks {
+        // Tasks that had already ended match no row.
+        write_task_end(conn, job.id, task)?;
+    }
+    Ok(())
+}
+
+/// Writes a sub-task's end, if the row still says it runs.
+fn write_task_end(conn: &Connection, job: JobId, task: &JobTask) -> rusqlite::Result<()> {
+    conn.execute(
+        "UPDATE job_tasks SET status = ?3, end_time = ?4, detail = ?5 \
+         WHERE job_id = ?1 AND seq = ?2 AND status = 'InProgress'",
+        params![
+            job.to_string(),
+            task.id.get(),
+            task.status().as_str(),
+            task.state.end().map(db_time),
+            task.detail,
+        ],
+    )?;
+    Ok(())
 }
 
 /// Times are stored as fixed-width UTC text so that comparing text compares time.
@@ -529,6 +955,10 @@ fn db_time(t: DateTime<Utc>) -> String {
 
 fn db_bytes(n: u64) -> Result<i64> {
     i64::try_from(n).map_err(|_| HistoryError::ByteCountTooLarge(n))
+}
+
+fn parse_db_time(text: &str) -> std::result::Result<DateTime<Utc>, chrono::ParseError> {
+    DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc))
 }
 
 /// A row as SQLite types, before it is parsed into a [`Job`]. Reading and parsing are split so
@@ -543,7 +973,7 @@ struct RawJob {
     error_message: Option<String>,
     owner_pid: i64,
     owner_host: String,
-    vault_name: String,
+    vault_name: Option<String>,
     backup_instance_name: Option<String>,
     datasource_name: Option<String>,
     datasource_id: Option<String>,
@@ -555,6 +985,10 @@ struct RawJob {
     bytes_stored: i64,
     recovery_point_id: Option<String>,
     extended_details: String,
+    due_time: Option<String>,
+    late: bool,
+    script_path: Option<String>,
+    script_output: Option<String>,
 }
 
 impl RawJob {
@@ -582,18 +1016,20 @@ impl RawJob {
             bytes_stored: row.get(18)?,
             recovery_point_id: row.get(19)?,
             extended_details: row.get(20)?,
+            due_time: row.get(21)?,
+            late: row.get(22)?,
+            script_path: row.get(23)?,
+            script_output: row.get(24)?,
         })
     }
 
-    fn into_job(self) -> Result<Job> {
+    fn into_job(self, tasks: Vec<RawTask>) -> Result<Job> {
         let corrupt = |detail: String| HistoryError::Corrupt {
             id: self.id.clone(),
             detail,
         };
         let time = |column: &str, text: &str| {
-            DateTime::parse_from_rfc3339(text)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|e| corrupt(format!("{column} `{text}`: {e}")))
+            parse_db_time(text).map_err(|e| corrupt(format!("{column} `{text}`: {e}")))
         };
         let bytes = |column: &str, n: i64| {
             u64::try_from(n).map_err(|_| corrupt(format!("{column} is negative ({n})")))
@@ -632,13 +1068,25 @@ impl RawJob {
                 "extended_details is not a JSON map of strings: {e}"
             ))
         })?;
+        let scheduled = match (&self.due_time, self.late) {
+            (Some(due), late) => Some(ScheduledRun {
+                due_time: time("due_time", due)?,
+                late,
+            }),
+            (None, false) => None,
+            (None, true) => return Err(corrupt("a late job has no due_time".into())),
+        };
+        let tasks = tasks
+            .into_iter()
+            .map(|task| task.into_task().map_err(corrupt))
+            .collect::<Result<Vec<_>>>()?;
 
         Ok(Job {
             id,
             operation,
             state,
             owner: JobOwner::new(owner_pid, self.owner_host.clone()),
-            vault_name: self.vault_name.clone(),
+            vault_name: self.vault_name.clone().unwrap_or_default(),
             backup_instance_name: self.backup_instance_name.clone(),
             datasource_name: self.datasource_name.clone(),
             datasource_id: self.datasource_id.clone(),
@@ -649,7 +1097,79 @@ impl RawJob {
             bytes_read: bytes("bytes_read", self.bytes_read)?,
             bytes_stored: bytes("bytes_stored", self.bytes_stored)?,
             recovery_point_id: self.recovery_point_id.clone(),
+            scheduled,
+            script_path: self.script_path.clone(),
+            script_output: self.script_output.clone(),
+            tasks,
             extended_details,
+        })
+    }
+}
+
+/// A `job_tasks` row as SQLite types, parsed by [`RawTask::into_task`].
+struct RawTask {
+    job_id: String,
+    seq: i64,
+    name: String,
+    status: String,
+    start_time: String,
+    end_time: Option<String>,
+    detail: Option<String>,
+}
+
+impl RawTask {
+    /// Reads the columns in the order of [`TASK_COLUMNS`].
+    fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
+            job_id: row.get(0)?,
+            seq: row.get(1)?,
+            name: row.get(2)?,
+            status: row.get(3)?,
+            start_time: row.get(4)?,
+            end_time: row.get(5)?,
+            detail: row.get(6)?,
+        })
+    }
+
+    /// The task, or what is wrong with the row (the caller names the job).
+    fn into_task(self) -> std::result::Result<JobTask, String> {
+        let id = u32::try_from(self.seq)
+            .ok()
+            .and_then(TaskId::new)
+            .ok_or_else(|| format!("sub-task number {} is not a positive integer", self.seq))?;
+        let time = |column: &str, text: &str| {
+            parse_db_time(text).map_err(|e| format!("sub-task {id} {column} `{text}`: {e}"))
+        };
+        let status: JobStatus = self
+            .status
+            .parse()
+            .map_err(|e| format!("sub-task {id}: {e}"))?;
+        let start = time("start_time", &self.start_time)?;
+        let state = match (status, &self.end_time) {
+            (JobStatus::InProgress, None) => TaskState::InProgress { start },
+            (JobStatus::Completed, Some(end)) => TaskState::Completed {
+                start,
+                end: time("end_time", end)?,
+            },
+            (JobStatus::Failed, Some(end)) => TaskState::Failed {
+                start,
+                end: time("end_time", end)?,
+            },
+            (JobStatus::Cancelled, Some(end)) => TaskState::Cancelled {
+                start,
+                end: time("end_time", end)?,
+            },
+            _ => {
+                return Err(format!(
+                    "sub-task {id} end_time does not fit status {status}"
+                ));
+            }
+        };
+        Ok(JobTask {
+            id,
+            name: self.name,
+            state,
+            detail: self.detail,
         })
     }
 }
@@ -1091,27 +1611,49 @@ mod tests {
     }
 
     #[test]
-    fn a_newer_schema_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("jobs.sqlite");
-        drop(JobHistory::open(&path).unwrap());
-        Connection::open(&path)
-            .unwrap()
-            .pragma_update(None, "user_version", 99)
-            .unwrap();
-        let err = JobHistory::open(&path).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                HistoryError::NewerSchema {
-                    found: 99,
-                    supported: 1,
-                    ..
-                }
+    fn a_newer_schema_is_refused_naming_the_pgvault_that_wrote_it() {
+        // (what the file says wrote it, expected words in the error)
+        let cases = [
+            (Some("9.9.9"), "written by pgvault 9.9.9"),
+            (
+                Some("9.9.9"),
+                "upgrade pgvault to 9.9.9 or later to read it",
             ),
-            "{err:?}"
-        );
-        assert!(err.to_string().contains("upgrade pgvault"));
+            (None, "upgrade pgvault to read it"),
+        ];
+        for (writer, words) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("jobs.sqlite");
+            drop(JobHistory::open(&path).unwrap());
+            let raw = Connection::open(&path).unwrap();
+            match writer {
+                Some(v) => raw
+                    .execute(
+                        "UPDATE pgvault_meta SET value = ?1 WHERE key = ?2",
+                        [v, META_WRITTEN_BY],
+                    )
+                    .map(|n| assert_eq!(n, 1))
+                    .unwrap(),
+                None => raw.execute_batch("DROP TABLE pgvault_meta").unwrap(),
+            }
+            raw.pragma_update(None, "user_version", 99).unwrap();
+            let err = JobHistory::open(&path).unwrap_err();
+            assert!(
+                matches!(
+                    &err,
+                    HistoryError::NewerSchema { found: 99, supported, written_by, .. }
+                        if *supported == MIGRATIONS.len() as i64
+                            && written_by.as_deref() == writer
+                ),
+                "{err:?}"
+            );
+            let message = err.to_string();
+            assert!(message.contains(words), "{message}");
+            assert!(
+                message.contains(&format!("this pgvault ({})", env!("CARGO_PKG_VERSION"))),
+                "{message}"
+            );
+        }
     }
 
     #[test]
@@ -1142,11 +1684,25 @@ mod tests {
             "UPDATE jobs SET status = 'Failed', end_time = '2025-06-01T09:00:00Z'", // no error
             "UPDATE jobs SET status = 'Started'",   // not a pgvault status
             "UPDATE jobs SET bytes_read = -1",
+            "UPDATE jobs SET late = 1", // late for no due time
+            "UPDATE jobs SET late = 2",
+            // Sub-tasks: numbered from 1, named, and with an end exactly when finished.
+            "INSERT INTO job_tasks VALUES ('j', 0, 'Dump', 'InProgress', '2025-06-01T00:00:00Z', NULL, NULL)",
+            "INSERT INTO job_tasks VALUES ('j', 1, '', 'InProgress', '2025-06-01T00:00:00Z', NULL, NULL)",
+            "INSERT INTO job_tasks VALUES ('j', 1, 'Dump', 'Completed', '2025-06-01T00:00:00Z', NULL, NULL)",
+            "INSERT INTO job_tasks VALUES ('j', 1, 'Dump', 'InProgress', '2025-06-01T00:00:00Z', '2025-06-01T00:00:00Z', NULL)",
+            "INSERT INTO job_tasks VALUES ('j', 1, 'Dump', 'Done', '2025-06-01T00:00:00Z', '2025-06-01T00:00:00Z', NULL)",
         ];
         for sql in statements {
             assert!(raw.execute(sql, []).is_err(), "{sql}");
         }
         assert_eq!(history.get(new.id).unwrap(), Some(Job::start(&new)));
+        // The same insert with a valid row goes in, so the refusals above were the rules'.
+        raw.execute(
+            "INSERT INTO job_tasks VALUES ('j', 1, 'Dump', 'InProgress', '2025-06-01T00:00:00Z', NULL, NULL)",
+            [],
+        )
+        .unwrap();
     }
 
     #[test]
@@ -1216,5 +1772,811 @@ mod tests {
         assert_eq!(owner.pid, std::process::id());
         assert!(!owner.host.is_empty());
         assert_eq!(owner.host, local_host_name(), "stable across calls");
+    }
+
+    // ---- schema versions ----
+
+    /// The schema of version 1 exactly as pgvault 0.1.0 created it, frozen: MIGRATION_1 must
+    /// never change, and files written with it must keep opening.
+    const V1_SCHEMA: &str = include_str!("history/fixtures/v1_schema.sql");
+    /// Rows as pgvault 0.1.0 wrote them, one job per status, and `user_version = 1`.
+    const V1_ROWS: &str = include_str!("history/fixtures/v1_rows.sql");
+
+    /// A job history file as pgvault 0.1.0 left it.
+    fn v1_file(dir: &Path) -> PathBuf {
+        let path = dir.join("jobs.sqlite");
+        let raw = Connection::open(&path).unwrap();
+        raw.pragma_update(None, "journal_mode", "WAL").unwrap();
+        raw.execute_batch(V1_SCHEMA).unwrap();
+        raw.execute_batch(V1_ROWS).unwrap();
+        path
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    /// The jobs of `v1_rows.sql` as the model builds them, oldest first.
+    fn v1_jobs() -> Vec<Job> {
+        let id = |n: u32| -> JobId {
+            format!("0b0e4a52-8f3e-4c4e-9d43-2a1f0c7c{n:04}")
+                .parse()
+                .unwrap()
+        };
+        let mut backup = NewJob::new(
+            Operation::OnDemandBackup,
+            "vault-a",
+            at("2025-06-01T01:02:03.123456789Z"),
+            JobOwner::new(4242, HOST),
+        );
+        backup.id = id(1);
+        backup.backup_instance_name = Some("pg1\\sales".into());
+        backup.datasource_name = Some("sales".into());
+        backup.datasource_id = Some("postgres://pg1:5432/sales".into());
+        backup.policy_name = Some("daily".into());
+        backup.policy_rule_name = Some("Default".into());
+        backup.retention_tag = Some("Weekly".into());
+        backup.extended_details = BTreeMap::from([
+            (FRIENDLY_NAME_DETAIL.to_owned(), "pg1\\sales".to_owned()),
+            ("Note".to_owned(), "quotes \" and ' survive".to_owned()),
+        ]);
+        let mut backup = Job::start(&backup);
+        backup
+            .finish(
+                &JobOutcome::Completed {
+                    recovery_point_id: Some("rp-2025-06-01".into()),
+                },
+                at("2025-06-01T01:04:14.987654321Z"),
+                5000,
+                1200,
+            )
+            .unwrap();
+
+        let mut failed = NewJob::new(
+            Operation::ScheduledBackup,
+            "Vault-A",
+            at("2025-06-02T02:00:00Z"),
+            JobOwner::new(4242, HOST),
+        );
+        failed.id = id(2);
+        failed.backup_instance_name = Some("pg1\\sales".into());
+        let mut failed = Job::start(&failed);
+        failed
+            .finish(
+                &JobOutcome::Failed(JobError::new(
+                    "UserErrorMissingDBPermissions",
+                    "GRANT CONNECT ON DATABASE sales TO backup;",
+                )),
+                at("2025-06-02T02:00:05Z"),
+                10,
+                0,
+            )
+            .unwrap();
+
+        let mut restore = NewJob::new(
+            Operation::Restore,
+            "vault-b",
+            at("2025-06-03T03:00:00Z"),
+            JobOwner::new(4243, HOST),
+        );
+        restore.id = id(3);
+        restore.backup_instance_name = Some("pg1\\sales".into());
+        restore.recovery_point_id = Some("rp-2025-06-01".into());
+        restore.extended_details =
+            BTreeMap::from([("RestoreTarget".to_owned(), "pg2/sales_copy".to_owned())]);
+        let mut restore = Job::start(&restore);
+        restore.bytes_read = 64;
+
+        let mut configure = NewJob::new(
+            Operation::ConfigureBackup,
+            "vault-b",
+            at("2025-06-04T04:00:00Z"),
+            JobOwner::new(4244, "db-host-2"),
+        );
+        configure.id = id(4);
+        let mut configure = Job::start(&configure);
+        configure
+            .finish(&JobOutcome::Cancelled, at("2025-06-04T04:00:00Z"), 0, 0)
+            .unwrap();
+
+        vec![backup, failed, restore, configure]
+    }
+
+    /// The schema as `sqlite_master` holds it: what a migrated file and a new one must agree on.
+    fn schema_of(path: &Path) -> Vec<(String, String, Option<String>)> {
+        let raw = Connection::open(path).unwrap();
+        let mut stmt = raw
+            .prepare("SELECT type, name, sql FROM sqlite_master ORDER BY type, name")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    fn user_version(path: &Path) -> i64 {
+        Connection::open(path)
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn released_migrations_are_frozen() {
+        assert_eq!(
+            MIGRATIONS[0], V1_SCHEMA,
+            "MIGRATION_1 was released with pgvault 0.1.0 and must never change; add a migration"
+        );
+    }
+
+    #[test]
+    fn a_file_written_by_version_1_reads_back_after_the_upgrade() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = v1_file(dir.path());
+        assert_eq!(user_version(&path), 1);
+
+        let history = JobHistory::open(&path).unwrap();
+        assert_eq!(user_version(&path), MIGRATIONS.len() as i64);
+        assert_eq!(
+            written_by(&Connection::open(&path).unwrap()).as_deref(),
+            Some(env!("CARGO_PKG_VERSION"))
+        );
+
+        // Every v1 row reads back as the job pgvault 0.1.0 recorded, the new fields empty.
+        let expected = v1_jobs();
+        let newest_first: Vec<Job> = expected.iter().rev().cloned().collect();
+        assert_eq!(history.list(&JobFilter::default()).unwrap(), newest_first);
+        for job in &expected {
+            let read = history.get(job.id).unwrap().unwrap();
+            assert_eq!(&read, job);
+            assert!(read.vault().is_some(), "{}", job.id);
+            assert_eq!(read.scheduled, None);
+            assert_eq!((&read.script_path, &read.script_output), (&None, &None));
+            assert!(read.tasks.is_empty());
+            // Their Azure JSON is what it was: no sub-tasks, no v2 details.
+            let json = read.azure_json();
+            let extended = &json["properties"]["extendedInfo"];
+            assert!(extended.get("subTasks").is_none(), "{json}");
+            for key in ["ScheduledTime", "Late", "ScriptPath", "ScriptOutput"] {
+                assert!(extended["additionalDetails"].get(key).is_none(), "{key}");
+            }
+        }
+
+        // The migrated file filters like a new one (names still compare without case) and
+        // takes v2 rows: a job on no vault, with a sub-task, next to the old ones.
+        let cases: [(JobFilter, &[usize]); 4] = [
+            (JobFilter::default().vault("VAULT-A"), &[1, 0]),
+            (JobFilter::default().instance("PG1\\SALES"), &[2, 1, 0]),
+            (JobFilter::default().status(JobStatus::InProgress), &[2]),
+            (
+                JobFilter::default().started_after(at("2025-06-02T00:00:00Z")),
+                &[3, 2, 1],
+            ),
+        ];
+        for (filter, want) in cases {
+            let got: Vec<JobId> = history
+                .list(&filter)
+                .unwrap()
+                .iter()
+                .map(|j| j.id)
+                .collect();
+            let want: Vec<JobId> = want.iter().map(|&i| expected[i].id).collect();
+            assert_eq!(got, want, "{filter:?}");
+        }
+        let script = NewJob::script_run("nightly.rhai", at("2025-06-05T00:00:00Z"), owner());
+        history.start(&script).unwrap();
+        history
+            .start_task(script.id, TASK_VALIDATE, script.start)
+            .unwrap();
+        assert_eq!(history.list(&JobFilter::default()).unwrap().len(), 5);
+
+        // And it is the schema a new file gets.
+        let fresh = dir.path().join("fresh.sqlite");
+        drop(JobHistory::open(&fresh).unwrap());
+        assert_eq!(schema_of(&path), schema_of(&fresh));
+    }
+
+    #[test]
+    fn files_of_every_older_version_migrate_to_the_latest() {
+        let dir = tempfile::tempdir().unwrap();
+        let fresh = dir.path().join("fresh.sqlite");
+        drop(JobHistory::open(&fresh).unwrap());
+        for from in 0..=MIGRATIONS.len() {
+            let path = dir.path().join(format!("v{from}.sqlite"));
+            let raw = Connection::open(&path).unwrap();
+            for sql in &MIGRATIONS[..from] {
+                raw.execute_batch(sql).unwrap();
+            }
+            if from == MIGRATIONS.len() {
+                // A current file has its meta row, written by the migration that made it.
+                raw.execute(
+                    "INSERT INTO pgvault_meta VALUES (?1, ?2)",
+                    [META_WRITTEN_BY, env!("CARGO_PKG_VERSION")],
+                )
+                .unwrap();
+            }
+            raw.pragma_update(None, "user_version", from as i64)
+                .unwrap();
+            drop(raw);
+            let history = JobHistory::open(&path).unwrap_or_else(|e| panic!("from v{from}: {e}"));
+            assert_eq!(user_version(&path), MIGRATIONS.len() as i64, "from v{from}");
+            assert_eq!(schema_of(&path), schema_of(&fresh), "from v{from}");
+            drop(history);
+            // Opening again changes nothing.
+            drop(JobHistory::open(&path).unwrap());
+            assert_eq!(
+                schema_of(&path),
+                schema_of(&fresh),
+                "from v{from}, reopened"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_migration_leaves_the_file_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = v1_file(dir.path());
+        let before = schema_of(&path);
+        let mut conn = Connection::open(&path).unwrap();
+        // Version 2 succeeds and version 3 fails: both are rolled back together.
+        let broken: &[&str] = &[MIGRATION_1, MIGRATION_2, "CREATE TABLE broken ("];
+        let err = migrate(&mut conn, &path, broken).unwrap_err();
+        assert!(
+            matches!(err, HistoryError::Migrate { version: 3, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("schema version 3"), "{err}");
+        drop(conn);
+        assert_eq!(user_version(&path), 1);
+        assert_eq!(schema_of(&path), before);
+        // The file still opens, and upgrades, with the real migrations.
+        let history = JobHistory::open(&path).unwrap();
+        assert_eq!(history.list(&JobFilter::default()).unwrap().len(), 4);
+    }
+
+    #[test]
+    fn processes_opening_a_version_1_file_together_migrate_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = v1_file(dir.path());
+        const OPENERS: usize = 4;
+        let barrier = Arc::new(Barrier::new(OPENERS));
+        let handles: Vec<_> = (0..OPENERS)
+            .map(|_| {
+                let (path, barrier) = (path.clone(), barrier.clone());
+                std::thread::spawn(move || -> Result<usize> {
+                    barrier.wait();
+                    Ok(JobHistory::open(&path)?.list(&JobFilter::default())?.len())
+                })
+            })
+            .collect();
+        for handle in handles {
+            assert_eq!(handle.join().unwrap().unwrap(), 4);
+        }
+        assert_eq!(user_version(&path), MIGRATIONS.len() as i64);
+    }
+
+    // ---- v2 fields ----
+
+    fn owner() -> JobOwner {
+        JobOwner::new(1000, HOST)
+    }
+
+    #[test]
+    fn sub_tasks_are_numbered_recorded_and_refused_when_out_of_order() {
+        let (_dir, history) = history();
+        let new = full_job();
+        history.start(&new).unwrap();
+        let s = |secs: i64| new.start + TimeDelta::seconds(secs);
+
+        let validate = history.start_task(new.id, TASK_VALIDATE, s(1)).unwrap();
+        let finished = history
+            .finish_task(
+                new.id,
+                validate,
+                TaskOutcome::Completed,
+                Some("connected as backup"),
+                s(2),
+            )
+            .unwrap();
+        assert_eq!(finished.status(), JobStatus::Completed);
+        let dump = history.start_task(new.id, TASK_DUMP, s(2)).unwrap();
+        let upload = history.start_task(new.id, TASK_UPLOAD, s(2)).unwrap();
+        assert_eq!(
+            [validate, dump, upload].map(TaskId::get),
+            [1, 2, 3],
+            "numbered in start order"
+        );
+
+        enum Call {
+            Start(&'static str, DateTime<Utc>),
+            Finish(TaskId, DateTime<Utc>),
+        }
+        let cases = [
+            (
+                Call::Finish(validate, s(3)),
+                JobUpdateError::TaskFinished {
+                    task: validate,
+                    status: JobStatus::Completed,
+                },
+            ),
+            (
+                Call::Finish(TaskId::new(99).unwrap(), s(3)),
+                JobUpdateError::NoSuchTask {
+                    task: TaskId::new(99).unwrap(),
+                },
+            ),
+            (
+                Call::Finish(dump, s(1)),
+                JobUpdateError::TaskEndBeforeStart {
+                    task: dump,
+                    start: s(2),
+                    end: s(1),
+                },
+            ),
+            (
+                Call::Start(TASK_COMMIT, s(-1)),
+                JobUpdateError::TaskBeforeJob {
+                    job_start: new.start,
+                    start: s(-1),
+                },
+            ),
+            (Call::Start("  ", s(3)), JobUpdateError::EmptyTaskName),
+        ];
+        let before = history.get(new.id).unwrap().unwrap();
+        for (call, want) in cases {
+            let err = match call {
+                Call::Start(name, at) => history.start_task(new.id, name, at).map(|_| ()),
+                Call::Finish(task, at) => history
+                    .finish_task(new.id, task, TaskOutcome::Failed, Some("x"), at)
+                    .map(|_| ()),
+            }
+            .unwrap_err();
+            assert!(
+                matches!(&err, HistoryError::Update { id, source } if *id == new.id && *source == want),
+                "{err:?}, wanted {want:?}"
+            );
+            assert_eq!(history.get(new.id).unwrap().unwrap(), before, "{want:?}");
+        }
+
+        // A long detail is cut, keeping both ends.
+        let long = format!("start{}end", "x".repeat(3 * TASK_DETAIL_LIMIT));
+        let dumped = history
+            .finish_task(new.id, dump, TaskOutcome::Failed, Some(&long), s(4))
+            .unwrap();
+        let detail = dumped.detail.clone().unwrap();
+        assert!(detail.len() <= TASK_DETAIL_LIMIT, "{}", detail.len());
+        assert!(detail.starts_with("start") && detail.ends_with("end"));
+        assert!(detail.contains("bytes of output left out"));
+
+        let job = history.get(new.id).unwrap().unwrap();
+        let names: Vec<(&str, JobStatus)> = job
+            .tasks
+            .iter()
+            .map(|t| (t.name.as_str(), t.status()))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (TASK_VALIDATE, JobStatus::Completed),
+                (TASK_DUMP, JobStatus::Failed),
+                (TASK_UPLOAD, JobStatus::InProgress),
+            ]
+        );
+        assert_eq!(job.task(dump), Some(&dumped));
+        assert_eq!(
+            job.task(validate).unwrap().detail.as_deref(),
+            Some("connected as backup")
+        );
+
+        // Unknown and finished jobs take no tasks.
+        assert!(matches!(
+            history.start_task(JobId::new(), TASK_DUMP, s(5)),
+            Err(HistoryError::NotFound(_))
+        ));
+        history
+            .finish(new.id, &JobOutcome::Cancelled, s(6), 0, 0)
+            .unwrap();
+        for err in [
+            history.start_task(new.id, TASK_COMMIT, s(7)).map(|_| ()),
+            history
+                .finish_task(new.id, upload, TaskOutcome::Completed, None, s(7))
+                .map(|_| ()),
+            history.set_script_output(new.id, "late output"),
+        ] {
+            assert!(
+                matches!(
+                    err,
+                    Err(HistoryError::Update {
+                        source: JobUpdateError::JobFinished {
+                            status: JobStatus::Cancelled
+                        },
+                        ..
+                    })
+                ),
+                "{err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_job_has_at_most_max_tasks() {
+        let (_dir, history) = history();
+        let new = full_job();
+        history.start(&new).unwrap();
+        for _ in 0..MAX_TASKS_PER_JOB {
+            history.start_task(new.id, TASK_UPLOAD, new.start).unwrap();
+        }
+        assert!(matches!(
+            history.start_task(new.id, TASK_UPLOAD, new.start),
+            Err(HistoryError::Update {
+                source: JobUpdateError::TooManyTasks,
+                ..
+            })
+        ));
+        assert_eq!(
+            history.get(new.id).unwrap().unwrap().tasks.len(),
+            MAX_TASKS_PER_JOB
+        );
+    }
+
+    #[test]
+    fn tasks_still_running_end_with_their_job() {
+        // (how the job ends, status of the task left running, its detail)
+        let cases = [
+            (
+                JobOutcome::Completed {
+                    recovery_point_id: None,
+                },
+                JobStatus::Completed,
+                None,
+            ),
+            (
+                JobOutcome::Failed(JobError::new("UserErrorDumpFailed", "pg_dump exited 1")),
+                JobStatus::Failed,
+                Some("still running when the job failed with UserErrorDumpFailed"),
+            ),
+            (
+                JobOutcome::Cancelled,
+                JobStatus::Cancelled,
+                Some("still running when the job was cancelled"),
+            ),
+        ];
+        let (_dir, history) = history();
+        for (outcome, status, detail) in cases {
+            let new = full_job();
+            history.start(&new).unwrap();
+            let done = history
+                .start_task(new.id, TASK_VALIDATE, new.start)
+                .unwrap();
+            history
+                .finish_task(new.id, done, TaskOutcome::Completed, Some("ok"), new.start)
+                .unwrap();
+            let open = history.start_task(new.id, TASK_DUMP, new.start).unwrap();
+            let end = new.start + TimeDelta::minutes(1);
+            let job = history.finish(new.id, &outcome, end, 0, 0).unwrap();
+            assert_eq!(history.get(new.id).unwrap().unwrap(), job, "{outcome:?}");
+            let first = job.task(done).unwrap();
+            assert_eq!(
+                (first.status(), first.detail.as_deref()),
+                (JobStatus::Completed, Some("ok")),
+                "a finished task keeps its end"
+            );
+            assert_eq!(first.state.end(), Some(new.start));
+            let left = job.task(open).unwrap();
+            assert_eq!(
+                (left.status(), left.detail.as_deref(), left.state.end()),
+                (status, detail, Some(end)),
+                "{outcome:?}"
+            );
+        }
+
+        // A job whose process died fails its running task too.
+        let new = full_job();
+        history.start(&new).unwrap();
+        let open = history.start_task(new.id, TASK_UPLOAD, new.start).unwrap();
+        let now = new.start + TimeDelta::hours(1);
+        let marked = history.mark_interrupted(now, HOST, |_| false).unwrap();
+        let job = marked.iter().find(|j| j.id == new.id).unwrap();
+        let task = job.task(open).unwrap();
+        assert_eq!(task.status(), JobStatus::Failed);
+        assert_eq!(task.state.end(), Some(now));
+        assert!(task.detail.as_deref().unwrap().contains(JOB_INTERRUPTED));
+        assert_eq!(history.get(new.id).unwrap().as_ref(), Some(job));
+    }
+
+    #[test]
+    fn script_runs_have_no_vault_and_keep_their_output() {
+        let (dir, history) = history();
+        let new = NewJob::script_run("/srv/pgvault/scripts/nightly.rhai", t(2, 0, 0), owner());
+        history.start(&new).unwrap();
+        history.set_script_output(new.id, "first line\n").unwrap();
+        let long = format!("HEAD\n{}\nTAIL", "line of output\n".repeat(10_000));
+        history.set_script_output(new.id, &long).unwrap();
+        history
+            .finish(
+                new.id,
+                &JobOutcome::Completed {
+                    recovery_point_id: None,
+                },
+                t(2, 0, 5),
+                0,
+                0,
+            )
+            .unwrap();
+
+        let job = history.get(new.id).unwrap().unwrap();
+        assert_eq!(job.vault(), None);
+        assert_eq!(
+            job.script_path.as_deref(),
+            Some("/srv/pgvault/scripts/nightly.rhai")
+        );
+        let output = job.script_output.as_deref().unwrap();
+        assert!(output.len() <= SCRIPT_OUTPUT_LIMIT, "{}", output.len());
+        assert!(output.starts_with("HEAD\n") && output.ends_with("\nTAIL"));
+        assert!(output.contains("bytes of output left out"));
+        let raw: Option<String> = Connection::open(dir.path().join("jobs.sqlite"))
+            .unwrap()
+            .query_row(
+                "SELECT vault_name FROM jobs WHERE id = ?1",
+                [new.id.to_string()],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(raw, None, "stored as NULL, not an empty name");
+
+        // A job on no vault matches filters without a vault only.
+        let on_vault = new_job(Operation::ScriptRun, "vault-a", t(1, 0, 0));
+        history.start(&on_vault).unwrap();
+        let cases: [(JobFilter, &[JobId]); 3] = [
+            (JobFilter::default(), &[new.id, on_vault.id]),
+            (JobFilter::default().vault("vault-a"), &[on_vault.id]),
+            (
+                JobFilter::default().operation(Operation::ScriptRun),
+                &[new.id, on_vault.id],
+            ),
+        ];
+        for (filter, want) in cases {
+            let listed = history.list(&filter).unwrap();
+            let got: Vec<JobId> = listed.iter().map(|j| j.id).collect();
+            assert_eq!(got, want, "{filter:?}");
+            let in_memory: Vec<JobId> = filter.apply(&listed).iter().map(|j| j.id).collect();
+            assert_eq!(in_memory, want, "in memory: {filter:?}");
+        }
+    }
+
+    #[test]
+    fn scheduled_runs_keep_their_due_time_and_lateness() {
+        let (_dir, history) = history();
+        let cases = [
+            None,
+            Some(ScheduledRun {
+                due_time: t(2, 0, 0),
+                late: false,
+            }),
+            Some(ScheduledRun {
+                due_time: t(2, 0, 0) - TimeDelta::days(3),
+                late: true,
+            }),
+        ];
+        for scheduled in cases {
+            let mut new = new_job(Operation::ScheduledBackup, "vault-a", t(2, 0, 1));
+            new.scheduled = scheduled;
+            let started = history.start(&new).unwrap();
+            assert_eq!(started.scheduled, scheduled);
+            assert_eq!(history.get(new.id).unwrap(), Some(started));
+        }
+    }
+
+    #[test]
+    fn the_summary_counts_jobs_per_status_per_instance() {
+        let (_dir, history) = history();
+        // (vault, instance, start hour, outcome, late)
+        type Spec<'a> = (
+            Option<&'a str>,
+            Option<&'a str>,
+            u32,
+            Option<JobStatus>,
+            bool,
+        );
+        let rows: [Spec; 9] = [
+            (
+                Some("vault-a"),
+                Some("db1"),
+                1,
+                Some(JobStatus::Completed),
+                false,
+            ),
+            (
+                Some("vault-a"),
+                Some("db1"),
+                2,
+                Some(JobStatus::Completed),
+                true,
+            ),
+            (
+                Some("vault-a"),
+                Some("db1"),
+                3,
+                Some(JobStatus::Failed),
+                true,
+            ),
+            (Some("vault-a"), Some("db2"), 4, None, false),
+            (
+                Some("vault-b"),
+                Some("db1"),
+                5,
+                Some(JobStatus::Cancelled),
+                false,
+            ),
+            (Some("vault-b"), None, 6, Some(JobStatus::Completed), false),
+            (None, None, 7, Some(JobStatus::Failed), false),
+            (
+                Some("vault-a"),
+                Some("db1"),
+                8,
+                Some(JobStatus::Completed),
+                false,
+            ),
+            (
+                Some("vault-a"),
+                Some("db2"),
+                9,
+                Some(JobStatus::Failed),
+                false,
+            ),
+        ];
+        for (vault, instance, hour, outcome, late) in rows {
+            let mut new = match vault {
+                Some(v) => new_job(Operation::ScheduledBackup, v, t(hour, 0, 0)),
+                None => NewJob::script_run("report.rhai", t(hour, 0, 0), owner()),
+            };
+            new.backup_instance_name = instance.map(str::to_owned);
+            new.scheduled = Some(ScheduledRun {
+                due_time: t(hour, 0, 0),
+                late,
+            });
+            history.start(&new).unwrap();
+            let outcome = match outcome {
+                None => continue,
+                Some(JobStatus::Failed) => JobOutcome::Failed(JobError::new("E", "m")),
+                Some(JobStatus::Cancelled) => JobOutcome::Cancelled,
+                Some(_) => JobOutcome::Completed {
+                    recovery_point_id: None,
+                },
+            };
+            history
+                .finish(new.id, &outcome, t(hour, 30, 0), 0, 0)
+                .unwrap();
+        }
+
+        type Row<'a> = (Option<&'a str>, Option<&'a str>, [u64; 4], u64);
+        type Rendered = (Option<String>, Option<String>, [u64; 4], u64);
+        let rendered = |rows: &[JobSummaryRow]| -> Vec<Rendered> {
+            rows.iter()
+                .map(|r| {
+                    (
+                        r.vault_name.clone(),
+                        r.backup_instance_name.clone(),
+                        JobStatus::ALL.map(|s| r.counts.get(s)),
+                        r.late,
+                    )
+                })
+                .collect()
+        };
+        // Counts are [InProgress, Completed, Failed, Cancelled]; no vault sorts first.
+        let cases: [(JobFilter, &[Row]); 4] = [
+            (
+                JobFilter::default(),
+                &[
+                    (None, None, [0, 0, 1, 0], 0),
+                    (Some("vault-a"), Some("db1"), [0, 3, 1, 0], 2),
+                    (Some("vault-a"), Some("db2"), [1, 0, 1, 0], 0),
+                    (Some("vault-b"), None, [0, 1, 0, 0], 0),
+                    (Some("vault-b"), Some("db1"), [0, 0, 0, 1], 0),
+                ],
+            ),
+            // The window is half-open and the limit does not cut the counts.
+            (
+                JobFilter::default()
+                    .started_after(t(2, 0, 0))
+                    .started_before(t(8, 0, 0))
+                    .limit(1),
+                &[
+                    (None, None, [0, 0, 1, 0], 0),
+                    (Some("vault-a"), Some("db1"), [0, 1, 1, 0], 2),
+                    (Some("vault-a"), Some("db2"), [1, 0, 0, 0], 0),
+                    (Some("vault-b"), None, [0, 1, 0, 0], 0),
+                    (Some("vault-b"), Some("db1"), [0, 0, 0, 1], 0),
+                ],
+            ),
+            (
+                JobFilter::default()
+                    .instance("DB1")
+                    .status(JobStatus::Completed),
+                &[(Some("vault-a"), Some("db1"), [0, 3, 0, 0], 1)],
+            ),
+            (JobFilter::default().vault("vault-c"), &[]),
+        ];
+        for (filter, want) in cases {
+            let got = history.summary(&filter).unwrap();
+            let want: Vec<_> = want
+                .iter()
+                .map(|(v, i, c, l)| (v.map(str::to_owned), i.map(str::to_owned), *c, *l))
+                .collect();
+            assert_eq!(rendered(&got), want, "{filter:?}");
+            // The model's summary of the listed jobs says the same.
+            let listed = history
+                .list(&JobFilter {
+                    limit: None,
+                    ..filter.clone()
+                })
+                .unwrap();
+            assert_eq!(summarize(&listed), got, "in memory: {filter:?}");
+        }
+    }
+
+    #[test]
+    fn pruning_deletes_finished_jobs_that_ended_before_the_cutoff() {
+        let (dir, history) = history();
+        let cutoff = t(12, 0, 0);
+        // (start, end or None for running, outcome, kept)
+        let done = JobOutcome::Completed {
+            recovery_point_id: None,
+        };
+        let failed = JobOutcome::Failed(JobError::new("E", "m"));
+        let rows = [
+            (t(1, 0, 0), None, &done, true), // running since long ago: never pruned
+            (t(1, 0, 0), Some(t(2, 0, 0)), &done, false),
+            (t(1, 0, 0), Some(t(11, 59, 59)), &failed, false),
+            (t(2, 0, 0), Some(t(3, 0, 0)), &JobOutcome::Cancelled, false),
+            (t(11, 0, 0), Some(cutoff), &done, true), // ended at the cutoff: not before it
+            (t(11, 0, 0), Some(t(13, 0, 0)), &failed, true), // started before, ended after
+            (t(13, 0, 0), Some(t(14, 0, 0)), &done, true),
+        ];
+        let mut ids = Vec::new();
+        for (start, end, outcome, _) in rows {
+            let new = new_job(Operation::OnDemandBackup, "vault-a", start);
+            history.start(&new).unwrap();
+            history.start_task(new.id, TASK_DUMP, start).unwrap();
+            if let Some(end) = end {
+                history.finish(new.id, outcome, end, 0, 0).unwrap();
+            }
+            ids.push(new.id);
+        }
+        let raw = Connection::open(dir.path().join("jobs.sqlite")).unwrap();
+        // A sub-task whose job row someone deleted by hand goes too.
+        raw.execute(
+            "INSERT INTO job_tasks VALUES ('gone', 1, 'Dump', 'InProgress', '2025-06-01T00:00:00Z', NULL, NULL)",
+            [],
+        )
+        .unwrap();
+        let task_count = || -> i64 {
+            raw.query_row("SELECT COUNT(*) FROM job_tasks", [], |r| r.get(0))
+                .unwrap()
+        };
+
+        let doomed = rows.iter().filter(|r| !r.3).count();
+        assert_eq!(history.prunable(cutoff).unwrap(), doomed);
+        assert_eq!(
+            history.list(&JobFilter::default()).unwrap().len(),
+            rows.len(),
+            "a dry run deletes nothing"
+        );
+        assert_eq!(history.prune(cutoff).unwrap(), doomed);
+        for (id, row) in ids.iter().zip(rows) {
+            assert_eq!(history.get(*id).unwrap().is_some(), row.3, "{row:?}");
+        }
+        assert_eq!(task_count(), (rows.len() - doomed) as i64);
+        assert_eq!(history.prune(cutoff).unwrap(), 0, "nothing left to prune");
+        assert_eq!(history.prunable(cutoff).unwrap(), 0);
+    }
+
+    #[test]
+    fn the_default_retention_prunes_jobs_older_than_a_year() {
+        let now = at("2026-03-01T00:00:00Z");
+        assert_eq!(
+            retention_cutoff(now, &DEFAULT_JOB_HISTORY_RETENTION),
+            at("2025-03-01T00:00:00Z")
+        );
     }
 }

@@ -7,6 +7,13 @@
 //! [`JobState::finish`], out of `InProgress`, once; the SQLite history applies the same rule
 //! through it so that memory and disk cannot disagree about what is legal.
 //!
+//! A job may have sub-tasks ([`JobTask`]: validate, dump, upload, commit), shown as Azure's
+//! `extendedInfo.subTasks`; they start and finish only while their job runs, and a job that
+//! finishes ends the ones still running. A scheduled job records the occurrence it stands for
+//! and whether it ran late ([`ScheduledRun`]); a `ScriptRun` job its script and, capped by
+//! [`cap_text`], what the script printed. [`summarize`] is the jobs dashboard (counts per
+//! status per instance) and [`retention_cutoff`] the instant before which history is pruned.
+//!
 //! This module is pure: no IO and no clock reads. Every timestamp is a parameter, which is what
 //! lets the host replay history and the tests pin time.
 //!
@@ -28,6 +35,9 @@ use serde_json::{Map, Value, json};
 use thiserror::Error;
 use uuid::Uuid;
 
+use crate::model::duration::IsoDuration;
+use crate::model::resource;
+
 /// The Azure resource type of a job, as it appears in `type`.
 pub const AZURE_JOB_TYPE: &str = "Microsoft.DataProtection/backupVaults/backupJobs";
 
@@ -37,6 +47,10 @@ pub const AZURE_DATASOURCE_TYPE: &str = "Microsoft.DBforPostgreSQL/servers/datab
 /// The error code a job gets when the process running it disappeared before it finished.
 pub const JOB_INTERRUPTED: &str = "JobInterrupted";
 
+/// Where [`Job::azure_json`] addresses a job on no vault: Azure has no such job, and this
+/// keeps its `id` a resource path of the same shape (`<prefix>/backupJobs/<id>`).
+pub const NO_VAULT_PREFIX: &str = "/providers/Microsoft.DataProtection";
+
 /// A value from outside (CLI argument, script, JSON) that is not a valid job field.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum JobParseError {
@@ -45,8 +59,8 @@ pub enum JobParseError {
     )]
     JobId { input: String },
     #[error(
-        "`{input}` is not a job operation: expected one of ConfigureBackup, OnDemandBackup, \
-         ScheduledBackup, Restore, ScriptRun"
+        "`{input}` is not a job operation: expected one of {}",
+        Operation::ALL.map(Operation::as_str).join(", ")
     )]
     Operation { input: String },
     #[error(
@@ -122,6 +136,9 @@ impl FromStr for JobId {
 
 /// What a job does. These are pgvault's (and Azure Resource Graph's) operation names; Azure's
 /// REST API folds the two backups into `Backup`, which [`Operation::category`] gives.
+///
+/// The names are stored in the job history, so a variant is never renamed; a new one needs a
+/// schema version (an older pgvault would fail to read the row).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(try_from = "String")]
 pub enum Operation {
@@ -129,16 +146,29 @@ pub enum Operation {
     OnDemandBackup,
     ScheduledBackup,
     Restore,
+    /// A Rhai script: `pgvault run`, a drop-in file, or a recurring runbook.
     ScriptRun,
+    /// One pass of the retention sweep over a vault: archive moves, expiries, garbage.
+    RetentionSweep,
+    /// One recovery point deleted, by the sweep (expired) or by a user.
+    DeleteRecoveryPoint,
+    /// One recovery point moved to the archive tier.
+    MoveToArchive,
+    /// A restore made to prove a recovery point restores, then thrown away.
+    RestoreDrill,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 5] = [
+    pub const ALL: [Operation; 9] = [
         Operation::ConfigureBackup,
         Operation::OnDemandBackup,
         Operation::ScheduledBackup,
         Operation::Restore,
         Operation::ScriptRun,
+        Operation::RetentionSweep,
+        Operation::DeleteRecoveryPoint,
+        Operation::MoveToArchive,
+        Operation::RestoreDrill,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -148,6 +178,10 @@ impl Operation {
             Operation::ScheduledBackup => "ScheduledBackup",
             Operation::Restore => "Restore",
             Operation::ScriptRun => "ScriptRun",
+            Operation::RetentionSweep => "RetentionSweep",
+            Operation::DeleteRecoveryPoint => "DeleteRecoveryPoint",
+            Operation::MoveToArchive => "MoveToArchive",
+            Operation::RestoreDrill => "RestoreDrill",
         }
     }
 
@@ -156,8 +190,11 @@ impl Operation {
         match self {
             Operation::ConfigureBackup => OperationCategory::ConfigureBackup,
             Operation::OnDemandBackup | Operation::ScheduledBackup => OperationCategory::Backup,
-            Operation::Restore => OperationCategory::Restore,
+            Operation::Restore | Operation::RestoreDrill => OperationCategory::Restore,
             Operation::ScriptRun => OperationCategory::Script,
+            Operation::RetentionSweep
+            | Operation::DeleteRecoveryPoint
+            | Operation::MoveToArchive => OperationCategory::Retention,
         }
     }
 }
@@ -199,6 +236,8 @@ pub enum OperationCategory {
     Restore,
     ConfigureBackup,
     Script,
+    /// What the policy's retention rules do to existing recovery points.
+    Retention,
 }
 
 impl OperationCategory {
@@ -208,6 +247,7 @@ impl OperationCategory {
             OperationCategory::Restore => "Restore",
             OperationCategory::ConfigureBackup => "ConfigureBackup",
             OperationCategory::Script => "Script",
+            OperationCategory::Retention => "Retention",
         }
     }
 }
@@ -438,6 +478,246 @@ impl JobOwner {
     }
 }
 
+/// When a job stands for an occurrence of a schedule (a scheduled backup, a recurring
+/// runbook): the occurrence it was due at, and whether it ran late.
+///
+/// `late` is the scheduler's judgement, not `start > due`: every scheduled job starts a little
+/// after its occurrence, and only one that waited because the host was down counts as late.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduledRun {
+    pub due_time: DateTime<Utc>,
+    pub late: bool,
+}
+
+/// Sub-task names the service records for a backup, in the order they run. Names are free
+/// text (Azure shows whatever the service wrote), so other operations may use their own.
+pub const TASK_VALIDATE: &str = "Validate";
+pub const TASK_DUMP: &str = "Dump";
+pub const TASK_UPLOAD: &str = "Upload";
+pub const TASK_COMMIT: &str = "Commit";
+
+/// At most this many sub-tasks per job: a job has a handful, so more is a loop gone wrong,
+/// and refusing it keeps a job's row set and its JSON small.
+pub const MAX_TASKS_PER_JOB: usize = 256;
+
+/// A sub-task's free-text detail is cut to this many bytes (see [`cap_text`]).
+pub const TASK_DETAIL_LIMIT: usize = 4 * 1024;
+
+/// A script's captured output is cut to this many bytes (see [`cap_text`]): enough for any
+/// report a person reads, small enough that a year of hourly runbooks stays a small file.
+pub const SCRIPT_OUTPUT_LIMIT: usize = 64 * 1024;
+
+/// A sub-task's number within its job: 1, 2, 3... in the order the tasks started, which is
+/// Azure's `taskId`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TaskId(u32);
+
+impl TaskId {
+    pub fn new(n: u32) -> Option<Self> {
+        (n >= 1).then_some(Self(n))
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Where a sub-task is, with exactly the timestamps valid there (as [`JobState`]; a failed
+/// task's reason is its detail, the job carries the error code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status")]
+pub enum TaskState {
+    InProgress {
+        start: DateTime<Utc>,
+    },
+    Completed {
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    },
+    Failed {
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    },
+    Cancelled {
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    },
+}
+
+impl TaskState {
+    pub fn status(&self) -> JobStatus {
+        match self {
+            TaskState::InProgress { .. } => JobStatus::InProgress,
+            TaskState::Completed { .. } => JobStatus::Completed,
+            TaskState::Failed { .. } => JobStatus::Failed,
+            TaskState::Cancelled { .. } => JobStatus::Cancelled,
+        }
+    }
+
+    pub fn start(&self) -> DateTime<Utc> {
+        match self {
+            TaskState::InProgress { start }
+            | TaskState::Completed { start, .. }
+            | TaskState::Failed { start, .. }
+            | TaskState::Cancelled { start, .. } => *start,
+        }
+    }
+
+    pub fn end(&self) -> Option<DateTime<Utc>> {
+        match self {
+            TaskState::InProgress { .. } => None,
+            TaskState::Completed { end, .. }
+            | TaskState::Failed { end, .. }
+            | TaskState::Cancelled { end, .. } => Some(*end),
+        }
+    }
+
+    /// The state `outcome` leads to from a running task, ending at `end`; the caller has
+    /// checked that the task runs and that `end` is not before its start.
+    fn ended(start: DateTime<Utc>, outcome: TaskOutcome, end: DateTime<Utc>) -> Self {
+        match outcome {
+            TaskOutcome::Completed => TaskState::Completed { start, end },
+            TaskOutcome::Failed => TaskState::Failed { start, end },
+            TaskOutcome::Cancelled => TaskState::Cancelled { start, end },
+        }
+    }
+}
+
+/// How a sub-task ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskOutcome {
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+impl TaskOutcome {
+    pub fn status(self) -> JobStatus {
+        match self {
+            TaskOutcome::Completed => JobStatus::Completed,
+            TaskOutcome::Failed => JobStatus::Failed,
+            TaskOutcome::Cancelled => JobStatus::Cancelled,
+        }
+    }
+}
+
+/// One step of a job (validate, dump, upload, commit), shown as an element of Azure's
+/// `extendedInfo.subTasks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JobTask {
+    pub id: TaskId,
+    pub name: String,
+    pub state: TaskState,
+    /// What the step did or why it failed, at most [`TASK_DETAIL_LIMIT`] bytes.
+    pub detail: Option<String>,
+}
+
+impl JobTask {
+    pub fn status(&self) -> JobStatus {
+        self.state.status()
+    }
+
+    /// The task as an element of Azure's `extendedInfo.subTasks`: `taskId`, `taskName`,
+    /// `taskStatus` (pgvault's status names, as the job's `status`) and the times and detail
+    /// in `additionalDetails`.
+    pub fn to_azure_json(&self) -> Value {
+        let mut details = BTreeMap::new();
+        details.insert("StartTime", azure_time(self.state.start()));
+        if let Some(end) = self.state.end() {
+            details.insert("EndTime", azure_time(end));
+            details.insert("Duration", format_timespan(end - self.state.start()));
+        }
+        if let Some(detail) = &self.detail {
+            details.insert("Detail", detail.clone());
+        }
+        json!({
+            "additionalDetails": details,
+            "taskId": self.id.get(),
+            "taskName": self.name,
+            "taskStatus": self.status().as_str(),
+        })
+    }
+}
+
+/// A change to a running job (a sub-task, its output) that the lifecycle does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum JobUpdateError {
+    #[error("the job already finished as {status}; its sub-tasks and output are final")]
+    JobFinished { status: JobStatus },
+    #[error("the job has no sub-task {task}; start_task returns the number to finish")]
+    NoSuchTask { task: TaskId },
+    #[error("sub-task {task} already finished as {status}; a task finishes once")]
+    TaskFinished { task: TaskId, status: JobStatus },
+    #[error(
+        "sub-task {task} cannot end at {end}, before it started at {start}; pass the time it \
+         actually ended"
+    )]
+    TaskEndBeforeStart {
+        task: TaskId,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+    },
+    #[error(
+        "a sub-task cannot start at {start}, before its job started at {job_start}; pass the \
+         time it actually started"
+    )]
+    TaskBeforeJob {
+        job_start: DateTime<Utc>,
+        start: DateTime<Utc>,
+    },
+    #[error("the job already has {MAX_TASKS_PER_JOB} sub-tasks, the most a job may have")]
+    TooManyTasks,
+    #[error("a sub-task needs a name, such as {TASK_DUMP}")]
+    EmptyTaskName,
+}
+
+/// `text` cut to at most `limit` bytes, on character boundaries, keeping its head and its
+/// tail (where a script says what it is doing, and where it says how it ended) around a note
+/// saying how much was left out. Text within the limit comes back unchanged. Limits below a
+/// few hundred bytes leave room for the note alone.
+pub fn cap_text(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_owned();
+    }
+    // The note's length depends on the number in it; the dropped count can only shrink as
+    // the kept parts grow, so measuring with the total length is an upper bound.
+    let note_for =
+        |dropped: usize| format!("\n[... pgvault: {dropped} bytes of output left out ...]\n");
+    let budget = limit.saturating_sub(note_for(text.len()).len());
+    let head_end = floor_char_boundary(text, budget / 4);
+    let tail_start = ceil_char_boundary(text, text.len() - (budget - budget / 4));
+    let dropped = tail_start - head_end;
+    format!(
+        "{}{}{}",
+        &text[..head_end],
+        note_for(dropped),
+        &text[tail_start..]
+    )
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_char_boundary(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
 /// Everything known about a job when it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewJob {
@@ -445,7 +725,8 @@ pub struct NewJob {
     pub operation: Operation,
     pub start: DateTime<Utc>,
     pub owner: JobOwner,
-    pub vault_name: String,
+    /// The vault the job acts on; `None` for a job that acts on none (a drop-in script).
+    pub vault_name: Option<String>,
     pub backup_instance_name: Option<String>,
     pub datasource_name: Option<String>,
     pub datasource_id: Option<String>,
@@ -455,12 +736,17 @@ pub struct NewJob {
     pub is_user_triggered: bool,
     /// The recovery point a restore reads from; a backup's is known only when it completes.
     pub recovery_point_id: Option<String>,
+    /// The occurrence a scheduled job stands for.
+    pub scheduled: Option<ScheduledRun>,
+    /// The script a `ScriptRun` job runs, as the user named it.
+    pub script_path: Option<String>,
     pub extended_details: BTreeMap<String, String>,
 }
 
 impl NewJob {
-    /// A job with a fresh id and nothing optional set. `is_user_triggered` defaults to what the
-    /// operation implies: only a scheduled backup starts without someone asking for it.
+    /// A job on a vault with a fresh id and nothing optional set. `is_user_triggered`
+    /// defaults to what the operation implies: only a scheduled backup starts without someone
+    /// asking for it.
     pub fn new(
         operation: Operation,
         vault_name: impl Into<String>,
@@ -468,11 +754,19 @@ impl NewJob {
         owner: JobOwner,
     ) -> Self {
         Self {
+            vault_name: Some(vault_name.into()),
+            ..Self::without_vault(operation, start, owner)
+        }
+    }
+
+    /// A job that acts on no vault in particular, such as a script that may touch several.
+    pub fn without_vault(operation: Operation, start: DateTime<Utc>, owner: JobOwner) -> Self {
+        Self {
             id: JobId::new(),
             operation,
             start,
             owner,
-            vault_name: vault_name.into(),
+            vault_name: None,
             backup_instance_name: None,
             datasource_name: None,
             datasource_id: None,
@@ -481,7 +775,21 @@ impl NewJob {
             retention_tag: None,
             is_user_triggered: operation != Operation::ScheduledBackup,
             recovery_point_id: None,
+            scheduled: None,
+            script_path: None,
             extended_details: BTreeMap::new(),
+        }
+    }
+
+    /// A `ScriptRun` job for the script at `script_path`, on no vault.
+    pub fn script_run(
+        script_path: impl Into<String>,
+        start: DateTime<Utc>,
+        owner: JobOwner,
+    ) -> Self {
+        Self {
+            script_path: Some(script_path.into()),
+            ..Self::without_vault(Operation::ScriptRun, start, owner)
         }
     }
 }
@@ -494,6 +802,10 @@ pub struct Job {
     pub operation: Operation,
     pub state: JobState,
     pub owner: JobOwner,
+    /// The vault the job acted on, or empty for a job on no vault; read it with
+    /// [`Job::vault`]. It stays a `String` while callers move from
+    /// `to_azure_json(&vault_id(&job.vault_name))` to [`Job::azure_json`], then becomes an
+    /// `Option` (the job history already stores NULL).
     pub vault_name: String,
     pub backup_instance_name: Option<String>,
     pub datasource_name: Option<String>,
@@ -507,6 +819,18 @@ pub struct Job {
     /// Bytes newly written to the vault after deduplication and compression.
     pub bytes_stored: u64,
     pub recovery_point_id: Option<String>,
+    /// The occurrence a scheduled job stands for, and whether it ran late.
+    #[serde(default)]
+    pub scheduled: Option<ScheduledRun>,
+    /// The script a `ScriptRun` job ran.
+    #[serde(default)]
+    pub script_path: Option<String>,
+    /// What the script printed, capped to [`SCRIPT_OUTPUT_LIMIT`] bytes.
+    #[serde(default)]
+    pub script_output: Option<String>,
+    /// The job's steps, in the order they started.
+    #[serde(default)]
+    pub tasks: Vec<JobTask>,
     /// Small free-form facts shown in Azure's `additionalDetails` (the restore target, ...).
     pub extended_details: BTreeMap<String, String>,
 }
@@ -519,7 +843,7 @@ impl Job {
             operation: new.operation,
             state: JobState::InProgress { start: new.start },
             owner: new.owner.clone(),
-            vault_name: new.vault_name.clone(),
+            vault_name: new.vault_name.clone().unwrap_or_default(),
             backup_instance_name: new.backup_instance_name.clone(),
             datasource_name: new.datasource_name.clone(),
             datasource_id: new.datasource_id.clone(),
@@ -530,8 +854,17 @@ impl Job {
             bytes_read: 0,
             bytes_stored: 0,
             recovery_point_id: new.recovery_point_id.clone(),
+            scheduled: new.scheduled,
+            script_path: new.script_path.clone(),
+            script_output: None,
+            tasks: Vec::new(),
             extended_details: new.extended_details.clone(),
         }
+    }
+
+    /// The vault the job acted on, if any.
+    pub fn vault(&self) -> Option<&str> {
+        Some(self.vault_name.as_str()).filter(|v| !v.is_empty())
     }
 
     pub fn status(&self) -> JobStatus {
@@ -542,7 +875,15 @@ impl Job {
         self.state.duration()
     }
 
+    pub fn task(&self, id: TaskId) -> Option<&JobTask> {
+        self.tasks.iter().find(|t| t.id == id)
+    }
+
     /// Ends the job with its final byte counts. Nothing changes if the transition is refused.
+    ///
+    /// Sub-tasks still running end with the job, so that no step of a finished job shows as
+    /// running forever: completed with a completed job, otherwise failed or cancelled with it,
+    /// their detail saying so.
     pub fn finish(
         &mut self,
         outcome: &JobOutcome,
@@ -559,7 +900,120 @@ impl Job {
         {
             self.recovery_point_id = Some(rp.clone());
         }
+        let (task_outcome, note) = match outcome {
+            JobOutcome::Completed { .. } => (TaskOutcome::Completed, None),
+            JobOutcome::Failed(error) => (
+                TaskOutcome::Failed,
+                Some(format!(
+                    "still running when the job failed with {}",
+                    error.code
+                )),
+            ),
+            JobOutcome::Cancelled => (
+                TaskOutcome::Cancelled,
+                Some("still running when the job was cancelled".to_owned()),
+            ),
+        };
+        for task in &mut self.tasks {
+            if let TaskState::InProgress { start } = task.state {
+                // A task started after the job's end only if the clock stepped back; it then
+                // ends when it started rather than before.
+                task.state = TaskState::ended(start, task_outcome, end.max(start));
+                if task.detail.is_none() {
+                    task.detail = note.clone();
+                }
+            }
+        }
         Ok(())
+    }
+
+    /// Starts a sub-task called `name` at `start` and returns its number.
+    pub fn start_task(
+        &mut self,
+        name: &str,
+        start: DateTime<Utc>,
+    ) -> Result<TaskId, JobUpdateError> {
+        self.check_running()?;
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(JobUpdateError::EmptyTaskName);
+        }
+        if self.tasks.len() >= MAX_TASKS_PER_JOB {
+            return Err(JobUpdateError::TooManyTasks);
+        }
+        let job_start = self.state.start();
+        if start < job_start {
+            return Err(JobUpdateError::TaskBeforeJob { job_start, start });
+        }
+        let next = self.tasks.iter().map(|t| t.id.get()).max().unwrap_or(0) + 1;
+        let id = TaskId(next);
+        self.tasks.push(JobTask {
+            id,
+            name: name.to_owned(),
+            state: TaskState::InProgress { start },
+            detail: None,
+        });
+        Ok(id)
+    }
+
+    /// Ends the running sub-task `id` at `end`, with an optional detail (what it did, or why
+    /// it failed) cut to [`TASK_DETAIL_LIMIT`]. Nothing changes if this is refused.
+    pub fn finish_task(
+        &mut self,
+        id: TaskId,
+        outcome: TaskOutcome,
+        detail: Option<&str>,
+        end: DateTime<Utc>,
+    ) -> Result<&JobTask, JobUpdateError> {
+        self.check_running()?;
+        let task = self
+            .tasks
+            .iter_mut()
+            .find(|t| t.id == id)
+            .ok_or(JobUpdateError::NoSuchTask { task: id })?;
+        let TaskState::InProgress { start } = task.state else {
+            return Err(JobUpdateError::TaskFinished {
+                task: id,
+                status: task.status(),
+            });
+        };
+        if end < start {
+            return Err(JobUpdateError::TaskEndBeforeStart {
+                task: id,
+                start,
+                end,
+            });
+        }
+        task.state = TaskState::ended(start, outcome, end);
+        if let Some(detail) = detail {
+            task.detail = Some(cap_text(detail, TASK_DETAIL_LIMIT));
+        }
+        Ok(task)
+    }
+
+    /// Records what the job's script printed, replacing what was recorded before, cut to
+    /// [`SCRIPT_OUTPUT_LIMIT`]. Only while the job runs: a finished job's record is final.
+    pub fn set_script_output(&mut self, output: &str) -> Result<(), JobUpdateError> {
+        self.check_running()?;
+        self.script_output = Some(cap_text(output, SCRIPT_OUTPUT_LIMIT));
+        Ok(())
+    }
+
+    fn check_running(&self) -> Result<(), JobUpdateError> {
+        match self.status() {
+            JobStatus::InProgress => Ok(()),
+            status => Err(JobUpdateError::JobFinished { status }),
+        }
+    }
+
+    /// [`Job::to_azure_json`] under the job's own vault, addressed as
+    /// [`resource::vault_id`] addresses a local vault; a job on no vault is addressed under
+    /// the provider alone (`/providers/Microsoft.DataProtection/backupJobs/<id>`).
+    pub fn azure_json(&self) -> Value {
+        match self.vault() {
+            Some(vault) => self.to_azure_json(&resource::vault_id(vault)),
+            None => self.to_azure_json(NO_VAULT_PREFIX),
+        }
     }
 
     /// The job as Azure's REST API shows it (an element of `Jobs_List`'s `value`).
@@ -624,13 +1078,16 @@ impl Job {
                 json!([{ "code": error.code, "message": error.message }]),
             );
         }
-        props.insert(
-            "extendedInfo".into(),
-            json!({
-                "additionalDetails": self.additional_details(),
-                "dataTransferredInBytes": self.bytes_stored,
-            }),
-        );
+        let mut extended = json!({
+            "additionalDetails": self.additional_details(),
+            "dataTransferredInBytes": self.bytes_stored,
+        });
+        // Optional in Azure's schema; left out when empty so a job without steps (every job
+        // recorded before sub-tasks existed) prints as it always did.
+        if !self.tasks.is_empty() {
+            extended["subTasks"] = self.tasks.iter().map(JobTask::to_azure_json).collect();
+        }
+        props.insert("extendedInfo".into(), extended);
         props.insert("isUserTriggered".into(), json!(self.is_user_triggered));
         props.insert("operation".into(), json!(self.operation.as_str()));
         props.insert(
@@ -662,7 +1119,7 @@ impl Job {
             json!(arm_segment(vault_id, "subscriptions")),
         );
         props.insert("supportedActions".into(), json!([]));
-        props.insert("vaultName".into(), json!(self.vault_name));
+        props.insert("vaultName".into(), json!(self.vault()));
 
         json!({
             "id": format!("{vault_id}/backupJobs/{job_id}"),
@@ -688,6 +1145,16 @@ impl Job {
         if let Some(rp) = &self.recovery_point_id {
             details.insert("RecoveryPointId".into(), rp.clone());
         }
+        if let Some(run) = &self.scheduled {
+            details.insert("ScheduledTime".into(), azure_time(run.due_time));
+            details.insert("Late".into(), run.late.to_string());
+        }
+        if let Some(path) = &self.script_path {
+            details.insert("ScriptPath".into(), path.clone());
+        }
+        if let Some(output) = &self.script_output {
+            details.insert("ScriptOutput".into(), output.clone());
+        }
         details
     }
 }
@@ -704,10 +1171,10 @@ fn arm_segment<'a>(resource_id: &'a str, key: &str) -> Option<&'a str> {
     None
 }
 
-/// A timestamp as Azure writes one: UTC, seven fractional digits (.NET ticks), `Z`.
 /// The extended detail that carries a backup instance's friendly name (`server\\db`).
 pub const FRIENDLY_NAME_DETAIL: &str = "BackupInstanceFriendlyName";
 
+/// A timestamp as Azure writes one: UTC, seven fractional digits (.NET ticks), `Z`.
 pub fn azure_time(t: DateTime<Utc>) -> String {
     // A leap second shows up as nanoseconds past 1e9; clamp rather than print eight digits.
     let ticks = (t.timestamp_subsec_nanos() / 100).min(9_999_999);
@@ -798,6 +1265,7 @@ pub fn parse_timespan(s: &str) -> Result<TimeDelta, JobParseError> {
 /// Which jobs to list. Every field narrows; the default matches every job. Vault and instance
 /// names compare case-insensitively, as Azure resource names do. The start-time window is
 /// half-open (`started_after <= start < started_before`) so adjacent windows never overlap.
+/// A job on no vault matches only a filter without a vault.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobFilter {
     pub vault: Option<String>,
@@ -854,7 +1322,7 @@ impl JobFilter {
             Some(w) => have.is_some_and(|h| h.eq_ignore_ascii_case(w)),
         };
         let start = job.state.start();
-        same(&self.vault, Some(&job.vault_name))
+        same(&self.vault, job.vault())
             && same(&self.instance, job.backup_instance_name.as_deref())
             && self.status.is_none_or(|s| s == job.status())
             && self.operation.is_none_or(|op| op == job.operation)
@@ -871,6 +1339,83 @@ impl JobFilter {
         }
         out
     }
+}
+
+/// How many jobs are in each status: a row of the jobs dashboard.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    counts: [u64; 4],
+}
+
+impl StatusCounts {
+    fn slot(status: JobStatus) -> usize {
+        JobStatus::ALL
+            .iter()
+            .position(|s| *s == status)
+            .expect("ALL lists every status")
+    }
+
+    pub fn get(&self, status: JobStatus) -> u64 {
+        self.counts[Self::slot(status)]
+    }
+
+    pub fn add(&mut self, status: JobStatus, n: u64) {
+        self.counts[Self::slot(status)] += n;
+    }
+
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+}
+
+/// One row of the jobs dashboard: the jobs of one backup instance (or of no instance) in one
+/// vault (or in none), counted per status, and how many of them ran late.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSummaryRow {
+    pub vault_name: Option<String>,
+    pub backup_instance_name: Option<String>,
+    pub counts: StatusCounts,
+    pub late: u64,
+}
+
+/// The jobs dashboard over `jobs`: a row per vault and instance, ordered by vault then
+/// instance (case-insensitively, a missing name first), as the SQLite history computes it.
+/// Names group case-insensitively and show as first met.
+pub fn summarize<'a>(jobs: impl IntoIterator<Item = &'a Job>) -> Vec<JobSummaryRow> {
+    let fold = |name: Option<&str>| name.map(str::to_ascii_lowercase);
+    let mut rows: BTreeMap<(Option<String>, Option<String>), JobSummaryRow> = BTreeMap::new();
+    for job in jobs {
+        let instance = job.backup_instance_name.as_deref();
+        let row = rows
+            .entry((fold(job.vault()), fold(instance)))
+            .or_insert_with(|| JobSummaryRow {
+                vault_name: job.vault().map(str::to_owned),
+                backup_instance_name: instance.map(str::to_owned),
+                counts: StatusCounts::default(),
+                late: 0,
+            });
+        row.counts.add(job.status(), 1);
+        row.late += u64::from(job.scheduled.is_some_and(|s| s.late));
+    }
+    rows.into_values().collect()
+}
+
+/// The instant `keep` before `now`, subtracting calendar-wise as [`IsoDuration::add_to`]
+/// adds (months first, clamping to the end of a shorter month, then days, then the time
+/// part): jobs that ended before it are older than `keep`. Saturates at the earliest instant
+/// chrono represents.
+pub fn retention_cutoff(now: DateTime<Utc>, keep: &IsoDuration) -> DateTime<Utc> {
+    let months = u64::from(keep.year_part()) * 12 + u64::from(keep.month_part());
+    let days = u64::from(keep.week_part()) * 7 + u64::from(keep.day_part());
+    let seconds = i64::from(keep.hour_part()) * 3600
+        + i64::from(keep.minute_part()) * 60
+        + i64::from(keep.second_part());
+    u32::try_from(months)
+        .ok()
+        .and_then(|m| now.checked_sub_months(chrono::Months::new(m)))
+        .and_then(|t| t.checked_sub_days(chrono::Days::new(days)))
+        .and_then(|t| t.checked_sub_signed(TimeDelta::try_seconds(seconds)?))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
 #[cfg(test)]
@@ -910,7 +1455,20 @@ mod tests {
             ("SCHEDULEDBACKUP", Operation::ScheduledBackup, "Backup"),
             ("Restore", Operation::Restore, "Restore"),
             (" scriptRun ", Operation::ScriptRun, "Script"),
+            ("retentionsweep", Operation::RetentionSweep, "Retention"),
+            (
+                "DeleteRecoveryPoint",
+                Operation::DeleteRecoveryPoint,
+                "Retention",
+            ),
+            ("MOVETOARCHIVE", Operation::MoveToArchive, "Retention"),
+            ("RestoreDrill", Operation::RestoreDrill, "Restore"),
         ];
+        assert_eq!(
+            cases.len(),
+            Operation::ALL.len(),
+            "every operation has a row"
+        );
         for (input, op, category) in cases {
             assert_eq!(input.parse::<Operation>(), Ok(op), "{input}");
             assert_eq!(op.category().as_str(), category, "{op}");
@@ -919,10 +1477,12 @@ mod tests {
             let back: Operation = serde_json::from_value(json!(input)).unwrap();
             assert_eq!(back, op);
         }
-        assert!(matches!(
-            "Backup".parse::<Operation>(),
-            Err(JobParseError::Operation { .. })
-        ));
+        let err = "Backup".parse::<Operation>().unwrap_err();
+        assert!(matches!(err, JobParseError::Operation { .. }));
+        // The error lists every name, so a new operation cannot be left out of it.
+        for op in Operation::ALL {
+            assert!(err.to_string().contains(op.as_str()), "{err}");
+        }
     }
 
     #[test]
@@ -1392,5 +1952,332 @@ mod tests {
             let want: Vec<JobId> = want.iter().map(|&i| jobs[i].id).collect();
             assert_eq!(got, want, "{filter:?}");
         }
+    }
+
+    // ---- schedule, script, sub-tasks ----
+
+    fn running_backup() -> Job {
+        let mut new = NewJob::new(Operation::ScheduledBackup, "vault", t(2, 0, 0), owner());
+        new.scheduled = Some(ScheduledRun {
+            due_time: t(1, 0, 0),
+            late: true,
+        });
+        Job::start(&new)
+    }
+
+    #[test]
+    fn sub_tasks_in_memory() {
+        let mut job = running_backup();
+        let s = |secs: i64| t(2, 0, 0) + TimeDelta::seconds(secs);
+        let validate = job.start_task(TASK_VALIDATE, s(0)).unwrap();
+        let dump = job.start_task(TASK_DUMP, s(1)).unwrap();
+        job.finish_task(validate, TaskOutcome::Completed, None, s(1))
+            .unwrap();
+        // (what is asked, the refusal expected); each leaves the job as it was.
+        type Call<'a> = Box<dyn Fn(&mut Job) -> Result<(), JobUpdateError> + 'a>;
+        let cases: [(Call, JobUpdateError); 6] = [
+            (
+                Box::new(move |j| {
+                    j.finish_task(validate, TaskOutcome::Failed, None, s(2))
+                        .map(|_| ())
+                }),
+                JobUpdateError::TaskFinished {
+                    task: validate,
+                    status: JobStatus::Completed,
+                },
+            ),
+            (
+                Box::new(move |j| {
+                    j.finish_task(dump, TaskOutcome::Completed, None, s(0))
+                        .map(|_| ())
+                }),
+                JobUpdateError::TaskEndBeforeStart {
+                    task: dump,
+                    start: s(1),
+                    end: s(0),
+                },
+            ),
+            (
+                Box::new(|j| {
+                    j.finish_task(TaskId::new(7).unwrap(), TaskOutcome::Completed, None, s(2))
+                        .map(|_| ())
+                }),
+                JobUpdateError::NoSuchTask {
+                    task: TaskId::new(7).unwrap(),
+                },
+            ),
+            (
+                Box::new(move |j| j.start_task(TASK_COMMIT, s(-1)).map(|_| ())),
+                JobUpdateError::TaskBeforeJob {
+                    job_start: s(0),
+                    start: s(-1),
+                },
+            ),
+            (
+                Box::new(move |j| j.start_task("", s(2)).map(|_| ())),
+                JobUpdateError::EmptyTaskName,
+            ),
+            (
+                Box::new(move |j| {
+                    let mut done = j.clone();
+                    done.finish(&JobOutcome::Cancelled, s(3), 0, 0).unwrap();
+                    done.set_script_output("x")
+                }),
+                JobUpdateError::JobFinished {
+                    status: JobStatus::Cancelled,
+                },
+            ),
+        ];
+        for (call, want) in cases {
+            let before = job.clone();
+            assert_eq!(call(&mut job), Err(want.clone()));
+            assert_eq!(job, before, "{want:?}");
+        }
+        assert_eq!(TaskId::new(0), None, "tasks count from 1");
+        assert_eq!(
+            job.tasks.iter().map(|t| t.id.get()).collect::<Vec<_>>(),
+            [1, 2]
+        );
+    }
+
+    #[test]
+    fn cap_text_keeps_head_and_tail_within_the_limit() {
+        let long_ascii = format!("BEGIN{}END", "-".repeat(10_000));
+        // Multi-byte characters everywhere, so every cut has to find a boundary.
+        let long_wide = "é€𝄞".repeat(2_000);
+        // (text, limit, expected unchanged)
+        let cases: [(&str, usize, bool); 6] = [
+            ("", 10, true),
+            ("short", 5, true),
+            ("short", 4, false),
+            (&long_ascii, 1_000, false),
+            (&long_ascii, long_ascii.len(), true),
+            (&long_wide, 777, false),
+        ];
+        for (text, limit, unchanged) in cases {
+            let capped = cap_text(text, limit);
+            if unchanged {
+                assert_eq!(capped, text);
+                continue;
+            }
+            let note = "bytes of output left out";
+            assert!(capped.contains(note), "{limit}: {capped}");
+            if limit >= 200 {
+                assert!(capped.len() <= limit, "{} > {limit}", capped.len());
+                let (head, tail) = capped.split_once("\n[...").unwrap();
+                let tail = tail.split_once("...]\n").unwrap().1;
+                assert!(text.starts_with(head) && text.ends_with(tail));
+                assert!(
+                    !head.is_empty() && tail.len() > head.len(),
+                    "more tail than head"
+                );
+                let dropped = text.len() - head.len() - tail.len();
+                assert!(capped.contains(&format!(" {dropped} bytes")), "{capped}");
+            }
+        }
+    }
+
+    #[test]
+    fn azure_json_of_sub_tasks_follows_azures_shape() {
+        let mut job = running_backup();
+        let start = job.state.start();
+        let validate = job.start_task(TASK_VALIDATE, start).unwrap();
+        job.finish_task(
+            validate,
+            TaskOutcome::Completed,
+            Some("connected"),
+            start + TimeDelta::seconds(2),
+        )
+        .unwrap();
+        job.start_task(TASK_DUMP, start + TimeDelta::seconds(2))
+            .unwrap();
+        let v = job.azure_json();
+        let tasks = v["properties"]["extendedInfo"]["subTasks"]
+            .as_array()
+            .unwrap();
+        assert_eq!(
+            tasks[0],
+            json!({
+                "additionalDetails": {
+                    "StartTime": "2021-03-17T02:00:00.0000000Z",
+                    "EndTime": "2021-03-17T02:00:02.0000000Z",
+                    "Duration": "00:00:02",
+                    "Detail": "connected",
+                },
+                "taskId": 1,
+                "taskName": "Validate",
+                "taskStatus": "Completed",
+            })
+        );
+        assert_eq!(tasks[1]["taskStatus"], "InProgress");
+        assert_eq!(tasks[1]["taskId"], 2);
+        assert!(tasks[1]["additionalDetails"].get("EndTime").is_none());
+
+        // Every key of Azure's own sub-task is there, of the same JSON type, and ours are in
+        // Azure's schema (SubTask: additionalDetails, taskId, taskName, taskProgress, taskStatus).
+        let get_job: Value = serde_json::from_str(include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/conformance/azure/GetJob.json"
+        )))
+        .unwrap();
+        let azure =
+            &get_job["responses"]["200"]["body"]["properties"]["extendedInfo"]["subTasks"][0];
+        let kind = |v: &Value| std::mem::discriminant(v);
+        for (key, value) in azure.as_object().unwrap() {
+            assert_eq!(kind(&tasks[0][key]), kind(value), "{key}");
+        }
+        let schema = [
+            "additionalDetails",
+            "taskId",
+            "taskName",
+            "taskProgress",
+            "taskStatus",
+        ];
+        for key in tasks[0].as_object().unwrap().keys() {
+            assert!(
+                schema.contains(&key.as_str()),
+                "{key} is not in Azure's SubTask"
+            );
+        }
+
+        // A job without tasks has no `subTasks`, as before they existed.
+        let plain = Job::start(&NewJob::new(Operation::Restore, "v", t(1, 0, 0), owner()));
+        assert!(
+            plain.azure_json()["properties"]["extendedInfo"]
+                .get("subTasks")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn azure_json_of_schedule_and_script_fields() {
+        let job = running_backup();
+        let details = &job.azure_json()["properties"]["extendedInfo"]["additionalDetails"];
+        assert_eq!(details["ScheduledTime"], "2021-03-17T01:00:00.0000000Z");
+        assert_eq!(details["Late"], "true");
+
+        let mut script = Job::start(&NewJob::script_run(
+            "/srv/s/report.rhai",
+            t(4, 0, 0),
+            owner(),
+        ));
+        script.set_script_output("3 failed jobs\n").unwrap();
+        let v = script.azure_json();
+        let id = script.id.to_string();
+        assert_eq!(v["id"], json!(format!("{NO_VAULT_PREFIX}/backupJobs/{id}")));
+        let p = &v["properties"];
+        assert_eq!(p["vaultName"], Value::Null);
+        assert_eq!(p["operation"], "ScriptRun");
+        assert_eq!(p["operationCategory"], "Script");
+        let details = &p["extendedInfo"]["additionalDetails"];
+        assert_eq!(details["ScriptPath"], "/srv/s/report.rhai");
+        assert_eq!(details["ScriptOutput"], "3 failed jobs\n");
+        assert!(details.get("Late").is_none());
+
+        // With a vault, azure_json is to_azure_json under the vault's local resource id.
+        let backup = completed_backup();
+        assert_eq!(
+            backup.azure_json(),
+            backup.to_azure_json(&resource::vault_id("BugBashVaultForCCYv11"))
+        );
+    }
+
+    #[test]
+    fn summarize_groups_per_vault_and_instance_ignoring_case() {
+        let mk = |vault: Option<&str>, instance: Option<&str>, late: bool, failed: bool| {
+            let mut n = match vault {
+                Some(v) => NewJob::new(Operation::ScheduledBackup, v, t(1, 0, 0), owner()),
+                None => NewJob::script_run("s.rhai", t(1, 0, 0), owner()),
+            };
+            n.backup_instance_name = instance.map(str::to_owned);
+            n.scheduled = Some(ScheduledRun {
+                due_time: t(1, 0, 0),
+                late,
+            });
+            let mut job = Job::start(&n);
+            if failed {
+                job.finish(
+                    &JobOutcome::Failed(JobError::new("E", "m")),
+                    t(2, 0, 0),
+                    0,
+                    0,
+                )
+                .unwrap();
+            }
+            job
+        };
+        let jobs = [
+            mk(Some("vault-b"), Some("db"), false, false),
+            mk(Some("Vault-A"), Some("DB"), true, true),
+            mk(Some("vault-a"), Some("db"), false, false),
+            mk(None, None, false, true),
+            mk(Some("vault-a"), None, false, false),
+        ];
+        let rows: Vec<_> = summarize(&jobs)
+            .into_iter()
+            .map(|r| {
+                (
+                    r.vault_name,
+                    r.backup_instance_name,
+                    r.counts.get(JobStatus::InProgress),
+                    r.counts.get(JobStatus::Failed),
+                    r.counts.total(),
+                    r.late,
+                )
+            })
+            .collect();
+        let s = |v: &str| Some(v.to_owned());
+        assert_eq!(
+            rows,
+            [
+                (None, None, 0, 1, 1, 0),
+                (s("vault-a"), None, 1, 0, 1, 0),
+                (s("Vault-A"), s("DB"), 1, 1, 2, 1),
+                (s("vault-b"), s("db"), 1, 0, 1, 0),
+            ]
+        );
+    }
+
+    #[test]
+    fn retention_cutoff_subtracts_calendar_wise() {
+        let at = |s: &str| -> DateTime<Utc> { s.parse().unwrap() };
+        // (now, keep, cutoff)
+        let cases = [
+            ("2026-03-31T12:00:00Z", "P90D", "2025-12-31T12:00:00Z"),
+            ("2026-03-31T12:00:00Z", "P1M", "2026-02-28T12:00:00Z"), // clamped to February's end
+            ("2024-03-31T00:00:00Z", "P1M", "2024-02-29T00:00:00Z"),
+            ("2024-02-29T00:00:00Z", "P1Y", "2023-02-28T00:00:00Z"),
+            ("2026-01-10T00:00:00Z", "P1W", "2026-01-03T00:00:00Z"),
+            ("2026-01-01T00:30:00Z", "PT1H", "2025-12-31T23:30:00Z"),
+            (
+                "2026-05-05T05:05:06Z",
+                "P1Y2M3DT4H5M6S",
+                "2025-03-02T01:00:00Z",
+            ),
+            ("2026-01-01T00:00:00Z", "P0D", "2026-01-01T00:00:00Z"),
+        ];
+        for (now, keep, want) in cases {
+            let keep: IsoDuration = keep.parse().unwrap();
+            assert_eq!(retention_cutoff(at(now), &keep), at(want), "{now} - {keep}");
+        }
+        assert_eq!(
+            retention_cutoff(at("2026-01-01T00:00:00Z"), &IsoDuration::years(1_000_000)),
+            DateTime::<Utc>::MIN_UTC,
+            "saturates"
+        );
+    }
+
+    #[test]
+    fn a_job_on_no_vault_matches_only_filters_without_one() {
+        let job = Job::start(&NewJob::script_run("s.rhai", t(1, 0, 0), owner()));
+        assert_eq!(job.vault(), None);
+        assert!(JobFilter::default().matches(&job));
+        assert!(
+            JobFilter::default()
+                .operation(Operation::ScriptRun)
+                .matches(&job)
+        );
+        assert!(!JobFilter::default().vault("").matches(&job));
+        assert!(!JobFilter::default().vault("vault").matches(&job));
     }
 }
