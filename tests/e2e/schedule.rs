@@ -3,6 +3,8 @@
 //! tag on each month's first scheduled backup, a missed run caught up once and marked late,
 //! and suspended protection honoured.
 
+use std::path::Path;
+
 use serde_json::{Value, json};
 
 use crate::support::{World, sample_database};
@@ -55,25 +57,8 @@ fn tick_runs_what_is_due_once_in_the_policy_time_zone() {
     let w = World::new();
     let db = sample_database("ticked", 100);
     let vault = "Ticked";
-    w.json(&[
-        "backup-vault",
-        "create",
-        "--vault-name",
-        vault,
-        "--storage-url",
-        &format!("file://{}", w.path("vault").display()),
-    ]);
     let policy = berlin_policy(&w);
-    w.json(&[
-        "backup-policy",
-        "create",
-        "--vault-name",
-        vault,
-        "--backup-policy-name",
-        "OssPolicy",
-        "--policy",
-        &policy,
-    ]);
+    w.vault_with_policy_file(vault, Path::new(&policy));
     let instance = w.protect(vault, &db, &w.admin_secret(&db));
     let tick =
         |at: &str| -> Vec<Value> { w.json(&["tick", "--at", at]).as_array().unwrap().clone() };

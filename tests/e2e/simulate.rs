@@ -1,6 +1,8 @@
 //! `pgvault backup-policy simulate` through the real binary (JSON, table, plot), and the tags
 //! on-demand backups get from the rule they name, against the test PostgreSQL.
 
+use std::path::Path;
+
 use serde_json::{Value, json};
 
 use crate::support::{World, sample_database};
@@ -226,25 +228,8 @@ fn on_demand_backups_take_the_tag_their_rule_names() {
     let w = World::new();
     let db = sample_database("ruletags", 200);
     let vault = "RuleTags";
-    w.json(&[
-        "backup-vault",
-        "create",
-        "--vault-name",
-        vault,
-        "--storage-url",
-        &format!("file://{}", w.path("vault").display()),
-    ]);
     let policy = walkthrough_policy(&w);
-    w.json(&[
-        "backup-policy",
-        "create",
-        "--vault-name",
-        vault,
-        "--backup-policy-name",
-        "OssPolicy",
-        "--policy",
-        &policy,
-    ]);
+    w.vault_with_policy_file(vault, Path::new(&policy));
     let instance = w.protect(vault, &db, &w.admin_secret(&db));
     let backup = |rule: &str, tag_override: Option<&str>| {
         let mut args = vec![

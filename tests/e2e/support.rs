@@ -104,6 +104,18 @@ impl World {
 
     /// vault create + default policy `OssPolicy`; returns the vault folder.
     pub fn vault_with_policy(&self, vault: &str) -> PathBuf {
+        let template = self.json(&[
+            "backup-policy",
+            "get-default-policy-template",
+            "--datasource-type",
+            "AzureDatabaseForPostgreSQLFlexibleServer",
+        ]);
+        let policy = self.write(&format!("policy-{vault}.json"), &template.to_string());
+        self.vault_with_policy_file(vault, &policy)
+    }
+
+    /// vault create + the policy in `policy` as `OssPolicy`; returns the vault folder.
+    pub fn vault_with_policy_file(&self, vault: &str, policy: &Path) -> PathBuf {
         let dir = self.path(&format!("vault-{vault}"));
         self.json(&[
             "backup-vault",
@@ -113,13 +125,6 @@ impl World {
             "--storage-url",
             &format!("file://{}", dir.display()),
         ]);
-        let template = self.json(&[
-            "backup-policy",
-            "get-default-policy-template",
-            "--datasource-type",
-            "AzureDatabaseForPostgreSQLFlexibleServer",
-        ]);
-        let policy = self.write(&format!("policy-{vault}.json"), &template.to_string());
         self.json(&[
             "backup-policy",
             "create",
