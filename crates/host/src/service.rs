@@ -252,19 +252,19 @@ impl Pgvault {
         };
         let mut new = NewJob::new(operation, vault.name(), now, current_owner());
         new.backup_instance_name = Some(instance.to_string());
-        new.datasource_name = Some(ctx.datasource_name);
-        new.datasource_id = Some(ctx.datasource_id);
-        new.policy_name = Some(ctx.policy_name);
+        new.datasource_name = Some(ctx.datasource_name.clone());
+        new.datasource_id = Some(ctx.datasource_id.clone());
+        new.policy_name = Some(ctx.policy_name.clone());
         new.extended_details
-            .insert(FRIENDLY_NAME_DETAIL.into(), ctx.friendly_name);
+            .insert(FRIENDLY_NAME_DETAIL.into(), ctx.friendly_name.clone());
         new.extended_details.extend(details);
-        new.policy_rule_name = Some(ctx.policy_rule_name);
-        new.retention_tag = Some(ctx.retention_tag);
+        new.policy_rule_name = Some(ctx.policy_rule_name.clone());
+        new.retention_tag = Some(ctx.retention_tag.clone());
         let job = self.history.start(&new).map_err(history_err)?;
         req.job_id = job.id.to_string();
         let progress = Arc::new(Progress::default());
         let result = self
-            .with_progress(job.id, backup(&vault, &req, progress.clone()), || {
+            .with_progress(job.id, backup(&vault, &req, &ctx, progress.clone()), || {
                 (
                     progress.bytes_read.load(Ordering::Relaxed),
                     progress.bytes_stored.load(Ordering::Relaxed),

@@ -121,9 +121,13 @@ fn policy_zone(policy: &BackupPolicy, policy_name: &str) -> Result<chrono_tz::Tz
 }
 
 /// Takes one backup and returns its manifest (the recovery point).
+///
+/// `ctx` is what [`backup_context`] resolved for this request before the job started; the
+/// recovery point gets the tag recorded there, so the job and the recovery point always agree.
 pub async fn backup(
     vault: &Vault,
     req: &BackupRequest,
+    ctx: &BackupContext,
     progress: Arc<Progress>,
 ) -> Result<Manifest> {
     let started = std::time::Instant::now();
@@ -145,7 +149,7 @@ pub async fn backup(
     }
     let policy_name = resource::last_segment(&props.policy_info.policy_id).to_string();
     let policy = vault.policy(&policy_name).await?;
-    let tag = backup_tag(vault, &policy, &policy_name, req).await?;
+    let tag = ctx.retention_tag.clone();
     let plan =
         retention::retention_plan(&policy, policy_zone(&policy, &policy_name)?, req.now, &tag);
     let expiry_time = plan.spans.first().and_then(|vault_tier| vault_tier.until);
