@@ -23,5 +23,6 @@
 pub mod engine;
 pub mod model;
 pub mod postgres;
+pub mod process;
 pub mod secrets;
 pub mod store;

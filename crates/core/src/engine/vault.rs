@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::{Error, Result};
 use crate::model::instance::BackupInstanceRequest;
-use crate::model::policy::BackupPolicy;
+use crate::model::policy::{BackupPolicy, DataStoreType};
 use crate::model::resource::{self, envelope};
 use crate::store::manifest::{ChunkerParams, Manifest};
 use crate::store::writer::WriterConfig;
@@ -30,6 +30,21 @@ pub struct VaultConfig {
     pub compression: CompressionConfig,
     pub pack_target_size: u64,
     pub storage_settings: Vec<StorageSetting>,
+    /// Where the archive tier lives (`--archive-storage-url`): a second store in the same
+    /// format, holding the recovery points the policy moves or copies there. Absent until
+    /// configured; a policy with an archive tier then keeps its points in the vault tier.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_storage_url: Option<String>,
+}
+
+/// `archive.json`, at the root of an archive-tier store: which vault it belongs to, so a
+/// store configured by mistake for two vaults is refused rather than mixed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchiveMarker {
+    pub format_version: u32,
+    pub vault_id: String,
+    pub vault_name: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -90,6 +105,7 @@ impl VaultConfig {
                 datastore_type: "VaultStore".into(),
                 kind: "LocallyRedundant".into(),
             }],
+            archive_storage_url: None,
         }
     }
 
@@ -130,6 +146,8 @@ pub fn check_name(what: &str, name: &str) -> Result<()> {
 pub struct Vault {
     pub store: VaultStore,
     pub config: VaultConfig,
+    /// The archive tier's store, when one is configured.
+    pub archive: Option<VaultStore>,
 }
 
 impl Vault {
@@ -161,7 +179,11 @@ impl Vault {
         }
         let config = VaultConfig::new(name, now, chunk_avg);
         store.put_json(&paths::vault_config(), &config).await?;
-        Ok(Vault { store, config })
+        Ok(Vault {
+            store,
+            config,
+            archive: None,
+        })
     }
 
     pub async fn open(store: VaultStore) -> Result<Self> {
@@ -184,7 +206,97 @@ impl Vault {
                 ),
             ));
         }
-        Ok(Vault { store, config })
+        let archive = match &config.archive_storage_url {
+            Some(url) => Some(VaultStore::open(url)?),
+            None => None,
+        };
+        Ok(Vault {
+            store,
+            config,
+            archive,
+        })
+    }
+
+    /// Configures the archive tier at `url` (`--archive-storage-url`): marks the store as this
+    /// vault's archive and records it in `vault.json`. Refuses a store that already holds a
+    /// vault or another vault's archive, and changing an archive that holds recovery points.
+    pub async fn set_archive_storage(&mut self, url: &str) -> Result<()> {
+        if self.config.archive_storage_url.as_deref() == Some(url) {
+            return Ok(());
+        }
+        if let Some(current) = &self.archive
+            && !current
+                .list(&paths::recovery_points_root())
+                .await?
+                .is_empty()
+        {
+            return Err(Error::new(
+                "UserErrorArchiveTierInUse",
+                format!(
+                    "vault `{}` already keeps recovery points in its archive tier at `{}`; \
+                     moving an archive tier is not supported",
+                    self.name(),
+                    current.url()
+                ),
+            ));
+        }
+        let archive = VaultStore::open(url)?;
+        if archive.exists(&paths::vault_config()).await? {
+            return Err(Error::new(
+                "UserErrorInvalidArchiveStorage",
+                format!("`{url}` holds a vault; give the archive tier a location of its own"),
+            ));
+        }
+        let marker_path = paths::archive_marker();
+        if archive.exists(&marker_path).await? {
+            let marker: ArchiveMarker = archive.get_json(&marker_path).await?;
+            if marker.vault_id != self.config.vault_id {
+                return Err(Error::new(
+                    "UserErrorInvalidArchiveStorage",
+                    format!(
+                        "`{url}` is the archive tier of vault `{}`; give this vault's archive \
+                         tier a location of its own",
+                        marker.vault_name
+                    ),
+                ));
+            }
+        } else {
+            archive
+                .put_json(
+                    &marker_path,
+                    &ArchiveMarker {
+                        format_version: VAULT_FORMAT,
+                        vault_id: self.config.vault_id.clone(),
+                        vault_name: self.name().to_owned(),
+                    },
+                )
+                .await?;
+        }
+        self.config.archive_storage_url = Some(url.to_owned());
+        if !self
+            .config
+            .storage_settings
+            .iter()
+            .any(|s| s.datastore_type == "ArchiveStore")
+        {
+            self.config.storage_settings.push(StorageSetting {
+                datastore_type: "ArchiveStore".into(),
+                kind: "LocallyRedundant".into(),
+            });
+        }
+        self.store
+            .put_json(&paths::vault_config(), &self.config)
+            .await?;
+        self.archive = Some(archive);
+        Ok(())
+    }
+
+    /// The store of a tier: the vault itself or its archive.
+    pub fn tier_store(&self, tier: DataStoreType) -> Option<&VaultStore> {
+        match tier {
+            DataStoreType::ArchiveStore => self.archive.as_ref(),
+            _ => Some(&self.store),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -213,6 +325,7 @@ impl Vault {
                 "provisioningState": "Succeeded",
                 "storageSettings": self.config.storage_settings,
                 "storageUrl": self.store.url(),
+                "archiveStorageUrl": self.config.archive_storage_url,
                 "vaultId": self.config.vault_id,
                 "formatVersion": self.config.format_version,
                 "createdTime": self.config.created_time,

@@ -7,7 +7,8 @@
 //! recovery-points/<instance>/<id>.json     manifests: a recovery point exists iff this exists
 //! packs/<2 hex>/<64 hex>                   pack objects (see `pack`)
 //! index/<uuid>                             which pack holds which chunk
-//! locks/                                   exclusive locks for destructive operations
+//! locks/<uuid>.json                        shared and exclusive locks (see `lock`)
+//! archive.json                             (archive tier only) the vault it belongs to
 //! ```
 //!
 //! **API Boundary:** this layout and the encodings in `chunk`, `pack` and `manifest` are
@@ -20,6 +21,8 @@
 //! temporary file and renames it; Blob Storage PUTs are atomic).
 
 pub mod chunk;
+pub mod gc;
+pub mod lock;
 pub mod manifest;
 pub mod pack;
 pub mod reader;
@@ -250,6 +253,16 @@ impl VaultStore {
         Ok(out)
     }
 
+    /// Every object under `prefix` with its size.
+    pub async fn list_with_sizes(&self, prefix: &Path) -> Result<Vec<(Path, u64)>, StoreError> {
+        Ok(self
+            .list_meta(prefix)
+            .await?
+            .into_iter()
+            .map(|m| (m.location, m.size))
+            .collect())
+    }
+
     /// The object under `prefix` written last, if any.
     pub async fn newest(&self, prefix: &Path) -> Result<Option<Path>, StoreError> {
         let metas = self.list_meta(prefix).await?;
@@ -308,6 +321,12 @@ pub mod paths {
     }
     pub fn instance(name: &str) -> Path {
         Path::from(format!("instances/{name}.json"))
+    }
+    pub fn recovery_points_root() -> Path {
+        Path::from("recovery-points")
+    }
+    pub fn archive_marker() -> Path {
+        Path::from("archive.json")
     }
     pub fn recovery_points(instance: &str) -> Path {
         Path::from(format!("recovery-points/{instance}"))
