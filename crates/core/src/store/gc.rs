@@ -580,11 +580,7 @@ mod tests {
             })
             .await
             .unwrap();
-            assert!(
-                !report.finished,
-                "stopped after step {stop} ({:?})",
-                steps[stop]
-            );
+            assert!(!report.finished, "stopped after step {stop} ({step:?})");
             assert_intact(&store, &kept).await;
 
             let finish = collect_garbage(&store, &KEY, PACK, |_| true).await.unwrap();
@@ -594,10 +590,7 @@ mod tests {
             // dead or sparse, the same chunks (pack bytes vary by a few trailer bytes, as
             // blobs land in packs in whichever order the compressor threads finish).
             let settled = collect_garbage(&store, &KEY, PACK, |_| true).await.unwrap();
-            let context = format!(
-                "stopped at {:?} (step {stop}), then {finish:?}",
-                steps[stop]
-            );
+            let context = format!("stopped at {step:?} (step {stop}), then {finish:?}");
             assert_eq!(
                 (
                     settled.dead_packs,
