@@ -509,6 +509,26 @@ impl JobHistory {
         })
     }
 
+    /// Adds details (`extendedInfo.additionalDetails`) to running job `id`, replacing those
+    /// of the same name: what a sweep did, known only as it ends.
+    pub fn set_details(&self, id: JobId, details: &[(String, String)]) -> Result<()> {
+        self.update(id, |tx, job| {
+            if job.status() != JobStatus::InProgress {
+                return Err(UpdateFailure::Refused(JobUpdateError::JobFinished {
+                    status: job.status(),
+                }));
+            }
+            job.extended_details.extend(details.iter().cloned());
+            let text = serde_json::to_string(&job.extended_details)
+                .expect("a map of strings always serializes");
+            tx.execute(
+                "UPDATE jobs SET extended_details = ?2 WHERE id = ?1",
+                params![id.to_string(), text],
+            )?;
+            Ok(())
+        })
+    }
+
     /// Applies a model change to running job `id` and writes it, under the write lock.
     fn update<T>(
         &self,

@@ -6,6 +6,7 @@
 //! core crate, so the engine can be used without a script engine.
 
 pub mod history;
+pub mod retention;
 pub mod scheduler;
 pub mod script;
 pub mod service;

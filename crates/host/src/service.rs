@@ -27,6 +27,7 @@ use pgvault_core::model::restore::{RestoreRequest, RestoreTarget};
 use pgvault_core::model::retention::schedule_trigger;
 use pgvault_core::model::schedule::Schedule;
 use pgvault_core::store::VaultStore;
+use pgvault_core::store::lock::{LockKind, VaultLock};
 use pgvault_core::store::manifest::Manifest;
 use pgvault_core::store::writer::Progress;
 
@@ -58,7 +59,7 @@ impl std::fmt::Debug for Pgvault {
     }
 }
 
-fn history_err(e: crate::history::HistoryError) -> Error {
+pub(crate) fn history_err(e: crate::history::HistoryError) -> Error {
     Error::new("JobHistoryError", format!("job history: {e}"))
 }
 
@@ -246,6 +247,13 @@ impl Pgvault {
             now,
         };
         let ctx = backup_context(&vault, &req).await?;
+        // Garbage collection must not delete a chunk this backup is about to reference.
+        let lock = VaultLock::acquire(
+            &vault.store,
+            LockKind::Shared,
+            &format!("backup of {instance}"),
+        )
+        .await?;
         let operation = match trigger {
             Trigger::OnDemand => Operation::OnDemandBackup,
             Trigger::Scheduled => Operation::ScheduledBackup,
@@ -285,6 +293,7 @@ impl Pgvault {
             stored,
             end,
         )?;
+        release(lock).await;
         Ok((job, result.ok()))
     }
 
@@ -450,6 +459,12 @@ impl Pgvault {
                 inst.properties.friendly_name.clone(),
             );
         }
+        let lock = VaultLock::acquire(
+            &vault.store,
+            LockKind::Shared,
+            &format!("restore of {instance}"),
+        )
+        .await?;
         let job = self.history.start(&new).map_err(history_err)?;
         let written = Arc::new(AtomicU64::new(0));
         let result = self
@@ -461,6 +476,7 @@ impl Pgvault {
             .await;
         let read = written.load(Ordering::Relaxed);
         let job = self.finish(job.id, &result.as_ref().map(|_| None), read, 0, Utc::now())?;
+        release(lock).await;
         Ok((job, result.ok()))
     }
 
@@ -528,6 +544,13 @@ impl Pgvault {
         self.history
             .finish(id, &outcome, end, read, stored)
             .map_err(history_err)
+    }
+}
+
+/// Releases a vault lock; one that cannot be removed goes stale when this process ends.
+pub(crate) async fn release(lock: VaultLock) {
+    if let Err(e) = lock.release().await {
+        tracing::warn!(error = %e, "could not release a vault lock; it goes stale when this process ends");
     }
 }
 

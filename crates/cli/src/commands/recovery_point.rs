@@ -59,7 +59,7 @@ pub async fn run(cmd: RecoveryPointCommand, format: Format) -> anyhow::Result<Ex
         } => {
             let vault = svc.vault(&vault_name).await.map_err(coded)?;
             let m = vault
-                .recovery_point(&backup_instance_name, &recovery_point_id)
+                .stored_point(&backup_instance_name, &recovery_point_id)
                 .await
                 .map_err(coded)?;
             print(&vault.recovery_point_json(&m), format);

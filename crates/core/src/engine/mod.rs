@@ -11,6 +11,7 @@ pub mod backup;
 pub mod home;
 pub mod protect;
 pub mod restore;
+pub mod sweep;
 pub mod vault;
 
 pub use vault::{Vault, VaultConfig};
@@ -86,3 +87,23 @@ impl From<crate::store::reader::ReadError> for Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<crate::store::lock::LockError> for Error {
+    fn from(e: crate::store::lock::LockError) -> Self {
+        let code = match e {
+            crate::store::lock::LockError::Locked { .. } => "UserErrorVaultLocked",
+            crate::store::lock::LockError::Store(_) => "VaultStorageError",
+        };
+        Error::new(code, e.to_string())
+    }
+}
+
+impl From<crate::store::gc::GcError> for Error {
+    fn from(e: crate::store::gc::GcError) -> Self {
+        let code = match e {
+            crate::store::gc::GcError::Damaged { .. } => "VaultDamaged",
+            crate::store::gc::GcError::Store(_) => "VaultStorageError",
+        };
+        Error::new(code, e.to_string())
+    }
+}

@@ -141,6 +141,40 @@ pub fn check_name(what: &str, name: &str) -> Result<()> {
     }
 }
 
+/// A recovery point and the tiers holding it. Each tier keeps its own copy of the manifest:
+/// the same stream, with that tier's expiry.
+#[derive(Clone, Debug, Default)]
+pub struct StoredPoint {
+    pub vault: Option<Manifest>,
+    pub archive: Option<Manifest>,
+}
+
+impl StoredPoint {
+    /// The manifest, from the vault tier when it is there.
+    pub fn manifest(&self) -> &Manifest {
+        self.vault
+            .as_ref()
+            .or(self.archive.as_ref())
+            .expect("a stored point is in at least one tier")
+    }
+
+    pub fn tiers(&self) -> impl Iterator<Item = (DataStoreType, &Manifest)> {
+        [
+            (DataStoreType::VaultStore, self.vault.as_ref()),
+            (DataStoreType::ArchiveStore, self.archive.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(tier, m)| m.map(|m| (tier, m)))
+    }
+
+    pub fn in_tier(&self, tier: DataStoreType) -> bool {
+        match tier {
+            DataStoreType::ArchiveStore => self.archive.is_some(),
+            _ => self.vault.is_some(),
+        }
+    }
+}
+
 /// An open vault.
 #[derive(Clone, Debug)]
 pub struct Vault {
@@ -469,19 +503,6 @@ impl Vault {
 
     // ---- recovery points ----
 
-    pub async fn recovery_points(&self, instance: &str) -> Result<Vec<Manifest>> {
-        let mut out = Vec::new();
-        for id in self
-            .store
-            .list_json_names(&paths::recovery_points(instance))
-            .await?
-        {
-            out.push(self.recovery_point(instance, &id).await?);
-        }
-        out.sort_by_key(|m| std::cmp::Reverse(m.recovery_point_time));
-        Ok(out)
-    }
-
     /// The instance's most recently written recovery point, reading only its manifest (a
     /// backup uses it as the source of delta bases; any recent one serves, so the store's
     /// write time is a good enough order).
@@ -497,29 +518,131 @@ impl Vault {
         }
     }
 
+    /// A recovery point in the vault tier, where backups write and restores read. One that
+    /// lives only in the archive tier is named as such.
     pub async fn recovery_point(&self, instance: &str, id: &str) -> Result<Manifest> {
-        let path = paths::recovery_point(instance, id);
-        let bytes = self.store.get(&path).await.map_err(|e| {
-            if e.is_not_found() {
-                Error::new(
-                    "UserErrorRecoveryPointNotFound",
-                    format!("backup instance `{instance}` has no recovery point `{id}` (see `pgvault recovery-point list`)"),
-                )
-            } else {
-                e.into()
+        match self
+            .manifest_in(DataStoreType::VaultStore, instance, id)
+            .await?
+        {
+            Some(m) => Ok(m),
+            None if self
+                .manifest_in(DataStoreType::ArchiveStore, instance, id)
+                .await?
+                .is_some() =>
+            {
+                Err(Error::new(
+                    "UserErrorRecoveryPointInArchiveTier",
+                    format!(
+                        "recovery point `{id}` of `{instance}` lives only in the archive tier; \
+                         rehydrate it to the vault tier before restoring it"
+                    ),
+                ))
             }
-        })?;
-        Manifest::from_bytes(&bytes).map_err(|e| {
+            None => Err(Error::new(
+                "UserErrorRecoveryPointNotFound",
+                format!(
+                    "backup instance `{instance}` has no recovery point `{id}` (see `pgvault recovery-point list`)"
+                ),
+            )),
+        }
+    }
+
+    /// A recovery point's manifest in one tier, `None` when that tier does not hold it.
+    pub async fn manifest_in(
+        &self,
+        tier: DataStoreType,
+        instance: &str,
+        id: &str,
+    ) -> Result<Option<Manifest>> {
+        let Some(store) = self.tier_store(tier) else {
+            return Ok(None);
+        };
+        let bytes = match store.get(&paths::recovery_point(instance, id)).await {
+            Ok(bytes) => bytes,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        Manifest::from_bytes(&bytes).map(Some).map_err(|e| {
             Error::new(
                 "RecoveryPointDamaged",
-                format!("recovery point `{id}`: {e}"),
+                format!("recovery point `{id}` ({tier:?}): {e}"),
             )
         })
     }
 
+    /// Every recovery point of an instance in either tier, newest first.
+    pub async fn recovery_points(&self, instance: &str) -> Result<Vec<StoredPoint>> {
+        let mut points: std::collections::BTreeMap<String, StoredPoint> = Default::default();
+        for tier in [DataStoreType::VaultStore, DataStoreType::ArchiveStore] {
+            let Some(store) = self.tier_store(tier) else {
+                continue;
+            };
+            for id in store
+                .list_json_names(&paths::recovery_points(instance))
+                .await?
+            {
+                let Some(m) = self.manifest_in(tier, instance, &id).await? else {
+                    continue;
+                };
+                let point = points.entry(id).or_default();
+                match tier {
+                    DataStoreType::ArchiveStore => point.archive = Some(m),
+                    _ => point.vault = Some(m),
+                }
+            }
+        }
+        let mut out: Vec<StoredPoint> = points.into_values().collect();
+        out.sort_by_key(|p| std::cmp::Reverse(p.manifest().recovery_point_time));
+        Ok(out)
+    }
+
+    /// A recovery point in whichever tiers hold it.
+    pub async fn stored_point(&self, instance: &str, id: &str) -> Result<StoredPoint> {
+        let point = StoredPoint {
+            vault: self
+                .manifest_in(DataStoreType::VaultStore, instance, id)
+                .await?,
+            archive: self
+                .manifest_in(DataStoreType::ArchiveStore, instance, id)
+                .await?,
+        };
+        if point.vault.is_none() && point.archive.is_none() {
+            return Err(Error::new(
+                "UserErrorRecoveryPointNotFound",
+                format!(
+                    "backup instance `{instance}` has no recovery point `{id}` (see `pgvault recovery-point list`)"
+                ),
+            ));
+        }
+        Ok(point)
+    }
+
+    /// Deletes a recovery point from one tier (its manifest: the data goes at the next garbage
+    /// collection). Deleting what is not there is not an error: the sweep repeats itself.
+    pub async fn delete_from(&self, tier: DataStoreType, instance: &str, id: &str) -> Result<()> {
+        let Some(store) = self.tier_store(tier) else {
+            return Ok(());
+        };
+        match store.delete(&paths::recovery_point(instance, id)).await {
+            Err(e) if !e.is_not_found() => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes a backup instance's definition (its recovery points must be deleted first).
+    pub async fn delete_instance(&self, name: &str) -> Result<()> {
+        match self.store.delete(&paths::instance(name)).await {
+            Err(e) if !e.is_not_found() => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
     /// A recovery point as Azure's `recoveryPoints` resource (the az CLI's shape, with
-    /// PostgreSQL facts in `metaData` as Azure records them).
-    pub fn recovery_point_json(&self, m: &Manifest) -> Value {
+    /// PostgreSQL facts in `metaData` as Azure records them), one datastore detail per tier
+    /// that holds it, each with that tier's expiry.
+    pub fn recovery_point_json(&self, point: &StoredPoint) -> Value {
+        let m = point.manifest();
         let meta = json!({
             "objectType": "PostgresBackupMetadata",
             "version": "1.0",
@@ -546,17 +669,20 @@ impl Vault {
                 "policyName": m.policy_name,
                 "retentionTagName": m.retention_tag_name,
                 "expiryTime": m.expiry_time,
-                "recoveryPointDataStoresDetails": [{
-                    "id": m.recovery_point_id,
-                    "type": "VaultStore",
-                    "creationTime": m.recovery_point_time,
-                    "expiryTime": m.expiry_time,
-                    "metaData": meta.to_string(),
-                    "state": "COMMITTED",
-                    "visible": true,
-                    "rehydrationExpiryTime": null,
-                    "rehydrationStatus": null,
-                }],
+                "recoveryPointDataStoresDetails": point
+                    .tiers()
+                    .map(|(tier, tm)| json!({
+                        "id": m.recovery_point_id,
+                        "type": tier,
+                        "creationTime": m.recovery_point_time,
+                        "expiryTime": tm.expiry_time,
+                        "metaData": meta.to_string(),
+                        "state": "COMMITTED",
+                        "visible": true,
+                        "rehydrationExpiryTime": null,
+                        "rehydrationStatus": null,
+                    }))
+                    .collect::<Vec<_>>(),
             }),
         )
     }

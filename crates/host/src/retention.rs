@@ -1,0 +1,365 @@
+//! Retention as jobs: the sweep (archive moves, expiries, garbage collection) and the
+//! deletions a user asks for.
+//!
+//! A sweep of a vault is one `RetentionSweep` job; each recovery point it moves is a
+//! `MoveToArchive` job and each it deletes a `DeleteRecoveryPoint` job, all recorded at the
+//! sweep's clock (`--at`), so `job list` shows what the policy did and when. Moves and
+//! deletions run under shared vault locks (backups and restores may run meanwhile); garbage
+//! collection then takes the exclusive lock and, when a backup or restore holds the vault, is
+//! deferred to the next sweep rather than waited for.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, Utc};
+
+use pgvault_core::engine::sweep::{self, ActionKind, SweepAction, SweepPlan};
+use pgvault_core::engine::{Error, Result, Vault};
+use pgvault_core::model::job::{Job, JobFilter, JobOutcome, NewJob, Operation};
+use pgvault_core::model::policy::DataStoreType;
+use pgvault_core::store::gc::{GcReport, collect_garbage};
+use pgvault_core::store::lock::{LockError, LockKind, VaultLock};
+use pgvault_core::store::writer::Progress;
+
+use crate::history::current_owner;
+use crate::service::{Pgvault, history_err};
+
+/// A full garbage collection at least this often, even when a sweep deleted nothing: it also
+/// removes what killed backups left behind.
+pub const GC_AT_LEAST_EVERY: TimeDelta = TimeDelta::hours(20);
+
+/// What garbage collection did to one tier.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TierGc {
+    pub data_store_type: DataStoreType,
+    /// The collection's report, or why it did not run (the vault was busy) or failed.
+    pub outcome: std::result::Result<GcReport, String>,
+}
+
+/// One vault's sweep.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SweepOutcome {
+    pub vault: String,
+    pub plan: SweepPlan,
+    /// The sweep's own job (none for a dry run).
+    #[serde(skip)]
+    pub job: Option<Job>,
+    /// One job per action, in the plan's order (none for a dry run).
+    #[serde(skip)]
+    pub action_jobs: Vec<Job>,
+    pub garbage_collection: Vec<TierGc>,
+}
+
+/// When garbage collection runs in a sweep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GcMode {
+    /// Always (`retention sweep`).
+    Always,
+    /// When the sweep deleted something, or the last collection is older than
+    /// [`GC_AT_LEAST_EVERY`] (`tick`, `serve`).
+    WhenDue,
+    Never,
+}
+
+impl Pgvault {
+    /// Sweeps every registered vault at `at`.
+    pub async fn retention_sweep_all(
+        &self,
+        at: DateTime<Utc>,
+        dry_run: bool,
+        gc: GcMode,
+    ) -> Result<Vec<SweepOutcome>> {
+        let mut out = Vec::new();
+        for name in self.vault_names()? {
+            out.push(self.retention_sweep(&name, at, dry_run, gc).await?);
+        }
+        Ok(out)
+    }
+
+    /// Sweeps one vault at `at`: applies the plan (unless `dry_run`), each action a job, then
+    /// collects garbage as `gc` says.
+    pub async fn retention_sweep(
+        &self,
+        vault_name: &str,
+        at: DateTime<Utc>,
+        dry_run: bool,
+        gc: GcMode,
+    ) -> Result<SweepOutcome> {
+        let vault = self.vault(vault_name).await?;
+        let plan = sweep::plan_sweep(&vault, at).await?;
+        for warning in &plan.warnings {
+            tracing::warn!(vault = %vault.name(), "{warning}");
+        }
+        let mut outcome = SweepOutcome {
+            vault: vault.name().to_owned(),
+            plan,
+            job: None,
+            action_jobs: Vec::new(),
+            garbage_collection: Vec::new(),
+        };
+        if dry_run {
+            return Ok(outcome);
+        }
+        let last_gc = self.last_sweep_with_gc(vault.name())?;
+        let mut new = NewJob::new(Operation::RetentionSweep, vault.name(), at, current_owner());
+        new.is_user_triggered = gc == GcMode::Always;
+        let job = self.history().start(&new).map_err(history_err)?;
+
+        let applied = self.apply_actions(&vault, &outcome.plan.actions, at).await;
+        let (jobs, failed) = match applied {
+            Ok(jobs) => jobs,
+            Err(e) => {
+                let job = self.finish_with(job.id, Err(&e), at, Vec::new())?;
+                outcome.job = Some(job);
+                return Err(e);
+            }
+        };
+        outcome.action_jobs = jobs;
+        let deleted = outcome
+            .plan
+            .actions
+            .iter()
+            .any(|a| a.action != ActionKind::CopyToArchive);
+        let run_gc = match gc {
+            GcMode::Always => true,
+            GcMode::Never => false,
+            GcMode::WhenDue => deleted || last_gc.is_none_or(|t| at - t >= GC_AT_LEAST_EVERY),
+        };
+        let mut details = vec![
+            ("Planned".to_owned(), outcome.plan.actions.len().to_string()),
+            ("Failed".to_owned(), failed.to_string()),
+        ];
+        if run_gc {
+            for tier in [DataStoreType::VaultStore, DataStoreType::ArchiveStore] {
+                if vault.tier_store(tier).is_none() {
+                    continue;
+                }
+                let result = gc_tier(&vault, tier).await;
+                let text = match &result {
+                    Ok(r) => format!(
+                        "{} packs deleted, {} repacked, {} bytes freed",
+                        r.dead_packs, r.repacked_packs, r.bytes_freed
+                    ),
+                    Err(e) => e.clone(),
+                };
+                details.push((format!("GarbageCollection{tier}"), text));
+                outcome.garbage_collection.push(TierGc {
+                    data_store_type: tier,
+                    outcome: result,
+                });
+            }
+        }
+        let result = if failed == 0 {
+            Ok(())
+        } else {
+            Err(Error::new(
+                "RetentionActionsFailed",
+                format!(
+                    "{failed} of {} retention actions failed; see their jobs",
+                    outcome.plan.actions.len()
+                ),
+            ))
+        };
+        outcome.job = Some(self.finish_with(job.id, result.as_ref().map(|_| ()), at, details)?);
+        Ok(outcome)
+    }
+
+    /// Runs each action as its own job; returns the jobs and how many failed. Fails only when
+    /// the vault cannot be locked or the history written.
+    async fn apply_actions(
+        &self,
+        vault: &Vault,
+        actions: &[SweepAction],
+        at: DateTime<Utc>,
+    ) -> Result<(Vec<Job>, usize)> {
+        if actions.is_empty() {
+            return Ok((Vec::new(), 0));
+        }
+        let mut locks =
+            vec![VaultLock::acquire(&vault.store, LockKind::Shared, "retention sweep").await?];
+        if let Some(archive) = &vault.archive {
+            locks.push(VaultLock::acquire(archive, LockKind::Shared, "retention sweep").await?);
+        }
+        let mut jobs = Vec::new();
+        let mut failed = 0;
+        for action in actions {
+            let operation = match action.action {
+                ActionKind::CopyToArchive | ActionKind::MoveToArchive => Operation::MoveToArchive,
+                _ => Operation::DeleteRecoveryPoint,
+            };
+            let mut new = NewJob::new(operation, vault.name(), at, current_owner());
+            new.is_user_triggered = false;
+            new.backup_instance_name = Some(action.backup_instance_name.clone());
+            new.recovery_point_id = Some(action.recovery_point_id.clone());
+            new.retention_tag = Some(action.retention_tag_name.clone());
+            new.extended_details
+                .insert("Action".into(), format!("{:?}", action.action));
+            new.extended_details
+                .insert("Reason".into(), action.reason.clone());
+            let job = self.history().start(&new).map_err(history_err)?;
+            let progress = Arc::new(Progress::default());
+            let result = sweep::apply(vault, action, progress.clone()).await;
+            if let Err(e) = &result {
+                failed += 1;
+                tracing::error!(vault = %vault.name(), instance = %action.backup_instance_name, recovery_point = %action.recovery_point_id, error = %e, "a retention action failed");
+            }
+            jobs.push(self.finish_with(job.id, result.as_ref().map(|_| ()), at, Vec::new())?);
+        }
+        for lock in locks {
+            if let Err(e) = lock.release().await {
+                tracing::warn!(error = %e, "could not release a vault lock; it will go stale");
+            }
+        }
+        Ok((jobs, failed))
+    }
+
+    /// When this vault's garbage was last collected: the start of its latest sweep job that
+    /// records a collection.
+    fn last_sweep_with_gc(&self, vault: &str) -> Result<Option<DateTime<Utc>>> {
+        let sweeps = self.jobs(
+            &JobFilter::default()
+                .vault(vault)
+                .operation(Operation::RetentionSweep)
+                .limit(50),
+        )?;
+        Ok(sweeps
+            .iter()
+            .find(|j| {
+                j.extended_details
+                    .contains_key("GarbageCollectionVaultStore")
+            })
+            .map(|j| j.state.start()))
+    }
+
+    /// Garbage collection of every tier, on demand (`backup-vault gc`).
+    pub async fn collect_vault_garbage(&self, vault_name: &str) -> Result<Vec<TierGc>> {
+        let vault = self.vault(vault_name).await?;
+        let mut out = Vec::new();
+        for tier in [DataStoreType::VaultStore, DataStoreType::ArchiveStore] {
+            if vault.tier_store(tier).is_some() {
+                out.push(TierGc {
+                    data_store_type: tier,
+                    outcome: gc_tier(&vault, tier).await,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes one recovery point from every tier, as a `DeleteRecoveryPoint` job. Refused
+    /// while the instance is protected and this is its last recovery point.
+    pub async fn delete_recovery_point(
+        &self,
+        vault_name: &str,
+        instance: &str,
+        recovery_point_id: &str,
+    ) -> Result<Job> {
+        let vault = self.vault(vault_name).await?;
+        let point = vault.stored_point(instance, recovery_point_id).await?;
+        let now = Utc::now();
+        let mut new = NewJob::new(
+            Operation::DeleteRecoveryPoint,
+            vault.name(),
+            now,
+            current_owner(),
+        );
+        new.backup_instance_name = Some(instance.to_owned());
+        new.recovery_point_id = Some(recovery_point_id.to_owned());
+        new.retention_tag = Some(point.manifest().retention_tag_name.clone());
+        new.extended_details
+            .insert("Action".into(), "Delete".into());
+        new.extended_details
+            .insert("Reason".into(), "deleted by a user".into());
+        let job = self.history().start(&new).map_err(history_err)?;
+        let result = async {
+            let lock =
+                VaultLock::acquire(&vault.store, LockKind::Shared, "delete recovery point").await?;
+            for tier in [DataStoreType::ArchiveStore, DataStoreType::VaultStore] {
+                vault.delete_from(tier, instance, recovery_point_id).await?;
+            }
+            lock.release().await?;
+            Ok::<_, Error>(())
+        }
+        .await;
+        self.finish_with(job.id, result.as_ref().map(|_| ()), Utc::now(), Vec::new())
+    }
+
+    /// Azure's "stop protection and delete data": deletes every recovery point of the
+    /// instance (one `DeleteRecoveryPoint` job each), then the instance. The space returns at
+    /// the next garbage collection.
+    pub async fn delete_backup_instance(
+        &self,
+        vault_name: &str,
+        instance: &str,
+    ) -> Result<Vec<Job>> {
+        let vault = self.vault(vault_name).await?;
+        vault.instance(instance).await?;
+        let mut jobs = Vec::new();
+        for point in vault.recovery_points(instance).await? {
+            let job = self
+                .delete_recovery_point(vault_name, instance, &point.manifest().recovery_point_id)
+                .await?;
+            if let Some(e) = job.state.error() {
+                return Err(Error::new(&e.code, e.message.clone()));
+            }
+            jobs.push(job);
+        }
+        vault.delete_instance(instance).await?;
+        Ok(jobs)
+    }
+
+    fn finish_with(
+        &self,
+        id: pgvault_core::model::job::JobId,
+        result: std::result::Result<(), &Error>,
+        end: DateTime<Utc>,
+        details: Vec<(String, String)>,
+    ) -> Result<Job> {
+        if !details.is_empty() {
+            self.history()
+                .set_details(id, &details)
+                .map_err(history_err)?;
+        }
+        let outcome = match result {
+            Ok(()) => JobOutcome::Completed {
+                recovery_point_id: None,
+            },
+            Err(e) => JobOutcome::Failed(pgvault_core::model::job::JobError::new(
+                e.code.clone(),
+                e.message.clone(),
+            )),
+        };
+        self.history()
+            .finish(id, &outcome, end, 0, 0)
+            .map_err(history_err)
+    }
+}
+
+/// Collects one tier's garbage under its exclusive lock; a busy vault defers it.
+async fn gc_tier(vault: &Vault, tier: DataStoreType) -> std::result::Result<GcReport, String> {
+    let store = vault
+        .tier_store(tier)
+        .expect("the caller checked the tier exists");
+    let lock = match VaultLock::acquire(store, LockKind::Exclusive, "garbage collection").await {
+        Ok(lock) => lock,
+        Err(e @ LockError::Locked { .. }) => {
+            tracing::info!(vault = %vault.name(), %tier, "garbage collection deferred: {e}");
+            return Err(format!("deferred to the next sweep: {e}"));
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    let key = vault.config.chunk_key().map_err(|e| e.to_string())?;
+    let result = collect_garbage(store, &key, vault.config.pack_target_size as usize, |_| {
+        true
+    })
+    .await
+    .map_err(|e| e.to_string());
+    if let Err(e) = lock.release().await {
+        tracing::warn!(error = %e, "could not release the vault lock; it will go stale");
+    }
+    if let Ok(r) = &result {
+        tracing::info!(vault = %vault.name(), %tier, dead_packs = r.dead_packs, repacked = r.repacked_packs, bytes_freed = r.bytes_freed, "garbage collected");
+    }
+    result
+}
