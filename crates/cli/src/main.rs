@@ -46,6 +46,9 @@ enum Command {
     /// The recovery points of a backup instance.
     #[command(subcommand)]
     RecoveryPoint(commands::recovery_point::RecoveryPointCommand),
+    /// Apply the policies' retention: archive moves, expiries, garbage collection.
+    #[command(subcommand)]
+    Retention(commands::retention::RetentionCommand),
     /// The job history: every backup, restore and configuration, as a job.
     #[command(subcommand)]
     Job(commands::job::JobCommand),

@@ -115,6 +115,13 @@ impl Pgvault {
         Ok(vault.to_azure_json())
     }
 
+    /// `backup-vault update --archive-storage-url`: gives the vault its archive tier.
+    pub async fn set_archive_storage(&self, name: &str, url: &str) -> Result<Value> {
+        let mut vault = self.vault(name).await?;
+        vault.set_archive_storage(url).await?;
+        Ok(vault.to_azure_json())
+    }
+
     pub async fn vault(&self, name: &str) -> Result<Vault> {
         let registry = self.home.registry()?;
         let (_, url) = registry

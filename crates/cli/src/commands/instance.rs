@@ -118,6 +118,20 @@ pub enum InstanceCommand {
         #[arg(long, short = 'n', alias = "backup-instance-name")]
         name: String,
     },
+    /// Stop protection and delete data: every recovery point (one DeleteRecoveryPoint job
+    /// each), then the instance. The space returns at the next garbage collection.
+    #[command(
+        after_help = "Example:\n  pgvault backup-instance delete --vault-name TestBkpVault --name <instance name> --yes"
+    )]
+    Delete {
+        #[arg(long, short = 'v')]
+        vault_name: String,
+        #[arg(long, short = 'n', alias = "backup-instance-name")]
+        name: String,
+        /// Confirm the deletion (required: deleted recovery points cannot be restored).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
     /// Take backups again after suspend-backup or stop-protection (Azure's ResumeProtection).
     #[command(
         after_help = "Example:\n  pgvault backup-instance resume-protection --vault-name TestBkpVault --name <instance name>"
@@ -314,6 +328,25 @@ pub async fn run(cmd: InstanceCommand, format: Format) -> anyhow::Result<ExitCod
         }
         InstanceCommand::ResumeProtection { vault_name, name } => {
             set_state(&vault_name, &name, PROTECTION_CONFIGURED, format).await?;
+        }
+        InstanceCommand::Delete {
+            vault_name,
+            name,
+            yes,
+        } => {
+            if !yes {
+                anyhow::bail!(
+                    "UserErrorConfirmationRequired: deleting backup instance `{name}` deletes all its recovery points and cannot be undone; add --yes to confirm"
+                );
+            }
+            let jobs = open_service()?
+                .delete_backup_instance(&vault_name, &name)
+                .await
+                .map_err(coded)?;
+            print(
+                &serde_json::Value::Array(jobs.iter().map(|j| j.azure_json()).collect()),
+                format,
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -6,6 +6,7 @@ pub mod job;
 pub mod policy;
 pub mod recovery_point;
 pub mod repl;
+pub mod retention;
 pub mod run;
 pub mod simulate;
 pub mod tick;
@@ -56,5 +57,6 @@ pub async fn dispatch(command: Command, format: Format) -> anyhow::Result<ExitCo
         Command::Repl(a) => repl::run(a).await,
         Command::Demo(a) => demo::run(a).await,
         Command::Tick(a) => tick::run(a, format).await,
+        Command::Retention(c) => retention::run(c, format).await,
     }
 }

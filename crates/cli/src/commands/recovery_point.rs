@@ -32,6 +32,22 @@ pub enum RecoveryPointCommand {
         #[arg(long)]
         recovery_point_id: String,
     },
+    /// Delete a recovery point from every tier, as a DeleteRecoveryPoint job. Its data is
+    /// removed at the next garbage collection.
+    #[command(
+        after_help = "Example:\n  pgvault recovery-point delete --vault-name TestBkpVault --backup-instance-name <instance name> --recovery-point-id <id> --yes"
+    )]
+    Delete {
+        #[arg(long, short = 'v')]
+        vault_name: String,
+        #[arg(long)]
+        backup_instance_name: String,
+        #[arg(long)]
+        recovery_point_id: String,
+        /// Confirm the deletion (required: a deleted recovery point cannot be restored).
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
 }
 
 pub async fn run(cmd: RecoveryPointCommand, format: Format) -> anyhow::Result<ExitCode> {
@@ -63,6 +79,27 @@ pub async fn run(cmd: RecoveryPointCommand, format: Format) -> anyhow::Result<Ex
                 .await
                 .map_err(coded)?;
             print(&vault.recovery_point_json(&m), format);
+        }
+        RecoveryPointCommand::Delete {
+            vault_name,
+            backup_instance_name,
+            recovery_point_id,
+            yes,
+        } => {
+            if !yes {
+                anyhow::bail!(
+                    "UserErrorConfirmationRequired: deleting recovery point `{recovery_point_id}` cannot be undone; add --yes to confirm"
+                );
+            }
+            let job = svc
+                .delete_recovery_point(&vault_name, &backup_instance_name, &recovery_point_id)
+                .await
+                .map_err(coded)?;
+            print(&job.azure_json(), format);
+            if let Some(e) = job.state.error() {
+                eprintln!("{}: {}", e.code, e.message);
+                return Ok(ExitCode::FAILURE);
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

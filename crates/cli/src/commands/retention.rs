@@ -1,0 +1,138 @@
+//! `pgvault retention sweep`: apply the policies' retention now (or as of `--at`).
+
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use clap::Subcommand;
+use serde_json::Value;
+
+use pgvault_core::model::job::JobStatus;
+use pgvault_host::retention::{GcMode, SweepOutcome};
+
+use super::{coded, open_service};
+use crate::output::{Format, print};
+
+#[derive(Subcommand, Debug)]
+pub enum RetentionCommand {
+    /// Move recovery points to the archive tier and delete expired ones, exactly as the
+    /// policies decide (what `backup-policy simulate` shows), then remove the data no
+    /// recovery point references. Each move and deletion is a job.
+    #[command(
+        after_help = "Examples:\n  pgvault retention sweep --dry-run -o table          # what would happen now\n  pgvault retention sweep --vault-name TestBkpVault\n  pgvault retention sweep --at 2027-01-01T00:00:00Z   # as if the clock said so\n\nThe last recovery point of an instance is never deleted. Instances whose protection is\nstopped (stop-protection) keep their recovery points forever, as in Azure."
+    )]
+    Sweep {
+        /// Sweep only this vault (default: every registered vault).
+        #[arg(long, short = 'v')]
+        vault_name: Option<String>,
+        /// Show what would be done, do nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Judge retention as of this time (RFC 3339 or a date); jobs are recorded at it.
+        #[arg(long, value_parser = super::simulate::parse_time)]
+        at: Option<DateTime<Utc>>,
+    },
+}
+
+pub async fn run(cmd: RetentionCommand, format: Format) -> anyhow::Result<ExitCode> {
+    let svc = open_service()?;
+    let RetentionCommand::Sweep {
+        vault_name,
+        dry_run,
+        at,
+    } = cmd;
+    let at = at.unwrap_or_else(Utc::now);
+    let outcomes = match vault_name {
+        Some(name) => vec![
+            svc.retention_sweep(&name, at, dry_run, GcMode::Always)
+                .await
+                .map_err(coded)?,
+        ],
+        None => svc
+            .retention_sweep_all(at, dry_run, GcMode::Always)
+            .await
+            .map_err(coded)?,
+    };
+    let failed = outcomes.iter().any(|o| {
+        o.job
+            .as_ref()
+            .is_some_and(|j| j.status() == JobStatus::Failed)
+            || o.garbage_collection.iter().any(|g| {
+                g.outcome
+                    .as_ref()
+                    .is_err_and(|e| !e.starts_with("deferred"))
+            })
+    });
+    match format {
+        Format::Table => print_table(&outcomes, dry_run),
+        Format::Json => print(
+            &Value::Array(outcomes.iter().map(outcome_json).collect()),
+            format,
+        ),
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn outcome_json(o: &SweepOutcome) -> Value {
+    let mut v = serde_json::to_value(o).expect("a sweep outcome serializes");
+    if let Some(job) = &o.job {
+        v["job"] = job.azure_json();
+        v["actionJobs"] = Value::Array(o.action_jobs.iter().map(|j| j.azure_json()).collect());
+    }
+    v
+}
+
+fn print_table(outcomes: &[SweepOutcome], dry_run: bool) {
+    for o in outcomes {
+        println!(
+            "Vault {}: {} action(s){}",
+            o.vault,
+            o.plan.actions.len(),
+            if dry_run {
+                " (dry run: nothing done)"
+            } else {
+                ""
+            }
+        );
+        if !o.plan.actions.is_empty() {
+            println!(
+                "  {:<18} {:<26} {:<34} {:<10} Reason",
+                "Action", "Recovery point time", "Recovery point", "Tag"
+            );
+        }
+        for (i, a) in o.plan.actions.iter().enumerate() {
+            let status = o
+                .action_jobs
+                .get(i)
+                .map(|j| format!(" [{}]", j.status()))
+                .unwrap_or_default();
+            println!(
+                "  {:<18} {:<26} {:<34} {:<10} {}{status}",
+                format!("{:?}", a.action),
+                a.recovery_point_time.format("%Y-%m-%dT%H:%M:%SZ"),
+                format!(
+                    "{}/{}",
+                    a.backup_instance_name,
+                    &a.recovery_point_id[..8.min(a.recovery_point_id.len())]
+                ),
+                a.retention_tag_name,
+                a.reason
+            );
+        }
+        for w in &o.plan.warnings {
+            println!("  warning: {w}");
+        }
+        for g in &o.garbage_collection {
+            match &g.outcome {
+                Ok(r) => println!(
+                    "  garbage collection ({}): {} pack(s) deleted, {} repacked, {} bytes freed",
+                    g.data_store_type, r.dead_packs, r.repacked_packs, r.bytes_freed
+                ),
+                Err(e) => println!("  garbage collection ({}): {e}", g.data_store_type),
+            }
+        }
+    }
+}
