@@ -303,6 +303,11 @@ fn every_command_has_help_with_an_example() {
         &["backup-instance", "stop-protection"],
         &["backup-instance", "resume-protection"],
         &["tick"],
+        &["retention", "sweep"],
+        &["backup-vault", "update"],
+        &["backup-vault", "gc"],
+        &["recovery-point", "delete"],
+        &["backup-instance", "delete"],
         &["job", "prune"],
     ] {
         let mut a = args.to_vec();

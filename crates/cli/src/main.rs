@@ -61,8 +61,8 @@ enum Command {
         after_help = "Example:\n  pgvault repl\n  pgvault> help(\"adhoc_backup\")\n  pgvault> jobs(#{ status: \"Failed\" })\nHistory is kept in $PGVAULT_HOME/repl_history. Ctrl-C cancels the running entry, Ctrl-D exits."
     )]
     Repl(commands::repl::ReplArgs),
-    /// One pass of the scheduler: run every scheduled backup that is due, then exit (for cron
-    /// or a systemd timer).
+    /// One pass of the host: run every scheduled backup that is due and sweep retention, then
+    /// exit (for cron or a systemd timer).
     #[command(
         after_help = "Examples:\n  pgvault tick\n  pgvault tick --at 2025-01-05T22:00:00Z   # as if the clock said so (tests, catch-up drills)"
     )]

@@ -102,6 +102,21 @@ impl Pgvault {
             return Ok(outcome);
         }
         let last_gc = self.last_sweep_with_gc(vault.name())?;
+        let deletes = outcome
+            .plan
+            .actions
+            .iter()
+            .any(|a| a.action != ActionKind::CopyToArchive);
+        let run_gc = match gc {
+            GcMode::Always => true,
+            GcMode::Never => false,
+            GcMode::WhenDue => deletes || last_gc.is_none_or(|t| at - t >= GC_AT_LEAST_EVERY),
+        };
+        // A periodic pass with nothing to do leaves no job: an hourly timer would otherwise
+        // fill the history with empty sweeps.
+        if outcome.plan.actions.is_empty() && !run_gc && gc != GcMode::Always {
+            return Ok(outcome);
+        }
         let mut new = NewJob::new(Operation::RetentionSweep, vault.name(), at, current_owner());
         new.is_user_triggered = gc == GcMode::Always;
         let job = self.history().start(&new).map_err(history_err)?;
@@ -116,16 +131,6 @@ impl Pgvault {
             }
         };
         outcome.action_jobs = jobs;
-        let deleted = outcome
-            .plan
-            .actions
-            .iter()
-            .any(|a| a.action != ActionKind::CopyToArchive);
-        let run_gc = match gc {
-            GcMode::Always => true,
-            GcMode::Never => false,
-            GcMode::WhenDue => deleted || last_gc.is_none_or(|t| at - t >= GC_AT_LEAST_EVERY),
-        };
         let mut details = vec![
             ("Planned".to_owned(), outcome.plan.actions.len().to_string()),
             ("Failed".to_owned(), failed.to_string()),

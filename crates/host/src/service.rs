@@ -20,7 +20,8 @@ use pgvault_core::engine::restore::{RestoreOutcome, restore};
 use pgvault_core::engine::{Error, Result, Vault};
 use pgvault_core::model::instance::{BackupInstanceRequest, PROTECTION_CONFIGURED};
 use pgvault_core::model::job::{
-    FRIENDLY_NAME_DETAIL, Job, JobError, JobFilter, JobId, JobOutcome, JobStatus, NewJob, Operation,
+    FRIENDLY_NAME_DETAIL, Job, JobError, JobFilter, JobId, JobOutcome, JobStatus, NewJob,
+    Operation, ScheduledRun,
 };
 use pgvault_core::model::policy::BackupPolicy;
 use pgvault_core::model::restore::{RestoreRequest, RestoreTarget};
@@ -226,11 +227,13 @@ impl Pgvault {
             trigger,
             now,
             BTreeMap::new(),
+            None,
         )
         .await
     }
 
-    /// [`Self::run_backup`] with details for the job (a scheduled run's due time).
+    /// [`Self::run_backup`] with details for the job and, for a scheduled run, the occurrence
+    /// it stands for.
     #[allow(clippy::too_many_arguments)]
     async fn backup_job(
         &self,
@@ -241,6 +244,7 @@ impl Pgvault {
         trigger: Trigger,
         now: DateTime<Utc>,
         details: BTreeMap<String, String>,
+        scheduled: Option<ScheduledRun>,
     ) -> Result<(Job, Option<Manifest>)> {
         let began = std::time::Instant::now();
         let vault = self.vault(vault_name).await?;
@@ -273,6 +277,7 @@ impl Pgvault {
         new.extended_details
             .insert(FRIENDLY_NAME_DETAIL.into(), ctx.friendly_name.clone());
         new.extended_details.extend(details);
+        new.scheduled = scheduled;
         new.policy_rule_name = Some(ctx.policy_rule_name.clone());
         new.retention_tag = Some(ctx.retention_tag.clone());
         let job = self.history.start(&new).map_err(history_err)?;
@@ -358,8 +363,6 @@ impl Pgvault {
                     continue;
                 };
                 let mut details = BTreeMap::new();
-                details.insert("ScheduledTime".to_owned(), due.due.to_rfc3339());
-                details.insert("Late".to_owned(), due.late.to_string());
                 if due.missed > 0 {
                     details.insert("MissedOccurrences".to_owned(), due.missed.to_string());
                 }
@@ -375,6 +378,10 @@ impl Pgvault {
                         Trigger::Scheduled,
                         now,
                         details,
+                        Some(ScheduledRun {
+                            due_time: due.due,
+                            late: due.late,
+                        }),
                     )
                     .await;
                 outcomes.push(TickOutcome {

@@ -1,4 +1,5 @@
-//! `pgvault tick [--at T]`: one pass of the scheduler, then exit.
+//! `pgvault tick [--at T]`: one pass of the host's loop (scheduled backups, then the retention
+//! sweep), then exit.
 
 use std::process::ExitCode;
 
@@ -7,6 +8,8 @@ use clap::Args;
 use serde_json::{Value, json};
 
 use pgvault_core::model::resource::vault_id;
+
+use pgvault_host::retention::GcMode;
 
 use super::{coded, open_service};
 use crate::output::{Format, print};
@@ -41,6 +44,18 @@ pub async fn run(args: TickArgs, format: Format) -> anyhow::Result<ExitCode> {
                 );
                 jobs.push(json!({"vault": outcome.vault, "instance": outcome.instance, "error": {"code": e.code, "message": e.message}}));
             }
+        }
+    }
+    // Retention as of the same clock; garbage is collected when something was deleted or the
+    // last collection is a day old.
+    for sweep in svc
+        .retention_sweep_all(now, false, GcMode::WhenDue)
+        .await
+        .map_err(coded)?
+    {
+        for job in sweep.action_jobs.iter().chain(&sweep.job) {
+            failed |= job.status() == pgvault_core::model::job::JobStatus::Failed;
+            jobs.push(job.azure_json());
         }
     }
     print(&Value::Array(jobs), format);
