@@ -25,12 +25,12 @@ pub(super) enum Group {
 }
 
 impl Group {
-    fn title(self) -> &'static str {
+    pub(super) fn title(self) -> &'static str {
         match self {
             Group::Vaults => "Vaults",
             Group::Policies => "Policies (maps until vault.create_policy stores them)",
             Group::Instances => "Backup instances: protect, back up, restore",
-            Group::Jobs => "Jobs",
+            Group::Jobs => "Job history",
             Group::Values => "Values, environment and help",
         }
     }

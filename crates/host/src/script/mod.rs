@@ -14,6 +14,7 @@
 //! thread outside the async runtime (see [`run_script`]) and each call blocks on the
 //! runtime's handle.
 
+mod docs;
 mod help;
 mod instance;
 mod interrupt;
@@ -21,6 +22,7 @@ mod job;
 mod policy;
 mod vault;
 
+pub use docs::scripting_markdown;
 pub use interrupt::{CANCELLED, Interrupt};
 
 use std::sync::Arc;
