@@ -228,6 +228,25 @@ created.id"#,
     },
     // ---- instances ----
     Doc {
+        name: "server_databases",
+        group: Group::Instances,
+        usage: &["server_databases(#{ options })"],
+        summary: "the databases a server offers for backup, to protect them all",
+        description: "Options: datasource_type, datasource_id (postgres://host:port/database: \
+any database the login may connect to, used only to reach the server), secret_store_type and \
+secret_store_uri, as initialize_instance takes them. Connects with the secret's login and returns \
+the names of the server's databases that accept connections, sorted, leaving out templates and \
+the databases that are never backed up (azure_maintenance, azure_sys). Fails with the codes \
+protect gives for the same mistakes (UserErrorDBUserAuthFailed, UserErrorDBNotFound, ...).",
+        example: r#"let names = server_databases(#{
+    datasource_type: "AzureDatabaseForPostgreSQLFlexibleServer",
+    datasource_id: "postgres://db.example.com:5432/postgres",
+    secret_store_type: "Environment",
+    secret_store_uri: "env:DB_SERVER_CONNECTION",
+});
+names.filter(|n| n != "postgres")"#,
+    },
+    Doc {
         name: "initialize_instance",
         group: Group::Instances,
         usage: &["initialize_instance(#{ options })"],

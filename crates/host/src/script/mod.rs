@@ -20,6 +20,7 @@ mod instance;
 mod interrupt;
 mod job;
 mod policy;
+mod server;
 mod vault;
 
 pub use docs::scripting_markdown;
@@ -78,6 +79,7 @@ pub fn new_engine(ctx: ScriptContext) -> Engine {
     policy::register(&mut engine, &ctx);
     instance::register(&mut engine, &ctx);
     job::register(&mut engine, &ctx);
+    server::register(&mut engine, &ctx);
     engine.register_fn("env", |name: &str| -> Dynamic {
         std::env::var(name)
             .map(Dynamic::from)
@@ -226,6 +228,17 @@ mod tests {
             r#"initialize_instance(#{ datasource_type: "AzureDatabaseForPostgreSQLFlexibleServer", datasource_id: "postgres://db:5432/empdb11",
                  policy_id: "P", secret_store_type: "Environment", secret_store_uri: "env:X" }).properties.friendlyName"#,
             r#""db\\empdb11""#,
+        );
+        check(
+            r#"server_databases(#{ datasource_type: "AzureDatabaseForPostgreSQLFlexibleServer",
+                 datasource_id: "postgres://db:5432/postgres", secret_store_type: "Environment" })"#,
+            "missing `secret_store_uri`",
+        );
+        check(
+            r#"server_databases(#{ datasource_type: "AzureDatabaseForPostgreSQLFlexibleServer",
+                 datasource_id: "postgres://db:5432/postgres", secret_store_type: "Environment",
+                 secret_store_uri: "env:PGVAULT_SURELY_UNSET_VARIABLE" })"#,
+            "UserErrorInvalidSecret",
         );
         check(r#"jobs(#{ colour: "red" })"#, "unknown job filter `colour`");
         check("jobs().len()", "0");
