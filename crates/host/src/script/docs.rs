@@ -25,7 +25,7 @@ pub(super) struct Shape {
 pub(super) const SHAPES: &[Shape] = &[
     Shape {
         title: "The Vault handle",
-        from: "`new_vault`, `vault`",
+        from: "`new_vault`, `vault`, `vaults`",
         about: "A handle on a registered vault, not a copy of it: every method reads the vault \
 afresh, so a handle kept across a long script sees what other processes changed. Its one \
 property is `name`; `vault.to_json()` gives the Azure resource (as `Get-AzDataProtectionBackupVault` \

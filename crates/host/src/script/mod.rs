@@ -161,6 +161,7 @@ mod tests {
                 )
                 .replace("rhai::types::dynamic::Dynamic", "Dynamic")
                 .replace("types::dynamic::Dynamic", "Dynamic")
+                .replace("alloc::vec::Vec<Dynamic>", "array")
                 .replace("alloc::string::String", "string")
                 .replace("pgvault_host::script::vault::VaultRef", "Vault");
             if let Some(i) = s.find("core::result::Result<") {
@@ -242,6 +243,18 @@ mod tests {
         );
         check(r#"jobs(#{ colour: "red" })"#, "unknown job filter `colour`");
         check("jobs().len()", "0");
+        check(
+            r#"jobs(#{ status: "Failed", since: "P7D", limit: 5 }).len()"#,
+            "0",
+        );
+        check(
+            r#"jobs(#{ before: "2026-01-01", since: "2026-02-01" })"#,
+            "is not before",
+        );
+        check(
+            r#"new_vault("Beta"); new_vault("Alpha"); vaults().map(|v| v.name)"#,
+            r#"["Alpha","Beta"]"#,
+        );
         check(r#"env("PGVAULT_SURELY_UNSET_VARIABLE") == ()"#, "true");
     }
 }
