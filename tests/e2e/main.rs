@@ -7,6 +7,7 @@ mod failures;
 mod policy_edit;
 mod readiness;
 mod repl;
+mod runbooks;
 mod schedule;
 mod script;
 mod secrets;

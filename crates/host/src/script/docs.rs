@@ -225,6 +225,12 @@ job history exactly as when the CLI runs it.
   there once, as `pgvault run` would. Scripts written for it (`scripts/protect-unprotected.rhai`)
   take their settings from the lines at their top and from the environment (`env("NAME")`).
 
+Worked examples are in `scripts/`:
+`walkthrough.rhai` and `powershell-walkthrough.rhai` (Azure's walkthroughs line by line),
+`nightly-runbook.rhai` (an on-demand backup of every instance, failing if one fails),
+`protect-unprotected.rhai` (protect and back up every new database of a server) and
+`failed-jobs-report.rhai` (the last week's failures per instance).
+
 `help()` lists these functions inside a script or the REPL, and `help("name")` shows one. Rhai's
 own functions (`len`, `map`, `filter`, `keys`, string interpolation with backticks, `try` /
 `catch`, `throw`) are described in the [Rhai book](https://rhai.rs/book/).
