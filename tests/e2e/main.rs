@@ -8,6 +8,7 @@ mod policy_edit;
 mod readiness;
 mod repl;
 mod retention;
+mod runbooks;
 mod schedule;
 mod script;
 mod secrets;

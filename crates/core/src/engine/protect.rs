@@ -149,6 +149,55 @@ pub fn instance_target(instance: &BackupInstanceProperties) -> Result<(Datasourc
     Ok((ds, secret))
 }
 
+/// Where a server is and how to log in to it, for [`server_databases`]: a datasource
+/// (`postgres://host:port/anydb`, whose database is only where the session connects) and a
+/// secret reference, as `backup-instance initialize` takes them.
+#[derive(Clone, Debug)]
+pub struct ServerArgs {
+    pub datasource_type: String,
+    pub datasource_id: String,
+    pub secret_store_type: String,
+    pub secret_store_uri: String,
+}
+
+/// The databases on a server that could be protected, sorted by name: those that accept
+/// connections, are not templates and are not [`EXCLUDED_DATABASES`]. A script that protects
+/// every database of a server starts from this list.
+///
+/// Everything is checked as `initialize` and `create` check it (datasource type, datasource,
+/// secret reference), then the secret resolves and one session lists `pg_database`. Any
+/// login can read `pg_database`, so no privilege beyond connecting is needed; whether the
+/// login may back a database up is `create`'s question, per database.
+pub async fn server_databases(args: &ServerArgs) -> Result<Vec<String>> {
+    datasource_arm_types(&args.datasource_type)?;
+    let ds: Datasource = args.datasource_id.parse()?;
+    let secret = SecretRef::from_store(args.secret_store_type.parse()?, &args.secret_store_uri)?;
+    let conn = ConnectionString::parse(&secret.resolve()?)?;
+    let client = ConnectParams::new(&ds, &conn).connect().await?;
+    let rows = client
+        .query(
+            "SELECT datname::text FROM pg_database \
+             WHERE datallowconn AND NOT datistemplate ORDER BY datname",
+            &[],
+        )
+        .await
+        .map_err(|e| {
+            Error::new(
+                "UserErrorDBQueryFailed",
+                format!("listing the databases of {} failed: {e}", ds.server_url()),
+            )
+        })?;
+    Ok(rows
+        .iter()
+        .map(|row| row.get::<_, String>(0))
+        .filter(|name| {
+            !EXCLUDED_DATABASES
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(name))
+        })
+        .collect())
+}
+
 /// Resolves the secret, connects, checks the backup privileges and reads the database's
 /// facts. Used by `create` and before every backup.
 pub async fn validate_for_backup(

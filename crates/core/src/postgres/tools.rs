@@ -6,15 +6,32 @@
 //! and friends, from `ConnectParams::pg_env`), never on a command line, and their stderr
 //! is kept (the last few KiB) with any occurrence of the password scrubbed, so a failure
 //! can be reported as it happened without leaking the secret.
+//!
+//! A tool runs in a process group of its own, and a [`ToolProcess`] dropped before it was
+//! waited for stops that group and reaps the tool. That is what cancelling a backup or a
+//! restore means: its future is dropped (Ctrl-C in the REPL, a script that gives up), and
+//! without this `pg_dump` would go on holding its snapshot and server session, or stay behind
+//! as a zombie until pgvault exits. Its own group also keeps the terminal's Ctrl-C away from
+//! it, so the REPL decides what a Ctrl-C cancels.
 
 use std::collections::VecDeque;
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 
 /// How much of a tool's stderr is kept for the job's error message.
 const STDERR_KEEP: usize = 8 * 1024;
+
+/// How long a dropped tool has to exit after SIGTERM before its group gets SIGKILL. On
+/// SIGTERM `pg_dump` and `pg_restore` cancel their running query on the server and exit at
+/// once; the grace only matters for a tool that hangs, and it bounds how long a drop blocks.
+const TERM_GRACE: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ToolError {
@@ -101,11 +118,15 @@ pub fn tool_version(path: &Path) -> String {
         .unwrap_or_default()
 }
 
-/// A running `pg_dump` or `pg_restore`.
+/// A running `pg_dump` or `pg_restore`, the leader of its own process group. Dropped before
+/// [`ToolProcess::wait`] returned, it stops the group and reaps the tool.
 pub struct ToolProcess {
     tool: String,
     child: Child,
     stderr: Option<JoinHandle<String>>,
+    /// Whether the child has been reaped. Until then its pid is still its process group's
+    /// id and cannot be reused, so signalling the group reaches this tool and nothing else.
+    reaped: bool,
 }
 
 impl std::fmt::Debug for ToolProcess {
@@ -137,7 +158,8 @@ impl ToolProcess {
         cmd.args(args)
             .stdin(stdin)
             .stdout(stdout)
-            .stderr(Stdio::piped());
+            .stderr(Stdio::piped())
+            .process_group(0);
         // The child connects exactly as `env` says: no PGPASSFILE, service file, PGSSLMODE
         // or other libpq variable inherited from the caller may change where or who.
         for (var, _) in std::env::vars_os() {
@@ -165,6 +187,7 @@ impl ToolProcess {
             tool,
             child,
             stderr,
+            reaped: false,
         })
     }
 
@@ -172,31 +195,85 @@ impl ToolProcess {
         &mut self.child
     }
 
+    /// The tool's process id, which is also its process group's id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the tool and everything it started (SIGKILL to its group), without waiting;
+    /// [`wait`](Self::wait) then reports how it ended.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
+        if !self.reaped {
+            let _ = killpg(self.group(), Signal::SIGKILL);
+        }
     }
 
     /// Waits for the process; a non-zero exit becomes `ToolError::Failed` with its stderr.
     pub fn wait(mut self) -> Result<String, ToolError> {
         let status: std::io::Result<ExitStatus> = self.child.wait();
+        self.reaped = status.is_ok();
         let stderr = self
             .stderr
             .take()
             .and_then(|h| h.join().ok())
             .unwrap_or_default();
+        let tool = std::mem::take(&mut self.tool);
         match status {
             Ok(s) if s.success() => Ok(stderr),
             Ok(s) => Err(ToolError::Failed {
-                tool: self.tool,
+                tool,
                 status: s.to_string(),
                 stderr: stderr.trim().to_string(),
             }),
             Err(e) => Err(ToolError::Failed {
-                tool: self.tool,
+                tool,
                 status: "unknown".into(),
                 stderr: e.to_string(),
             }),
         }
+    }
+
+    fn group(&self) -> Pid {
+        // A pid fits in an i32 on every Unix (Linux caps it at 2^22).
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// SIGTERM to the group, up to [`TERM_GRACE`] for the tool to exit, then SIGKILL to the
+    /// group; the tool is reaped either way, so no zombie stays behind.
+    fn stop(&mut self) {
+        let group = self.group();
+        // An error means the group is already empty (the tool exited and took its children
+        // with it): only the reaping below is left to do.
+        let _ = killpg(group, Signal::SIGTERM);
+        let deadline = Instant::now() + TERM_GRACE;
+        let mut pause = Duration::from_millis(1);
+        while Instant::now() < deadline {
+            match self.child.try_wait() {
+                // Reaped (or, on an error, not ours to reap): the pid may now be reused, so
+                // the group is not signalled again. Its other members got the SIGTERM too.
+                Ok(Some(_)) | Err(_) => {
+                    self.reaped = true;
+                    return;
+                }
+                Ok(None) => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+            }
+        }
+        tracing::warn!(tool = %self.tool, pid = self.child.id(), "the tool did not exit on SIGTERM; killing its process group");
+        let _ = killpg(group, Signal::SIGKILL);
+        let _ = self.child.wait();
+        self.reaped = true;
+    }
+}
+
+impl Drop for ToolProcess {
+    fn drop(&mut self) {
+        if !self.reaped {
+            self.stop();
+        }
+        // The stderr thread ends by itself once the group is gone and the pipe closes.
     }
 }
 
@@ -240,6 +317,89 @@ mod tests {
         assert!(err.contains("<redacted>"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
         assert!(err.contains("exit status: 3"), "{err}");
+    }
+
+    /// Whether `pid` is a live process: it exists and is not a zombie waiting to be reaped.
+    fn running(pid: u32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // The state letter follows the command name, which is in parentheses.
+            Ok(stat) => !matches!(
+                stat.rfind(')')
+                    .and_then(|i| stat[i + 1..].split_whitespace().next()),
+                Some("Z" | "X")
+            ),
+            Err(_) => false,
+        }
+    }
+
+    /// Waits, boundedly, for `done`; the processes involved stop on a signal, so this takes
+    /// milliseconds, and the bound only turns a hang into a failure.
+    fn eventually(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// A tool started as `sh` that starts a `sleep` of its own, then prints `ready` and the
+    /// sleep's pid: (the tool, the tool's pid, the sleep's pid).
+    fn tool_with_a_child(script: &str) -> (ToolProcess, u32, u32) {
+        let mut p = ToolProcess::spawn(
+            Path::new("/bin/sh"),
+            &["-c", script],
+            &[],
+            Stdio::null(),
+            Stdio::piped(),
+            vec![],
+        )
+        .unwrap();
+        let mut out = std::io::BufReader::new(p.child_mut().stdout.take().unwrap());
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut out, &mut line).unwrap();
+        let sleeper: u32 = line
+            .trim()
+            .strip_prefix("ready ")
+            .unwrap_or_else(|| panic!("the tool said {line:?}"))
+            .parse()
+            .unwrap();
+        let pid = p.id();
+        assert!(running(pid) && running(sleeper));
+        (p, pid, sleeper)
+    }
+
+    #[test]
+    fn a_dropped_tool_is_stopped_with_its_children_and_reaped() {
+        let (p, pid, sleeper) = tool_with_a_child("sleep 30 & echo ready $!; wait");
+        let started = Instant::now();
+        drop(p);
+        // The tool was reaped during the drop: not even a zombie is left of it.
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "the tool {pid} is still there after the drop"
+        );
+        assert!(
+            started.elapsed() < TERM_GRACE,
+            "SIGTERM alone should have stopped it"
+        );
+        // Its child was in its group and got the SIGTERM; it belongs to init now, which
+        // reaps it in its own time.
+        eventually("the tool's child survived the drop", || !running(sleeper));
+    }
+
+    #[test]
+    fn a_dropped_tool_that_ignores_sigterm_is_killed() {
+        // An ignored signal stays ignored across fork and exec, so the sleep ignores it too.
+        let (p, pid, sleeper) =
+            tool_with_a_child("trap '' TERM; sleep 30 & echo ready $!; wait; wait");
+        let started = Instant::now();
+        drop(p);
+        assert!(
+            started.elapsed() >= TERM_GRACE,
+            "the tool ignored SIGTERM, so only SIGKILL after the grace could stop it"
+        );
+        assert!(!Path::new(&format!("/proc/{pid}")).exists());
+        eventually("the tool's child survived SIGKILL", || !running(sleeper));
     }
 
     #[test]

@@ -1,17 +1,19 @@
 //! pgvault-core against real PostgreSQL, in one test binary with a module per area: `archive`
 //! scans real `pg_dump` output and hands pieces of it to the real `pg_restore`, `connect` goes
-//! from a secret to a session on a server without TLS, and `tls` checks every sslmode against a
-//! server with a certificate from a private CA.
+//! from a secret to a session on a server without TLS, `server` lists the databases a server
+//! offers for backup, and `tls` checks every sslmode against a server with a certificate from
+//! a private CA.
 //!
-//! The servers come from `pgvault-testkit`. `archive` and `connect` share the binary's one
-//! cluster ([`TestCluster::shared`]), each test in a database of its own, so they run in
-//! parallel; `tls` needs `ssl=on` from the first start and so starts a cluster of its own with
+//! The servers come from `pgvault-testkit`. `archive`, `connect` and `server` share the
+//! binary's one cluster ([`TestCluster::shared`]), each test in a database of its own, so they
+//! run in parallel; `tls` needs `ssl=on` from the first start and so starts a cluster of its own with
 //! [`pgvault_testkit::ClusterOptions`]. A test logs in as a role made for it
 //! ([`create_login_role`]) rather than as the kit's superuser, so the login is unprivileged as
 //! in production and its password can hold the characters that connection strings must quote.
 
 mod archive;
 mod connect;
+mod server;
 mod tls;
 
 use pgvault_core::postgres::connection::{ConnectParams, ConnectionString, Datasource};

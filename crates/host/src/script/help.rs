@@ -25,12 +25,12 @@ pub(super) enum Group {
 }
 
 impl Group {
-    fn title(self) -> &'static str {
+    pub(super) fn title(self) -> &'static str {
         match self {
-            Group::Vaults => "Vaults",
+            Group::Vaults => "Vaults: create, find, list",
             Group::Policies => "Policies (maps until vault.create_policy stores them)",
             Group::Instances => "Backup instances: protect, back up, restore",
-            Group::Jobs => "Jobs",
+            Group::Jobs => "Job history",
             Group::Values => "Values, environment and help",
         }
     }
@@ -72,6 +72,17 @@ v.name"#,
 method called on it reads the vault afresh, so a script sees the vault as it is.",
         example: r#"let v = vault("TestBkpVault");
 v.instances().map(|i| i.name)"#,
+    },
+    Doc {
+        name: "vaults",
+        group: Group::Vaults,
+        usage: &["vaults()"],
+        summary: "every registered vault (backup-vault list)",
+        description: "An array of every vault registered in PGVAULT_HOME, sorted by name, for \
+runbooks that go over all of them.",
+        example: r#"for v in vaults() {
+    print(`${v.name}: ${v.instances().len()} instances`);
+}"#,
     },
     Doc {
         name: "name",
@@ -228,6 +239,25 @@ created.id"#,
     },
     // ---- instances ----
     Doc {
+        name: "server_databases",
+        group: Group::Instances,
+        usage: &["server_databases(#{ options })"],
+        summary: "the databases a server offers for backup, to protect them all",
+        description: "Options: datasource_type, datasource_id (postgres://host:port/database: \
+any database the login may connect to, used only to reach the server), secret_store_type and \
+secret_store_uri, as initialize_instance takes them. Connects with the secret's login and returns \
+the names of the server's databases that accept connections, sorted, leaving out templates and \
+the databases that are never backed up (azure_maintenance, azure_sys). Fails with the codes \
+protect gives for the same mistakes (UserErrorDBUserAuthFailed, UserErrorDBNotFound, ...).",
+        example: r#"let names = server_databases(#{
+    datasource_type: "AzureDatabaseForPostgreSQLFlexibleServer",
+    datasource_id: "postgres://db.example.com:5432/postgres",
+    secret_store_type: "Environment",
+    secret_store_uri: "env:DB_SERVER_CONNECTION",
+});
+names.filter(|n| n != "postgres")"#,
+    },
+    Doc {
         name: "initialize_instance",
         group: Group::Instances,
         usage: &["initialize_instance(#{ options })"],
@@ -336,12 +366,18 @@ v.restore_as_files("db-empdb11", #{
     Doc {
         name: "jobs",
         group: Group::Jobs,
-        usage: &["jobs()", "jobs(#{ vault, instance, status, operation })"],
+        usage: &[
+            "jobs()",
+            "jobs(#{ vault, instance, status, operation, since, before, limit })",
+        ],
         summary: "the job history, newest first (job list)",
         description: "Every recorded job, or those matching all the filters given: vault, \
-instance, status (InProgress, Completed, Failed, Cancelled) and operation (OnDemandBackup, \
-ScheduledBackup, Restore, ConfigureBackup, ...). Each is Azure's job resource.",
-        example: r#"jobs(#{ status: "Failed" }).map(|j| `${j.name}: ${j.properties.errorDetails}`)"#,
+instance, status (InProgress, Completed, Failed, Cancelled), operation (OnDemandBackup, \
+ScheduledBackup, Restore, ConfigureBackup, ...), since (started at or after) and before \
+(started before), each a time such as 2025-01-01 or 2025-01-01T02:00:00Z or a duration back \
+from now such as P7D or PT12H, and limit (at most this many). Each is Azure's job resource.",
+        example: r#"let failed = jobs(#{ status: "Failed", since: "P7D" });
+failed.map(|j| `${j.name}: ${j.properties.errorDetails[0].code}`)"#,
     },
     Doc {
         name: "job",
@@ -424,6 +460,7 @@ fn readable(sig: &str) -> String {
         )
         .replace("rhai::types::dynamic::Dynamic", "Dynamic")
         .replace("types::dynamic::Dynamic", "Dynamic")
+        .replace("alloc::vec::Vec<Dynamic>", "array")
         .replace("alloc::string::String", "string")
         .replace("pgvault_host::script::vault::VaultRef", "Vault")
         .replace("_: ", "")

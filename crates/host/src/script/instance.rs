@@ -12,7 +12,8 @@ use pgvault_core::engine::restore::{
 use pgvault_core::model::job::{Job, JobStatus};
 use pgvault_core::model::resource::vault_id;
 
-fn field(map: &Map, key: &str) -> RhaiResult<String> {
+/// A string option of a map, required. Shared by the bindings that take `#{ .. }` options.
+pub(super) fn field(map: &Map, key: &str) -> RhaiResult<String> {
     opt_field(map, key)?.ok_or_else(|| fail(format!("missing `{key}`")))
 }
 

@@ -14,13 +14,16 @@
 //! thread outside the async runtime (see [`run_script`]) and each call blocks on the
 //! runtime's handle.
 
+mod docs;
 mod help;
 mod instance;
 mod interrupt;
 mod job;
 mod policy;
+mod server;
 mod vault;
 
+pub use docs::scripting_markdown;
 pub use interrupt::{CANCELLED, Interrupt};
 
 use std::sync::Arc;
@@ -76,6 +79,7 @@ pub fn new_engine(ctx: ScriptContext) -> Engine {
     policy::register(&mut engine, &ctx);
     instance::register(&mut engine, &ctx);
     job::register(&mut engine, &ctx);
+    server::register(&mut engine, &ctx);
     engine.register_fn("env", |name: &str| -> Dynamic {
         std::env::var(name)
             .map(Dynamic::from)
@@ -157,6 +161,7 @@ mod tests {
                 )
                 .replace("rhai::types::dynamic::Dynamic", "Dynamic")
                 .replace("types::dynamic::Dynamic", "Dynamic")
+                .replace("alloc::vec::Vec<Dynamic>", "array")
                 .replace("alloc::string::String", "string")
                 .replace("pgvault_host::script::vault::VaultRef", "Vault");
             if let Some(i) = s.find("core::result::Result<") {
@@ -181,6 +186,27 @@ mod tests {
             actual, expected,
             "the Rhai API changed; review it and regenerate api.txt"
         );
+    }
+
+    /// Every script shipped in `scripts/` parses with the real engine (the end-to-end tests
+    /// run them against PostgreSQL; this catches a slip, such as a reserved word used as a
+    /// name, without one).
+    #[test]
+    fn every_shipped_script_compiles() {
+        let (engine, _dir, _rt) = engine();
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rhai") {
+                let source = std::fs::read_to_string(&path).unwrap();
+                if let Err(e) = engine.compile(&source) {
+                    panic!("{}: {e}", path.display());
+                }
+                seen += 1;
+            }
+        }
+        assert!(seen >= 5, "only {seen} scripts in {dir}");
     }
 
     /// Runs `script` on a fresh engine and compares its result (as JSON) or its error.
@@ -225,8 +251,31 @@ mod tests {
                  policy_id: "P", secret_store_type: "Environment", secret_store_uri: "env:X" }).properties.friendlyName"#,
             r#""db\\empdb11""#,
         );
+        check(
+            r#"server_databases(#{ datasource_type: "AzureDatabaseForPostgreSQLFlexibleServer",
+                 datasource_id: "postgres://db:5432/postgres", secret_store_type: "Environment" })"#,
+            "missing `secret_store_uri`",
+        );
+        check(
+            r#"server_databases(#{ datasource_type: "AzureDatabaseForPostgreSQLFlexibleServer",
+                 datasource_id: "postgres://db:5432/postgres", secret_store_type: "Environment",
+                 secret_store_uri: "env:PGVAULT_SURELY_UNSET_VARIABLE" })"#,
+            "UserErrorInvalidSecret",
+        );
         check(r#"jobs(#{ colour: "red" })"#, "unknown job filter `colour`");
         check("jobs().len()", "0");
+        check(
+            r#"jobs(#{ status: "Failed", since: "P7D", limit: 5 }).len()"#,
+            "0",
+        );
+        check(
+            r#"jobs(#{ before: "2026-01-01", since: "2026-02-01" })"#,
+            "is not before",
+        );
+        check(
+            r#"new_vault("Beta"); new_vault("Alpha"); vaults().map(|v| v.name)"#,
+            r#"["Alpha","Beta"]"#,
+        );
         check(r#"env("PGVAULT_SURELY_UNSET_VARIABLE") == ()"#, "true");
     }
 }

@@ -1,4 +1,4 @@
-//! Rhai bindings for vaults: `new_vault`, `vault`, and the `Vault` type's methods
+//! Rhai bindings for vaults: `new_vault`, `vault`, `vaults`, and the `Vault` type's methods
 //! (`create_policy`, `policy`, `policies`, `protect`, `instances`, `recovery_points`).
 
 use rhai::{Dynamic, Engine, Map};
@@ -50,6 +50,15 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
         Ok(VaultRef {
             name: v.name().to_string(),
         })
+    });
+    // Every registered vault, by name, for runbooks that go over all of them.
+    let c = ctx.clone();
+    engine.register_fn("vaults", move || -> RhaiResult<rhai::Array> {
+        let names = c.pgvault.vault_names().map_err(coded)?;
+        Ok(names
+            .into_iter()
+            .map(|name| Dynamic::from(VaultRef { name }))
+            .collect())
     });
     let c = ctx.clone();
     engine.register_fn("to_json", move |v: &mut VaultRef| -> RhaiResult<String> {

@@ -1,0 +1,25 @@
+//! Rhai bindings for a PostgreSQL server as a whole, rather than one protected database:
+//! `server_databases(#{..})`, the databases a server offers for backup, so a script can
+//! protect every database of a server (see `scripts/protect-unprotected.rhai`).
+
+use rhai::{Dynamic, Engine, Map};
+
+use super::instance::field;
+use super::{RhaiResult, ScriptContext, coded, to_dynamic};
+use pgvault_core::engine::protect::{ServerArgs, server_databases};
+
+pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
+    let c = ctx.clone();
+    engine.register_fn(
+        "server_databases",
+        move |opts: Map| -> RhaiResult<Dynamic> {
+            let args = ServerArgs {
+                datasource_type: field(&opts, "datasource_type")?,
+                datasource_id: field(&opts, "datasource_id")?,
+                secret_store_type: field(&opts, "secret_store_type")?,
+                secret_store_uri: field(&opts, "secret_store_uri")?,
+            };
+            to_dynamic(&c.block_on(server_databases(&args)).map_err(coded)?)
+        },
+    );
+}
