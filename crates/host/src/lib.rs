@@ -9,4 +9,5 @@ pub mod history;
 pub mod retention;
 pub mod scheduler;
 pub mod script;
+pub mod serve;
 pub mod service;

@@ -35,6 +35,14 @@ use pgvault_core::store::writer::Progress;
 use crate::history::{JobHistory, current_owner, local_host_name, process_alive};
 use crate::scheduler::{DueBackup, due_backup};
 
+/// A scheduled backup that is due.
+#[derive(Debug, Clone)]
+pub struct ScheduledWork {
+    pub vault: String,
+    pub instance: String,
+    pub due: DueBackup,
+}
+
 /// What one scheduler pass did for one instance.
 #[derive(Debug)]
 pub struct TickOutcome {
@@ -281,6 +289,7 @@ impl Pgvault {
         new.policy_rule_name = Some(ctx.policy_rule_name.clone());
         new.retention_tag = Some(ctx.retention_tag.clone());
         let job = self.history.start(&new).map_err(history_err)?;
+        let guard = CancelOnDrop::new(&self.history, &job);
         req.job_id = job.id.to_string();
         let progress = Arc::new(Progress::default());
         let result = self
@@ -298,6 +307,7 @@ impl Pgvault {
         // The job ends as long after `now` as it took: `now` may be a scheduler's clock
         // (`tick --at`) rather than the wall clock.
         let end = now + chrono::TimeDelta::from_std(began.elapsed()).unwrap_or_default();
+        guard.disarm();
         let job = self.finish(
             job.id,
             &result.as_ref().map(|m| Some(m.recovery_point_id.clone())),
@@ -351,48 +361,98 @@ impl Pgvault {
     /// not stop the others: its job records the failure.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<Vec<TickOutcome>> {
         let mut outcomes = Vec::new();
+        for work in self.due_scheduled(now).await? {
+            let job = self.run_scheduled(&work, now).await;
+            outcomes.push(TickOutcome {
+                vault: work.vault,
+                instance: work.instance,
+                due: work.due,
+                job: job.map(|(job, _)| job),
+            });
+        }
+        Ok(outcomes)
+    }
+
+    /// The scheduled backups due at `now`: protected instances whose policy schedule has an
+    /// occurrence that has not run (see [`crate::scheduler`]). Suspended or stopped instances
+    /// have none.
+    pub async fn due_scheduled(&self, now: DateTime<Utc>) -> Result<Vec<ScheduledWork>> {
+        let mut due = Vec::new();
         for vault_name in self.vault_names()? {
             let vault = self.vault(&vault_name).await?;
             for instance in vault.list_instances().await? {
-                let name = instance.name.clone();
                 let state = instance.properties.current_protection_state.as_deref();
                 if state != Some(PROTECTION_CONFIGURED) {
                     continue;
                 }
-                let Some(due) = self.due_backup(&vault, &instance, now).await? else {
-                    continue;
-                };
-                let mut details = BTreeMap::new();
-                if due.missed > 0 {
-                    details.insert("MissedOccurrences".to_owned(), due.missed.to_string());
+                match self.due_backup(&vault, &instance, now).await {
+                    Ok(Some(d)) => due.push(ScheduledWork {
+                        vault: vault_name.clone(),
+                        instance: instance.name.clone(),
+                        due: d,
+                    }),
+                    Ok(None) => {}
+                    // One instance's broken policy does not stop the others' backups.
+                    Err(e) => {
+                        tracing::error!(vault = %vault_name, instance = %instance.name, code = %e.code, "{}", e.message)
+                    }
                 }
-                if due.late {
-                    tracing::warn!(vault = %vault_name, instance = %name, due = %due.due, missed = due.missed, "running a scheduled backup late (the host was not running when it was due)");
-                }
-                let outcome = self
-                    .backup_job(
-                        &vault_name,
-                        &name,
-                        "",
-                        None,
-                        Trigger::Scheduled,
-                        now,
-                        details,
-                        Some(ScheduledRun {
-                            due_time: due.due,
-                            late: due.late,
-                        }),
-                    )
-                    .await;
-                outcomes.push(TickOutcome {
-                    vault: vault_name.clone(),
-                    instance: name,
-                    due,
-                    job: outcome.map(|(job, _)| job),
-                });
             }
         }
-        Ok(outcomes)
+        Ok(due)
+    }
+
+    /// The next occurrence after `now` of any protected instance's schedule: when the host
+    /// has something to do next.
+    pub async fn next_scheduled(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
+        let mut next: Option<DateTime<Utc>> = None;
+        for vault_name in self.vault_names()? {
+            let vault = self.vault(&vault_name).await?;
+            for instance in vault.list_instances().await? {
+                if instance.properties.current_protection_state.as_deref()
+                    != Some(PROTECTION_CONFIGURED)
+                {
+                    continue;
+                }
+                if let Ok(Some(schedule)) = self.instance_schedule(&vault, &instance).await
+                    && let Some(t) = schedule.next_after(now)
+                {
+                    next = Some(next.map_or(t, |n| n.min(t)));
+                }
+            }
+        }
+        Ok(next)
+    }
+
+    /// Runs one due scheduled backup as a `ScheduledBackup` job recorded at `now`, tagged by
+    /// the policy's tagging criteria.
+    pub async fn run_scheduled(
+        &self,
+        work: &ScheduledWork,
+        now: DateTime<Utc>,
+    ) -> Result<(Job, Option<Manifest>)> {
+        let due = &work.due;
+        let mut details = BTreeMap::new();
+        if due.missed > 0 {
+            details.insert("MissedOccurrences".to_owned(), due.missed.to_string());
+        }
+        if due.late {
+            tracing::warn!(vault = %work.vault, instance = %work.instance, due = %due.due, missed = due.missed, "running a scheduled backup late (the host was not running when it was due)");
+        }
+        self.backup_job(
+            &work.vault,
+            &work.instance,
+            "",
+            None,
+            Trigger::Scheduled,
+            now,
+            details,
+            Some(ScheduledRun {
+                due_time: due.due,
+                late: due.late,
+            }),
+        )
+        .await
     }
 
     async fn due_backup(
@@ -401,25 +461,9 @@ impl Pgvault {
         instance: &BackupInstanceRequest,
         now: DateTime<Utc>,
     ) -> Result<Option<DueBackup>> {
-        let policy_name =
-            pgvault_core::model::resource::last_segment(&instance.properties.policy_info.policy_id);
-        let policy = vault.policy(policy_name).await?;
-        let Some(trigger) = schedule_trigger(&policy) else {
+        let Some(schedule) = self.instance_schedule(vault, instance).await? else {
             return Ok(None);
         };
-        let schedule = Schedule::parse(
-            &trigger.schedule.repeating_time_intervals,
-            trigger.schedule.time_zone.as_deref(),
-        )
-        .map_err(|errors| {
-            Error::new(
-                "UserErrorInvalidPolicy",
-                format!(
-                    "policy `{policy_name}` has an invalid schedule: {}",
-                    errors[0].1
-                ),
-            )
-        })?;
         let latest = |operation: Operation| -> Result<Option<DateTime<Utc>>> {
             let mut filter = JobFilter::default()
                 .vault(vault.name())
@@ -436,6 +480,34 @@ impl Pgvault {
         let protected_since = latest(Operation::ConfigureBackup)?;
         let last_started = latest(Operation::ScheduledBackup)?;
         Ok(due_backup(&schedule, protected_since, last_started, now))
+    }
+
+    /// The schedule of an instance's policy, if it has one.
+    async fn instance_schedule(
+        &self,
+        vault: &Vault,
+        instance: &BackupInstanceRequest,
+    ) -> Result<Option<Schedule>> {
+        let policy_name =
+            pgvault_core::model::resource::last_segment(&instance.properties.policy_info.policy_id);
+        let policy = vault.policy(policy_name).await?;
+        let Some(trigger) = schedule_trigger(&policy) else {
+            return Ok(None);
+        };
+        Schedule::parse(
+            &trigger.schedule.repeating_time_intervals,
+            trigger.schedule.time_zone.as_deref(),
+        )
+        .map(Some)
+        .map_err(|errors| {
+            Error::new(
+                "UserErrorInvalidPolicy",
+                format!(
+                    "policy `{policy_name}` has an invalid schedule: {}",
+                    errors[0].1
+                ),
+            )
+        })
     }
 
     // ---- restore ----
@@ -480,6 +552,7 @@ impl Pgvault {
         )
         .await?;
         let job = self.history.start(&new).map_err(history_err)?;
+        let guard = CancelOnDrop::new(&self.history, &job);
         let written = Arc::new(AtomicU64::new(0));
         let result = self
             .with_progress(
@@ -489,6 +562,7 @@ impl Pgvault {
             )
             .await;
         let read = written.load(Ordering::Relaxed);
+        guard.disarm();
         let job = self.finish(job.id, &result.as_ref().map(|_| None), read, 0, Utc::now())?;
         release(lock).await;
         Ok((job, result.ok()))
@@ -561,6 +635,57 @@ impl Pgvault {
     }
 }
 
+/// Finishes a job as `Cancelled` when the operation's future is dropped before it finished the
+/// job itself (Ctrl-C in the REPL, the host's shutdown after its grace period), so a job never
+/// stays `InProgress` behind a live process, where it would block the instance's next backup.
+/// The work stops with the future: `pg_dump` is killed with its process group, and a backup's
+/// manifest, written last, is never written.
+pub(crate) struct CancelOnDrop<'a> {
+    history: &'a JobHistory,
+    id: JobId,
+    start: DateTime<Utc>,
+    armed: bool,
+}
+
+impl<'a> CancelOnDrop<'a> {
+    pub(crate) fn new(history: &'a JobHistory, job: &Job) -> Self {
+        CancelOnDrop {
+            history,
+            id: job.id,
+            start: job.state.start(),
+            armed: true,
+        }
+    }
+
+    /// The operation finishes the job itself from here on.
+    pub(crate) fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (read, stored) = match self.history.get(self.id) {
+            Ok(Some(job)) => (job.bytes_read, job.bytes_stored),
+            _ => (0, 0),
+        };
+        // A job recorded at a scheduler's clock (`tick --at`) may start after the wall clock.
+        let end = Utc::now().max(self.start);
+        match self
+            .history
+            .finish(self.id, &JobOutcome::Cancelled, end, read, stored)
+        {
+            Ok(_) => tracing::warn!(job = %self.id, "job cancelled"),
+            Err(e) => {
+                tracing::error!(job = %self.id, error = %e, "could not record the job as cancelled")
+            }
+        }
+    }
+}
+
 /// Releases a vault lock; one that cannot be removed goes stale when this process ends.
 pub(crate) async fn release(lock: VaultLock) {
     if let Err(e) = lock.release().await {
@@ -571,6 +696,36 @@ pub(crate) async fn release(lock: VaultLock) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_whose_operation_is_dropped_ends_cancelled() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = Pgvault::open(Home::at(dir.path().join("home"))).unwrap();
+        let mut new = NewJob::new(Operation::OnDemandBackup, "V", Utc::now(), current_owner());
+        new.backup_instance_name = Some("db1".into());
+        let running = svc.history.start(&new).unwrap();
+        let finished = svc
+            .history
+            .start(&NewJob::new(
+                Operation::Restore,
+                "V",
+                Utc::now(),
+                current_owner(),
+            ))
+            .unwrap();
+        // Dropped before the operation finished its job: Cancelled.
+        drop(CancelOnDrop::new(&svc.history, &running));
+        // Disarmed: the operation finishes the job itself.
+        CancelOnDrop::new(&svc.history, &finished).disarm();
+        assert_eq!(
+            svc.job(&running.id.to_string()).unwrap().status(),
+            JobStatus::Cancelled
+        );
+        assert_eq!(
+            svc.job(&finished.id.to_string()).unwrap().status(),
+            JobStatus::InProgress
+        );
+    }
 
     #[tokio::test]
     async fn a_second_backup_of_an_instance_is_refused_while_one_runs() {

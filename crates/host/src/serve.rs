@@ -1,0 +1,306 @@
+//! `pgvault serve`: the long-running host, one closed event loop.
+//!
+//! Each turn of the loop asks the service what is due at the clock's time (scheduled backups,
+//! the daily retention sweep, dropped scripts), starts what the concurrency bound allows, then
+//! sleeps until the earliest of: the next schedule occurrence (from the policies, with their
+//! time zones), the next sweep, a script becoming stable, or a retry, unless an event
+//! (a script dropped, a job finished, shutdown) wakes it first. Nothing polls at a fixed
+//! interval; a sleep is capped at [`MAX_SLEEP`] only so that a wall-clock jump (a suspended
+//! laptop, an NTP step) is noticed within the hour.
+//!
+//! Work runs as tasks on the runtime. At most one backup per instance runs (the service also
+//! refuses a second, `UserErrorMaxConcurrentOperationLimitReached`), and at most
+//! `max_concurrent_jobs` tasks of any kind. On shutdown the loop takes no new work, lets
+//! running tasks finish for the grace period, then drops them: each operation's job is then
+//! finished as `Cancelled` by the service (see `service::CancelOnDrop`), `pg_dump` is killed
+//! with its process group, and a backup's recovery point, whose manifest is written last,
+//! never appears.
+//!
+//! Time comes from a [`Clock`], so the tests run the loop on tokio's paused clock and watch
+//! hours of schedules pass in milliseconds.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+use pgvault_core::engine::Result;
+use pgvault_core::model::job::JobStatus;
+
+use crate::retention::GcMode;
+use crate::service::{Pgvault, ScheduledWork};
+
+/// The longest the loop sleeps without looking at the clock again.
+pub const MAX_SLEEP: Duration = Duration::from_secs(3600);
+/// How long work that could not start (the vault was locked, a policy unreadable) waits before
+/// it is tried again.
+pub const RETRY_AFTER: TimeDelta = TimeDelta::minutes(1);
+
+/// The time, as the loop sees it.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock.
+#[derive(Debug, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock that starts at a given time and advances with tokio's clock, so a test that pauses
+/// tokio's time (`start_paused`) moves both together.
+#[derive(Debug, Clone, Copy)]
+pub struct TokioClock {
+    start: DateTime<Utc>,
+    started: tokio::time::Instant,
+}
+
+impl TokioClock {
+    pub fn starting_at(start: DateTime<Utc>) -> Self {
+        TokioClock {
+            start,
+            started: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> DateTime<Utc> {
+        let elapsed = tokio::time::Instant::now() - self.started;
+        self.start + TimeDelta::from_std(elapsed).unwrap_or(TimeDelta::MAX)
+    }
+}
+
+/// What reaches the loop from outside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Something changed in the scripts folder.
+    ScriptsChanged,
+    /// SIGTERM or Ctrl-C: stop taking work, finish or cancel what runs, return.
+    Shutdown,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// At most this many jobs (backups, sweeps, scripts) at once.
+    pub max_concurrent_jobs: usize,
+    /// On shutdown, how long running jobs may take before they are cancelled.
+    pub shutdown_grace: Duration,
+    /// The retention sweep runs at start and then this often.
+    pub sweep_every: TimeDelta,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            max_concurrent_jobs: 4,
+            shutdown_grace: Duration::from_secs(60),
+            sweep_every: TimeDelta::days(1),
+        }
+    }
+}
+
+/// One piece of work, and the key that keeps two of the same kind from running at once.
+#[derive(Debug, Clone)]
+enum Work {
+    Backup(ScheduledWork),
+    Sweep,
+}
+
+impl Work {
+    fn key(&self) -> String {
+        match self {
+            Work::Backup(w) => format!("backup/{}/{}", w.vault, w.instance),
+            Work::Sweep => "sweep".to_owned(),
+        }
+    }
+}
+
+/// How a task ended, for the log and for retries.
+#[derive(Debug)]
+enum Done {
+    /// Ran (its job records how it went).
+    Ran,
+    /// Could not start; try again after [`RETRY_AFTER`].
+    Refused(String),
+}
+
+/// What the host did while it ran, for its exit and the tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ServeSummary {
+    pub started: usize,
+    /// Tasks dropped at shutdown after the grace period.
+    pub cancelled: usize,
+}
+
+/// Runs the host until [`Event::Shutdown`] arrives (or the event channel closes).
+pub async fn serve(
+    svc: Arc<Pgvault>,
+    opts: ServeOptions,
+    clock: Arc<dyn Clock>,
+    mut events: mpsc::Receiver<Event>,
+) -> Result<ServeSummary> {
+    let mut summary = ServeSummary::default();
+    let mut running: JoinSet<(String, Done)> = JoinSet::new();
+    let mut busy: HashSet<String> = HashSet::new();
+    let mut keys: HashMap<tokio::task::Id, String> = HashMap::new();
+    let mut queue: VecDeque<Work> = VecDeque::new();
+    let mut retry: HashMap<String, DateTime<Utc>> = HashMap::new();
+    let mut next_sweep = clock.now();
+    tracing::info!(
+        max_concurrent_jobs = opts.max_concurrent_jobs,
+        "pgvault host started"
+    );
+
+    loop {
+        let now = clock.now();
+        retry.retain(|_, at| *at > now);
+
+        // What is due.
+        let mut due = Vec::new();
+        match svc.due_scheduled(now).await {
+            Ok(backups) => due.extend(backups.into_iter().map(Work::Backup)),
+            Err(e) => {
+                tracing::error!(code = %e.code, "cannot read the schedules: {}", e.message);
+                retry.insert("schedules".into(), now + RETRY_AFTER);
+            }
+        }
+        if now >= next_sweep {
+            due.push(Work::Sweep);
+            next_sweep = now + opts.sweep_every;
+        }
+        for work in due {
+            let key = work.key();
+            if !busy.contains(&key)
+                && !retry.contains_key(&key)
+                && !queue.iter().any(|q| q.key() == key)
+            {
+                queue.push_back(work);
+            }
+        }
+
+        // Start what the bound allows.
+        while running.len() < opts.max_concurrent_jobs.max(1) {
+            let Some(work) = queue.pop_front() else { break };
+            let key = work.key();
+            let work_key = key.clone();
+            busy.insert(key.clone());
+            summary.started += 1;
+            let (svc, clock) = (svc.clone(), clock.clone());
+            let task = running.spawn(async move {
+                let done = run(&svc, &work, clock.now()).await;
+                (key, done)
+            });
+            keys.insert(task.id(), work_key);
+        }
+
+        // Sleep until the next thing to do, or an event.
+        let mut wake = svc.next_scheduled(now).await.ok().flatten();
+        for t in std::iter::once(next_sweep).chain(retry.values().copied()) {
+            wake = Some(wake.map_or(t, |w| w.min(t)));
+        }
+        let sleep = wake
+            .map(|w| (w - now).to_std().unwrap_or(Duration::ZERO))
+            .unwrap_or(MAX_SLEEP)
+            .min(MAX_SLEEP);
+        tokio::select! {
+            _ = tokio::time::sleep(sleep) => {}
+            event = events.recv() => match event {
+                Some(Event::ScriptsChanged) => {}
+                Some(Event::Shutdown) | None => break,
+            },
+            Some(joined) = running.join_next_with_id(), if !running.is_empty() => {
+                finished(joined, &mut keys, &mut busy, &mut retry, clock.now());
+            }
+        }
+    }
+
+    // Shutdown: no new work; running jobs get the grace period, then are cancelled.
+    if !running.is_empty() {
+        tracing::info!(
+            running = running.len(),
+            grace = ?opts.shutdown_grace,
+            "shutting down: waiting for running jobs"
+        );
+    }
+    let grace = tokio::time::sleep(opts.shutdown_grace);
+    tokio::pin!(grace);
+    while !running.is_empty() {
+        tokio::select! {
+            _ = &mut grace => {
+                summary.cancelled = running.len();
+                tracing::warn!(cancelled = running.len(), "grace period over: cancelling running jobs");
+                running.abort_all();
+                while running.join_next().await.is_some() {}
+            }
+            Some(joined) = running.join_next_with_id() => {
+                finished(joined, &mut keys, &mut busy, &mut retry, clock.now());
+            }
+        }
+    }
+    tracing::info!("pgvault host stopped");
+    Ok(summary)
+}
+
+async fn run(svc: &Pgvault, work: &Work, now: DateTime<Utc>) -> Done {
+    match work {
+        Work::Backup(w) => match svc.run_scheduled(w, now).await {
+            Ok((job, _)) => {
+                match job.status() {
+                    JobStatus::Completed => {
+                        tracing::info!(vault = %w.vault, instance = %w.instance, job = %job.id, "scheduled backup completed")
+                    }
+                    status => {
+                        let error = job
+                            .state
+                            .error()
+                            .map(|e| format!("{}: {}", e.code, e.message));
+                        tracing::error!(vault = %w.vault, instance = %w.instance, job = %job.id, %status, error = error.as_deref().unwrap_or(""), "scheduled backup did not complete")
+                    }
+                }
+                Done::Ran
+            }
+            Err(e) => Done::Refused(format!("{}: {}", e.code, e.message)),
+        },
+        Work::Sweep => match svc.retention_sweep_all(now, false, GcMode::WhenDue).await {
+            Ok(_) => Done::Ran,
+            Err(e) => Done::Refused(format!("{}: {}", e.code, e.message)),
+        },
+    }
+}
+
+type Joined = std::result::Result<(tokio::task::Id, (String, Done)), tokio::task::JoinError>;
+
+fn finished(
+    joined: Joined,
+    keys: &mut HashMap<tokio::task::Id, String>,
+    busy: &mut HashSet<String>,
+    retry: &mut HashMap<String, DateTime<Utc>>,
+    now: DateTime<Utc>,
+) {
+    match joined {
+        Ok((id, (key, done))) => {
+            keys.remove(&id);
+            busy.remove(&key);
+            if let Done::Refused(why) = done {
+                tracing::warn!(work = %key, "could not start; trying again in a minute: {why}");
+                retry.insert(key, now + RETRY_AFTER);
+            }
+        }
+        // A panic in one job is that job's failure, not the host's: its work is retried later.
+        Err(e) => {
+            tracing::error!(error = %e, "a job's task ended abnormally");
+            if let Some(key) = keys.remove(&e.id()) {
+                busy.remove(&key);
+                retry.insert(key, now + RETRY_AFTER);
+            }
+        }
+    }
+}

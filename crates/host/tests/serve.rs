@@ -1,0 +1,215 @@
+//! The host's event loop on tokio's paused clock: hours of schedules pass in milliseconds, and
+//! what ran, when, and how often is read back from the job history.
+//!
+//! The instances point at a database that does not exist, so every backup fails at once, with
+//! a job: these tests are about *when* the loop runs work, not about backups (the e2e tests
+//! run real ones, including a SIGTERM during one).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+use pgvault_core::engine::home::Home;
+use pgvault_core::model::job::{Job, JobFilter, JobOutcome, JobStatus, NewJob, Operation};
+use pgvault_core::model::policy::BackupPolicy;
+use pgvault_core::store::paths;
+use pgvault_host::history::current_owner;
+use pgvault_host::serve::{Event, ServeOptions, TokioClock, serve};
+use pgvault_host::service::Pgvault;
+
+fn t(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+fn hourly_policy() -> BackupPolicy {
+    let policy = json!({
+        "datasourceTypes": ["Microsoft.DBforPostgreSQL/flexibleServers/databases"],
+        "objectType": "BackupPolicy",
+        "policyRules": [
+            {
+                "name": "BackupHourly", "objectType": "AzureBackupRule",
+                "backupParameters": {"backupType": "Full", "objectType": "AzureBackupParams"},
+                "dataStore": {"dataStoreType": "VaultStore", "objectType": "DataStoreInfoBase"},
+                "trigger": {
+                    "objectType": "ScheduleBasedTriggerContext",
+                    "schedule": {"repeatingTimeIntervals": ["R/2030-01-01T00:00:00+00:00/PT1H"], "timeZone": "UTC"},
+                    "taggingCriteria": [{"isDefault": true, "taggingPriority": 99, "tagInfo": {"tagName": "Default"}}]
+                }
+            },
+            {"name": "Default", "objectType": "AzureRetentionRule", "isDefault": true,
+             "lifecycles": [{
+                "sourceDataStore": {"dataStoreType": "VaultStore", "objectType": "DataStoreInfoBase"},
+                "deleteAfter": {"duration": "P7D", "objectType": "AbsoluteDeleteOption"}
+             }]}
+        ]
+    });
+    BackupPolicy::from_json(&policy.to_string()).unwrap()
+}
+
+/// A home with vault `V`, the hourly policy and `instances`, each protected at `protected`
+/// (its ConfigureBackup job). Their database is unreachable: backups fail fast.
+async fn home(dir: &std::path::Path, instances: &[&str], protected: DateTime<Utc>) -> Arc<Pgvault> {
+    let svc = Pgvault::open(Home::at(dir.join("home"))).unwrap();
+    let url = format!("file://{}", dir.join("vault").display());
+    svc.create_vault("V", Some(&url)).await.unwrap();
+    svc.create_policy("V", "Hourly", &hourly_policy())
+        .await
+        .unwrap();
+    let vault = svc.vault("V").await.unwrap();
+    for name in instances {
+        let instance = json!({
+            "name": name,
+            "properties": {
+                "dataSourceInfo": {
+                    "datasourceType": "Microsoft.DBforPostgreSQL/flexibleServers/databases",
+                    "resourceID": format!("postgres://127.0.0.1:1/{name}"),
+                    "resourceName": name,
+                },
+                "datasourceAuthCredentials": {
+                    "objectType": "SecretStoreBasedAuthCredentials",
+                    "secretStoreResource": {"secretStoreType": "Environment", "uri": "env:PGVAULT_TEST_NO_SUCH_SECRET"},
+                },
+                "friendlyName": name,
+                "policyInfo": {"policyId": "/backupPolicies/Hourly"},
+                "currentProtectionState": "ProtectionConfigured",
+            }
+        });
+        vault
+            .store
+            .put_json(&paths::instance(name), &instance)
+            .await
+            .unwrap();
+        let mut new = NewJob::new(Operation::ConfigureBackup, "V", protected, current_owner());
+        new.backup_instance_name = Some(name.to_string());
+        let job = svc.history().start(&new).unwrap();
+        svc.history()
+            .finish(
+                job.id,
+                &JobOutcome::Completed {
+                    recovery_point_id: None,
+                },
+                protected,
+                0,
+                0,
+            )
+            .unwrap();
+    }
+    Arc::new(svc)
+}
+
+fn scheduled(svc: &Pgvault, instance: &str) -> Vec<Job> {
+    let mut jobs = svc
+        .jobs(
+            &JobFilter::default()
+                .instance(instance)
+                .operation(Operation::ScheduledBackup),
+        )
+        .unwrap();
+    jobs.reverse();
+    jobs
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_loop_runs_each_occurrence_once_at_its_time_and_sweeps_daily() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = home(dir.path(), &["a", "b"], t("2030-01-01T00:30:00Z")).await;
+    let (events, rx) = mpsc::channel(4);
+    let clock = Arc::new(TokioClock::starting_at(t("2030-01-01T00:40:00Z")));
+    let opts = ServeOptions {
+        max_concurrent_jobs: 1,
+        ..ServeOptions::default()
+    };
+    let host = tokio::spawn(serve(svc.clone(), opts, clock, rx));
+
+    // Until 03:40 (on the paused clock: no real waiting).
+    tokio::time::sleep(Duration::from_secs(3 * 3600)).await;
+    events.send(Event::Shutdown).await.unwrap();
+    let summary = host.await.unwrap().unwrap();
+    assert_eq!(summary.cancelled, 0);
+
+    for instance in ["a", "b"] {
+        let jobs = scheduled(&svc, instance);
+        let due: Vec<DateTime<Utc>> = jobs.iter().map(|j| j.scheduled.unwrap().due_time).collect();
+        assert_eq!(
+            due,
+            [
+                t("2030-01-01T01:00:00Z"),
+                t("2030-01-01T02:00:00Z"),
+                t("2030-01-01T03:00:00Z")
+            ],
+            "{instance}: each occurrence once"
+        );
+        for job in &jobs {
+            assert!(!job.scheduled.unwrap().late);
+            // Started at its occurrence (one job at a time, so b waits for a's few moments).
+            assert!(job.state.start() - job.scheduled.unwrap().due_time < TimeDelta::seconds(5));
+            assert_eq!(
+                job.status(),
+                JobStatus::Failed,
+                "the database is unreachable"
+            );
+        }
+    }
+    // The sweep ran when the host started (nothing to delete; the first collection is due).
+    let sweeps = svc
+        .jobs(&JobFilter::default().operation(Operation::RetentionSweep))
+        .unwrap();
+    assert_eq!(sweeps.len(), 1);
+    assert_eq!(sweeps[0].state.start(), t("2030-01-01T00:40:00Z"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_host_that_was_down_runs_the_missed_occurrence_once_late() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = home(dir.path(), &["a"], t("2030-01-01T00:30:00Z")).await;
+    let (events, rx) = mpsc::channel(4);
+    // The host starts at 05:20: 01:00 to 05:00 were missed.
+    let clock = Arc::new(TokioClock::starting_at(t("2030-01-01T05:20:00Z")));
+    let host = tokio::spawn(serve(svc.clone(), ServeOptions::default(), clock, rx));
+    tokio::time::sleep(Duration::from_secs(50 * 60)).await;
+    events.send(Event::Shutdown).await.unwrap();
+    host.await.unwrap().unwrap();
+
+    let jobs = scheduled(&svc, "a");
+    assert_eq!(jobs.len(), 2, "{jobs:#?}");
+    let first = jobs[0].scheduled.unwrap();
+    assert_eq!(first.due_time, t("2030-01-01T05:00:00Z"));
+    assert!(first.late);
+    assert_eq!(jobs[0].extended_details["MissedOccurrences"], "4");
+    assert_eq!(jobs[0].state.start(), t("2030-01-01T05:20:00Z"));
+    let second = jobs[1].scheduled.unwrap();
+    assert_eq!(second.due_time, t("2030-01-01T06:00:00Z"));
+    assert!(!second.late);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_retention_sweep_runs_daily() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = home(dir.path(), &[], t("2030-01-01T00:30:00Z")).await;
+    let (events, rx) = mpsc::channel(4);
+    let clock = Arc::new(TokioClock::starting_at(t("2030-01-01T00:40:00Z")));
+    let host = tokio::spawn(serve(svc.clone(), ServeOptions::default(), clock, rx));
+    tokio::time::sleep(Duration::from_secs(2 * 86400 + 3600)).await;
+    events.send(Event::Shutdown).await.unwrap();
+    host.await.unwrap().unwrap();
+    let mut starts: Vec<DateTime<Utc>> = svc
+        .jobs(&JobFilter::default().operation(Operation::RetentionSweep))
+        .unwrap()
+        .iter()
+        .map(|j| j.state.start())
+        .collect();
+    starts.sort();
+    assert_eq!(
+        starts,
+        [
+            t("2030-01-01T00:40:00Z"),
+            t("2030-01-02T00:40:00Z"),
+            t("2030-01-03T00:40:00Z")
+        ]
+    );
+}
