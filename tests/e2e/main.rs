@@ -12,6 +12,7 @@ mod runbooks;
 mod schedule;
 mod script;
 mod secrets;
+mod serve;
 mod simulate;
 mod support;
 mod walkthrough;

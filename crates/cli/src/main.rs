@@ -25,9 +25,12 @@ struct Cli {
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value = "json")]
     output: Format,
-    /// Log level (error, warn, info, debug, trace); also RUST_LOG.
-    #[arg(long, global = true, default_value = "warn")]
-    log_level: String,
+    /// Log level (error, warn, info, debug, trace); also RUST_LOG. `serve` logs at info.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
+    /// Log lines for people (text) or for a log collector (json: one object per line).
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -61,6 +64,12 @@ enum Command {
         after_help = "Example:\n  pgvault repl\n  pgvault> help(\"adhoc_backup\")\n  pgvault> jobs(#{ status: \"Failed\" })\nHistory is kept in $PGVAULT_HOME/repl_history. Ctrl-C cancels the running entry, Ctrl-D exits."
     )]
     Repl(commands::repl::ReplArgs),
+    /// Run the host: scheduled backups at their times, the retention sweep daily, until
+    /// SIGTERM or Ctrl-C (see examples/systemd/pgvault.service).
+    #[command(
+        after_help = "Examples:\n  pgvault serve\n  pgvault serve --max-concurrent-jobs 2 --log-format json\n\nOn SIGTERM or Ctrl-C the host takes no new work, lets running jobs finish for\n--shutdown-grace seconds, then cancels them (Cancelled jobs, no partial recovery point)."
+    )]
+    Serve(commands::serve::ServeArgs),
     /// One pass of the host: run every scheduled backup that is due and sweep retention, then
     /// exit (for cron or a systemd timer).
     #[command(
@@ -72,16 +81,30 @@ enum Command {
     Demo(commands::demo::DemoArgs),
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The host is a service: its log is how an operator sees it work. Commands log warnings.
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    let level = cli.log_level.as_deref().unwrap_or(default_level);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&cli.log_level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
     use std::io::IsTerminal;
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -251,7 +251,10 @@ pub async fn serve(
 
 async fn run(svc: &Pgvault, work: &Work, now: DateTime<Utc>) -> Done {
     match work {
-        Work::Backup(w) => match svc.run_scheduled(w, now).await {
+        Work::Backup(w) => match {
+            tracing::info!(vault = %w.vault, instance = %w.instance, due = %w.due.due, "scheduled backup starting");
+            svc.run_scheduled(w, now).await
+        } {
             Ok((job, _)) => {
                 match job.status() {
                     JobStatus::Completed => {

@@ -8,6 +8,7 @@ pub mod recovery_point;
 pub mod repl;
 pub mod retention;
 pub mod run;
+pub mod serve;
 pub mod simulate;
 pub mod tick;
 pub mod vault;
@@ -58,5 +59,6 @@ pub async fn dispatch(command: Command, format: Format) -> anyhow::Result<ExitCo
         Command::Demo(a) => demo::run(a).await,
         Command::Tick(a) => tick::run(a, format).await,
         Command::Retention(c) => retention::run(c, format).await,
+        Command::Serve(a) => serve::run(a).await,
     }
 }

@@ -181,6 +181,7 @@ pub async fn backup(
         Stdio::piped(),
         params.password().into_iter().map(str::to_string).collect(),
     )?;
+    tracing::info!(instance = %req.instance, job = %req.job_id, "pg_dump started");
     let stdout = dump.child_mut().stdout.take().expect("stdout is piped");
     let written = write_stream(
         &vault.store,
