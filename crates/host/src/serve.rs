@@ -251,27 +251,28 @@ pub async fn serve(
 
 async fn run(svc: &Pgvault, work: &Work, now: DateTime<Utc>) -> Done {
     match work {
-        Work::Backup(w) => match {
+        Work::Backup(w) => {
             tracing::info!(vault = %w.vault, instance = %w.instance, due = %w.due.due, "scheduled backup starting");
-            svc.run_scheduled(w, now).await
-        } {
-            Ok((job, _)) => {
-                match job.status() {
-                    JobStatus::Completed => {
-                        tracing::info!(vault = %w.vault, instance = %w.instance, job = %job.id, "scheduled backup completed")
+            let ran = svc.run_scheduled(w, now).await;
+            match ran {
+                Ok((job, _)) => {
+                    match job.status() {
+                        JobStatus::Completed => {
+                            tracing::info!(vault = %w.vault, instance = %w.instance, job = %job.id, "scheduled backup completed")
+                        }
+                        status => {
+                            let error = job
+                                .state
+                                .error()
+                                .map(|e| format!("{}: {}", e.code, e.message));
+                            tracing::error!(vault = %w.vault, instance = %w.instance, job = %job.id, %status, error = error.as_deref().unwrap_or(""), "scheduled backup did not complete")
+                        }
                     }
-                    status => {
-                        let error = job
-                            .state
-                            .error()
-                            .map(|e| format!("{}: {}", e.code, e.message));
-                        tracing::error!(vault = %w.vault, instance = %w.instance, job = %job.id, %status, error = error.as_deref().unwrap_or(""), "scheduled backup did not complete")
-                    }
+                    Done::Ran
                 }
-                Done::Ran
+                Err(e) => Done::Refused(format!("{}: {}", e.code, e.message)),
             }
-            Err(e) => Done::Refused(format!("{}: {}", e.code, e.message)),
-        },
+        }
         Work::Sweep => match svc.retention_sweep_all(now, false, GcMode::WhenDue).await {
             Ok(_) => Done::Ran,
             Err(e) => Done::Refused(format!("{}: {}", e.code, e.message)),
