@@ -20,6 +20,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let ctx = ScriptContext {
         pgvault: Arc::new(open_service()?),
         runtime: tokio::runtime::Handle::current(),
+        allow_destructive: true,
     };
     match run_script(ctx, args.file).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
