@@ -1649,14 +1649,19 @@ mod tests {
             stop: Some(stop),
             ..RunOptions::drop_in(false)
         };
-        let ran = run_with(
-            svc.clone(),
-            &ReadyScript::run_once(&path),
-            &options,
-            t("2026-11-21T02:00:00Z"),
-            misbehaving,
+        // A guard, not a wait: the run ends at once unless stopping is broken.
+        let ran = tokio::time::timeout(
+            Duration::from_secs(60),
+            run_with(
+                svc.clone(),
+                &ReadyScript::run_once(&path),
+                &options,
+                t("2026-11-21T02:00:00Z"),
+                misbehaving,
+            ),
         )
         .await
+        .expect("the stop did not reach the endless call")
         .unwrap();
         assert_eq!(ran.job.status(), JobStatus::Cancelled);
         assert!(home.path().join("scripts/failed/long.rhai").is_file());
@@ -1665,30 +1670,39 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn drop_ins_cannot_import_files_or_eval() {
         let (home, svc) = service();
-        drop_script(&home, "helper.rhai", "fn helped() { 1 }");
-        let importing = drop_script(
-            &home,
-            "importing.rhai",
-            "import \"helper\" as h;\nh::helped()",
+        // Outside the scripts folder, by its full path (without `.rhai`, as Rhai imports).
+        let helper = home.path().join("helper.rhai");
+        fs::write(&helper, "fn helped() { 41 }").unwrap();
+        let import = format!(
+            "import \"{}\" as h;\nprint(h::helped() + 1);",
+            helper.with_extension("").display()
         );
-        let evaluating = drop_script(&home, "evaluating.rhai", "eval(\"1 + 1\")");
-        for path in [&importing, &evaluating] {
-            let ran = run(&svc, path, &RunOptions::drop_in(true)).await;
-            assert_eq!(error_of(&ran).code, SCRIPT_ERROR, "{}", path.display());
+        let cases = [
+            ("importing.rhai", import.as_str(), "helper"),
+            ("evaluating.rhai", "print(eval(\"40 + 2\"));", "eval"),
+        ];
+        for (name, source, named) in cases {
+            let path = drop_script(&home, name, source);
+            let ran = run(&svc, &path, &RunOptions::drop_in(true)).await;
+            let error = error_of(&ran);
+            assert_eq!(error.code, SCRIPT_ERROR, "{name}");
+            assert!(
+                error.message.starts_with(&format!("{}:", path.display()))
+                    && error.message.contains(named),
+                "{name}: {error:?}"
+            );
+            assert_eq!(ran.job.script_output, None, "{name} did not run");
+            // The operator's own scripts may.
+            let path = drop_script(&home, name, source);
+            let ran = run(&svc, &path, &RunOptions::operator()).await;
+            assert_eq!(
+                ran.job.script_output.as_deref(),
+                Some("42\n"),
+                "{name}: {:?}",
+                ran.job.state
+            );
+            assert!(path.is_file(), "the operator's file stays where it is");
         }
-        // The operator's own scripts may.
-        let evaluating = drop_script(&home, "evaluating.rhai", "eval(\"1 + 1\")");
-        let ran = run(&svc, &evaluating, &RunOptions::operator()).await;
-        assert_eq!(
-            ran.job.status(),
-            JobStatus::Completed,
-            "{:?}",
-            ran.job.state
-        );
-        assert!(
-            evaluating.is_file(),
-            "the operator's file stays where it is"
-        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
