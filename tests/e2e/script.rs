@@ -69,3 +69,84 @@ fn script_errors_name_file_line_and_column() {
     let err = w.fails(&["run", f.to_str().unwrap()]);
     assert!(err.contains("syntax.rhai:1:"), "{err}");
 }
+
+#[test]
+fn run_records_a_script_run_job_with_what_the_script_printed() {
+    let w = World::new();
+    let f = w.write("hello.rhai", "print(\"hello\");\nprint(40 + 2);\n");
+    let out = w.run(&["run", f.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout, "hello\n42\n", "still printed as it runs");
+    assert!(f.is_file(), "`pgvault run` leaves the file where it is");
+    let jobs = w.json(&["job", "list", "--operation", "ScriptRun"]);
+    let [job] = jobs.as_array().unwrap().as_slice() else {
+        panic!("one ScriptRun job: {jobs}");
+    };
+    let p = &job["properties"];
+    assert_eq!(p["status"], "Completed", "{job}");
+    let details = &p["extendedInfo"]["additionalDetails"];
+    assert_eq!(details["ScriptPath"], f.to_str().unwrap(), "{job}");
+    assert_eq!(details["ScriptOutput"], "hello\n42\n", "{job}");
+
+    // A failing script fails its job with the same message it prints.
+    let f = w.write(
+        "broken.rhai",
+        "print(\"starting\");\nthrow \"no backups today\";\n",
+    );
+    let err = w.fails(&["run", f.to_str().unwrap()]);
+    assert!(err.contains("broken.rhai:2:"), "{err}");
+    let failed = w.json(&["job", "list", "--status", "Failed"]);
+    let error = &failed[0]["properties"]["errorDetails"];
+    assert!(error.to_string().contains("ScriptError"), "{failed}");
+}
+
+#[test]
+fn run_stops_a_script_at_its_wall_time() {
+    let w = World::new();
+    let f = w.write("spin.rhai", "print(\"spinning\");\nloop { }\n");
+    let err = w.fails(&["run", "--wall-time", "PT1S", f.to_str().unwrap()]);
+    assert!(
+        err.contains("spin.rhai:2:") && err.contains("longer than its wall time of 1s"),
+        "{err}"
+    );
+    let jobs = w.json(&["job", "list", "--operation", "ScriptRun"]);
+    assert!(jobs[0].to_string().contains("ScriptTimedOut"), "{jobs}");
+    let err = w.fails(&["run", "--wall-time", "soon", f.to_str().unwrap()]);
+    assert!(err.contains("soon"), "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_cancels_the_run_and_records_it() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let w = World::new();
+    let f = w.write("long.rhai", "print(\"started\");\nloop { }\n");
+    let mut child = w
+        .command(&["run", f.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once the script printed, its job exists and the Ctrl-C handler is in place.
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first, "started\n");
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{out:?}");
+    let jobs = w.json(&["job", "list", "--operation", "ScriptRun"]);
+    assert_eq!(jobs[0]["properties"]["status"], "Cancelled", "{jobs}");
+}

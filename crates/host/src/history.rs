@@ -588,6 +588,29 @@ impl JobHistory {
             .collect()
     }
 
+    /// When the latest `ScriptRun` job of the script at `script_path` (as the job recorded
+    /// it) started: what a recurring runbook's schedule is judged against. One row, found
+    /// newest first along the start-time index, where [`JobHistory::list`] would read every
+    /// script job with its captured output.
+    pub fn latest_script_run(&self, script_path: &str) -> Result<Option<DateTime<Utc>>> {
+        let row: Option<(String, String)> = self
+            .conn()
+            .query_row(
+                "SELECT id, start_time FROM jobs WHERE operation = ?1 AND script_path = ?2 \
+                 ORDER BY start_time DESC, seq DESC LIMIT 1",
+                params![Operation::ScriptRun.as_str(), script_path],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        row.map(|(id, start)| {
+            parse_db_time(&start).map_err(|e| HistoryError::Corrupt {
+                id,
+                detail: format!("start_time `{start}`: {e}"),
+            })
+        })
+        .transpose()
+    }
+
     /// The jobs dashboard over the jobs `filter` matches (its `limit` aside: the counts are
     /// over the whole window): per vault and instance, how many jobs are in each status and
     /// how many ran late. Agrees with [`summarize`] over [`JobHistory::list`]'s jobs.
@@ -2329,6 +2352,37 @@ mod tests {
             let in_memory: Vec<JobId> = filter.apply(&listed).iter().map(|j| j.id).collect();
             assert_eq!(in_memory, want, "in memory: {filter:?}");
         }
+    }
+
+    #[test]
+    fn the_latest_run_of_a_script_is_found_by_its_path() {
+        let (_dir, history) = history();
+        let nightly = "/srv/pgvault/scripts/nightly.rhai";
+        assert_eq!(history.latest_script_run(nightly).unwrap(), None);
+        for (path, start) in [
+            (nightly, t(1, 0, 0)),
+            (nightly, t(3, 0, 0)),
+            ("/srv/pgvault/scripts/other.rhai", t(4, 0, 0)),
+        ] {
+            history
+                .start(&NewJob::script_run(path, start, owner()))
+                .unwrap();
+        }
+        // A job of another operation at a later time does not count.
+        history
+            .start(&new_job(Operation::OnDemandBackup, "v", t(5, 0, 0)))
+            .unwrap();
+        assert_eq!(
+            history.latest_script_run(nightly).unwrap(),
+            Some(t(3, 0, 0))
+        );
+        assert_eq!(
+            history
+                .latest_script_run("/srv/pgvault/scripts/NIGHTLY.rhai")
+                .unwrap(),
+            None,
+            "paths are compared exactly"
+        );
     }
 
     #[test]

@@ -60,9 +60,11 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 pub struct ReplArgs {}
 
 pub async fn run(_args: ReplArgs) -> anyhow::Result<ExitCode> {
+    // The REPL is the operator at the keyboard: destructive calls are theirs to make.
     let ctx = ScriptContext {
         pgvault: Arc::new(open_service()?),
         runtime: tokio::runtime::Handle::current(),
+        allow_destructive: true,
     };
     let interrupt = Interrupt::new();
     let on_sigint = raise_on_sigint(interrupt.clone())?;

@@ -20,6 +20,7 @@ pub(super) enum Group {
     Vaults,
     Policies,
     Instances,
+    Protection,
     Jobs,
     Values,
 }
@@ -30,6 +31,7 @@ impl Group {
             Group::Vaults => "Vaults: create, find, list",
             Group::Policies => "Policies (maps until vault.create_policy stores them)",
             Group::Instances => "Backup instances: protect, back up, restore",
+            Group::Protection => "Protection states and deleting backup data",
             Group::Jobs => "Job history",
             Group::Values => "Values, environment and help",
         }
@@ -362,6 +364,63 @@ v.restore_as_files("db-empdb11", #{
     file_name: "empdb11",
 });"#,
     },
+    // ---- protection states and deletion ----
+    Doc {
+        name: "suspend_backups",
+        group: Group::Protection,
+        usage: &["vault.suspend_backups(instance)"],
+        summary: "stop backups of an instance, keeping its recovery points (backup-instance suspend-backup)",
+        description: "Sets the instance's protection state to BackupsSuspended: no scheduled or \
+on-demand backup runs, and the recovery points it has are kept and still expire as the \
+policy says. `instance` is its name or its resource. Returns the instance resource.",
+        example: r#"vault("TestBkpVault").suspend_backups("db-empdb11").properties.currentProtectionState"#,
+    },
+    Doc {
+        name: "stop_protection",
+        group: Group::Protection,
+        usage: &["vault.stop_protection(instance)"],
+        summary: "stop protecting an instance and retain its data (backup-instance stop-protection)",
+        description: "Sets the instance's protection state to ProtectionStopped: no backups run \
+and the recovery points it has are kept (the retention sweep leaves them alone). \
+vault.resume_protection undoes it. Returns the instance resource.",
+        example: r#"vault("TestBkpVault").stop_protection("db-empdb11")"#,
+    },
+    Doc {
+        name: "resume_protection",
+        group: Group::Protection,
+        usage: &["vault.resume_protection(instance)"],
+        summary: "resume backups of a suspended or stopped instance (backup-instance resume-protection)",
+        description: "Sets the instance's protection state back to ProtectionConfigured: backups \
+run again as its policy schedules them. Returns the instance resource.",
+        example: r#"vault("TestBkpVault").resume_protection("db-empdb11")"#,
+    },
+    Doc {
+        name: "delete_recovery_point",
+        group: Group::Protection,
+        usage: &["vault.delete_recovery_point(instance, recovery_point_id)"],
+        summary: "delete one recovery point from every tier (destructive)",
+        description: "Deletes the recovery point (a recovery point's `name`) from the vault and \
+archive tiers as a DeleteRecoveryPoint job; its space returns at the next garbage collection. \
+Returns the finished job; a failed deletion is a script error. Destructive: refused to \
+drop-in scripts with UserErrorDestructiveOperationNotAllowed unless the host was started \
+with --allow-destructive-scripts (`pgvault run` and the REPL may always call it).",
+        example: r#"let v = vault("TestBkpVault");
+let oldest = v.recovery_points("db-empdb11")[-1];
+v.delete_recovery_point("db-empdb11", oldest.name)"#,
+    },
+    Doc {
+        name: "delete_backup_instance",
+        group: Group::Protection,
+        usage: &["vault.delete_backup_instance(instance)"],
+        summary: "stop protection and delete the instance's data (backup-instance delete; destructive)",
+        description: "Azure's \"stop protection and delete data\": deletes every recovery point of \
+the instance (one DeleteRecoveryPoint job each), then the instance itself. Returns the \
+deletion jobs. Destructive: refused to drop-in scripts with \
+UserErrorDestructiveOperationNotAllowed unless the host was started with \
+--allow-destructive-scripts.",
+        example: r#"let jobs = vault("TestBkpVault").delete_backup_instance("db-empdb11");
+print(`${jobs.len()} recovery points deleted`);"#,
+    },
     // ---- jobs ----
     Doc {
         name: "jobs",
@@ -578,6 +637,7 @@ mod tests {
         let ctx = ScriptContext {
             pgvault: Arc::new(pgvault),
             runtime: runtime.handle().clone(),
+            allow_destructive: true,
         };
         (new_engine(ctx), dir, runtime)
     }

@@ -1,5 +1,8 @@
 //! Rhai bindings for backup instances and their operations: `initialize_instance`,
-//! `vault.adhoc_backup`, `vault.restore`, `vault.restore_as_files`.
+//! `vault.adhoc_backup`, `vault.restore`, `vault.restore_as_files`, the protection states
+//! (`vault.suspend_backups`, `vault.stop_protection`, `vault.resume_protection`) and the two
+//! calls that delete backup data (`vault.delete_recovery_point`,
+//! `vault.delete_backup_instance`), which [`ScriptContext::check_destructive`] guards.
 
 use rhai::{Dynamic, Engine, Map};
 
@@ -9,6 +12,7 @@ use pgvault_core::engine::protect::{InitializeArgs, initialize_instance};
 use pgvault_core::engine::restore::{
     initialize_for_data_recovery, initialize_for_data_recovery_as_files,
 };
+use pgvault_core::model::instance::{BACKUPS_SUSPENDED, PROTECTION_CONFIGURED, PROTECTION_STOPPED};
 use pgvault_core::model::job::{Job, JobStatus};
 use pgvault_core::model::resource::vault_id;
 
@@ -135,6 +139,66 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
                 .block_on(c.pgvault.restore(&v.name, &name, &request))
                 .map_err(coded)?;
             job_result(&job)
+        },
+    );
+
+    // Azure's suspendBackups, stopProtection and resumeProtection: recovery points are kept
+    // in every state, so these are not destructive.
+    for (function, state) in [
+        ("suspend_backups", BACKUPS_SUSPENDED),
+        ("stop_protection", PROTECTION_STOPPED),
+        ("resume_protection", PROTECTION_CONFIGURED),
+    ] {
+        let c = ctx.clone();
+        engine.register_fn(
+            function,
+            move |v: &mut VaultRef, instance: Dynamic| -> RhaiResult<Dynamic> {
+                let name = instance_name(&instance)?;
+                let json = c
+                    .block_on(async {
+                        let vault = c.pgvault.vault(&v.name).await?;
+                        let instance = vault.set_protection_state(&name, state).await?;
+                        Ok(vault.instance_json(&instance))
+                    })
+                    .map_err(coded)?;
+                to_dynamic(&json)
+            },
+        );
+    }
+
+    let c = ctx.clone();
+    engine.register_fn(
+        "delete_recovery_point",
+        move |v: &mut VaultRef,
+              instance: Dynamic,
+              recovery_point_id: &str|
+              -> RhaiResult<Dynamic> {
+            c.check_destructive("delete_recovery_point")?;
+            let name = instance_name(&instance)?;
+            let job = c
+                .block_on(
+                    c.pgvault
+                        .delete_recovery_point(&v.name, &name, recovery_point_id),
+                )
+                .map_err(coded)?;
+            job_result(&job)
+        },
+    );
+
+    let c = ctx.clone();
+    engine.register_fn(
+        "delete_backup_instance",
+        move |v: &mut VaultRef, instance: Dynamic| -> RhaiResult<Dynamic> {
+            c.check_destructive("delete_backup_instance")?;
+            let name = instance_name(&instance)?;
+            let jobs = c
+                .block_on(c.pgvault.delete_backup_instance(&v.name, &name))
+                .map_err(coded)?;
+            let shown = jobs
+                .iter()
+                .map(job_result)
+                .collect::<RhaiResult<Vec<Dynamic>>>()?;
+            Ok(Dynamic::from_array(shown))
         },
     );
 }

@@ -1,4 +1,5 @@
-//! Stopping a running evaluation (Ctrl-C in the REPL) without stopping the process.
+//! Stopping a running evaluation (Ctrl-C in the REPL, a drop-in script's wall time, the
+//! host shutting down) without stopping the process.
 //!
 //! An evaluation waits in two places, and an [`Interrupt`] reaches both. A Rhai loop is
 //! stopped by the engine's progress callback ([`Interrupt::stop_loops`]), checked between
@@ -17,8 +18,8 @@
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use rhai::{Dynamic, Engine};
 use tokio::sync::Notify;
@@ -32,9 +33,12 @@ thread_local! {
     static WATCHING: RefCell<Option<Interrupt>> = const { RefCell::new(None) };
 }
 
+/// Why an operation was cancelled when the raiser gave no reason: the REPL's Ctrl-C.
+const DEFAULT_REASON: &str = "Ctrl-C";
+
 /// A flag that asks the evaluation it watches to stop. Raised from anywhere (a signal
-/// handler task), it stays raised until cleared, so a script that catches the cancelled
-/// call's error is still stopped at its next operation.
+/// handler task, a deadline), it stays raised until cleared, so a script that catches the
+/// cancelled call's error is still stopped at its next operation.
 #[derive(Clone, Debug, Default)]
 pub struct Interrupt(Arc<State>);
 
@@ -42,6 +46,8 @@ pub struct Interrupt(Arc<State>);
 struct State {
     raised: AtomicBool,
     notify: Notify,
+    /// What the cancelled operation's error says stopped it; the first reason given wins.
+    reason: Mutex<Option<String>>,
 }
 
 impl Interrupt {
@@ -54,13 +60,35 @@ impl Interrupt {
         self.0.notify.notify_waiters();
     }
 
+    /// Raises the interrupt, saying why in the error of the operation it cancels (`the
+    /// script's wall time of 1h ran out`), unless another reason was given first.
+    pub fn raise_because(&self, reason: impl Into<String>) {
+        self.0
+            .reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert_with(|| reason.into());
+        self.raise();
+    }
+
+    /// Why the interrupt was raised: the reason given to [`Self::raise_because`], or Ctrl-C.
+    pub fn reason(&self) -> String {
+        self.0
+            .reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or_else(|| DEFAULT_REASON.to_owned())
+    }
+
     pub fn is_raised(&self) -> bool {
         self.0.raised.load(Ordering::SeqCst)
     }
 
-    /// Lowers the flag, before the next evaluation.
+    /// Lowers the flag and forgets the reason, before the next evaluation.
     pub fn clear(&self) {
         self.0.raised.store(false, Ordering::SeqCst);
+        *self.0.reason.lock().unwrap_or_else(PoisonError::into_inner) = None;
     }
 
     /// Makes `engine` stop a running script (with `ErrorTerminated`) at its next operation
@@ -86,7 +114,7 @@ impl Interrupt {
     }
 
     /// Resolves once the interrupt is raised (at once if it already is).
-    async fn raised(&self) {
+    pub async fn raised(&self) {
         loop {
             let notified = self.0.notify.notified();
             tokio::pin!(notified);
@@ -115,7 +143,7 @@ pub(super) fn block_on<T>(
             biased;
             () = interrupt.raised() => Err(Error::new(
                 CANCELLED,
-                "the operation was cancelled (Ctrl-C) before it finished",
+                format!("the operation was cancelled ({}) before it finished", interrupt.reason()),
             )),
             out = f => out,
         }
@@ -193,6 +221,34 @@ mod tests {
                 .unwrap(),
             2
         );
+    }
+
+    #[test]
+    fn the_cancelled_call_says_why_it_was_cancelled() {
+        let rt = runtime();
+        let ctrl_c = Interrupt::new();
+        ctrl_c.raise();
+        let err = ctrl_c
+            .watch(|| block_on(rt.handle(), async { Ok(()) }))
+            .unwrap_err();
+        assert!(err.message.contains("(Ctrl-C)"), "{}", err.message);
+
+        let deadline = Interrupt::new();
+        deadline.raise_because("the script's wall time of 1s ran out");
+        deadline.raise_because("the host is shutting down");
+        let err = deadline
+            .watch(|| block_on(rt.handle(), async { Ok(()) }))
+            .unwrap_err();
+        assert_eq!(err.code, CANCELLED);
+        assert!(
+            err.message
+                .contains("(the script's wall time of 1s ran out)"),
+            "the first reason given wins: {}",
+            err.message
+        );
+        deadline.clear();
+        deadline.raise();
+        assert_eq!(deadline.reason(), "Ctrl-C", "clear forgets the reason");
     }
 
     #[test]

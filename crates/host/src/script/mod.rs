@@ -34,14 +34,39 @@ use serde::de::DeserializeOwned;
 
 use crate::service::Pgvault;
 
-/// What every binding needs: the service and a handle to block on async operations.
+/// The error code of a destructive call refused to a script (see
+/// [`ScriptContext::allow_destructive`]).
+pub const DESTRUCTIVE_REFUSED: &str = "UserErrorDestructiveOperationNotAllowed";
+
+/// What every binding needs: the service, a handle to block on async operations, and what
+/// the script is allowed to do.
 #[derive(Clone)]
 pub struct ScriptContext {
     pub pgvault: Arc<Pgvault>,
     pub runtime: tokio::runtime::Handle,
+    /// Whether calls that delete backup data (`vault.delete_recovery_point`,
+    /// `vault.delete_backup_instance`) may run. True for the operator's own tools (`pgvault
+    /// run`, the REPL); false for drop-in scripts unless the host was started with
+    /// `--allow-destructive-scripts`, because a file that lands in a folder is a weaker
+    /// proof of intent than a command typed by hand.
+    pub allow_destructive: bool,
 }
 
 impl ScriptContext {
+    /// Refuses `function` (a destructive binding) unless this context allows it.
+    pub fn check_destructive(&self, function: &str) -> RhaiResult<()> {
+        if self.allow_destructive {
+            return Ok(());
+        }
+        Err(coded(pgvault_core::engine::Error::new(
+            DESTRUCTIVE_REFUSED,
+            format!(
+                "{function} deletes backup data and is refused to drop-in scripts; start the \
+                 host with --allow-destructive-scripts to allow it"
+            ),
+        )))
+    }
+
     /// Waits for an operation. While an [`Interrupt`] watches this thread (the REPL's Ctrl-C),
     /// raising it drops the operation and returns `OperationCancelled` instead.
     pub fn block_on<T>(
@@ -143,6 +168,7 @@ mod tests {
         let ctx = ScriptContext {
             pgvault: Arc::new(pgvault),
             runtime: runtime.handle().clone(),
+            allow_destructive: true,
         };
         (new_engine(ctx), dir, runtime)
     }

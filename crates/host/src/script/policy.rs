@@ -654,6 +654,7 @@ mod tests {
         let engine = new_engine(ScriptContext {
             pgvault: Arc::new(pgvault),
             runtime: runtime.handle().clone(),
+            allow_destructive: true,
         });
         engine
             .compile(POWERSHELL_WALKTHROUGH)
