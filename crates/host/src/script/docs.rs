@@ -411,6 +411,7 @@ mod tests {
         let ctx = ScriptContext {
             pgvault: Arc::new(pgvault),
             runtime: runtime.handle().clone(),
+            allow_destructive: true,
         };
         (new_engine(ctx), dir, runtime)
     }
