@@ -30,7 +30,9 @@ use tokio::task::JoinSet;
 use pgvault_core::engine::Result;
 use pgvault_core::model::job::JobStatus;
 
+use crate::dropin::{ReadyScript, RunOptions, ScriptsDir, run_script_file};
 use crate::retention::GcMode;
+use crate::script::Interrupt;
 use crate::service::{Pgvault, ScheduledWork};
 
 /// The longest the loop sleeps without looking at the clock again.
@@ -38,6 +40,8 @@ pub const MAX_SLEEP: Duration = Duration::from_secs(3600);
 /// How long work that could not start (the vault was locked, a policy unreadable) waits before
 /// it is tried again.
 pub const RETRY_AFTER: TimeDelta = TimeDelta::minutes(1);
+/// After the shutdown grace, how long a told-to-stop script gets to record its cancellation.
+pub const SCRIPT_STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// The time, as the loop sees it.
 pub trait Clock: Send + Sync {
@@ -95,6 +99,18 @@ pub struct ServeOptions {
     pub shutdown_grace: Duration,
     /// The retention sweep runs at start and then this often.
     pub sweep_every: TimeDelta,
+    /// The watched scripts folder, if any.
+    pub scripts: Option<ScriptsOptions>,
+}
+
+/// The drop-in scripts folder the host watches (see [`crate::dropin`]).
+#[derive(Debug, Clone)]
+pub struct ScriptsOptions {
+    pub dir: std::path::PathBuf,
+    /// How long a dropped file must stay unchanged before it runs.
+    pub settle: Duration,
+    /// `--allow-destructive-scripts`.
+    pub allow_destructive: bool,
 }
 
 impl Default for ServeOptions {
@@ -103,6 +119,7 @@ impl Default for ServeOptions {
             max_concurrent_jobs: 4,
             shutdown_grace: Duration::from_secs(60),
             sweep_every: TimeDelta::days(1),
+            scripts: None,
         }
     }
 }
@@ -112,6 +129,7 @@ impl Default for ServeOptions {
 enum Work {
     Backup(ScheduledWork),
     Sweep,
+    Script(ReadyScript, Box<RunOptions>),
 }
 
 impl Work {
@@ -119,6 +137,7 @@ impl Work {
         match self {
             Work::Backup(w) => format!("backup/{}/{}", w.vault, w.instance),
             Work::Sweep => "sweep".to_owned(),
+            Work::Script(s, _) => format!("script/{}", s.path.display()),
         }
     }
 }
@@ -150,12 +169,25 @@ pub async fn serve(
     let mut summary = ServeSummary::default();
     let mut running: JoinSet<(String, Done)> = JoinSet::new();
     let mut busy: HashSet<String> = HashSet::new();
-    let mut keys: HashMap<tokio::task::Id, String> = HashMap::new();
+    let mut keys: HashMap<tokio::task::Id, (String, tokio::task::AbortHandle)> = HashMap::new();
     let mut queue: VecDeque<Work> = VecDeque::new();
     let mut retry: HashMap<String, DateTime<Utc>> = HashMap::new();
     let mut next_sweep = clock.now();
+    // Raised at the end of the shutdown grace: running scripts stop at their next operation.
+    let stop_scripts = Interrupt::new();
+    let script_options = opts.scripts.as_ref().map(|s| {
+        let mut o = RunOptions::drop_in(s.allow_destructive);
+        o.stop = Some(stop_scripts.clone());
+        o
+    });
+    let mut scripts = opts
+        .scripts
+        .as_ref()
+        .map(|s| ScriptsDir::new(s.dir.clone(), s.settle));
+    let mut first_scan = true;
     tracing::info!(
         max_concurrent_jobs = opts.max_concurrent_jobs,
+        scripts_dir = ?opts.scripts.as_ref().map(|s| &s.dir),
         "pgvault host started"
     );
 
@@ -175,6 +207,23 @@ pub async fn serve(
         if now >= next_sweep {
             due.push(Work::Sweep);
             next_sweep = now + opts.sweep_every;
+        }
+        if let (Some(dir), Some(options)) = (scripts.as_mut(), &script_options) {
+            let mut ready = if first_scan {
+                first_scan = false;
+                dir.scan_at_startup(now, std::time::SystemTime::now())
+            } else {
+                dir.scan(now)
+            };
+            match dir.recurring_due(&svc, now) {
+                Ok(recurring) => ready.extend(recurring),
+                Err(e) => tracing::error!(code = %e.code, "recurring scripts: {}", e.message),
+            }
+            due.extend(
+                ready
+                    .into_iter()
+                    .map(|s| Work::Script(s, Box::new(options.clone()))),
+            );
         }
         for work in due {
             let key = work.key();
@@ -198,12 +247,16 @@ pub async fn serve(
                 let done = run(&svc, &work, clock.now()).await;
                 (key, done)
             });
-            keys.insert(task.id(), work_key);
+            keys.insert(task.id(), (work_key, task));
         }
 
         // Sleep until the next thing to do, or an event.
         let mut wake = svc.next_scheduled(now).await.ok().flatten();
-        for t in std::iter::once(next_sweep).chain(retry.values().copied()) {
+        let script_wake = scripts.as_ref().and_then(|d| d.next_wakeup(now));
+        for t in std::iter::once(next_sweep)
+            .chain(retry.values().copied())
+            .chain(script_wake)
+        {
             wake = Some(wake.map_or(t, |w| w.min(t)));
         }
         let sleep = wake
@@ -232,13 +285,29 @@ pub async fn serve(
     }
     let grace = tokio::time::sleep(opts.shutdown_grace);
     tokio::pin!(grace);
+    let mut stopping = false;
     while !running.is_empty() {
         tokio::select! {
             _ = &mut grace => {
+                if stopping {
+                    tracing::warn!(remaining = running.len(), "scripts did not stop in time: dropping them");
+                    running.abort_all();
+                    while running.join_next().await.is_some() {}
+                    continue;
+                }
+                // Scripts are told to stop (their jobs end Cancelled and their files go to
+                // failed/) and get a moment for it; every other job is dropped now, its job
+                // finished as Cancelled by the service.
+                stopping = true;
                 summary.cancelled = running.len();
                 tracing::warn!(cancelled = running.len(), "grace period over: cancelling running jobs");
-                running.abort_all();
-                while running.join_next().await.is_some() {}
+                stop_scripts.raise_because("the host is shutting down");
+                grace.as_mut().reset(tokio::time::Instant::now() + SCRIPT_STOP_GRACE);
+                for (key, handle) in keys.values() {
+                    if !key.starts_with("script/") {
+                        handle.abort();
+                    }
+                }
             }
             Some(joined) = running.join_next_with_id() => {
                 finished(joined, &mut keys, &mut busy, &mut retry, clock.now());
@@ -249,7 +318,7 @@ pub async fn serve(
     Ok(summary)
 }
 
-async fn run(svc: &Pgvault, work: &Work, now: DateTime<Utc>) -> Done {
+async fn run(svc: &Arc<Pgvault>, work: &Work, now: DateTime<Utc>) -> Done {
     match work {
         Work::Backup(w) => {
             tracing::info!(vault = %w.vault, instance = %w.instance, due = %w.due.due, "scheduled backup starting");
@@ -273,6 +342,15 @@ async fn run(svc: &Pgvault, work: &Work, now: DateTime<Utc>) -> Done {
                 Err(e) => Done::Refused(format!("{}: {}", e.code, e.message)),
             }
         }
+        Work::Script(script, options) => {
+            match run_script_file(svc.clone(), script, options, now).await {
+                Ok(ran) => {
+                    tracing::info!(script = %script.path.display(), job = %ran.job.id, status = %ran.job.status(), moved_to = ?ran.moved_to, "script ran");
+                    Done::Ran
+                }
+                Err(e) => Done::Refused(format!("{}: {}", e.code, e.message)),
+            }
+        }
         Work::Sweep => match svc.retention_sweep_all(now, false, GcMode::WhenDue).await {
             Ok(_) => Done::Ran,
             Err(e) => Done::Refused(format!("{}: {}", e.code, e.message)),
@@ -284,7 +362,7 @@ type Joined = std::result::Result<(tokio::task::Id, (String, Done)), tokio::task
 
 fn finished(
     joined: Joined,
-    keys: &mut HashMap<tokio::task::Id, String>,
+    keys: &mut HashMap<tokio::task::Id, (String, tokio::task::AbortHandle)>,
     busy: &mut HashSet<String>,
     retry: &mut HashMap<String, DateTime<Utc>>,
     now: DateTime<Utc>,
@@ -301,7 +379,7 @@ fn finished(
         // A panic in one job is that job's failure, not the host's: its work is retried later.
         Err(e) => {
             tracing::error!(error = %e, "a job's task ended abnormally");
-            if let Some(key) = keys.remove(&e.id()) {
+            if let Some((key, _)) = keys.remove(&e.id()) {
                 busy.remove(&key);
                 retry.insert(key, now + RETRY_AFTER);
             }

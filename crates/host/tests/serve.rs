@@ -17,7 +17,7 @@ use pgvault_core::model::job::{Job, JobFilter, JobOutcome, JobStatus, NewJob, Op
 use pgvault_core::model::policy::BackupPolicy;
 use pgvault_core::store::paths;
 use pgvault_host::history::current_owner;
-use pgvault_host::serve::{Event, ServeOptions, TokioClock, serve};
+use pgvault_host::serve::{Event, ScriptsOptions, ServeOptions, TokioClock, serve};
 use pgvault_host::service::Pgvault;
 
 fn t(text: &str) -> DateTime<Utc> {
@@ -212,4 +212,81 @@ async fn the_retention_sweep_runs_daily() {
             t("2030-01-03T00:40:00Z")
         ]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropped_scripts_run_once_are_filed_and_a_bad_one_does_not_stop_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = home(dir.path(), &["a"], t("2030-01-01T00:30:00Z")).await;
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir_all(&scripts).unwrap();
+    let (events, rx) = mpsc::channel(4);
+    let clock = Arc::new(TokioClock::starting_at(t("2030-01-01T00:40:00Z")));
+    let opts = ServeOptions {
+        scripts: Some(ScriptsOptions {
+            dir: scripts.clone(),
+            settle: Duration::from_secs(2),
+            allow_destructive: false,
+        }),
+        ..ServeOptions::default()
+    };
+    let host = tokio::spawn(serve(svc.clone(), opts, clock, rx));
+
+    std::fs::write(
+        scripts.join("good.rhai"),
+        "print(\"hello from a drop-in\");\n",
+    )
+    .unwrap();
+    std::fs::write(scripts.join("bad.rhai"), "let x = ;\n").unwrap();
+    std::fs::write(
+        scripts.join("hourly.rhai"),
+        "// schedule: R/2030-01-01T00:00:00+00:00/PT1H\nprint(\"every hour\");\n",
+    )
+    .unwrap();
+    events.send(Event::ScriptsChanged).await.unwrap();
+    // Past 02:00: the dropped scripts settle and run, the hourly one runs at 01:00 and 02:00,
+    // and the scheduled backups go on.
+    tokio::time::sleep(Duration::from_secs(90 * 60)).await;
+    events.send(Event::Shutdown).await.unwrap();
+    host.await.unwrap().unwrap();
+
+    assert!(scripts.join("done/good.rhai").exists());
+    assert!(scripts.join("done/good.log").exists());
+    assert!(scripts.join("failed/bad.rhai").exists());
+    let log = std::fs::read_to_string(scripts.join("failed/bad.log")).unwrap();
+    assert!(log.contains("bad.rhai:1:"), "{log}");
+    assert!(
+        scripts.join("hourly.rhai").exists(),
+        "a recurring script stays"
+    );
+
+    let runs = svc
+        .jobs(&JobFilter::default().operation(Operation::ScriptRun))
+        .unwrap();
+    let by_script = |name: &str| -> Vec<&Job> {
+        runs.iter()
+            .filter(|j| j.script_path.as_deref().is_some_and(|p| p.ends_with(name)))
+            .collect()
+    };
+    let good = by_script("good.rhai");
+    assert_eq!(good.len(), 1, "run once");
+    assert_eq!(good[0].status(), JobStatus::Completed);
+    assert!(
+        good[0]
+            .script_output
+            .as_deref()
+            .unwrap_or("")
+            .contains("hello from a drop-in")
+    );
+    let bad = by_script("bad.rhai");
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0].status(), JobStatus::Failed);
+    let hourly: Vec<DateTime<Utc>> = by_script("hourly.rhai")
+        .iter()
+        .map(|j| j.scheduled.unwrap().due_time)
+        .collect();
+    assert!(hourly.contains(&t("2030-01-01T01:00:00Z")), "{hourly:?}");
+    assert!(hourly.contains(&t("2030-01-01T02:00:00Z")), "{hourly:?}");
+    // The host kept running its schedules.
+    assert_eq!(scheduled(&svc, "a").len(), 2);
 }

@@ -2,14 +2,17 @@
 //! the daily retention sweep and, with `--scripts-dir`, drop-in scripts, until SIGTERM or
 //! Ctrl-C.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Args;
 use tokio::sync::mpsc;
 
-use pgvault_host::serve::{Event, ServeOptions, SystemClock, serve};
+use pgvault_host::dropin::DEFAULT_SETTLE;
+use pgvault_host::serve::{Event, ScriptsOptions, ServeOptions, SystemClock, serve};
 
 use super::{coded, open_service};
 
@@ -23,14 +26,38 @@ pub struct ServeArgs {
     /// cancelled (their jobs end Cancelled; a cancelled backup leaves no recovery point).
     #[arg(long, default_value_t = 60)]
     shutdown_grace: u64,
+    /// The drop-in scripts folder: a `.rhai` file dropped here runs once (then moves to
+    /// done/ or failed/ with a log); one with a `// schedule: R/...` header runs at each
+    /// occurrence. Default: $PGVAULT_HOME/scripts.
+    #[arg(long)]
+    scripts_dir: Option<PathBuf>,
+    /// Let drop-in scripts delete recovery points and backup instances (refused otherwise).
+    #[arg(long)]
+    allow_destructive_scripts: bool,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let svc = Arc::new(open_service()?);
     let (events, rx) = mpsc::channel(16);
+    let scripts_dir = args
+        .scripts_dir
+        .unwrap_or_else(|| svc.home().dir().join("scripts"));
+    std::fs::create_dir_all(&scripts_dir).with_context(|| {
+        format!(
+            "cannot create the scripts folder `{}`; choose another with --scripts-dir",
+            scripts_dir.display()
+        )
+    })?;
+    // Kept alive for as long as the host runs.
+    let _watcher = watch(&scripts_dir, events.clone())?;
     let opts = ServeOptions {
         max_concurrent_jobs: args.max_concurrent_jobs.max(1),
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
+        scripts: Some(ScriptsOptions {
+            dir: scripts_dir,
+            settle: DEFAULT_SETTLE,
+            allow_destructive: args.allow_destructive_scripts,
+        }),
         ..ServeOptions::default()
     };
     let signals = tokio::spawn(shutdown_on_signal(events.clone()));
@@ -44,6 +71,26 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         "host stopped"
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Sends [`Event::ScriptsChanged`] when anything changes in the scripts folder (not its
+/// done/ and failed/ subfolders, which the host itself writes).
+fn watch(dir: &Path, events: mpsc::Sender<Event>) -> anyhow::Result<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        match event {
+            Ok(_) => {
+                // A full channel already holds a wake-up; dropping this one loses nothing.
+                let _ = events.try_send(Event::ScriptsChanged);
+            }
+            Err(e) => tracing::warn!(error = %e, "watching the scripts folder"),
+        }
+    })
+    .context("cannot watch the scripts folder")?;
+    watcher
+        .watch(dir, notify::RecursiveMode::NonRecursive)
+        .with_context(|| format!("cannot watch the scripts folder `{}`", dir.display()))?;
+    Ok(watcher)
 }
 
 /// Sends [`Event::Shutdown`] on the first SIGTERM or Ctrl-C (SIGINT).

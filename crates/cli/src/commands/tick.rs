@@ -1,5 +1,5 @@
-//! `pgvault tick [--at T]`: one pass of the host's loop (scheduled backups, then the retention
-//! sweep), then exit.
+//! `pgvault tick [--at T]`: one pass of the host's loop (scheduled backups, the retention
+//! sweep, then drop-in scripts), then exit.
 
 use std::process::ExitCode;
 
@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use pgvault_core::model::resource::vault_id;
 
+use pgvault_host::dropin::{DEFAULT_SETTLE, RunOptions, ScriptsDir, run_script_file};
 use pgvault_host::retention::GcMode;
 
 use super::{coded, open_service};
@@ -20,12 +21,19 @@ pub struct TickArgs {
     /// backups are recorded at. Default: now.
     #[arg(long, value_parser = super::simulate::parse_time)]
     at: Option<DateTime<Utc>>,
+    /// The drop-in scripts folder (see `pgvault serve --help`). Default:
+    /// $PGVAULT_HOME/scripts.
+    #[arg(long)]
+    scripts_dir: Option<std::path::PathBuf>,
+    /// Let drop-in scripts delete recovery points and backup instances (refused otherwise).
+    #[arg(long)]
+    allow_destructive_scripts: bool,
 }
 
 /// Prints the jobs the pass ran (Azure's job JSON, or a table); exits non-zero when any of
 /// them failed, so a timer unit shows the failure.
 pub async fn run(args: TickArgs, format: Format) -> anyhow::Result<ExitCode> {
-    let svc = open_service()?;
+    let svc = std::sync::Arc::new(open_service()?);
     let now = args.at.unwrap_or_else(Utc::now);
     let outcomes = svc.tick(now).await.map_err(coded)?;
     let mut failed = false;
@@ -57,6 +65,21 @@ pub async fn run(args: TickArgs, format: Format) -> anyhow::Result<ExitCode> {
             failed |= job.status() == pgvault_core::model::job::JobStatus::Failed;
             jobs.push(job.azure_json());
         }
+    }
+    // Drop-in scripts that are ready (unchanged for a moment) and recurring ones that are due.
+    let dir = args
+        .scripts_dir
+        .unwrap_or_else(|| svc.home().dir().join("scripts"));
+    let mut scripts = ScriptsDir::new(dir, DEFAULT_SETTLE);
+    let mut ready = scripts.scan_at_startup(now, std::time::SystemTime::now());
+    ready.extend(scripts.recurring_due(&svc, now).map_err(coded)?);
+    let options = RunOptions::drop_in(args.allow_destructive_scripts);
+    for script in &ready {
+        let ran = run_script_file(svc.clone(), script, &options, now)
+            .await
+            .map_err(coded)?;
+        failed |= ran.job.status() == pgvault_core::model::job::JobStatus::Failed;
+        jobs.push(ran.job.azure_json());
     }
     print(&Value::Array(jobs), format);
     Ok(if failed {
