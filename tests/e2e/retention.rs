@@ -237,6 +237,28 @@ fn the_sweep_moves_to_the_archive_tier_and_expires_as_simulated() {
         id,
     ]);
     assert!(refused.contains("--yes"), "{refused}");
+    // It is the last point of a protected instance: refused until protection stops.
+    let last = [
+        "recovery-point",
+        "delete",
+        "--vault-name",
+        vault,
+        "--backup-instance-name",
+        &instance,
+        "--recovery-point-id",
+        id,
+        "--yes",
+    ];
+    let refused = w.fails(&last);
+    assert!(refused.contains("UserErrorLastRecoveryPoint"), "{refused}");
+    w.json(&[
+        "backup-instance",
+        "stop-protection",
+        "--vault-name",
+        vault,
+        "--name",
+        &instance,
+    ]);
     let deleted = w.json(&[
         "recovery-point",
         "delete",

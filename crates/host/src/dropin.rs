@@ -592,6 +592,30 @@ impl RunOptions {
     }
 }
 
+/// The prefix of the environment variables a drop-in script may read.
+pub const DROP_IN_ENV_PREFIX: &str = "PGVAULT_";
+
+/// Drop-in scripts read only `PGVAULT_*` variables: the host's environment also holds the
+/// database secrets that `env:` references name, and what a script prints is kept with its
+/// job. (This registration replaces the general `env` for the confined engine.)
+fn confine_env(engine: &mut Engine) {
+    engine.register_fn(
+        "env",
+        |name: &str| -> std::result::Result<rhai::Dynamic, Box<EvalAltResult>> {
+            if !name.starts_with(DROP_IN_ENV_PREFIX) {
+                return Err(crate::script::fail(format!(
+                    "drop-in scripts may read only {DROP_IN_ENV_PREFIX}* environment variables, \
+                     not `{name}` (the host's environment holds database secrets); write the \
+                     value in the script or pass it as {DROP_IN_ENV_PREFIX}..."
+                )));
+            }
+            Ok(std::env::var(name)
+                .map(rhai::Dynamic::from)
+                .unwrap_or(rhai::Dynamic::UNIT))
+        },
+    );
+}
+
 /// A finished run.
 #[derive(Debug, Clone)]
 pub struct RanScript {
@@ -744,6 +768,7 @@ async fn evaluate(
             if confined {
                 engine.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
                 engine.disable_symbol("eval");
+                confine_env(&mut engine);
             }
             capture_output(&mut engine, output, echo);
             interrupt.stop_loops(&mut engine);
@@ -1703,6 +1728,32 @@ mod tests {
             );
             assert!(path.is_file(), "the operator's file stays where it is");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn drop_ins_read_only_pgvault_variables() {
+        let (home, svc) = service();
+        // PATH is always set; a drop-in may not read it (nor PGPASSWORD, nor a secret env:
+        // reference's variable). PGVAULT_* variables it may.
+        let path = drop_script(&home, "nosy.rhai", "print(env(\"PATH\"));");
+        let ran = run(&svc, &path, &RunOptions::drop_in(true)).await;
+        let error = error_of(&ran);
+        assert!(
+            error.message.contains("may read only PGVAULT_*"),
+            "{error:?}"
+        );
+        assert_eq!(ran.job.script_output, None);
+        let path = drop_script(
+            &home,
+            "config.rhai",
+            "print(env(\"PGVAULT_SURELY_UNSET_SETTING\") ?? \"default\");",
+        );
+        let ran = run(&svc, &path, &RunOptions::drop_in(true)).await;
+        assert_eq!(ran.job.script_output.as_deref(), Some("default\n"));
+        // The operator's own scripts read anything.
+        let path = drop_script(&home, "nosy.rhai", "print(env(\"PATH\") != ());");
+        let ran = run(&svc, &path, &RunOptions::operator()).await;
+        assert_eq!(ran.job.script_output.as_deref(), Some("true\n"));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

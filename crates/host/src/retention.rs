@@ -14,6 +14,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use pgvault_core::engine::sweep::{self, ActionKind, SweepAction, SweepPlan};
 use pgvault_core::engine::{Error, Result, Vault};
+use pgvault_core::model::instance::PROTECTION_STOPPED;
 use pgvault_core::model::job::{Job, JobFilter, JobOutcome, NewJob, Operation};
 use pgvault_core::model::policy::DataStoreType;
 use pgvault_core::store::gc::{GcReport, collect_garbage};
@@ -21,7 +22,7 @@ use pgvault_core::store::lock::{LockError, LockKind, VaultLock};
 use pgvault_core::store::writer::Progress;
 
 use crate::history::current_owner;
-use crate::service::{Pgvault, history_err};
+use crate::service::{Pgvault, history_err, release};
 
 /// A full garbage collection at least this often, even when a sweep deleted nothing: it also
 /// removes what killed backups left behind.
@@ -253,7 +254,8 @@ impl Pgvault {
     }
 
     /// Deletes one recovery point from every tier, as a `DeleteRecoveryPoint` job. Refused
-    /// while the instance is protected and this is its last recovery point.
+    /// for the last recovery point of an instance that is still protected (backups configured
+    /// or suspended): stop protection first, or delete the instance with its data.
     pub async fn delete_recovery_point(
         &self,
         vault_name: &str,
@@ -261,6 +263,38 @@ impl Pgvault {
         recovery_point_id: &str,
     ) -> Result<Job> {
         let vault = self.vault(vault_name).await?;
+        let state = vault
+            .instance(instance)
+            .await?
+            .properties
+            .current_protection_state
+            .unwrap_or_default();
+        let points = vault.recovery_points(instance).await?;
+        if state != PROTECTION_STOPPED
+            && points.len() == 1
+            && points[0].manifest().recovery_point_id == recovery_point_id
+        {
+            return Err(Error::new(
+                "UserErrorLastRecoveryPoint",
+                format!(
+                    "recovery point `{recovery_point_id}` is the last one of `{instance}`, which is \
+                     still protected; the last recovery point is never deleted. Run \
+                     `backup-instance stop-protection` first, or `backup-instance delete` to \
+                     delete the instance with its data"
+                ),
+            ));
+        }
+        self.delete_point(&vault, instance, recovery_point_id, "deleted by a user")
+            .await
+    }
+
+    async fn delete_point(
+        &self,
+        vault: &Vault,
+        instance: &str,
+        recovery_point_id: &str,
+        reason: &str,
+    ) -> Result<Job> {
         let point = vault.stored_point(instance, recovery_point_id).await?;
         let now = Utc::now();
         let mut new = NewJob::new(
@@ -274,25 +308,26 @@ impl Pgvault {
         new.retention_tag = Some(point.manifest().retention_tag_name.clone());
         new.extended_details
             .insert("Action".into(), "Delete".into());
-        new.extended_details
-            .insert("Reason".into(), "deleted by a user".into());
+        new.extended_details.insert("Reason".into(), reason.into());
         let job = self.history().start(&new).map_err(history_err)?;
         let result = async {
             let lock =
                 VaultLock::acquire(&vault.store, LockKind::Shared, "delete recovery point").await?;
+            let mut deleted = Ok(());
             for tier in [DataStoreType::ArchiveStore, DataStoreType::VaultStore] {
-                vault.delete_from(tier, instance, recovery_point_id).await?;
+                deleted = deleted.and(vault.delete_from(tier, instance, recovery_point_id).await);
             }
-            lock.release().await?;
-            Ok::<_, Error>(())
+            release(lock).await;
+            deleted
         }
         .await;
         self.finish_with(job.id, result.as_ref().map(|_| ()), Utc::now(), Vec::new())
     }
 
-    /// Azure's "stop protection and delete data": deletes every recovery point of the
-    /// instance (one `DeleteRecoveryPoint` job each), then the instance. The space returns at
-    /// the next garbage collection.
+    /// Azure's "stop protection and delete data": stops protection (so no backup starts),
+    /// deletes every recovery point of the instance (one `DeleteRecoveryPoint` job each), then
+    /// the instance. Refused while one of its backups runs. The space returns at the next
+    /// garbage collection.
     pub async fn delete_backup_instance(
         &self,
         vault_name: &str,
@@ -300,13 +335,25 @@ impl Pgvault {
     ) -> Result<Vec<Job>> {
         let vault = self.vault(vault_name).await?;
         vault.instance(instance).await?;
+        self.check_no_backup_running(vault.name(), instance)?;
+        vault
+            .set_protection_state(instance, PROTECTION_STOPPED)
+            .await?;
         let mut jobs = Vec::new();
         for point in vault.recovery_points(instance).await? {
+            let id = point.manifest().recovery_point_id.clone();
             let job = self
-                .delete_recovery_point(vault_name, instance, &point.manifest().recovery_point_id)
+                .delete_point(&vault, instance, &id, "the backup instance was deleted")
                 .await?;
             if let Some(e) = job.state.error() {
-                return Err(Error::new(&e.code, e.message.clone()));
+                return Err(Error::new(
+                    &e.code,
+                    format!(
+                        "{} (the instance is now ProtectionStopped; {} recovery points were deleted before this one; run the deletion again to finish)",
+                        e.message,
+                        jobs.len()
+                    ),
+                ));
             }
             jobs.push(job);
         }

@@ -322,7 +322,7 @@ impl Pgvault {
     /// At most one backup of an instance runs at a time, as in Azure: a second one is refused
     /// while the first one's job is in progress (a job whose process died was already marked
     /// failed when the history was opened).
-    fn check_no_backup_running(&self, vault: &str, instance: &str) -> Result<()> {
+    pub(crate) fn check_no_backup_running(&self, vault: &str, instance: &str) -> Result<()> {
         let running = self
             .history
             .list(
