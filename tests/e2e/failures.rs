@@ -53,6 +53,22 @@ fn a_dump_that_dies_half_way_leaves_no_recovery_point() {
     );
     let job: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(job["properties"]["status"], "Failed");
+    // The sub-tasks say which step failed, and why.
+    let tasks = job["properties"]["extendedInfo"]["subTasks"]
+        .as_array()
+        .unwrap();
+    assert_eq!(tasks[0]["taskName"], "Validate");
+    assert_eq!(tasks[0]["taskStatus"], "Completed");
+    let dump = tasks.iter().find(|t| t["taskName"] == "Dump").unwrap();
+    assert_eq!(dump["taskStatus"], "Failed", "{job:#}");
+    assert!(
+        dump["additionalDetails"]["Detail"]
+            .as_str()
+            .unwrap()
+            .contains("connection to server lost"),
+        "{dump:#}"
+    );
+    assert!(tasks.iter().all(|t| t["taskName"] != "Commit"));
     assert_eq!(
         job["properties"]["errorDetails"][0]["code"],
         "UserErrorPgDumpFailed"

@@ -40,6 +40,29 @@ fn backup_and_restore_round_trip_through_the_cli() {
 
     let job = w.backup("TestBkpVault", &instance);
     assert_eq!(job["properties"]["status"], "Completed");
+    // Its steps, as Azure's sub-tasks.
+    let tasks: Vec<(String, String)> = job["properties"]["extendedInfo"]["subTasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["taskName"].as_str().unwrap().to_owned(),
+                t["taskStatus"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let completed = |name: &str| (name.to_owned(), "Completed".to_owned());
+    assert_eq!(
+        tasks,
+        [
+            completed("Validate"),
+            completed("Dump"),
+            completed("Upload"),
+            completed("Commit")
+        ],
+        "{job:#}"
+    );
     let rp_id = job["properties"]["result"]["recoveryPointId"]
         .as_str()
         .unwrap()

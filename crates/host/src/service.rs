@@ -13,7 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use pgvault_core::engine::backup::{BackupRequest, Trigger, backup, backup_context};
+use pgvault_core::engine::backup::{BackupRequest, Step, Steps, Trigger, backup, backup_context};
 use pgvault_core::engine::home::Home;
 use pgvault_core::engine::protect::create_instance;
 use pgvault_core::engine::restore::{RestoreOutcome, restore};
@@ -21,7 +21,7 @@ use pgvault_core::engine::{Error, Result, Vault};
 use pgvault_core::model::instance::{BackupInstanceRequest, PROTECTION_CONFIGURED};
 use pgvault_core::model::job::{
     FRIENDLY_NAME_DETAIL, Job, JobError, JobFilter, JobId, JobOutcome, JobStatus, NewJob,
-    Operation, ScheduledRun,
+    Operation, ScheduledRun, TaskId, TaskOutcome,
 };
 use pgvault_core::model::policy::BackupPolicy;
 use pgvault_core::model::restore::{RestoreRequest, RestoreTarget};
@@ -291,14 +291,19 @@ impl Pgvault {
         let job = self.history.start(&new).map_err(history_err)?;
         let guard = CancelOnDrop::new(&self.history, &job);
         req.job_id = job.id.to_string();
+        let steps = JobSteps::new(&self.history, &job, began);
         let progress = Arc::new(Progress::default());
         let result = self
-            .with_progress(job.id, backup(&vault, &req, &ctx, progress.clone()), || {
-                (
-                    progress.bytes_read.load(Ordering::Relaxed),
-                    progress.bytes_stored.load(Ordering::Relaxed),
-                )
-            })
+            .with_progress(
+                job.id,
+                backup(&vault, &req, &ctx, progress.clone(), &steps),
+                || {
+                    (
+                        progress.bytes_read.load(Ordering::Relaxed),
+                        progress.bytes_stored.load(Ordering::Relaxed),
+                    )
+                },
+            )
             .await;
         let (read, stored) = (
             progress.bytes_read.load(Ordering::Relaxed),
@@ -632,6 +637,65 @@ impl Pgvault {
         self.history
             .finish(id, &outcome, end, read, stored)
             .map_err(history_err)
+    }
+}
+
+/// Records a backup's steps as its job's sub-tasks (validate, dump, upload, commit), at the
+/// job's clock: its start plus the time elapsed, as its end is.
+struct JobSteps<'a> {
+    history: &'a JobHistory,
+    job: JobId,
+    start: DateTime<Utc>,
+    began: std::time::Instant,
+    tasks: std::sync::Mutex<std::collections::HashMap<Step, TaskId>>,
+}
+
+impl<'a> JobSteps<'a> {
+    fn new(history: &'a JobHistory, job: &Job, began: std::time::Instant) -> Self {
+        JobSteps {
+            history,
+            job: job.id,
+            start: job.state.start(),
+            began,
+            tasks: Default::default(),
+        }
+    }
+
+    fn at(&self) -> DateTime<Utc> {
+        self.start + chrono::TimeDelta::from_std(self.began.elapsed()).unwrap_or_default()
+    }
+}
+
+impl Steps for JobSteps<'_> {
+    fn started(&self, step: Step) {
+        match self.history.start_task(self.job, step.name(), self.at()) {
+            Ok(task) => {
+                self.tasks
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(step, task);
+            }
+            Err(e) => tracing::warn!(job = %self.job, error = %e, "could not record a sub-task"),
+        }
+    }
+
+    fn finished(&self, step: Step, result: std::result::Result<String, String>) {
+        let task = self
+            .tasks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&step);
+        let Some(task) = task else { return };
+        let (outcome, detail) = match &result {
+            Ok(detail) => (TaskOutcome::Completed, detail),
+            Err(detail) => (TaskOutcome::Failed, detail),
+        };
+        if let Err(e) = self
+            .history
+            .finish_task(self.job, task, outcome, Some(detail), self.at())
+        {
+            tracing::warn!(job = %self.job, error = %e, "could not record a sub-task's end");
+        }
     }
 }
 

@@ -120,6 +120,60 @@ fn policy_zone(policy: &BackupPolicy, policy_name: &str) -> Result<chrono_tz::Tz
     })
 }
 
+/// The steps of a backup, which the host records as its job's sub-tasks. `Dump` and `Upload`
+/// run at once: `pg_dump` writes the stream while the vault stores it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Step {
+    /// The instance, its policy, the secret, the connection and the backup privileges.
+    Validate,
+    /// `pg_dump` runs and exits successfully.
+    Dump,
+    /// The stream is chunked, compressed and stored in packs, and the packs indexed.
+    Upload,
+    /// The manifest is written: the recovery point exists.
+    Commit,
+}
+
+impl Step {
+    /// The sub-task name, as Azure's `extendedInfo.subTasks` shows it.
+    pub fn name(self) -> &'static str {
+        use crate::model::job::{TASK_COMMIT, TASK_DUMP, TASK_UPLOAD, TASK_VALIDATE};
+        match self {
+            Step::Validate => TASK_VALIDATE,
+            Step::Dump => TASK_DUMP,
+            Step::Upload => TASK_UPLOAD,
+            Step::Commit => TASK_COMMIT,
+        }
+    }
+}
+
+/// Told when a step starts and how it ended: `Ok` with what it did, `Err` with why it failed.
+/// A step still running when the backup returns ended with it (the backup's error says why).
+pub trait Steps: Send + Sync {
+    fn started(&self, step: Step);
+    fn finished(&self, step: Step, result: std::result::Result<String, String>);
+}
+
+/// For callers that record no steps.
+#[derive(Debug, Clone, Copy)]
+pub struct NoSteps;
+
+impl Steps for NoSteps {
+    fn started(&self, _: Step) {}
+    fn finished(&self, _: Step, _: std::result::Result<String, String>) {}
+}
+
+/// What the Validate step established.
+struct Validated {
+    instance: crate::model::instance::BackupInstanceRequest,
+    datasource: crate::postgres::connection::Datasource,
+    params: crate::postgres::connection::ConnectParams,
+    facts: crate::postgres::readiness::DatabaseFacts,
+    policy_name: String,
+    policy: BackupPolicy,
+    expiry_time: Option<DateTime<Utc>>,
+}
+
 /// Takes one backup and returns its manifest (the recovery point).
 ///
 /// `ctx` is what [`backup_context`] resolved for this request before the job started; the
@@ -129,33 +183,34 @@ pub async fn backup(
     req: &BackupRequest,
     ctx: &BackupContext,
     progress: Arc<Progress>,
+    steps: &dyn Steps,
 ) -> Result<Manifest> {
     let started = std::time::Instant::now();
-    let inst = vault.instance(&req.instance).await?;
-    let props = &inst.properties;
-    let state = props
-        .current_protection_state
-        .as_deref()
-        .unwrap_or_default();
-    if state != PROTECTION_CONFIGURED {
-        return Err(Error::new(
-            "UserErrorBackupInstanceNotProtected",
-            format!(
-                "backup instance `{}` is not protected (its state is `{state}`); \
-                 `pgvault backup-instance resume-protection` resumes backups",
-                req.instance
-            ),
-        ));
-    }
-    let policy_name = resource::last_segment(&props.policy_info.policy_id).to_string();
-    let policy = vault.policy(&policy_name).await?;
-    let tag = ctx.retention_tag.clone();
-    let plan =
-        retention::retention_plan(&policy, policy_zone(&policy, &policy_name)?, req.now, &tag);
-    let expiry_time = plan.spans.first().and_then(|vault_tier| vault_tier.until);
-    let (ds, secret) = instance_target(props)?;
+    steps.started(Step::Validate);
+    let validated = validate(vault, req, ctx).await;
+    steps.finished(
+        Step::Validate,
+        validated
+            .as_ref()
+            .map(|v| {
+                format!(
+                    "PostgreSQL {} reachable as {}, with the backup privileges",
+                    v.facts.server_version, v.facts.user
+                )
+            })
+            .map_err(|e| format!("{}: {}", e.code, e.message)),
+    );
+    let Validated {
+        instance,
+        datasource: ds,
+        params,
+        facts,
+        policy_name,
+        policy,
+        expiry_time,
+    } = validated?;
+    let props = &instance.properties;
 
-    let (params, facts) = validate_for_backup(&ds, &secret).await?;
     // What the vault holds, and the stream of this instance's last recovery point (the
     // delta bases), are read before pg_dump starts, so its snapshot is held no longer.
     let index = Arc::new(load_index(&vault.store).await?);
@@ -168,6 +223,8 @@ pub async fn backup(
     // The whole database, uncompressed (chunks are compressed in parallel later, and a
     // compressed stream would not dedup), with owners and privileges kept so a restore can
     // choose to apply them.
+    steps.started(Step::Dump);
+    steps.started(Step::Upload);
     let mut dump = ToolProcess::spawn(
         &pg_dump,
         &[
@@ -197,12 +254,32 @@ pub async fn backup(
         .await
         .map_err(|_| Error::new("InternalError", "waiting for pg_dump failed"))?;
     if let Err(e) = dumped {
-        return Err(Error::new(
+        let error = Error::new(
             "UserErrorPgDumpFailed",
             format!("pg_dump did not complete, so no recovery point was made: {e}"),
-        ));
+        );
+        steps.finished(Step::Dump, Err(error.message.clone()));
+        return Err(error);
     }
-    let outcome = written?;
+    steps.finished(
+        Step::Dump,
+        Ok(format!("{pg_dump_version} exited successfully")),
+    );
+    let outcome = match written {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let error = Error::from(e);
+            steps.finished(Step::Upload, Err(error.message.clone()));
+            return Err(error);
+        }
+    };
+    steps.finished(
+        Step::Upload,
+        Ok(format!(
+            "{} bytes read, {} stored in {} new chunks",
+            outcome.stream.length, outcome.bytes_stored, outcome.new_chunks
+        )),
+    );
     tracing::info!(
         instance = %req.instance,
         bytes_read = outcome.stream.length,
@@ -217,6 +294,7 @@ pub async fn backup(
         tracing::warn!(instance = %req.instance, %reason, "the dump's table of contents could not be scanned; single-table restores of this recovery point will read the whole stream");
     }
 
+    steps.started(Step::Commit);
     let bytes_read = outcome.stream.length;
     let manifest = Manifest {
         format_version: MANIFEST_FORMAT,
@@ -228,7 +306,7 @@ pub async fn backup(
             .backup_rule()
             .map(|r| r.name.clone())
             .unwrap_or_default(),
-        retention_tag_name: tag,
+        retention_tag_name: ctx.retention_tag.clone(),
         expiry_time,
         job_id: req.job_id.clone(),
         datasource: DatasourceInfo {
@@ -253,12 +331,61 @@ pub async fn backup(
             duration_ms: started.elapsed().as_millis() as u64,
         },
     };
-    vault
+    let committed = vault
         .store
         .put(
             &paths::recovery_point(&req.instance, &manifest.recovery_point_id),
             manifest.to_bytes().into(),
         )
-        .await?;
+        .await;
+    steps.finished(
+        Step::Commit,
+        committed
+            .as_ref()
+            .map(|_| format!("recovery point {}", manifest.recovery_point_id))
+            .map_err(|e| e.to_string()),
+    );
+    committed?;
     Ok(manifest)
+}
+
+/// The Validate step: the instance is protected, its policy readable, its secret resolves,
+/// the server answers and the login has the backup privileges.
+async fn validate(vault: &Vault, req: &BackupRequest, ctx: &BackupContext) -> Result<Validated> {
+    let instance = vault.instance(&req.instance).await?;
+    let props = &instance.properties;
+    let state = props
+        .current_protection_state
+        .as_deref()
+        .unwrap_or_default();
+    if state != PROTECTION_CONFIGURED {
+        return Err(Error::new(
+            "UserErrorBackupInstanceNotProtected",
+            format!(
+                "backup instance `{}` is not protected (its state is `{state}`); \
+                 `pgvault backup-instance resume-protection` resumes backups",
+                req.instance
+            ),
+        ));
+    }
+    let policy_name = resource::last_segment(&props.policy_info.policy_id).to_string();
+    let policy = vault.policy(&policy_name).await?;
+    let plan = retention::retention_plan(
+        &policy,
+        policy_zone(&policy, &policy_name)?,
+        req.now,
+        &ctx.retention_tag,
+    );
+    let expiry_time = plan.spans.first().and_then(|vault_tier| vault_tier.until);
+    let (datasource, secret) = instance_target(props)?;
+    let (params, facts) = validate_for_backup(&datasource, &secret).await?;
+    Ok(Validated {
+        instance,
+        datasource,
+        params,
+        facts,
+        policy_name,
+        policy,
+        expiry_time,
+    })
 }
