@@ -28,9 +28,11 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 
 use pgvault_core::engine::Result;
+use pgvault_core::model::duration::IsoDuration;
 use pgvault_core::model::job::JobStatus;
 
 use crate::dropin::{ReadyScript, RunOptions, ScriptsDir, run_script_file};
+use crate::history::DEFAULT_JOB_HISTORY_RETENTION;
 use crate::retention::GcMode;
 use crate::script::Interrupt;
 use crate::service::{Pgvault, ScheduledWork};
@@ -101,6 +103,8 @@ pub struct ServeOptions {
     pub sweep_every: TimeDelta,
     /// The watched scripts folder, if any.
     pub scripts: Option<ScriptsOptions>,
+    /// Finished jobs older than this are pruned at each sweep.
+    pub keep_job_history: IsoDuration,
 }
 
 /// The drop-in scripts folder the host watches (see [`crate::dropin`]).
@@ -120,6 +124,7 @@ impl Default for ServeOptions {
             shutdown_grace: Duration::from_secs(60),
             sweep_every: TimeDelta::days(1),
             scripts: None,
+            keep_job_history: DEFAULT_JOB_HISTORY_RETENTION,
         }
     }
 }
@@ -128,7 +133,7 @@ impl Default for ServeOptions {
 #[derive(Debug, Clone)]
 enum Work {
     Backup(ScheduledWork),
-    Sweep,
+    Sweep(IsoDuration),
     Script(ReadyScript, Box<RunOptions>),
 }
 
@@ -136,7 +141,7 @@ impl Work {
     fn key(&self) -> String {
         match self {
             Work::Backup(w) => format!("backup/{}/{}", w.vault, w.instance),
-            Work::Sweep => "sweep".to_owned(),
+            Work::Sweep(_) => "sweep".to_owned(),
             Work::Script(s, _) => format!("script/{}", s.path.display()),
         }
     }
@@ -205,7 +210,7 @@ pub async fn serve(
             }
         }
         if now >= next_sweep {
-            due.push(Work::Sweep);
+            due.push(Work::Sweep(opts.keep_job_history));
             next_sweep = now + opts.sweep_every;
         }
         if let (Some(dir), Some(options)) = (scripts.as_mut(), &script_options) {
@@ -351,10 +356,17 @@ async fn run(svc: &Arc<Pgvault>, work: &Work, now: DateTime<Utc>) -> Done {
                 Err(e) => Done::Refused(format!("{}: {}", e.code, e.message)),
             }
         }
-        Work::Sweep => match svc.retention_sweep_all(now, false, GcMode::WhenDue).await {
-            Ok(_) => Done::Ran,
-            Err(e) => Done::Refused(format!("{}: {}", e.code, e.message)),
-        },
+        Work::Sweep(keep) => {
+            match svc.prune_history(now, keep) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(pruned = n, older_than = %keep, "job history pruned"),
+                Err(e) => tracing::error!(code = %e.code, "pruning the job history: {}", e.message),
+            }
+            match svc.retention_sweep_all(now, false, GcMode::WhenDue).await {
+                Ok(_) => Done::Ran,
+                Err(e) => Done::Refused(format!("{}: {}", e.code, e.message)),
+            }
+        }
     }
 }
 

@@ -575,6 +575,16 @@ impl Pgvault {
 
     // ---- jobs ----
 
+    /// Deletes finished jobs that started more than `keep` before `now`; returns how many.
+    pub fn prune_history(
+        &self,
+        now: DateTime<Utc>,
+        keep: &pgvault_core::model::duration::IsoDuration,
+    ) -> Result<usize> {
+        let cutoff = pgvault_core::model::job::retention_cutoff(now, keep);
+        self.history.prune(cutoff).map_err(history_err)
+    }
+
     pub fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
         self.history.list(filter).map_err(history_err)
     }

@@ -188,9 +188,30 @@ async fn a_host_that_was_down_runs_the_missed_occurrence_once_late() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_retention_sweep_runs_daily() {
+async fn the_retention_sweep_runs_daily_and_prunes_old_job_history() {
     let dir = tempfile::tempdir().unwrap();
     let svc = home(dir.path(), &[], t("2030-01-01T00:30:00Z")).await;
+    // A job from two years before: older than the year of history the host keeps.
+    let old = svc
+        .history()
+        .start(&NewJob::new(
+            Operation::OnDemandBackup,
+            "V",
+            t("2028-01-01T00:00:00Z"),
+            current_owner(),
+        ))
+        .unwrap();
+    svc.history()
+        .finish(
+            old.id,
+            &JobOutcome::Completed {
+                recovery_point_id: None,
+            },
+            t("2028-01-01T00:05:00Z"),
+            0,
+            0,
+        )
+        .unwrap();
     let (events, rx) = mpsc::channel(4);
     let clock = Arc::new(TokioClock::starting_at(t("2030-01-01T00:40:00Z")));
     let host = tokio::spawn(serve(svc.clone(), ServeOptions::default(), clock, rx));
@@ -212,6 +233,7 @@ async fn the_retention_sweep_runs_daily() {
             t("2030-01-03T00:40:00Z")
         ]
     );
+    assert!(svc.history().get(old.id).unwrap().is_none(), "pruned");
 }
 
 #[tokio::test(start_paused = true)]

@@ -97,7 +97,7 @@ fn parse_operation(s: &str) -> Result<Operation, String> {
 
 /// A retention for `prune`: an ISO duration that is not zero, since zero would empty the
 /// history of every finished job, which is never what "older than" means.
-fn parse_retention(s: &str) -> Result<IsoDuration, String> {
+pub fn parse_retention(s: &str) -> Result<IsoDuration, String> {
     let keep: IsoDuration = s.parse().map_err(|e| format!("{e}"))?;
     if keep.is_zero() {
         return Err(format!(

@@ -34,6 +34,9 @@ pub struct ServeArgs {
     /// Let drop-in scripts delete recovery points and backup instances (refused otherwise).
     #[arg(long)]
     allow_destructive_scripts: bool,
+    /// Finished jobs older than this (ISO 8601 duration) are pruned daily.
+    #[arg(long, value_parser = super::job::parse_retention, default_value = "P365D")]
+    keep_job_history: pgvault_core::model::duration::IsoDuration,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
@@ -58,6 +61,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             settle: DEFAULT_SETTLE,
             allow_destructive: args.allow_destructive_scripts,
         }),
+        keep_job_history: args.keep_job_history,
         ..ServeOptions::default()
     };
     let signals = tokio::spawn(shutdown_on_signal(events.clone()));
