@@ -225,8 +225,16 @@ fn protect_unprotected_protects_and_backs_up_each_new_database_once() {
         assert_eq!(w.recovery_points("V", name).len(), expected, "{db}");
     }
 
-    // Nothing is new the second time: no instance, no job.
-    let jobs_before = w.json(&["job", "list"]).as_array().unwrap().len();
+    // Nothing is new the second time: no instance, no job but the script's own run.
+    let operations = |w: &World| -> Vec<String> {
+        w.json(&["job", "list"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["properties"]["operation"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let jobs_before = operations(&w);
     let (ok, stdout, stderr) = run_script(&w, "protect-unprotected.rhai");
     assert!(ok, "{stdout}\n{stderr}");
     assert!(
@@ -235,10 +243,9 @@ fn protect_unprotected_protects_and_backs_up_each_new_database_once() {
         "{stdout}"
     );
     assert_eq!(instances(&w), after);
-    assert_eq!(
-        w.json(&["job", "list"]).as_array().unwrap().len(),
-        jobs_before
-    );
+    let jobs_after = operations(&w);
+    assert_eq!(jobs_after.len(), jobs_before.len() + 1);
+    assert_eq!(jobs_after[0], "ScriptRun", "newest first: {jobs_after:?}");
 }
 
 #[test]

@@ -192,6 +192,42 @@ impl Pgvault {
         result
     }
 
+    /// `backup-instance suspend-backup / stop-protection / resume-protection`: sets the
+    /// instance's protection state and records the change as a `ConfigureBackup` job (with
+    /// `ProtectionState` in its details). A resumed instance's schedule starts again from the
+    /// resume, so the occurrences it missed while suspended are not run late.
+    pub async fn set_protection_state(
+        &self,
+        vault_name: &str,
+        instance: &str,
+        state: &str,
+    ) -> Result<Value> {
+        let vault = self.vault(vault_name).await?;
+        let before = vault.instance(instance).await?;
+        if before.properties.current_protection_state.as_deref() == Some(state) {
+            return Ok(vault.instance_json(&before));
+        }
+        let mut new = NewJob::new(
+            Operation::ConfigureBackup,
+            vault.name(),
+            Utc::now(),
+            current_owner(),
+        );
+        new.backup_instance_name = Some(instance.to_owned());
+        new.datasource_name = Some(before.properties.data_source_info.resource_name.clone());
+        new.datasource_id = Some(before.properties.data_source_info.resource_id.clone());
+        new.extended_details.insert(
+            FRIENDLY_NAME_DETAIL.into(),
+            before.properties.friendly_name.clone(),
+        );
+        new.extended_details
+            .insert("ProtectionState".into(), state.to_owned());
+        let job = self.history.start(&new).map_err(history_err)?;
+        let result = vault.set_protection_state(instance, state).await;
+        self.finish(job.id, &result.as_ref().map(|_| None), 0, 0, Utc::now())?;
+        Ok(vault.instance_json(&result?))
+    }
+
     // ---- backup ----
 
     /// An on-demand backup under `rule` (`adhoc-backup --rule-name`: a backup rule, which
@@ -770,6 +806,60 @@ pub(crate) async fn release(lock: VaultLock) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn protection_state_changes_are_recorded_and_resume_restarts_the_schedule() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = Pgvault::open(Home::at(dir.path().join("home"))).unwrap();
+        let url = format!("file://{}", dir.path().join("vault").display());
+        svc.create_vault("V", Some(&url)).await.unwrap();
+        let vault = svc.vault("V").await.unwrap();
+        let instance = serde_json::json!({
+            "name": "db1",
+            "properties": {
+                "dataSourceInfo": {"datasourceType": "x", "resourceID": "postgres://h:5432/db1", "resourceName": "db1"},
+                "datasourceAuthCredentials": {"objectType": "SecretStoreBasedAuthCredentials",
+                    "secretStoreResource": {"secretStoreType": "Environment", "uri": "env:X"}},
+                "policyInfo": {"policyId": "P"},
+                "currentProtectionState": "ProtectionConfigured"
+            }
+        });
+        vault
+            .store
+            .put_json(&pgvault_core::store::paths::instance("db1"), &instance)
+            .await
+            .unwrap();
+        let configure = || {
+            svc.jobs(
+                &JobFilter::default()
+                    .instance("db1")
+                    .operation(Operation::ConfigureBackup),
+            )
+            .unwrap()
+        };
+        svc.set_protection_state("V", "db1", "BackupsSuspended")
+            .await
+            .unwrap();
+        // The same state again changes nothing and records nothing.
+        svc.set_protection_state("V", "db1", "BackupsSuspended")
+            .await
+            .unwrap();
+        let resumed = svc
+            .set_protection_state("V", "db1", PROTECTION_CONFIGURED)
+            .await
+            .unwrap();
+        assert_eq!(
+            resumed["properties"]["currentProtectionState"],
+            PROTECTION_CONFIGURED
+        );
+        let jobs = configure();
+        let states: Vec<&str> = jobs
+            .iter()
+            .map(|j| j.extended_details["ProtectionState"].as_str())
+            .collect();
+        assert_eq!(states, [PROTECTION_CONFIGURED, "BackupsSuspended"]);
+        assert!(jobs.iter().all(|j| j.status() == JobStatus::Completed));
+    }
 
     #[test]
     fn a_job_whose_operation_is_dropped_ends_cancelled() {

@@ -359,12 +359,11 @@ async fn set_state(
     format: Format,
 ) -> anyhow::Result<()> {
     let svc = open_service()?;
-    let vault = svc.vault(vault_name).await.map_err(coded)?;
-    let instance = vault
-        .set_protection_state(name, state)
+    let instance = svc
+        .set_protection_state(vault_name, name, state)
         .await
         .map_err(coded)?;
-    print(&vault.instance_json(&instance), format);
+    print(&instance, format);
     Ok(())
 }
 

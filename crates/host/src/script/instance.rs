@@ -155,11 +155,7 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
             move |v: &mut VaultRef, instance: Dynamic| -> RhaiResult<Dynamic> {
                 let name = instance_name(&instance)?;
                 let json = c
-                    .block_on(async {
-                        let vault = c.pgvault.vault(&v.name).await?;
-                        let instance = vault.set_protection_state(&name, state).await?;
-                        Ok(vault.instance_json(&instance))
-                    })
+                    .block_on(c.pgvault.set_protection_state(&v.name, &name, state))
                     .map_err(coded)?;
                 to_dynamic(&json)
             },
