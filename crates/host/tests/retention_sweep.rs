@@ -15,6 +15,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 
 use pgvault_core::engine::home::Home;
+use pgvault_core::engine::sweep::{self, ActionKind};
 use pgvault_core::model::job::{JobFilter, JobStatus, Operation};
 use pgvault_core::model::policy::{BackupPolicy, DataStoreType};
 use pgvault_core::model::simulate::simulate;
@@ -156,8 +157,19 @@ async fn write_point(
     id
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_sweep_archives_and_deletes_exactly_what_the_simulator_predicts() {
+type Case = (&'static str, BackupPolicy, Vec<String>);
+
+fn window() -> (DateTime<Utc>, DateTime<Utc>) {
+    (t("2025-01-01T00:00:00Z"), t("2027-01-01T00:00:00Z"))
+}
+
+/// A vault with an archive tier and two instances with two years of weekly points each.
+async fn setup() -> (
+    tempfile::TempDir,
+    Pgvault,
+    pgvault_core::engine::Vault,
+    Vec<Case>,
+) {
     let dir = tempfile::tempdir().unwrap();
     let svc = Pgvault::open(Home::at(dir.path().join("home"))).unwrap();
     let vault_url = format!("file://{}", dir.path().join("vault").display());
@@ -166,7 +178,7 @@ async fn the_sweep_archives_and_deletes_exactly_what_the_simulator_predicts() {
     svc.set_archive_storage("V", &archive_url).await.unwrap();
     let vault = svc.vault("V").await.unwrap();
 
-    let (from, to) = (t("2025-01-01T00:00:00Z"), t("2027-01-01T00:00:00Z"));
+    let (from, to) = window();
     let mut cases = Vec::new();
     for (instance, policy_name, policy_json) in [
         ("moves", "TenYears", ten_year_policy()),
@@ -200,12 +212,111 @@ async fn the_sweep_archives_and_deletes_exactly_what_the_simulator_predicts() {
         }
         cases.push((instance, policy, ids));
     }
+    (dir, svc, vault, cases)
+}
+
+/// The tiers holding each point of each case, against the simulator's at `at`.
+async fn assert_as_simulated(
+    vault: &pgvault_core::engine::Vault,
+    cases: &[Case],
+    at: DateTime<Utc>,
+) {
+    let (from, to) = window();
+    for (instance, policy, ids) in cases {
+        let expected = simulate(policy, from, to, at).unwrap();
+        let stored = vault.recovery_points(instance).await.unwrap();
+        for (point, id) in expected.recovery_points.iter().zip(ids) {
+            let mut held: Vec<DataStoreType> = stored
+                .iter()
+                .find(|s| s.manifest().recovery_point_id == *id)
+                .map(|s| s.tiers().map(|(tier, _)| tier).collect())
+                .unwrap_or_default();
+            let mut want = point.state_at.clone();
+            want.sort_by_key(|d| d.to_string());
+            held.sort_by_key(|d| d.to_string());
+            assert_eq!(
+                held, want,
+                "{instance} point {id} at {at} ({})",
+                point.reason
+            );
+        }
+    }
+}
+
+/// A sweep killed half way (a point copied to the archive tier but not yet removed from the
+/// vault tier; a point removed from the archive tier but not yet from the vault tier) is
+/// finished by the next sweep, which ends exactly where an uninterrupted one would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_killed_half_way_is_finished_by_the_next() {
+    let (_dir, svc, vault, cases) = setup().await;
+    let at = t("2028-06-01T00:00:00Z");
+    let plan = sweep::plan_sweep(&vault, at).await.unwrap();
+    let moved = plan
+        .actions
+        .iter()
+        .find(|a| a.action == ActionKind::MoveToArchive)
+        .expect("the plan moves a point");
+    let deleted = plan
+        .actions
+        .iter()
+        .find(|a| a.action == ActionKind::Delete)
+        .expect("the plan deletes a point");
+    // Killed between the two halves of a move: the copy is committed, the original remains.
+    let manifest = vault
+        .recovery_point(&moved.backup_instance_name, &moved.recovery_point_id)
+        .await
+        .unwrap();
+    sweep::copy_to_archive(&vault, &manifest, moved.archive_expiry_time, Arc::default())
+        .await
+        .unwrap();
+    // Killed half way through a deletion: the vault-tier manifest is gone, nothing else.
+    vault
+        .delete_from(
+            DataStoreType::VaultStore,
+            &deleted.backup_instance_name,
+            &deleted.recovery_point_id,
+        )
+        .await
+        .unwrap();
+
+    let replanned = sweep::plan_sweep(&vault, at).await.unwrap();
+    let action_for = |id: &str| {
+        replanned
+            .actions
+            .iter()
+            .find(|a| a.recovery_point_id == id)
+            .map(|a| a.action)
+    };
+    assert_eq!(
+        action_for(&moved.recovery_point_id),
+        Some(ActionKind::DeleteFromVault),
+        "the move finishes without copying again"
+    );
+    assert_eq!(replanned.actions.len(), plan.actions.len() - 1);
+
+    let outcome = svc
+        .retention_sweep("V", at, false, GcMode::Always)
+        .await
+        .unwrap();
+    assert_eq!(outcome.job.unwrap().status(), JobStatus::Completed);
+    assert_as_simulated(&vault, &cases, at).await;
+    assert!(
+        sweep::plan_sweep(&vault, at)
+            .await
+            .unwrap()
+            .actions
+            .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweep_archives_and_deletes_exactly_what_the_simulator_predicts() {
+    let (_dir, svc, vault, cases) = setup().await;
+    let (from, to) = window();
     assert!(cases[0].2.len() > 100);
 
-    // Across eleven years, every 41 days (so sweeps fall on varied days), and exactly at a
-    // few boundaries.
-    let mut times: Vec<DateTime<Utc>> = (0..100).map(|k| to + TimeDelta::days(41 * k)).collect();
-    times.push(t("2037-06-01T00:00:00Z"));
+    // Across eleven years, every 41 days (so sweeps fall on varied days).
+    let times: Vec<DateTime<Utc>> = (0..100).map(|k| to + TimeDelta::days(41 * k)).collect();
     let mut moved_or_deleted = 0usize;
     for at in times {
         let outcome = svc
@@ -229,26 +340,7 @@ async fn the_sweep_archives_and_deletes_exactly_what_the_simulator_predicts() {
                 .all(|j| j.status() == JobStatus::Completed)
         );
         moved_or_deleted += outcome.action_jobs.len();
-        for (instance, policy, ids) in &cases {
-            let expected = simulate(policy, from, to, at).unwrap();
-            let stored = vault.recovery_points(instance).await.unwrap();
-            for (point, id) in expected.recovery_points.iter().zip(ids) {
-                let held: Vec<DataStoreType> = stored
-                    .iter()
-                    .find(|s| s.manifest().recovery_point_id == *id)
-                    .map(|s| s.tiers().map(|(tier, _)| tier).collect())
-                    .unwrap_or_default();
-                let mut want = point.state_at.clone();
-                want.sort_by_key(|d| d.to_string());
-                let mut held = held;
-                held.sort_by_key(|d| d.to_string());
-                assert_eq!(
-                    held, want,
-                    "{instance} point {id} taken {} tagged {} at {at}: held {held:?}, simulated {want:?} ({})",
-                    point.recovery_point_time, point.retention_tag_name, point.reason
-                );
-            }
-        }
+        assert_as_simulated(&vault, &cases, at).await;
         // A second sweep at the same time has nothing to do.
         let again = svc
             .retention_sweep("V", at, true, GcMode::Never)
