@@ -129,6 +129,8 @@ impl Default for ServeOptions {
     }
 }
 
+const SWEEP_KEY: &str = "sweep";
+
 /// One piece of work, and the key that keeps two of the same kind from running at once.
 #[derive(Debug, Clone)]
 enum Work {
@@ -141,7 +143,7 @@ impl Work {
     fn key(&self) -> String {
         match self {
             Work::Backup(w) => format!("backup/{}/{}", w.vault, w.instance),
-            Work::Sweep(_) => "sweep".to_owned(),
+            Work::Sweep(_) => SWEEP_KEY.to_owned(),
             Work::Script(s, _) => format!("script/{}", s.path.display()),
         }
     }
@@ -240,9 +242,17 @@ pub async fn serve(
             }
         }
 
-        // Start what the bound allows.
+        // Start what the bound allows. The sweep runs alone: its garbage collection needs the
+        // vault to itself, and a backup started beside it would find the vault locked.
         while running.len() < opts.max_concurrent_jobs.max(1) {
-            let Some(work) = queue.pop_front() else { break };
+            let sweeping = busy.contains(SWEEP_KEY);
+            let Some(at) = queue.iter().position(|w| match w {
+                Work::Sweep(_) => busy.is_empty(),
+                _ => !sweeping,
+            }) else {
+                break;
+            };
+            let work = queue.remove(at).expect("the position is in the queue");
             let key = work.key();
             let work_key = key.clone();
             busy.insert(key.clone());
