@@ -10,7 +10,10 @@
 //!
 //! Work runs as tasks on the runtime. At most one backup per instance runs (the service also
 //! refuses a second, `UserErrorMaxConcurrentOperationLimitReached`), and at most
-//! `max_concurrent_jobs` tasks of any kind. On shutdown the loop takes no new work, lets
+//! `max_concurrent_jobs` tasks of any kind. The sweep runs alone: it starts when nothing else
+//! runs, and nothing starts beside it, because its garbage collection needs the vault's
+//! exclusive lock (a long collection can therefore make a scheduled backup late; the job says
+//! so). On shutdown the loop takes no new work, lets
 //! running tasks finish for the grace period, then drops them: each operation's job is then
 //! finished as `Cancelled` by the service (see `service::CancelOnDrop`), `pg_dump` is killed
 //! with its process group, and a backup's recovery point, whose manifest is written last,
