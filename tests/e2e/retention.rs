@@ -213,6 +213,123 @@ fn the_sweep_moves_to_the_archive_tier_and_expires_as_simulated() {
         "{refused}"
     );
 
+    // Rehydrated for ten days (Azure allows 10 to 30), it restores from ArchiveStore.
+    let rehydrate = |days: &str| {
+        w.run(&[
+            "recovery-point",
+            "rehydrate",
+            "--vault-name",
+            vault,
+            "--backup-instance-name",
+            &instance,
+            "--recovery-point-id",
+            id,
+            "--rehydration-duration",
+            days,
+            "--rehydration-priority",
+            "High",
+        ])
+    };
+    let too_short = rehydrate("5");
+    assert!(!too_short.status.success());
+    assert!(String::from_utf8_lossy(&too_short.stderr).contains("10 to 30 days"));
+    let done = rehydrate("P10D");
+    assert!(
+        done.status.success(),
+        "{}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let job: Value = serde_json::from_slice(&done.stdout).unwrap();
+    assert_eq!(job["properties"]["operation"], "Rehydrate");
+    assert_eq!(job["properties"]["status"], "Completed", "{job:#}");
+    let point = &w.recovery_points(vault, &instance)[0];
+    let tiers: Vec<(&str, &Value)> = point["properties"]["recoveryPointDataStoresDetails"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["type"].as_str().unwrap(), &d["rehydrationStatus"]))
+        .collect();
+    assert_eq!(
+        tiers,
+        [
+            ("VaultStore", &json!("COMPLETED")),
+            ("ArchiveStore", &Value::Null)
+        ]
+    );
+    let as_files = |datastore: &str| {
+        w.run(&[
+            "backup-instance",
+            "restore",
+            "initialize-for-data-recovery-as-files",
+            "--vault-name",
+            vault,
+            "--backup-instance-name",
+            &instance,
+            "--recovery-point-id",
+            id,
+            "--source-datastore",
+            datastore,
+            "--target-directory",
+            w.path("files").to_str().unwrap(),
+            "--target-file-name",
+            "rehydrated",
+        ])
+    };
+    let wrong = as_files("VaultStore");
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("--source-datastore ArchiveStore"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+    let request = as_files("ArchiveStore");
+    assert!(
+        request.status.success(),
+        "{}",
+        String::from_utf8_lossy(&request.stderr)
+    );
+    let request_file = w.write("rehydrated.json", &String::from_utf8_lossy(&request.stdout));
+    let restored = w.json(&[
+        "backup-instance",
+        "restore",
+        "trigger",
+        "--vault-name",
+        vault,
+        "--backup-instance-name",
+        &instance,
+        "--restore-request-object",
+        request_file.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        restored["properties"]["status"], "Completed",
+        "{restored:#}"
+    );
+    let listed = crate::support::cluster()
+        .command("pg_restore")
+        .arg("--list")
+        .arg(w.path("files").join("rehydrated.dump"))
+        .output()
+        .unwrap();
+    assert!(listed.status.success());
+    assert!(String::from_utf8_lossy(&listed.stdout).contains("TABLE DATA sales orders"));
+    // When the rehydration ends the sweep removes the copy; the archive tier keeps the point.
+    let after = w.json(&[
+        "retention",
+        "sweep",
+        "--vault-name",
+        vault,
+        "--at",
+        "2041-03-01T00:00:00Z",
+    ]);
+    assert_eq!(
+        after[0]["plan"]["actions"][0]["action"], "DeleteFromVault",
+        "{after:#}"
+    );
+    let point = &w.recovery_points(vault, &instance)[0];
+    assert_eq!(
+        point["properties"]["recoveryPointDataStoresDetails"][0]["type"],
+        "ArchiveStore"
+    );
+
     // Past its archive expiry it is the instance's last point: kept.
     let later = w.json(&[
         "retention",

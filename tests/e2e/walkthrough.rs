@@ -330,6 +330,7 @@ fn every_command_has_help_with_an_example() {
         &["backup-vault", "update"],
         &["backup-vault", "gc"],
         &["recovery-point", "delete"],
+        &["recovery-point", "rehydrate"],
         &["backup-instance", "delete"],
         &["job", "prune"],
     ] {

@@ -1868,6 +1868,7 @@ mod tests {
                 policy_rule_name: "BackupDaily".into(),
                 retention_tag_name: "Default".into(),
                 expiry_time: None,
+                rehydration_expiry_time: None,
                 job_id: String::new(),
                 datasource: DatasourceInfo {
                     resource_id: "postgres://db:5432/db1".into(),

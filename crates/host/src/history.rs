@@ -108,7 +108,12 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_JOB_HISTORY_RETENTION: IsoDuration = IsoDuration::days(365);
 
 /// Schema migrations, oldest first: entry *i* takes a file from version *i* to *i + 1*.
-pub const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2];
+pub const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
+
+/// Version 3 adds the `Rehydrate` operation. No table changes: the version marks that rows
+/// may name it, so an older pgvault, which could not read such a row, refuses the file
+/// instead of failing on the row.
+const MIGRATION_3: &str = "-- v3: Rehydrate jobs";
 
 /// The key in `pgvault_meta` naming the pgvault version that last migrated the file.
 const META_WRITTEN_BY: &str = "schema_written_by";

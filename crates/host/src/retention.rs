@@ -324,6 +324,68 @@ impl Pgvault {
         self.finish_with(job.id, result.as_ref().map(|_| ()), Utc::now(), Vec::new())
     }
 
+    /// `recovery-point rehydrate`: copies an archive-tier recovery point back to the vault
+    /// tier for `days` (10 to 30, as Azure allows), as a `Rehydrate` job, after which it
+    /// restores with `--source-datastore ArchiveStore` until the sweep removes the copy.
+    /// `priority` (Standard or High) is Azure's; a local archive tier has one speed.
+    pub async fn rehydrate(
+        &self,
+        vault_name: &str,
+        instance: &str,
+        recovery_point_id: &str,
+        days: u32,
+        priority: &str,
+    ) -> Result<Job> {
+        if !(10..=30).contains(&days) {
+            return Err(Error::new(
+                "UserErrorInvalidRehydrationDuration",
+                format!("a rehydration lasts 10 to 30 days, not {days}"),
+            ));
+        }
+        let priority = match priority.to_ascii_lowercase().as_str() {
+            "standard" => "Standard",
+            "high" => "High",
+            _ => {
+                return Err(Error::new(
+                    "UserErrorInvalidRehydrationPriority",
+                    format!("rehydration priority `{priority}` is not Standard or High"),
+                ));
+            }
+        };
+        let vault = self.vault(vault_name).await?;
+        let point = vault.stored_point(instance, recovery_point_id).await?;
+        let now = Utc::now();
+        let until = now + TimeDelta::days(i64::from(days));
+        let mut new = NewJob::new(Operation::Rehydrate, vault.name(), now, current_owner());
+        new.backup_instance_name = Some(instance.to_owned());
+        new.recovery_point_id = Some(recovery_point_id.to_owned());
+        new.retention_tag = Some(point.manifest().retention_tag_name.clone());
+        new.extended_details
+            .insert("RehydrationPriority".into(), priority.into());
+        new.extended_details.insert(
+            "RehydrationExpiryTime".into(),
+            pgvault_core::model::job::azure_time(until),
+        );
+        let job = self.history().start(&new).map_err(history_err)?;
+        let progress = Arc::new(Progress::default());
+        let result = async {
+            let mut locks =
+                vec![VaultLock::acquire(&vault.store, LockKind::Shared, "rehydrate").await?];
+            if let Some(archive) = &vault.archive {
+                locks.push(VaultLock::acquire(archive, LockKind::Shared, "rehydrate").await?);
+            }
+            let copied =
+                sweep::rehydrate(&vault, instance, recovery_point_id, until, progress.clone())
+                    .await;
+            for lock in locks {
+                release(lock).await;
+            }
+            copied.map(|_| ())
+        }
+        .await;
+        self.finish_with(job.id, result.as_ref().map(|_| ()), Utc::now(), Vec::new())
+    }
+
     /// Azure's "stop protection and delete data": stops protection (so no backup starts),
     /// deletes every recovery point of the instance (one `DeleteRecoveryPoint` job each), then
     /// the instance. Refused while one of its backups runs. The space returns at the next

@@ -121,6 +121,7 @@ async fn write_point(
         policy_rule_name: "BackupWeekly".into(),
         retention_tag_name: tag.into(),
         expiry_time: None,
+        rehydration_expiry_time: None,
         job_id: String::new(),
         datasource: DatasourceInfo {
             resource_id: format!("postgres://db.example:5432/{instance}"),

@@ -154,7 +154,8 @@ pub struct SourceArgs {
     /// The recovery point to restore (see `recovery-point list`).
     #[arg(long)]
     recovery_point_id: String,
-    /// Where the recovery point is read from (VaultStore).
+    /// Where the recovery point is read from: VaultStore, or ArchiveStore for one that lives in
+    /// the archive tier and was rehydrated (`recovery-point rehydrate`).
     #[arg(long, default_value = "VaultStore")]
     source_datastore: String,
 }
@@ -226,20 +227,30 @@ pub fn report_job(job: &Job, extra: Option<Value>, format: Format) -> anyhow::Re
     Ok(ExitCode::SUCCESS)
 }
 
+/// `--source-datastore` as the request spells it.
+fn datastore_name(source: &SourceArgs) -> anyhow::Result<String> {
+    Ok(
+        pgvault_core::engine::restore::source_datastore(&source.source_datastore)
+            .map_err(coded)?
+            .to_string(),
+    )
+}
+
 async fn source_resource_id(source: &SourceArgs) -> anyhow::Result<Option<String>> {
-    if !source.source_datastore.eq_ignore_ascii_case("VaultStore") {
-        anyhow::bail!(
-            "UserErrorDataStoreNotSupported: --source-datastore {} is not supported yet; use VaultStore",
-            source.source_datastore
-        );
-    }
+    let datastore =
+        pgvault_core::engine::restore::source_datastore(&source.source_datastore).map_err(coded)?;
     let (Some(vault), Some(instance)) = (&source.vault_name, &source.backup_instance_name) else {
         return Ok(None);
     };
     let svc = open_service()?;
     let vault = svc.vault(vault).await.map_err(coded)?;
     vault
-        .recovery_point(instance, &source.recovery_point_id)
+        .restorable_manifest(
+            instance,
+            &source.recovery_point_id,
+            datastore,
+            chrono::Utc::now(),
+        )
         .await
         .map_err(coded)?;
     Ok(Some(
@@ -376,7 +387,7 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
             secret_store_uri,
         } => {
             let src = source_resource_id(&source).await?;
-            let req = initialize_for_data_recovery(
+            let mut req = initialize_for_data_recovery(
                 &source.recovery_point_id,
                 &target_database_url,
                 secret_store_type.as_deref(),
@@ -384,6 +395,7 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
                 src,
             )
             .map_err(coded)?;
+            req.source_data_store_type = datastore_name(&source)?;
             print(&serde_json::to_value(req)?, Format::Json);
         }
         RestoreCommand::InitializeForDataRecoveryAsFiles {
@@ -392,13 +404,14 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
             target_file_name,
         } => {
             let src = source_resource_id(&source).await?;
-            let req = initialize_for_data_recovery_as_files(
+            let mut req = initialize_for_data_recovery_as_files(
                 &source.recovery_point_id,
                 &target_directory,
                 target_file_name.as_deref().unwrap_or_default(),
                 src,
             )
             .map_err(coded)?;
+            req.source_data_store_type = datastore_name(&source)?;
             print(&serde_json::to_value(req)?, Format::Json);
         }
         RestoreCommand::Trigger {

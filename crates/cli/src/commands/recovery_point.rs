@@ -32,6 +32,25 @@ pub enum RecoveryPointCommand {
         #[arg(long)]
         recovery_point_id: String,
     },
+    /// Copy a recovery point that lives only in the archive tier back to the vault tier for
+    /// 10 to 30 days, as a Rehydrate job; then restore it with --source-datastore ArchiveStore.
+    #[command(
+        after_help = "Example:\n  pgvault recovery-point rehydrate --vault-name TestBkpVault --backup-instance-name <instance name> --recovery-point-id <id> --rehydration-duration 15\n  pgvault backup-instance restore initialize-for-data-recovery ... --source-datastore ArchiveStore"
+    )]
+    Rehydrate {
+        #[arg(long, short = 'v')]
+        vault_name: String,
+        #[arg(long)]
+        backup_instance_name: String,
+        #[arg(long)]
+        recovery_point_id: String,
+        /// Days the rehydrated copy is kept in the vault tier: 10 to 30 (`15`, `P15D` or `15D`).
+        #[arg(long, value_parser = parse_days)]
+        rehydration_duration: u32,
+        /// Standard or High (Azure's rehydrate priority; a local archive tier has one speed).
+        #[arg(long, default_value = "Standard")]
+        rehydration_priority: String,
+    },
     /// Delete a recovery point from every tier, as a DeleteRecoveryPoint job. Its data is
     /// removed at the next garbage collection.
     #[command(
@@ -48,6 +67,15 @@ pub enum RecoveryPointCommand {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+}
+
+/// Days as Azure writes them (`P15D`, `15D`) or a plain number.
+fn parse_days(text: &str) -> Result<u32, String> {
+    let t = text.trim().to_ascii_uppercase();
+    let digits = t.trim_start_matches('P').trim_end_matches('D');
+    digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of days (write 15, 15D or P15D)"))
 }
 
 pub async fn run(cmd: RecoveryPointCommand, format: Format) -> anyhow::Result<ExitCode> {
@@ -79,6 +107,29 @@ pub async fn run(cmd: RecoveryPointCommand, format: Format) -> anyhow::Result<Ex
                 .await
                 .map_err(coded)?;
             print(&vault.recovery_point_json(&m), format);
+        }
+        RecoveryPointCommand::Rehydrate {
+            vault_name,
+            backup_instance_name,
+            recovery_point_id,
+            rehydration_duration,
+            rehydration_priority,
+        } => {
+            let job = svc
+                .rehydrate(
+                    &vault_name,
+                    &backup_instance_name,
+                    &recovery_point_id,
+                    rehydration_duration,
+                    &rehydration_priority,
+                )
+                .await
+                .map_err(coded)?;
+            print(&job.azure_json(), format);
+            if let Some(e) = job.state.error() {
+                eprintln!("{}: {}", e.code, e.message);
+                return Ok(ExitCode::FAILURE);
+            }
         }
         RecoveryPointCommand::Delete {
             vault_name,

@@ -308,6 +308,7 @@ pub async fn backup(
             .unwrap_or_default(),
         retention_tag_name: ctx.retention_tag.clone(),
         expiry_time,
+        rehydration_expiry_time: None,
         job_id: req.job_id.clone(),
         datasource: DatasourceInfo {
             resource_id: props.data_source_info.resource_id.clone(),

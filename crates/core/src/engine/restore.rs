@@ -18,12 +18,25 @@ use tokio::io::AsyncWriteExt;
 use super::vault::Vault;
 use super::{Error, Result};
 use crate::model::instance::{AuthCredentials, DatasourceInfo, SecretStoreResource};
+use crate::model::policy::DataStoreType;
 use crate::model::restore::{FAIL_IF_EXISTS, RestoreRequest, RestoreTarget, TargetDetails};
 use crate::postgres::connection::{ConnectParams, ConnectionString, Datasource};
 use crate::postgres::tools::{ToolProcess, find_tool};
 use crate::secrets::{SecretRef, SecretStoreType};
 use crate::store::manifest::Manifest;
 use crate::store::reader::{load_index, read_stream};
+
+/// A restore request's `sourceDataStoreType`: `VaultStore`, or `ArchiveStore` for a rehydrated
+/// recovery point.
+pub fn source_datastore(text: &str) -> Result<DataStoreType> {
+    match text.parse::<DataStoreType>() {
+        Ok(t @ (DataStoreType::VaultStore | DataStoreType::ArchiveStore)) => Ok(t),
+        _ => Err(Error::new(
+            "UserErrorDataStoreNotSupported",
+            format!("`{text}` is not a datastore to restore from: use VaultStore or ArchiveStore"),
+        )),
+    }
+}
 
 /// Builds the request `restore initialize-for-data-recovery` prints: restore as a database
 /// at `target_database_url` with credentials from `secret_store_uri`.
@@ -122,21 +135,10 @@ pub async fn restore(
     req: &RestoreRequest,
     written: Arc<AtomicU64>,
 ) -> Result<RestoreOutcome> {
-    if !req
-        .source_data_store_type
-        .eq_ignore_ascii_case("VaultStore")
-    {
-        return Err(Error::new(
-            "UserErrorDataStoreNotSupported",
-            format!(
-                "restoring from `{}` is not supported yet: restore from VaultStore",
-                req.source_data_store_type
-            ),
-        ));
-    }
+    let source = source_datastore(&req.source_data_store_type)?;
     vault.instance(instance).await?;
     let manifest = vault
-        .recovery_point(instance, &req.recovery_point_id)
+        .restorable_manifest(instance, &req.recovery_point_id, source, chrono::Utc::now())
         .await?;
     match &req.restore_target_info {
         RestoreTarget::Database {

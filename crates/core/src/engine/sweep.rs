@@ -117,7 +117,15 @@ pub async fn plan_sweep(vault: &Vault, at: DateTime<Utc>) -> Result<SweepPlan> {
             if state.fate == Fate::NotYetTaken {
                 continue;
             }
-            let want = |tier| state.stores.contains(&tier);
+            // A rehydrated vault-tier copy stays until its rehydration ends, whatever the plan.
+            let rehydrated = point
+                .vault
+                .as_ref()
+                .and_then(|m| m.rehydration_expiry_time)
+                .is_some_and(|until| at < until);
+            let want = |tier| {
+                state.stores.contains(&tier) || (rehydrated && tier == DataStoreType::VaultStore)
+            };
             let reason = match state.fate {
                 Fate::Deleted => format!("{}; expired", rplan.description),
                 Fate::KeptAsLast => {
@@ -246,16 +254,92 @@ pub async fn copy_to_archive(
     archive_expiry: Option<DateTime<Utc>>,
     progress: Arc<Progress>,
 ) -> Result<Manifest> {
-    let archive = vault.archive.as_ref().ok_or_else(|| {
+    copy_between(
+        vault,
+        DataStoreType::VaultStore,
+        DataStoreType::ArchiveStore,
+        manifest,
+        progress,
+        |m| Manifest {
+            expiry_time: archive_expiry,
+            rehydration_expiry_time: None,
+            ..m
+        },
+    )
+    .await
+}
+
+/// `recovery-point rehydrate`: copies an archive-tier recovery point back into the vault tier,
+/// where restores read, kept until `until` (the sweep then removes the copy; the archive tier
+/// keeps its own).
+pub async fn rehydrate(
+    vault: &Vault,
+    instance: &str,
+    id: &str,
+    until: DateTime<Utc>,
+    progress: Arc<Progress>,
+) -> Result<Manifest> {
+    let point = vault.stored_point(instance, id).await?;
+    let Some(archived) = &point.archive else {
+        return Err(Error::new(
+            "UserErrorRecoveryPointNotInArchiveTier",
+            format!(
+                "recovery point `{id}` of `{instance}` is not in the archive tier; it restores from the vault tier as it is"
+            ),
+        ));
+    };
+    if let Some(copy) = &point.vault
+        && copy.rehydration_expiry_time.is_none()
+    {
+        return Err(Error::new(
+            "UserErrorRecoveryPointAlreadyInVaultTier",
+            format!(
+                "recovery point `{id}` of `{instance}` is still in the vault tier (until {}); restore it from VaultStore",
+                copy.expiry_time
+                    .map_or_else(|| "kept".to_owned(), |t| t.to_rfc3339())
+            ),
+        ));
+    }
+    copy_between(
+        vault,
+        DataStoreType::ArchiveStore,
+        DataStoreType::VaultStore,
+        archived,
+        progress,
+        |m| Manifest {
+            expiry_time: Some(until),
+            rehydration_expiry_time: Some(until),
+            ..m
+        },
+    )
+    .await
+}
+
+/// Copies a recovery point's stream from one tier's store into the other's and writes the
+/// manifest `describe` makes of it, last.
+async fn copy_between(
+    vault: &Vault,
+    from: DataStoreType,
+    to: DataStoreType,
+    manifest: &Manifest,
+    progress: Arc<Progress>,
+    describe: impl FnOnce(Manifest) -> Manifest,
+) -> Result<Manifest> {
+    let not_configured = || {
         Error::new(
             "UserErrorArchiveTierNotConfigured",
-            format!("vault `{}` has no archive tier; configure one with `backup-vault update --archive-storage-url`", vault.name()),
+            format!(
+                "vault `{}` has no archive tier; configure one with `backup-vault update --archive-storage-url`",
+                vault.name()
+            ),
         )
-    })?;
+    };
+    let source = vault.tier_store(from).ok_or_else(not_configured)?;
+    let target = vault.tier_store(to).ok_or_else(not_configured)?;
     let instance = &manifest.backup_instance_name;
-    let index = load_index(&vault.store).await?;
-    let known = Arc::new(load_index(archive).await?);
-    let previous = latest_stream(archive, instance).await?;
+    let index = load_index(source).await?;
+    let known = Arc::new(load_index(target).await?);
+    let previous = latest_stream(target, instance).await?;
     let key = vault.config.chunk_key()?;
     let cfg = vault.writer_config()?;
     let (mut tx, rx) = tokio::io::duplex(1 << 20);
@@ -265,7 +349,7 @@ pub async fn copy_to_archive(
     };
     let read = async move {
         let out = read_stream(
-            &vault.store,
+            source,
             &index,
             &key,
             &manifest.stream,
@@ -277,7 +361,7 @@ pub async fn copy_to_archive(
         drop(tx);
         out
     };
-    let write = write_stream(archive, known, &cfg, reader, progress, previous);
+    let write = write_stream(target, known, &cfg, reader, progress, previous);
     let (read, written) = tokio::join!(read, write);
     read?;
     let written = written?;
@@ -285,19 +369,18 @@ pub async fn copy_to_archive(
         || written.stream.chunks_blake3 != manifest.stream.chunks_blake3
     {
         return Err(Error::new(
-            "ArchiveCopyMismatch",
+            "TierCopyMismatch",
             format!(
-                "the archive tier's copy of recovery point `{}` does not match the vault tier's; the copy was not committed",
+                "the {to:?} copy of recovery point `{}` does not match the {from:?} one; the copy was not committed",
                 manifest.recovery_point_id
             ),
         ));
     }
-    let copy = Manifest {
-        expiry_time: archive_expiry,
+    let copy = describe(Manifest {
         stream: written.stream,
         ..manifest.clone()
-    };
-    archive
+    });
+    target
         .put(
             &paths::recovery_point(instance, &copy.recovery_point_id),
             copy.to_bytes().into(),

@@ -548,6 +548,63 @@ impl Vault {
         }
     }
 
+    /// The manifest a restore reads, for a restore request naming `source` (Azure's
+    /// `sourceDataStoreType`). Restores always read the vault tier: a point that lives only in
+    /// the archive tier restores from `ArchiveStore` once `recovery-point rehydrate` has copied
+    /// it back, until the rehydration ends (judged at `now`).
+    pub async fn restorable_manifest(
+        &self,
+        instance: &str,
+        id: &str,
+        source: DataStoreType,
+        now: DateTime<Utc>,
+    ) -> Result<Manifest> {
+        let point = self.stored_point(instance, id).await?;
+        let rehydrate_hint = format!(
+            "`pgvault recovery-point rehydrate --vault-name {} --backup-instance-name {instance} --recovery-point-id {id} --rehydration-duration 10` copies it back for 10 days",
+            self.name()
+        );
+        match (source, &point.vault, &point.archive) {
+            (DataStoreType::ArchiveStore, _, None) => Err(Error::new(
+                "UserErrorRecoveryPointNotInArchiveTier",
+                format!(
+                    "recovery point `{id}` is not in the archive tier; restore it with --source-datastore VaultStore"
+                ),
+            )),
+            (_, Some(m), _) if m.rehydration_expiry_time.is_some_and(|until| until <= now) => {
+                Err(Error::new(
+                    "UserErrorRecoveryPointNotRehydrated",
+                    format!(
+                        "the rehydration of recovery point `{id}` ended at {}; {rehydrate_hint} again",
+                        m.rehydration_expiry_time.expect("checked").to_rfc3339()
+                    ),
+                ))
+            }
+            (DataStoreType::VaultStore, Some(m), _) if m.rehydration_expiry_time.is_none() => {
+                Ok(m.clone())
+            }
+            (DataStoreType::ArchiveStore, Some(m), Some(_)) => Ok(m.clone()),
+            (_, Some(_), _) => Err(Error::new(
+                "UserErrorRecoveryPointInArchiveTier",
+                format!(
+                    "recovery point `{id}` lives in the archive tier (what is in the vault tier is its rehydrated copy); restore it with --source-datastore ArchiveStore"
+                ),
+            )),
+            (DataStoreType::ArchiveStore, None, Some(_)) => Err(Error::new(
+                "UserErrorRecoveryPointNotRehydrated",
+                format!(
+                    "recovery point `{id}` lives only in the archive tier and must be rehydrated before a restore: {rehydrate_hint}"
+                ),
+            )),
+            (_, None, _) => Err(Error::new(
+                "UserErrorRecoveryPointInArchiveTier",
+                format!(
+                    "recovery point `{id}` of `{instance}` lives only in the archive tier; rehydrate it ({rehydrate_hint}), then restore it with --source-datastore ArchiveStore"
+                ),
+            )),
+        }
+    }
+
     /// A recovery point's manifest in one tier, `None` when that tier does not hold it.
     pub async fn manifest_in(
         &self,
@@ -679,8 +736,8 @@ impl Vault {
                         "metaData": meta.to_string(),
                         "state": "COMMITTED",
                         "visible": true,
-                        "rehydrationExpiryTime": null,
-                        "rehydrationStatus": null,
+                        "rehydrationExpiryTime": tm.rehydration_expiry_time,
+                        "rehydrationStatus": tm.rehydration_expiry_time.map(|_| "COMPLETED"),
                     }))
                     .collect::<Vec<_>>(),
             }),

@@ -156,10 +156,13 @@ pub enum Operation {
     MoveToArchive,
     /// A restore made to prove a recovery point restores, then thrown away.
     RestoreDrill,
+    /// A recovery point copied back from the archive tier to the vault tier for a while, so
+    /// it can be restored (schema v3).
+    Rehydrate,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 9] = [
+    pub const ALL: [Operation; 10] = [
         Operation::ConfigureBackup,
         Operation::OnDemandBackup,
         Operation::ScheduledBackup,
@@ -169,6 +172,7 @@ impl Operation {
         Operation::DeleteRecoveryPoint,
         Operation::MoveToArchive,
         Operation::RestoreDrill,
+        Operation::Rehydrate,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -182,6 +186,7 @@ impl Operation {
             Operation::DeleteRecoveryPoint => "DeleteRecoveryPoint",
             Operation::MoveToArchive => "MoveToArchive",
             Operation::RestoreDrill => "RestoreDrill",
+            Operation::Rehydrate => "Rehydrate",
         }
     }
 
@@ -190,7 +195,9 @@ impl Operation {
         match self {
             Operation::ConfigureBackup => OperationCategory::ConfigureBackup,
             Operation::OnDemandBackup | Operation::ScheduledBackup => OperationCategory::Backup,
-            Operation::Restore | Operation::RestoreDrill => OperationCategory::Restore,
+            Operation::Restore | Operation::RestoreDrill | Operation::Rehydrate => {
+                OperationCategory::Restore
+            }
             Operation::ScriptRun => OperationCategory::Script,
             Operation::RetentionSweep
             | Operation::DeleteRecoveryPoint
@@ -1463,6 +1470,7 @@ mod tests {
             ),
             ("MOVETOARCHIVE", Operation::MoveToArchive, "Retention"),
             ("RestoreDrill", Operation::RestoreDrill, "Restore"),
+            ("Rehydrate", Operation::Rehydrate, "Restore"),
         ];
         assert_eq!(
             cases.len(),

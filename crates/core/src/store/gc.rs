@@ -404,6 +404,7 @@ mod tests {
             policy_rule_name: "BackupWeekly".into(),
             retention_tag_name: "Default".into(),
             expiry_time: None,
+            rehydration_expiry_time: None,
             job_id: String::new(),
             datasource: DatasourceInfo {
                 resource_id: "postgres://h/db".into(),

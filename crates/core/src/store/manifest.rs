@@ -140,8 +140,14 @@ pub struct Manifest {
     pub policy_name: String,
     pub policy_rule_name: String,
     pub retention_tag_name: String,
-    /// When the recovery point leaves the vault tier, from the retention rule's lifecycle.
+    /// When the recovery point leaves the tier holding this manifest: the vault tier's from
+    /// the retention rule's lifecycle, the archive tier's from the archive lifecycle, a
+    /// rehydrated copy's at the end of its rehydration.
     pub expiry_time: Option<DateTime<Utc>>,
+    /// Set on a vault-tier copy made by `recovery-point rehydrate` from the archive tier: the
+    /// copy is kept until then (whatever the policy says of the vault tier), then removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rehydration_expiry_time: Option<DateTime<Utc>>,
     pub job_id: String,
     pub datasource: DatasourceInfo,
     pub postgres: PostgresInfo,
