@@ -19,7 +19,9 @@ use super::vault::Vault;
 use super::{Error, Result};
 use crate::model::instance::{AuthCredentials, DatasourceInfo, SecretStoreResource};
 use crate::model::policy::DataStoreType;
-use crate::model::restore::{FAIL_IF_EXISTS, RestoreRequest, RestoreTarget, TargetDetails};
+use crate::model::restore::{
+    FAIL_IF_EXISTS, RestoreOptions, RestoreRequest, RestoreTarget, TargetDetails,
+};
 use crate::postgres::connection::{ConnectParams, ConnectionString, Datasource};
 use crate::postgres::tools::{ToolProcess, find_tool};
 use crate::secrets::{SecretRef, SecretStoreType};
@@ -66,6 +68,7 @@ pub fn initialize_for_data_recovery(
         object_type: "AzureBackupRecoveryPointBasedRestoreRequest".into(),
         recovery_point_id: recovery_point_id.into(),
         source_data_store_type: "VaultStore".into(),
+        pgvault_restore_options: Default::default(),
         source_resource_id,
         restore_target_info: RestoreTarget::Database {
             recovery_option: FAIL_IF_EXISTS.into(),
@@ -107,6 +110,7 @@ pub fn initialize_for_data_recovery_as_files(
         object_type: "AzureBackupRecoveryPointBasedRestoreRequest".into(),
         recovery_point_id: recovery_point_id.into(),
         source_data_store_type: "VaultStore".into(),
+        pgvault_restore_options: Default::default(),
         source_resource_id,
         restore_target_info: RestoreTarget::Files {
             recovery_option: FAIL_IF_EXISTS.into(),
@@ -151,7 +155,15 @@ pub async fn restore(
             let ds: Datasource = datasource_info.resource_id.parse()?;
             let store = &datasource_auth_credentials.secret_store_resource;
             let secret = SecretRef::from_store(store.secret_store_type.parse()?, &store.uri)?;
-            restore_to_database(vault, &manifest, &ds, &secret, written).await
+            restore_to_database(
+                vault,
+                &manifest,
+                &ds,
+                &secret,
+                &req.pgvault_restore_options,
+                written,
+            )
+            .await
         }
         RestoreTarget::Files {
             recovery_option,
@@ -159,7 +171,14 @@ pub async fn restore(
             ..
         } => {
             check_recovery_option(recovery_option)?;
-            restore_to_file(vault, &manifest, target_details, written).await
+            restore_to_file(
+                vault,
+                &manifest,
+                target_details,
+                &req.pgvault_restore_options,
+                written,
+            )
+            .await
         }
     }
 }
@@ -180,8 +199,16 @@ async fn restore_to_database(
     manifest: &Manifest,
     ds: &Datasource,
     secret: &SecretRef,
+    opts: &RestoreOptions,
     written: Arc<AtomicU64>,
 ) -> Result<RestoreOutcome> {
+    if opts.format.is_some() {
+        return Err(Error::new(
+            "UserErrorInvalidRestoreOption",
+            "--format applies to a restore as files; a restore to a database runs pg_restore",
+        ));
+    }
+    let selection = Selection::new(opts, manifest)?;
     let conn = ConnectionString::parse(&secret.resolve()?)?;
     let params = ConnectParams::new(ds, &conn);
     // Create the target from the server's maintenance database.
@@ -204,33 +231,122 @@ async fn restore_to_database(
             ),
         ));
     }
-    let quoted: String = admin
-        .query_one("SELECT quote_ident($1)", &[&ds.database()])
-        .await
-        .map_err(|e| Error::new("UserErrorDBQueryFailed", e.to_string()))?
-        .get(0);
-    admin.batch_execute(&format!("CREATE DATABASE {quoted}")).await.map_err(|e| {
-        Error::new(
+    let (user, can_create): (String, bool) = {
+        let row = admin
+            .query_one(
+                "SELECT current_user::text, rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user",
+                &[],
+            )
+            .await
+            .map_err(|e| Error::new("UserErrorDBQueryFailed", e.to_string()))?;
+        (row.get(0), row.get(1))
+    };
+    if !can_create {
+        let quoted_user = format!("\"{}\"", user.replace('"', "\"\""));
+        return Err(Error::new(
             "UserErrorMissingDBPermissions",
-            format!("cannot create database `{}`: {e}; the restoring user needs CREATEDB (ALTER USER ... CREATEDB)", ds.database()),
-        )
-    })?;
-
-    let result = run_pg_restore(vault, manifest, &params, ds, written).await;
+            format!(
+                "user `{user}` cannot create databases on {}, and a restore creates its target. Grant it, as a superuser:\n\n    ALTER ROLE {quoted_user} CREATEDB;\n",
+                ds.server_url()
+            ),
+        ));
+    }
+    // The restore goes into a database of its own name, renamed to the target only when it is
+    // complete: nothing connects to half a restore, and a restore that fails, is cancelled or
+    // is killed never leaves a database under the name asked for.
+    let staging = format!(
+        "pgvault_restore_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
+    let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+    let (quoted, quoted_staging) = (quote(ds.database()), quote(&staging));
+    admin
+        .batch_execute(&format!("CREATE DATABASE {quoted_staging}"))
+        .await
+        .map_err(|e| {
+            Error::new(
+                "UserErrorMissingDBPermissions",
+                format!("cannot create database `{staging}` for the restore: {e}"),
+            )
+        })?;
+    let cleanup = DropOnCancel {
+        params: Some(params.with_database("postgres")),
+        quoted: quoted_staging.clone(),
+    };
+    let staging_params = params.with_database(staging.clone());
+    let mut result = run_pg_restore(
+        vault,
+        manifest,
+        &staging_params,
+        &staging,
+        &selection,
+        written,
+    )
+    .await;
+    if result.is_ok()
+        && let Err(e) = admin
+            .batch_execute(&format!("ALTER DATABASE {quoted_staging} RENAME TO {quoted}"))
+            .await
+    {
+        result = Err(Error::new(
+            "UserErrorDatabaseNameAlreadyInUse",
+            format!(
+                "the restore completed but could not take the name `{}` ({e}); was it created meanwhile? The restored data was removed",
+                ds.database()
+            ),
+        ));
+    }
     if let Err(e) = &result {
-        // We created it, so we remove it: a failed restore leaves nothing half done.
+        // A failed restore leaves nothing half done.
         let dropped = admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {quoted_staging} WITH (FORCE)"
+            ))
             .await;
         if let Err(drop_err) = dropped {
-            tracing::warn!(database = %ds.database(), error = %drop_err, restore_error = %e, "could not drop the partially restored database");
+            tracing::warn!(database = %staging, error = %drop_err, restore_error = %e, "could not drop the partial restore");
         }
     }
+    cleanup.disarm();
     let bytes_written = result?;
     Ok(RestoreOutcome {
         bytes_written,
         target: json!({ "database": ds.to_string() }),
     })
+}
+
+/// Drops the staging database when a restore's future is dropped part-way (a cancelled job),
+/// from a task of its own.
+struct DropOnCancel {
+    params: Option<ConnectParams>,
+    quoted: String,
+}
+
+impl DropOnCancel {
+    fn disarm(mut self) {
+        self.params = None;
+    }
+}
+
+impl Drop for DropOnCancel {
+    fn drop(&mut self) {
+        let Some(params) = self.params.take() else {
+            return;
+        };
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.quoted);
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                match params.connect().await {
+                    Ok(client) => {
+                        if let Err(e) = client.batch_execute(&sql).await {
+                            tracing::warn!(error = %e, "could not drop a cancelled restore's database");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not drop a cancelled restore's database"),
+                }
+            });
+        }
+    }
 }
 
 /// libpq's quoting of a connection-string value.
@@ -242,72 +358,359 @@ async fn run_pg_restore(
     vault: &Vault,
     manifest: &Manifest,
     params: &ConnectParams,
-    ds: &Datasource,
+    database: &str,
+    selection: &Selection,
     written: Arc<AtomicU64>,
 ) -> Result<u64> {
-    let target_facts = params.connect().await?;
-    let version: i32 = target_facts
+    let target = params.connect().await?;
+    let version: i32 = target
         .query_one("SELECT current_setting('server_version_num')::int", &[])
         .await
         .map_err(|e| Error::new("UserErrorDBQueryFailed", e.to_string()))?
         .get(0);
-    drop(target_facts);
+    if selection.keep_owners {
+        let missing = missing_roles(&target, manifest).await?;
+        if !missing.is_empty() {
+            let create: Vec<String> = missing
+                .iter()
+                .map(|r| format!("CREATE ROLE \"{}\";", r.replace('"', "\"\"")))
+                .collect();
+            return Err(Error::new(
+                "UserErrorRolesMissing",
+                format!(
+                    "--keep-owners: the recovery point's objects are owned by or granted to roles the target server lacks: {}. Create them first ({}), or restore without --keep-owners (objects then belong to the restoring user)",
+                    missing.join(", "),
+                    create.join(" ")
+                ),
+            ));
+        }
+    }
+    drop(target);
     let pg_restore = find_tool("pg_restore", (version / 10000) as u32)?;
-    let dbname = format!("--dbname=dbname={}", conninfo_value(ds.database()));
-    let mut proc = ToolProcess::spawn(
-        &pg_restore,
-        &[
-            "--no-owner",
-            "--no-acl",
-            "--exit-on-error",
-            "--no-password",
-            &dbname,
-        ],
-        &params.pg_env(),
-        Stdio::piped(),
-        Stdio::null(),
-        params.password().into_iter().map(str::to_string).collect(),
-    )?;
-    let stdin = proc.child_mut().stdin.take().expect("stdin is piped");
-    let mut stdin = tokio::process::ChildStdin::from_std(stdin).map_err(|e| {
+    let mut args = vec![
+        "--exit-on-error".to_owned(),
+        "--no-password".to_owned(),
+        format!("--dbname=dbname={}", conninfo_value(database)),
+    ];
+    args.extend(selection.args.iter().cloned());
+    let env = params.pg_env();
+    let scrub: Vec<String> = params.password().into_iter().map(str::to_string).collect();
+    feed_tool(vault, manifest, &pg_restore, args, &env, scrub, selection, written)
+        .await
+        .map_err(|e| match e {
+            FeedError::Tool(stderr) => Error::new(
+                "UserErrorPgRestoreFailed",
+                format!("pg_restore failed, the target database was removed: {stderr}"),
+            ),
+            FeedError::Other(e) => e,
+        })
+}
+
+/// The roles the archive's objects are owned by, or granted to, that the target lacks.
+async fn missing_roles(
+    target: &tokio_postgres::Client,
+    manifest: &Manifest,
+) -> Result<Vec<String>> {
+    let Some(archive) = &manifest.archive else {
+        return Err(Error::new(
+            "UserErrorInvalidRestoreOption",
+            "--keep-owners needs the recovery point's table of contents, which was not recorded for this one; restore it as files and run pg_restore by hand",
+        ));
+    };
+    let mut wanted: Vec<String> = archive
+        .entries
+        .iter()
+        .map(|e| e.owner.clone())
+        .filter(|o| !o.is_empty())
+        .collect();
+    wanted.sort();
+    wanted.dedup();
+    let existing: Vec<String> = target
+        .query("SELECT rolname::text FROM pg_roles", &[])
+        .await
+        .map_err(|e| Error::new("UserErrorDBQueryFailed", e.to_string()))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    Ok(wanted
+        .into_iter()
+        .filter(|r| !existing.contains(r))
+        .collect())
+}
+
+/// What pg_restore is told to restore, from a request's options.
+#[derive(Debug, Default)]
+struct Selection {
+    /// Selection, ownership and list arguments.
+    args: Vec<String>,
+    keep_owners: bool,
+    /// `-j N`: the archive is staged in a temporary file, which pg_restore can seek.
+    jobs: Option<u32>,
+    /// `--use-list` for `--exclude-tables`: written next to the staged archive.
+    list: Option<String>,
+}
+
+impl Selection {
+    fn new(opts: &RestoreOptions, manifest: &Manifest) -> Result<Self> {
+        let bad = |msg: String| Error::new("UserErrorInvalidRestoreOption", msg);
+        if opts.schema_only && opts.data_only {
+            return Err(bad(
+                "--schema-only and --data-only exclude each other".to_owned(),
+            ));
+        }
+        let mut sel = Selection {
+            keep_owners: opts.keep_owners,
+            ..Selection::default()
+        };
+        if let Some(jobs) = opts.jobs {
+            if !(1..=64).contains(&jobs) {
+                return Err(bad(format!("--jobs {jobs}: give 1 to 64")));
+            }
+            sel.jobs = (jobs > 1).then_some(jobs);
+        }
+        if !opts.keep_owners {
+            sel.args.push("--no-owner".into());
+            sel.args.push("--no-acl".into());
+        }
+        let mut schemas: Vec<String> = opts.schemas.clone();
+        for table in &opts.tables {
+            let (schema, name) = split_table(table);
+            if let Some(schema) = schema
+                && !schemas.iter().any(|s| s == schema)
+            {
+                schemas.push(schema.to_owned());
+            }
+            sel.args.push(format!("--table={name}"));
+        }
+        for schema in schemas {
+            sel.args.push(format!("--schema={schema}"));
+        }
+        if opts.schema_only {
+            sel.args.push("--schema-only".into());
+        }
+        if opts.data_only {
+            sel.args.push("--data-only".into());
+        }
+        if !opts.exclude_tables.is_empty() {
+            sel.list = Some(exclusion_list(&opts.exclude_tables, manifest)?);
+        }
+        Ok(sel)
+    }
+}
+
+fn split_table(table: &str) -> (Option<&str>, &str) {
+    match table.split_once('.') {
+        Some((schema, name)) => (Some(schema), name),
+        None => (None, table),
+    }
+}
+
+/// A pg_restore `--use-list` file naming every entry of the archive except the excluded
+/// tables (their definition and data) and everything that depends on them (indexes,
+/// constraints, triggers, views over them).
+fn exclusion_list(exclude: &[String], manifest: &Manifest) -> Result<String> {
+    let Some(archive) = &manifest.archive else {
+        return Err(Error::new(
+            "UserErrorInvalidRestoreOption",
+            "--exclude-tables needs the recovery point's table of contents, which was not recorded for this one; restore it as files and run pg_restore -L by hand",
+        ));
+    };
+    let matches = |e: &crate::postgres::archive::TocEntry, table: &str| {
+        let (schema, name) = split_table(table);
+        e.tag == name && schema.is_none_or(|s| s == e.namespace)
+    };
+    let mut excluded: std::collections::HashSet<i32> = std::collections::HashSet::new();
+    for table in exclude {
+        let found: Vec<i32> = archive
+            .entries
+            .iter()
+            .filter(|e| matches!(e.desc.as_str(), "TABLE" | "TABLE DATA") && matches(e, table))
+            .map(|e| e.dump_id)
+            .collect();
+        if found.is_empty() {
+            return Err(Error::new(
+                "UserErrorTableNotFound",
+                format!("--exclude-tables: the recovery point has no table `{table}`"),
+            ));
+        }
+        excluded.extend(found);
+    }
+    // Dependents, to a fixed point (entries come in dependency order, but be safe).
+    loop {
+        let before = excluded.len();
+        for e in &archive.entries {
+            if e.dependencies.iter().any(|d| excluded.contains(d)) {
+                excluded.insert(e.dump_id);
+            }
+        }
+        if excluded.len() == before {
+            break;
+        }
+    }
+    Ok(archive
+        .entries
+        .iter()
+        .filter(|e| !excluded.contains(&e.dump_id))
+        .map(|e| format!("{}; {} {} {} {} {} {}\n", e.dump_id, e.table_oid, e.oid, e.desc, e.namespace, e.tag, e.owner))
+        .collect())
+}
+
+/// Why feeding a tool failed: the tool itself (its stderr), or the vault or the staging.
+enum FeedError {
+    Tool(String),
+    Other(Error),
+}
+
+/// A temporary file removed when dropped.
+struct TempFile(PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs `tool` on the recovery point's stream: piped to its stdin, or, for parallel jobs,
+/// staged in a temporary file it is given. Returns the bytes read from the vault.
+#[allow(clippy::too_many_arguments)]
+async fn feed_tool(
+    vault: &Vault,
+    manifest: &Manifest,
+    tool: &std::path::Path,
+    mut args: Vec<String>,
+    env: &[(String, String)],
+    scrub: Vec<String>,
+    selection: &Selection,
+    written: Arc<AtomicU64>,
+) -> std::result::Result<u64, FeedError> {
+    let other = FeedError::Other;
+    let tmp = std::env::temp_dir();
+    let stamp = uuid::Uuid::new_v4().simple().to_string();
+    let list = match &selection.list {
+        Some(text) => {
+            let path = tmp.join(format!("pgvault-restore-{stamp}.list"));
+            std::fs::write(&path, text).map_err(|e| {
+                other(Error::new(
+                    "RestoreStagingFailed",
+                    format!("cannot write `{}`: {e}", path.display()),
+                ))
+            })?;
+            args.push(format!("--use-list={}", path.display()));
+            Some(TempFile(path))
+        }
+        None => None,
+    };
+    let index = load_index(&vault.store).await.map_err(|e| other(e.into()))?;
+    let key = vault.config.chunk_key().map_err(other)?;
+    let arg_refs = |args: &[String]| -> Vec<String> { args.to_vec() };
+
+    let (bytes, finished) = if let Some(jobs) = selection.jobs {
+        let path = tmp.join(format!("pgvault-restore-{stamp}.dump"));
+        check_room(&tmp, manifest.stream.length).map_err(other)?;
+        let staged = TempFile(path.clone());
+        let file = tokio::fs::File::create(&path).await.map_err(|e| {
+            other(Error::new(
+                "RestoreStagingFailed",
+                format!("cannot create `{}`: {e}", path.display()),
+            ))
+        })?;
+        let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
+        let bytes = read_stream(&vault.store, &index, &key, &manifest.stream, &mut out, written)
+            .await
+            .map_err(|e| other(e.into()))?;
+        out.into_inner().sync_all().await.map_err(|e| {
+            other(Error::new("RestoreStagingFailed", format!("cannot write the staged archive: {e}")))
+        })?;
+        args.push(format!("--jobs={jobs}"));
+        args.push(path.display().to_string());
+        let refs = arg_refs(&args);
+        let argv: Vec<&str> = refs.iter().map(String::as_str).collect();
+        let proc = ToolProcess::spawn(tool, &argv, env, Stdio::null(), Stdio::null(), scrub)
+            .map_err(|e| other(e.into()))?;
+        let finished = tokio::task::spawn_blocking(move || proc.wait())
+            .await
+            .map_err(|_| other(Error::new("InternalError", "waiting for pg_restore failed")))?;
+        drop(staged);
+        (Ok(bytes), finished)
+    } else {
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut proc = ToolProcess::spawn(tool, &argv, env, Stdio::piped(), Stdio::null(), scrub)
+            .map_err(|e| other(e.into()))?;
+        let stdin = proc.child_mut().stdin.take().expect("stdin is piped");
+        let mut stdin = tokio::process::ChildStdin::from_std(stdin).map_err(|e| {
+            other(Error::new("InternalError", format!("cannot drive pg_restore's input: {e}")))
+        })?;
+        let streamed =
+            read_stream(&vault.store, &index, &key, &manifest.stream, &mut stdin, written).await;
+        let _ = stdin.shutdown().await;
+        drop(stdin);
+        let finished = tokio::task::spawn_blocking(move || proc.wait())
+            .await
+            .map_err(|_| other(Error::new("InternalError", "waiting for pg_restore failed")))?;
+        (streamed, finished)
+    };
+    drop(list);
+    // The tool's own error explains more than a broken pipe does, so it goes first.
+    if let Err(e) = finished {
+        return Err(FeedError::Tool(match e {
+            crate::postgres::tools::ToolError::Failed { stderr, .. } => stderr,
+            other => other.to_string(),
+        }));
+    }
+    bytes.map_err(|e| other(e.into()))
+}
+
+/// Refuses to stage `needed` bytes where the disk has no room for them (with a margin).
+fn check_room(dir: &std::path::Path, needed: u64) -> Result<()> {
+    let margin = 64 << 20;
+    let stat = nix::sys::statvfs::statvfs(dir).map_err(|e| {
         Error::new(
-            "InternalError",
-            format!("cannot drive pg_restore's input: {e}"),
+            "RestoreStagingFailed",
+            format!("cannot read the free space of `{}`: {e}", dir.display()),
         )
     })?;
-
-    let index = load_index(&vault.store).await?;
-    let key = vault.config.chunk_key()?;
-    let streamed = read_stream(
-        &vault.store,
-        &index,
-        &key,
-        &manifest.stream,
-        &mut stdin,
-        written,
-    )
-    .await;
-    let _ = stdin.shutdown().await;
-    drop(stdin);
-    let finished = tokio::task::spawn_blocking(move || proc.wait())
-        .await
-        .map_err(|_| Error::new("InternalError", "waiting for pg_restore failed"))?;
-    // pg_restore's own error explains more than a broken pipe does, so it goes first.
-    if let Err(e) = finished {
+    let free = stat.blocks_available() as u64 * stat.fragment_size() as u64;
+    if free < needed + margin {
         return Err(Error::new(
-            "UserErrorPgRestoreFailed",
-            format!("pg_restore failed, the target database was removed: {e}"),
+            "UserErrorInsufficientDiskSpace",
+            format!(
+                "a parallel restore stages the {needed}-byte archive in `{}`, which has {free} bytes free; free space there, point TMPDIR at a larger disk, or restore without --jobs",
+                dir.display()
+            ),
         ));
     }
-    Ok(streamed?)
+    Ok(())
 }
 
 async fn restore_to_file(
     vault: &Vault,
     manifest: &Manifest,
     target: &TargetDetails,
+    opts: &RestoreOptions,
     written: Arc<AtomicU64>,
 ) -> Result<RestoreOutcome> {
+    let plain = match opts.format.as_deref().map(str::to_ascii_lowercase).as_deref() {
+        None | Some("custom") => false,
+        Some("plain") => true,
+        Some(other) => {
+            return Err(Error::new(
+                "UserErrorInvalidRestoreOption",
+                format!("--format {other}: write custom (the archive as stored) or plain (SQL)"),
+            ));
+        }
+    };
+    if !plain && (opts.selects() || opts.keep_owners || opts.jobs.is_some()) {
+        return Err(Error::new(
+            "UserErrorInvalidRestoreOption",
+            "a custom-format file is the whole archive as stored; select schemas or tables with --format plain, or pass them to pg_restore when you restore the file",
+        ));
+    }
+    if opts.jobs.is_some_and(|j| j > 1) {
+        return Err(Error::new(
+            "UserErrorInvalidRestoreOption",
+            "--jobs applies to a restore to a database (pg_restore writes SQL files on one thread)",
+        ));
+    }
     let dir = match target.url.strip_prefix("file://") {
         Some(p) => PathBuf::from(p),
         None if target.url.starts_with('/') => PathBuf::from(&target.url),
@@ -334,7 +737,8 @@ async fn restore_to_file(
     } else {
         target.file_prefix.clone()
     };
-    let path = dir.join(format!("{prefix}.dump"));
+    let extension = if plain { "sql" } else { "dump" };
+    let path = dir.join(format!("{prefix}.{extension}"));
     if path.exists() {
         return Err(Error::new(
             "UserErrorFileAlreadyExists",
@@ -345,7 +749,42 @@ async fn restore_to_file(
         ));
     }
     // Write to a temporary name and rename, so a file with the final name is always whole.
-    let tmp = dir.join(format!(".{prefix}.dump.{}.partial", std::process::id()));
+    let tmp = dir.join(format!(".{prefix}.{extension}.{}.partial", std::process::id()));
+    if plain {
+        let selection = Selection::new(opts, manifest)?;
+        let major = manifest
+            .postgres
+            .server_version
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        let pg_restore = find_tool("pg_restore", major)?;
+        let mut args = vec![format!("--file={}", tmp.display())];
+        args.extend(selection.args.iter().cloned());
+        let fed = feed_tool(vault, manifest, &pg_restore, args, &[], Vec::new(), &selection, written)
+            .await;
+        let bytes = match fed {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                return Err(match e {
+                    FeedError::Tool(stderr) => Error::new(
+                        "UserErrorPgRestoreFailed",
+                        format!("pg_restore could not write the SQL file: {stderr}"),
+                    ),
+                    FeedError::Other(e) => e,
+                });
+            }
+        };
+        tokio::fs::rename(&tmp, &path)
+            .await
+            .map_err(|e| io("cannot rename the SQL file into place", e))?;
+        return Ok(RestoreOutcome {
+            bytes_written: bytes,
+            target: json!({ "file": path.display().to_string() }),
+        });
+    }
     let file = tokio::fs::File::create(&tmp)
         .await
         .map_err(|e| io(&format!("cannot create `{}`", tmp.display()), e))?;

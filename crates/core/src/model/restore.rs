@@ -24,6 +24,55 @@ pub struct RestoreRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_resource_id: Option<String>,
     pub restore_target_info: RestoreTarget,
+    /// pgvault's restore options (not Azure's): what to restore and how.
+    #[serde(default, skip_serializing_if = "RestoreOptions::is_default")]
+    pub pgvault_restore_options: RestoreOptions,
+}
+
+/// What to restore and how, beyond Azure's whole-database restore: pg_restore's selection and
+/// ownership options, parallelism, and the format of a restore as files.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct RestoreOptions {
+    /// Only these schemas (pg_restore `--schema`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub schemas: Vec<String>,
+    /// Only these tables, as `table` or `schema.table` (pg_restore `--table`, within
+    /// `--schema` when qualified): their definition and data, not their indexes.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<String>,
+    /// Everything but these tables (`table` or `schema.table`) and what depends on them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub exclude_tables: Vec<String>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub schema_only: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub data_only: bool,
+    /// Restore owners and privileges where the roles exist on the target (default: objects
+    /// owned by the restoring user, as Azure restores).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub keep_owners: bool,
+    /// Parallel restore (pg_restore `-j`): the archive is staged in a temporary file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jobs: Option<u32>,
+    /// For a restore as files: `custom` (the archive as stored, default) or `plain` (SQL).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
+}
+
+impl RestoreOptions {
+    pub fn is_default(&self) -> bool {
+        *self == RestoreOptions::default()
+    }
+
+    /// Whether anything narrows what is restored.
+    pub fn selects(&self) -> bool {
+        !self.schemas.is_empty()
+            || !self.tables.is_empty()
+            || !self.exclude_tables.is_empty()
+            || self.schema_only
+            || self.data_only
+    }
 }
 
 fn request_object_type() -> String {
