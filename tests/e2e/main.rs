@@ -7,6 +7,7 @@ mod failures;
 mod policy_edit;
 mod readiness;
 mod repl;
+mod restore_options;
 mod retention;
 mod runbooks;
 mod schedule;

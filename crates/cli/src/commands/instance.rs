@@ -15,7 +15,7 @@ use pgvault_core::model::instance::{
 };
 use pgvault_core::model::job::{Job, JobStatus};
 use pgvault_core::model::resource::vault_id;
-use pgvault_core::model::restore::RestoreRequest;
+use pgvault_core::model::restore::{RestoreOptions, RestoreRequest};
 
 use super::{coded, open_service, read_json};
 use crate::output::{Format, print};
@@ -144,6 +144,52 @@ pub enum InstanceCommand {
     },
 }
 
+/// What to restore and how (pgvault's options, carried in the request as
+/// `pgvaultRestoreOptions`).
+#[derive(Args, Debug, Default)]
+pub struct RestoreOptionArgs {
+    /// Only these schemas (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
+    schemas: Vec<String>,
+    /// Only these tables, `table` or `schema.table`: their definition and data (pg_restore
+    /// --table; indexes are not included).
+    #[arg(long, value_delimiter = ',')]
+    tables: Vec<String>,
+    /// Everything but these tables (`table` or `schema.table`) and what depends on them.
+    #[arg(long, value_delimiter = ',')]
+    exclude_tables: Vec<String>,
+    /// Definitions only, no data.
+    #[arg(long)]
+    schema_only: bool,
+    /// Data only, into existing definitions.
+    #[arg(long)]
+    data_only: bool,
+    /// Restore owners and privileges; refused, with the missing roles listed, unless every
+    /// role the backup names exists on the target. Default: objects belong to the restoring
+    /// user, as in Azure.
+    #[arg(long)]
+    keep_owners: bool,
+    /// Restore with N parallel jobs (pg_restore -j). The archive is first staged in a
+    /// temporary file under TMPDIR, which must have room for it (checked before it starts).
+    #[arg(long)]
+    jobs: Option<u32>,
+}
+
+impl RestoreOptionArgs {
+    fn options(self, format: Option<String>) -> RestoreOptions {
+        RestoreOptions {
+            schemas: self.schemas,
+            tables: self.tables,
+            exclude_tables: self.exclude_tables,
+            schema_only: self.schema_only,
+            data_only: self.data_only,
+            keep_owners: self.keep_owners,
+            jobs: self.jobs,
+            format,
+        }
+    }
+}
+
 #[derive(Args, Debug)]
 pub struct SourceArgs {
     /// The vault (optional: when given with the instance, the recovery point is checked).
@@ -164,7 +210,7 @@ pub struct SourceArgs {
 pub enum RestoreCommand {
     /// Prepare a request to restore into a new database on any server.
     #[command(
-        after_help = "Example:\n  pgvault backup-instance restore initialize-for-data-recovery --vault-name TestBkpVault \\\n      --backup-instance-name <instance name> --recovery-point-id <id> \\\n      --target-database-url postgres://db2.example:5432/empdb11_restored \\\n      --secret-store-uri env:PGVAULT_RESTORE_SECRET > restore.json\n\nThe target database must not exist; the target user needs CREATEDB."
+        after_help = "Example:\n  pgvault backup-instance restore initialize-for-data-recovery --vault-name TestBkpVault \\\n      --backup-instance-name <instance name> --recovery-point-id <id> \\\n      --target-database-url postgres://db2.example:5432/empdb11_restored \\\n      --secret-store-uri env:PGVAULT_RESTORE_SECRET > restore.json\n  ... --tables sales.orders            # one table (its definition and data)\n  ... --exclude-tables audit.log --jobs 4\n\nThe target database must not exist; the target user needs CREATEDB. The restore goes into a\nstaging database renamed to the target when complete. --jobs stages the archive under TMPDIR\n(checked for room first)."
     )]
     InitializeForDataRecovery {
         #[command(flatten)]
@@ -178,10 +224,12 @@ pub enum RestoreCommand {
         /// Credentials for the target server: file:///path, env:NAME or a Key Vault secret URI.
         #[arg(long)]
         secret_store_uri: String,
+        #[command(flatten)]
+        options: RestoreOptionArgs,
     },
     /// Prepare a request to write the recovery point as a custom-format dump file, for pg_restore by hand.
     #[command(
-        after_help = "Example:\n  pgvault backup-instance restore initialize-for-data-recovery-as-files --vault-name TestBkpVault \\\n      --backup-instance-name <instance name> --recovery-point-id <id> --target-directory /tmp/out > restore-files.json"
+        after_help = "Example:\n  pgvault backup-instance restore initialize-for-data-recovery-as-files --vault-name TestBkpVault \\\n      --backup-instance-name <instance name> --recovery-point-id <id> --target-directory /tmp/out > restore-files.json\n  ... --format plain --tables sales.orders   # a .sql file of one table"
     )]
     InitializeForDataRecoveryAsFiles {
         #[command(flatten)]
@@ -189,9 +237,16 @@ pub enum RestoreCommand {
         /// The folder the dump file is written to (created if missing).
         #[arg(long)]
         target_directory: String,
-        /// File name without extension (default `<database>-<recovery point>`); `.dump` is added.
+        /// File name without extension (default `<database>-<recovery point>`); `.dump` or
+        /// `.sql` is added.
         #[arg(long)]
         target_file_name: Option<String>,
+        /// custom (the archive as stored, for pg_restore) or plain (a .sql file; the selection
+        /// options below apply to it).
+        #[arg(long)]
+        format: Option<String>,
+        #[command(flatten)]
+        options: RestoreOptionArgs,
     },
     /// Run a restore request.
     #[command(
@@ -385,6 +440,7 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
             target_database_url,
             secret_store_type,
             secret_store_uri,
+            options,
         } => {
             let src = source_resource_id(&source).await?;
             let mut req = initialize_for_data_recovery(
@@ -396,12 +452,15 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
             )
             .map_err(coded)?;
             req.source_data_store_type = datastore_name(&source)?;
+            req.pgvault_restore_options = options.options(None);
             print(&serde_json::to_value(req)?, Format::Json);
         }
         RestoreCommand::InitializeForDataRecoveryAsFiles {
             source,
             target_directory,
             target_file_name,
+            format,
+            options,
         } => {
             let src = source_resource_id(&source).await?;
             let mut req = initialize_for_data_recovery_as_files(
@@ -412,6 +471,7 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
             )
             .map_err(coded)?;
             req.source_data_store_type = datastore_name(&source)?;
+            req.pgvault_restore_options = options.options(format);
             print(&serde_json::to_value(req)?, Format::Json);
         }
         RestoreCommand::Trigger {

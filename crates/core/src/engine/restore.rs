@@ -274,18 +274,23 @@ async fn restore_to_database(
         quoted: quoted_staging.clone(),
     };
     let staging_params = params.with_database(staging.clone());
-    let mut result = run_pg_restore(
-        vault,
-        manifest,
-        &staging_params,
-        &staging,
-        &selection,
-        written,
-    )
-    .await;
+    let mut result = create_schemas(&staging_params, &selection.schemas).await;
+    if result.is_ok() {
+        result = run_pg_restore(
+            vault,
+            manifest,
+            &staging_params,
+            &staging,
+            &selection,
+            written,
+        )
+        .await;
+    }
     if result.is_ok()
         && let Err(e) = admin
-            .batch_execute(&format!("ALTER DATABASE {quoted_staging} RENAME TO {quoted}"))
+            .batch_execute(&format!(
+                "ALTER DATABASE {quoted_staging} RENAME TO {quoted}"
+            ))
             .await
     {
         result = Err(Error::new(
@@ -313,6 +318,27 @@ async fn restore_to_database(
         bytes_written,
         target: json!({ "database": ds.to_string() }),
     })
+}
+
+/// Creates the schemas a selective restore needs (owned by the restoring user, as `public` is).
+async fn create_schemas(params: &ConnectParams, schemas: &[String]) -> Result<u64> {
+    if schemas.is_empty() {
+        return Ok(0);
+    }
+    let client = params.connect().await?;
+    for schema in schemas {
+        let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
+        client
+            .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {quoted}"))
+            .await
+            .map_err(|e| {
+                Error::new(
+                    "UserErrorDBQueryFailed",
+                    format!("cannot create schema `{schema}` for the restore: {e}"),
+                )
+            })?;
+    }
+    Ok(0)
 }
 
 /// Drops the staging database when a restore's future is dropped part-way (a cancelled job),
@@ -395,15 +421,24 @@ async fn run_pg_restore(
     args.extend(selection.args.iter().cloned());
     let env = params.pg_env();
     let scrub: Vec<String> = params.password().into_iter().map(str::to_string).collect();
-    feed_tool(vault, manifest, &pg_restore, args, &env, scrub, selection, written)
-        .await
-        .map_err(|e| match e {
-            FeedError::Tool(stderr) => Error::new(
-                "UserErrorPgRestoreFailed",
-                format!("pg_restore failed, the target database was removed: {stderr}"),
-            ),
-            FeedError::Other(e) => e,
-        })
+    feed_tool(
+        vault,
+        manifest,
+        &pg_restore,
+        args,
+        &env,
+        scrub,
+        selection,
+        written,
+    )
+    .await
+    .map_err(|e| match e {
+        FeedError::Tool(stderr) => Error::new(
+            "UserErrorPgRestoreFailed",
+            format!("pg_restore failed, the target database was removed: {stderr}"),
+        ),
+        FeedError::Other(e) => e,
+    })
 }
 
 /// The roles the archive's objects are owned by, or granted to, that the target lacks.
@@ -448,6 +483,9 @@ struct Selection {
     jobs: Option<u32>,
     /// `--use-list` for `--exclude-tables`: written next to the staged archive.
     list: Option<String>,
+    /// Schemas a `--schemas` / `--tables` restore needs created first: pg_restore selects
+    /// a schema's contents, not the schema itself, and the target database is new.
+    schemas: Vec<String>,
 }
 
 impl Selection {
@@ -455,7 +493,7 @@ impl Selection {
         let bad = |msg: String| Error::new("UserErrorInvalidRestoreOption", msg);
         if opts.schema_only && opts.data_only {
             return Err(bad(
-                "--schema-only and --data-only exclude each other".to_owned(),
+                "--schema-only and --data-only exclude each other".to_owned()
             ));
         }
         let mut sel = Selection {
@@ -473,18 +511,34 @@ impl Selection {
             sel.args.push("--no-acl".into());
         }
         let mut schemas: Vec<String> = opts.schemas.clone();
+        let mut needed: Vec<String> = opts.schemas.clone();
         for table in &opts.tables {
             let (schema, name) = split_table(table);
-            if let Some(schema) = schema
-                && !schemas.iter().any(|s| s == schema)
-            {
-                schemas.push(schema.to_owned());
+            match schema {
+                Some(schema) => {
+                    if !schemas.iter().any(|s| s == schema) {
+                        schemas.push(schema.to_owned());
+                    }
+                    needed.push(schema.to_owned());
+                }
+                // An unqualified table: the schemas it is found in, per the table of contents.
+                None => needed.extend(
+                    manifest
+                        .archive
+                        .iter()
+                        .flat_map(|a| &a.entries)
+                        .filter(|e| e.desc == "TABLE" && e.tag == name)
+                        .map(|e| e.namespace.clone()),
+                ),
             }
             sel.args.push(format!("--table={name}"));
         }
         for schema in schemas {
             sel.args.push(format!("--schema={schema}"));
         }
+        needed.sort();
+        needed.dedup();
+        sel.schemas = needed;
         if opts.schema_only {
             sel.args.push("--schema-only".into());
         }
@@ -551,7 +605,12 @@ fn exclusion_list(exclude: &[String], manifest: &Manifest) -> Result<String> {
         .entries
         .iter()
         .filter(|e| !excluded.contains(&e.dump_id))
-        .map(|e| format!("{}; {} {} {} {} {} {}\n", e.dump_id, e.table_oid, e.oid, e.desc, e.namespace, e.tag, e.owner))
+        .map(|e| {
+            format!(
+                "{}; {} {} {} {} {} {}\n",
+                e.dump_id, e.table_oid, e.oid, e.desc, e.namespace, e.tag, e.owner
+            )
+        })
         .collect())
 }
 
@@ -584,6 +643,7 @@ async fn feed_tool(
     written: Arc<AtomicU64>,
 ) -> std::result::Result<u64, FeedError> {
     let other = FeedError::Other;
+    let counter = written.clone();
     let tmp = std::env::temp_dir();
     let stamp = uuid::Uuid::new_v4().simple().to_string();
     let list = match &selection.list {
@@ -600,7 +660,9 @@ async fn feed_tool(
         }
         None => None,
     };
-    let index = load_index(&vault.store).await.map_err(|e| other(e.into()))?;
+    let index = load_index(&vault.store)
+        .await
+        .map_err(|e| other(e.into()))?;
     let key = vault.config.chunk_key().map_err(other)?;
     let arg_refs = |args: &[String]| -> Vec<String> { args.to_vec() };
 
@@ -615,11 +677,21 @@ async fn feed_tool(
             ))
         })?;
         let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
-        let bytes = read_stream(&vault.store, &index, &key, &manifest.stream, &mut out, written)
-            .await
-            .map_err(|e| other(e.into()))?;
+        let bytes = read_stream(
+            &vault.store,
+            &index,
+            &key,
+            &manifest.stream,
+            &mut out,
+            written,
+        )
+        .await
+        .map_err(|e| other(e.into()))?;
         out.into_inner().sync_all().await.map_err(|e| {
-            other(Error::new("RestoreStagingFailed", format!("cannot write the staged archive: {e}")))
+            other(Error::new(
+                "RestoreStagingFailed",
+                format!("cannot write the staged archive: {e}"),
+            ))
         })?;
         args.push(format!("--jobs={jobs}"));
         args.push(path.display().to_string());
@@ -638,10 +710,20 @@ async fn feed_tool(
             .map_err(|e| other(e.into()))?;
         let stdin = proc.child_mut().stdin.take().expect("stdin is piped");
         let mut stdin = tokio::process::ChildStdin::from_std(stdin).map_err(|e| {
-            other(Error::new("InternalError", format!("cannot drive pg_restore's input: {e}")))
+            other(Error::new(
+                "InternalError",
+                format!("cannot drive pg_restore's input: {e}"),
+            ))
         })?;
-        let streamed =
-            read_stream(&vault.store, &index, &key, &manifest.stream, &mut stdin, written).await;
+        let streamed = read_stream(
+            &vault.store,
+            &index,
+            &key,
+            &manifest.stream,
+            &mut stdin,
+            written,
+        )
+        .await;
         let _ = stdin.shutdown().await;
         drop(stdin);
         let finished = tokio::task::spawn_blocking(move || proc.wait())
@@ -650,14 +732,23 @@ async fn feed_tool(
         (streamed, finished)
     };
     drop(list);
-    // The tool's own error explains more than a broken pipe does, so it goes first.
-    if let Err(e) = finished {
-        return Err(FeedError::Tool(match e {
+    use crate::store::reader::ReadError;
+    match (finished, bytes) {
+        // The vault could not give the stream (a missing or corrupt chunk): that is the cause,
+        // whatever the tool then said about its input ending.
+        (_, Err(e)) if !matches!(e, ReadError::Write(_)) => Err(other(e.into())),
+        // Otherwise the tool's own error explains more than a broken pipe does.
+        (Err(e), _) => Err(FeedError::Tool(match e {
             crate::postgres::tools::ToolError::Failed { stderr, .. } => stderr,
             other => other.to_string(),
-        }));
+        })),
+        // The tool succeeded without reading the whole stream (a schema-only or selective
+        // restore stops once it has what it was asked for); what it read was verified.
+        (Ok(_), Err(ReadError::Write(e))) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            Ok(counter.load(std::sync::atomic::Ordering::Relaxed))
+        }
+        (Ok(_), result) => result.map_err(|e| other(e.into())),
     }
-    bytes.map_err(|e| other(e.into()))
 }
 
 /// Refuses to stage `needed` bytes where the disk has no room for them (with a margin).
@@ -689,7 +780,12 @@ async fn restore_to_file(
     opts: &RestoreOptions,
     written: Arc<AtomicU64>,
 ) -> Result<RestoreOutcome> {
-    let plain = match opts.format.as_deref().map(str::to_ascii_lowercase).as_deref() {
+    let plain = match opts
+        .format
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
         None | Some("custom") => false,
         Some("plain") => true,
         Some(other) => {
@@ -749,7 +845,10 @@ async fn restore_to_file(
         ));
     }
     // Write to a temporary name and rename, so a file with the final name is always whole.
-    let tmp = dir.join(format!(".{prefix}.{extension}.{}.partial", std::process::id()));
+    let tmp = dir.join(format!(
+        ".{prefix}.{extension}.{}.partial",
+        std::process::id()
+    ));
     if plain {
         let selection = Selection::new(opts, manifest)?;
         let major = manifest
@@ -762,8 +861,17 @@ async fn restore_to_file(
         let pg_restore = find_tool("pg_restore", major)?;
         let mut args = vec![format!("--file={}", tmp.display())];
         args.extend(selection.args.iter().cloned());
-        let fed = feed_tool(vault, manifest, &pg_restore, args, &[], Vec::new(), &selection, written)
-            .await;
+        let fed = feed_tool(
+            vault,
+            manifest,
+            &pg_restore,
+            args,
+            &[],
+            Vec::new(),
+            &selection,
+            written,
+        )
+        .await;
         let bytes = match fed {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -818,4 +926,71 @@ async fn restore_to_file(
         bytes_written: bytes,
         target: json!({ "file": path.display().to_string() }),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staging_is_refused_where_the_disk_has_no_room() {
+        let dir = std::env::temp_dir();
+        assert!(check_room(&dir, 1).is_ok());
+        // More than any disk holds.
+        let error = check_room(&dir, u64::MAX / 4).unwrap_err();
+        assert_eq!(error.code, "UserErrorInsufficientDiskSpace");
+        assert!(
+            error.message.contains("TMPDIR") && error.message.contains("without --jobs"),
+            "{}",
+            error.message
+        );
+    }
+
+    #[test]
+    fn contradictory_or_misplaced_options_are_refused() {
+        let m = |opts: RestoreOptions| {
+            Selection::new(&opts, &test_manifest())
+                .map(|_| ())
+                .unwrap_err()
+                .message
+        };
+        assert!(
+            m(RestoreOptions {
+                schema_only: true,
+                data_only: true,
+                ..Default::default()
+            })
+            .contains("exclude each other")
+        );
+        assert!(
+            m(RestoreOptions {
+                jobs: Some(0),
+                ..Default::default()
+            })
+            .contains("1 to 64")
+        );
+        // Excluding needs the recorded table of contents.
+        assert!(
+            m(RestoreOptions {
+                exclude_tables: vec!["t".into()],
+                ..Default::default()
+            })
+            .contains("table of contents")
+        );
+    }
+
+    fn test_manifest() -> Manifest {
+        let json = serde_json::json!({
+            "formatVersion": 1, "recoveryPointId": "rp", "backupInstanceName": "i",
+            "recoveryPointTime": "2026-01-01T00:00:00Z", "policyName": "P",
+            "policyRuleName": "BackupWeekly", "retentionTagName": "Default", "expiryTime": null,
+            "jobId": "", "datasource": {"resourceId": "x", "server": "h", "port": 5432, "database": "d"},
+            "postgres": {"serverVersion": "17", "pgDumpVersion": "17", "databaseSize": 0, "usernameUsed": "u"},
+            "chunker": {"algorithm": "fastcdc-2020", "minSize": 1, "avgSize": 2, "maxSize": 4},
+            "stream": {"length": 0, "chunksBlake3": "", "chunkCount": 0, "chunkLists": []},
+            "archive": null,
+            "stats": {"bytesRead": 0, "bytesStored": 0, "newChunks": 0, "durationMs": 0}
+        });
+        serde_json::from_value(json).unwrap()
+    }
 }

@@ -1,0 +1,265 @@
+//! Restore options against the test PostgreSQL: one table, all but one table, definitions
+//! only, parallel jobs, a plain SQL file, owners kept, and the errors a user can cause (no
+//! CREATEDB, a role missing for --keep-owners, a corrupt chunk), each leaving no database
+//! behind under the name asked for.
+
+use serde_json::Value;
+
+use crate::support::{World, cluster, plain_dump, sample_database};
+
+struct Restores {
+    w: World,
+    db: String,
+    instance: String,
+    rp: String,
+}
+
+impl Restores {
+    /// Restores to a new database `target` with `options`; returns the finished job, or the
+    /// error the initialize or trigger step printed.
+    fn to_database(&self, target: &str, secret: &str, options: &[&str]) -> Result<Value, String> {
+        let c = cluster();
+        let url = format!("postgres://{}:{}/{target}", c.host(), c.port());
+        let mut args = vec![
+            "backup-instance",
+            "restore",
+            "initialize-for-data-recovery",
+            "--vault-name",
+            "R",
+            "--backup-instance-name",
+            &self.instance,
+            "--recovery-point-id",
+            &self.rp,
+            "--target-database-url",
+            &url,
+            "--secret-store-uri",
+            secret,
+        ];
+        args.extend_from_slice(options);
+        self.run(&args)
+    }
+
+    fn to_file(&self, name: &str, options: &[&str]) -> Result<Value, String> {
+        let dir = self.w.path("files");
+        let mut args = vec![
+            "backup-instance",
+            "restore",
+            "initialize-for-data-recovery-as-files",
+            "--vault-name",
+            "R",
+            "--backup-instance-name",
+            &self.instance,
+            "--recovery-point-id",
+            &self.rp,
+            "--target-directory",
+            dir.to_str().unwrap(),
+            "--target-file-name",
+            name,
+        ];
+        args.extend_from_slice(options);
+        self.run(&args)
+    }
+
+    fn run(&self, initialize: &[&str]) -> Result<Value, String> {
+        let out = self.w.run(initialize);
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        let file = self
+            .w
+            .write("request.json", &String::from_utf8_lossy(&out.stdout));
+        let out = self.w.run(&[
+            "backup-instance",
+            "restore",
+            "trigger",
+            "--vault-name",
+            "R",
+            "--backup-instance-name",
+            &self.instance,
+            "--restore-request-object",
+            file.to_str().unwrap(),
+        ]);
+        if out.status.success() {
+            Ok(serde_json::from_slice(&out.stdout).unwrap())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    fn admin(&self) -> String {
+        self.w.admin_secret("postgres")
+    }
+}
+
+fn rows(db: &str, table: &str) -> String {
+    cluster().psql(db, &format!("SELECT count(*) FROM {table}"))
+}
+
+fn exists(db: &str, relation: &str) -> bool {
+    cluster().psql(db, &format!("SELECT to_regclass('{relation}') IS NOT NULL")) == "t"
+}
+
+fn databases_like(pattern: &str) -> String {
+    cluster().psql(
+        "postgres",
+        &format!("SELECT string_agg(datname, ',') FROM pg_database WHERE datname LIKE '{pattern}'"),
+    )
+}
+
+#[test]
+fn restore_options_select_what_is_restored_and_how() {
+    let c = cluster();
+    let db = sample_database("granular", 400);
+    let pid = std::process::id();
+    let (owner, ghost) = (format!("notes_owner_{pid}"), format!("ghost_{pid}"));
+    c.psql(
+        &db,
+        &format!(
+            "CREATE ROLE {owner}; CREATE ROLE {ghost};
+             ALTER TABLE public.notes OWNER TO {owner};
+             ALTER TABLE public.empty_table OWNER TO {ghost};"
+        ),
+    );
+    let w = World::new();
+    w.vault_with_policy("R");
+    let instance = w.protect("R", &db, &w.admin_secret(&db));
+    let job = w.backup("R", &instance);
+    let rp = job["properties"]["result"]["recoveryPointId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // The ghost role goes away after the backup, as roles do between a backup and a restore.
+    c.psql(
+        &db,
+        &format!(
+            "ALTER TABLE public.empty_table OWNER TO {}; DROP ROLE {ghost};",
+            c.admin_user()
+        ),
+    );
+    let r = Restores {
+        w,
+        db: db.clone(),
+        instance,
+        rp,
+    };
+
+    // One table: its definition and data, nothing else.
+    let one = format!("{db}_one");
+    r.to_database(&one, &r.admin(), &["--tables", "sales.orders"])
+        .unwrap();
+    assert_eq!(rows(&one, "sales.orders"), "400");
+    assert!(!exists(&one, "public.notes"));
+
+    // All but one table, and what depends on it (the view over it).
+    let but = format!("{db}_but");
+    r.to_database(&but, &r.admin(), &["--exclude-tables", "sales.orders"])
+        .unwrap();
+    assert!(!exists(&but, "sales.orders"));
+    assert!(!exists(&but, "sales.big_orders"), "the view depends on it");
+    assert_eq!(rows(&but, "public.notes"), "100");
+
+    // Definitions only.
+    let defs = format!("{db}_defs");
+    r.to_database(&defs, &r.admin(), &["--schema-only"])
+        .unwrap();
+    assert_eq!(rows(&defs, "sales.orders"), "0");
+
+    // Parallel: the whole database, the same as its source.
+    let parallel = format!("{db}_parallel");
+    let job = r
+        .to_database(&parallel, &r.admin(), &["--jobs", "2"])
+        .unwrap();
+    assert_eq!(job["properties"]["status"], "Completed");
+    assert_eq!(plain_dump(&parallel), plain_dump(&r.db));
+
+    // A plain SQL file of one table.
+    let job = r
+        .to_file("orders", &["--format", "plain", "--tables", "sales.orders"])
+        .unwrap();
+    assert_eq!(job["properties"]["status"], "Completed");
+    let sql = std::fs::read_to_string(r.w.path("files").join("orders.sql")).unwrap();
+    assert!(
+        sql.contains("CREATE TABLE \"sales\".\"orders\""),
+        "{}",
+        &sql[..sql.len().min(2000)]
+    );
+    assert!(sql.contains("COPY \"sales\".\"orders\""));
+    assert!(!sql.contains("\"notes\""));
+    // A custom-format file is the archive as stored: a selection is refused.
+    let refused = r.to_file("x", &["--tables", "sales.orders"]).unwrap_err();
+    assert!(refused.contains("--format plain"), "{refused}");
+
+    // Owners kept: refused while a role is missing, with the role named and its CREATE ROLE.
+    let kept = format!("{db}_kept");
+    let refused = r
+        .to_database(&kept, &r.admin(), &["--keep-owners"])
+        .unwrap_err();
+    assert!(refused.contains("UserErrorRolesMissing"), "{refused}");
+    assert!(
+        refused.contains(&format!("CREATE ROLE \"{ghost}\"")),
+        "{refused}"
+    );
+    assert!(!refused.contains(&owner), "{owner} exists: {refused}");
+    assert_eq!(databases_like(&kept), "", "nothing created");
+    // Once the role exists, each object gets its owner back.
+    c.psql("postgres", &format!("CREATE ROLE {ghost}"));
+    r.to_database(&kept, &r.admin(), &["--keep-owners"])
+        .unwrap();
+    let owner_of = |table: &str| {
+        c.psql(
+            &kept,
+            &format!(
+                "SELECT tableowner FROM pg_tables WHERE schemaname || '.' || tablename = '{table}'"
+            ),
+        )
+    };
+    assert_eq!(owner_of("public.notes"), owner);
+    assert_eq!(owner_of("public.empty_table"), ghost);
+    // Without --keep-owners, everything belongs to the restoring user.
+    assert_eq!(
+        c.psql(
+            &one,
+            "SELECT tableowner FROM pg_tables WHERE tablename = 'orders'"
+        ),
+        c.admin_user()
+    );
+
+    // A user without CREATEDB is told the grant to run.
+    let weak = format!("weak_{pid}");
+    c.psql(
+        "postgres",
+        &format!("CREATE ROLE {weak} LOGIN PASSWORD 'weak-pw'"),
+    );
+    let weak_secret = r.w.secret_file("weak.secret", "postgres", &weak, "weak-pw");
+    let refused = r
+        .to_database(&format!("{db}_weak"), &weak_secret, &[])
+        .unwrap_err();
+    assert!(
+        refused.contains("UserErrorMissingDBPermissions"),
+        "{refused}"
+    );
+    assert!(
+        refused.contains(&format!("ALTER ROLE \"{weak}\" CREATEDB;")),
+        "{refused}"
+    );
+    assert!(!refused.contains("weak-pw"), "no secret in an error");
+
+    // A corrupt chunk stops the restore, names the chunk, and leaves no database behind:
+    // neither the target nor the staging one.
+    let vault = r.w.path("vault-R");
+    let mut packs = crate::support::files_under(&vault.join("packs"));
+    packs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+    let biggest = packs.last().unwrap();
+    let mut bytes = std::fs::read(biggest).unwrap();
+    let at = bytes.len() / 3;
+    bytes[at] ^= 0x55;
+    std::fs::write(biggest, bytes).unwrap();
+    let broken = format!("{db}_broken");
+    let refused = r.to_database(&broken, &r.admin(), &[]).unwrap_err();
+    assert!(
+        refused.contains("RecoveryPointDamaged") && refused.contains("chunk"),
+        "{refused}"
+    );
+    assert_eq!(databases_like(&broken), "");
+    assert_eq!(databases_like("pgvault_restore_%"), "");
+}
