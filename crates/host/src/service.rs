@@ -603,6 +603,14 @@ impl Pgvault {
             )
             .await;
         let read = written.load(Ordering::Relaxed);
+        if let Ok(outcome) = &result
+            && !outcome.warnings.is_empty()
+            && let Err(e) = self
+                .history
+                .set_details(job.id, &[("Warning".into(), outcome.warnings.join(" "))])
+        {
+            tracing::warn!(job = %job.id, error = %e, "could not record the restore's warning");
+        }
         guard.disarm();
         let job = self.finish(job.id, &result.as_ref().map(|_| None), read, 0, Utc::now())?;
         release(lock).await;

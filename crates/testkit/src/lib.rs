@@ -319,7 +319,10 @@ impl TestCluster {
     }
 
     fn try_start(options: &ClusterOptions) -> Result<TestCluster, String> {
-        let bindir = find_bindir("initdb")?;
+        let bindir = match &options.bindir {
+            Some(dir) => dir.clone(),
+            None => find_bindir("initdb")?,
+        };
         let run_as = server_os_user()?;
         let dir = create_private_dir()?;
         let data_dir = dir.join("data");
@@ -374,6 +377,7 @@ impl TestCluster {
 pub struct ClusterOptions {
     settings: Vec<(String, String)>,
     files: Vec<(String, Vec<u8>)>,
+    bindir: Option<PathBuf>,
 }
 
 impl ClusterOptions {
@@ -394,6 +398,13 @@ impl ClusterOptions {
                 .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
         assert!(valid, "{name:?} is not a PostgreSQL setting name");
         self.settings.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Starts the server from the binaries in `dir` (another installed major version, say)
+    /// instead of the ones found by default.
+    pub fn bindir(mut self, dir: impl Into<PathBuf>) -> ClusterOptions {
+        self.bindir = Some(dir.into());
         self
     }
 

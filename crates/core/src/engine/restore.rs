@@ -130,6 +130,32 @@ pub struct RestoreOutcome {
     pub bytes_written: u64,
     /// `database` or `file`, and where.
     pub target: Value,
+    /// What the user should know although the restore worked (an older target server).
+    pub warnings: Vec<String>,
+}
+
+/// The major version in a `server_version` string (`15.4 (Debian ...)` is 15).
+fn major_of(version: &str) -> u32 {
+    version
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(0)
+}
+
+/// What a restore into a server of major version `target` should say about a recovery point
+/// taken from `source`: nothing for the same or a newer server (pg_dump's output restores
+/// forward); for an older one, what may fail.
+pub fn version_warning(source: u32, target: u32) -> Option<String> {
+    (target < source && source > 0).then(|| {
+        format!(
+            "the recovery point was taken from PostgreSQL {source} and the target runs PostgreSQL {target}: \
+             restoring to an older major version is not supported by pg_dump, and statements using \
+             syntax, types or settings that {target} lacks will fail (the restore then stops and \
+             leaves no database); restore to PostgreSQL {source} or newer, or restore --format plain \
+             and edit the SQL"
+        )
+    })
 }
 
 /// Runs a restore request against a recovery point of `instance`.
@@ -274,7 +300,9 @@ async fn restore_to_database(
         quoted: quoted_staging.clone(),
     };
     let staging_params = params.with_database(staging.clone());
-    let mut result = create_schemas(&staging_params, &selection.schemas).await;
+    let mut result = create_schemas(&staging_params, &selection.schemas)
+        .await
+        .map(|n| (n, Vec::new()));
     if result.is_ok() {
         result = run_pg_restore(
             vault,
@@ -313,10 +341,11 @@ async fn restore_to_database(
         }
     }
     cleanup.disarm();
-    let bytes_written = result?;
+    let (bytes_written, warnings) = result?;
     Ok(RestoreOutcome {
         bytes_written,
         target: json!({ "database": ds.to_string() }),
+        warnings,
     })
 }
 
@@ -387,7 +416,7 @@ async fn run_pg_restore(
     database: &str,
     selection: &Selection,
     written: Arc<AtomicU64>,
-) -> Result<u64> {
+) -> Result<(u64, Vec<String>)> {
     let target = params.connect().await?;
     let version: i32 = target
         .query_one("SELECT current_setting('server_version_num')::int", &[])
@@ -412,7 +441,19 @@ async fn run_pg_restore(
         }
     }
     drop(target);
-    let pg_restore = find_tool("pg_restore", (version / 10000) as u32)?;
+    let (source_major, target_major) = (
+        major_of(&manifest.postgres.server_version),
+        (version / 10000) as u32,
+    );
+    let warnings: Vec<String> = version_warning(source_major, target_major)
+        .into_iter()
+        .collect();
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
+    // A pg_restore at least as new as the pg_dump that wrote the archive (it reads older
+    // archive formats, not newer ones).
+    let pg_restore = find_tool("pg_restore", source_major.max(target_major))?;
     let mut args = vec![
         "--exit-on-error".to_owned(),
         "--no-password".to_owned(),
@@ -432,11 +473,16 @@ async fn run_pg_restore(
         written,
     )
     .await
+    .map(|bytes| (bytes, warnings.clone()))
     .map_err(|e| match e {
-        FeedError::Tool(stderr) => Error::new(
-            "UserErrorPgRestoreFailed",
-            format!("pg_restore failed, the target database was removed: {stderr}"),
-        ),
+        FeedError::Tool(stderr) => {
+            let mut message =
+                format!("pg_restore failed, the target database was removed: {stderr}");
+            if let Some(w) = warnings.first() {
+                message.push_str(&format!(" (note: {w})"));
+            }
+            Error::new("UserErrorPgRestoreFailed", message)
+        }
         FeedError::Other(e) => e,
     })
 }
@@ -851,14 +897,7 @@ async fn restore_to_file(
     ));
     if plain {
         let selection = Selection::new(opts, manifest)?;
-        let major = manifest
-            .postgres
-            .server_version
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .and_then(|m| m.parse().ok())
-            .unwrap_or(0);
-        let pg_restore = find_tool("pg_restore", major)?;
+        let pg_restore = find_tool("pg_restore", major_of(&manifest.postgres.server_version))?;
         let mut args = vec![format!("--file={}", tmp.display())];
         args.extend(selection.args.iter().cloned());
         let fed = feed_tool(
@@ -891,6 +930,7 @@ async fn restore_to_file(
         return Ok(RestoreOutcome {
             bytes_written: bytes,
             target: json!({ "file": path.display().to_string() }),
+            warnings: Vec::new(),
         });
     }
     let file = tokio::fs::File::create(&tmp)
@@ -925,12 +965,26 @@ async fn restore_to_file(
     Ok(RestoreOutcome {
         bytes_written: bytes,
         target: json!({ "file": path.display().to_string() }),
+        warnings: Vec::new(),
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_older_target_is_warned_about() {
+        assert_eq!(major_of("15.4 (Debian 15.4-1.pgdg120+1)"), 15);
+        assert_eq!(major_of("17beta2"), 17);
+        assert!(version_warning(15, 15).is_none());
+        assert!(version_warning(15, 17).is_none(), "forward is supported");
+        let w = version_warning(17, 15).unwrap();
+        assert!(
+            w.contains("PostgreSQL 17") && w.contains("PostgreSQL 15"),
+            "{w}"
+        );
+    }
 
     #[test]
     fn staging_is_refused_where_the_disk_has_no_room() {
