@@ -560,6 +560,19 @@ impl Pgvault {
         instance: &str,
         request: &RestoreRequest,
     ) -> Result<(Job, Option<RestoreOutcome>)> {
+        self.restore_observed(vault_name, instance, request, Arc::default())
+            .await
+    }
+
+    /// [`Self::restore`], counting the bytes read from the vault into `written` as it goes
+    /// (for a progress display).
+    pub async fn restore_observed(
+        &self,
+        vault_name: &str,
+        instance: &str,
+        request: &RestoreRequest,
+        written: Arc<AtomicU64>,
+    ) -> Result<(Job, Option<RestoreOutcome>)> {
         let vault = self.vault(vault_name).await?;
         let mut new = NewJob::new(
             Operation::Restore,
@@ -594,7 +607,6 @@ impl Pgvault {
         .await?;
         let job = self.history.start(&new).map_err(history_err)?;
         let guard = CancelOnDrop::new(&self.history, &job);
-        let written = Arc::new(AtomicU64::new(0));
         let result = self
             .with_progress(
                 job.id,

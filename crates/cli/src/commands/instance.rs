@@ -3,6 +3,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
@@ -263,6 +266,34 @@ pub enum RestoreCommand {
     },
 }
 
+/// On a terminal, a progress line for a restore of `total` bytes (bytes, rate, time left),
+/// refreshed from `written`; nothing when stderr is not a terminal (logs, cron).
+fn show_progress(
+    total: u64,
+    written: Arc<AtomicU64>,
+) -> Option<(indicatif::ProgressBar, tokio::task::JoinHandle<()>)> {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() || total == 0 {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "restoring {bytes}/{total_bytes} ({percent}%), {binary_bytes_per_sec}, {eta} left",
+        )
+        .expect("the template is valid"),
+    );
+    let shown = bar.clone();
+    let task = tokio::spawn(async move {
+        let mut every = tokio::time::interval(std::time::Duration::from_millis(250));
+        loop {
+            every.tick().await;
+            shown.set_position(written.load(Ordering::Relaxed));
+        }
+    });
+    Some((bar, task))
+}
+
 /// Prints a finished job; a failed job is an error exit with its code and message.
 pub fn report_job(job: &Job, extra: Option<Value>, format: Format) -> anyhow::Result<ExitCode> {
     let mut v = job.to_azure_json(&vault_id(&job.vault_name));
@@ -481,10 +512,24 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
         } => {
             let req: RestoreRequest = read_json(&restore_request_object, "restore request")?;
             let svc = open_service()?;
-            let (job, outcome) = svc
-                .restore(&vault_name, &backup_instance_name, &req)
-                .await
-                .map_err(coded)?;
+            let written = Arc::new(AtomicU64::new(0));
+            let total = match svc.vault(&vault_name).await {
+                Ok(vault) => vault
+                    .stored_point(&backup_instance_name, &req.recovery_point_id)
+                    .await
+                    .map(|p| p.manifest().stream.length)
+                    .unwrap_or(0),
+                Err(_) => 0,
+            };
+            let progress = show_progress(total, written.clone());
+            let result = svc
+                .restore_observed(&vault_name, &backup_instance_name, &req, written)
+                .await;
+            if let Some((bar, task)) = progress {
+                task.abort();
+                bar.finish_and_clear();
+            }
+            let (job, outcome) = result.map_err(coded)?;
             return report_job(&job, outcome.map(|o| o.target), format);
         }
     }
