@@ -26,6 +26,9 @@ pub mod lock;
 pub mod manifest;
 pub mod pack;
 pub mod reader;
+#[cfg(test)]
+pub(crate) mod testing;
+pub mod verify;
 pub mod writer;
 
 use std::sync::Arc;
