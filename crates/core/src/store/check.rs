@@ -25,11 +25,11 @@ use std::str::FromStr;
 use object_store::path::Path;
 use serde::Serialize;
 
-use super::chunk::{BlobError, ChunkId, ChunkKind, decode_blob, decode_blob_with_base};
+use super::chunk::{ChunkId, ChunkKind, decode_blob, decode_blob_with_base};
 use super::manifest::{Manifest, decode_chunk_list};
 use super::pack::{ChunkIndex, PackEntry, PackId, decode_index};
 use super::reader::{ReadError, fetch_blob, fetch_trailer};
-use super::verify::ChunkRole;
+use super::verify::{ChunkRole, blob_problem};
 use super::{StoreError, VaultStore, paths};
 
 /// A percentage in (0, 100], parsed from `10%` or `10`.
@@ -218,14 +218,6 @@ enum Base {
     /// Not in the index or its pack is gone.
     Missing,
     Corrupt(String),
-}
-
-/// What is wrong with a blob, without repeating its id.
-fn blob_problem(e: &BlobError) -> String {
-    match e {
-        BlobError::HashMismatch { actual, .. } => format!("its bytes hash to {actual}"),
-        e => e.to_string(),
-    }
 }
 
 /// A chunk a recovery point needs and cannot have, with every point that needs it.

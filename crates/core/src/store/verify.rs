@@ -157,6 +157,14 @@ pub async fn load_index_reporting(
     Ok((index, problems))
 }
 
+/// What is wrong with a blob, without repeating its id (a finding names it already).
+pub(crate) fn blob_problem(e: &BlobError) -> String {
+    match e {
+        BlobError::HashMismatch { actual, .. } => format!("its bytes hash to {actual}"),
+        e => e.to_string(),
+    }
+}
+
 fn finding(
     chunk_id: ChunkId,
     role: ChunkRole,
@@ -217,7 +225,7 @@ async fn fetch_full(
             role,
             Some(pack),
             ChunkDamage::of_blob_error(&e),
-            e.to_string(),
+            blob_problem(&e),
         ))
     })
 }
@@ -383,7 +391,7 @@ async fn read_unit(
                             r.length
                         ),
                     ),
-                    Err(e) => bad(ChunkDamage::of_blob_error(&e), e.to_string()),
+                    Err(e) => bad(ChunkDamage::of_blob_error(&e), blob_problem(&e)),
                 }
             })
             .collect::<Vec<Piece>>()
