@@ -15,4 +15,5 @@ mod secrets;
 mod serve;
 mod simulate;
 mod support;
+mod verify;
 mod walkthrough;
