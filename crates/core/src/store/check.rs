@@ -237,6 +237,10 @@ pub async fn check_store(
     read: ReadData,
 ) -> Result<StoreCheck, StoreError> {
     let mut c = StoreCheck::default();
+    // Manifests are listed first: a backup running meanwhile writes its index file before its
+    // manifest, so every manifest listed here has its chunks in an index file listed below,
+    // and every pack an index file names was written before it.
+    let manifest_paths = store.list(&paths::recovery_points_root()).await?;
 
     // ---- index files ----
     let index_files = store.list(&paths::indexes()).await?;
@@ -382,7 +386,6 @@ pub async fn check_store(
             .points
             .insert(point.to_owned());
     };
-    let manifest_paths = store.list(&paths::recovery_points_root()).await?;
     for path in manifest_paths
         .iter()
         .filter(|p| p.as_ref().ends_with(".json"))
