@@ -16,4 +16,5 @@ mod secrets;
 mod serve;
 mod simulate;
 mod support;
+mod verify;
 mod walkthrough;

@@ -333,6 +333,9 @@ fn every_command_has_help_with_an_example() {
         &["recovery-point", "rehydrate"],
         &["backup-instance", "delete"],
         &["job", "prune"],
+        &["recovery-point", "verify"],
+        &["backup-vault", "check"],
+        &["backup-vault", "reindex"],
     ] {
         let mut a = args.to_vec();
         a.push("--help");

@@ -12,3 +12,4 @@ pub mod scheduler;
 pub mod script;
 pub mod serve;
 pub mod service;
+pub mod verify;

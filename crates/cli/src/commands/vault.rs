@@ -1,9 +1,17 @@
-//! `pgvault backup-vault ...`
+//! `pgvault backup-vault ...`: create, update, show and list vaults; collect garbage; check
+//! a vault and rebuild its index.
 
 use std::process::ExitCode;
 
 use clap::Subcommand;
 use serde_json::Value;
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+
+use pgvault_core::engine::verify::VerifyStatus;
+use pgvault_core::store::check::{Finding, Percent, ReadData};
+use pgvault_host::verify::VaultCheck;
 
 use super::{coded, open_service};
 use crate::output::{Format, print};
@@ -47,6 +55,35 @@ pub enum VaultCommand {
     /// it too). Waits for nothing: when a backup or restore holds the vault it says so.
     #[command(after_help = "Example:\n  pgvault backup-vault gc --vault-name TestBkpVault")]
     Gc {
+        #[arg(long, short = 'v')]
+        vault_name: String,
+    },
+    /// Check a whole vault, every tier: every manifest readable, every chunk the recovery
+    /// points need in an index and its pack present, index files agreeing with the packs'
+    /// trailers; what garbage collection would free; and where this host's job history and
+    /// the vault disagree (findings, not damage). Exits non-zero on damage.
+    #[command(
+        after_help = "Examples:\n  pgvault backup-vault check --vault-name TestBkpVault\n  pgvault backup-vault check --vault-name TestBkpVault --read-data-subset 10% -o table\n  pgvault backup-vault check --vault-name TestBkpVault --read-data\n\nWithout --read-data only pack trailers and chunk lists are read. `recovery-point verify`\nreads single recovery points back whole."
+    )]
+    Check {
+        #[arg(long, short = 'v')]
+        vault_name: String,
+        /// Also read every pack: its bytes must hash to its name and every blob the index
+        /// lists must decode to its id.
+        #[arg(long, conflicts_with = "read_data_subset")]
+        read_data: bool,
+        /// As --read-data, for a random sample of this percentage of the packs (like 10%), a
+        /// new sample each run: checks run often cover the whole vault over time.
+        #[arg(long, value_name = "PERCENT")]
+        read_data_subset: Option<Percent>,
+    },
+    /// Rebuild the vault's index (index/) from the packs' own trailers, every tier, under the
+    /// exclusive lock: for a vault whose index files are lost or damaged. A new index is
+    /// written before the old files are deleted, so an interrupted rebuild is safe to rerun.
+    #[command(
+        after_help = "Example:\n  pgvault backup-vault reindex --vault-name TestBkpVault\n\nDelta chunks whose base no pack holds any more (left in packs by garbage collection) are\nleft out and counted; `backup-vault check` then shows the vault as the packs describe it."
+    )]
+    Reindex {
         #[arg(long, short = 'v')]
         vault_name: String,
     },
@@ -101,6 +138,60 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
                 return Ok(ExitCode::FAILURE);
             }
         }
+        VaultCommand::Check {
+            vault_name,
+            read_data,
+            read_data_subset,
+        } => {
+            let read = match (read_data, read_data_subset) {
+                (true, _) => ReadData::All,
+                (false, Some(percent)) => ReadData::Subset {
+                    percent,
+                    // A new sample each run; std's per-process random hasher keys suffice.
+                    seed: RandomState::new().build_hasher().finish(),
+                },
+                (false, None) => ReadData::Structure,
+            };
+            let check = svc.check_vault(&vault_name, read).await.map_err(coded)?;
+            match format {
+                Format::Json => print(&serde_json::to_value(&check)?, format),
+                Format::Table => print_check(&check),
+            }
+            if check.status == VerifyStatus::Damaged {
+                eprintln!(
+                    "VaultDamaged: vault `{}` has damage; see the findings of severity Error",
+                    check.vault_name
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        VaultCommand::Reindex { vault_name } => {
+            let tiers = svc.reindex_vault(&vault_name).await.map_err(coded)?;
+            match format {
+                Format::Json => print(&serde_json::to_value(&tiers)?, format),
+                Format::Table => {
+                    for t in &tiers {
+                        println!(
+                            "{}: {} packs, {} chunks indexed in {}; {} old index files replaced; {} dead delta entries left out",
+                            t.data_store_type,
+                            t.report.packs_indexed,
+                            t.report.chunks_indexed,
+                            t.report.index_file,
+                            t.report.index_files_replaced,
+                            t.report.dead_delta_entries_left_out
+                        );
+                    }
+                }
+            }
+            for t in &tiers {
+                for pack in &t.report.packs_left_out {
+                    eprintln!(
+                        "warning: pack {pack} ({}) has an unreadable trailer and no old index listed it: its chunks are in no index",
+                        t.data_store_type
+                    );
+                }
+            }
+        }
         VaultCommand::Show { vault_name } => print(
             &svc.vault(&vault_name).await.map_err(coded)?.to_azure_json(),
             format,
@@ -119,4 +210,55 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A tier per paragraph: its counts, what garbage collection would free, its findings; then
+/// the job history's findings.
+fn print_check(check: &VaultCheck) {
+    let finding = |f: &Finding| {
+        println!(
+            "    {:<8} {:<28} {}",
+            format!("{:?}", f.severity),
+            format!("{:?}", f.kind),
+            f.message
+        );
+        if !f.recovery_points.is_empty() {
+            println!("{:>42}needed by {}", "", f.recovery_points.join(", "));
+        }
+    };
+    println!(
+        "Vault {}: {} (read data: {})",
+        check.vault_name, check.status, check.read_data
+    );
+    for t in &check.data_stores {
+        let c = &t.check;
+        println!(
+            "  {}: {}. {} recovery points, {} index files, {} packs ({} bytes), {} chunks indexed, {} referenced; {} packs read, {} blobs verified",
+            t.data_store_type,
+            t.status,
+            c.recovery_points,
+            c.index_files,
+            c.packs,
+            c.pack_bytes,
+            c.indexed_chunks,
+            c.referenced_chunks,
+            c.packs_read,
+            c.blobs_verified
+        );
+        let u = &c.unreferenced;
+        println!(
+            "    unreferenced: {} chunks ({} bytes), {} dead packs ({} bytes), {} unindexed packs ({} bytes)",
+            u.chunks,
+            u.bytes,
+            u.dead_packs,
+            u.dead_pack_bytes,
+            u.unindexed_packs,
+            u.unindexed_pack_bytes
+        );
+        c.findings.iter().for_each(finding);
+    }
+    if !check.job_history.is_empty() {
+        println!("  job history:");
+        check.job_history.iter().for_each(finding);
+    }
 }

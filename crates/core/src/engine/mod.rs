@@ -13,6 +13,7 @@ pub mod protect;
 pub mod restore;
 pub mod sweep;
 pub mod vault;
+pub mod verify;
 
 pub use vault::{Vault, VaultConfig};
 

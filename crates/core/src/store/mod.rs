@@ -20,12 +20,17 @@
 //! store for engine tests. Writes are atomic per object (the local store writes a
 //! temporary file and renames it; Blob Storage PUTs are atomic).
 
+pub mod check;
 pub mod chunk;
 pub mod gc;
 pub mod lock;
 pub mod manifest;
 pub mod pack;
 pub mod reader;
+pub mod reindex;
+#[cfg(test)]
+pub(crate) mod testing;
+pub mod verify;
 pub mod writer;
 
 use std::sync::Arc;

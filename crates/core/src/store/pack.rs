@@ -41,8 +41,20 @@ impl PackId {
     }
 }
 
+impl std::fmt::Display for PackId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl serde::Serialize for PackId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
 /// Where one blob lies inside its pack.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PackEntry {
     pub id: ChunkId,
     pub offset: u32,
@@ -162,21 +174,43 @@ fn decode_entries(
     Ok((out, at))
 }
 
+/// The bytes at the end of a pack that say where its trailer starts: trailer length and magic.
+pub const PACK_TAIL_LEN: usize = 12;
+
+/// Where the trailer of a pack of `pack_len` bytes lies, from the pack's last
+/// [`PACK_TAIL_LEN`] bytes; lets a reader fetch only the trailer with ranged reads.
+pub fn trailer_range(pack_len: u64, tail: &[u8]) -> Result<std::ops::Range<u64>, PackError> {
+    let what = "pack";
+    if tail.len() != PACK_TAIL_LEN || &tail[4..] != PACK_MAGIC {
+        return Err(PackError::Malformed { what });
+    }
+    let trailer_len = u64::from(u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")));
+    let end = pack_len
+        .checked_sub(PACK_TAIL_LEN as u64)
+        .ok_or(PackError::Malformed { what })?;
+    let start = end
+        .checked_sub(trailer_len)
+        .ok_or(PackError::Malformed { what })?;
+    Ok(start..end)
+}
+
+/// Decodes a pack's trailer (the bytes [`trailer_range`] names) into its entries.
+pub fn decode_trailer(trailer: &[u8]) -> Result<Vec<PackEntry>, PackError> {
+    let what = "pack";
+    let raw = zstd::stream::decode_all(trailer)
+        .map_err(|source| PackError::Decompress { what, source })?;
+    Ok(decode_entries(&raw, None, what)?.0)
+}
+
 /// Reads the entries of a whole pack from its trailer (used to rebuild the index and to
 /// verify packs).
 pub fn read_pack_trailer(pack: &[u8]) -> Result<Vec<PackEntry>, PackError> {
-    let what = "pack";
     let n = pack.len();
-    if n < 12 || &pack[n - 8..] != PACK_MAGIC {
-        return Err(PackError::Malformed { what });
+    if n < PACK_TAIL_LEN {
+        return Err(PackError::Malformed { what: "pack" });
     }
-    let trailer_len = u32::from_le_bytes(pack[n - 12..n - 8].try_into().expect("4 bytes")) as usize;
-    let start = n
-        .checked_sub(12 + trailer_len)
-        .ok_or(PackError::Malformed { what })?;
-    let raw = zstd::stream::decode_all(&pack[start..n - 12])
-        .map_err(|source| PackError::Decompress { what, source })?;
-    Ok(decode_entries(&raw, None, what)?.0)
+    let range = trailer_range(n as u64, &pack[n - PACK_TAIL_LEN..])?;
+    decode_trailer(&pack[range.start as usize..range.end as usize])
 }
 
 /// Serializes an index file: for each pack, its id, entry count and entries.

@@ -16,7 +16,9 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 use super::chunk::{BlobError, ChunkId, ChunkKind, blob_base, decode_blob, decode_blob_with_base};
 use super::manifest::{ChunkRef, StreamInfo, decode_chunk_list, digest_chunk};
-use super::pack::{ChunkIndex, PackId};
+use super::pack::{
+    ChunkIndex, PACK_TAIL_LEN, PackEntry, PackError, PackId, decode_trailer, trailer_range,
+};
 use super::{StoreError, VaultStore, paths};
 
 /// Largest single ranged read.
@@ -89,6 +91,27 @@ pub async fn fetch_blob(
         )
         .await?;
     Ok(decode_blob(key, id, &bytes)?)
+}
+
+/// Reads the trailer of the pack `id` (of `size` bytes) with two ranged reads, without
+/// fetching its blobs. The outer error is the store's; the inner one says the pack's tail is
+/// not a readable trailer.
+pub async fn fetch_trailer(
+    store: &VaultStore,
+    id: &PackId,
+    size: u64,
+) -> Result<Result<Vec<PackEntry>, PackError>, StoreError> {
+    let path = paths::pack(id);
+    let Some(tail_start) = size.checked_sub(PACK_TAIL_LEN as u64) else {
+        return Ok(Err(PackError::Malformed { what: "pack" }));
+    };
+    let tail = store.get_range(&path, tail_start..size).await?;
+    let range = match trailer_range(size, &tail) {
+        Ok(range) => range,
+        Err(e) => return Ok(Err(e)),
+    };
+    let trailer = store.get_range(&path, range).await?;
+    Ok(decode_trailer(&trailer))
 }
 
 /// Writes the stream a manifest describes to `out`; returns the bytes written.

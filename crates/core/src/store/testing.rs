@@ -1,0 +1,240 @@
+//! Test helpers: vaults holding real streams (custom-format archives, as `pg_dump` writes
+//! them to a pipe) and real manifests, written through the backup path, and damage to them.
+
+use std::sync::Arc;
+
+use object_store::path::Path;
+
+use super::chunk::ChunkId;
+use super::manifest::{
+    BackupStats, ChunkerParams, DatasourceInfo, MANIFEST_FORMAT, Manifest, PostgresInfo,
+    StreamInfo, decode_chunk_list,
+};
+use super::pack::{PackId, read_pack_trailer};
+use super::reader::{fetch_blob, load_index};
+use super::writer::{Progress, WriterConfig, write_stream};
+use super::{VaultStore, paths};
+use crate::postgres::archive::ArchiveSummary;
+
+pub const KEY: [u8; 32] = [7; 32];
+
+/// Small chunks and packs, so a few thousand rows make many of both.
+pub fn config(key: [u8; 32]) -> WriterConfig {
+    WriterConfig {
+        chunk_key: key,
+        chunker: ChunkerParams {
+            algorithm: "fastcdc-2020".into(),
+            min_size: 4096,
+            avg_size: 8192,
+            max_size: 32768,
+        },
+        zstd_level: 1,
+        pack_target_size: 64 << 10,
+        compressor_threads: 2,
+    }
+}
+
+/// pg_dump's WriteInt (4-byte ints) and WriteStr.
+struct Out(Vec<u8>);
+
+impl Out {
+    fn int(&mut self, v: i64) {
+        self.0.push(u8::from(v < 0));
+        self.0
+            .extend_from_slice(&(v.unsigned_abs() as u32).to_le_bytes());
+    }
+    fn str(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => {
+                self.int(s.len() as i64);
+                self.0.extend_from_slice(s.as_bytes());
+            }
+            None => self.int(-1),
+        }
+    }
+}
+
+/// A custom-format archive (1.16) of one table, `public.t`, whose data is `rows` rows;
+/// every 50th row carries `generation`, so two generations differ in scattered places.
+pub fn archive(rows: u32, generation: u32) -> Vec<u8> {
+    let mut w = Out(b"PGDMP".to_vec());
+    w.0.extend_from_slice(&[1, 16, 0, 4, 8, 1, 0]);
+    for v in [5, 4, 3, 2, 0, 125, 0] {
+        w.int(v);
+    }
+    w.str(Some("db"));
+    w.str(Some("17.0"));
+    w.str(Some("17.0"));
+    // (dumpId, desc, has data, section, dependencies)
+    let entries: [(i64, &str, bool, i64, &[&str]); 2] = [
+        (10, "TABLE", false, 2, &[]),
+        (20, "TABLE DATA", true, 3, &["10"]),
+    ];
+    w.int(entries.len() as i64);
+    for (id, desc, data, section, deps) in entries {
+        w.int(id);
+        w.int(i64::from(data));
+        w.str(Some("1259"));
+        w.str(Some(&(16000 + id).to_string()));
+        w.str(Some("t"));
+        w.str(Some(desc));
+        w.int(section);
+        w.str(Some(if data {
+            ""
+        } else {
+            "CREATE TABLE public.t (line text);"
+        }));
+        w.str(None);
+        w.str(data.then_some("COPY public.t (line) FROM stdin;\n"));
+        w.str(Some("public"));
+        w.str(Some(""));
+        w.str(Some(if data { "" } else { "heap" }));
+        w.int(if data { 0 } else { i64::from(b'r') });
+        w.str(Some("postgres"));
+        w.str(Some("false"));
+        for d in deps {
+            w.str(Some(d));
+        }
+        w.str(None);
+        w.0.push(if data { 1 } else { 3 });
+        w.0.extend_from_slice(&[0; 8]);
+    }
+    w.0.push(1);
+    w.int(20);
+    for i in 0..rows {
+        let g = if i % 50 == generation % 50 {
+            generation
+        } else {
+            0
+        };
+        let row = format!("{i}\t{}\t{g}\n", blake3::hash(&i.to_le_bytes()).to_hex());
+        w.str(Some(&row));
+    }
+    w.int(0);
+    w.0
+}
+
+pub fn manifest(
+    instance: &str,
+    id: &str,
+    stream: StreamInfo,
+    archive: Option<ArchiveSummary>,
+) -> Manifest {
+    Manifest {
+        format_version: MANIFEST_FORMAT,
+        recovery_point_id: id.into(),
+        backup_instance_name: instance.into(),
+        recovery_point_time: chrono::DateTime::UNIX_EPOCH,
+        policy_name: "P".into(),
+        policy_rule_name: "BackupWeekly".into(),
+        retention_tag_name: "Default".into(),
+        expiry_time: None,
+        job_id: format!("job-{id}"),
+        datasource: DatasourceInfo {
+            resource_id: "postgres://h/db".into(),
+            server: "h".into(),
+            port: 5432,
+            database: "db".into(),
+        },
+        postgres: PostgresInfo {
+            server_version: "17".into(),
+            pg_dump_version: "17".into(),
+            database_size: 0,
+            username_used: "u".into(),
+        },
+        chunker: config(KEY).chunker,
+        stream,
+        archive,
+        stats: BackupStats {
+            bytes_read: 0,
+            bytes_stored: 0,
+            new_chunks: 0,
+            duration_ms: 0,
+        },
+    }
+}
+
+/// Backs up `data` as recovery point `id` of `instance` (deltas against `previous`), the
+/// manifest written last, as the backup engine does. Returns the manifest.
+pub async fn backup(
+    store: &VaultStore,
+    key: [u8; 32],
+    instance: &str,
+    id: &str,
+    data: Vec<u8>,
+    previous: Option<&Manifest>,
+) -> Manifest {
+    let known = Arc::new(load_index(store).await.unwrap());
+    let out = write_stream(
+        store,
+        known,
+        &config(key),
+        std::io::Cursor::new(data),
+        Arc::new(Progress::default()),
+        previous.map(|m| m.stream.clone()),
+    )
+    .await
+    .unwrap();
+    let m = manifest(instance, id, out.stream, out.archive.ok());
+    store
+        .put(&paths::recovery_point(instance, id), m.to_bytes().into())
+        .await
+        .unwrap();
+    m
+}
+
+/// The packs in a store.
+pub async fn packs(store: &VaultStore) -> Vec<PackId> {
+    let mut out: Vec<PackId> = store
+        .list(&Path::from("packs"))
+        .await
+        .unwrap()
+        .iter()
+        .filter_map(|p| p.filename().and_then(PackId::from_hex))
+        .collect();
+    out.sort_by_key(|p| p.0);
+    out
+}
+
+/// Every chunk a recovery point needs, read through the index: its chunk-list blocks, its
+/// data chunks and their delta bases.
+pub async fn needed(store: &VaultStore, key: &[u8; 32], m: &Manifest) -> Vec<ChunkId> {
+    let index = load_index(store).await.unwrap();
+    let mut out = Vec::new();
+    for list in &m.stream.chunk_lists {
+        out.push(*list);
+        let (_, bytes) = fetch_blob(store, &index, key, *list).await.unwrap();
+        for r in decode_chunk_list(&bytes).unwrap() {
+            out.push(r.id);
+            out.extend(index.base_of(&r.id));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The chunks a pack holds, from its trailer.
+pub async fn pack_chunks(store: &VaultStore, pack: &PackId) -> Vec<ChunkId> {
+    let bytes = store.get(&paths::pack(pack)).await.unwrap();
+    let mut out: Vec<ChunkId> = read_pack_trailer(&bytes)
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    out.sort();
+    out
+}
+
+/// Flips one byte in the middle of chunk `chunk`'s blob inside `pack`.
+pub async fn flip_byte_in_blob(store: &VaultStore, pack: &PackId, chunk: ChunkId) {
+    let path = paths::pack(pack);
+    let mut bytes = store.get(&path).await.unwrap().to_vec();
+    let entry = read_pack_trailer(&bytes)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.id == chunk)
+        .unwrap();
+    bytes[(entry.offset + entry.length / 2) as usize] ^= 0x5a;
+    store.put(&path, bytes.into()).await.unwrap();
+}
