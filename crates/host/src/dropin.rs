@@ -1894,6 +1894,7 @@ mod tests {
                     chunk_lists: Vec::new(),
                 },
                 archive: None,
+                contents: None,
                 stats: BackupStats {
                     bytes_read: 0,
                     bytes_stored: 0,

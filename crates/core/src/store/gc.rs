@@ -420,6 +420,7 @@ mod tests {
             chunker: config().chunker,
             stream,
             archive: None,
+            contents: None,
             stats: BackupStats {
                 bytes_read: 0,
                 bytes_stored: 0,

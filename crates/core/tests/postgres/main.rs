@@ -1,6 +1,7 @@
 //! pgvault-core against real PostgreSQL, in one test binary with a module per area: `archive`
 //! scans real `pg_dump` output and hands pieces of it to the real `pg_restore`, `connect` goes
-//! from a secret to a session on a server without TLS, `server` lists the databases a server
+//! from a secret to a session on a server without TLS, `contents` reads what a backup records
+//! of a database in the snapshot it shares with `pg_dump`, `server` lists the databases a server
 //! offers for backup, and `tls` checks every sslmode against a server with a certificate from
 //! a private CA.
 //!
@@ -13,6 +14,7 @@
 
 mod archive;
 mod connect;
+mod contents;
 mod server;
 mod tls;
 
