@@ -131,9 +131,10 @@ fn policy_zone(policy: &BackupPolicy, policy_name: &str) -> Result<chrono_tz::Tz
 pub enum Step {
     /// The instance, its policy, the secret, the connection and the backup privileges.
     Validate,
-    /// `pg_dump` runs and exits successfully.
+    /// A snapshot is exported, then `pg_dump` dumps it and exits successfully.
     Dump,
-    /// The stream is chunked, compressed and stored in packs, and the packs indexed.
+    /// The stream is chunked, compressed and stored in packs, and the packs indexed. It
+    /// starts once the snapshot is exported: what commits after that is not in the backup.
     Upload,
     /// The manifest is written: the recovery point exists.
     Commit,
@@ -229,7 +230,6 @@ pub async fn backup(
     // compressed stream would not dedup), with owners and privileges kept so a restore can
     // choose to apply them.
     steps.started(Step::Dump);
-    steps.started(Step::Upload);
     // pg_dump dumps a snapshot that a session of ours exported, and that session reads, in
     // the same snapshot, what a restore should find (schemas, extensions, row counts): the
     // facts the manifest records then describe exactly the dumped data.
@@ -241,6 +241,8 @@ pub async fn backup(
         }
     };
     let snapshot_arg = format!("--snapshot={}", snapshot.id());
+    // From here on the dump's contents are fixed: whatever commits now is not in it.
+    steps.started(Step::Upload);
     let mut dump = ToolProcess::spawn(
         &pg_dump,
         &[

@@ -2,10 +2,24 @@
 //! snapshot they share with `pg_dump`: rows committed after the snapshot was exported are
 //! neither counted nor dumped, while the database itself moves on.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use chrono::Utc;
+
+use pgvault_core::engine::Vault;
+use pgvault_core::engine::backup::{BackupRequest, Step, Steps, Trigger, backup, backup_context};
+use pgvault_core::engine::protect::{InitializeArgs, create_instance, initialize_instance};
+use pgvault_core::engine::restore::{initialize_for_data_recovery, restore};
+use pgvault_core::model::policy::DatasourceType;
+use pgvault_core::model::templates::default_policy_template;
 use pgvault_core::postgres::contents::{
     DatabaseContents, EXACT_COUNT_MAX_ROWS, ExportedSnapshot, ExtensionInfo, database_contents,
     restored_contents,
 };
+use pgvault_core::store::VaultStore;
+use pgvault_core::store::manifest::Manifest;
+use pgvault_core::store::writer::Progress;
 use pgvault_testkit::TestCluster;
 
 use crate::{params, run_ok, server_address};
@@ -176,4 +190,141 @@ async fn large_tables_are_estimated_not_counted() {
     let small = facts.tables.iter().find(|t| t.name == "small").unwrap();
     assert_eq!(small.estimated_rows, Some(5));
     assert_eq!(small.exact_rows, Some(5));
+}
+
+/// A vault with the default policy and `database` protected in it, logging in as the kit's
+/// superuser through a file secret.
+pub(crate) struct Protected {
+    _dir: tempfile::TempDir,
+    pub vault: Vault,
+    pub instance: String,
+    pub secret_uri: String,
+    /// `host:port`.
+    pub server: String,
+}
+
+impl Protected {
+    pub async fn new(cluster: &TestCluster, database: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("admin.secret");
+        std::fs::write(&secret, admin_secret(cluster)).unwrap();
+        let secret_uri = format!("file://{}", secret.display());
+        let store =
+            VaultStore::open(&format!("file://{}", dir.path().join("vault").display())).unwrap();
+        let vault = Vault::create(store, "V", Utc::now(), None).await.unwrap();
+        vault
+            .create_policy(
+                "OssPolicy",
+                &default_policy_template(DatasourceType::AzureDatabaseForPostgreSQLFlexibleServer),
+            )
+            .await
+            .unwrap();
+        let server = server_address(cluster);
+        let request = initialize_instance(&InitializeArgs {
+            datasource_type: "AzureDatabaseForPostgreSQLFlexibleServer".into(),
+            datasource_id: format!("postgres://{server}/{database}"),
+            policy_id: "OssPolicy".into(),
+            secret_store_type: "File".into(),
+            secret_store_uri: secret_uri.clone(),
+            location: None,
+        })
+        .unwrap();
+        let instance = request.name.clone();
+        create_instance(&vault, request).await.unwrap();
+        Protected {
+            _dir: dir,
+            vault,
+            instance,
+            secret_uri,
+            server,
+        }
+    }
+
+    /// An on-demand backup, its steps told to `steps`.
+    pub async fn back_up(&self, steps: &dyn Steps) -> Manifest {
+        let req = BackupRequest {
+            instance: self.instance.clone(),
+            rule_name: "Default".into(),
+            tag_override: None,
+            trigger: Trigger::OnDemand,
+            job_id: "test".into(),
+            now: Utc::now(),
+        };
+        let ctx = backup_context(&self.vault, &req).await.unwrap();
+        backup(
+            &self.vault,
+            &req,
+            &ctx,
+            Arc::new(Progress::default()),
+            steps,
+        )
+        .await
+        .unwrap()
+    }
+}
+
+/// Inserts rows the moment the backup's upload starts: after its snapshot was exported and
+/// before `pg_dump` has even started, so the rows are committed while the backup runs.
+struct InsertWhenUploadStarts<'a> {
+    cluster: &'a TestCluster,
+    database: String,
+}
+
+impl Steps for InsertWhenUploadStarts<'_> {
+    fn started(&self, step: Step) {
+        if step == Step::Upload {
+            self.cluster.psql(
+                &self.database,
+                "INSERT INTO orders SELECT g FROM generate_series(101, 150) g;
+                 CREATE TABLE late (x int);",
+            );
+        }
+    }
+
+    fn finished(&self, _: Step, _: Result<String, String>) {}
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_records_what_it_dumped_not_what_came_after() {
+    let cluster = TestCluster::shared();
+    let db = cluster.create_database("contents_backup");
+    cluster.psql(
+        &db,
+        "CREATE TABLE orders (id int);
+         INSERT INTO orders SELECT generate_series(1, 100);",
+    );
+    let p = Protected::new(cluster, &db).await;
+    let steps = InsertWhenUploadStarts {
+        cluster,
+        database: db.clone(),
+    };
+    let manifest = p.back_up(&steps).await;
+
+    // The manifest describes the snapshot: 100 orders, no `late` table ...
+    let recorded = manifest.contents.as_ref().unwrap();
+    assert_eq!(listed(recorded), ["public.orders"]);
+    assert_eq!(exact(recorded, "public", "orders"), Some(100));
+    // ... the database had moved on while the backup ran ...
+    let live = database_contents(&connect(cluster, &db).await)
+        .await
+        .unwrap();
+    assert_eq!(exact(&live, "public", "orders"), Some(150));
+    // ... and the dump is the snapshot, as a restore of it shows.
+    let restored = format!("{db}_restored");
+    let request = initialize_for_data_recovery(
+        &manifest.recovery_point_id,
+        &format!("postgres://{}/{restored}", p.server),
+        Some("File"),
+        &p.secret_uri,
+        None,
+    )
+    .unwrap();
+    restore(&p.vault, &p.instance, &request, Arc::new(AtomicU64::new(0)))
+        .await
+        .unwrap();
+    let found = restored_contents(&connect(cluster, &restored).await, recorded)
+        .await
+        .unwrap();
+    assert_eq!(listed(&found), ["public.orders"]);
+    assert_eq!(exact(&found, "public", "orders"), Some(100));
 }
