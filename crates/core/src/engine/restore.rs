@@ -182,45 +182,11 @@ async fn restore_to_database(
 ) -> Result<RestoreOutcome> {
     let conn = ConnectionString::parse(&secret.resolve()?)?;
     let params = ConnectParams::new(ds, &conn);
-    // Create the target from the server's maintenance database.
-    let admin = params.with_database("postgres").connect().await?;
-    let exists = admin
-        .query_opt(
-            "SELECT 1 FROM pg_database WHERE datname = $1",
-            &[&ds.database()],
-        )
-        .await
-        .map_err(|e| Error::new("UserErrorDBQueryFailed", e.to_string()))?
-        .is_some();
-    if exists {
-        return Err(Error::new(
-            "UserErrorDatabaseNameAlreadyInUse",
-            format!(
-                "database `{}` already exists on {}; restore to a new database name",
-                ds.database(),
-                ds.server_url()
-            ),
-        ));
-    }
-    let quoted: String = admin
-        .query_one("SELECT quote_ident($1)", &[&ds.database()])
-        .await
-        .map_err(|e| Error::new("UserErrorDBQueryFailed", e.to_string()))?
-        .get(0);
-    admin.batch_execute(&format!("CREATE DATABASE {quoted}")).await.map_err(|e| {
-        Error::new(
-            "UserErrorMissingDBPermissions",
-            format!("cannot create database `{}`: {e}; the restoring user needs CREATEDB (ALTER USER ... CREATEDB)", ds.database()),
-        )
-    })?;
-
-    let result = run_pg_restore(vault, manifest, &params, ds, written).await;
+    let created = CreatedDatabase::create(&params).await?;
+    let result = run_pg_restore(vault, manifest, &params, written).await;
     if let Err(e) = &result {
         // We created it, so we remove it: a failed restore leaves nothing half done.
-        let dropped = admin
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
-            .await;
-        if let Err(drop_err) = dropped {
+        if let Err(drop_err) = created.drop_database().await {
             tracing::warn!(database = %ds.database(), error = %drop_err, restore_error = %e, "could not drop the partially restored database");
         }
     }
@@ -231,16 +197,80 @@ async fn restore_to_database(
     })
 }
 
+/// A database a restore created, with the session (to the server's maintenance database)
+/// that created it and can drop it again.
+pub(crate) struct CreatedDatabase {
+    admin: tokio_postgres::Client,
+    name: String,
+    quoted: String,
+}
+
+impl CreatedDatabase {
+    /// Creates `params`' database from the server's maintenance database; refuses one that
+    /// exists (Azure's `FailIfExists`), so what this returns is always ours to drop.
+    pub(crate) async fn create(params: &ConnectParams) -> Result<Self> {
+        let name = params.database().to_owned();
+        let admin = params.with_database("postgres").connect().await?;
+        let exists = admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .await
+            .map_err(|e| Error::new("UserErrorDBQueryFailed", e.to_string()))?
+            .is_some();
+        if exists {
+            return Err(Error::new(
+                "UserErrorDatabaseNameAlreadyInUse",
+                format!(
+                    "database `{name}` already exists on {}; restore to a new database name",
+                    Datasource::new(params.host(), params.port(), &name)
+                        .map(|ds| ds.server_url())
+                        .unwrap_or_else(|_| params.host().to_owned())
+                ),
+            ));
+        }
+        let quoted: String = admin
+            .query_one("SELECT quote_ident($1)", &[&name])
+            .await
+            .map_err(|e| Error::new("UserErrorDBQueryFailed", e.to_string()))?
+            .get(0);
+        admin.batch_execute(&format!("CREATE DATABASE {quoted}")).await.map_err(|e| {
+            Error::new(
+                "UserErrorMissingDBPermissions",
+                format!("cannot create database `{name}`: {e}; the restoring user needs CREATEDB (ALTER USER ... CREATEDB)"),
+            )
+        })?;
+        Ok(CreatedDatabase {
+            admin,
+            name,
+            quoted,
+        })
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Drops the database, ending any session still connected to it.
+    pub(crate) async fn drop_database(&self) -> Result<(), tokio_postgres::Error> {
+        self.admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.quoted
+            ))
+            .await
+    }
+}
+
 /// libpq's quoting of a connection-string value.
 fn conninfo_value(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
-async fn run_pg_restore(
+/// Streams the recovery point into `pg_restore` against `params`' database; returns the bytes
+/// written to it.
+pub(crate) async fn run_pg_restore(
     vault: &Vault,
     manifest: &Manifest,
     params: &ConnectParams,
-    ds: &Datasource,
     written: Arc<AtomicU64>,
 ) -> Result<u64> {
     let target_facts = params.connect().await?;
@@ -251,7 +281,7 @@ async fn run_pg_restore(
         .get(0);
     drop(target_facts);
     let pg_restore = find_tool("pg_restore", (version / 10000) as u32)?;
-    let dbname = format!("--dbname=dbname={}", conninfo_value(ds.database()));
+    let dbname = format!("--dbname=dbname={}", conninfo_value(params.database()));
     let mut proc = ToolProcess::spawn(
         &pg_restore,
         &[
