@@ -307,6 +307,7 @@ fn every_command_has_help_with_an_example() {
             "initialize-for-data-recovery-as-files",
         ],
         &["backup-instance", "restore", "trigger"],
+        &["backup-instance", "restore", "drill"],
         &["job", "list"],
         &["job", "show"],
         &["recovery-point", "list"],

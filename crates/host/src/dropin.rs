@@ -1895,6 +1895,7 @@ mod tests {
                     chunk_lists: Vec::new(),
                 },
                 archive: None,
+                contents: None,
                 stats: BackupStats {
                     bytes_read: 0,
                     bytes_stored: 0,

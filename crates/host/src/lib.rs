@@ -5,6 +5,7 @@
 //! SQLite job history; [`script`] the Rhai API over the service. Rhai stays out of the
 //! core crate, so the engine can be used without a script engine.
 
+pub mod drill;
 pub mod dropin;
 pub mod history;
 pub mod retention;

@@ -1,9 +1,10 @@
 //! `pgvault serve`: the long-running host, one closed event loop.
 //!
 //! Each turn of the loop asks the service what is due at the clock's time (scheduled backups,
-//! the daily retention sweep, dropped scripts), starts what the concurrency bound allows, then
-//! sleeps until the earliest of: the next schedule occurrence (from the policies, with their
-//! time zones), the next sweep, a script becoming stable, or a retry, unless an event
+//! the restore drills policies ask for, the daily retention sweep, dropped scripts), starts
+//! what the concurrency bound allows, then sleeps until the earliest of: the next schedule
+//! occurrence (from the policies, with their time zones), the next drill, the next sweep, a
+//! script becoming stable, or a retry, unless an event
 //! (a script dropped, a job finished, shutdown) wakes it first. Nothing polls at a fixed
 //! interval; a sleep is capped at [`MAX_SLEEP`] only so that a wall-clock jump (a suspended
 //! laptop, an NTP step) is noticed within the hour.
@@ -34,6 +35,7 @@ use pgvault_core::engine::Result;
 use pgvault_core::model::duration::IsoDuration;
 use pgvault_core::model::job::JobStatus;
 
+use crate::drill::DueDrill;
 use crate::dropin::{ReadyScript, RunOptions, ScriptsDir, run_script_file};
 use crate::history::DEFAULT_JOB_HISTORY_RETENTION;
 use crate::retention::GcMode;
@@ -138,6 +140,7 @@ const SWEEP_KEY: &str = "sweep";
 #[derive(Debug, Clone)]
 enum Work {
     Backup(ScheduledWork),
+    Drill(DueDrill),
     Sweep(IsoDuration),
     Script(ReadyScript, Box<RunOptions>),
 }
@@ -146,6 +149,7 @@ impl Work {
     fn key(&self) -> String {
         match self {
             Work::Backup(w) => format!("backup/{}/{}", w.vault, w.instance),
+            Work::Drill(d) => format!("drill/{}/{}", d.vault, d.instance),
             Work::Sweep(_) => SWEEP_KEY.to_owned(),
             Work::Script(s, _) => format!("script/{}", s.path.display()),
         }
@@ -214,6 +218,13 @@ pub async fn serve(
                 retry.insert("schedules".into(), now + RETRY_AFTER);
             }
         }
+        match svc.due_drills(now).await {
+            Ok(drills) => due.extend(drills.into_iter().map(Work::Drill)),
+            Err(e) => {
+                tracing::error!(code = %e.code, "cannot read the restore drills: {}", e.message);
+                retry.insert("drills".into(), now + RETRY_AFTER);
+            }
+        }
         if now >= next_sweep {
             due.push(Work::Sweep(opts.keep_job_history));
             next_sweep = now + opts.sweep_every;
@@ -271,7 +282,9 @@ pub async fn serve(
         // Sleep until the next thing to do, or an event.
         let mut wake = svc.next_scheduled(now).await.ok().flatten();
         let script_wake = scripts.as_ref().and_then(|d| d.next_wakeup(now));
+        let drill_wake = svc.next_drill(now).await.ok().flatten();
         for t in std::iter::once(next_sweep)
+            .chain(drill_wake)
             .chain(retry.values().copied())
             .chain(script_wake)
         {
@@ -353,6 +366,23 @@ async fn run(svc: &Arc<Pgvault>, work: &Work, now: DateTime<Utc>) -> Done {
                                 .error()
                                 .map(|e| format!("{}: {}", e.code, e.message));
                             tracing::error!(vault = %w.vault, instance = %w.instance, job = %job.id, %status, error = error.as_deref().unwrap_or(""), "scheduled backup did not complete")
+                        }
+                    }
+                    Done::Ran
+                }
+                Err(e) => Done::Refused(format!("{}: {}", e.code, e.message)),
+            }
+        }
+        Work::Drill(d) => {
+            tracing::info!(vault = %d.vault, instance = %d.instance, reason = %d.reason, "restore drill starting");
+            match svc.run_drill(d, now).await {
+                Ok((job, _)) => {
+                    match job.state.error() {
+                        None => {
+                            tracing::info!(vault = %d.vault, instance = %d.instance, job = %job.id, status = %job.status(), "restore drill finished")
+                        }
+                        Some(e) => {
+                            tracing::error!(vault = %d.vault, instance = %d.instance, job = %job.id, status = %job.status(), error = %format!("{}: {}", e.code, e.message), "restore drill did not pass")
                         }
                     }
                     Done::Ran

@@ -14,6 +14,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use pgvault_core::engine::backup::{BackupRequest, Step, Steps, Trigger, backup, backup_context};
+use pgvault_core::engine::drill::{DrillStep, DrillSteps};
 use pgvault_core::engine::home::Home;
 use pgvault_core::engine::protect::create_instance;
 use pgvault_core::engine::restore::{RestoreOutcome, restore};
@@ -664,7 +665,7 @@ impl Pgvault {
     }
 
     /// Drives `work` while refreshing the job's byte counters every few seconds.
-    async fn with_progress<T>(
+    pub(crate) async fn with_progress<T>(
         &self,
         id: JobId,
         work: impl std::future::Future<Output = Result<T>>,
@@ -686,7 +687,7 @@ impl Pgvault {
         }
     }
 
-    fn finish(
+    pub(crate) fn finish(
         &self,
         id: JobId,
         result: &std::result::Result<Option<String>, &Error>,
@@ -706,18 +707,19 @@ impl Pgvault {
     }
 }
 
-/// Records a backup's steps as its job's sub-tasks (validate, dump, upload, commit), at the
-/// job's clock: its start plus the time elapsed, as its end is.
-struct JobSteps<'a> {
+/// Records an operation's steps as its job's sub-tasks (a backup's validate, dump, upload,
+/// commit; a drill's restore, compare, drop), at the job's clock: its start plus the time
+/// elapsed, as its end is.
+pub(crate) struct JobSteps<'a> {
     history: &'a JobHistory,
     job: JobId,
     start: DateTime<Utc>,
     began: std::time::Instant,
-    tasks: std::sync::Mutex<std::collections::HashMap<Step, TaskId>>,
+    tasks: std::sync::Mutex<std::collections::HashMap<&'static str, TaskId>>,
 }
 
 impl<'a> JobSteps<'a> {
-    fn new(history: &'a JobHistory, job: &Job, began: std::time::Instant) -> Self {
+    pub(crate) fn new(history: &'a JobHistory, job: &Job, began: std::time::Instant) -> Self {
         JobSteps {
             history,
             job: job.id,
@@ -734,23 +736,43 @@ impl<'a> JobSteps<'a> {
 
 impl Steps for JobSteps<'_> {
     fn started(&self, step: Step) {
-        match self.history.start_task(self.job, step.name(), self.at()) {
+        self.started_task(step.name());
+    }
+
+    fn finished(&self, step: Step, result: std::result::Result<String, String>) {
+        self.finished_task(step.name(), result);
+    }
+}
+
+impl DrillSteps for JobSteps<'_> {
+    fn started(&self, step: DrillStep) {
+        self.started_task(step.name());
+    }
+
+    fn finished(&self, step: DrillStep, result: std::result::Result<String, String>) {
+        self.finished_task(step.name(), result);
+    }
+}
+
+impl JobSteps<'_> {
+    fn started_task(&self, name: &'static str) {
+        match self.history.start_task(self.job, name, self.at()) {
             Ok(task) => {
                 self.tasks
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .insert(step, task);
+                    .insert(name, task);
             }
             Err(e) => tracing::warn!(job = %self.job, error = %e, "could not record a sub-task"),
         }
     }
 
-    fn finished(&self, step: Step, result: std::result::Result<String, String>) {
+    fn finished_task(&self, name: &'static str, result: std::result::Result<String, String>) {
         let task = self
             .tasks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&step);
+            .remove(name);
         let Some(task) = task else { return };
         let (outcome, detail) = match &result {
             Ok(detail) => (TaskOutcome::Completed, detail),

@@ -140,6 +140,7 @@ async fn write_point(
         },
         stream: out.stream,
         archive: None,
+        contents: None,
         stats: BackupStats {
             bytes_read: 0,
             bytes_stored: 0,

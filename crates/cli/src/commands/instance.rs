@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
+use pgvault_core::engine::drill::{DrillTarget, RecoveryPointChoice};
 use pgvault_core::engine::protect::{InitializeArgs, initialize_instance};
 use pgvault_core::engine::restore::{
     initialize_for_data_recovery, initialize_for_data_recovery_as_files,
@@ -250,6 +251,32 @@ pub enum RestoreCommand {
         format: Option<String>,
         #[command(flatten)]
         options: RestoreOptionArgs,
+    },
+    /// Prove a recovery point restores: restore it into a scratch database on a server,
+    /// compare what it holds with what the backup recorded (schemas, extensions, tables and
+    /// exact row counts), drop the scratch database, and record a RestoreDrill job with the
+    /// verdict and the time the restore took.
+    #[command(
+        after_help = "Example:\n  pgvault backup-instance restore drill --vault-name TestBkpVault --backup-instance-name <instance name> \\\n      --target-server-url postgres://drills.example:5432/postgres \\\n      --secret-store-type File --secret-store-uri file:///etc/pgvault/drills.secret\n\nThe scratch database is named pgvault_drill_<id> and is dropped afterwards, whatever the outcome;\nthe target user needs CREATEDB. The job fails with RestoreDrillMismatch when the restore differs.\nSee the evidence with `pgvault job list --operation RestoreDrill`."
+    )]
+    Drill {
+        #[arg(long, short = 'v')]
+        vault_name: String,
+        #[arg(long, short = 'n', alias = "name")]
+        backup_instance_name: String,
+        /// The recovery point to drill, or `latest` (see `recovery-point list`).
+        #[arg(long, default_value = "latest")]
+        recovery_point_id: RecoveryPointChoice,
+        /// The server to restore to: postgres://host[:port]/anydb (the database is only where
+        /// the drill connects first; the scratch database is created beside it).
+        #[arg(long)]
+        target_server_url: String,
+        /// File, Environment or AzureKeyVault (inferred from the URI when omitted).
+        #[arg(long)]
+        secret_store_type: Option<String>,
+        /// Credentials for the target server: file:///path, env:NAME or a Key Vault secret URI.
+        #[arg(long)]
+        secret_store_uri: String,
     },
     /// Run a restore request.
     #[command(
@@ -504,6 +531,33 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
             req.source_data_store_type = datastore_name(&source)?;
             req.pgvault_restore_options = options.options(format);
             print(&serde_json::to_value(req)?, Format::Json);
+        }
+        RestoreCommand::Drill {
+            vault_name,
+            backup_instance_name,
+            recovery_point_id,
+            target_server_url,
+            secret_store_type,
+            secret_store_uri,
+        } => {
+            let target = DrillTarget::parse(
+                &target_server_url,
+                secret_store_type.as_deref(),
+                &secret_store_uri,
+            )
+            .map_err(|e| coded(e.into()))?;
+            let svc = open_service()?;
+            let (job, report) = svc
+                .restore_drill(
+                    &vault_name,
+                    &backup_instance_name,
+                    &recovery_point_id,
+                    &target,
+                )
+                .await
+                .map_err(coded)?;
+            let report = report.map(|r| serde_json::to_value(r).expect("a report serializes"));
+            return report_job(&job, report, format);
         }
         RestoreCommand::Trigger {
             vault_name,

@@ -22,7 +22,8 @@ pub enum RecoveryPointCommand {
         #[arg(long)]
         backup_instance_name: String,
     },
-    /// Show one recovery point.
+    /// Show one recovery point, with what its backup recorded of the database's contents
+    /// (schemas, extensions, tables and row counts) under `pgvaultContents`.
     #[command(
         after_help = "Example:\n  pgvault recovery-point show --vault-name TestBkpVault --backup-instance-name <instance name> --recovery-point-id <id>"
     )]
@@ -131,7 +132,7 @@ pub async fn run(cmd: RecoveryPointCommand, format: Format) -> anyhow::Result<Ex
                 .stored_point(&backup_instance_name, &recovery_point_id)
                 .await
                 .map_err(coded)?;
-            print(&vault.recovery_point_json(&m), format);
+            print(&vault.recovery_point_detail_json(&m), format);
         }
         RecoveryPointCommand::Rehydrate {
             vault_name,

@@ -1,5 +1,5 @@
-//! `pgvault tick [--at T]`: one pass of the host's loop (scheduled backups, the retention
-//! sweep, then drop-in scripts), then exit.
+//! `pgvault tick [--at T]`: one pass of the host's loop (scheduled backups, the restore drills
+//! policies ask for, the retention sweep, then drop-in scripts), then exit.
 
 use std::process::ExitCode;
 
@@ -51,6 +51,25 @@ pub async fn run(args: TickArgs, format: Format) -> anyhow::Result<ExitCode> {
                     outcome.vault, outcome.instance, outcome.due.due, e.code, e.message
                 );
                 jobs.push(json!({"vault": outcome.vault, "instance": outcome.instance, "error": {"code": e.code, "message": e.message}}));
+            }
+        }
+    }
+    // Restore drills the policies ask for, after the backups: a drill due after a number of
+    // backups counts the ones just taken.
+    for outcome in svc.drill_tick(now).await.map_err(coded)? {
+        match outcome.job {
+            Ok(job) => {
+                failed |= job.status() == pgvault_core::model::job::JobStatus::Failed;
+                jobs.push(job.azure_json());
+            }
+            Err(e) => {
+                failed = true;
+                let d = &outcome.drill;
+                eprintln!(
+                    "{}/{}: the restore drill ({}) could not start: {}: {}",
+                    d.vault, d.instance, d.reason, e.code, e.message
+                );
+                jobs.push(json!({"vault": d.vault, "instance": d.instance, "error": {"code": e.code, "message": e.message}}));
             }
         }
     }

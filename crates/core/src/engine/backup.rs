@@ -1,5 +1,8 @@
 //! One backup, on demand or scheduled: validate, dump, store, then write the manifest.
 //!
+//! The manifest also records what a restore should find (schemas, extensions, tables and
+//! their row counts), read in the snapshot `pg_dump` dumps: see [`crate::postgres::contents`].
+//!
 //! The order is the guarantee: packs and the index file first, the manifest last. A dump
 //! that fails, or a process killed half way, leaves no manifest and so no recovery point;
 //! whatever packs it wrote are unreferenced and the next backup reuses them.
@@ -16,6 +19,8 @@ use crate::model::instance::PROTECTION_CONFIGURED;
 use crate::model::policy::BackupPolicy;
 use crate::model::resource;
 use crate::model::retention;
+use crate::postgres::connection::ConnectParams;
+use crate::postgres::contents::ExportedSnapshot;
 use crate::postgres::tools::{ToolProcess, find_tool, tool_version};
 use crate::store::manifest::{
     BackupStats, DatasourceInfo, MANIFEST_FORMAT, Manifest, PostgresInfo,
@@ -126,9 +131,10 @@ fn policy_zone(policy: &BackupPolicy, policy_name: &str) -> Result<chrono_tz::Tz
 pub enum Step {
     /// The instance, its policy, the secret, the connection and the backup privileges.
     Validate,
-    /// `pg_dump` runs and exits successfully.
+    /// A snapshot is exported, then `pg_dump` dumps it and exits successfully.
     Dump,
-    /// The stream is chunked, compressed and stored in packs, and the packs indexed.
+    /// The stream is chunked, compressed and stored in packs, and the packs indexed. It
+    /// starts once the snapshot is exported: what commits after that is not in the backup.
     Upload,
     /// The manifest is written: the recovery point exists.
     Commit,
@@ -167,7 +173,7 @@ impl Steps for NoSteps {
 struct Validated {
     instance: crate::model::instance::BackupInstanceRequest,
     datasource: crate::postgres::connection::Datasource,
-    params: crate::postgres::connection::ConnectParams,
+    params: ConnectParams,
     facts: crate::postgres::readiness::DatabaseFacts,
     policy_name: String,
     policy: BackupPolicy,
@@ -224,6 +230,18 @@ pub async fn backup(
     // compressed stream would not dedup), with owners and privileges kept so a restore can
     // choose to apply them.
     steps.started(Step::Dump);
+    // pg_dump dumps a snapshot that a session of ours exported, and that session reads, in
+    // the same snapshot, what a restore should find (schemas, extensions, row counts): the
+    // facts the manifest records then describe exactly the dumped data.
+    let snapshot = match export_snapshot(&params).await {
+        Ok(snapshot) => snapshot,
+        Err(error) => {
+            steps.finished(Step::Dump, Err(error.message.clone()));
+            return Err(error);
+        }
+    };
+    let snapshot_arg = format!("--snapshot={}", snapshot.id());
+    // From here on the dump's contents are fixed: whatever commits now is not in it.
     steps.started(Step::Upload);
     let mut dump = ToolProcess::spawn(
         &pg_dump,
@@ -232,6 +250,7 @@ pub async fn backup(
             "--compress=0",
             "--no-password",
             "--quote-all-identifiers",
+            &snapshot_arg,
         ],
         &params.pg_env(),
         Stdio::null(),
@@ -240,19 +259,36 @@ pub async fn backup(
     )?;
     tracing::info!(instance = %req.instance, job = %req.job_id, "pg_dump started");
     let stdout = dump.child_mut().stdout.take().expect("stdout is piped");
-    let written = write_stream(
-        &vault.store,
-        index,
-        &vault.writer_config()?,
-        stdout,
-        progress.clone(),
-        previous,
-    )
-    .await;
+    let writer_config = vault.writer_config()?;
+    // The facts are read while pg_dump runs, on the exporting session, which has nothing
+    // else to do until pg_dump is done with its snapshot.
+    let (written, contents) = tokio::join!(
+        write_stream(
+            &vault.store,
+            index,
+            &writer_config,
+            stdout,
+            progress.clone(),
+            previous,
+        ),
+        snapshot.contents()
+    );
     // pg_dump's verdict comes first: a stream that ended because pg_dump died is not a backup.
     let dumped = tokio::task::spawn_blocking(move || dump.wait())
         .await
         .map_err(|_| Error::new("InternalError", "waiting for pg_dump failed"))?;
+    let snapshot_id = snapshot.id().to_owned();
+    // Only now may the exporting transaction end: pg_dump is done with the snapshot.
+    if let Err(e) = snapshot.finish().await {
+        tracing::warn!(instance = %req.instance, error = %e, "could not end the transaction that exported pg_dump's snapshot; the session ends with it anyway");
+    }
+    let contents = match contents {
+        Ok(contents) => Some(contents),
+        Err(e) => {
+            tracing::warn!(instance = %req.instance, error = %e, "the database's contents could not be read in pg_dump's snapshot; restore drills of this recovery point will check the restore only");
+            None
+        }
+    };
     if let Err(e) = dumped {
         let error = Error::new(
             "UserErrorPgDumpFailed",
@@ -263,7 +299,9 @@ pub async fn backup(
     }
     steps.finished(
         Step::Dump,
-        Ok(format!("{pg_dump_version} exited successfully")),
+        Ok(format!(
+            "{pg_dump_version} exited successfully (snapshot {snapshot_id})"
+        )),
     );
     let outcome = match written {
         Ok(outcome) => outcome,
@@ -331,6 +369,7 @@ pub async fn backup(
             new_chunks: outcome.new_chunks,
             duration_ms: started.elapsed().as_millis() as u64,
         },
+        contents,
     };
     let committed = vault
         .store
@@ -348,6 +387,17 @@ pub async fn backup(
     );
     committed?;
     Ok(manifest)
+}
+
+/// A fresh session with its exported snapshot (see [`ExportedSnapshot`]).
+async fn export_snapshot(params: &ConnectParams) -> Result<ExportedSnapshot> {
+    let client = params.connect().await?;
+    ExportedSnapshot::export(client).await.map_err(|e| {
+        Error::new(
+            "UserErrorDBQueryFailed",
+            format!("exporting a snapshot for pg_dump failed: {e}"),
+        )
+    })
 }
 
 /// The Validate step: the instance is protected, its policy readable, its secret resolves,

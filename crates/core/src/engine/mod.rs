@@ -1,5 +1,5 @@
 //! The operations: create a vault, create a policy, configure protection (with readiness
-//! validation), back up, restore. Each is an async function over a [`Vault`]; the host
+//! validation), back up, restore, drill a restore. Each is an async function over a [`Vault`]; the host
 //! wraps them in jobs.
 //!
 //! Every failure is an [`Error`] with an Azure-style code (`UserErrorDBUserAuthFailed`,
@@ -8,6 +8,7 @@
 //! messages from references and names only.
 
 pub mod backup;
+pub mod drill;
 pub mod home;
 pub mod protect;
 pub mod restore;
@@ -52,6 +53,7 @@ coded!(
     crate::postgres::connection::ConnectError,
     crate::postgres::readiness::ReadinessError,
     crate::postgres::tools::ToolError,
+    crate::model::drill::DrillTargetError,
 );
 
 impl From<crate::store::StoreError> for Error {

@@ -404,6 +404,90 @@ impl Drop for DropOnCancel {
     }
 }
 
+/// A database a restore created, with the session (to the server's maintenance database)
+/// that created it and can drop it again.
+pub(crate) struct CreatedDatabase {
+    admin: tokio_postgres::Client,
+    name: String,
+    quoted: String,
+}
+
+impl CreatedDatabase {
+    /// Creates `params`' database from the server's maintenance database; refuses one that
+    /// exists (Azure's `FailIfExists`), so what this returns is always ours to drop.
+    pub(crate) async fn create(params: &ConnectParams) -> Result<Self> {
+        let name = params.database().to_owned();
+        let admin = params.with_database("postgres").connect().await?;
+        let exists = admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+            .await
+            .map_err(|e| Error::new("UserErrorDBQueryFailed", e.to_string()))?
+            .is_some();
+        if exists {
+            return Err(Error::new(
+                "UserErrorDatabaseNameAlreadyInUse",
+                format!(
+                    "database `{name}` already exists on {}; restore to a new database name",
+                    Datasource::new(params.host(), params.port(), &name)
+                        .map(|ds| ds.server_url())
+                        .unwrap_or_else(|_| params.host().to_owned())
+                ),
+            ));
+        }
+        let quoted: String = admin
+            .query_one("SELECT quote_ident($1)", &[&name])
+            .await
+            .map_err(|e| Error::new("UserErrorDBQueryFailed", e.to_string()))?
+            .get(0);
+        admin.batch_execute(&format!("CREATE DATABASE {quoted}")).await.map_err(|e| {
+            Error::new(
+                "UserErrorMissingDBPermissions",
+                format!("cannot create database `{name}`: {e}; the restoring user needs CREATEDB (ALTER USER ... CREATEDB)"),
+            )
+        })?;
+        Ok(CreatedDatabase {
+            admin,
+            name,
+            quoted,
+        })
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Drops the database, ending any session still connected to it.
+    pub(crate) async fn drop_database(&self) -> Result<(), tokio_postgres::Error> {
+        self.admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.quoted
+            ))
+            .await
+    }
+}
+
+/// Restores the whole recovery point into `params`' existing database (a drill's scratch
+/// database): objects owned by the restoring user, every entry; returns the bytes read.
+pub(crate) async fn restore_whole(
+    vault: &Vault,
+    manifest: &Manifest,
+    params: &ConnectParams,
+    written: Arc<AtomicU64>,
+) -> Result<u64> {
+    let selection = Selection::new(&RestoreOptions::default(), manifest)?;
+    run_pg_restore(
+        vault,
+        manifest,
+        params,
+        params.database(),
+        &selection,
+        written,
+    )
+    .await
+    .map(|(bytes, _)| bytes)
+}
+
 /// libpq's quoting of a connection-string value.
 fn conninfo_value(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))

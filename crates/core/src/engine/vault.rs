@@ -695,6 +695,19 @@ impl Vault {
         }
     }
 
+    /// [`Self::recovery_point_json`] with what the backup recorded of the database's contents
+    /// (schemas, extensions, tables and row counts) as the pgvault-specific property
+    /// `pgvaultContents`, for `recovery-point show`. Azure's fields are unchanged, and a list
+    /// stays short by leaving it out.
+    pub fn recovery_point_detail_json(&self, point: &StoredPoint) -> Value {
+        let mut v = self.recovery_point_json(point);
+        if let Some(contents) = &point.manifest().contents {
+            v["properties"]["pgvaultContents"] =
+                serde_json::to_value(contents).expect("contents serialize");
+        }
+        v
+    }
+
     /// A recovery point as Azure's `recoveryPoints` resource (the az CLI's shape, with
     /// PostgreSQL facts in `metaData` as Azure records them), one datastore detail per tier
     /// that holds it, each with that tier's expiry.

@@ -39,6 +39,7 @@ use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
+use crate::model::drill::{self, RestoreDrillSettings};
 use crate::model::duration::{DurationError, IsoDuration};
 use crate::model::schedule::{RepeatingInterval, parse_time_zone};
 
@@ -70,6 +71,11 @@ pub struct BackupPolicy {
     pub datasource_types: Vec<String>,
     #[serde(deserialize_with = "one_or_many")]
     pub policy_rules: Vec<PolicyRule>,
+    /// pgvault's extension, not Azure's: restore drills for the instances under this policy
+    /// (see [`crate::model::drill`]). Absent from Azure's policies, and written only when set,
+    /// so a policy without it round-trips byte for byte.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pgvault_restore_drill: Option<RestoreDrillSettings>,
 }
 
 /// One entry of `policyRules`, told apart by `objectType`.
@@ -1194,7 +1200,8 @@ pub const AZURE_POSTGRES_TAGS: &[&str] = &["Weekly", "Monthly", "Yearly"];
 /// Where Azure would refuse a policy pgvault accepts: schedules that are not weekly (Azure
 /// allows only weekly backups of PostgreSQL; pgvault also runs daily and hourly ones), tag and
 /// rule names other than Default, Weekly, Monthly and Yearly, time zones written as IANA names
-/// (Azure writes Windows names such as `Pacific Standard Time`).
+/// (Azure writes Windows names such as `Pacific Standard Time`), and pgvault's own extensions
+/// (`pgvaultRestoreDrill`).
 pub fn azure_compatibility_warnings(policy: &BackupPolicy) -> Vec<PolicyWarning> {
     let mut warnings = Vec::new();
     let azure_name = |name: &str| {
@@ -1260,6 +1267,14 @@ pub fn azure_compatibility_warnings(policy: &BackupPolicy) -> Vec<PolicyWarning>
                 }
             }
         }
+    }
+    if policy.pgvault_restore_drill.is_some() {
+        warnings.push(PolicyWarning {
+            path: drill::POLICY_PROPERTY.to_owned(),
+            message: "restore drills are pgvault's extension; Azure Backup has no such property \
+                      and would refuse or drop it"
+                .to_owned(),
+        });
     }
     warnings
 }
@@ -1517,6 +1532,14 @@ fn locate_errors(value: &Value, whole: serde_json::Error) -> Vec<PolicyError> {
             });
         }
     }
+    if let Some(settings) = value.get(drill::POLICY_PROPERTY)
+        && let Err(e) = Option::<RestoreDrillSettings>::deserialize(settings)
+    {
+        errors.push(PolicyError::Malformed {
+            path: drill::POLICY_PROPERTY.to_owned(),
+            message: e.to_string(),
+        });
+    }
     if errors.is_empty() {
         errors.push(PolicyError::Malformed {
             path: ROOT.to_owned(),
@@ -1625,6 +1648,7 @@ where
 /// `days_of_the_week` all read as the property they mean.
 const PROPERTY_NAMES: &[&str] = &[
     "absoluteCriteria",
+    "afterBackups",
     "backupParameters",
     "backupType",
     "copyAfter",
@@ -1638,6 +1662,7 @@ const PROPERTY_NAMES: &[&str] = &[
     "deleteAfter",
     "duration",
     "eTag",
+    "every",
     "id",
     "isDefault",
     "isLast",
@@ -1645,16 +1670,20 @@ const PROPERTY_NAMES: &[&str] = &[
     "monthsOfYear",
     "name",
     "objectType",
+    "pgvaultRestoreDrill",
     "policyRules",
     "repeatingTimeIntervals",
     "schedule",
     "scheduleTimes",
+    "secretStoreType",
+    "secretStoreUri",
     "sourceDataStore",
     "tagInfo",
     "tagName",
     "taggingCriteria",
     "taggingPriority",
     "targetDataStoreCopySettings",
+    "targetServerUrl",
     "timeZone",
     "trigger",
     "weeksOfTheMonth",
@@ -1727,6 +1756,8 @@ impl TryFrom<Value> for BackupPolicy {
             datasource_types: Vec<String>,
             #[serde(deserialize_with = "one_or_many")]
             policy_rules: Vec<PolicyRule>,
+            #[serde(default)]
+            pgvault_restore_drill: Option<RestoreDrillSettings>,
         }
         normalize_property_names(&mut value);
         let raw: Raw = serde_json::from_value(value).map_err(|e| e.to_string())?;
@@ -1741,6 +1772,7 @@ impl TryFrom<Value> for BackupPolicy {
             name: raw.name,
             datasource_types: raw.datasource_types,
             policy_rules: raw.policy_rules,
+            pgvault_restore_drill: raw.pgvault_restore_drill,
         })
     }
 }
@@ -2357,6 +2389,7 @@ mod tests {
     #[test]
     fn every_variant_round_trips() {
         let policy = BackupPolicy {
+            pgvault_restore_drill: None,
             name: None,
             datasource_types: vec!["Microsoft.DBforPostgreSQL/flexibleServers".into()],
             policy_rules: vec![
@@ -2990,5 +3023,39 @@ mod tests {
         assert_eq!(errors.len(), 1);
         assert_eq!(errors[0].path(), ROOT);
         assert!(BackupPolicy::from_json(&archive_policy().to_string()).is_ok());
+    }
+
+    #[test]
+    fn restore_drills_are_a_pgvault_extension() {
+        let mut input = archive_policy();
+        input["PgvaultRestoreDrill"] = json!({
+            "after_backups": 3,
+            "targetServerUrl": "postgres://drills.example:5432/postgres",
+            "secretStoreUri": "env:DRILL_SECRET"
+        });
+        let policy = BackupPolicy::from_json(&input.to_string()).unwrap();
+        let settings = policy.pgvault_restore_drill.as_ref().unwrap();
+        assert_eq!(settings.cadence(), &drill::DrillCadence::AfterBackups(3));
+        // Written back under its own, normalized name; Azure's part is unchanged.
+        let written = serde_json::to_value(&policy).unwrap();
+        assert_eq!(written["pgvaultRestoreDrill"]["afterBackups"], json!(3));
+        let mut azure_part = written.clone();
+        azure_part
+            .as_object_mut()
+            .unwrap()
+            .remove("pgvaultRestoreDrill");
+        assert_eq!(azure_part, normalized(&archive_policy()));
+        // Azure has no such property, which --azure-compatible says.
+        let warnings = azure_compatibility_warnings(&policy);
+        assert_eq!(
+            warnings.iter().map(PolicyWarning::path).collect::<Vec<_>>(),
+            ["pgvaultRestoreDrill"]
+        );
+        // A malformed one is reported at its path.
+        input["PgvaultRestoreDrill"]["every"] = json!("P1W");
+        let errors = BackupPolicy::from_json(&input.to_string()).unwrap_err();
+        let paths: Vec<&str> = errors.iter().map(PolicyError::path).collect();
+        assert_eq!(paths, ["pgvaultRestoreDrill"], "{errors:#?}");
+        assert!(errors[0].to_string().contains("not both"), "{}", errors[0]);
     }
 }

@@ -27,6 +27,7 @@ pub fn default_policy_template(datasource_type: DatasourceType) -> BackupPolicy 
     };
     let vault = DataStoreInfo::new(DataStoreType::VaultStore);
     BackupPolicy {
+        pgvault_restore_drill: None,
         name: Some(name.to_owned()),
         datasource_types: vec![datasource_type.arm_type().to_owned()],
         policy_rules: vec![

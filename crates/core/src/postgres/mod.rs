@@ -1,10 +1,13 @@
 //! Everything that talks to PostgreSQL: `tokio-postgres` for connection tests, privilege
 //! checks and creating restore targets; `pg_dump` / `pg_restore` child processes for the
 //! data itself, streamed, never buffered whole; and a scanner of the custom archive
-//! format that records where each table's data lies in the stream.
+//! format that records where each table's data lies in the stream; the facts a restore
+//! should find again (schemas, extensions, tables and row counts), read in `pg_dump`'s
+//! snapshot.
 
 pub mod archive;
 pub mod connection;
+pub mod contents;
 pub mod readiness;
 pub mod tools;
 

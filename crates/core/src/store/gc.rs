@@ -421,6 +421,7 @@ mod tests {
             chunker: config().chunker,
             stream,
             archive: None,
+            contents: None,
             stats: BackupStats {
                 bytes_read: 0,
                 bytes_stored: 0,

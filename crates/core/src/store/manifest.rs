@@ -17,6 +17,7 @@ use serde_json::value::RawValue;
 
 use super::chunk::ChunkId;
 use crate::postgres::archive::ArchiveSummary;
+use crate::postgres::contents::DatabaseContents;
 
 pub const MANIFEST_FORMAT: u32 = 1;
 
@@ -157,6 +158,12 @@ pub struct Manifest {
     /// stream; `None` when the stream could not be scanned (the backup is still complete).
     pub archive: Option<ArchiveSummary>,
     pub stats: BackupStats,
+    /// What the dump holds (schemas, extensions, tables and row counts), read in the very
+    /// snapshot `pg_dump` dumped, for restore drills to compare with. `None` in manifests
+    /// written before pgvault recorded it, or when reading it failed (the backup is still
+    /// complete). Optional and additive, so the manifest format stays 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contents: Option<DatabaseContents>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,6 +1,8 @@
 //! pgvault-core against real PostgreSQL, in one test binary with a module per area: `archive`
 //! scans real `pg_dump` output and hands pieces of it to the real `pg_restore`, `connect` goes
-//! from a secret to a session on a server without TLS, `server` lists the databases a server
+//! from a secret to a session on a server without TLS, `contents` reads what a backup records
+//! of a database in the snapshot it shares with `pg_dump`, `drill` checks that a restore
+//! drill leaves no scratch database behind when it fails or is cancelled, `server` lists the databases a server
 //! offers for backup, and `tls` checks every sslmode against a server with a certificate from
 //! a private CA.
 //!
@@ -13,6 +15,8 @@
 
 mod archive;
 mod connect;
+mod contents;
+mod drill;
 mod server;
 mod tls;
 
