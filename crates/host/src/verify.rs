@@ -296,6 +296,7 @@ mod tests {
             policy_rule_name: "BackupWeekly".into(),
             retention_tag_name: "Default".into(),
             expiry_time: None,
+            rehydration_expiry_time: None,
             job_id: job_id.into(),
             datasource: DatasourceInfo {
                 resource_id: "postgres://h/db1".into(),
@@ -322,6 +323,7 @@ mod tests {
                 chunk_lists: Vec::new(),
             },
             archive: None,
+            contents: None,
             stats: BackupStats {
                 bytes_read: 0,
                 bytes_stored: 0,

@@ -129,6 +129,7 @@ pub fn manifest(
         policy_rule_name: "BackupWeekly".into(),
         retention_tag_name: "Default".into(),
         expiry_time: None,
+        rehydration_expiry_time: None,
         job_id: format!("job-{id}"),
         datasource: DatasourceInfo {
             resource_id: "postgres://h/db".into(),
@@ -145,6 +146,7 @@ pub fn manifest(
         chunker: config(KEY).chunker,
         stream,
         archive,
+        contents: None,
         stats: BackupStats {
             bytes_read: 0,
             bytes_stored: 0,
