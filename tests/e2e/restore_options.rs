@@ -92,6 +92,15 @@ impl Restores {
     }
 }
 
+/// The bytes a restore job read from the vault.
+fn bytes_read(job: &Value) -> u64 {
+    job["properties"]["extendedInfo"]["additionalDetails"]["BytesRead"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| job["properties"]["extendedInfo"]["additionalDetails"]["BytesRead"].as_u64())
+        .unwrap_or_else(|| panic!("no BytesRead: {job:#}"))
+}
+
 fn rows(db: &str, table: &str) -> String {
     cluster().psql(db, &format!("SELECT count(*) FROM {table}"))
 }
@@ -146,10 +155,13 @@ fn restore_options_select_what_is_restored_and_how() {
         rp,
     };
 
-    // One table: its definition and data, nothing else.
+    // One table: its definition and data, nothing else, reading only the archive's table of
+    // contents and that table's data block.
     let one = format!("{db}_one");
-    r.to_database(&one, &r.admin(), &["--tables", "sales.orders"])
+    let job = r
+        .to_database(&one, &r.admin(), &["--tables", "sales.orders"])
         .unwrap();
+    let one_read = bytes_read(&job);
     assert_eq!(rows(&one, "sales.orders"), "400");
     assert!(!exists(&one, "public.notes"));
 
@@ -161,9 +173,10 @@ fn restore_options_select_what_is_restored_and_how() {
     assert!(!exists(&but, "sales.big_orders"), "the view depends on it");
     assert_eq!(rows(&but, "public.notes"), "100");
 
-    // Definitions only.
+    // Definitions only: no data block is read.
     let defs = format!("{db}_defs");
-    r.to_database(&defs, &r.admin(), &["--schema-only"])
+    let defs_job = r
+        .to_database(&defs, &r.admin(), &["--schema-only"])
         .unwrap();
     assert_eq!(rows(&defs, "sales.orders"), "0");
 
@@ -174,6 +187,12 @@ fn restore_options_select_what_is_restored_and_how() {
         .unwrap();
     assert_eq!(job["properties"]["status"], "Completed");
     assert_eq!(plain_dump(&parallel), plain_dump(&r.db));
+    let all_read = bytes_read(&job);
+    let defs_read = bytes_read(&defs_job);
+    assert!(
+        defs_read < one_read && one_read < all_read,
+        "schema only {defs_read} < one table {one_read} < everything {all_read}"
+    );
 
     // A plain SQL file of one table.
     let job = r

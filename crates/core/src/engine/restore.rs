@@ -26,7 +26,7 @@ use crate::postgres::connection::{ConnectParams, ConnectionString, Datasource};
 use crate::postgres::tools::{ToolProcess, find_tool};
 use crate::secrets::{SecretRef, SecretStoreType};
 use crate::store::manifest::Manifest;
-use crate::store::reader::{load_index, read_stream};
+use crate::store::reader::{load_index, read_stream, read_stream_ranges};
 
 /// A restore request's `sourceDataStoreType`: `VaultStore`, or `ArchiveStore` for a rehydrated
 /// recovery point.
@@ -616,6 +616,10 @@ struct Selection {
     /// Schemas a `--schemas` / `--tables` restore needs created first: pg_restore selects
     /// a schema's contents, not the schema itself, and the target database is new.
     schemas: Vec<String>,
+    /// For a selective restore: the parts of the stream pg_restore needs (the header and
+    /// table of contents, and the data blocks of the entries it may restore), so only the
+    /// chunks holding them are read. `None`: the whole stream.
+    ranges: Option<Vec<std::ops::Range<u64>>>,
 }
 
 impl Selection {
@@ -675,9 +679,13 @@ impl Selection {
         if opts.data_only {
             sel.args.push("--data-only".into());
         }
+        let mut excluded = std::collections::HashSet::new();
         if !opts.exclude_tables.is_empty() {
-            sel.list = Some(exclusion_list(&opts.exclude_tables, manifest)?);
+            let (list, ids) = exclusion_list(&opts.exclude_tables, manifest)?;
+            sel.list = Some(list);
+            excluded = ids;
         }
+        sel.ranges = data_ranges(opts, manifest, &excluded);
         Ok(sel)
     }
 }
@@ -692,7 +700,10 @@ fn split_table(table: &str) -> (Option<&str>, &str) {
 /// A pg_restore `--use-list` file naming every entry of the archive except the excluded
 /// tables (their definition and data) and everything that depends on them (indexes,
 /// constraints, triggers, views over them).
-fn exclusion_list(exclude: &[String], manifest: &Manifest) -> Result<String> {
+fn exclusion_list(
+    exclude: &[String],
+    manifest: &Manifest,
+) -> Result<(String, std::collections::HashSet<i32>)> {
     let Some(archive) = &manifest.archive else {
         return Err(Error::new(
             "UserErrorInvalidRestoreOption",
@@ -731,7 +742,7 @@ fn exclusion_list(exclude: &[String], manifest: &Manifest) -> Result<String> {
             break;
         }
     }
-    Ok(archive
+    let list = archive
         .entries
         .iter()
         .filter(|e| !excluded.contains(&e.dump_id))
@@ -741,7 +752,49 @@ fn exclusion_list(exclude: &[String], manifest: &Manifest) -> Result<String> {
                 e.dump_id, e.table_oid, e.oid, e.desc, e.namespace, e.tag, e.owner
             )
         })
-        .collect())
+        .collect();
+    Ok((list, excluded))
+}
+
+/// The parts of the stream a selective restore needs: the header and table of contents, then
+/// the data blocks of every entry pg_restore may ask for (a superset is harmless: pg_restore
+/// skips blocks it does not want; a block it wants must be there). `None` (read everything)
+/// without a selection, or when the recorded table of contents does not say where each
+/// block is.
+fn data_ranges(
+    opts: &RestoreOptions,
+    manifest: &Manifest,
+    excluded: &std::collections::HashSet<i32>,
+) -> Option<Vec<std::ops::Range<u64>>> {
+    if !opts.selects() {
+        return None;
+    }
+    let archive = manifest.archive.as_ref()?;
+    if archive.stream_len != manifest.stream.length {
+        return None;
+    }
+    let names: Vec<&str> = opts.tables.iter().map(|t| split_table(t).1).collect();
+    let mut schemas: Vec<&str> = opts.schemas.iter().map(String::as_str).collect();
+    schemas.extend(opts.tables.iter().filter_map(|t| split_table(t).0));
+    let mut ranges = vec![0..archive.toc_end];
+    if !opts.schema_only {
+        for e in archive.entries.iter().filter(|e| e.had_dumper) {
+            let extent = e.data?;
+            let wanted = !excluded.contains(&e.dump_id)
+                && (names.is_empty() || names.contains(&e.tag.as_str()))
+                && (schemas.is_empty() || schemas.contains(&e.namespace.as_str()));
+            if wanted {
+                ranges.push(extent.start..extent.end);
+            }
+        }
+    }
+    ranges.sort_by_key(|r| r.start);
+    // Blocks never overlap the table of contents or each other; if the record says they do,
+    // it is not to be trusted for this.
+    if ranges.windows(2).any(|w| w[0].end > w[1].start) {
+        return None;
+    }
+    Some(ranges)
 }
 
 /// Why feeding a tool failed: the tool itself (its stderr), or the vault or the staging.
@@ -845,15 +898,31 @@ async fn feed_tool(
                 format!("cannot drive pg_restore's input: {e}"),
             ))
         })?;
-        let streamed = read_stream(
-            &vault.store,
-            &index,
-            &key,
-            &manifest.stream,
-            &mut stdin,
-            written,
-        )
-        .await;
+        let streamed = match &selection.ranges {
+            Some(ranges) => {
+                read_stream_ranges(
+                    &vault.store,
+                    &index,
+                    &key,
+                    &manifest.stream,
+                    ranges,
+                    &mut stdin,
+                    written,
+                )
+                .await
+            }
+            None => {
+                read_stream(
+                    &vault.store,
+                    &index,
+                    &key,
+                    &manifest.stream,
+                    &mut stdin,
+                    written,
+                )
+                .await
+            }
+        };
         let _ = stdin.shutdown().await;
         drop(stdin);
         let finished = tokio::task::spawn_blocking(move || proc.wait())
