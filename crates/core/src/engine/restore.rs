@@ -776,7 +776,9 @@ fn data_ranges(
     let names: Vec<&str> = opts.tables.iter().map(|t| split_table(t).1).collect();
     let mut schemas: Vec<&str> = opts.schemas.iter().map(String::as_str).collect();
     schemas.extend(opts.tables.iter().filter_map(|t| split_table(t).0));
-    let mut ranges = vec![0..archive.toc_end];
+    let header_and_toc = 0..archive.toc_end;
+    let mut ranges = Vec::with_capacity(archive.entries.len() + 1);
+    ranges.push(header_and_toc);
     if !opts.schema_only {
         for e in archive.entries.iter().filter(|e| e.had_dumper) {
             let extent = e.data?;

@@ -171,7 +171,7 @@ async fn read_stream_parts<W: AsyncWrite + Unpin>(
             // The parts of this chunk the ranges cover, in order (several when a range ends
             // and the next begins inside it).
             let parts: Vec<std::ops::Range<usize>> = match ranges {
-                None => vec![0..r.length as usize],
+                None => std::iter::once(0..r.length as usize).collect(),
                 Some(ranges) => ranges
                     .iter()
                     .filter(|g| g.start < end && start < g.end)
