@@ -69,21 +69,10 @@ pub enum ReadData {
     Structure,
     /// Every indexed pack.
     All,
-    /// A random sample of indexed packs, chosen by hashing each pack id with `seed`: the same
-    /// seed picks the same packs, a new seed per run eventually covers them all.
+    /// A random sample of indexed packs, `percent` of them (at least one), chosen by hashing
+    /// each pack id with `seed`: the same seed picks the same packs, a new seed per run
+    /// eventually covers them all.
     Subset { percent: Percent, seed: u64 },
-}
-
-impl ReadData {
-    fn picks(&self, pack: &PackId) -> bool {
-        match self {
-            ReadData::Structure => false,
-            ReadData::All => true,
-            ReadData::Subset { percent, seed } => {
-                sample_point(*seed, pack) < percent.value() / 100.0
-            }
-        }
-    }
 }
 
 /// Where a pack falls in [0, 1) for a seed.
@@ -507,17 +496,13 @@ pub async fn check_store(
         .values()
         .filter_map(|(pack, _)| readable.get(pack).map(|entries| (*pack, entries)))
         .collect();
-    if let ReadData::Subset { seed, .. } = read {
-        let all = chosen.clone();
-        chosen.retain(|(pack, _)| read.picks(pack));
-        // A small percentage of a small vault still reads something.
-        if chosen.is_empty()
-            && let Some(least) = all
-                .into_iter()
-                .min_by(|a, b| sample_point(seed, &a.0).total_cmp(&sample_point(seed, &b.0)))
-        {
-            chosen.push(least);
-        }
+    if let ReadData::Subset { seed, percent } = read {
+        // Exactly the share asked for (at least one pack): the packs that fall first for
+        // this seed.
+        let take = ((chosen.len() as f64 * percent.value() / 100.0).ceil() as usize)
+            .clamp(1, chosen.len().max(1));
+        chosen.sort_by(|a, b| sample_point(seed, &a.0).total_cmp(&sample_point(seed, &b.0)));
+        chosen.truncate(take);
     } else if read == ReadData::Structure {
         chosen.clear();
     }
