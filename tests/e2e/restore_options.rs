@@ -121,12 +121,17 @@ fn restore_options_select_what_is_restored_and_how() {
     let c = cluster();
     let db = sample_database("granular", 400);
     let pid = std::process::id();
-    let (owner, ghost) = (format!("notes_owner_{pid}"), format!("ghost_{pid}"));
+    let (owner, ghost, reader) = (
+        format!("notes_owner_{pid}"),
+        format!("ghost_{pid}"),
+        format!("reader_{pid}"),
+    );
     c.psql(
         &db,
         &format!(
-            "CREATE ROLE {owner}; CREATE ROLE {ghost};
+            "CREATE ROLE {owner}; CREATE ROLE {ghost}; CREATE ROLE {reader};
              ALTER TABLE public.notes OWNER TO {owner};
+             GRANT SELECT ON public.notes TO {reader};
              ALTER TABLE public.empty_table OWNER TO {ghost};"
         ),
     );
@@ -188,6 +193,14 @@ fn restore_options_select_what_is_restored_and_how() {
     assert_eq!(job["properties"]["status"], "Completed");
     assert_eq!(plain_dump(&parallel), plain_dump(&r.db));
     let all_read = bytes_read(&job);
+    // Without --keep-owners, no privileges either (Azure's --no-owner --no-acl).
+    assert_eq!(
+        c.psql(
+            &parallel,
+            &format!("SELECT has_table_privilege('{reader}', 'public.notes', 'SELECT')")
+        ),
+        "f"
+    );
     let defs_read = bytes_read(&defs_job);
     assert!(
         defs_read < one_read && one_read < all_read,
@@ -211,32 +224,44 @@ fn restore_options_select_what_is_restored_and_how() {
     let refused = r.to_file("x", &["--tables", "sales.orders"]).unwrap_err();
     assert!(refused.contains("--format plain"), "{refused}");
 
-    // Owners kept: refused while a role is missing, with the role named and its CREATE ROLE.
-    let kept = format!("{db}_kept");
-    let refused = r
-        .to_database(&kept, &r.admin(), &["--keep-owners"])
-        .unwrap_err();
-    assert!(refused.contains("UserErrorRolesMissing"), "{refused}");
-    assert!(
-        refused.contains(&format!("CREATE ROLE \"{ghost}\"")),
-        "{refused}"
-    );
-    assert!(!refused.contains(&owner), "{owner} exists: {refused}");
-    assert_eq!(databases_like(&kept), "", "nothing created");
-    // Once the role exists, each object gets its owner back.
-    c.psql("postgres", &format!("CREATE ROLE {ghost}"));
-    r.to_database(&kept, &r.admin(), &["--keep-owners"])
-        .unwrap();
-    let owner_of = |table: &str| {
+    // Owners kept where the roles exist: notes gets its owner and its grant back; the
+    // table of the role the target lacks belongs to the restoring user, and the job says so.
+    let owner_of = |database: &str, table: &str| {
         c.psql(
-            &kept,
+            database,
             &format!(
                 "SELECT tableowner FROM pg_tables WHERE schemaname || '.' || tablename = '{table}'"
             ),
         )
     };
-    assert_eq!(owner_of("public.notes"), owner);
-    assert_eq!(owner_of("public.empty_table"), ghost);
+    let partial = format!("{db}_partial");
+    let job = r
+        .to_database(&partial, &r.admin(), &["--keep-owners"])
+        .unwrap();
+    assert_eq!(owner_of(&partial, "public.notes"), owner);
+    assert_eq!(owner_of(&partial, "public.empty_table"), c.admin_user());
+    assert_eq!(
+        c.psql(
+            &partial,
+            &format!("SELECT has_table_privilege('{reader}', 'public.notes', 'SELECT')")
+        ),
+        "t",
+        "the grant is back"
+    );
+    let warning = job["properties"]["extendedInfo"]["additionalDetails"]["Warning"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a warning names the missing role: {job:#}"));
+    assert!(
+        warning.contains(&ghost) && !warning.contains(&owner),
+        "{warning}"
+    );
+    // Once the role exists, every object gets its owner back.
+    c.psql("postgres", &format!("CREATE ROLE {ghost}"));
+    let kept = format!("{db}_kept");
+    r.to_database(&kept, &r.admin(), &["--keep-owners"])
+        .unwrap();
+    assert_eq!(owner_of(&kept, "public.notes"), owner);
+    assert_eq!(owner_of(&kept, "public.empty_table"), ghost);
     // Without --keep-owners, everything belongs to the restoring user.
     assert_eq!(
         c.psql(

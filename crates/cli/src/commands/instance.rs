@@ -168,9 +168,9 @@ pub struct RestoreOptionArgs {
     /// Data only, into existing definitions.
     #[arg(long)]
     data_only: bool,
-    /// Restore owners and privileges; refused, with the missing roles listed, unless every
-    /// role the backup names exists on the target. Default: objects belong to the restoring
-    /// user, as in Azure.
+    /// Restore owners and privileges where the roles exist on the target; objects of roles it
+    /// lacks belong to the restoring user, and the job names those roles. Default: objects
+    /// belong to the restoring user, as in Azure.
     #[arg(long)]
     keep_owners: bool,
     /// Restore with N parallel jobs (pg_restore -j). The archive is first staged in a

@@ -507,29 +507,28 @@ async fn run_pg_restore(
         .await
         .map_err(|e| Error::new("UserErrorDBQueryFailed", e.to_string()))?
         .get(0);
-    if selection.keep_owners {
-        let missing = missing_roles(&target, manifest).await?;
-        if !missing.is_empty() {
-            let create: Vec<String> = missing
-                .iter()
-                .map(|r| format!("CREATE ROLE \"{}\";", r.replace('"', "\"\"")))
-                .collect();
-            return Err(Error::new(
-                "UserErrorRolesMissing",
-                format!(
-                    "--keep-owners: the recovery point's objects are owned by or granted to roles the target server lacks: {}. Create them first ({}), or restore without --keep-owners (objects then belong to the restoring user)",
-                    missing.join(", "),
-                    create.join(" ")
-                ),
-            ));
-        }
-    }
+    let existing: std::collections::HashSet<String> = if selection.keep_owners {
+        target
+            .query("SELECT rolname::text FROM pg_roles", &[])
+            .await
+            .map_err(|e| Error::new("UserErrorDBQueryFailed", e.to_string()))?
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    } else {
+        Default::default()
+    };
+    let missing = if selection.keep_owners {
+        missing_roles(&existing, manifest)?
+    } else {
+        Vec::new()
+    };
     drop(target);
     let (source_major, target_major) = (
         major_of(&manifest.postgres.server_version),
         (version / 10000) as u32,
     );
-    let warnings: Vec<String> = version_warning(source_major, target_major)
+    let mut warnings: Vec<String> = version_warning(source_major, target_major)
         .into_iter()
         .collect();
     for w in &warnings {
@@ -544,20 +543,26 @@ async fn run_pg_restore(
         format!("--dbname=dbname={}", conninfo_value(database)),
     ];
     args.extend(selection.args.iter().cloned());
+    // Owners kept but some roles missing: restore without them, then apply the ownership and
+    // privilege statements that name only roles the target has.
+    let partial_owners = !missing.is_empty();
+    if partial_owners {
+        args.push("--no-owner".into());
+        args.push("--no-acl".into());
+    }
     let env = params.pg_env();
     let scrub: Vec<String> = params.password().into_iter().map(str::to_string).collect();
-    feed_tool(
+    let restored = feed_tool(
         vault,
         manifest,
         &pg_restore,
         args,
         &env,
-        scrub,
+        scrub.clone(),
         selection,
         written,
     )
     .await
-    .map(|bytes| (bytes, warnings.clone()))
     .map_err(|e| match e {
         FeedError::Tool(stderr) => {
             let mut message =
@@ -568,12 +573,185 @@ async fn run_pg_restore(
             Error::new("UserErrorPgRestoreFailed", message)
         }
         FeedError::Other(e) => e,
-    })
+    })?;
+    if partial_owners && !selection.args.iter().any(|a| a == "--data-only") {
+        let skipped =
+            apply_owners_and_privileges(vault, manifest, &pg_restore, params, selection, &existing)
+                .await?;
+        let warning = format!(
+            "owners and privileges were restored except for roles the target server lacks: {} (their objects belong to the restoring user; create the roles and restore again to keep them)",
+            missing
+                .iter()
+                .chain(skipped.iter().filter(|r| !missing.contains(r)))
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        tracing::warn!("{warning}");
+        warnings.push(warning);
+    }
+    Ok((restored, warnings))
 }
 
-/// The roles the archive's objects are owned by, or granted to, that the target lacks.
-async fn missing_roles(
-    target: &tokio_postgres::Client,
+/// Writes the ownership and privilege statements of the restored part of the archive (as
+/// pg_restore prints them) and runs, in the restored database, those that name only roles in
+/// `existing`; returns the roles of the statements left out.
+async fn apply_owners_and_privileges(
+    vault: &Vault,
+    manifest: &Manifest,
+    pg_restore: &std::path::Path,
+    params: &ConnectParams,
+    selection: &Selection,
+    existing: &std::collections::HashSet<String>,
+) -> Result<std::collections::BTreeSet<String>> {
+    let sql_file = TempFile(std::env::temp_dir().join(format!(
+        "pgvault-owners-{}.sql",
+        uuid::Uuid::new_v4().simple()
+    )));
+    let mut args = vec![
+        "--schema-only".to_owned(),
+        format!("--file={}", sql_file.0.display()),
+    ];
+    args.extend(
+        selection
+            .args
+            .iter()
+            .filter(|a| *a != "--schema-only" && *a != "--data-only")
+            .cloned(),
+    );
+    let definitions = Selection {
+        args: Vec::new(),
+        keep_owners: true,
+        jobs: None,
+        list: selection.list.clone(),
+        schemas: Vec::new(),
+        // Definitions only: the header and table of contents suffice.
+        ranges: manifest
+            .archive
+            .as_ref()
+            .map(|a| std::iter::once(0..a.toc_end).collect()),
+    };
+    feed_tool(
+        vault,
+        manifest,
+        pg_restore,
+        args,
+        &[],
+        Vec::new(),
+        &definitions,
+        Arc::new(AtomicU64::new(0)),
+    )
+    .await
+    .map_err(|e| match e {
+        FeedError::Tool(stderr) => Error::new(
+            "UserErrorPgRestoreFailed",
+            format!("pg_restore could not list the ownership statements: {stderr}"),
+        ),
+        FeedError::Other(e) => e,
+    })?;
+    let sql = std::fs::read_to_string(&sql_file.0).map_err(|e| {
+        Error::new(
+            "RestoreStagingFailed",
+            format!("cannot read `{}`: {e}", sql_file.0.display()),
+        )
+    })?;
+    let (statements, skipped) = ownership_statements(&sql, existing);
+    let client = params.connect().await?;
+    for statement in &statements {
+        client.batch_execute(statement).await.map_err(|e| {
+            Error::new(
+                "UserErrorPgRestoreFailed",
+                format!("restoring ownership failed at `{statement}`: {e}"),
+            )
+        })?;
+    }
+    Ok(skipped)
+}
+
+/// The `ALTER ... OWNER TO`, `GRANT`, `REVOKE` and `ALTER DEFAULT PRIVILEGES` statements of a
+/// pg_restore SQL script (one line each, as pg_dump writes them) whose roles all exist, and
+/// the missing roles of those left out. `PUBLIC` always exists.
+fn ownership_statements(
+    sql: &str,
+    existing: &std::collections::HashSet<String>,
+) -> (Vec<String>, std::collections::BTreeSet<String>) {
+    let mut keep = Vec::new();
+    let mut skipped = std::collections::BTreeSet::new();
+    for line in sql.lines().map(str::trim) {
+        let is_owner = line.starts_with("ALTER ") && line.contains(" OWNER TO ");
+        let is_acl = line.starts_with("GRANT ")
+            || line.starts_with("REVOKE ")
+            || line.starts_with("ALTER DEFAULT PRIVILEGES ");
+        if !(is_owner || is_acl) || !line.ends_with(';') {
+            continue;
+        }
+        let roles = statement_roles(line);
+        let missing: Vec<String> = roles
+            .into_iter()
+            .filter(|r| r != "PUBLIC" && !existing.contains(r))
+            .collect();
+        if missing.is_empty() {
+            keep.push(line.to_owned());
+        } else {
+            skipped.extend(missing);
+        }
+    }
+    (keep, skipped)
+}
+
+/// The roles a one-line ownership or privilege statement names: after `OWNER TO`, `FOR ROLE`,
+/// and the last ` TO ` (a grant) or ` FROM ` (a revoke).
+fn statement_roles(line: &str) -> Vec<String> {
+    let body = line.trim_end_matches(';');
+    let mut roles = Vec::new();
+    let ident = |text: &str| -> Option<String> {
+        let text = text.trim_start();
+        if let Some(rest) = text.strip_prefix('"') {
+            let mut out = String::new();
+            let mut chars = rest.chars().peekable();
+            while let Some(c) = chars.next() {
+                if c == '"' {
+                    if chars.peek() == Some(&'"') {
+                        chars.next();
+                        out.push('"');
+                    } else {
+                        return Some(out);
+                    }
+                } else {
+                    out.push(c);
+                }
+            }
+            None
+        } else {
+            text.split(|c: char| c.is_whitespace() || c == ',')
+                .next()
+                .filter(|w| !w.is_empty())
+                .map(str::to_owned)
+        }
+    };
+    for keyword in [" OWNER TO ", " FOR ROLE "] {
+        if let Some(i) = body.find(keyword) {
+            roles.extend(ident(&body[i + keyword.len()..]));
+        }
+    }
+    let grantee = if body.starts_with("REVOKE ") || body.contains(" REVOKE ") {
+        body.rfind(" FROM ").map(|i| &body[i + 6..])
+    } else if body.starts_with("GRANT ") || body.contains(" GRANT ") {
+        body.rfind(" TO ").map(|i| &body[i + 4..])
+    } else {
+        None
+    };
+    if let Some(rest) = grantee {
+        let rest = rest.split(" WITH ").next().unwrap_or(rest);
+        let rest = rest.split(" GRANTED BY ").next().unwrap_or(rest);
+        roles.extend(rest.split(',').filter_map(ident));
+    }
+    roles
+}
+
+/// The roles the archive's objects are owned by that the target lacks.
+fn missing_roles(
+    existing: &std::collections::HashSet<String>,
     manifest: &Manifest,
 ) -> Result<Vec<String>> {
     let Some(archive) = &manifest.archive else {
@@ -582,25 +760,15 @@ async fn missing_roles(
             "--keep-owners needs the recovery point's table of contents, which was not recorded for this one; restore it as files and run pg_restore by hand",
         ));
     };
-    let mut wanted: Vec<String> = archive
+    let mut missing: Vec<String> = archive
         .entries
         .iter()
         .map(|e| e.owner.clone())
-        .filter(|o| !o.is_empty())
+        .filter(|o| !o.is_empty() && !existing.contains(o))
         .collect();
-    wanted.sort();
-    wanted.dedup();
-    let existing: Vec<String> = target
-        .query("SELECT rolname::text FROM pg_roles", &[])
-        .await
-        .map_err(|e| Error::new("UserErrorDBQueryFailed", e.to_string()))?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    Ok(wanted
-        .into_iter()
-        .filter(|r| !existing.contains(r))
-        .collect())
+    missing.sort();
+    missing.dedup();
+    Ok(missing)
 }
 
 /// What pg_restore is told to restore, from a request's options.
@@ -1138,6 +1306,37 @@ mod tests {
         assert!(
             w.contains("PostgreSQL 17") && w.contains("PostgreSQL 15"),
             "{w}"
+        );
+    }
+
+    #[test]
+    fn ownership_statements_naming_missing_roles_are_left_out() {
+        let sql = r#"
+SET statement_timeout = 0;
+CREATE TABLE public.notes (id integer);
+ALTER TABLE public.notes OWNER TO owner;
+ALTER TABLE public.gone OWNER TO "Ghost ""Role""";
+GRANT SELECT ON TABLE public.notes TO reader;
+GRANT SELECT ON TABLE public.notes TO reader, ghost WITH GRANT OPTION;
+REVOKE ALL ON SCHEMA public FROM PUBLIC;
+ALTER DEFAULT PRIVILEGES FOR ROLE ghost IN SCHEMA public GRANT SELECT ON TABLES TO reader;
+ALTER DEFAULT PRIVILEGES FOR ROLE owner IN SCHEMA public GRANT SELECT ON TABLES TO reader;
+"#;
+        let existing: std::collections::HashSet<String> =
+            ["owner", "reader"].iter().map(|s| s.to_string()).collect();
+        let (kept, skipped) = ownership_statements(sql, &existing);
+        assert_eq!(
+            kept,
+            [
+                "ALTER TABLE public.notes OWNER TO owner;",
+                "GRANT SELECT ON TABLE public.notes TO reader;",
+                "REVOKE ALL ON SCHEMA public FROM PUBLIC;",
+                "ALTER DEFAULT PRIVILEGES FOR ROLE owner IN SCHEMA public GRANT SELECT ON TABLES TO reader;",
+            ]
+        );
+        assert_eq!(
+            skipped.into_iter().collect::<Vec<_>>(),
+            ["Ghost \"Role\"", "ghost"]
         );
     }
 
