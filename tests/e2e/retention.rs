@@ -147,6 +147,31 @@ fn the_sweep_moves_to_the_archive_tier_and_expires_as_simulated() {
         ]
     );
 
+    // Restoring the expired one says when and why it went.
+    let expired = dry["plan"]["actions"][1]["recoveryPointId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let gone = w.fails(&[
+        "backup-instance",
+        "restore",
+        "initialize-for-data-recovery-as-files",
+        "--vault-name",
+        vault,
+        "--backup-instance-name",
+        &instance,
+        "--recovery-point-id",
+        &expired,
+        "--target-directory",
+        w.path("files").to_str().unwrap(),
+    ]);
+    assert!(
+        gone.contains("UserErrorRecoveryPointExpired")
+            && gone.contains("deleted on 2041-02-07")
+            && gone.contains("expired"),
+        "{gone}"
+    );
+
     // What is left is what the simulator says for those three backups at that time.
     let simulated = w.json(&[
         "backup-policy",

@@ -324,6 +324,47 @@ impl Pgvault {
         self.finish_with(job.id, result.as_ref().map(|_| ()), Utc::now(), Vec::new())
     }
 
+    /// Explains a recovery point that is not found when the job history knows it was deleted
+    /// (expired by the sweep, or deleted by a user): the error then says when, why and by
+    /// which job. Other errors pass through.
+    pub fn explain_missing_point(
+        &self,
+        vault_name: &str,
+        instance: &str,
+        recovery_point_id: &str,
+        error: Error,
+    ) -> Error {
+        if error.code != "UserErrorRecoveryPointNotFound" {
+            return error;
+        }
+        let deletions = self
+            .jobs(
+                &JobFilter::default()
+                    .vault(vault_name)
+                    .instance(instance)
+                    .operation(Operation::DeleteRecoveryPoint)
+                    .status(pgvault_core::model::job::JobStatus::Completed),
+            )
+            .unwrap_or_default();
+        match deletions
+            .iter()
+            .find(|j| j.recovery_point_id.as_deref() == Some(recovery_point_id))
+        {
+            Some(job) => Error::new(
+                "UserErrorRecoveryPointExpired",
+                format!(
+                    "recovery point `{recovery_point_id}` of `{instance}` was deleted on {} ({}; job {}); choose another with `pgvault recovery-point list`",
+                    job.state.start().format("%Y-%m-%d %H:%M UTC"),
+                    job.extended_details
+                        .get("Reason")
+                        .map_or("deleted", String::as_str),
+                    job.id
+                ),
+            ),
+            None => error,
+        }
+    }
+
     /// `recovery-point rehydrate`: copies an archive-tier recovery point back to the vault
     /// tier for `days` (10 to 30, as Azure allows), as a `Rehydrate` job, after which it
     /// restores with `--source-datastore ArchiveStore` until the sweep removes the copy.

@@ -625,6 +625,9 @@ impl Pgvault {
             tracing::warn!(job = %job.id, error = %e, "could not record the restore's warning");
         }
         guard.disarm();
+        let result = result.map_err(|e| {
+            self.explain_missing_point(vault.name(), instance, &request.recovery_point_id, e)
+        });
         let job = self.finish(job.id, &result.as_ref().map(|_| None), read, 0, Utc::now())?;
         release(lock).await;
         Ok((job, result.ok()))

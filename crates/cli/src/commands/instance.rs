@@ -365,7 +365,9 @@ async fn source_resource_id(source: &SourceArgs) -> anyhow::Result<Option<String
             chrono::Utc::now(),
         )
         .await
-        .map_err(coded)?;
+        .map_err(|e| {
+            coded(svc.explain_missing_point(vault.name(), instance, &source.recovery_point_id, e))
+        })?;
     Ok(Some(
         vault
             .instance(instance)
