@@ -336,6 +336,29 @@ fn the_sweep_moves_to_the_archive_tier_and_expires_as_simulated() {
         .unwrap();
     assert!(listed.status.success());
     assert!(String::from_utf8_lossy(&listed.stdout).contains("TABLE DATA sales orders"));
+    // The same from a runbook: a dry-run sweep sees the copy's end coming, and every tier's
+    // copy of the point reads back.
+    let script = w.write(
+        "sweep.rhai",
+        &format!(
+            r#"let v = vault("{vault}");
+let sweep = v.retention_sweep(#{{ dry_run: true, at: "2041-03-01T00:00:00Z" }});
+print(`actions: ${{sweep.plan.actions.len()}} ${{sweep.plan.actions[0].action}}`);
+let results = v.verify("{instance}");
+print(`verified: ${{results.len()}} ${{results[0].status}}`);
+"#
+        ),
+    );
+    let ran = w.run(&["run", script.to_str().unwrap()]);
+    let printed = String::from_utf8_lossy(&ran.stdout);
+    assert!(
+        ran.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    assert!(printed.contains("actions: 1 DeleteFromVault"), "{printed}");
+    assert!(printed.contains("verified: 1 OK"), "{printed}");
+
     // When the rehydration ends the sweep removes the copy; the archive tier keeps the point.
     let after = w.json(&[
         "retention",

@@ -21,6 +21,7 @@ pub(super) enum Group {
     Policies,
     Instances,
     Protection,
+    Recovery,
     Jobs,
     Values,
 }
@@ -32,6 +33,7 @@ impl Group {
             Group::Policies => "Policies (maps until vault.create_policy stores them)",
             Group::Instances => "Backup instances: protect, back up, restore",
             Group::Protection => "Protection states and deleting backup data",
+            Group::Recovery => "Retention, rehydration and verification",
             Group::Jobs => "Job history",
             Group::Values => "Values, environment and help",
         }
@@ -420,6 +422,51 @@ UserErrorDestructiveOperationNotAllowed unless the host was started with \
 --allow-destructive-scripts.",
         example: r#"let jobs = vault("TestBkpVault").delete_backup_instance("db-empdb11");
 print(`${jobs.len()} recovery points deleted`);"#,
+    },
+    // ---- retention and recovery ----
+    Doc {
+        name: "retention_sweep",
+        group: Group::Recovery,
+        usage: &[
+            "vault.retention_sweep()",
+            "vault.retention_sweep(#{ at, dry_run })",
+        ],
+        summary: "apply the policies' retention now (retention sweep)",
+        description: "Moves recovery points to the archive tier and deletes expired ones exactly \
+as `backup-policy simulate` shows, each move or deletion a job under one RetentionSweep job, \
+then collects garbage. `at` judges retention as of another time (2030-01-01 or an RFC 3339 \
+time); `dry_run: true` only plans. Returns the plan (`plan.actions`, `plan.warnings`), the \
+garbage collection's report and, unless a dry run, the jobs. The last recovery point of an \
+instance is never deleted.",
+        example: r#"let sweep = vault("TestBkpVault").retention_sweep(#{ dry_run: true });
+for a in sweep.plan.actions { print(`${a.action} ${a.recoveryPointId}: ${a.reason}`); }"#,
+    },
+    Doc {
+        name: "rehydrate",
+        group: Group::Recovery,
+        usage: &["vault.rehydrate(instance, recovery_point_id, days)"],
+        summary: "copy an archive-tier recovery point back for 10 to 30 days (recovery-point rehydrate)",
+        description: "Copies a recovery point that lives only in the archive tier back to the \
+vault tier for `days` (10 to 30) as a Rehydrate job, after which it restores with \
+`source_datastore: \"ArchiveStore\"`; the sweep removes the copy when the time is up. Returns \
+the job; a failed rehydration is a script error.",
+        example: r#"let v = vault("TestBkpVault");
+v.rehydrate("db-empdb11", "7a0c1d5e9f3b4e2a8c6d0b1a2f3e4d5c", 15)"#,
+    },
+    Doc {
+        name: "verify",
+        group: Group::Recovery,
+        usage: &[
+            "vault.verify(instance)",
+            "vault.verify(instance, recovery_point_id)",
+        ],
+        summary: "read recovery points back and check every chunk (recovery-point verify)",
+        description: "Reads every recovery point of the instance (or one), in every tier that \
+holds it, as a restore would: each chunk against its hash, the stream against its manifest, \
+the dump's table of contents. Returns one result per point, `status` OK or Damaged, with the \
+missing and corrupt chunks of each tier's copy named. Writes nothing.",
+        example: r#"let damaged = vault("TestBkpVault").verify("db-empdb11").filter(|r| r.status != "OK");
+if damaged.len() > 0 { throw `${damaged.len()} damaged recovery points`; }"#,
     },
     // ---- jobs ----
     Doc {

@@ -20,6 +20,7 @@ mod instance;
 mod interrupt;
 mod job;
 mod policy;
+mod recovery;
 mod server;
 mod vault;
 
@@ -105,6 +106,7 @@ pub fn new_engine(ctx: ScriptContext) -> Engine {
     instance::register(&mut engine, &ctx);
     job::register(&mut engine, &ctx);
     server::register(&mut engine, &ctx);
+    recovery::register(&mut engine, &ctx);
     engine.register_fn("env", |name: &str| -> Dynamic {
         std::env::var(name)
             .map(Dynamic::from)

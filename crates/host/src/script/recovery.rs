@@ -1,0 +1,127 @@
+//! Rhai bindings for retention and recovery: `vault.retention_sweep`, `vault.rehydrate` and
+//! `vault.verify`, so a runbook can apply retention, bring a point back from the archive tier
+//! and prove recovery points read back.
+
+use rhai::{Dynamic, Engine, Map};
+
+use super::vault::VaultRef;
+use super::{RhaiResult, ScriptContext, coded, fail, to_dynamic};
+use pgvault_core::engine::verify::PointSelection;
+use pgvault_core::model::job::Job;
+use pgvault_core::model::resource::vault_id;
+use pgvault_core::model::simulate::parse_time;
+
+use crate::retention::GcMode;
+
+fn job_json(job: &Job) -> serde_json::Value {
+    job.to_azure_json(&vault_id(&job.vault_name))
+}
+
+fn sweep(ctx: &ScriptContext, vault: &str, options: &Map) -> RhaiResult<Dynamic> {
+    let at = match options.get("at") {
+        Some(v) if !v.is_unit() => {
+            let text = v
+                .clone()
+                .into_string()
+                .map_err(|t| fail(format!("`at` must be a time such as 2030-01-01, not {t}")))?;
+            parse_time(&text).map_err(fail)?
+        }
+        _ => chrono::Utc::now(),
+    };
+    let dry_run = match options.get("dry_run") {
+        Some(v) if !v.is_unit() => v
+            .as_bool()
+            .map_err(|t| fail(format!("`dry_run` must be true or false, not {t}")))?,
+        _ => false,
+    };
+    if let Some(unknown) = options
+        .keys()
+        .find(|k| !matches!(k.as_str(), "at" | "dry_run"))
+    {
+        return Err(fail(format!(
+            "unknown retention_sweep option `{unknown}`: use at and dry_run"
+        )));
+    }
+    let outcome = ctx
+        .block_on(ctx.pgvault.retention_sweep(
+            vault,
+            at,
+            dry_run,
+            // A runbook's sweep is the operator's `retention sweep`: it collects garbage.
+            GcMode::Always,
+        ))
+        .map_err(coded)?;
+    let mut value = serde_json::to_value(&outcome).expect("a sweep outcome serializes");
+    if let Some(job) = &outcome.job {
+        value["job"] = job_json(job);
+        value["actionJobs"] =
+            serde_json::Value::Array(outcome.action_jobs.iter().map(job_json).collect());
+    }
+    to_dynamic(&value)
+}
+
+pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
+    let c = ctx.clone();
+    engine.register_fn(
+        "retention_sweep",
+        move |v: &mut VaultRef| -> RhaiResult<Dynamic> { sweep(&c, &v.name, &Map::new()) },
+    );
+    let c = ctx.clone();
+    engine.register_fn(
+        "retention_sweep",
+        move |v: &mut VaultRef, options: Map| -> RhaiResult<Dynamic> {
+            sweep(&c, &v.name, &options)
+        },
+    );
+
+    let c = ctx.clone();
+    engine.register_fn(
+        "rehydrate",
+        move |v: &mut VaultRef, instance: &str, id: &str, days: i64| -> RhaiResult<Dynamic> {
+            let days = u32::try_from(days)
+                .map_err(|_| fail(format!("a rehydration lasts 10 to 30 days, not {days}")))?;
+            let job = c
+                .block_on(c.pgvault.rehydrate(&v.name, instance, id, days, "Standard"))
+                .map_err(coded)?;
+            if let Some(e) = job.state.error() {
+                return Err(fail(format!(
+                    "job {} failed: {}: {}",
+                    job.id, e.code, e.message
+                )));
+            }
+            to_dynamic(&job_json(&job))
+        },
+    );
+
+    let c = ctx.clone();
+    engine.register_fn(
+        "verify",
+        move |v: &mut VaultRef, instance: &str| -> RhaiResult<Dynamic> {
+            let results = c
+                .block_on(
+                    c.pgvault.verify_recovery_points(
+                        &v.name,
+                        &PointSelection::Instance(instance.into()),
+                    ),
+                )
+                .map_err(coded)?;
+            to_dynamic(&results)
+        },
+    );
+    let c = ctx.clone();
+    engine.register_fn(
+        "verify",
+        move |v: &mut VaultRef, instance: &str, id: &str| -> RhaiResult<Dynamic> {
+            let results = c
+                .block_on(c.pgvault.verify_recovery_points(
+                    &v.name,
+                    &PointSelection::One {
+                        instance: instance.into(),
+                        recovery_point_id: id.into(),
+                    },
+                ))
+                .map_err(coded)?;
+            to_dynamic(&results)
+        },
+    );
+}
