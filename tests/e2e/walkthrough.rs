@@ -380,3 +380,26 @@ fn default_policy_template_is_azures() {
         assert_eq!(ours, azure, "{kind}");
     }
 }
+
+/// `pgvault ... | head`: a reader that goes away ends pgvault quietly, with success, not a
+/// panic. The read end is closed before pgvault starts writing.
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    let w = World::new();
+    let mut child = w
+        .command(&[
+            "backup-policy",
+            "get-default-policy-template",
+            "--datasource-type",
+            "AzureDatabaseForPostgreSQLFlexibleServer",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}

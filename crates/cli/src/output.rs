@@ -120,7 +120,22 @@ pub fn render(value: &Value, format: Format) -> String {
 }
 
 pub fn print(value: &Value, format: Format) {
-    println!("{}", render(value, format));
+    line(&render(value, format));
+}
+
+/// Writes one line to stdout. When the reader has gone (`pgvault job list | head`), the
+/// process ends quietly with success, as ripgrep does, instead of panicking as `println!`
+/// would.
+pub fn line(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("cannot write to stdout: {e}");
+        std::process::exit(1);
+    }
 }
 
 #[cfg(test)]

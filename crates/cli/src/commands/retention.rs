@@ -10,7 +10,7 @@ use pgvault_core::model::job::JobStatus;
 use pgvault_host::retention::{GcMode, SweepOutcome};
 
 use super::{coded, open_service};
-use crate::output::{Format, print};
+use crate::output::{Format, line, print};
 
 #[derive(Subcommand, Debug)]
 pub enum RetentionCommand {
@@ -87,7 +87,7 @@ fn outcome_json(o: &SweepOutcome) -> Value {
 
 fn print_table(outcomes: &[SweepOutcome], dry_run: bool) {
     for o in outcomes {
-        println!(
+        line(&format!(
             "Vault {}: {} action(s){}",
             o.vault,
             o.plan.actions.len(),
@@ -96,12 +96,12 @@ fn print_table(outcomes: &[SweepOutcome], dry_run: bool) {
             } else {
                 ""
             }
-        );
+        ));
         if !o.plan.actions.is_empty() {
-            println!(
+            line(&format!(
                 "  {:<18} {:<26} {:<34} {:<10} Reason",
                 "Action", "Recovery point time", "Recovery point", "Tag"
-            );
+            ));
         }
         for (i, a) in o.plan.actions.iter().enumerate() {
             let status = o
@@ -109,7 +109,7 @@ fn print_table(outcomes: &[SweepOutcome], dry_run: bool) {
                 .get(i)
                 .map(|j| format!(" [{}]", j.status()))
                 .unwrap_or_default();
-            println!(
+            line(&format!(
                 "  {:<18} {:<26} {:<34} {:<10} {}{status}",
                 format!("{:?}", a.action),
                 a.recovery_point_time.format("%Y-%m-%dT%H:%M:%SZ"),
@@ -120,18 +120,21 @@ fn print_table(outcomes: &[SweepOutcome], dry_run: bool) {
                 ),
                 a.retention_tag_name,
                 a.reason
-            );
+            ));
         }
         for w in &o.plan.warnings {
-            println!("  warning: {w}");
+            line(&format!("  warning: {w}"));
         }
         for g in &o.garbage_collection {
             match &g.outcome {
-                Ok(r) => println!(
+                Ok(r) => line(&format!(
                     "  garbage collection ({}): {} pack(s) deleted, {} repacked, {} bytes freed",
                     g.data_store_type, r.dead_packs, r.repacked_packs, r.bytes_freed
-                ),
-                Err(e) => println!("  garbage collection ({}): {e}", g.data_store_type),
+                )),
+                Err(e) => line(&format!(
+                    "  garbage collection ({}): {e}",
+                    g.data_store_type
+                )),
             }
         }
     }
