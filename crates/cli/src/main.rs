@@ -31,6 +31,10 @@ struct Cli {
     /// Log lines for people (text) or for a log collector (json: one object per line).
     #[arg(long, global = true, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Use only this Azure credential for Key Vault secrets (environment, workload-identity,
+    /// managed-identity, azure-cli) instead of trying them in Azure's order.
+    #[arg(long, global = true, env = "PGVAULT_AZURE_CREDENTIAL")]
+    azure_credential: Option<pgvault_core::secrets::identity::CredentialKind>,
     #[command(subcommand)]
     command: Command,
 }
@@ -105,6 +109,9 @@ fn main() -> ExitCode {
         LogFormat::Json => logs.json().init(),
         LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
     }
+
+    // Only recorded here: nothing Azure is read or contacted until a Key Vault secret is.
+    pgvault_core::secrets::keyvault::configure(cli.azure_credential);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -54,6 +54,8 @@
 //!
 //! The crate depends on nothing beyond std so that it builds instantly.
 
+pub mod keyvault_double;
+
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::fs;

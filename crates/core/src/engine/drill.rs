@@ -482,7 +482,7 @@ async fn restore_scratch(
     scratch: &str,
     written: Arc<AtomicU64>,
 ) -> Result<(ScratchDatabase, ConnectParams, Result<u64>)> {
-    let conn = ConnectionString::parse(&target.secret.resolve()?)?;
+    let conn = ConnectionString::parse(&target.secret.resolve().await?)?;
     // Connecting as the target URL says, then to the scratch database, so the warning about a
     // secret naming another database compares the secret with what the user wrote.
     let params = ConnectParams::new(&target.server, &conn).with_database(scratch);

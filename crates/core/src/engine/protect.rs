@@ -172,7 +172,7 @@ pub async fn server_databases(args: &ServerArgs) -> Result<Vec<String>> {
     datasource_arm_types(&args.datasource_type)?;
     let ds: Datasource = args.datasource_id.parse()?;
     let secret = SecretRef::from_store(args.secret_store_type.parse()?, &args.secret_store_uri)?;
-    let conn = ConnectionString::parse(&secret.resolve()?)?;
+    let conn = ConnectionString::parse(&secret.resolve().await?)?;
     let client = ConnectParams::new(&ds, &conn).connect().await?;
     let rows = client
         .query(
@@ -204,7 +204,7 @@ pub async fn validate_for_backup(
     ds: &Datasource,
     secret: &SecretRef,
 ) -> Result<(ConnectParams, DatabaseFacts)> {
-    let value = secret.resolve()?;
+    let value = secret.resolve().await?;
     let conn = ConnectionString::parse(&value)?;
     let params = ConnectParams::new(ds, &conn);
     let client = params.connect().await?;

@@ -235,7 +235,7 @@ async fn restore_to_database(
         ));
     }
     let selection = Selection::new(opts, manifest)?;
-    let conn = ConnectionString::parse(&secret.resolve()?)?;
+    let conn = ConnectionString::parse(&secret.resolve().await?)?;
     let params = ConnectParams::new(ds, &conn);
     // Create the target from the server's maintenance database.
     let admin = params.with_database("postgres").connect().await?;

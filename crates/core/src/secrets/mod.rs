@@ -14,6 +14,9 @@
 //!   the password come back in the error, in the terminal's scrollback or in a job record. Errors
 //!   name what was wrong and show only the parts of the input that already passed validation.
 
+pub mod identity;
+pub mod keyvault;
+
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -138,14 +141,24 @@ pub struct KeyVaultSecretUri {
 }
 
 impl KeyVaultSecretUri {
-    /// The vault's name, the first label of its host (lowercase).
+    /// The vault's name, the first label of its host (lowercase); `host:port` for a loopback
+    /// double.
     pub fn vault_name(&self) -> &str {
         &self.vault
     }
 
-    /// The cloud's Key Vault DNS suffix, starting `vault.` (`vault.azure.net` in public Azure).
+    /// The cloud's Key Vault DNS suffix, starting `vault.` (`vault.azure.net` in public Azure);
+    /// the scheme for a loopback double.
     pub fn dns_suffix(&self) -> &str {
         &self.dns_suffix
+    }
+
+    /// Whether the URI names a loopback host (`http(s)://127.0.0.1:PORT`), which is for tests
+    /// and local doubles of Key Vault only, never a real vault. `vault` then holds `host:port`
+    /// and `dns_suffix` the scheme: a real suffix starts `vault.`, a scheme never does, and no
+    /// extra field keeps `SecretError` small.
+    pub fn is_loopback(&self) -> bool {
+        !self.dns_suffix.starts_with("vault.")
     }
 
     /// The secret's name.
@@ -161,12 +174,19 @@ impl KeyVaultSecretUri {
 
     /// The vault's base URL (`https://<vault>.<suffix>`), for the Key Vault client.
     pub fn vault_url(&self) -> String {
-        format!("https://{}.{}", self.vault, self.dns_suffix)
+        if self.is_loopback() {
+            format!("{}://{}", self.dns_suffix, self.vault)
+        } else {
+            format!("https://{}.{}", self.vault, self.dns_suffix)
+        }
     }
 
     fn parse(input: &str) -> Result<Self, SecretRefError> {
         use SecretRefError::InvalidKeyVaultUri as Invalid;
         let url = url::Url::parse(input).map_err(|_| Invalid("it is not a valid URL"))?;
+        if identity::is_loopback(&url) {
+            return Self::parse_loopback(&url);
+        }
         if url.scheme() != "https" {
             return Err(Invalid("Key Vault URIs use https"));
         }
@@ -198,42 +218,69 @@ impl KeyVaultSecretUri {
             ));
         }
         validate_vault_name(vault)?;
-
-        let segments: Vec<&str> = url.path_segments().map(|s| s.collect()).unwrap_or_default();
-        // Tolerate one trailing slash (`.../secrets/name/`), as the Azure portal copies it.
-        let segments = match segments.split_last() {
-            Some((&"", rest)) => rest,
-            _ => &segments[..],
-        };
-        let (name, version) = match segments {
-            ["secrets", name] => (*name, None),
-            ["secrets", name, version] => (*name, Some(*version)),
-            _ => {
-                return Err(Invalid(
-                    "its path must be /secrets/<name> or /secrets/<name>/<version>",
-                ));
-            }
-        };
-        validate_secret_name(name)?;
-        if let Some(v) = version {
-            validate_secret_version(v)?;
-        }
+        let (name, version) = secret_path(&url)?;
         Ok(KeyVaultSecretUri {
             vault: vault.to_owned(),
             dns_suffix: dns_suffix.to_owned(),
-            name: name.to_owned(),
-            version: version.map(str::to_owned),
+            name,
+            version,
+        })
+    }
+
+    /// `http(s)://127.0.0.1:PORT/secrets/<name>[/<version>]`: a Key Vault double on this
+    /// machine (tests, local development). Plain http is allowed only here, as nothing leaves
+    /// the machine.
+    fn parse_loopback(url: &url::Url) -> Result<Self, SecretRefError> {
+        use SecretRefError::InvalidKeyVaultUri as Invalid;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(Invalid("it must not contain credentials"));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(Invalid("it must not have a query or fragment"));
+        }
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let authority = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host,
+        };
+        let (name, version) = secret_path(url)?;
+        Ok(KeyVaultSecretUri {
+            vault: authority,
+            dns_suffix: url.scheme().to_owned(),
+            name,
+            version,
         })
     }
 }
 
+/// The `/secrets/<name>[/<version>]` path of a secret URI, checked.
+fn secret_path(url: &url::Url) -> Result<(String, Option<String>), SecretRefError> {
+    use SecretRefError::InvalidKeyVaultUri as Invalid;
+    let segments: Vec<&str> = url.path_segments().map(|s| s.collect()).unwrap_or_default();
+    // Tolerate one trailing slash (`.../secrets/name/`), as the Azure portal copies it.
+    let segments = match segments.split_last() {
+        Some((&"", rest)) => rest,
+        _ => &segments[..],
+    };
+    let (name, version) = match segments {
+        ["secrets", name] => (*name, None),
+        ["secrets", name, version] => (*name, Some(*version)),
+        _ => {
+            return Err(Invalid(
+                "its path must be /secrets/<name> or /secrets/<name>/<version>",
+            ));
+        }
+    };
+    validate_secret_name(name)?;
+    if let Some(v) = version {
+        validate_secret_version(v)?;
+    }
+    Ok((name.to_owned(), version.map(str::to_owned)))
+}
+
 impl fmt::Display for KeyVaultSecretUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "https://{}.{}/secrets/{}",
-            self.vault, self.dns_suffix, self.name
-        )?;
+        write!(f, "{}/secrets/{}", self.vault_url(), self.name)?;
         if let Some(v) = &self.version {
             write!(f, "/{v}")?;
         }
@@ -346,12 +393,28 @@ impl SecretRef {
         }
     }
 
-    /// Reads the secret now. Environment variables and files are read on every call, so a
-    /// rotated credential is picked up by the next job.
-    ///
-    /// Key Vault references are not resolved in this build: reading them needs an Azure
-    /// credential and an HTTP client, which will come as an async resolver beside this one.
-    pub fn resolve(&self) -> Result<SecretValue, SecretError> {
+    /// Reads the secret now. Every store is read on every call, so a rotated credential is
+    /// picked up by the next job. Key Vault references go through the process's
+    /// [`keyvault::KeyVaultClient`], built at the first one: without a Key Vault reference,
+    /// nothing Azure is read or contacted.
+    pub async fn resolve(&self) -> Result<SecretValue, SecretError> {
+        match self {
+            SecretRef::KeyVault(uri) => {
+                let result = match keyvault::process_client() {
+                    Ok(client) => client.get_secret(uri).await,
+                    Err(e) => Err(e),
+                };
+                result.map_err(|e| SecretError::KeyVault {
+                    reference: self.clone(),
+                    error: Box::new(e),
+                })
+            }
+            _ => self.resolve_local(),
+        }
+    }
+
+    /// Resolves an `env:` or `file:` reference, which needs no IO beyond the process.
+    fn resolve_local(&self) -> Result<SecretValue, SecretError> {
         match self {
             SecretRef::Env(name) => match std::env::var(name.as_str()) {
                 Ok(value) if value.is_empty() => Err(SecretError::Empty {
@@ -367,9 +430,7 @@ impl SecretRef {
                 }),
             },
             SecretRef::File(path) => self.resolve_file(path),
-            SecretRef::KeyVault(_) => Err(SecretError::KeyVaultUnavailable {
-                reference: self.clone(),
-            }),
+            SecretRef::KeyVault(_) => unreachable!("resolve reads Key Vault references"),
         }
     }
 
@@ -590,18 +651,19 @@ pub enum SecretError {
     Empty { reference: SecretRef },
     #[error("secret {reference} is not valid UTF-8 text; store the connection string as text")]
     NotUtf8 { reference: SecretRef },
-    #[error(
-        "secret {reference} is in Azure Key Vault, and Key Vault resolution is not available in \
-         this build; use an env: or file: secret reference for now"
-    )]
-    KeyVaultUnavailable { reference: SecretRef },
+    /// Boxed: the reference is already most of the enum's size.
+    #[error("secret {reference} could not be read from Azure Key Vault: {}", error.reason)]
+    KeyVault {
+        reference: SecretRef,
+        error: Box<keyvault::KeyVaultError>,
+    },
 }
 
 impl SecretError {
     /// The Azure-style error code.
     pub fn code(&self) -> &'static str {
         match self {
-            SecretError::KeyVaultUnavailable { .. } => "UserErrorInvalidSecretStore",
+            SecretError::KeyVault { error, .. } => error.code,
             _ => "UserErrorInvalidSecret",
         }
     }
@@ -910,7 +972,7 @@ mod tests {
             let path = dir.path().join(name);
             std::fs::write(&path, content).unwrap();
             let r = SecretRef::File(path);
-            match (r.resolve(), expected) {
+            match (r.resolve_local(), expected) {
                 (Ok(v), Ok(want)) => assert_eq!(v.expose_secret(), *want, "{name}"),
                 (Err(e), Err(code)) => {
                     assert_eq!(e.code(), *code, "{name}");
@@ -925,14 +987,14 @@ mod tests {
     fn missing_and_unreadable_files_name_the_reference() {
         let dir = tempfile::tempdir().unwrap();
         let missing = SecretRef::File(dir.path().join("nope"));
-        let err = missing.resolve().unwrap_err();
+        let err = missing.resolve_local().unwrap_err();
         assert_eq!(err.code(), "UserErrorInvalidSecret");
         assert!(err.to_string().contains(&missing.to_string()));
         assert!(err.to_string().contains("does not exist"));
 
         // A directory cannot be read as a file.
         let dir_ref = SecretRef::File(dir.path().to_path_buf());
-        let err = dir_ref.resolve().unwrap_err();
+        let err = dir_ref.resolve_local().unwrap_err();
         assert_eq!(err.code(), "UserErrorInvalidSecret");
         assert!(matches!(err, SecretError::Unreadable { .. }), "{err:?}");
     }
@@ -949,10 +1011,13 @@ mod tests {
         // root reads any file whatever its mode, so the denial is only seen as another user.
         if std::fs::read(&path).is_ok() {
             // As root, a secret with mode 000 still resolves; the check below is for others.
-            assert_eq!(r.resolve().unwrap().expose_secret(), "Password=Hunter2");
+            assert_eq!(
+                r.resolve_local().unwrap().expose_secret(),
+                "Password=Hunter2"
+            );
             return;
         }
-        let err = r.resolve().unwrap_err();
+        let err = r.resolve_local().unwrap_err();
         assert!(
             matches!(err, SecretError::PermissionDenied { .. }),
             "{err:?}"
@@ -967,13 +1032,13 @@ mod tests {
         // environment) and this crate forbids unsafe code, so the test reads variables the test
         // run already has: a missing one and PATH.
         let missing = SecretRef::Env(EnvVarName::new("PGVAULT_TEST_SECRET_MISSING").unwrap());
-        let err = missing.resolve().unwrap_err();
+        let err = missing.resolve_local().unwrap_err();
         assert_eq!(err.code(), "UserErrorInvalidSecret");
         assert!(err.to_string().contains("env:PGVAULT_TEST_SECRET_MISSING"));
         assert!(err.to_string().contains("not set"));
         let path = SecretRef::Env(EnvVarName::new("PATH").unwrap());
         assert_eq!(
-            path.resolve().unwrap().expose_secret(),
+            path.resolve_local().unwrap().expose_secret(),
             std::env::var("PATH").unwrap()
         );
     }
@@ -1003,28 +1068,35 @@ mod tests {
         let set = SecretRef::Env(EnvVarName::new("PGVAULT_TEST_SECRET").unwrap());
         // A variable keeps its trailing newline: only files lose one.
         assert_eq!(
-            set.resolve().unwrap().expose_secret(),
+            set.resolve_local().unwrap().expose_secret(),
             "Server=a;Password=p\n"
         );
         let empty = SecretRef::Env(EnvVarName::new("PGVAULT_TEST_SECRET_EMPTY").unwrap());
-        let err = empty.resolve().unwrap_err();
+        let err = empty.resolve_local().unwrap_err();
         assert!(matches!(err, SecretError::Empty { .. }), "{err:?}");
         assert_eq!(err.code(), "UserErrorInvalidSecret");
     }
 
     #[test]
-    fn key_vault_resolution_is_not_available_yet() {
-        let r: SecretRef = "https://myvault.vault.azure.net/secrets/pg"
-            .parse()
-            .unwrap();
-        let err = r.resolve().unwrap_err();
-        assert_eq!(err.code(), "UserErrorInvalidSecretStore");
-        let msg = err.to_string();
-        assert!(msg.contains("not available in this build"), "{msg}");
-        assert!(msg.contains("env:") && msg.contains("file:"), "{msg}");
+    fn loopback_uris_are_for_doubles() {
+        let r: SecretRef = "http://127.0.0.1:8200/secrets/pg".parse().unwrap();
+        let SecretRef::KeyVault(kv) = &r else {
+            panic!("not a Key Vault reference")
+        };
+        assert_eq!(kv.vault_url(), "http://127.0.0.1:8200");
+        assert_eq!(kv.secret_name(), "pg");
+        assert_eq!(r.to_string(), "http://127.0.0.1:8200/secrets/pg");
+        assert_eq!(r.to_string().parse::<SecretRef>().unwrap(), r);
+        // Plain http and ports stay refused for anything that is not this machine.
         assert!(
-            msg.contains("https://myvault.vault.azure.net/secrets/pg"),
-            "{msg}"
+            "http://10.0.0.1:8200/secrets/pg"
+                .parse::<SecretRef>()
+                .is_err()
+        );
+        assert!(
+            "http://127.0.0.1:8200/keys/pg"
+                .parse::<SecretRef>()
+                .is_err()
         );
     }
 }

@@ -41,7 +41,7 @@ async fn plain_server() {
     )
     .unwrap();
     let reference: SecretRef = format!("file://{}", secret_file.display()).parse().unwrap();
-    let secret = ConnectionString::parse(&reference.resolve().unwrap()).unwrap();
+    let secret = ConnectionString::parse(&reference.resolve().await.unwrap()).unwrap();
     let datasource: Datasource = datasource_url.parse().unwrap();
     let login = ConnectParams::new(&datasource, &secret);
     let client = login.connect().await.unwrap();
