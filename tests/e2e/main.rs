@@ -5,6 +5,7 @@
 mod dedup;
 mod drill;
 mod failures;
+mod keyvault;
 mod policy_edit;
 mod readiness;
 mod repl;
