@@ -119,7 +119,8 @@ impl Pgvault {
             Some(u) => u.to_string(),
             None => format!("file://{}", self.home.default_vault_dir(name).display()),
         };
-        let vault = Vault::create(VaultStore::open(&url)?, name, Utc::now(), chunk_avg).await?;
+        let vault =
+            Vault::create(VaultStore::create(&url).await?, name, Utc::now(), chunk_avg).await?;
         registry.vaults.insert(name.to_string(), url);
         self.home.save_registry(&registry)?;
         Ok(vault.to_azure_json())

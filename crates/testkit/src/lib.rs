@@ -52,9 +52,14 @@
 //! by `Drop`, which closes the pipe itself and waits for the reaper, so the port and the
 //! directory are gone when `drop` returns.
 //!
+//! [`Azurite`] is the same for Azure Blob Storage: the emulator on a free port, removed the
+//! same way (see `azurite.rs`).
+//!
 //! The crate depends on nothing beyond std so that it builds instantly.
 
+mod azurite;
 pub mod keyvault_double;
+pub use azurite::{AZURITE_BIN_ENV, Azurite, DEV_ACCOUNT, DEV_ACCOUNT_KEY};
 
 use std::collections::hash_map::RandomState;
 use std::fmt;

@@ -274,7 +274,7 @@ impl Vault {
                 ),
             ));
         }
-        let archive = VaultStore::open(url)?;
+        let archive = VaultStore::create(url).await?;
         if archive.exists(&paths::vault_config()).await? {
             return Err(Error::new(
                 "UserErrorInvalidArchiveStorage",

@@ -16,10 +16,11 @@
 //! and versioned (`vault.json`'s `formatVersion`, the blob header's format byte).
 //!
 //! The adapter boundary is `object_store`'s `ObjectStore` trait itself: the local
-//! filesystem today, Azure Blob Storage later through the same code, and the in-memory
+//! filesystem, Azure Blob Storage through the same code (`azure`), and the in-memory
 //! store for engine tests. Writes are atomic per object (the local store writes a
 //! temporary file and renames it; Blob Storage PUTs are atomic).
 
+pub mod azure;
 pub mod check;
 pub mod chunk;
 pub mod gc;
@@ -50,7 +51,9 @@ pub enum StoreError {
     BadUrl { url: String, reason: String },
     #[error("`{path}` was not found in the vault")]
     NotFound { path: String },
-    #[error("vault storage failed on `{path}`: {source}")]
+    #[error("cannot use Azure Blob Storage at `{url}`: {reason}")]
+    Azure { url: String, reason: String },
+    #[error("vault storage failed on `{path}`: {}", azure::redact(&source.to_string()))]
     Io {
         path: String,
         source: object_store::Error,
@@ -98,6 +101,8 @@ pub struct VaultStore {
     /// The folder of a local vault: `object_store` writes files without fsync, so
     /// [`VaultStore::make_durable`] syncs them here before a manifest may refer to them.
     local_root: Option<std::path::PathBuf>,
+    /// The container and prefix of a vault on Blob Storage, for [`VaultStore::create`].
+    azure: Option<azure::AzureLocation>,
 }
 
 impl std::fmt::Debug for VaultStore {
@@ -110,12 +115,24 @@ impl std::fmt::Debug for VaultStore {
 
 impl VaultStore {
     /// Opens the store a storage URL names: `file:///abs/path` or an absolute path (created
-    /// if missing), or `memory://` for tests.
+    /// if missing), `az://<account>/<container>[/<prefix>]` or
+    /// `https://<account>.blob.core.windows.net/<container>[/<prefix>]` (credentials from the
+    /// environment, see `azure`), or `memory://` for tests. Opening makes no request.
     pub fn open(url: &str) -> Result<Self, StoreError> {
         let bad = |reason: &str| StoreError::BadUrl {
-            url: url.to_string(),
+            // A malformed URL may carry a SAS in its query; never repeat that.
+            url: url.split('?').next().unwrap_or_default().to_string(),
             reason: reason.to_string(),
         };
+        if let Some(location) = azure::AzureLocation::parse(url).map_err(|r| bad(&r))? {
+            let inner = azure::build_store(&location).map_err(|reason| StoreError::Azure {
+                url: url.to_string(),
+                reason,
+            })?;
+            let mut store = Self::from_object_store(inner, url);
+            store.azure = Some(location);
+            return Ok(store);
+        }
         if url == "memory://" {
             return Ok(Self::from_object_store(
                 Arc::new(object_store::memory::InMemory::new()),
@@ -133,7 +150,7 @@ impl VaultStore {
             std::path::PathBuf::from(url)
         } else if url.contains("://") {
             return Err(bad(
-                "this build stores vaults in local folders (file:///path); Azure Blob Storage URLs arrive with Azure support",
+                "use file:///path for a local folder, or az://<account>/<container>[/<prefix>] or https://<account>.blob.core.windows.net/<container>[/<prefix>] for Azure Blob Storage",
             ));
         } else {
             return Err(bad("give an absolute folder path or a file:/// URL"));
@@ -155,7 +172,23 @@ impl VaultStore {
             inner,
             url: url.to_string(),
             local_root: None,
+            azure: None,
         }
+    }
+
+    /// Opens the store for a new vault: as [`VaultStore::open`], and on Blob Storage also
+    /// creates the container when it does not exist (a local folder is created by `open`).
+    pub async fn create(url: &str) -> Result<Self, StoreError> {
+        let store = Self::open(url)?;
+        if let Some(location) = &store.azure {
+            azure::ensure_container(location)
+                .await
+                .map_err(|reason| StoreError::Azure {
+                    url: url.to_string(),
+                    reason,
+                })?;
+        }
+        Ok(store)
     }
 
     /// Makes written objects durable. A remote object store's PUT is durable when it
