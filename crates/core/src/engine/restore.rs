@@ -1183,7 +1183,7 @@ async fn restore_to_file(
             return Err(Error::new(
                 "UserErrorInvalidTarget",
                 format!(
-                    "restore-as-files target `{}` is not a folder (file:///path); restoring to Blob containers arrives with Azure support",
+                    "restore-as-files target `{}` is not a folder (file:///path); restoring as files to a Blob container is not supported yet",
                     target.url
                 ),
             ));
