@@ -681,18 +681,14 @@ impl Vault {
         let Some(store) = self.tier_store(tier) else {
             return Ok(());
         };
-        match store.delete(&paths::recovery_point(instance, id)).await {
-            Err(e) if !e.is_not_found() => Err(e.into()),
-            _ => Ok(()),
-        }
+        Ok(store
+            .delete_if_present(&paths::recovery_point(instance, id))
+            .await?)
     }
 
     /// Removes a backup instance's definition (its recovery points must be deleted first).
     pub async fn delete_instance(&self, name: &str) -> Result<()> {
-        match self.store.delete(&paths::instance(name)).await {
-            Err(e) if !e.is_not_found() => Err(e.into()),
-            _ => Ok(()),
-        }
+        Ok(self.store.delete_if_present(&paths::instance(name)).await?)
     }
 
     /// [`Self::recovery_point_json`] with what the backup recorded of the database's contents

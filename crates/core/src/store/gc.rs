@@ -304,7 +304,7 @@ pub async fn collect_garbage(
         return Ok(report);
     }
     for path in index_files.iter().filter(|p| **p != new_index) {
-        delete_if_present(store, path).await?;
+        store.delete_if_present(path).await?;
         report.index_files_replaced += 1;
         if !hook(GcStep::IndexDeleted) {
             return Ok(report);
@@ -317,7 +317,7 @@ pub async fn collect_garbage(
     let surviving: HashSet<Path> = keep.iter().map(|(id, _)| paths::pack(id)).collect();
     dead.retain(|(path, _)| !surviving.contains(path));
     for (path, size) in &dead {
-        delete_if_present(store, path).await?;
+        store.delete_if_present(path).await?;
         report.bytes_freed += size;
         if !hook(GcStep::PackDeleted) {
             return Ok(report);
@@ -342,13 +342,6 @@ async fn write_pack(
     written.push(path);
     keep.push((id, entries));
     Ok(hook(GcStep::PackWritten))
-}
-
-async fn delete_if_present(store: &VaultStore, path: &Path) -> Result<(), StoreError> {
-    match store.delete(path).await {
-        Err(e) if !e.is_not_found() => Err(e),
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]

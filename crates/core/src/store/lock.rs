@@ -114,11 +114,7 @@ pub async fn live_locks(
         };
         if info.is_stale(now) {
             tracing::warn!(lock = %path, holder = %info.describe(), "removing a stale vault lock");
-            match store.delete(&path).await {
-                Ok(()) => {}
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e),
-            }
+            store.delete_if_present(&path).await?;
             continue;
         }
         out.push((path, info));
@@ -186,10 +182,7 @@ impl VaultLock {
         if let Some(r) = self.refresher.take() {
             r.abort();
         }
-        match self.store.delete(&self.path).await {
-            Err(e) if !e.is_not_found() => Err(e),
-            _ => Ok(()),
-        }
+        self.store.delete_if_present(&self.path).await
     }
 }
 

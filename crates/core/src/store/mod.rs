@@ -270,6 +270,15 @@ impl VaultStore {
         self.inner.delete(path).await.map_err(io_err(path))
     }
 
+    /// Deletes `path`; one already gone is not an error (deletions are repeated after a crash
+    /// or by a second process).
+    pub async fn delete_if_present(&self, path: &Path) -> Result<(), StoreError> {
+        match self.delete(path).await {
+            Err(e) if !e.is_not_found() => Err(e),
+            _ => Ok(()),
+        }
+    }
+
     /// Every object under `prefix`, with its size and write time.
     async fn list_meta(&self, prefix: &Path) -> Result<Vec<object_store::ObjectMeta>, StoreError> {
         self.inner

@@ -142,10 +142,7 @@ pub async fn reindex(
         return Ok(report);
     }
     for path in old_files.iter().filter(|p| **p != new_index) {
-        match store.delete(path).await {
-            Err(e) if !e.is_not_found() => return Err(e),
-            _ => {}
-        }
+        store.delete_if_present(path).await?;
         report.index_files_replaced += 1;
         if !hook(ReindexStep::IndexDeleted) {
             return Ok(report);
