@@ -15,14 +15,14 @@ use chrono::{DateTime, TimeDelta, Utc};
 use pgvault_core::engine::sweep::{self, ActionKind, SweepAction, SweepPlan};
 use pgvault_core::engine::{Error, Result, Vault};
 use pgvault_core::model::instance::PROTECTION_STOPPED;
-use pgvault_core::model::job::{Job, JobFilter, JobOutcome, NewJob, Operation};
+use pgvault_core::model::job::{Job, JobFilter, NewJob, Operation};
 use pgvault_core::model::policy::DataStoreType;
 use pgvault_core::store::gc::{GcReport, collect_garbage};
 use pgvault_core::store::lock::{LockError, LockKind, VaultLock};
 use pgvault_core::store::writer::Progress;
 
 use crate::history::current_owner;
-use crate::service::{Pgvault, history_err, release};
+use crate::service::{Pgvault, history_err, lock_tiers, release_all};
 
 /// A full garbage collection at least this often, even when a sweep deleted nothing: it also
 /// removes what killed backups left behind.
@@ -182,11 +182,7 @@ impl Pgvault {
         if actions.is_empty() {
             return Ok((Vec::new(), 0));
         }
-        let mut locks =
-            vec![VaultLock::acquire(&vault.store, LockKind::Shared, "retention sweep").await?];
-        if let Some(archive) = &vault.archive {
-            locks.push(VaultLock::acquire(archive, LockKind::Shared, "retention sweep").await?);
-        }
+        let locks = lock_tiers(vault, LockKind::Shared, "retention sweep").await?;
         let mut jobs = Vec::new();
         let mut failed = 0;
         for action in actions {
@@ -212,11 +208,7 @@ impl Pgvault {
             }
             jobs.push(self.finish_with(job.id, result.as_ref().map(|_| ()), at, Vec::new())?);
         }
-        for lock in locks {
-            if let Err(e) = lock.release().await {
-                tracing::warn!(error = %e, "could not release a vault lock; it will go stale");
-            }
-        }
+        release_all(locks).await;
         Ok((jobs, failed))
     }
 
@@ -311,13 +303,12 @@ impl Pgvault {
         new.extended_details.insert("Reason".into(), reason.into());
         let job = self.history().start(&new).map_err(history_err)?;
         let result = async {
-            let lock =
-                VaultLock::acquire(&vault.store, LockKind::Shared, "delete recovery point").await?;
+            let locks = lock_tiers(vault, LockKind::Shared, "delete recovery point").await?;
             let mut deleted = Ok(());
             for tier in [DataStoreType::ArchiveStore, DataStoreType::VaultStore] {
                 deleted = deleted.and(vault.delete_from(tier, instance, recovery_point_id).await);
             }
-            release(lock).await;
+            release_all(locks).await;
             deleted
         }
         .await;
@@ -410,17 +401,11 @@ impl Pgvault {
         let job = self.history().start(&new).map_err(history_err)?;
         let progress = Arc::new(Progress::default());
         let result = async {
-            let mut locks =
-                vec![VaultLock::acquire(&vault.store, LockKind::Shared, "rehydrate").await?];
-            if let Some(archive) = &vault.archive {
-                locks.push(VaultLock::acquire(archive, LockKind::Shared, "rehydrate").await?);
-            }
+            let locks = lock_tiers(&vault, LockKind::Shared, "rehydrate").await?;
             let copied =
                 sweep::rehydrate(&vault, instance, recovery_point_id, until, progress.clone())
                     .await;
-            for lock in locks {
-                release(lock).await;
-            }
+            release_all(locks).await;
             copied.map(|_| ())
         }
         .await;
@@ -476,18 +461,7 @@ impl Pgvault {
                 .set_details(id, &details)
                 .map_err(history_err)?;
         }
-        let outcome = match result {
-            Ok(()) => JobOutcome::Completed {
-                recovery_point_id: None,
-            },
-            Err(e) => JobOutcome::Failed(pgvault_core::model::job::JobError::new(
-                e.code.clone(),
-                e.message.clone(),
-            )),
-        };
-        self.history()
-            .finish(id, &outcome, end, 0, 0)
-            .map_err(history_err)
+        self.finish(id, &result.map(|()| None), 0, 0, end)
     }
 }
 

@@ -24,7 +24,7 @@ use pgvault_core::model::job::{
     FRIENDLY_NAME_DETAIL, Job, JobError, JobFilter, JobId, JobOutcome, JobStatus, NewJob,
     Operation, ScheduledRun, TaskId, TaskOutcome,
 };
-use pgvault_core::model::policy::BackupPolicy;
+use pgvault_core::model::policy::{BackupPolicy, DataStoreType};
 use pgvault_core::model::restore::{RestoreRequest, RestoreTarget};
 use pgvault_core::model::retention::schedule_trigger;
 use pgvault_core::model::schedule::Schedule;
@@ -839,6 +839,35 @@ impl Drop for CancelOnDrop<'_> {
                 tracing::error!(job = %self.id, error = %e, "could not record the job as cancelled")
             }
         }
+    }
+}
+
+/// Locks every tier of the vault for `operation`; all or none.
+pub(crate) async fn lock_tiers(
+    vault: &Vault,
+    kind: LockKind,
+    operation: &str,
+) -> Result<Vec<VaultLock>> {
+    let mut locks = Vec::new();
+    for tier in [DataStoreType::VaultStore, DataStoreType::ArchiveStore] {
+        if let Some(store) = vault.tier_store(tier) {
+            match VaultLock::acquire(store, kind, operation).await {
+                Ok(lock) => locks.push(lock),
+                Err(e) => {
+                    for lock in locks {
+                        release(lock).await;
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+    }
+    Ok(locks)
+}
+
+pub(crate) async fn release_all(locks: Vec<VaultLock>) {
+    for lock in locks {
+        release(lock).await;
     }
 }
 

@@ -17,19 +17,19 @@ use std::collections::HashSet;
 
 use serde::Serialize;
 
+use pgvault_core::engine::Result;
 use pgvault_core::engine::verify::{
     PointSelection, PointVerification, VerifyStatus, verify_recovery_points,
 };
-use pgvault_core::engine::{Result, Vault};
 use pgvault_core::model::job::{Job, JobFilter, JobStatus, Operation};
 use pgvault_core::model::policy::DataStoreType;
 use pgvault_core::store::check::{
     Finding, FindingKind, ManifestRef, ReadData, Severity, StoreCheck, check_store,
 };
-use pgvault_core::store::lock::{LockKind, VaultLock};
+use pgvault_core::store::lock::LockKind;
 use pgvault_core::store::reindex::{ReindexReport, reindex};
 
-use crate::service::{Pgvault, release};
+use crate::service::{Pgvault, lock_tiers, release_all};
 
 /// One tier's check.
 #[derive(Debug, Serialize)]
@@ -62,31 +62,6 @@ pub struct TierReindex {
     pub data_store_type: DataStoreType,
     #[serde(flatten)]
     pub report: ReindexReport,
-}
-
-/// Locks every tier of the vault for `operation`; all or none.
-async fn lock_tiers(vault: &Vault, kind: LockKind, operation: &str) -> Result<Vec<VaultLock>> {
-    let mut locks = Vec::new();
-    for tier in [DataStoreType::VaultStore, DataStoreType::ArchiveStore] {
-        if let Some(store) = vault.tier_store(tier) {
-            match VaultLock::acquire(store, kind, operation).await {
-                Ok(lock) => locks.push(lock),
-                Err(e) => {
-                    for lock in locks {
-                        release(lock).await;
-                    }
-                    return Err(e.into());
-                }
-            }
-        }
-    }
-    Ok(locks)
-}
-
-async fn release_all(locks: Vec<VaultLock>) {
-    for lock in locks {
-        release(lock).await;
-    }
 }
 
 impl Pgvault {
@@ -279,6 +254,7 @@ mod tests {
     use crate::history::current_owner;
     use pgvault_core::engine::home::Home;
     use pgvault_core::model::job::{JobOutcome, NewJob};
+    use pgvault_core::store::lock::VaultLock;
     use pgvault_core::store::manifest::{
         BackupStats, ChunkerParams, DatasourceInfo, MANIFEST_FORMAT, Manifest, PostgresInfo,
         StreamInfo,
