@@ -1068,31 +1068,16 @@ async fn feed_tool(
                 format!("cannot drive pg_restore's input: {e}"),
             ))
         })?;
-        let streamed = match &selection.ranges {
-            Some(ranges) => {
-                read_stream_ranges(
-                    &vault.store,
-                    &index,
-                    &key,
-                    &manifest.stream,
-                    ranges,
-                    &mut stdin,
-                    written,
-                )
-                .await
-            }
-            None => {
-                read_stream(
-                    &vault.store,
-                    &index,
-                    &key,
-                    &manifest.stream,
-                    &mut stdin,
-                    written,
-                )
-                .await
-            }
-        };
+        let streamed = read_stream_ranges(
+            &vault.store,
+            &index,
+            &key,
+            &manifest.stream,
+            selection.ranges.as_deref(),
+            &mut stdin,
+            written,
+        )
+        .await;
         let _ = stdin.shutdown().await;
         drop(stdin);
         let finished = tokio::task::spawn_blocking(move || proc.wait())

@@ -123,26 +123,14 @@ pub async fn read_stream<W: AsyncWrite + Unpin>(
     out: &mut W,
     bytes_written: Arc<AtomicU64>,
 ) -> Result<u64, ReadError> {
-    read_stream_parts(store, index, key, stream, None, out, bytes_written).await
+    read_stream_ranges(store, index, key, stream, None, out, bytes_written).await
 }
 
-/// Writes only the byte `ranges` of the stream (sorted, not overlapping), one after the
-/// other, reading only the chunks that hold them: a selective restore feeds `pg_restore` the
-/// archive's header and table of contents and the data blocks it will ask for. Every chunk
-/// read is verified, and the chunk lists' sequence digest is checked whole.
+/// Writes only the byte `ranges` of the stream (sorted, not overlapping; `None`: all of it),
+/// one after the other, reading only the chunks that hold them: a selective restore feeds
+/// `pg_restore` the archive's header and table of contents and the data blocks it will ask
+/// for. Every chunk read is verified, and the chunk lists' sequence digest is checked whole.
 pub async fn read_stream_ranges<W: AsyncWrite + Unpin>(
-    store: &VaultStore,
-    index: &ChunkIndex,
-    key: &[u8; 32],
-    stream: &StreamInfo,
-    ranges: &[std::ops::Range<u64>],
-    out: &mut W,
-    bytes_written: Arc<AtomicU64>,
-) -> Result<u64, ReadError> {
-    read_stream_parts(store, index, key, stream, Some(ranges), out, bytes_written).await
-}
-
-async fn read_stream_parts<W: AsyncWrite + Unpin>(
     store: &VaultStore,
     index: &ChunkIndex,
     key: &[u8; 32],

@@ -666,7 +666,7 @@ mod tests {
             &index,
             &config().chunk_key,
             &out.stream,
-            &ranges,
+            Some(&ranges),
             &mut got,
             Arc::default(),
         )

@@ -35,7 +35,7 @@ fn opt_field(map: &Map, key: &str) -> RhaiResult<Option<String>> {
 
 /// A finished job as Azure's JSON; a failed job becomes a script error, so a runbook
 /// never carries on after a backup or restore that did not happen.
-fn job_result(job: &Job) -> RhaiResult<Dynamic> {
+pub(super) fn job_result(job: &Job) -> RhaiResult<Dynamic> {
     if job.status() == JobStatus::Failed {
         let (code, message) = job
             .state

@@ -4,18 +4,14 @@
 
 use rhai::{Dynamic, Engine, Map};
 
+use super::instance::job_result;
 use super::vault::VaultRef;
 use super::{RhaiResult, ScriptContext, coded, fail, to_dynamic};
 use pgvault_core::engine::verify::PointSelection;
 use pgvault_core::model::job::Job;
-use pgvault_core::model::resource::vault_id;
 use pgvault_core::model::simulate::parse_time;
 
 use crate::retention::GcMode;
-
-fn job_json(job: &Job) -> serde_json::Value {
-    job.to_azure_json(&vault_id(&job.vault_name))
-}
 
 fn sweep(ctx: &ScriptContext, vault: &str, options: &Map) -> RhaiResult<Dynamic> {
     let at = match options.get("at") {
@@ -53,9 +49,9 @@ fn sweep(ctx: &ScriptContext, vault: &str, options: &Map) -> RhaiResult<Dynamic>
         .map_err(coded)?;
     let mut value = serde_json::to_value(&outcome).expect("a sweep outcome serializes");
     if let Some(job) = &outcome.job {
-        value["job"] = job_json(job);
+        value["job"] = job.azure_json();
         value["actionJobs"] =
-            serde_json::Value::Array(outcome.action_jobs.iter().map(job_json).collect());
+            serde_json::Value::Array(outcome.action_jobs.iter().map(Job::azure_json).collect());
     }
     to_dynamic(&value)
 }
@@ -83,13 +79,7 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
             let job = c
                 .block_on(c.pgvault.rehydrate(&v.name, instance, id, days, "Standard"))
                 .map_err(coded)?;
-            if let Some(e) = job.state.error() {
-                return Err(fail(format!(
-                    "job {} failed: {}: {}",
-                    job.id, e.code, e.message
-                )));
-            }
-            to_dynamic(&job_json(&job))
+            job_result(&job)
         },
     );
 
