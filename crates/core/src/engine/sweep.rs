@@ -28,9 +28,9 @@ use crate::model::policy::DataStoreType;
 use crate::model::resource;
 use crate::model::retention::{Fate, policy_zone, retention_plan, states_at};
 use crate::store::manifest::Manifest;
+use crate::store::paths;
 use crate::store::reader::{load_index, read_stream};
 use crate::store::writer::{Progress, write_stream};
-use crate::store::{VaultStore, paths};
 
 /// What one action does to one recovery point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -339,7 +339,13 @@ async fn copy_between(
     let instance = &manifest.backup_instance_name;
     let index = load_index(source).await?;
     let known = Arc::new(load_index(target).await?);
-    let previous = latest_stream(target, instance).await?;
+    // Delta bases: the target tier's latest copy of this instance; a damaged one only costs
+    // the deltas.
+    let previous = match vault.latest_in(to, instance).await {
+        Ok(latest) => latest.map(|m| m.stream),
+        Err(e) if e.code == "RecoveryPointDamaged" => None,
+        Err(e) => return Err(e),
+    };
     let key = vault.config.chunk_key()?;
     let cfg = vault.writer_config()?;
     let (mut tx, rx) = tokio::io::duplex(1 << 20);
@@ -387,17 +393,6 @@ async fn copy_between(
         )
         .await?;
     Ok(copy)
-}
-
-async fn latest_stream(
-    store: &VaultStore,
-    instance: &str,
-) -> Result<Option<crate::store::manifest::StreamInfo>> {
-    let Some(path) = store.newest(&paths::recovery_points(instance)).await? else {
-        return Ok(None);
-    };
-    let bytes = store.get(&path).await?;
-    Ok(Manifest::from_bytes(&bytes).ok().map(|m| m.stream))
 }
 
 /// A synchronous reader over an async one, for the writer's chunker thread (which is not a

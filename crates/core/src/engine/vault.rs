@@ -507,13 +507,21 @@ impl Vault {
     /// backup uses it as the source of delta bases; any recent one serves, so the store's
     /// write time is a good enough order).
     pub async fn latest_recovery_point(&self, instance: &str) -> Result<Option<Manifest>> {
-        let newest = self.store.newest(&paths::recovery_points(instance)).await?;
+        self.latest_in(DataStoreType::VaultStore, instance).await
+    }
+
+    /// The instance's most recently written recovery point in one tier, if any.
+    pub async fn latest_in(&self, tier: DataStoreType, instance: &str) -> Result<Option<Manifest>> {
+        let Some(store) = self.tier_store(tier) else {
+            return Ok(None);
+        };
+        let newest = store.newest(&paths::recovery_points(instance)).await?;
         match newest
             .as_ref()
             .and_then(|p| p.filename())
             .and_then(|f| f.strip_suffix(".json"))
         {
-            Some(id) => Ok(Some(self.recovery_point(instance, id).await?)),
+            Some(id) => self.manifest_in(tier, instance, id).await,
             None => Ok(None),
         }
     }
