@@ -53,7 +53,7 @@ pub const UNSUPPORTED_FORMAT: &str = "UserErrorSecretValueInUnsupportedFormat";
 /// A Key Vault client with its credential. One per process (see [`configure`]).
 pub struct KeyVaultClient {
     http: reqwest::Client,
-    credential: AzureCredential,
+    credential: Arc<AzureCredential>,
     /// The token scope each vault's challenge named, by vault base URL.
     scopes: tokio::sync::Mutex<HashMap<String, String>>,
 }
@@ -74,29 +74,56 @@ pub fn process_client() -> Result<Arc<KeyVaultClient>, KeyVaultError> {
     if let Some(c) = CLIENT.get() {
         return Ok(c.clone());
     }
+    let credential = process_credential().map_err(|e| KeyVaultError::new(INVALID_STORE, e))?;
+    let client = Arc::new(KeyVaultClient::with_credential(credential)?);
+    Ok(CLIENT.get_or_init(|| client).clone())
+}
+
+static CREDENTIAL: OnceLock<Arc<AzureCredential>> = OnceLock::new();
+
+/// The process's Azure credential (the chain, or the one `--azure-credential` /
+/// `PGVAULT_AZURE_CREDENTIAL` pins), shared by Key Vault and Blob Storage so that both use one
+/// token cache. Built at first use.
+pub fn process_credential() -> Result<Arc<AzureCredential>, String> {
+    if let Some(c) = CREDENTIAL.get() {
+        return Ok(c.clone());
+    }
     let pinned = match CHOICE.get() {
         Some(choice) => *choice,
         None => match std::env::var("PGVAULT_AZURE_CREDENTIAL") {
-            Ok(v) if !v.is_empty() => Some(v.parse().map_err(|e: String| {
-                KeyVaultError::new(INVALID_STORE, format!("PGVAULT_AZURE_CREDENTIAL: {e}"))
-            })?),
+            Ok(v) if !v.is_empty() => Some(
+                v.parse()
+                    .map_err(|e: String| format!("PGVAULT_AZURE_CREDENTIAL: {e}"))?,
+            ),
             _ => None,
         },
     };
-    let client = Arc::new(KeyVaultClient::new(AzureEnv::from_process(pinned))?);
-    Ok(CLIENT.get_or_init(|| client).clone())
+    let http = http_client().map_err(|e| format!("no HTTP client: {e}"))?;
+    let credential = Arc::new(AzureCredential::new(AzureEnv::from_process(pinned), http));
+    Ok(CREDENTIAL.get_or_init(|| credential).clone())
+}
+
+fn http_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .build()
 }
 
 impl KeyVaultClient {
     pub fn new(env: AzureEnv) -> Result<KeyVaultClient, KeyVaultError> {
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
-            .build()
+        let http = http_client()
             .map_err(|e| KeyVaultError::new(INVALID_STORE, format!("no HTTP client: {e}")))?;
+        Self::with_credential(Arc::new(AzureCredential::new(env, http)))
+    }
+
+    pub fn with_credential(
+        credential: Arc<AzureCredential>,
+    ) -> Result<KeyVaultClient, KeyVaultError> {
         Ok(KeyVaultClient {
-            credential: AzureCredential::new(env, http.clone()),
-            http,
+            credential,
+            http: http_client()
+                .map_err(|e| KeyVaultError::new(INVALID_STORE, format!("no HTTP client: {e}")))?,
             scopes: tokio::sync::Mutex::new(HashMap::new()),
         })
     }

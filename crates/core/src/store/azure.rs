@@ -14,14 +14,9 @@
 //! Credentials come from the environment variables Azure's tools and `object_store` already
 //! read (`AZURE_STORAGE_ACCOUNT_KEY`, `AZURE_STORAGE_SAS_TOKEN`, `AZURE_STORAGE_USE_EMULATOR`
 //! with `AZURITE_BLOB_STORAGE_URL`), never from the URL, so a storage URL is safe to print and
-//! to keep in the vault registry. [`AzureAuth`] is decided before any request so that a vault
-//! with no credentials fails at once with a message naming the variables, rather than after
-//! `object_store`'s fallback to the instance-metadata endpoint times out.
-//!
-//! **Seam for Microsoft Entra ID (azure_identity):** add a variant to [`AzureAuth`], choose it
-//! in [`AzureAuth::from_lookup`], and give its token provider to the builder with
-//! `MicrosoftAzureBuilder::with_credentials` in [`build_store`]; container creation
-//! ([`ensure_container`]) then sends `Authorization: Bearer <token>`.
+//! to keep in the vault registry. With none of them, requests carry a Microsoft Entra token
+//! from the process's credential chain (`secrets::identity`, the same one Key Vault uses),
+//! bridged into `object_store` by [`EntraTokens`] and sent by `blob_rest` as a bearer token.
 //!
 //! **Architecture Invariant:** an account key or SAS never reaches an error, a log or the
 //! registry: errors from the HTTP client print request URIs, which carry the SAS, so every
@@ -34,15 +29,14 @@ use base64::Engine as _;
 use object_store::azure::MicrosoftAzureBuilder;
 use object_store::{BackoffConfig, ObjectStore, RetryConfig};
 
+use crate::secrets::identity::AzureCredential;
+
 /// Azurite's well-known development account and key (published in Azure's documentation;
 /// not a secret). `object_store` uses the same pair when the emulator is asked for.
 pub const EMULATOR_ACCOUNT: &str = "devstoreaccount1";
 pub const EMULATOR_ACCOUNT_KEY: &str =
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
 const EMULATOR_DEFAULT_URL: &str = "http://127.0.0.1:10000";
-
-/// The Blob REST API version container creation speaks (any version Azure and Azurite accept).
-const API_VERSION: &str = "2021-08-06";
 
 /// A container (and optional prefix) in a storage account, parsed from a storage URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,8 +144,11 @@ fn check_container(container: &str) -> Result<(), String> {
     }
 }
 
+/// The token scope of Blob Storage for Microsoft Entra ID.
+pub const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
+
 /// How requests to the account are authorized, decided from the environment.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub enum AzureAuth {
     /// Azurite at `endpoint` (`AZURITE_BLOB_STORAGE_URL`, path-style URLs), with the account
     /// key given or the emulator's well-known one.
@@ -160,6 +157,28 @@ pub enum AzureAuth {
     AccountKey(String),
     /// `AZURE_STORAGE_SAS_TOKEN`: a shared access signature appended to each request.
     Sas(String),
+    /// Neither: a Microsoft Entra token for [`STORAGE_SCOPE`] from the process's credential
+    /// chain (the one Key Vault uses), sent as `Authorization: Bearer`. The identity needs a
+    /// data role on the account, such as Storage Blob Data Contributor.
+    Entra(Arc<AzureCredential>),
+}
+
+impl PartialEq for AzureAuth {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (
+                AzureAuth::Emulator { endpoint, key },
+                AzureAuth::Emulator {
+                    endpoint: e2,
+                    key: k2,
+                },
+            ) => endpoint == e2 && key == k2,
+            (AzureAuth::AccountKey(a), AzureAuth::AccountKey(b)) => a == b,
+            (AzureAuth::Sas(a), AzureAuth::Sas(b)) => a == b,
+            (AzureAuth::Entra(a), AzureAuth::Entra(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
 }
 
 impl std::fmt::Debug for AzureAuth {
@@ -169,6 +188,7 @@ impl std::fmt::Debug for AzureAuth {
             AzureAuth::Emulator { endpoint, .. } => write!(f, "Emulator({endpoint})"),
             AzureAuth::AccountKey(_) => f.write_str("AccountKey(..)"),
             AzureAuth::Sas(_) => f.write_str("Sas(..)"),
+            AzureAuth::Entra(_) => f.write_str("Entra"),
         }
     }
 }
@@ -185,8 +205,8 @@ impl AzureAuth {
     /// [`build_store`]; a table in tests), in `object_store`'s order: emulator, then account
     /// key, then SAS.
     pub fn from_lookup(
-        account: &str,
         lookup: impl Fn(&str) -> Option<String>,
+        entra: impl FnOnce() -> Result<Arc<AzureCredential>, String>,
     ) -> Result<AzureAuth, String> {
         let var = |names: &[&str]| {
             names
@@ -224,15 +244,20 @@ impl AzureAuth {
                 sas.trim().trim_start_matches('?').to_owned(),
             ));
         }
-        Err(format!(
-            "no credentials for storage account `{account}`: set AZURE_STORAGE_ACCOUNT_KEY (an \
-             account key) or AZURE_STORAGE_SAS_TOKEN (a SAS), or AZURE_STORAGE_USE_EMULATOR=true \
-             for Azurite"
-        ))
+        entra().map(AzureAuth::Entra)
+    }
+
+    /// [`AzureAuth::from_lookup`] over the process environment, with the process's Azure
+    /// credential (shared with Key Vault) as the fallback.
+    pub fn from_env() -> Result<AzureAuth, String> {
+        Self::from_lookup(
+            |n| std::env::var(n).ok(),
+            crate::secrets::keyvault::process_credential,
+        )
     }
 
     /// The container's URL (path-style on the emulator), without any SAS.
-    fn container_url(&self, location: &AzureLocation) -> String {
+    pub(crate) fn container_url(&self, location: &AzureLocation) -> String {
         match self {
             AzureAuth::Emulator { endpoint, .. } => {
                 format!("{endpoint}/{}/{}", location.account, location.container)
@@ -262,15 +287,21 @@ fn retry_config() -> RetryConfig {
 
 /// The `object_store` client for `location`, configured from the environment
 /// (`MicrosoftAzureBuilder::from_env`) plus the URL's account and container, wrapped in a
-/// prefix store when the URL names a prefix.
-pub fn build_store(location: &AzureLocation) -> Result<Arc<dyn ObjectStore>, String> {
-    let auth = AzureAuth::from_lookup(&location.account, |n| std::env::var(n).ok())?;
+/// prefix store when the URL names a prefix. With no key, SAS or emulator setting, requests
+/// carry a Microsoft Entra token from the process's credential chain ([`EntraTokens`]).
+pub fn build_store(
+    location: &AzureLocation,
+    auth: &AzureAuth,
+) -> Result<Arc<dyn ObjectStore>, String> {
     let mut builder = MicrosoftAzureBuilder::from_env()
         .with_account(&location.account)
         .with_container_name(&location.container)
         .with_retry(retry_config());
     // The URL's account is the one used, so the emulator flag alone decides the endpoint.
     builder = builder.with_use_emulator(matches!(auth, AzureAuth::Emulator { .. }));
+    if let AzureAuth::Entra(credential) = auth {
+        builder = builder.with_credentials(Arc::new(EntraTokens(credential.clone())));
+    }
     let azure = builder.build().map_err(|e| redact(&e.to_string()))?;
     if location.prefix.is_empty() {
         Ok(Arc::new(azure))
@@ -282,79 +313,52 @@ pub fn build_store(location: &AzureLocation) -> Result<Arc<dyn ObjectStore>, Str
     }
 }
 
-/// Creates the container if it does not exist (`backup-vault create`). `object_store` has no
-/// call for it, so this is the Blob REST `PUT <container>?restype=container`, signed with the
-/// account key (Shared Key) or carrying the SAS. 409 (it exists) is success. A SAS that may not
-/// create containers (403) is let through: it is usually scoped to an existing container, and
-/// if the container is missing the vault's first write says so.
-pub async fn ensure_container(location: &AzureLocation) -> Result<(), String> {
-    let auth = AzureAuth::from_lookup(&location.account, |n| std::env::var(n).ok())?;
-    let url = auth.container_url(location);
-    let client = reqwest::Client::new();
-    let date = chrono::Utc::now()
-        .format("%a, %d %b %Y %H:%M:%S GMT")
-        .to_string();
-    let mut request = match &auth {
-        AzureAuth::Sas(sas) => client.put(format!("{url}?restype=container&{sas}")),
-        AzureAuth::AccountKey(key) | AzureAuth::Emulator { key, .. } => {
-            let path = url::Url::parse(&url)
-                .map_err(|e| format!("`{url}` is not a URL: {e}"))?
-                .path()
-                .to_owned();
-            let signature = shared_key_signature(key, &location.account, &path, &date)?;
-            client.put(format!("{url}?restype=container")).header(
-                "Authorization",
-                format!("SharedKey {}:{signature}", location.account),
-            )
-        }
-    };
-    request = request
-        .header("x-ms-date", &date)
-        .header("x-ms-version", API_VERSION)
-        .header("Content-Length", "0");
-    let response = request.send().await.map_err(|e| {
-        redact(&format!(
-            "could not reach Blob Storage at {url} to create container `{}`: {e}",
-            location.container
-        ))
-    })?;
-    let status = response.status();
-    if status.is_success() || status == reqwest::StatusCode::CONFLICT {
-        return Ok(());
+/// The bridge from pgvault's Azure credential chain to `object_store`: each request asks for
+/// a Blob Storage token, which the chain serves from its cache until it nears expiry.
+struct EntraTokens(Arc<AzureCredential>);
+
+impl std::fmt::Debug for EntraTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EntraTokens")
     }
-    if status == reqwest::StatusCode::FORBIDDEN && matches!(auth, AzureAuth::Sas(_)) {
-        tracing::debug!(container = %location.container, "the SAS may not create containers; assuming it exists");
-        return Ok(());
-    }
-    let body = response.text().await.unwrap_or_default();
-    let code = body
-        .split_once("<Code>")
-        .and_then(|(_, rest)| rest.split_once("</Code>"))
-        .map_or("", |(code, _)| code);
-    Err(redact(&format!(
-        "could not create container `{}` in account `{}`: HTTP {status} {code}; check the account name and its key or SAS",
-        location.container, location.account
-    )))
 }
 
-/// The Shared Key signature of a bodiless `PUT <path>?restype=container`: Azure's
-/// string-to-sign (verb, twelve standard headers mostly empty, the `x-ms-` headers, the
-/// canonicalized resource), HMAC-SHA256 with the decoded account key, base64.
-fn shared_key_signature(
-    key: &str,
-    account: &str,
-    path: &str,
-    date: &str,
-) -> Result<String, String> {
-    let key = base64::engine::general_purpose::STANDARD
-        .decode(key)
-        .map_err(|_| "the storage account key is not base64".to_owned())?;
-    let string_to_sign = format!(
-        "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{API_VERSION}\n/{account}{path}\nrestype:container"
-    );
-    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key);
-    let tag = ring::hmac::sign(&key, string_to_sign.as_bytes());
-    Ok(base64::engine::general_purpose::STANDARD.encode(tag.as_ref()))
+#[async_trait::async_trait]
+impl object_store::CredentialProvider for EntraTokens {
+    type Credential = object_store::azure::AzureCredential;
+
+    async fn get_credential(&self) -> object_store::Result<Arc<Self::Credential>> {
+        let token = self.0.get_token(STORAGE_SCOPE).await.map_err(|e| {
+            object_store::Error::Generic {
+                store: "MicrosoftAzure",
+                source: format!(
+                    "{e}; or give the storage account's key in AZURE_STORAGE_ACCOUNT_KEY or a SAS in AZURE_STORAGE_SAS_TOKEN"
+                )
+                .into(),
+            }
+        })?;
+        Ok(Arc::new(object_store::azure::AzureCredential::BearerToken(
+            token.expose_secret().to_owned(),
+        )))
+    }
+}
+
+/// Creates the container if it does not exist (`backup-vault create`). A SAS that may not
+/// create containers (403) is let through: it is usually scoped to an existing container,
+/// and if the container is missing the vault's first write says so.
+pub async fn ensure_container(rest: &super::blob_rest::BlobRest) -> Result<(), String> {
+    let location = rest.location();
+    match rest.create_container().await {
+        Ok(_) => Ok(()),
+        Err(e) if e.status == Some(403) && matches!(rest.auth(), AzureAuth::Sas(_)) => {
+            tracing::debug!(container = %location.container, "the SAS may not create containers; assuming it exists");
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "{e}; check the account name and its credentials (container `{}` in account `{}`)",
+            location.container, location.account
+        )),
+    }
 }
 
 /// `text` with every SAS signature (`sig=...`) replaced: HTTP client errors print request
@@ -430,12 +434,12 @@ mod tests {
     }
 
     #[test]
-    fn credentials_come_from_the_environment_in_object_stores_order() {
+    fn credentials_come_from_the_environment_in_object_stores_order_then_entra() {
         const KEY: &str = "a2V5"; // base64 of "key"
         let key = KEY;
         type Vars = &'static [(&'static str, &'static str)];
         let cases: &[(Vars, Result<AzureAuth, &str>)] = &[
-            (&[], Err("set AZURE_STORAGE_ACCOUNT_KEY")),
+            (&[], Err("entra: no credential")),
             (
                 &[("AZURE_STORAGE_ACCOUNT_KEY", KEY)],
                 Ok(AzureAuth::AccountKey(key.into())),
@@ -474,15 +478,18 @@ mod tests {
             ),
             (
                 &[("AZURE_STORAGE_USE_EMULATOR", "false")],
-                Err("no credentials for storage account `acct1`"),
+                Err("entra: no credential"),
             ),
         ];
         for (vars, want) in cases {
-            let got = AzureAuth::from_lookup("acct1", |n| {
-                vars.iter()
-                    .find(|(k, _)| *k == n)
-                    .map(|(_, v)| v.to_string())
-            });
+            let got = AzureAuth::from_lookup(
+                |n| {
+                    vars.iter()
+                        .find(|(k, _)| *k == n)
+                        .map(|(_, v)| v.to_string())
+                },
+                || Err("entra: no credential".to_owned()),
+            );
             match (got, want) {
                 (Ok(got), Ok(want)) => assert_eq!(&got, want, "{vars:?}"),
                 (Err(got), Err(want)) => assert!(got.contains(want), "{vars:?}: {got}"),
@@ -505,20 +512,4 @@ mod tests {
         );
         assert_eq!(redact("sig=abc"), "sig=REDACTED");
     }
-
-    #[test]
-    fn shared_key_signature_matches_azures_algorithm() {
-        // Computed independently with `openssl dgst -sha256 -mac HMAC` over the same
-        // string-to-sign and the emulator's key.
-        let sig = shared_key_signature(
-            EMULATOR_ACCOUNT_KEY,
-            "devstoreaccount1",
-            "/devstoreaccount1/vaults",
-            "Mon, 01 Jan 2024 00:00:00 GMT",
-        )
-        .unwrap();
-        assert_eq!(sig, EXPECTED_SIGNATURE);
-    }
-
-    const EXPECTED_SIGNATURE: &str = "i1y5WSZVEHNeXb0Mo446vbFeRN+93PPuRdZhsQjEwUE=";
 }

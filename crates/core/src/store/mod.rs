@@ -21,6 +21,7 @@
 //! temporary file and renames it; Blob Storage PUTs are atomic).
 
 pub mod azure;
+pub mod blob_rest;
 pub mod check;
 pub mod chunk;
 pub mod gc;
@@ -101,8 +102,9 @@ pub struct VaultStore {
     /// The folder of a local vault: `object_store` writes files without fsync, so
     /// [`VaultStore::make_durable`] syncs them here before a manifest may refer to them.
     local_root: Option<std::path::PathBuf>,
-    /// The container and prefix of a vault on Blob Storage, for [`VaultStore::create`].
-    azure: Option<azure::AzureLocation>,
+    /// The container and prefix of a vault on Blob Storage, with its credentials, for the
+    /// REST calls `object_store` lacks (container creation, leases, access tiers).
+    azure: Option<blob_rest::BlobRest>,
 }
 
 impl std::fmt::Debug for VaultStore {
@@ -125,12 +127,14 @@ impl VaultStore {
             reason: reason.to_string(),
         };
         if let Some(location) = azure::AzureLocation::parse(url).map_err(|r| bad(&r))? {
-            let inner = azure::build_store(&location).map_err(|reason| StoreError::Azure {
+            let azure_error = |reason| StoreError::Azure {
                 url: url.to_string(),
                 reason,
-            })?;
+            };
+            let auth = azure::AzureAuth::from_env().map_err(azure_error)?;
+            let inner = azure::build_store(&location, &auth).map_err(azure_error)?;
             let mut store = Self::from_object_store(inner, url);
-            store.azure = Some(location);
+            store.azure = Some(blob_rest::BlobRest::new(location, auth));
             return Ok(store);
         }
         if url == "memory://" {
@@ -180,8 +184,8 @@ impl VaultStore {
     /// creates the container when it does not exist (a local folder is created by `open`).
     pub async fn create(url: &str) -> Result<Self, StoreError> {
         let store = Self::open(url)?;
-        if let Some(location) = &store.azure {
-            azure::ensure_container(location)
+        if let Some(rest) = &store.azure {
+            azure::ensure_container(rest)
                 .await
                 .map_err(|reason| StoreError::Azure {
                     url: url.to_string(),
@@ -225,6 +229,11 @@ impl VaultStore {
             path: self.url.clone(),
             source: std::io::Error::other(e.to_string()),
         })?
+    }
+
+    /// The Blob REST client of a vault on Blob Storage; `None` for other stores.
+    pub fn blob_rest(&self) -> Option<&blob_rest::BlobRest> {
+        self.azure.as_ref()
     }
 
     pub fn url(&self) -> &str {
