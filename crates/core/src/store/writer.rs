@@ -48,6 +48,10 @@ pub struct Progress {
     /// New chunks that had a delta base to try, and those stored as deltas.
     pub delta_candidates: AtomicU64,
     pub delta_chunks: AtomicU64,
+    /// Bytes of packs named by an index file: what a retry of a failed or killed backup
+    /// would find and not upload again. `checkpointed` is notified when it grows.
+    pub bytes_indexed: AtomicU64,
+    pub checkpointed: tokio::sync::Notify,
 }
 
 #[derive(Debug)]
@@ -89,9 +93,59 @@ struct Pack {
     entries: Vec<PackEntry>,
 }
 
-/// Writes `reader` into the vault and returns what the manifest needs. The index file for
-/// the packs written is stored before returning, so the chunks are findable even if the
-/// caller then decides not to write a manifest (a retried backup reuses them).
+/// Packs uploaded at once. Memory holds at most this many packs in flight plus the one
+/// queued and the one filling.
+pub const UPLOAD_CONCURRENCY: usize = 4;
+
+/// Uploaded packs are indexed every this many (~128 MiB at the default pack size), so a
+/// backup that is killed, or loses its connection for good, leaves its chunks findable and
+/// the retry uploads only what came after the last checkpoint.
+pub const CHECKPOINT_PACKS: usize = 16;
+
+/// Packs uploaded and not yet named by an index file.
+struct Uploaded {
+    store: VaultStore,
+    progress: Arc<Progress>,
+    pending: Vec<(PackId, Vec<PackEntry>, u64)>,
+    bytes_stored: u64,
+}
+
+impl Uploaded {
+    /// Writes an index file for the pending packs, after making them durable: an index
+    /// never names a pack a power cut could lose.
+    async fn checkpoint(&mut self) -> Result<(), StoreError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let packs: Vec<_> = self
+            .pending
+            .iter()
+            .map(|(id, _, _)| paths::pack(id))
+            .collect();
+        self.store.make_durable(&packs).await?;
+        let name = paths::index(&uuid::Uuid::new_v4().to_string());
+        let bytes: u64 = self.pending.iter().map(|(_, _, len)| len).sum();
+        let entries: Vec<_> = self
+            .pending
+            .drain(..)
+            .map(|(id, entries, _)| (id, entries))
+            .collect();
+        let index = encode_index(&entries);
+        self.bytes_stored += index.len() as u64;
+        self.store.put(&name, index.into()).await?;
+        self.store.make_durable(std::slice::from_ref(&name)).await?;
+        self.progress
+            .bytes_indexed
+            .fetch_add(bytes, Ordering::Relaxed);
+        self.progress.checkpointed.notify_waiters();
+        Ok(())
+    }
+}
+
+/// Writes `reader` into the vault and returns what the manifest needs. Index files for
+/// the packs written are stored as it goes ([`CHECKPOINT_PACKS`]) and before returning, so
+/// the chunks are findable even if the caller then decides not to write a manifest, or
+/// the process dies (a retried backup reuses them).
 ///
 /// `previous` is the instance's last recovery point's stream, if any: each new chunk is
 /// tried as a delta against the chunk that held the same stretch of that stream.
@@ -107,7 +161,7 @@ pub async fn write_stream<R: Read + Send + 'static>(
     let workers = cfg.compressor_threads.max(1);
     let (chunk_tx, chunk_rx) = crossbeam_channel::bounded::<NewChunk>(workers * 2);
     let (blob_tx, blob_rx) = crossbeam_channel::bounded::<Blob>(workers * 2);
-    // One pack queued while one uploads and one fills: ~3 packs of memory.
+    // One pack queued while UPLOAD_CONCURRENCY upload and one fills.
     let (pack_tx, mut pack_rx) = tokio::sync::mpsc::channel::<Pack>(1);
 
     let chunker = {
@@ -201,24 +255,56 @@ pub async fn write_stream<R: Read + Send + 'static>(
         })
         .expect("spawn packer thread");
 
-    // Upload packs as they come. On an upload error, dropping the receiver makes every
-    // upstream send fail, so the threads wind down on their own.
-    let mut written: Vec<(PackId, Vec<PackEntry>)> = Vec::new();
-    let mut bytes_stored = 0u64;
+    // Upload packs as they come, up to UPLOAD_CONCURRENCY at once (a remote store's latency,
+    // not its bandwidth, bounds one upload at a time). On an upload error, dropping the
+    // receiver makes every upstream send fail, so the threads wind down on their own.
+    let mut uploaded = Uploaded {
+        store: store.clone(),
+        progress: progress.clone(),
+        pending: Vec::new(),
+        bytes_stored: 0,
+    };
+    let mut in_flight = futures::stream::FuturesUnordered::new();
     let mut upload_result = Ok(());
-    while let Some(pack) = pack_rx.recv().await {
-        let len = pack.bytes.len() as u64;
-        if let Err(e) = store
-            .put(&paths::pack(&pack.id), Bytes::from(pack.bytes))
-            .await
-        {
-            upload_result = Err(e);
-            break;
+    let mut more = true;
+    while more || !in_flight.is_empty() {
+        tokio::select! {
+            pack = pack_rx.recv(), if more && in_flight.len() < UPLOAD_CONCURRENCY => {
+                let Some(pack) = pack else {
+                    more = false;
+                    continue;
+                };
+                let store = store.clone();
+                in_flight.push(async move {
+                    let len = pack.bytes.len() as u64;
+                    store
+                        .put(&paths::pack(&pack.id), Bytes::from(pack.bytes))
+                        .await
+                        .map(|()| (pack.id, pack.entries, len))
+                });
+            }
+            Some(done) = futures::StreamExt::next(&mut in_flight) => match done {
+                Ok((id, entries, len)) => {
+                    progress.bytes_stored.fetch_add(len, Ordering::Relaxed);
+                    uploaded.bytes_stored += len;
+                    uploaded.pending.push((id, entries, len));
+                    if uploaded.pending.len() >= CHECKPOINT_PACKS
+                        && let Err(e) = uploaded.checkpoint().await
+                    {
+                        upload_result = Err(e);
+                        break;
+                    }
+                }
+                Err(e) => {
+                    upload_result = Err(e);
+                    break;
+                }
+            },
         }
-        bytes_stored += len;
-        progress.bytes_stored.fetch_add(len, Ordering::Relaxed);
-        written.push((pack.id, pack.entries));
     }
+    // Uploads still running after a failure are dropped: their packs may or may not land,
+    // and are not indexed, so nothing refers to them (GC removes them).
+    drop(in_flight);
     drop(pack_rx);
 
     let joined = tokio::task::spawn_blocking(move || {
@@ -231,15 +317,8 @@ pub async fn write_stream<R: Read + Send + 'static>(
     .map_err(|_| WriteError::WorkerLost)?;
 
     // Index what was uploaded even when something failed, so the chunks are reusable.
-    if !written.is_empty() {
-        let name = uuid::Uuid::new_v4().to_string();
-        let index = encode_index(&written);
-        bytes_stored += index.len() as u64;
-        store.put(&paths::index(&name), index.into()).await?;
-        let mut objects: Vec<_> = written.iter().map(|(id, _)| paths::pack(id)).collect();
-        objects.push(paths::index(&name));
-        store.make_durable(&objects).await?;
-    }
+    uploaded.checkpoint().await?;
+    let bytes_stored = uploaded.bytes_stored;
     upload_result?;
     let (chunked, workers_ok) = joined;
     let chunked = chunked.map_err(|_| WriteError::WorkerLost)?;
@@ -577,6 +656,83 @@ mod tests {
         .await
         .unwrap();
         out
+    }
+
+    /// A reader that blocks, like a `pg_dump` that hangs, until its sender is dropped.
+    struct Hang(std::sync::mpsc::Receiver<()>);
+
+    impl Read for Hang {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            let _ = self.0.recv();
+            Err(std::io::Error::other("the dump was killed"))
+        }
+    }
+
+    /// A backup killed part way (its task dropped: no final index, as with SIGKILL) leaves
+    /// what it uploaded indexed at its last checkpoint, so the retry uploads only the rest.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_killed_write_leaves_its_checkpoints_for_the_retry() {
+        let store = VaultStore::open("memory://").unwrap();
+        let cfg = WriterConfig {
+            pack_target_size: 64 << 10,
+            ..config()
+        };
+        // Incompressible, so stored bytes track dump bytes.
+        let mut data = vec![0u8; 4 << 20];
+        blake3::Hasher::new()
+            .update(b"checkpoints")
+            .finalize_xof()
+            .fill(&mut data);
+
+        let (hang_tx, hang_rx) = std::sync::mpsc::channel::<()>();
+        let progress = Arc::new(Progress::default());
+        let killed = tokio::spawn({
+            let (store, cfg, progress) = (store.clone(), cfg.clone(), progress.clone());
+            let reader = std::io::Cursor::new(data.clone()).chain(Hang(hang_rx));
+            async move {
+                let known = Arc::new(ChunkIndex::default());
+                write_stream(&store, known, &cfg, reader, progress, None).await
+            }
+        });
+        // Wait (on the writer's own notification) until half the data is indexed; a writer
+        // that never checkpoints fails here rather than hanging the suite.
+        let half = data.len() as u64 / 2;
+        let indexed = async {
+            loop {
+                let checkpointed = progress.checkpointed.notified();
+                if progress.bytes_indexed.load(Ordering::Relaxed) >= half {
+                    break;
+                }
+                checkpointed.await;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(120), indexed)
+            .await
+            .expect("no checkpoint indexed half of the data");
+        killed.abort();
+        assert!(killed.await.unwrap_err().is_cancelled());
+        drop(hang_tx);
+
+        let known = Arc::new(load_index(&store).await.unwrap());
+        let progress = Arc::new(Progress::default());
+        let retry = write_stream(
+            &store,
+            known,
+            &cfg,
+            std::io::Cursor::new(data.clone()),
+            progress,
+            None,
+        )
+        .await
+        .unwrap();
+        assert!(
+            retry.bytes_stored < data.len() as u64 / 2,
+            "the retry stored {} of {} bytes again",
+            retry.bytes_stored,
+            data.len()
+        );
+        assert!(retry.new_chunks < retry.stream.chunk_count / 2);
+        assert_eq!(read(&store, &retry.stream).await, data);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
