@@ -347,11 +347,18 @@ fn check_assertion(jwt: &str, token_url: &str) -> Result<(), Answer> {
     }
     let x5t = header["x5t"].as_str().unwrap_or("");
     if x5t != registered_thumbprint() {
+        // Entra names the thumbprint in hex, as the portal shows it.
+        let hex: String = URL_SAFE_NO_PAD
+            .decode(x5t)
+            .unwrap_or_default()
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect();
         return refused(
             700027,
             &format!(
                 "Client assertion failed signature validation. [Reason - The key was not \
-                 found., Thumbprint of key used by client: '{x5t}', Please visit the Azure \
+                 found., Thumbprint of key used by client: '{hex}', Please visit the Azure \
                  Portal to see configured keys for app Id '{CLIENT_ID}'.]"
             ),
         );
