@@ -3,9 +3,21 @@
 //! Azure client meets "a server"; it is small, hand-written HTTP/1.1 (one request per
 //! connection), and answers only with the documented shapes:
 //!
-//! - `POST /{tenant}/oauth2/v2.0/token` (client credentials): `{"token_type":"Bearer",
-//!   "expires_in":3599,"access_token":..}` for the configured client id and secret, else 401
-//!   `{"error":"invalid_client","error_description":"AADSTS7000215: .."}`.
+//! - `POST /{tenant}/oauth2/v2.0/token` (client credentials, scope
+//!   `https://vault.azure.net/.default`): `{"token_type":"Bearer","expires_in":3599,
+//!   "access_token":..}` for the configured client id with either
+//!   - its client secret, else 401 `{"error":"invalid_client","error_description":
+//!     "AADSTS7000215: .."}`; or
+//!   - a certificate's client assertion (`client_assertion_type=urn:ietf:params:oauth:
+//!     client-assertion-type:jwt-bearer`), which is really verified against the one
+//!     registered certificate (`fixtures/client-cert.pem`): the JWT must parse (else 400
+//!     `invalid_request` AADSTS50027), its header must say `alg` RS256 (else AADSTS5002738)
+//!     and carry the certificate's base64url SHA-1 thumbprint as `x5t` (else AADSTS700027,
+//!     key not found), its RS256 signature must verify with the certificate's public key
+//!     (else AADSTS700027, invalid signature), `aud` must be this token URL (else
+//!     AADSTS50013), `iss` and `sub` the client id (else AADSTS700021), and `nbf`..`exp`
+//!     must hold now, with `jti` present (else AADSTS700024). Those refusals are 401
+//!     `invalid_client`, as Entra answers them.
 //! - `GET /secrets/{name}[/{version}]?api-version=7.4`: without a bearer token, 401 with
 //!   `WWW-Authenticate: Bearer authorization="{authority}/{tenant}",
 //!   resource="https://vault.azure.net"` (the challenge); with a wrong token, 401; a forbidden
@@ -16,16 +28,54 @@
 //!
 //! It is pointed at the way a sovereign-cloud user points pgvault: `AZURE_AUTHORITY_HOST` for
 //! the token endpoint, and the vault's address in the secret URI. It counts every request, so
-//! a test can show that nothing Azure was contacted.
+//! a test can show that nothing Azure was contacted. The certificates and keys it and the
+//! tests use are test-only fixtures (`fixtures/README.md` says how they were made).
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 pub const TENANT_ID: &str = "00000000-0000-0000-0000-0000000000aa";
 pub const CLIENT_ID: &str = "00000000-0000-0000-0000-0000000000bb";
 pub const CLIENT_SECRET: &str = "double-client-secret-Zq8";
+
+/// The registered certificate and its PKCS#8 private key, as `AZURE_CLIENT_CERTIFICATE_PATH`.
+pub const CLIENT_CERTIFICATE: &str = "client-cert.pem";
+/// The same certificate with its key as PKCS#1 (`RSA PRIVATE KEY`).
+pub const CLIENT_CERTIFICATE_PKCS1: &str = "client-cert-pkcs1.pem";
+/// The same certificate and key as PKCS#12, password `test-only`.
+pub const CLIENT_CERTIFICATE_PFX: &str = "client-cert.pfx";
+/// A certificate and key the double does not know.
+pub const UNREGISTERED_CERTIFICATE: &str = "unregistered-cert.pem";
+/// A P-256 (not RSA) certificate and key.
+pub const EC_CERTIFICATE: &str = "ec-cert.pem";
+
+/// The registered certificate, DER, and its RSA public key (PKCS#1 `RSAPublicKey`, DER).
+const REGISTERED_CERT_DER: &[u8] = include_bytes!("../fixtures/client-cert.der");
+const REGISTERED_PUBLIC_KEY: &[u8] = include_bytes!("../fixtures/client-rsa-public.der");
+
+const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
+
+/// Where one of the test-only fixtures is (`fixture(CLIENT_CERTIFICATE)`).
+pub fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures")
+        .join(name)
+}
+
+/// The base64url SHA-1 thumbprint of the registered certificate: the `x5t` Entra looks up.
+pub fn registered_thumbprint() -> String {
+    URL_SAFE_NO_PAD.encode(ring::digest::digest(
+        &ring::digest::SHA1_FOR_LEGACY_USE_ONLY,
+        REGISTERED_CERT_DER,
+    ))
+}
 
 #[derive(Default)]
 struct State {
@@ -154,7 +204,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>, base: &str) -> std::io::Result
         let mut st = state.lock().unwrap();
         st.requests += 1;
         if method == "POST" && path == format!("/{TENANT_ID}/oauth2/v2.0/token") {
-            token(&mut st, &body)
+            token(&mut st, base, &body)
         } else if method == "GET" && path.starts_with("/secrets/") {
             secret(&mut st, base, path, query, headers.get("authorization"))
         } else {
@@ -177,24 +227,73 @@ fn serve(stream: TcpStream, state: &Mutex<State>, base: &str) -> std::io::Result
     out.flush()
 }
 
-fn form_field<'a>(body: &'a str, name: &str) -> Option<&'a str> {
+/// A field of an `application/x-www-form-urlencoded` body, decoded.
+fn form_field(body: &str, name: &str) -> Option<String> {
     body.split('&')
         .filter_map(|p| p.split_once('='))
         .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
+        .map(|(_, v)| percent_decode(v))
 }
 
-fn token(st: &mut State, body: &str) -> Answer {
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(v) => {
+                        out.push(v);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An Entra error answer: `{"error","error_description":"AADSTS{code}: ..","error_codes"}`.
+fn entra_error(status: &'static str, error: &str, code: u32, message: &str) -> Answer {
+    answer(
+        status,
+        format!(
+            r#"{{"error":"{error}","error_description":{},"error_codes":[{code}]}}"#,
+            json_string(&format!("AADSTS{code}: {message}\r\nTrace ID: 0"))
+        ),
+    )
+}
+
+fn token(st: &mut State, base: &str, body: &str) -> Answer {
     st.token_requests += 1;
-    let ok = form_field(body, "grant_type") == Some("client_credentials")
-        && form_field(body, "client_id") == Some(CLIENT_ID)
-        && form_field(body, "client_secret") == Some(CLIENT_SECRET)
-        && form_field(body, "scope") == Some("https%3A%2F%2Fvault.azure.net%2F.default");
-    if !ok {
-        return answer(
+    let request_ok = form_field(body, "grant_type").as_deref() == Some("client_credentials")
+        && form_field(body, "client_id").as_deref() == Some(CLIENT_ID)
+        && form_field(body, "scope").as_deref() == Some("https://vault.azure.net/.default");
+    let assertion = form_field(body, "client_assertion")
+        .filter(|_| form_field(body, "client_assertion_type").as_deref() == Some(JWT_BEARER));
+    let proof = match (request_ok, assertion) {
+        (true, Some(assertion)) => {
+            check_assertion(&assertion, &format!("{base}/{TENANT_ID}/oauth2/v2.0/token"))
+        }
+        (true, None) if form_field(body, "client_secret").as_deref() == Some(CLIENT_SECRET) => {
+            Ok(())
+        }
+        _ => Err(entra_error(
             "401 Unauthorized",
-            r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.\r\nTrace ID: 0","error_codes":[7000215]}"#.to_owned(),
-        );
+            "invalid_client",
+            7000215,
+            "Invalid client secret provided. Ensure the secret being sent in the request is \
+             the client secret value, not the client secret ID.",
+        )),
+    };
+    if let Err(refused) = proof {
+        return refused;
     }
     let token = format!("double-token-{}", st.tokens.len() + 1);
     st.tokens.push(token.clone());
@@ -204,6 +303,109 @@ fn token(st: &mut State, body: &str) -> Answer {
             r#"{{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"{token}"}}"#
         ),
     )
+}
+
+/// Entra's checks of a certificate credential's client assertion (RFC 7523), in its order:
+/// the JWT's shape, the key it names, the signature, then the claims.
+fn check_assertion(jwt: &str, token_url: &str) -> Result<(), Answer> {
+    let refused = |code, message: &str| {
+        Err(entra_error(
+            "401 Unauthorized",
+            "invalid_client",
+            code,
+            message,
+        ))
+    };
+    let malformed = || {
+        Err(entra_error(
+            "400 Bad Request",
+            "invalid_request",
+            50027,
+            "JWT token is invalid or malformed.",
+        ))
+    };
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let [header_b64, claims_b64, signature_b64] = parts[..] else {
+        return malformed();
+    };
+    let decode_json = |part: &str| -> Option<serde_json::Value> {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).ok()?).ok()
+    };
+    let (Some(header), Some(claims), Ok(signature)) = (
+        decode_json(header_b64),
+        decode_json(claims_b64),
+        URL_SAFE_NO_PAD.decode(signature_b64),
+    ) else {
+        return malformed();
+    };
+    let alg = header["alg"].as_str().unwrap_or("");
+    if alg != "RS256" {
+        return refused(
+            5002738,
+            &format!("Invalid JWT token. '{alg}' is not a supported signature algorithm."),
+        );
+    }
+    let x5t = header["x5t"].as_str().unwrap_or("");
+    if x5t != registered_thumbprint() {
+        // Entra names the thumbprint in hex, as the portal shows it.
+        let hex: String = URL_SAFE_NO_PAD
+            .decode(x5t)
+            .unwrap_or_default()
+            .iter()
+            .map(|b| format!("{b:02X}"))
+            .collect();
+        return refused(
+            700027,
+            &format!(
+                "Client assertion failed signature validation. [Reason - The key was not \
+                 found., Thumbprint of key used by client: '{hex}', Please visit the Azure \
+                 Portal to see configured keys for app Id '{CLIENT_ID}'.]"
+            ),
+        );
+    }
+    let signed = &jwt.as_bytes()[..header_b64.len() + 1 + claims_b64.len()];
+    let key = ring::signature::UnparsedPublicKey::new(
+        &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+        REGISTERED_PUBLIC_KEY,
+    );
+    if key.verify(signed, &signature).is_err() {
+        return refused(
+            700027,
+            "Client assertion contains an invalid signature. [Reason - The provided \
+             signature value did not match the expected signature value.]",
+        );
+    }
+    if claims["aud"].as_str() != Some(token_url) {
+        return refused(
+            50013,
+            &format!(
+                "Assertion failed signature validation. [Reason - The audience in the \
+                 assertion was '{}' and the expected audience is '{token_url}'.]",
+                claims["aud"].as_str().unwrap_or("")
+            ),
+        );
+    }
+    if claims["iss"].as_str() != Some(CLIENT_ID) || claims["sub"].as_str() != Some(CLIENT_ID) {
+        return refused(
+            700021,
+            "Client assertion application identifier doesn't match 'client_id' parameter.",
+        );
+    }
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let (Some(nbf), Some(exp)) = (claims["nbf"].as_u64(), claims["exp"].as_u64()) else {
+        return malformed();
+    };
+    // Entra allows five minutes of clock skew.
+    if nbf > now + 300 || exp <= now || claims["jti"].as_str().is_none_or(str::is_empty) {
+        return refused(
+            700024,
+            "Client assertion is not within its valid time range.",
+        );
+    }
+    Ok(())
 }
 
 fn kv_error(status: &'static str, code: &str, message: &str) -> Answer {
