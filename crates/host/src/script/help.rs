@@ -357,7 +357,7 @@ v.restore("db-empdb11", #{
         usage: &["vault.restore_as_files(instance, #{ options })"],
         summary: "restore a recovery point as a pg_restore-ready dump file",
         description: "Options: recovery_point_id, one target (target_blob_container_url, \
-a Blob container as https://<account>.blob.core.windows.net/<container> with credentials from \
+a Blob container as `https://<account>.blob.core.windows.net/<container>` with credentials from \
 the environment, or target_directory, a folder) and optionally file_name. Writes the \
 custom-format dump `<file_name>.dump`, whole or not at all (a folder's file under a temporary \
 name renamed when complete, a blob committed when complete); an existing one is refused. \
