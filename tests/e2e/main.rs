@@ -3,6 +3,7 @@
 //! PGVAULT_TEST_DATABASE_URL), real `pg_dump` / `pg_restore`, real files. No mocks.
 
 mod blob;
+mod blob_restore;
 mod dedup;
 mod drill;
 mod failures;

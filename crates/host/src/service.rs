@@ -588,9 +588,7 @@ impl Pgvault {
             RestoreTarget::Database {
                 datasource_info, ..
             } => ("RestoreTarget", datasource_info.resource_id.clone()),
-            RestoreTarget::Files { target_details, .. } => {
-                ("RestoreTargetFolder", target_details.url.clone())
-            }
+            RestoreTarget::Files { target_details, .. } => target_details.job_detail(),
         };
         new.extended_details.insert(target.0.to_string(), target.1);
         if let Ok(inst) = vault.instance(instance).await {
@@ -617,13 +615,16 @@ impl Pgvault {
             )
             .await;
         let read = written.load(Ordering::Relaxed);
-        if let Ok(outcome) = &result
-            && !outcome.warnings.is_empty()
-            && let Err(e) = self
-                .history
-                .set_details(job.id, &[("Warning".into(), outcome.warnings.join(" "))])
-        {
-            tracing::warn!(job = %job.id, error = %e, "could not record the restore's warning");
+        if let Ok(outcome) = &result {
+            let mut details = outcome.job_details();
+            if !outcome.warnings.is_empty() {
+                details.push(("Warning".into(), outcome.warnings.join(" ")));
+            }
+            if !details.is_empty()
+                && let Err(e) = self.history.set_details(job.id, &details)
+            {
+                tracing::warn!(job = %job.id, error = %e, "could not record the restore's outcome");
+            }
         }
         guard.disarm();
         let result = result.map_err(|e| {

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use pgvault_core::engine::drill::{DrillTarget, RecoveryPointChoice};
 use pgvault_core::engine::protect::{InitializeArgs, initialize_instance};
 use pgvault_core::engine::restore::{
-    initialize_for_data_recovery, initialize_for_data_recovery_as_files,
+    FilesTarget, initialize_for_data_recovery, initialize_for_data_recovery_to_files,
 };
 use pgvault_core::model::instance::{
     BACKUPS_SUSPENDED, BackupInstanceRequest, PROTECTION_CONFIGURED, PROTECTION_STOPPED,
@@ -231,18 +231,23 @@ pub enum RestoreCommand {
         #[command(flatten)]
         options: RestoreOptionArgs,
     },
-    /// Prepare a request to write the recovery point as a custom-format dump file, for pg_restore by hand.
+    /// Prepare a request to write the recovery point as a custom-format dump file, for pg_restore by hand,
+    /// into a Blob container or a folder.
     #[command(
-        after_help = "Example:\n  pgvault backup-instance restore initialize-for-data-recovery-as-files --vault-name TestBkpVault \\\n      --backup-instance-name <instance name> --recovery-point-id <id> --target-directory /tmp/out > restore-files.json\n  ... --format plain --tables sales.orders   # a .sql file of one table"
+        after_help = "Example:\n  pgvault backup-instance restore initialize-for-data-recovery-as-files --vault-name TestBkpVault \\\n      --backup-instance-name <instance name> --recovery-point-id <id> \\\n      --target-blob-container-url https://mystorage.blob.core.windows.net/restores \\\n      --target-file-name empdb11 > restore-files.json   # the blob restores/empdb11.dump\n  ... --target-directory /tmp/out                    # a folder instead\n  ... --format plain --tables sales.orders          # a .sql file of one table\n\nGive exactly one of --target-blob-container-url and --target-directory. The container must\nexist; its credentials come from the environment, as for a vault on Blob Storage\n(AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_TOKEN, or AZURE_STORAGE_USE_EMULATOR for Azurite).\nAn existing blob or file of the same name is refused (FailIfExists)."
     )]
     InitializeForDataRecoveryAsFiles {
         #[command(flatten)]
         source: SourceArgs,
+        /// The Blob container the file is written to: https://<account>.blob.core.windows.net/<container>
+        /// (or az://<account>/<container>); credentials come from the environment, never the URL.
+        #[arg(long)]
+        target_blob_container_url: Option<String>,
         /// The folder the dump file is written to (created if missing).
         #[arg(long)]
-        target_directory: String,
-        /// File name without extension (default `<database>-<recovery point>`); `.dump` or
-        /// `.sql` is added.
+        target_directory: Option<String>,
+        /// File (or blob) name without extension (default `<database>-<recovery point>`);
+        /// `.dump` or `.sql` is added, as Azure's filePrefix.
         #[arg(long)]
         target_file_name: Option<String>,
         /// custom (the archive as stored, for pg_restore) or plain (a .sql file; the selection
@@ -517,15 +522,21 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
         }
         RestoreCommand::InitializeForDataRecoveryAsFiles {
             source,
+            target_blob_container_url,
             target_directory,
             target_file_name,
             format,
             options,
         } => {
+            let target = FilesTarget::choose(
+                target_directory.as_deref(),
+                target_blob_container_url.as_deref(),
+            )
+            .map_err(coded)?;
             let src = source_resource_id(&source).await?;
-            let mut req = initialize_for_data_recovery_as_files(
+            let mut req = initialize_for_data_recovery_to_files(
                 &source.recovery_point_id,
-                &target_directory,
+                &target,
                 target_file_name.as_deref().unwrap_or_default(),
                 src,
             )

@@ -3,15 +3,19 @@
 //! `backup-instance restore initialize-for-data-recovery[-as-files]` prints one and
 //! `backup-instance restore trigger` runs it, as in the az CLI. Two targets: a database
 //! on any server (`RestoreTargetInfo`, with its own secret reference for the target's
-//! credentials) or files (`RestoreFilesTargetInfo`: the custom-format dump written to a
-//! folder, `restoreTargetLocationType` `FileSystem`, pgvault's addition to Azure's
-//! `AzureBlobs`).
+//! credentials) or files (`RestoreFilesTargetInfo`: the dump written into a Blob container,
+//! `restoreTargetLocationType` `AzureBlobs` as in Azure, or into a folder, `FileSystem`,
+//! pgvault's addition).
 
 use serde::{Deserialize, Serialize};
 
 use super::instance::{AuthCredentials, DatasourceInfo};
 
 pub const FAIL_IF_EXISTS: &str = "FailIfExists";
+/// `restoreTargetLocationType` of a restore as files into a Blob container (Azure's).
+pub const AZURE_BLOBS: &str = "AzureBlobs";
+/// `restoreTargetLocationType` of a restore as files into a folder (pgvault's).
+pub const FILE_SYSTEM: &str = "FileSystem";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -120,9 +124,52 @@ pub struct TargetDetails {
     pub url: String,
 }
 
+impl TargetDetails {
+    /// Whether the target is a Blob container (`AzureBlobs`) rather than a folder.
+    pub fn is_blob_container(&self) -> bool {
+        self.restore_target_location_type
+            .eq_ignore_ascii_case(AZURE_BLOBS)
+    }
+
+    /// The Restore job's record of the target: its kind and its URL, with any query string
+    /// (a SAS someone pasted into the request) left out.
+    pub fn job_detail(&self) -> (&'static str, String) {
+        if self.is_blob_container() {
+            let url = self.url.split(['?', '#']).next().unwrap_or_default();
+            ("RestoreTargetContainer", crate::store::azure::redact(url))
+        } else {
+            ("RestoreTargetFolder", self.url.clone())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_job_records_a_container_without_a_sas() {
+        let details = |kind: &str, url: &str| TargetDetails {
+            file_prefix: "x".into(),
+            restore_target_location_type: kind.into(),
+            url: url.into(),
+        };
+        assert_eq!(
+            details(
+                AZURE_BLOBS,
+                "https://acct1.blob.core.windows.net/restores?sv=1&sig=SECRET"
+            )
+            .job_detail(),
+            (
+                "RestoreTargetContainer",
+                "https://acct1.blob.core.windows.net/restores".to_owned()
+            )
+        );
+        assert_eq!(
+            details(FILE_SYSTEM, "file:///srv/out").job_detail(),
+            ("RestoreTargetFolder", "file:///srv/out".to_owned())
+        );
+    }
 
     /// The corpus's restore requests parse, both targets.
     #[test]

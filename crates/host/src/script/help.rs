@@ -356,15 +356,19 @@ v.restore("db-empdb11", #{
         group: Group::Instances,
         usage: &["vault.restore_as_files(instance, #{ options })"],
         summary: "restore a recovery point as a pg_restore-ready dump file",
-        description: "Options: recovery_point_id, target_directory and optionally file_name. \
-Writes the custom-format dump (under a temporary name, renamed when complete). Returns the \
-finished Restore job.",
+        description: "Options: recovery_point_id, one target (target_blob_container_url, \
+a Blob container as `https://<account>.blob.core.windows.net/<container>` with credentials from \
+the environment, or target_directory, a folder) and optionally file_name. Writes the \
+custom-format dump `<file_name>.dump`, whole or not at all (a folder's file under a temporary \
+name renamed when complete, a blob committed when complete); an existing one is refused. \
+Returns the finished Restore job.",
         example: r#"let v = vault("TestBkpVault");
 v.restore_as_files("db-empdb11", #{
     recovery_point_id: v.recovery_points("db-empdb11")[0].name,
-    target_directory: "/srv/restores",
+    target_blob_container_url: "https://mystorage.blob.core.windows.net/restores",
     file_name: "empdb11",
-});"#,
+});
+// or into a folder: target_directory: "/srv/restores""#,
     },
     // ---- protection states and deletion ----
     Doc {

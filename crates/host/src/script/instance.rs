@@ -10,7 +10,7 @@ use super::vault::VaultRef;
 use super::{RhaiResult, ScriptContext, coded, fail, to_dynamic};
 use pgvault_core::engine::protect::{InitializeArgs, initialize_instance};
 use pgvault_core::engine::restore::{
-    initialize_for_data_recovery, initialize_for_data_recovery_as_files,
+    FilesTarget, initialize_for_data_recovery, initialize_for_data_recovery_to_files,
 };
 use pgvault_core::model::instance::{BACKUPS_SUSPENDED, PROTECTION_CONFIGURED, PROTECTION_STOPPED};
 use pgvault_core::model::job::{Job, JobStatus};
@@ -128,9 +128,15 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
         "restore_as_files",
         move |v: &mut VaultRef, instance: Dynamic, opts: Map| -> RhaiResult<Dynamic> {
             let name = instance_name(&instance)?;
-            let request = initialize_for_data_recovery_as_files(
+            // A folder (`target_directory`) or a Blob container (`target_blob_container_url`).
+            let target = FilesTarget::choose(
+                opt_field(&opts, "target_directory")?.as_deref(),
+                opt_field(&opts, "target_blob_container_url")?.as_deref(),
+            )
+            .map_err(coded)?;
+            let request = initialize_for_data_recovery_to_files(
                 &field(&opts, "recovery_point_id")?,
-                &field(&opts, "target_directory")?,
+                &target,
                 &opt_field(&opts, "file_name")?.unwrap_or_default(),
                 None,
             )
