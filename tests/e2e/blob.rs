@@ -3,6 +3,7 @@
 //! local vault unaffected by Azure settings.
 
 use pgvault_testkit::Azurite;
+use pgvault_testkit::keyvault_double::{CLIENT_ID, CLIENT_SECRET, KeyVaultDouble, TENANT_ID};
 use serde_json::Value;
 
 use crate::support::{World, cluster, plain_dump, sample_database};
@@ -126,6 +127,55 @@ fn a_vault_on_blob_storage_backs_up_dedups_restores_sweeps_and_collects() {
     w.json(&["backup-vault", "check", "--vault-name", "BlobVault"]);
 }
 
+/// With no account key or SAS, a Blob vault is reached with a Microsoft Entra token from the
+/// Azure credential chain, the one Key Vault uses. Azurite, started over HTTPS with OAuth on,
+/// stands in for a real account (`AZURE_STORAGE_ENDPOINT`, as for a sovereign cloud) and
+/// checks each token's audience, issuer and lifetime; the Entra double issues them.
+#[test]
+fn a_vault_on_blob_storage_is_reached_with_an_entra_token() {
+    let azurite = Azurite::start_https();
+    let entra = KeyVaultDouble::start();
+    let mut w = World::new();
+    w.env.extend([
+        ("AZURE_STORAGE_ENDPOINT".into(), azurite.account_endpoint()),
+        (
+            "SSL_CERT_FILE".into(),
+            Azurite::ca_file().display().to_string(),
+        ),
+        ("AZURE_TENANT_ID".into(), TENANT_ID.into()),
+        ("AZURE_CLIENT_ID".into(), CLIENT_ID.into()),
+        ("AZURE_CLIENT_SECRET".into(), CLIENT_SECRET.into()),
+        ("AZURE_AUTHORITY_HOST".into(), entra.authority_host()),
+    ]);
+    let db = sample_database("blob_entra", 2_000);
+    create_vault(&w, "EntraVault", "az://devstoreaccount1/entra-vaults/p");
+    let instance = w.protect("EntraVault", &db, &w.admin_secret(&db));
+    let job = w.backup("EntraVault", &instance);
+    assert_eq!(job["properties"]["status"], "Completed", "{job:#}");
+    // Every chunk reads back through the same token.
+    let rps = w.recovery_points("EntraVault", &instance);
+    w.json(&[
+        "recovery-point",
+        "verify",
+        "--vault-name",
+        "EntraVault",
+        "--backup-instance-name",
+        &instance,
+        "--recovery-point-id",
+        rps[0]["name"].as_str().unwrap(),
+    ]);
+    assert!(entra.token_requests() >= 1);
+
+    // A refused credential is named, and its secret is not shown.
+    let mut wrong = w.command(&["backup-vault", "show", "--vault-name", "EntraVault"]);
+    wrong.env("AZURE_CLIENT_SECRET", "wrong-Hunter2");
+    let out = wrong.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(err.contains("Azure credential environment failed"), "{err}");
+    assert!(!err.contains("Hunter2"), "{err}");
+}
+
 #[test]
 fn azure_settings_do_not_touch_a_local_vault_and_missing_credentials_are_named() {
     let mut w = World::new();
@@ -160,6 +210,9 @@ fn azure_settings_do_not_touch_a_local_vault_and_missing_credentials_are_named()
     );
     assert!(!err.contains("S3CRET"), "{err}");
 
+    // No key, SAS or emulator: the Azure credential chain is asked for a token. Pinned to
+    // the environment credential, unconfigured here, so the test does not depend on what
+    // else (a managed identity, an `az login`) this machine has.
     let mut cmd = w.command(&[
         "backup-vault",
         "create",
@@ -175,14 +228,19 @@ fn azure_settings_do_not_touch_a_local_vault_and_missing_credentials_are_named()
         "AZURE_STORAGE_SAS_TOKEN",
         "AZURE_STORAGE_SAS_KEY",
         "AZURE_STORAGE_USE_EMULATOR",
+        "AZURE_CLIENT_SECRET",
+        "AZURE_CLIENT_CERTIFICATE_PATH",
     ] {
         cmd.env_remove(var);
     }
+    cmd.env("PGVAULT_AZURE_CREDENTIAL", "environment");
     let out = cmd.output().unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("no credentials for storage account `someaccount`"),
+        err.contains("Azure credential environment failed")
+            && err.contains("AZURE_STORAGE_ACCOUNT_KEY")
+            && err.contains("someaccount"),
         "{err}"
     );
 }

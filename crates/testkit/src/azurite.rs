@@ -33,6 +33,7 @@ pub const DEV_ACCOUNT_KEY: &str =
 /// A running Azurite blob service, stopped and its data deleted on drop.
 pub struct Azurite {
     port: u16,
+    https: bool,
     azurite: Child,
     reaper_stdin: Option<ChildStdin>,
     reaper: Child,
@@ -47,12 +48,33 @@ impl std::fmt::Debug for Azurite {
 impl Azurite {
     /// Starts Azurite's blob service; panics with the reason if it cannot.
     pub fn start() -> Azurite {
-        Self::try_start().unwrap_or_else(|message| panic!("{message}"))
+        Self::try_start(false).unwrap_or_else(|message| panic!("{message}"))
     }
 
-    /// `http://127.0.0.1:PORT`, what `AZURITE_BLOB_STORAGE_URL` should say.
+    /// Starts it over HTTPS with the test certificate in `fixtures/azurite-tls` (trust
+    /// [`Azurite::ca_file`]) and with OAuth on: Azurite then also accepts Microsoft Entra
+    /// bearer tokens, checking their audience, issuer and lifetime but not their signature
+    /// (its `--oauth basic`), which it allows only over HTTPS.
+    pub fn start_https() -> Azurite {
+        Self::try_start(true).unwrap_or_else(|message| panic!("{message}"))
+    }
+
+    /// The CA certificate that signed the HTTPS certificate, for `SSL_CERT_FILE`.
+    pub fn ca_file() -> PathBuf {
+        tls_dir().join("ca.pem")
+    }
+
+    /// `http://127.0.0.1:PORT` (`https://` from [`Azurite::start_https`]), what
+    /// `AZURITE_BLOB_STORAGE_URL` should say.
     pub fn blob_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The account's endpoint (path-style, as Azurite serves it), what
+    /// `AZURE_STORAGE_ENDPOINT` should say when Azurite stands in for a real account.
+    pub fn account_endpoint(&self) -> String {
+        format!("{}/{DEV_ACCOUNT}", self.blob_url())
     }
 
     pub fn port(&self) -> u16 {
@@ -67,7 +89,7 @@ impl Azurite {
         ]
     }
 
-    fn try_start() -> Result<Azurite, String> {
+    fn try_start(https: bool) -> Result<Azurite, String> {
         let program = find_program()?;
         let mut last = String::new();
         for _ in 0..crate::START_ATTEMPTS {
@@ -85,6 +107,19 @@ impl Azurite {
                     "--loose",
                     "--disableTelemetry",
                 ])
+                .args(if https {
+                    let tls = tls_dir();
+                    vec![
+                        "--cert".into(),
+                        tls.join("cert.pem").into_os_string(),
+                        "--key".into(),
+                        tls.join("key.pem").into_os_string(),
+                        "--oauth".into(),
+                        "basic".into(),
+                    ]
+                } else {
+                    Vec::new()
+                })
                 .current_dir(&dir)
                 .stdin(Stdio::null())
                 .stdout(Stdio::piped())
@@ -107,6 +142,7 @@ impl Azurite {
             let reaper_stdin = reaper.stdin.take();
             let mut handle = Azurite {
                 port,
+                https,
                 azurite,
                 reaper_stdin,
                 reaper,
@@ -148,6 +184,11 @@ impl Drop for Azurite {
         let _ = self.reaper.wait();
         let _ = self.azurite.wait();
     }
+}
+
+/// The test-only certificate and key (see the README beside them).
+fn tls_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/azurite-tls")
 }
 
 fn find_program() -> Result<PathBuf, String> {

@@ -4,8 +4,10 @@
 //! connection), and answers only with the documented shapes:
 //!
 //! - `POST /{tenant}/oauth2/v2.0/token` (client credentials, scope
-//!   `https://vault.azure.net/.default`): `{"token_type":"Bearer","expires_in":3599,
-//!   "access_token":..}` for the configured client id with either
+//!   `https://vault.azure.net/.default` or `https://storage.azure.com/.default`):
+//!   `{"token_type":"Bearer","expires_in":3599,"access_token":..}`, the token a JWT with
+//!   Entra's claims (audience, issuer, lifetime) and a dummy signature, for the configured
+//!   client id with either
 //!   - its client secret, else 401 `{"error":"invalid_client","error_description":
 //!     "AADSTS7000215: .."}`; or
 //!   - a certificate's client assertion (`client_assertion_type=urn:ietf:params:oauth:
@@ -274,7 +276,9 @@ fn token(st: &mut State, base: &str, body: &str) -> Answer {
     st.token_requests += 1;
     let request_ok = form_field(body, "grant_type").as_deref() == Some("client_credentials")
         && form_field(body, "client_id").as_deref() == Some(CLIENT_ID)
-        && form_field(body, "scope").as_deref() == Some("https://vault.azure.net/.default");
+        && form_field(body, "scope")
+            .as_deref()
+            .is_some_and(|s| RESOURCES.iter().any(|r| s == format!("{r}/.default")));
     let assertion = form_field(body, "client_assertion")
         .filter(|_| form_field(body, "client_assertion_type").as_deref() == Some(JWT_BEARER));
     let proof = match (request_ok, assertion) {
@@ -295,14 +299,40 @@ fn token(st: &mut State, base: &str, body: &str) -> Answer {
     if let Err(refused) = proof {
         return refused;
     }
-    let token = format!("double-token-{}", st.tokens.len() + 1);
-    st.tokens.push(token.clone());
+    let resource = form_field(body, "scope")
+        .and_then(|s| s.strip_suffix("/.default").map(str::to_owned))
+        .unwrap_or_default();
+    let token = access_token(&resource, st.tokens.len() + 1);
+    if resource == KEY_VAULT_RESOURCE {
+        st.tokens.push(token.clone());
+    }
     answer(
         "200 OK",
         format!(
             r#"{{"token_type":"Bearer","expires_in":3599,"ext_expires_in":3599,"access_token":"{token}"}}"#
         ),
     )
+}
+
+/// The resources the double issues tokens for: Key Vault, whose API it also serves, and Blob
+/// Storage, whose tokens Azurite (started with `--oauth basic`) accepts.
+const KEY_VAULT_RESOURCE: &str = "https://vault.azure.net";
+const RESOURCES: [&str; 2] = [KEY_VAULT_RESOURCE, "https://storage.azure.com"];
+
+/// An access token shaped as Entra's are, a JWT whose claims name the audience, the issuer
+/// (`https://sts.windows.net/{tenant}/`), the application and the lifetime. Its signature is
+/// not a real one: Key Vault here checks the token by value, and Azurite checks only claims.
+fn access_token(resource: &str, serial: usize) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let header = URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"RS256"}"#);
+    let claims = URL_SAFE_NO_PAD.encode(format!(
+        r#"{{"aud":"{resource}","iss":"https://sts.windows.net/{TENANT_ID}/","iat":{now},"nbf":{now},"exp":{},"appid":"{CLIENT_ID}","tid":"{TENANT_ID}","uti":"double-{serial}","ver":"1.0"}}"#,
+        now + 3599
+    ));
+    let signature = URL_SAFE_NO_PAD.encode(format!("double-signature-{serial}"));
+    format!("{header}.{claims}.{signature}")
 }
 
 /// Entra's checks of a certificate credential's client assertion (RFC 7523), in its order:

@@ -1524,12 +1524,14 @@ async fn restore_to_container(
     let (prefix, extension) = files_prefix_and_extension(target, manifest, plain);
     let name = blob_name(&prefix, extension)?;
     let blob_url = format!("{}/{name}", shown_url(target.url.trim_end_matches('/')));
-    let store: Arc<dyn ObjectStore> = crate::store::azure::build_store(&location).map_err(|e| {
-        Error::new(
-            "UserErrorInvalidTarget",
-            format!("cannot open the Blob container for `{blob_url}`: {e}"),
-        )
-    })?;
+    let store: Arc<dyn ObjectStore> = crate::store::azure::AzureAuth::from_env()
+        .and_then(|auth| crate::store::azure::build_store(&location, &auth))
+        .map_err(|e| {
+            Error::new(
+                "UserErrorInvalidTarget",
+                format!("cannot open the Blob container for `{blob_url}`: {e}"),
+            )
+        })?;
     match store.head(&name).await {
         Ok(_) => {
             return Err(Error::new(

@@ -256,11 +256,16 @@ impl AzureAuth {
         )
     }
 
-    /// The container's URL (path-style on the emulator), without any SAS.
-    pub(crate) fn container_url(&self, location: &AzureLocation) -> String {
-        match self {
-            AzureAuth::Emulator { endpoint, .. } => {
+    /// The container's URL, without any SAS: path-style on the emulator, else under
+    /// `endpoint` (`AZURE_STORAGE_ENDPOINT`, for sovereign clouds and private endpoints) or
+    /// the public cloud's `https://<account>.blob.core.windows.net`.
+    pub(crate) fn container_url(&self, location: &AzureLocation, endpoint: Option<&str>) -> String {
+        match (self, endpoint) {
+            (AzureAuth::Emulator { endpoint, .. }, _) => {
                 format!("{endpoint}/{}/{}", location.account, location.container)
+            }
+            (_, Some(endpoint)) => {
+                format!("{}/{}", endpoint.trim_end_matches('/'), location.container)
             }
             _ => format!(
                 "https://{}.blob.core.windows.net/{}",
@@ -268,6 +273,14 @@ impl AzureAuth {
             ),
         }
     }
+}
+
+/// `AZURE_STORAGE_ENDPOINT`, the account URL `object_store` uses instead of the public
+/// cloud's when it is set (ignored on the emulator).
+pub fn endpoint_from_env() -> Option<String> {
+    std::env::var("AZURE_STORAGE_ENDPOINT")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
 }
 
 /// Uploads and reads retry with exponential backoff on 429 (throttling), 5xx and connection
@@ -328,19 +341,27 @@ impl object_store::CredentialProvider for EntraTokens {
     type Credential = object_store::azure::AzureCredential;
 
     async fn get_credential(&self) -> object_store::Result<Arc<Self::Credential>> {
-        let token = self.0.get_token(STORAGE_SCOPE).await.map_err(|e| {
-            object_store::Error::Generic {
-                store: "MicrosoftAzure",
-                source: format!(
-                    "{e}; or give the storage account's key in AZURE_STORAGE_ACCOUNT_KEY or a SAS in AZURE_STORAGE_SAS_TOKEN"
-                )
-                .into(),
-            }
-        })?;
+        let token =
+            self.0
+                .get_token(STORAGE_SCOPE)
+                .await
+                .map_err(|e| object_store::Error::Generic {
+                    store: "MicrosoftAzure",
+                    source: no_entra_token(&e).into(),
+                })?;
         Ok(Arc::new(object_store::azure::AzureCredential::BearerToken(
             token.expose_secret().to_owned(),
         )))
     }
+}
+
+/// What to say when the credential chain has no token for Blob Storage: its reason, and the
+/// other two ways in.
+pub(crate) fn no_entra_token(e: &crate::secrets::identity::CredentialError) -> String {
+    format!(
+        "{e}; or give the storage account's key in AZURE_STORAGE_ACCOUNT_KEY or a SAS in \
+         AZURE_STORAGE_SAS_TOKEN"
+    )
 }
 
 /// Creates the container if it does not exist (`backup-vault create`). A SAS that may not

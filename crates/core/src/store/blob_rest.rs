@@ -31,6 +31,8 @@ pub struct BlobRest {
     http: reqwest::Client,
     auth: AzureAuth,
     location: AzureLocation,
+    /// The account URL when it is not the public cloud's (`AZURE_STORAGE_ENDPOINT`).
+    endpoint: Option<String>,
 }
 
 /// What went wrong with a request: the HTTP status (`None` when Blob Storage was not
@@ -67,19 +69,27 @@ pub struct BlobProperties {
 }
 
 impl BlobRest {
-    /// A client for `location`, authorized as `auth`.
+    /// A client for `location` in the public cloud (or on the emulator `auth` names),
+    /// authorized as `auth`.
     pub fn new(location: AzureLocation, auth: AzureAuth) -> BlobRest {
         BlobRest {
             http: reqwest::Client::new(),
             auth,
             location,
+            endpoint: None,
         }
     }
 
-    /// A client for `location` with credentials from the environment, as the vault's store.
+    /// The same at another account URL (a sovereign cloud, a private endpoint).
+    pub fn with_endpoint(mut self, endpoint: Option<String>) -> BlobRest {
+        self.endpoint = endpoint;
+        self
+    }
+
+    /// A client for `location` configured from the environment, as the vault's store is.
     pub fn from_env(location: &AzureLocation) -> Result<BlobRest, String> {
         let auth = AzureAuth::from_env()?;
-        Ok(BlobRest::new(location.clone(), auth))
+        Ok(BlobRest::new(location.clone(), auth).with_endpoint(super::azure::endpoint_from_env()))
     }
 
     pub fn auth(&self) -> &AzureAuth {
@@ -93,8 +103,12 @@ impl BlobRest {
     /// The URL of the container (`blob` = `None`) or of a blob under the location's prefix,
     /// with each path segment percent-encoded.
     fn url(&self, blob: Option<&str>) -> Result<url::Url, BlobError> {
-        let mut url = url::Url::parse(&self.auth.container_url(&self.location))
-            .map_err(|e| local_error(format!("the container URL is not valid: {e}")))?;
+        let mut url = url::Url::parse(
+            &self
+                .auth
+                .container_url(&self.location, self.endpoint.as_deref()),
+        )
+        .map_err(|e| local_error(format!("the container URL is not valid: {e}")))?;
         if let Some(blob) = blob {
             let mut segments = url
                 .path_segments_mut()
@@ -158,7 +172,7 @@ impl BlobRest {
                 let token = credential
                     .get_token(super::azure::STORAGE_SCOPE)
                     .await
-                    .map_err(|e| local_error(e.to_string()))?;
+                    .map_err(|e| local_error(super::azure::no_entra_token(&e)))?;
                 authorization = Some(format!("Bearer {}", token.expose_secret()));
             }
         }

@@ -134,7 +134,9 @@ impl VaultStore {
             let auth = azure::AzureAuth::from_env().map_err(azure_error)?;
             let inner = azure::build_store(&location, &auth).map_err(azure_error)?;
             let mut store = Self::from_object_store(inner, url);
-            store.azure = Some(blob_rest::BlobRest::new(location, auth));
+            store.azure = Some(
+                blob_rest::BlobRest::new(location, auth).with_endpoint(azure::endpoint_from_env()),
+            );
             return Ok(store);
         }
         if url == "memory://" {
