@@ -20,10 +20,15 @@ fn container_url(container: &str) -> String {
 
 /// A blob's bytes, read from Azurite with its own client (not pgvault's); `None` if absent.
 fn download(azurite: &Azurite, name: &str) -> Option<Vec<u8>> {
+    download_from(azurite, CONTAINER, name)
+}
+
+/// A blob's bytes in `container`, read from Azurite with its own client; `None` if absent.
+pub fn download_from(azurite: &Azurite, container: &str, name: &str) -> Option<Vec<u8>> {
     let store = object_store::azure::MicrosoftAzureBuilder::new()
         .with_account(DEV_ACCOUNT)
         .with_access_key(DEV_ACCOUNT_KEY)
-        .with_container_name(CONTAINER)
+        .with_container_name(container)
         // Azurite serves path-style URLs: the account comes first in the path.
         .with_endpoint(format!("{}/{DEV_ACCOUNT}", azurite.blob_url()))
         .with_allow_http(true)
