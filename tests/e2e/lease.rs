@@ -142,11 +142,17 @@ fn a_held_lease_refuses_sweeps_gc_and_deletions_naming_the_holder_until_released
     // A dry run needs no lock.
     let mut dry = sweep_args().to_vec();
     dry.push("--dry-run");
-    assert_eq!(w.json(&dry)[0]["plan"]["actions"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        w.json(&dry)[0]["plan"]["actions"].as_array().unwrap().len(),
+        2
+    );
 
     rt.block_on(held.release()).unwrap();
     let swept = w.json(&sweep_args());
-    assert_eq!(swept[0]["job"]["properties"]["status"], "Completed", "{swept:#}");
+    assert_eq!(
+        swept[0]["job"]["properties"]["status"], "Completed",
+        "{swept:#}"
+    );
     assert_eq!(w.recovery_points(VAULT, &instance).len(), 1);
     assert_eq!(deletion_jobs(&w).len(), 2);
 }

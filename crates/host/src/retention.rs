@@ -348,8 +348,14 @@ impl Pgvault {
                 ),
             ));
         }
-        self.delete_point(vault, guard, instance, recovery_point_id, "deleted by a user")
-            .await
+        self.delete_point(
+            vault,
+            guard,
+            instance,
+            recovery_point_id,
+            "deleted by a user",
+        )
+        .await
     }
 
     async fn delete_point(
@@ -521,7 +527,13 @@ impl Pgvault {
         for point in vault.recovery_points(instance).await? {
             let id = point.manifest().recovery_point_id.clone();
             let job = self
-                .delete_point(vault, guard, instance, &id, "the backup instance was deleted")
+                .delete_point(
+                    vault,
+                    guard,
+                    instance,
+                    &id,
+                    "the backup instance was deleted",
+                )
                 .await?;
             if let Some(e) = job.state.error() {
                 return Err(Error::new(
@@ -580,7 +592,7 @@ async fn gc_tier(
     let size = vault.config.pack_target_size as usize;
     let result = collect_garbage_guarded(store, &key, size, Some(guard), |_| true)
         .await
-    .map_err(|e| e.to_string());
+        .map_err(|e| e.to_string());
     if let Err(e) = lock.release().await {
         tracing::warn!(error = %e, "could not release the vault lock; it will go stale");
     }

@@ -33,10 +33,10 @@ use std::collections::{HashMap, HashSet};
 use object_store::path::Path;
 
 use super::chunk::{ChunkId, ChunkKind, blob_base, decode_blob_with_base};
-use super::manifest::{Manifest, decode_chunk_list};
-use super::pack::{ChunkIndex, PackBuilder, PackEntry, PackId, decode_index, encode_index};
 use super::lease::DestructiveGuard;
 use super::lock::LockError;
+use super::manifest::{Manifest, decode_chunk_list};
+use super::pack::{ChunkIndex, PackBuilder, PackEntry, PackId, decode_index, encode_index};
 use super::reader::fetch_blob;
 use super::{StoreError, VaultStore, paths};
 

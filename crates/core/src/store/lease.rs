@@ -109,7 +109,7 @@ pub struct DestructiveGuard {
 #[derive(Debug)]
 enum Held {
     Lease(Lease),
-    Lock { store: VaultStore, lock: VaultLock },
+    Lock(Box<VaultLock>),
 }
 
 struct Lease {
@@ -221,10 +221,7 @@ impl DestructiveGuard {
         match VaultLock::acquire(store, LockKind::Destructive, operation).await {
             Ok(lock) => Ok(DestructiveGuard {
                 vault: vault.to_owned(),
-                held: Held::Lock {
-                    store: store.clone(),
-                    lock,
-                },
+                held: Held::Lock(Box::new(lock)),
             }),
             Err(LockError::Locked { holder, .. }) => Err(LockError::Busy {
                 vault: vault.to_owned(),
@@ -255,7 +252,7 @@ impl DestructiveGuard {
                     .check(lease.timing.duration, Instant::now())
                     .map_err(|reason| lost("lease", reason))
             }
-            Held::Lock { store, lock } => match store.exists(lock.path()).await? {
+            Held::Lock(lock) => match lock.is_present().await? {
                 true => Ok(()),
                 false => Err(lost(
                     "lock",
@@ -274,7 +271,7 @@ impl DestructiveGuard {
                 }
                 end_lease(&lease.rest, &lease.id).await
             }
-            Held::Lock { lock, .. } => lock.release().await.map_err(LockError::from),
+            Held::Lock(lock) => lock.release().await.map_err(LockError::from),
         }
     }
 
@@ -561,8 +558,16 @@ mod tests {
         let cases: &[(u64, Option<&str>, Result<(), &str>)] = &[
             (0, None, Ok(())),
             (49, None, Ok(())),
-            (50, None, Err("it was last renewed 50 seconds ago and may have expired")),
-            (120, None, Err("it was last renewed 120 seconds ago and may have expired")),
+            (
+                50,
+                None,
+                Err("it was last renewed 50 seconds ago and may have expired"),
+            ),
+            (
+                120,
+                None,
+                Err("it was last renewed 120 seconds ago and may have expired"),
+            ),
             (0, Some("the lease was broken"), Err("the lease was broken")),
         ];
         for (ago, lost, expected) in cases {

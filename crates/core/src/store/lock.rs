@@ -206,8 +206,7 @@ impl VaultLock {
                 loop {
                     every.tick().await;
                     // A destructive lock someone removed stays removed: its holder must stop.
-                    if kind == LockKind::Destructive && !store.exists(&path).await.unwrap_or(true)
-                    {
+                    if kind == LockKind::Destructive && !store.exists(&path).await.unwrap_or(true) {
                         tracing::warn!(lock = %path, "the destructive-operation lock was removed");
                         break;
                     }
@@ -229,6 +228,11 @@ impl VaultLock {
     /// The lock's object, `locks/<uuid>.json`.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether the lock's object is still there (an operator may have removed it).
+    pub async fn is_present(&self) -> Result<bool, StoreError> {
+        self.store.exists(&self.path).await
     }
 
     /// Removes the lock.
