@@ -9,6 +9,7 @@ mod dedup;
 mod drill;
 mod failures;
 mod keyvault;
+mod lease;
 mod policy_edit;
 mod readiness;
 mod repl;

@@ -7,6 +7,11 @@
 //! deletions run under shared vault locks (backups and restores may run meanwhile); garbage
 //! collection then takes the exclusive lock and, when a backup or restore holds the vault, is
 //! deferred to the next sweep rather than waited for.
+//!
+//! Sweeps, garbage collection and deletions also hold the vault's destructive-operation guard
+//! (a blob lease on Blob Storage; see `pgvault_core::store::lease`) for their whole run, so
+//! two hosts never expire or collect the same vault at once: the second is refused at once,
+//! naming the first. Each deletion is preceded by a check that the guard is still held.
 
 use std::sync::Arc;
 
@@ -17,12 +22,15 @@ use pgvault_core::engine::{Error, Result, Vault};
 use pgvault_core::model::instance::PROTECTION_STOPPED;
 use pgvault_core::model::job::{Job, JobFilter, NewJob, Operation};
 use pgvault_core::model::policy::DataStoreType;
-use pgvault_core::store::gc::{GcReport, collect_garbage};
+use pgvault_core::store::gc::{GcReport, collect_garbage_guarded};
+use pgvault_core::store::lease::{BrokenLock, DestructiveGuard, break_destructive_lock};
 use pgvault_core::store::lock::{LockError, LockKind, VaultLock};
 use pgvault_core::store::writer::Progress;
 
 use crate::history::current_owner;
-use crate::service::{Pgvault, history_err, lock_tiers, release_all};
+use crate::service::{
+    Pgvault, guard_destructive, history_err, lock_tiers, release_all, release_guard,
+};
 
 /// A full garbage collection at least this often, even when a sweep deleted nothing: it also
 /// removes what killed backups left behind.
@@ -64,7 +72,8 @@ pub enum GcMode {
 }
 
 impl Pgvault {
-    /// Sweeps every registered vault at `at`.
+    /// Sweeps every registered vault at `at`. A periodic pass ([`GcMode::WhenDue`]) skips a
+    /// vault another process is sweeping or collecting: that work is being done.
     pub async fn retention_sweep_all(
         &self,
         at: DateTime<Utc>,
@@ -73,13 +82,21 @@ impl Pgvault {
     ) -> Result<Vec<SweepOutcome>> {
         let mut out = Vec::new();
         for name in self.vault_names()? {
-            out.push(self.retention_sweep(&name, at, dry_run, gc).await?);
+            match self.retention_sweep(&name, at, dry_run, gc).await {
+                Ok(outcome) => out.push(outcome),
+                Err(e) if gc == GcMode::WhenDue && e.code == DESTRUCTIVE_BUSY => {
+                    tracing::info!(vault = %name, "retention sweep skipped: {}", e.message);
+                }
+                Err(e) => return Err(e),
+            }
         }
         Ok(out)
     }
 
     /// Sweeps one vault at `at`: applies the plan (unless `dry_run`), each action a job, then
-    /// collects garbage as `gc` says.
+    /// collects garbage as `gc` says. All of it under the vault's destructive-operation guard
+    /// (a dry run needs none), planned under it too, so a sweep never plans what another is
+    /// deleting.
     pub async fn retention_sweep(
         &self,
         vault_name: &str,
@@ -88,7 +105,24 @@ impl Pgvault {
         gc: GcMode,
     ) -> Result<SweepOutcome> {
         let vault = self.vault(vault_name).await?;
-        let plan = sweep::plan_sweep(&vault, at).await?;
+        if dry_run {
+            return self.sweep_guarded(&vault, None, at, gc).await;
+        }
+        let guard = guard_destructive(&vault, "retention sweep").await?;
+        let outcome = self.sweep_guarded(&vault, Some(&guard), at, gc).await;
+        release_guard(guard).await;
+        outcome
+    }
+
+    /// [`Self::retention_sweep`] under `guard`; a dry run when there is none.
+    async fn sweep_guarded(
+        &self,
+        vault: &Vault,
+        guard: Option<&DestructiveGuard>,
+        at: DateTime<Utc>,
+        gc: GcMode,
+    ) -> Result<SweepOutcome> {
+        let plan = sweep::plan_sweep(vault, at).await?;
         for warning in &plan.warnings {
             tracing::warn!(vault = %vault.name(), "{warning}");
         }
@@ -99,9 +133,9 @@ impl Pgvault {
             action_jobs: Vec::new(),
             garbage_collection: Vec::new(),
         };
-        if dry_run {
+        let Some(guard) = guard else {
             return Ok(outcome);
-        }
+        };
         let last_gc = self.last_sweep_with_gc(vault.name())?;
         let deletes = outcome
             .plan
@@ -122,7 +156,9 @@ impl Pgvault {
         new.is_user_triggered = gc == GcMode::Always;
         let job = self.history().start(&new).map_err(history_err)?;
 
-        let applied = self.apply_actions(&vault, &outcome.plan.actions, at).await;
+        let applied = self
+            .apply_actions(vault, guard, &outcome.plan.actions, at)
+            .await;
         let (jobs, failed) = match applied {
             Ok(jobs) => jobs,
             Err(e) => {
@@ -141,7 +177,7 @@ impl Pgvault {
                 if vault.tier_store(tier).is_none() {
                     continue;
                 }
-                let result = gc_tier(&vault, tier).await;
+                let result = gc_tier(vault, tier, guard).await;
                 let text = match &result {
                     Ok(r) => format!(
                         "{} packs deleted, {} repacked, {} bytes freed",
@@ -172,10 +208,12 @@ impl Pgvault {
     }
 
     /// Runs each action as its own job; returns the jobs and how many failed. Fails only when
-    /// the vault cannot be locked or the history written.
+    /// the vault cannot be locked, the history written, or `guard` was lost (it is checked
+    /// before each action, so a sweep that lost it stops deleting).
     async fn apply_actions(
         &self,
         vault: &Vault,
+        guard: &DestructiveGuard,
         actions: &[SweepAction],
         at: DateTime<Utc>,
     ) -> Result<(Vec<Job>, usize)> {
@@ -186,6 +224,10 @@ impl Pgvault {
         let mut jobs = Vec::new();
         let mut failed = 0;
         for action in actions {
+            if let Err(e) = guard.ensure_held().await {
+                release_all(locks).await;
+                return Err(e.into());
+            }
             let operation = match action.action {
                 ActionKind::CopyToArchive | ActionKind::MoveToArchive => Operation::MoveToArchive,
                 _ => Operation::DeleteRecoveryPoint,
@@ -233,16 +275,30 @@ impl Pgvault {
     /// Garbage collection of every tier, on demand (`backup-vault gc`).
     pub async fn collect_vault_garbage(&self, vault_name: &str) -> Result<Vec<TierGc>> {
         let vault = self.vault(vault_name).await?;
+        let guard = guard_destructive(&vault, "garbage collection").await?;
         let mut out = Vec::new();
         for tier in [DataStoreType::VaultStore, DataStoreType::ArchiveStore] {
             if vault.tier_store(tier).is_some() {
                 out.push(TierGc {
                     data_store_type: tier,
-                    outcome: gc_tier(&vault, tier).await,
+                    outcome: gc_tier(&vault, tier, &guard).await,
                 });
             }
         }
+        release_guard(guard).await;
         Ok(out)
+    }
+
+    /// `backup-vault break-lock`: ends whoever holds the vault's destructive-operation guard
+    /// (breaks the lease on Blob Storage, removes the lock object on a local vault), for an
+    /// operator who knows the holder is gone. A live holder stops before its next deletion.
+    pub async fn break_destructive_lock(&self, vault_name: &str) -> Result<BrokenLock> {
+        let vault = self.vault(vault_name).await?;
+        let broken = break_destructive_lock(&vault.store).await?;
+        for holder in &broken.holders {
+            tracing::warn!(vault = %vault.name(), holder = %holder.describe(), "destructive-operation {} broken", broken.mechanism);
+        }
+        Ok(broken)
     }
 
     /// Deletes one recovery point from every tier, as a `DeleteRecoveryPoint` job. Refused
@@ -255,6 +311,22 @@ impl Pgvault {
         recovery_point_id: &str,
     ) -> Result<Job> {
         let vault = self.vault(vault_name).await?;
+        let guard = guard_destructive(&vault, "delete recovery point").await?;
+        let job = self
+            .delete_last_checked(&vault, &guard, instance, recovery_point_id)
+            .await;
+        release_guard(guard).await;
+        job
+    }
+
+    /// [`Self::delete_recovery_point`] under the guard.
+    async fn delete_last_checked(
+        &self,
+        vault: &Vault,
+        guard: &DestructiveGuard,
+        instance: &str,
+        recovery_point_id: &str,
+    ) -> Result<Job> {
         let state = vault
             .instance(instance)
             .await?
@@ -276,13 +348,20 @@ impl Pgvault {
                 ),
             ));
         }
-        self.delete_point(&vault, instance, recovery_point_id, "deleted by a user")
-            .await
+        self.delete_point(
+            vault,
+            guard,
+            instance,
+            recovery_point_id,
+            "deleted by a user",
+        )
+        .await
     }
 
     async fn delete_point(
         &self,
         vault: &Vault,
+        guard: &DestructiveGuard,
         instance: &str,
         recovery_point_id: &str,
         reason: &str,
@@ -306,6 +385,10 @@ impl Pgvault {
             let locks = lock_tiers(vault, LockKind::Shared, "delete recovery point").await?;
             let mut deleted = Ok(());
             for tier in [DataStoreType::ArchiveStore, DataStoreType::VaultStore] {
+                if let Err(e) = guard.ensure_held().await {
+                    deleted = Err(e.into());
+                    break;
+                }
                 deleted = deleted.and(vault.delete_from(tier, instance, recovery_point_id).await);
             }
             release_all(locks).await;
@@ -423,6 +506,19 @@ impl Pgvault {
     ) -> Result<Vec<Job>> {
         let vault = self.vault(vault_name).await?;
         vault.instance(instance).await?;
+        let guard = guard_destructive(&vault, "delete backup instance").await?;
+        let jobs = self.delete_instance_guarded(&vault, &guard, instance).await;
+        release_guard(guard).await;
+        jobs
+    }
+
+    /// [`Self::delete_backup_instance`] under the guard.
+    async fn delete_instance_guarded(
+        &self,
+        vault: &Vault,
+        guard: &DestructiveGuard,
+        instance: &str,
+    ) -> Result<Vec<Job>> {
         self.check_no_backup_running(vault.name(), instance)?;
         vault
             .set_protection_state(instance, PROTECTION_STOPPED)
@@ -431,7 +527,13 @@ impl Pgvault {
         for point in vault.recovery_points(instance).await? {
             let id = point.manifest().recovery_point_id.clone();
             let job = self
-                .delete_point(&vault, instance, &id, "the backup instance was deleted")
+                .delete_point(
+                    vault,
+                    guard,
+                    instance,
+                    &id,
+                    "the backup instance was deleted",
+                )
                 .await?;
             if let Some(e) = job.state.error() {
                 return Err(Error::new(
@@ -465,11 +567,19 @@ impl Pgvault {
     }
 }
 
-/// Collects one tier's garbage under its exclusive lock; a busy vault defers it.
-async fn gc_tier(vault: &Vault, tier: DataStoreType) -> std::result::Result<GcReport, String> {
+/// The error code of a destructive operation refused because another holds the vault.
+const DESTRUCTIVE_BUSY: &str = "UserErrorDestructiveOperationInProgress";
+
+/// Collects one tier's garbage under its exclusive lock and `guard`; a busy vault defers it.
+async fn gc_tier(
+    vault: &Vault,
+    tier: DataStoreType,
+    guard: &DestructiveGuard,
+) -> std::result::Result<GcReport, String> {
     let store = vault
         .tier_store(tier)
         .expect("the caller checked the tier exists");
+    guard.ensure_held().await.map_err(|e| e.to_string())?;
     let lock = match VaultLock::acquire(store, LockKind::Exclusive, "garbage collection").await {
         Ok(lock) => lock,
         Err(e @ LockError::Locked { .. }) => {
@@ -479,11 +589,10 @@ async fn gc_tier(vault: &Vault, tier: DataStoreType) -> std::result::Result<GcRe
         Err(e) => return Err(e.to_string()),
     };
     let key = vault.config.chunk_key().map_err(|e| e.to_string())?;
-    let result = collect_garbage(store, &key, vault.config.pack_target_size as usize, |_| {
-        true
-    })
-    .await
-    .map_err(|e| e.to_string());
+    let size = vault.config.pack_target_size as usize;
+    let result = collect_garbage_guarded(store, &key, size, Some(guard), |_| true)
+        .await
+        .map_err(|e| e.to_string());
     if let Err(e) = lock.release().await {
         tracing::warn!(error = %e, "could not release the vault lock; it will go stale");
     }

@@ -29,6 +29,7 @@ use pgvault_core::model::restore::{RestoreRequest, RestoreTarget};
 use pgvault_core::model::retention::schedule_trigger;
 use pgvault_core::model::schedule::Schedule;
 use pgvault_core::store::VaultStore;
+use pgvault_core::store::lease::DestructiveGuard;
 use pgvault_core::store::lock::{LockKind, VaultLock};
 use pgvault_core::store::manifest::Manifest;
 use pgvault_core::store::writer::Progress;
@@ -869,6 +870,21 @@ pub(crate) async fn lock_tiers(
 pub(crate) async fn release_all(locks: Vec<VaultLock>) {
     for lock in locks {
         release(lock).await;
+    }
+}
+
+/// Takes the vault's destructive-operation guard (see `pgvault_core::store::lease`) for
+/// `operation`: a retention sweep, garbage collection or a deletion. Refused at once, naming
+/// the holder, while another process runs one on the same vault.
+pub(crate) async fn guard_destructive(vault: &Vault, operation: &str) -> Result<DestructiveGuard> {
+    Ok(DestructiveGuard::acquire(&vault.store, vault.name(), operation).await?)
+}
+
+/// Releases the destructive-operation guard; one that cannot be released ends by itself (a
+/// lease expires, a lock goes stale).
+pub(crate) async fn release_guard(guard: DestructiveGuard) {
+    if let Err(e) = guard.release().await {
+        tracing::warn!(error = %e, "could not release the destructive-operation guard; it ends by itself");
     }
 }
 

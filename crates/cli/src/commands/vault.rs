@@ -1,5 +1,5 @@
 //! `pgvault backup-vault ...`: create, update, show and list vaults; collect garbage; check
-//! a vault and rebuild its index.
+//! a vault and rebuild its index; break the lock of its destructive operations.
 
 use std::process::ExitCode;
 
@@ -86,6 +86,20 @@ pub enum VaultCommand {
     Reindex {
         #[arg(long, short = 'v')]
         vault_name: String,
+    },
+    /// End the lock that keeps retention sweeps, garbage collection and deletions one at a
+    /// time on a vault: on Blob Storage, break its lease; on a local vault, remove its lock
+    /// object. For when its holder is gone (a lease also expires by itself within a minute)
+    /// or must stop: a live holder stops before its next deletion.
+    #[command(
+        after_help = "Example:\n  pgvault backup-vault break-lock --vault-name TestBkpVault --yes\n\nThe refused operation's message names the holder (host, pid, operation, since when);\ncheck that it is gone before breaking its lock."
+    )]
+    BreakLock {
+        #[arg(long, short = 'v')]
+        vault_name: String,
+        /// Confirm (required: a holder still running stops mid-operation).
+        #[arg(long, short = 'y')]
+        yes: bool,
     },
     /// Show a vault.
     #[command(after_help = "Example:\n  pgvault backup-vault show --vault-name TestBkpVault")]
@@ -191,6 +205,18 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
                     );
                 }
             }
+        }
+        VaultCommand::BreakLock { vault_name, yes } => {
+            if !yes {
+                anyhow::bail!(
+                    "UserErrorConfirmationRequired: breaking the lock of vault `{vault_name}` stops the retention sweep, garbage collection or deletion holding it, if it still runs; add --yes to confirm"
+                );
+            }
+            let broken = svc
+                .break_destructive_lock(&vault_name)
+                .await
+                .map_err(coded)?;
+            print(&serde_json::to_value(&broken)?, format);
         }
         VaultCommand::Show { vault_name } => print(
             &svc.vault(&vault_name).await.map_err(coded)?.to_azure_json(),

@@ -95,7 +95,11 @@ impl From<crate::store::lock::LockError> for Error {
     fn from(e: crate::store::lock::LockError) -> Self {
         let code = match e {
             crate::store::lock::LockError::Locked { .. } => "UserErrorVaultLocked",
-            crate::store::lock::LockError::Store(_) => "VaultStorageError",
+            crate::store::lock::LockError::Busy { .. } => "UserErrorDestructiveOperationInProgress",
+            crate::store::lock::LockError::Lost { .. } => "DestructiveOperationLockLost",
+            crate::store::lock::LockError::Store(_) | crate::store::lock::LockError::Blob(_) => {
+                "VaultStorageError"
+            }
         };
         Error::new(code, e.to_string())
     }
@@ -106,6 +110,7 @@ impl From<crate::store::gc::GcError> for Error {
         let code = match e {
             crate::store::gc::GcError::Damaged { .. } => "VaultDamaged",
             crate::store::gc::GcError::Store(_) => "VaultStorageError",
+            crate::store::gc::GcError::Guard(e) => return e.into(),
         };
         Error::new(code, e.to_string())
     }

@@ -18,6 +18,10 @@
 //! 4. **Swap indexes.** Delete the old index files.
 //! 5. **Delete** the dead packs.
 //!
+//! Steps 4 and 5 delete, so with [`collect_garbage_guarded`] each deletion is preceded by
+//! [`DestructiveGuard::ensure_held`]: a collection whose process lost the vault's
+//! destructive-operation guard stops there, leaving what a crash would.
+//!
 //! Killed at any point, the vault stays consistent: until step 4 every old index still names
 //! packs that exist; after it, the only index names only surviving packs; dead packs left by
 //! an interrupted step 5, and new packs written by an interrupted step 3, are listed by no
@@ -29,6 +33,8 @@ use std::collections::{HashMap, HashSet};
 use object_store::path::Path;
 
 use super::chunk::{ChunkId, ChunkKind, blob_base, decode_blob_with_base};
+use super::lease::DestructiveGuard;
+use super::lock::LockError;
 use super::manifest::{Manifest, decode_chunk_list};
 use super::pack::{ChunkIndex, PackBuilder, PackEntry, PackId, decode_index, encode_index};
 use super::reader::fetch_blob;
@@ -80,6 +86,9 @@ pub enum GcError {
          (`pgvault backup-vault check`); no data was removed"
     )]
     Damaged { what: String },
+    /// The destructive-operation guard was lost (see [`super::lease`]).
+    #[error(transparent)]
+    Guard(#[from] LockError),
 }
 
 struct PackInfo {
@@ -93,8 +102,23 @@ pub async fn collect_garbage(
     store: &VaultStore,
     key: &[u8; 32],
     pack_target_size: usize,
+    hook: impl FnMut(GcStep) -> bool,
+) -> Result<GcReport, GcError> {
+    collect_garbage_guarded(store, key, pack_target_size, None, hook).await
+}
+
+/// [`collect_garbage`] that checks `guard` is still held before each deletion.
+pub async fn collect_garbage_guarded(
+    store: &VaultStore,
+    key: &[u8; 32],
+    pack_target_size: usize,
+    guard: Option<&DestructiveGuard>,
     mut hook: impl FnMut(GcStep) -> bool,
 ) -> Result<GcReport, GcError> {
+    let ensure_held = async || match guard {
+        Some(guard) => guard.ensure_held().await,
+        None => Ok(()),
+    };
     let mut report = GcReport::default();
     let damaged = |what: String| GcError::Damaged { what };
 
@@ -304,6 +328,7 @@ pub async fn collect_garbage(
         return Ok(report);
     }
     for path in index_files.iter().filter(|p| **p != new_index) {
+        ensure_held().await?;
         store.delete_if_present(path).await?;
         report.index_files_replaced += 1;
         if !hook(GcStep::IndexDeleted) {
@@ -317,6 +342,7 @@ pub async fn collect_garbage(
     let surviving: HashSet<Path> = keep.iter().map(|(id, _)| paths::pack(id)).collect();
     dead.retain(|(path, _)| !surviving.contains(path));
     for (path, size) in &dead {
+        ensure_held().await?;
         store.delete_if_present(path).await?;
         report.bytes_freed += size;
         if !hook(GcStep::PackDeleted) {

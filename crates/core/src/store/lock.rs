@@ -14,6 +14,12 @@
 //! [`REFRESH_EVERY`]; a lock is stale when its holder's process is gone (same host) or it was
 //! not refreshed for [`STALE_AFTER`] (another host, which may have died). A killed process
 //! therefore never blocks a vault for long, and a crash never needs a manual unlock.
+//!
+//! A third kind, [`LockKind::Destructive`], conflicts only with itself: it is how a vault on
+//! the local filesystem gives the retention sweep, garbage collection and deletions one at a
+//! time (see [`super::lease`], which on Blob Storage uses a blob lease instead). Unlike the
+//! other kinds, its refresher never recreates an object someone removed (`break-lock`): the
+//! holder notices through [`super::lease::DestructiveGuard::ensure_held`] and stops.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +43,9 @@ pub enum LockKind {
     Shared,
     /// Garbage collection: alone.
     Exclusive,
+    /// Retention sweeps, garbage collection and deletions on a local vault: one at a time,
+    /// whatever else runs (see [`super::lease`]).
+    Destructive,
 }
 
 /// The content of a lock object.
@@ -54,7 +63,11 @@ pub struct LockInfo {
 
 impl LockInfo {
     fn conflicts_with(&self, kind: LockKind) -> bool {
-        self.kind == LockKind::Exclusive || kind == LockKind::Exclusive
+        match (self.kind, kind) {
+            (LockKind::Destructive, LockKind::Destructive) => true,
+            (LockKind::Destructive, _) | (_, LockKind::Destructive) => false,
+            (a, b) => a == LockKind::Exclusive || b == LockKind::Exclusive,
+        }
     }
 
     /// Whether the holder is gone: a dead process on this host, or no refresh for a long time.
@@ -63,7 +76,8 @@ impl LockInfo {
             || now - self.refreshed > STALE_AFTER
     }
 
-    fn describe(&self) -> String {
+    /// `operation by pid N on host since time`, for messages naming the holder.
+    pub fn describe(&self) -> String {
         format!(
             "{} by pid {} on {} since {}",
             self.operation,
@@ -85,8 +99,32 @@ pub enum LockError {
         holder: String,
         kind_hint: &'static str,
     },
+    /// Another process runs a destructive operation (see [`super::lease`]).
+    #[error(
+        "vault `{vault}` is busy with another destructive operation ({holder}): retention \
+         sweeps, garbage collection and deletions run one at a time. Try again when it has \
+         finished; {remedy}"
+    )]
+    Busy {
+        vault: String,
+        holder: String,
+        remedy: String,
+    },
+    /// The destructive-operation lease or lock this process held is gone (broken by an
+    /// operator, or expired while renewals failed).
+    #[error(
+        "this process no longer holds the destructive-operation {what} of vault `{vault}` \
+         ({reason}), so it stopped before deleting anything more; run the operation again"
+    )]
+    Lost {
+        vault: String,
+        what: &'static str,
+        reason: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Blob(#[from] super::blob_rest::BlobError),
 }
 
 fn lock_path(id: &str) -> Path {
@@ -100,6 +138,11 @@ pub async fn live_locks(
 ) -> Result<Vec<(Path, LockInfo)>, StoreError> {
     let mut out = Vec::new();
     for path in store.list(&Path::from("locks")).await? {
+        // The destructive-operation lease blob (`super::lease`) lives here too; it is not a
+        // lock object.
+        if !path.as_ref().ends_with(".json") {
+            continue;
+        }
         let info: LockInfo = match store.get_json(&path).await {
             Ok(info) => info,
             // Released between the list and the read.
@@ -162,6 +205,11 @@ impl VaultLock {
                 every.tick().await;
                 loop {
                     every.tick().await;
+                    // A destructive lock someone removed stays removed: its holder must stop.
+                    if kind == LockKind::Destructive && !store.exists(&path).await.unwrap_or(true) {
+                        tracing::warn!(lock = %path, "the destructive-operation lock was removed");
+                        break;
+                    }
                     let mut fresh = (*info).clone();
                     fresh.refreshed = Utc::now();
                     if let Err(e) = store.put_json(&path, &fresh).await {
@@ -175,6 +223,16 @@ impl VaultLock {
             path,
             refresher: Some(refresher),
         })
+    }
+
+    /// The lock's object, `locks/<uuid>.json`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the lock's object is still there (an operator may have removed it).
+    pub async fn is_present(&self) -> Result<bool, StoreError> {
+        self.store.exists(&self.path).await
     }
 
     /// Removes the lock.
@@ -219,6 +277,9 @@ async fn check_conflicts(
                 }
                 LockKind::Shared => {
                     "garbage collection waits until no backup, restore or archive move is running."
+                }
+                LockKind::Destructive => {
+                    "retention sweeps, garbage collection and deletions run one at a time."
                 }
             },
         });

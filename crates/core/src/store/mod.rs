@@ -7,7 +7,8 @@
 //! recovery-points/<instance>/<id>.json     manifests: a recovery point exists iff this exists
 //! packs/<2 hex>/<64 hex>                   pack objects (see `pack`)
 //! index/<uuid>                             which pack holds which chunk
-//! locks/<uuid>.json                        shared and exclusive locks (see `lock`)
+//! locks/<uuid>.json                        shared, exclusive and destructive locks (see `lock`)
+//! locks/destructive.lease                  (Blob Storage) the destructive-operation lease (see `lease`)
 //! archive.json                             (archive tier only) the vault it belongs to
 //! ```
 //!
@@ -25,6 +26,7 @@ pub mod blob_rest;
 pub mod check;
 pub mod chunk;
 pub mod gc;
+pub mod lease;
 pub mod lock;
 pub mod manifest;
 pub mod pack;
