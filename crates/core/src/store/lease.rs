@@ -108,7 +108,7 @@ pub struct DestructiveGuard {
 
 #[derive(Debug)]
 enum Held {
-    Lease(Lease),
+    Lease(Box<Lease>),
     Lock(Box<VaultLock>),
 }
 
@@ -203,13 +203,13 @@ impl DestructiveGuard {
         let renewer = tokio::spawn(renew(rest.clone(), id.clone(), timing.renew_every, tx));
         Ok(DestructiveGuard {
             vault: vault.to_owned(),
-            held: Held::Lease(Lease {
+            held: Held::Lease(Box::new(Lease {
                 rest: rest.clone(),
                 id,
                 timing,
                 status,
                 renewer: Some(renewer),
-            }),
+            })),
         })
     }
 
