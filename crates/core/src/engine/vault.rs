@@ -843,3 +843,49 @@ impl Vault {
         )
     }
 }
+
+#[cfg(test)]
+mod archive_tier_tests {
+    use super::*;
+
+    #[test]
+    fn access_tiers_parse_at_the_boundary() {
+        assert_eq!("archive".parse(), Ok(ArchiveAccessTier::Archive));
+        assert_eq!("Cold".parse(), Ok(ArchiveAccessTier::Cold));
+        let err = "Hot".parse::<ArchiveAccessTier>().unwrap_err();
+        assert!(err.contains("not Archive or Cold"), "{err}");
+    }
+
+    /// An access tier is Blob Storage's: refused for another archive before anything is
+    /// recorded; without one a local archive keeps the default tier, and a later change needs
+    /// an archive tier on Blob Storage.
+    #[tokio::test]
+    async fn an_access_tier_needs_an_archive_on_blob_storage() {
+        let store = VaultStore::open("memory://").unwrap();
+        let mut vault = Vault::create(store, "V", Utc::now(), None).await.unwrap();
+        let err = vault
+            .set_archive_settings(Some("memory://"), Some(ArchiveAccessTier::Cold))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, "UserErrorInvalidArchiveAccessTier");
+        assert!(err.message.contains("Blob Storage"), "{err:?}");
+        assert!(vault.config.archive_storage_url.is_none());
+
+        let err = vault
+            .set_archive_settings(None, Some(ArchiveAccessTier::Archive))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, "UserErrorArchiveTierNotConfigured");
+
+        vault.set_archive_storage("memory://").await.unwrap();
+        assert_eq!(vault.config.archive_access_tier, None);
+        assert!(vault.to_azure_json()["properties"]["pgvaultArchiveAccessTier"].is_null());
+        let err = vault
+            .set_archive_settings(None, Some(ArchiveAccessTier::Cold))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, "UserErrorInvalidArchiveAccessTier");
+        assert_eq!(vault.config.archive_access_tier, None);
+        assert!(vault.archive.is_some(), "the archive tier is kept");
+    }
+}
