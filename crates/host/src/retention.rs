@@ -457,16 +457,7 @@ impl Pgvault {
                 format!("a rehydration lasts 10 to 30 days, not {days}"),
             ));
         }
-        let priority = match priority.to_ascii_lowercase().as_str() {
-            "standard" => "Standard",
-            "high" => "High",
-            _ => {
-                return Err(Error::new(
-                    "UserErrorInvalidRehydrationPriority",
-                    format!("rehydration priority `{priority}` is not Standard or High"),
-                ));
-            }
-        };
+        let priority: sweep::RehydratePriority = priority.parse()?;
         let vault = self.vault(vault_name).await?;
         let point = vault.stored_point(instance, recovery_point_id).await?;
         let now = Utc::now();
@@ -476,7 +467,7 @@ impl Pgvault {
         new.recovery_point_id = Some(recovery_point_id.to_owned());
         new.retention_tag = Some(point.manifest().retention_tag_name.clone());
         new.extended_details
-            .insert("RehydrationPriority".into(), priority.into());
+            .insert("RehydrationPriority".into(), priority.as_str().into());
         new.extended_details.insert(
             "RehydrationExpiryTime".into(),
             pgvault_core::model::job::azure_time(until),
@@ -485,9 +476,25 @@ impl Pgvault {
         let progress = Arc::new(Progress::default());
         let result = async {
             let locks = lock_tiers(&vault, LockKind::Shared, "rehydrate").await?;
-            let copied =
-                sweep::rehydrate(&vault, instance, recovery_point_id, until, progress.clone())
-                    .await;
+            // Progress while Blob Storage rehydrates archived packs, on the job as it runs.
+            let status = |message: String| {
+                if let Err(e) = self
+                    .history()
+                    .set_details(job.id, &[("RehydrationStatus".into(), message)])
+                {
+                    tracing::warn!("cannot record the rehydration's progress: {e}");
+                }
+            };
+            let copied = sweep::rehydrate(
+                &vault,
+                instance,
+                recovery_point_id,
+                until,
+                priority,
+                progress.clone(),
+                &status,
+            )
+            .await;
             release_all(locks).await;
             copied.map(|_| ())
         }

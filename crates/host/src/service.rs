@@ -129,8 +129,18 @@ impl Pgvault {
 
     /// `backup-vault update --archive-storage-url`: gives the vault its archive tier.
     pub async fn set_archive_storage(&self, name: &str, url: &str) -> Result<Value> {
+        self.set_archive_settings(name, Some(url), None).await
+    }
+
+    /// `backup-vault create|update --archive-storage-url --archive-access-tier`.
+    pub async fn set_archive_settings(
+        &self,
+        name: &str,
+        url: Option<&str>,
+        tier: Option<pgvault_core::store::ArchiveAccessTier>,
+    ) -> Result<Value> {
         let mut vault = self.vault(name).await?;
-        vault.set_archive_storage(url).await?;
+        vault.set_archive_settings(url, tier).await?;
         Ok(vault.to_azure_json())
     }
 

@@ -10,6 +10,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
 use pgvault_core::engine::verify::VerifyStatus;
+use pgvault_core::store::ArchiveAccessTier;
 use pgvault_core::store::check::{Finding, Percent, ReadData};
 use pgvault_host::verify::VaultCheck;
 
@@ -38,18 +39,27 @@ pub enum VaultCommand {
         /// the recovery points a policy moves or copies to ArchiveStore.
         #[arg(long)]
         archive_storage_url: Option<String>,
+        /// The Blob Storage access tier of the archive tier's data: Archive (the default on
+        /// Blob Storage; offline, a restore first rehydrates it, hours) or Cold (online, dearer).
+        #[arg(long, requires = "archive_storage_url", value_name = "Archive|Cold")]
+        archive_access_tier: Option<ArchiveAccessTier>,
     },
-    /// Change a vault: give it an archive tier.
+    /// Change a vault: give it an archive tier, or change its Blob Storage access tier.
     #[command(
-        after_help = "Example:\n  pgvault backup-vault update --vault-name TestBkpVault --archive-storage-url file:///mnt/archive/pgvault"
+        after_help = "Examples:\n  pgvault backup-vault update --vault-name TestBkpVault --archive-storage-url file:///mnt/archive/pgvault\n  pgvault backup-vault update --vault-name TestBkpVault --archive-access-tier Cold"
     )]
     Update {
         #[arg(long, short = 'v')]
         vault_name: String,
         /// Where the archive tier lives (file:///absolute/path). Set once: an archive tier
         /// holding recovery points is not moved.
-        #[arg(long)]
-        archive_storage_url: String,
+        #[arg(long, required_unless_present = "archive_access_tier")]
+        archive_storage_url: Option<String>,
+        /// The Blob Storage access tier the archive tier's data packs are written in from now
+        /// on: Archive (the default on Blob Storage) or Cold. Only for an archive tier on Blob
+        /// Storage.
+        #[arg(long, value_name = "Archive|Cold")]
+        archive_access_tier: Option<ArchiveAccessTier>,
     },
     /// Remove the data no recovery point references any more, now (the retention sweep does
     /// it too). Waits for nothing: when a backup or restore holds the vault it says so.
@@ -120,13 +130,14 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
             storage_url,
             chunk_size_kib,
             archive_storage_url,
+            archive_access_tier,
         } => {
             let chunk_avg = chunk_size_kib.map(|k| k.saturating_mul(1024));
             let vault = svc.create_vault_with(&vault_name, storage_url.as_deref(), chunk_avg);
             let mut vault = vault.await.map_err(coded)?;
             if let Some(url) = archive_storage_url {
                 vault = svc
-                    .set_archive_storage(&vault_name, &url)
+                    .set_archive_settings(&vault_name, Some(&url), archive_access_tier)
                     .await
                     .map_err(coded)?;
             }
@@ -135,10 +146,15 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
         VaultCommand::Update {
             vault_name,
             archive_storage_url,
+            archive_access_tier,
         } => print(
-            &svc.set_archive_storage(&vault_name, &archive_storage_url)
-                .await
-                .map_err(coded)?,
+            &svc.set_archive_settings(
+                &vault_name,
+                archive_storage_url.as_deref(),
+                archive_access_tier,
+            )
+            .await
+            .map_err(coded)?,
             format,
         ),
         VaultCommand::Gc { vault_name } => {

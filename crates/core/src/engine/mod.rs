@@ -60,6 +60,8 @@ impl From<crate::store::StoreError> for Error {
     fn from(e: crate::store::StoreError) -> Self {
         let code = if e.is_not_found() {
             "UserErrorNotFound"
+        } else if e.is_archived() {
+            "UserErrorRecoveryPointNotRehydrated"
         } else {
             "VaultStorageError"
         };
@@ -81,8 +83,11 @@ impl From<crate::store::writer::WriteError> for Error {
 
 impl From<crate::store::reader::ReadError> for Error {
     fn from(e: crate::store::reader::ReadError) -> Self {
-        let code = match e {
+        let code = match &e {
             crate::store::reader::ReadError::Write(_) => "RestoreTargetWriteFailed",
+            crate::store::reader::ReadError::Store(s) if s.is_archived() => {
+                "UserErrorRecoveryPointNotRehydrated"
+            }
             _ => "RecoveryPointDamaged",
         };
         Error::new(code, e.to_string())

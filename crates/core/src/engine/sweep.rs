@@ -13,9 +13,16 @@
 //! as per policy"); a `ProtectionStopped` instance's points are retained forever, as Azure's
 //! "stop protection and retain data" does. The last remaining recovery point of an instance is
 //! never deleted. Deleting a manifest leaves its chunks to garbage collection ([`crate::store::gc`]).
+//!
+//! An archive tier on Blob Storage keeps its data packs in the Archive (or Cold) access tier.
+//! [`rehydrate`] then first brings the packs a point needs online with Set Blob Tier at the
+//! job's rehydrate priority, waits for Azure to finish (hours), copies, and sends the packs
+//! back to the archive's access tier.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -27,10 +34,12 @@ use crate::model::instance::PROTECTION_STOPPED;
 use crate::model::policy::DataStoreType;
 use crate::model::resource;
 use crate::model::retention::{Fate, policy_zone, retention_plan, states_at};
-use crate::store::manifest::Manifest;
-use crate::store::paths;
-use crate::store::reader::{load_index, read_stream};
+use crate::store::blob_rest::{BlobError, BlobProperties, BlobRest};
+use crate::store::manifest::{Manifest, StreamInfo, decode_chunk_list};
+use crate::store::pack::{ChunkIndex, PackId};
+use crate::store::reader::{ReadError, fetch_blob, load_index, read_stream};
 use crate::store::writer::{Progress, write_stream};
+use crate::store::{ArchiveAccessTier, VaultStore, paths};
 
 /// What one action does to one recovery point.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -269,15 +278,81 @@ pub async fn copy_to_archive(
     .await
 }
 
+/// Azure's rehydrate priority (`--rehydration-priority`), sent as `x-ms-rehydrate-priority`
+/// with Set Blob Tier when an archive tier on Blob Storage holds packs in the Archive tier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum RehydratePriority {
+    Standard,
+    High,
+}
+
+impl RehydratePriority {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RehydratePriority::Standard => "Standard",
+            RehydratePriority::High => "High",
+        }
+    }
+
+    /// What Azure promises, for the job's progress.
+    fn expectation(self) -> &'static str {
+        match self {
+            RehydratePriority::Standard => "priority Standard can take up to 15 hours",
+            RehydratePriority::High => {
+                "priority High usually takes under 1 hour for packs of this size"
+            }
+        }
+    }
+
+    /// How often a pending rehydration is polled: often enough not to waste much of a High
+    /// one's hour, rarely enough not to spend a Standard one's 15 hours in requests.
+    pub fn poll_interval(self) -> Duration {
+        match self {
+            RehydratePriority::Standard => Duration::from_secs(10 * 60),
+            RehydratePriority::High => Duration::from_secs(60),
+        }
+    }
+
+    /// How long to wait before giving up: twice what Azure says it may take. A rehydration
+    /// given up on goes on in Azure; running the job again resumes waiting for it.
+    fn patience(self) -> Duration {
+        match self {
+            RehydratePriority::Standard => Duration::from_secs(30 * 3600),
+            RehydratePriority::High => Duration::from_secs(2 * 3600),
+        }
+    }
+}
+
+impl std::str::FromStr for RehydratePriority {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "standard" => Ok(RehydratePriority::Standard),
+            "high" => Ok(RehydratePriority::High),
+            _ => Err(Error::new(
+                "UserErrorInvalidRehydrationPriority",
+                format!("rehydration priority `{s}` is not Standard or High"),
+            )),
+        }
+    }
+}
+
 /// `recovery-point rehydrate`: copies an archive-tier recovery point back into the vault tier,
 /// where restores read, kept until `until` (the sweep then removes the copy; the archive tier
 /// keeps its own).
+///
+/// On Blob Storage the packs the point needs are first brought online at `priority`, and
+/// `status` hears how many are ("3 of 5 packs online; ..."). A rehydration killed while it
+/// waits resumes when run again: packs already online are skipped, pending ones waited for.
 pub async fn rehydrate(
     vault: &Vault,
     instance: &str,
     id: &str,
     until: DateTime<Utc>,
+    priority: RehydratePriority,
     progress: Arc<Progress>,
+    status: &(dyn Fn(String) + Send + Sync),
 ) -> Result<Manifest> {
     let point = vault.stored_point(instance, id).await?;
     let Some(archived) = &point.archive else {
@@ -300,7 +375,14 @@ pub async fn rehydrate(
             ),
         ));
     }
-    copy_between(
+    let tiered = vault
+        .tier_store(DataStoreType::ArchiveStore)
+        .and_then(|store| store.blob_rest().map(|rest| (store, rest)));
+    let mut needed = HashSet::new();
+    if let Some((store, rest)) = tiered {
+        needed = bring_point_online(vault, store, rest, archived, priority, status).await?;
+    }
+    let copy = copy_between(
         vault,
         DataStoreType::ArchiveStore,
         DataStoreType::VaultStore,
@@ -312,7 +394,236 @@ pub async fn rehydrate(
             ..m
         },
     )
+    .await?;
+    if let Some((store, rest)) = tiered
+        && let Some(tier) = store.pack_tier()
+        && let Err(e) = return_to_tier(store, rest, &needed, tier).await
+    {
+        // The copy is committed and restorable; only the archive's bill is wrong.
+        tracing::warn!(recovery_point = id, "packs left online: {e}");
+        status(format!(
+            "rehydrated; returning the archive's packs to the {tier} access tier failed ({e}); they cost the online tier's price until `recovery-point rehydrate` of this point is run again"
+        ));
+    }
+    Ok(copy)
+}
+
+/// How a pack's properties say it can be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PackState {
+    Online,
+    /// In Archive, with a rehydration under way (`x-ms-archive-status: rehydrate-pending-*`).
+    Pending,
+    /// In Archive, nothing under way.
+    Archived,
+}
+
+fn pack_state(props: &BlobProperties) -> PackState {
+    match (
+        props.access_tier.as_deref(),
+        props.archive_status.as_deref(),
+    ) {
+        (Some("Archive"), Some(s)) if s.starts_with("rehydrate-pending") => PackState::Pending,
+        (Some("Archive"), _) => PackState::Archived,
+        _ => PackState::Online,
+    }
+}
+
+fn blob_error(e: BlobError) -> Error {
+    Error::new("VaultStorageError", e.message)
+}
+
+/// Brings every pack `point` reads in the archive tier's store online: the packs of its
+/// chunk-list blocks first when those are archived (they say which others it needs), then the
+/// packs of its chunks and of their delta bases. Returns those packs.
+async fn bring_point_online(
+    vault: &Vault,
+    store: &VaultStore,
+    rest: &BlobRest,
+    point: &Manifest,
+    priority: RehydratePriority,
+    status: &(dyn Fn(String) + Send + Sync),
+) -> Result<HashSet<PackId>> {
+    let key = vault.config.chunk_key()?;
+    let index = load_index(store).await?;
+    loop {
+        let (needed, lists_archived) = packs_of(store, &index, &key, &point.stream).await?;
+        if lists_archived.is_empty() {
+            bring_online(rest, &needed, priority, status).await?;
+            return Ok(needed);
+        }
+        bring_online(rest, &lists_archived, priority, status).await?;
+    }
+}
+
+/// The packs a stream reads (its chunk-list blocks', its chunks', their delta bases'), and
+/// those of its chunk-list blocks that cannot be read because they are archived (their
+/// chunks are then not known yet).
+async fn packs_of(
+    store: &VaultStore,
+    index: &ChunkIndex,
+    key: &[u8; 32],
+    stream: &StreamInfo,
+) -> Result<(HashSet<PackId>, HashSet<PackId>)> {
+    let (mut needed, mut archived) = (HashSet::new(), HashSet::new());
+    let add = |id: &crate::store::chunk::ChunkId, needed: &mut HashSet<PackId>| {
+        if let Some((pack, _)) = index.get(id) {
+            needed.insert(pack);
+        }
+    };
+    for list in &stream.chunk_lists {
+        add(list, &mut needed);
+        let block = match fetch_blob(store, index, key, *list).await {
+            Ok((_, block)) => block,
+            Err(ReadError::Store(e)) if e.is_archived() => {
+                archived.extend(index.get(list).map(|(pack, _)| pack));
+                continue;
+            }
+            // A damaged point fails in the copy, which names what is wrong.
+            Err(_) => continue,
+        };
+        for r in decode_chunk_list(&block).unwrap_or_default() {
+            add(&r.id, &mut needed);
+            if let Some(base) = index.base_of(&r.id) {
+                add(&base, &mut needed);
+            }
+        }
+    }
+    Ok((needed, archived))
+}
+
+/// Starts the rehydration (to Hot, at `priority`) of each of `packs` in the Archive tier,
+/// then waits until all are online.
+async fn bring_online(
+    rest: &BlobRest,
+    packs: &HashSet<PackId>,
+    priority: RehydratePriority,
+    status: &(dyn Fn(String) + Send + Sync),
+) -> Result<()> {
+    let mut waiting = Vec::new();
+    for pack in packs {
+        let blob = paths::pack(pack).to_string();
+        let props = rest.properties(&blob).await.map_err(blob_error)?;
+        match pack_state(&props) {
+            PackState::Online => {}
+            PackState::Pending => waiting.push(*pack),
+            PackState::Archived => {
+                start_rehydration(rest, &blob, priority).await?;
+                waiting.push(*pack);
+            }
+        }
+    }
+    wait_online(
+        packs.len(),
+        waiting,
+        priority,
+        |pack| async move {
+            let blob = paths::pack(&pack).to_string();
+            let props = rest.properties(&blob).await.map_err(blob_error)?;
+            match pack_state(&props) {
+                PackState::Online => Ok(true),
+                PackState::Pending => Ok(false),
+                // Archived again without a pending rehydration (another job sent it back):
+                // start over.
+                PackState::Archived => {
+                    start_rehydration(rest, &blob, priority).await?;
+                    Ok(false)
+                }
+            }
+        },
+        status,
+    )
     .await
+}
+
+/// Set Blob Tier to Hot at `priority`. A rehydration already under way (409
+/// `BlobBeingRehydrated`, started by a killed run of this job) is waited for like one started
+/// now.
+async fn start_rehydration(rest: &BlobRest, blob: &str, priority: RehydratePriority) -> Result<()> {
+    match rest.set_tier(blob, "Hot", Some(priority.as_str())).await {
+        Err(e) if !e.is("BlobBeingRehydrated") => Err(blob_error(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Polls `probe` (is this pack online?) for the `waiting` packs, every
+/// [`RehydratePriority::poll_interval`], telling `status` how many of `total` are online,
+/// until none waits. Sleeps on tokio's clock, so tests run it on a paused one.
+async fn wait_online<F, Fut>(
+    total: usize,
+    mut waiting: Vec<PackId>,
+    priority: RehydratePriority,
+    mut probe: F,
+    status: &(dyn Fn(String) + Send + Sync),
+) -> Result<()>
+where
+    F: FnMut(PackId) -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let give_up = tokio::time::Instant::now() + priority.patience();
+    loop {
+        let mut still = Vec::with_capacity(waiting.len());
+        for pack in waiting {
+            if !probe(pack).await? {
+                still.push(pack);
+            }
+        }
+        waiting = still;
+        status(format!(
+            "{} of {total} packs online; {}",
+            total - waiting.len(),
+            priority.expectation()
+        ));
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= give_up {
+            return Err(Error::new(
+                "RehydrationTimedOut",
+                format!(
+                    "{} of {total} packs are still being rehydrated after {} hours; Azure goes on with it: run `recovery-point rehydrate` again to resume waiting",
+                    waiting.len(),
+                    priority.patience().as_secs() / 3600
+                ),
+            ));
+        }
+        tokio::time::sleep(priority.poll_interval()).await;
+    }
+}
+
+/// Sends the rehydrated packs back to the archive's access tier, so the archive copy costs
+/// what it should (moving a blob from Hot to Archive or Cold is immediate). Packs holding any
+/// archived point's chunk-list blocks stay online: listing, planning and `check` read them.
+async fn return_to_tier(
+    store: &VaultStore,
+    rest: &BlobRest,
+    packs: &HashSet<PackId>,
+    tier: ArchiveAccessTier,
+) -> Result<()> {
+    let index = load_index(store).await?;
+    let mut list_packs = HashSet::new();
+    for path in store.list(&paths::recovery_points_root()).await? {
+        let Ok(manifest) = Manifest::from_bytes(&store.get(&path).await?) else {
+            continue;
+        };
+        list_packs.extend(
+            manifest
+                .stream
+                .chunk_lists
+                .iter()
+                .filter_map(|l| index.get(l).map(|(pack, _)| pack)),
+        );
+    }
+    for pack in packs.difference(&list_packs) {
+        let blob = paths::pack(pack).to_string();
+        let props = rest.properties(&blob).await.map_err(blob_error)?;
+        if props.access_tier.as_deref() != Some(tier.as_str()) {
+            rest.set_tier(&blob, tier.as_str(), None)
+                .await
+                .map_err(blob_error)?;
+        }
+    }
+    Ok(())
 }
 
 /// Copies a recovery point's stream from one tier's store into the other's and writes the
@@ -340,8 +651,15 @@ async fn copy_between(
     let index = load_index(source).await?;
     let known = Arc::new(load_index(target).await?);
     // Delta bases: the target tier's latest copy of this instance; a damaged one only costs
-    // the deltas.
+    // the deltas. Not in the Archive access tier: a delta is encoded against its base read
+    // back, and archived packs cannot be read.
     let previous = match vault.latest_in(to, instance).await {
+        _ if target
+            .pack_tier()
+            .is_some_and(ArchiveAccessTier::is_offline) =>
+        {
+            None
+        }
         Ok(latest) => latest.map(|m| m.stream),
         Err(e) if e.code == "RecoveryPointDamaged" => None,
         Err(e) => return Err(e),
@@ -405,5 +723,224 @@ struct BlockingReader {
 impl std::io::Read for BlockingReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         self.runtime.block_on(self.inner.read(buf))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::store::azure::{AzureAuth, AzureLocation, EMULATOR_ACCOUNT_KEY};
+
+    fn statuses() -> (Arc<Mutex<Vec<String>>>, impl Fn(String) + Send + Sync) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        (seen, move |s| sink.lock().unwrap().push(s))
+    }
+
+    /// Three packs pending; one comes online per poll. The wait polls on tokio's (paused)
+    /// clock at the priority's interval, reports each round and ends when none is pending.
+    #[tokio::test(start_paused = true)]
+    async fn waiting_polls_at_the_priority_interval_until_every_pack_is_online() {
+        let packs: Vec<PackId> = (1..=3u8).map(|i| PackId([i; 32])).collect();
+        let polls = Arc::new(Mutex::new(0usize));
+        let (seen, status) = statuses();
+        let start = tokio::time::Instant::now();
+        let probes = polls.clone();
+        wait_online(
+            4,
+            packs.clone(),
+            RehydratePriority::Standard,
+            |pack| {
+                let polls = probes.clone();
+                async move {
+                    *polls.lock().unwrap() += 1;
+                    // Pack i is online from round i on.
+                    let round = (start.elapsed().as_secs() / 600) as u8 + 1;
+                    Ok(pack.0[0] <= round)
+                }
+            },
+            &status,
+        )
+        .await
+        .unwrap();
+        assert_eq!(start.elapsed(), Duration::from_secs(2 * 600));
+        assert_eq!(*polls.lock().unwrap(), 3 + 2 + 1);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [2, 3, 4]
+                .map(|n| format!(
+                    "{n} of 4 packs online; priority Standard can take up to 15 hours"
+                ))
+                .to_vec()
+        );
+    }
+
+    /// A pack that never comes online ends the wait with an error saying how to resume, after
+    /// twice what Azure promises for the priority, not before.
+    #[tokio::test(start_paused = true)]
+    async fn a_rehydration_that_never_ends_is_given_up_with_a_resumable_error() {
+        let (_, status) = statuses();
+        let start = tokio::time::Instant::now();
+        let err = wait_online(
+            1,
+            vec![PackId([1; 32])],
+            RehydratePriority::High,
+            |_| async { Ok(false) },
+            &status,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.code, "RehydrationTimedOut");
+        assert!(
+            err.message.contains("run `recovery-point rehydrate` again"),
+            "{err:?}"
+        );
+        assert_eq!(start.elapsed(), Duration::from_secs(2 * 3600));
+    }
+
+    #[test]
+    fn priorities_parse_at_the_boundary() {
+        assert_eq!(
+            "high".parse::<RehydratePriority>().unwrap(),
+            RehydratePriority::High
+        );
+        assert_eq!(
+            "Standard".parse::<RehydratePriority>().unwrap(),
+            RehydratePriority::Standard
+        );
+        let err = "Urgent".parse::<RehydratePriority>().unwrap_err();
+        assert_eq!(err.code, "UserErrorInvalidRehydrationPriority");
+    }
+
+    #[test]
+    fn pack_states_follow_the_tier_and_archive_status() {
+        let props = |tier: Option<&str>, status: Option<&str>| BlobProperties {
+            access_tier: tier.map(str::to_owned),
+            archive_status: status.map(str::to_owned),
+            ..Default::default()
+        };
+        assert_eq!(pack_state(&props(Some("Hot"), None)), PackState::Online);
+        assert_eq!(pack_state(&props(None, None)), PackState::Online);
+        assert_eq!(pack_state(&props(Some("Cold"), None)), PackState::Online);
+        assert_eq!(
+            pack_state(&props(Some("Archive"), None)),
+            PackState::Archived
+        );
+        assert_eq!(
+            pack_state(&props(Some("Archive"), Some("rehydrate-pending-to-hot"))),
+            PackState::Pending
+        );
+    }
+
+    /// Forwards connections to `upstream`, keeping every byte the client sent: the requests
+    /// as they went to Blob Storage.
+    async fn recording_proxy(upstream: u16) -> (u16, Arc<Mutex<Vec<u8>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let record = sent.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(("127.0.0.1", upstream))
+                    .await
+                    .unwrap();
+                let record = record.clone();
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let up = async {
+                        let mut buf = vec![0u8; 64 << 10];
+                        loop {
+                            let n = client_read.read(&mut buf).await.unwrap_or(0);
+                            if n == 0 {
+                                break;
+                            }
+                            record.lock().unwrap().extend_from_slice(&buf[..n]);
+                            if server_write.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                        let _ = server_write.shutdown().await;
+                    };
+                    let down = tokio::io::copy(&mut server_read, &mut client_write);
+                    let _ = tokio::join!(up, down);
+                });
+            }
+        });
+        (port, sent)
+    }
+
+    /// Against Azurite, through a proxy that records the requests: an archived pack is
+    /// rehydrated with Set Blob Tier to Hot carrying the job's priority, a pack already online
+    /// is left alone, and both are online afterwards.
+    #[tokio::test]
+    async fn rehydration_sends_set_blob_tier_with_the_priority() {
+        let azurite = pgvault_testkit::Azurite::start();
+        let (port, sent) = recording_proxy(azurite.port()).await;
+        let location = AzureLocation::parse("az://devstoreaccount1/rehydrate-test/archive")
+            .unwrap()
+            .unwrap();
+        let rest = BlobRest::new(
+            location,
+            AzureAuth::Emulator {
+                endpoint: format!("http://127.0.0.1:{port}"),
+                key: EMULATOR_ACCOUNT_KEY.into(),
+            },
+        );
+        rest.create_container().await.unwrap();
+        let (archived, online) = (PackId([0xa1; 32]), PackId([0xb2; 32]));
+        for pack in [archived, online] {
+            rest.put_blob(
+                paths::pack(&pack).as_ref(),
+                Bytes::from_static(b"pack"),
+                &[],
+            )
+            .await
+            .unwrap();
+        }
+        let archived_blob = paths::pack(&archived).to_string();
+        rest.set_tier(&archived_blob, "Archive", None)
+            .await
+            .unwrap();
+        sent.lock().unwrap().clear();
+
+        let (seen, status) = statuses();
+        let packs: HashSet<PackId> = [archived, online].into();
+        bring_online(&rest, &packs, RehydratePriority::High, &status)
+            .await
+            .unwrap();
+
+        let requests = String::from_utf8_lossy(&sent.lock().unwrap()).to_ascii_lowercase();
+        let set_tier: Vec<&str> = requests
+            .split("\r\n\r\n")
+            .filter(|head| head.starts_with("put ") && head.contains("comp=tier"))
+            .collect();
+        assert_eq!(
+            set_tier.len(),
+            1,
+            "one Set Blob Tier, for the archived pack: {requests}"
+        );
+        assert!(set_tier[0].contains(&archived.to_hex()), "{}", set_tier[0]);
+        assert!(
+            set_tier[0].contains("x-ms-access-tier: hot"),
+            "{}",
+            set_tier[0]
+        );
+        assert!(
+            set_tier[0].contains("x-ms-rehydrate-priority: high"),
+            "{}",
+            set_tier[0]
+        );
+        assert_eq!(
+            seen.lock().unwrap().last().unwrap(),
+            "2 of 2 packs online; priority High usually takes under 1 hour for packs of this size"
+        );
+        let props = rest.properties(&archived_blob).await.unwrap();
+        assert_ne!(props.access_tier.as_deref(), Some("Archive"));
     }
 }

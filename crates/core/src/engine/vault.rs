@@ -10,7 +10,7 @@ use crate::model::policy::{BackupPolicy, DataStoreType};
 use crate::model::resource::{self, envelope};
 use crate::store::manifest::{ChunkerParams, Manifest};
 use crate::store::writer::WriterConfig;
-use crate::store::{VaultStore, paths};
+use crate::store::{ArchiveAccessTier, VaultStore, paths};
 
 pub const VAULT_FORMAT: u32 = 1;
 
@@ -35,6 +35,12 @@ pub struct VaultConfig {
     /// configured; a policy with an archive tier then keeps its points in the vault tier.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive_storage_url: Option<String>,
+    /// The Blob Storage access tier the archive tier's data packs are written in
+    /// (`--archive-access-tier`; Archive unless told otherwise for an archive on Blob
+    /// Storage). Absent: the account's default tier, as for a local archive, or one configured
+    /// before pgvault knew access tiers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archive_access_tier: Option<ArchiveAccessTier>,
 }
 
 /// `archive.json`, at the root of an archive-tier store: which vault it belongs to, so a
@@ -106,6 +112,7 @@ impl VaultConfig {
                 kind: "LocallyRedundant".into(),
             }],
             archive_storage_url: None,
+            archive_access_tier: None,
         }
     }
 
@@ -241,7 +248,7 @@ impl Vault {
             ));
         }
         let archive = match &config.archive_storage_url {
-            Some(url) => Some(VaultStore::open(url)?),
+            Some(url) => Some(VaultStore::open(url)?.with_pack_tier(config.archive_access_tier)?),
             None => None,
         };
         Ok(Vault {
@@ -254,10 +261,84 @@ impl Vault {
     /// Configures the archive tier at `url` (`--archive-storage-url`): marks the store as this
     /// vault's archive and records it in `vault.json`. Refuses a store that already holds a
     /// vault or another vault's archive, and changing an archive that holds recovery points.
+    /// On Blob Storage its data packs are written in the Archive access tier (see
+    /// [`Vault::set_archive_settings`] to choose Cold).
     pub async fn set_archive_storage(&mut self, url: &str) -> Result<()> {
-        if self.config.archive_storage_url.as_deref() == Some(url) {
-            return Ok(());
+        self.set_archive_settings(Some(url), None).await
+    }
+
+    /// `backup-vault create|update --archive-storage-url --archive-access-tier`: configures the
+    /// archive tier at `url` (when given, see [`Vault::set_archive_storage`]) and the access
+    /// tier its data packs are written in from now on. Without `tier`, a new archive tier on
+    /// Blob Storage gets Archive. An access tier is refused for an archive not on Blob Storage.
+    pub async fn set_archive_settings(
+        &mut self,
+        url: Option<&str>,
+        tier: Option<ArchiveAccessTier>,
+    ) -> Result<()> {
+        if let Some(url) = url
+            && self.config.archive_storage_url.as_deref() != Some(url)
+        {
+            let on_blob = matches!(crate::store::azure::AzureLocation::parse(url), Ok(Some(_)));
+            if let Some(tier) = tier
+                && !on_blob
+            {
+                return Err(Error::new(
+                    "UserErrorInvalidArchiveAccessTier",
+                    format!(
+                        "--archive-access-tier {tier} needs an archive tier on Azure Blob Storage (az://<account>/<container> or https://<account>.blob.core.windows.net/<container>); `{}` is not one",
+                        url.split('?').next().unwrap_or_default()
+                    ),
+                ));
+            }
+            self.attach_archive(url).await?;
+            let tier = tier.or(on_blob.then_some(ArchiveAccessTier::Archive));
+            return self.apply_archive_tier(tier).await;
         }
+        match tier {
+            Some(tier) => self.apply_archive_tier(Some(tier)).await,
+            None if url.is_some() => Ok(()),
+            None => Err(Error::new(
+                "UserErrorInvalidArchiveSettings",
+                "give --archive-storage-url, --archive-access-tier or both",
+            )),
+        }
+    }
+
+    /// Records the archive's access tier in `vault.json` and in the archive's store.
+    async fn apply_archive_tier(&mut self, tier: Option<ArchiveAccessTier>) -> Result<()> {
+        let Some(archive) = self.archive.take() else {
+            return Err(Error::new(
+                "UserErrorArchiveTierNotConfigured",
+                format!(
+                    "vault `{}` has no archive tier; give --archive-storage-url with --archive-access-tier",
+                    self.name()
+                ),
+            ));
+        };
+        let url = archive.url().to_owned();
+        let tiered = archive.clone().with_pack_tier(tier);
+        let archive = match tiered {
+            Ok(tiered) => tiered,
+            Err(e) => {
+                self.archive = Some(archive);
+                return Err(Error::new(
+                    "UserErrorInvalidArchiveAccessTier",
+                    format!("cannot give the archive tier at `{url}` an access tier: {e}"),
+                ));
+            }
+        };
+        self.archive = Some(archive);
+        if self.config.archive_access_tier != tier {
+            self.config.archive_access_tier = tier;
+            self.store
+                .put_json(&paths::vault_config(), &self.config)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn attach_archive(&mut self, url: &str) -> Result<()> {
         if let Some(current) = &self.archive
             && !current
                 .list(&paths::recovery_points_root())
@@ -360,6 +441,7 @@ impl Vault {
                 "storageSettings": self.config.storage_settings,
                 "storageUrl": self.store.url(),
                 "archiveStorageUrl": self.config.archive_storage_url,
+                "pgvaultArchiveAccessTier": self.config.archive_access_tier,
                 "vaultId": self.config.vault_id,
                 "formatVersion": self.config.format_version,
                 "createdTime": self.config.created_time,
@@ -759,5 +841,51 @@ impl Vault {
                     .collect::<Vec<_>>(),
             }),
         )
+    }
+}
+
+#[cfg(test)]
+mod archive_tier_tests {
+    use super::*;
+
+    #[test]
+    fn access_tiers_parse_at_the_boundary() {
+        assert_eq!("archive".parse(), Ok(ArchiveAccessTier::Archive));
+        assert_eq!("Cold".parse(), Ok(ArchiveAccessTier::Cold));
+        let err = "Hot".parse::<ArchiveAccessTier>().unwrap_err();
+        assert!(err.contains("not Archive or Cold"), "{err}");
+    }
+
+    /// An access tier is Blob Storage's: refused for another archive before anything is
+    /// recorded; without one a local archive keeps the default tier, and a later change needs
+    /// an archive tier on Blob Storage.
+    #[tokio::test]
+    async fn an_access_tier_needs_an_archive_on_blob_storage() {
+        let store = VaultStore::open("memory://").unwrap();
+        let mut vault = Vault::create(store, "V", Utc::now(), None).await.unwrap();
+        let err = vault
+            .set_archive_settings(Some("memory://"), Some(ArchiveAccessTier::Cold))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, "UserErrorInvalidArchiveAccessTier");
+        assert!(err.message.contains("Blob Storage"), "{err:?}");
+        assert!(vault.config.archive_storage_url.is_none());
+
+        let err = vault
+            .set_archive_settings(None, Some(ArchiveAccessTier::Archive))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, "UserErrorArchiveTierNotConfigured");
+
+        vault.set_archive_storage("memory://").await.unwrap();
+        assert_eq!(vault.config.archive_access_tier, None);
+        assert!(vault.to_azure_json()["properties"]["pgvaultArchiveAccessTier"].is_null());
+        let err = vault
+            .set_archive_settings(None, Some(ArchiveAccessTier::Cold))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, "UserErrorInvalidArchiveAccessTier");
+        assert_eq!(vault.config.archive_access_tier, None);
+        assert!(vault.archive.is_some(), "the archive tier is kept");
     }
 }

@@ -108,6 +108,8 @@ pub enum FindingKind {
     BackupWithoutRecoveryPoint,
     /// A manifest no job in this host's history made or mentions.
     RecoveryPointWithoutJob,
+    /// Packs `--read-data` could not read because they are in the Archive access tier.
+    PacksArchived,
 }
 
 /// One thing a check found.
@@ -151,6 +153,10 @@ impl Finding {
     }
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// What garbage collection would free.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -188,6 +194,11 @@ pub struct StoreCheck {
     pub referenced_chunks: usize,
     pub packs_read: usize,
     pub blobs_verified: u64,
+    /// Packs in the Archive access tier (an archive tier on Blob Storage): checked by their
+    /// properties (present, large enough for every entry the index places in them), since
+    /// their trailers and data can be read only after a rehydration.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub archived_packs: usize,
     pub unreferenced: Unreferenced,
     pub findings: Vec<Finding>,
     #[serde(skip)]
@@ -316,6 +327,27 @@ pub async fn check_store(
                     )
                     .in_pack(*pack),
                 );
+                continue;
+            }
+            Err(e) if e.is_archived() => {
+                // What its properties can say: it is there, and long enough for its entries.
+                c.archived_packs += 1;
+                let end = entries
+                    .iter()
+                    .map(|e| u64::from(e.offset) + u64::from(e.length))
+                    .max()
+                    .unwrap_or(0);
+                if end > *size {
+                    c.findings.push(
+                        Finding::error(
+                            FindingKind::PackCorrupt,
+                            format!(
+                                "pack {pack} (in the Archive access tier) is {size} bytes, but the index places chunks up to byte {end}"
+                            ),
+                        )
+                        .in_pack(*pack),
+                    );
+                }
                 continue;
             }
             Err(e) => {
@@ -646,6 +678,16 @@ pub async fn check_store(
         c.findings.push(f);
     }
     c.findings.extend(read_damage.into_values());
+    if read != ReadData::Structure && c.archived_packs > 0 {
+        c.findings.push(Finding::new(
+            Severity::Warning,
+            FindingKind::PacksArchived,
+            format!(
+                "{} packs are in the Archive access tier and were checked by their properties only (present, large enough for their index entries): data in the Archive access tier can be read only after rehydration (`pgvault recovery-point rehydrate`)",
+                c.archived_packs
+            ),
+        ));
+    }
     c.findings.sort_by_key(|f| (f.severity, f.kind));
     Ok(c)
 }

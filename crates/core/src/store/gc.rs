@@ -234,6 +234,12 @@ pub async fn collect_garbage_guarded(
     }
 
     // ---- plan ----
+    // A store whose data packs sit in an access tier (an archive tier on Blob Storage) is
+    // never repacked: a repack reads packs, and archived ones cannot be read without a
+    // rehydration of hours; and rewriting one early is charged anyway (Archive bills 180 days
+    // from archiving, Cold 90, however soon a blob is deleted). Only wholly unreferenced packs
+    // go, which needs no pack read: chunk-list blocks there live in online packs.
+    let repack = store.pack_tier().is_none();
     let mut keep: Vec<(PackId, Vec<PackEntry>)> = Vec::new();
     let mut sparse: Vec<(PackId, Vec<PackEntry>)> = Vec::new();
     let mut dead: Vec<(Path, u64)> = unindexed;
@@ -244,7 +250,7 @@ pub async fn collect_garbage_guarded(
         let live_bytes: u64 = live.iter().map(|e| u64::from(e.length)).sum();
         if live.is_empty() {
             dead.push((paths::pack(id), info.size));
-        } else if (live_bytes as f64) < REPACK_BELOW * info.size as f64 {
+        } else if repack && (live_bytes as f64) < REPACK_BELOW * info.size as f64 {
             sparse.push((*id, live.clone()));
             dead.push((paths::pack(id), info.size));
         } else {

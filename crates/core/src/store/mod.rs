@@ -42,9 +42,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, PutPayload};
-use serde::Serialize;
+use object_store::{Attribute, Attributes, ObjectStore, PutOptions, PutPayload};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use pack::PackId;
 
@@ -71,6 +71,10 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    #[error(
+        "`{path}` is in the Archive access tier of Blob Storage: data in the Archive tier can be read only after rehydration (`pgvault recovery-point rehydrate`)"
+    )]
+    Archived { path: String },
     #[error("cannot create the vault folder `{path}`: {source}")]
     CreateDir {
         path: String,
@@ -81,6 +85,69 @@ pub enum StoreError {
 impl StoreError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, StoreError::NotFound { .. })
+    }
+
+    /// The object is in the Archive access tier (or still being rehydrated from it): it exists,
+    /// but its bytes cannot be read until a rehydration brings it online.
+    pub fn is_archived(&self) -> bool {
+        matches!(self, StoreError::Archived { .. })
+    }
+}
+
+/// The errors of a read: Blob Storage answers a read of an archived blob (or of one still
+/// being rehydrated) with 409 `BlobArchived`, which `object_store` reports as
+/// `AlreadyExists`; a read has no other way to conflict.
+fn read_err(path: &Path) -> impl FnOnce(object_store::Error) -> StoreError + '_ {
+    move |source| match source {
+        object_store::Error::AlreadyExists { .. } => StoreError::Archived {
+            path: path.to_string(),
+        },
+        source => io_err(path)(source),
+    }
+}
+
+/// The Blob Storage access tier an archive tier's packs are written in
+/// (`--archive-access-tier`). Both are cheaper to keep than Hot and dearer to read; Archive is
+/// offline: its blobs must be rehydrated (hours) before a read, and deleting one within 180
+/// days of archiving is charged as if kept 180 days (Cold: 90 days, and reads work at once).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ArchiveAccessTier {
+    Archive,
+    Cold,
+}
+
+impl ArchiveAccessTier {
+    /// Azure's name of the tier, as `x-ms-access-tier` carries it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ArchiveAccessTier::Archive => "Archive",
+            ArchiveAccessTier::Cold => "Cold",
+        }
+    }
+
+    /// Whether a blob in this tier must be rehydrated before it can be read.
+    pub fn is_offline(self) -> bool {
+        self == ArchiveAccessTier::Archive
+    }
+}
+
+impl std::str::FromStr for ArchiveAccessTier {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "archive" => Ok(ArchiveAccessTier::Archive),
+            "cold" => Ok(ArchiveAccessTier::Cold),
+            _ => Err(format!(
+                "archive access tier `{s}` is not Archive or Cold (Hot and Cool are not archive tiers)"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for ArchiveAccessTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -107,6 +174,9 @@ pub struct VaultStore {
     /// The container and prefix of a vault on Blob Storage, with its credentials, for the
     /// REST calls `object_store` lacks (container creation, leases, access tiers).
     azure: Option<blob_rest::BlobRest>,
+    /// The access tier data packs are written in (an archive tier on Blob Storage); `None`:
+    /// the account's default (online) tier, as for every other object.
+    pack_tier: Option<ArchiveAccessTier>,
 }
 
 impl std::fmt::Debug for VaultStore {
@@ -181,7 +251,26 @@ impl VaultStore {
             url: url.to_string(),
             local_root: None,
             azure: None,
+            pack_tier: None,
         }
+    }
+
+    /// This store with data packs written in `tier` (see [`VaultStore::put_data_pack`]).
+    /// Refused for a store not on Blob Storage: access tiers are Blob Storage's.
+    pub fn with_pack_tier(mut self, tier: Option<ArchiveAccessTier>) -> Result<Self, StoreError> {
+        if tier.is_some() && self.azure.is_none() {
+            return Err(StoreError::BadUrl {
+                url: self.url.split('?').next().unwrap_or_default().to_string(),
+                reason: "an archive access tier (Archive or Cold) needs an archive tier on Azure Blob Storage (az:// or https://<account>.blob.core.windows.net/...)".into(),
+            });
+        }
+        self.pack_tier = tier;
+        Ok(self)
+    }
+
+    /// The access tier data packs are written in, if not the default one.
+    pub fn pack_tier(&self) -> Option<ArchiveAccessTier> {
+        self.pack_tier
     }
 
     /// Opens the store for a new vault: as [`VaultStore::open`], and on Blob Storage also
@@ -252,9 +341,35 @@ impl VaultStore {
         Ok(())
     }
 
+    /// Writes a pack of data chunks: in the store's pack tier when it has one (Put Blob's
+    /// `x-ms-access-tier`), so it never spends a day in Hot. Only data packs: what listing,
+    /// planning and checking read (manifests, index files, chunk-list packs, markers, locks)
+    /// stays in the online tier.
+    pub async fn put_data_pack(&self, path: &Path, bytes: Bytes) -> Result<(), StoreError> {
+        let Some(tier) = self.pack_tier else {
+            return self.put(path, bytes).await;
+        };
+        let mut attributes = Attributes::new();
+        attributes.insert(Attribute::StorageClass, tier.as_str().into());
+        let opts = PutOptions {
+            attributes,
+            ..Default::default()
+        };
+        self.inner
+            .put_opts(path, PutPayload::from_bytes(bytes), opts)
+            .await
+            .map_err(io_err(path))?;
+        Ok(())
+    }
+
     pub async fn get(&self, path: &Path) -> Result<Bytes, StoreError> {
-        let got = self.inner.get(path).await.map_err(io_err(path))?;
-        got.bytes().await.map_err(io_err(path))
+        let got = self.inner.get(path).await.map_err(read_err(path))?;
+        got.bytes().await.map_err(read_err(path))
+    }
+
+    /// The size of the object at `path`, read from its properties (readable in any tier).
+    pub async fn size(&self, path: &Path) -> Result<u64, StoreError> {
+        Ok(self.inner.head(path).await.map_err(io_err(path))?.size)
     }
 
     pub async fn get_range(
@@ -265,7 +380,7 @@ impl VaultStore {
         self.inner
             .get_range(path, range)
             .await
-            .map_err(io_err(path))
+            .map_err(read_err(path))
     }
 
     pub async fn exists(&self, path: &Path) -> Result<bool, StoreError> {

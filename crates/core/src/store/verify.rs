@@ -58,6 +58,9 @@ pub enum ChunkDamage {
     WrongKind,
     /// The store could not read the range the index names (a truncated pack, an IO error).
     Unreadable,
+    /// The pack is in the Archive access tier: present, not readable until rehydrated. Not
+    /// damage; such chunks are listed in [`StreamVerification::archived_packs`].
+    Archived,
 }
 
 impl ChunkDamage {
@@ -108,6 +111,13 @@ pub struct StreamVerification {
     /// Everything else that is wrong: the manifest, the stream's length or digest, the
     /// archive.
     pub problems: Vec<String>,
+    /// Packs in the Archive access tier (an archive tier on Blob Storage): Blob Storage says
+    /// they are there, but their chunks were not read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub archived_packs: Vec<PackId>,
+    /// What the verification could not do, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 impl StreamVerification {
@@ -125,6 +135,18 @@ impl StreamVerification {
 
     fn record(&mut self, reported: &mut HashSet<ChunkId>, finding: ChunkFinding) {
         if !reported.insert(finding.chunk_id) {
+            return;
+        }
+        if finding.reason == ChunkDamage::Archived {
+            if let Some(pack) = finding.pack_id
+                && !self.archived_packs.contains(&pack)
+            {
+                self.archived_packs.push(pack);
+                self.note = Some(format!(
+                    "{} packs are in the Archive access tier: they exist, but data in the Archive access tier can be read only after rehydration (`pgvault recovery-point rehydrate`), so their chunks were not verified",
+                    self.archived_packs.len()
+                ));
+            }
             return;
         }
         if finding.reason.is_missing() {
@@ -184,7 +206,12 @@ fn finding(
 }
 
 fn store_damage(e: &StoreError) -> (ChunkDamage, String) {
-    if e.is_not_found() {
+    if e.is_archived() {
+        (
+            ChunkDamage::Archived,
+            "the pack is in the Archive access tier".into(),
+        )
+    } else if e.is_not_found() {
         (
             ChunkDamage::PackMissing,
             "the pack is not in the store".into(),

@@ -82,6 +82,7 @@ struct NewChunk {
 }
 
 struct Blob {
+    kind: ChunkKind,
     id: ChunkId,
     raw_len: usize,
     bytes: Vec<u8>,
@@ -91,6 +92,8 @@ struct Pack {
     id: PackId,
     bytes: Vec<u8>,
     entries: Vec<PackEntry>,
+    /// A pack of chunk-list blocks only, kept in the online tier of a tiered store.
+    lists: bool,
 }
 
 /// Packs uploaded at once. Memory holds at most this many packs in flight plus the one
@@ -216,6 +219,7 @@ pub async fn write_stream<R: Read + Send + 'static>(
                         }
                         if tx
                             .send(Blob {
+                                kind: c.kind,
                                 id: c.id,
                                 raw_len: c.data.len(),
                                 bytes,
@@ -231,26 +235,49 @@ pub async fn write_stream<R: Read + Send + 'static>(
     }
     drop((chunk_rx, blob_tx));
     let target = cfg.pack_target_size;
+    // In a store whose data packs go to an offline access tier, chunk-list blocks get packs of
+    // their own that stay online: garbage collection, `check` and a rehydration's planning
+    // read them without rehydrating anything.
+    let separate_lists = store.pack_tier().is_some();
     let packer = std::thread::Builder::new()
         .name("pgvault-packer".into())
         .spawn(move || {
-            let mut builder = PackBuilder::with_capacity(target + target / 8);
+            let new_builder = || PackBuilder::with_capacity(target + target / 8);
+            let mut builder = new_builder();
+            let mut lists = PackBuilder::default();
             for blob in blob_rx {
+                if separate_lists && blob.kind == ChunkKind::ChunkList {
+                    lists.push(blob.id, blob.raw_len, &blob.bytes);
+                    continue;
+                }
                 builder.push(blob.id, blob.raw_len, &blob.bytes);
                 if builder.len() >= target {
-                    let full = std::mem::replace(
-                        &mut builder,
-                        PackBuilder::with_capacity(target + target / 8),
-                    );
+                    let full = std::mem::replace(&mut builder, new_builder());
                     let (id, bytes, entries) = full.finish();
-                    if pack_tx.blocking_send(Pack { id, bytes, entries }).is_err() {
+                    let pack = Pack {
+                        id,
+                        bytes,
+                        entries,
+                        lists: false,
+                    };
+                    if pack_tx.blocking_send(pack).is_err() {
                         return;
                     }
                 }
             }
-            if !builder.is_empty() {
-                let (id, bytes, entries) = builder.finish();
-                let _ = pack_tx.blocking_send(Pack { id, bytes, entries });
+            for (last, lists) in [(builder, false), (lists, true)] {
+                if !last.is_empty() {
+                    let (id, bytes, entries) = last.finish();
+                    let pack = Pack {
+                        id,
+                        bytes,
+                        entries,
+                        lists,
+                    };
+                    if pack_tx.blocking_send(pack).is_err() {
+                        return;
+                    }
+                }
             }
         })
         .expect("spawn packer thread");
@@ -277,10 +304,13 @@ pub async fn write_stream<R: Read + Send + 'static>(
                 let store = store.clone();
                 in_flight.push(async move {
                     let len = pack.bytes.len() as u64;
-                    store
-                        .put(&paths::pack(&pack.id), Bytes::from(pack.bytes))
-                        .await
-                        .map(|()| (pack.id, pack.entries, len))
+                    let (path, bytes) = (paths::pack(&pack.id), Bytes::from(pack.bytes));
+                    let put = if pack.lists {
+                        store.put(&path, bytes).await
+                    } else {
+                        store.put_data_pack(&path, bytes).await
+                    };
+                    put.map(|()| (pack.id, pack.entries, len))
                 });
             }
             Some(done) = futures::StreamExt::next(&mut in_flight) => match done {
