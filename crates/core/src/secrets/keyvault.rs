@@ -75,11 +75,13 @@ pub fn process_client() -> Result<Arc<KeyVaultClient>, KeyVaultError> {
         return Ok(c.clone());
     }
     let credential = process_credential().map_err(|e| KeyVaultError::new(INVALID_STORE, e))?;
-    let client = Arc::new(KeyVaultClient::with_credential(credential)?);
+    let http = process_http().map_err(|e| KeyVaultError::new(INVALID_STORE, e))?;
+    let client = Arc::new(KeyVaultClient::with_credential(credential, http));
     Ok(CLIENT.get_or_init(|| client).clone())
 }
 
 static CREDENTIAL: OnceLock<Arc<AzureCredential>> = OnceLock::new();
+static HTTP: OnceLock<reqwest::Client> = OnceLock::new();
 
 /// The process's Azure credential (the chain, or the one `--azure-credential` /
 /// `PGVAULT_AZURE_CREDENTIAL` pins), shared by Key Vault and Blob Storage so that both use one
@@ -98,9 +100,21 @@ pub fn process_credential() -> Result<Arc<AzureCredential>, String> {
             _ => None,
         },
     };
-    let http = http_client().map_err(|e| format!("no HTTP client: {e}"))?;
-    let credential = Arc::new(AzureCredential::new(AzureEnv::from_process(pinned), http));
+    let credential = Arc::new(AzureCredential::new(
+        AzureEnv::from_process(pinned),
+        process_http()?,
+    ));
     Ok(CREDENTIAL.get_or_init(|| credential).clone())
+}
+
+/// The process's HTTP client for Entra and Key Vault (one connection pool, root
+/// certificates loaded once).
+fn process_http() -> Result<reqwest::Client, String> {
+    if let Some(h) = HTTP.get() {
+        return Ok(h.clone());
+    }
+    let http = http_client().map_err(|e| format!("no HTTP client: {e}"))?;
+    Ok(HTTP.get_or_init(|| http).clone())
 }
 
 fn http_client() -> reqwest::Result<reqwest::Client> {
@@ -114,18 +128,20 @@ impl KeyVaultClient {
     pub fn new(env: AzureEnv) -> Result<KeyVaultClient, KeyVaultError> {
         let http = http_client()
             .map_err(|e| KeyVaultError::new(INVALID_STORE, format!("no HTTP client: {e}")))?;
-        Self::with_credential(Arc::new(AzureCredential::new(env, http)))
+        let credential = Arc::new(AzureCredential::new(env, http.clone()));
+        Ok(Self::with_credential(credential, http))
     }
 
+    /// A client over a credential (and HTTP client) shared with others, as the process's.
     pub fn with_credential(
         credential: Arc<AzureCredential>,
-    ) -> Result<KeyVaultClient, KeyVaultError> {
-        Ok(KeyVaultClient {
+        http: reqwest::Client,
+    ) -> KeyVaultClient {
+        KeyVaultClient {
             credential,
-            http: http_client()
-                .map_err(|e| KeyVaultError::new(INVALID_STORE, format!("no HTTP client: {e}")))?,
+            http,
             scopes: tokio::sync::Mutex::new(HashMap::new()),
-        })
+        }
     }
 
     /// Reads the secret's current (or pinned) version.
