@@ -36,7 +36,6 @@ use tokio::time::Instant;
 use super::VaultStore;
 use super::blob_rest::{BlobError, BlobRest};
 use super::lock::{LockError, LockInfo, LockKind, STALE_AFTER, VaultLock, live_locks};
-use crate::process::local_host_name;
 
 /// The blob whose lease is the guard on Blob Storage. It is not a lock object: `live_locks`
 /// reads only `locks/*.json`.
@@ -178,15 +177,7 @@ impl DestructiveGuard {
                 Err(e) => return Err(e.into()),
             }
         };
-        let now = Utc::now();
-        let info = LockInfo {
-            kind: LockKind::Destructive,
-            host: local_host_name(),
-            pid: std::process::id(),
-            operation: operation.to_owned(),
-            created: now,
-            refreshed: now,
-        };
+        let info = LockInfo::this_process(LockKind::Destructive, operation, Utc::now());
         let body = serde_json::to_vec(&info).expect("lock info serializes");
         if let Err(e) = rest
             .put_blob(LEASE_BLOB, body.into(), &[("x-ms-lease-id", &id)])
@@ -423,6 +414,7 @@ pub async fn break_lease(rest: &BlobRest) -> Result<BrokenLock, LockError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::local_host_name;
     use crate::store::azure::{AzureAuth, AzureLocation, EMULATOR_ACCOUNT_KEY};
     use crate::store::lock::LockKind;
 

@@ -62,6 +62,18 @@ pub struct LockInfo {
 }
 
 impl LockInfo {
+    /// This process as a holder of `kind` for `operation`, from `now`.
+    pub fn this_process(kind: LockKind, operation: &str, now: DateTime<Utc>) -> LockInfo {
+        LockInfo {
+            kind,
+            host: local_host_name(),
+            pid: std::process::id(),
+            operation: operation.to_owned(),
+            created: now,
+            refreshed: now,
+        }
+    }
+
     fn conflicts_with(&self, kind: LockKind) -> bool {
         match (self.kind, kind) {
             (LockKind::Destructive, LockKind::Destructive) => true,
@@ -183,14 +195,7 @@ impl VaultLock {
     ) -> Result<VaultLock, LockError> {
         let now = Utc::now();
         check_conflicts(store, kind, None, now).await?;
-        let info = LockInfo {
-            kind,
-            host: local_host_name(),
-            pid: std::process::id(),
-            operation: operation.to_owned(),
-            created: now,
-            refreshed: now,
-        };
+        let info = LockInfo::this_process(kind, operation, now);
         let path = lock_path(&uuid::Uuid::new_v4().simple().to_string());
         store.put_json(&path, &info).await?;
         if let Err(e) = check_conflicts(store, kind, Some(&path), now).await {
