@@ -502,38 +502,33 @@ async fn bring_online(
 ) -> Result<()> {
     let mut waiting = Vec::new();
     for pack in packs {
-        let blob = paths::pack(pack).to_string();
-        let props = rest.properties(&blob).await.map_err(blob_error)?;
-        match pack_state(&props) {
-            PackState::Online => {}
-            PackState::Pending => waiting.push(*pack),
-            PackState::Archived => {
-                start_rehydration(rest, &blob, priority).await?;
-                waiting.push(*pack);
-            }
+        if !nudge_online(rest, *pack, priority).await? {
+            waiting.push(*pack);
         }
     }
     wait_online(
         packs.len(),
         waiting,
         priority,
-        |pack| async move {
-            let blob = paths::pack(&pack).to_string();
-            let props = rest.properties(&blob).await.map_err(blob_error)?;
-            match pack_state(&props) {
-                PackState::Online => Ok(true),
-                PackState::Pending => Ok(false),
-                // Archived again without a pending rehydration (another job sent it back):
-                // start over.
-                PackState::Archived => {
-                    start_rehydration(rest, &blob, priority).await?;
-                    Ok(false)
-                }
-            }
-        },
+        |pack| nudge_online(rest, pack, priority),
         status,
     )
     .await
+}
+
+/// Whether `pack` is online; an archived one (not yet asked for, or returned to the archive
+/// since) has its rehydration started, a pending one is left to finish.
+async fn nudge_online(rest: &BlobRest, pack: PackId, priority: RehydratePriority) -> Result<bool> {
+    let blob = paths::pack(&pack).to_string();
+    let props = rest.properties(&blob).await.map_err(blob_error)?;
+    match pack_state(&props) {
+        PackState::Online => Ok(true),
+        PackState::Pending => Ok(false),
+        PackState::Archived => {
+            start_rehydration(rest, &blob, priority).await?;
+            Ok(false)
+        }
+    }
 }
 
 /// Set Blob Tier to Hot at `priority`. A rehydration already under way (409
