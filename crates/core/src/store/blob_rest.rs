@@ -454,51 +454,6 @@ pub(crate) fn sign_shared_key(
     Ok(base64::engine::general_purpose::STANDARD.encode(tag.as_ref()))
 }
 
-impl BlobRest {
-    /// List Blobs: the names (relative to the location's prefix, as the vault's object paths)
-    /// of the blobs under `prefix`, for inspecting a store's access tiers blob by blob.
-    pub async fn list_blobs(&self, prefix: &str) -> Result<Vec<String>, BlobError> {
-        let base = self.location.prefix().trim_matches('/').to_owned();
-        let full = match (base.is_empty(), prefix.is_empty()) {
-            (true, _) => prefix.to_owned(),
-            (false, true) => format!("{base}/"),
-            (false, false) => format!("{base}/{prefix}"),
-        };
-        let mut names = Vec::new();
-        let mut marker = String::new();
-        loop {
-            let mut query = vec![
-                ("restype", "container"),
-                ("comp", "list"),
-                ("prefix", full.as_str()),
-            ];
-            if !marker.is_empty() {
-                query.push(("marker", marker.as_str()));
-            }
-            let response = self
-                .send("list blobs", Method::GET, None, &query, &[], Bytes::new())
-                .await?;
-            let body = response
-                .text()
-                .await
-                .map_err(|e| local_error(e.to_string()))?;
-            for part in body.split("<Name>").skip(1) {
-                let name = part.split("</Name>").next().unwrap_or_default();
-                let name = name.strip_prefix(&format!("{base}/")).unwrap_or(name);
-                names.push(name.replace("&amp;", "&"));
-            }
-            marker = body
-                .split_once("<NextMarker>")
-                .and_then(|(_, rest)| rest.split_once("</NextMarker>"))
-                .map(|(m, _)| m.to_owned())
-                .unwrap_or_default();
-            if marker.is_empty() {
-                return Ok(names);
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
