@@ -12,55 +12,9 @@ use pgvault_core::store::manifest::Manifest;
 use pgvault_core::store::pack::decode_index;
 use pgvault_core::store::paths;
 use pgvault_testkit::{Azurite, DEV_ACCOUNT, DEV_ACCOUNT_KEY};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use crate::support::{World, cluster, plain_dump, sample_database};
-
-/// Weekly backups, the month's first tagged Monthly: a month in the vault tier, then moved to
-/// the archive tier for six months.
-fn monthly_to_archive(w: &World) -> String {
-    let policy = json!({
-        "datasourceTypes": ["Microsoft.DBforPostgreSQL/flexibleServers/databases"],
-        "objectType": "BackupPolicy",
-        "policyRules": [
-            {
-                "name": "BackupWeekly", "objectType": "AzureBackupRule",
-                "backupParameters": {"backupType": "Full", "objectType": "AzureBackupParams"},
-                "dataStore": {"dataStoreType": "VaultStore", "objectType": "DataStoreInfoBase"},
-                "trigger": {
-                    "objectType": "ScheduleBasedTriggerContext",
-                    "schedule": {"repeatingTimeIntervals": ["R/2041-01-06T02:00:00+00:00/P1W"], "timeZone": "UTC"},
-                    "taggingCriteria": [
-                        {"isDefault": true, "taggingPriority": 99, "tagInfo": {"tagName": "Default"}},
-                        {"isDefault": false, "taggingPriority": 15, "tagInfo": {"tagName": "Monthly"},
-                         "criteria": [{"objectType": "ScheduleBasedBackupCriteria", "absoluteCriteria": ["FirstOfMonth"]}]}
-                    ]
-                }
-            },
-            {"name": "Default", "objectType": "AzureRetentionRule", "isDefault": true,
-             "lifecycles": [{
-                "sourceDataStore": {"dataStoreType": "VaultStore", "objectType": "DataStoreInfoBase"},
-                "deleteAfter": {"duration": "P7D", "objectType": "AbsoluteDeleteOption"},
-                "targetDataStoreCopySettings": []
-             }]},
-            {"name": "Monthly", "objectType": "AzureRetentionRule", "isDefault": false,
-             "lifecycles": [
-                {"sourceDataStore": {"dataStoreType": "VaultStore", "objectType": "DataStoreInfoBase"},
-                 "deleteAfter": {"duration": "P1M", "objectType": "AbsoluteDeleteOption"},
-                 "targetDataStoreCopySettings": [{
-                    "dataStore": {"dataStoreType": "ArchiveStore", "objectType": "DataStoreInfoBase"},
-                    "copyAfter": {"objectType": "CopyOnExpiryOption"}
-                 }]},
-                {"sourceDataStore": {"dataStoreType": "ArchiveStore", "objectType": "DataStoreInfoBase"},
-                 "deleteAfter": {"duration": "P6M", "objectType": "AbsoluteDeleteOption"}}
-             ]}
-        ]
-    });
-    w.write("archive-policy.json", &policy.to_string())
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
+use crate::support::{World, archive_policy, cluster, plain_dump, sample_database};
 
 /// The archive tier's Blob REST client, as the test process reaches Azurite.
 fn archive_of(azurite: &Azurite, url: &str) -> BlobRest {
@@ -173,7 +127,7 @@ fn an_archive_tier_on_blob_storage_archives_packs_and_rehydrates_at_the_asked_pr
     let prefix = format!("e2e-{}", std::process::id());
     let vault = "TierVault";
     let archive_url = format!("az://devstoreaccount1/archive/{prefix}");
-    let policy = monthly_to_archive(&w);
+    let policy = archive_policy(&w);
     w.json(&[
         "backup-vault",
         "create",

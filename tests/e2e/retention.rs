@@ -6,54 +6,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::support::{World, files_under, sample_database};
-
-/// Weekly backups; the month's first is Monthly: one month in the vault tier, then moved to
-/// the archive tier for six months. Others: seven days.
-fn archive_policy(w: &World) -> String {
-    let vault = |keep: &str, copy: Value| {
-        json!({
-            "sourceDataStore": {"dataStoreType": "VaultStore", "objectType": "DataStoreInfoBase"},
-            "deleteAfter": {"duration": keep, "objectType": "AbsoluteDeleteOption"},
-            "targetDataStoreCopySettings": copy
-        })
-    };
-    let policy = json!({
-        "datasourceTypes": ["Microsoft.DBforPostgreSQL/flexibleServers/databases"],
-        "objectType": "BackupPolicy",
-        "policyRules": [
-            {
-                "name": "BackupWeekly", "objectType": "AzureBackupRule",
-                "backupParameters": {"backupType": "Full", "objectType": "AzureBackupParams"},
-                "dataStore": {"dataStoreType": "VaultStore", "objectType": "DataStoreInfoBase"},
-                "trigger": {
-                    "objectType": "ScheduleBasedTriggerContext",
-                    "schedule": {"repeatingTimeIntervals": ["R/2041-01-06T02:00:00+00:00/P1W"], "timeZone": "UTC"},
-                    "taggingCriteria": [
-                        {"isDefault": true, "taggingPriority": 99, "tagInfo": {"tagName": "Default"}},
-                        {"isDefault": false, "taggingPriority": 15, "tagInfo": {"tagName": "Monthly"},
-                         "criteria": [{"objectType": "ScheduleBasedBackupCriteria", "absoluteCriteria": ["FirstOfMonth"]}]}
-                    ]
-                }
-            },
-            {"name": "Default", "objectType": "AzureRetentionRule", "isDefault": true,
-             "lifecycles": [vault("P7D", json!([]))]},
-            {"name": "Monthly", "objectType": "AzureRetentionRule", "isDefault": false,
-             "lifecycles": [
-                vault("P1M", json!([{
-                    "dataStore": {"dataStoreType": "ArchiveStore", "objectType": "DataStoreInfoBase"},
-                    "copyAfter": {"objectType": "CopyOnExpiryOption"}
-                }])),
-                {"sourceDataStore": {"dataStoreType": "ArchiveStore", "objectType": "DataStoreInfoBase"},
-                 "deleteAfter": {"duration": "P6M", "objectType": "AbsoluteDeleteOption"}}
-             ]}
-        ]
-    });
-    w.write("archive-policy.json", &policy.to_string())
-        .to_str()
-        .unwrap()
-        .to_owned()
-}
+use crate::support::{World, archive_policy, files_under, sample_database};
 
 fn packs(dir: &Path) -> usize {
     files_under(&dir.join("packs")).len()

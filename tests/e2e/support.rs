@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use pgvault_testkit::TestCluster;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub fn cluster() -> &'static TestCluster {
     TestCluster::shared()
@@ -268,4 +268,51 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// Weekly backups; the month's first is Monthly: one month in the vault tier, then moved to
+/// the archive tier for six months. Others: seven days.
+pub fn archive_policy(w: &World) -> String {
+    let vault = |keep: &str, copy: Value| {
+        json!({
+            "sourceDataStore": {"dataStoreType": "VaultStore", "objectType": "DataStoreInfoBase"},
+            "deleteAfter": {"duration": keep, "objectType": "AbsoluteDeleteOption"},
+            "targetDataStoreCopySettings": copy
+        })
+    };
+    let policy = json!({
+        "datasourceTypes": ["Microsoft.DBforPostgreSQL/flexibleServers/databases"],
+        "objectType": "BackupPolicy",
+        "policyRules": [
+            {
+                "name": "BackupWeekly", "objectType": "AzureBackupRule",
+                "backupParameters": {"backupType": "Full", "objectType": "AzureBackupParams"},
+                "dataStore": {"dataStoreType": "VaultStore", "objectType": "DataStoreInfoBase"},
+                "trigger": {
+                    "objectType": "ScheduleBasedTriggerContext",
+                    "schedule": {"repeatingTimeIntervals": ["R/2041-01-06T02:00:00+00:00/P1W"], "timeZone": "UTC"},
+                    "taggingCriteria": [
+                        {"isDefault": true, "taggingPriority": 99, "tagInfo": {"tagName": "Default"}},
+                        {"isDefault": false, "taggingPriority": 15, "tagInfo": {"tagName": "Monthly"},
+                         "criteria": [{"objectType": "ScheduleBasedBackupCriteria", "absoluteCriteria": ["FirstOfMonth"]}]}
+                    ]
+                }
+            },
+            {"name": "Default", "objectType": "AzureRetentionRule", "isDefault": true,
+             "lifecycles": [vault("P7D", json!([]))]},
+            {"name": "Monthly", "objectType": "AzureRetentionRule", "isDefault": false,
+             "lifecycles": [
+                vault("P1M", json!([{
+                    "dataStore": {"dataStoreType": "ArchiveStore", "objectType": "DataStoreInfoBase"},
+                    "copyAfter": {"objectType": "CopyOnExpiryOption"}
+                }])),
+                {"sourceDataStore": {"dataStoreType": "ArchiveStore", "objectType": "DataStoreInfoBase"},
+                 "deleteAfter": {"duration": "P6M", "objectType": "AbsoluteDeleteOption"}}
+             ]}
+        ]
+    });
+    w.write("archive-policy.json", &policy.to_string())
+        .to_str()
+        .unwrap()
+        .to_owned()
 }
