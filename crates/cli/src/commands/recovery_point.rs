@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use pgvault_core::engine::verify::{PointSelection, PointVerification};
 
+use super::instance::report_job;
 use super::{coded, open_service};
 use crate::output::{Format, print, table};
 
@@ -151,11 +152,7 @@ pub async fn run(cmd: RecoveryPointCommand, format: Format) -> anyhow::Result<Ex
                 )
                 .await
                 .map_err(coded)?;
-            print(&job.azure_json(), format);
-            if let Some(e) = job.state.error() {
-                eprintln!("{}: {}", e.code, e.message);
-                return Ok(ExitCode::FAILURE);
-            }
+            return report_job(&job, None, format);
         }
         RecoveryPointCommand::Delete {
             vault_name,
@@ -172,11 +169,7 @@ pub async fn run(cmd: RecoveryPointCommand, format: Format) -> anyhow::Result<Ex
                 .delete_recovery_point(&vault_name, &backup_instance_name, &recovery_point_id)
                 .await
                 .map_err(coded)?;
-            print(&job.azure_json(), format);
-            if let Some(e) = job.state.error() {
-                eprintln!("{}: {}", e.code, e.message);
-                return Ok(ExitCode::FAILURE);
-            }
+            return report_job(&job, None, format);
         }
         RecoveryPointCommand::Verify {
             vault_name,
