@@ -185,7 +185,7 @@ fn a_dump_cut_anywhere_makes_no_recovery_point() {
                     .any(|e| e.data.is_some_and(|d| d.end == cut))
         }),
     ];
-    let mut points = 0;
+    // Each case ends with one more recovery point: `n` of them exist when case `n` starts.
     for (n, (cut, what, is_where)) in cases.into_iter().enumerate() {
         let full = w.path(&format!("full-{n}.dump"));
         let bin = w.path(&format!("cut-bin-{n}"));
@@ -205,15 +205,14 @@ fn a_dump_cut_anywhere_makes_no_recovery_point() {
             what,
             outcome,
             "UserErrorPgDumpIncomplete",
-            points,
+            n,
         );
         assert!(message.contains("incomplete"), "{what}: {message}");
         // The dump the wrapper cut has the reference's layout, so the cut is where it says.
         let cut_dump = scan(&std::fs::read(&full).unwrap());
         assert!(is_where(cut, &cut_dump), "{what}: cut at {cut}");
 
-        backs_up_normally(&w, &instance, points);
-        points += 1;
+        backs_up_normally(&w, &instance, n);
     }
 }
 
@@ -259,16 +258,14 @@ fn random_bytes_or_nothing_make_no_recovery_point() {
             "corrupt archive",
         ),
     ];
-    let mut points = 0;
+    // Each case ends with one more recovery point: `n` of them exist when case `n` starts.
     for (n, (body, what, code, says)) in cases.into_iter().enumerate() {
         let bin = w.path(&format!("garbage-bin-{n}"));
         wrapper(&bin, &body);
         let outcome = backup_with(&w, &instance, &bin);
-        let message =
-            assert_failed_without_recovery_point(&w, &instance, what, outcome, code, points);
+        let message = assert_failed_without_recovery_point(&w, &instance, what, outcome, code, n);
         assert!(message.contains(says), "{what}: {message}");
-        backs_up_normally(&w, &instance, points);
-        points += 1;
+        backs_up_normally(&w, &instance, n);
     }
 }
 
