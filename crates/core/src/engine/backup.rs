@@ -6,6 +6,12 @@
 //! The order is the guarantee: packs and the index file first, the manifest last. A dump
 //! that fails, or a process killed half way, leaves no manifest and so no recovery point;
 //! whatever packs it wrote are unreferenced and the next backup reuses them.
+//!
+//! A dump "fails" when any of three judges says so: the writer (the vault could not store
+//! the stream), `pg_dump` (a non-zero exit, or an error on its stderr whatever its exit
+//! status) and the archive scanner (the stream is not one whole custom-format archive; see
+//! [`crate::postgres::archive`]). The writer is heard first because `pg_dump`'s death by
+//! SIGPIPE is the consequence of a writer that stopped reading.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -131,7 +137,8 @@ fn policy_zone(policy: &BackupPolicy, policy_name: &str) -> Result<chrono_tz::Tz
 pub enum Step {
     /// The instance, its policy, the secret, the connection and the backup privileges.
     Validate,
-    /// A snapshot is exported, then `pg_dump` dumps it and exits successfully.
+    /// A snapshot is exported, then `pg_dump` dumps it, exits successfully without reporting
+    /// an error, and its output is a complete custom-format archive.
     Dump,
     /// The stream is chunked, compressed and stored in packs, and the packs indexed. It
     /// starts once the snapshot is exported: what commits after that is not in the backup.
@@ -273,7 +280,6 @@ pub async fn backup(
         ),
         snapshot.contents()
     );
-    // pg_dump's verdict comes first: a stream that ended because pg_dump died is not a backup.
     let dumped = tokio::task::spawn_blocking(move || dump.wait())
         .await
         .map_err(|_| Error::new("InternalError", "waiting for pg_dump failed"))?;
@@ -289,6 +295,32 @@ pub async fn backup(
             None
         }
     };
+    let dumped_ok = || format!("{pg_dump_version} exited successfully (snapshot {snapshot_id})");
+    // The verdict, cause before consequence. A writer that failed (the vault could not store
+    // a pack, a worker died) stopped reading the pipe, and pg_dump then dies of SIGPIPE or
+    // "could not write to output file": its failure is the consequence, so the writer's error
+    // is the job's. A pg_dump that failed on its own ends the stream early, which the writer
+    // takes as the end of the dump, so pg_dump's error comes next and says why. Last, the
+    // stream itself: a pg_dump that exited 0 may still have written a truncated stream or
+    // something else than an archive (a wrapper, a full disk under a pipe, a bug), and only
+    // a whole custom archive restores.
+    let outcome = match written {
+        Ok(outcome) => outcome,
+        Err(e) => {
+            let error = Error::from(e);
+            steps.finished(
+                Step::Dump,
+                match &dumped {
+                    Ok(_) => Ok(dumped_ok()),
+                    Err(e) => Err(format!(
+                        "{e} (the vault had stopped storing its output: see the Upload step)"
+                    )),
+                },
+            );
+            steps.finished(Step::Upload, Err(error.message.clone()));
+            return Err(error);
+        }
+    };
     if let Err(e) = dumped {
         let error = Error::new(
             "UserErrorPgDumpFailed",
@@ -297,20 +329,19 @@ pub async fn backup(
         steps.finished(Step::Dump, Err(error.message.clone()));
         return Err(error);
     }
-    steps.finished(
-        Step::Dump,
-        Ok(format!(
-            "{pg_dump_version} exited successfully (snapshot {snapshot_id})"
-        )),
-    );
-    let outcome = match written {
-        Ok(outcome) => outcome,
-        Err(e) => {
-            let error = Error::from(e);
-            steps.finished(Step::Upload, Err(error.message.clone()));
-            return Err(error);
-        }
-    };
+    if let Err(e) = &outcome.archive {
+        let error = Error::new(
+            e.code(),
+            format!(
+                "pg_dump exited successfully, but its output is not a complete custom-format \
+                 archive, so no recovery point was made: {e}. Check that PGVAULT_PG_BINDIR (if \
+                 set) points at PostgreSQL's own pg_dump, then back up again."
+            ),
+        );
+        steps.finished(Step::Dump, Err(error.message.clone()));
+        return Err(error);
+    }
+    steps.finished(Step::Dump, Ok(dumped_ok()));
     steps.finished(
         Step::Upload,
         Ok(format!(
@@ -328,9 +359,6 @@ pub async fn backup(
         bytes_stored = outcome.bytes_stored,
         "dump stored"
     );
-    if let Err(reason) = &outcome.archive {
-        tracing::warn!(instance = %req.instance, %reason, "the dump's table of contents could not be scanned; single-table restores of this recovery point will read the whole stream");
-    }
 
     steps.started(Step::Commit);
     let bytes_read = outcome.stream.length;

@@ -54,8 +54,19 @@
 //!   15 write 1.13 or 1.14, 16 writes 1.15, 17 and 18 write 1.16). Older versions lack TOC
 //!   fields and store large objects differently; a newer one may have changed fields that
 //!   would be misread silently, so it is refused with a clear error instead.
+//! - [`ArchiveScanner::finish`] is the verdict a backup goes by: `Ok` only for a stream that
+//!   is a whole custom archive, so a dump that ends early or is not an archive makes no
+//!   recovery point (see `engine::backup`). Complete means: header and TOC parsed; every
+//!   entry whose TOC offset flag announces data (1 or 2: tables, large objects) has exactly
+//!   one data block, ended by its zero length (zero OID for large objects); no block for an
+//!   entry that announced none; the stream ends between blocks, never inside one; nothing
+//!   follows the last block. Written to a pipe, pg_dump's `_CloseArchive` writes the header,
+//!   the TOC and the data blocks and nothing after them (it goes back to rewrite the TOC only
+//!   when its output can seek).
 //! - A stream that stops exactly between two data blocks looks complete; it is caught
 //!   because the TOC announces (offset flag 1 or 2) every entry whose data block must follow.
+//!   Blocks are not required to come in TOC order: the custom format does not promise it,
+//!   and `pg_restore` finds a block by its dumpId.
 
 use std::collections::HashMap;
 
@@ -216,6 +227,22 @@ pub enum ArchiveError {
         .entries.join(", ")
     )]
     MissingData { entries: Vec<String> },
+}
+
+impl ArchiveError {
+    /// The job error code a backup whose stream fails the scan ends with: the stream is cut
+    /// short, is something else than a custom archive, or is one pgvault cannot judge.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ArchiveError::Truncated { .. } | ArchiveError::MissingData { .. } => {
+                "UserErrorPgDumpIncomplete"
+            }
+            ArchiveError::NotCustomArchive { .. } | ArchiveError::Corrupt { .. } => {
+                "UserErrorPgDumpNotAnArchive"
+            }
+            ArchiveError::UnsupportedVersion { .. } => "UserErrorPgDumpUnsupportedVersion",
+        }
+    }
 }
 
 /// Incremental scanner of one custom-format archive stream; see the module documentation.
@@ -907,6 +934,14 @@ impl ArchiveScanner {
                 if self.entries[entry].data.is_some() {
                     return Err(self.corrupt(format!("a second data block for dumpId {id}")));
                 }
+                // pg_dump writes a data block exactly for the entries whose TOC offset flag
+                // announced one (`_ArchiveEntry` and `WriteDataChunks` both go by the entry's
+                // data dumper), so any other block is not pg_dump's.
+                if !self.announced[entry] {
+                    return Err(self.corrupt(format!(
+                        "a data block for dumpId {id}, whose TOC entry has no data"
+                    )));
+                }
                 self.block.entry = entry;
                 if self.block.blobs {
                     Field::BlobOid
@@ -1573,6 +1608,34 @@ mod tests {
     }
 
     #[test]
+    fn errors_carry_the_code_a_backup_fails_with() {
+        let built = build(16);
+        let cut = built.expected.toc_end as usize;
+        let cases = [
+            (scan(&built.bytes[..40]), "UserErrorPgDumpIncomplete"),
+            (scan(&built.bytes[..cut]), "UserErrorPgDumpIncomplete"),
+            (scan(b""), "UserErrorPgDumpNotAnArchive"),
+            (
+                scan(b"-- PostgreSQL database dump"),
+                "UserErrorPgDumpNotAnArchive",
+            ),
+            (
+                scan(&[built.bytes.as_slice(), &[9]].concat()),
+                "UserErrorPgDumpNotAnArchive",
+            ),
+            (
+                scan(&[&built.bytes[..6], &[17], &built.bytes[7..]].concat()),
+                "UserErrorPgDumpUnsupportedVersion",
+            ),
+        ];
+        for (result, code) in cases {
+            let err = result.expect_err(code);
+            assert_eq!(err.code(), code, "{err}");
+        }
+        assert!(scan(&built.bytes).is_ok());
+    }
+
+    #[test]
     fn missing_data_names_the_entries() {
         let built = build(15);
         let cut = built.expected.entries[4].data.unwrap().start as usize;
@@ -1670,6 +1733,18 @@ mod tests {
             w.int(999);
         });
         assert!(corrupt_problem(scan(&stranger)).contains("dumpId 999, not in the TOC"));
+
+        // The TABLE entry (dumpId 210) announced no data: pg_dump never writes a block for it.
+        let unannounced = with_blocks(&built, |w| {
+            w.byte(BLK_DATA);
+            w.int(210);
+            w.int(0);
+        });
+        let problem = corrupt_problem(scan(&unannounced));
+        assert!(
+            problem.contains("dumpId 210, whose TOC entry has no data"),
+            "{problem}"
+        );
 
         let twice = with_blocks(&built, |w| {
             for _ in 0..2 {

@@ -123,7 +123,7 @@ pub fn tool_version(path: &Path) -> String {
 pub struct ToolProcess {
     tool: String,
     child: Child,
-    stderr: Option<JoinHandle<String>>,
+    stderr: Option<JoinHandle<Stderr>>,
     /// Whether the child has been reaped. Until then its pid is still its process group's
     /// id and cannot be reused, so signalling the group reaches this tool and nothing else.
     reaped: bool,
@@ -178,9 +178,10 @@ impl ToolProcess {
             source,
         })?;
         let stderr = child.stderr.take().map(|s| {
+            let error_prefixes = error_prefixes(&tool);
             std::thread::Builder::new()
                 .name(format!("{tool}-stderr"))
-                .spawn(move || collect_stderr(s, &scrub))
+                .spawn(move || collect_stderr(s, &scrub, &error_prefixes))
                 .expect("spawn stderr thread")
         });
         Ok(ToolProcess {
@@ -208,18 +209,36 @@ impl ToolProcess {
         }
     }
 
-    /// Waits for the process; a non-zero exit becomes `ToolError::Failed` with its stderr.
+    /// Waits for the process. A non-zero exit becomes `ToolError::Failed` with its stderr,
+    /// and so does an exit 0 after an error line on stderr (`pg_dump: error: ...`): the
+    /// tool said it failed, and a wrapper or a bug that loses the exit status must not turn
+    /// that into a success.
     pub fn wait(mut self) -> Result<String, ToolError> {
         let status: std::io::Result<ExitStatus> = self.child.wait();
         self.reaped = status.is_ok();
-        let stderr = self
+        let Stderr {
+            tail: stderr,
+            error,
+        } = self
             .stderr
             .take()
             .and_then(|h| h.join().ok())
             .unwrap_or_default();
         let tool = std::mem::take(&mut self.tool);
         match status {
-            Ok(s) if s.success() => Ok(stderr),
+            Ok(s) if s.success() => match error {
+                None => Ok(stderr),
+                Some(line) => Err(ToolError::Failed {
+                    tool,
+                    status: format!("{s}, but it reported an error"),
+                    // The error line may have scrolled out of the kept tail.
+                    stderr: if stderr.contains(&line) {
+                        stderr.trim().to_string()
+                    } else {
+                        format!("{line}\n...\n{}", stderr.trim())
+                    },
+                }),
+            },
             Ok(s) => Err(ToolError::Failed {
                 tool,
                 status: s.to_string(),
@@ -277,8 +296,31 @@ impl Drop for ToolProcess {
     }
 }
 
-fn collect_stderr(mut s: ChildStderr, scrub: &[String]) -> String {
+/// What a tool wrote to stderr: the last [`STDERR_KEEP`] bytes, and its first error line.
+#[derive(Debug, Default)]
+struct Stderr {
+    tail: String,
+    error: Option<String>,
+}
+
+/// How the PostgreSQL tools start a line that reports an error: `pg_dump: error: ` from
+/// PostgreSQL 12 on (`fatal: ` too in 12 to 14; 15 and later print fatal errors as `error: `).
+/// Warnings (`pg_dump: warning: `) and details are not errors.
+fn error_prefixes(tool: &str) -> Vec<Vec<u8>> {
+    ["error: ", "fatal: "]
+        .iter()
+        .map(|level| format!("{tool}: {level}").into_bytes())
+        .collect()
+}
+
+/// Longest error line kept whole for the job's message.
+const ERROR_LINE_KEEP: usize = 1024;
+
+fn collect_stderr(mut s: ChildStderr, scrub: &[String], error_prefixes: &[Vec<u8>]) -> Stderr {
     let mut kept: VecDeque<u8> = VecDeque::with_capacity(STDERR_KEEP);
+    // The line being read (its first ERROR_LINE_KEEP bytes), until an error line is found.
+    let mut line: Vec<u8> = Vec::new();
+    let mut error: Option<Vec<u8>> = None;
     let mut buf = [0u8; 4096];
     while let Ok(n) = s.read(&mut buf) {
         if n == 0 {
@@ -289,13 +331,49 @@ fn collect_stderr(mut s: ChildStderr, scrub: &[String]) -> String {
                 kept.pop_front();
             }
             kept.push_back(b);
+            if error.is_some() {
+                continue;
+            }
+            if b == b'\n' {
+                if error_prefixes.iter().any(|p| line.starts_with(p)) {
+                    error = Some(std::mem::take(&mut line));
+                }
+                line.clear();
+            } else if line.len() < ERROR_LINE_KEEP {
+                line.push(b);
+            }
         }
     }
-    let mut text = String::from_utf8_lossy(kept.make_contiguous()).into_owned();
-    for secret in scrub.iter().filter(|s| !s.is_empty()) {
-        text = text.replace(secret.as_str(), "<redacted>");
+    // A last line without a newline counts too.
+    if error.is_none() && error_prefixes.iter().any(|p| line.starts_with(p)) {
+        error = Some(line);
     }
-    text
+    let scrubbed = |bytes: &[u8]| {
+        let mut text = String::from_utf8_lossy(bytes).into_owned();
+        for secret in scrub.iter().filter(|s| !s.is_empty()) {
+            text = text.replace(secret.as_str(), "<redacted>");
+        }
+        text
+    };
+    let error = error.map(|mut line| {
+        // A line cut at ERROR_LINE_KEEP may end with the start of a secret, which the
+        // scrubbing above would not recognise: drop such an end.
+        if line.len() == ERROR_LINE_KEEP {
+            for secret in scrub.iter().map(String::as_bytes) {
+                if let Some(k) = (1..secret.len().min(line.len() + 1))
+                    .rev()
+                    .find(|&k| line.ends_with(&secret[..k]))
+                {
+                    line.truncate(line.len() - k);
+                }
+            }
+        }
+        scrubbed(&line)
+    });
+    Stderr {
+        tail: scrubbed(kept.make_contiguous()),
+        error,
+    }
 }
 
 #[cfg(test)]
@@ -317,6 +395,89 @@ mod tests {
         assert!(err.contains("<redacted>"), "{err}");
         assert!(!err.contains("hunter2"), "{err}");
         assert!(err.contains("exit status: 3"), "{err}");
+    }
+
+    #[test]
+    fn an_error_on_stderr_fails_a_tool_that_exits_0() {
+        // Named pg_dump so its lines carry the prefix the real one uses.
+        let dir = tempfile::tempdir().unwrap();
+        let tool = dir.path().join("pg_dump");
+        let run = |script: &str| {
+            std::fs::write(&tool, format!("#!/bin/sh\n{script}\n")).unwrap();
+            std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+            ToolProcess::spawn(
+                &tool,
+                &[],
+                &[],
+                Stdio::null(),
+                Stdio::null(),
+                vec!["hunter2".into()],
+            )
+            .unwrap()
+            .wait()
+        };
+        let err = run("echo 'pg_dump: error: query failed: password hunter2' >&2; exit 0")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("exit status: 0, but it reported an error"),
+            "{err}"
+        );
+        assert!(err.contains("pg_dump: error: query failed"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+
+        // PostgreSQL 12 to 14 say `fatal:`; a last line without a newline counts too.
+        assert!(run("printf 'pg_dump: fatal: out of memory' >&2").is_err());
+
+        // An error line followed by more than the kept tail is still reported, whole.
+        let err = run(
+            "echo 'pg_dump: error: lost the connection' >&2; \
+             i=0; while [ $i -lt 400 ]; do echo 'pg_dump: warning: a long warning line, one of many' >&2; i=$((i+1)); done",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("pg_dump: error: lost the connection"), "{err}");
+
+        // Warnings, details and an error quoted inside a line are not errors.
+        let ok = run(
+            "echo 'pg_dump: warning: there are circular foreign-key constraints' >&2; \
+             echo 'pg_dump: detail: pg_dump: error: is quoted here' >&2",
+        );
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    #[test]
+    fn a_cut_error_line_never_ends_with_part_of_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let tool = dir.path().join("pg_dump");
+        // The line is cut at ERROR_LINE_KEEP bytes, in the middle of the secret.
+        let pad = ERROR_LINE_KEEP - "pg_dump: error: ".len() - 3;
+        std::fs::write(
+            &tool,
+            format!(
+                "#!/bin/sh\nprintf 'pg_dump: error: %s%s\\n' \"$(head -c {pad} /dev/zero | tr '\\0' x)\" 's3cretpassword' >&2\n\
+                 i=0; while [ $i -lt 400 ]; do echo 'pg_dump: warning: more than the tail keeps' >&2; i=$((i+1)); done\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&tool, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let err = ToolProcess::spawn(
+            &tool,
+            &[],
+            &[],
+            Stdio::null(),
+            Stdio::null(),
+            vec!["s3cretpassword".into()],
+        )
+        .unwrap()
+        .wait()
+        .unwrap_err();
+        let ToolError::Failed { stderr, .. } = err else {
+            panic!("{err:?}");
+        };
+        assert!(!stderr.contains("s3c"), "{stderr}");
     }
 
     /// Whether `pid` is a live process: it exists and is not a zombie waiting to be reaped.

@@ -28,7 +28,7 @@ use super::manifest::{
 use super::pack::{ChunkIndex, PackBuilder, PackEntry, PackId, encode_index};
 use super::reader::fetch_blob;
 use super::{StoreError, VaultStore, paths};
-use crate::postgres::archive::{ArchiveScanner, ArchiveSummary};
+use crate::postgres::archive::{ArchiveError, ArchiveScanner, ArchiveSummary};
 
 /// How a vault cuts and stores streams (from `vault.json`).
 #[derive(Clone, Debug)]
@@ -58,7 +58,7 @@ pub struct Progress {
 pub struct StreamOutcome {
     pub stream: StreamInfo,
     /// The scanned table of contents, or why the stream was not a readable custom archive.
-    pub archive: Result<ArchiveSummary, String>,
+    pub archive: Result<ArchiveSummary, ArchiveError>,
     pub bytes_stored: u64,
     pub new_chunks: u64,
 }
@@ -384,7 +384,7 @@ impl<R: Read> Read for Observed<R> {
     }
 }
 
-type ChunkerOutput = (StreamInfo, Result<ArchiveSummary, String>, u64);
+type ChunkerOutput = (StreamInfo, Result<ArchiveSummary, ArchiveError>, u64);
 
 fn chunk_stream<R: Read>(
     reader: R,
@@ -477,7 +477,7 @@ fn chunk_stream<R: Read>(
         chunk_count,
         chunk_lists: lists,
     };
-    let archive = scanner.finish().map_err(|e| e.to_string());
+    let archive = scanner.finish();
     Ok((stream, archive, new_chunks))
 }
 

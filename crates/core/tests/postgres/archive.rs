@@ -7,6 +7,11 @@
 //! plus the bytes of one extent are handed to the real `pg_restore`, which must find that
 //! entry's data in them.
 //!
+//! Besides that database, databases of other shapes (empty, hundreds of tables, partitioned
+//! tables, many large objects, the odd objects) are dumped as pgvault dumps them: a backup
+//! refuses a stream the scanner does not call complete, so no real dump may be refused, and
+//! no cut of one accepted.
+//!
 //! Only what needs real `pg_dump` output is here; the scanner's handling of every archive
 //! version, of corrupt input and of splits at every byte is unit-tested in the module on
 //! archives it builds itself.
@@ -470,4 +475,120 @@ fn other_dump_formats_are_not_custom_archives() {
         scan_in(&noise, 100),
         Err(ArchiveError::NotCustomArchive { .. })
     ));
+}
+
+/// Databases of the shapes a backup meets, each dumped as pgvault dumps it (`--format=custom
+/// --compress=0 --quote-all-identifiers`, read from a pipe): the scanner's verdict on every
+/// one must be "complete" (a backup refuses any other), with a data block for exactly the
+/// entries pg_dump had data for, and every cut of it must be refused, wherever it falls.
+#[test]
+fn real_dumps_of_every_shape_are_complete_and_every_cut_is_refused() {
+    let cluster = TestCluster::shared();
+    let shapes: [(&str, &str); 5] = [
+        ("empty", ""),
+        (
+            "many_tables",
+            "DO $$ BEGIN FOR i IN 1..300 LOOP
+                 EXECUTE format('CREATE TABLE t%s (id int, v text)', i);
+                 IF i % 3 = 0 THEN
+                     EXECUTE format('INSERT INTO t%s SELECT g, md5(g::text) FROM generate_series(1, %s) g', i, i);
+                 END IF;
+             END LOOP; END $$;",
+        ),
+        (
+            "partitioned",
+            "CREATE TABLE m (id int, at date, v text) PARTITION BY RANGE (at);
+             CREATE TABLE m_2024 PARTITION OF m FOR VALUES FROM ('2024-01-01') TO ('2025-01-01')
+                 PARTITION BY LIST (id);
+             CREATE TABLE m_2024_a PARTITION OF m_2024 FOR VALUES IN (1, 2);
+             CREATE TABLE m_2024_b PARTITION OF m_2024 DEFAULT;
+             CREATE TABLE m_2025 PARTITION OF m FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+             CREATE TABLE m_empty PARTITION OF m FOR VALUES FROM ('2030-01-01') TO ('2031-01-01');
+             INSERT INTO m SELECT g % 5, date '2024-01-01' + g, repeat('p', g % 40)
+                 FROM generate_series(1, 600) g;",
+        ),
+        (
+            "large_objects",
+            "SELECT lo_from_bytea(0, decode(repeat(lpad(to_hex(g), 2, '0'), g * 97), 'hex'))
+                 FROM generate_series(1, 255) g;
+             SELECT lo_create(0);
+             CREATE TABLE docs (id int, body oid);",
+        ),
+        (
+            "everything_else",
+            "CREATE EXTENSION IF NOT EXISTS plpgsql;
+             CREATE TYPE mood AS ENUM ('sad', 'ok');
+             CREATE TABLE person (id serial PRIMARY KEY, m mood, tags text[], doc jsonb);
+             INSERT INTO person (m, tags, doc) SELECT 'ok', ARRAY['a', 'b'], '{\"k\": 1}' FROM generate_series(1, 50);
+             CREATE MATERIALIZED VIEW sad AS SELECT * FROM person WHERE m = 'sad';
+             CREATE UNLOGGED TABLE scratch (x int); INSERT INTO scratch VALUES (1);
+             CREATE TABLE \"Odd \"\"Name\"\"\" (\"a b\" int); INSERT INTO \"Odd \"\"Name\"\"\" VALUES (7);
+             CREATE TABLE child (x int UNIQUE, FOREIGN KEY (x) REFERENCES person (id));
+             INSERT INTO child VALUES (1);
+             ALTER TABLE person ADD COLUMN partner int REFERENCES child (x) DEFERRABLE;
+             CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';
+             COMMENT ON DATABASE CURRENT_DATABASE IS 'the last shape';",
+        ),
+    ];
+    for (shape, sql) in shapes {
+        let database = cluster.create_database(&format!("shape_{shape}"));
+        if !sql.is_empty() {
+            cluster.psql(&database, sql);
+        }
+        let output = check(
+            "pg_dump",
+            cluster
+                .command("pg_dump")
+                .args([
+                    "--format=custom",
+                    "--compress=0",
+                    "--no-password",
+                    "--quote-all-identifiers",
+                    "-d",
+                    &database,
+                ])
+                .output()
+                .unwrap(),
+        );
+        let dump = output.stdout;
+        let summary = scan_in(&dump, 8192)
+            .unwrap_or_else(|e| panic!("{shape}: a real dump was refused: {e}"));
+        assert_eq!(summary.stream_len, dump.len() as u64, "{shape}");
+        for e in &summary.entries {
+            assert_eq!(
+                e.had_dumper,
+                e.data.is_some(),
+                "{shape}: dumpId {} ({} {})",
+                e.dump_id,
+                e.desc,
+                e.tag
+            );
+        }
+        // pg_restore reads the whole stream from a pipe, as a restore gives it.
+        pg_restore(dump.clone(), &[]);
+
+        // Every cut: between blocks (and right after the TOC) when there is data, inside
+        // every block, and at every byte of the header and TOC for the small ones.
+        let mut cuts: Vec<u64> = Vec::new();
+        for d in summary.entries.iter().filter_map(|e| e.data) {
+            cuts.extend([d.start, d.start + 1, (d.start + d.end) / 2, d.end - 1]);
+        }
+        let step = (summary.toc_end / 400).max(1);
+        cuts.extend((0..summary.toc_end).step_by(step as usize));
+        cuts.retain(|&c| c < summary.stream_len);
+        match shape {
+            "empty" => assert!(cuts.iter().all(|&c| c < summary.toc_end)),
+            "large_objects" => assert!(summary.entries.iter().any(|e| e.desc == "BLOBS")),
+            "many_tables" => assert!(table_data(&summary).len() >= 300),
+            "partitioned" => assert!(table_data(&summary).len() >= 4),
+            _ => {}
+        }
+        for cut in cuts {
+            match scan_in(&dump[..cut as usize], 4096) {
+                Err(ArchiveError::Truncated { .. } | ArchiveError::MissingData { .. }) => {}
+                Err(ArchiveError::NotCustomArchive { .. }) if cut == 0 => {}
+                other => panic!("{shape}: cut at {cut} of {}: {other:?}", dump.len()),
+            }
+        }
+    }
 }
