@@ -408,11 +408,7 @@ mod tests {
             .build()
             .unwrap();
         let pgvault = Pgvault::open(pgvault_core::engine::home::Home::at(dir.path())).unwrap();
-        let ctx = ScriptContext {
-            pgvault: Arc::new(pgvault),
-            runtime: runtime.handle().clone(),
-            allow_destructive: true,
-        };
+        let ctx = ScriptContext::operator(Arc::new(pgvault), runtime.handle().clone());
         (new_engine(ctx), dir, runtime)
     }
 

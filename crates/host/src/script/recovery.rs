@@ -14,16 +14,17 @@ use pgvault_core::model::simulate::parse_time;
 use crate::retention::GcMode;
 
 fn sweep(ctx: &ScriptContext, vault: &str, options: &Map) -> RhaiResult<Dynamic> {
-    let at = match options.get("at") {
+    let given_at = match options.get("at") {
         Some(v) if !v.is_unit() => {
             let text = v
                 .clone()
                 .into_string()
                 .map_err(|t| fail(format!("`at` must be a time such as 2030-01-01, not {t}")))?;
-            parse_time(&text).map_err(fail)?
+            Some(parse_time(&text).map_err(fail)?)
         }
-        _ => chrono::Utc::now(),
+        _ => None,
     };
+    let at = given_at.unwrap_or_else(chrono::Utc::now);
     let dry_run = match options.get("dry_run") {
         Some(v) if !v.is_unit() => v
             .as_bool()
@@ -37,6 +38,15 @@ fn sweep(ctx: &ScriptContext, vault: &str, options: &Map) -> RhaiResult<Dynamic>
         return Err(fail(format!(
             "unknown retention_sweep option `{unknown}`: use at and dry_run"
         )));
+    }
+    // A sweep judged at another time deletes what the policy keeps now (a future `at`) or
+    // is no sweep the policy asked for (a past one): a plan only, unless destructive calls
+    // are allowed.
+    if given_at.is_some() && !dry_run {
+        ctx.check_destructive(
+            "retention_sweep with `at`",
+            "deletes recovery points a sweep now would keep (give dry_run: true to only plan)",
+        )?;
     }
     let outcome = ctx
         .block_on(ctx.pgvault.retention_sweep(
