@@ -1785,29 +1785,177 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn drop_ins_read_only_pgvault_variables() {
+    async fn drop_ins_read_only_the_variables_the_host_allows() {
         let (home, svc) = service();
-        // PATH is always set; a drop-in may not read it (nor PGPASSWORD, nor a secret env:
-        // reference's variable). PGVAULT_* variables it may.
-        let path = drop_script(&home, "nosy.rhai", "print(env(\"PATH\"));");
-        let ran = run(&svc, &path, &RunOptions::drop_in(true)).await;
-        let error = error_of(&ran);
-        assert!(
-            error.message.contains("may read only PGVAULT_*"),
-            "{error:?}"
-        );
-        assert_eq!(ran.job.script_output, None);
+        // PATH is always set; a drop-in may not read it, nor any PGVAULT_* variable, unless
+        // the host lists it (the README keeps a restore secret in PGVAULT_RESTORE_SECRET).
+        for name in ["PATH", "PGVAULT_SURELY_UNSET_SETTING"] {
+            let path = drop_script(&home, "nosy.rhai", &format!("print(env(\"{name}\"));"));
+            let ran = run(&svc, &path, &RunOptions::drop_in(true)).await;
+            let error = error_of(&ran);
+            assert!(
+                error.message.contains(&format!(
+                    "UserErrorScriptNotAllowed: a script may read only the environment \
+                     variables the host allows, and `{name}` is not one"
+                )),
+                "{error:?}"
+            );
+            assert_eq!(ran.job.script_output, None);
+        }
+        let allowed = RunOptions::sandboxed(Grants {
+            env: vec!["PGVAULT_SURELY_*".into()],
+            ..Grants::default()
+        });
         let path = drop_script(
             &home,
             "config.rhai",
             "print(env(\"PGVAULT_SURELY_UNSET_SETTING\") ?? \"default\");",
         );
-        let ran = run(&svc, &path, &RunOptions::drop_in(true)).await;
+        let ran = run(&svc, &path, &allowed).await;
         assert_eq!(ran.job.script_output.as_deref(), Some("default\n"));
+        // The header narrows: this script gives the allowed variables up.
+        let path = drop_script(
+            &home,
+            "narrow.rhai",
+            "// env: PGVAULT_SURELY_OTHER\nprint(env(\"PGVAULT_SURELY_UNSET_SETTING\"));",
+        );
+        let ran = run(&svc, &path, &allowed).await;
+        assert!(
+            error_of(&ran).message.contains("is not one"),
+            "{:?}",
+            ran.job.state
+        );
+        // And cannot widen: a header asking for more fails before the script runs.
+        let path = drop_script(&home, "wide.rhai", "// env: PATH\nprint(1);");
+        let ran = run(&svc, &path, &allowed).await;
+        let error = error_of(&ran);
+        assert!(
+            error.message.starts_with(&format!(
+                "{}:1: `PATH` is not an environment variable the host allows",
+                path.display()
+            )),
+            "{error:?}"
+        );
+        assert_eq!(ran.job.script_output, None, "not run");
         // The operator's own scripts read anything.
         let path = drop_script(&home, "nosy.rhai", "print(env(\"PATH\") != ());");
         let ran = run(&svc, &path, &RunOptions::operator()).await;
         assert_eq!(ran.job.script_output.as_deref(), Some("true\n"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn secrets_are_redacted_from_output_and_errors() {
+        let (home, svc) = service();
+        let secret = home.path().join("db.secret");
+        fs::write(&secret, "Server=db;User Id=u;Password=Pa55-word-x;").unwrap();
+        // A script that hands pgvault a file: reference, then tries to show its password.
+        let source = format!(
+            r#"try {{ server_databases(#{{ datasource_type: "AzureDatabaseForPostgreSQLFlexibleServer",
+    datasource_id: "postgres://127.0.0.1:1/postgres", secret_store_type: "File",
+    secret_store_uri: "file://{}" }}); }} catch {{ }}
+print("pw Pa55-word-x");
+throw "Pa55-word-x";"#,
+            secret.display()
+        );
+        for options in [RunOptions::drop_in(false), RunOptions::operator()] {
+            let path = drop_script(&home, "leak.rhai", &source);
+            let options = RunOptions {
+                echo: false,
+                ..options
+            };
+            let ran = run(&svc, &path, &options).await;
+            assert_eq!(ran.job.script_output.as_deref(), Some("pw <redacted>\n"));
+            let error = error_of(&ran);
+            assert!(
+                error.message.contains("<redacted>") && !error.message.contains("Pa55"),
+                "{error:?}"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sweeps_at_another_time_are_destructive() {
+        let (home, svc) = service();
+        let root = vault_with_points(&home, &svc, &["rp1", "rp2", "rp3"]).await;
+        let sweep = r#"vault("V").retention_sweep(#{ at: "2099-01-01" });"#;
+        let path = drop_script(&home, "sweep.rhai", sweep);
+        let ran = run(&svc, &path, &RunOptions::drop_in(false)).await;
+        assert!(
+            error_of(&ran).message.contains(&format!(
+                "{DESTRUCTIVE_REFUSED}: retention_sweep with `at` deletes recovery points a \
+                 sweep now would keep"
+            )),
+            "{:?}",
+            ran.job.state
+        );
+        for id in ["rp1", "rp2", "rp3"] {
+            assert!(
+                root.join(format!("recovery-points/db1/{id}.json"))
+                    .is_file()
+            );
+        }
+        // A plan at any time, and a sweep now, are allowed.
+        let path = drop_script(
+            &home,
+            "plan.rhai",
+            r#"let v = vault("V");
+v.retention_sweep(#{ at: "2099-01-01", dry_run: true });
+v.retention_sweep();"#,
+        );
+        let ran = run(&svc, &path, &RunOptions::drop_in(false)).await;
+        assert_eq!(
+            ran.job.status(),
+            JobStatus::Completed,
+            "{:?}",
+            ran.job.state
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn drop_ins_make_no_vaults() {
+        let (home, svc) = service();
+        let elsewhere = home.path().join("elsewhere");
+        let path = drop_script(
+            &home,
+            "vault.rhai",
+            &format!(
+                r#"new_vault("X", #{{ storage_url: "file://{}" }});"#,
+                elsewhere.display()
+            ),
+        );
+        let ran = run(&svc, &path, &RunOptions::drop_in(true)).await;
+        assert!(
+            error_of(&ran)
+                .message
+                .contains("UserErrorScriptNotAllowed: new_vault is refused to drop-in scripts"),
+            "{:?}",
+            ran.job.state
+        );
+        assert!(!elsewhere.exists());
+        assert!(svc.vault_names().unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn operator_scripts_have_bounded_strings() {
+        let (home, svc) = service();
+        let path = drop_script(&home, "double.rhai", "let s = \"x\";\nloop { s += s; }");
+        let ran = run(
+            &svc,
+            &path,
+            &RunOptions {
+                echo: false,
+                ..RunOptions::operator()
+            },
+        )
+        .await;
+        let error = error_of(&ran);
+        assert_eq!(error.code, SCRIPT_LIMIT_EXCEEDED);
+        assert!(
+            error
+                .message
+                .ends_with("(a script may use strings of at most 67108864 bytes)"),
+            "{error:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2045,8 +2193,22 @@ print(v.resume_protection("db1").properties.currentProtectionState);
 v.stop_protection("db1");
 v.suspend_backups("nope");"#,
         );
-        // Not destructive: a drop-in without the permission may.
-        let ran = run(&svc, &path, &RunOptions::drop_in(false)).await;
+        // Suspending and stopping end backups: a drop-in needs the host's permission.
+        let refused = run(&svc, &path, &RunOptions::drop_in(false)).await;
+        let error = error_of(&refused);
+        assert!(
+            error.message.starts_with(&format!("{}:2:", path.display()))
+                && error.message.contains(&format!(
+                    "{DESTRUCTIVE_REFUSED}: suspend_backups stops the backups of an instance"
+                )),
+            "{error:?}"
+        );
+        let path = drop_script(
+            &home,
+            "states.rhai",
+            &fs::read_to_string(home.path().join("scripts/failed/states.rhai")).unwrap(),
+        );
+        let ran = run(&svc, &path, &RunOptions::drop_in(true)).await;
         assert_eq!(
             ran.job.script_output.as_deref(),
             Some("BackupsSuspended\nProtectionStopped\nProtectionConfigured\n")
