@@ -466,7 +466,9 @@ for a in sweep.plan.actions { print(`${a.action} ${a.recoveryPointId}: ${a.reaso
         description: "Copies a recovery point that lives only in the archive tier back to the \
 vault tier for `days` (10 to 30) as a Rehydrate job, after which it restores with \
 `source_datastore: \"ArchiveStore\"`; the sweep removes the copy when the time is up. Returns \
-the job; a failed rehydration is a script error.",
+the job; a failed rehydration is a script error. Rehydrating again sets the copy's end anew: \
+a drop-in script may not end a copy sooner than it ends now unless the host allows \
+destructive scripts.",
         example: r#"let v = vault("TestBkpVault");
 v.rehydrate("db-empdb11", "7a0c1d5e9f3b4e2a8c6d0b1a2f3e4d5c", 15)"#,
     },

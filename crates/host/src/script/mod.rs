@@ -79,10 +79,12 @@ impl ScriptContext {
     /// - refused to every sandboxed script: `new_vault` (a vault anywhere).
     /// - checked against the grants: `restore` (the server), `restore_as_files` (the
     ///   folder or container), `env` (the allowlist).
+    /// - guarded here too: `rehydrate` of a point whose rehydrated copy would end sooner
+    ///   than it does now.
     /// - adding only, never shortening: `create_policy` (a new policy; an existing name is
     ///   refused), `protect` (a new instance; an existing one is refused), `adhoc_backup`,
-    ///   `rehydrate` (a copy for 10 to 30 days). There is no binding that changes a stored
-    ///   policy or an instance's policy.
+    ///   `rehydrate` otherwise (a copy for 10 to 30 days). There is no binding that changes a
+    ///   stored policy or an instance's policy.
     /// - reading or pure: `vault`, `vaults`, `policy`, `policies`, `instances`,
     ///   `recovery_points`, `verify`, `jobs`, `job`, `server_databases`, `to_json`, `help`,
     ///   `initialize_instance`, `policy_template`, `schedule`, `set_trigger`, `lifecycle`,

@@ -1,6 +1,7 @@
 //! Rhai bindings for retention and recovery: `vault.retention_sweep`, `vault.rehydrate` and
 //! `vault.verify`, so a runbook can apply retention, bring a point back from the archive tier
-//! and prove recovery points read back.
+//! and prove recovery points read back. In a sandbox, a sweep judged at another time and a
+//! rehydration that ends an existing copy sooner are destructive calls.
 
 use rhai::{Dynamic, Engine, Map};
 
@@ -86,6 +87,26 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
         move |v: &mut VaultRef, instance: &str, id: &str, days: i64| -> RhaiResult<Dynamic> {
             let days = u32::try_from(days)
                 .map_err(|_| fail(format!("a rehydration lasts 10 to 30 days, not {days}")))?;
+            // A second rehydration sets the copy's end anew: one that ends sooner than the
+            // copy already in the vault tier shortens its life.
+            if c.sandbox.is_some() {
+                let vault = c.block_on(c.pgvault.vault(&v.name)).map_err(coded)?;
+                let point = c
+                    .block_on(vault.stored_point(instance, id))
+                    .map_err(coded)?;
+                let until = chrono::Utc::now() + chrono::TimeDelta::days(i64::from(days));
+                if let Some(current) = point.vault.and_then(|m| m.rehydration_expiry_time)
+                    && current > until
+                {
+                    c.check_destructive(
+                        "rehydrate",
+                        &format!(
+                            "would end the rehydrated copy sooner than {}",
+                            current.to_rfc3339()
+                        ),
+                    )?;
+                }
+            }
             let job = c
                 .block_on(c.pgvault.rehydrate(&v.name, instance, id, days, "Standard"))
                 .map_err(coded)?;
