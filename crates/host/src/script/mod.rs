@@ -168,9 +168,14 @@ pub fn new_engine(ctx: ScriptContext) -> Engine {
     let c = ctx.clone();
     engine.register_fn("env", move |name: &str| -> RhaiResult<Dynamic> {
         c.check_grants(|g| g.check_env(name))?;
-        Ok(std::env::var(name)
-            .map(Dynamic::from)
-            .unwrap_or(Dynamic::UNIT))
+        Ok(match std::env::var(name) {
+            Ok(value) => {
+                // A connection string is a secret whatever its variable is called.
+                c.redactor.learn_if_credential(&value);
+                Dynamic::from(value)
+            }
+            Err(_) => Dynamic::UNIT,
+        })
     });
     engine.register_fn(
         "to_json",

@@ -446,8 +446,8 @@ pub struct Redactor {
     secrets: Arc<Mutex<Vec<String>>>,
 }
 
-/// Shorter values are not redacted: they would blank out ordinary words.
-const MIN_SECRET_LEN: usize = 4;
+/// Shorter values are not redacted: they would blank out ordinary words (`true`, a port).
+const MIN_SECRET_LEN: usize = 8;
 
 /// Words in an environment variable's name that say it holds a secret.
 const SECRET_NAME_WORDS: &[&str] = &[
@@ -495,6 +495,14 @@ impl Redactor {
         }
         // Longest first, so a secret containing another is replaced whole.
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    }
+
+    /// Remembers `value` as a secret if it holds a password (a connection string a script
+    /// read from the environment, whatever the variable's name).
+    pub fn learn_if_credential(&self, value: &str) {
+        if !passwords_in(value).is_empty() {
+            self.learn(value);
+        }
     }
 
     /// Remembers the secret a reference a script passed names (`env:NAME`, `file:///path`), so
@@ -676,6 +684,8 @@ mod tests {
         r.learn("User Id=restore_user;Password=s3cr3t-pass;");
         r.learn("postgres://u:uri-pass-9@db/x");
         r.learn("ab");
+        r.learn_if_credential("just-a-setting");
+        r.learn_if_credential("Server=db;Pwd=pwd-in-db1;");
         let text = "a User Id=restore_user;Password=s3cr3t-pass; b s3cr3t-pass c uri-pass-9 ab";
         assert_eq!(r.redact(text), "a <redacted> b <redacted> c <redacted> ab");
     }

@@ -97,6 +97,13 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
         "protect",
         move |v: &mut VaultRef, instance: Dynamic| -> RhaiResult<Dynamic> {
             let request: BackupInstanceRequest = from_dynamic("backup instance", &instance)?;
+            c.redactor.learn_reference(
+                &request
+                    .properties
+                    .datasource_auth_credentials
+                    .secret_store_resource
+                    .uri,
+            );
             to_dynamic(
                 &c.block_on(c.pgvault.protect(&v.name, request))
                     .map_err(coded)?,
