@@ -11,3 +11,5 @@ mod dump;
 #[path = "../e2e/support.rs"]
 #[allow(dead_code)]
 mod support;
+
+mod sandbox;

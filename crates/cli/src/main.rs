@@ -60,7 +60,9 @@ enum Command {
     #[command(subcommand)]
     Job(commands::job::JobCommand),
     /// Run a Rhai script (a runbook) against pgvault's API.
-    #[command(after_help = "Example:\n  pgvault run scripts/walkthrough.rhai")]
+    #[command(
+        after_help = "Examples:\n  pgvault run scripts/walkthrough.rhai\n  pgvault run --sandbox --script-restore-dir /srv/restores --script-env 'PGVAULT_NIGHTLY_*' nightly.rhai   # as a drop-in would run"
+    )]
     Run(commands::run::RunArgs),
     /// Explore vaults interactively: `run`'s script API with line editing, history, Tab
     /// completion and help().
@@ -71,7 +73,7 @@ enum Command {
     /// Run the host: scheduled backups at their times, the retention sweep daily, until
     /// SIGTERM or Ctrl-C (see examples/systemd/pgvault.service).
     #[command(
-        after_help = "Examples:\n  pgvault serve\n  pgvault serve --max-concurrent-jobs 2 --log-format json\n\nOn SIGTERM or Ctrl-C the host takes no new work, lets running jobs finish for\n--shutdown-grace seconds, then cancels them (Cancelled jobs, no partial recovery point)."
+        after_help = "Examples:\n  pgvault serve\n  pgvault serve --max-concurrent-jobs 2 --log-format json\n  pgvault serve --script-restore-dir /srv/restores --script-restore-server db2.example:5432 --script-env PGVAULT_NIGHTLY_RULE\n\nDrop-in scripts may do only what the --script-* and --allow-destructive-scripts flags allow.\nOn SIGTERM or Ctrl-C the host takes no new work, lets running jobs finish for\n--shutdown-grace seconds, then cancels them (Cancelled jobs, no partial recovery point)."
     )]
     Serve(commands::serve::ServeArgs),
     /// One pass of the host: run every scheduled backup that is due and sweep retention, then

@@ -12,7 +12,7 @@
 //!
 //! ```text
 //! let mut scripts = ScriptsDir::new(scripts_dir, DEFAULT_SETTLE);
-//! let options = RunOptions::drop_in(allow_destructive_scripts);   // plus `stop` for shutdown
+//! let options = RunOptions::sandboxed(grants);   // the host's flags; plus `stop` for shutdown
 //! // At start (and in `pgvault tick`, which has no earlier scan to compare with):
 //! let ready = scripts.scan_at_startup(now, SystemTime::now());
 //! // On each file-system event and at scripts.next_wakeup(now):
@@ -30,10 +30,15 @@
 //!   the script did: an error, a limit, a timeout or a panic in a binding all end as a `Failed`
 //!   job (codes [`SCRIPT_ERROR`], [`SCRIPT_LIMIT_EXCEEDED`], [`SCRIPT_TIMED_OUT`],
 //!   [`SCRIPT_PANICKED`]); it returns `Err` only when the job history cannot record the run.
-//! - [`RunOptions`] says how: drop-ins get [`SandboxLimits::default`], no `import` of files,
-//!   no `eval`, and destructive calls only with `--allow-destructive-scripts`;
-//!   [`RunOptions::operator`] is `pgvault run`'s (destructive calls allowed, no limits, the
-//!   output echoed to stdout, the file left where it is).
+//! - [`RunOptions`] says how: drop-ins (and `pgvault run --sandbox`) get
+//!   [`SandboxLimits::default`], no `import` of files, no `eval`, and only what the host's
+//!   [`Grants`] allow, narrowed by the script's header: destructive calls (deletions, sweeps
+//!   at another time, suspending or stopping protection) with `--allow-destructive-scripts`,
+//!   restores into `--script-restore-dir` folders and onto `--script-restore-server` servers,
+//!   `env(..)` of `--script-env` variables, and never a new vault (see
+//!   [`crate::script::sandbox`]); [`RunOptions::operator`] is `pgvault run`'s (every call
+//!   allowed, no limits but generous sizes, the output echoed to stdout, the file left where
+//!   it is). Every run's output and error have secret values replaced by `<redacted>`.
 //!
 //! # Decisions
 //!
@@ -79,6 +84,7 @@ use pgvault_core::model::schedule::{Schedule, ScheduleField};
 
 use crate::history::current_owner;
 use crate::scheduler::{DueBackup, due_backup};
+use crate::script::sandbox::{Grants, Redactor, parse_narrowing};
 use crate::script::{Interrupt, ScriptContext, describe_error, new_engine};
 use crate::service::{Pgvault, history_err};
 
@@ -522,14 +528,15 @@ impl Default for SandboxLimits {
 }
 
 impl SandboxLimits {
-    /// The operator's own scripts (`pgvault run`): no limits but the stack guards every
-    /// engine needs.
+    /// The operator's own scripts (`pgvault run`): no limit on operations or time, and sizes
+    /// generous for any real script but bounded, so that no script (a string doubled in a
+    /// loop) can exhaust the process's memory and abort it with its job still InProgress.
     pub fn operator() -> Self {
         SandboxLimits {
             max_operations: 0,
-            max_string_size: 0,
-            max_array_size: 0,
-            max_map_size: 0,
+            max_string_size: 64 * 1024 * 1024,
+            max_array_size: 4_000_000,
+            max_map_size: 1_000_000,
             wall_time: None,
             ..SandboxLimits::default()
         }
@@ -550,11 +557,11 @@ impl SandboxLimits {
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub limits: SandboxLimits,
-    /// No `import` of other files and no `eval`: a drop-in script is the file that was
-    /// dropped, nothing it names. (No binding reads or writes files or starts processes.)
-    pub confined: bool,
-    /// See [`ScriptContext::allow_destructive`].
-    pub allow_destructive: bool,
+    /// The sandbox: what the script may do (the host's flags, narrowed by the script's
+    /// header), no `import` of other files and no `eval` (a sandboxed script is the file that
+    /// was dropped, nothing it names). `None` for the operator's own scripts, which may do
+    /// anything. See [`crate::script::sandbox`].
+    pub sandbox: Option<Grants>,
     /// Move a run-once script to `done/` or `failed/` with a log beside it.
     pub move_when_done: bool,
     /// Also write what the script prints to stdout, as `pgvault run` does.
@@ -565,55 +572,36 @@ pub struct RunOptions {
 }
 
 impl RunOptions {
-    /// A drop-in script's: the sandbox, no destructive calls unless the host was started
-    /// with `--allow-destructive-scripts`, filed away when done.
-    pub fn drop_in(allow_destructive: bool) -> Self {
+    /// A drop-in script's: the sandbox with `grants`, filed away when done.
+    pub fn sandboxed(grants: Grants) -> Self {
         RunOptions {
             limits: SandboxLimits::default(),
-            confined: true,
-            allow_destructive,
+            sandbox: Some(grants),
             move_when_done: true,
             echo: false,
             stop: None,
         }
     }
 
-    /// `pgvault run`'s: the operator's own tool, so no limits (a wall time only if asked),
-    /// `import` and destructive calls allowed, output echoed, the file left where it is.
+    /// A drop-in script's with no grants but, if `allow_destructive`, destructive calls.
+    pub fn drop_in(allow_destructive: bool) -> Self {
+        RunOptions::sandboxed(Grants {
+            destructive: allow_destructive,
+            ..Grants::default()
+        })
+    }
+
+    /// `pgvault run`'s: the operator's own tool, so no limits but sizes (a wall time only if
+    /// asked), `import` and every call allowed, output echoed, the file left where it is.
     pub fn operator() -> Self {
         RunOptions {
             limits: SandboxLimits::operator(),
-            confined: false,
-            allow_destructive: true,
+            sandbox: None,
             move_when_done: false,
             echo: true,
             stop: None,
         }
     }
-}
-
-/// The prefix of the environment variables a drop-in script may read.
-pub const DROP_IN_ENV_PREFIX: &str = "PGVAULT_";
-
-/// Drop-in scripts read only `PGVAULT_*` variables: the host's environment also holds the
-/// database secrets that `env:` references name, and what a script prints is kept with its
-/// job. (This registration replaces the general `env` for the confined engine.)
-fn confine_env(engine: &mut Engine) {
-    engine.register_fn(
-        "env",
-        |name: &str| -> std::result::Result<rhai::Dynamic, Box<EvalAltResult>> {
-            if !name.starts_with(DROP_IN_ENV_PREFIX) {
-                return Err(crate::script::fail(format!(
-                    "drop-in scripts may read only {DROP_IN_ENV_PREFIX}* environment variables, \
-                     not `{name}` (the host's environment holds database secrets); write the \
-                     value in the script or pass it as {DROP_IN_ENV_PREFIX}..."
-                )));
-            }
-            Ok(std::env::var(name)
-                .map(rhai::Dynamic::from)
-                .unwrap_or(rhai::Dynamic::UNIT))
-        },
-    );
 }
 
 /// A finished run.
@@ -672,7 +660,10 @@ async fn run_with(
         ScriptKind::BadHeader(message) => (failed(SCRIPT_ERROR, message.clone()), String::new()),
         ScriptKind::RunOnce | ScriptKind::Recurring(_) => match read_script(&script.path) {
             Err(message) => (failed(SCRIPT_ERROR, message), String::new()),
-            Ok(source) => evaluate(svc.clone(), &name, source, options, extend).await,
+            Ok(source) => match narrowed(&name, &source, options.sandbox.as_ref()) {
+                Err(message) => (failed(SCRIPT_ERROR, message), String::new()),
+                Ok(grants) => evaluate(svc.clone(), &name, source, grants, options, extend).await,
+            },
         },
     };
     if !output.is_empty() {
@@ -708,6 +699,45 @@ async fn run_with(
     Ok(ran)
 }
 
+/// The grants a sandboxed script runs with: the host's, narrowed by the script's header
+/// (`// restore-dir:`, `// restore-server:`, `// env:`, `// destructive:`); an error naming
+/// each wrong line (`path:line: ...`) when the header asks for more than the host allows.
+/// The operator's scripts (`None`) ignore such lines.
+fn narrowed(
+    name: &str,
+    source: &str,
+    host: Option<&Grants>,
+) -> std::result::Result<Option<Grants>, String> {
+    let Some(host) = host else {
+        return Ok(None);
+    };
+    let lines = leading_comments(source);
+    let problems = match parse_narrowing(&lines) {
+        Ok(narrowing) => match host.narrow(&narrowing) {
+            Ok(grants) => return Ok(Some(grants)),
+            Err(problems) => problems,
+        },
+        Err(problems) => problems,
+    };
+    Err(problems
+        .iter()
+        .map(|(line, problem)| format!("{name}:{line}: {problem}"))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+/// The script's lines up to its first line of code (the header), as [`read_header`] reads
+/// them.
+fn leading_comments(source: &str) -> Vec<&str> {
+    source
+        .lines()
+        .take_while(|line| {
+            let t = line.trim();
+            t.is_empty() || t.starts_with("//") || t.starts_with("#!")
+        })
+        .collect()
+}
+
 fn failed(code: &str, message: String) -> JobOutcome {
     JobOutcome::Failed(JobError::new(code, message))
 }
@@ -736,14 +766,14 @@ async fn evaluate(
     svc: Arc<Pgvault>,
     name: &str,
     source: String,
+    grants: Option<Grants>,
     options: &RunOptions,
     extend: impl FnOnce(&mut Engine, &ScriptContext) + Send + 'static,
 ) -> (JobOutcome, String) {
-    let ctx = ScriptContext {
-        pgvault: svc,
-        runtime: tokio::runtime::Handle::current(),
-        allow_destructive: options.allow_destructive,
-    };
+    let confined = grants.is_some();
+    let mut ctx = ScriptContext::operator(svc, tokio::runtime::Handle::current());
+    ctx.sandbox = grants.map(Arc::new);
+    let redactor = ctx.redactor.clone();
     let interrupt = Interrupt::new();
     let timed_out = Arc::new(AtomicBool::new(false));
     let stopped = Arc::new(AtomicBool::new(false));
@@ -759,8 +789,9 @@ async fn evaluate(
 
     let output = Arc::new(Mutex::new(Captured::default()));
     let thread = {
-        let (limits, confined, echo) = (options.limits.clone(), options.confined, options.echo);
+        let (limits, echo) = (options.limits.clone(), options.echo);
         let (output, interrupt, timed_out) = (output.clone(), interrupt.clone(), timed_out.clone());
+        let redactor = redactor.clone();
         let name = name.to_owned();
         tokio::task::spawn_blocking(move || -> std::result::Result<(), Box<EvalAltResult>> {
             let mut engine = new_engine(ctx.clone());
@@ -768,9 +799,8 @@ async fn evaluate(
             if confined {
                 engine.set_module_resolver(rhai::module_resolvers::DummyModuleResolver::new());
                 engine.disable_symbol("eval");
-                confine_env(&mut engine);
             }
-            capture_output(&mut engine, output, echo);
+            capture_output(&mut engine, output, echo, redactor);
             interrupt.stop_loops(&mut engine);
             extend(&mut engine, &ctx);
             let ast = engine.compile(&source)?;
@@ -833,6 +863,15 @@ async fn evaluate(
         // The runtime is shutting down and never started the thread.
         Err(_) => JobOutcome::Cancelled,
     };
+    // A script can put a secret in its error (`throw`); the job, the log and the host's log
+    // keep the error, so it is redacted as the output is.
+    let outcome = match outcome {
+        JobOutcome::Failed(error) => JobOutcome::Failed(JobError::new(
+            error.code.clone(),
+            redactor.redact(&error.message),
+        )),
+        other => other,
+    };
     (outcome, output)
 }
 
@@ -873,10 +912,18 @@ fn classify(name: &str, err: &EvalAltResult, limits: &SandboxLimits) -> JobOutco
             "at most {} nested function calls",
             limits.max_call_levels
         )),
-        EvalAltResult::ErrorDataTooLarge(..) => Some(format!(
-            "strings of at most {} bytes, arrays of {} elements, maps of {} entries",
-            limits.max_string_size, limits.max_array_size, limits.max_map_size
-        )),
+        EvalAltResult::ErrorDataTooLarge(what, _) => Some(if what.contains("string") {
+            format!("strings of at most {} bytes", limits.max_string_size)
+        } else if what.contains("array") {
+            format!("arrays of at most {} elements", limits.max_array_size)
+        } else if what.contains("map") {
+            format!("maps of at most {} entries", limits.max_map_size)
+        } else {
+            format!(
+                "strings of at most {} bytes, arrays of {} elements, maps of {} entries",
+                limits.max_string_size, limits.max_array_size, limits.max_map_size
+            )
+        }),
         EvalAltResult::ErrorTooManyVariables(_) | EvalAltResult::ErrorTooManyModules(_) => {
             Some("the engine's limits".to_owned())
         }
@@ -920,9 +967,16 @@ fn human(d: Duration) -> String {
     }
 }
 
-/// Sends `print` and `debug` to `output` (and stdout when echoing), one line each.
-fn capture_output(engine: &mut Engine, output: Arc<Mutex<Captured>>, echo: bool) {
+/// Sends `print` and `debug` to `output` (and stdout when echoing), one line each, with
+/// every secret the redactor knows replaced by `<redacted>`.
+fn capture_output(
+    engine: &mut Engine,
+    output: Arc<Mutex<Captured>>,
+    echo: bool,
+    redactor: Redactor,
+) {
     let line = move |text: &str| {
+        let text = &redactor.redact(text);
         output
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -1731,29 +1785,177 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn drop_ins_read_only_pgvault_variables() {
+    async fn drop_ins_read_only_the_variables_the_host_allows() {
         let (home, svc) = service();
-        // PATH is always set; a drop-in may not read it (nor PGPASSWORD, nor a secret env:
-        // reference's variable). PGVAULT_* variables it may.
-        let path = drop_script(&home, "nosy.rhai", "print(env(\"PATH\"));");
-        let ran = run(&svc, &path, &RunOptions::drop_in(true)).await;
-        let error = error_of(&ran);
-        assert!(
-            error.message.contains("may read only PGVAULT_*"),
-            "{error:?}"
-        );
-        assert_eq!(ran.job.script_output, None);
+        // PATH is always set; a drop-in may not read it, nor any PGVAULT_* variable, unless
+        // the host lists it (the README keeps a restore secret in PGVAULT_RESTORE_SECRET).
+        for name in ["PATH", "PGVAULT_SURELY_UNSET_SETTING"] {
+            let path = drop_script(&home, "nosy.rhai", &format!("print(env(\"{name}\"));"));
+            let ran = run(&svc, &path, &RunOptions::drop_in(true)).await;
+            let error = error_of(&ran);
+            assert!(
+                error.message.contains(&format!(
+                    "UserErrorScriptNotAllowed: a script may read only the environment \
+                     variables the host allows, and `{name}` is not one"
+                )),
+                "{error:?}"
+            );
+            assert_eq!(ran.job.script_output, None);
+        }
+        let allowed = RunOptions::sandboxed(Grants {
+            env: vec!["PGVAULT_SURELY_*".into()],
+            ..Grants::default()
+        });
         let path = drop_script(
             &home,
             "config.rhai",
             "print(env(\"PGVAULT_SURELY_UNSET_SETTING\") ?? \"default\");",
         );
-        let ran = run(&svc, &path, &RunOptions::drop_in(true)).await;
+        let ran = run(&svc, &path, &allowed).await;
         assert_eq!(ran.job.script_output.as_deref(), Some("default\n"));
+        // The header narrows: this script gives the allowed variables up.
+        let path = drop_script(
+            &home,
+            "narrow.rhai",
+            "// env: PGVAULT_SURELY_OTHER\nprint(env(\"PGVAULT_SURELY_UNSET_SETTING\"));",
+        );
+        let ran = run(&svc, &path, &allowed).await;
+        assert!(
+            error_of(&ran).message.contains("is not one"),
+            "{:?}",
+            ran.job.state
+        );
+        // And cannot widen: a header asking for more fails before the script runs.
+        let path = drop_script(&home, "wide.rhai", "// env: PATH\nprint(1);");
+        let ran = run(&svc, &path, &allowed).await;
+        let error = error_of(&ran);
+        assert!(
+            error.message.starts_with(&format!(
+                "{}:1: `PATH` is not an environment variable the host allows",
+                path.display()
+            )),
+            "{error:?}"
+        );
+        assert_eq!(ran.job.script_output, None, "not run");
         // The operator's own scripts read anything.
         let path = drop_script(&home, "nosy.rhai", "print(env(\"PATH\") != ());");
         let ran = run(&svc, &path, &RunOptions::operator()).await;
         assert_eq!(ran.job.script_output.as_deref(), Some("true\n"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn secrets_are_redacted_from_output_and_errors() {
+        let (home, svc) = service();
+        let secret = home.path().join("db.secret");
+        fs::write(&secret, "Server=db;User Id=u;Password=Pa55-word-x;").unwrap();
+        // A script that hands pgvault a file: reference, then tries to show its password.
+        let source = format!(
+            r#"try {{ server_databases(#{{ datasource_type: "AzureDatabaseForPostgreSQLFlexibleServer",
+    datasource_id: "postgres://127.0.0.1:1/postgres", secret_store_type: "File",
+    secret_store_uri: "file://{}" }}); }} catch {{ }}
+print("pw Pa55-word-x");
+throw "Pa55-word-x";"#,
+            secret.display()
+        );
+        for options in [RunOptions::drop_in(false), RunOptions::operator()] {
+            let path = drop_script(&home, "leak.rhai", &source);
+            let options = RunOptions {
+                echo: false,
+                ..options
+            };
+            let ran = run(&svc, &path, &options).await;
+            assert_eq!(ran.job.script_output.as_deref(), Some("pw <redacted>\n"));
+            let error = error_of(&ran);
+            assert!(
+                error.message.contains("<redacted>") && !error.message.contains("Pa55"),
+                "{error:?}"
+            );
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sweeps_at_another_time_are_destructive() {
+        let (home, svc) = service();
+        let root = vault_with_points(&home, &svc, &["rp1", "rp2", "rp3"]).await;
+        let sweep = r#"vault("V").retention_sweep(#{ at: "2099-01-01" });"#;
+        let path = drop_script(&home, "sweep.rhai", sweep);
+        let ran = run(&svc, &path, &RunOptions::drop_in(false)).await;
+        assert!(
+            error_of(&ran).message.contains(&format!(
+                "{DESTRUCTIVE_REFUSED}: retention_sweep with `at` deletes recovery points a \
+                 sweep now would keep"
+            )),
+            "{:?}",
+            ran.job.state
+        );
+        for id in ["rp1", "rp2", "rp3"] {
+            assert!(
+                root.join(format!("recovery-points/db1/{id}.json"))
+                    .is_file()
+            );
+        }
+        // A plan at any time, and a sweep now, are allowed.
+        let path = drop_script(
+            &home,
+            "plan.rhai",
+            r#"let v = vault("V");
+v.retention_sweep(#{ at: "2099-01-01", dry_run: true });
+v.retention_sweep();"#,
+        );
+        let ran = run(&svc, &path, &RunOptions::drop_in(false)).await;
+        assert_eq!(
+            ran.job.status(),
+            JobStatus::Completed,
+            "{:?}",
+            ran.job.state
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn drop_ins_make_no_vaults() {
+        let (home, svc) = service();
+        let elsewhere = home.path().join("elsewhere");
+        let path = drop_script(
+            &home,
+            "vault.rhai",
+            &format!(
+                r#"new_vault("X", #{{ storage_url: "file://{}" }});"#,
+                elsewhere.display()
+            ),
+        );
+        let ran = run(&svc, &path, &RunOptions::drop_in(true)).await;
+        assert!(
+            error_of(&ran)
+                .message
+                .contains("UserErrorScriptNotAllowed: new_vault is refused to drop-in scripts"),
+            "{:?}",
+            ran.job.state
+        );
+        assert!(!elsewhere.exists());
+        assert!(svc.vault_names().unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn operator_scripts_have_bounded_strings() {
+        let (home, svc) = service();
+        let path = drop_script(&home, "double.rhai", "let s = \"x\";\nloop { s += s; }");
+        let ran = run(
+            &svc,
+            &path,
+            &RunOptions {
+                echo: false,
+                ..RunOptions::operator()
+            },
+        )
+        .await;
+        let error = error_of(&ran);
+        assert_eq!(error.code, SCRIPT_LIMIT_EXCEEDED);
+        assert!(
+            error
+                .message
+                .ends_with("(a script may use strings of at most 67108864 bytes)"),
+            "{error:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1991,8 +2193,22 @@ print(v.resume_protection("db1").properties.currentProtectionState);
 v.stop_protection("db1");
 v.suspend_backups("nope");"#,
         );
-        // Not destructive: a drop-in without the permission may.
-        let ran = run(&svc, &path, &RunOptions::drop_in(false)).await;
+        // Suspending and stopping end backups: a drop-in needs the host's permission.
+        let refused = run(&svc, &path, &RunOptions::drop_in(false)).await;
+        let error = error_of(&refused);
+        assert!(
+            error.message.starts_with(&format!("{}:2:", path.display()))
+                && error.message.contains(&format!(
+                    "{DESTRUCTIVE_REFUSED}: suspend_backups stops the backups of an instance"
+                )),
+            "{error:?}"
+        );
+        let path = drop_script(
+            &home,
+            "states.rhai",
+            &fs::read_to_string(home.path().join("scripts/failed/states.rhai")).unwrap(),
+        );
+        let ran = run(&svc, &path, &RunOptions::drop_in(true)).await;
         assert_eq!(
             ran.job.script_output.as_deref(),
             Some("BackupsSuspended\nProtectionStopped\nProtectionConfigured\n")

@@ -118,8 +118,9 @@ pub struct ScriptsOptions {
     pub dir: std::path::PathBuf,
     /// How long a dropped file must stay unchanged before it runs.
     pub settle: Duration,
-    /// `--allow-destructive-scripts`.
-    pub allow_destructive: bool,
+    /// What drop-in scripts may do: `--allow-destructive-scripts`, `--script-restore-dir`,
+    /// `--script-restore-server`, `--script-env`.
+    pub grants: crate::script::sandbox::Grants,
 }
 
 impl Default for ServeOptions {
@@ -190,7 +191,7 @@ pub async fn serve(
     // Raised at the end of the shutdown grace: running scripts stop at their next operation.
     let stop_scripts = Interrupt::new();
     let script_options = opts.scripts.as_ref().map(|s| {
-        let mut o = RunOptions::drop_in(s.allow_destructive);
+        let mut o = RunOptions::sandboxed(s.grants.clone());
         o.stop = Some(stop_scripts.clone());
         o
     });

@@ -253,7 +253,7 @@ async fn dropped_scripts_run_once_are_filed_and_a_bad_one_does_not_stop_the_host
         scripts: Some(ScriptsOptions {
             dir: scripts.clone(),
             settle: Duration::from_secs(2),
-            allow_destructive: false,
+            grants: Default::default(),
         }),
         ..ServeOptions::default()
     };

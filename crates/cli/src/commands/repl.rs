@@ -61,11 +61,7 @@ pub struct ReplArgs {}
 
 pub async fn run(_args: ReplArgs) -> anyhow::Result<ExitCode> {
     // The REPL is the operator at the keyboard: destructive calls are theirs to make.
-    let ctx = ScriptContext {
-        pgvault: Arc::new(open_service()?),
-        runtime: tokio::runtime::Handle::current(),
-        allow_destructive: true,
-    };
+    let ctx = ScriptContext::operator(Arc::new(open_service()?), tokio::runtime::Handle::current());
     let interrupt = Interrupt::new();
     let on_sigint = raise_on_sigint(interrupt.clone())?;
     let session = tokio::task::spawn_blocking(move || Session::new(ctx, interrupt)?.run()).await;

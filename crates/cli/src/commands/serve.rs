@@ -31,9 +31,8 @@ pub struct ServeArgs {
     /// occurrence. Default: $PGVAULT_HOME/scripts.
     #[arg(long)]
     scripts_dir: Option<PathBuf>,
-    /// Let drop-in scripts delete recovery points and backup instances (refused otherwise).
-    #[arg(long)]
-    allow_destructive_scripts: bool,
+    #[command(flatten)]
+    script_grants: super::run::ScriptGrantArgs,
     /// Finished jobs older than this (ISO 8601 duration) are pruned daily.
     #[arg(long, value_parser = super::job::parse_retention, default_value = "P365D")]
     keep_job_history: pgvault_core::model::duration::IsoDuration,
@@ -59,7 +58,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         scripts: Some(ScriptsOptions {
             dir: scripts_dir,
             settle: DEFAULT_SETTLE,
-            allow_destructive: args.allow_destructive_scripts,
+            grants: args.script_grants.grants(),
         }),
         keep_job_history: args.keep_job_history,
         ..ServeOptions::default()

@@ -25,9 +25,8 @@ pub struct TickArgs {
     /// $PGVAULT_HOME/scripts.
     #[arg(long)]
     scripts_dir: Option<std::path::PathBuf>,
-    /// Let drop-in scripts delete recovery points and backup instances (refused otherwise).
-    #[arg(long)]
-    allow_destructive_scripts: bool,
+    #[command(flatten)]
+    script_grants: super::run::ScriptGrantArgs,
 }
 
 /// Prints the jobs the pass ran (Azure's job JSON, or a table); exits non-zero when any of
@@ -92,7 +91,7 @@ pub async fn run(args: TickArgs, format: Format) -> anyhow::Result<ExitCode> {
     let mut scripts = ScriptsDir::new(dir, DEFAULT_SETTLE);
     let mut ready = scripts.scan_at_startup(now, std::time::SystemTime::now());
     ready.extend(scripts.recurring_due(&svc, now).map_err(coded)?);
-    let options = RunOptions::drop_in(args.allow_destructive_scripts);
+    let options = RunOptions::sandboxed(args.script_grants.grants());
     for script in &ready {
         let ran = run_script_file(svc.clone(), script, &options, now)
             .await

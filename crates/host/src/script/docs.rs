@@ -222,8 +222,36 @@ job history exactly as when the CLI runs it.
   function, vault, instance and policy names, and Ctrl-C cancels the running operation (no
   recovery point is made) without leaving the REPL.
 - A drop-in scripts folder, watched by pgvault's automation host, runs each script placed
-  there once, as `pgvault run` would. Scripts written for it (`scripts/protect-unprotected.rhai`)
+  there once, in the sandbox below. Scripts written for it (`scripts/protect-unprotected.rhai`)
   take their settings from the lines at their top and from the environment (`env("NAME")`).
+  `pgvault run --sandbox FILE` runs a script as a drop-in would.
+
+## The sandbox
+
+A drop-in script (and `pgvault run --sandbox`) can do only what the host's flags allow, and
+its header can only narrow that:
+
+| Host flag (`serve`, `tick`, `run --sandbox`) | Header line | Allows |
+|---|---|---|
+| `--allow-destructive-scripts` | `// destructive: no` | deleting recovery points and instances, a retention sweep with `at` (not a dry run), suspending, stopping and resuming a stopped instance |
+| `--script-restore-dir DIR` (repeatable; a folder or a Blob container URL) | `// restore-dir: DIR` | `restore_as_files` into DIR or under it |
+| `--script-restore-server HOST[:PORT]` (repeatable) | `// restore-server: HOST[:PORT]` | `restore` onto that server |
+| `--script-env NAME` (repeatable; `NAME*` for a prefix) | `// env: NAME` | `env("NAME")` |
+
+Nothing is allowed by default, and a sandboxed script never creates a vault. A header line
+naming more than the host allows fails the script before it runs, its job `Failed` with the
+line named. A refused call is a script error (`UserErrorDestructiveOperationNotAllowed` or
+`UserErrorScriptNotAllowed`) that says which flag would allow it. A sandboxed script also has
+no `import` and no `eval`, and limits: 50 million operations, 64 nested calls, strings of
+1 MiB, arrays and maps of 100,000 items and an hour of wall time. A script over a limit fails
+with `ScriptLimitExceeded` and the limit in its message. `pgvault run` without `--sandbox` has
+no limit on operations or time, but strings of 64 MiB, arrays of 4 million and maps of a million
+items, so that no script can exhaust the process's memory.
+
+Secret values (those of environment variables whose names say they hold a secret, such as
+`PGVAULT_RESTORE_SECRET` or `PGPASSWORD`, and those behind the `env:` and `file:` references a
+script passes) print as `<redacted>` in every script's output and error, so they reach neither
+the job history nor a log.
 
 Worked examples are in `scripts/`:
 `walkthrough.rhai` and `powershell-walkthrough.rhai` (Azure's walkthroughs line by line),
@@ -408,11 +436,7 @@ mod tests {
             .build()
             .unwrap();
         let pgvault = Pgvault::open(pgvault_core::engine::home::Home::at(dir.path())).unwrap();
-        let ctx = ScriptContext {
-            pgvault: Arc::new(pgvault),
-            runtime: runtime.handle().clone(),
-            allow_destructive: true,
-        };
+        let ctx = ScriptContext::operator(Arc::new(pgvault), runtime.handle().clone());
         (new_engine(ctx), dir, runtime)
     }
 

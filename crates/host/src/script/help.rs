@@ -63,7 +63,8 @@ pub(super) const DOCS: &[Doc] = &[
         summary: "create a vault and register its name (backup-vault create)",
         description: "Creates a vault and registers its name in PGVAULT_HOME. `storage_url` is \
 where it lives (`file:///path`); without it the vault goes under PGVAULT_HOME/vaults. \
-Fails with UserErrorVaultAlreadyExists if the name is taken. Returns the vault.",
+Fails with UserErrorVaultAlreadyExists if the name is taken. Returns the vault. Refused to \
+drop-in scripts (UserErrorScriptNotAllowed): a vault is created by the operator.",
         example: r#"let v = new_vault("TestBkpVault", #{ storage_url: "file:///srv/backups/TestBkpVault" });
 v.name"#,
     },
@@ -342,7 +343,9 @@ rps.map(|rp| `${rp.name} ${rp.properties.recoveryPointTime}`)"#,
         description: "Options: recovery_point_id (a recovery point's `name`), \
 target_database_url (postgres://host:port/new_database, which must not exist), \
 secret_store_uri for the target's credentials and optionally secret_store_type. Returns the \
-finished Restore job; a failed restore is a script error.",
+finished Restore job; a failed restore is a script error. A drop-in script may restore only \
+onto a server the host allows with --script-restore-server HOST[:PORT] (refused otherwise \
+with UserErrorScriptNotAllowed).",
         example: r#"let v = vault("TestBkpVault");
 let rp = v.recovery_points("db-empdb11")[0];
 v.restore("db-empdb11", #{
@@ -361,7 +364,9 @@ a Blob container as `https://<account>.blob.core.windows.net/<container>` with c
 the environment, or target_directory, a folder) and optionally file_name. Writes the \
 custom-format dump `<file_name>.dump`, whole or not at all (a folder's file under a temporary \
 name renamed when complete, a blob committed when complete); an existing one is refused. \
-Returns the finished Restore job.",
+Returns the finished Restore job. A drop-in script may write only into a folder or container \
+the host allows with --script-restore-dir (or under it), with a plain file_name (refused \
+otherwise with UserErrorScriptNotAllowed).",
         example: r#"let v = vault("TestBkpVault");
 v.restore_as_files("db-empdb11", #{
     recovery_point_id: v.recovery_points("db-empdb11")[0].name,
@@ -378,7 +383,10 @@ v.restore_as_files("db-empdb11", #{
         summary: "stop backups of an instance, keeping its recovery points (backup-instance suspend-backup)",
         description: "Sets the instance's protection state to BackupsSuspended: no scheduled or \
 on-demand backup runs, and the recovery points it has are kept and still expire as the \
-policy says. `instance` is its name or its resource. Returns the instance resource.",
+policy says. `instance` is its name or its resource. Returns the instance resource. \
+Destructive (it ends the backups that protect the database): refused to drop-in scripts with \
+UserErrorDestructiveOperationNotAllowed unless the host was started with \
+--allow-destructive-scripts.",
         example: r#"vault("TestBkpVault").suspend_backups("db-empdb11").properties.currentProtectionState"#,
     },
     Doc {
@@ -388,7 +396,8 @@ policy says. `instance` is its name or its resource. Returns the instance resour
         summary: "stop protecting an instance and retain its data (backup-instance stop-protection)",
         description: "Sets the instance's protection state to ProtectionStopped: no backups run \
 and the recovery points it has are kept (the retention sweep leaves them alone). \
-vault.resume_protection undoes it. Returns the instance resource.",
+vault.resume_protection undoes it. Returns the instance resource. Destructive, as \
+suspend_backups: refused to drop-in scripts unless the host allows destructive scripts.",
         example: r#"vault("TestBkpVault").stop_protection("db-empdb11")"#,
     },
     Doc {
@@ -397,7 +406,10 @@ vault.resume_protection undoes it. Returns the instance resource.",
         usage: &["vault.resume_protection(instance)"],
         summary: "resume backups of a suspended or stopped instance (backup-instance resume-protection)",
         description: "Sets the instance's protection state back to ProtectionConfigured: backups \
-run again as its policy schedules them. Returns the instance resource.",
+run again as its policy schedules them. Returns the instance resource. Resuming a stopped \
+instance lets its recovery points (kept forever while stopped) expire again, so a drop-in \
+script may do it only when the host allows destructive scripts; resuming a suspended one is \
+always allowed.",
         example: r#"vault("TestBkpVault").resume_protection("db-empdb11")"#,
     },
     Doc {
@@ -441,7 +453,8 @@ as `backup-policy simulate` shows, each move or deletion a job under one Retenti
 then collects garbage. `at` judges retention as of another time (2030-01-01 or an RFC 3339 \
 time); `dry_run: true` only plans. Returns the plan (`plan.actions`, `plan.warnings`), the \
 garbage collection's report and, unless a dry run, the jobs. The last recovery point of an \
-instance is never deleted.",
+instance is never deleted. A sweep with `at` (not a dry run) deletes what a sweep now keeps: \
+drop-in scripts may only plan one, unless the host allows destructive scripts.",
         example: r#"let sweep = vault("TestBkpVault").retention_sweep(#{ dry_run: true });
 for a in sweep.plan.actions { print(`${a.action} ${a.recoveryPointId}: ${a.reason}`); }"#,
     },
@@ -453,7 +466,9 @@ for a in sweep.plan.actions { print(`${a.action} ${a.recoveryPointId}: ${a.reaso
         description: "Copies a recovery point that lives only in the archive tier back to the \
 vault tier for `days` (10 to 30) as a Rehydrate job, after which it restores with \
 `source_datastore: \"ArchiveStore\"`; the sweep removes the copy when the time is up. Returns \
-the job; a failed rehydration is a script error.",
+the job; a failed rehydration is a script error. Rehydrating again sets the copy's end anew: \
+a drop-in script may not end a copy sooner than it ends now unless the host allows \
+destructive scripts.",
         example: r#"let v = vault("TestBkpVault");
 v.rehydrate("db-empdb11", "7a0c1d5e9f3b4e2a8c6d0b1a2f3e4d5c", 15)"#,
     },
@@ -505,7 +520,8 @@ job(latest.name).properties.status"#,
         usage: &["to_json(value)", "vault.to_json()"],
         summary: "a value (or a vault's Azure resource) as pretty JSON text",
         description: "Any map, array or plain value as indented JSON text, the way the CLI \
-prints it; on a vault, the vault's Azure resource.",
+prints it; on a vault, the vault's Azure resource. The text is held to the script's string \
+size limit.",
         example: r#"print(to_json(policy_template("AzureDatabaseForPostgreSQL").policyRules[0].trigger));
 print(vault("TestBkpVault").to_json());"#,
     },
@@ -515,7 +531,10 @@ print(vault("TestBkpVault").to_json());"#,
         usage: &["env(name)"],
         summary: "an environment variable, or () when it is unset",
         description: "The value of the environment variable `name` as a string, or () so that \
-`??` can give a default.",
+`??` can give a default. A drop-in script may read only the variables the host lists with \
+--script-env NAME (or NAME*), because the environment holds database secrets; any other is \
+an error (UserErrorScriptNotAllowed). Secret values a script prints anyway show as \
+<redacted>.",
         example: r#"let vault_name = env("PGVAULT_VAULT_NAME") ?? "TestBkpVault";"#,
     },
     Doc {
@@ -685,11 +704,7 @@ mod tests {
             .build()
             .unwrap();
         let pgvault = Pgvault::open(pgvault_core::engine::home::Home::at(dir.path())).unwrap();
-        let ctx = ScriptContext {
-            pgvault: Arc::new(pgvault),
-            runtime: runtime.handle().clone(),
-            allow_destructive: true,
-        };
+        let ctx = ScriptContext::operator(Arc::new(pgvault), runtime.handle().clone());
         (new_engine(ctx), dir, runtime)
     }
 

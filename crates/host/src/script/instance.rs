@@ -2,7 +2,8 @@
 //! `vault.adhoc_backup`, `vault.restore`, `vault.restore_as_files`, the protection states
 //! (`vault.suspend_backups`, `vault.stop_protection`, `vault.resume_protection`) and the two
 //! calls that delete backup data (`vault.delete_recovery_point`,
-//! `vault.delete_backup_instance`), which [`ScriptContext::check_destructive`] guards.
+//! `vault.delete_backup_instance`). [`ScriptContext::check_destructive`] guards the deletions
+//! and the protection states in a sandbox; the sandbox's grants say where restores may go.
 
 use rhai::{Dynamic, Engine, Map};
 
@@ -15,6 +16,7 @@ use pgvault_core::engine::restore::{
 use pgvault_core::model::instance::{BACKUPS_SUSPENDED, PROTECTION_CONFIGURED, PROTECTION_STOPPED};
 use pgvault_core::model::job::{Job, JobStatus};
 use pgvault_core::model::resource::vault_id;
+use pgvault_core::postgres::connection::Datasource;
 
 /// A string option of a map, required. Shared by the bindings that take `#{ .. }` options.
 pub(super) fn field(map: &Map, key: &str) -> RhaiResult<String> {
@@ -108,14 +110,21 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
         "restore",
         move |v: &mut VaultRef, instance: Dynamic, opts: Map| -> RhaiResult<Dynamic> {
             let name = instance_name(&instance)?;
+            let target_url = field(&opts, "target_database_url")?;
+            let secret_uri = field(&opts, "secret_store_uri")?;
+            c.redactor.learn_reference(&secret_uri);
             let request = initialize_for_data_recovery(
                 &field(&opts, "recovery_point_id")?,
-                &field(&opts, "target_database_url")?,
+                &target_url,
                 opt_field(&opts, "secret_store_type")?.as_deref(),
-                &field(&opts, "secret_store_uri")?,
+                &secret_uri,
                 None,
             )
             .map_err(coded)?;
+            c.check_grants(|g| {
+                let target: Datasource = target_url.parse()?;
+                g.check_restore_server(&target)
+            })?;
             let (job, _) = c
                 .block_on(c.pgvault.restore(&v.name, &name, &request))
                 .map_err(coded)?;
@@ -134,10 +143,16 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
                 opt_field(&opts, "target_blob_container_url")?.as_deref(),
             )
             .map_err(coded)?;
+            let file_name = opt_field(&opts, "file_name")?.unwrap_or_default();
+            c.check_grants(|g| match &target {
+                FilesTarget::Directory(dir) | FilesTarget::BlobContainer(dir) => {
+                    g.check_restore_dir(dir, &file_name)
+                }
+            })?;
             let request = initialize_for_data_recovery_to_files(
                 &field(&opts, "recovery_point_id")?,
                 &target,
-                &opt_field(&opts, "file_name")?.unwrap_or_default(),
+                &file_name,
                 None,
             )
             .map_err(coded)?;
@@ -148,8 +163,10 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
         },
     );
 
-    // Azure's suspendBackups, stopProtection and resumeProtection: recovery points are kept
-    // in every state, so these are not destructive.
+    // Azure's suspendBackups, stopProtection and resumeProtection. Recovery points are kept
+    // in every state, but suspending and stopping end the backups that protect the database,
+    // and resuming a stopped instance lets its points (kept forever while stopped) expire
+    // again: all three need the destructive grant in a sandbox (resume only from stopped).
     for (function, state) in [
         ("suspend_backups", BACKUPS_SUSPENDED),
         ("stop_protection", PROTECTION_STOPPED),
@@ -160,6 +177,22 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
             function,
             move |v: &mut VaultRef, instance: Dynamic| -> RhaiResult<Dynamic> {
                 let name = instance_name(&instance)?;
+                if state == PROTECTION_CONFIGURED {
+                    if c.sandbox.is_some() {
+                        let vault = c.block_on(c.pgvault.vault(&v.name)).map_err(coded)?;
+                        let current = c.block_on(vault.instance(&name)).map_err(coded)?;
+                        if current.properties.current_protection_state.as_deref()
+                            == Some(PROTECTION_STOPPED)
+                        {
+                            c.check_destructive(
+                                function,
+                                "lets the recovery points a stopped instance keeps expire again",
+                            )?;
+                        }
+                    }
+                } else {
+                    c.check_destructive(function, "stops the backups of an instance")?;
+                }
                 let json = c
                     .block_on(c.pgvault.set_protection_state(&v.name, &name, state))
                     .map_err(coded)?;
@@ -175,7 +208,7 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
               instance: Dynamic,
               recovery_point_id: &str|
               -> RhaiResult<Dynamic> {
-            c.check_destructive("delete_recovery_point")?;
+            c.check_destructive("delete_recovery_point", "deletes backup data")?;
             let name = instance_name(&instance)?;
             let job = c
                 .block_on(
@@ -191,7 +224,7 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
     engine.register_fn(
         "delete_backup_instance",
         move |v: &mut VaultRef, instance: Dynamic| -> RhaiResult<Dynamic> {
-            c.check_destructive("delete_backup_instance")?;
+            c.check_destructive("delete_backup_instance", "deletes backup data")?;
             let name = instance_name(&instance)?;
             let jobs = c
                 .block_on(c.pgvault.delete_backup_instance(&v.name, &name))

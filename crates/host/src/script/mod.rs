@@ -21,6 +21,7 @@ mod interrupt;
 mod job;
 mod policy;
 mod recovery;
+pub mod sandbox;
 mod server;
 mod vault;
 
@@ -29,14 +30,15 @@ pub use interrupt::{CANCELLED, Interrupt};
 
 use std::sync::Arc;
 
-use rhai::{Dynamic, Engine, EvalAltResult, Position};
+use rhai::{Dynamic, Engine, EvalAltResult, NativeCallContext, Position};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::service::Pgvault;
+use sandbox::{Grants, Redactor};
 
 /// The error code of a destructive call refused to a script (see
-/// [`ScriptContext::allow_destructive`]).
+/// [`ScriptContext::check_destructive`]).
 pub const DESTRUCTIVE_REFUSED: &str = "UserErrorDestructiveOperationNotAllowed";
 
 /// What every binding needs: the service, a handle to block on async operations, and what
@@ -45,27 +47,83 @@ pub const DESTRUCTIVE_REFUSED: &str = "UserErrorDestructiveOperationNotAllowed";
 pub struct ScriptContext {
     pub pgvault: Arc<Pgvault>,
     pub runtime: tokio::runtime::Handle,
-    /// Whether calls that delete backup data (`vault.delete_recovery_point`,
-    /// `vault.delete_backup_instance`) may run. True for the operator's own tools (`pgvault
-    /// run`, the REPL); false for drop-in scripts unless the host was started with
-    /// `--allow-destructive-scripts`, because a file that lands in a folder is a weaker
-    /// proof of intent than a command typed by hand.
-    pub allow_destructive: bool,
+    /// `None` for the operator's own tools (`pgvault run`, the REPL), which may do anything;
+    /// the [`Grants`] of a sandboxed script (a drop-in, `pgvault run --sandbox`) otherwise,
+    /// because a file that lands in a folder is a weaker proof of intent than a command typed
+    /// by hand.
+    pub sandbox: Option<Arc<Grants>>,
+    /// The secrets to keep out of what the script prints and of its error.
+    pub redactor: Redactor,
 }
 
 impl ScriptContext {
-    /// Refuses `function` (a destructive binding) unless this context allows it.
-    pub fn check_destructive(&self, function: &str) -> RhaiResult<()> {
-        if self.allow_destructive {
-            return Ok(());
+    /// The operator's context: every call allowed.
+    pub fn operator(pgvault: Arc<Pgvault>, runtime: tokio::runtime::Handle) -> Self {
+        ScriptContext {
+            pgvault,
+            runtime,
+            sandbox: None,
+            redactor: Redactor::from_environment(),
         }
-        Err(coded(pgvault_core::engine::Error::new(
-            DESTRUCTIVE_REFUSED,
-            format!(
-                "{function} deletes backup data and is refused to drop-in scripts; start the \
-                 host with --allow-destructive-scripts to allow it"
-            ),
-        )))
+    }
+
+    /// Refuses `function` unless this context may remove recovery points, shorten their
+    /// life or stop backups; `what` says which it does.
+    ///
+    /// Every registered function, classified (keep this list when adding one):
+    /// - guarded here: `delete_recovery_point`, `delete_backup_instance` (delete);
+    ///   `suspend_backups`, `stop_protection` (stop backups); `resume_protection` of a
+    ///   stopped instance (its points, kept forever while stopped, expire again);
+    ///   `retention_sweep` with an `at` other than now unless `dry_run` (deletes what a
+    ///   sweep now keeps).
+    /// - refused to every sandboxed script: `new_vault` (a vault anywhere).
+    /// - checked against the grants: `restore` (the server), `restore_as_files` (the
+    ///   folder or container), `env` (the allowlist).
+    /// - guarded here too: `rehydrate` of a point whose rehydrated copy would end sooner
+    ///   than it does now.
+    /// - adding only, never shortening: `create_policy` (a new policy; an existing name is
+    ///   refused), `protect` (a new instance; an existing one is refused), `adhoc_backup`,
+    ///   `rehydrate` otherwise (a copy for 10 to 30 days). There is no binding that changes a
+    ///   stored policy or an instance's policy.
+    /// - reading or pure: `vault`, `vaults`, `policy`, `policies`, `instances`,
+    ///   `recovery_points`, `verify`, `jobs`, `job`, `server_databases`, `to_json`, `help`,
+    ///   `initialize_instance`, `policy_template`, `schedule`, `set_trigger`, `lifecycle`,
+    ///   `set_retention_rule`, `remove_retention_rule`, `tag_criteria`, `set_tag`,
+    ///   `remove_tag`, `simulate` (the policy edits change a map, not a stored policy).
+    pub fn check_destructive(&self, function: &str, what: &str) -> RhaiResult<()> {
+        match &self.sandbox {
+            Some(grants) if !grants.destructive => Err(coded(pgvault_core::engine::Error::new(
+                DESTRUCTIVE_REFUSED,
+                format!(
+                    "{function} {what} and is refused to drop-in scripts; start the host with \
+                     --allow-destructive-scripts to allow it"
+                ),
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Refuses `new_vault` to a sandboxed script: a vault is storage at a path or URL the
+    /// script would choose, which only the operator decides.
+    pub fn check_new_vault(&self) -> RhaiResult<()> {
+        self.check_grants(|_| {
+            Err(pgvault_core::engine::Error::new(
+                sandbox::SANDBOX_REFUSED,
+                "new_vault is refused to drop-in scripts: a vault is created by the operator \
+                 (pgvault backup-vault create, or pgvault run without --sandbox)",
+            ))
+        })
+    }
+
+    /// Runs `check` against the grants of a sandboxed script; the operator's pass.
+    pub fn check_grants(
+        &self,
+        check: impl FnOnce(&Grants) -> pgvault_core::engine::Result<()>,
+    ) -> RhaiResult<()> {
+        match &self.sandbox {
+            Some(grants) => check(grants).map_err(coded),
+            None => Ok(()),
+        }
     }
 
     /// Waits for an operation. While an [`Interrupt`] watches this thread (the REPL's Ctrl-C),
@@ -107,18 +165,60 @@ pub fn new_engine(ctx: ScriptContext) -> Engine {
     job::register(&mut engine, &ctx);
     server::register(&mut engine, &ctx);
     recovery::register(&mut engine, &ctx);
-    engine.register_fn("env", |name: &str| -> Dynamic {
-        std::env::var(name)
-            .map(Dynamic::from)
-            .unwrap_or(Dynamic::UNIT)
+    let c = ctx.clone();
+    engine.register_fn("env", move |name: &str| -> RhaiResult<Dynamic> {
+        c.check_grants(|g| g.check_env(name))?;
+        Ok(match std::env::var(name) {
+            Ok(value) => {
+                // A connection string is a secret whatever its variable is called.
+                c.redactor.learn_if_credential(&value);
+                Dynamic::from(value)
+            }
+            Err(_) => Dynamic::UNIT,
+        })
     });
-    engine.register_fn("to_json", |v: Dynamic| -> RhaiResult<String> {
-        let value: serde_json::Value = from_dynamic("value", &v)?;
-        Ok(serde_json::to_string_pretty(&value).expect("JSON value serializes"))
-    });
+    engine.register_fn(
+        "to_json",
+        |call: NativeCallContext, v: Dynamic| -> RhaiResult<String> {
+            bounded_json(&v, call.engine().max_string_size())
+        },
+    );
     // Last: help() describes every function registered before it.
     help::register(&mut engine);
     engine
+}
+
+/// `value` as pretty JSON, stopping with Rhai's "too large" error as soon as the text passes
+/// `max` bytes (0: no limit), so that a small map of shared large strings cannot make a text
+/// far larger than the script's strings may be.
+pub fn bounded_json(value: &Dynamic, max: usize) -> RhaiResult<String> {
+    struct Capped {
+        buf: Vec<u8>,
+        max: usize,
+    }
+    impl std::io::Write for Capped {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            if self.max != 0 && self.buf.len() + bytes.len() > self.max {
+                return Err(std::io::Error::other("too large"));
+            }
+            self.buf.extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut out = Capped {
+        buf: Vec::new(),
+        max,
+    };
+    match serde_json::to_writer_pretty(&mut out, value) {
+        Ok(()) => String::from_utf8(out.buf).map_err(|e| fail(format!("to_json: {e}"))),
+        Err(e) if e.is_io() => {
+            Err(EvalAltResult::ErrorDataTooLarge("Length of string".into(), Position::NONE).into())
+        }
+        Err(e) => Err(fail(format!("value is not valid: {e}"))),
+    }
 }
 
 /// A script error as `file:line:column: message`.
@@ -167,11 +267,7 @@ mod tests {
             .build()
             .unwrap();
         let pgvault = Pgvault::open(pgvault_core::engine::home::Home::at(dir.path())).unwrap();
-        let ctx = ScriptContext {
-            pgvault: Arc::new(pgvault),
-            runtime: runtime.handle().clone(),
-            allow_destructive: true,
-        };
+        let ctx = ScriptContext::operator(Arc::new(pgvault), runtime.handle().clone());
         (new_engine(ctx), dir, runtime)
     }
 

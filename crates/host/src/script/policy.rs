@@ -651,11 +651,10 @@ mod tests {
             .build()
             .unwrap();
         let pgvault = Pgvault::open(pgvault_core::engine::home::Home::at(dir.path())).unwrap();
-        let engine = new_engine(ScriptContext {
-            pgvault: Arc::new(pgvault),
-            runtime: runtime.handle().clone(),
-            allow_destructive: true,
-        });
+        let engine = new_engine(ScriptContext::operator(
+            Arc::new(pgvault),
+            runtime.handle().clone(),
+        ));
         engine
             .compile(POWERSHELL_WALKTHROUGH)
             .unwrap_or_else(|e| panic!("the walkthrough does not compile: {e}"));

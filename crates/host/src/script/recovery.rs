@@ -1,6 +1,7 @@
 //! Rhai bindings for retention and recovery: `vault.retention_sweep`, `vault.rehydrate` and
 //! `vault.verify`, so a runbook can apply retention, bring a point back from the archive tier
-//! and prove recovery points read back.
+//! and prove recovery points read back. In a sandbox, a sweep judged at another time and a
+//! rehydration that ends an existing copy sooner are destructive calls.
 
 use rhai::{Dynamic, Engine, Map};
 
@@ -14,16 +15,17 @@ use pgvault_core::model::simulate::parse_time;
 use crate::retention::GcMode;
 
 fn sweep(ctx: &ScriptContext, vault: &str, options: &Map) -> RhaiResult<Dynamic> {
-    let at = match options.get("at") {
+    let given_at = match options.get("at") {
         Some(v) if !v.is_unit() => {
             let text = v
                 .clone()
                 .into_string()
                 .map_err(|t| fail(format!("`at` must be a time such as 2030-01-01, not {t}")))?;
-            parse_time(&text).map_err(fail)?
+            Some(parse_time(&text).map_err(fail)?)
         }
-        _ => chrono::Utc::now(),
+        _ => None,
     };
+    let at = given_at.unwrap_or_else(chrono::Utc::now);
     let dry_run = match options.get("dry_run") {
         Some(v) if !v.is_unit() => v
             .as_bool()
@@ -37,6 +39,15 @@ fn sweep(ctx: &ScriptContext, vault: &str, options: &Map) -> RhaiResult<Dynamic>
         return Err(fail(format!(
             "unknown retention_sweep option `{unknown}`: use at and dry_run"
         )));
+    }
+    // A sweep judged at another time deletes what the policy keeps now (a future `at`) or
+    // is no sweep the policy asked for (a past one): a plan only, unless destructive calls
+    // are allowed.
+    if given_at.is_some() && !dry_run {
+        ctx.check_destructive(
+            "retention_sweep with `at`",
+            "deletes recovery points a sweep now would keep (give dry_run: true to only plan)",
+        )?;
     }
     let outcome = ctx
         .block_on(ctx.pgvault.retention_sweep(
@@ -76,6 +87,26 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
         move |v: &mut VaultRef, instance: &str, id: &str, days: i64| -> RhaiResult<Dynamic> {
             let days = u32::try_from(days)
                 .map_err(|_| fail(format!("a rehydration lasts 10 to 30 days, not {days}")))?;
+            // A second rehydration sets the copy's end anew: one that ends sooner than the
+            // copy already in the vault tier shortens its life.
+            if c.sandbox.is_some() {
+                let vault = c.block_on(c.pgvault.vault(&v.name)).map_err(coded)?;
+                let point = c
+                    .block_on(vault.stored_point(instance, id))
+                    .map_err(coded)?;
+                let until = chrono::Utc::now() + chrono::TimeDelta::days(i64::from(days));
+                if let Some(current) = point.vault.and_then(|m| m.rehydration_expiry_time)
+                    && current > until
+                {
+                    c.check_destructive(
+                        "rehydrate",
+                        &format!(
+                            "would end the rehydrated copy sooner than {}",
+                            current.to_rfc3339()
+                        ),
+                    )?;
+                }
+            }
             let job = c
                 .block_on(c.pgvault.rehydrate(&v.name, instance, id, days, "Standard"))
                 .map_err(coded)?;

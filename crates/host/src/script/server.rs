@@ -13,6 +13,8 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
     engine.register_fn(
         "server_databases",
         move |opts: Map| -> RhaiResult<Dynamic> {
+            c.redactor
+                .learn_reference(&field(&opts, "secret_store_uri").unwrap_or_default());
             let args = ServerArgs {
                 datasource_type: field(&opts, "datasource_type")?,
                 datasource_id: field(&opts, "datasource_id")?,

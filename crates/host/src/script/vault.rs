@@ -29,6 +29,7 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
                 ),
                 _ => None,
             };
+            c.check_new_vault()?;
             c.block_on(c.pgvault.create_vault(name, url.as_deref()))
                 .map_err(coded)?;
             Ok(VaultRef {
@@ -38,6 +39,7 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
     );
     let c = ctx.clone();
     engine.register_fn("new_vault", move |name: &str| -> RhaiResult<VaultRef> {
+        c.check_new_vault()?;
         c.block_on(c.pgvault.create_vault(name, None))
             .map_err(coded)?;
         Ok(VaultRef {
@@ -95,6 +97,13 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
         "protect",
         move |v: &mut VaultRef, instance: Dynamic| -> RhaiResult<Dynamic> {
             let request: BackupInstanceRequest = from_dynamic("backup instance", &instance)?;
+            c.redactor.learn_reference(
+                &request
+                    .properties
+                    .datasource_auth_credentials
+                    .secret_store_resource
+                    .uri,
+            );
             to_dynamic(
                 &c.block_on(c.pgvault.protect(&v.name, request))
                     .map_err(coded)?,
