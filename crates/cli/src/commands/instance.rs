@@ -409,8 +409,11 @@ pub async fn run(cmd: InstanceCommand, format: Format) -> anyhow::Result<ExitCod
             vault_name,
             backup_instance,
         } => {
-            let req: BackupInstanceRequest =
-                read_json(&backup_instance, "backup-instance request")?;
+            let req: BackupInstanceRequest = read_json(
+                &backup_instance,
+                "backup-instance request",
+                pgvault_core::limits::REQUEST_BYTES,
+            )?;
             let svc = open_service()?;
             print(&svc.protect(&vault_name, req).await.map_err(coded)?, format);
         }
@@ -577,7 +580,11 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
             backup_instance_name,
             restore_request_object,
         } => {
-            let req: RestoreRequest = read_json(&restore_request_object, "restore request")?;
+            let req: RestoreRequest = read_json(
+                &restore_request_object,
+                "restore request",
+                pgvault_core::limits::REQUEST_BYTES,
+            )?;
             let svc = open_service()?;
             let written = Arc::new(AtomicU64::new(0));
             let total = match svc.vault(&vault_name).await {

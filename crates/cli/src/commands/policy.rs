@@ -9,7 +9,7 @@
 //! do not validate the whole policy, because a policy is incomplete between two edits; run
 //! `validate` (or `create`, which validates) when it is done.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -18,6 +18,7 @@ use clap::Subcommand;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use pgvault_core::limits;
 use pgvault_core::model::duration::{DurationUnit, IsoDuration};
 use pgvault_core::model::policy::{
     AbsoluteMarker, BackupPolicy, DataStoreType, DatasourceType, PolicyError,
@@ -479,29 +480,27 @@ struct Inputs {
 impl Inputs {
     /// The text of one argument, with a label naming it for error messages.
     fn text(&mut self, arg: &Path, what: &str) -> anyhow::Result<(String, String)> {
+        let limit = limits::POLICY_BYTES;
+        let unreadable = |e: limits::InputError| anyhow::anyhow!("UserErrorInvalidInput: {e}");
         if arg == Path::new("-") {
             anyhow::ensure!(
                 !self.stdin_read,
                 "stdin (`-`) can be read only once; put the other {what} in a file"
             );
             self.stdin_read = true;
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .with_context(|| format!("reading the {what} from stdin"))?;
+            let text = limits::read_arg_text(arg, what, limit).map_err(unreadable)?;
             return Ok(("stdin".to_owned(), text));
         }
         let inline = arg
             .to_str()
-            .map(str::trim_start)
+            .map(|s| limits::strip_bom(s).trim_start())
             .filter(|s| s.starts_with('{') || s.starts_with('['));
         if let Some(json) = inline
             && !arg.exists()
         {
             return Ok((format!("the inline {what}"), json.to_owned()));
         }
-        let text = std::fs::read_to_string(arg)
-            .with_context(|| format!("cannot read the {what} file `{}`", arg.display()))?;
+        let text = limits::read_arg_text(arg, what, limit).map_err(unreadable)?;
         Ok((format!("`{}`", arg.display()), text))
     }
 
