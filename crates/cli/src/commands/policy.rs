@@ -278,7 +278,7 @@ pub async fn run(cmd: PolicyCommand, format: Format) -> anyhow::Result<ExitCode>
             print(
                 &serde_json::to_value(default_policy_template(t))?,
                 Format::Json,
-            );
+            )?;
         }
         PolicyCommand::Create {
             vault_name,
@@ -299,12 +299,12 @@ pub async fn run(cmd: PolicyCommand, format: Format) -> anyhow::Result<ExitCode>
                     .await
                     .map_err(coded)?,
                 format,
-            );
+            )?;
         }
         PolicyCommand::Show { vault_name, name } => {
             let svc = open_service()?;
             let vault = svc.vault(&vault_name).await.map_err(coded)?;
-            print(&vault.policy_json(&name).await.map_err(coded)?, format);
+            print(&vault.policy_json(&name).await.map_err(coded)?, format)?;
         }
         PolicyCommand::List { vault_name } => {
             let svc = open_service()?;
@@ -312,7 +312,7 @@ pub async fn run(cmd: PolicyCommand, format: Format) -> anyhow::Result<ExitCode>
             print(
                 &Value::Array(vault.list_policies().await.map_err(coded)?),
                 format,
-            );
+            )?;
         }
         PolicyCommand::Trigger(cmd) => trigger(cmd)?,
         PolicyCommand::RetentionRule(cmd) => retention_rule(cmd)?,
