@@ -312,6 +312,10 @@ fn print_check(check: &VaultCheck) -> std::io::Result<()> {
         line("  job history:")?;
         check.job_history.iter().try_for_each(finding)?;
     }
+    if !check.configuration.is_empty() {
+        line("  policies and instances:")?;
+        check.configuration.iter().try_for_each(finding)?;
+    }
     Ok(())
 }
 
