@@ -141,10 +141,15 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// any word as a target name, so `--log-level bogus` would silently log nothing; each level
 /// is checked here and a wrong one is a usage error.
 fn parse_log_level(text: &str) -> Result<String, String> {
-    if text.trim().is_empty() {
+    let directives: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
         return Err("give a log level: error, warn, info, debug, trace or off".to_owned());
     }
-    for directive in text.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+    for directive in directives {
         let level = directive
             .rsplit_once('=')
             .map_or(directive, |(_, level)| level);
@@ -155,4 +160,19 @@ fn parse_log_level(text: &str) -> Result<String, String> {
             })?;
     }
     Ok(text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_levels_are_checked() {
+        for good in ["warn", "DEBUG", "off", "warn,pgvault_host=debug", "info,"] {
+            assert_eq!(parse_log_level(good).as_deref(), Ok(good), "{good}");
+        }
+        for bad in ["bogus", "", "warn,pgvault_host=loud", " , "] {
+            assert!(parse_log_level(bad).is_err(), "{bad}");
+        }
+    }
 }
