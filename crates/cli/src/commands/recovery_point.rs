@@ -231,21 +231,18 @@ fn print_verification(points: &[PointVerification]) -> std::io::Result<()> {
     if rows.is_empty() {
         return line("(none)");
     }
-    line(&format!(
-        "{}",
-        table(
-            &[
-                "Instance",
-                "Recovery point",
-                "Time",
-                "Tier",
-                "Status",
-                "Chunks OK",
-                "Missing",
-                "Corrupt"
-            ],
-            &rows
-        )
+    line(&table(
+        &[
+            "Instance",
+            "Recovery point",
+            "Time",
+            "Tier",
+            "Status",
+            "Chunks OK",
+            "Missing",
+            "Corrupt",
+        ],
+        &rows,
     ))?;
     for p in points.iter().filter(|p| !p.is_ok()) {
         for t in p.data_stores.iter().filter(|t| !t.stream.is_ok()) {
