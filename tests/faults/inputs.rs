@@ -142,7 +142,19 @@ fn policy_files_are_read_with_a_limit() {
         "not a regular file",
     );
 
-    // A FIFO no process writes to: refused at once, not waited on.
+    // Stdin has the same limit: `pgvault ... --policy - < /dev/zero`.
+    let out = guarded(&w, &["backup-policy", "validate", "--policy", "-"])
+        .stdin(std::fs::File::open(zero).unwrap())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the policy on stdin is larger than 1 MiB"),
+        "{stderr}"
+    );
+
+    // A FIFO no process writes to reads as empty at once (not a policy), instead of hanging.
     let fifo = fifo(&w, "policy.fifo");
     let out = create(&fifo, "Fifo");
     assert_eq!(out.status.code(), Some(1));
