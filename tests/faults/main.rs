@@ -7,9 +7,10 @@
 //! vault content makes pgvault panic. Same harness as `tests/e2e`: the real binary, a real
 //! PostgreSQL server, real files.
 
-mod dump;
 #[path = "../e2e/support.rs"]
 #[allow(dead_code)]
 mod support;
 
+mod dump;
+mod inputs;
 mod sandbox;

@@ -25,8 +25,9 @@ struct Cli {
     /// Output format.
     #[arg(long, short = 'o', global = true, value_enum, default_value = "json")]
     output: Format,
-    /// Log level (error, warn, info, debug, trace); also RUST_LOG. `serve` logs at info.
-    #[arg(long, global = true)]
+    /// Log level (error, warn, info, debug, trace, off), or per module
+    /// (`warn,pgvault_host=debug`); also RUST_LOG. `serve` logs at info.
+    #[arg(long, global = true, value_parser = parse_log_level)]
     log_level: Option<String>,
     /// Log lines for people (text) or for a log collector (json: one object per line).
     #[arg(long, global = true, value_enum, default_value = "text")]
@@ -136,4 +137,44 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+/// `--log-level`: a level, or comma-separated `target=level` directives. `EnvFilter` takes
+/// any word as a target name, so `--log-level bogus` would silently log nothing; each level
+/// is checked here and a wrong one is a usage error.
+fn parse_log_level(text: &str) -> Result<String, String> {
+    let directives: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|d| !d.is_empty())
+        .collect();
+    if directives.is_empty() {
+        return Err("give a log level: error, warn, info, debug, trace or off".to_owned());
+    }
+    for directive in directives {
+        let level = directive
+            .rsplit_once('=')
+            .map_or(directive, |(_, level)| level);
+        level
+            .parse::<tracing_subscriber::filter::LevelFilter>()
+            .map_err(|_| {
+                format!("`{level}` is not a log level; give error, warn, info, debug, trace or off")
+            })?;
+    }
+    Ok(text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_levels_are_checked() {
+        for good in ["warn", "DEBUG", "off", "warn,pgvault_host=debug", "info,"] {
+            assert_eq!(parse_log_level(good).as_deref(), Ok(good), "{good}");
+        }
+        for bad in ["bogus", "", "warn,pgvault_host=loud", " , "] {
+            assert!(parse_log_level(bad).is_err(), "{bad}");
+        }
+    }
 }

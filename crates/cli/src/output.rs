@@ -119,23 +119,20 @@ pub fn render(value: &Value, format: Format) -> String {
     serde_json::to_string_pretty(value).expect("JSON values serialize")
 }
 
-pub fn print(value: &Value, format: Format) {
-    line(&render(value, format));
+/// Prints `value` as `format` asks. A closed stdout (`pgvault job list -o table | head`) is
+/// an error of kind `BrokenPipe` for the caller to pass up, which `main` ends quietly on.
+pub fn print(value: &Value, format: Format) -> std::io::Result<()> {
+    line(&render(value, format))
 }
 
-/// Writes one line to stdout. When the reader has gone (`pgvault job list | head`), the
-/// process ends quietly with success, as ripgrep does, instead of panicking as `println!`
-/// would.
-pub fn line(text: &str) {
+/// Writes `text` and a newline to stdout, through a handle whose errors come back: `println!`
+/// panics when the reader has gone, and ending the process here instead would skip the
+/// destructors that release vault locks.
+pub fn line(text: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            std::process::exit(0);
-        }
-        eprintln!("cannot write to stdout: {e}");
-        std::process::exit(1);
-    }
+    writeln!(out, "{text}")?;
+    out.flush()
 }
 
 #[cfg(test)]

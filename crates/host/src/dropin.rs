@@ -743,21 +743,8 @@ fn failed(code: &str, message: String) -> JobOutcome {
 }
 
 fn read_script(path: &Path) -> std::result::Result<String, String> {
-    let cannot =
-        |e: &dyn std::fmt::Display| format!("{}: cannot read the script: {e}", path.display());
-    let file = fs::File::open(path).map_err(|e| cannot(&e))?;
-    let mut source = String::new();
-    file.take(MAX_SCRIPT_BYTES + 1)
-        .read_to_string(&mut source)
-        .map_err(|e| cannot(&e))?;
-    if source.len() as u64 > MAX_SCRIPT_BYTES {
-        return Err(format!(
-            "{}: the script is larger than {} MiB; a runbook is far smaller, so this is not one",
-            path.display(),
-            MAX_SCRIPT_BYTES / (1024 * 1024)
-        ));
-    }
-    Ok(source)
+    // Bounded, and never blocked by a FIFO or fed by a device (see `pgvault_core::limits`).
+    pgvault_core::limits::read_text(path, "script", MAX_SCRIPT_BYTES).map_err(|e| e.to_string())
 }
 
 /// Runs `source` on a blocking thread (bindings block on the runtime) within the options'

@@ -18,6 +18,7 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use pgvault_core::engine::Result;
+use pgvault_core::engine::vault::Vault;
 use pgvault_core::engine::verify::{
     PointSelection, PointVerification, VerifyStatus, verify_recovery_points,
 };
@@ -27,6 +28,7 @@ use pgvault_core::store::check::{
     Finding, FindingKind, ManifestRef, ReadData, Severity, StoreCheck, check_store,
 };
 use pgvault_core::store::lock::LockKind;
+use pgvault_core::store::paths;
 use pgvault_core::store::reindex::{ReindexReport, reindex};
 
 use crate::service::{Pgvault, lock_tiers, release_all};
@@ -53,6 +55,8 @@ pub struct VaultCheck {
     pub data_stores: Vec<TierCheck>,
     /// Where this host's job history and the vault disagree (warnings only).
     pub job_history: Vec<Finding>,
+    /// Policies and backup instances that do not read back (errors: the vault is damaged).
+    pub configuration: Vec<Finding>,
 }
 
 /// `backup-vault reindex` of one tier.
@@ -117,9 +121,11 @@ impl Pgvault {
             .flat_map(|t| &t.check.manifests)
             .collect();
         let job_history = compare_history(&jobs, &manifests);
+        let configuration = check_configuration(&vault).await?;
         let damaged = data_stores
             .iter()
-            .any(|t| t.status == VerifyStatus::Damaged);
+            .any(|t| t.status == VerifyStatus::Damaged)
+            || configuration.iter().any(|f| f.severity == Severity::Error);
         Ok(VaultCheck {
             vault_name: vault.name().to_owned(),
             status: if damaged {
@@ -134,6 +140,7 @@ impl Pgvault {
             },
             data_stores,
             job_history,
+            configuration,
         })
     }
 
@@ -168,6 +175,47 @@ impl Pgvault {
             None => Ok(out),
         }
     }
+}
+
+/// Every policy and backup instance of the vault read back as the scheduler and a backup read
+/// them: one that does not parse (garbage, truncated, too large) or a policy that is no longer
+/// valid stops its backups, so each is an error. Vault-tier objects only: the archive tier
+/// holds no configuration.
+async fn check_configuration(vault: &Vault) -> Result<Vec<Finding>> {
+    let mut findings = Vec::new();
+    for name in vault.store.list_json_names(&paths::policies()).await? {
+        let problem = match vault.policy(&name).await {
+            Ok(policy) => policy.validate().err().map(|errors| {
+                let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+                format!("is not a valid policy: {}", list.join("; "))
+            }),
+            Err(e) => Some(format!("cannot be read: {}", e.message)),
+        };
+        if let Some(problem) = problem {
+            findings.push(Finding::new(
+                Severity::Error,
+                FindingKind::PolicyUnreadable,
+                format!(
+                    "policy `{name}` ({}) {problem}; restore the file from a copy, or create the policy again under a new name and move its instances to it",
+                    paths::policy(&name)
+                ),
+            ));
+        }
+    }
+    for name in vault.store.list_json_names(&paths::instances()).await? {
+        if let Err(e) = vault.instance(&name).await {
+            findings.push(Finding::new(
+                Severity::Error,
+                FindingKind::InstanceUnreadable,
+                format!(
+                    "backup instance `{name}` ({}) cannot be read: {}; its recovery points are kept, but it is not backed up until the file is restored from a copy",
+                    paths::instance(&name),
+                    e.message
+                ),
+            ));
+        }
+    }
+    Ok(findings)
 }
 
 /// Where the job history and the vault's manifests (of every tier) disagree.

@@ -332,7 +332,7 @@ pub fn report_job(job: &Job, extra: Option<Value>, format: Format) -> anyhow::Re
     if let Some(extra) = extra {
         v["properties"]["result"] = extra;
     }
-    print(&v, format);
+    print(&v, format)?;
     if job.status() == JobStatus::Failed {
         let (code, message) = job
             .state
@@ -403,16 +403,19 @@ pub async fn run(cmd: InstanceCommand, format: Format) -> anyhow::Result<ExitCod
                 location,
             })
             .map_err(coded)?;
-            print(&serde_json::to_value(req)?, Format::Json);
+            print(&serde_json::to_value(req)?, Format::Json)?;
         }
         InstanceCommand::Create {
             vault_name,
             backup_instance,
         } => {
-            let req: BackupInstanceRequest =
-                read_json(&backup_instance, "backup-instance request")?;
+            let req: BackupInstanceRequest = read_json(
+                &backup_instance,
+                "backup-instance request",
+                pgvault_core::limits::REQUEST_BYTES,
+            )?;
             let svc = open_service()?;
-            print(&svc.protect(&vault_name, req).await.map_err(coded)?, format);
+            print(&svc.protect(&vault_name, req).await.map_err(coded)?, format)?;
         }
         InstanceCommand::Show { vault_name, name } => {
             let svc = open_service()?;
@@ -420,7 +423,7 @@ pub async fn run(cmd: InstanceCommand, format: Format) -> anyhow::Result<ExitCod
             print(
                 &vault.instance_json(&vault.instance(&name).await.map_err(coded)?),
                 format,
-            );
+            )?;
         }
         InstanceCommand::List { vault_name } => {
             let svc = open_service()?;
@@ -429,7 +432,7 @@ pub async fn run(cmd: InstanceCommand, format: Format) -> anyhow::Result<ExitCod
             print(
                 &Value::Array(list.iter().map(|i| vault.instance_json(i)).collect()),
                 format,
-            );
+            )?;
         }
         InstanceCommand::AdhocBackup {
             vault_name,
@@ -477,7 +480,7 @@ pub async fn run(cmd: InstanceCommand, format: Format) -> anyhow::Result<ExitCod
             print(
                 &serde_json::Value::Array(jobs.iter().map(|j| j.azure_json()).collect()),
                 format,
-            );
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -494,7 +497,7 @@ async fn set_state(
         .set_protection_state(vault_name, name, state)
         .await
         .map_err(coded)?;
-    print(&instance, format);
+    print(&instance, format)?;
     Ok(())
 }
 
@@ -518,7 +521,7 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
             .map_err(coded)?;
             req.source_data_store_type = datastore_name(&source)?;
             req.pgvault_restore_options = options.options(None);
-            print(&serde_json::to_value(req)?, Format::Json);
+            print(&serde_json::to_value(req)?, Format::Json)?;
         }
         RestoreCommand::InitializeForDataRecoveryAsFiles {
             source,
@@ -543,7 +546,7 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
             .map_err(coded)?;
             req.source_data_store_type = datastore_name(&source)?;
             req.pgvault_restore_options = options.options(format);
-            print(&serde_json::to_value(req)?, Format::Json);
+            print(&serde_json::to_value(req)?, Format::Json)?;
         }
         RestoreCommand::Drill {
             vault_name,
@@ -577,7 +580,11 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
             backup_instance_name,
             restore_request_object,
         } => {
-            let req: RestoreRequest = read_json(&restore_request_object, "restore request")?;
+            let req: RestoreRequest = read_json(
+                &restore_request_object,
+                "restore request",
+                pgvault_core::limits::REQUEST_BYTES,
+            )?;
             let svc = open_service()?;
             let written = Arc::new(AtomicU64::new(0));
             let total = match svc.vault(&vault_name).await {

@@ -18,7 +18,7 @@ use pgvault_core::model::simulate::parse_time;
 use pgvault_host::history::DEFAULT_JOB_HISTORY_RETENTION;
 
 use super::{coded, open_service};
-use crate::output::{Format, print, table};
+use crate::output::{Format, line, print, table};
 
 #[derive(Subcommand, Debug)]
 pub enum JobCommand {
@@ -164,14 +164,13 @@ pub async fn run(cmd: JobCommand, format: Format) -> anyhow::Result<ExitCode> {
             print(
                 &Value::Array(jobs.iter().map(Job::azure_json).collect()),
                 format,
-            );
+            )?;
             if format == Format::Table {
                 let summary = svc
                     .history()
                     .summary(&filter)
                     .map_err(|e| anyhow::anyhow!("JobHistoryError: job history: {e}"))?;
-                println!();
-                println!("{}", summary_table(&summary, since, until));
+                line(&format!("\n{}", summary_table(&summary, since, until)))?;
             }
         }
         JobCommand::Show { vault_name, job_id } => {
@@ -187,10 +186,9 @@ pub async fn run(cmd: JobCommand, format: Format) -> anyhow::Result<ExitCode> {
                         .unwrap_or_else(|| "no vault".to_owned())
                 );
             }
-            print(&job.azure_json(), format);
+            print(&job.azure_json(), format)?;
             if format == Format::Table && !job.tasks.is_empty() {
-                println!();
-                println!("{}", tasks_table(&job));
+                line(&format!("\n{}", tasks_table(&job)))?;
             }
         }
         JobCommand::Prune {
@@ -214,8 +212,8 @@ pub async fn run(cmd: JobCommand, format: Format) -> anyhow::Result<ExitCode> {
                 "jobs": jobs,
             });
             match format {
-                Format::Json => print(&report, format),
-                Format::Table => println!("{}", prune_sentence(jobs, cutoff, dry_run)),
+                Format::Json => print(&report, format)?,
+                Format::Table => line(&prune_sentence(jobs, cutoff, dry_run))?,
             }
         }
     }

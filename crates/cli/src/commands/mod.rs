@@ -20,6 +20,7 @@ use anyhow::Context;
 use serde::de::DeserializeOwned;
 
 use pgvault_core::engine::home::Home;
+use pgvault_core::limits;
 use pgvault_host::service::Pgvault;
 
 use crate::Command;
@@ -35,16 +36,17 @@ pub fn open_service() -> anyhow::Result<Pgvault> {
     Pgvault::open(home).map_err(coded)
 }
 
-/// Reads a JSON file (`-` for stdin), naming the file in any error.
-pub fn read_json<T: DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
-    let text = if path == Path::new("-") {
-        std::io::read_to_string(std::io::stdin()).context("reading stdin")?
+/// Reads a JSON file (`-` for stdin) of at most `limit` bytes, naming the file in any error.
+/// A leading byte order mark is dropped (see [`pgvault_core::limits`]).
+pub fn read_json<T: DeserializeOwned>(path: &Path, what: &str, limit: u64) -> anyhow::Result<T> {
+    let text = limits::read_arg_text(path, what, limit)
+        .map_err(|e| anyhow::anyhow!("UserErrorInvalidInput: {e}"))?;
+    let label = if path == Path::new("-") {
+        "stdin".to_owned()
     } else {
-        std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {what} file `{}`", path.display()))?
+        format!("`{}`", path.display())
     };
-    serde_json::from_str(&text)
-        .with_context(|| format!("`{}` is not a valid {what}", path.display()))
+    serde_json::from_str(&text).with_context(|| format!("{label} is not a valid {what}"))
 }
 
 pub async fn dispatch(command: Command, format: Format) -> anyhow::Result<ExitCode> {

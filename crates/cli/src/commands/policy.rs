@@ -9,7 +9,7 @@
 //! do not validate the whole policy, because a policy is incomplete between two edits; run
 //! `validate` (or `create`, which validates) when it is done.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -18,6 +18,7 @@ use clap::Subcommand;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use pgvault_core::limits;
 use pgvault_core::model::duration::{DurationUnit, IsoDuration};
 use pgvault_core::model::policy::{
     AbsoluteMarker, BackupPolicy, DataStoreType, DatasourceType, PolicyError,
@@ -277,7 +278,7 @@ pub async fn run(cmd: PolicyCommand, format: Format) -> anyhow::Result<ExitCode>
             print(
                 &serde_json::to_value(default_policy_template(t))?,
                 Format::Json,
-            );
+            )?;
         }
         PolicyCommand::Create {
             vault_name,
@@ -298,12 +299,12 @@ pub async fn run(cmd: PolicyCommand, format: Format) -> anyhow::Result<ExitCode>
                     .await
                     .map_err(coded)?,
                 format,
-            );
+            )?;
         }
         PolicyCommand::Show { vault_name, name } => {
             let svc = open_service()?;
             let vault = svc.vault(&vault_name).await.map_err(coded)?;
-            print(&vault.policy_json(&name).await.map_err(coded)?, format);
+            print(&vault.policy_json(&name).await.map_err(coded)?, format)?;
         }
         PolicyCommand::List { vault_name } => {
             let svc = open_service()?;
@@ -311,7 +312,7 @@ pub async fn run(cmd: PolicyCommand, format: Format) -> anyhow::Result<ExitCode>
             print(
                 &Value::Array(vault.list_policies().await.map_err(coded)?),
                 format,
-            );
+            )?;
         }
         PolicyCommand::Trigger(cmd) => trigger(cmd)?,
         PolicyCommand::RetentionRule(cmd) => retention_rule(cmd)?,
@@ -479,29 +480,27 @@ struct Inputs {
 impl Inputs {
     /// The text of one argument, with a label naming it for error messages.
     fn text(&mut self, arg: &Path, what: &str) -> anyhow::Result<(String, String)> {
+        let limit = limits::POLICY_BYTES;
+        let unreadable = |e: limits::InputError| anyhow::anyhow!("UserErrorInvalidInput: {e}");
         if arg == Path::new("-") {
             anyhow::ensure!(
                 !self.stdin_read,
                 "stdin (`-`) can be read only once; put the other {what} in a file"
             );
             self.stdin_read = true;
-            let mut text = String::new();
-            std::io::stdin()
-                .read_to_string(&mut text)
-                .with_context(|| format!("reading the {what} from stdin"))?;
+            let text = limits::read_arg_text(arg, what, limit).map_err(unreadable)?;
             return Ok(("stdin".to_owned(), text));
         }
         let inline = arg
             .to_str()
-            .map(str::trim_start)
+            .map(|s| limits::strip_bom(s).trim_start())
             .filter(|s| s.starts_with('{') || s.starts_with('['));
         if let Some(json) = inline
             && !arg.exists()
         {
             return Ok((format!("the inline {what}"), json.to_owned()));
         }
-        let text = std::fs::read_to_string(arg)
-            .with_context(|| format!("cannot read the {what} file `{}`", arg.display()))?;
+        let text = limits::read_arg_text(arg, what, limit).map_err(unreadable)?;
         Ok((format!("`{}`", arg.display()), text))
     }
 

@@ -9,7 +9,7 @@ use pgvault_core::engine::verify::{PointSelection, PointVerification};
 
 use super::instance::report_job;
 use super::{coded, open_service};
-use crate::output::{Format, print, table};
+use crate::output::{Format, line, print, table};
 
 #[derive(Subcommand, Debug)]
 pub enum RecoveryPointCommand {
@@ -121,7 +121,7 @@ pub async fn run(cmd: RecoveryPointCommand, format: Format) -> anyhow::Result<Ex
             print(
                 &Value::Array(rps.iter().map(|m| vault.recovery_point_json(m)).collect()),
                 format,
-            );
+            )?;
         }
         RecoveryPointCommand::Show {
             vault_name,
@@ -133,7 +133,7 @@ pub async fn run(cmd: RecoveryPointCommand, format: Format) -> anyhow::Result<Ex
                 .stored_point(&backup_instance_name, &recovery_point_id)
                 .await
                 .map_err(coded)?;
-            print(&vault.recovery_point_detail_json(&m), format);
+            print(&vault.recovery_point_detail_json(&m), format)?;
         }
         RecoveryPointCommand::Rehydrate {
             vault_name,
@@ -191,8 +191,8 @@ pub async fn run(cmd: RecoveryPointCommand, format: Format) -> anyhow::Result<Ex
                 .await
                 .map_err(coded)?;
             match format {
-                Format::Json => print(&serde_json::to_value(&points)?, format),
-                Format::Table => print_verification(&points),
+                Format::Json => print(&serde_json::to_value(&points)?, format)?,
+                Format::Table => print_verification(&points)?,
             }
             let damaged = points.iter().filter(|p| !p.is_ok()).count();
             if damaged > 0 {
@@ -208,7 +208,7 @@ pub async fn run(cmd: RecoveryPointCommand, format: Format) -> anyhow::Result<Ex
 }
 
 /// One row per tier copy, then what is wrong with each damaged one.
-fn print_verification(points: &[PointVerification]) {
+fn print_verification(points: &[PointVerification]) -> std::io::Result<()> {
     let rows: Vec<Vec<String>> = points
         .iter()
         .flat_map(|p| {
@@ -229,31 +229,27 @@ fn print_verification(points: &[PointVerification]) {
         })
         .collect();
     if rows.is_empty() {
-        println!("(none)");
-        return;
+        return line("(none)");
     }
-    println!(
-        "{}",
-        table(
-            &[
-                "Instance",
-                "Recovery point",
-                "Time",
-                "Tier",
-                "Status",
-                "Chunks OK",
-                "Missing",
-                "Corrupt"
-            ],
-            &rows
-        )
-    );
+    line(&table(
+        &[
+            "Instance",
+            "Recovery point",
+            "Time",
+            "Tier",
+            "Status",
+            "Chunks OK",
+            "Missing",
+            "Corrupt",
+        ],
+        &rows,
+    ))?;
     for p in points.iter().filter(|p| !p.is_ok()) {
         for t in p.data_stores.iter().filter(|t| !t.stream.is_ok()) {
-            println!(
+            line(&format!(
                 "\n{}/{} ({}):",
                 p.backup_instance_name, p.name, t.data_store_type
-            );
+            ))?;
             for f in t
                 .stream
                 .missing_chunks
@@ -268,17 +264,18 @@ fn print_verification(points: &[PointVerification]) {
                     .needed_by
                     .map(|d| format!(", base of {d}"))
                     .unwrap_or_default();
-                println!(
+                line(&format!(
                     "  {:<12} {:<9} {} in {pack}{needed_by}: {}",
                     format!("{:?}", f.reason),
                     format!("{:?}", f.role),
                     f.chunk_id,
                     f.detail
-                );
+                ))?;
             }
             for problem in &t.stream.problems {
-                println!("  {problem}");
+                line(&format!("  {problem}"))?;
             }
         }
     }
+    Ok(())
 }

@@ -63,11 +63,11 @@ pub async fn run(cmd: RetentionCommand, format: Format) -> anyhow::Result<ExitCo
             })
     });
     match format {
-        Format::Table => print_table(&outcomes, dry_run),
+        Format::Table => print_table(&outcomes, dry_run)?,
         Format::Json => print(
             &Value::Array(outcomes.iter().map(outcome_json).collect()),
             format,
-        ),
+        )?,
     }
     Ok(if failed {
         ExitCode::FAILURE
@@ -85,7 +85,7 @@ fn outcome_json(o: &SweepOutcome) -> Value {
     v
 }
 
-fn print_table(outcomes: &[SweepOutcome], dry_run: bool) {
+fn print_table(outcomes: &[SweepOutcome], dry_run: bool) -> std::io::Result<()> {
     for o in outcomes {
         line(&format!(
             "Vault {}: {} action(s){}",
@@ -96,12 +96,12 @@ fn print_table(outcomes: &[SweepOutcome], dry_run: bool) {
             } else {
                 ""
             }
-        ));
+        ))?;
         if !o.plan.actions.is_empty() {
             line(&format!(
                 "  {:<18} {:<26} {:<34} {:<10} Reason",
                 "Action", "Recovery point time", "Recovery point", "Tag"
-            ));
+            ))?;
         }
         for (i, a) in o.plan.actions.iter().enumerate() {
             let status = o
@@ -120,22 +120,23 @@ fn print_table(outcomes: &[SweepOutcome], dry_run: bool) {
                 ),
                 a.retention_tag_name,
                 a.reason
-            ));
+            ))?;
         }
         for w in &o.plan.warnings {
-            line(&format!("  warning: {w}"));
+            line(&format!("  warning: {w}"))?;
         }
         for g in &o.garbage_collection {
             match &g.outcome {
                 Ok(r) => line(&format!(
                     "  garbage collection ({}): {} pack(s) deleted, {} repacked, {} bytes freed",
                     g.data_store_type, r.dead_packs, r.repacked_packs, r.bytes_freed
-                )),
+                ))?,
                 Err(e) => line(&format!(
                     "  garbage collection ({}): {e}",
                     g.data_store_type
-                )),
+                ))?,
             }
         }
     }
+    Ok(())
 }

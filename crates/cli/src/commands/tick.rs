@@ -99,7 +99,7 @@ pub async fn run(args: TickArgs, format: Format) -> anyhow::Result<ExitCode> {
         failed |= ran.job.status() == pgvault_core::model::job::JobStatus::Failed;
         jobs.push(ran.job.azure_json());
     }
-    print(&Value::Array(jobs), format);
+    print(&Value::Array(jobs), format)?;
     Ok(if failed {
         ExitCode::FAILURE
     } else {

@@ -12,10 +12,11 @@ use std::hash::{BuildHasher, Hasher};
 use pgvault_core::engine::verify::VerifyStatus;
 use pgvault_core::store::ArchiveAccessTier;
 use pgvault_core::store::check::{Finding, Percent, ReadData};
+use pgvault_host::retention::TierGc;
 use pgvault_host::verify::VaultCheck;
 
 use super::{coded, open_service};
-use crate::output::{Format, print};
+use crate::output::{Format, line, print, table};
 
 #[derive(Subcommand, Debug)]
 pub enum VaultCommand {
@@ -141,7 +142,7 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
                     .await
                     .map_err(coded)?;
             }
-            print(&vault, format)
+            print(&vault, format)?
         }
         VaultCommand::Update {
             vault_name,
@@ -156,14 +157,17 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
             .await
             .map_err(coded)?,
             format,
-        ),
+        )?,
         VaultCommand::Gc { vault_name } => {
             let tiers = svc
                 .collect_vault_garbage(&vault_name)
                 .await
                 .map_err(coded)?;
             let failed = tiers.iter().any(|t| t.outcome.is_err());
-            print(&serde_json::to_value(&tiers)?, format);
+            match format {
+                Format::Json => print(&serde_json::to_value(&tiers)?, format)?,
+                Format::Table => line(&gc_table(&tiers))?,
+            }
             if failed {
                 return Ok(ExitCode::FAILURE);
             }
@@ -184,8 +188,8 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
             };
             let check = svc.check_vault(&vault_name, read).await.map_err(coded)?;
             match format {
-                Format::Json => print(&serde_json::to_value(&check)?, format),
-                Format::Table => print_check(&check),
+                Format::Json => print(&serde_json::to_value(&check)?, format)?,
+                Format::Table => print_check(&check)?,
             }
             if check.status == VerifyStatus::Damaged {
                 eprintln!(
@@ -198,10 +202,10 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
         VaultCommand::Reindex { vault_name } => {
             let tiers = svc.reindex_vault(&vault_name).await.map_err(coded)?;
             match format {
-                Format::Json => print(&serde_json::to_value(&tiers)?, format),
+                Format::Json => print(&serde_json::to_value(&tiers)?, format)?,
                 Format::Table => {
                     for t in &tiers {
-                        println!(
+                        line(&format!(
                             "{}: {} packs, {} chunks indexed in {}; {} old index files replaced; {} dead delta entries left out",
                             t.data_store_type,
                             t.report.packs_indexed,
@@ -209,7 +213,7 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
                             t.report.index_file,
                             t.report.index_files_replaced,
                             t.report.dead_delta_entries_left_out
-                        );
+                        ))?;
                     }
                 }
             }
@@ -232,12 +236,12 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
                 .break_destructive_lock(&vault_name)
                 .await
                 .map_err(coded)?;
-            print(&serde_json::to_value(&broken)?, format);
+            print(&serde_json::to_value(&broken)?, format)?;
         }
         VaultCommand::Show { vault_name } => print(
             &svc.vault(&vault_name).await.map_err(coded)?.to_azure_json(),
             format,
-        ),
+        )?,
         VaultCommand::List => {
             let mut out = Vec::new();
             for name in svc.vault_names().map_err(coded)? {
@@ -248,7 +252,7 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
                     }
                 }
             }
-            print(&Value::Array(out), format)
+            print(&Value::Array(out), format)?
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -256,25 +260,30 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
 
 /// A tier per paragraph: its counts, what garbage collection would free, its findings; then
 /// the job history's findings.
-fn print_check(check: &VaultCheck) {
-    let finding = |f: &Finding| {
-        println!(
+fn print_check(check: &VaultCheck) -> std::io::Result<()> {
+    let finding = |f: &Finding| -> std::io::Result<()> {
+        line(&format!(
             "    {:<8} {:<28} {}",
             format!("{:?}", f.severity),
             format!("{:?}", f.kind),
             f.message
-        );
+        ))?;
         if !f.recovery_points.is_empty() {
-            println!("{:>42}needed by {}", "", f.recovery_points.join(", "));
+            line(&format!(
+                "{:>42}needed by {}",
+                "",
+                f.recovery_points.join(", ")
+            ))?;
         }
+        Ok(())
     };
-    println!(
+    line(&format!(
         "Vault {}: {} (read data: {})",
         check.vault_name, check.status, check.read_data
-    );
+    ))?;
     for t in &check.data_stores {
         let c = &t.check;
-        println!(
+        line(&format!(
             "  {}: {}. {} recovery points, {} index files, {} packs ({} bytes), {} chunks indexed, {} referenced; {} packs read, {} blobs verified",
             t.data_store_type,
             t.status,
@@ -286,9 +295,9 @@ fn print_check(check: &VaultCheck) {
             c.referenced_chunks,
             c.packs_read,
             c.blobs_verified
-        );
+        ))?;
         let u = &c.unreferenced;
-        println!(
+        line(&format!(
             "    unreferenced: {} chunks ({} bytes), {} dead packs ({} bytes), {} unindexed packs ({} bytes)",
             u.chunks,
             u.bytes,
@@ -296,11 +305,66 @@ fn print_check(check: &VaultCheck) {
             u.dead_pack_bytes,
             u.unindexed_packs,
             u.unindexed_pack_bytes
-        );
-        c.findings.iter().for_each(finding);
+        ))?;
+        c.findings.iter().try_for_each(finding)?;
     }
     if !check.job_history.is_empty() {
-        println!("  job history:");
-        check.job_history.iter().for_each(finding);
+        line("  job history:")?;
+        check.job_history.iter().try_for_each(finding)?;
     }
+    if !check.configuration.is_empty() {
+        line("  policies and instances:")?;
+        check.configuration.iter().try_for_each(finding)?;
+    }
+    Ok(())
+}
+
+/// `gc -o table`: one row per tier, what the collection found and freed (or why it did not run).
+fn gc_table(tiers: &[TierGc]) -> String {
+    let rows: Vec<Vec<String>> = tiers
+        .iter()
+        .map(|t| {
+            let mut row = vec![t.data_store_type.to_string()];
+            match &t.outcome {
+                Ok(r) => row.extend([
+                    if r.finished { "Completed" } else { "Stopped" }.to_owned(),
+                    r.recovery_points.to_string(),
+                    r.packs_before.to_string(),
+                    r.dead_packs.to_string(),
+                    r.repacked_packs.to_string(),
+                    r.new_packs.to_string(),
+                    r.bytes_freed.to_string(),
+                    r.bytes_written.to_string(),
+                    String::new(),
+                ]),
+                Err(e) => {
+                    // The host defers a collection when the vault is busy (see retention.rs).
+                    let outcome = if e.starts_with("deferred") {
+                        "Deferred"
+                    } else {
+                        "Failed"
+                    };
+                    row.push(outcome.to_owned());
+                    row.extend(std::iter::repeat_n(String::new(), 7));
+                    row.push(e.clone());
+                }
+            }
+            row
+        })
+        .collect();
+    table(
+        &[
+            "Tier",
+            "Outcome",
+            "Recovery points",
+            "Packs",
+            "Dead packs",
+            "Repacked",
+            "New packs",
+            "Bytes freed",
+            "Bytes written",
+            "Error",
+        ],
+        &rows,
+    )
 }

@@ -1225,7 +1225,12 @@ impl ConnectParams {
             path: path.clone(),
             reason,
         };
-        let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        // Bounded like every file a user names (the path comes from the secret).
+        let pem = crate::limits::read(path, "root certificate", crate::limits::CERTIFICATE_BYTES)
+            .map_err(|e| match e {
+            crate::limits::InputError::Io { source, .. } => bad(source.to_string()),
+            other => bad(other.to_string()),
+        })?;
         let mut store = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(&pem) {
             let cert = cert.map_err(|e| bad(format!("it is not valid PEM: {e}")))?;

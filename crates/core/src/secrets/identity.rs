@@ -493,10 +493,15 @@ impl AzureCredential {
         scope: &str,
         path: &Path,
     ) -> Attempt {
-        let pem = match tokio::fs::read(path).await {
-            Ok(b) => b,
-            Err(err) => return Attempt::Failed(format!("the file could not be read: {err}")),
-        };
+        let pem =
+            match crate::limits::read(path, "client certificate", crate::limits::CERTIFICATE_BYTES)
+            {
+                Ok(b) => b,
+                Err(crate::limits::InputError::Io { source, .. }) => {
+                    return Attempt::Failed(format!("the file could not be read: {source}"));
+                }
+                Err(err) => return Attempt::Failed(err.to_string()),
+            };
         let url = match self.token_url(tenant) {
             Ok(u) => u,
             Err(reason) => return Attempt::Failed(reason),
@@ -553,15 +558,17 @@ impl AzureCredential {
             );
         };
         // Read at every request: Kubernetes rotates the projected token file.
-        let assertion = match tokio::fs::read_to_string(file).await {
-            Ok(a) => SecretValue::new(a.trim().to_owned()),
-            Err(err) => {
-                return Attempt::Failed(format!(
-                    "the federated token file {} could not be read: {err}",
-                    file.display()
-                ));
-            }
-        };
+        let assertion =
+            match crate::limits::read_text(file, "federated token", crate::limits::TOKEN_BYTES) {
+                Ok(a) => SecretValue::new(a.trim().to_owned()),
+                Err(crate::limits::InputError::Io { source, .. }) => {
+                    return Attempt::Failed(format!(
+                        "the federated token file {} could not be read: {source}",
+                        file.display()
+                    ));
+                }
+                Err(err) => return Attempt::Failed(err.to_string()),
+            };
         self.client_credentials(
             tenant,
             client,

@@ -24,6 +24,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits;
+
 /// Where a secret is kept: Azure's `--secret-store-type`, plus the two stores pgvault adds for
 /// running without Azure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -435,20 +437,23 @@ impl SecretRef {
     }
 
     fn resolve_file(&self, path: &Path) -> Result<SecretValue, SecretError> {
-        let bytes = std::fs::read(path).map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => SecretError::NotFound {
-                reference: self.clone(),
-                what: "the file does not exist",
-            },
-            io::ErrorKind::PermissionDenied => SecretError::PermissionDenied {
-                reference: self.clone(),
-            },
-            // The io::Error of a failed read describes the failure (is a directory, I/O error),
-            // never the file's content, so it is safe to show.
-            _ => SecretError::Unreadable {
-                reference: self.clone(),
-                reason: e.to_string(),
-            },
+        // Bounded, and a FIFO or device never blocks or streams forever (see `limits`).
+        let bytes = limits::read(path, "secret", limits::SECRET_BYTES).map_err(|e| {
+            match e.io_kind() {
+                Some(io::ErrorKind::NotFound) => SecretError::NotFound {
+                    reference: self.clone(),
+                    what: "the file does not exist",
+                },
+                Some(io::ErrorKind::PermissionDenied) => SecretError::PermissionDenied {
+                    reference: self.clone(),
+                },
+                // Every other failure (not a file, too large, an I/O error) is described
+                // without the file's content, so it is safe to show.
+                _ => SecretError::Unreadable {
+                    reference: self.clone(),
+                    reason: e.to_string(),
+                },
+            }
         })?;
         warn_if_readable_by_others(self, path);
         let mut text = String::from_utf8(bytes).map_err(|_| SecretError::NotUtf8 {

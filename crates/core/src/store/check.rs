@@ -110,6 +110,10 @@ pub enum FindingKind {
     RecoveryPointWithoutJob,
     /// Packs `--read-data` could not read because they are in the Archive access tier.
     PacksArchived,
+    /// A policy in the vault that does not parse or is not valid.
+    PolicyUnreadable,
+    /// A backup instance in the vault that does not parse.
+    InstanceUnreadable,
 }
 
 /// One thing a check found.

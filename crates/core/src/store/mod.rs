@@ -80,6 +80,11 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    #[error(
+        "`{path}` in the vault is {size} bytes, more than the {} pgvault ever writes there; it is not pgvault's: restore it from a copy or remove it",
+        crate::limits::size(*limit)
+    )]
+    TooLarge { path: String, size: u64, limit: u64 },
 }
 
 impl StoreError {
@@ -455,8 +460,19 @@ impl VaultStore {
         self.put(path, bytes.into()).await
     }
 
+    /// The JSON object at `path` (vault.json, a policy, an instance, a lock), refused unread
+    /// when it is larger than any pgvault writes ([`crate::limits::VAULT_JSON_BYTES`]).
     pub async fn get_json<T: DeserializeOwned>(&self, path: &Path) -> Result<T, StoreError> {
-        let bytes = self.get(path).await?;
+        let got = self.inner.get(path).await.map_err(read_err(path))?;
+        let limit = crate::limits::VAULT_JSON_BYTES;
+        if got.meta.size > limit {
+            return Err(StoreError::TooLarge {
+                path: path.to_string(),
+                size: got.meta.size,
+                limit,
+            });
+        }
+        let bytes = got.bytes().await.map_err(read_err(path))?;
         serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
             path: path.to_string(),
             source,

@@ -245,8 +245,8 @@ pub fn describe_error(file: &str, err: &EvalAltResult) -> String {
 /// the runtime), returning the error text as `file:line:col: message`.
 pub async fn run_script(ctx: ScriptContext, path: std::path::PathBuf) -> Result<(), String> {
     let name = path.display().to_string();
-    let source = std::fs::read_to_string(&path)
-        .map_err(|e| format!("{name}: cannot read the script: {e}"))?;
+    let source = pgvault_core::limits::read_text(&path, "script", crate::dropin::MAX_SCRIPT_BYTES)
+        .map_err(|e| e.to_string())?;
     tokio::task::spawn_blocking(move || {
         let engine = new_engine(ctx);
         engine.run(&source).map_err(|e| describe_error(&name, &e))
