@@ -7,6 +7,7 @@
 //! vault content makes pgvault panic. Same harness as `tests/e2e`: the real binary, a real
 //! PostgreSQL server, real files.
 
+mod home;
 #[path = "../e2e/support.rs"]
 #[allow(dead_code)]
 mod support;
