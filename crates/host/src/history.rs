@@ -1337,6 +1337,46 @@ mod tests {
         NewJob::new(op, vault, start, JobOwner::new(1000, HOST))
     }
 
+    /// The history's folder is 0700 and the database with its `-wal` and `-shm` files 0600,
+    /// whatever the test runner's umask: SQLite alone would create them 0644.
+    #[test]
+    fn the_history_and_its_wal_and_shm_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("home/jobs.sqlite");
+        let history = JobHistory::open(&path).unwrap();
+        history.start(&full_job()).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("home")), 0o700);
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+    }
+
+    #[test]
+    fn a_full_disk_is_named_with_the_history_folder() {
+        let full = HistoryError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        ));
+        let named = disk_full(Path::new("/srv/pgvault/jobs.sqlite"), full);
+        assert!(
+            named
+                .to_string()
+                .starts_with("the disk holding `/srv/pgvault` is full"),
+            "{named}"
+        );
+        let busy = HistoryError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        ));
+        assert!(matches!(
+            disk_full(Path::new("/srv/pgvault/jobs.sqlite"), busy),
+            HistoryError::Sqlite(_)
+        ));
+    }
+
     /// A job with every optional field set, and a start time with sub-microsecond digits to
     /// check that no precision is lost on the way through SQLite.
     fn full_job() -> NewJob {

@@ -619,3 +619,31 @@ pub mod paths {
         Path::from(format!("index/{name}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_create_makes_a_local_vault_folder_and_it_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("a/vault");
+        let url = format!("file://{}", folder.display());
+        let err = VaultStore::open(&url).unwrap_err();
+        assert!(err.is_missing_folder(), "{err}");
+        assert!(err.to_string().contains("does not exist"), "{err}");
+        assert!(!folder.exists(), "open created the folder");
+        let store = VaultStore::create(&url).await.unwrap();
+        store
+            .put(&paths::vault_config(), Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("a")), 0o700);
+        assert_eq!(mode(&folder), 0o700);
+        // An existing folder opens (and keeps working) as before.
+        let again = VaultStore::open(&url).unwrap();
+        assert!(again.exists(&paths::vault_config()).await.unwrap());
+    }
+}
