@@ -68,10 +68,13 @@ pub fn has_no_room(path: &Path) -> bool {
     let Some(existing) = path.ancestors().find(|p| p.exists()) else {
         return false;
     };
-    nix::sys::statvfs::statvfs(existing).is_ok_and(|s| {
-        let free = u64::from(s.blocks_available()).saturating_mul(s.fragment_size() as u64);
-        free < 64 * 1024
-    })
+    let Ok(stat) = nix::sys::statvfs::statvfs(existing) else {
+        return false;
+    };
+    // fsblkcnt_t and c_ulong are 32 bits on some targets.
+    #[allow(clippy::unnecessary_cast)]
+    let free = (stat.blocks_available() as u64).saturating_mul(stat.fragment_size() as u64);
+    free < 64 * 1024
 }
 
 /// The message for a full disk holding `folder`.
