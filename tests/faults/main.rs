@@ -12,5 +12,6 @@
 mod support;
 
 mod dump;
+mod home;
 mod inputs;
 mod sandbox;

@@ -95,6 +95,11 @@ enum LogFormat {
 }
 
 fn main() -> ExitCode {
+    // Private by default: what pgvault writes is the database itself (packs), the key to its
+    // chunk ids (vault.json), the job history and restored dumps. A 077 umask, set before any
+    // thread starts, makes every folder 0700 and file 0600 whoever creates it (object_store,
+    // SQLite, pg_restore), whatever the shell's umask.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let cli = Cli::parse();
     // The host is a service: its log is how an operator sees it work. Commands log warnings.
     let default_level = match cli.command {

@@ -243,6 +243,20 @@ pub enum HistoryError {
         #[source]
         source: io::Error,
     },
+    #[error("could not create the job history {path}; check that its folder is writable")]
+    CreateFile {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The disk holding the history (the home) has no room: SQLITE_FULL, ENOSPC, or an IO
+    /// error while the disk is full. `folder` is the history's folder, the home.
+    #[error("{}", pgvault_core::store::disk::disk_full_message(folder))]
+    DiskFull {
+        folder: PathBuf,
+        #[source]
+        source: Box<HistoryError>,
+    },
     #[error(
         "could not open the job history {path}; check that it is a pgvault job history file and that it is writable"
     )]
@@ -311,6 +325,44 @@ pub enum HistoryError {
 
 pub type Result<T, E = HistoryError> = std::result::Result<T, E>;
 
+/// `e` as [`HistoryError::DiskFull`] when it comes from a full disk under the history at
+/// `path`: SQLite's SQLITE_FULL, an `io::Error` saying so, or an SQLite IO error (which
+/// carries no errno; growing the `-shm` file reports SQLITE_IOERR_SHMSIZE) while that disk
+/// has no room left. Otherwise `e` unchanged.
+fn disk_full(path: &Path, e: HistoryError) -> HistoryError {
+    use pgvault_core::store::disk;
+    let folder = path.parent().unwrap_or(path);
+    let sqlite = match &e {
+        HistoryError::Open { source, .. }
+        | HistoryError::Migrate { source, .. }
+        | HistoryError::Sqlite(source) => Some(source),
+        _ => None,
+    };
+    let full = match sqlite {
+        Some(rusqlite::Error::SqliteFailure(f, _)) => {
+            f.code == rusqlite::ErrorCode::DiskFull
+                || (matches!(
+                    f.code,
+                    rusqlite::ErrorCode::SystemIoFailure | rusqlite::ErrorCode::CannotOpen
+                ) && disk::has_no_room(folder))
+        }
+        _ => match &e {
+            HistoryError::CreateDir { source, .. } | HistoryError::CreateFile { source, .. } => {
+                disk::io_is_disk_full(source)
+            }
+            _ => false,
+        },
+    };
+    if full {
+        HistoryError::DiskFull {
+            folder: folder.to_path_buf(),
+            source: Box::new(e),
+        }
+    } else {
+        e
+    }
+}
+
 /// The job history in one SQLite file. Cheap to share behind an `Arc`: the connection sits
 /// behind a std `Mutex` (not an async one) because every call is a short synchronous query
 /// that never holds the lock across an `.await`.
@@ -332,11 +384,33 @@ impl JobHistory {
     /// the schema up to date.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
+        Self::open_at(&path).map_err(|e| disk_full(&path, e))
+    }
+
+    /// [`JobHistory::open`], errors as they come. The folder is created 0700 and the file
+    /// 0600 before SQLite opens it: SQLite would create it 0644 (less the umask) and gives
+    /// its `-wal` and `-shm` files the main file's mode, so all three stay private.
+    fn open_at(path: &Path) -> Result<Self> {
+        let path = path.to_path_buf();
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::create_dir_all(parent).map_err(|source| HistoryError::CreateDir {
-                path: parent.to_path_buf(),
-                source,
+            pgvault_core::store::disk::create_private_dir(parent).map_err(|source| {
+                HistoryError::CreateDir {
+                    path: parent.to_path_buf(),
+                    source,
+                }
             })?;
+        }
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(pgvault_core::store::disk::FILE_MODE)
+                .open(&path)
+                .map_err(|source| HistoryError::CreateFile {
+                    path: path.clone(),
+                    source,
+                })?;
         }
         let open_err = |source| HistoryError::Open {
             path: path.clone(),
@@ -361,6 +435,12 @@ impl JobHistory {
         })
     }
 
+    /// Runs a write, naming a full disk as such: SQLite says SQLITE_FULL, or (growing its
+    /// shared-memory file) an IO error while the disk has no room left.
+    fn on_disk<T>(&self, write: impl FnOnce() -> Result<T>) -> Result<T> {
+        write().map_err(|e| disk_full(&self.path, e))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -375,46 +455,48 @@ impl JobHistory {
 
     /// Records a job as started, `InProgress` since `new.start`.
     pub fn start(&self, new: &NewJob) -> Result<Job> {
-        let job = Job::start(new);
-        let details = serde_json::to_string(&job.extended_details)
-            .expect("a map of strings always serializes");
-        let inserted = self.conn().execute(
-            &format!(
-                "INSERT INTO jobs ({COLUMNS}) VALUES \
-                 (?1, ?2, ?3, ?4, NULL, NULL, NULL, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
-                 0, 0, ?15, ?16, ?17, ?18, ?19, NULL)"
-            ),
-            params![
-                job.id.to_string(),
-                job.operation.as_str(),
-                job.status().as_str(),
-                db_time(job.state.start()),
-                job.owner.pid,
-                job.owner.host,
-                job.vault(),
-                job.backup_instance_name,
-                job.datasource_name,
-                job.datasource_id,
-                job.policy_name,
-                job.policy_rule_name,
-                job.retention_tag,
-                job.is_user_triggered,
-                job.recovery_point_id,
-                details,
-                job.scheduled.map(|s| db_time(s.due_time)),
-                job.scheduled.is_some_and(|s| s.late),
-                job.script_path,
-            ],
-        );
-        match inserted {
-            Ok(_) => Ok(job),
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
-            {
-                Err(HistoryError::Duplicate(job.id))
+        self.on_disk(|| {
+            let job = Job::start(new);
+            let details = serde_json::to_string(&job.extended_details)
+                .expect("a map of strings always serializes");
+            let inserted = self.conn().execute(
+                &format!(
+                    "INSERT INTO jobs ({COLUMNS}) VALUES \
+                     (?1, ?2, ?3, ?4, NULL, NULL, NULL, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, \
+                     0, 0, ?15, ?16, ?17, ?18, ?19, NULL)"
+                ),
+                params![
+                    job.id.to_string(),
+                    job.operation.as_str(),
+                    job.status().as_str(),
+                    db_time(job.state.start()),
+                    job.owner.pid,
+                    job.owner.host,
+                    job.vault(),
+                    job.backup_instance_name,
+                    job.datasource_name,
+                    job.datasource_id,
+                    job.policy_name,
+                    job.policy_rule_name,
+                    job.retention_tag,
+                    job.is_user_triggered,
+                    job.recovery_point_id,
+                    details,
+                    job.scheduled.map(|s| db_time(s.due_time)),
+                    job.scheduled.is_some_and(|s| s.late),
+                    job.script_path,
+                ],
+            );
+            match inserted {
+                Ok(_) => Ok(job),
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+                {
+                    Err(HistoryError::Duplicate(job.id))
+                }
+                Err(e) => Err(e.into()),
             }
-            Err(e) => Err(e.into()),
-        }
+        })
     }
 
     /// Ends a running job with its outcome and final byte counts; sub-tasks still running end
@@ -428,38 +510,42 @@ impl JobHistory {
         bytes_read: u64,
         bytes_stored: u64,
     ) -> Result<Job> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut job = get_job(&tx, id)?.ok_or(HistoryError::NotFound(id))?;
-        job.finish(outcome, end, bytes_read, bytes_stored)
-            .map_err(|source| HistoryError::Transition { id, source })?;
-        write_end(&tx, &job)?;
-        tx.commit()?;
-        Ok(job)
+        self.on_disk(|| {
+            let mut conn = self.conn();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut job = get_job(&tx, id)?.ok_or(HistoryError::NotFound(id))?;
+            job.finish(outcome, end, bytes_read, bytes_stored)
+                .map_err(|source| HistoryError::Transition { id, source })?;
+            write_end(&tx, &job)?;
+            tx.commit()?;
+            Ok(job)
+        })
     }
 
     /// Records how much a running job has read and stored so far.
     pub fn update_progress(&self, id: JobId, bytes_read: u64, bytes_stored: u64) -> Result<()> {
-        let conn = self.conn();
-        let changed = conn.execute(
-            "UPDATE jobs SET bytes_read = ?2, bytes_stored = ?3 \
-             WHERE id = ?1 AND status = 'InProgress'",
-            params![
-                id.to_string(),
-                db_bytes(bytes_read)?,
-                db_bytes(bytes_stored)?
-            ],
-        )?;
-        if changed == 1 {
-            return Ok(());
-        }
-        match get_job(&conn, id)? {
-            None => Err(HistoryError::NotFound(id)),
-            Some(job) => Err(HistoryError::NotInProgress {
-                id,
-                status: job.status(),
-            }),
-        }
+        self.on_disk(|| {
+            let conn = self.conn();
+            let changed = conn.execute(
+                "UPDATE jobs SET bytes_read = ?2, bytes_stored = ?3 \
+                 WHERE id = ?1 AND status = 'InProgress'",
+                params![
+                    id.to_string(),
+                    db_bytes(bytes_read)?,
+                    db_bytes(bytes_stored)?
+                ],
+            )?;
+            if changed == 1 {
+                return Ok(());
+            }
+            match get_job(&conn, id)? {
+                None => Err(HistoryError::NotFound(id)),
+                Some(job) => Err(HistoryError::NotInProgress {
+                    id,
+                    status: job.status(),
+                }),
+            }
+        })
     }
 
     /// Starts sub-task `name` (such as [`TASK_DUMP`]) of running job `id` at `at`; returns
@@ -540,15 +626,17 @@ impl JobHistory {
         id: JobId,
         change: impl FnOnce(&Connection, &mut Job) -> Result<T, UpdateFailure>,
     ) -> Result<T> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let mut job = get_job(&tx, id)?.ok_or(HistoryError::NotFound(id))?;
-        let out = change(&tx, &mut job).map_err(|failure| match failure {
-            UpdateFailure::Refused(source) => HistoryError::Update { id, source },
-            UpdateFailure::Sqlite(e) => HistoryError::Sqlite(e),
-        })?;
-        tx.commit()?;
-        Ok(out)
+        self.on_disk(|| {
+            let mut conn = self.conn();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut job = get_job(&tx, id)?.ok_or(HistoryError::NotFound(id))?;
+            let out = change(&tx, &mut job).map_err(|failure| match failure {
+                UpdateFailure::Refused(source) => HistoryError::Update { id, source },
+                UpdateFailure::Sqlite(e) => HistoryError::Sqlite(e),
+            })?;
+            tx.commit()?;
+            Ok(out)
+        })
     }
 
     pub fn get(&self, id: JobId) -> Result<Option<Job>> {
@@ -700,27 +788,29 @@ impl JobHistory {
     ///
     /// The file does not shrink: SQLite reuses the freed pages for the jobs that follow.
     pub fn prune(&self, older_than: DateTime<Utc>) -> Result<usize> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let cutoff = db_time(older_than);
-        tx.execute(
-            "DELETE FROM job_tasks WHERE job_id IN \
-             (SELECT id FROM jobs WHERE status <> 'InProgress' AND end_time < ?1)",
-            [&cutoff],
-        )?;
-        let deleted = tx.execute(
-            "DELETE FROM jobs WHERE status <> 'InProgress' AND end_time < ?1",
-            [&cutoff],
-        )?;
-        tx.execute(
-            "DELETE FROM job_tasks WHERE job_id NOT IN (SELECT id FROM jobs)",
-            [],
-        )?;
-        tx.commit()?;
-        // Pruning is the history's periodic maintenance, so it is where SQLite is asked to
-        // refresh the statistics its planner uses to pick an index for a filter.
-        conn.execute_batch("PRAGMA optimize")?;
-        Ok(deleted)
+        self.on_disk(|| {
+            let mut conn = self.conn();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let cutoff = db_time(older_than);
+            tx.execute(
+                "DELETE FROM job_tasks WHERE job_id IN \
+                 (SELECT id FROM jobs WHERE status <> 'InProgress' AND end_time < ?1)",
+                [&cutoff],
+            )?;
+            let deleted = tx.execute(
+                "DELETE FROM jobs WHERE status <> 'InProgress' AND end_time < ?1",
+                [&cutoff],
+            )?;
+            tx.execute(
+                "DELETE FROM job_tasks WHERE job_id NOT IN (SELECT id FROM jobs)",
+                [],
+            )?;
+            tx.commit()?;
+            // Pruning is the history's periodic maintenance, so it is where SQLite is asked to
+            // refresh the statistics its planner uses to pick an index for a filter.
+            conn.execute_batch("PRAGMA optimize")?;
+            Ok(deleted)
+        })
     }
 
     /// Fails every job on `local_host` still marked `InProgress` whose process `pid_alive`
@@ -736,54 +826,56 @@ impl JobHistory {
         local_host: &str,
         pid_alive: impl Fn(u32) -> bool,
     ) -> Result<Vec<Job>> {
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let running: Vec<JobId> = {
-            let mut stmt = tx.prepare(
-                "SELECT id, owner_pid FROM jobs \
-                 WHERE status = 'InProgress' AND owner_host = ?1 ORDER BY seq",
-            )?;
-            let rows = stmt
-                .query_map([local_host], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-                })?
-                .collect::<rusqlite::Result<Vec<_>>>()?;
-            let mut dead = Vec::new();
-            for (id, pid) in rows {
-                // A pid that is not a u32 cannot be a live process here; into_job reports
-                // the row as corrupt below.
-                if u32::try_from(pid).is_ok_and(&pid_alive) {
-                    continue;
+        self.on_disk(|| {
+            let mut conn = self.conn();
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let running: Vec<JobId> = {
+                let mut stmt = tx.prepare(
+                    "SELECT id, owner_pid FROM jobs \
+                     WHERE status = 'InProgress' AND owner_host = ?1 ORDER BY seq",
+                )?;
+                let rows = stmt
+                    .query_map([local_host], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                let mut dead = Vec::new();
+                for (id, pid) in rows {
+                    // A pid that is not a u32 cannot be a live process here; into_job reports
+                    // the row as corrupt below.
+                    if u32::try_from(pid).is_ok_and(&pid_alive) {
+                        continue;
+                    }
+                    dead.push(id.parse().map_err(|e| HistoryError::Corrupt {
+                        id: id.clone(),
+                        detail: format!("{e}"),
+                    })?);
                 }
-                dead.push(id.parse().map_err(|e| HistoryError::Corrupt {
-                    id: id.clone(),
-                    detail: format!("{e}"),
-                })?);
+                dead
+            };
+            let mut marked = Vec::new();
+            for id in running {
+                let mut job = get_job(&tx, id)?.ok_or(HistoryError::NotFound(id))?;
+                let error = JobError::new(
+                    JOB_INTERRUPTED,
+                    format!(
+                        "the pgvault process running this job (pid {} on {}) stopped before the job \
+                         finished, so its work is incomplete; run the operation again",
+                        job.owner.pid, job.owner.host
+                    ),
+                );
+                // A clock that stepped back since the job started must not make the row
+                // unfixable; the end is then the start, and the duration zero.
+                let end = now.max(job.state.start());
+                let (read, stored) = (job.bytes_read, job.bytes_stored);
+                job.finish(&JobOutcome::Failed(error), end, read, stored)
+                    .map_err(|source| HistoryError::Transition { id: job.id, source })?;
+                write_end(&tx, &job)?;
+                marked.push(job);
             }
-            dead
-        };
-        let mut marked = Vec::new();
-        for id in running {
-            let mut job = get_job(&tx, id)?.ok_or(HistoryError::NotFound(id))?;
-            let error = JobError::new(
-                JOB_INTERRUPTED,
-                format!(
-                    "the pgvault process running this job (pid {} on {}) stopped before the job \
-                     finished, so its work is incomplete; run the operation again",
-                    job.owner.pid, job.owner.host
-                ),
-            );
-            // A clock that stepped back since the job started must not make the row
-            // unfixable; the end is then the start, and the duration zero.
-            let end = now.max(job.state.start());
-            let (read, stored) = (job.bytes_read, job.bytes_stored);
-            job.finish(&JobOutcome::Failed(error), end, read, stored)
-                .map_err(|source| HistoryError::Transition { id: job.id, source })?;
-            write_end(&tx, &job)?;
-            marked.push(job);
-        }
-        tx.commit()?;
-        Ok(marked)
+            tx.commit()?;
+            Ok(marked)
+        })
     }
 }
 
@@ -1243,6 +1335,46 @@ mod tests {
 
     fn new_job(op: Operation, vault: &str, start: DateTime<Utc>) -> NewJob {
         NewJob::new(op, vault, start, JobOwner::new(1000, HOST))
+    }
+
+    /// The history's folder is 0700 and the database with its `-wal` and `-shm` files 0600,
+    /// whatever the test runner's umask: SQLite alone would create them 0644.
+    #[test]
+    fn the_history_and_its_wal_and_shm_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("home/jobs.sqlite");
+        let history = JobHistory::open(&path).unwrap();
+        history.start(&full_job()).unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("home")), 0o700);
+        for suffix in ["", "-wal", "-shm"] {
+            let file = PathBuf::from(format!("{}{suffix}", path.display()));
+            assert_eq!(mode(&file), 0o600, "{}", file.display());
+        }
+    }
+
+    #[test]
+    fn a_full_disk_is_named_with_the_history_folder() {
+        let full = HistoryError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            None,
+        ));
+        let named = disk_full(Path::new("/srv/pgvault/jobs.sqlite"), full);
+        assert!(
+            named
+                .to_string()
+                .starts_with("the disk holding `/srv/pgvault` is full"),
+            "{named}"
+        );
+        let busy = HistoryError::Sqlite(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        ));
+        assert!(matches!(
+            disk_full(Path::new("/srv/pgvault/jobs.sqlite"), busy),
+            HistoryError::Sqlite(_)
+        ));
     }
 
     /// A job with every optional field set, and a start time with sub-microsecond digits to

@@ -71,24 +71,42 @@ pub enum GcMode {
     Never,
 }
 
+/// One vault's part of a sweep over every vault: its outcome, or why it could not be swept.
+#[derive(Debug)]
+pub struct VaultSweep {
+    pub vault: String,
+    pub outcome: Result<SweepOutcome>,
+}
+
 impl Pgvault {
-    /// Sweeps every registered vault at `at`. A periodic pass ([`GcMode::WhenDue`]) skips a
-    /// vault another process is sweeping or collecting: that work is being done.
+    /// Sweeps every registered vault at `at`, each on its own: a vault that cannot be swept
+    /// (its folder missing, its disk unmounted, its storage failing) is reported with its
+    /// error and the others are swept all the same. Fails only when the registry cannot be
+    /// read. A periodic pass ([`GcMode::WhenDue`]) skips a vault another process is sweeping
+    /// or collecting: that work is being done.
     pub async fn retention_sweep_all(
         &self,
         at: DateTime<Utc>,
         dry_run: bool,
         gc: GcMode,
-    ) -> Result<Vec<SweepOutcome>> {
+    ) -> Result<Vec<VaultSweep>> {
         let mut out = Vec::new();
         for name in self.vault_names()? {
-            match self.retention_sweep(&name, at, dry_run, gc).await {
-                Ok(outcome) => out.push(outcome),
+            let outcome = match self.retention_sweep(&name, at, dry_run, gc).await {
                 Err(e) if gc == GcMode::WhenDue && e.code == DESTRUCTIVE_BUSY => {
                     tracing::info!(vault = %name, "retention sweep skipped: {}", e.message);
+                    continue;
                 }
-                Err(e) => return Err(e),
-            }
+                Err(e) => {
+                    tracing::error!(vault = %name, code = %e.code, "retention sweep failed: {}", e.message);
+                    Err(e)
+                }
+                Ok(outcome) => Ok(outcome),
+            };
+            out.push(VaultSweep {
+                vault: name,
+                outcome,
+            });
         }
         Ok(out)
     }

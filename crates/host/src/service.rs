@@ -110,21 +110,36 @@ impl Pgvault {
         chunk_avg: Option<u32>,
     ) -> Result<Value> {
         let mut registry = self.home.registry()?;
-        if let Some(url) = registry.vaults.get(name) {
-            return Err(Error::new(
-                "UserErrorVaultAlreadyExists",
-                format!("vault `{name}` already exists (at {url}); choose another name"),
-            ));
-        }
-        let url = match storage_url {
-            Some(u) => u.to_string(),
-            None => format!("file://{}", self.home.default_vault_dir(name).display()),
-        };
+        let url = self.check_new_vault(name, storage_url, None)?;
         let vault =
             Vault::create(VaultStore::create(&url).await?, name, Utc::now(), chunk_avg).await?;
         registry.vaults.insert(name.to_string(), url);
         self.home.save_registry(&registry)?;
         Ok(vault.to_azure_json())
+    }
+
+    /// Refuses a vault `name` at `storage_url` (default: under the home), with its archive tier
+    /// at `archive_url`, before anything is created: a name taken ignoring case, or a place
+    /// inside or around a vault, a system folder or the home's files
+    /// ([`Home::check_placement`]). Returns the vault's storage URL.
+    pub fn check_new_vault(
+        &self,
+        name: &str,
+        storage_url: Option<&str>,
+        archive_url: Option<&str>,
+    ) -> Result<String> {
+        let mut registry = self.home.registry()?;
+        let url = match storage_url {
+            Some(u) => u.to_string(),
+            None => format!("file://{}", self.home.default_vault_dir(name).display()),
+        };
+        self.home.check_new_vault(&registry, name, &url)?;
+        if let Some(archive) = archive_url {
+            registry.vaults.insert(name.to_owned(), url.clone());
+            self.home
+                .check_placement(&registry, archive, "an archive tier")?;
+        }
+        Ok(url)
     }
 
     /// `backup-vault update --archive-storage-url`: gives the vault its archive tier.
@@ -140,6 +155,13 @@ impl Pgvault {
         tier: Option<pgvault_core::store::ArchiveAccessTier>,
     ) -> Result<Value> {
         let mut vault = self.vault(name).await?;
+        if let Some(url) = url
+            && vault.config.archive_storage_url.as_deref() != Some(url)
+        {
+            let registry = self.home.registry()?;
+            self.home
+                .check_placement(&registry, url, "an archive tier")?;
+        }
         vault.set_archive_settings(url, tier).await?;
         Ok(vault.to_azure_json())
     }

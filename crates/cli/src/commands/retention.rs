@@ -4,10 +4,10 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use clap::Subcommand;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use pgvault_core::model::job::JobStatus;
-use pgvault_host::retention::{GcMode, SweepOutcome};
+use pgvault_host::retention::{GcMode, SweepOutcome, VaultSweep};
 
 use super::{coded, open_service};
 use crate::output::{Format, line, print};
@@ -41,31 +41,42 @@ pub async fn run(cmd: RetentionCommand, format: Format) -> anyhow::Result<ExitCo
         at,
     } = cmd;
     let at = at.unwrap_or_else(Utc::now);
-    let outcomes = match vault_name {
-        Some(name) => vec![
-            svc.retention_sweep(&name, at, dry_run, GcMode::Always)
+    let sweeps = match vault_name {
+        Some(name) => vec![VaultSweep {
+            outcome: Ok(svc
+                .retention_sweep(&name, at, dry_run, GcMode::Always)
                 .await
-                .map_err(coded)?,
-        ],
+                .map_err(coded)?),
+            vault: name,
+        }],
         None => svc
             .retention_sweep_all(at, dry_run, GcMode::Always)
             .await
             .map_err(coded)?,
     };
-    let failed = outcomes.iter().any(|o| {
-        o.job
-            .as_ref()
-            .is_some_and(|j| j.status() == JobStatus::Failed)
-            || o.garbage_collection.iter().any(|g| {
-                g.outcome
-                    .as_ref()
-                    .is_err_and(|e| !e.starts_with("deferred"))
-            })
+    let failed = sweeps.iter().any(|s| match &s.outcome {
+        Err(_) => true,
+        Ok(o) => {
+            o.job
+                .as_ref()
+                .is_some_and(|j| j.status() == JobStatus::Failed)
+                || o.garbage_collection.iter().any(|g| {
+                    g.outcome
+                        .as_ref()
+                        .is_err_and(|e| !e.starts_with("deferred"))
+                })
+        }
     });
+    // A vault that could not be swept is named on stderr too, as any failed command is.
+    for s in &sweeps {
+        if let Err(e) = &s.outcome {
+            eprintln!("vault `{}`: {}: {}", s.vault, e.code, e.message);
+        }
+    }
     match format {
-        Format::Table => print_table(&outcomes, dry_run)?,
+        Format::Table => print_table(&sweeps, dry_run)?,
         Format::Json => print(
-            &Value::Array(outcomes.iter().map(outcome_json).collect()),
+            &Value::Array(sweeps.iter().map(sweep_json).collect()),
             format,
         )?,
     }
@@ -74,6 +85,14 @@ pub async fn run(cmd: RetentionCommand, format: Format) -> anyhow::Result<ExitCo
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A vault's sweep; one that could not run is `{"vault", "error": {"code", "message"}}`.
+fn sweep_json(s: &VaultSweep) -> Value {
+    match &s.outcome {
+        Ok(o) => outcome_json(o),
+        Err(e) => json!({"vault": s.vault, "error": {"code": e.code, "message": e.message}}),
+    }
 }
 
 fn outcome_json(o: &SweepOutcome) -> Value {
@@ -85,8 +104,18 @@ fn outcome_json(o: &SweepOutcome) -> Value {
     v
 }
 
-fn print_table(outcomes: &[SweepOutcome], dry_run: bool) -> std::io::Result<()> {
-    for o in outcomes {
+fn print_table(sweeps: &[VaultSweep], dry_run: bool) -> std::io::Result<()> {
+    for s in sweeps {
+        let o = match &s.outcome {
+            Ok(o) => o,
+            Err(e) => {
+                line(&format!(
+                    "Vault {}: not swept: {}: {}",
+                    s.vault, e.code, e.message
+                ))?;
+                continue;
+            }
+        };
         line(&format!(
             "Vault {}: {} action(s){}",
             o.vault,

@@ -79,6 +79,20 @@ pub async fn run(args: TickArgs, format: Format) -> anyhow::Result<ExitCode> {
         .await
         .map_err(coded)?
     {
+        let sweep = match sweep.outcome {
+            Ok(outcome) => outcome,
+            Err(e) => {
+                failed = true;
+                eprintln!(
+                    "{}: the retention sweep failed: {}: {}",
+                    sweep.vault, e.code, e.message
+                );
+                jobs.push(
+                    json!({"vault": sweep.vault, "error": {"code": e.code, "message": e.message}}),
+                );
+                continue;
+            }
+        };
         for job in sweep.action_jobs.iter().chain(&sweep.job) {
             failed |= job.status() == pgvault_core::model::job::JobStatus::Failed;
             jobs.push(job.azure_json());

@@ -134,6 +134,13 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
             archive_access_tier,
         } => {
             let chunk_avg = chunk_size_kib.map(|k| k.saturating_mul(1024));
+            // Both places are checked before either is created.
+            svc.check_new_vault(
+                &vault_name,
+                storage_url.as_deref(),
+                archive_storage_url.as_deref(),
+            )
+            .map_err(coded)?;
             let vault = svc.create_vault_with(&vault_name, storage_url.as_deref(), chunk_avg);
             let mut vault = vault.await.map_err(coded)?;
             if let Some(url) = archive_storage_url {

@@ -5,11 +5,20 @@
 //! job history) and the default location of vaults created without `--storage-url`.
 //! The registry is small and rarely written, so it is a JSON file replaced atomically
 //! (write a temporary file, then rename).
+//!
+//! The home is private (0700, its files 0600): the job history names databases and
+//! servers. It also decides where a new vault may go ([`Home::check_new_vault`]): never
+//! inside or around another vault (a vault's garbage collection deletes what it does not
+//! know in its folder), never in a system folder, never in the home's own bookkeeping.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use crate::engine::Error;
+use crate::store::azure::AzureLocation;
+use crate::store::disk;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HomeError {
@@ -96,11 +105,166 @@ impl Home {
             path: path.display().to_string(),
             source,
         };
-        std::fs::create_dir_all(&self.dir).map_err(io)?;
+        self.create_dir()?;
         let tmp = path.with_extension(format!("json.{}.tmp", std::process::id()));
         let bytes = serde_json::to_vec_pretty(registry).expect("registry serializes");
-        std::fs::write(&tmp, bytes).map_err(io)?;
+        disk::write_private_file(&tmp, &bytes).map_err(io)?;
         std::fs::rename(&tmp, &path).map_err(io)
+    }
+
+    /// Creates the home folder (0700, as are missing parents) if it does not exist.
+    pub fn create_dir(&self) -> Result<(), HomeError> {
+        disk::create_private_dir(&self.dir).map_err(|source| HomeError::Io {
+            path: self.dir.display().to_string(),
+            source,
+        })
+    }
+
+    /// The registered name that equals `name` ignoring case: names are unique that way, as
+    /// [`crate::engine::Vault`] lookups ignore case.
+    pub fn registered<'a>(registry: &'a Registry, name: &str) -> Option<(&'a str, &'a str)> {
+        registry
+            .vaults
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(n, u)| (n.as_str(), u.as_str()))
+    }
+
+    /// Refuses a new vault `name` at `url` when the name is taken (ignoring case) or the
+    /// place is not one for a vault (see [`Home::check_placement`]).
+    pub fn check_new_vault(&self, registry: &Registry, name: &str, url: &str) -> Result<(), Error> {
+        if let Some((taken, at)) = Self::registered(registry, name) {
+            return Err(Error::new(
+                "UserErrorVaultAlreadyExists",
+                format!(
+                    "vault `{taken}` already exists (at {}); vault names are unique ignoring case, so choose another name than `{name}`",
+                    shown(at)
+                ),
+            ));
+        }
+        self.check_placement(registry, url, "a vault")
+    }
+
+    /// Refuses `url` as the folder of a vault or an archive tier (`what`) when it is inside
+    /// or around a vault this home registers, inside a folder holding a `vault.json` or
+    /// `archive.json` or holding one a level or two down, a system folder, or the home's own
+    /// files. Local paths are compared canonical (symlinks and `..` resolved); Blob Storage
+    /// locations by account, container and prefix.
+    pub fn check_placement(&self, registry: &Registry, url: &str, what: &str) -> Result<(), Error> {
+        let refuse = |why: String| {
+            Err(Error::new(
+                "UserErrorInvalidStorageLocation",
+                format!("{what} cannot be at `{}`: {why}", shown(url)),
+            ))
+        };
+        let Some(here) = Place::of(url)? else {
+            return Ok(());
+        };
+        if let Place::Local(path) = &here {
+            if let Some(folder) = disk::system_folder(path) {
+                return refuse(if path == Path::new(folder) {
+                    "that is a system folder; choose a folder of its own, like /var/backups/pgvault"
+                        .into()
+                } else {
+                    format!(
+                        "that is inside the system folder `{folder}`; choose a folder of its own, like /var/backups/pgvault"
+                    )
+                });
+            }
+            if let Some(home) = disk::canonical(&self.dir) {
+                let vaults = home.join("vaults");
+                let in_vaults = path.starts_with(&vaults) && *path != vaults;
+                if (path.starts_with(&home) && !in_vaults) || home.starts_with(path) {
+                    return refuse(format!(
+                        "that is PGVAULT_HOME's own bookkeeping (`{}`: the vault registry, the job history, scripts); vaults without --storage-url live under `{}/<name>`",
+                        home.display(),
+                        vaults.display()
+                    ));
+                }
+            }
+        }
+        for (name, their_url) in &registry.vaults {
+            let Ok(Some(there)) = Place::of(their_url) else {
+                continue;
+            };
+            let at = shown(their_url);
+            if here == there {
+                return refuse(format!(
+                    "that is the folder of vault `{name}`; choose another"
+                ));
+            }
+            if here.is_inside(&there) {
+                return refuse(format!(
+                    "that is inside vault `{name}` (at `{at}`), whose garbage collection would delete what it does not know there; choose a folder outside every vault"
+                ));
+            }
+            if there.is_inside(&here) {
+                return refuse(format!(
+                    "that folder holds vault `{name}` (at `{at}`); choose a folder that holds no vault"
+                ));
+            }
+        }
+        let Place::Local(path) = here else {
+            return Ok(());
+        };
+        if let Some(marker) = disk::vault_above(&path) {
+            let dir = marker.parent().unwrap_or(&path);
+            return refuse(format!(
+                "that is inside `{}`, which holds a vault or an archive tier (`{}`), whose garbage collection would delete what it does not know there; choose a folder outside every vault",
+                dir.display(),
+                marker.display()
+            ));
+        }
+        if path.is_dir()
+            && let Some(marker) = disk::vault_below(&path)
+        {
+            return refuse(format!(
+                "that folder holds a vault or an archive tier below it (`{}`); choose a folder that holds no vault",
+                marker.display()
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A storage URL without its query (a SAS must never be repeated).
+fn shown(url: &str) -> &str {
+    url.split('?').next().unwrap_or_default()
+}
+
+/// Where a storage URL points, in a form where nesting is a path prefix: a canonical local
+/// folder, or `/<account>/<container>/<prefix>` on Blob Storage.
+#[derive(PartialEq, Eq)]
+enum Place {
+    Local(PathBuf),
+    Blob(PathBuf),
+}
+
+impl Place {
+    fn of(url: &str) -> Result<Option<Place>, Error> {
+        if let Ok(Some(loc)) = AzureLocation::parse(url) {
+            let mut p = PathBuf::from("/");
+            p.push(loc.account());
+            p.push(loc.container());
+            if !loc.prefix().is_empty() {
+                p.push(loc.prefix());
+            }
+            return Ok(Some(Place::Blob(p)));
+        }
+        let Some(dir) = crate::store::local_folder(url)? else {
+            return Ok(None);
+        };
+        Ok(disk::canonical(&dir).map(Place::Local))
+    }
+
+    /// Strictly inside `other`.
+    fn is_inside(&self, other: &Place) -> bool {
+        match (self, other) {
+            (Place::Local(a), Place::Local(b)) | (Place::Blob(a), Place::Blob(b)) => {
+                a != b && a.starts_with(b)
+            }
+            _ => false,
+        }
     }
 }
 
@@ -117,5 +281,42 @@ mod tests {
         r.vaults.insert("V".into(), "file:///x".into());
         home.save_registry(&r).unwrap();
         assert_eq!(home.registry().unwrap().vaults["V"], "file:///x");
+    }
+
+    #[test]
+    fn the_home_and_its_registry_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path().join("a/h"));
+        home.save_registry(&Registry::default()).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("a")), 0o700);
+        assert_eq!(mode(home.dir()), 0o700);
+        assert_eq!(mode(&home.dir().join("vaults.json")), 0o600);
+    }
+
+    #[test]
+    fn blob_locations_nest_by_container_and_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::at(dir.path().join("h"));
+        let mut r = Registry::default();
+        r.vaults.insert("A".into(), "az://acct1/vaults/a".into());
+        let check = |url: &str| {
+            home.check_placement(&r, url, "a vault")
+                .map_err(|e| e.message)
+        };
+        assert!(
+            check("az://acct1/vaults/a/b")
+                .unwrap_err()
+                .contains("inside vault `A`")
+        );
+        assert!(
+            check("https://acct1.blob.core.windows.net/vaults")
+                .unwrap_err()
+                .contains("holds vault `A`")
+        );
+        assert!(check("az://acct1/vaults/ab").is_ok());
+        assert!(check("az://acct2/vaults/a/b").is_ok());
+        assert!(check("az://acct1/other/a").is_ok());
     }
 }

@@ -62,6 +62,10 @@ impl From<crate::store::StoreError> for Error {
             "UserErrorNotFound"
         } else if e.is_archived() {
             "UserErrorRecoveryPointNotRehydrated"
+        } else if e.is_disk_full() {
+            "UserErrorDiskFull"
+        } else if e.is_missing_folder() {
+            "UserErrorVaultNotFound"
         } else {
             "VaultStorageError"
         };
@@ -77,7 +81,11 @@ impl From<home::HomeError> for Error {
 
 impl From<crate::store::writer::WriteError> for Error {
     fn from(e: crate::store::writer::WriteError) -> Self {
-        Error::new("VaultWriteError", e.to_string())
+        let code = match &e {
+            crate::store::writer::WriteError::Store(s) if s.is_disk_full() => "UserErrorDiskFull",
+            _ => "VaultWriteError",
+        };
+        Error::new(code, e.to_string())
     }
 }
 

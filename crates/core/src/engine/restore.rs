@@ -1437,6 +1437,9 @@ async fn restore_to_file(
         }
     };
     let io = |what: &str, e: std::io::Error| {
+        if crate::store::disk::io_is_disk_full(&e) {
+            return disk_full(&dir);
+        }
         Error::new("RestoreTargetWriteFailed", format!("{what}: {e}"))
     };
     std::fs::create_dir_all(&dir)
@@ -1461,7 +1464,21 @@ async fn restore_to_file(
         .await
         .map_err(|e| io(&format!("cannot create `{}`", tmp.0.display()), e))?;
     let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
-    write_files_output(vault, manifest, opts, plain, &mut out, written).await?;
+    write_files_output(vault, manifest, opts, plain, &mut out, written)
+        .await
+        .map_err(|e| {
+            // The write error (ours, or pg_restore's for a plain SQL file) carries no errno
+            // here; a target disk left without room is what it means.
+            let writing = matches!(
+                e.code.as_str(),
+                "RestoreTargetWriteFailed" | "UserErrorPgRestoreFailed"
+            );
+            if writing && crate::store::disk::has_no_room(&dir) {
+                disk_full(&dir)
+            } else {
+                e
+            }
+        })?;
     out.flush()
         .await
         .map_err(|e| io("cannot write the file", e))?;
@@ -1482,6 +1499,14 @@ async fn restore_to_file(
         target: json!({ "file": path.display().to_string() }),
         warnings: Vec::new(),
     })
+}
+
+/// A restore target's disk is full.
+fn disk_full(dir: &std::path::Path) -> Error {
+    Error::new(
+        "UserErrorDiskFull",
+        crate::store::disk::disk_full_message(dir),
+    )
 }
 
 /// Upload parts in flight at once: with [`blob_part_size`], what bounds a restore's memory.

@@ -25,6 +25,7 @@ pub mod azure;
 pub mod blob_rest;
 pub mod check;
 pub mod chunk;
+pub mod disk;
 pub mod gc;
 pub mod lease;
 pub mod lock;
@@ -85,6 +86,17 @@ pub enum StoreError {
         crate::limits::size(*limit)
     )]
     TooLarge { path: String, size: u64, limit: u64 },
+    /// ENOSPC (or EDQUOT) while writing to a local vault: named as such, with the vault's
+    /// folder, rather than as the IO error of whichever file was written last.
+    #[error(
+        "{} (writing `{path}`)",
+        disk::disk_full_message(std::path::Path::new(folder))
+    )]
+    DiskFull { folder: String, path: String },
+    #[error(
+        "the vault folder `{path}` does not exist: mount the disk that holds it, or put the folder back; pgvault creates a vault's folder only when the vault is created, so a vault whose disk is not mounted is never replaced by an empty one"
+    )]
+    MissingFolder { path: String },
 }
 
 impl StoreError {
@@ -97,17 +109,30 @@ impl StoreError {
     pub fn is_archived(&self) -> bool {
         matches!(self, StoreError::Archived { .. })
     }
+
+    /// The disk holding the vault is full.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::DiskFull { .. })
+    }
+
+    /// A local vault's folder is gone (or its disk is not mounted).
+    pub fn is_missing_folder(&self) -> bool {
+        matches!(self, StoreError::MissingFolder { .. })
+    }
 }
 
 /// The errors of a read: Blob Storage answers a read of an archived blob (or of one still
 /// being rehydrated) with 409 `BlobArchived`, which `object_store` reports as
 /// `AlreadyExists`; a read has no other way to conflict.
-fn read_err(path: &Path) -> impl FnOnce(object_store::Error) -> StoreError + '_ {
+fn read_err<'a>(
+    root: Option<&'a std::path::Path>,
+    path: &'a Path,
+) -> impl FnOnce(object_store::Error) -> StoreError + 'a {
     move |source| match source {
         object_store::Error::AlreadyExists { .. } => StoreError::Archived {
             path: path.to_string(),
         },
-        source => io_err(path)(source),
+        source => io_err(root, path)(source),
     }
 }
 
@@ -156,15 +181,59 @@ impl std::fmt::Display for ArchiveAccessTier {
     }
 }
 
-fn io_err(path: &Path) -> impl FnOnce(object_store::Error) -> StoreError + '_ {
+/// The errors of a store call on `path`; `root` is a local vault's folder, named when its
+/// disk is full (`object_store`'s local errors keep the `io::Error` as their source).
+fn io_err<'a>(
+    root: Option<&'a std::path::Path>,
+    path: &'a Path,
+) -> impl FnOnce(object_store::Error) -> StoreError + 'a {
     move |source| match source {
         object_store::Error::NotFound { .. } => StoreError::NotFound {
             path: path.to_string(),
         },
-        source => StoreError::Io {
-            path: path.to_string(),
-            source,
+        source => match root {
+            Some(root) if disk::is_disk_full(&source) => StoreError::DiskFull {
+                folder: root.display().to_string(),
+                path: path.to_string(),
+            },
+            _ => StoreError::Io {
+                path: path.to_string(),
+                source,
+            },
         },
+    }
+}
+
+/// The folder a local storage URL names: `Some` for `file:///abs/path` or `/abs/path`, `None`
+/// for Blob Storage and `memory://`, an error for anything else.
+pub fn local_folder(url: &str) -> Result<Option<std::path::PathBuf>, StoreError> {
+    let bad = |reason: &str| StoreError::BadUrl {
+        // A malformed URL may carry a SAS in its query; never repeat that.
+        url: url.split('?').next().unwrap_or_default().to_string(),
+        reason: reason.to_string(),
+    };
+    if url == "memory://"
+        || azure::AzureLocation::parse(url)
+            .map_err(|r| bad(&r))?
+            .is_some()
+    {
+        return Ok(None);
+    }
+    if let Some(rest) = url.strip_prefix("file://") {
+        if !rest.starts_with('/') {
+            return Err(bad(
+                "a file URL needs an absolute path, like file:///var/backups/pgvault",
+            ));
+        }
+        Ok(Some(std::path::PathBuf::from(rest)))
+    } else if url.starts_with('/') {
+        Ok(Some(std::path::PathBuf::from(url)))
+    } else if url.contains("://") {
+        Err(bad(
+            "use file:///path for a local folder, or az://<account>/<container>[/<prefix>] or https://<account>.blob.core.windows.net/<container>[/<prefix>] for Azure Blob Storage",
+        ))
+    } else {
+        Err(bad("give an absolute folder path or a file:/// URL"))
     }
 }
 
@@ -193,8 +262,8 @@ impl std::fmt::Debug for VaultStore {
 }
 
 impl VaultStore {
-    /// Opens the store a storage URL names: `file:///abs/path` or an absolute path (created
-    /// if missing), `az://<account>/<container>[/<prefix>]` or
+    /// Opens the store a storage URL names: `file:///abs/path` or an absolute path (which must
+    /// exist: only [`VaultStore::create`] creates a vault's folder), `az://<account>/<container>[/<prefix>]` or
     /// `https://<account>.blob.core.windows.net/<container>[/<prefix>]` (credentials from the
     /// environment, see `azure`), or `memory://` for tests. Opening makes no request.
     pub fn open(url: &str) -> Result<Self, StoreError> {
@@ -222,26 +291,16 @@ impl VaultStore {
                 url,
             ));
         }
-        let dir = if let Some(rest) = url.strip_prefix("file://") {
-            if !rest.starts_with('/') {
-                return Err(bad(
-                    "a file URL needs an absolute path, like file:///var/backups/pgvault",
-                ));
-            }
-            std::path::PathBuf::from(rest)
-        } else if url.starts_with('/') {
-            std::path::PathBuf::from(url)
-        } else if url.contains("://") {
-            return Err(bad(
-                "use file:///path for a local folder, or az://<account>/<container>[/<prefix>] or https://<account>.blob.core.windows.net/<container>[/<prefix>] for Azure Blob Storage",
-            ));
-        } else {
-            return Err(bad("give an absolute folder path or a file:/// URL"));
+        let Some(dir) = local_folder(url)? else {
+            return Err(bad("not a local folder"));
         };
-        std::fs::create_dir_all(&dir).map_err(|source| StoreError::CreateDir {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        // Never created here: a vault whose disk is not mounted must not be replaced by an
+        // empty folder on the disk below the mount point.
+        if !dir.is_dir() {
+            return Err(StoreError::MissingFolder {
+                path: dir.display().to_string(),
+            });
+        }
         let local = object_store::local::LocalFileSystem::new_with_prefix(&dir)
             .map_err(|e| bad(&e.to_string()))?
             .with_automatic_cleanup(true);
@@ -278,9 +337,25 @@ impl VaultStore {
         self.pack_tier
     }
 
-    /// Opens the store for a new vault: as [`VaultStore::open`], and on Blob Storage also
-    /// creates the container when it does not exist (a local folder is created by `open`).
+    /// Opens the store for a new vault (or archive tier): as [`VaultStore::open`], after
+    /// creating a local folder (0700, and its missing parents) or, on Blob Storage, the
+    /// container when it does not exist.
     pub async fn create(url: &str) -> Result<Self, StoreError> {
+        if let Some(dir) = local_folder(url)? {
+            disk::create_private_dir(&dir).map_err(|source| {
+                if disk::io_is_disk_full(&source) {
+                    StoreError::DiskFull {
+                        folder: dir.display().to_string(),
+                        path: String::new(),
+                    }
+                } else {
+                    StoreError::CreateDir {
+                        path: dir.display().to_string(),
+                        source,
+                    }
+                }
+            })?;
+        }
         let store = Self::open(url)?;
         if let Some(rest) = &store.azure {
             azure::ensure_container(rest)
@@ -302,12 +377,22 @@ impl VaultStore {
         };
         let files: Vec<std::path::PathBuf> =
             objects.iter().map(|p| root.join(p.as_ref())).collect();
-        let sync = |p: &std::path::Path| {
+        let folder = root.display().to_string();
+        let sync = move |p: &std::path::Path| {
             std::fs::File::open(p)
                 .and_then(|h| h.sync_all())
-                .map_err(|source| StoreError::Sync {
-                    path: p.display().to_string(),
-                    source,
+                .map_err(|source| {
+                    if disk::io_is_disk_full(&source) {
+                        StoreError::DiskFull {
+                            folder: folder.clone(),
+                            path: p.display().to_string(),
+                        }
+                    } else {
+                        StoreError::Sync {
+                            path: p.display().to_string(),
+                            source,
+                        }
+                    }
                 })
         };
         tokio::task::spawn_blocking(move || {
@@ -342,7 +427,7 @@ impl VaultStore {
         self.inner
             .put(path, PutPayload::from_bytes(bytes))
             .await
-            .map_err(io_err(path))?;
+            .map_err(io_err(self.local_root.as_deref(), path))?;
         Ok(())
     }
 
@@ -363,18 +448,29 @@ impl VaultStore {
         self.inner
             .put_opts(path, PutPayload::from_bytes(bytes), opts)
             .await
-            .map_err(io_err(path))?;
+            .map_err(io_err(self.local_root.as_deref(), path))?;
         Ok(())
     }
 
     pub async fn get(&self, path: &Path) -> Result<Bytes, StoreError> {
-        let got = self.inner.get(path).await.map_err(read_err(path))?;
-        got.bytes().await.map_err(read_err(path))
+        let got = self
+            .inner
+            .get(path)
+            .await
+            .map_err(read_err(self.local_root.as_deref(), path))?;
+        got.bytes()
+            .await
+            .map_err(read_err(self.local_root.as_deref(), path))
     }
 
     /// The size of the object at `path`, read from its properties (readable in any tier).
     pub async fn size(&self, path: &Path) -> Result<u64, StoreError> {
-        Ok(self.inner.head(path).await.map_err(io_err(path))?.size)
+        Ok(self
+            .inner
+            .head(path)
+            .await
+            .map_err(io_err(self.local_root.as_deref(), path))?
+            .size)
     }
 
     pub async fn get_range(
@@ -385,7 +481,7 @@ impl VaultStore {
         self.inner
             .get_range(path, range)
             .await
-            .map_err(read_err(path))
+            .map_err(read_err(self.local_root.as_deref(), path))
     }
 
     pub async fn exists(&self, path: &Path) -> Result<bool, StoreError> {
@@ -400,7 +496,10 @@ impl VaultStore {
     }
 
     pub async fn delete(&self, path: &Path) -> Result<(), StoreError> {
-        self.inner.delete(path).await.map_err(io_err(path))
+        self.inner
+            .delete(path)
+            .await
+            .map_err(io_err(self.local_root.as_deref(), path))
     }
 
     /// Deletes `path`; one already gone is not an error (deletions are repeated after a crash
@@ -418,7 +517,7 @@ impl VaultStore {
             .list(Some(prefix))
             .try_collect()
             .await
-            .map_err(io_err(prefix))
+            .map_err(io_err(self.local_root.as_deref(), prefix))
     }
 
     /// Every object under `prefix`, as paths.
@@ -463,7 +562,11 @@ impl VaultStore {
     /// The JSON object at `path` (vault.json, a policy, an instance, a lock), refused unread
     /// when it is larger than any pgvault writes ([`crate::limits::VAULT_JSON_BYTES`]).
     pub async fn get_json<T: DeserializeOwned>(&self, path: &Path) -> Result<T, StoreError> {
-        let got = self.inner.get(path).await.map_err(read_err(path))?;
+        let got = self
+            .inner
+            .get(path)
+            .await
+            .map_err(read_err(self.local_root.as_deref(), path))?;
         let limit = crate::limits::VAULT_JSON_BYTES;
         if got.meta.size > limit {
             return Err(StoreError::TooLarge {
@@ -472,7 +575,10 @@ impl VaultStore {
                 limit,
             });
         }
-        let bytes = got.bytes().await.map_err(read_err(path))?;
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(read_err(self.local_root.as_deref(), path))?;
         serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
             path: path.to_string(),
             source,
@@ -534,5 +640,33 @@ pub mod paths {
     }
     pub fn index(name: &str) -> Path {
         Path::from(format!("index/{name}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn only_create_makes_a_local_vault_folder_and_it_is_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("a/vault");
+        let url = format!("file://{}", folder.display());
+        let err = VaultStore::open(&url).unwrap_err();
+        assert!(err.is_missing_folder(), "{err}");
+        assert!(err.to_string().contains("does not exist"), "{err}");
+        assert!(!folder.exists(), "open created the folder");
+        let store = VaultStore::create(&url).await.unwrap();
+        store
+            .put(&paths::vault_config(), Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join("a")), 0o700);
+        assert_eq!(mode(&folder), 0o700);
+        // An existing folder opens (and keeps working) as before.
+        let again = VaultStore::open(&url).unwrap();
+        assert!(again.exists(&paths::vault_config()).await.unwrap());
     }
 }

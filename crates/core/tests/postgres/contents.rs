@@ -209,8 +209,9 @@ impl Protected {
         let secret = dir.path().join("admin.secret");
         std::fs::write(&secret, admin_secret(cluster)).unwrap();
         let secret_uri = format!("file://{}", secret.display());
-        let store =
-            VaultStore::open(&format!("file://{}", dir.path().join("vault").display())).unwrap();
+        let store = VaultStore::create(&format!("file://{}", dir.path().join("vault").display()))
+            .await
+            .unwrap();
         let vault = Vault::create(store, "V", Utc::now(), None).await.unwrap();
         vault
             .create_policy(

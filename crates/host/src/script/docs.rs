@@ -461,8 +461,10 @@ mod tests {
     /// connect). Recovery points need a backup, which the end-to-end scripts tests make.
     #[test]
     fn the_documented_fields_exist_in_real_values() {
-        let (engine, dir, rt) = engine();
-        let vault_url = format!("file://{}", dir.path().join("v").display());
+        let (engine, _home, rt) = engine();
+        // Outside the home: a vault is refused in the home's own bookkeeping.
+        let vault_dir = tempfile::tempdir().unwrap();
+        let vault_url = format!("file://{}", vault_dir.path().join("v").display());
         let script = format!(
             r#"
             let v = new_vault("V", #{{ storage_url: "{vault_url}" }});
