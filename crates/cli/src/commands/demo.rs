@@ -38,8 +38,16 @@ pub struct DemoArgs {
     pub scale: u32,
 }
 
-fn step(text: &str) {
-    println!("\n== {text}");
+/// `println!` that passes a closed stdout (`pgvault demo | head`) up as an error, which `main`
+/// ends quietly on, instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        crate::output::line(&format!($($arg)*))?
+    };
+}
+
+fn step(text: &str) -> std::io::Result<()> {
+    crate::output::line(&format!("\n== {text}"))
 }
 
 /// Secret files are readable by their owner only, as a real one should be.
@@ -65,11 +73,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .tempdir()
         .context("creating a temporary folder")?;
 
-    step("Starting a throwaway PostgreSQL server with the installed binaries");
+    step("Starting a throwaway PostgreSQL server with the installed binaries")?;
     let cluster = tokio::task::spawn_blocking(TestCluster::start)
         .await
         .context("starting PostgreSQL")?;
-    println!(
+    say!(
         "PostgreSQL on {}:{} ({})",
         cluster.host(),
         cluster.port(),
@@ -79,7 +87,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     step(&format!(
         "Creating database empdb11 with sample data (pgbench scale {}, plus text and jsonb)",
         args.scale
-    ));
+    ))?;
     cluster.psql("postgres", "CREATE DATABASE empdb11");
     let status = cluster
         .command("pgbench")
@@ -97,7 +105,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             args.scale * 20_000
         ),
     );
-    println!(
+    say!(
         "{}",
         cluster.psql(
             "empdb11",
@@ -105,7 +113,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         )
     );
 
-    step("Creating a backup user and granting it the backup privileges (the seeds' script)");
+    step("Creating a backup user and granting it the backup privileges (the seeds' script)")?;
     cluster.psql(
         "postgres",
         "CREATE ROLE backup_user LOGIN PASSWORD 'demo-password' CREATEDB",
@@ -120,7 +128,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             cluster.port()
         ),
     )?;
-    println!(
+    say!(
         "credentials in {} (an ADO.NET connection string, as Azure keeps in Key Vault)",
         secret.display()
     );
@@ -129,27 +137,27 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let svc = Pgvault::open(Home::at(&home)).map_err(coded)?;
     let vault_dir = work.path().join("vault");
 
-    step("pgvault backup-vault create --vault-name TestBkpVault");
+    step("pgvault backup-vault create --vault-name TestBkpVault")?;
     svc.create_vault(
         "TestBkpVault",
         Some(&format!("file://{}", vault_dir.display())),
     )
     .await
     .map_err(coded)?;
-    println!("vault at {}", vault_dir.display());
+    say!("vault at {}", vault_dir.display());
 
     step(
         "pgvault backup-policy get-default-policy-template | backup-policy create --backup-policy-name OssPolicy",
-    );
+    )?;
     let policy = default_policy_template(DatasourceType::AzureDatabaseForPostgreSQLFlexibleServer);
     svc.create_policy("TestBkpVault", "OssPolicy", &policy)
         .await
         .map_err(coded)?;
-    println!("weekly schedule, Default retention: 3 months in the vault tier");
+    say!("weekly schedule, Default retention: 3 months in the vault tier");
 
     step(
         "pgvault backup-instance initialize ... && backup-instance create (validates, then protects)",
-    );
+    )?;
     let request = initialize_instance(&InitializeArgs {
         datasource_type: "AzureDatabaseForPostgreSQLFlexibleServer".into(),
         datasource_id: format!("postgres://{}:{}/empdb11", cluster.host(), cluster.port()),
@@ -161,9 +169,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     .map_err(coded)?;
     let instance = request.name.clone();
     svc.protect("TestBkpVault", request).await.map_err(coded)?;
-    println!("protected: {instance}");
+    say!("protected: {instance}");
 
-    step("pgvault backup-instance adhoc-backup --rule-name Default");
+    step("pgvault backup-instance adhoc-backup --rule-name Default")?;
     let t = Instant::now();
     let (job, first) = svc
         .adhoc_backup("TestBkpVault", &instance, "Default", None)
@@ -175,7 +183,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         job.state.error()
     );
     let first = first.expect("a completed backup has a recovery point");
-    println!(
+    say!(
         "recovery point {}: read {} from pg_dump, stored {} in {:.1?}",
         first.recovery_point_id,
         mib(first.stats.bytes_read),
@@ -183,7 +191,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         t.elapsed()
     );
 
-    step("Updating 1% of pgbench_accounts, then backing up again (only changed chunks are stored)");
+    step(
+        "Updating 1% of pgbench_accounts, then backing up again (only changed chunks are stored)",
+    )?;
     cluster.psql(
         "empdb11",
         "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE aid % 100 = 0",
@@ -193,7 +203,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .await
         .map_err(coded)?;
     let second = second.context("the second backup failed")?;
-    println!(
+    say!(
         "recovery point {}: read {}, stored {} ({:.1}% of the first)",
         second.recovery_point_id,
         mib(second.stats.bytes_read),
@@ -201,7 +211,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         100.0 * second.stats.bytes_stored as f64 / first.stats.bytes_stored.max(1) as f64
     );
 
-    step("pgvault backup-instance restore initialize-for-data-recovery ... && restore trigger");
+    step("pgvault backup-instance restore initialize-for-data-recovery ... && restore trigger")?;
     // The restore has its own credentials, as Azure's restore does: the target server may
     // be another one with other users.
     let restore_secret = work.path().join("restore.secret");
@@ -237,7 +247,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             "SELECT count(*) || ' accounts, balance sum ' || sum(abalance) FROM pgbench_accounts",
         )
     };
-    println!(
+    say!(
         "restored in {:.1?}: source {} / restored {}",
         t.elapsed(),
         count("empdb11"),
@@ -246,7 +256,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
 
     step(
         "pgvault backup-instance restore initialize-for-data-recovery-as-files --target-directory ...",
-    );
+    )?;
     let out_dir = work.path().join("out");
     let req = initialize_for_data_recovery_as_files(
         &first.recovery_point_id,
@@ -270,7 +280,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .arg("--list")
         .arg(&dump)
         .output()?;
-    println!(
+    say!(
         "{} ({}), pg_restore --list shows {} entries",
         dump.display(),
         mib(std::fs::metadata(&dump)?.len()),
@@ -280,7 +290,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             .count()
     );
 
-    step("pgvault job list --vault-name TestBkpVault -o table");
+    step("pgvault job list --vault-name TestBkpVault -o table")?;
     let jobs = svc
         .jobs(&JobFilter::default().vault("TestBkpVault"))
         .map_err(coded)?;
@@ -289,9 +299,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
             .map(|j| j.to_azure_json(&vault_id(&j.vault_name)))
             .collect(),
     );
-    println!("{}", render(&v, Format::Table));
+    say!("{}", render(&v, Format::Table));
 
-    println!(
+    say!(
         "\nDone. The throwaway server and {} are removed now.",
         work.path().display()
     );
