@@ -375,9 +375,16 @@ impl Pgvault {
         self.check_no_backup_running(vault.name(), instance)?;
         // The job history alone cannot refuse a backup started at the same instant (both
         // look before either records its job); the instance lock can.
-        let instance_lock = InstanceLock::acquire(&vault.store, instance, &format!("backup of {instance}"))
-            .await
-            .map_err(|e| self.backup_refused(vault.name(), instance, e))?;
+        // The job's id is decided now, so the lock names it to a backup it refuses.
+        let job_id = JobId::new();
+        let instance_lock = InstanceLock::acquire(
+            &vault.store,
+            instance,
+            &format!("backup of {instance}"),
+            Some(&job_id.to_string()),
+        )
+        .await
+        .map_err(|e| self.backup_refused(vault.name(), instance, e))?;
         let mut req = BackupRequest {
             instance: instance.to_string(),
             rule_name: rule.to_string(),
@@ -396,6 +403,7 @@ impl Pgvault {
             Trigger::Scheduled => Operation::ScheduledBackup,
         };
         let mut new = NewJob::new(operation, vault.name(), now, current_owner());
+        new.id = job_id;
         new.backup_instance_name = Some(instance.to_string());
         new.datasource_name = Some(ctx.datasource_name.clone());
         new.datasource_id = Some(ctx.datasource_id.clone());
@@ -409,9 +417,6 @@ impl Pgvault {
         let job = self.history.start(&new).map_err(history_err)?;
         let guard = CancelOnDrop::new(&self.history, &job);
         req.job_id = job.id.to_string();
-        if let Err(e) = instance_lock.set_job(&req.job_id).await {
-            tracing::warn!(job = %job.id, error = %e, "could not record the job in the instance's backup lock");
-        }
         let steps = JobSteps::new(&self.history, &job, began);
         let progress = Arc::new(Progress::default());
         let result = self

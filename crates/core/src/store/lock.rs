@@ -313,7 +313,7 @@ async fn check_conflicts(
 pub struct InstanceHolder {
     #[serde(flatten)]
     pub holder: LockInfo,
-    /// The holder's job id, written once its job has started.
+    /// The holder's job id (decided before the lock is taken, so a refusal can name it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<String>,
     #[serde(default)]
@@ -374,11 +374,13 @@ fn generation_of(path: &Path) -> Option<u64> {
 }
 
 impl InstanceLock {
-    /// Takes the backup lock of `instance` for `operation`, or says which backup holds it.
+    /// Takes the backup lock of `instance` for `operation` (the job `job`), or says which
+    /// backup holds it.
     pub async fn acquire(
         store: &VaultStore,
         instance: &str,
         operation: &str,
+        job: Option<&str>,
     ) -> Result<InstanceLock, InstanceLockError> {
         let dir = instance_lock_dir(instance);
         let generations = |paths: Vec<Path>| -> Vec<(u64, Path)> {
@@ -414,7 +416,7 @@ impl InstanceLock {
             };
             let info = InstanceHolder {
                 holder: LockInfo::this_process(LockKind::Instance, operation, now),
-                job: None,
+                job: job.map(str::to_owned),
                 released: false,
             };
             let path = dir.child(format!("{next:020}.json"));
@@ -491,16 +493,6 @@ impl InstanceLock {
             },
         }
         .into())
-    }
-
-    /// Records the holder's job, so a refused backup can name it.
-    pub async fn set_job(&self, job: &str) -> Result<(), StoreError> {
-        let info = {
-            let mut info = self.info.lock().unwrap_or_else(|p| p.into_inner());
-            info.job = Some(job.to_owned());
-            info.clone()
-        };
-        self.store.put_json(&self.path, &info).await
     }
 
     /// The lock's object.
@@ -646,7 +638,7 @@ mod tests {
                     let (store, barrier) = (store.clone(), barrier.clone());
                     tokio::spawn(async move {
                         barrier.wait().await;
-                        InstanceLock::acquire(&store, "db1", &format!("backup {i}")).await
+                        InstanceLock::acquire(&store, "db1", &format!("backup {i}"), None).await
                     })
                 })
                 .collect();
@@ -665,18 +657,19 @@ mod tests {
         let left = store.list(&instance_lock_dir("db1")).await.unwrap();
         assert_eq!(left.len(), 1, "{left:?}");
         // Other instances and the vault locks are not affected.
-        InstanceLock::acquire(&store, "db2", "backup").await.unwrap();
+        InstanceLock::acquire(&store, "db2", "backup", None)
+            .await
+            .unwrap();
         assert!(live_locks(&store, Utc::now()).await.unwrap().is_empty());
     }
 
     #[tokio::test]
     async fn a_refused_backup_is_told_the_holders_job_and_a_dead_holder_is_superseded() {
         let (_dir, store) = local();
-        let first = InstanceLock::acquire(&store, "db1", "backup of db1")
+        let first = InstanceLock::acquire(&store, "db1", "backup of db1", Some("job-1"))
             .await
             .unwrap();
-        first.set_job("job-1").await.unwrap();
-        match InstanceLock::acquire(&store, "db1", "backup of db1").await {
+        match InstanceLock::acquire(&store, "db1", "backup of db1", None).await {
             Err(InstanceLockError::Running { holder, .. }) => {
                 assert_eq!(holder.job.as_deref(), Some("job-1"));
                 assert_eq!(holder.holder.pid, std::process::id());
@@ -690,7 +683,7 @@ mod tests {
         let mut first = first;
         first.refresher.take().unwrap().abort();
         drop(first);
-        let next = InstanceLock::acquire(&store, "db1", "backup of db1")
+        let next = InstanceLock::acquire(&store, "db1", "backup of db1", None)
             .await
             .unwrap();
         assert!(next.path().as_ref().ends_with("00000000000000000002.json"));
@@ -699,11 +692,11 @@ mod tests {
         let stale = instance_lock_dir("db1").child(format!("{:020}.json", 1));
         store.put_json(&stale, &dead).await.unwrap();
         assert!(matches!(
-            InstanceLock::acquire(&store, "db1", "x").await,
+            InstanceLock::acquire(&store, "db1", "x", None).await,
             Err(InstanceLockError::Running { .. })
         ));
         next.release().await.unwrap();
-        InstanceLock::acquire(&store, "db1", "backup of db1")
+        InstanceLock::acquire(&store, "db1", "backup of db1", None)
             .await
             .unwrap()
             .release()
