@@ -341,7 +341,27 @@ fn pg_dump_dies_with_a_killed_pgvault_even_while_it_waits_on_the_server() {
         seen.push(byte[0]);
     }
 
-    killed_at(&w, "dump-started", &bin, &backup_args(&instance));
+    // The backup runs until its pg_dump waits for the lock, then pgvault is killed. (Killed
+    // any earlier, pg_dump fails by itself: the snapshot it must import dies with pgvault.)
+    let mut backup = w
+        .command(&backup_args(&instance))
+        .env("PGVAULT_PG_BINDIR", &bin)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let waiting = format!(
+        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+         WHERE NOT l.granted AND a.datname = '{db}' AND a.query ILIKE 'LOCK TABLE%'"
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // pg_dump's `LOCK TABLE ... IN ACCESS SHARE MODE` of every table waits on ours.
+    while c.psql("postgres", &waiting).trim() != "1" {
+        assert!(Instant::now() < deadline, "pg_dump never waited for the lock");
+        assert!(backup.try_wait().unwrap().is_none(), "the backup ended early");
+    }
+    backup.kill().unwrap();
+    backup.wait().unwrap();
     // `pg_dump --version` ran first, and then the dump.
     assert!(tool_pids(&w, "pg_dump").len() >= 2);
     no_tool_left(&w, "pg_dump", Duration::from_secs(10));
