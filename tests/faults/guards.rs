@@ -52,13 +52,7 @@ fn wrappers(w: &World, hold: Option<&Path>) -> PathBuf {
 }
 
 fn mkfifo(path: &Path) {
-    assert!(
-        Command::new("mkfifo")
-            .arg(path)
-            .status()
-            .unwrap()
-            .success()
-    );
+    assert!(Command::new("mkfifo").arg(path).status().unwrap().success());
 }
 
 /// Whether `pid` is a live process (not a zombie).
@@ -125,7 +119,7 @@ fn killed_at(w: &World, fault: &str, bin: &Path, args: &[&str]) -> Output {
     out
 }
 
-fn backup_args<'a>(instance: &'a str) -> [&'a str; 8] {
+fn backup_args(instance: &str) -> [&str; 8] {
     [
         "backup-instance",
         "adhoc-backup",
@@ -227,14 +221,18 @@ fn two_backups_of_an_instance_started_at_the_same_instant_never_both_run() {
                 let _ = tx.send((i, child.wait_with_output().unwrap()));
             });
         }
-        let (_, refused) = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_else(|_| {
-            panic!("round {round}: neither backup was refused: both are running")
-        });
+        let (_, refused) = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| {
+                panic!("round {round}: neither backup was refused: both are running")
+            });
         let stderr = String::from_utf8_lossy(&refused.stderr).into_owned();
         assert!(!refused.status.success(), "round {round}: {stderr}");
         assert!(
             stderr.contains("UserErrorMaxConcurrentOperationLimitReached")
-                && stderr.contains(&format!("backup instance `{instance}` is already being backed up")),
+                && stderr.contains(&format!(
+                    "backup instance `{instance}` is already being backed up"
+                )),
             "round {round}: {stderr}"
         );
         // Release the running one's pg_dump.
@@ -250,13 +248,15 @@ fn two_backups_of_an_instance_started_at_the_same_instant_never_both_run() {
         let (_, ran) = rx
             .recv_timeout(Duration::from_secs(120))
             .expect("the running backup finished");
-        let job: Value = serde_json::from_slice(&ran.stdout).unwrap_or_else(|e| {
-            panic!("{e}: {}", String::from_utf8_lossy(&ran.stderr))
-        });
+        let job: Value = serde_json::from_slice(&ran.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&ran.stderr)));
         assert_eq!(job["properties"]["status"], "Completed", "{job:#}");
         let job_id = job["name"].as_str().unwrap();
         // The refusal named the job that was running.
-        assert!(stderr.contains(&format!("job {job_id}")), "round {round}: {stderr}");
+        assert!(
+            stderr.contains(&format!("job {job_id}")),
+            "round {round}: {stderr}"
+        );
         completed += 1;
     }
     assert_eq!(w.recovery_points("V", &instance).len(), completed);
@@ -305,7 +305,10 @@ fn a_backup_killed_at_any_write_step_leaves_a_consistent_vault_and_no_pg_dump() 
         // The next backup works, and the instance's backup lock of the killed one is no
         // obstacle (its process is gone).
         let next = w.backup("V", &instance);
-        assert_eq!(next["properties"]["status"], "Completed", "{fault}: {next:#}");
+        assert_eq!(
+            next["properties"]["status"], "Completed",
+            "{fault}: {next:#}"
+        );
         check_clean(&w);
     }
 }
@@ -357,8 +360,14 @@ fn pg_dump_dies_with_a_killed_pgvault_even_while_it_waits_on_the_server() {
     let deadline = Instant::now() + Duration::from_secs(60);
     // pg_dump's `LOCK TABLE ... IN ACCESS SHARE MODE` of every table waits on ours.
     while c.psql("postgres", &waiting).trim() != "1" {
-        assert!(Instant::now() < deadline, "pg_dump never waited for the lock");
-        assert!(backup.try_wait().unwrap().is_none(), "the backup ended early");
+        assert!(
+            Instant::now() < deadline,
+            "pg_dump never waited for the lock"
+        );
+        assert!(
+            backup.try_wait().unwrap().is_none(),
+            "the backup ended early"
+        );
     }
     backup.kill().unwrap();
     backup.wait().unwrap();
@@ -457,7 +466,9 @@ fn a_restore_killed_at_any_step_leaves_nothing_the_next_start_does_not_remove() 
         assert!(staging.starts_with("pgvault_restore_"), "{staging}");
         assert!(database_exists(&staging), "{fault}: {staging}");
         assert!(
-            !serde_json::to_string(&records[0]).unwrap().contains(cluster().admin_password()),
+            !serde_json::to_string(&records[0])
+                .unwrap()
+                .contains(cluster().admin_password()),
             "a record holds no secret"
         );
         no_tool_left(&w, "pg_restore", Duration::from_secs(10));
@@ -471,8 +482,14 @@ fn a_restore_killed_at_any_step_leaves_nothing_the_next_start_does_not_remove() 
                 && stderr.contains("interrupted restore"),
             "{fault}: {stderr}"
         );
-        assert!(!database_exists(&staging), "{fault}: {staging} is still there");
-        assert!(!database_exists(&target), "{fault}: a half restore took the name");
+        assert!(
+            !database_exists(&staging),
+            "{fault}: {staging} is still there"
+        );
+        assert!(
+            !database_exists(&target),
+            "{fault}: a half restore took the name"
+        );
         assert!(pending_records(&w).is_empty());
     }
     check_clean(&w);

@@ -138,7 +138,11 @@ impl Pgvault {
     /// A shared lock on `store` for `operation`, waiting up to the configured lock wait while
     /// garbage collection (or an index rebuild) holds the vault: those end by themselves, and
     /// a scheduled backup that failed at once would be lost until its next occurrence.
-    pub(crate) async fn shared_lock(&self, store: &VaultStore, operation: &str) -> Result<VaultLock> {
+    pub(crate) async fn shared_lock(
+        &self,
+        store: &VaultStore,
+        operation: &str,
+    ) -> Result<VaultLock> {
         wait_for_lock(store, LockKind::Shared, operation, self.lock_wait).await
     }
 
@@ -473,11 +477,19 @@ impl Pgvault {
                 )
                 .ok()?
                 .into_iter()
-                .find(|j| matches!(j.operation, Operation::OnDemandBackup | Operation::ScheduledBackup))
+                .find(|j| {
+                    matches!(
+                        j.operation,
+                        Operation::OnDemandBackup | Operation::ScheduledBackup
+                    )
+                })
                 .map(|j| j.id.to_string())
         });
         let (named, show) = match &job {
-            Some(id) => (format!("job {id}, "), format!(" (`pgvault job show --job-id {id}`)")),
+            Some(id) => (
+                format!("job {id}, "),
+                format!(" (`pgvault job show --job-id {id}`)"),
+            ),
             None => (String::new(), String::new()),
         };
         Error::new(
@@ -1229,20 +1241,34 @@ mod tests {
         assert_eq!(err.code, "UserErrorVaultLocked");
         assert_eq!(started.elapsed(), Duration::ZERO);
         // Waiting a minute on tokio's paused clock: refused after exactly that, saying so.
-        let err = wait_for_lock(&store, LockKind::Shared, "backup of db1", Duration::from_secs(60))
-            .await
-            .unwrap_err();
+        let err = wait_for_lock(
+            &store,
+            LockKind::Shared,
+            "backup of db1",
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap_err();
         assert_eq!(started.elapsed(), Duration::from_secs(60));
         assert_eq!(err.code, "UserErrorVaultLocked");
         for part in ["garbage collection by pid", "waited 60 s", LOCK_WAIT_ENV] {
-            assert!(err.message.contains(part), "`{part}` missing: {}", err.message);
+            assert!(
+                err.message.contains(part),
+                "`{part}` missing: {}",
+                err.message
+            );
         }
         // Garbage collection ending during the wait lets the backup go on.
         let waiter = {
             let store = store.clone();
             tokio::spawn(async move {
-                wait_for_lock(&store, LockKind::Shared, "backup of db1", Duration::from_secs(600))
-                    .await
+                wait_for_lock(
+                    &store,
+                    LockKind::Shared,
+                    "backup of db1",
+                    Duration::from_secs(600),
+                )
+                .await
             })
         };
         tokio::time::sleep(Duration::from_secs(100)).await;

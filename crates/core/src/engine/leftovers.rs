@@ -330,10 +330,7 @@ impl Leftovers {
             let outcome = match tokio::time::timeout(CLEAN_TIMEOUT, record.leftover.remove()).await
             {
                 Ok(result) => result,
-                Err(_) => Err(format!(
-                    "no answer within {} s",
-                    CLEAN_TIMEOUT.as_secs()
-                )),
+                Err(_) => Err(format!("no answer within {} s", CLEAN_TIMEOUT.as_secs())),
             };
             if outcome.is_ok()
                 && let Err(e) = std::fs::remove_file(&path)
@@ -357,7 +354,12 @@ mod tests {
         let leftovers = Leftovers::in_home(&dir.path().join("home"));
         let partial = dir.path().join(".x.dump.1.partial");
         let in_use = leftovers
-            .register("restore", Leftover::File { path: partial.clone() })
+            .register(
+                "restore",
+                Leftover::File {
+                    path: partial.clone(),
+                },
+            )
             .unwrap();
         std::fs::write(&partial, b"half").unwrap();
         // This process still uses it: nothing is cleaned.
@@ -371,8 +373,18 @@ mod tests {
         let user_file = dir.path().join("precious.sql");
         std::fs::write(&user_file, b"mine").unwrap();
         for (id, leftover) in [
-            ("dead", Leftover::File { path: dead_file.clone() }),
-            ("foreign", Leftover::File { path: user_file.clone() }),
+            (
+                "dead",
+                Leftover::File {
+                    path: dead_file.clone(),
+                },
+            ),
+            (
+                "foreign",
+                Leftover::File {
+                    path: user_file.clone(),
+                },
+            ),
         ] {
             let record = Record {
                 id: id.into(),
@@ -391,7 +403,10 @@ mod tests {
         let cleaned = leftovers.clean().await;
         assert_eq!(cleaned.len(), 3, "{cleaned:?}");
         assert!(!partial.exists() && !dead_file.exists());
-        assert!(user_file.exists(), "a file pgvault never creates is never removed");
+        assert!(
+            user_file.exists(),
+            "a file pgvault never creates is never removed"
+        );
         let kept: Vec<_> = cleaned.iter().filter(|c| c.outcome.is_err()).collect();
         assert_eq!(kept.len(), 1);
         assert_eq!(kept[0].record.id, "foreign");
@@ -419,8 +434,16 @@ mod tests {
         let text = std::fs::read_to_string(registration.path.clone().unwrap()).unwrap();
         let record: Record = serde_json::from_str(&text).unwrap();
         assert_eq!(record.pid, std::process::id());
-        assert!(text.contains("\"secret\": \"env:RESTORE_SECRET\""), "{text}");
+        assert!(
+            text.contains("\"secret\": \"env:RESTORE_SECRET\""),
+            "{text}"
+        );
         registration.done();
-        assert_eq!(std::fs::read_dir(dir.path().join("pending")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("pending"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 }

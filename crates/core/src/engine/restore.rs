@@ -424,8 +424,7 @@ async fn restore_to_database(
     let (quoted, quoted_staging) = (quote(ds.database()), quote(&staging));
     // Recorded before it exists: if this process is killed from here on, the next pgvault
     // drops it.
-    let registration =
-        leftovers.register("restore", Leftover::database(ds, &staging, secret))?;
+    let registration = leftovers.register("restore", Leftover::database(ds, &staging, secret))?;
     if let Err(e) = admin
         .batch_execute(&format!("CREATE DATABASE {quoted_staging}"))
         .await
@@ -1542,7 +1541,10 @@ async fn restore_to_file(
     let dir = std::path::absolute(&dir)
         .map_err(|e| io(&format!("cannot resolve `{}`", dir.display()), e))?;
     let path = dir.join(format!("{prefix}.{extension}"));
-    let partial = dir.join(format!(".{prefix}.{extension}.{}.partial", std::process::id()));
+    let partial = dir.join(format!(
+        ".{prefix}.{extension}.{}.partial",
+        std::process::id()
+    ));
     let registration = leftovers.register(
         "restore",
         Leftover::File {

@@ -28,11 +28,11 @@
 
 use std::collections::VecDeque;
 use std::io::Read;
-use std::sync::OnceLock;
-use std::sync::mpsc;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 

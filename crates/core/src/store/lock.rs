@@ -510,11 +510,7 @@ impl InstanceLock {
     }
 
     fn released(&self) -> InstanceHolder {
-        let mut info = self
-            .info
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let mut info = self.info.lock().unwrap_or_else(|p| p.into_inner()).clone();
         info.released = true;
         info
     }

@@ -327,7 +327,7 @@ async fn a_backup_records_what_it_dumped_not_what_came_after() {
         &pgvault_core::engine::leftovers::Leftovers::untracked(),
     )
     .await
-        .unwrap();
+    .unwrap();
     let found = restored_contents(&connect(cluster, &restored).await, recorded)
         .await
         .unwrap();

@@ -6,11 +6,11 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
-use pgvault_core::engine::leftovers::Leftovers;
 use pgvault_core::engine::backup::NoSteps;
 use pgvault_core::engine::drill::{
     DrillStep, DrillSteps, DrillTarget, drill, scratch_database_name,
 };
+use pgvault_core::engine::leftovers::Leftovers;
 use pgvault_testkit::TestCluster;
 use tokio::sync::Notify;
 
