@@ -539,3 +539,54 @@ fn a_restore_as_files_killed_at_any_step_leaves_no_partial_file() {
         assert!(pending_records(&w).is_empty());
     }
 }
+
+#[test]
+fn a_drill_killed_after_creating_its_scratch_database_leaves_nothing_behind() {
+    let w = World::new();
+    let db = sample_database("guard_kill_drill", 2_000);
+    w.vault_with_policy("V");
+    let instance = w.protect("V", &db, &w.admin_secret(&db));
+    w.backup("V", &instance);
+    let bin = wrappers(&w, None);
+    let c = cluster();
+    let url = format!("postgres://{}:{}/postgres", c.host(), c.port());
+    let secret = w.admin_secret("postgres");
+    for fault in ["drill-scratch-created", "restore-stream:3"] {
+        killed_at(
+            &w,
+            fault,
+            &bin,
+            &[
+                "backup-instance",
+                "restore",
+                "drill",
+                "--vault-name",
+                "V",
+                "--backup-instance-name",
+                &instance,
+                "--target-server-url",
+                &url,
+                "--secret-store-uri",
+                &secret,
+            ],
+        );
+        let records = pending_records(&w);
+        assert_eq!(records.len(), 1, "{fault}: {records:#?}");
+        let scratch = records[0]["database"].as_str().unwrap().to_owned();
+        assert!(scratch.starts_with("pgvault_drill_"), "{scratch}");
+        assert!(database_exists(&scratch), "{fault}: {scratch}");
+        no_tool_left(&w, "pg_restore", Duration::from_secs(10));
+        let out = w.run(&["job", "list"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains(&format!("removed the database `{scratch}`"))
+                && stderr.contains("interrupted restore drill"),
+            "{fault}: {stderr}"
+        );
+        assert!(
+            !database_exists(&scratch),
+            "{fault}: {scratch} is still there"
+        );
+        assert!(pending_records(&w).is_empty());
+    }
+}
