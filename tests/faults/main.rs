@@ -12,6 +12,7 @@
 mod support;
 
 mod dump;
+mod guards;
 mod home;
 mod inputs;
 mod sandbox;

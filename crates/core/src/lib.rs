@@ -21,6 +21,7 @@
 //!   environment and the `tokio-postgres` connection, never the vault, a job or a log.
 
 pub mod engine;
+pub mod fault;
 pub mod limits;
 pub mod model;
 pub mod postgres;

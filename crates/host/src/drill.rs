@@ -28,7 +28,6 @@ use pgvault_core::model::job::{
     FRIENDLY_NAME_DETAIL, Job, JobFilter, JobStatus, NewJob, Operation, format_timespan,
 };
 use pgvault_core::model::resource;
-use pgvault_core::store::lock::{LockKind, VaultLock};
 
 use crate::history::current_owner;
 use crate::service::{CancelOnDrop, JobSteps, Pgvault, history_err, release};
@@ -229,12 +228,9 @@ impl Pgvault {
         let manifest = choose_recovery_point(&vault, instance, choice).await?;
         let inst = vault.instance(instance).await?;
         // Garbage collection must not delete a chunk the restore is about to read.
-        let lock = VaultLock::acquire(
-            &vault.store,
-            LockKind::Shared,
-            &format!("restore drill of {instance}"),
-        )
-        .await?;
+        let lock = self
+            .shared_lock(&vault.store, &format!("restore drill of {instance}"))
+            .await?;
         let scratch = scratch_database_name();
         let mut new = NewJob::new(Operation::RestoreDrill, vault.name(), now, current_owner());
         new.is_user_triggered = user_triggered;
@@ -260,7 +256,15 @@ impl Pgvault {
         let result = self
             .with_progress(
                 job.id,
-                drill(&vault, &manifest, target, &scratch, written.clone(), &steps),
+                drill(
+                    &vault,
+                    &manifest,
+                    target,
+                    &scratch,
+                    written.clone(),
+                    &steps,
+                    &self.leftovers(),
+                ),
                 || (written.load(Ordering::Relaxed), 0),
             )
             .await;

@@ -209,6 +209,8 @@ pub async fn serve(
     loop {
         let now = clock.now();
         retry.retain(|_, at| *at > now);
+        // What killed restores and drills left behind (a drop that failed is retried here).
+        svc.clean_leftovers().await;
 
         // What is due.
         let mut due = Vec::new();

@@ -16,6 +16,7 @@ use serde_json::Value;
 use pgvault_core::engine::backup::{BackupRequest, Step, Steps, Trigger, backup, backup_context};
 use pgvault_core::engine::drill::{DrillStep, DrillSteps};
 use pgvault_core::engine::home::Home;
+use pgvault_core::engine::leftovers::{Cleaned, Leftovers};
 use pgvault_core::engine::protect::create_instance;
 use pgvault_core::engine::restore::{RestoreOutcome, restore};
 use pgvault_core::engine::{Error, Result, Vault};
@@ -30,7 +31,7 @@ use pgvault_core::model::retention::schedule_trigger;
 use pgvault_core::model::schedule::Schedule;
 use pgvault_core::store::VaultStore;
 use pgvault_core::store::lease::DestructiveGuard;
-use pgvault_core::store::lock::{LockKind, VaultLock};
+use pgvault_core::store::lock::{InstanceLock, InstanceLockError, LockKind, VaultLock};
 use pgvault_core::store::manifest::Manifest;
 use pgvault_core::store::writer::Progress;
 
@@ -58,10 +59,42 @@ pub struct TickOutcome {
 /// How often a running job's byte counters are written to the history.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
+/// The environment variable that sets how long a backup, restore or drill waits for a vault
+/// held by garbage collection (or an index rebuild) before it fails: seconds, or a number
+/// with `s`, `m` or `h`.
+pub const LOCK_WAIT_ENV: &str = "PGVAULT_LOCK_WAIT";
+/// [`LOCK_WAIT_ENV`]'s default: long enough for the garbage collection of a large vault.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(10 * 60);
+
+/// `PGVAULT_LOCK_WAIT`'s value as a duration: `90`, `90s`, `15m`, `1h`.
+pub fn parse_lock_wait(text: &str) -> std::result::Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: u64 = number.parse().map_err(|_| {
+        format!("{LOCK_WAIT_ENV}=`{text}` is not a duration: write seconds, or a number with s, m or h (e.g. 15m)")
+    })?;
+    let seconds = match unit.trim() {
+        "s" => n,
+        "m" => n.saturating_mul(60),
+        "h" => n.saturating_mul(3600),
+        _ => {
+            return Err(format!(
+                "{LOCK_WAIT_ENV}=`{text}` is not a duration: write seconds, or a number with s, m or h (e.g. 15m)"
+            ));
+        }
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
 /// pgvault with its home: the vault registry and the job history.
 pub struct Pgvault {
     home: Home,
     history: JobHistory,
+    /// How long a backup, restore or drill waits for garbage collection to let the vault go.
+    lock_wait: Duration,
 }
 
 impl std::fmt::Debug for Pgvault {
@@ -84,11 +117,49 @@ impl Pgvault {
         for job in interrupted {
             tracing::warn!(job = %job.id, operation = %job.operation, "a job left running by a stopped pgvault process was marked Failed");
         }
-        Ok(Pgvault { home, history })
+        let lock_wait = match std::env::var(LOCK_WAIT_ENV) {
+            Ok(text) => parse_lock_wait(&text)
+                .map_err(|message| Error::new("UserErrorInvalidLockWait", message))?,
+            Err(_) => DEFAULT_LOCK_WAIT,
+        };
+        Ok(Pgvault {
+            home,
+            history,
+            lock_wait,
+        })
+    }
+
+    /// Sets how long a backup, restore or drill waits for a vault held by garbage collection.
+    pub fn with_lock_wait(mut self, wait: Duration) -> Self {
+        self.lock_wait = wait;
+        self
+    }
+
+    /// A shared lock on `store` for `operation`, waiting up to the configured lock wait while
+    /// garbage collection (or an index rebuild) holds the vault: those end by themselves, and
+    /// a scheduled backup that failed at once would be lost until its next occurrence.
+    pub(crate) async fn shared_lock(
+        &self,
+        store: &VaultStore,
+        operation: &str,
+    ) -> Result<VaultLock> {
+        wait_for_lock(store, LockKind::Shared, operation, self.lock_wait).await
     }
 
     pub fn home(&self) -> &Home {
         &self.home
+    }
+
+    /// Where restores and drills record what they create outside the vault (see
+    /// `pgvault_core::engine::leftovers`).
+    pub fn leftovers(&self) -> Leftovers {
+        Leftovers::in_home(self.home.dir())
+    }
+
+    /// Removes what killed restores and drills left behind and says so; `serve` calls it on
+    /// each turn.
+    pub async fn clean_leftovers(&self) -> Vec<Cleaned> {
+        clean_leftovers(&self.home).await
     }
 
     pub fn history(&self) -> &JobHistory {
@@ -328,6 +399,18 @@ impl Pgvault {
         let began = std::time::Instant::now();
         let vault = self.vault(vault_name).await?;
         self.check_no_backup_running(vault.name(), instance)?;
+        // The job history alone cannot refuse a backup started at the same instant (both
+        // look before either records its job); the instance lock can.
+        // The job's id is decided now, so the lock names it to a backup it refuses.
+        let job_id = JobId::new();
+        let instance_lock = InstanceLock::acquire(
+            &vault.store,
+            instance,
+            &format!("backup of {instance}"),
+            Some(&job_id.to_string()),
+        )
+        .await
+        .map_err(|e| self.backup_refused(vault.name(), instance, e))?;
         let mut req = BackupRequest {
             instance: instance.to_string(),
             rule_name: rule.to_string(),
@@ -338,17 +421,15 @@ impl Pgvault {
         };
         let ctx = backup_context(&vault, &req).await?;
         // Garbage collection must not delete a chunk this backup is about to reference.
-        let lock = VaultLock::acquire(
-            &vault.store,
-            LockKind::Shared,
-            &format!("backup of {instance}"),
-        )
-        .await?;
+        let lock = self
+            .shared_lock(&vault.store, &format!("backup of {instance}"))
+            .await?;
         let operation = match trigger {
             Trigger::OnDemand => Operation::OnDemandBackup,
             Trigger::Scheduled => Operation::ScheduledBackup,
         };
         let mut new = NewJob::new(operation, vault.name(), now, current_owner());
+        new.id = job_id;
         new.backup_instance_name = Some(instance.to_string());
         new.datasource_name = Some(ctx.datasource_name.clone());
         new.datasource_id = Some(ctx.datasource_id.clone());
@@ -392,7 +473,54 @@ impl Pgvault {
             end,
         )?;
         release(lock).await;
+        if let Err(e) = instance_lock.release().await {
+            tracing::warn!(error = %e, "could not release the instance's backup lock; it goes stale when this process ends");
+        }
         Ok((job, result.ok()))
+    }
+
+    /// The error of a backup refused because another backup of the instance holds its lock:
+    /// Azure's code for it, naming the running job (from the lock, else from the history)
+    /// and its process.
+    fn backup_refused(&self, vault: &str, instance: &str, e: InstanceLockError) -> Error {
+        let holder = match e {
+            InstanceLockError::Running { holder, .. } => holder,
+            InstanceLockError::Store(e) => {
+                return pgvault_core::store::lock::LockError::Store(e).into();
+            }
+        };
+        let job = holder.job.clone().or_else(|| {
+            self.history
+                .list(
+                    &JobFilter::default()
+                        .vault(vault)
+                        .instance(instance)
+                        .status(JobStatus::InProgress),
+                )
+                .ok()?
+                .into_iter()
+                .find(|j| {
+                    matches!(
+                        j.operation,
+                        Operation::OnDemandBackup | Operation::ScheduledBackup
+                    )
+                })
+                .map(|j| j.id.to_string())
+        });
+        let (named, show) = match &job {
+            Some(id) => (
+                format!("job {id}, "),
+                format!(" (`pgvault job show --job-id {id}`)"),
+            ),
+            None => (String::new(), String::new()),
+        };
+        Error::new(
+            "UserErrorMaxConcurrentOperationLimitReached",
+            format!(
+                "backup instance `{instance}` is already being backed up ({named}{}); wait for it to finish{show}",
+                holder.holder.describe()
+            ),
+        )
     }
 
     /// At most one backup of an instance runs at a time, as in Azure: a second one is refused
@@ -632,18 +760,21 @@ impl Pgvault {
                 inst.properties.friendly_name.clone(),
             );
         }
-        let lock = VaultLock::acquire(
-            &vault.store,
-            LockKind::Shared,
-            &format!("restore of {instance}"),
-        )
-        .await?;
+        let lock = self
+            .shared_lock(&vault.store, &format!("restore of {instance}"))
+            .await?;
         let job = self.history.start(&new).map_err(history_err)?;
         let guard = CancelOnDrop::new(&self.history, &job);
         let result = self
             .with_progress(
                 job.id,
-                restore(&vault, instance, request, written.clone()),
+                restore(
+                    &vault,
+                    instance,
+                    request,
+                    written.clone(),
+                    &self.leftovers(),
+                ),
                 || (written.load(Ordering::Relaxed), 0),
             )
             .await;
@@ -743,6 +874,34 @@ impl Pgvault {
             .finish(id, &outcome, end, read, stored)
             .map_err(history_err)
     }
+}
+
+/// Removes the staging databases, scratch databases and partial files that restores and
+/// drills of processes now gone left behind (recorded under the home's `pending/`), and logs
+/// what was removed, or why a leftover stays. Every command calls it when it starts.
+pub async fn clean_leftovers(home: &Home) -> Vec<Cleaned> {
+    let cleaned = Leftovers::in_home(home.dir()).clean().await;
+    for c in &cleaned {
+        let what = c.record.leftover.describe();
+        match &c.outcome {
+            Ok(()) => tracing::warn!(
+                operation = %c.record.operation,
+                pid = c.record.pid,
+                "removed the {what} left by an interrupted {} (pid {})",
+                c.record.operation,
+                c.record.pid
+            ),
+            Err(reason) => tracing::warn!(
+                operation = %c.record.operation,
+                pid = c.record.pid,
+                record = %home.dir().join("pending").join(format!("{}.json", c.record.id)).display(),
+                "could not remove the {what} left by an interrupted {} (pid {}): {reason}; pgvault tries again at its next start",
+                c.record.operation,
+                c.record.pid
+            ),
+        }
+    }
+    cleaned
 }
 
 /// Records an operation's steps as its job's sub-tasks (a backup's validate, dump, upload,
@@ -872,6 +1031,45 @@ impl Drop for CancelOnDrop<'_> {
             Err(e) => {
                 tracing::error!(job = %self.id, error = %e, "could not record the job as cancelled")
             }
+        }
+    }
+}
+
+/// A lock of `kind` on `store`, retried while it is refused for `wait` (tokio's clock, so
+/// tests run it on a paused one), then refused with how long it waited and how to wait longer.
+pub(crate) async fn wait_for_lock(
+    store: &VaultStore,
+    kind: LockKind,
+    operation: &str,
+    wait: Duration,
+) -> Result<VaultLock> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut pause = Duration::from_secs(1);
+    let mut logged = false;
+    loop {
+        match VaultLock::acquire(store, kind, operation).await {
+            Ok(lock) => return Ok(lock),
+            Err(e @ pgvault_core::store::lock::LockError::Locked { .. }) => {
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    let mut error = Error::from(e);
+                    if !wait.is_zero() {
+                        error.message = format!(
+                            "{} (waited {} s for it; set {LOCK_WAIT_ENV} to wait longer)",
+                            error.message,
+                            wait.as_secs()
+                        );
+                    }
+                    return Err(error);
+                }
+                if !logged {
+                    tracing::warn!(operation, error = %e, wait_seconds = wait.as_secs(), "the vault is locked; waiting");
+                    logged = true;
+                }
+                tokio::time::sleep(pause.min(deadline - now)).await;
+                pause = (pause * 2).min(Duration::from_secs(15));
+            }
+            Err(e) => return Err(e.into()),
         }
     }
 }
@@ -1049,5 +1247,81 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(error.code, "UserErrorBackupInstanceNotFound");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_backup_waits_a_bounded_time_for_garbage_collection() {
+        let store = VaultStore::open("memory://").unwrap();
+        let gc = VaultLock::acquire(&store, LockKind::Exclusive, "garbage collection")
+            .await
+            .unwrap();
+        // Waiting nothing: refused at once, as before.
+        let started = tokio::time::Instant::now();
+        let err = wait_for_lock(&store, LockKind::Shared, "backup of db1", Duration::ZERO)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, "UserErrorVaultLocked");
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        // Waiting a minute on tokio's paused clock: refused after exactly that, saying so.
+        let err = wait_for_lock(
+            &store,
+            LockKind::Shared,
+            "backup of db1",
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(started.elapsed(), Duration::from_secs(60));
+        assert_eq!(err.code, "UserErrorVaultLocked");
+        for part in ["garbage collection by pid", "waited 60 s", LOCK_WAIT_ENV] {
+            assert!(
+                err.message.contains(part),
+                "`{part}` missing: {}",
+                err.message
+            );
+        }
+        // Garbage collection ending during the wait lets the backup go on.
+        let waiter = {
+            let store = store.clone();
+            tokio::spawn(async move {
+                wait_for_lock(
+                    &store,
+                    LockKind::Shared,
+                    "backup of db1",
+                    Duration::from_secs(600),
+                )
+                .await
+            })
+        };
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        assert!(!waiter.is_finished());
+        gc.release().await.unwrap();
+        let lock = waiter.await.unwrap().unwrap();
+        assert!(started.elapsed() < Duration::from_secs(60 + 100 + 16));
+        lock.release().await.unwrap();
+    }
+
+    #[test]
+    fn lock_waits_are_seconds_or_a_number_with_a_unit() {
+        let cases: &[(&str, Option<u64>)] = &[
+            ("0", Some(0)),
+            ("90", Some(90)),
+            ("90s", Some(90)),
+            ("15m", Some(900)),
+            (" 1h ", Some(3600)),
+            ("", None),
+            ("ten", None),
+            ("5d", None),
+            ("-1", None),
+        ];
+        for (text, expected) in cases {
+            let got = parse_lock_wait(text).ok().map(|d| d.as_secs());
+            assert_eq!(got, *expected, "{text:?}");
+        }
+        assert!(
+            parse_lock_wait("5d")
+                .unwrap_err()
+                .contains("PGVAULT_LOCK_WAIT=`5d`")
+        );
     }
 }

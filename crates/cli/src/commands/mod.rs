@@ -50,6 +50,10 @@ pub fn read_json<T: DeserializeOwned>(path: &Path, what: &str, limit: u64) -> an
 }
 
 pub async fn dispatch(command: Command, format: Format) -> anyhow::Result<ExitCode> {
+    // What restores and drills of killed pgvault processes left behind goes first.
+    if let Ok(home) = Home::from_env() {
+        pgvault_host::service::clean_leftovers(&home).await;
+    }
     match command {
         Command::BackupVault(c) => vault::run(c, format).await,
         Command::BackupPolicy(c) => policy::run(c, format).await,

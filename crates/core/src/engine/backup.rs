@@ -265,6 +265,7 @@ pub async fn backup(
         params.password().into_iter().map(str::to_string).collect(),
     )?;
     tracing::info!(instance = %req.instance, job = %req.job_id, "pg_dump started");
+    crate::fault::point("dump-started");
     let stdout = dump.child_mut().stdout.take().expect("stdout is piped");
     let writer_config = vault.writer_config()?;
     // The facts are read while pg_dump runs, on the exporting session, which has nothing
@@ -399,6 +400,7 @@ pub async fn backup(
         },
         contents,
     };
+    crate::fault::point("before-manifest");
     let committed = vault
         .store
         .put(

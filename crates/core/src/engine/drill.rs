@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::leftovers::{Leftover, Leftovers, Registration, error_chain};
 use super::restore::{CreatedDatabase, restore_whole};
 use super::vault::Vault;
 use super::{Error, Result};
@@ -341,12 +342,19 @@ pub trait DrillSteps: Send + Sync {
 /// dropped first, by a task spawned on the runtime when this guard is dropped.
 struct ScratchDatabase {
     created: Option<CreatedDatabase>,
+    /// Its leftover record, forgotten once it is dropped.
+    registration: Option<Registration>,
 }
 
 impl ScratchDatabase {
-    async fn drop_now(mut self) -> std::result::Result<(), tokio_postgres::Error> {
+    async fn drop_now(mut self) -> std::result::Result<(), String> {
         let created = self.created.take().expect("dropped once");
-        created.drop_database().await
+        let registration = self.registration.take();
+        created.drop_database().await.map_err(|e| error_chain(&e))?;
+        if let Some(r) = registration {
+            r.done();
+        }
+        Ok(())
     }
 }
 
@@ -355,6 +363,7 @@ impl Drop for ScratchDatabase {
         let Some(created) = self.created.take() else {
             return;
         };
+        let registration = self.registration.take();
         // Drop cannot wait, so the drop happens on the runtime, after the restore's own
         // session is gone (FORCE ends any that is not). If there is no runtime any more the
         // database stays, and the log says which.
@@ -363,13 +372,18 @@ impl Drop for ScratchDatabase {
             Ok(handle) => {
                 handle.spawn(async move {
                     match created.drop_database().await {
-                        Ok(()) => tracing::info!(database = %name, "scratch database of a cancelled drill dropped"),
-                        Err(e) => tracing::error!(database = %name, error = %e, "could not drop the scratch database of a cancelled drill; drop it by hand"),
+                        Ok(()) => {
+                            if let Some(r) = registration {
+                                r.done();
+                            }
+                            tracing::info!(database = %name, "scratch database of a cancelled drill dropped")
+                        }
+                        Err(e) => tracing::error!(database = %name, error = %error_chain(&e), "could not drop the scratch database of a cancelled drill; pgvault tries again at its next start"),
                     }
                 });
             }
             Err(_) => {
-                tracing::error!(database = %name, "the scratch database of a cancelled drill was left behind; drop it by hand")
+                tracing::error!(database = %name, "the scratch database of a cancelled drill was left behind; pgvault drops it at its next start")
             }
         }
     }
@@ -387,10 +401,11 @@ pub async fn drill(
     scratch: &str,
     written: Arc<AtomicU64>,
     steps: &dyn DrillSteps,
+    leftovers: &Leftovers,
 ) -> Result<DrillReport> {
     steps.started(DrillStep::Restore);
     let began = Instant::now();
-    let restored = restore_scratch(vault, manifest, target, scratch, written).await;
+    let restored = restore_scratch(vault, manifest, target, scratch, written, leftovers).await;
     let time_to_restore = began.elapsed();
     let (guard, params, restored) = match restored {
         Ok((guard, params, restored)) => (guard, params, restored),
@@ -481,13 +496,28 @@ async fn restore_scratch(
     target: &DrillTarget,
     scratch: &str,
     written: Arc<AtomicU64>,
+    leftovers: &Leftovers,
 ) -> Result<(ScratchDatabase, ConnectParams, Result<u64>)> {
     let conn = ConnectionString::parse(&target.secret.resolve().await?)?;
     // Connecting as the target URL says, then to the scratch database, so the warning about a
     // secret naming another database compares the secret with what the user wrote.
     let params = ConnectParams::new(&target.server, &conn).with_database(scratch);
+    // Recorded before it exists, for the next pgvault to drop if this one is killed.
+    let registration = leftovers.register(
+        "restore drill",
+        Leftover::database(&target.server, scratch, &target.secret),
+    )?;
+    let created = match CreatedDatabase::create(&params).await {
+        Ok(created) => created,
+        Err(e) => {
+            registration.done();
+            return Err(e);
+        }
+    };
+    crate::fault::point("drill-scratch-created");
     let guard = ScratchDatabase {
-        created: Some(CreatedDatabase::create(&params).await?),
+        created: Some(created),
+        registration: Some(registration),
     };
     let restored = restore_whole(vault, manifest, &params, written).await;
     Ok((guard, params, restored))

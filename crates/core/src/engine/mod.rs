@@ -10,6 +10,7 @@
 pub mod backup;
 pub mod drill;
 pub mod home;
+pub mod leftovers;
 pub mod protect;
 pub mod restore;
 pub mod sweep;

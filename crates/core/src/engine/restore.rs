@@ -15,6 +15,7 @@ use std::sync::atomic::AtomicU64;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 
+use super::leftovers::{Leftover, Leftovers, Registration, error_chain};
 use super::vault::Vault;
 use super::{Error, Result};
 use crate::model::instance::{AuthCredentials, DatasourceInfo, SecretStoreResource};
@@ -286,12 +287,15 @@ pub fn version_warning(source: u32, target: u32) -> Option<String> {
     })
 }
 
-/// Runs a restore request against a recovery point of `instance`.
+/// Runs a restore request against a recovery point of `instance`. The staging database or
+/// partial file it creates is recorded in `leftovers` first, so a killed restore's is removed
+/// by the next pgvault that starts.
 pub async fn restore(
     vault: &Vault,
     instance: &str,
     req: &RestoreRequest,
     written: Arc<AtomicU64>,
+    leftovers: &Leftovers,
 ) -> Result<RestoreOutcome> {
     let source = source_datastore(&req.source_data_store_type)?;
     vault.instance(instance).await?;
@@ -316,6 +320,7 @@ pub async fn restore(
                 &secret,
                 &req.pgvault_restore_options,
                 written,
+                leftovers,
             )
             .await
         }
@@ -331,6 +336,7 @@ pub async fn restore(
                 target_details,
                 &req.pgvault_restore_options,
                 written,
+                leftovers,
             )
             .await
         }
@@ -355,6 +361,7 @@ async fn restore_to_database(
     secret: &SecretRef,
     opts: &RestoreOptions,
     written: Arc<AtomicU64>,
+    leftovers: &Leftovers,
 ) -> Result<RestoreOutcome> {
     if opts.format.is_some() {
         return Err(Error::new(
@@ -409,23 +416,33 @@ async fn restore_to_database(
     // complete: nothing connects to half a restore, and a restore that fails, is cancelled or
     // is killed never leaves a database under the name asked for.
     let staging = format!(
-        "pgvault_restore_{}",
+        "{}{}",
+        super::leftovers::STAGING_PREFIX,
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     );
     let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
     let (quoted, quoted_staging) = (quote(ds.database()), quote(&staging));
-    admin
+    // Recorded before it exists: if this process is killed from here on, the next pgvault
+    // drops it.
+    let registration = leftovers.register("restore", Leftover::database(ds, &staging, secret))?;
+    if let Err(e) = admin
         .batch_execute(&format!("CREATE DATABASE {quoted_staging}"))
         .await
-        .map_err(|e| {
-            Error::new(
-                "UserErrorMissingDBPermissions",
-                format!("cannot create database `{staging}` for the restore: {e}"),
-            )
-        })?;
-    let cleanup = DropOnCancel {
+    {
+        registration.done();
+        return Err(Error::new(
+            "UserErrorMissingDBPermissions",
+            format!(
+                "cannot create database `{staging}` for the restore: {}",
+                error_chain(&e)
+            ),
+        ));
+    }
+    crate::fault::point("staging-created");
+    let mut cleanup = DropOnCancel {
         params: Some(params.with_database("postgres")),
-        quoted: quoted_staging.clone(),
+        name: staging.clone(),
+        registration: Some(registration),
     };
     let staging_params = params.with_database(staging.clone());
     let mut result = create_schemas(&staging_params, &selection.schemas)
@@ -442,6 +459,9 @@ async fn restore_to_database(
         )
         .await;
     }
+    if result.is_ok() {
+        crate::fault::point("before-rename");
+    }
     if result.is_ok()
         && let Err(e) = admin
             .batch_execute(&format!(
@@ -452,23 +472,32 @@ async fn restore_to_database(
         result = Err(Error::new(
             "UserErrorDatabaseNameAlreadyInUse",
             format!(
-                "the restore completed but could not take the name `{}` ({e}); was it created meanwhile? The restored data was removed",
-                ds.database()
+                "the restore completed but could not take the name `{}` ({}); was it created meanwhile? The restored data was removed",
+                ds.database(),
+                error_chain(&e)
             ),
         ));
     }
-    if let Err(e) = &result {
-        // A failed restore leaves nothing half done.
-        let dropped = admin
-            .batch_execute(&format!(
-                "DROP DATABASE IF EXISTS {quoted_staging} WITH (FORCE)"
-            ))
-            .await;
-        if let Err(drop_err) = dropped {
-            tracing::warn!(database = %staging, error = %drop_err, restore_error = %e, "could not drop the partial restore");
+    let registration = cleanup.disarm();
+    match &result {
+        // Renamed: the staging database is now the restored one.
+        Ok(_) => registration.done(),
+        Err(e) => {
+            // A failed restore leaves nothing half done.
+            let dropped = admin
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {quoted_staging} WITH (FORCE)"
+                ))
+                .await;
+            match dropped {
+                Ok(()) => registration.done(),
+                // The record stays: the next pgvault (or `serve`'s next turn) tries again.
+                Err(drop_err) => {
+                    tracing::warn!(database = %staging, error = %error_chain(&drop_err), restore_error = %e, "could not drop the partial restore; pgvault tries again at its next start")
+                }
+            }
         }
     }
-    cleanup.disarm();
     let (bytes_written, warnings) = result?;
     Ok(RestoreOutcome {
         bytes_written,
@@ -499,33 +528,36 @@ async fn create_schemas(params: &ConnectParams, schemas: &[String]) -> Result<u6
 }
 
 /// Drops the staging database when a restore's future is dropped part-way (a cancelled job),
-/// from a task of its own.
+/// from a task of its own, and then forgets its record; a drop that fails keeps the record for
+/// the next pgvault.
 struct DropOnCancel {
     params: Option<ConnectParams>,
-    quoted: String,
+    name: String,
+    registration: Option<Registration>,
 }
 
 impl DropOnCancel {
-    fn disarm(mut self) {
+    /// The restore cleans up itself from here on: its record.
+    fn disarm(&mut self) -> Registration {
         self.params = None;
+        self.registration.take().expect("disarmed once")
     }
 }
 
 impl Drop for DropOnCancel {
     fn drop(&mut self) {
-        let Some(params) = self.params.take() else {
+        let (Some(params), Some(registration)) = (self.params.take(), self.registration.take())
+        else {
             return;
         };
-        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.quoted);
+        let name = self.name.clone();
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             handle.spawn(async move {
-                match params.connect().await {
-                    Ok(client) => {
-                        if let Err(e) = client.batch_execute(&sql).await {
-                            tracing::warn!(error = %e, "could not drop a cancelled restore's database");
-                        }
+                match super::leftovers::drop_database(&params, &name).await {
+                    Ok(()) => registration.done(),
+                    Err(e) => {
+                        tracing::warn!(database = %name, error = %e, "could not drop a cancelled restore's database; pgvault tries again at its next start")
                     }
-                    Err(e) => tracing::warn!(error = %e, "could not drop a cancelled restore's database"),
                 }
             });
         }
@@ -1112,6 +1144,56 @@ impl Drop for TempFile {
     }
 }
 
+/// A restore's partial file, removed when dropped (after the rename: already gone), and its
+/// leftover record forgotten once it is; a file that cannot be removed keeps its record.
+struct PartialFile {
+    path: PathBuf,
+    registration: Option<Registration>,
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        let removed = match std::fs::remove_file(&self.path) {
+            Ok(()) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        };
+        if let Some(registration) = self.registration.take()
+            && removed
+        {
+            registration.done();
+        }
+    }
+}
+
+/// Marks each write of a restored stream as the test-only fault point `restore-stream` (see
+/// [`crate::fault`]), so a test can kill a restore half way through its data.
+struct FaultPoints<W>(W);
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for FaultPoints<W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        crate::fault::point("restore-stream");
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
 /// Runs `tool` on the recovery point's stream: piped to its stdin, or, for parallel jobs,
 /// staged in a temporary file it is given. With `stdout`, what the tool prints is copied into
 /// it as it comes (not with parallel jobs). Returns the bytes read from the vault.
@@ -1205,12 +1287,12 @@ async fn feed_tool(
         let mut proc = ToolProcess::spawn(tool, &argv, env, Stdio::piped(), output, scrub)
             .map_err(|e| other(e.into()))?;
         let stdin = proc.child_mut().stdin.take().expect("stdin is piped");
-        let mut stdin = tokio::process::ChildStdin::from_std(stdin).map_err(|e| {
+        let mut stdin = FaultPoints(tokio::process::ChildStdin::from_std(stdin).map_err(|e| {
             other(Error::new(
                 "InternalError",
                 format!("cannot drive pg_restore's input: {e}"),
             ))
-        })?;
+        })?);
         let printed = match proc.child_mut().stdout.take() {
             Some(out) => Some(tokio::process::ChildStdout::from_std(out).map_err(|e| {
                 other(Error::new(
@@ -1393,7 +1475,7 @@ async fn write_files_output(
     }
     let index = load_index(&vault.store).await?;
     let key = vault.config.chunk_key()?;
-    let mut out = out;
+    let mut out = FaultPoints(out);
     let bytes = read_stream(
         &vault.store,
         &index,
@@ -1418,6 +1500,7 @@ async fn restore_to_file(
     target: &TargetDetails,
     opts: &RestoreOptions,
     written: Arc<AtomicU64>,
+    leftovers: &Leftovers,
 ) -> Result<RestoreOutcome> {
     let plain = files_format(opts)?;
     if target.is_blob_container() {
@@ -1456,13 +1539,29 @@ async fn restore_to_file(
         ));
     }
     // Write to a temporary name and rename, so a file with the final name is always whole.
-    let tmp = TempFile(dir.join(format!(
+    // The partial file is recorded before it exists, for the next pgvault to remove if this
+    // one is killed; an absolute path, so the record means the same file from any folder.
+    let dir = std::path::absolute(&dir)
+        .map_err(|e| io(&format!("cannot resolve `{}`", dir.display()), e))?;
+    let path = dir.join(format!("{prefix}.{extension}"));
+    let partial = dir.join(format!(
         ".{prefix}.{extension}.{}.partial",
         std::process::id()
-    )));
-    let file = tokio::fs::File::create(&tmp.0)
+    ));
+    let registration = leftovers.register(
+        "restore",
+        Leftover::File {
+            path: partial.clone(),
+        },
+    )?;
+    let tmp = PartialFile {
+        path: partial,
+        registration: Some(registration),
+    };
+    let file = tokio::fs::File::create(&tmp.path)
         .await
-        .map_err(|e| io(&format!("cannot create `{}`", tmp.0.display()), e))?;
+        .map_err(|e| io(&format!("cannot create `{}`", tmp.path.display()), e))?;
+    crate::fault::point("staging-created");
     let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
     write_files_output(vault, manifest, opts, plain, &mut out, written)
         .await
@@ -1491,9 +1590,11 @@ async fn restore_to_file(
         .await
         .map_err(|e| io("cannot read the file's size", e))?
         .len();
-    tokio::fs::rename(&tmp.0, &path)
+    crate::fault::point("before-rename");
+    tokio::fs::rename(&tmp.path, &path)
         .await
         .map_err(|e| io("cannot rename the file into place", e))?;
+    drop(tmp);
     Ok(RestoreOutcome {
         bytes_written,
         target: json!({ "file": path.display().to_string() }),

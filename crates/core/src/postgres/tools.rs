@@ -13,12 +13,26 @@
 //! without this `pg_dump` would go on holding its snapshot and server session, or stay behind
 //! as a zombie until pgvault exits. Its own group also keeps the terminal's Ctrl-C away from
 //! it, so the REPL decides what a Ctrl-C cancels.
+//!
+//! A tool also dies with pgvault. When pgvault is killed (`kill -9`, the OOM killer) no drop
+//! runs; `pg_dump` would notice only at its next write into the closed pipe, and a tool waiting
+//! on the server (a lock, an index build) would go on for as long as that takes. So each tool
+//! asks the kernel for SIGTERM when its parent dies (`PR_SET_PDEATHSIG`), on which `pg_dump`
+//! and `pg_restore` cancel their query on the server and exit. The kernel sends it when the
+//! *thread* that forked the tool exits, not the process, and tokio's blocking threads come and
+//! go; so every tool is forked by one thread that lives as long as the process
+//! ([`spawn_from_lasting_thread`]). Setting the signal has to happen in the child between fork
+//! and exec (`pre_exec`), the one `unsafe` block of the workspace ([`die_with_parent`]);
+//! `setpriv --pdeathsig` would avoid it, but is not installed everywhere, and a wrapper
+//! process would stand between pgvault and the tool's exit status.
 
 use std::collections::VecDeque;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -173,7 +187,8 @@ impl ToolProcess {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().map_err(|source| ToolError::Spawn {
+        die_with_parent(&mut cmd);
+        let mut child = spawn_from_lasting_thread(cmd).map_err(|source| ToolError::Spawn {
             tool: tool.clone(),
             source,
         })?;
@@ -315,6 +330,56 @@ fn error_prefixes(tool: &str) -> Vec<Vec<u8>> {
 
 /// Longest error line kept whole for the job's message.
 const ERROR_LINE_KEEP: usize = 1024;
+
+/// Has the child of `cmd` receive SIGTERM when the thread that forks it exits (see the module
+/// documentation: [`spawn_from_lasting_thread`] makes that the process's death). If the parent
+/// already died between the fork and this request, the child does not start.
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut Command) {
+    let parent = nix::unistd::getpid();
+    // SAFETY: `pre_exec` runs the closure in the forked child before exec, where only
+    // async-signal-safe calls are allowed. It makes two system calls, prctl(2) and getppid(2),
+    // through nix's thin wrappers; it allocates nothing (an `Errno` converts into an
+    // `io::Error` without allocating), takes no lock and touches no state shared with other
+    // threads; `parent` is a copied integer.
+    unsafe {
+        cmd.pre_exec(move || {
+            nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+            if nix::unistd::getppid() != parent {
+                return Err(std::io::Error::from(nix::errno::Errno::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+/// A request to the spawning thread: the command, and where to send the child.
+type SpawnRequest = (Command, mpsc::Sender<std::io::Result<Child>>);
+
+/// Spawns `cmd` from one thread that lives as long as the process, so a parent-death signal
+/// fires when pgvault dies and not when the calling thread (a tokio blocking thread, say)
+/// happens to end.
+fn spawn_from_lasting_thread(cmd: Command) -> std::io::Result<Child> {
+    static SPAWNER: OnceLock<Option<mpsc::Sender<SpawnRequest>>> = OnceLock::new();
+    let spawner = SPAWNER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<SpawnRequest>();
+        std::thread::Builder::new()
+            .name("pgvault-spawner".into())
+            .spawn(move || {
+                for (mut cmd, reply) in rx {
+                    let _ = reply.send(cmd.spawn());
+                }
+            })
+            .ok()
+            .map(|_| tx)
+    });
+    let unavailable =
+        || std::io::Error::other("the thread that starts PostgreSQL tools is not running");
+    let spawner = spawner.as_ref().ok_or_else(unavailable)?;
+    let (reply, child) = mpsc::channel();
+    spawner.send((cmd, reply)).map_err(|_| unavailable())?;
+    child.recv().map_err(|_| unavailable())?
+}
 
 fn collect_stderr(mut s: ChildStderr, scrub: &[String], error_prefixes: &[Vec<u8>]) -> Stderr {
     let mut kept: VecDeque<u8> = VecDeque::with_capacity(STDERR_KEEP);
@@ -561,6 +626,43 @@ mod tests {
         );
         assert!(!Path::new(&format!("/proc/{pid}")).exists());
         eventually("the tool's child survived SIGKILL", || !running(sleeper));
+    }
+
+    #[test]
+    fn a_tool_outlives_the_thread_that_asked_for_it() {
+        // The parent-death signal follows the forking thread, and tokio's blocking threads
+        // end when idle; a tool started from a thread that then ends must keep running.
+        let (mut p, tid) = std::thread::spawn(|| {
+            let p = ToolProcess::spawn(
+                Path::new("/bin/sh"),
+                &["-c", "read x; echo got $x"],
+                &[],
+                Stdio::piped(),
+                Stdio::piped(),
+                vec![],
+            )
+            .unwrap();
+            (p, nix::unistd::gettid())
+        })
+        .join()
+        .unwrap();
+        // Once the thread is gone from /proc, the kernel has sent any parent-death signal it
+        // was going to send: the tool would be dead before it could read a line.
+        eventually("the thread ended", || {
+            !Path::new(&format!("/proc/self/task/{tid}")).exists()
+        });
+        let mut stdin = p.child_mut().stdin.take().unwrap();
+        std::io::Write::write_all(&mut stdin, b"hello\n").unwrap();
+        drop(stdin);
+        let mut out = String::new();
+        p.child_mut()
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        p.wait().unwrap();
+        assert_eq!(out, "got hello\n");
     }
 
     #[test]

@@ -20,6 +20,12 @@
 //! time (see [`super::lease`], which on Blob Storage uses a blob lease instead). Unlike the
 //! other kinds, its refresher never recreates an object someone removed (`break-lock`): the
 //! holder notices through [`super::lease::DestructiveGuard::ensure_held`] and stops.
+//!
+//! [`InstanceLock`] is a fourth: one backup per instance at a time, across processes and
+//! hosts. Its objects live apart, under `locks/instances/<instance>/`, and are taken by
+//! *creating* an object only if it is absent (`PutMode::Create`, which the local store and
+//! Blob Storage both honour), so of two backups started at the same instant exactly one wins;
+//! see [`InstanceLock`] for how a dead holder's lock is taken over without a race.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +52,8 @@ pub enum LockKind {
     /// Retention sweeps, garbage collection and deletions on a local vault: one at a time,
     /// whatever else runs (see [`super::lease`]).
     Destructive,
+    /// One backup of an instance ([`InstanceLock`]); never among the vault locks above.
+    Instance,
 }
 
 /// The content of a lock object.
@@ -76,6 +84,7 @@ impl LockInfo {
 
     fn conflicts_with(&self, kind: LockKind) -> bool {
         match (self.kind, kind) {
+            (LockKind::Instance, _) | (_, LockKind::Instance) => false,
             (LockKind::Destructive, LockKind::Destructive) => true,
             (LockKind::Destructive, _) | (_, LockKind::Destructive) => false,
             (a, b) => a == LockKind::Exclusive || b == LockKind::Exclusive,
@@ -153,6 +162,10 @@ pub async fn live_locks(
         // The destructive-operation lease blob (`super::lease`) lives here too; it is not a
         // lock object.
         if !path.as_ref().ends_with(".json") {
+            continue;
+        }
+        // Instance locks (`locks/instances/...`) follow their own rules: see `InstanceLock`.
+        if path.parts().count() != 2 {
             continue;
         }
         let info: LockInfo = match store.get_json(&path).await {
@@ -286,10 +299,235 @@ async fn check_conflicts(
                 LockKind::Destructive => {
                     "retention sweeps, garbage collection and deletions run one at a time."
                 }
+                LockKind::Instance => "",
             },
         });
     }
     Ok(())
+}
+
+/// What an instance lock object holds: its holder, the job it runs once that is known, and
+/// whether it was released.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceHolder {
+    #[serde(flatten)]
+    pub holder: LockInfo,
+    /// The holder's job id (decided before the lock is taken, so a refusal can name it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    #[serde(default)]
+    pub released: bool,
+}
+
+impl InstanceHolder {
+    fn is_free(&self, now: DateTime<Utc>) -> bool {
+        self.released || self.holder.is_stale(now)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceLockError {
+    /// Another backup of the instance holds the lock.
+    #[error("backup instance `{instance}` is already being backed up ({})", .holder.holder.describe())]
+    Running {
+        instance: String,
+        holder: Box<InstanceHolder>,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How many times [`InstanceLock::acquire`] starts over when the objects changed under it (a
+/// competitor won a generation, or cleaned one away) before it gives up.
+const INSTANCE_LOCK_ATTEMPTS: usize = 8;
+
+/// One backup of an instance at a time: a lock taken by creating an object that must not exist.
+///
+/// The objects are *generations*, `locks/instances/<instance>/<n>.json`. The holder of an
+/// instance is the highest generation, unless that one says it was released or its holder is
+/// gone (stale by [`LockInfo::is_stale`]'s rules). Taking the lock: list the generations, refuse
+/// if the highest is held, else create generation `n + 1` with `PutMode::Create`. Of two takers
+/// that saw the same `n`, the store lets exactly one create `n + 1`; the other starts over,
+/// sees it held and is refused. After creating, the taker lists once more and backs off if a
+/// higher generation exists (a taker that saw an old listing can only create a generation
+/// below the newest), then deletes the generations below its own. A release rewrites the
+/// object as released instead of deleting it, so the newest generation always exists and no
+/// late taker can create it a second time.
+///
+/// A dead holder's lock is thus never deleted and recreated under the same name (two takers
+/// could both do that and both win); it is superseded by the next generation.
+#[derive(Debug)]
+pub struct InstanceLock {
+    store: VaultStore,
+    path: Path,
+    info: Arc<std::sync::Mutex<InstanceHolder>>,
+    refresher: Option<tokio::task::JoinHandle<()>>,
+}
+
+fn instance_lock_dir(instance: &str) -> Path {
+    Path::from("locks/instances").child(instance)
+}
+
+fn generation_of(path: &Path) -> Option<u64> {
+    path.filename()?.strip_suffix(".json")?.parse().ok()
+}
+
+impl InstanceLock {
+    /// Takes the backup lock of `instance` for `operation` (the job `job`), or says which
+    /// backup holds it.
+    pub async fn acquire(
+        store: &VaultStore,
+        instance: &str,
+        operation: &str,
+        job: Option<&str>,
+    ) -> Result<InstanceLock, InstanceLockError> {
+        let dir = instance_lock_dir(instance);
+        let generations = |paths: Vec<Path>| -> Vec<(u64, Path)> {
+            let mut out: Vec<(u64, Path)> = paths
+                .into_iter()
+                .filter_map(|p| Some((generation_of(&p)?, p)))
+                .collect();
+            out.sort_by_key(|(g, _)| *g);
+            out
+        };
+        for _ in 0..INSTANCE_LOCK_ATTEMPTS {
+            let now = Utc::now();
+            let seen = generations(store.list(&dir).await?);
+            let next = match seen.last() {
+                None => 1,
+                Some((newest, path)) => {
+                    match store.get_json::<InstanceHolder>(path).await {
+                        Ok(holder) if !holder.is_free(now) => {
+                            return Err(InstanceLockError::Running {
+                                instance: instance.to_owned(),
+                                holder: Box::new(holder),
+                            });
+                        }
+                        Ok(_) => {}
+                        // Superseded and cleaned away meanwhile: look again.
+                        Err(e) if e.is_not_found() => continue,
+                        // A torn object is no holder; the next generation supersedes it.
+                        Err(StoreError::Json { .. }) => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                    newest + 1
+                }
+            };
+            let info = InstanceHolder {
+                holder: LockInfo::this_process(LockKind::Instance, operation, now),
+                job: job.map(str::to_owned),
+                released: false,
+            };
+            let path = dir.child(format!("{next:020}.json"));
+            let bytes = serde_json::to_vec_pretty(&info).map_err(|source| StoreError::Json {
+                path: path.to_string(),
+                source,
+            })?;
+            let created = store
+                .inner
+                .put_opts(
+                    &path,
+                    object_store::PutPayload::from(bytes),
+                    object_store::PutMode::Create.into(),
+                )
+                .await;
+            match created {
+                Ok(_) => {}
+                // Another taker created this generation first: look again.
+                Err(object_store::Error::AlreadyExists { .. }) => continue,
+                Err(source) => {
+                    return Err(StoreError::Io {
+                        path: path.to_string(),
+                        source,
+                    }
+                    .into());
+                }
+            }
+            let after = generations(store.list(&dir).await?);
+            if after.iter().any(|(g, _)| *g > next) {
+                // We created a generation below the newest from an old listing: not ours.
+                let _ = store.delete(&path).await;
+                continue;
+            }
+            for (_, older) in after.iter().filter(|(g, _)| *g < next) {
+                if let Err(e) = store.delete_if_present(older).await {
+                    tracing::warn!(lock = %older, error = %e, "could not remove a superseded instance lock");
+                }
+            }
+            let info = Arc::new(std::sync::Mutex::new(info));
+            let refresher = {
+                let (store, path, info) = (store.clone(), path.clone(), info.clone());
+                tokio::spawn(async move {
+                    let mut every = tokio::time::interval(REFRESH_EVERY);
+                    every.tick().await;
+                    loop {
+                        every.tick().await;
+                        let fresh = {
+                            let mut info = info.lock().unwrap_or_else(|p| p.into_inner());
+                            info.holder.refreshed = Utc::now();
+                            info.clone()
+                        };
+                        if let Err(e) = store.put_json(&path, &fresh).await {
+                            tracing::warn!(lock = %path, error = %e, "could not refresh the instance lock");
+                        }
+                    }
+                })
+            };
+            return Ok(InstanceLock {
+                store: store.clone(),
+                path,
+                info,
+                refresher: Some(refresher),
+            });
+        }
+        Err(StoreError::Io {
+            path: dir.to_string(),
+            source: object_store::Error::Generic {
+                store: "instance lock",
+                source: format!(
+                    "the backup lock of `{instance}` changed {INSTANCE_LOCK_ATTEMPTS} times while \
+                     it was being taken; try again"
+                )
+                .into(),
+            },
+        }
+        .into())
+    }
+
+    /// The lock's object.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Gives the lock up: its object is rewritten as released (never deleted, see above).
+    pub async fn release(mut self) -> Result<(), StoreError> {
+        if let Some(r) = self.refresher.take() {
+            r.abort();
+        }
+        let info = self.released();
+        self.store.put_json(&self.path, &info).await
+    }
+
+    fn released(&self) -> InstanceHolder {
+        let mut info = self.info.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        info.released = true;
+        info
+    }
+}
+
+impl Drop for InstanceLock {
+    fn drop(&mut self) {
+        if let Some(r) = self.refresher.take() {
+            r.abort();
+            let (store, path, info) = (self.store.clone(), self.path.clone(), self.released());
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                handle.spawn(async move {
+                    let _ = store.put_json(&path, &info).await;
+                });
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -378,5 +616,87 @@ mod tests {
                 .await
                 .is_err()
         );
+    }
+
+    fn local() -> (tempfile::TempDir, VaultStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = VaultStore::open(&format!("file://{}", dir.path().display())).unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn of_many_backups_of_an_instance_started_at_once_exactly_one_takes_the_lock() {
+        let (_dir, store) = local();
+        for round in 0..10 {
+            let barrier = Arc::new(tokio::sync::Barrier::new(8));
+            let takers: Vec<_> = (0..8)
+                .map(|i| {
+                    let (store, barrier) = (store.clone(), barrier.clone());
+                    tokio::spawn(async move {
+                        barrier.wait().await;
+                        InstanceLock::acquire(&store, "db1", &format!("backup {i}"), None).await
+                    })
+                })
+                .collect();
+            let mut held = Vec::new();
+            for t in takers {
+                match t.await.unwrap() {
+                    Ok(lock) => held.push(lock),
+                    Err(InstanceLockError::Running { instance, .. }) => assert_eq!(instance, "db1"),
+                    Err(e) => panic!("round {round}: {e}"),
+                }
+            }
+            assert_eq!(held.len(), 1, "round {round}: {} holders", held.len());
+            held.pop().unwrap().release().await.unwrap();
+        }
+        // One released generation is all that is left.
+        let left = store.list(&instance_lock_dir("db1")).await.unwrap();
+        assert_eq!(left.len(), 1, "{left:?}");
+        // Other instances and the vault locks are not affected.
+        InstanceLock::acquire(&store, "db2", "backup", None)
+            .await
+            .unwrap();
+        assert!(live_locks(&store, Utc::now()).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_refused_backup_is_told_the_holders_job_and_a_dead_holder_is_superseded() {
+        let (_dir, store) = local();
+        let first = InstanceLock::acquire(&store, "db1", "backup of db1", Some("job-1"))
+            .await
+            .unwrap();
+        match InstanceLock::acquire(&store, "db1", "backup of db1", None).await {
+            Err(InstanceLockError::Running { holder, .. }) => {
+                assert_eq!(holder.job.as_deref(), Some("job-1"));
+                assert_eq!(holder.holder.pid, std::process::id());
+            }
+            other => panic!("{other:?}"),
+        }
+        // The holder dies without releasing: its object says so by its pid.
+        let mut dead: InstanceHolder = store.get_json(first.path()).await.unwrap();
+        dead.holder.pid = u32::MAX - 1;
+        store.put_json(first.path(), &dead).await.unwrap();
+        let mut first = first;
+        first.refresher.take().unwrap().abort();
+        drop(first);
+        let next = InstanceLock::acquire(&store, "db1", "backup of db1", None)
+            .await
+            .unwrap();
+        assert!(next.path().as_ref().ends_with("00000000000000000002.json"));
+        // A taker that listed before `next` and now creates generation 2 loses; one that
+        // creates the superseded generation 1 again backs off after its second listing.
+        let stale = instance_lock_dir("db1").child(format!("{:020}.json", 1));
+        store.put_json(&stale, &dead).await.unwrap();
+        assert!(matches!(
+            InstanceLock::acquire(&store, "db1", "x", None).await,
+            Err(InstanceLockError::Running { .. })
+        ));
+        next.release().await.unwrap();
+        InstanceLock::acquire(&store, "db1", "backup of db1", None)
+            .await
+            .unwrap()
+            .release()
+            .await
+            .unwrap();
     }
 }

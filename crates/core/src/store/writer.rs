@@ -137,6 +137,7 @@ impl Uploaded {
         self.bytes_stored += index.len() as u64;
         self.store.put(&name, index.into()).await?;
         self.store.make_durable(std::slice::from_ref(&name)).await?;
+        crate::fault::point("index-checkpoint");
         self.progress
             .bytes_indexed
             .fetch_add(bytes, Ordering::Relaxed);
@@ -315,6 +316,7 @@ pub async fn write_stream<R: Read + Send + 'static>(
             }
             Some(done) = futures::StreamExt::next(&mut in_flight) => match done {
                 Ok((id, entries, len)) => {
+                    crate::fault::point("pack-stored");
                     progress.bytes_stored.fetch_add(len, Ordering::Relaxed);
                     uploaded.bytes_stored += len;
                     uploaded.pending.push((id, entries, len));

@@ -320,9 +320,15 @@ async fn a_backup_records_what_it_dumped_not_what_came_after() {
         None,
     )
     .unwrap();
-    restore(&p.vault, &p.instance, &request, Arc::new(AtomicU64::new(0)))
-        .await
-        .unwrap();
+    restore(
+        &p.vault,
+        &p.instance,
+        &request,
+        Arc::new(AtomicU64::new(0)),
+        &pgvault_core::engine::leftovers::Leftovers::untracked(),
+    )
+    .await
+    .unwrap();
     let found = restored_contents(&connect(cluster, &restored).await, recorded)
         .await
         .unwrap();

@@ -10,6 +10,7 @@ use pgvault_core::engine::backup::NoSteps;
 use pgvault_core::engine::drill::{
     DrillStep, DrillSteps, DrillTarget, drill, scratch_database_name,
 };
+use pgvault_core::engine::leftovers::Leftovers;
 use pgvault_testkit::TestCluster;
 use tokio::sync::Notify;
 
@@ -89,6 +90,7 @@ async fn a_drill_whose_restore_fails_drops_its_scratch_database() {
         &scratch,
         Arc::new(AtomicU64::new(0)),
         &steps,
+        &Leftovers::untracked(),
     )
     .await
     .unwrap_err();
@@ -123,8 +125,9 @@ async fn a_cancelled_drill_drops_its_scratch_database() {
 
     // The drill is dropped once its restore is done: the scratch database exists and the drill
     // will never reach its own drop.
+    let untracked = Leftovers::untracked();
     tokio::select! {
-        _ = drill(&protected.vault, &manifest, &target, &scratch, Arc::new(AtomicU64::new(0)), &steps) => {
+        _ = drill(&protected.vault, &manifest, &target, &scratch, Arc::new(AtomicU64::new(0)), &steps, &untracked) => {
             panic!("the drill finished before it could be cancelled")
         }
         _ = steps.restored.notified() => {}
