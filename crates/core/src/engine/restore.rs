@@ -298,6 +298,8 @@ pub async fn restore(
     let manifest = vault
         .restorable_manifest(instance, &req.recovery_point_id, source, chrono::Utc::now())
         .await?;
+    let damaged =
+        |e| super::damaged_point_guidance(e, vault.name(), instance, &req.recovery_point_id);
     match &req.restore_target_info {
         RestoreTarget::Database {
             recovery_option,
@@ -318,6 +320,7 @@ pub async fn restore(
                 written,
             )
             .await
+            .map_err(damaged)
         }
         RestoreTarget::Files {
             recovery_option,
@@ -333,6 +336,7 @@ pub async fn restore(
                 written,
             )
             .await
+            .map_err(damaged)
         }
     }
 }
