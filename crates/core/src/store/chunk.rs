@@ -374,6 +374,78 @@ mod tests {
         );
     }
 
+    /// A header with `compression` and a declared raw length, then `payload`.
+    fn forged(compression: u8, raw_len: u32, payload: &[u8]) -> Vec<u8> {
+        let mut blob = vec![BLOB_FORMAT, ChunkKind::Data as u8, compression, 0];
+        blob.extend_from_slice(&raw_len.to_le_bytes());
+        blob.extend_from_slice(payload);
+        blob
+    }
+
+    #[test]
+    fn lying_headers_and_zstd_bombs_are_refused_without_allocating_for_them() {
+        let id = ChunkId::of(&KEY, b"whatever");
+        // A header declaring 4 GiB is refused before any decoder runs.
+        for compression in 0..3 {
+            let blob = forged(compression, u32::MAX, &[0; 64]);
+            assert!(matches!(
+                decode_blob_with_base(&KEY, id, &blob, Some(b"base")),
+                Err(BlobError::TooLarge { .. })
+            ));
+        }
+        // 64 MiB of zeros compress to a few KiB; decoding stops at the declared 1 KiB, and at
+        // the largest chunk when the header claims that.
+        let bomb = zstd::bulk::compress(&vec![0u8; 64 << 20], 3).unwrap();
+        assert!(bomb.len() < 1 << 20);
+        for declared in [1024, MAX_CHUNK_LEN as u32] {
+            assert!(matches!(
+                decode_blob(&KEY, id, &forged(1, declared, &bomb)),
+                Err(BlobError::Decompress(_))
+            ));
+        }
+        // A stored (uncompressed) blob whose header disagrees with its payload.
+        assert!(matches!(
+            decode_blob(&KEY, id, &forged(0, 10, b"short")),
+            Err(BlobError::LengthMismatch { .. })
+        ));
+        // A delta cut inside its base id: no base, and an error rather than a panic.
+        let cut = forged(2, 8, &[1; 20]);
+        assert_eq!(blob_base(&cut), None);
+        assert!(decode_blob_with_base(&KEY, id, &cut, Some(b"base")).is_err());
+        assert_eq!(blob_base(&[]), None);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Damaged blobs of every kind decode to an error or to exactly the original bytes.
+        #[test]
+        fn damaged_blobs_decode_to_an_error_or_the_original(
+            kind in 0usize..3,
+            damages in crate::store::testing::damages(),
+        ) {
+            let base: Vec<u8> = (0..4000u32).flat_map(|i| (i * 7).to_le_bytes()).collect();
+            let mut raw = base.clone();
+            raw[100..108].copy_from_slice(b"changed!");
+            let id = ChunkId::of(&KEY, &raw);
+            let full = encode_blob(ChunkKind::Data, &raw, 3);
+            let blob = match kind {
+                0 => full,
+                1 => encode_blob(ChunkKind::Data, &blake3::hash(&raw).as_bytes().repeat(64), 3),
+                _ => encode_delta_blob(
+                    ChunkKind::Data, &raw, ChunkId::of(&KEY, &base), &base, 3, full.len(),
+                ).unwrap(),
+            };
+            let expected = if kind == 1 { blake3::hash(&raw).as_bytes().repeat(64) } else { raw };
+            let id = if kind == 1 { ChunkId::of(&KEY, &expected) } else { id };
+            let bad = crate::store::testing::apply_all(&damages, &blob);
+            let _ = blob_base(&bad);
+            if let Ok((_, data)) = decode_blob_with_base(&KEY, id, &bad, Some(&base)) {
+                proptest::prop_assert_eq!(data, expected);
+            }
+        }
+    }
+
     #[test]
     fn ids_are_keyed() {
         assert_ne!(ChunkId::of(&[1; 32], b"x"), ChunkId::of(&[2; 32], b"x"));

@@ -483,4 +483,164 @@ mod tests {
         assert!(decode_index(b"PGVIDX0").is_err());
         assert!(decode_index(b"NOTANIDXxxxx").is_err());
     }
+
+    /// A small pack of three chunks and its entries.
+    fn sample_pack() -> (PackId, Vec<u8>, Vec<PackEntry>) {
+        let key = [3u8; 32];
+        let mut builder = PackBuilder::default();
+        for i in 0..3 {
+            let c = format!("chunk {i} ").repeat(300).into_bytes();
+            builder.push(
+                ChunkId::of(&key, &c),
+                c.len(),
+                &encode_blob(ChunkKind::Data, &c, 3),
+            );
+        }
+        builder.finish()
+    }
+
+    /// A pack whose trailer is `raw` (entries as stored, before compression) after `blobs`.
+    fn pack_with_trailer(blobs: &[u8], raw: &[u8]) -> Vec<u8> {
+        let trailer = zstd::bulk::compress(raw, 3).unwrap();
+        let mut pack = blobs.to_vec();
+        pack.extend_from_slice(&trailer);
+        pack.extend_from_slice(&(trailer.len() as u32).to_le_bytes());
+        pack.extend_from_slice(PACK_MAGIC);
+        pack
+    }
+
+    fn index_of(raw: &[u8]) -> Vec<u8> {
+        let mut out = INDEX_MAGIC.to_vec();
+        out.extend_from_slice(&zstd::bulk::compress(raw, 3).unwrap());
+        out
+    }
+
+    #[test]
+    fn entries_that_point_outside_their_pack_or_claim_too_much_are_refused() {
+        let (_, bytes, entries) = sample_pack();
+        let blobs_end = entries
+            .last()
+            .map(|e| (e.offset + e.length) as usize)
+            .unwrap();
+        let blobs = &bytes[..blobs_end];
+        let with = |f: &dyn Fn(&mut PackEntry)| {
+            let mut entries = entries.clone();
+            f(&mut entries[1]);
+            encode_entries(&entries)
+        };
+        for (what, raw) in [
+            ("past the blobs", with(&|e| e.offset = blobs_end as u32)),
+            ("wrapping u32", with(&|e| e.offset = u32::MAX - 2)),
+            ("4 GiB blob", with(&|e| e.length = u32::MAX)),
+            ("shorter than a header", with(&|e| e.length = 3)),
+            ("4 GiB chunk", with(&|e| e.raw_length = u32::MAX)),
+        ] {
+            let pack = pack_with_trailer(blobs, &raw);
+            assert!(
+                matches!(read_pack_trailer(&pack), Err(PackError::BadEntry { .. })),
+                "{what}: {:?}",
+                read_pack_trailer(&pack)
+            );
+        }
+        // The trailer is not the pack's own bytes: an entry may not reach into it.
+        let pack = pack_with_trailer(&blobs[..blobs_end - 1], &encode_entries(&entries));
+        assert!(matches!(
+            read_pack_trailer(&pack),
+            Err(PackError::BadEntry { .. })
+        ));
+        // A trailer length longer than the pack.
+        let mut pack = bytes.clone();
+        let at = pack.len() - PACK_TAIL_LEN;
+        pack[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            read_pack_trailer(&pack),
+            Err(PackError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn trailer_and_index_bombs_are_refused() {
+        // 256 MiB of zeros compress to a few KiB; neither a trailer nor an index file may
+        // decompress to that.
+        let zeros = vec![0u8; 256 << 20];
+        let pack = pack_with_trailer(&[], &zeros);
+        assert!(pack.len() < 1 << 20);
+        assert!(matches!(
+            read_pack_trailer(&pack),
+            Err(PackError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            decode_index(&index_of(&zeros)),
+            Err(PackError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn an_index_count_claiming_billions_of_entries_is_an_error_not_an_allocation() {
+        let mut raw = vec![9u8; 32];
+        raw.extend_from_slice(&u32::MAX.to_le_bytes());
+        raw.extend_from_slice(&encode_entries(&sample_pack().2));
+        assert!(matches!(
+            decode_index(&index_of(&raw)),
+            Err(PackError::Malformed { .. })
+        ));
+        // A pack id cut short.
+        assert!(decode_index(&index_of(&[1; 20])).is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// A damaged pack's trailer reads as an error, or as entries that all lie in the pack.
+        #[test]
+        fn damaged_packs_read_as_errors_or_entries_inside_the_pack(
+            damages in crate::store::testing::damages(),
+            inside in proptest::bool::ANY,
+        ) {
+            let (_, bytes, entries) = sample_pack();
+            let pack = if inside {
+                // Damage the entries themselves, in a well-formed zstd frame.
+                let blobs_end = entries.last().map(|e| (e.offset + e.length) as usize).unwrap();
+                let raw = crate::store::testing::apply_all(&damages, &encode_entries(&entries));
+                pack_with_trailer(&bytes[..blobs_end], &raw)
+            } else {
+                crate::store::testing::apply_all(&damages, &bytes)
+            };
+            let n = pack.len() as u64;
+            if let Some(tail) = pack.get(pack.len().saturating_sub(PACK_TAIL_LEN)..) {
+                let _ = trailer_range(n, tail);
+            }
+            if let Ok(found) = read_pack_trailer(&pack) {
+                for e in found {
+                    proptest::prop_assert!(u64::from(e.offset) + u64::from(e.length) <= n);
+                }
+            }
+        }
+
+        /// A damaged index file decodes to an error or to entries, never a panic.
+        #[test]
+        fn damaged_index_files_decode_to_errors_or_entries(
+            damages in crate::store::testing::damages(),
+            inside in proptest::bool::ANY,
+        ) {
+            let (id, _, entries) = sample_pack();
+            let good = encode_index(&[(id, entries.clone()), (PackId([1; 32]), entries)]);
+            let bad = if inside {
+                let raw = zstd::stream::decode_all(&good[8..]).unwrap();
+                index_of(&crate::store::testing::apply_all(&damages, &raw))
+            } else {
+                crate::store::testing::apply_all(&damages, &good)
+            };
+            if let Ok(packs) = decode_index(&bad) {
+                let mut map = ChunkIndex::default();
+                for (pack, entries) in &packs {
+                    map.add_pack(*pack, entries);
+                    for e in entries {
+                        proptest::prop_assert!(e.offset.checked_add(e.length).is_some());
+                        proptest::prop_assert!(map.get(&e.id).is_some());
+                    }
+                }
+            }
+        }
+    }
 }
