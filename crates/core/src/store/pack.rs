@@ -151,8 +151,10 @@ pub struct PackBuilder {
 
 impl PackBuilder {
     pub fn with_capacity(capacity: usize) -> Self {
+        // The target comes from vault.json: a damaged one must not reserve gigabytes up front.
+        const MAX_RESERVE: usize = 64 << 20;
         PackBuilder {
-            bytes: Vec::with_capacity(capacity),
+            bytes: Vec::with_capacity(capacity.min(MAX_RESERVE)),
             entries: Vec::new(),
         }
     }
