@@ -436,6 +436,10 @@ mod tests {
     /// deltas against the first), as objects to build damaged copies from.
     struct Sample {
         objects: Vec<(Path, Bytes)>,
+        first: Vec<u8>,
+        first_manifest: Manifest,
+        /// The chunks the first point needs (none of them deltas).
+        first_needs: Vec<ChunkId>,
         data: Vec<u8>,
         manifest: Manifest,
     }
@@ -453,12 +457,16 @@ mod tests {
             runtime().block_on(async {
                 let store = VaultStore::open("memory://").unwrap();
                 let first = testing::archive(3000, 1);
-                let rp1 = testing::backup(&store, KEY, "db1", "rp1", first, None).await;
+                let rp1 = testing::backup(&store, KEY, "db1", "rp1", first.clone(), None).await;
+                let first_needs = testing::needed(&store, &KEY, &rp1).await;
                 let data = testing::archive(3000, 2);
                 let manifest =
                     testing::backup(&store, KEY, "db1", "rp2", data.clone(), Some(&rp1)).await;
                 Sample {
                     objects: testing::snapshot(&store).await,
+                    first,
+                    first_manifest: rp1,
+                    first_needs,
                     data,
                     manifest,
                 }
@@ -484,33 +492,59 @@ mod tests {
         objects
     }
 
-    /// A pack of the sample holding data chunks only (no chunk-list block), with its entries.
+    /// A pack of the first point's data chunks (no chunk-list block), with its entries: the
+    /// first point reads them in batches, directly.
     fn data_pack() -> (PackId, Vec<PackEntry>) {
-        let lists = &sample().manifest.stream.chunk_lists;
-        sample()
-            .objects
+        let s = sample();
+        let lists = &s.first_manifest.stream.chunk_lists;
+        s.objects
             .iter()
             .filter_map(|(p, b)| Some((p.filename().and_then(PackId::from_hex)?, b)))
             .map(|(id, b)| (id, read_pack_trailer(b).unwrap()))
             .find(|(_, entries)| {
-                entries.len() > 2 && entries.iter().all(|e| !lists.contains(&e.id))
+                entries.len() > 2
+                    && entries
+                        .iter()
+                        .all(|e| !lists.contains(&e.id) && s.first_needs.contains(&e.id))
             })
-            .expect("a pack of data chunks")
+            .expect("a pack of the first point's data chunks")
     }
 
     #[test]
     fn the_sample_reads_back_whole() {
         let s = sample();
-        let got = runtime().block_on(async {
-            read(&testing::store_from(&s.objects).await, &s.manifest.stream).await
+        let (first, second) = runtime().block_on(async {
+            let store = testing::store_from(&s.objects).await;
+            (
+                read(&store, &s.first_manifest.stream).await,
+                read(&store, &s.manifest.stream).await,
+            )
         });
-        assert!(got.unwrap() == s.data);
+        assert!(first.unwrap() == s.first);
+        assert!(second.unwrap() == s.data);
     }
 
     #[test]
     fn a_truncated_pack_is_an_error_naming_the_pack_and_chunk() {
         let (pack, entries) = data_pack();
-        let e = entries[entries.len() / 2];
+        // Cut through the pack's first chunk in stream order: the batch that reads it is
+        // the first read of the pack, and comes back short.
+        let s = sample();
+        let order: Vec<ChunkId> = runtime().block_on(async {
+            let store = testing::store_from(&s.objects).await;
+            let index = load_index(&store).await.unwrap();
+            let mut out = Vec::new();
+            for list in &s.first_manifest.stream.chunk_lists {
+                let (_, block) = fetch_blob(&store, &index, &KEY, *list).await.unwrap();
+                out.extend(decode_chunk_list(&block).unwrap().iter().map(|r| r.id));
+            }
+            out
+        });
+        let e = order
+            .iter()
+            .find_map(|id| entries.iter().find(|e| e.id == *id))
+            .copied()
+            .unwrap();
         let path = paths::pack(&pack);
         let bytes = &sample().objects.iter().find(|(p, _)| *p == path).unwrap().1;
         let cut = (e.offset + e.length / 2) as usize;
@@ -518,7 +552,7 @@ mod tests {
         let err = runtime().block_on(async {
             read(
                 &testing::store_from(&objects).await,
-                &sample().manifest.stream,
+                &sample().first_manifest.stream,
             )
             .await
         });
@@ -580,6 +614,32 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(96))]
 
+        /// A pack cut anywhere makes reading an error, or the stream exactly as written.
+        #[test]
+        fn a_pack_cut_anywhere_reads_back_as_an_error_or_the_original_stream(
+            which in any::<proptest::sample::Index>(),
+            cut in any::<proptest::sample::Index>(),
+        ) {
+            let s = sample();
+            let packs: Vec<&(Path, Bytes)> =
+                s.objects.iter().filter(|(p, _)| p.as_ref().starts_with("packs/")).collect();
+            let (path, bytes) = which.get(&packs);
+            let objects = replaced(path, bytes[..cut.index(bytes.len())].to_vec());
+            let (first, second) = runtime().block_on(async {
+                let store = testing::store_from(&objects).await;
+                (
+                    read(&store, &s.first_manifest.stream).await,
+                    read(&store, &s.manifest.stream).await,
+                )
+            });
+            if let Ok(data) = first {
+                prop_assert!(data == s.first, "{path} cut, the first stream differs");
+            }
+            if let Ok(data) = second {
+                prop_assert!(data == s.data, "{path} cut, the second stream differs");
+            }
+        }
+
         /// Damage to any pack or index file of a vault makes reading a recovery point back an
         /// error, or (where it missed what the point needs) the stream exactly as written.
         #[test]
@@ -598,11 +658,18 @@ mod tests {
                 .collect();
             let (path, bytes) = which.get(&targets);
             let objects = replaced(path, testing::apply_all(&damages, bytes));
-            let got = runtime().block_on(async {
-                read(&testing::store_from(&objects).await, &s.manifest.stream).await
+            let (first, second) = runtime().block_on(async {
+                let store = testing::store_from(&objects).await;
+                (
+                    read(&store, &s.first_manifest.stream).await,
+                    read(&store, &s.manifest.stream).await,
+                )
             });
-            if let Ok(data) = got {
-                prop_assert!(data == s.data, "{path} damaged, the stream read back differs");
+            if let Ok(data) = first {
+                prop_assert!(data == s.first, "{path} damaged, the first stream differs");
+            }
+            if let Ok(data) = second {
+                prop_assert!(data == s.data, "{path} damaged, the second stream differs");
             }
         }
     }
