@@ -15,4 +15,5 @@ mod dump;
 mod guards;
 mod home;
 mod inputs;
+mod reader;
 mod sandbox;

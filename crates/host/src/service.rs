@@ -841,6 +841,13 @@ impl Pgvault {
         counters: impl Fn() -> (u64, u64),
     ) -> Result<T> {
         tokio::pin!(work);
+        // A panic in the operation ends it with an error, so its job is finished as Failed
+        // (and its locks released) like any other failure, not left to unwinding.
+        let mut work = std::future::poll_fn(move |cx| {
+            let polled =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.as_mut().poll(cx)));
+            polled.unwrap_or_else(|panic| std::task::Poll::Ready(Err(panic_error(&*panic))))
+        });
         let mut tick = tokio::time::interval(PROGRESS_EVERY);
         tick.tick().await;
         loop {
@@ -984,6 +991,22 @@ impl JobSteps<'_> {
     }
 }
 
+/// The error an operation that panicked ends with: an internal error that names the panic.
+pub(crate) fn panic_error(panic: &(dyn std::any::Any + Send)) -> Error {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    Error::new(
+        "InternalError",
+        format!(
+            "pgvault stopped the operation on an internal error (a panic: {what}); nothing was \
+             completed. This is a bug: please report it with this message"
+        ),
+    )
+}
+
 /// Finishes a job as `Cancelled` when the operation's future is dropped before it finished the
 /// job itself (Ctrl-C in the REPL, the host's shutdown after its grace period), so a job never
 /// stays `InProgress` behind a live process, where it would block the instance's next backup.
@@ -1023,11 +1046,18 @@ impl Drop for CancelOnDrop<'_> {
         };
         // A job recorded at a scheduler's clock (`tick --at`) may start after the wall clock.
         let end = Utc::now().max(self.start);
-        match self
-            .history
-            .finish(self.id, &JobOutcome::Cancelled, end, read, stored)
-        {
-            Ok(_) => tracing::warn!(job = %self.id, "job cancelled"),
+        // Dropped by a panic unwinding through the operation: that is a failure, not a
+        // cancellation (the panic's message is in the log).
+        let outcome = if std::thread::panicking() {
+            let e = panic_error(&"see the log for the panic's message");
+            JobOutcome::Failed(JobError::new(e.code, e.message))
+        } else {
+            JobOutcome::Cancelled
+        };
+        match self.history.finish(self.id, &outcome, end, read, stored) {
+            Ok(_) => {
+                tracing::warn!(job = %self.id, status = ?outcome.status(), "job ended by its operation stopping")
+            }
             Err(e) => {
                 tracing::error!(job = %self.id, error = %e, "could not record the job as cancelled")
             }
@@ -1211,6 +1241,44 @@ mod tests {
             svc.job(&finished.id.to_string()).unwrap().status(),
             JobStatus::InProgress
         );
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_an_operation_fails_its_job_instead_of_cancelling_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = Pgvault::open(Home::at(dir.path().join("home"))).unwrap();
+        let new = || NewJob::new(Operation::Restore, "V", Utc::now(), current_owner());
+        // A panic inside the operation's future is its error.
+        let job = svc.history.start(&new()).unwrap();
+        let out: Result<()> = svc
+            .with_progress(
+                job.id,
+                async {
+                    let bytes = [1u8, 2, 3];
+                    let end = std::hint::black_box(7);
+                    let _ = &bytes[..end];
+                    Ok(())
+                },
+                || (0, 0),
+            )
+            .await;
+        let e = out.unwrap_err();
+        assert_eq!(e.code, "InternalError");
+        assert!(e.message.contains("out of range"), "{}", e.message);
+        // A job whose guard is dropped by a panic unwinding past it is Failed, not Cancelled.
+        let job = svc.history.start(&new()).unwrap();
+        let history = &svc.history;
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _guard = CancelOnDrop::new(history, &job);
+            panic!("a bug");
+        }));
+        assert!(unwound.is_err());
+        let job = svc.job(&job.id.to_string()).unwrap();
+        assert_eq!(job.status(), JobStatus::Failed);
+        let pgvault_core::model::job::JobState::Failed { error, .. } = &job.state else {
+            panic!("{:?}", job.state)
+        };
+        assert_eq!(error.code, "InternalError");
     }
 
     #[tokio::test]

@@ -97,10 +97,30 @@ impl From<crate::store::reader::ReadError> for Error {
             crate::store::reader::ReadError::Store(s) if s.is_archived() => {
                 "UserErrorRecoveryPointNotRehydrated"
             }
-            _ => "RecoveryPointDamaged",
+            _ => RECOVERY_POINT_DAMAGED,
         };
         Error::new(code, e.to_string())
     }
+}
+
+/// The code of a read that met damage in the vault (see `From<ReadError>`).
+pub const RECOVERY_POINT_DAMAGED: &str = "RecoveryPointDamaged";
+
+/// A damaged read names the recovery point it was reading and says what to do about it.
+pub(crate) fn damaged_point_guidance(e: Error, vault: &str, instance: &str, point: &str) -> Error {
+    if e.code != RECOVERY_POINT_DAMAGED {
+        return e;
+    }
+    Error::new(
+        RECOVERY_POINT_DAMAGED,
+        format!(
+            "recovery point {point} of backup instance `{instance}` cannot be read back: {}. \
+             Run `pgvault recovery-point verify --vault-name {vault} --backup-instance-name {instance} --recovery-point-id {point}` \
+             to list everything that is damaged, and `pgvault backup-vault repair --vault-name {vault}` to take what \
+             cannot be read out of the vault's index so new backups store it again; meanwhile restore an older recovery point.",
+            e.message
+        ),
+    )
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -302,6 +302,8 @@ pub async fn restore(
     let manifest = vault
         .restorable_manifest(instance, &req.recovery_point_id, source, chrono::Utc::now())
         .await?;
+    let damaged =
+        |e| super::damaged_point_guidance(e, vault.name(), instance, &req.recovery_point_id);
     match &req.restore_target_info {
         RestoreTarget::Database {
             recovery_option,
@@ -323,6 +325,7 @@ pub async fn restore(
                 leftovers,
             )
             .await
+            .map_err(damaged)
         }
         RestoreTarget::Files {
             recovery_option,
@@ -339,6 +342,7 @@ pub async fn restore(
                 leftovers,
             )
             .await
+            .map_err(damaged)
         }
     }
 }

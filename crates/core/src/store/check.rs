@@ -576,7 +576,8 @@ pub async fn check_store(
             }
             let got = match index.get(&base) {
                 Some((p, loc)) if p == pack => {
-                    match bytes.get(loc.offset as usize..(loc.offset + loc.length) as usize) {
+                    match bytes.get(loc.offset as usize..loc.offset as usize + loc.length as usize)
+                    {
                         None => Base::Corrupt("the pack is shorter than the index says".into()),
                         Some(blob) => match decode_blob(key, base, blob) {
                             Ok((_, data)) => Base::Read(data),

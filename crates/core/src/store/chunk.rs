@@ -93,6 +93,16 @@ pub enum Encryption {
 const BLOB_FORMAT: u8 = 1;
 pub const BLOB_HEADER_LEN: usize = 8;
 
+/// The largest chunk a vault can hold: FastCDC's largest maximum chunk size (16 MiB; a
+/// vault's chunker is configured within it), far above a chunk-list block (about 704 KiB).
+/// A blob whose header declares more is damaged or forged, and is refused before anything is
+/// allocated for it: a lying header or a zstd bomb cannot make a reader allocate gigabytes.
+pub const MAX_CHUNK_LEN: usize = 16 << 20;
+
+/// The largest stored blob: a chunk kept uncompressed (compressed and delta blobs are only
+/// kept when smaller) after its header.
+pub const MAX_BLOB_LEN: usize = BLOB_HEADER_LEN + MAX_CHUNK_LEN;
+
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
     #[error("blob is {0} bytes, shorter than its header")]
@@ -105,6 +115,12 @@ pub enum BlobError {
     Decompress(std::io::Error),
     #[error("blob decodes to {actual} bytes but its header says {expected}")]
     LengthMismatch { expected: u32, actual: usize },
+    #[error("the pack holds only {actual} of the blob's {expected} bytes: the pack is truncated")]
+    Short { expected: u64, actual: usize },
+    #[error(
+        "blob header declares {declared} bytes, more than the largest chunk a vault holds ({MAX_CHUNK_LEN}): the blob is corrupt"
+    )]
+    TooLarge { declared: u32 },
     #[error("chunk {expected} is corrupt: its bytes hash to {actual}")]
     HashMismatch { expected: ChunkId, actual: ChunkId },
     #[error("chunk {0} is stored as a delta and needs its base chunk to decode")]
@@ -170,12 +186,11 @@ pub fn encode_delta_blob(
 
 /// The base a delta blob needs, or `None` for a full blob.
 pub fn blob_base(blob: &[u8]) -> Option<ChunkId> {
-    if blob.len() >= BLOB_HEADER_LEN + 32 && blob[2] == Compression::ZstdDelta as u8 {
-        let id = &blob[BLOB_HEADER_LEN..BLOB_HEADER_LEN + 32];
-        Some(ChunkId(id.try_into().expect("32 bytes")))
-    } else {
-        None
+    if blob.get(2) != Some(&(Compression::ZstdDelta as u8)) {
+        return None;
     }
+    let id = blob.get(BLOB_HEADER_LEN..BLOB_HEADER_LEN + 32)?;
+    id.try_into().ok().map(ChunkId)
 }
 
 /// Decodes a blob and checks that its bytes hash to `expected`: every chunk is verified
@@ -217,10 +232,21 @@ pub fn decode_blob_with_base(
             value: blob[3],
         });
     }
-    let raw_len = u32::from_le_bytes(blob[4..8].try_into().expect("4 bytes"));
+    let raw_len = u32::from_le_bytes([blob[4], blob[5], blob[6], blob[7]]);
+    // Every decoder below allocates at most the declared length, so that is bounded first.
+    if raw_len as usize > MAX_CHUNK_LEN {
+        return Err(BlobError::TooLarge { declared: raw_len });
+    }
     let payload = &blob[BLOB_HEADER_LEN..];
     let raw = match blob[2] {
+        0 if payload.len() != raw_len as usize => {
+            return Err(BlobError::LengthMismatch {
+                expected: raw_len,
+                actual: payload.len(),
+            });
+        }
         0 => payload.to_vec(),
+        // `bulk::decompress` stops with an error at the capacity it is given.
         1 => zstd::bulk::decompress(payload, raw_len as usize).map_err(BlobError::Decompress)?,
         2 => {
             let base = base.ok_or(BlobError::NeedsBase(expected))?;
@@ -230,6 +256,7 @@ pub fn decode_blob_with_base(
             };
             let mut dctx = zstd::zstd_safe::DCtx::create();
             dctx.ref_prefix(base).map_err(zerr)?;
+            // zstd-safe writes into the spare capacity only: at most the declared length.
             let mut out: Vec<u8> = Vec::with_capacity(raw_len as usize);
             dctx.decompress(&mut out, payload).map_err(zerr)?;
             out
@@ -345,6 +372,78 @@ mod tests {
             )
             .is_none()
         );
+    }
+
+    /// A header with `compression` and a declared raw length, then `payload`.
+    fn forged(compression: u8, raw_len: u32, payload: &[u8]) -> Vec<u8> {
+        let mut blob = vec![BLOB_FORMAT, ChunkKind::Data as u8, compression, 0];
+        blob.extend_from_slice(&raw_len.to_le_bytes());
+        blob.extend_from_slice(payload);
+        blob
+    }
+
+    #[test]
+    fn lying_headers_and_zstd_bombs_are_refused_without_allocating_for_them() {
+        let id = ChunkId::of(&KEY, b"whatever");
+        // A header declaring 4 GiB is refused before any decoder runs.
+        for compression in 0..3 {
+            let blob = forged(compression, u32::MAX, &[0; 64]);
+            assert!(matches!(
+                decode_blob_with_base(&KEY, id, &blob, Some(b"base")),
+                Err(BlobError::TooLarge { .. })
+            ));
+        }
+        // 64 MiB of zeros compress to a few KiB; decoding stops at the declared 1 KiB, and at
+        // the largest chunk when the header claims that.
+        let bomb = zstd::bulk::compress(&vec![0u8; 64 << 20], 3).unwrap();
+        assert!(bomb.len() < 1 << 20);
+        for declared in [1024, MAX_CHUNK_LEN as u32] {
+            assert!(matches!(
+                decode_blob(&KEY, id, &forged(1, declared, &bomb)),
+                Err(BlobError::Decompress(_))
+            ));
+        }
+        // A stored (uncompressed) blob whose header disagrees with its payload.
+        assert!(matches!(
+            decode_blob(&KEY, id, &forged(0, 10, b"short")),
+            Err(BlobError::LengthMismatch { .. })
+        ));
+        // A delta cut inside its base id: no base, and an error rather than a panic.
+        let cut = forged(2, 8, &[1; 20]);
+        assert_eq!(blob_base(&cut), None);
+        assert!(decode_blob_with_base(&KEY, id, &cut, Some(b"base")).is_err());
+        assert_eq!(blob_base(&[]), None);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Damaged blobs of every kind decode to an error or to exactly the original bytes.
+        #[test]
+        fn damaged_blobs_decode_to_an_error_or_the_original(
+            kind in 0usize..3,
+            damages in crate::store::testing::damages(),
+        ) {
+            let base: Vec<u8> = (0..4000u32).flat_map(|i| (i * 7).to_le_bytes()).collect();
+            let mut raw = base.clone();
+            raw[100..108].copy_from_slice(b"changed!");
+            let id = ChunkId::of(&KEY, &raw);
+            let full = encode_blob(ChunkKind::Data, &raw, 3);
+            let blob = match kind {
+                0 => full,
+                1 => encode_blob(ChunkKind::Data, &blake3::hash(&raw).as_bytes().repeat(64), 3),
+                _ => encode_delta_blob(
+                    ChunkKind::Data, &raw, ChunkId::of(&KEY, &base), &base, 3, full.len(),
+                ).unwrap(),
+            };
+            let expected = if kind == 1 { blake3::hash(&raw).as_bytes().repeat(64) } else { raw };
+            let id = if kind == 1 { ChunkId::of(&KEY, &expected) } else { id };
+            let bad = crate::store::testing::apply_all(&damages, &blob);
+            let _ = blob_base(&bad);
+            if let Ok((_, data)) = decode_blob_with_base(&KEY, id, &bad, Some(&base)) {
+                proptest::prop_assert_eq!(data, expected);
+            }
+        }
     }
 
     #[test]

@@ -280,7 +280,7 @@ pub async fn collect_garbage_guarded(
         let bytes = store.get(&paths::pack(id)).await?;
         for e in live {
             let blob = bytes
-                .get(e.offset as usize..(e.offset + e.length) as usize)
+                .get(e.offset as usize..e.offset as usize + e.length as usize)
                 .ok_or_else(|| {
                     damaged(format!("pack {} is shorter than its index", id.to_hex()))
                 })?;

@@ -234,4 +234,68 @@ mod tests {
         assert_eq!(decode_chunk_list(&encode_chunk_list(&refs)).unwrap(), refs);
         assert!(decode_chunk_list(&[0; 43]).is_none());
     }
+
+    fn sample() -> Manifest {
+        let stream = StreamInfo {
+            length: 1234,
+            chunks_blake3: blake3::hash(b"x").to_hex().to_string(),
+            chunk_count: 2,
+            chunk_lists: vec![ChunkId([5; 32])],
+        };
+        crate::store::testing::manifest("db1", "rp1", stream, None)
+    }
+
+    #[test]
+    fn damaged_manifests_are_errors() {
+        let bytes = sample().to_bytes();
+        assert_eq!(Manifest::from_bytes(&bytes).unwrap(), sample());
+        for bad in [
+            &b""[..],
+            &bytes[..bytes.len() / 2],
+            &bytes[..bytes.len() - 1],
+            b"{\"blake3\": \"00\", \"manifest\": {}}",
+            b"[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+        ] {
+            assert!(Manifest::from_bytes(bad).is_err());
+        }
+        // A changed value under the old checksum.
+        let changed = String::from_utf8(bytes.clone())
+            .unwrap()
+            .replace("\"length\": 1234", "\"length\": 9999");
+        assert!(matches!(
+            Manifest::from_bytes(changed.as_bytes()),
+            Err(ManifestError::Checksum)
+        ));
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// A damaged manifest is an error or, where the damage missed what the checksum
+        /// covers (trailing bytes a JSON parser skips), the very manifest written.
+        #[test]
+        fn damaged_manifests_read_as_errors_or_the_original(
+            damages in crate::store::testing::damages(),
+        ) {
+            let bad = crate::store::testing::apply_all(&damages, &sample().to_bytes());
+            if let Ok(m) = Manifest::from_bytes(&bad) {
+                proptest::prop_assert_eq!(m, sample());
+            }
+        }
+
+        /// Any bytes decode as a chunk list or not at all, and a decoded list re-encodes to
+        /// the same bytes.
+        #[test]
+        fn chunk_list_blocks_decode_or_refuse(
+            damages in crate::store::testing::damages(),
+        ) {
+            let refs: Vec<ChunkRef> = (0..20u32)
+                .map(|i| ChunkRef { id: ChunkId([i as u8; 32]), length: i, head: u64::from(i) })
+                .collect();
+            let bad = crate::store::testing::apply_all(&damages, &encode_chunk_list(&refs));
+            if let Some(decoded) = decode_chunk_list(&bad) {
+                proptest::prop_assert_eq!(encode_chunk_list(&decoded), bad);
+            }
+        }
+    }
 }

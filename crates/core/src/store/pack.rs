@@ -18,7 +18,9 @@
 
 use std::collections::HashMap;
 
-use super::chunk::ChunkId;
+use std::io::Read;
+
+use super::chunk::{BLOB_HEADER_LEN, ChunkId, MAX_BLOB_LEN, MAX_CHUNK_LEN};
 
 const PACK_MAGIC: &[u8; 8] = b"PGVPACK1";
 const INDEX_MAGIC: &[u8; 8] = b"PGVIDX01";
@@ -73,6 +75,71 @@ pub enum PackError {
         what: &'static str,
         source: std::io::Error,
     },
+    #[error("{what} is corrupt: entry {entry} {problem}")]
+    BadEntry {
+        what: &'static str,
+        entry: usize,
+        problem: String,
+    },
+    #[error(
+        "{what} decompresses to more than the {limit} bytes its size allows: it is corrupt or not a pgvault {what}"
+    )]
+    TooLarge { what: &'static str, limit: u64 },
+}
+
+/// The most a pack of `pack_len` bytes can list: every blob has at least a header, and an
+/// entry is at most [`ENTRY_LEN`] plus a base id. Bounds the decompression of a trailer.
+fn max_trailer_raw_len(pack_len: u64) -> u64 {
+    (pack_len / BLOB_HEADER_LEN as u64 + 1) * (ENTRY_LEN as u64 + 32)
+}
+
+/// How much larger than its compressed form an index file's entries may be. Entries are
+/// mostly random chunk ids, which zstd cannot shrink: a real index decompresses to less than
+/// twice its size, so a ratio above this is a zstd bomb or garbage, never an index.
+const MAX_INDEX_RATIO: u64 = 16;
+
+/// Decompresses a zstd stream, refusing to produce more than `limit` bytes.
+fn decompress_bounded(what: &'static str, bytes: &[u8], limit: u64) -> Result<Vec<u8>, PackError> {
+    let decoder = zstd::stream::read::Decoder::new(bytes)
+        .map_err(|source| PackError::Decompress { what, source })?;
+    let mut out = Vec::new();
+    decoder
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|source| PackError::Decompress { what, source })?;
+    if out.len() as u64 > limit {
+        return Err(PackError::TooLarge { what, limit });
+    }
+    Ok(out)
+}
+
+/// Checks what an entry says before anyone slices or allocates by it.
+fn check_entry(what: &'static str, entry: usize, e: &PackEntry) -> Result<(), PackError> {
+    let bad = |problem: String| PackError::BadEntry {
+        what,
+        entry,
+        problem,
+    };
+    if (e.length as usize) < BLOB_HEADER_LEN || e.length as usize > MAX_BLOB_LEN {
+        return Err(bad(format!(
+            "says its blob is {} bytes (a blob is {BLOB_HEADER_LEN} to {MAX_BLOB_LEN})",
+            e.length
+        )));
+    }
+    if e.raw_length as usize > MAX_CHUNK_LEN {
+        return Err(bad(format!(
+            "says its chunk is {} bytes (at most {MAX_CHUNK_LEN})",
+            e.raw_length
+        )));
+    }
+    if e.offset.checked_add(e.length).is_none() {
+        return Err(bad(format!(
+            "places its blob at {}..{}, past the largest pack",
+            e.offset,
+            u64::from(e.offset) + u64::from(e.length)
+        )));
+    }
+    Ok(())
 }
 
 /// Accumulates blobs into one pack.
@@ -84,8 +151,10 @@ pub struct PackBuilder {
 
 impl PackBuilder {
     pub fn with_capacity(capacity: usize) -> Self {
+        // The target comes from vault.json: a damaged one must not reserve gigabytes up front.
+        const MAX_RESERVE: usize = 64 << 20;
         PackBuilder {
-            bytes: Vec::with_capacity(capacity),
+            bytes: Vec::with_capacity(capacity.min(MAX_RESERVE)),
             entries: Vec::new(),
         }
     }
@@ -148,28 +217,36 @@ fn decode_entries(
     what: &'static str,
 ) -> Result<(Vec<PackEntry>, usize), PackError> {
     let malformed = || PackError::Malformed { what };
-    let mut out = Vec::with_capacity(count.unwrap_or(buf.len() / ENTRY_LEN));
+    // A count read from storage never sizes an allocation beyond what the bytes can hold.
+    let fits = buf.len() / ENTRY_LEN;
+    let mut out = Vec::with_capacity(count.map_or(fits, |n| n.min(fits)));
     let mut at = 0;
     while count.map_or(at < buf.len(), |n| out.len() < n) {
-        let e = buf.get(at..at + ENTRY_LEN).ok_or_else(malformed)?;
-        let u32_at = |i: usize| u32::from_le_bytes(e[i..i + 4].try_into().expect("4 bytes"));
+        let e: &[u8; ENTRY_LEN] = buf
+            .get(at..at + ENTRY_LEN)
+            .and_then(|e| e.try_into().ok())
+            .ok_or_else(malformed)?;
+        let u32_at = |i: usize| u32::from_le_bytes([e[i], e[i + 1], e[i + 2], e[i + 3]]);
+        let id_at = |b: &[u8]| -> Option<ChunkId> { b.try_into().ok().map(ChunkId) };
         at += ENTRY_LEN;
         let base = match e[44] {
             0 => None,
             FLAG_DELTA => {
-                let b = buf.get(at..at + 32).ok_or_else(malformed)?;
+                let b = buf.get(at..at + 32).and_then(id_at).ok_or_else(malformed)?;
                 at += 32;
-                Some(ChunkId(b.try_into().expect("32 bytes")))
+                Some(b)
             }
             _ => return Err(malformed()),
         };
-        out.push(PackEntry {
-            id: ChunkId(e[..32].try_into().expect("32 bytes")),
+        let entry = PackEntry {
+            id: id_at(&e[..32]).ok_or_else(malformed)?,
             offset: u32_at(32),
             length: u32_at(36),
             raw_length: u32_at(40),
             base,
-        });
+        };
+        check_entry(what, out.len(), &entry)?;
+        out.push(entry);
     }
     Ok((out, at))
 }
@@ -184,7 +261,7 @@ pub fn trailer_range(pack_len: u64, tail: &[u8]) -> Result<std::ops::Range<u64>,
     if tail.len() != PACK_TAIL_LEN || &tail[4..] != PACK_MAGIC {
         return Err(PackError::Malformed { what });
     }
-    let trailer_len = u64::from(u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")));
+    let trailer_len = u64::from(u32::from_le_bytes([tail[0], tail[1], tail[2], tail[3]]));
     let end = pack_len
         .checked_sub(PACK_TAIL_LEN as u64)
         .ok_or(PackError::Malformed { what })?;
@@ -194,23 +271,46 @@ pub fn trailer_range(pack_len: u64, tail: &[u8]) -> Result<std::ops::Range<u64>,
     Ok(start..end)
 }
 
-/// Decodes a pack's trailer (the bytes [`trailer_range`] names) into its entries.
-pub fn decode_trailer(trailer: &[u8]) -> Result<Vec<PackEntry>, PackError> {
+/// Decodes the trailer of a pack of `pack_len` bytes (the bytes [`trailer_range`] names)
+/// into its entries, each of which lies in the pack's blob area, before the trailer.
+pub fn decode_trailer(trailer: &[u8], pack_len: u64) -> Result<Vec<PackEntry>, PackError> {
     let what = "pack";
-    let raw = zstd::stream::decode_all(trailer)
-        .map_err(|source| PackError::Decompress { what, source })?;
-    Ok(decode_entries(&raw, None, what)?.0)
+    let raw = decompress_bounded(what, trailer, max_trailer_raw_len(pack_len))?;
+    let entries = decode_entries(&raw, None, what)?.0;
+    // The blobs end where the trailer starts.
+    let blobs_end = pack_len.saturating_sub(PACK_TAIL_LEN as u64 + trailer.len() as u64);
+    for (i, e) in entries.iter().enumerate() {
+        let end = u64::from(e.offset) + u64::from(e.length);
+        if end > blobs_end {
+            return Err(PackError::BadEntry {
+                what,
+                entry: i,
+                problem: format!(
+                    "places its blob at {}..{end}, past the pack's {blobs_end} bytes of blobs",
+                    e.offset
+                ),
+            });
+        }
+    }
+    Ok(entries)
 }
 
 /// Reads the entries of a whole pack from its trailer (used to rebuild the index and to
 /// verify packs).
 pub fn read_pack_trailer(pack: &[u8]) -> Result<Vec<PackEntry>, PackError> {
     let n = pack.len();
-    if n < PACK_TAIL_LEN {
-        return Err(PackError::Malformed { what: "pack" });
-    }
-    let range = trailer_range(n as u64, &pack[n - PACK_TAIL_LEN..])?;
-    decode_trailer(&pack[range.start as usize..range.end as usize])
+    let malformed = || PackError::Malformed { what: "pack" };
+    let tail = pack
+        .get(n.saturating_sub(PACK_TAIL_LEN)..)
+        .filter(|_| n >= PACK_TAIL_LEN)
+        .ok_or_else(malformed)?;
+    let range = trailer_range(n as u64, tail)?;
+    let trailer = usize::try_from(range.start)
+        .ok()
+        .zip(usize::try_from(range.end).ok())
+        .and_then(|(start, end)| pack.get(start..end))
+        .ok_or_else(malformed)?;
+    decode_trailer(trailer, n as u64)
 }
 
 /// Serializes an index file: for each pack, its id, entry count and entries.
@@ -231,19 +331,26 @@ pub fn decode_index(bytes: &[u8]) -> Result<Vec<(PackId, Vec<PackEntry>)>, PackE
     if bytes.len() < 8 || &bytes[..8] != INDEX_MAGIC {
         return Err(PackError::Malformed { what });
     }
-    let raw = zstd::stream::decode_all(&bytes[8..])
-        .map_err(|source| PackError::Decompress { what, source })?;
+    let compressed = &bytes[8..];
+    let limit = (compressed.len() as u64)
+        .saturating_mul(MAX_INDEX_RATIO)
+        .max(1 << 20);
+    let raw = decompress_bounded(what, compressed, limit)?;
     let mut buf = &raw[..];
     let mut out = Vec::new();
     while !buf.is_empty() {
-        if buf.len() < 36 {
+        let (Some(pack), Some(count), Some(rest)) = (
+            buf.get(..32).and_then(|b| b.try_into().ok()).map(PackId),
+            buf.get(32..36)
+                .and_then(|b| b.try_into().ok())
+                .map(|b| u32::from_le_bytes(b) as usize),
+            buf.get(36..),
+        ) else {
             return Err(PackError::Malformed { what });
-        }
-        let pack = PackId(buf[..32].try_into().expect("32 bytes"));
-        let count = u32::from_le_bytes(buf[32..36].try_into().expect("4 bytes")) as usize;
-        let (entries, used) = decode_entries(&buf[36..], Some(count), what)?;
+        };
+        let (entries, used) = decode_entries(rest, Some(count), what)?;
         out.push((pack, entries));
-        buf = &buf[36 + used..];
+        buf = rest.get(used..).ok_or(PackError::Malformed { what })?;
     }
     Ok(out)
 }
@@ -296,9 +403,8 @@ impl ChunkIndex {
     }
 
     pub fn get(&self, id: &ChunkId) -> Option<(PackId, Location)> {
-        self.chunks
-            .get(id)
-            .map(|loc| (self.packs[loc.pack as usize], *loc))
+        let loc = self.chunks.get(id)?;
+        Some((*self.packs.get(loc.pack as usize)?, *loc))
     }
 
     /// The base a chunk is stored as a delta against, if it is.
@@ -378,5 +484,165 @@ mod tests {
         assert!(read_pack_trailer(b"xxxxxxxxxxxxxxxxPGVPACK1").is_err());
         assert!(decode_index(b"PGVIDX0").is_err());
         assert!(decode_index(b"NOTANIDXxxxx").is_err());
+    }
+
+    /// A small pack of three chunks and its entries.
+    fn sample_pack() -> (PackId, Vec<u8>, Vec<PackEntry>) {
+        let key = [3u8; 32];
+        let mut builder = PackBuilder::default();
+        for i in 0..3 {
+            let c = format!("chunk {i} ").repeat(300).into_bytes();
+            builder.push(
+                ChunkId::of(&key, &c),
+                c.len(),
+                &encode_blob(ChunkKind::Data, &c, 3),
+            );
+        }
+        builder.finish()
+    }
+
+    /// A pack whose trailer is `raw` (entries as stored, before compression) after `blobs`.
+    fn pack_with_trailer(blobs: &[u8], raw: &[u8]) -> Vec<u8> {
+        let trailer = zstd::bulk::compress(raw, 3).unwrap();
+        let mut pack = blobs.to_vec();
+        pack.extend_from_slice(&trailer);
+        pack.extend_from_slice(&(trailer.len() as u32).to_le_bytes());
+        pack.extend_from_slice(PACK_MAGIC);
+        pack
+    }
+
+    fn index_of(raw: &[u8]) -> Vec<u8> {
+        let mut out = INDEX_MAGIC.to_vec();
+        out.extend_from_slice(&zstd::bulk::compress(raw, 3).unwrap());
+        out
+    }
+
+    #[test]
+    fn entries_that_point_outside_their_pack_or_claim_too_much_are_refused() {
+        let (_, bytes, entries) = sample_pack();
+        let blobs_end = entries
+            .last()
+            .map(|e| (e.offset + e.length) as usize)
+            .unwrap();
+        let blobs = &bytes[..blobs_end];
+        let with = |f: &dyn Fn(&mut PackEntry)| {
+            let mut entries = entries.clone();
+            f(&mut entries[1]);
+            encode_entries(&entries)
+        };
+        for (what, raw) in [
+            ("past the blobs", with(&|e| e.offset = blobs_end as u32)),
+            ("wrapping u32", with(&|e| e.offset = u32::MAX - 2)),
+            ("4 GiB blob", with(&|e| e.length = u32::MAX)),
+            ("shorter than a header", with(&|e| e.length = 3)),
+            ("4 GiB chunk", with(&|e| e.raw_length = u32::MAX)),
+        ] {
+            let pack = pack_with_trailer(blobs, &raw);
+            assert!(
+                matches!(read_pack_trailer(&pack), Err(PackError::BadEntry { .. })),
+                "{what}: {:?}",
+                read_pack_trailer(&pack)
+            );
+        }
+        // The trailer is not the pack's own bytes: an entry may not reach into it.
+        let pack = pack_with_trailer(&blobs[..blobs_end - 1], &encode_entries(&entries));
+        assert!(matches!(
+            read_pack_trailer(&pack),
+            Err(PackError::BadEntry { .. })
+        ));
+        // A trailer length longer than the pack.
+        let mut pack = bytes.clone();
+        let at = pack.len() - PACK_TAIL_LEN;
+        pack[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            read_pack_trailer(&pack),
+            Err(PackError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn trailer_and_index_bombs_are_refused() {
+        // 256 MiB of zeros compress to a few KiB; neither a trailer nor an index file may
+        // decompress to that.
+        let zeros = vec![0u8; 256 << 20];
+        let pack = pack_with_trailer(&[], &zeros);
+        assert!(pack.len() < 1 << 20);
+        assert!(matches!(
+            read_pack_trailer(&pack),
+            Err(PackError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            decode_index(&index_of(&zeros)),
+            Err(PackError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn an_index_count_claiming_billions_of_entries_is_an_error_not_an_allocation() {
+        let mut raw = vec![9u8; 32];
+        raw.extend_from_slice(&u32::MAX.to_le_bytes());
+        raw.extend_from_slice(&encode_entries(&sample_pack().2));
+        assert!(matches!(
+            decode_index(&index_of(&raw)),
+            Err(PackError::Malformed { .. })
+        ));
+        // A pack id cut short.
+        assert!(decode_index(&index_of(&[1; 20])).is_err());
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// A damaged pack's trailer reads as an error, or as entries that all lie in the pack.
+        #[test]
+        fn damaged_packs_read_as_errors_or_entries_inside_the_pack(
+            damages in crate::store::testing::damages(),
+            inside in proptest::bool::ANY,
+        ) {
+            let (_, bytes, entries) = sample_pack();
+            let pack = if inside {
+                // Damage the entries themselves, in a well-formed zstd frame.
+                let blobs_end = entries.last().map(|e| (e.offset + e.length) as usize).unwrap();
+                let raw = crate::store::testing::apply_all(&damages, &encode_entries(&entries));
+                pack_with_trailer(&bytes[..blobs_end], &raw)
+            } else {
+                crate::store::testing::apply_all(&damages, &bytes)
+            };
+            let n = pack.len() as u64;
+            if let Some(tail) = pack.get(pack.len().saturating_sub(PACK_TAIL_LEN)..) {
+                let _ = trailer_range(n, tail);
+            }
+            if let Ok(found) = read_pack_trailer(&pack) {
+                for e in found {
+                    proptest::prop_assert!(u64::from(e.offset) + u64::from(e.length) <= n);
+                }
+            }
+        }
+
+        /// A damaged index file decodes to an error or to entries, never a panic.
+        #[test]
+        fn damaged_index_files_decode_to_errors_or_entries(
+            damages in crate::store::testing::damages(),
+            inside in proptest::bool::ANY,
+        ) {
+            let (id, _, entries) = sample_pack();
+            let good = encode_index(&[(id, entries.clone()), (PackId([1; 32]), entries)]);
+            let bad = if inside {
+                let raw = zstd::stream::decode_all(&good[8..]).unwrap();
+                index_of(&crate::store::testing::apply_all(&damages, &raw))
+            } else {
+                crate::store::testing::apply_all(&damages, &good)
+            };
+            if let Ok(packs) = decode_index(&bad) {
+                let mut map = ChunkIndex::default();
+                for (pack, entries) in &packs {
+                    map.add_pack(*pack, entries);
+                    for e in entries {
+                        proptest::prop_assert!(e.offset.checked_add(e.length).is_some());
+                        proptest::prop_assert!(map.get(&e.id).is_some());
+                    }
+                }
+            }
+        }
     }
 }

@@ -240,3 +240,82 @@ pub async fn flip_byte_in_blob(store: &VaultStore, pack: &PackId, chunk: ChunkId
     bytes[(entry.offset + entry.length / 2) as usize] ^= 0x5a;
     store.put(&path, bytes.into()).await.unwrap();
 }
+
+/// One way stored bytes go bad, for the property tests over the readers: a flipped bit, a
+/// cut, bytes appended, a 32-bit word overwritten (where lengths, offsets and counts live, so
+/// they can claim gigabytes), or the whole object replaced by other bytes.
+#[derive(Clone, Debug)]
+pub enum Damage {
+    Flip { at: usize, bit: u8 },
+    Truncate { to: usize },
+    Extend(Vec<u8>),
+    Word { at: usize, value: u32 },
+    Replace(Vec<u8>),
+}
+
+impl Damage {
+    pub fn apply(&self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = bytes.to_vec();
+        let n = out.len();
+        match self {
+            Damage::Flip { at, bit } if n > 0 => out[at % n] ^= 1 << (bit % 8),
+            Damage::Flip { .. } => {}
+            Damage::Truncate { to } => out.truncate(to % (n + 1)),
+            Damage::Extend(tail) => out.extend_from_slice(tail),
+            Damage::Word { at, value } if n >= 4 => {
+                let at = at % (n - 3);
+                out[at..at + 4].copy_from_slice(&value.to_le_bytes());
+            }
+            Damage::Word { .. } => {}
+            Damage::Replace(other) => out = other.clone(),
+        }
+        out
+    }
+}
+
+/// Any [`Damage`]; overwritten words favour the values that break bounds.
+pub fn damage() -> impl proptest::strategy::Strategy<Value = Damage> {
+    use proptest::prelude::*;
+    let word = prop_oneof![
+        Just(u32::MAX),
+        Just(u32::MAX - 7),
+        Just(1u32 << 31),
+        Just(0u32),
+        any::<u32>(),
+    ];
+    prop_oneof![
+        3 => (any::<usize>(), 0u8..8).prop_map(|(at, bit)| Damage::Flip { at, bit }),
+        2 => any::<usize>().prop_map(|to| Damage::Truncate { to }),
+        1 => proptest::collection::vec(any::<u8>(), 1..64).prop_map(Damage::Extend),
+        3 => (any::<usize>(), word).prop_map(|(at, value)| Damage::Word { at, value }),
+        1 => proptest::collection::vec(any::<u8>(), 0..256).prop_map(Damage::Replace),
+    ]
+}
+
+/// One to three damages applied in turn.
+pub fn damages() -> impl proptest::strategy::Strategy<Value = Vec<Damage>> {
+    proptest::collection::vec(damage(), 1..4)
+}
+
+pub fn apply_all(damages: &[Damage], bytes: &[u8]) -> Vec<u8> {
+    damages.iter().fold(bytes.to_vec(), |b, d| d.apply(&b))
+}
+
+/// Every object of a store, to rebuild damaged copies of it from.
+pub async fn snapshot(store: &VaultStore) -> Vec<(Path, bytes::Bytes)> {
+    let mut out = Vec::new();
+    for path in store.list(&Path::from("")).await.unwrap() {
+        let bytes = store.get(&path).await.unwrap();
+        out.push((path, bytes));
+    }
+    out
+}
+
+/// A new in-memory store holding `objects`.
+pub async fn store_from(objects: &[(Path, bytes::Bytes)]) -> VaultStore {
+    let store = VaultStore::open("memory://").unwrap();
+    for (path, bytes) in objects {
+        store.put(path, bytes.clone()).await.unwrap();
+    }
+    store
+}
