@@ -77,7 +77,11 @@ impl From<home::HomeError> for Error {
 
 impl From<crate::store::writer::WriteError> for Error {
     fn from(e: crate::store::writer::WriteError) -> Self {
-        Error::new("VaultWriteError", e.to_string())
+        let code = match &e {
+            crate::store::writer::WriteError::PackVanished(_) => "VaultDamaged",
+            _ => "VaultWriteError",
+        };
+        Error::new(code, e.to_string())
     }
 }
 

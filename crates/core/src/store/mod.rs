@@ -7,6 +7,7 @@
 //! recovery-points/<instance>/<id>.json     manifests: a recovery point exists iff this exists
 //! packs/<2 hex>/<64 hex>                   pack objects (see `pack`)
 //! index/<uuid>                             which pack holds which chunk
+//! damage/<uuid>.json                     packs verify, check or a restore found bad (see `damage`)
 //! locks/<uuid>.json                        shared, exclusive and destructive locks (see `lock`)
 //! locks/destructive.lease                  (Blob Storage) the destructive-operation lease (see `lease`)
 //! archive.json                             (archive tier only) the vault it belongs to
@@ -25,6 +26,7 @@ pub mod azure;
 pub mod blob_rest;
 pub mod check;
 pub mod chunk;
+pub mod damage;
 pub mod gc;
 pub mod lease;
 pub mod lock;
@@ -32,6 +34,7 @@ pub mod manifest;
 pub mod pack;
 pub mod reader;
 pub mod reindex;
+pub mod repair;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod verify;
@@ -518,5 +521,11 @@ pub mod paths {
     }
     pub fn index(name: &str) -> Path {
         Path::from(format!("index/{name}"))
+    }
+    pub fn damage_records() -> Path {
+        Path::from("damage")
+    }
+    pub fn damage_record(name: &str) -> Path {
+        Path::from(format!("damage/{name}.json"))
     }
 }
