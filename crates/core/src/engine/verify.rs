@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::{Error, Result, Vault};
 use crate::model::policy::DataStoreType;
 use crate::model::resource;
+use crate::store::damage::DamageNotes;
 use crate::store::manifest::Manifest;
 use crate::store::verify::{StreamVerification, load_index_reporting, verify_stream};
 use crate::store::{VaultStore, paths};
@@ -165,6 +166,9 @@ pub async fn verify_recovery_points(
             continue;
         }
         let (index, index_problems) = load_index_reporting(store).await?;
+        // Packs found bad are recorded in the vault, so backups stop deduplicating against
+        // them (see `store::damage`).
+        let mut notes = DamageNotes::default();
         for problem in &index_problems {
             tracing::warn!(vault = %vault.name(), %tier, "{problem}");
         }
@@ -173,6 +177,15 @@ pub async fn verify_recovery_points(
                 Ok(m) => {
                     let mut v =
                         verify_stream(store, &index, &key, &m.stream, m.archive.as_ref()).await;
+                    for f in &v.corrupt_chunks {
+                        if let Some(pack) = f.pack_id {
+                            notes.note(
+                                pack,
+                                Some(f.chunk_id),
+                                format!("{:?}: {}", f.reason, f.detail),
+                            );
+                        }
+                    }
                     if v.missing_chunks.iter().any(|f| f.pack_id.is_none()) {
                         v.problems.extend(index_problems.iter().cloned());
                     }
@@ -199,6 +212,9 @@ pub async fn verify_recovery_points(
                 status: VerifyStatus::of(stream.is_ok()),
                 stream,
             });
+        }
+        if let Err(e) = notes.record(store, "recovery-point verify").await {
+            tracing::warn!(vault = %vault.name(), %tier, error = %e, "the damage found could not be recorded in the vault; backups may deduplicate against it until it is");
         }
     }
     if points.is_empty()
@@ -283,6 +299,14 @@ mod tests {
         let lost = a["dataStores"][1]["missingChunks"].as_array().unwrap();
         assert_eq!(lost[0]["role"], "ChunkList", "{a:#}");
         assert_eq!(lost[0]["reason"], "PackMissing");
+        // Missing packs need no record (a backup's listing finds them); nothing was corrupt.
+        assert!(
+            crate::store::damage::load_damage(&archive_store)
+                .await
+                .unwrap()
+                .records
+                .is_empty()
+        );
         assert_eq!(b["name"], "b");
         assert_eq!(b["status"], "Damaged");
         assert_eq!(b["recoveryPointTime"], serde_json::Value::Null);
