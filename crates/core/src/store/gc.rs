@@ -763,7 +763,7 @@ mod tests {
     /// pack, the chunks no pack holds do not stop it either.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_damaged_manifest_is_marked_conservatively_and_lost_chunks_do_not_stop_gc() {
-        use crate::store::testing::{self, archive, backup, packs};
+        use crate::store::testing::{self, archive, backup};
         let store = VaultStore::open("memory://").unwrap();
         let key = testing::KEY;
         let rp1 = backup(&store, key, "db", "rp1", archive(6_000, 0), None).await;
