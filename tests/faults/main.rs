@@ -10,3 +10,5 @@
 #[path = "../e2e/support.rs"]
 #[allow(dead_code)]
 mod support;
+
+mod damage;

@@ -26,8 +26,7 @@ use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::chunk::ChunkId;
-use super::pack::{ChunkIndex, PackId};
-use super::verify::load_index_reporting;
+use super::pack::{ChunkIndex, PackId, decode_index};
 use super::{StoreError, VaultStore, paths};
 
 pub const DAMAGE_FORMAT: u32 = 1;
@@ -116,6 +115,10 @@ impl DamageNotes {
 pub struct RecordedDamage {
     /// Bad packs, with the reasons and chunks recorded for them.
     pub packs: HashMap<PackId, (Vec<String>, HashSet<ChunkId>)>,
+    /// When each bad pack was last recorded bad. Packs are named by their content, so a
+    /// later backup that writes the same bytes rewrites a bad pack whole: a pack written
+    /// after its record is sound again.
+    pub recorded_at: HashMap<PackId, chrono::DateTime<chrono::Utc>>,
     /// The record objects read (repair deletes them when done).
     pub records: Vec<Path>,
 }
@@ -125,7 +128,7 @@ pub struct RecordedDamage {
 /// verification records the damage again.
 pub async fn load_damage(store: &VaultStore) -> Result<RecordedDamage, StoreError> {
     let mut out = RecordedDamage::default();
-    for path in store.list(&paths::damage_records()).await? {
+    for (path, _, written) in store.list_with_times(&paths::damage_records()).await? {
         let record: DamageRecord = match store.get_json(&path).await {
             Ok(r) => r,
             Err(e) if e.is_not_found() => continue,
@@ -139,6 +142,8 @@ pub async fn load_damage(store: &VaultStore) -> Result<RecordedDamage, StoreErro
             let Some(pack) = PackId::from_hex(&bad.pack_id) else {
                 continue;
             };
+            let at = out.recorded_at.entry(pack).or_insert(written);
+            *at = (*at).max(written);
             let entry = out.packs.entry(pack).or_default();
             if !entry.0.contains(&bad.reason) {
                 entry.0.push(bad.reason.clone());
@@ -163,46 +168,77 @@ pub struct Excluded {
     pub chunks: usize,
 }
 
-/// The index a backup dedups against (see the module documentation): one LIST of `index/`,
-/// one of `packs/`, one of `damage/`, and the index files themselves.
+/// The index a backup dedups against, and a restore or verification reads through (see the
+/// module documentation): one LIST of `index/`, one of `packs/`, one of `damage/`, and the
+/// index files. Entries in a missing, truncated or recorded-bad pack are skipped as they are
+/// loaded, so a chunk that also lives in a sound pack (stored again by a later backup) is
+/// found there.
 pub async fn load_backup_index(store: &VaultStore) -> Result<(ChunkIndex, Excluded), StoreError> {
-    let (mut index, problems) = load_index_reporting(store).await?;
-    let mut excluded = Excluded {
-        unreadable_index_files: problems.len(),
-        ..Default::default()
-    };
-    for problem in problems {
-        tracing::warn!(store = %store.url(), "{problem}; the chunks it lists are stored again");
-    }
-    let sizes: HashMap<PackId, u64> = store
-        .list_with_sizes(&Path::from("packs"))
-        .await?
-        .into_iter()
-        .filter_map(|(path, size)| {
-            let id = path.filename().and_then(PackId::from_hex)?;
-            (paths::pack(&id) == path).then_some((id, size))
-        })
-        .collect();
     let damage = load_damage(store).await?;
-    let mut bad: HashSet<PackId> = HashSet::new();
-    for (pack, need) in index.pack_extents() {
-        match sizes.get(&pack) {
-            None => excluded.missing.push(pack),
-            Some(size) if *size < need => excluded.truncated.push(pack),
-            Some(_) if damage.packs.contains_key(&pack) => excluded.recorded_bad.push(pack),
-            Some(_) => continue,
+    let mut sizes: HashMap<PackId, u64> = HashMap::new();
+    // Recorded bad, but written again whole since (packs are named by their content, so a
+    // later backup with the same bytes rewrites the pack): sound again.
+    let mut rewritten: HashSet<PackId> = HashSet::new();
+    for (path, size, written) in store.list_with_times(&Path::from("packs")).await? {
+        let Some(id) = path.filename().and_then(PackId::from_hex) else {
+            continue;
+        };
+        if paths::pack(&id) != path {
+            continue;
         }
-        bad.insert(pack);
+        if damage.recorded_at.get(&id).is_some_and(|at| written > *at) {
+            rewritten.insert(id);
+        }
+        sizes.insert(id, size);
     }
+    let mut excluded = Excluded::default();
+    let mut bad: HashSet<PackId> = HashSet::new();
+    let mut index = ChunkIndex::default();
+    for path in store.list(&paths::indexes()).await? {
+        let decoded = match store.get(&path).await {
+            Ok(bytes) => decode_index(&bytes).map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let packs = match decoded {
+            Ok(packs) => packs,
+            Err(e) => {
+                excluded.unreadable_index_files += 1;
+                tracing::warn!(store = %store.url(), index = %path, error = %e, "an index file cannot be read; the chunks it lists are stored again");
+                continue;
+            }
+        };
+        for (pack, entries) in packs {
+            let need = entries
+                .iter()
+                .map(|e| u64::from(e.offset) + u64::from(e.length))
+                .max()
+                .unwrap_or(0);
+            let why = match sizes.get(&pack) {
+                None => &mut excluded.missing,
+                Some(size) if *size < need => &mut excluded.truncated,
+                Some(_) if damage.packs.contains_key(&pack) && !rewritten.contains(&pack) => {
+                    &mut excluded.recorded_bad
+                }
+                Some(_) => {
+                    index.add_pack(pack, &entries);
+                    continue;
+                }
+            };
+            if bad.insert(pack) {
+                why.push(pack);
+            }
+            excluded.chunks += entries.len();
+        }
+    }
+    // Deltas whose base went with a bad pack cannot be decoded.
+    excluded.chunks += index.forget_packs(&HashSet::new());
     if !bad.is_empty() {
-        excluded.chunks = index.forget_packs(&bad);
         tracing::warn!(
             store = %store.url(),
             missing = excluded.missing.len(),
             truncated = excluded.truncated.len(),
             recorded_bad = excluded.recorded_bad.len(),
-            chunks = excluded.chunks,
-            "packs left out of the backup's dedup index: their chunks are stored again from the dump; `pgvault backup-vault repair` heals the vault"
+            "packs left out of the index: their chunks are read from other copies or stored again from the dump; `pgvault backup-vault repair` heals the vault"
         );
     }
     Ok((index, excluded))

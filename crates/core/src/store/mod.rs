@@ -441,6 +441,19 @@ impl VaultStore {
             .collect())
     }
 
+    /// Every object under `prefix` with its size and when it was last written.
+    pub async fn list_with_times(
+        &self,
+        prefix: &Path,
+    ) -> Result<Vec<(Path, u64, chrono::DateTime<chrono::Utc>)>, StoreError> {
+        Ok(self
+            .list_meta(prefix)
+            .await?
+            .into_iter()
+            .map(|m| (m.location, m.size, m.last_modified))
+            .collect())
+    }
+
     /// The object under `prefix` written last, if any.
     pub async fn newest(&self, prefix: &Path) -> Result<Option<Path>, StoreError> {
         let metas = self.list_meta(prefix).await?;

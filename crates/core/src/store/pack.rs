@@ -314,17 +314,6 @@ impl ChunkIndex {
         self.packs.len()
     }
 
-    /// For each pack, how long it must be to hold every chunk the index places in it.
-    pub fn pack_extents(&self) -> HashMap<PackId, u64> {
-        let mut out: HashMap<PackId, u64> = HashMap::new();
-        for loc in self.chunks.values() {
-            let end = u64::from(loc.offset) + u64::from(loc.length);
-            let e = out.entry(self.packs[loc.pack as usize]).or_default();
-            *e = (*e).max(end);
-        }
-        out
-    }
-
     /// Forgets every chunk located in one of `bad`, and every delta whose base is then
     /// gone (it could not be decoded); returns how many chunks were forgotten.
     pub fn forget_packs(&mut self, bad: &std::collections::HashSet<PackId>) -> usize {
