@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::{Error, Result, Vault};
 use crate::model::policy::DataStoreType;
 use crate::model::resource;
-use crate::store::damage::{DamageNotes, load_backup_index};
+use crate::store::damage::{DamageNotes, load_readable_index};
 use crate::store::manifest::Manifest;
 use crate::store::pack::ChunkIndex;
 use crate::store::verify::ChunkDamage;
@@ -191,7 +191,7 @@ pub async fn verify_recovery_points(
         let (full_index, index_problems) = load_index_reporting(store).await?;
         // Chunks are read where a sound copy is (a missing, truncated or recorded-bad pack is
         // skipped, as a restore skips it); the full index names the pack a lost one was in.
-        let (index, _) = load_backup_index(store).await?;
+        let (index, _) = load_readable_index(store).await?;
         // Packs found bad are recorded in the vault, so backups stop deduplicating against
         // them (see `store::damage`).
         let mut notes = DamageNotes::default();

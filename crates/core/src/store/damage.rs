@@ -174,6 +174,22 @@ pub struct Excluded {
 /// loaded, so a chunk that also lives in a sound pack (stored again by a later backup) is
 /// found there.
 pub async fn load_backup_index(store: &VaultStore) -> Result<(ChunkIndex, Excluded), StoreError> {
+    load_index_around_damage(store, true).await
+}
+
+/// The index a restore or verification reads through: as [`load_backup_index`], except that
+/// recorded-bad packs stay in, after every other pack: a chunk with a sound copy elsewhere
+/// is read there, one that only a bad pack holds is read (and its hash checked) where it is,
+/// so a verification still names exactly which chunk is bad.
+pub async fn load_readable_index(store: &VaultStore) -> Result<(ChunkIndex, Excluded), StoreError> {
+    load_index_around_damage(store, false).await
+}
+
+async fn load_index_around_damage(
+    store: &VaultStore,
+    exclude_recorded_bad: bool,
+) -> Result<(ChunkIndex, Excluded), StoreError> {
+    let mut deferred: Vec<(PackId, Vec<super::pack::PackEntry>)> = Vec::new();
     let damage = load_damage(store).await?;
     let mut sizes: HashMap<PackId, u64> = HashMap::new();
     // Recorded bad, but written again whole since (packs are named by their content, so a
@@ -217,6 +233,10 @@ pub async fn load_backup_index(store: &VaultStore) -> Result<(ChunkIndex, Exclud
                 None => &mut excluded.missing,
                 Some(size) if *size < need => &mut excluded.truncated,
                 Some(_) if damage.packs.contains_key(&pack) && !rewritten.contains(&pack) => {
+                    if !exclude_recorded_bad {
+                        deferred.push((pack, entries));
+                        continue;
+                    }
                     &mut excluded.recorded_bad
                 }
                 Some(_) => {
@@ -229,6 +249,9 @@ pub async fn load_backup_index(store: &VaultStore) -> Result<(ChunkIndex, Exclud
             }
             excluded.chunks += entries.len();
         }
+    }
+    for (pack, entries) in deferred {
+        index.add_pack(pack, &entries);
     }
     // Deltas whose base went with a bad pack cannot be decoded.
     excluded.chunks += index.forget_packs(&HashSet::new());
@@ -352,6 +375,32 @@ mod tests {
         .await
         .unwrap();
         assert!(out == data);
+    }
+
+    /// A pack that vanishes after the index was loaded (here: an index loaded without the
+    /// listing) is met by the delta-base fetch: the write fails instead of referencing it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pack_vanishing_under_a_backup_fails_it() {
+        let store = VaultStore::open("memory://").unwrap();
+        let rp1 = backup(&store, KEY, "db", "rp1", archive(12_000, 0), None).await;
+        let stale = Arc::new(load_index(&store).await.unwrap());
+        for p in packs(&store).await {
+            store.delete(&paths::pack(&p)).await.unwrap();
+        }
+        let err = write_stream(
+            &store,
+            stale,
+            &crate::store::testing::config(KEY),
+            std::io::Cursor::new(archive(12_000, 1)),
+            Arc::new(Progress::default()),
+            Some(rp1.stream.clone()),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(err, crate::store::writer::WriteError::PackVanished(_)),
+            "{err}"
+        );
     }
 
     #[tokio::test]
