@@ -11,6 +11,7 @@
 #[allow(dead_code)]
 mod support;
 
+mod damage;
 mod dump;
 mod guards;
 mod home;

@@ -35,6 +35,7 @@ fn columns(kind: &str) -> Option<&'static [(&'static str, &'static str)]> {
             ("Time", "/properties/recoveryPointTime"),
             ("Tag", "/properties/retentionTagName"),
             ("Expiry", "/properties/expiryTime"),
+            ("State", "/properties/recoveryPointState"),
         ],
         "microsoft.dataprotection/backupvaults/backupjobs" => &[
             ("Job", "/name"),

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use pgvault_core::engine::sweep::{self, ActionKind, SweepAction, SweepPlan};
+use pgvault_core::engine::vault::RECOVERY_POINT_DAMAGED;
 use pgvault_core::engine::{Error, Result, Vault};
 use pgvault_core::model::instance::PROTECTION_STOPPED;
 use pgvault_core::model::job::{Job, JobFilter, NewJob, Operation};
@@ -384,7 +385,12 @@ impl Pgvault {
         recovery_point_id: &str,
         reason: &str,
     ) -> Result<Job> {
-        let point = vault.stored_point(instance, recovery_point_id).await?;
+        // A damaged manifest can still be deleted: it is the way out of it.
+        let tag = match vault.stored_point(instance, recovery_point_id).await {
+            Ok(point) => Some(point.manifest().retention_tag_name.clone()),
+            Err(e) if e.code == RECOVERY_POINT_DAMAGED => None,
+            Err(e) => return Err(e),
+        };
         let now = Utc::now();
         let mut new = NewJob::new(
             Operation::DeleteRecoveryPoint,
@@ -394,7 +400,7 @@ impl Pgvault {
         );
         new.backup_instance_name = Some(instance.to_owned());
         new.recovery_point_id = Some(recovery_point_id.to_owned());
-        new.retention_tag = Some(point.manifest().retention_tag_name.clone());
+        new.retention_tag = tag;
         new.extended_details
             .insert("Action".into(), "Delete".into());
         new.extended_details.insert("Reason".into(), reason.into());
@@ -549,8 +555,13 @@ impl Pgvault {
             .set_protection_state(instance, PROTECTION_STOPPED)
             .await?;
         let mut jobs = Vec::new();
-        for point in vault.recovery_points(instance).await? {
-            let id = point.manifest().recovery_point_id.clone();
+        let (points, damaged) = vault.recovery_points_and_damage(instance).await?;
+        let ids = points
+            .iter()
+            .map(|p| p.manifest().recovery_point_id.clone())
+            .chain(damaged.into_iter().map(|d| d.recovery_point_id))
+            .collect::<std::collections::BTreeSet<String>>();
+        for id in ids {
             let job = self
                 .delete_point(
                     vault,

@@ -30,8 +30,9 @@ use pgvault_core::store::check::{
 use pgvault_core::store::lock::LockKind;
 use pgvault_core::store::paths;
 use pgvault_core::store::reindex::{ReindexReport, reindex};
+use pgvault_core::store::repair::{RepairError, RepairReport, repair};
 
-use crate::service::{Pgvault, lock_tiers, release_all};
+use crate::service::{Pgvault, guard_destructive, lock_tiers, release_all, release_guard};
 
 /// One tier's check.
 #[derive(Debug, Serialize)]
@@ -57,6 +58,15 @@ pub struct VaultCheck {
     pub job_history: Vec<Finding>,
     /// Policies and backup instances that do not read back (errors: the vault is damaged).
     pub configuration: Vec<Finding>,
+}
+
+/// `backup-vault repair` of one tier.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TierRepair {
+    pub data_store_type: DataStoreType,
+    #[serde(flatten)]
+    pub report: RepairReport,
 }
 
 /// `backup-vault reindex` of one tier.
@@ -142,6 +152,49 @@ impl Pgvault {
             job_history,
             configuration,
         })
+    }
+
+    /// `backup-vault repair` (and `reindex --repair`): every tier's unreadable packs dropped,
+    /// what still verifies salvaged into new packs, the index rebuilt (see
+    /// `pgvault_core::store::repair`). It deletes packs, so it holds the destructive-operation
+    /// guard for its whole run, and each tier's exclusive lock while it repairs it.
+    pub async fn repair_vault(&self, vault_name: &str, read_data: bool) -> Result<Vec<TierRepair>> {
+        let vault = self.vault(vault_name).await?;
+        let key = vault.config.chunk_key()?;
+        let size = vault.config.pack_target_size as usize;
+        let guard = guard_destructive(&vault, "repair").await?;
+        let result = async {
+            let locks = lock_tiers(&vault, LockKind::Exclusive, "repair").await?;
+            let mut out = Vec::new();
+            let mut failure = None;
+            for tier in [DataStoreType::VaultStore, DataStoreType::ArchiveStore] {
+                let Some(store) = vault.tier_store(tier) else {
+                    continue;
+                };
+                match repair(store, &key, size, read_data, Some(&guard), |_| true).await {
+                    Ok(report) => {
+                        tracing::info!(vault = %vault.name(), %tier, bad_packs = report.bad_packs.len(), missing_packs = report.missing_packs.len(), salvaged = report.chunks_salvaged, lost = report.chunks_lost, damaged_points = report.damaged_recovery_points.len(), "vault repaired");
+                        out.push(TierRepair {
+                            data_store_type: tier,
+                            report,
+                        });
+                    }
+                    Err(e) => {
+                        failure = Some(e);
+                        break;
+                    }
+                }
+            }
+            release_all(locks).await;
+            match failure {
+                Some(RepairError::Store(e)) => Err(e.into()),
+                Some(RepairError::Guard(e)) => Err(e.into()),
+                None => Ok(out),
+            }
+        }
+        .await;
+        release_guard(guard).await;
+        result
     }
 
     /// `backup-vault reindex`: rebuilds every tier's index from its packs' trailers (see

@@ -114,12 +114,18 @@ pub async fn run(cmd: RecoveryPointCommand, format: Format) -> anyhow::Result<Ex
         } => {
             let vault = svc.vault(&vault_name).await.map_err(coded)?;
             vault.instance(&backup_instance_name).await.map_err(coded)?;
-            let rps = vault
-                .recovery_points(&backup_instance_name)
+            // Damaged manifests are listed after the good points, as `Partial` with why.
+            let (rps, damaged) = vault
+                .recovery_points_and_damage(&backup_instance_name)
                 .await
                 .map_err(coded)?;
             print(
-                &Value::Array(rps.iter().map(|m| vault.recovery_point_json(m)).collect()),
+                &Value::Array(
+                    rps.iter()
+                        .map(|m| vault.recovery_point_json(m))
+                        .chain(damaged.iter().map(|d| vault.damaged_recovery_point_json(d)))
+                        .collect(),
+                ),
                 format,
             )?;
         }

@@ -1,5 +1,5 @@
 //! `pgvault backup-vault ...`: create, update, show and list vaults; collect garbage; check
-//! a vault and rebuild its index; break the lock of its destructive operations.
+//! a vault, rebuild its index and repair it; break the lock of its destructive operations.
 
 use std::process::ExitCode;
 
@@ -97,6 +97,33 @@ pub enum VaultCommand {
     Reindex {
         #[arg(long, short = 'v')]
         vault_name: String,
+        /// Repair too (as `backup-vault repair`): drop unreadable packs, salvage what verifies.
+        #[arg(long)]
+        repair: bool,
+        /// With --repair: read every pack whole, not only those found or recorded bad.
+        #[arg(long, requires = "repair")]
+        read_data: bool,
+    },
+    /// Repair a damaged vault, every tier: packs that `recovery-point verify`, `backup-vault
+    /// check` or a restore recorded bad, that are shorter than the index says or whose
+    /// trailer cannot be read are read whole; every blob that still verifies is copied into
+    /// new packs, a new index is written (durable), and only then are the bad packs deleted.
+    /// Lists the recovery points that stay damaged and the tables each loses. Exits non-zero
+    /// when any does.
+    #[command(after_help = "Examples:
+  pgvault backup-vault repair --vault-name TestBkpVault
+  pgvault backup-vault repair --vault-name TestBkpVault --read-data -o table
+
+Chunks are content addresses: a backup after the repair stores the lost chunks again
+when the database still holds the same data, and older recovery points that needed
+them restore whole again. Run `backup-vault check --read-data` first to find damage
+nothing has recorded yet, or give --read-data here.")]
+    Repair {
+        #[arg(long, short = 'v')]
+        vault_name: String,
+        /// Read every pack whole, not only those found or recorded bad.
+        #[arg(long)]
+        read_data: bool,
     },
     /// End the lock that keeps retention sweeps, garbage collection and deletions one at a
     /// time on a vault: on Blob Storage, break its lease; on a local vault, remove its lock
@@ -206,7 +233,65 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
                 return Ok(ExitCode::FAILURE);
             }
         }
-        VaultCommand::Reindex { vault_name } => {
+        VaultCommand::Reindex {
+            vault_name,
+            repair: true,
+            read_data,
+        }
+        | VaultCommand::Repair {
+            vault_name,
+            read_data,
+        } => {
+            let tiers = svc
+                .repair_vault(&vault_name, read_data)
+                .await
+                .map_err(coded)?;
+            match format {
+                Format::Json => print(&serde_json::to_value(&tiers)?, format)?,
+                Format::Table => {
+                    for t in &tiers {
+                        let r = &t.report;
+                        line(&format!(
+                            "{}: {} packs checked, {} read; {} bad, {} missing; {} chunks salvaged into {} new packs, {} lost; {} bad packs deleted",
+                            t.data_store_type,
+                            r.packs_checked,
+                            r.packs_read,
+                            r.bad_packs.len(),
+                            r.missing_packs.len(),
+                            r.chunks_salvaged,
+                            r.new_packs,
+                            r.chunks_lost,
+                            r.packs_deleted
+                        ))?;
+                        for d in &r.damaged_recovery_points {
+                            line(&format!(
+                                "  damaged: {}/{}: {} chunks ({} bytes) lost{}{}",
+                                d.backup_instance_name,
+                                d.recovery_point_id,
+                                d.lost_chunks,
+                                d.lost_bytes,
+                                if d.tables_lost.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!("; tables: {}", d.tables_lost.join(", "))
+                                },
+                                d.unrestorable
+                                    .as_ref()
+                                    .map(|u| format!("; cannot restore: {u}"))
+                                    .unwrap_or_default()
+                            ))?;
+                        }
+                    }
+                }
+            }
+            if tiers
+                .iter()
+                .any(|t| !t.report.damaged_recovery_points.is_empty())
+            {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        VaultCommand::Reindex { vault_name, .. } => {
             let tiers = svc.reindex_vault(&vault_name).await.map_err(coded)?;
             match format {
                 Format::Json => print(&serde_json::to_value(&tiers)?, format)?,

@@ -28,11 +28,11 @@ use crate::model::retention;
 use crate::postgres::connection::ConnectParams;
 use crate::postgres::contents::ExportedSnapshot;
 use crate::postgres::tools::{ToolProcess, find_tool, tool_version};
+use crate::store::damage::load_backup_index;
 use crate::store::manifest::{
     BackupStats, DatasourceInfo, MANIFEST_FORMAT, Manifest, PostgresInfo,
 };
 use crate::store::paths;
-use crate::store::reader::load_index;
 use crate::store::writer::{Progress, write_stream};
 
 /// How a backup was started.
@@ -226,7 +226,9 @@ pub async fn backup(
 
     // What the vault holds, and the stream of this instance's last recovery point (the
     // delta bases), are read before pg_dump starts, so its snapshot is held no longer.
-    let index = Arc::new(load_index(&vault.store).await?);
+    // The dedup index leaves out packs that are missing, truncated or recorded bad, so the
+    // new point never inherits known damage (see `store::damage`).
+    let index = Arc::new(load_backup_index(&vault.store).await?.0);
     let previous = vault
         .latest_recovery_point(&req.instance)
         .await?

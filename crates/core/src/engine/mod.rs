@@ -83,6 +83,7 @@ impl From<home::HomeError> for Error {
 impl From<crate::store::writer::WriteError> for Error {
     fn from(e: crate::store::writer::WriteError) -> Self {
         let code = match &e {
+            crate::store::writer::WriteError::PackVanished(_) => "VaultDamaged",
             crate::store::writer::WriteError::Store(s) if s.is_disk_full() => "UserErrorDiskFull",
             _ => "VaultWriteError",
         };

@@ -29,7 +29,7 @@ use crate::postgres::tools::{ToolProcess, find_tool};
 use crate::secrets::{SecretRef, SecretStoreType};
 use crate::store::azure::AzureLocation;
 use crate::store::manifest::Manifest;
-use crate::store::reader::{load_index, read_stream, read_stream_ranges};
+use crate::store::reader::{read_stream, read_stream_ranges};
 
 /// A restore request's `sourceDataStoreType`: `VaultStore`, or `ArchiveStore` for a rehydrated
 /// recovery point.
@@ -1231,9 +1231,10 @@ async fn feed_tool(
         }
         None => None,
     };
-    let index = load_index(&vault.store)
+    let index = crate::store::damage::load_readable_index(&vault.store)
         .await
-        .map_err(|e| other(e.into()))?;
+        .map_err(|e| other(e.into()))?
+        .0;
     let key = vault.config.chunk_key().map_err(other)?;
     let arg_refs = |args: &[String]| -> Vec<String> { args.to_vec() };
 
@@ -1477,7 +1478,9 @@ async fn write_files_output(
             FeedError::Other(e) => e,
         });
     }
-    let index = load_index(&vault.store).await?;
+    let index = crate::store::damage::load_readable_index(&vault.store)
+        .await?
+        .0;
     let key = vault.config.chunk_key()?;
     let mut out = FaultPoints(out);
     let bytes = read_stream(

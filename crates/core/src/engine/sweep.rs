@@ -643,8 +643,9 @@ async fn copy_between(
     let source = vault.tier_store(from).ok_or_else(not_configured)?;
     let target = vault.tier_store(to).ok_or_else(not_configured)?;
     let instance = &manifest.backup_instance_name;
-    let index = load_index(source).await?;
-    let known = Arc::new(load_index(target).await?);
+    let index = crate::store::damage::load_readable_index(source).await?.0;
+    // The copy never dedups against the target's missing, truncated or recorded-bad packs.
+    let known = Arc::new(crate::store::damage::load_backup_index(target).await?.0);
     // Delta bases: the target tier's latest copy of this instance; a damaged one only costs
     // the deltas. Not in the Archive access tier: a delta is encoded against its base read
     // back, and archived packs cannot be read.

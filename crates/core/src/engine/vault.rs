@@ -182,6 +182,20 @@ impl StoredPoint {
     }
 }
 
+/// A recovery point whose manifest is in a tier but cannot be trusted (its checksum fails, it
+/// is truncated, empty, or not a manifest). Only this point is damaged: listing shows it as
+/// such, backups take their delta bases from the newest good point, and it can be deleted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DamagedManifest {
+    pub instance: String,
+    pub recovery_point_id: String,
+    pub tier: DataStoreType,
+    pub problem: String,
+}
+
+/// The error code of a manifest that was read but cannot be trusted.
+pub const RECOVERY_POINT_DAMAGED: &str = "RecoveryPointDamaged";
+
 /// An open vault.
 #[derive(Clone, Debug)]
 pub struct Vault {
@@ -598,13 +612,27 @@ impl Vault {
             return Ok(None);
         };
         let newest = store.newest(&paths::recovery_points(instance)).await?;
-        match newest
+        let latest = match newest
             .as_ref()
             .and_then(|p| p.filename())
             .and_then(|f| f.strip_suffix(".json"))
         {
             Some(id) => self.manifest_in(tier, instance, id).await,
             None => Ok(None),
+        };
+        match latest {
+            // The newest manifest is damaged: the newest good one serves instead.
+            Err(e) if e.code == RECOVERY_POINT_DAMAGED => Ok(self
+                .recovery_points_and_damage(instance)
+                .await?
+                .0
+                .into_iter()
+                .filter_map(|p| match tier {
+                    DataStoreType::ArchiveStore => p.archive,
+                    _ => p.vault,
+                })
+                .max_by_key(|m| m.recovery_point_time)),
+            latest => latest,
         }
     }
 
@@ -710,16 +738,45 @@ impl Vault {
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        Manifest::from_bytes(&bytes).map(Some).map_err(|e| {
-            Error::new(
-                "RecoveryPointDamaged",
-                format!("recovery point `{id}` ({tier:?}): {e}"),
-            )
-        })
+        Manifest::from_bytes(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|m| {
+                if m.backup_instance_name == instance && m.recovery_point_id == id {
+                    Ok(m)
+                } else {
+                    Err(format!(
+                        "the manifest describes recovery point `{}` of `{}`",
+                        m.recovery_point_id, m.backup_instance_name
+                    ))
+                }
+            })
+            .map(Some)
+            .map_err(|e| {
+                Error::new(
+                    RECOVERY_POINT_DAMAGED,
+                    format!("recovery point `{id}` ({tier:?}) is damaged: {e}; `pgvault recovery-point delete` removes it"),
+                )
+            })
     }
 
-    /// Every recovery point of an instance in either tier, newest first.
+    /// Every recovery point of an instance in either tier whose manifest can be read, newest
+    /// first. Damaged manifests are left out ([`Self::damaged_recovery_points`] lists them).
     pub async fn recovery_points(&self, instance: &str) -> Result<Vec<StoredPoint>> {
+        Ok(self.recovery_points_and_damage(instance).await?.0)
+    }
+
+    /// The recovery points of an instance whose manifest is in a tier but damaged.
+    pub async fn damaged_recovery_points(&self, instance: &str) -> Result<Vec<DamagedManifest>> {
+        Ok(self.recovery_points_and_damage(instance).await?.1)
+    }
+
+    /// The good points (newest first) and the damaged manifests of an instance. A manifest
+    /// that cannot be read at all (a storage error) is an error: nothing can be said of it.
+    pub async fn recovery_points_and_damage(
+        &self,
+        instance: &str,
+    ) -> Result<(Vec<StoredPoint>, Vec<DamagedManifest>)> {
+        let mut damaged = Vec::new();
         let mut points: std::collections::BTreeMap<String, StoredPoint> = Default::default();
         for tier in [DataStoreType::VaultStore, DataStoreType::ArchiveStore] {
             let Some(store) = self.tier_store(tier) else {
@@ -729,8 +786,19 @@ impl Vault {
                 .list_json_names(&paths::recovery_points(instance))
                 .await?
             {
-                let Some(m) = self.manifest_in(tier, instance, &id).await? else {
-                    continue;
+                let m = match self.manifest_in(tier, instance, &id).await {
+                    Ok(Some(m)) => m,
+                    Ok(None) => continue,
+                    Err(e) if e.code == RECOVERY_POINT_DAMAGED => {
+                        damaged.push(DamagedManifest {
+                            instance: instance.to_owned(),
+                            recovery_point_id: id,
+                            tier,
+                            problem: e.message,
+                        });
+                        continue;
+                    }
+                    Err(e) => return Err(e),
                 };
                 let point = points.entry(id).or_default();
                 match tier {
@@ -741,7 +809,7 @@ impl Vault {
         }
         let mut out: Vec<StoredPoint> = points.into_values().collect();
         out.sort_by_key(|p| std::cmp::Reverse(p.manifest().recovery_point_time));
-        Ok(out)
+        Ok((out, damaged))
     }
 
     /// A recovery point in whichever tiers hold it.
@@ -821,6 +889,7 @@ impl Vault {
                 "recoveryPointId": m.recovery_point_id,
                 "recoveryPointTime": m.recovery_point_time,
                 "recoveryPointType": "Full",
+                "recoveryPointState": "Completed",
                 "friendlyName": m.recovery_point_id,
                 "policyName": m.policy_name,
                 "retentionTagName": m.retention_tag_name,
@@ -841,6 +910,88 @@ impl Vault {
                     .collect::<Vec<_>>(),
             }),
         )
+    }
+}
+
+impl Vault {
+    /// A damaged recovery point as Azure's `recoveryPoints` resource: what is known of it
+    /// (its id and tier), `recoveryPointState` `Partial` (Azure's states are `Completed` and
+    /// `Partial`), and why, as the pgvault-specific `pgvaultDamage`.
+    pub fn damaged_recovery_point_json(&self, d: &DamagedManifest) -> Value {
+        envelope(
+            resource::recovery_point_id(self.name(), &d.instance, &d.recovery_point_id),
+            &d.recovery_point_id,
+            resource::RECOVERY_POINT_TYPE,
+            json!({
+                "objectType": "AzureBackupDiscreteRecoveryPoint",
+                "recoveryPointId": d.recovery_point_id,
+                "recoveryPointState": "Partial",
+                "friendlyName": d.recovery_point_id,
+                "recoveryPointDataStoresDetails": [{
+                    "id": d.recovery_point_id,
+                    "type": d.tier,
+                    "visible": true,
+                }],
+                "pgvaultDamage": d.problem,
+            }),
+        )
+    }
+}
+
+#[cfg(test)]
+mod damaged_manifest_tests {
+    use super::*;
+    use crate::store::testing::{archive, backup};
+
+    /// The third finding: one corrupt manifest (checksum, truncated, empty) made listing and
+    /// the latest point fail. Now only that point is damaged.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_damaged_manifest_damages_only_its_own_point() {
+        let store = VaultStore::open("memory://").unwrap();
+        let vault = Vault::create(store, "V", Utc::now(), None).await.unwrap();
+        let key = vault.config.chunk_key().unwrap();
+        let good = backup(&vault.store, key, "db", "good", archive(2_000, 0), None).await;
+        for (id, bytes) in [
+            ("checksum", {
+                let m = backup(&vault.store, key, "db", "checksum", archive(2_000, 1), None).await;
+                String::from_utf8(m.to_bytes())
+                    .unwrap()
+                    .replacen("BackupWeekly", "BackupDaily!", 1)
+                    .into_bytes()
+            }),
+            ("truncated", good.to_bytes()[..50].to_vec()),
+            ("empty", Vec::new()),
+        ] {
+            vault
+                .store
+                .put(&paths::recovery_point("db", id), bytes.into())
+                .await
+                .unwrap();
+        }
+        let (points, damaged) = vault.recovery_points_and_damage("db").await.unwrap();
+        assert_eq!(points.len(), 1);
+        assert_eq!(points[0].manifest().recovery_point_id, "good");
+        let mut names: Vec<&str> = damaged
+            .iter()
+            .map(|d| d.recovery_point_id.as_str())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["checksum", "empty", "truncated"]);
+        // The newest manifest written is damaged; the latest good point is the delta source.
+        let latest = vault.latest_recovery_point("db").await.unwrap().unwrap();
+        assert_eq!(latest.recovery_point_id, "good");
+        let json = vault.damaged_recovery_point_json(&damaged[0]);
+        assert_eq!(json["properties"]["recoveryPointState"], "Partial");
+        assert!(
+            json["properties"]["pgvaultDamage"]
+                .as_str()
+                .unwrap()
+                .contains("damaged")
+        );
+        assert_eq!(
+            vault.recovery_point_json(&points[0])["properties"]["recoveryPointState"],
+            "Completed"
+        );
     }
 }
 

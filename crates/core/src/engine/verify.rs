@@ -15,7 +15,10 @@ use serde::Serialize;
 use super::{Error, Result, Vault};
 use crate::model::policy::DataStoreType;
 use crate::model::resource;
+use crate::store::damage::{DamageNotes, load_readable_index};
 use crate::store::manifest::Manifest;
+use crate::store::pack::ChunkIndex;
+use crate::store::verify::ChunkDamage;
 use crate::store::verify::{StreamVerification, load_index_reporting, verify_stream};
 use crate::store::{VaultStore, paths};
 
@@ -147,6 +150,27 @@ async fn manifests(
     Ok(out)
 }
 
+/// A chunk the readable index left out (its only copies are in missing, truncated or
+/// recorded-bad packs) is reported with the pack the full index places it in.
+fn explain_skipped(v: &mut StreamVerification, full: &ChunkIndex) {
+    let mut moved = Vec::new();
+    v.missing_chunks.retain(|f| {
+        if f.reason != ChunkDamage::NotInIndex {
+            return true;
+        }
+        let Some((pack, _)) = full.get(&f.chunk_id) else {
+            return true;
+        };
+        let mut f = f.clone();
+        f.pack_id = Some(pack);
+        f.reason = ChunkDamage::PackMissing;
+        f.detail = "its pack is missing, shorter than the index says, or recorded bad (`pgvault backup-vault repair` drops it)".into();
+        moved.push(f);
+        false
+    });
+    v.missing_chunks.extend(moved);
+}
+
 /// Verifies the selected recovery points in every tier holding them, sorted by instance,
 /// then newest first. The caller holds shared locks on the tiers, so garbage collection
 /// cannot make chunks disappear under the verification.
@@ -164,7 +188,13 @@ pub async fn verify_recovery_points(
         if found.is_empty() {
             continue;
         }
-        let (index, index_problems) = load_index_reporting(store).await?;
+        let (full_index, index_problems) = load_index_reporting(store).await?;
+        // Chunks are read where a sound copy is (a missing, truncated or recorded-bad pack is
+        // skipped, as a restore skips it); the full index names the pack a lost one was in.
+        let (index, _) = load_readable_index(store).await?;
+        // Packs found bad are recorded in the vault, so backups stop deduplicating against
+        // them (see `store::damage`).
+        let mut notes = DamageNotes::default();
         for problem in &index_problems {
             tracing::warn!(vault = %vault.name(), %tier, "{problem}");
         }
@@ -173,6 +203,16 @@ pub async fn verify_recovery_points(
                 Ok(m) => {
                     let mut v =
                         verify_stream(store, &index, &key, &m.stream, m.archive.as_ref()).await;
+                    for f in &v.corrupt_chunks {
+                        if let Some(pack) = f.pack_id {
+                            notes.note(
+                                pack,
+                                Some(f.chunk_id),
+                                format!("{:?}: {}", f.reason, f.detail),
+                            );
+                        }
+                    }
+                    explain_skipped(&mut v, &full_index);
                     if v.missing_chunks.iter().any(|f| f.pack_id.is_none()) {
                         v.problems.extend(index_problems.iter().cloned());
                     }
@@ -199,6 +239,9 @@ pub async fn verify_recovery_points(
                 status: VerifyStatus::of(stream.is_ok()),
                 stream,
             });
+        }
+        if let Err(e) = notes.record(store, "recovery-point verify").await {
+            tracing::warn!(vault = %vault.name(), %tier, error = %e, "the damage found could not be recorded in the vault; backups may deduplicate against it until it is");
         }
     }
     if points.is_empty()
@@ -283,6 +326,14 @@ mod tests {
         let lost = a["dataStores"][1]["missingChunks"].as_array().unwrap();
         assert_eq!(lost[0]["role"], "ChunkList", "{a:#}");
         assert_eq!(lost[0]["reason"], "PackMissing");
+        // Missing packs need no record (a backup's listing finds them); nothing was corrupt.
+        assert!(
+            crate::store::damage::load_damage(&archive_store)
+                .await
+                .unwrap()
+                .records
+                .is_empty()
+        );
         assert_eq!(b["name"], "b");
         assert_eq!(b["status"], "Damaged");
         assert_eq!(b["recoveryPointTime"], serde_json::Value::Null);

@@ -26,6 +26,7 @@ use object_store::path::Path;
 use serde::Serialize;
 
 use super::chunk::{ChunkId, ChunkKind, decode_blob, decode_blob_with_base};
+use super::damage::DamageNotes;
 use super::manifest::{Manifest, decode_chunk_list};
 use super::pack::{ChunkIndex, PackEntry, PackId, decode_index};
 use super::reader::{ReadError, fetch_blob, fetch_trailer};
@@ -694,6 +695,25 @@ pub async fn check_store(
         ));
     }
     c.findings.sort_by_key(|f| (f.severity, f.kind));
+    // Packs that failed are recorded, so backups stop deduplicating against them. Corrupt
+    // blobs no recovery point needs count too: a later backup could meet the same bytes.
+    let mut notes = DamageNotes::default();
+    for f in &c.findings {
+        let bad = matches!(
+            f.kind,
+            FindingKind::PackCorrupt
+                | FindingKind::PackUnreadable
+                | FindingKind::IndexDisagreesWithTrailer
+                | FindingKind::ChunkCorrupt
+                | FindingKind::UnreferencedChunkCorrupt
+        );
+        if let (true, Some(pack)) = (bad, f.pack_id) {
+            notes.note(pack, f.chunk_id, format!("{:?}", f.kind));
+        }
+    }
+    if let Err(e) = notes.record(store, "backup-vault check").await {
+        tracing::warn!(store = %store.url(), error = %e, "the damage found could not be recorded in the vault; backups may deduplicate against it until it is");
+    }
     Ok(c)
 }
 
@@ -874,6 +894,9 @@ mod tests {
         assert_eq!(corrupt.len(), 2, "{corrupt:#?}");
         assert!(corrupt.iter().all(|f| f.pack_id == Some(flipped_pack)));
         assert_eq!(corrupt[1].chunk_id, Some(flipped));
+        // What it found is recorded for backups and repair.
+        let recorded = crate::store::damage::load_damage(&store).await.unwrap();
+        assert!(recorded.packs[&flipped_pack].1.contains(&flipped));
     }
 
     #[test]

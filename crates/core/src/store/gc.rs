@@ -37,7 +37,7 @@ use super::lease::DestructiveGuard;
 use super::lock::LockError;
 use super::manifest::{Manifest, decode_chunk_list};
 use super::pack::{ChunkIndex, PackBuilder, PackEntry, PackId, decode_index, encode_index};
-use super::reader::fetch_blob;
+use super::reader::{fetch_blob, fetch_trailer};
 use super::{StoreError, VaultStore, paths};
 
 /// A pack whose live bytes are under this fraction of its size is rewritten.
@@ -73,8 +73,42 @@ pub struct GcReport {
     /// Bytes of the new packs the repack wrote.
     pub bytes_written: u64,
     pub index_files_replaced: usize,
+    /// Manifests that were read but are damaged (checksum, truncation, not a manifest):
+    /// marked conservatively, every chunk id found in their bytes (and what such a chunk-list
+    /// block lists) kept, so a salvage loses nothing to the collection.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub damaged_manifests: Vec<String>,
+    /// Chunks a recovery point needs that no pack holds (lost, as `backup-vault repair`
+    /// reports): nothing to keep for them.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub lost_chunks: usize,
     /// Whether the collection ran to the end (`false` when the hook stopped it).
     pub finished: bool,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Every 64-hex-digit run in `bytes`, as a chunk id: what a damaged manifest may still name.
+fn hex_ids(bytes: &[u8]) -> HashSet<ChunkId> {
+    let mut out = HashSet::new();
+    let mut run = 0usize;
+    for (i, b) in bytes.iter().enumerate() {
+        if b.is_ascii_hexdigit() {
+            run += 1;
+            if run >= 64
+                && let Some(id) = std::str::from_utf8(&bytes[i + 1 - 64..=i])
+                    .ok()
+                    .and_then(ChunkId::from_hex)
+            {
+                out.insert(id);
+            }
+        } else {
+            run = 0;
+        }
+    }
+    out
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -149,7 +183,7 @@ pub async fn collect_garbage_guarded(
     }
     if let Some((id, _)) = packs.iter().find(|(_, info)| info.size == 0) {
         return Err(damaged(format!(
-            "pack {} is listed in an index but missing from the store",
+            "pack {} is listed in an index but missing from the store; `pgvault backup-vault repair` drops it from the index and lists what is lost",
             id.to_hex()
         )));
     }
@@ -159,17 +193,41 @@ pub async fn collect_garbage_guarded(
     // ---- mark ----
     let manifests = store.list(&paths::recovery_points_root()).await?;
     let mut referenced: HashSet<ChunkId> = HashSet::new();
+    // Referenced chunks no index lists: lost, or in a pack only a lost index file named.
+    let mut unindexed_needed: Vec<(ChunkId, String)> = Vec::new();
     for path in manifests.iter().filter(|p| p.as_ref().ends_with(".json")) {
+        // A manifest that cannot be read (a storage error) stops the collection.
         let bytes = store.get(path).await?;
-        let manifest = Manifest::from_bytes(&bytes)
-            .map_err(|e| damaged(format!("recovery point `{path}`: {e}")))?;
+        let manifest = match Manifest::from_bytes(&bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(manifest = %path, error = %e, "a damaged manifest: every chunk id in its bytes is kept");
+                report.damaged_manifests.push(path.to_string());
+                for id in hex_ids(&bytes) {
+                    if !index.contains(&id) {
+                        continue;
+                    }
+                    referenced.insert(id);
+                    if let Ok((ChunkKind::ChunkList, block)) =
+                        fetch_blob(store, &index, key, id).await
+                    {
+                        referenced.extend(
+                            decode_chunk_list(&block)
+                                .into_iter()
+                                .flatten()
+                                .map(|r| r.id),
+                        );
+                    }
+                }
+                continue;
+            }
+        };
         report.recovery_points += 1;
         for list in &manifest.stream.chunk_lists {
             referenced.insert(*list);
             if !index.contains(list) {
-                return Err(damaged(format!(
-                    "chunk list {list} of `{path}` is in no pack"
-                )));
+                unindexed_needed.push((*list, format!("chunk list {list} of `{path}`")));
+                continue;
             }
             let (kind, block) = fetch_blob(store, &index, key, *list)
                 .await
@@ -179,11 +237,44 @@ pub async fn collect_garbage_guarded(
                 .ok_or_else(|| damaged(format!("chunk list {list} of `{path}` is malformed")))?;
             for r in refs {
                 if !index.contains(&r.id) {
-                    return Err(damaged(format!("chunk {} of `{path}` is in no pack", r.id)));
+                    unindexed_needed.push((r.id, format!("chunk {} of `{path}`", r.id)));
                 }
                 referenced.insert(r.id);
             }
         }
+    }
+    // A needed chunk in a pack no index lists means the index is incomplete (an index file
+    // lost): that pack would be deleted as a killed backup's, so the collection stops. A
+    // needed chunk in no pack at all is lost already; there is nothing to keep for it.
+    if !unindexed_needed.is_empty() {
+        let mut in_unindexed: HashSet<ChunkId> = HashSet::new();
+        for (path, size) in &unindexed {
+            let Some(id) = path.filename().and_then(PackId::from_hex) else {
+                continue;
+            };
+            match fetch_trailer(store, &id, *size).await? {
+                Ok(entries) => in_unindexed.extend(entries.iter().map(|e| e.id)),
+                Err(e) => {
+                    return Err(damaged(format!(
+                        "recovery points need chunks no index lists, and the trailer of unindexed pack {id} cannot be read ({e}); `pgvault backup-vault repair` sorts this out"
+                    )));
+                }
+            }
+        }
+        if let Some((_, what)) = unindexed_needed
+            .iter()
+            .find(|(id, _)| in_unindexed.contains(id))
+        {
+            return Err(damaged(format!(
+                "{what} is only in a pack no index lists; `pgvault backup-vault reindex` indexes it again"
+            )));
+        }
+        let lost: HashSet<ChunkId> = unindexed_needed.iter().map(|(id, _)| *id).collect();
+        report.lost_chunks = lost.len();
+        tracing::warn!(
+            lost = lost.len(),
+            "recovery points need chunks no pack holds (see `pgvault backup-vault repair`); collecting around them"
+        );
     }
     // Delta bases. A chunk may be stored in several packs, once whole and once as a delta
     // (two backups stored it at once), so every copy's base is kept, until nothing changes.
@@ -645,22 +736,71 @@ mod tests {
         }
     }
 
+    /// A manifest that is not one (it names no chunk) no longer stops the collection: it is
+    /// named in the report and the garbage goes. (A manifest the store cannot read, an IO
+    /// error, still stops it: `store.get` fails the collection before anything is deleted.)
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_unreadable_manifest_stops_the_collection_before_anything_is_deleted() {
+    async fn a_damaged_manifest_is_reported_and_the_collection_goes_on() {
         let (store, _) = vault_with_garbage().await;
         let before = pack_bytes(&store).await;
+        let broken = paths::recovery_point("db", "broken");
         store
             .put(
-                &paths::recovery_point("db", "broken"),
+                &broken,
                 b"{\"blake3\":\"00\",\"manifest\":{}}".to_vec().into(),
             )
             .await
             .unwrap();
-        let err = collect_garbage(&store, &KEY, PACK, |_| true)
+        let r = collect_garbage(&store, &KEY, PACK, |_| true).await.unwrap();
+        assert!(r.finished);
+        assert_eq!(r.damaged_manifests, [broken.to_string()]);
+        assert!(pack_bytes(&store).await < before);
+    }
+
+    /// The third finding's GC half: a manifest that was read but is damaged stopped every
+    /// collection. Now the collection runs, keeping every chunk id the damaged bytes name,
+    /// so the point's data survives for a salvage; and after a repair has dropped a lost
+    /// pack, the chunks no pack holds do not stop it either.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_damaged_manifest_is_marked_conservatively_and_lost_chunks_do_not_stop_gc() {
+        use crate::store::testing::{self, archive, backup};
+        let store = VaultStore::open("memory://").unwrap();
+        let key = testing::KEY;
+        let rp1 = backup(&store, key, "db", "rp1", archive(6_000, 0), None).await;
+        let rp2 = backup(&store, key, "db", "rp2", archive(6_000, 7), None).await;
+        let path = paths::recovery_point("db", "rp1");
+        let text = String::from_utf8(store.get(&path).await.unwrap().to_vec()).unwrap();
+        let tampered = text.replacen("BackupWeekly", "BackupDaily!", 1);
+        assert_ne!(text, tampered);
+        store.put(&path, tampered.into()).await.unwrap();
+
+        let r = collect_garbage(&store, &key, PACK, |_| true).await.unwrap();
+        assert!(r.finished);
+        assert_eq!(r.damaged_manifests, [path.to_string()]);
+        // Nothing of the damaged point was taken for garbage.
+        let index = load_index(&store).await.unwrap();
+        let mut out = Vec::new();
+        read_stream(&store, &index, &key, &rp1.stream, &mut out, Arc::default())
+            .await
+            .unwrap();
+
+        // A pack of rp2 lost and repaired away: its chunks are in no pack, and GC runs.
+        let list_pack = index.get(&rp2.stream.chunk_lists[0]).unwrap().0;
+        let rp2_chunks = testing::needed(&store, &key, &rp2).await;
+        let victim = rp2_chunks
+            .iter()
+            .filter_map(|c| index.get(c).map(|(p, _)| p))
+            .find(|p| *p != list_pack)
+            .unwrap();
+        store.delete(&paths::pack(&victim)).await.unwrap();
+        let err = collect_garbage(&store, &key, PACK, |_| true)
             .await
             .unwrap_err();
-        assert!(err.to_string().contains("broken"), "{err}");
-        assert!(err.to_string().contains("no data was removed"), "{err}");
-        assert_eq!(pack_bytes(&store).await, before);
+        assert!(err.to_string().contains("backup-vault repair"), "{err}");
+        crate::store::repair::repair(&store, &key, PACK, false, None, |_| true)
+            .await
+            .unwrap();
+        let r = collect_garbage(&store, &key, PACK, |_| true).await.unwrap();
+        assert!(r.finished && r.lost_chunks > 0, "{r:?}");
     }
 }

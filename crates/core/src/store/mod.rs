@@ -7,6 +7,7 @@
 //! recovery-points/<instance>/<id>.json     manifests: a recovery point exists iff this exists
 //! packs/<2 hex>/<64 hex>                   pack objects (see `pack`)
 //! index/<uuid>                             which pack holds which chunk
+//! damage/<uuid>.json                     packs verify, check or a restore found bad (see `damage`)
 //! locks/<uuid>.json                        shared, exclusive and destructive locks (see `lock`)
 //! locks/destructive.lease                  (Blob Storage) the destructive-operation lease (see `lease`)
 //! archive.json                             (archive tier only) the vault it belongs to
@@ -25,6 +26,7 @@ pub mod azure;
 pub mod blob_rest;
 pub mod check;
 pub mod chunk;
+pub mod damage;
 pub mod disk;
 pub mod gc;
 pub mod lease;
@@ -33,6 +35,7 @@ pub mod manifest;
 pub mod pack;
 pub mod reader;
 pub mod reindex;
+pub mod repair;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod verify;
@@ -542,6 +545,19 @@ impl VaultStore {
             .collect())
     }
 
+    /// Every object under `prefix` with its size and when it was last written.
+    pub async fn list_with_times(
+        &self,
+        prefix: &Path,
+    ) -> Result<Vec<(Path, u64, chrono::DateTime<chrono::Utc>)>, StoreError> {
+        Ok(self
+            .list_meta(prefix)
+            .await?
+            .into_iter()
+            .map(|m| (m.location, m.size, m.last_modified))
+            .collect())
+    }
+
     /// The object under `prefix` written last, if any.
     pub async fn newest(&self, prefix: &Path) -> Result<Option<Path>, StoreError> {
         let metas = self.list_meta(prefix).await?;
@@ -640,6 +656,12 @@ pub mod paths {
     }
     pub fn index(name: &str) -> Path {
         Path::from(format!("index/{name}"))
+    }
+    pub fn damage_records() -> Path {
+        Path::from("damage")
+    }
+    pub fn damage_record(name: &str) -> Path {
+        Path::from(format!("damage/{name}.json"))
     }
 }
 

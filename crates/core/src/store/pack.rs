@@ -419,6 +419,28 @@ impl ChunkIndex {
     pub fn pack_count(&self) -> usize {
         self.packs.len()
     }
+
+    /// Forgets every chunk located in one of `bad`, and every delta whose base is then
+    /// gone (it could not be decoded); returns how many chunks were forgotten.
+    pub fn forget_packs(&mut self, bad: &std::collections::HashSet<PackId>) -> usize {
+        let before = self.chunks.len();
+        let packs = &self.packs;
+        self.chunks
+            .retain(|_, loc| !bad.contains(&packs[loc.pack as usize]));
+        let orphans: Vec<ChunkId> = self
+            .bases
+            .iter()
+            .filter(|(delta, base)| {
+                !self.chunks.contains_key(base) || !self.chunks.contains_key(delta)
+            })
+            .map(|(delta, _)| *delta)
+            .collect();
+        for delta in orphans {
+            self.bases.remove(&delta);
+            self.chunks.remove(&delta);
+        }
+        before - self.chunks.len()
+    }
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use super::manifest::{
     encode_chunk_list, head_fingerprint,
 };
 use super::pack::{ChunkIndex, PackBuilder, PackEntry, PackId, encode_index};
-use super::reader::fetch_blob;
+use super::reader::{ReadError, fetch_blob};
 use super::{StoreError, VaultStore, paths};
 use crate::postgres::archive::{ArchiveError, ArchiveScanner, ArchiveSummary};
 
@@ -52,6 +52,21 @@ pub struct Progress {
     /// would find and not upload again. `checkpointed` is notified when it grows.
     pub bytes_indexed: AtomicU64,
     pub checkpointed: tokio::sync::Notify,
+    /// A pack the dedup index names was found gone while the stream was written (by a delta
+    /// base or chunk-list fetch): chunks referenced from it would be missing, so the write
+    /// fails rather than make a recovery point that cannot restore.
+    pub pack_vanished: std::sync::Mutex<Option<String>>,
+}
+
+impl Progress {
+    fn note_vanished(&self, e: &ReadError) {
+        if let ReadError::Store(s) = e
+            && s.is_not_found()
+            && let Ok(mut v) = self.pack_vanished.lock()
+        {
+            v.get_or_insert_with(|| s.to_string());
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -71,6 +86,10 @@ pub enum WriteError {
     Store(#[from] StoreError),
     #[error("a backup worker thread stopped unexpectedly")]
     WorkerLost,
+    #[error(
+        "a pack the backup deduplicated against disappeared during the backup ({0}), so no recovery point was made; run `pgvault backup-vault check`, then `pgvault backup-vault repair`, and back up again"
+    )]
+    PackVanished(String),
 }
 
 struct NewChunk {
@@ -180,6 +199,7 @@ pub async fn write_stream<R: Read + Send + 'static>(
                 cfg.chunk_key,
                 p.chunk_lists,
             )
+            .reporting_to(progress.clone())
         });
         std::thread::Builder::new()
             .name("pgvault-chunker".into())
@@ -204,6 +224,9 @@ pub async fn write_stream<R: Read + Send + 'static>(
                             progress.delta_candidates.fetch_add(1, Ordering::Relaxed);
                             // A base that cannot be read only costs the saving, not the backup.
                             let base = runtime.block_on(fetch_blob(&store, &known, &key, base_id));
+                            if let Err(e) = &base {
+                                progress.note_vanished(e);
+                            }
                             if let Ok((_, base)) = base
                                 && let Some(delta) = encode_delta_blob(
                                     c.kind,
@@ -358,6 +381,9 @@ pub async fn write_stream<R: Read + Send + 'static>(
         return Err(WriteError::WorkerLost);
     }
     let (stream, archive, new_chunks) = chunked?;
+    if let Some(vanished) = progress.pack_vanished.lock().ok().and_then(|v| v.clone()) {
+        return Err(WriteError::PackVanished(vanished));
+    }
     Ok(StreamOutcome {
         stream,
         archive,
@@ -518,6 +544,8 @@ pub(crate) struct Aligner {
     next_start: u64,
     window: std::collections::VecDeque<OldChunk>,
     drift: i64,
+    /// Where a pack found gone is reported (see [`Progress::pack_vanished`]).
+    progress: Option<Arc<Progress>>,
 }
 
 impl Aligner {
@@ -538,7 +566,13 @@ impl Aligner {
             next_start: 0,
             window: std::collections::VecDeque::with_capacity(ALIGN_WINDOW),
             drift: 0,
+            progress: None,
         }
+    }
+
+    fn reporting_to(mut self, progress: Arc<Progress>) -> Self {
+        self.progress = Some(progress);
+        self
     }
 
     /// Pulls one more old chunk into the window; false at the end of the old stream.
@@ -562,6 +596,9 @@ impl Aligner {
             let fetched =
                 self.runtime
                     .block_on(fetch_blob(&self.store, &self.known, &self.key, list));
+            if let (Err(e), Some(progress)) = (&fetched, &self.progress) {
+                progress.note_vanished(e);
+            }
             match fetched
                 .ok()
                 .and_then(|(_, bytes)| decode_chunk_list(&bytes))
