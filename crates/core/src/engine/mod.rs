@@ -98,6 +98,15 @@ impl From<crate::store::reader::ReadError> for Error {
             crate::store::reader::ReadError::Store(s) if s.is_archived() => {
                 "UserErrorRecoveryPointNotRehydrated"
             }
+            // A pack that is gone is damage; a storage error that is not about the vault's
+            // content (a full disk, a network failure, a permission) is not.
+            crate::store::reader::ReadError::Store(s) if !s.is_not_found() => {
+                if s.is_disk_full() {
+                    "UserErrorDiskFull"
+                } else {
+                    "VaultStorageError"
+                }
+            }
             _ => RECOVERY_POINT_DAMAGED,
         };
         Error::new(code, e.to_string())

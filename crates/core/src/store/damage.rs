@@ -174,7 +174,7 @@ pub struct Excluded {
 /// loaded, so a chunk that also lives in a sound pack (stored again by a later backup) is
 /// found there.
 pub async fn load_backup_index(store: &VaultStore) -> Result<(ChunkIndex, Excluded), StoreError> {
-    load_index_around_damage(store, true).await
+    load_index_around_damage(store, Around::Exclude).await
 }
 
 /// The index a restore or verification reads through: as [`load_backup_index`], except that
@@ -182,12 +182,32 @@ pub async fn load_backup_index(store: &VaultStore) -> Result<(ChunkIndex, Exclud
 /// is read there, one that only a bad pack holds is read (and its hash checked) where it is,
 /// so a verification still names exactly which chunk is bad.
 pub async fn load_readable_index(store: &VaultStore) -> Result<(ChunkIndex, Excluded), StoreError> {
-    load_index_around_damage(store, false).await
+    load_index_around_damage(store, Around::DeferRecordedBad).await
+}
+
+/// The index a restore reads through: as [`load_readable_index`], except that missing and
+/// truncated packs stay in too, after every sound pack. A chunk with a sound copy is read
+/// there; one only a lost pack held is looked for where the index says it is, so the restore
+/// fails naming that pack ("the pack holds only N of the blob's M bytes", "not found")
+/// rather than with a chunk that no index lists.
+pub async fn load_restore_index(store: &VaultStore) -> Result<(ChunkIndex, Excluded), StoreError> {
+    load_index_around_damage(store, Around::DeferAll).await
+}
+
+/// What an index built around damage does with the entries of damaged packs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Around {
+    /// Leave out every damaged pack (a backup's dedup index).
+    Exclude,
+    /// Leave out missing and truncated packs; add recorded-bad ones last.
+    DeferRecordedBad,
+    /// Add every damaged pack last.
+    DeferAll,
 }
 
 async fn load_index_around_damage(
     store: &VaultStore,
-    exclude_recorded_bad: bool,
+    around: Around,
 ) -> Result<(ChunkIndex, Excluded), StoreError> {
     let mut deferred: Vec<(PackId, Vec<super::pack::PackEntry>)> = Vec::new();
     let damage = load_damage(store).await?;
@@ -233,7 +253,7 @@ async fn load_index_around_damage(
                 None => &mut excluded.missing,
                 Some(size) if *size < need => &mut excluded.truncated,
                 Some(_) if damage.packs.contains_key(&pack) && !rewritten.contains(&pack) => {
-                    if !exclude_recorded_bad {
+                    if around != Around::Exclude {
                         deferred.push((pack, entries));
                         continue;
                     }
@@ -248,6 +268,9 @@ async fn load_index_around_damage(
                 why.push(pack);
             }
             excluded.chunks += entries.len();
+            if around == Around::DeferAll {
+                deferred.push((pack, entries));
+            }
         }
     }
     for (pack, entries) in deferred {
