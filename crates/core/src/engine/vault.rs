@@ -116,6 +116,52 @@ impl VaultConfig {
         }
     }
 
+    /// Checks the numbers a backup and a restore will act on. `vault.json` is read from
+    /// storage, so a damaged or hand-edited one must be refused here with the field it got
+    /// wrong, not found later by an assertion in the chunker or an overflow in the packer.
+    pub fn check(&self) -> Result<()> {
+        use fastcdc::v2020::{
+            AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN,
+        };
+        let corrupt = |what: String| {
+            Error::new(
+                "VaultCorrupt",
+                format!(
+                    "vault.json of vault `{}` is damaged: {what}; restore vault.json from a copy \
+                     (its chunkIdKey must be the original, or no chunk can be found)",
+                    self.name
+                ),
+            )
+        };
+        let c = &self.chunker;
+        if !(MINIMUM_MIN..=MINIMUM_MAX).contains(&c.min_size)
+            || !(AVERAGE_MIN..=AVERAGE_MAX).contains(&c.avg_size)
+            || !(MAXIMUM_MIN..=MAXIMUM_MAX).contains(&c.max_size)
+            || !(c.min_size < c.avg_size && c.avg_size < c.max_size)
+        {
+            return Err(corrupt(format!(
+                "chunker sizes {}/{}/{} (min/avg/max) are not ones pgvault writes",
+                c.min_size, c.avg_size, c.max_size
+            )));
+        }
+        if !(64 << 10..=1 << 30).contains(&self.pack_target_size) {
+            return Err(corrupt(format!(
+                "packTargetSize {} is outside 64 KiB to 1 GiB",
+                self.pack_target_size
+            )));
+        }
+        if self.compression.algorithm != "zstd"
+            || !zstd::compression_level_range().contains(&self.compression.level)
+        {
+            return Err(corrupt(format!(
+                "compression {} level {} is not zstd at a level zstd knows",
+                self.compression.algorithm, self.compression.level
+            )));
+        }
+        self.chunk_key().map_err(|e| corrupt(e.message))?;
+        Ok(())
+    }
+
     pub fn chunk_key(&self) -> Result<[u8; 32]> {
         let mut key = [0u8; 32];
         hex::decode_to_slice(&self.chunk_id_key, &mut key)
@@ -261,6 +307,7 @@ impl Vault {
                 ),
             ));
         }
+        config.check()?;
         let archive = match &config.archive_storage_url {
             Some(url) => Some(VaultStore::open(url)?.with_pack_tier(config.archive_access_tier)?),
             None => None,
@@ -1005,6 +1052,48 @@ mod archive_tier_tests {
         assert_eq!("Cold".parse(), Ok(ArchiveAccessTier::Cold));
         let err = "Hot".parse::<ArchiveAccessTier>().unwrap_err();
         assert!(err.contains("not Archive or Cold"), "{err}");
+    }
+
+    /// `vault.json` is vault content too: chunker sizes FastCDC would assert on, a pack size
+    /// that overflows, a zstd level out of range or a malformed key make the vault refuse to
+    /// open with `VaultCorrupt`, never a panic in a backup.
+    #[tokio::test]
+    async fn a_vault_json_with_impossible_settings_is_refused_at_open() {
+        let store = VaultStore::open("memory://").unwrap();
+        let vault = Vault::create(store.clone(), "V", Utc::now(), None)
+            .await
+            .unwrap();
+        let good = vault.config.clone();
+        let cases: Vec<(&str, Box<dyn Fn(&mut VaultConfig)>)> = vec![
+            ("chunker", Box::new(|c| c.chunker.avg_size = 10)),
+            ("chunker", Box::new(|c| c.chunker.min_size = 0)),
+            ("chunker", Box::new(|c| c.chunker.max_size = u32::MAX)),
+            (
+                "chunker",
+                Box::new(|c| c.chunker.min_size = c.chunker.max_size),
+            ),
+            (
+                "packTargetSize",
+                Box::new(|c| c.pack_target_size = u64::MAX),
+            ),
+            ("packTargetSize", Box::new(|c| c.pack_target_size = 0)),
+            ("compression", Box::new(|c| c.compression.level = 99)),
+            (
+                "compression",
+                Box::new(|c| c.compression.algorithm = "lz4".into()),
+            ),
+            ("chunkIdKey", Box::new(|c| c.chunk_id_key = "zz".into())),
+        ];
+        for (field, damage) in cases {
+            let mut bad = good.clone();
+            damage(&mut bad);
+            store.put_json(&paths::vault_config(), &bad).await.unwrap();
+            let err = Vault::open(store.clone()).await.unwrap_err();
+            assert_eq!(err.code, "VaultCorrupt", "{field}: {err:?}");
+            assert!(err.message.contains(field), "{field}: {err:?}");
+        }
+        store.put_json(&paths::vault_config(), &good).await.unwrap();
+        Vault::open(store).await.unwrap();
     }
 
     /// An access tier is Blob Storage's: refused for another archive before anything is
