@@ -1231,7 +1231,7 @@ async fn feed_tool(
         }
         None => None,
     };
-    let index = crate::store::damage::load_restore_index(&vault.store)
+    let index = crate::store::damage::load_readable_index(&vault.store)
         .await
         .map_err(|e| other(e.into()))?
         .0;
@@ -1478,7 +1478,7 @@ async fn write_files_output(
             FeedError::Other(e) => e,
         });
     }
-    let index = crate::store::damage::load_restore_index(&vault.store)
+    let index = crate::store::damage::load_readable_index(&vault.store)
         .await?
         .0;
     let key = vault.config.chunk_key()?;

@@ -177,32 +177,23 @@ pub async fn load_backup_index(store: &VaultStore) -> Result<(ChunkIndex, Exclud
     load_index_around_damage(store, Around::Exclude).await
 }
 
-/// The index a restore or verification reads through: as [`load_backup_index`], except that
-/// recorded-bad packs stay in, after every other pack: a chunk with a sound copy elsewhere
-/// is read there, one that only a bad pack holds is read (and its hash checked) where it is,
-/// so a verification still names exactly which chunk is bad.
+/// The index a restore or verification reads through: the same entries as
+/// [`load_backup_index`] first, then those of every damaged pack (missing, truncated or
+/// recorded bad). A chunk with a sound copy is read there; one that only a damaged pack holds
+/// is looked for where the index says it is, so a verification names exactly that chunk and
+/// its pack (`PackMissing`, corrupt) and a restore fails naming the pack, rather than with a
+/// chunk that no index lists (or a delta whose base was dropped with its pack).
 pub async fn load_readable_index(store: &VaultStore) -> Result<(ChunkIndex, Excluded), StoreError> {
-    load_index_around_damage(store, Around::DeferRecordedBad).await
-}
-
-/// The index a restore reads through: as [`load_readable_index`], except that missing and
-/// truncated packs stay in too, after every sound pack. A chunk with a sound copy is read
-/// there; one only a lost pack held is looked for where the index says it is, so the restore
-/// fails naming that pack ("the pack holds only N of the blob's M bytes", "not found")
-/// rather than with a chunk that no index lists.
-pub async fn load_restore_index(store: &VaultStore) -> Result<(ChunkIndex, Excluded), StoreError> {
-    load_index_around_damage(store, Around::DeferAll).await
+    load_index_around_damage(store, Around::Defer).await
 }
 
 /// What an index built around damage does with the entries of damaged packs.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Around {
-    /// Leave out every damaged pack (a backup's dedup index).
+    /// Leave them out (a backup's dedup index).
     Exclude,
-    /// Leave out missing and truncated packs; add recorded-bad ones last.
-    DeferRecordedBad,
-    /// Add every damaged pack last.
-    DeferAll,
+    /// Add them after every sound pack (a read's index).
+    Defer,
 }
 
 async fn load_index_around_damage(
@@ -253,10 +244,6 @@ async fn load_index_around_damage(
                 None => &mut excluded.missing,
                 Some(size) if *size < need => &mut excluded.truncated,
                 Some(_) if damage.packs.contains_key(&pack) && !rewritten.contains(&pack) => {
-                    if around != Around::Exclude {
-                        deferred.push((pack, entries));
-                        continue;
-                    }
                     &mut excluded.recorded_bad
                 }
                 Some(_) => {
@@ -268,7 +255,7 @@ async fn load_index_around_damage(
                 why.push(pack);
             }
             excluded.chunks += entries.len();
-            if around == Around::DeferAll {
+            if around == Around::Defer {
                 deferred.push((pack, entries));
             }
         }
