@@ -16,3 +16,4 @@ mod guards;
 mod home;
 mod inputs;
 mod sandbox;
+mod tidy;
