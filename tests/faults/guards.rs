@@ -660,7 +660,11 @@ fn a_parallel_restore_killed_with_its_archive_staged_leaves_no_temporary_file() 
 
     // The next start (with the same TMPDIR) removes them and says so; the user's file with
     // the same prefix but a name pgvault never makes stays.
-    let out = w.command(&["job", "list"]).env("TMPDIR", &tmp).output().unwrap();
+    let out = w
+        .command(&["job", "list"])
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -672,7 +676,7 @@ fn a_parallel_restore_killed_with_its_archive_staged_leaves_no_temporary_file() 
         .flatten()
         .map(|e| e.path())
         .collect();
-    assert_eq!(left, [mine.clone()]);
+    assert_eq!(left, std::slice::from_ref(&mine));
     assert!(pending_records(&w).is_empty());
 
     // A record pointing at a file pgvault never makes is refused and kept.
@@ -683,7 +687,11 @@ fn a_parallel_restore_killed_with_its_archive_staged_leaves_no_temporary_file() 
     });
     let pending = w.path("home").join("pending");
     std::fs::write(pending.join("forged.json"), forged.to_string()).unwrap();
-    let out = w.command(&["job", "list"]).env("TMPDIR", &tmp).output().unwrap();
+    let out = w
+        .command(&["job", "list"])
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(mine.exists(), "a user's file is never removed");
     assert_eq!(pending_records(&w).len(), 1);

@@ -211,7 +211,11 @@ fn a_restore_as_files_named_after_a_database_stays_in_its_folder() {
         v.sort();
         v
     };
-    assert_eq!(names(&deep), ["files"], "nothing was written outside the folder");
+    assert_eq!(
+        names(&deep),
+        ["files"],
+        "nothing was written outside the folder"
+    );
     let expected = format!("tidy_.._.._escape_{}-{rp}.dump", std::process::id());
     assert_eq!(names(&dir), [".tidy", "tidy", expected.as_str()]);
     assert!(names(&dir.join("tidy")).is_empty() && names(&dir.join(".tidy")).is_empty());

@@ -178,11 +178,13 @@ impl Leftover {
                 let params = ConnectParams::new(&ds, &conn).with_database("postgres");
                 drop_database(&params, database).await
             }
-            Leftover::File { path } | Leftover::TempFile { path } => match std::fs::remove_file(path) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(format!("cannot remove it: {e}")),
-            },
+            Leftover::File { path } | Leftover::TempFile { path } => {
+                match std::fs::remove_file(path) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(format!("cannot remove it: {e}")),
+                }
+            }
         }
     }
 }

@@ -1153,10 +1153,7 @@ impl TempFile {
     fn register(leftovers: &Leftovers, extension: &str) -> std::result::Result<Self, FeedError> {
         let path = super::leftovers::temp_file(extension);
         let registration = leftovers
-            .register(
-                "restore",
-                Leftover::TempFile { path: path.clone() },
-            )
+            .register("restore", Leftover::TempFile { path: path.clone() })
             .map_err(FeedError::Other)?;
         Ok(TempFile(path, Some(registration)))
     }
@@ -1512,7 +1509,9 @@ fn safe_file_name(name: &str) -> String {
 fn check_plain_file_name(name: &str) -> Result<()> {
     let plain = !name.is_empty()
         && !name.starts_with('.')
-        && !name.chars().any(|c| c == '/' || c == '\\' || c.is_control())
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control())
         && name.len() <= MAX_FILE_NAME;
     if plain {
         return Ok(());
@@ -1774,7 +1773,8 @@ async fn restore_to_container(
     let (tx, rx) = tokio::io::duplex(1 << 20);
     let produce = async move {
         let mut tx = tx;
-        let produced = write_files_output(vault, manifest, opts, plain, &mut tx, written, leftovers).await;
+        let produced =
+            write_files_output(vault, manifest, opts, plain, &mut tx, written, leftovers).await;
         // End of input for the upload (on success and failure alike; a failure is not
         // committed, below).
         let _ = tx.shutdown().await;
@@ -2140,33 +2140,33 @@ ALTER DEFAULT PRIVILEGES FOR ROLE owner IN SCHEMA public GRANT SELECT ON TABLES 
             assert_eq!(ext, "dump");
             let path = std::path::Path::new("/restores").join(format!("{prefix}.{ext}"));
             assert_eq!(path.parent(), Some(std::path::Path::new("/restores")));
-            assert!(
-                path.components()
-                    .all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)))
-            );
+            assert!(path.components().all(|c| matches!(
+                c,
+                std::path::Component::RootDir | std::path::Component::Normal(_)
+            )));
         }
         manifest.datasource.database = "é".repeat(150);
         let (prefix, _) = files_prefix_and_extension(&folder(""), &manifest, false).unwrap();
         assert!(prefix.len() <= MAX_FILE_NAME && prefix.starts_with('é'));
         // An explicit name must be plain for a folder; a blob name may have folders.
-        for bad in ["../x", "a/b", "..", ".", ".hidden", "a\\b", "", "a\nb"] {
-            let mut target = folder(bad);
-            if bad.is_empty() {
-                continue;
-            }
-            let e = files_prefix_and_extension(&target, &manifest, true).unwrap_err();
+        for bad in ["../x", "a/b", "..", ".", ".hidden", "a\\b", "a\nb"] {
+            let e = files_prefix_and_extension(&folder(bad), &manifest, true).unwrap_err();
             assert_eq!(e.code, "UserErrorInvalidTarget", "{bad}");
             assert!(e.message.contains("plain file name"), "{}", e.message);
-            target.file_prefix = "x".repeat(MAX_FILE_NAME + 1);
-            assert!(files_prefix_and_extension(&target, &manifest, true).is_err());
         }
+        let blob = TargetDetails {
+            file_prefix: "restores/empdb".into(),
+            restore_target_location_type: AZURE_BLOBS.into(),
+            url: "https://acct.blob.core.windows.net/c".into(),
+        };
+        assert!(files_prefix_and_extension(&blob, &manifest, false).is_ok());
+        let long = folder(&"x".repeat(MAX_FILE_NAME + 1));
+        assert!(files_prefix_and_extension(&long, &manifest, true).is_err());
         assert_eq!(
             files_prefix_and_extension(&folder("empdb-2026"), &manifest, true).unwrap(),
             ("empdb-2026".to_owned(), "sql")
         );
-        assert!(
-            initialize_for_data_recovery_as_files("rp", "/restores", "../up", None).is_err()
-        );
+        assert!(initialize_for_data_recovery_as_files("rp", "/restores", "../up", None).is_err());
         assert!(initialize_for_data_recovery_as_files("rp", "/restores", "fine", None).is_ok());
     }
 

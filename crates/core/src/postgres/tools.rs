@@ -568,7 +568,11 @@ mod tests {
         let err = version_within(&lingering, Duration::from_millis(300)).unwrap_err();
         assert!(err.contains("did not exit"), "{err}");
         let failing = script("failing", "echo 'pg_dump 1'; exit 3");
-        assert!(version_within(&failing, Duration::from_secs(30)).unwrap_err().contains("failed"));
+        assert!(
+            version_within(&failing, Duration::from_secs(30))
+                .unwrap_err()
+                .contains("failed")
+        );
         assert_eq!(tool_version(&dir.path().join("missing")), UNKNOWN_VERSION);
     }
 
