@@ -590,3 +590,109 @@ fn a_drill_killed_after_creating_its_scratch_database_leaves_nothing_behind() {
         assert!(pending_records(&w).is_empty());
     }
 }
+
+#[test]
+fn a_parallel_restore_killed_with_its_archive_staged_leaves_no_temporary_file() {
+    let w = World::new();
+    let db = sample_database("guard_kill_jobs", 5_000);
+    w.vault_with_policy("V");
+    let instance = w.protect("V", &db, &w.admin_secret(&db));
+    w.backup("V", &instance);
+    let bin = wrappers(&w, None);
+    // The restore's own temporary folder, so what it leaves there can be listed.
+    let tmp = w.path("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let mine = tmp.join("pgvault-restore-mine.dump");
+    std::fs::write(&mine, b"a user's file with pgvault's prefix").unwrap();
+    let target = format!("{db}_jobs");
+    let c = cluster();
+    let rp = w.recovery_points("V", &instance)[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let req = w.json(&[
+        "backup-instance",
+        "restore",
+        "initialize-for-data-recovery",
+        "--vault-name",
+        "V",
+        "--backup-instance-name",
+        &instance,
+        "--recovery-point-id",
+        &rp,
+        "--target-database-url",
+        &format!("postgres://{}:{}/{target}", c.host(), c.port()),
+        "--secret-store-uri",
+        &w.admin_secret("postgres"),
+        "--exclude-tables",
+        "public.notes",
+        "--jobs",
+        "2",
+    ]);
+    let request = w.write("req-jobs.json", &req.to_string());
+    let args = trigger_args(&instance, request.to_str().unwrap());
+    let out = w
+        .command(&args)
+        .env("PGVAULT_FAULT", "restore-staged")
+        .env("PGVAULT_PG_BINDIR", &bin)
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let staged = |ext: &str| -> Vec<PathBuf> {
+        std::fs::read_dir(&tmp)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p != &mine && p.extension().is_some_and(|x| x == ext))
+            .collect()
+    };
+    assert_eq!(staged("dump").len(), 1, "the staged archive is there");
+    assert_eq!(staged("list").len(), 1, "the --use-list file is there");
+    // The killed restore recorded both before creating them (and its staging database).
+    let records = pending_records(&w);
+    assert_eq!(records.len(), 3, "{records:#?}");
+
+    // The next start (with the same TMPDIR) removes them and says so; the user's file with
+    // the same prefix but a name pgvault never makes stays.
+    let out = w
+        .command(&["job", "list"])
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("removed the temporary file") && stderr.contains(".list"),
+        "{stderr}"
+    );
+    let left: Vec<PathBuf> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(left, std::slice::from_ref(&mine));
+    assert!(pending_records(&w).is_empty());
+
+    // A record pointing at a file pgvault never makes is refused and kept.
+    let forged = serde_json::json!({
+        "id": "forged", "pid": u32::MAX - 1, "host": records[0]["host"],
+        "operation": "restore", "created": "2026-01-01T00:00:00Z",
+        "kind": "tempFile", "path": mine,
+    });
+    let pending = w.path("home").join("pending");
+    std::fs::write(pending.join("forged.json"), forged.to_string()).unwrap();
+    let out = w
+        .command(&["job", "list"])
+        .env("TMPDIR", &tmp)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(mine.exists(), "a user's file is never removed");
+    assert_eq!(pending_records(&w).len(), 1);
+}

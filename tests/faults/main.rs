@@ -18,3 +18,4 @@ mod home;
 mod inputs;
 mod reader;
 mod sandbox;
+mod tidy;

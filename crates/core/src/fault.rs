@@ -15,7 +15,8 @@
 //! was written), `before-manifest` (every pack and index of a backup is stored, its manifest
 //! not yet written), `dump-started` (`pg_dump` is running), `staging-created` (a restore's
 //! staging database or partial file exists), `restore-stream` (each write of the restored
-//! stream), `before-rename` (a restore is complete, not yet renamed to its target),
+//! stream), `restore-staged` (a parallel restore's archive, and its `--use-list` file if any,
+//! are staged in the temporary folder, `pg_restore` not yet started), `before-rename` (a restore is complete, not yet renamed to its target),
 //! `drill-scratch-created` (a drill's scratch database exists).
 
 use std::sync::OnceLock;

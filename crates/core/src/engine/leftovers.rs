@@ -1,7 +1,9 @@
 //! What interrupted restores and drills leave outside the vault, and its removal.
 //!
 //! A restore creates a staging database (`pgvault_restore_<id>`) or a partial file
-//! (`.<name>.<pid>.partial`), a drill a scratch database (`pgvault_drill_<id>`). When the
+//! (`.<name>.<pid>.partial`), a drill a scratch database (`pgvault_drill_<id>`); a parallel
+//! restore (`--jobs`) also stages the archive, and a selective one its `--use-list` file, in the
+//! temporary folder (`pgvault-restore-<id>.dump`, `.list`; see [`temp_file`]). When the
 //! operation fails or is cancelled it removes them itself; when its process is killed
 //! (`kill -9`, the OOM killer, a power cut) nothing runs, and a database of the full size stays
 //! on the server. So each of them is *recorded before it is created*, in
@@ -14,8 +16,9 @@
 //! for the next start.
 //!
 //! A record only ever removes what pgvault names: a database whose name has one of the two
-//! prefixes, a file whose name ends in `.partial`. An edited record cannot make it drop a
-//! user's database or delete a user's file.
+//! prefixes, a file whose name ends in `.partial`, a temporary file named exactly as
+//! [`temp_file`] names them, directly in this process's temporary folder. An edited record
+//! cannot make it drop a user's database or delete a user's file.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -33,6 +36,42 @@ use crate::secrets::SecretRef;
 
 /// The prefix of a restore's staging database.
 pub const STAGING_PREFIX: &str = "pgvault_restore_";
+/// The prefix of a restore's files in the temporary folder.
+pub const TEMP_PREFIX: &str = "pgvault-restore-";
+/// The extensions a restore's temporary files have: the staged archive, the `--use-list`
+/// file, the owners-and-privileges SQL.
+const TEMP_EXTENSIONS: [&str; 3] = ["dump", "list", "sql"];
+
+/// A new restore temporary file in the temporary folder (`TMPDIR`):
+/// `pgvault-restore-<32 hex digits>.<extension>`, absolute. `extension` is one of
+/// `dump`, `list`, `sql`.
+pub fn temp_file(extension: &str) -> PathBuf {
+    debug_assert!(TEMP_EXTENSIONS.contains(&extension));
+    let dir = std::env::temp_dir();
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
+    dir.join(format!(
+        "{TEMP_PREFIX}{}.{extension}",
+        uuid::Uuid::new_v4().simple()
+    ))
+}
+
+/// Whether `path` is one [`temp_file`] could have named in this process's temporary folder.
+fn is_temp_file(path: &Path) -> bool {
+    let dir = std::env::temp_dir();
+    let dir = std::path::absolute(&dir).unwrap_or(dir);
+    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+        return false;
+    };
+    let named = name
+        .strip_prefix(TEMP_PREFIX)
+        .and_then(|rest| rest.split_once('.'))
+        .is_some_and(|(id, ext)| {
+            id.len() == 32
+                && id.bytes().all(|b| b.is_ascii_hexdigit())
+                && TEMP_EXTENSIONS.contains(&ext)
+        });
+    named && path.is_absolute() && path.parent() == Some(dir.as_path())
+}
 /// How long the cleanup of one leftover may take (an unreachable server must not hold up
 /// every command).
 const CLEAN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -53,6 +92,9 @@ pub enum Leftover {
     /// A partial file of a restore as files.
     #[serde(rename_all = "camelCase")]
     File { path: PathBuf },
+    /// A restore's file in the temporary folder (see [`temp_file`]).
+    #[serde(rename_all = "camelCase")]
+    TempFile { path: PathBuf },
 }
 
 impl Leftover {
@@ -78,6 +120,7 @@ impl Leftover {
                 format!("database `{database}` on {server}")
             }
             Leftover::File { path } => format!("file `{}`", path.display()),
+            Leftover::TempFile { path } => format!("temporary file `{}`", path.display()),
         }
     }
 
@@ -104,6 +147,10 @@ impl Leftover {
                         .to_owned(),
                 )
             }
+            Leftover::TempFile { path } if !is_temp_file(path) => Some(format!(
+                "pgvault creates only files named {TEMP_PREFIX}<id>.dump, .list or .sql directly in the temporary folder `{}` (TMPDIR; start pgvault with the TMPDIR of the interrupted restore); remove the record if it is wrong",
+                std::env::temp_dir().display()
+            )),
             _ => None,
         }
     }
@@ -131,11 +178,13 @@ impl Leftover {
                 let params = ConnectParams::new(&ds, &conn).with_database("postgres");
                 drop_database(&params, database).await
             }
-            Leftover::File { path } => match std::fs::remove_file(path) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(format!("cannot remove it: {e}")),
-            },
+            Leftover::File { path } | Leftover::TempFile { path } => {
+                match std::fs::remove_file(path) {
+                    Ok(()) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                    Err(e) => Err(format!("cannot remove it: {e}")),
+                }
+            }
         }
     }
 }
@@ -197,8 +246,8 @@ fn in_use(f: impl FnOnce(&mut HashSet<String>) -> bool) -> bool {
 }
 
 /// Where leftovers are recorded: a home's `pending/` folder, or nowhere (a library caller
-/// without a home).
-#[derive(Clone, Debug)]
+/// without a home; the default).
+#[derive(Clone, Debug, Default)]
 pub struct Leftovers {
     dir: Option<PathBuf>,
 }
@@ -417,6 +466,36 @@ mod tests {
             .map(|e| e.file_name().into_string().unwrap())
             .collect();
         assert_eq!(left, ["foreign.json"]);
+    }
+
+    #[test]
+    fn only_temporary_files_pgvault_names_are_removable() {
+        let named = temp_file("dump");
+        assert!(is_temp_file(&named), "{}", named.display());
+        assert!(is_temp_file(&temp_file("list")) && is_temp_file(&temp_file("sql")));
+        let tmp = std::path::absolute(std::env::temp_dir()).unwrap();
+        let id = "0123456789abcdef0123456789abcdef";
+        for path in [
+            // Not pgvault's naming.
+            tmp.join("pgvault-restore-mine.dump"),
+            tmp.join(format!("pgvault-restore-{id}.txt")),
+            tmp.join(format!("pgvault-restore-{id}.dump.bak")),
+            tmp.join(format!("other-{id}.dump")),
+            // Not directly in the temporary folder.
+            tmp.join("sub").join(format!("pgvault-restore-{id}.dump")),
+            PathBuf::from("/home/u").join(format!("pgvault-restore-{id}.dump")),
+            tmp.join("..").join(format!("pgvault-restore-{id}.dump")),
+            // Relative.
+            PathBuf::from(format!("pgvault-restore-{id}.dump")),
+        ] {
+            let leftover = Leftover::TempFile { path: path.clone() };
+            assert!(leftover.refusal().is_some(), "{}", path.display());
+        }
+        let leftover = Leftover::TempFile {
+            path: tmp.join(format!("pgvault-restore-{id}.list")),
+        };
+        assert!(leftover.refusal().is_none());
+        assert!(leftover.describe().starts_with("temporary file"));
     }
 
     #[test]

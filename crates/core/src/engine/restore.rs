@@ -162,6 +162,9 @@ pub fn initialize_for_data_recovery_to_files(
                     .map_err(|e| Error::new("UserErrorInvalidTarget", e.to_string()))?
                     .join(dir)
             };
+            if !file_prefix.is_empty() {
+                check_plain_file_name(file_prefix)?;
+            }
             (FILE_SYSTEM, format!("file://{}", dir.display()))
         }
         FilesTarget::BlobContainer(url) => {
@@ -373,7 +376,8 @@ async fn restore_to_database(
             "--format applies to a restore as files; a restore to a database runs pg_restore",
         ));
     }
-    let selection = Selection::new(opts, manifest)?;
+    let mut selection = Selection::new(opts, manifest)?;
+    selection.leftovers = leftovers.clone();
     let conn = ConnectionString::parse(&secret.resolve().await?)?;
     let params = ConnectParams::new(ds, &conn);
     // Create the target from the server's maintenance database.
@@ -769,10 +773,10 @@ async fn apply_owners_and_privileges(
     selection: &Selection,
     existing: &std::collections::HashSet<String>,
 ) -> Result<std::collections::BTreeSet<String>> {
-    let sql_file = TempFile(std::env::temp_dir().join(format!(
-        "pgvault-owners-{}.sql",
-        uuid::Uuid::new_v4().simple()
-    )));
+    let sql_file = TempFile::register(&selection.leftovers, "sql").map_err(|e| match e {
+        FeedError::Other(e) => e,
+        FeedError::Tool(e) => Error::new("RestoreStagingFailed", e),
+    })?;
     let mut args = vec![
         "--schema-only".to_owned(),
         format!("--file={}", sql_file.0.display()),
@@ -785,6 +789,7 @@ async fn apply_owners_and_privileges(
             .cloned(),
     );
     let definitions = Selection {
+        leftovers: selection.leftovers.clone(),
         args: Vec::new(),
         keep_owners: true,
         jobs: None,
@@ -954,6 +959,9 @@ struct Selection {
     /// table of contents, and the data blocks of the entries it may restore), so only the
     /// chunks holding them are read. `None`: the whole stream.
     ranges: Option<Vec<std::ops::Range<u64>>>,
+    /// Where the files it stages in the temporary folder (the archive for `--jobs`, the
+    /// `--use-list` file, the owners SQL) are recorded before they are created.
+    leftovers: Leftovers,
 }
 
 impl Selection {
@@ -1139,12 +1147,33 @@ enum FeedError {
     Other(Error),
 }
 
-/// A temporary file removed when dropped.
-struct TempFile(PathBuf);
+/// A restore's file in the temporary folder ([`super::leftovers::temp_file`]), recorded as a
+/// leftover before it is created (so the next start removes it if this process is killed),
+/// and removed when dropped, its record with it.
+struct TempFile(PathBuf, Option<Registration>);
+
+impl TempFile {
+    /// Names and records a new temporary file with `extension`; the caller creates it.
+    fn register(leftovers: &Leftovers, extension: &str) -> std::result::Result<Self, FeedError> {
+        let path = super::leftovers::temp_file(extension);
+        let registration = leftovers
+            .register("restore", Leftover::TempFile { path: path.clone() })
+            .map_err(FeedError::Other)?;
+        Ok(TempFile(path, Some(registration)))
+    }
+}
 
 impl Drop for TempFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+        let removed = match std::fs::remove_file(&self.0) {
+            Ok(()) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        };
+        if let Some(registration) = self.1.take()
+            && removed
+        {
+            registration.done();
+        }
     }
 }
 
@@ -1215,11 +1244,10 @@ async fn feed_tool(
 ) -> std::result::Result<u64, FeedError> {
     let other = FeedError::Other;
     let counter = written.clone();
-    let tmp = std::env::temp_dir();
-    let stamp = uuid::Uuid::new_v4().simple().to_string();
     let list = match &selection.list {
         Some(text) => {
-            let path = tmp.join(format!("pgvault-restore-{stamp}.list"));
+            let file = TempFile::register(&selection.leftovers, "list")?;
+            let path = file.0.clone();
             std::fs::write(&path, text).map_err(|e| {
                 other(Error::new(
                     "RestoreStagingFailed",
@@ -1227,7 +1255,7 @@ async fn feed_tool(
                 ))
             })?;
             args.push(format!("--use-list={}", path.display()));
-            Some(TempFile(path))
+            Some(file)
         }
         None => None,
     };
@@ -1245,9 +1273,9 @@ async fn feed_tool(
         )));
     }
     let (bytes, finished, copied) = if let Some(jobs) = selection.jobs {
-        let path = tmp.join(format!("pgvault-restore-{stamp}.dump"));
-        check_room(&tmp, manifest.stream.length).map_err(other)?;
-        let staged = TempFile(path.clone());
+        check_room(&std::env::temp_dir(), manifest.stream.length).map_err(other)?;
+        let staged = TempFile::register(&selection.leftovers, "dump")?;
+        let path = staged.0.clone();
         let file = tokio::fs::File::create(&path).await.map_err(|e| {
             other(Error::new(
                 "RestoreStagingFailed",
@@ -1271,6 +1299,7 @@ async fn feed_tool(
                 format!("cannot write the staged archive: {e}"),
             ))
         })?;
+        crate::fault::point("restore-staged");
         args.push(format!("--jobs={jobs}"));
         args.push(path.display().to_string());
         let refs = arg_refs(&args);
@@ -1421,23 +1450,84 @@ fn files_format(opts: &RestoreOptions) -> Result<bool> {
 }
 
 /// The file (or blob) name of a restore as files: `<filePrefix>.dump` for the custom format,
-/// `<filePrefix>.sql` for plain SQL; without a prefix, `<database>-<recovery point>`.
-/// (Azure's documentation does not say how it names the files of a restore as files, so
-/// pgvault names them this way for a folder and a Blob container alike.)
+/// `<filePrefix>.sql` for plain SQL; without a prefix, `<database>-<recovery point>` made a
+/// safe name ([`safe_file_name`]: a database may be called `../../x`). For a folder, an
+/// explicit prefix must be a plain file name ([`check_plain_file_name`]); a blob name is
+/// checked by [`blob_name`]. (Azure's documentation does not say how it names the files of a
+/// restore as files, so pgvault names them this way for a folder and a Blob container alike.)
 fn files_prefix_and_extension(
     target: &TargetDetails,
     manifest: &Manifest,
     plain: bool,
-) -> (String, &'static str) {
+) -> Result<(String, &'static str)> {
     let prefix = if target.file_prefix.is_empty() {
-        format!(
+        safe_file_name(&format!(
             "{}-{}",
             manifest.datasource.database, manifest.recovery_point_id
-        )
+        ))
     } else {
+        if !target.is_blob_container() {
+            check_plain_file_name(&target.file_prefix)?;
+        }
         target.file_prefix.clone()
     };
-    (prefix, if plain { "sql" } else { "dump" })
+    Ok((prefix, if plain { "sql" } else { "dump" }))
+}
+
+/// The longest name pgvault makes or accepts for a restore's file, in bytes: with its
+/// extension and the partial file's `.` and `.<pid>.partial`, well under the 255 of Linux
+/// file systems.
+const MAX_FILE_NAME: usize = 200;
+
+/// `name` as a file (and blob) name that stays in its folder: path separators and control
+/// characters become `_`, and so do leading dots (no `.` or `..`, no hidden file); at most
+/// [`MAX_FILE_NAME`] bytes; never empty.
+fn safe_file_name(name: &str) -> String {
+    let mut out: String = name
+        .chars()
+        .map(|c| {
+            if c == '/' || c == '\\' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let dots = out.len() - out.trim_start_matches('.').len();
+    out.replace_range(..dots, &"_".repeat(dots));
+    if out.len() > MAX_FILE_NAME {
+        let mut end = MAX_FILE_NAME;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+    }
+    if out.is_empty() {
+        out.push_str("database");
+    }
+    out
+}
+
+/// Refuses a `--target-file-name` for a folder that is not a plain file name: one that is
+/// empty, holds a path separator or a control character, starts with a dot (`.`, `..`, a
+/// hidden file) or is too long.
+fn check_plain_file_name(name: &str) -> Result<()> {
+    let plain = !name.is_empty()
+        && !name.starts_with('.')
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control())
+        && name.len() <= MAX_FILE_NAME;
+    if plain {
+        return Ok(());
+    }
+    let shown: String = name.chars().take(80).collect();
+    Err(Error::new(
+        "UserErrorInvalidTarget",
+        format!(
+            "--target-file-name {shown:?} is not a plain file name: give a name without `/` or `\\`, not starting with a dot, of at most {MAX_FILE_NAME} bytes; the file is written in the target folder"
+        ),
+    ))
 }
 
 /// Writes what a restore as files produces into `out`, whatever the target: the archive as
@@ -1451,9 +1541,11 @@ async fn write_files_output(
     plain: bool,
     out: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
     written: Arc<AtomicU64>,
+    leftovers: &Leftovers,
 ) -> Result<u64> {
     if plain {
-        let selection = Selection::new(opts, manifest)?;
+        let mut selection = Selection::new(opts, manifest)?;
+        selection.leftovers = leftovers.clone();
         let pg_restore = find_tool("pg_restore", major_of(&manifest.postgres.server_version))?;
         // `-`: stdout (pg_restore 17 and later want an output named when there is no database).
         let mut args = vec!["--file=-".to_owned()];
@@ -1511,7 +1603,8 @@ async fn restore_to_file(
 ) -> Result<RestoreOutcome> {
     let plain = files_format(opts)?;
     if target.is_blob_container() {
-        return restore_to_container(vault, manifest, target, opts, plain, written).await;
+        return restore_to_container(vault, manifest, target, opts, plain, written, leftovers)
+            .await;
     }
     let dir = match target.url.strip_prefix("file://") {
         Some(p) => PathBuf::from(p),
@@ -1534,7 +1627,7 @@ async fn restore_to_file(
     };
     std::fs::create_dir_all(&dir)
         .map_err(|e| io(&format!("cannot create `{}`", dir.display()), e))?;
-    let (prefix, extension) = files_prefix_and_extension(target, manifest, plain);
+    let (prefix, extension) = files_prefix_and_extension(target, manifest, plain)?;
     let path = dir.join(format!("{prefix}.{extension}"));
     if path.exists() {
         return Err(Error::new(
@@ -1570,7 +1663,7 @@ async fn restore_to_file(
         .map_err(|e| io(&format!("cannot create `{}`", tmp.path.display()), e))?;
     crate::fault::point("staging-created");
     let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
-    write_files_output(vault, manifest, opts, plain, &mut out, written)
+    write_files_output(vault, manifest, opts, plain, &mut out, written, leftovers)
         .await
         .map_err(|e| {
             // The write error (ours, or pg_restore's for a plain SQL file) carries no errno
@@ -1650,11 +1743,12 @@ async fn restore_to_container(
     opts: &RestoreOptions,
     plain: bool,
     written: Arc<AtomicU64>,
+    leftovers: &Leftovers,
 ) -> Result<RestoreOutcome> {
     use object_store::{ObjectStore, WriteMultipart};
 
     let location = blob_location(&target.url)?;
-    let (prefix, extension) = files_prefix_and_extension(target, manifest, plain);
+    let (prefix, extension) = files_prefix_and_extension(target, manifest, plain)?;
     let name = blob_name(&prefix, extension)?;
     let blob_url = format!("{}/{name}", shown_url(target.url.trim_end_matches('/')));
     let store: Arc<dyn ObjectStore> = crate::store::azure::AzureAuth::from_env()
@@ -1686,7 +1780,8 @@ async fn restore_to_container(
     let (tx, rx) = tokio::io::duplex(1 << 20);
     let produce = async move {
         let mut tx = tx;
-        let produced = write_files_output(vault, manifest, opts, plain, &mut tx, written).await;
+        let produced =
+            write_files_output(vault, manifest, opts, plain, &mut tx, written, leftovers).await;
         // End of input for the upload (on success and failure alike; a failure is not
         // committed, below).
         let _ = tx.shutdown().await;
@@ -2028,6 +2123,58 @@ ALTER DEFAULT PRIVILEGES FOR ROLE owner IN SCHEMA public GRANT SELECT ON TABLES 
             warnings: Vec::new(),
         };
         assert!(outcome.job_details().is_empty());
+    }
+
+    #[test]
+    fn a_restore_file_name_never_leads_out_of_its_folder() {
+        let mut manifest = test_manifest();
+        let folder = |prefix: &str| TargetDetails {
+            file_prefix: prefix.into(),
+            restore_target_location_type: FILE_SYSTEM.into(),
+            url: "file:///restores".into(),
+        };
+        for (database, expected) in [
+            ("a/../b", "a_.._b-rp"),
+            ("../../etc/x", "___.._etc_x-rp"),
+            ("..", "__-rp"),
+            (".hidden", "_hidden-rp"),
+            ("back\\slash\nnew", "back_slash_new-rp"),
+            ("plain_name", "plain_name-rp"),
+        ] {
+            manifest.datasource.database = database.into();
+            let (prefix, ext) = files_prefix_and_extension(&folder(""), &manifest, false).unwrap();
+            assert_eq!(prefix, expected, "{database}");
+            assert_eq!(ext, "dump");
+            let path = std::path::Path::new("/restores").join(format!("{prefix}.{ext}"));
+            assert_eq!(path.parent(), Some(std::path::Path::new("/restores")));
+            assert!(path.components().all(|c| matches!(
+                c,
+                std::path::Component::RootDir | std::path::Component::Normal(_)
+            )));
+        }
+        manifest.datasource.database = "é".repeat(150);
+        let (prefix, _) = files_prefix_and_extension(&folder(""), &manifest, false).unwrap();
+        assert!(prefix.len() <= MAX_FILE_NAME && prefix.starts_with('é'));
+        // An explicit name must be plain for a folder; a blob name may have folders.
+        for bad in ["../x", "a/b", "..", ".", ".hidden", "a\\b", "a\nb"] {
+            let e = files_prefix_and_extension(&folder(bad), &manifest, true).unwrap_err();
+            assert_eq!(e.code, "UserErrorInvalidTarget", "{bad}");
+            assert!(e.message.contains("plain file name"), "{}", e.message);
+        }
+        let blob = TargetDetails {
+            file_prefix: "restores/empdb".into(),
+            restore_target_location_type: AZURE_BLOBS.into(),
+            url: "https://acct.blob.core.windows.net/c".into(),
+        };
+        assert!(files_prefix_and_extension(&blob, &manifest, false).is_ok());
+        let long = folder(&"x".repeat(MAX_FILE_NAME + 1));
+        assert!(files_prefix_and_extension(&long, &manifest, true).is_err());
+        assert_eq!(
+            files_prefix_and_extension(&folder("empdb-2026"), &manifest, true).unwrap(),
+            ("empdb-2026".to_owned(), "sql")
+        );
+        assert!(initialize_for_data_recovery_as_files("rp", "/restores", "../up", None).is_err());
+        assert!(initialize_for_data_recovery_as_files("rp", "/restores", "fine", None).is_ok());
     }
 
     fn test_manifest() -> Manifest {

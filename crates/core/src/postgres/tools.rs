@@ -123,13 +123,108 @@ pub fn find_tool(tool: &str, major: u32) -> Result<PathBuf, ToolError> {
         })
 }
 
-/// `<tool> --version`, e.g. "pg_dump (PostgreSQL) 15.18".
+/// The most of `<tool> --version`'s output read: a real one prints one short line.
+const VERSION_LIMIT: usize = 4096;
+/// How long `<tool> --version` may take: a real one answers in milliseconds.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(10);
+/// The version recorded for a tool whose `--version` gave no usable answer.
+pub const UNKNOWN_VERSION: &str = "unknown";
+
+/// `<tool> --version`, e.g. "pg_dump (PostgreSQL) 15.18" (its first line), or
+/// [`UNKNOWN_VERSION`], with a warning that says why, when the tool does not answer within
+/// [`VERSION_TIMEOUT`], writes more than [`VERSION_LIMIT`] bytes, fails or cannot start.
+/// The version is only recorded (in the manifest and the job's messages): a tool that
+/// answers badly does not stop a backup, whose dump is checked on its own. Whatever the
+/// tool does, this reads a bounded amount and returns within the timeout: the tool runs in
+/// its own process group, which is killed if it has not ended by then.
 pub fn tool_version(path: &Path) -> String {
-    Command::new(path)
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .unwrap_or_default()
+    match version_within(path, VERSION_TIMEOUT) {
+        Ok(version) => version,
+        Err(why) => {
+            tracing::warn!(
+                tool = %path.display(),
+                "`{} --version` {why}; its version is recorded as {UNKNOWN_VERSION}",
+                path.display()
+            );
+            UNKNOWN_VERSION.to_owned()
+        }
+    }
+}
+
+/// `<tool> --version`'s first line, or why there is none (completing "`<tool> --version` ...").
+fn version_within(path: &Path, timeout: Duration) -> Result<String, String> {
+    let deadline = Instant::now() + timeout;
+    let mut cmd = Command::new(path);
+    cmd.arg("--version")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0);
+    die_with_parent(&mut cmd);
+    let mut child = spawn_from_lasting_thread(cmd).map_err(|e| format!("could not start: {e}"))?;
+    let Some(stdout) = child.stdout.take() else {
+        return Err("gave no output".to_owned());
+    };
+    let (tx, rx) = mpsc::channel();
+    // A thread that reads at most one byte past the limit; it ends at end of file, at the
+    // limit, or when the group is killed below and the pipe closes.
+    let reader = std::thread::Builder::new()
+        .name("tool-version".into())
+        .spawn(move || {
+            let mut out = Vec::new();
+            let read = stdout
+                .take(VERSION_LIMIT as u64 + 1)
+                .read_to_end(&mut out)
+                .map(|_| out);
+            let _ = tx.send(read);
+        });
+    let outcome = match reader {
+        Err(e) => Err(format!("could not be read: {e}")),
+        Ok(_) => match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Err(_) => Err(format!("gave no answer within {} s", timeout.as_secs())),
+            Ok(Err(e)) => Err(format!("could not be read: {e}")),
+            Ok(Ok(out)) if out.len() > VERSION_LIMIT => {
+                Err(format!("wrote more than {VERSION_LIMIT} bytes"))
+            }
+            Ok(Ok(out)) => Ok(out),
+        },
+    };
+    // The output is complete: the tool should now exit, within what is left of the timeout.
+    let mut status = None;
+    if outcome.is_ok() {
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match child.try_wait() {
+                Ok(Some(s)) => {
+                    status = Some(s);
+                    break;
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(50));
+                }
+                _ => break,
+            }
+        }
+    }
+    if status.is_none() {
+        // Not reaped, so its pid is still its group's id: the group is the tool's own.
+        let _ = killpg(Pid::from_raw(child.id() as i32), Signal::SIGKILL);
+        let _ = child.wait();
+    }
+    let out = outcome?;
+    match status {
+        None => Err(format!("did not exit within {} s", timeout.as_secs())),
+        Some(s) if !s.success() => Err(format!("failed ({s})")),
+        Some(_) => {
+            let text = String::from_utf8_lossy(&out);
+            let line = text.lines().map(str::trim).find(|l| !l.is_empty());
+            match line {
+                Some(line) => Ok(line.chars().filter(|c| !c.is_control()).collect()),
+                None => Err("printed nothing".to_owned()),
+            }
+        }
+    }
 }
 
 /// A running `pg_dump` or `pg_restore`, the leader of its own process group. Dropped before
@@ -443,6 +538,44 @@ fn collect_stderr(mut s: ChildStderr, scrub: &[String], error_prefixes: &[Vec<u8
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_tool_version_is_read_bounded_and_in_bounded_time() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let script = |name: &str, body: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            p
+        };
+        let good = script("good", "echo 'pg_dump (PostgreSQL) 17.2'; echo second line");
+        assert_eq!(
+            version_within(&good, Duration::from_secs(30)).unwrap(),
+            "pg_dump (PostgreSQL) 17.2"
+        );
+        let endless = script("endless", "exec yes 'pg_dump (PostgreSQL) 17.2'");
+        let err = version_within(&endless, Duration::from_secs(30)).unwrap_err();
+        assert!(err.contains("more than 4096 bytes"), "{err}");
+        // No answer and no end (a child of the script holds the pipe too): the wait is
+        // bounded, and the whole group is killed.
+        let silent = script("silent", "sleep 100000 & wait");
+        let started = Instant::now();
+        let err = version_within(&silent, Duration::from_millis(300)).unwrap_err();
+        assert!(err.contains("no answer"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(20));
+        // Printed its line, then never exits.
+        let lingering = script("lingering", "echo 'pg_dump 1'; exec sleep 100000 >&-");
+        let err = version_within(&lingering, Duration::from_millis(300)).unwrap_err();
+        assert!(err.contains("did not exit"), "{err}");
+        let failing = script("failing", "echo 'pg_dump 1'; exit 3");
+        assert!(
+            version_within(&failing, Duration::from_secs(30))
+                .unwrap_err()
+                .contains("failed")
+        );
+        assert_eq!(tool_version(&dir.path().join("missing")), UNKNOWN_VERSION);
+    }
+
     use super::*;
 
     #[test]
