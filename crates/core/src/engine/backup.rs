@@ -234,7 +234,13 @@ pub async fn backup(
         .await?
         .map(|m| m.stream);
     let pg_dump = find_tool("pg_dump", facts.major())?;
-    let pg_dump_version = tool_version(&pg_dump);
+    // Asking a tool its version may take up to its bound (seconds); not on a runtime thread.
+    let pg_dump_version = {
+        let pg_dump = pg_dump.clone();
+        tokio::task::spawn_blocking(move || tool_version(&pg_dump))
+            .await
+            .unwrap_or_else(|_| crate::postgres::tools::UNKNOWN_VERSION.to_string())
+    };
     // The whole database, uncompressed (chunks are compressed in parallel later, and a
     // compressed stream would not dedup), with owners and privileges kept so a restore can
     // choose to apply them.
