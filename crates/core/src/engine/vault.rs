@@ -134,11 +134,12 @@ impl VaultConfig {
             )
         };
         let c = &self.chunker;
-        if !(MINIMUM_MIN..=MINIMUM_MAX).contains(&c.min_size)
-            || !(AVERAGE_MIN..=AVERAGE_MAX).contains(&c.avg_size)
-            || !(MAXIMUM_MIN..=MAXIMUM_MAX).contains(&c.max_size)
-            || !(c.min_size < c.avg_size && c.avg_size < c.max_size)
-        {
+        let sizes_ok = (MINIMUM_MIN..=MINIMUM_MAX).contains(&c.min_size)
+            && (AVERAGE_MIN..=AVERAGE_MAX).contains(&c.avg_size)
+            && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&c.max_size)
+            && c.min_size < c.avg_size
+            && c.avg_size < c.max_size;
+        if !sizes_ok {
             return Err(corrupt(format!(
                 "chunker sizes {}/{}/{} (min/avg/max) are not ones pgvault writes",
                 c.min_size, c.avg_size, c.max_size
@@ -1064,25 +1065,17 @@ mod archive_tier_tests {
             .await
             .unwrap();
         let good = vault.config.clone();
-        let cases: Vec<(&str, Box<dyn Fn(&mut VaultConfig)>)> = vec![
-            ("chunker", Box::new(|c| c.chunker.avg_size = 10)),
-            ("chunker", Box::new(|c| c.chunker.min_size = 0)),
-            ("chunker", Box::new(|c| c.chunker.max_size = u32::MAX)),
-            (
-                "chunker",
-                Box::new(|c| c.chunker.min_size = c.chunker.max_size),
-            ),
-            (
-                "packTargetSize",
-                Box::new(|c| c.pack_target_size = u64::MAX),
-            ),
-            ("packTargetSize", Box::new(|c| c.pack_target_size = 0)),
-            ("compression", Box::new(|c| c.compression.level = 99)),
-            (
-                "compression",
-                Box::new(|c| c.compression.algorithm = "lz4".into()),
-            ),
-            ("chunkIdKey", Box::new(|c| c.chunk_id_key = "zz".into())),
+        type Damage = fn(&mut VaultConfig);
+        let cases: Vec<(&str, Damage)> = vec![
+            ("chunker", |c| c.chunker.avg_size = 10),
+            ("chunker", |c| c.chunker.min_size = 0),
+            ("chunker", |c| c.chunker.max_size = u32::MAX),
+            ("chunker", |c| c.chunker.min_size = c.chunker.max_size),
+            ("packTargetSize", |c| c.pack_target_size = u64::MAX),
+            ("packTargetSize", |c| c.pack_target_size = 0),
+            ("compression", |c| c.compression.level = 99),
+            ("compression", |c| c.compression.algorithm = "lz4".into()),
+            ("chunkIdKey", |c| c.chunk_id_key = "zz".into()),
         ];
         for (field, damage) in cases {
             let mut bad = good.clone();
