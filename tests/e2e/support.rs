@@ -316,3 +316,12 @@ pub fn archive_policy(w: &World) -> String {
         .unwrap()
         .to_owned()
 }
+
+/// Makes a vault write small packs (64 KiB, the least `vault.json` allows), so one backup
+/// stores several and a test can damage, or kill a backup between, one of them.
+pub fn use_small_packs(vault_dir: &Path) {
+    let config_path = vault_dir.join("vault.json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
+    config["packTargetSize"] = Value::from(64 * 1024);
+    std::fs::write(&config_path, config.to_string()).unwrap();
+}

@@ -177,10 +177,7 @@ fn damage_is_named_exactly_and_a_rebuilt_index_restores_an_intact_point() {
     );
     let vault_dir = w.vault_with_policy("V");
     // Small packs, so each backup writes several and damage can hit one point's data alone.
-    let config_path = vault_dir.join("vault.json");
-    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
-    config["packTargetSize"] = Value::from(64 * 1024);
-    std::fs::write(&config_path, config.to_string()).unwrap();
+    crate::support::use_small_packs(&vault_dir);
     let instance = w.protect("V", &db, &w.admin_secret(&db));
     let other = w.protect("V", &other_db, &w.admin_secret(&other_db));
 

@@ -271,10 +271,7 @@ fn a_backup_killed_at_any_write_step_leaves_a_consistent_vault_and_no_pg_dump() 
     let db = sample_database("guard_kill_backup", 20_000);
     let vault_dir = w.vault_with_policy("V");
     // Small packs, so a backup stores several and can be killed between them.
-    let config_path = vault_dir.join("vault.json");
-    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
-    config["packTargetSize"] = Value::from(64 * 1024);
-    std::fs::write(&config_path, config.to_string()).unwrap();
+    crate::support::use_small_packs(&vault_dir);
     let instance = w.protect("V", &db, &w.admin_secret(&db));
     let bin = wrappers(&w, None);
     w.backup("V", &instance);

@@ -69,10 +69,7 @@ fn a_truncated_pack_fails_the_restore_with_guidance_and_leaves_no_staging_databa
     );
     let vault_dir = w.vault_with_policy("V");
     // Small packs, so the data spans several and one of them holds no chunk-list block.
-    let config_path = vault_dir.join("vault.json");
-    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
-    config["packTargetSize"] = Value::from(64 * 1024);
-    std::fs::write(&config_path, config.to_string()).unwrap();
+    crate::support::use_small_packs(&vault_dir);
 
     let secret = w.write(
         "source.secret",
