@@ -17,9 +17,7 @@ use crate::model::policy::DataStoreType;
 use crate::model::resource;
 use crate::store::damage::{DamageNotes, load_readable_index};
 use crate::store::manifest::Manifest;
-use crate::store::pack::ChunkIndex;
-use crate::store::verify::ChunkDamage;
-use crate::store::verify::{StreamVerification, load_index_reporting, verify_stream};
+use crate::store::verify::{StreamVerification, verify_stream};
 use crate::store::{VaultStore, paths};
 
 /// Which recovery points to verify.
@@ -150,27 +148,6 @@ async fn manifests(
     Ok(out)
 }
 
-/// A chunk the readable index left out (its only copies are in missing, truncated or
-/// recorded-bad packs) is reported with the pack the full index places it in.
-fn explain_skipped(v: &mut StreamVerification, full: &ChunkIndex) {
-    let mut moved = Vec::new();
-    v.missing_chunks.retain(|f| {
-        if f.reason != ChunkDamage::NotInIndex {
-            return true;
-        }
-        let Some((pack, _)) = full.get(&f.chunk_id) else {
-            return true;
-        };
-        let mut f = f.clone();
-        f.pack_id = Some(pack);
-        f.reason = ChunkDamage::PackMissing;
-        f.detail = "its pack is missing, shorter than the index says, or recorded bad (`pgvault backup-vault repair` drops it)".into();
-        moved.push(f);
-        false
-    });
-    v.missing_chunks.extend(moved);
-}
-
 /// Verifies the selected recovery points in every tier holding them, sorted by instance,
 /// then newest first. The caller holds shared locks on the tiers, so garbage collection
 /// cannot make chunks disappear under the verification.
@@ -188,16 +165,13 @@ pub async fn verify_recovery_points(
         if found.is_empty() {
             continue;
         }
-        let (full_index, index_problems) = load_index_reporting(store).await?;
-        // Chunks are read where a sound copy is (a missing, truncated or recorded-bad pack is
-        // skipped, as a restore skips it); the full index names the pack a lost one was in.
-        let (index, _) = load_readable_index(store).await?;
+        // Chunks are read where a sound copy is; one that only a missing, truncated or
+        // recorded-bad pack holds is looked for there, so its finding names that pack.
+        let (index, excluded) = load_readable_index(store).await?;
+        let index_problems = excluded.unreadable_index_files;
         // Packs found bad are recorded in the vault, so backups stop deduplicating against
         // them (see `store::damage`).
         let mut notes = DamageNotes::default();
-        for problem in &index_problems {
-            tracing::warn!(vault = %vault.name(), %tier, "{problem}");
-        }
         for (instance, id, manifest) in found {
             let (time, stream) = match &manifest {
                 Ok(m) => {
@@ -212,7 +186,6 @@ pub async fn verify_recovery_points(
                             );
                         }
                     }
-                    explain_skipped(&mut v, &full_index);
                     if v.missing_chunks.iter().any(|f| f.pack_id.is_none()) {
                         v.problems.extend(index_problems.iter().cloned());
                     }

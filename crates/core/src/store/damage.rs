@@ -163,8 +163,10 @@ pub struct Excluded {
     pub missing: Vec<PackId>,
     pub truncated: Vec<PackId>,
     pub recorded_bad: Vec<PackId>,
-    /// Index files that could not be read: their chunks are stored again.
-    pub unreadable_index_files: usize,
+    /// Index files that could not be read, each as "index file `<path>` cannot be read: ...".
+    /// A backup stores their chunks again; a verification reports them beside a chunk that no
+    /// index lists.
+    pub unreadable_index_files: Vec<String>,
     pub chunks: usize,
 }
 
@@ -229,8 +231,10 @@ async fn load_index_around_damage(
         let packs = match decoded {
             Ok(packs) => packs,
             Err(e) => {
-                excluded.unreadable_index_files += 1;
-                tracing::warn!(store = %store.url(), index = %path, error = %e, "an index file cannot be read; the chunks it lists are stored again");
+                tracing::warn!(store = %store.url(), index = %path, error = %e, "an index file cannot be read: a backup stores the chunks it lists again; `pgvault backup-vault reindex` rebuilds the index");
+                excluded
+                    .unreadable_index_files
+                    .push(format!("index file `{path}` cannot be read: {e}"));
                 continue;
             }
         };

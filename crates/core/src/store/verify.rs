@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use super::chunk::{BlobError, ChunkId, ChunkKind, blob_base, decode_blob, decode_blob_with_base};
 use super::manifest::{ChunkRef, StreamInfo, decode_chunk_list, digest_chunk};
-use super::pack::{ChunkIndex, PackId, decode_index};
+use super::pack::{ChunkIndex, PackId};
 use super::{StoreError, VaultStore, paths};
 use crate::postgres::archive::{ArchiveScanner, ArchiveSummary};
 
@@ -155,28 +155,6 @@ impl StreamVerification {
             self.corrupt_chunks.push(finding);
         }
     }
-}
-
-/// Loads every readable index file; the ones that cannot be read are returned as problems
-/// rather than stopping the load, so a verification can still name what they held as missing.
-pub async fn load_index_reporting(
-    store: &VaultStore,
-) -> Result<(ChunkIndex, Vec<String>), StoreError> {
-    let mut index = ChunkIndex::default();
-    let mut problems = Vec::new();
-    for path in store.list(&paths::indexes()).await? {
-        let decoded = match store.get(&path).await {
-            Ok(bytes) => decode_index(&bytes).map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match decoded {
-            Ok(packs) => packs
-                .iter()
-                .for_each(|(pack, entries)| index.add_pack(*pack, entries)),
-            Err(e) => problems.push(format!("index file `{path}` cannot be read: {e}")),
-        }
-    }
-    Ok((index, problems))
 }
 
 /// What is wrong with a blob, without repeating its id (a finding names it already).
