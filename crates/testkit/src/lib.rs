@@ -273,39 +273,31 @@ impl TestCluster {
         }
     }
 
+    /// Runs `sql` through `psql` logged in as `user` (not the superuser), as [`Self::psql`]
+    /// does; returns psql's stderr when a statement fails. For what a database's owner or an
+    /// unprivileged role can and cannot do.
+    pub fn try_psql_as(
+        &self,
+        database: &str,
+        user: &str,
+        password: &str,
+        sql: &str,
+    ) -> Result<String, String> {
+        let mut command = self.command("psql");
+        command.env("PGUSER", user).env("PGPASSWORD", password);
+        run_psql(command, &self.bindir, database, sql)
+    }
+
+    /// [`Self::try_psql_as`], panicking with psql's stderr when a statement fails.
+    pub fn psql_as(&self, database: &str, user: &str, password: &str, sql: &str) -> String {
+        self.try_psql_as(database, user, password, sql)
+            .unwrap_or_else(|stderr| {
+                panic!("psql as {user} failed in database {database:?}:\n{stderr}\nSQL:\n{sql}")
+            })
+    }
+
     fn try_psql(&self, database: &str, sql: &str) -> Result<String, String> {
-        let mut child = self
-            .command("psql")
-            .args(["-X", "-q", "-A", "-t", "-w", "-v", "ON_ERROR_STOP=1", "-d"])
-            .arg(database)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| format!("could not run {}: {e}", self.bindir.join("psql").display()))?;
-        // Writing from another thread keeps a large script from deadlocking against a large
-        // result: psql may fill its stdout pipe before it has read all of its stdin.
-        let mut stdin = child.stdin.take().expect("stdin is piped");
-        let sql = sql.to_owned();
-        let writer = std::thread::spawn(move || stdin.write_all(sql.as_bytes()));
-        let output = child
-            .wait_with_output()
-            .map_err(|e| format!("could not wait for psql: {e}"))?;
-        // A write error just means psql stopped reading (ON_ERROR_STOP); its stderr says why.
-        let _ = writer.join();
-        if output.status.success() {
-            let mut stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-            if stdout.ends_with('\n') {
-                stdout.pop();
-            }
-            Ok(stdout)
-        } else {
-            Err(format!(
-                "psql exited with {}: {}",
-                output.status,
-                String::from_utf8_lossy(&output.stderr).trim_end()
-            ))
-        }
+        run_psql(self.command("psql"), &self.bindir, database, sql)
     }
 
     /// Builds a cluster handle for an existing server from its URL; starts nothing.
@@ -948,6 +940,46 @@ fn url_host(host: &str) -> String {
         format!("[{host}]")
     } else {
         host.to_owned()
+    }
+}
+
+/// Runs `sql` through `command` (psql with its connection environment set) against `database`.
+fn run_psql(
+    mut command: Command,
+    bindir: &Path,
+    database: &str,
+    sql: &str,
+) -> Result<String, String> {
+    let mut child = command
+        .args(["-X", "-q", "-A", "-t", "-w", "-v", "ON_ERROR_STOP=1", "-d"])
+        .arg(database)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("could not run {}: {e}", bindir.join("psql").display()))?;
+    // Writing from another thread keeps a large script from deadlocking against a large
+    // result: psql may fill its stdout pipe before it has read all of its stdin.
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let sql = sql.to_owned();
+    let writer = std::thread::spawn(move || stdin.write_all(sql.as_bytes()));
+    let output = child
+        .wait_with_output()
+        .map_err(|e| format!("could not wait for psql: {e}"))?;
+    // A write error just means psql stopped reading (ON_ERROR_STOP); its stderr says why.
+    let _ = writer.join();
+    if output.status.success() {
+        let mut stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        if stdout.ends_with('\n') {
+            stdout.pop();
+        }
+        Ok(stdout)
+    } else {
+        Err(format!(
+            "psql exited with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim_end()
+        ))
     }
 }
 
