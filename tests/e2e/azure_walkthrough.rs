@@ -69,8 +69,19 @@ fn the_walkthrough_runs_with_key_vault_credentials_and_a_blob_storage_vault() {
 
     // The dump restored as files is a custom-format archive in the container, beside the
     // vault's prefix, of the size the job recorded.
-    let dump = download_from(&azurite, "walkthrough", "walkthrough.dump")
-        .expect("walkthrough.dump in the container");
+    // Named after the recovery point, so the script can run again.
+    let instances = w.json(&["backup-instance", "list", "--vault-name", "TestBkpVault"]);
+    let instance = instances[0]["name"].as_str().unwrap().to_owned();
+    let point = w.recovery_points("TestBkpVault", &instance)[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let dump = download_from(
+        &azurite,
+        "walkthrough",
+        &format!("walkthrough-{point}.dump"),
+    )
+    .expect("walkthrough-<recovery point>.dump in the container");
     assert!(dump.starts_with(b"PGDMP"), "not a custom-format dump");
     let jobs = w.json(&["job", "list", "--vault-name", "TestBkpVault"]);
     let files_job = jobs
@@ -88,8 +99,6 @@ fn the_walkthrough_runs_with_key_vault_credentials_and_a_blob_storage_vault() {
     );
 
     // A second backup of the unchanged database stores next to nothing.
-    let instances = w.json(&["backup-instance", "list", "--vault-name", "TestBkpVault"]);
-    let instance = instances[0]["name"].as_str().unwrap().to_owned();
     let second = w.backup("TestBkpVault", &instance);
     assert_eq!(second["properties"]["status"], "Completed", "{second:#}");
     let stored = |job: &serde_json::Value| {

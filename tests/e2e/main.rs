@@ -13,6 +13,7 @@ mod keyvault;
 mod lease;
 mod policy_edit;
 mod readiness;
+mod readme;
 mod repl;
 mod restore_options;
 mod retention;

@@ -42,7 +42,14 @@ fn walkthrough_script_backs_up_and_restores() {
         "{stdout}"
     );
     assert_eq!(plain_dump(&target), plain_dump(&db));
-    assert!(files.join("walkthrough.dump").is_file());
+    let dumps: Vec<_> = std::fs::read_dir(&files)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(
+        dumps.len() == 1 && dumps[0].starts_with("walkthrough-") && dumps[0].ends_with(".dump"),
+        "{dumps:?}"
+    );
     let jobs = w.json(&["job", "list", "--vault-name", "TestBkpVault"]);
     let ops: Vec<&str> = jobs
         .as_array()

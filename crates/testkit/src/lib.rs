@@ -168,6 +168,23 @@ impl TestCluster {
         Self::try_start(options).unwrap_or_else(|message| panic!("{message}"))
     }
 
+    /// Like [`start_with`](Self::start_with), returning why the server could not start
+    /// (binaries not found, initdb or the server failing) instead of panicking: for `pgvault
+    /// demo`, which must end with a clear message on a machine without PostgreSQL.
+    pub fn try_start_with(options: &ClusterOptions) -> Result<TestCluster, String> {
+        if let Some(dir) = &options.bindir
+            && !dir.join("initdb").is_file()
+        {
+            return Err(format!(
+                "PostgreSQL server binaries not found: there is no `initdb` in {}. Install the \
+                 PostgreSQL server packages (Debian/Ubuntu: `apt-get install postgresql`) or \
+                 point PGVAULT_PG_BINDIR at the folder that holds them.",
+                dir.display()
+            ));
+        }
+        Self::try_start(options)
+    }
+
     /// A superuser URL to the server's `postgres` database:
     /// `postgres://USER:PASSWORD@127.0.0.1:PORT/postgres`.
     pub fn admin_url(&self) -> String {
@@ -503,8 +520,8 @@ fn find_bindir(program: &str) -> Result<PathBuf, String> {
     Err(format!(
         "PostgreSQL binaries not found: no `{program}` in `pg_config --bindir`, \
          /usr/lib/postgresql/*/bin or PATH. Install the PostgreSQL server packages \
-         (Debian/Ubuntu: `apt-get install postgresql`), or run tools/test.sh, which installs \
-         them, or set {DATABASE_URL_ENV} to a superuser URL of a running server."
+         (Debian/Ubuntu: `apt-get install postgresql`), or run tools/demo.sh or tools/test.sh, \
+         which install them, or set {DATABASE_URL_ENV} to a superuser URL of a running server."
     ))
 }
 

@@ -25,7 +25,7 @@ use pgvault_core::model::resource::vault_id;
 use pgvault_core::model::templates::default_policy_template;
 use pgvault_core::postgres::readiness::grant_script;
 use pgvault_host::service::Pgvault;
-use pgvault_testkit::TestCluster;
+use pgvault_testkit::{ClusterOptions, TestCluster};
 use serde_json::Value;
 
 use super::coded;
@@ -74,9 +74,17 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .context("creating a temporary folder")?;
 
     step("Starting a throwaway PostgreSQL server with the installed binaries")?;
-    let cluster = tokio::task::spawn_blocking(TestCluster::start)
+    // The server binaries pgvault itself would use: PGVAULT_PG_BINDIR when set, else the
+    // newest installed. Missing binaries end the demo with what to install, not a panic.
+    let options = match std::env::var_os("PGVAULT_PG_BINDIR") {
+        Some(dir) => ClusterOptions::new().bindir(dir),
+        None => ClusterOptions::new(),
+    };
+    let cluster = tokio::task::spawn_blocking(move || TestCluster::try_start_with(&options))
         .await
-        .context("starting PostgreSQL")?;
+        .context("starting PostgreSQL")?
+        .map_err(anyhow::Error::msg)
+        .context("the demo needs the PostgreSQL server binaries (tools/demo.sh installs them)")?;
     say!(
         "PostgreSQL on {}:{} ({})",
         cluster.host(),
