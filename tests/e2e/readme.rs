@@ -85,7 +85,7 @@ impl<'a> Shell<'a> {
         std::fs::create_dir_all(&cwd).unwrap();
         let backup_user = format!("{}_backup", db.name);
         let restore_user = format!("{}_restore", db.name);
-        let server = format!("{}", c.host());
+        let server = c.host().to_string();
         let mut passwords = BTreeMap::new();
         passwords.insert(c.admin_user().to_owned(), c.admin_password().to_owned());
         passwords.insert(db.owner.clone(), db.owner_password.clone());
