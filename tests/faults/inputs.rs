@@ -470,6 +470,60 @@ fn check_reports_policies_and_instances_that_do_not_read_back() {
     );
 }
 
+/// One damaged backup instance or policy file does not hide the others or stop their
+/// backups: `list` prints what reads and fails naming the rest; the scheduler still backs up
+/// the sound instance, and another database can still be protected.
+#[test]
+fn one_damaged_instance_or_policy_file_does_not_stop_the_others() {
+    let w = World::new();
+    let dir = w.vault_with_policy("V");
+    let db = crate::support::sample_database("sound", 100);
+    let sound = w.protect("V", &db, &w.admin_secret(&db));
+    std::fs::write(dir.join("instances/broken.json"), "{\"name\": ").unwrap();
+    std::fs::write(dir.join("policies/Garbage.json"), "this is not a policy").unwrap();
+    std::fs::write(
+        dir.join("policies/Huge.json"),
+        vec![b' '; VAULT_JSON_LIMIT + 1],
+    )
+    .unwrap();
+
+    let out = run(&w, &["backup-instance", "list", "--vault-name", "V"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed:#}");
+    assert_eq!(listed[0]["name"], sound.as_str());
+    assert!(
+        stderr.contains("VaultCorrupt") && stderr.contains("broken"),
+        "{stderr}"
+    );
+
+    let out = run(&w, &["backup-policy", "list", "--vault-name", "V"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed:#}");
+    assert!(
+        stderr.contains("Garbage") && stderr.contains("Huge") && stderr.contains("8 MiB"),
+        "{stderr}"
+    );
+
+    // The scheduler: the sound instance's latest weekly occurrence runs.
+    let jobs = w.json(&["tick", "--at", "2041-01-01T00:00:00Z"]);
+    let backups: Vec<&Value> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["properties"]["operation"] == "ScheduledBackup")
+        .collect();
+    assert_eq!(backups.len(), 1, "{jobs:#}");
+    assert_eq!(backups[0]["properties"]["status"], "Completed", "{jobs:#}");
+
+    // Protection of another database is not refused because of the damaged file.
+    let other = crate::support::sample_database("other", 10);
+    w.protect("V", &other, &w.admin_secret(&other));
+}
+
 #[test]
 fn a_closed_stdout_ends_table_commands_quietly() {
     let w = World::new();

@@ -428,11 +428,12 @@ pub async fn run(cmd: InstanceCommand, format: Format) -> anyhow::Result<ExitCod
         InstanceCommand::List { vault_name } => {
             let svc = open_service()?;
             let vault = svc.vault(&vault_name).await.map_err(coded)?;
-            let list = vault.list_instances().await.map_err(coded)?;
+            let (list, unreadable) = vault.read_instances().await.map_err(coded)?;
             print(
                 &Value::Array(list.iter().map(|i| vault.instance_json(i)).collect()),
                 format,
             )?;
+            super::fail_on_unreadable("backup instances", unreadable)?;
         }
         InstanceCommand::AdhocBackup {
             vault_name,

@@ -31,6 +31,26 @@ pub fn coded(e: pgvault_core::engine::Error) -> anyhow::Error {
     anyhow::anyhow!("{}: {}", e.code, e.message)
 }
 
+/// After a listing printed what it could read: fails naming every file it could not, so a
+/// damaged resource is neither hidden nor allowed to hide the others.
+pub fn fail_on_unreadable(
+    what: &str,
+    unreadable: Vec<pgvault_core::engine::Error>,
+) -> anyhow::Result<()> {
+    if unreadable.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = unreadable
+        .iter()
+        .map(|e| format!("  {}", e.message))
+        .collect();
+    Err(anyhow::anyhow!(
+        "VaultCorrupt: the {what} above could be read, but {} could not (restore the file from a copy, or delete it and create the resource again):\n{}",
+        unreadable.len(),
+        lines.join("\n")
+    ))
+}
+
 pub fn open_service() -> anyhow::Result<Pgvault> {
     let home = Home::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
     Pgvault::open(home).map_err(coded)

@@ -309,10 +309,9 @@ pub async fn run(cmd: PolicyCommand, format: Format) -> anyhow::Result<ExitCode>
         PolicyCommand::List { vault_name } => {
             let svc = open_service()?;
             let vault = svc.vault(&vault_name).await.map_err(coded)?;
-            print(
-                &Value::Array(vault.list_policies().await.map_err(coded)?),
-                format,
-            )?;
+            let (policies, unreadable) = vault.read_policies().await.map_err(coded)?;
+            print(&Value::Array(policies), format)?;
+            super::fail_on_unreadable("policies", unreadable)?;
         }
         PolicyCommand::Trigger(cmd) => trigger(cmd)?,
         PolicyCommand::RetentionRule(cmd) => retention_rule(cmd)?,

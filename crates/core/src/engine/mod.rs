@@ -67,6 +67,12 @@ impl From<crate::store::StoreError> for Error {
             "UserErrorDiskFull"
         } else if e.is_missing_folder() {
             "UserErrorVaultNotFound"
+        } else if matches!(
+            e,
+            crate::store::StoreError::Json { .. } | crate::store::StoreError::TooLarge { .. }
+        ) {
+            // A file of the vault that is not what pgvault wrote: damaged, not unreachable.
+            "VaultCorrupt"
         } else {
             "VaultStorageError"
         };

@@ -574,12 +574,28 @@ impl Vault {
         })
     }
 
+    /// Every policy that reads. One whose file is damaged is logged and left out (see
+    /// [`Vault::read_policies`]).
     pub async fn list_policies(&self) -> Result<Vec<Value>> {
+        let (policies, unreadable) = self.read_policies().await?;
+        log_unreadable(self.name(), "policy", &unreadable);
+        Ok(policies)
+    }
+
+    /// Every policy that reads, and an error for each file that does not (not JSON, or gone
+    /// between the listing and the read). Storage that fails as a whole is still an error.
+    pub async fn read_policies(&self) -> Result<(Vec<Value>, Vec<Error>)> {
         let mut out = Vec::new();
+        let mut unreadable = Vec::new();
         for name in self.store.list_json_names(&paths::policies()).await? {
-            out.push(self.policy_json(&name).await?);
+            match self.policy_json(&name).await {
+                Ok(p) => out.push(p),
+                Err(e) if e.code == "UserErrorPolicyNotFound" => {}
+                Err(e) if is_damage(&e) => unreadable.push(e),
+                Err(e) => return Err(e),
+            }
         }
-        Ok(out)
+        Ok((out, unreadable))
     }
 
     // ---- instances ----
@@ -612,12 +628,31 @@ impl Vault {
         )
     }
 
+    /// Every backup instance that reads. One whose file is damaged (hand-edited, truncated)
+    /// is logged and left out, so it does not stop the scheduler, sweeps, drills or the
+    /// protection of other databases; `backup-instance list` names it (see
+    /// [`Vault::read_instances`]).
     pub async fn list_instances(&self) -> Result<Vec<BackupInstanceRequest>> {
+        let (instances, unreadable) = self.read_instances().await?;
+        log_unreadable(self.name(), "backup instance", &unreadable);
+        Ok(instances)
+    }
+
+    /// Every backup instance that reads, and an error (`VaultCorrupt`, naming the file) for each
+    /// one that does not. Storage that fails as a whole is still an error.
+    pub async fn read_instances(&self) -> Result<(Vec<BackupInstanceRequest>, Vec<Error>)> {
         let mut out = Vec::new();
+        let mut unreadable = Vec::new();
         for name in self.store.list_json_names(&paths::instances()).await? {
-            out.push(self.instance(&name).await?);
+            match self.instance(&name).await {
+                Ok(i) => out.push(i),
+                // Deleted between the listing and the read.
+                Err(e) if e.code == "UserErrorBackupInstanceNotFound" => {}
+                Err(e) if is_damage(&e) => unreadable.push(e),
+                Err(e) => return Err(e),
+            }
         }
-        Ok(out)
+        Ok((out, unreadable))
     }
 
     /// Sets an instance's protection state, as Azure's `suspendBackups`, `stopProtection` and
@@ -1120,5 +1155,17 @@ mod archive_tier_tests {
         assert_eq!(err.code, "UserErrorInvalidArchiveAccessTier");
         assert_eq!(vault.config.archive_access_tier, None);
         assert!(vault.archive.is_some(), "the archive tier is kept");
+    }
+}
+
+/// Whether reading one resource file failed because of what the file holds (not JSON, not the
+/// expected shape), rather than because the storage failed.
+fn is_damage(e: &Error) -> bool {
+    e.code == "VaultCorrupt"
+}
+
+fn log_unreadable(vault: &str, what: &str, unreadable: &[Error]) {
+    for e in unreadable {
+        tracing::error!(vault = %vault, code = %e.code, "a {what} is left out because its file cannot be read: {}", e.message);
     }
 }
