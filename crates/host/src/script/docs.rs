@@ -238,7 +238,10 @@ its header can only narrow that:
 | `--script-restore-server HOST[:PORT]` (repeatable) | `// restore-server: HOST[:PORT]` | `restore` onto that server |
 | `--script-env NAME` (repeatable; `NAME*` for a prefix) | `// env: NAME` | `env("NAME")` |
 
-Nothing is allowed by default, and a sandboxed script never creates a vault. A header line
+Nothing is allowed by default, and a sandboxed script never creates a vault. It sends a secret
+only to a server a backup instance already logs in to with it (`protect`, `server_databases`),
+so a dropped file cannot hand the credentials of a database to a server of its choosing; protect
+one database of a new server by hand first. A header line
 naming more than the host allows fails the script before it runs, its job `Failed` with the
 line named. A refused call is a script error (`UserErrorDestructiveOperationNotAllowed` or
 `UserErrorScriptNotAllowed`) that says which flag would allow it. A sandboxed script also has

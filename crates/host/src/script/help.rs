@@ -253,7 +253,9 @@ any database the login may connect to, used only to reach the server), secret_st
 secret_store_uri, as initialize_instance takes them. Connects with the secret's login and returns \
 the names of the server's databases that accept connections, sorted, leaving out templates and \
 the databases that are never backed up (azure_maintenance, azure_sys). Fails with the codes \
-protect gives for the same mistakes (UserErrorDBUserAuthFailed, UserErrorDBNotFound, ...).",
+protect gives for the same mistakes (UserErrorDBUserAuthFailed, UserErrorDBNotFound, ...). A \
+drop-in script may use a secret only with a server a backup instance already logs in to with it \
+(UserErrorScriptNotAllowed otherwise).",
         example: r#"let names = server_databases(#{
     datasource_type: "AzureDatabaseForPostgreSQLFlexibleServer",
     datasource_id: "postgres://db.example.com:5432/postgres",
@@ -288,7 +290,9 @@ request.properties.friendlyName"#,
         description: "Takes the request from initialize_instance, checks that its policy exists, \
 resolves the secret reference, connects and checks the backup privileges, then stores the \
 backup instance (New-AzDataProtectionBackupInstance). Returns the instance resource; its \
-`name` is what adhoc_backup and recovery_points take.",
+`name` is what adhoc_backup and recovery_points take. A drop-in script may use a secret only \
+with a server a backup instance already logs in to with it (UserErrorScriptNotAllowed \
+otherwise): the operator pairs a secret with a server by protecting one database by hand.",
         example: r#"let bi = vault("TestBkpVault").protect(initialize_instance(#{
     datasource_type: "AzureDatabaseForPostgreSQLFlexibleServer",
     datasource_id: "postgres://db.example.com:5432/empdb11",

@@ -79,14 +79,18 @@ impl ScriptContext {
     /// - refused to every sandboxed script: `new_vault` (a vault anywhere).
     /// - checked against the grants: `restore` (the server), `restore_as_files` (the
     ///   folder or container), `env` (the allowlist).
+    /// - checked against the instances: `protect` and `server_databases` send a secret only
+    ///   to a server an instance already uses it with ([`Self::check_secret_destination`]).
     /// - guarded here too: `rehydrate` of a point whose rehydrated copy would end sooner
     ///   than it does now.
     /// - adding only, never shortening: `create_policy` (a new policy; an existing name is
-    ///   refused), `protect` (a new instance; an existing one is refused), `adhoc_backup`,
+    ///   refused), `protect` (a new instance; an existing one is refused; its secret checked
+    ///   as above), `adhoc_backup`,
     ///   `rehydrate` otherwise (a copy for 10 to 30 days). There is no binding that changes a
     ///   stored policy or an instance's policy.
     /// - reading or pure: `vault`, `vaults`, `policy`, `policies`, `instances`,
-    ///   `recovery_points`, `verify`, `jobs`, `job`, `server_databases`, `to_json`, `help`,
+    ///   `recovery_points`, `verify`, `jobs`, `job`, `server_databases` (its secret checked as
+    ///   above), `to_json`, `help`,
     ///   `initialize_instance`, `policy_template`, `schedule`, `set_trigger`, `lifecycle`,
     ///   `set_retention_rule`, `remove_retention_rule`, `tag_criteria`, `set_tag`,
     ///   `remove_tag`, `simulate` (the policy edits change a map, not a stored policy).
@@ -113,6 +117,22 @@ impl ScriptContext {
                  (pgvault backup-vault create, or pgvault run without --sandbox)",
             ))
         })
+    }
+
+    /// Refuses a sandboxed script's use of `secret` with a server no backup instance uses it
+    /// with (`protect`, `server_databases`; see [`sandbox::check_secret_destination`]).
+    pub fn check_secret_destination(
+        &self,
+        secret: &pgvault_core::secrets::SecretRef,
+        target: &pgvault_core::postgres::connection::Datasource,
+    ) -> RhaiResult<()> {
+        if self.sandbox.is_none() {
+            return Ok(());
+        }
+        let known = self
+            .block_on(sandbox::secret_pairings(&self.pgvault))
+            .map_err(coded)?;
+        sandbox::check_secret_destination(&known, secret, target).map_err(coded)
     }
 
     /// Runs `check` against the grants of a sandboxed script; the operator's pass.

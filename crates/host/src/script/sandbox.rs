@@ -23,7 +23,11 @@ use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use pgvault_core::engine::protect::instance_target;
 use pgvault_core::postgres::connection::Datasource;
+use pgvault_core::secrets::SecretRef;
+
+use crate::service::Pgvault;
 
 /// The error code of a call a sandboxed script is not allowed to make.
 pub const SANDBOX_REFUSED: &str = "UserErrorScriptNotAllowed";
@@ -218,6 +222,65 @@ fn env_entry_allows(entry: &str, name: &str) -> bool {
 
 fn refused(message: String) -> pgvault_core::engine::Error {
     pgvault_core::engine::Error::new(SANDBOX_REFUSED, message)
+}
+
+/// A secret reference and a server (`host` lowercased, `port`) the operator has used together:
+/// some backup instance, in some vault, logs in to that server with that secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretPairing {
+    pub secret: SecretRef,
+    pub host: String,
+    pub port: u16,
+}
+
+/// Every secret/server pairing of the host's backup instances. An instance whose datasource
+/// or reference does not parse pairs nothing.
+pub async fn secret_pairings(
+    pgvault: &Pgvault,
+) -> pgvault_core::engine::Result<Vec<SecretPairing>> {
+    let mut out = Vec::new();
+    for name in pgvault.vault_names()? {
+        let vault = pgvault.vault(&name).await?;
+        for instance in vault.list_instances().await? {
+            if let Ok((ds, secret)) = instance_target(&instance.properties) {
+                out.push(SecretPairing {
+                    secret,
+                    host: ds.host().to_ascii_lowercase(),
+                    port: ds.port(),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses to send `secret` to `target` unless the operator already did (see
+/// [`SecretPairing`]). A sandboxed script that could pair any secret it names with any server
+/// could hand the credentials of every database to a server of its choosing, which then asks
+/// for the password in clear; so a drop-in protects or lists databases only on a server
+/// through a secret that an instance already uses with it. The operator introduces a new
+/// pairing by protecting one database by hand (`pgvault backup-instance create`, or `pgvault
+/// run` without `--sandbox`).
+pub fn check_secret_destination(
+    known: &[SecretPairing],
+    secret: &SecretRef,
+    target: &Datasource,
+) -> pgvault_core::engine::Result<()> {
+    let host = target.host().to_ascii_lowercase();
+    if known
+        .iter()
+        .any(|k| &k.secret == secret && k.host == host && k.port == target.port())
+    {
+        return Ok(());
+    }
+    Err(refused(format!(
+        "a script may use a secret only with a server a backup instance already uses it with, \
+         and no instance logs in to {}:{} with the secret `{secret}`; protect one database of \
+         that server with that secret by hand first (pgvault backup-instance create), then the \
+         script may protect the others",
+        target.host(),
+        target.port()
+    )))
 }
 
 impl Grants {

@@ -7,6 +7,13 @@ use rhai::{Dynamic, Engine, Map};
 use super::instance::field;
 use super::{RhaiResult, ScriptContext, coded, to_dynamic};
 use pgvault_core::engine::protect::{ServerArgs, server_databases};
+use pgvault_core::postgres::connection::Datasource;
+use pgvault_core::secrets::SecretRef;
+
+/// A core error of any kind as the script's error, with its code.
+fn coded_from(e: impl Into<pgvault_core::engine::Error>) -> Box<rhai::EvalAltResult> {
+    coded(e.into())
+}
 
 pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
     let c = ctx.clone();
@@ -21,6 +28,15 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
                 secret_store_type: field(&opts, "secret_store_type")?,
                 secret_store_uri: field(&opts, "secret_store_uri")?,
             };
+            if c.sandbox.is_some() {
+                let target: Datasource = args.datasource_id.parse().map_err(coded_from)?;
+                let secret = SecretRef::from_store(
+                    args.secret_store_type.parse().map_err(coded_from)?,
+                    &args.secret_store_uri,
+                )
+                .map_err(coded_from)?;
+                c.check_secret_destination(&secret, &target)?;
+            }
             to_dynamic(&c.block_on(server_databases(&args)).map_err(coded)?)
         },
     );

@@ -4,6 +4,7 @@
 use rhai::{Dynamic, Engine, Map};
 
 use super::{RhaiResult, ScriptContext, coded, fail, from_dynamic, to_dynamic};
+use pgvault_core::engine::protect::instance_target;
 use pgvault_core::model::instance::BackupInstanceRequest;
 use pgvault_core::model::policy::BackupPolicy;
 
@@ -104,6 +105,10 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
                     .secret_store_resource
                     .uri,
             );
+            if c.sandbox.is_some() {
+                let (target, secret) = instance_target(&request.properties).map_err(coded)?;
+                c.check_secret_destination(&secret, &target)?;
+            }
             to_dynamic(
                 &c.block_on(c.pgvault.protect(&v.name, request))
                     .map_err(coded)?,
