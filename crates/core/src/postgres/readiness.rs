@@ -73,10 +73,10 @@ fn missing_message(user: &str, database: &str, p: &Privileges) -> String {
     if missing.len() > LIST_LIMIT {
         listed.push_str(&format!(", and {} more", missing.len() - LIST_LIMIT));
     }
-    let (why, script) = if p.only_relations_missing() {
+    let (why, script) = if p.only_new_relations_missing() {
         (
             format!(
-                "These were created after \"{user}\" was granted what a backup needs, by roles whose default privileges do not cover it. Grant just these"
+                "\"{user}\" reads the other tables: these are new, created by roles whose default privileges do not cover it. Grant just these"
             ),
             GrantScript::unreadable_only(p),
         )
@@ -236,6 +236,12 @@ pub async fn read_privileges(
         owner = owner_of("c.relowner"),
         dumped = dumped_relation("c", "n"),
     );
+    let readable = format!(
+        "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE {dumped} AND has_table_privilege($1, c.oid, 'SELECT')",
+        dumped = dumped_relation("c", "n"),
+    );
+    p.readable = client.query_one(&readable, &[&user]).await?.get(0);
     for row in client.query(&unreadable, &[&user]).await? {
         p.unreadable.push(Relation {
             schema: row.get(0),
@@ -316,6 +322,8 @@ pub struct Privileges {
     pub schemas: Vec<SchemaFacts>,
     /// Tables and sequences whose data `pg_dump` reads and the user cannot SELECT.
     pub unreadable: Vec<Relation>,
+    /// How many of those tables and sequences the user can SELECT.
+    pub readable: i64,
     /// Every role that owns a schema, table or sequence `pg_dump` reads (the user aside).
     pub owners: Vec<OwnerDefaults>,
     /// `ALTER DEFAULT PRIVILEGES ... ON SCHEMAS` exists (PostgreSQL 10 and later).
@@ -373,10 +381,15 @@ impl Privileges {
         missing
     }
 
-    /// Only tables or sequences are missing: the user was granted what a backup needs,
-    /// and objects came later that its default privileges do not cover.
-    fn only_relations_missing(&self) -> bool {
-        self.connect && self.schemas.iter().all(|s| s.usage) && !self.unreadable.is_empty()
+    /// Only some tables or sequences are missing, and the user reads the others: it was
+    /// granted what a backup needs, and these came later from roles whose default
+    /// privileges do not cover it. (A user granted nothing yet, on a database whose
+    /// schemas all PUBLIC may use, gets the whole script.)
+    fn only_new_relations_missing(&self) -> bool {
+        self.connect
+            && self.schemas.iter().all(|s| s.usage)
+            && !self.unreadable.is_empty()
+            && self.readable > 0
     }
 }
 
@@ -669,6 +682,7 @@ mod tests {
                 table("public", "customer", "appowner"),
                 sequence("public", "customer_customer_id_seq", "appowner"),
             ],
+            readable: 0,
             owners: vec![no_defaults("appowner")],
             schema_defaults: true,
         }
@@ -778,6 +792,7 @@ mod tests {
         let mut p = fresh();
         p.schemas.iter_mut().for_each(|s| s.usage = true);
         p.unreadable = vec![table("public", "rw_newtable", "etl")];
+        p.readable = 6;
         p.owners = vec![
             OwnerDefaults {
                 role: "appowner".into(),
@@ -817,6 +832,21 @@ mod tests {
         assert!(message.contains("USAGE on schema inventory, SELECT on table inventory.film, SELECT on sequence inventory.film_film_id_seq"), "{message}");
         assert!(
             message.ends_with(&GrantScript::everything(&p).to_string()),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_user_granted_nothing_gets_the_whole_script_even_where_public_may_use_every_schema() {
+        let mut p = fresh();
+        p.schemas.iter_mut().for_each(|s| s.usage = true);
+        let message = missing_message("backup", "shop", &p);
+        assert!(
+            message.contains("\nGrant them by running this"),
+            "{message}"
+        );
+        assert!(
+            message.contains("GRANT SELECT ON ALL TABLES IN SCHEMA public TO backup;"),
             "{message}"
         );
     }
