@@ -322,7 +322,7 @@ pub struct Privileges {
     pub schemas: Vec<SchemaFacts>,
     /// Tables and sequences whose data `pg_dump` reads and the user cannot SELECT.
     pub unreadable: Vec<Relation>,
-    /// How many of those tables and sequences the user can SELECT.
+    /// How many tables and sequences whose data `pg_dump` reads the user can SELECT.
     pub readable: i64,
     /// Every role that owns a schema, table or sequence `pg_dump` reads (the user aside).
     pub owners: Vec<OwnerDefaults>,
