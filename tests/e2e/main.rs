@@ -9,6 +9,7 @@ mod blob_restore;
 mod dedup;
 mod drill;
 mod failures;
+mod grants;
 mod keyvault;
 mod lease;
 mod policy_edit;

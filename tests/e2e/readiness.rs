@@ -105,13 +105,13 @@ fn missing_privileges_name_the_objects_and_give_the_grant_script() {
     );
     assert!(
         err.contains(&format!(
-            "GRANT SELECT ON ALL TABLES IN SCHEMA %I TO {user}"
+            "GRANT SELECT ON ALL TABLES IN SCHEMA sales TO {user};"
         )),
         "{err}"
     );
 
     // The printed script, run as the admin, is enough.
-    let script = err.split("\n\n").nth(1).unwrap().trim();
+    let script = err.split_once("\n\n").unwrap().1.trim();
     c.psql(&db, script);
     let req = w.initialize(&db, &secret);
     let f = w.write("ok.json", &req.to_string());
