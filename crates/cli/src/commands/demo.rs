@@ -3,7 +3,7 @@
 //! It starts a private cluster with the installed server binaries (the same code the test
 //! suite uses), fills a database with pgbench data plus text and jsonb columns, and then
 //! does what a DBA would do on Azure: a vault, the default policy, a least-privilege
-//! backup user granted with the seeds' script, protection, two on-demand backups (the
+//! backup user granted with the grant script pgvault prints, protection, two on-demand backups (the
 //! second after changing 1% of rows, to show dedup), a restore to a new database, a
 //! restore as files, and the job list. Everything lives in a temporary folder that is
 //! removed at the end, so the demo never touches the user's own PGVAULT_HOME.
@@ -121,7 +121,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         )
     );
 
-    step("Creating a backup user and granting it the backup privileges (the seeds' script)")?;
+    step(
+        "Creating a backup user and granting it the backup privileges (the grant script pgvault prints)",
+    )?;
     cluster.psql(
         "postgres",
         "CREATE ROLE backup_user LOGIN PASSWORD 'demo-password' CREATEDB",
