@@ -424,3 +424,56 @@ fn odd_identifiers_are_quoted() {
         "Completed"
     );
 }
+
+/// Large objects: `pg_dump` reads every one, and only their owner (or a grant) lets it. The
+/// owner's part grants its large objects; one the owner adds after the grants (large objects
+/// have no default privileges before PostgreSQL 18) fails the next backup naming it, with
+/// its grant.
+#[test]
+fn large_objects_are_granted_and_a_new_one_is_named() {
+    let w = World::new();
+    let db = owned_database("grantlo", 50);
+    let first = db.as_owner("SELECT lo_from_bytea(0, 'the owner''s document'::bytea)");
+    let (user, password) = backup_role(&db);
+    w.vault_with_policy("V");
+    let secret = w.secret_file("b.secret", &db.name, &user, &password);
+
+    let err = create_fails(&w, &db.name, &secret);
+    assert!(
+        err.contains(&format!("SELECT on large object {first}")),
+        "{err}"
+    );
+    let parts = parts(&err);
+    let own = part_for(&parts, &db.owner);
+    assert!(
+        own.contains(&format!("GRANT SELECT ON LARGE OBJECT {first} TO")),
+        "{own}"
+    );
+    db.as_owner(script(&err));
+    let instance = create(&w, &db.name, &secret);
+    let out = adhoc_backup(&w, &instance);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let second = db.as_owner("SELECT lo_from_bytea(0, 'added later'::bytea)");
+    let out = adhoc_backup(&w, &instance);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("UserErrorMissingDBPermissions")
+            && err.contains(&format!("SELECT on large object {second}"))
+            && err.contains(&format!("GRANT SELECT ON LARGE OBJECT {second} TO")),
+        "{err}"
+    );
+    assert!(!err.contains(&format!("LARGE OBJECT {first}")), "{err}");
+    db.as_owner(script(&err));
+    let out = adhoc_backup(&w, &instance);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -255,6 +255,27 @@ pub async fn read_privileges(
         });
     }
 
+    // Large objects the user cannot read: pg_dump reads every one (`lo_open`). The check is
+    // written out rather than `has_largeobject_privilege`, which only PostgreSQL 17 has: the
+    // owner, a member of the owner's role, a grantee (or PUBLIC), a superuser, or
+    // `lo_compat_privileges`, which turns the checks off.
+    let large_objects = format!(
+        "SELECT l.oid::bigint, {owner} FROM pg_largeobject_metadata l \
+         WHERE NOT (current_setting('lo_compat_privileges')::bool \
+                    OR EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = $1 AND r.rolsuper) \
+                    OR pg_has_role($1, l.lomowner, 'USAGE') \
+                    OR EXISTS (SELECT 1 FROM aclexplode(l.lomacl) a WHERE a.privilege_type = 'SELECT' \
+                               AND (a.grantee = 0 OR pg_has_role($1, a.grantee, 'USAGE')))) \
+         ORDER BY l.oid",
+        owner = owner_of("l.lomowner"),
+    );
+    for row in client.query(&large_objects, &[&user]).await? {
+        p.large_objects.push(LargeObject {
+            oid: row.get(0),
+            owner: row.get(1),
+        });
+    }
+
     // The roles that own what pg_dump reads (an extension's objects aside: they are
     // created by CREATE EXTENSION, not by the role later).
     let owners = format!(
@@ -322,6 +343,8 @@ pub struct Privileges {
     pub schemas: Vec<SchemaFacts>,
     /// Tables and sequences whose data `pg_dump` reads and the user cannot SELECT.
     pub unreadable: Vec<Relation>,
+    /// Large objects the user cannot SELECT (`pg_dump` reads them all).
+    pub large_objects: Vec<LargeObject>,
     /// How many tables and sequences whose data `pg_dump` reads the user can SELECT.
     pub readable: i64,
     /// Every role that owns a schema, table or sequence `pg_dump` reads (the user aside).
@@ -347,6 +370,13 @@ pub struct Relation {
     pub schema: String,
     pub name: String,
     pub kind: RelationKind,
+    pub owner: String,
+}
+
+/// A large object, by its oid, and the role that can grant on it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LargeObject {
+    pub oid: i64,
     pub owner: String,
 }
 
@@ -378,6 +408,9 @@ impl Privileges {
                 r.name
             ));
         }
+        for l in &self.large_objects {
+            missing.push(format!("SELECT on large object {}", l.oid));
+        }
         missing
     }
 
@@ -388,7 +421,7 @@ impl Privileges {
     fn only_new_relations_missing(&self) -> bool {
         self.connect
             && self.schemas.iter().all(|s| s.usage)
-            && !self.unreadable.is_empty()
+            && !(self.unreadable.is_empty() && self.large_objects.is_empty())
             && self.readable > 0
     }
 }
@@ -409,6 +442,7 @@ struct Part {
     schemas: Vec<String>,
     tables: usize,
     sequences: usize,
+    large_objects: usize,
     grants: Vec<String>,
     defaults: Vec<String>,
 }
@@ -473,6 +507,7 @@ impl GrantScript {
                     .extend(relations.iter().map(|r| grant_select(r, &p.user)));
             }
         }
+        script.large_objects(p);
         for owner in &p.owners {
             script.defaults(p, owner);
         }
@@ -491,6 +526,7 @@ impl GrantScript {
             }
             part.grants.push(grant_select(r, &p.user));
         }
+        script.large_objects(p);
         for owner in &p.owners {
             if p.unreadable.iter().any(|r| r.owner == owner.role) {
                 script.defaults(p, owner);
@@ -527,6 +563,30 @@ impl GrantScript {
             }
         };
         &mut self.parts[at]
+    }
+
+    /// One `GRANT SELECT ON LARGE OBJECT oid, oid, ...` per owner. (Large objects have
+    /// default privileges only from PostgreSQL 18, so ones created later need grants too.)
+    fn large_objects(&mut self, p: &Privileges) {
+        let mut owners: Vec<&str> = p.large_objects.iter().map(|l| l.owner.as_str()).collect();
+        owners.dedup();
+        owners.sort_unstable();
+        owners.dedup();
+        for owner in owners {
+            let oids: Vec<String> = p
+                .large_objects
+                .iter()
+                .filter(|l| l.owner == owner)
+                .map(|l| l.oid.to_string())
+                .collect();
+            let part = self.part(owner);
+            part.large_objects += oids.len();
+            part.grants.push(format!(
+                "GRANT SELECT ON LARGE OBJECT {} TO {};",
+                oids.join(", "),
+                p.user
+            ));
+        }
     }
 
     fn defaults(&mut self, p: &Privileges, owner: &OwnerDefaults) {
@@ -592,7 +652,11 @@ impl fmt::Display for GrantScript {
                 };
                 owns.push(format!("{word} {}", part.schemas.join(", ")));
             }
-            for (n, word) in [(part.tables, "table"), (part.sequences, "sequence")] {
+            for (n, word) in [
+                (part.tables, "table"),
+                (part.sequences, "sequence"),
+                (part.large_objects, "large object"),
+            ] {
                 match n {
                     0 => {}
                     1 => owns.push(format!("1 {word}")),
@@ -682,6 +746,7 @@ mod tests {
                 table("public", "customer", "appowner"),
                 sequence("public", "customer_customer_id_seq", "appowner"),
             ],
+            large_objects: Vec::new(),
             readable: 0,
             owners: vec![no_defaults("appowner")],
             schema_defaults: true,
@@ -803,6 +868,55 @@ mod tests {
             no_defaults("etl"),
         ];
         p
+    }
+
+    /// Large objects are granted in one statement per owner, in that owner's part, and ones
+    /// added later are named on their own like new tables.
+    #[test]
+    fn large_objects_are_granted_by_their_owners() {
+        let mut p = fresh();
+        p.large_objects = vec![
+            LargeObject {
+                oid: 16401,
+                owner: "appowner".into(),
+            },
+            LargeObject {
+                oid: 16402,
+                owner: "etl".into(),
+            },
+            LargeObject {
+                oid: 16403,
+                owner: "appowner".into(),
+            },
+        ];
+        let script = GrantScript::everything(&p).to_string();
+        assert!(
+            script.contains("(owner of schema inventory, 2 tables, 2 sequences, 2 large objects):"),
+            "{script}"
+        );
+        assert!(
+            script.contains("GRANT SELECT ON LARGE OBJECT 16401, 16403 TO backup;"),
+            "{script}"
+        );
+        assert!(
+            script.contains("-- as etl or a superuser (owner of 1 large object):\nGRANT SELECT ON LARGE OBJECT 16402 TO backup;"),
+            "{script}"
+        );
+        let mut late = late_table();
+        late.unreadable.clear();
+        late.large_objects = vec![LargeObject {
+            oid: 16404,
+            owner: "appowner".into(),
+        }];
+        let message = missing_message("backup", "shop", &late);
+        assert!(
+            message.contains(": SELECT on large object 16404.\n"),
+            "{message}"
+        );
+        assert!(
+            message.ends_with("-- as appowner or a superuser (owner of 1 large object):\nGRANT SELECT ON LARGE OBJECT 16404 TO backup;"),
+            "{message}"
+        );
     }
 
     #[test]
