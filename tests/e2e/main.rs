@@ -23,5 +23,6 @@ mod secrets;
 mod serve;
 mod simulate;
 mod support;
+mod tables;
 mod verify;
 mod walkthrough;
