@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::support::{World, owned_database};
+use crate::support::{World, cluster, owned_database};
 
 /// An aligned table's rows as header-to-cell maps, the columns found from the dashes line
 /// under the headers (cells may be empty, so splitting on spaces would shift them).
@@ -226,7 +226,7 @@ fn job_and_recovery_point_tables_read_as_people_write() {
 }
 
 /// An instance created as a flexible server database reports that type in its jobs' JSON,
-/// whatever the job (configure, backup, restore), as Azure does.
+/// whatever the job (configure, backup, restore, delete), as Azure does.
 #[test]
 fn jobs_report_their_instances_datasource_type() {
     let w = World::new();
@@ -282,6 +282,19 @@ fn jobs_report_their_instances_datasource_type() {
         "--restore-request-object",
         req_file.to_str().unwrap(),
     ]);
+    // A deletion (as a retention sweep's and a rehydration's) reads the instance too.
+    w.backup("TypeVault", &instance);
+    w.json(&[
+        "recovery-point",
+        "delete",
+        "--vault-name",
+        "TypeVault",
+        "--backup-instance-name",
+        &instance,
+        "--recovery-point-id",
+        rp,
+        "--yes",
+    ]);
     let jobs = w.json(&["job", "list", "--vault-name", "TypeVault"]);
     let kinds: Vec<(&str, &str)> = jobs
         .as_array()
@@ -297,9 +310,19 @@ fn jobs_report_their_instances_datasource_type() {
     assert_eq!(
         kinds,
         [
+            ("DeleteRecoveryPoint", flexible),
+            ("OnDemandBackup", flexible),
             ("Restore", flexible),
             ("OnDemandBackup", flexible),
             ("ConfigureBackup", flexible)
         ]
     );
+    // And Azure's friendly name, the same for every job.
+    for job in jobs.as_array().unwrap() {
+        assert_eq!(
+            job["properties"]["backupInstanceFriendlyName"],
+            format!("{}\\{}", cluster().host(), db.name),
+            "{job:#}"
+        );
+    }
 }

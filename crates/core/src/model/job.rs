@@ -36,6 +36,7 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use crate::model::duration::IsoDuration;
+use crate::model::instance::BackupInstanceProperties;
 use crate::model::resource;
 
 /// The Azure resource type of a job, as it appears in `type`.
@@ -758,6 +759,21 @@ pub struct NewJob {
 }
 
 impl NewJob {
+    /// Records the backup instance the job acts on as Azure's job JSON shows it: its
+    /// database, datasource id and type, and friendly name (`server\\database`). The
+    /// instance's name is set apart: a job may name an instance that cannot be read.
+    pub fn describe_instance(&mut self, instance: &BackupInstanceProperties) {
+        let source = &instance.data_source_info;
+        self.datasource_name = Some(source.resource_name.clone());
+        self.datasource_id = Some(source.resource_id.clone());
+        self.extended_details
+            .insert(FRIENDLY_NAME_DETAIL.into(), instance.friendly_name.clone());
+        self.extended_details.insert(
+            DATASOURCE_TYPE_DETAIL.into(),
+            source.datasource_type.clone(),
+        );
+    }
+
     /// A job on a vault with a fresh id and nothing optional set. `is_user_triggered`
     /// defaults to what the operation implies: only a scheduled backup starts without someone
     /// asking for it.
