@@ -839,6 +839,26 @@ mod tests {
     }
 
     #[test]
+    fn progress_reads_as_sizes_throughput_and_time() {
+        use pgvault_core::model::job::{JobOwner, NewJob, Operation};
+        let start: DateTime<Utc> = "2026-01-01T02:00:00Z".parse().unwrap();
+        let mut new = NewJob::new(Operation::OnDemandBackup, "V", start, JobOwner::new(1, "h"));
+        new.datasource_name = Some("empdb11".into());
+        let mut job = Job::start(&new);
+        let later = start + chrono::TimeDelta::seconds(94);
+        assert_eq!(
+            progress_line(&job, start + chrono::TimeDelta::seconds(4)),
+            "  OnDemandBackup empdb11: running, 4.0 s"
+        );
+        job.bytes_read = 94 * 1024 * 1024;
+        job.bytes_stored = 1536;
+        assert_eq!(
+            progress_line(&job, later),
+            "  OnDemandBackup empdb11: 94.0 MiB read (1.0 MiB/s), 1.5 KiB stored, 1 min 34 s"
+        );
+    }
+
+    #[test]
     fn job_arrays_show_as_a_table_and_other_values_as_json() {
         let job = serde_json::json!({"name": "j1", "type": "Microsoft.DataProtection/backupVaults/backupJobs",
             "properties": {"operation": "OnDemandBackup", "status": "Completed", "duration": "PT1S"}});
