@@ -25,5 +25,6 @@ mod secrets;
 mod serve;
 mod simulate;
 mod support;
+mod tables;
 mod verify;
 mod walkthrough;

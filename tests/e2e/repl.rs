@@ -200,3 +200,50 @@ fn ctrl_c_cancels_the_running_entry_not_the_repl() {
     entry(&mut p, "x", Some("\n42"));
     exit(p);
 }
+
+/// Values show as the user's data, never as a Rust type (`vaults()` once echoed
+/// `[pgvault_host::script::vault::VaultRef]`): vaults as the table `backup-vault list -o table`
+/// prints, one vault as its resource, and `print` and `${..}` as their names.
+#[test]
+fn vaults_show_as_data_in_echoes_and_prints() {
+    let world = World::new();
+    let mut p = repl(&world);
+    entry(&mut p, r#"new_vault("ReplVaultA", #{});"#, None);
+    entry(&mut p, r#"new_vault("ReplVaultB", #{});"#, None);
+
+    // The echo of an array of vaults: a table (`Storage` is only in its header).
+    p.send_line("vaults()").unwrap();
+    expect(&mut p, "Storage");
+    let shown = expect(&mut p, PROMPT);
+    assert!(
+        shown.contains("ReplVaultA") && shown.contains("ReplVaultB") && shown.contains("file://"),
+        "{shown}"
+    );
+    assert!(!shown.contains("::"), "{shown}");
+
+    // One vault: its resource JSON.
+    p.send_line(r#"vault("ReplVaultB")"#).unwrap();
+    expect(&mut p, "Microsoft.DataProtection/backupVaults");
+    let shown = expect(&mut p, PROMPT);
+    assert!(!shown.contains("::"), "{shown}");
+
+    // print: the array's vaults as the calls that give them back, one vault as its name.
+    p.send_line("print(vaults())").unwrap();
+    let before = expect(&mut p, r#"[vault("ReplVaultA"), vault("ReplVaultB")]"#);
+    assert!(!before.contains("::"), "{before}");
+    expect(&mut p, PROMPT);
+    entry(
+        &mut p,
+        r#"let v = vault("ReplVaultA"); print("named " + `${v}` + "!");"#,
+        Some("named ReplVaultA!"),
+    );
+    // A map holding a vault: JSON, the vault as its resource in it.
+    p.send_line(r#"#{ which: vault("ReplVaultA"), n: 1 }"#)
+        .unwrap();
+    let shown = expect(&mut p, PROMPT);
+    assert!(
+        shown.contains("Microsoft.DataProtection/backupVaults") && !shown.contains("::"),
+        "{shown}"
+    );
+    exit(p);
+}

@@ -157,3 +157,35 @@ fn ctrl_c_cancels_the_run_and_records_it() {
     let jobs = w.json(&["job", "list", "--operation", "ScriptRun"]);
     assert_eq!(jobs[0]["properties"]["status"], "Cancelled", "{jobs}");
 }
+
+/// What a script prints is the user's data: a vault by its name, vaults in an array as the
+/// calls that give them back, never a Rust type (`[pgvault_host::script::vault::VaultRef]`).
+#[test]
+fn scripts_print_vaults_as_data() {
+    let w = World::new();
+    let f = w.write(
+        "vaults.rhai",
+        r#"new_vault("PrintB"); new_vault("PrintA");
+print(vaults());
+let v = vault("PrintA");
+print(v);
+print(`vault ${v} has ${v.instances().len()} instances`);
+debug(v);
+print(#{ first: v });
+"#,
+    );
+    let out = w.run(&["run", f.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout,
+        "[vault(\"PrintA\"), vault(\"PrintB\")]\nPrintA\nvault PrintA has 0 instances\n\
+         6:1 | vault(\"PrintA\")\n#{\"first\": vault(\"PrintA\")}\n"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("::"), "{stderr}");
+}

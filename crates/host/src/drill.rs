@@ -25,7 +25,8 @@ use pgvault_core::model::drill::{
 };
 use pgvault_core::model::instance::{BackupInstanceRequest, PROTECTION_CONFIGURED};
 use pgvault_core::model::job::{
-    FRIENDLY_NAME_DETAIL, Job, JobFilter, JobStatus, NewJob, Operation, format_timespan,
+    DATASOURCE_TYPE_DETAIL, FRIENDLY_NAME_DETAIL, Job, JobFilter, JobStatus, NewJob, Operation,
+    format_timespan,
 };
 use pgvault_core::model::resource;
 
@@ -243,6 +244,10 @@ impl Pgvault {
         new.extended_details.insert(
             FRIENDLY_NAME_DETAIL.into(),
             inst.properties.friendly_name.clone(),
+        );
+        new.extended_details.insert(
+            DATASOURCE_TYPE_DETAIL.into(),
+            inst.properties.data_source_info.datasource_type.clone(),
         );
         new.extended_details
             .insert("RestoreTarget".into(), target.server.server_url());

@@ -2056,6 +2056,22 @@ mod tests {
         );
     }
 
+    /// The instance's datasource type is a job detail: no column, so the schema and every
+    /// older row stay as they are (see the v1 test), and a new row keeps it.
+    #[test]
+    fn a_job_keeps_its_instances_datasource_type() {
+        let (_dir, history) = history();
+        let flexible = "Microsoft.DBforPostgreSQL/flexibleServers/databases";
+        let mut new = new_job(Operation::OnDemandBackup, "vault-a", t(1, 0, 0));
+        new.extended_details.insert(
+            pgvault_core::model::job::DATASOURCE_TYPE_DETAIL.into(),
+            flexible.into(),
+        );
+        let started = history.start(&new).unwrap();
+        let read = history.get(started.id).unwrap().unwrap();
+        assert_eq!(read.azure_json()["properties"]["dataSourceType"], flexible);
+    }
+
     #[test]
     fn a_file_written_by_version_1_reads_back_after_the_upgrade() {
         let dir = tempfile::tempdir().unwrap();
@@ -2087,6 +2103,13 @@ mod tests {
             for key in ["ScheduledTime", "Late", "ScriptPath", "ScriptOutput"] {
                 assert!(extended["additionalDetails"].get(key).is_none(), "{key}");
             }
+            // Recorded before jobs kept their instance's datasource type: the type reported
+            // then.
+            assert_eq!(
+                json["properties"]["dataSourceType"],
+                pgvault_core::model::job::AZURE_DATASOURCE_TYPE,
+                "{json}"
+            );
         }
 
         // The migrated file filters like a new one (names still compare without case) and

@@ -242,6 +242,8 @@ impl Pgvault {
         let locks = lock_tiers(vault, LockKind::Shared, "retention sweep").await?;
         let mut jobs = Vec::new();
         let mut failed = 0;
+        // Each instance read once, for its jobs' datasource type and friendly name.
+        let mut instances = std::collections::BTreeMap::new();
         for action in actions {
             if let Err(e) = guard.ensure_held().await {
                 release_all(locks).await;
@@ -254,6 +256,13 @@ impl Pgvault {
             let mut new = NewJob::new(operation, vault.name(), at, current_owner());
             new.is_user_triggered = false;
             new.backup_instance_name = Some(action.backup_instance_name.clone());
+            let name = &action.backup_instance_name;
+            if !instances.contains_key(name) {
+                instances.insert(name.clone(), vault.instance(name).await.ok());
+            }
+            if let Some(Some(instance)) = instances.get(name) {
+                new.describe_instance(&instance.properties);
+            }
             new.recovery_point_id = Some(action.recovery_point_id.clone());
             new.retention_tag = Some(action.retention_tag_name.clone());
             new.extended_details
@@ -399,6 +408,9 @@ impl Pgvault {
             current_owner(),
         );
         new.backup_instance_name = Some(instance.to_owned());
+        if let Ok(found) = vault.instance(instance).await {
+            new.describe_instance(&found.properties);
+        }
         new.recovery_point_id = Some(recovery_point_id.to_owned());
         new.retention_tag = tag;
         new.extended_details
@@ -488,6 +500,9 @@ impl Pgvault {
         let until = now + TimeDelta::days(i64::from(days));
         let mut new = NewJob::new(Operation::Rehydrate, vault.name(), now, current_owner());
         new.backup_instance_name = Some(instance.to_owned());
+        if let Ok(found) = vault.instance(instance).await {
+            new.describe_instance(&found.properties);
+        }
         new.recovery_point_id = Some(recovery_point_id.to_owned());
         new.retention_tag = Some(point.manifest().retention_tag_name.clone());
         new.extended_details

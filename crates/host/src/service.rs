@@ -22,8 +22,8 @@ use pgvault_core::engine::restore::{RestoreOutcome, restore};
 use pgvault_core::engine::{Error, Result, Vault};
 use pgvault_core::model::instance::{BackupInstanceRequest, PROTECTION_CONFIGURED};
 use pgvault_core::model::job::{
-    FRIENDLY_NAME_DETAIL, Job, JobError, JobFilter, JobId, JobOutcome, JobStatus, NewJob,
-    Operation, ScheduledRun, TaskId, TaskOutcome,
+    DATASOURCE_TYPE_DETAIL, FRIENDLY_NAME_DETAIL, Job, JobError, JobFilter, JobId, JobOutcome,
+    JobStatus, NewJob, Operation, ScheduledRun, TaskId, TaskOutcome,
 };
 use pgvault_core::model::policy::{BackupPolicy, DataStoreType};
 use pgvault_core::model::restore::{RestoreRequest, RestoreTarget};
@@ -292,6 +292,10 @@ impl Pgvault {
         let friendly = request.properties.friendly_name.clone();
         new.extended_details
             .insert(FRIENDLY_NAME_DETAIL.into(), friendly);
+        new.extended_details.insert(
+            DATASOURCE_TYPE_DETAIL.into(),
+            request.properties.data_source_info.datasource_type.clone(),
+        );
         let job = self.history.start(&new).map_err(history_err)?;
         let result = create_instance(&vault, request).await;
         self.finish(job.id, &result.as_ref().map(|_| None), 0, 0, Utc::now())?;
@@ -325,6 +329,10 @@ impl Pgvault {
         new.extended_details.insert(
             FRIENDLY_NAME_DETAIL.into(),
             before.properties.friendly_name.clone(),
+        );
+        new.extended_details.insert(
+            DATASOURCE_TYPE_DETAIL.into(),
+            before.properties.data_source_info.datasource_type.clone(),
         );
         new.extended_details
             .insert("ProtectionState".into(), state.to_owned());
@@ -436,6 +444,8 @@ impl Pgvault {
         new.policy_name = Some(ctx.policy_name.clone());
         new.extended_details
             .insert(FRIENDLY_NAME_DETAIL.into(), ctx.friendly_name.clone());
+        new.extended_details
+            .insert(DATASOURCE_TYPE_DETAIL.into(), ctx.datasource_type.clone());
         new.extended_details.extend(details);
         new.scheduled = scheduled;
         new.policy_rule_name = Some(ctx.policy_rule_name.clone());
@@ -758,6 +768,10 @@ impl Pgvault {
             new.extended_details.insert(
                 FRIENDLY_NAME_DETAIL.into(),
                 inst.properties.friendly_name.clone(),
+            );
+            new.extended_details.insert(
+                DATASOURCE_TYPE_DETAIL.into(),
+                inst.properties.data_source_info.datasource_type.clone(),
             );
         }
         let lock = self

@@ -11,13 +11,13 @@ use serde_json::{Value, json};
 
 use pgvault_core::model::duration::IsoDuration;
 use pgvault_core::model::job::{
-    Job, JobFilter, JobStatus, JobSummaryRow, Operation, StatusCounts, azure_time, format_timespan,
-    retention_cutoff,
+    Job, JobFilter, JobStatus, JobSummaryRow, Operation, StatusCounts, azure_time, retention_cutoff,
 };
 use pgvault_core::model::simulate::parse_time;
 use pgvault_host::history::DEFAULT_JOB_HISTORY_RETENTION;
 
 use super::{coded, open_service};
+use crate::human;
 use crate::output::{Format, line, print, table};
 
 #[derive(Subcommand, Debug)]
@@ -225,7 +225,7 @@ fn prune_sentence(jobs: usize, cutoff: DateTime<Utc>, dry_run: bool) -> String {
     let noun = if jobs == 1 { "job" } else { "jobs" };
     format!(
         "{verb} {jobs} {noun} that ended before {}.",
-        azure_time(cutoff)
+        human::time(cutoff)
     )
 }
 
@@ -238,9 +238,9 @@ fn summary_table(
 ) -> String {
     let window = match (since, until) {
         (None, None) => "all jobs".to_owned(),
-        (Some(s), None) => format!("jobs started since {}", azure_time(s)),
-        (None, Some(u)) => format!("jobs started before {}", azure_time(u)),
-        (Some(s), Some(u)) => format!("jobs started from {} to {}", azure_time(s), azure_time(u)),
+        (Some(s), None) => format!("jobs started since {}", human::time(s)),
+        (None, Some(u)) => format!("jobs started before {}", human::time(u)),
+        (Some(s), Some(u)) => format!("jobs started from {} to {}", human::time(s), human::time(u)),
     };
     let mut headers = vec!["Vault", "Instance"];
     headers.extend(JobStatus::ALL.map(JobStatus::as_str));
@@ -290,10 +290,10 @@ fn tasks_table(job: &Job) -> String {
                 task.id.to_string(),
                 task.name.clone(),
                 task.status().to_string(),
-                azure_time(task.state.start()),
+                human::time(task.state.start()),
                 task.state
                     .end()
-                    .map(|end| format_timespan(end - task.state.start()))
+                    .map(|end| human::duration(end - task.state.start()))
                     .unwrap_or_default(),
                 // One line per task: a multi-line detail shows its first line.
                 task.detail
@@ -488,17 +488,17 @@ mod tests {
             (
                 0,
                 true,
-                "Would delete 0 jobs that ended before 2025-06-01T00:00:00.0000000Z.",
+                "Would delete 0 jobs that ended before 2025-06-01T00:00:00Z.",
             ),
             (
                 1,
                 false,
-                "Deleted 1 job that ended before 2025-06-01T00:00:00.0000000Z.",
+                "Deleted 1 job that ended before 2025-06-01T00:00:00Z.",
             ),
             (
                 12,
                 false,
-                "Deleted 12 jobs that ended before 2025-06-01T00:00:00.0000000Z.",
+                "Deleted 12 jobs that ended before 2025-06-01T00:00:00Z.",
             ),
         ];
         for (jobs, dry_run, want) in cases {
@@ -528,7 +528,7 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[0],
-            "Summary of jobs started since 2026-01-01T00:00:00.0000000Z:"
+            "Summary of jobs started since 2026-01-01T00:00:00Z:"
         );
         let cells = |line: &str| {
             line.split_whitespace()
@@ -589,7 +589,7 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 4, "{text}");
         assert!(
-            lines[2].contains("Validate") && lines[2].contains("00:00:03"),
+            lines[2].contains("Validate") && lines[2].contains("2026-01-01T02:00:00Z  3.0 s"),
             "{text}"
         );
         assert!(lines[2].trim_end().ends_with("connected"), "{text}");

@@ -9,6 +9,7 @@ use pgvault_core::engine::verify::{PointSelection, PointVerification};
 
 use super::instance::report_job;
 use super::{coded, open_service};
+use crate::human;
 use crate::output::{Format, line, print, table};
 
 #[derive(Subcommand, Debug)]
@@ -222,9 +223,7 @@ fn print_verification(points: &[PointVerification]) -> std::io::Result<()> {
                 vec![
                     p.backup_instance_name.clone(),
                     p.name.clone(),
-                    p.recovery_point_time
-                        .map(|t| t.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-                        .unwrap_or_default(),
+                    p.recovery_point_time.map(human::time).unwrap_or_default(),
                     t.data_store_type.to_string(),
                     t.status.to_string(),
                     t.stream.chunks_verified.to_string(),

@@ -47,6 +47,7 @@ use pgvault_host::script::{Interrupt, ScriptContext, describe_error, new_engine}
 use pgvault_host::service::Pgvault;
 
 use super::open_service;
+use crate::human;
 use crate::output::{Format, render};
 
 const PROMPT: &str = "pgvault> ";
@@ -252,7 +253,8 @@ impl Session {
     }
 
     /// A value as a person reads it: nothing for `()`, strings as they are, maps and arrays
-    /// as JSON (arrays of Azure resources, such as jobs, as a table), a vault as its resource.
+    /// as JSON (arrays of Azure resources, such as jobs or vaults, as a table), a vault as its
+    /// resource; anything else as `print` shows it.
     fn show(&self, value: &Dynamic) -> Option<String> {
         if value.is_unit() {
             return None;
@@ -260,23 +262,53 @@ impl Session {
         if value.is_string() {
             return Some(value.to_string());
         }
-        if value.is_map() || value.is_array() {
-            return Some(match rhai::serde::from_dynamic::<Value>(value) {
-                Ok(json) => show_json(&json),
-                Err(_) => value.to_string(),
-            });
+        if (value.is_map() || value.is_array() || is_pgvault_type(value))
+            && let Some(json) = self.to_json(value)
+        {
+            return Some(show_json(&json));
         }
-        // A pgvault type (a Vault): its `to_json`, as `$vault | fl` shows it in PowerShell.
-        if value.type_name().contains("::") {
-            let mut scope = Scope::new();
-            scope.push_dynamic("value", value.clone());
-            return Some(
-                self.engine
-                    .eval_with_scope::<String>(&mut scope, "to_json(value)")
-                    .unwrap_or_else(|_| self.engine.map_type_name(value.type_name()).to_string()),
-            );
+        Some(self.print_form(value))
+    }
+
+    /// `value` as JSON, a pgvault type (a Vault) as its `to_json` (its resource, as
+    /// `$vault | fl` shows it in PowerShell), inside arrays and maps too; `None` when a part
+    /// has no JSON (a function pointer, a vault that cannot be read).
+    fn to_json(&self, value: &Dynamic) -> Option<Value> {
+        if value.is_array() {
+            let items = value.clone().into_array().ok()?;
+            return items
+                .iter()
+                .map(|v| self.to_json(v))
+                .collect::<Option<Vec<_>>>()
+                .map(Value::Array);
         }
-        Some(value.to_string())
+        if value.is_map() {
+            let map = value.clone().try_cast::<rhai::Map>()?;
+            return map
+                .iter()
+                .map(|(k, v)| Some((k.to_string(), self.to_json(v)?)))
+                .collect::<Option<serde_json::Map<_, _>>>()
+                .map(Value::Object);
+        }
+        if is_pgvault_type(value) {
+            let text = self.call("to_json", value).ok()?;
+            return serde_json::from_str(&text).ok();
+        }
+        rhai::serde::from_dynamic::<Value>(value).ok()
+    }
+
+    /// What `print(value)` shows: Rhai's `to_string`, which pgvault's types define.
+    fn print_form(&self, value: &Dynamic) -> String {
+        self.call("to_string", value)
+            .unwrap_or_else(|_| value.to_string())
+    }
+
+    /// `function(value)` on the session's engine, outside the session's scope.
+    fn call(&self, function: &str, value: &Dynamic) -> Result<String, Box<EvalAltResult>> {
+        let mut scope = Scope::new();
+        scope.push_dynamic("value", value.clone());
+        self.engine
+            .eval_with_scope::<String>(&mut scope, &format!("{function}(value)"))
     }
 
     /// Refreshes the names Tab completes: variables and functions defined so far and vault
@@ -391,6 +423,11 @@ fn has_code(message: &str) -> bool {
     })
 }
 
+/// A value of a type pgvault registers (a Vault), whose Rust type name is a path.
+fn is_pgvault_type(value: &Dynamic) -> bool {
+    value.type_name().contains("::")
+}
+
 fn show_json(json: &Value) -> String {
     // An array of one kind of Azure resource (jobs, instances, recovery points) reads best
     // as the table `--output table` prints; anything else as indented JSON.
@@ -426,9 +463,10 @@ async fn show_progress(pgvault: Arc<Pgvault>) {
 }
 
 /// `OnDemandBackup empdb11: 1.2 GiB read (96.0 MiB/s), 310.5 MiB stored, 13 s`, or
-/// `ConfigureBackup empdb11: running, 4 s` before any data moved.
+/// `ConfigureBackup empdb11: running, 4.0 s` before any data moved.
 fn progress_line(job: &Job, now: DateTime<Utc>) -> String {
-    let seconds = job.state.elapsed(now).num_milliseconds().max(0) as f64 / 1000.0;
+    let elapsed = job.state.elapsed(now).max(chrono::TimeDelta::zero());
+    let seconds = elapsed.num_milliseconds() as f64 / 1000.0;
     let what = format!(
         "  {} {}",
         job.operation,
@@ -438,34 +476,21 @@ fn progress_line(job: &Job, now: DateTime<Utc>) -> String {
             .unwrap_or(&job.vault_name)
     );
     if job.bytes_read == 0 && job.bytes_stored == 0 {
-        return format!("{what}: running, {seconds:.0} s");
+        return format!("{what}: running, {}", human::duration(elapsed));
     }
+    // `as` saturates: a rate past u64 (it cannot be) would print as the largest size.
     let rate = if seconds > 0.0 {
-        job.bytes_read as f64 / seconds
+        (job.bytes_read as f64 / seconds) as u64
     } else {
-        0.0
+        0
     };
     format!(
-        "{what}: {} read ({}/s), {} stored, {seconds:.0} s",
-        bytes(job.bytes_read as f64),
-        bytes(rate),
-        bytes(job.bytes_stored as f64),
+        "{what}: {} read ({}/s), {} stored, {}",
+        human::size(job.bytes_read),
+        human::size(rate),
+        human::size(job.bytes_stored),
+        human::duration(elapsed),
     )
-}
-
-fn bytes(n: f64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{value:.0} {}", UNITS[unit])
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
 }
 
 /// Finishes as `Cancelled` the jobs this process left running: an interrupted operation's
@@ -814,10 +839,23 @@ mod tests {
     }
 
     #[test]
-    fn progress_reads_as_bytes_and_throughput() {
-        assert_eq!(bytes(512.0), "512 B");
-        assert_eq!(bytes(1536.0), "1.5 KiB");
-        assert_eq!(bytes(3.0 * 1024.0 * 1024.0 * 1024.0), "3.0 GiB");
+    fn progress_reads_as_sizes_throughput_and_time() {
+        use pgvault_core::model::job::{JobOwner, NewJob, Operation};
+        let start: DateTime<Utc> = "2026-01-01T02:00:00Z".parse().unwrap();
+        let mut new = NewJob::new(Operation::OnDemandBackup, "V", start, JobOwner::new(1, "h"));
+        new.datasource_name = Some("empdb11".into());
+        let mut job = Job::start(&new);
+        let later = start + chrono::TimeDelta::seconds(94);
+        assert_eq!(
+            progress_line(&job, start + chrono::TimeDelta::seconds(4)),
+            "  OnDemandBackup empdb11: running, 4.0 s"
+        );
+        job.bytes_read = 94 * 1024 * 1024;
+        job.bytes_stored = 1536;
+        assert_eq!(
+            progress_line(&job, later),
+            "  OnDemandBackup empdb11: 94.0 MiB read (1.0 MiB/s), 1.5 KiB stored, 1 min 34 s"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use pgvault_core::model::job::JobStatus;
 use pgvault_host::retention::{GcMode, SweepOutcome, VaultSweep};
 
 use super::{coded, open_service};
+use crate::human;
 use crate::output::{Format, line, print};
 
 #[derive(Subcommand, Debug)]
@@ -141,7 +142,7 @@ fn print_table(sweeps: &[VaultSweep], dry_run: bool) -> std::io::Result<()> {
             line(&format!(
                 "  {:<18} {:<26} {:<34} {:<10} {}{status}",
                 format!("{:?}", a.action),
-                a.recovery_point_time.format("%Y-%m-%dT%H:%M:%SZ"),
+                human::time(a.recovery_point_time),
                 format!(
                     "{}/{}",
                     a.backup_instance_name,
@@ -157,8 +158,11 @@ fn print_table(sweeps: &[VaultSweep], dry_run: bool) -> std::io::Result<()> {
         for g in &o.garbage_collection {
             match &g.outcome {
                 Ok(r) => line(&format!(
-                    "  garbage collection ({}): {} pack(s) deleted, {} repacked, {} bytes freed",
-                    g.data_store_type, r.dead_packs, r.repacked_packs, r.bytes_freed
+                    "  garbage collection ({}): {} pack(s) deleted, {} repacked, {} freed",
+                    g.data_store_type,
+                    r.dead_packs,
+                    r.repacked_packs,
+                    human::size(r.bytes_freed)
                 ))?,
                 Err(e) => line(&format!(
                     "  garbage collection ({}): {e}",

@@ -16,6 +16,7 @@ use pgvault_host::retention::TierGc;
 use pgvault_host::verify::VaultCheck;
 
 use super::{coded, open_service};
+use crate::human;
 use crate::output::{Format, line, print, table};
 
 #[derive(Subcommand, Debug)]
@@ -265,11 +266,11 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
                         ))?;
                         for d in &r.damaged_recovery_points {
                             line(&format!(
-                                "  damaged: {}/{}: {} chunks ({} bytes) lost{}{}",
+                                "  damaged: {}/{}: {} chunks ({}) lost{}{}",
                                 d.backup_instance_name,
                                 d.recovery_point_id,
                                 d.lost_chunks,
-                                d.lost_bytes,
+                                human::size(d.lost_bytes),
                                 if d.tables_lost.is_empty() {
                                     String::new()
                                 } else {
@@ -376,13 +377,13 @@ fn print_check(check: &VaultCheck) -> std::io::Result<()> {
     for t in &check.data_stores {
         let c = &t.check;
         line(&format!(
-            "  {}: {}. {} recovery points, {} index files, {} packs ({} bytes), {} chunks indexed, {} referenced; {} packs read, {} blobs verified",
+            "  {}: {}. {} recovery points, {} index files, {} packs ({}), {} chunks indexed, {} referenced; {} packs read, {} blobs verified",
             t.data_store_type,
             t.status,
             c.recovery_points,
             c.index_files,
             c.packs,
-            c.pack_bytes,
+            human::size(c.pack_bytes),
             c.indexed_chunks,
             c.referenced_chunks,
             c.packs_read,
@@ -390,13 +391,13 @@ fn print_check(check: &VaultCheck) -> std::io::Result<()> {
         ))?;
         let u = &c.unreferenced;
         line(&format!(
-            "    unreferenced: {} chunks ({} bytes), {} dead packs ({} bytes), {} unindexed packs ({} bytes)",
+            "    unreferenced: {} chunks ({}), {} dead packs ({}), {} unindexed packs ({})",
             u.chunks,
-            u.bytes,
+            human::size(u.bytes),
             u.dead_packs,
-            u.dead_pack_bytes,
+            human::size(u.dead_pack_bytes),
             u.unindexed_packs,
-            u.unindexed_pack_bytes
+            human::size(u.unindexed_pack_bytes)
         ))?;
         c.findings.iter().try_for_each(finding)?;
     }
@@ -425,8 +426,8 @@ fn gc_table(tiers: &[TierGc]) -> String {
                     r.dead_packs.to_string(),
                     r.repacked_packs.to_string(),
                     r.new_packs.to_string(),
-                    r.bytes_freed.to_string(),
-                    r.bytes_written.to_string(),
+                    human::size(r.bytes_freed),
+                    human::size(r.bytes_written),
                     String::new(),
                 ]),
                 Err(e) => {

@@ -63,6 +63,8 @@ pub struct BackupContext {
     pub policy_name: String,
     pub datasource_name: String,
     pub datasource_id: String,
+    /// The instance's ARM datasource type, which its jobs report as `dataSourceType`.
+    pub datasource_type: String,
     pub friendly_name: String,
     /// The policy's backup rule (`BackupWeekly`).
     pub policy_rule_name: String,
@@ -86,6 +88,7 @@ pub async fn backup_context(vault: &Vault, req: &BackupRequest) -> Result<Backup
         policy_name,
         datasource_name: inst.properties.data_source_info.resource_name.clone(),
         datasource_id: inst.properties.data_source_info.resource_id.clone(),
+        datasource_type: inst.properties.data_source_info.datasource_type.clone(),
         friendly_name: inst.properties.friendly_name.clone(),
     })
 }

@@ -36,13 +36,21 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use crate::model::duration::IsoDuration;
+use crate::model::instance::BackupInstanceProperties;
 use crate::model::resource;
 
 /// The Azure resource type of a job, as it appears in `type`.
 pub const AZURE_JOB_TYPE: &str = "Microsoft.DataProtection/backupVaults/backupJobs";
 
-/// The Azure datasource type pgvault reports: it only ever backs up PostgreSQL databases.
+/// The Azure datasource type a job reports when it recorded none (every job before the
+/// instance's type was recorded, and jobs on no instance): single server's, the only type
+/// pgvault reported then. A job on an instance reports the instance's type, recorded under
+/// [`DATASOURCE_TYPE_DETAIL`].
 pub const AZURE_DATASOURCE_TYPE: &str = "Microsoft.DBforPostgreSQL/servers/databases";
+
+/// Flexible server's datasource type, as an instance created with
+/// `--datasource-type AzureDatabaseForPostgreSQLFlexibleServer` carries it.
+const FLEXIBLE_DATASOURCE_TYPE: &str = "Microsoft.DBforPostgreSQL/flexibleServers/databases";
 
 /// The error code a job gets when the process running it disappeared before it finished.
 pub const JOB_INTERRUPTED: &str = "JobInterrupted";
@@ -751,6 +759,21 @@ pub struct NewJob {
 }
 
 impl NewJob {
+    /// Records the backup instance the job acts on as Azure's job JSON shows it: its
+    /// database, datasource id and type, and friendly name (`server\\database`). The
+    /// instance's name is set apart: a job may name an instance that cannot be read.
+    pub fn describe_instance(&mut self, instance: &BackupInstanceProperties) {
+        let source = &instance.data_source_info;
+        self.datasource_name = Some(source.resource_name.clone());
+        self.datasource_id = Some(source.resource_id.clone());
+        self.extended_details
+            .insert(FRIENDLY_NAME_DETAIL.into(), instance.friendly_name.clone());
+        self.extended_details.insert(
+            DATASOURCE_TYPE_DETAIL.into(),
+            source.datasource_type.clone(),
+        );
+    }
+
     /// A job on a vault with a fresh id and nothing optional set. `is_user_triggered`
     /// defaults to what the operation implies: only a scheduled backup starts without someone
     /// asking for it.
@@ -1068,7 +1091,7 @@ impl Job {
                 arm_segment(id, "servers").or_else(|| arm_segment(id, "flexibleServers"))
             })),
         );
-        props.insert("dataSourceType".into(), json!(AZURE_DATASOURCE_TYPE));
+        props.insert("dataSourceType".into(), json!(self.datasource_type()));
         props.insert(
             "duration".into(),
             // Azure reports a running job's duration as zero, not as time elapsed so far.
@@ -1136,6 +1159,20 @@ impl Job {
         })
     }
 
+    /// The ARM type of the job's datasource (`dataSourceType`): the instance's, as the job
+    /// recorded it. A job recorded without it (older pgvault, or a job on no instance) has
+    /// flexible server's type when its datasource is an Azure id under `flexibleServers`,
+    /// and [`AZURE_DATASOURCE_TYPE`] otherwise, as before.
+    pub fn datasource_type(&self) -> &str {
+        if let Some(recorded) = self.extended_details.get(DATASOURCE_TYPE_DETAIL) {
+            return recorded;
+        }
+        match &self.datasource_id {
+            Some(id) if arm_segment(id, "flexibleServers").is_some() => FLEXIBLE_DATASOURCE_TYPE,
+            _ => AZURE_DATASOURCE_TYPE,
+        }
+    }
+
     /// Azure's `extendedInfo.additionalDetails`: a flat string map. The typed fields are
     /// written last so a free-form detail can never masquerade as, say, `BytesStored`.
     fn additional_details(&self) -> BTreeMap<String, String> {
@@ -1180,6 +1217,12 @@ fn arm_segment<'a>(resource_id: &'a str, key: &str) -> Option<&'a str> {
 
 /// The extended detail that carries a backup instance's friendly name (`server\\db`).
 pub const FRIENDLY_NAME_DETAIL: &str = "BackupInstanceFriendlyName";
+
+/// The extended detail that carries a backup instance's datasource type
+/// (`Microsoft.DBforPostgreSQL/flexibleServers/databases`), shown as `dataSourceType`. A
+/// detail rather than a column, so the job history's schema stays as it is and every row
+/// older pgvault wrote reads as it did.
+pub const DATASOURCE_TYPE_DETAIL: &str = "DataSourceType";
 
 /// A timestamp as Azure writes one: UTC, seven fractional digits (.NET ticks), `Z`.
 pub fn azure_time(t: DateTime<Utc>) -> String {
@@ -1829,6 +1872,42 @@ mod tests {
         assert_eq!(details["Compression"], "zstd");
         assert_eq!(details["TaskId"], json!(id));
         assert_eq!(p["extendedInfo"]["dataTransferredInBytes"], 250);
+    }
+
+    /// `dataSourceType` is the instance's: recorded with the job, else read from an Azure
+    /// datasource id, else single server's as every older pgvault wrote.
+    #[test]
+    fn azure_json_gives_the_instances_datasource_type() {
+        let flexible = "Microsoft.DBforPostgreSQL/flexibleServers/databases";
+        let with = |id: Option<&str>, recorded: Option<&str>| {
+            let mut new = NewJob::new(Operation::OnDemandBackup, "V", t(3, 0, 0), owner());
+            new.backup_instance_name = Some("pg1-sales-1".into());
+            new.datasource_id = id.map(str::to_owned);
+            if let Some(kind) = recorded {
+                new.extended_details
+                    .insert(DATASOURCE_TYPE_DETAIL.into(), kind.to_owned());
+            }
+            Job::start(&new).azure_json()["properties"]["dataSourceType"].clone()
+        };
+        let local = Some("postgres://pg1:5432/sales");
+        assert_eq!(with(local, Some(flexible)), flexible);
+        assert_eq!(
+            with(local, Some(AZURE_DATASOURCE_TYPE)),
+            AZURE_DATASOURCE_TYPE
+        );
+        // Rows recorded before the type was: what the id says, else what was reported then.
+        assert_eq!(with(local, None), AZURE_DATASOURCE_TYPE);
+        assert_eq!(with(None, None), AZURE_DATASOURCE_TYPE);
+        assert_eq!(
+            with(
+                Some(
+                    "/subscriptions/s/resourceGroups/rg/providers/Microsoft.DBforPostgreSQL/flexibleServers/pg1/databases/sales"
+                ),
+                None
+            ),
+            flexible
+        );
+        assert_eq!(completed_backup().datasource_type(), AZURE_DATASOURCE_TYPE);
     }
 
     #[test]

@@ -422,4 +422,166 @@ mod tests {
         );
         check(r#"env("PGVAULT_SURELY_UNSET_VARIABLE") == ()"#, "true");
     }
+
+    /// A script for each custom type the API hands out, giving one value of it. A type
+    /// registered without a line here fails `every_custom_type_prints_as_data`.
+    const CUSTOM_TYPE_SAMPLES: &[(&str, &str)] = &[("Vault", r#"new_vault("Alpha")"#)];
+
+    /// Rhai's own types: what it prints as data without help.
+    const RHAI_TYPES: &[&str] = &[
+        "",
+        "()",
+        "Dynamic",
+        "string",
+        "String",
+        "ImmutableString",
+        "&str",
+        "i64",
+        "INT",
+        "f64",
+        "FLOAT",
+        "bool",
+        "char",
+        "array",
+        "Array",
+        "Vec",
+        "map",
+        "Map",
+        "Blob",
+        "FnPtr",
+    ];
+
+    /// Every custom type the API exposes (Rhai's metadata lists the registered ones, and any
+    /// function returning a type outside Rhai's own must return one of them) has
+    /// `to_string` and `to_debug`, Rhai's display hooks: without them a value prints as its
+    /// Rust path (`[pgvault_host::script::vault::VaultRef]`). Each then prints as data alone,
+    /// in an array, in a map and in an interpolated string.
+    #[test]
+    fn every_custom_type_prints_as_data() {
+        let (mut engine, _dir, rt) = engine();
+        let meta: serde_json::Value =
+            serde_json::from_str(&engine.gen_fn_metadata_to_json(false).unwrap()).unwrap();
+        let types: Vec<(String, String)> = meta["customTypes"]
+            .as_array()
+            .map(|types| {
+                types
+                    .iter()
+                    .map(|t| {
+                        let name = |k: &str| t[k].as_str().unwrap().to_owned();
+                        (name("typeName"), name("displayName"))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        assert!(!types.is_empty(), "no custom types in {meta}");
+        let functions = meta["functions"].as_array().unwrap();
+        // A type as the metadata spells it (`core::result::Result<alloc::string::String, ..>`,
+        // `&mut Vault`): the success type, without `&mut`, by its last path segment.
+        let base = |ty: &str| -> String {
+            let mut ty = ty.trim().trim_start_matches("&mut ").trim();
+            for result in ["core::result::Result<", "Result<"] {
+                if let Some(inner) = ty.strip_prefix(result) {
+                    let mut depth = 0;
+                    let end = inner
+                        .char_indices()
+                        .find(|&(_, c)| {
+                            match c {
+                                '<' => depth += 1,
+                                '>' => depth -= 1,
+                                _ => {}
+                            }
+                            c == ',' && depth == 0
+                        })
+                        .map_or(inner.len(), |(i, _)| i);
+                    ty = &inner[..end];
+                }
+            }
+            let ty = ty.trim();
+            if types.iter().any(|(path, _)| path == ty) {
+                return ty.to_owned();
+            }
+            let outer = ty.split('<').next().unwrap_or(ty);
+            outer.rsplit("::").next().unwrap_or(outer).to_owned()
+        };
+        let known = |ty: &str| {
+            let ty = base(ty);
+            RHAI_TYPES.contains(&ty.as_str())
+                || types
+                    .iter()
+                    .any(|(path, shown)| &ty == path || &ty == shown)
+        };
+        for f in functions {
+            let returns = f["returnType"].as_str().unwrap_or_default();
+            assert!(
+                known(returns),
+                "{} returns {}, which is no registered custom type: register it with a name \
+                 and display hooks",
+                f["signature"],
+                base(returns)
+            );
+        }
+        for (path, shown) in &types {
+            for hook in ["to_string", "to_debug"] {
+                let found = functions.iter().any(|f| {
+                    f["name"] == hook
+                        && f["numParams"] == 1
+                        && f["params"][0]["type"].as_str().is_some_and(|t| {
+                            let t = base(t);
+                            &t == path || &t == shown
+                        })
+                });
+                assert!(
+                    found,
+                    "{shown} ({path}) has no {hook}: it would print as {path}"
+                );
+            }
+        }
+
+        let printed = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let sink = printed.clone();
+        engine.on_print(move |text| sink.lock().unwrap().push(text.to_owned()));
+        engine.on_debug(|_, _, _| {});
+        for (path, shown) in &types {
+            let sample = CUSTOM_TYPE_SAMPLES
+                .iter()
+                .find(|(name, _)| name == shown)
+                .unwrap_or_else(|| panic!("add a sample script for {shown} to CUSTOM_TYPE_SAMPLES"))
+                .1;
+            let script = format!(
+                "let x = {sample}; print(x); print([x]); print(#{{ x: x }}); print(`${{x}}`); \
+                 to_debug(x)"
+            );
+            printed.lock().unwrap().clear();
+            let debug = std::thread::scope(|s| {
+                s.spawn(|| {
+                    engine
+                        .eval::<String>(&script)
+                        .unwrap_or_else(|e| panic!("{script}: {e}"))
+                })
+                .join()
+                .unwrap()
+            });
+            let lines = printed.lock().unwrap().clone();
+            assert_eq!(lines.len(), 4, "{lines:?}");
+            for text in lines.iter().chain([&debug]) {
+                assert!(
+                    !text.contains("::") && !text.contains(path.as_str()),
+                    "{shown} printed as a type, not data: {text}"
+                );
+            }
+            if shown == "Vault" {
+                assert_eq!(
+                    lines,
+                    [
+                        "Alpha",
+                        r#"[vault("Alpha")]"#,
+                        r#"#{"x": vault("Alpha")}"#,
+                        "Alpha"
+                    ]
+                );
+                assert_eq!(debug, r#"vault("Alpha")"#);
+            }
+        }
+        drop(rt);
+    }
 }

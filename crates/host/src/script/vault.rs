@@ -14,9 +14,25 @@ pub struct VaultRef {
     pub name: String,
 }
 
+impl std::fmt::Display for VaultRef {
+    /// The vault's name: what `print(v)` and `"${v}"` show.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// How a vault reads inside an array or a map (`print(vaults())`, `debug(v)`): the call that
+/// gives it back, `vault("TestBkpVault")`, so it cannot be taken for a plain string.
+pub(super) fn vault_debug(v: &VaultRef) -> String {
+    format!("vault({:?})", v.name)
+}
+
 pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
     engine.register_type_with_name::<VaultRef>("Vault");
     engine.register_get("name", |v: &mut VaultRef| v.name.clone());
+    // Rhai's display hooks: without them a vault prints as its Rust type's path.
+    engine.register_fn("to_string", |v: &mut VaultRef| v.to_string());
+    engine.register_fn("to_debug", |v: &mut VaultRef| vault_debug(v));
 
     let c = ctx.clone();
     engine.register_fn(
