@@ -14,6 +14,7 @@ mod lease;
 mod policy_edit;
 mod readiness;
 mod repl;
+mod restore_fit;
 mod restore_options;
 mod retention;
 mod runbooks;

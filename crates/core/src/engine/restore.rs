@@ -610,7 +610,15 @@ async fn restore_to_database(
         ));
         if opts.keep_owners && !opts.data_only {
             track.start(RestoreStep::ApplyOwners);
-            match apply_owners_and_privileges(vault, manifest, &staging_params, &selection).await {
+            match apply_owners_and_privileges(
+                vault,
+                manifest,
+                &staging_params,
+                ds.database(),
+                &selection,
+            )
+            .await
+            {
                 Ok(applied) => {
                     for w in applied.warnings(&user) {
                         tracing::warn!("{w}");
@@ -986,6 +994,7 @@ async fn apply_owners_and_privileges(
     vault: &Vault,
     manifest: &Manifest,
     params: &ConnectParams,
+    database: &str,
     selection: &Selection,
 ) -> Result<OwnersApplied> {
     let client = params.connect().await?;
@@ -1063,7 +1072,31 @@ async fn apply_owners_and_privileges(
         )
     })?;
     drop(sql_file);
-    let (statements, missing_roles) = ownership_statements(&sql, &existing);
+    let (mut statements, mut missing_roles) = ownership_statements(&sql, &existing);
+    // The database's owner first, as `pg_restore --create` would set it: a schema can be
+    // given only to a role that may create in the database, and a table only to one that may
+    // create in its schema. pg_restore writes no statement for it into an existing database.
+    let database_owner = manifest
+        .archive
+        .iter()
+        .flat_map(|a| &a.entries)
+        .find(|e| e.desc == "DATABASE")
+        .map(|e| e.owner.clone())
+        .filter(|o| !o.is_empty());
+    if let Some(owner) = database_owner {
+        if existing.contains(&owner) {
+            statements.insert(
+                0,
+                format!(
+                    "ALTER DATABASE {} OWNER TO {};",
+                    quote_ident(params.database()),
+                    quote_ident(&owner)
+                ),
+            );
+        } else {
+            missing_roles.insert(owner);
+        }
+    }
     let mut applied = OwnersApplied {
         missing_roles,
         ..OwnersApplied::default()
@@ -1071,16 +1104,27 @@ async fn apply_owners_and_privileges(
     for statement in &statements {
         match client.batch_execute(statement).await {
             Ok(()) => applied.applied += 1,
-            Err(e)
-                if e.code() == Some(&tokio_postgres::error::SqlState::INSUFFICIENT_PRIVILEGE) =>
-            {
+            // Refused for lack of privilege; or, for a serial column's sequence whose table
+            // stayed with the restoring user, "cannot change owner of sequence ... linked to
+            // table" (feature not supported): it follows its table, which already fell back.
+            Err(e) if refused_owner(statement, &e) => {
                 match owner_change(statement) {
                     Some((object, role)) => {
-                        tracing::warn!(object = %object, owner = %role, error = %e, "--keep-owners: the object stays owned by the restoring user");
+                        // The staging database is the target under another name for now.
+                        let object = if object.starts_with("DATABASE ") {
+                            format!("DATABASE {}", quote_ident(database))
+                        } else {
+                            object
+                        };
+                        // The log names the first few; the job lists them all.
+                        let logged: usize = applied.fallbacks.values().map(Vec::len).sum();
+                        if logged < LOGGED_FALLBACKS {
+                            tracing::warn!(object = %object, owner = %role, error = %error_chain(&e), "--keep-owners: the object stays owned by the restoring user");
+                        }
                         applied.fallbacks.entry(role).or_default().push(object);
                     }
                     None => {
-                        tracing::warn!(statement = %statement, error = %e, "--keep-owners: a privilege statement was refused");
+                        tracing::warn!(statement = %statement, error = %error_chain(&e), "--keep-owners: a privilege statement was refused");
                         applied.refused_privileges.push(statement.clone());
                     }
                 }
@@ -1097,6 +1141,26 @@ async fn apply_owners_and_privileges(
         }
     }
     Ok(applied)
+}
+
+/// How many objects left with the restoring user are named one by one in the log.
+const LOGGED_FALLBACKS: usize = 20;
+
+/// Whether `statement` failed because the restoring user may not run it, rather than because
+/// something is wrong: insufficient privilege, or an owner change of a sequence linked to a
+/// table (which follows its table's owner, and fails only when that table's change did).
+fn refused_owner(statement: &str, e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    match e.code() {
+        Some(code) if *code == SqlState::INSUFFICIENT_PRIVILEGE => true,
+        Some(code) if *code == SqlState::FEATURE_NOT_SUPPORTED => owner_change(statement).is_some(),
+        _ => false,
+    }
+}
+
+/// An identifier quoted as SQL wants it.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 /// The object and new owner of an `ALTER <kind> <name> OWNER TO <role>;` statement.
