@@ -3,9 +3,14 @@
 //!
 //! As Azure's `FailIfExists`, the target database must not exist: pgvault creates it, and
 //! if the restore then fails it drops what it created, so a failed restore leaves the
-//! target server as it found it. The restored objects are owned by the restoring user
-//! (`--no-owner --no-acl`), as Azure's restores are; the dump itself keeps owners and
-//! privileges, so a later restore option can apply them.
+//! target server as it found it. pg_restore always runs `--no-owner --no-acl`: the restored
+//! objects are the restoring user's, as Azure's restores are; with `--keep-owners` the
+//! archive's ownership and privilege statements are then applied one by one where the user
+//! may (a non-superuser cannot give an object to a role it is not a member of), and what
+//! stays with it is listed in the job. A selective restore (`--tables`, `--schemas`,
+//! `--exclude-tables`) is a pg_restore `--use-list` planned from the recorded table of
+//! contents ([`selection`]). The steps (validate, restore or write, apply owners, commit)
+//! are told to a [`RestoreSteps`], which the host records as the job's sub-tasks.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -1803,7 +1808,7 @@ fn check_plain_file_name(name: &str) -> Result<()> {
 /// Writes what a restore as files produces into `out`, whatever the target: the archive as
 /// stored (custom format), or for `--format plain` the SQL pg_restore makes of it with the
 /// selection options (pg_restore writing to its stdout, copied into `out`). Returns the bytes
-/// read from the vault.
+/// read from the vault and what the selection left out.
 async fn write_files_output(
     vault: &Vault,
     manifest: &Manifest,
@@ -1812,10 +1817,13 @@ async fn write_files_output(
     out: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
     written: Arc<AtomicU64>,
     leftovers: &Leftovers,
-) -> Result<u64> {
+) -> Result<(u64, Vec<String>)> {
     if plain {
         let mut selection = Selection::new(opts, manifest)?;
         selection.leftovers = leftovers.clone();
+        for w in &selection.warnings {
+            tracing::warn!("{w}");
+        }
         let pg_restore = find_tool("pg_restore", major_of(&manifest.postgres.server_version))?;
         // `-`: stdout (pg_restore 17 and later want an output named when there is no database).
         let mut args = vec!["--file=-".to_owned()];
@@ -1832,6 +1840,7 @@ async fn write_files_output(
             Some(out),
         )
         .await
+        .map(|bytes| (bytes, selection.warnings.clone()))
         .map_err(|e| match e {
             FeedError::Tool(stderr) => Error::new(
                 "UserErrorPgRestoreFailed",
@@ -1860,7 +1869,7 @@ async fn write_files_output(
             format!("cannot write the dump: {e}"),
         )
     })?;
-    Ok(bytes)
+    Ok((bytes, Vec::new()))
 }
 
 async fn restore_to_file(
@@ -1938,21 +1947,22 @@ async fn restore_to_file(
         .map_err(|e| io(&format!("cannot create `{}`", tmp.path.display()), e))?;
     crate::fault::point("staging-created");
     let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
-    write_files_output(vault, manifest, opts, plain, &mut out, written, leftovers)
-        .await
-        .map_err(|e| {
-            // The write error (ours, or pg_restore's for a plain SQL file) carries no errno
-            // here; a target disk left without room is what it means.
-            let writing = matches!(
-                e.code.as_str(),
-                "RestoreTargetWriteFailed" | "UserErrorPgRestoreFailed"
-            );
-            if writing && crate::store::disk::has_no_room(&dir) {
-                disk_full(&dir)
-            } else {
-                e
-            }
-        })?;
+    let (_, warnings) =
+        write_files_output(vault, manifest, opts, plain, &mut out, written, leftovers)
+            .await
+            .map_err(|e| {
+                // The write error (ours, or pg_restore's for a plain SQL file) carries no errno
+                // here; a target disk left without room is what it means.
+                let writing = matches!(
+                    e.code.as_str(),
+                    "RestoreTargetWriteFailed" | "UserErrorPgRestoreFailed"
+                );
+                if writing && crate::store::disk::has_no_room(&dir) {
+                    disk_full(&dir)
+                } else {
+                    e
+                }
+            })?;
     out.flush()
         .await
         .map_err(|e| io("cannot write the file", e))?;
@@ -1976,7 +1986,7 @@ async fn restore_to_file(
     Ok(RestoreOutcome {
         bytes_written,
         target: json!({ "file": path.display().to_string() }),
-        warnings: Vec::new(),
+        warnings,
         owners_not_kept: None,
     })
 }
@@ -2075,13 +2085,13 @@ async fn restore_to_container(
         // The upload failing is the cause: the writer then only saw a closed pipe.
         (_, Err(e)) => Err(blob_error(&location, &blob_url, "cannot write", e)),
         (Err(e), Ok(_)) => Err(e),
-        (Ok(_), Ok(bytes)) => match parts.wait_for_capacity(0).await {
-            Ok(()) => Ok(bytes),
+        (Ok((_, warnings)), Ok(bytes)) => match parts.wait_for_capacity(0).await {
+            Ok(()) => Ok((bytes, warnings)),
             Err(e) => Err(blob_error(&location, &blob_url, "cannot write", e)),
         },
     };
-    let bytes_written = match finished {
-        Ok(bytes) => bytes,
+    let (bytes_written, warnings) = match finished {
+        Ok(done) => done,
         Err(e) => {
             if let Err(abort) = parts.abort().await {
                 tracing::warn!(blob = %blob_url, error = %crate::store::azure::redact(&abort.to_string()), "could not abort the upload");
@@ -2099,7 +2109,7 @@ async fn restore_to_container(
     Ok(RestoreOutcome {
         bytes_written,
         target: json!({ "blob": blob_url }),
-        warnings: Vec::new(),
+        warnings,
         owners_not_kept: None,
     })
 }
