@@ -16,6 +16,7 @@ mod policy_edit;
 mod readiness;
 mod readme;
 mod repl;
+mod restore_fit;
 mod restore_options;
 mod retention;
 mod runbooks;

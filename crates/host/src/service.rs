@@ -18,7 +18,9 @@ use pgvault_core::engine::drill::{DrillStep, DrillSteps};
 use pgvault_core::engine::home::Home;
 use pgvault_core::engine::leftovers::{Cleaned, Leftovers};
 use pgvault_core::engine::protect::create_instance;
-use pgvault_core::engine::restore::{RestoreOutcome, restore};
+use pgvault_core::engine::restore::{
+    RestoreOutcome, RestoreStep, RestoreSteps, restore_with_steps,
+};
 use pgvault_core::engine::{Error, Result, Vault};
 use pgvault_core::model::instance::{BackupInstanceRequest, PROTECTION_CONFIGURED};
 use pgvault_core::model::job::{
@@ -779,15 +781,17 @@ impl Pgvault {
             .await?;
         let job = self.history.start(&new).map_err(history_err)?;
         let guard = CancelOnDrop::new(&self.history, &job);
+        let steps = JobSteps::new(&self.history, &job, std::time::Instant::now());
         let result = self
             .with_progress(
                 job.id,
-                restore(
+                restore_with_steps(
                     &vault,
                     instance,
                     request,
                     written.clone(),
                     &self.leftovers(),
+                    &steps,
                 ),
                 || (written.load(Ordering::Relaxed), 0),
             )
@@ -926,7 +930,8 @@ pub async fn clean_leftovers(home: &Home) -> Vec<Cleaned> {
 }
 
 /// Records an operation's steps as its job's sub-tasks (a backup's validate, dump, upload,
-/// commit; a drill's restore, compare, drop), at the job's clock: its start plus the time
+/// commit; a restore's validate, restore or write, apply owners, commit; a drill's restore,
+/// compare, drop), at the job's clock: its start plus the time
 /// elapsed, as its end is.
 pub(crate) struct JobSteps<'a> {
     history: &'a JobHistory,
@@ -968,6 +973,16 @@ impl DrillSteps for JobSteps<'_> {
     }
 
     fn finished(&self, step: DrillStep, result: std::result::Result<String, String>) {
+        self.finished_task(step.name(), result);
+    }
+}
+
+impl RestoreSteps for JobSteps<'_> {
+    fn started(&self, step: RestoreStep) {
+        self.started_task(step.name());
+    }
+
+    fn finished(&self, step: RestoreStep, result: std::result::Result<String, String>) {
         self.finished_task(step.name(), result);
     }
 }

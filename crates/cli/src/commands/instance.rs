@@ -152,13 +152,22 @@ pub enum InstanceCommand {
 /// `pgvaultRestoreOptions`).
 #[derive(Args, Debug, Default)]
 pub struct RestoreOptionArgs {
-    /// Only these schemas (comma-separated or repeated).
+    /// Only these schemas (comma-separated or repeated): each schema and everything in it,
+    /// with the functions and types they need from other schemas. A foreign key to a table
+    /// outside them is left out, with a warning in the job.
     #[arg(long, value_delimiter = ',')]
     schemas: Vec<String>,
-    /// Only these tables, `table` or `schema.table`: their definition and data (pg_restore
-    /// --table; indexes are not included).
+    /// Only these tables, `table` or `schema.table` (with --schemas: both): each with its
+    /// data, owned sequences (serial and identity columns, at their values), defaults,
+    /// indexes, constraints, triggers, comments and privileges, and the functions and types
+    /// they need. A foreign key to a table not restored is left out, with a warning in the job.
     #[arg(long, value_delimiter = ',')]
     tables: Vec<String>,
+    /// With --tables or --schemas: the tables without their indexes, constraints (keys,
+    /// foreign keys), triggers, rules and policies; their data, owned sequences, defaults,
+    /// comments and privileges still come.
+    #[arg(long)]
+    no_table_dependents: bool,
     /// Everything but these tables (`table` or `schema.table`) and what depends on them.
     #[arg(long, value_delimiter = ',')]
     exclude_tables: Vec<String>,
@@ -168,9 +177,10 @@ pub struct RestoreOptionArgs {
     /// Data only, into existing definitions.
     #[arg(long)]
     data_only: bool,
-    /// Restore owners and privileges where the roles exist on the target; objects of roles it
-    /// lacks belong to the restoring user, and the job names those roles. Default: objects
-    /// belong to the restoring user, as in Azure.
+    /// Restore owners and privileges: each object gets its owner where the role exists on the
+    /// target and the restoring user may give objects to it (a superuser, or a member of the
+    /// role); the others stay with the restoring user, and the job lists them (OwnersNotKept)
+    /// with a warning. Default: objects belong to the restoring user, as in Azure.
     #[arg(long)]
     keep_owners: bool,
     /// Restore with N parallel jobs (pg_restore -j). The archive is first staged in a
@@ -184,6 +194,7 @@ impl RestoreOptionArgs {
         RestoreOptions {
             schemas: self.schemas,
             tables: self.tables,
+            no_table_dependents: self.no_table_dependents,
             exclude_tables: self.exclude_tables,
             schema_only: self.schema_only,
             data_only: self.data_only,
@@ -214,7 +225,7 @@ pub struct SourceArgs {
 pub enum RestoreCommand {
     /// Prepare a request to restore into a new database on any server.
     #[command(
-        after_help = "Example:\n  pgvault backup-instance restore initialize-for-data-recovery --vault-name TestBkpVault \\\n      --backup-instance-name <instance name> --recovery-point-id <id> \\\n      --target-database-url postgres://db2.example:5432/empdb11_restored \\\n      --secret-store-uri env:PGVAULT_RESTORE_SECRET > restore.json\n  ... --tables sales.orders            # one table (its definition and data)\n  ... --exclude-tables audit.log --jobs 4\n\nThe target database must not exist; the target user needs CREATEDB. The restore goes into a\nstaging database renamed to the target when complete. --jobs stages the archive under TMPDIR\n(checked for room first)."
+        after_help = "Example:\n  pgvault backup-instance restore initialize-for-data-recovery --vault-name TestBkpVault \\\n      --backup-instance-name <instance name> --recovery-point-id <id> \\\n      --target-database-url postgres://db2.example:5432/empdb11_restored \\\n      --secret-store-uri env:PGVAULT_RESTORE_SECRET > restore.json\n  ... --tables sales.orders            # one table, with its sequences, keys, indexes, triggers\n  ... --tables sales.orders --no-table-dependents   # its definition, sequences and data only\n  ... --schemas inventory --keep-owners            # one schema, with its owners where allowed\n  ... --exclude-tables audit.log --jobs 4\n\nThe target database must not exist; the target user needs CREATEDB. The restore goes into a\nstaging database renamed to the target when complete. --jobs stages the archive under TMPDIR\n(checked for room first)."
     )]
     InitializeForDataRecovery {
         #[command(flatten)]

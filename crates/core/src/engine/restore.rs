@@ -3,9 +3,14 @@
 //!
 //! As Azure's `FailIfExists`, the target database must not exist: pgvault creates it, and
 //! if the restore then fails it drops what it created, so a failed restore leaves the
-//! target server as it found it. The restored objects are owned by the restoring user
-//! (`--no-owner --no-acl`), as Azure's restores are; the dump itself keeps owners and
-//! privileges, so a later restore option can apply them.
+//! target server as it found it. pg_restore always runs `--no-owner --no-acl`: the restored
+//! objects are the restoring user's, as Azure's restores are; with `--keep-owners` the
+//! archive's ownership and privilege statements are then applied one by one where the user
+//! may (a non-superuser cannot give an object to a role it is not a member of), and what
+//! stays with it is listed in the job. A selective restore (`--tables`, `--schemas`,
+//! `--exclude-tables`) is a pg_restore `--use-list` planned from the recorded table of
+//! contents ([`selection`]). The steps (validate, restore or write, apply owners, commit)
+//! are told to a [`RestoreSteps`], which the host records as the job's sub-tasks.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -30,6 +35,9 @@ use crate::secrets::{SecretRef, SecretStoreType};
 use crate::store::azure::AzureLocation;
 use crate::store::manifest::Manifest;
 use crate::store::reader::{read_stream, read_stream_ranges};
+
+mod selection;
+use selection::split_table;
 
 /// A restore request's `sourceDataStoreType`: `VaultStore`, or `ArchiveStore` for a rehydrated
 /// recovery point.
@@ -245,23 +253,106 @@ pub struct RestoreOutcome {
     pub bytes_written: u64,
     /// `database` or `file`, and where.
     pub target: Value,
-    /// What the user should know although the restore worked (an older target server).
+    /// What the user should know although the restore worked (an older target server, what
+    /// a selection left out, owners `--keep-owners` could not set).
     pub warnings: Vec<String>,
+    /// With `--keep-owners`: the objects left with the restoring user, by the owner they
+    /// should have had (`appowner: TABLE public.rental, ...`).
+    pub owners_not_kept: Option<String>,
 }
 
 impl RestoreOutcome {
-    /// What the Restore job records of a restore as files besides its target: the file or
-    /// blob written (a blob's URL never carries a SAS) and its size.
+    /// What the Restore job records besides its target: the file or blob written (a blob's
+    /// URL never carries a SAS) and its size; the objects whose owner was not kept.
     pub fn job_details(&self) -> Vec<(String, String)> {
         let written = [("file", "RestoreTargetFile"), ("blob", "RestoreTargetBlob")]
             .into_iter()
             .find_map(|(key, detail)| Some((detail, self.target[key].as_str()?)));
-        match written {
+        let mut details = match written {
             Some((detail, place)) => vec![
                 (detail.to_owned(), place.to_owned()),
                 ("BytesWritten".to_owned(), self.bytes_written.to_string()),
             ],
             None => Vec::new(),
+        };
+        if let Some(objects) = &self.owners_not_kept {
+            details.push(("OwnersNotKept".to_owned(), objects.clone()));
+        }
+        details
+    }
+}
+
+/// The steps of a restore, which the host records as its job's sub-tasks, as a backup's.
+/// `Restore` (or `Write`) reads the vault and feeds pg_restore (or the file) at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RestoreStep {
+    /// The request, the recovery point, the secret, the connection and the privileges (or the
+    /// target folder or container).
+    Validate,
+    /// The staging database is created and pg_restore fills it from the vault.
+    Restore,
+    /// The file (or blob) is written from the vault, under a temporary name.
+    Write,
+    /// `--keep-owners`: owners and privileges are applied where the restoring user may.
+    ApplyOwners,
+    /// The staging database takes the target's name (the file its name, the blob is
+    /// committed): the restore exists.
+    Commit,
+}
+
+impl RestoreStep {
+    /// The sub-task name, as Azure's `extendedInfo.subTasks` shows it.
+    pub fn name(self) -> &'static str {
+        match self {
+            RestoreStep::Validate => "Validate",
+            RestoreStep::Restore => "Restore",
+            RestoreStep::Write => "Write",
+            RestoreStep::ApplyOwners => "ApplyOwners",
+            RestoreStep::Commit => "Commit",
+        }
+    }
+}
+
+/// Told when a restore's step starts and how it ended (as [`super::backup::Steps`]).
+pub trait RestoreSteps: Send + Sync {
+    fn started(&self, step: RestoreStep);
+    fn finished(&self, step: RestoreStep, result: std::result::Result<String, String>);
+}
+
+/// For callers that record no steps.
+#[derive(Debug, Clone, Copy)]
+pub struct NoRestoreSteps;
+
+impl RestoreSteps for NoRestoreSteps {
+    fn started(&self, _: RestoreStep) {}
+    fn finished(&self, _: RestoreStep, _: std::result::Result<String, String>) {}
+}
+
+/// The step under way, so that whichever way the restore returns, the step it was in is
+/// finished: with its detail by [`Tracker::done`], or failed with the restore's error by
+/// [`restore_with_steps`]. (A restore whose future is dropped leaves its step running; the
+/// job that ends then ends it.)
+struct Tracker<'a> {
+    steps: &'a dyn RestoreSteps,
+    current: Option<RestoreStep>,
+}
+
+impl Tracker<'_> {
+    fn start(&mut self, step: RestoreStep) {
+        self.done(String::new());
+        self.steps.started(step);
+        self.current = Some(step);
+    }
+
+    fn done(&mut self, detail: String) {
+        if let Some(step) = self.current.take() {
+            self.steps.finished(step, Ok(detail));
+        }
+    }
+
+    fn failed(&mut self, error: &Error) {
+        if let Some(step) = self.current.take() {
+            self.steps.finished(step, Err(error.message.clone()));
         }
     }
 }
@@ -300,6 +391,40 @@ pub async fn restore(
     written: Arc<AtomicU64>,
     leftovers: &Leftovers,
 ) -> Result<RestoreOutcome> {
+    restore_with_steps(vault, instance, req, written, leftovers, &NoRestoreSteps).await
+}
+
+/// [`restore`], telling `steps` when each step starts and ends: every step started is
+/// finished on every path it returns by.
+pub async fn restore_with_steps(
+    vault: &Vault,
+    instance: &str,
+    req: &RestoreRequest,
+    written: Arc<AtomicU64>,
+    leftovers: &Leftovers,
+    steps: &dyn RestoreSteps,
+) -> Result<RestoreOutcome> {
+    let mut track = Tracker {
+        steps,
+        current: None,
+    };
+    track.start(RestoreStep::Validate);
+    let result = restore_tracked(vault, instance, req, written, leftovers, &mut track).await;
+    match &result {
+        Ok(_) => track.done(String::new()),
+        Err(e) => track.failed(e),
+    }
+    result
+}
+
+async fn restore_tracked(
+    vault: &Vault,
+    instance: &str,
+    req: &RestoreRequest,
+    written: Arc<AtomicU64>,
+    leftovers: &Leftovers,
+    track: &mut Tracker<'_>,
+) -> Result<RestoreOutcome> {
     let source = source_datastore(&req.source_data_store_type)?;
     vault.instance(instance).await?;
     let manifest = vault
@@ -326,6 +451,7 @@ pub async fn restore(
                 &req.pgvault_restore_options,
                 written,
                 leftovers,
+                track,
             )
             .await
             .map_err(damaged)
@@ -343,6 +469,7 @@ pub async fn restore(
                 &req.pgvault_restore_options,
                 written,
                 leftovers,
+                track,
             )
             .await
             .map_err(damaged)
@@ -361,6 +488,7 @@ fn check_recovery_option(option: &str) -> Result<()> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn restore_to_database(
     vault: &Vault,
     manifest: &Manifest,
@@ -369,6 +497,7 @@ async fn restore_to_database(
     opts: &RestoreOptions,
     written: Arc<AtomicU64>,
     leftovers: &Leftovers,
+    track: &mut Tracker<'_>,
 ) -> Result<RestoreOutcome> {
     if opts.format.is_some() {
         return Err(Error::new(
@@ -379,7 +508,9 @@ async fn restore_to_database(
     let mut selection = Selection::new(opts, manifest)?;
     selection.leftovers = leftovers.clone();
     let conn = ConnectionString::parse(&secret.resolve().await?)?;
-    let params = ConnectParams::new(ds, &conn);
+    // The target database does not exist yet: the secret names the server (often with its
+    // maintenance database), not the target.
+    let params = ConnectParams::for_server(ds, &conn);
     // Create the target from the server's maintenance database.
     let admin = params.with_database("postgres").connect().await?;
     let exists = admin
@@ -420,6 +551,16 @@ async fn restore_to_database(
             ),
         ));
     }
+    track.done(format!(
+        "database `{}` is free on {}; `{user}` may create databases{}",
+        ds.database(),
+        ds.server_url(),
+        match &selection.listed {
+            Some(ids) => format!("; {} archive entries selected", ids.len()),
+            None => String::new(),
+        }
+    ));
+    track.start(RestoreStep::Restore);
     // The restore goes into a database of its own name, renamed to the target only when it is
     // complete: nothing connects to half a restore, and a restore that fails, is cancelled or
     // is killed never leaves a database under the name asked for.
@@ -467,7 +608,36 @@ async fn restore_to_database(
         )
         .await;
     }
+    let mut owners_not_kept = None;
+    if let Ok((bytes, warnings)) = &mut result {
+        track.done(format!(
+            "{bytes} bytes read from the vault into pg_restore (database `{staging}`)"
+        ));
+        if opts.keep_owners && !opts.data_only {
+            track.start(RestoreStep::ApplyOwners);
+            match apply_owners_and_privileges(
+                vault,
+                manifest,
+                &staging_params,
+                ds.database(),
+                &selection,
+            )
+            .await
+            {
+                Ok(applied) => {
+                    for w in applied.warnings(&user) {
+                        tracing::warn!("{w}");
+                        warnings.push(w);
+                    }
+                    owners_not_kept = applied.not_kept();
+                    track.done(applied.summary());
+                }
+                Err(e) => result = Err(e),
+            }
+        }
+    }
     if result.is_ok() {
+        track.start(RestoreStep::Commit);
         crate::fault::point("before-rename");
     }
     if result.is_ok()
@@ -507,10 +677,12 @@ async fn restore_to_database(
         }
     }
     let (bytes_written, warnings) = result?;
+    track.done(format!("`{staging}` renamed to `{}`", ds.database()));
     Ok(RestoreOutcome {
         bytes_written,
         target: json!({ "database": ds.to_string() }),
         warnings,
+        owners_not_kept,
     })
 }
 
@@ -661,6 +833,9 @@ fn conninfo_value(s: &str) -> String {
     format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
 }
 
+/// Runs pg_restore with the selection into `params`' database (without owners and
+/// privileges: [`apply_owners_and_privileges`] restores those); returns the bytes read and
+/// what the user should know (an older target server, what a selection left out).
 async fn run_pg_restore(
     vault: &Vault,
     manifest: &Manifest,
@@ -675,22 +850,6 @@ async fn run_pg_restore(
         .await
         .map_err(|e| Error::new("UserErrorDBQueryFailed", e.to_string()))?
         .get(0);
-    let existing: std::collections::HashSet<String> = if selection.keep_owners {
-        target
-            .query("SELECT rolname::text FROM pg_roles", &[])
-            .await
-            .map_err(|e| Error::new("UserErrorDBQueryFailed", e.to_string()))?
-            .iter()
-            .map(|r| r.get(0))
-            .collect()
-    } else {
-        Default::default()
-    };
-    let missing = if selection.keep_owners {
-        missing_roles(&existing, manifest)?
-    } else {
-        Vec::new()
-    };
     drop(target);
     let (source_major, target_major) = (
         major_of(&manifest.postgres.server_version),
@@ -699,25 +858,17 @@ async fn run_pg_restore(
     let mut warnings: Vec<String> = version_warning(source_major, target_major)
         .into_iter()
         .collect();
+    warnings.extend(selection.warnings.iter().cloned());
     for w in &warnings {
         tracing::warn!("{w}");
     }
-    // A pg_restore at least as new as the pg_dump that wrote the archive (it reads older
-    // archive formats, not newer ones).
-    let pg_restore = find_tool("pg_restore", source_major.max(target_major))?;
+    let pg_restore = restore_tool(manifest, target_major)?;
     let mut args = vec![
         "--exit-on-error".to_owned(),
         "--no-password".to_owned(),
         format!("--dbname=dbname={}", conninfo_value(database)),
     ];
     args.extend(selection.args.iter().cloned());
-    // Owners kept but some roles missing: restore without them, then apply the ownership and
-    // privilege statements that name only roles the target has.
-    let partial_owners = !missing.is_empty();
-    if partial_owners {
-        args.push("--no-owner".into());
-        args.push("--no-acl".into());
-    }
     let env = params.pg_env();
     let scrub: Vec<String> = params.password().into_iter().map(str::to_string).collect();
     let restored = feed_tool(
@@ -743,36 +894,129 @@ async fn run_pg_restore(
         }
         FeedError::Other(e) => e,
     })?;
-    if partial_owners && !selection.args.iter().any(|a| a == "--data-only") {
-        let skipped =
-            apply_owners_and_privileges(vault, manifest, &pg_restore, params, selection, &existing)
-                .await?;
-        let warning = format!(
-            "owners and privileges were restored except for roles the target server lacks: {} (their objects belong to the restoring user; create the roles and restore again to keep them)",
-            missing
-                .iter()
-                .chain(skipped.iter().filter(|r| !missing.contains(r)))
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        tracing::warn!("{warning}");
-        warnings.push(warning);
-    }
     Ok((restored, warnings))
 }
 
-/// Writes the ownership and privilege statements of the restored part of the archive (as
-/// pg_restore prints them) and runs, in the restored database, those that name only roles in
-/// `existing`; returns the roles of the statements left out.
+/// A pg_restore at least as new as the pg_dump that wrote the archive (it reads older archive
+/// formats, not newer ones) and as the target server.
+fn restore_tool(manifest: &Manifest, target_major: u32) -> Result<PathBuf> {
+    let source_major = major_of(&manifest.postgres.server_version);
+    Ok(find_tool("pg_restore", source_major.max(target_major))?)
+}
+
+/// What `--keep-owners` restored, and what it could not.
+#[derive(Debug, Default)]
+struct OwnersApplied {
+    /// Ownership and privilege statements that ran.
+    applied: usize,
+    /// Roles the target lacks: their statements were not run.
+    missing_roles: std::collections::BTreeSet<String>,
+    /// Objects the restoring user may not give to their owner (`TABLE public.rental`), by
+    /// owner: they stay the restoring user's.
+    fallbacks: std::collections::BTreeMap<String, Vec<String>>,
+    /// Privilege statements PostgreSQL refused the restoring user.
+    refused_privileges: Vec<String>,
+}
+
+impl OwnersApplied {
+    /// The step's detail: what was done.
+    fn summary(&self) -> String {
+        let kept: usize = self.fallbacks.values().map(Vec::len).sum();
+        format!(
+            "{} ownership and privilege statements applied; {kept} objects kept by the restoring user; {} roles missing on the target",
+            self.applied,
+            self.missing_roles.len()
+        )
+    }
+
+    /// One warning per kind of shortfall, naming what to do.
+    fn warnings(&self, user: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.missing_roles.is_empty() {
+            out.push(format!(
+                "owners and privileges were restored except for roles the target server lacks: {} (their objects belong to the restoring user; create the roles and restore again to keep them)",
+                self.missing_roles.iter().cloned().collect::<Vec<_>>().join(", ")
+            ));
+        }
+        if !self.fallbacks.is_empty() {
+            let roles: Vec<&str> = self.fallbacks.keys().map(String::as_str).collect();
+            let count: usize = self.fallbacks.values().map(Vec::len).sum();
+            let quoted = |r: &str| format!("\"{}\"", r.replace('"', "\"\""));
+            out.push(format!(
+                "--keep-owners: `{user}` may not give objects to {} (only a superuser or a member of the role may, and the role needs CREATE on the object's schema), so {count} objects stay owned by `{user}` (listed in the job's OwnersNotKept); to keep their owners, grant the roles as a superuser ({}) and restore again",
+                roles.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", "),
+                roles
+                    .iter()
+                    .map(|r| format!("GRANT {} TO {};", quoted(r), quoted(user)))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            ));
+        }
+        if !self.refused_privileges.is_empty() {
+            out.push(format!(
+                "--keep-owners: {} privilege statements were refused to `{user}` and not restored: {}",
+                self.refused_privileges.len(),
+                cap_list(&self.refused_privileges, 10)
+            ));
+        }
+        out
+    }
+
+    /// The job's record of the objects whose owner was not kept: `owner: kind name, ...`.
+    fn not_kept(&self) -> Option<String> {
+        if self.fallbacks.is_empty() {
+            return None;
+        }
+        let text = self
+            .fallbacks
+            .iter()
+            .map(|(role, objects)| format!("{role}: {}", objects.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Some(crate::model::job::cap_text(&text, 4096))
+    }
+}
+
+/// The first `n` items, and how many more.
+fn cap_list(items: &[String], n: usize) -> String {
+    let mut shown = items.iter().take(n).cloned().collect::<Vec<_>>().join(" ");
+    if items.len() > n {
+        shown.push_str(&format!(" and {} more", items.len() - n));
+    }
+    shown
+}
+
+/// Restores owners and privileges after pg_restore made every object the restoring user's.
+///
+/// The statements are the ones pg_restore itself writes for the restored part of the archive
+/// (`pg_restore --schema-only` with the same selection: an `ALTER <kind> <name> OWNER TO`
+/// for every object kind pg_dump emits, with a function's signature, a large object's OID,
+/// then the `GRANT`s and `REVOKE`s), so no object kind needs knowing here. Each runs on its
+/// own: those naming a role the target lacks are not run; one PostgreSQL refuses for lack of
+/// privilege (the restoring user is not a superuser and may not act as the owner role) leaves
+/// the object with the restoring user and is recorded; any other failure fails the restore.
 async fn apply_owners_and_privileges(
     vault: &Vault,
     manifest: &Manifest,
-    pg_restore: &std::path::Path,
     params: &ConnectParams,
+    database: &str,
     selection: &Selection,
-    existing: &std::collections::HashSet<String>,
-) -> Result<std::collections::BTreeSet<String>> {
+) -> Result<OwnersApplied> {
+    let client = params.connect().await?;
+    let query = |e: tokio_postgres::Error| Error::new("UserErrorDBQueryFailed", e.to_string());
+    let existing: std::collections::HashSet<String> = client
+        .query("SELECT rolname::text FROM pg_roles", &[])
+        .await
+        .map_err(query)?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let version: i32 = client
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(query)?
+        .get(0);
+    let pg_restore = restore_tool(manifest, (version / 10000) as u32)?;
     let sql_file = TempFile::register(&selection.leftovers, "sql").map_err(|e| match e {
         FeedError::Other(e) => e,
         FeedError::Tool(e) => Error::new("RestoreStagingFailed", e),
@@ -785,16 +1029,22 @@ async fn apply_owners_and_privileges(
         selection
             .args
             .iter()
-            .filter(|a| *a != "--schema-only" && *a != "--data-only")
+            .filter(|a| {
+                !matches!(
+                    a.as_str(),
+                    "--schema-only" | "--data-only" | "--no-owner" | "--no-acl"
+                )
+            })
             .cloned(),
     );
     let definitions = Selection {
         leftovers: selection.leftovers.clone(),
         args: Vec::new(),
-        keep_owners: true,
         jobs: None,
         list: selection.list.clone(),
+        listed: None,
         schemas: Vec::new(),
+        warnings: Vec::new(),
         // Definitions only: the header and table of contents suffice.
         ranges: manifest
             .archive
@@ -804,7 +1054,7 @@ async fn apply_owners_and_privileges(
     feed_tool(
         vault,
         manifest,
-        pg_restore,
+        &pg_restore,
         args,
         &[],
         Vec::new(),
@@ -826,17 +1076,104 @@ async fn apply_owners_and_privileges(
             format!("cannot read `{}`: {e}", sql_file.0.display()),
         )
     })?;
-    let (statements, skipped) = ownership_statements(&sql, existing);
-    let client = params.connect().await?;
-    for statement in &statements {
-        client.batch_execute(statement).await.map_err(|e| {
-            Error::new(
-                "UserErrorPgRestoreFailed",
-                format!("restoring ownership failed at `{statement}`: {e}"),
-            )
-        })?;
+    drop(sql_file);
+    let (mut statements, mut missing_roles) = ownership_statements(&sql, &existing);
+    // The database's owner first, as `pg_restore --create` would set it: a schema can be
+    // given only to a role that may create in the database, and a table only to one that may
+    // create in its schema. pg_restore writes no statement for it into an existing database.
+    let database_owner = manifest
+        .archive
+        .iter()
+        .flat_map(|a| &a.entries)
+        .find(|e| e.desc == "DATABASE")
+        .map(|e| e.owner.clone())
+        .filter(|o| !o.is_empty());
+    if let Some(owner) = database_owner {
+        if existing.contains(&owner) {
+            statements.insert(
+                0,
+                format!(
+                    "ALTER DATABASE {} OWNER TO {};",
+                    quote_ident(params.database()),
+                    quote_ident(&owner)
+                ),
+            );
+        } else {
+            missing_roles.insert(owner);
+        }
     }
-    Ok(skipped)
+    let mut applied = OwnersApplied {
+        missing_roles,
+        ..OwnersApplied::default()
+    };
+    for statement in &statements {
+        match client.batch_execute(statement).await {
+            Ok(()) => applied.applied += 1,
+            // Refused for lack of privilege; or, for a serial column's sequence whose table
+            // stayed with the restoring user, "cannot change owner of sequence ... linked to
+            // table" (feature not supported): it follows its table, which already fell back.
+            Err(e) if refused_owner(statement, &e) => {
+                match owner_change(statement) {
+                    Some((object, role)) => {
+                        // The staging database is the target under another name for now.
+                        let object = if object.starts_with("DATABASE ") {
+                            format!("DATABASE {}", quote_ident(database))
+                        } else {
+                            object
+                        };
+                        // The log names the first few; the job lists them all.
+                        let logged: usize = applied.fallbacks.values().map(Vec::len).sum();
+                        if logged < LOGGED_FALLBACKS {
+                            tracing::warn!(object = %object, owner = %role, error = %error_chain(&e), "--keep-owners: the object stays owned by the restoring user");
+                        }
+                        applied.fallbacks.entry(role).or_default().push(object);
+                    }
+                    None => {
+                        tracing::warn!(statement = %statement, error = %error_chain(&e), "--keep-owners: a privilege statement was refused");
+                        applied.refused_privileges.push(statement.clone());
+                    }
+                }
+            }
+            Err(e) => {
+                return Err(Error::new(
+                    "UserErrorPgRestoreFailed",
+                    format!(
+                        "restoring ownership failed at `{statement}`: {}",
+                        error_chain(&e)
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(applied)
+}
+
+/// How many objects left with the restoring user are named one by one in the log.
+const LOGGED_FALLBACKS: usize = 20;
+
+/// Whether `statement` failed because the restoring user may not run it, rather than because
+/// something is wrong: insufficient privilege, or an owner change of a sequence linked to a
+/// table (which follows its table's owner, and fails only when that table's change did).
+fn refused_owner(statement: &str, e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    match e.code() {
+        Some(code) if *code == SqlState::INSUFFICIENT_PRIVILEGE => true,
+        Some(code) if *code == SqlState::FEATURE_NOT_SUPPORTED => owner_change(statement).is_some(),
+        _ => false,
+    }
+}
+
+/// An identifier quoted as SQL wants it.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// The object and new owner of an `ALTER <kind> <name> OWNER TO <role>;` statement.
+fn owner_change(statement: &str) -> Option<(String, String)> {
+    let body = statement.strip_prefix("ALTER ")?;
+    let at = body.rfind(" OWNER TO ")?;
+    let role = statement_roles(statement).into_iter().next()?;
+    Some((body[..at].to_owned(), role))
 }
 
 /// The `ALTER ... OWNER TO`, `GRANT`, `REVOKE` and `ALTER DEFAULT PRIVILEGES` statements of a
@@ -920,45 +1257,28 @@ fn statement_roles(line: &str) -> Vec<String> {
     roles
 }
 
-/// The roles the archive's objects are owned by that the target lacks.
-fn missing_roles(
-    existing: &std::collections::HashSet<String>,
-    manifest: &Manifest,
-) -> Result<Vec<String>> {
-    let Some(archive) = &manifest.archive else {
-        return Err(Error::new(
-            "UserErrorInvalidRestoreOption",
-            "--keep-owners needs the recovery point's table of contents, which was not recorded for this one; restore it as files and run pg_restore by hand",
-        ));
-    };
-    let mut missing: Vec<String> = archive
-        .entries
-        .iter()
-        .map(|e| e.owner.clone())
-        .filter(|o| !o.is_empty() && !existing.contains(o))
-        .collect();
-    missing.sort();
-    missing.dedup();
-    Ok(missing)
-}
-
 /// What pg_restore is told to restore, from a request's options.
 #[derive(Debug, Default)]
 struct Selection {
-    /// Selection, ownership and list arguments.
+    /// Selection and ownership arguments.
     args: Vec<String>,
-    keep_owners: bool,
     /// `-j N`: the archive is staged in a temporary file, which pg_restore can seek.
     jobs: Option<u32>,
-    /// `--use-list` for `--exclude-tables`: written next to the staged archive.
+    /// `--use-list` for a selective restore ([`selection::plan`]): written next to the
+    /// staged archive.
     list: Option<String>,
-    /// Schemas a `--schemas` / `--tables` restore needs created first: pg_restore selects
-    /// a schema's contents, not the schema itself, and the target database is new.
+    /// The dumpIds the list names.
+    listed: Option<std::collections::HashSet<i32>>,
+    /// Schemas a `--schemas` / `--tables` restore of a recovery point without a recorded table
+    /// of contents needs created first: pg_restore's `--schema` selects a schema's contents,
+    /// not the schema itself, and the target database is new.
     schemas: Vec<String>,
     /// For a selective restore: the parts of the stream pg_restore needs (the header and
     /// table of contents, and the data blocks of the entries it may restore), so only the
     /// chunks holding them are read. `None`: the whole stream.
     ranges: Option<Vec<std::ops::Range<u64>>>,
+    /// What the plan left out, for the job.
+    warnings: Vec<String>,
     /// Where the files it stages in the temporary folder (the archive for `--jobs`, the
     /// `--use-list` file, the owners SQL) are recorded before they are created.
     leftovers: Leftovers,
@@ -972,130 +1292,81 @@ impl Selection {
                 "--schema-only and --data-only exclude each other".to_owned()
             ));
         }
-        let mut sel = Selection {
-            keep_owners: opts.keep_owners,
-            ..Selection::default()
-        };
+        if opts.no_table_dependents && opts.tables.is_empty() && opts.schemas.is_empty() {
+            return Err(bad(
+                "--no-table-dependents applies to the tables --tables or --schemas select; give one of them".to_owned(),
+            ));
+        }
+        let mut sel = Selection::default();
         if let Some(jobs) = opts.jobs {
             if !(1..=64).contains(&jobs) {
                 return Err(bad(format!("--jobs {jobs}: give 1 to 64")));
             }
             sel.jobs = (jobs > 1).then_some(jobs);
         }
-        if !opts.keep_owners {
-            sel.args.push("--no-owner".into());
-            sel.args.push("--no-acl".into());
-        }
-        let mut schemas: Vec<String> = opts.schemas.clone();
-        let mut needed: Vec<String> = opts.schemas.clone();
-        for table in &opts.tables {
-            let (schema, name) = split_table(table);
-            match schema {
-                Some(schema) => {
-                    if !schemas.iter().any(|s| s == schema) {
+        // Always without owners and privileges: with --keep-owners they are applied after the
+        // restore, statement by statement, where the restoring user may
+        // ([`apply_owners_and_privileges`]), instead of failing the whole restore at the
+        // first object it may not give away.
+        sel.args.push("--no-owner".into());
+        sel.args.push("--no-acl".into());
+        let selecting = !opts.tables.is_empty() || !opts.schemas.is_empty();
+        match &manifest.archive {
+            Some(archive) if selecting || !opts.exclude_tables.is_empty() => {
+                let plan = selection::plan(
+                    archive,
+                    &selection::Request {
+                        tables: &opts.tables,
+                        schemas: &opts.schemas,
+                        exclude_tables: &opts.exclude_tables,
+                        with_dependents: !opts.no_table_dependents,
+                    },
+                )?;
+                sel.list = Some(plan.list);
+                sel.listed = Some(plan.ids);
+                sel.warnings = plan.warnings;
+            }
+            None if !opts.exclude_tables.is_empty() => {
+                return Err(Error::new(
+                    "UserErrorInvalidRestoreOption",
+                    "--exclude-tables needs the recovery point's table of contents, which was not recorded for this one; restore it as files and run pg_restore -L by hand",
+                ));
+            }
+            None if selecting => {
+                // A recovery point without a recorded table of contents: pg_restore's own
+                // selection, which takes a table's definition and data only.
+                if opts.no_table_dependents {
+                    return Err(bad("--no-table-dependents needs the recovery point's table of contents, which was not recorded for this one".to_owned()));
+                }
+                let mut schemas: Vec<String> = opts.schemas.clone();
+                for table in &opts.tables {
+                    let (schema, name) = split_table(table);
+                    if let Some(schema) = schema {
                         schemas.push(schema.to_owned());
                     }
-                    needed.push(schema.to_owned());
+                    sel.args.push(format!("--table={name}"));
                 }
-                // An unqualified table: the schemas it is found in, per the table of contents.
-                None => needed.extend(
-                    manifest
-                        .archive
-                        .iter()
-                        .flat_map(|a| &a.entries)
-                        .filter(|e| e.desc == "TABLE" && e.tag == name)
-                        .map(|e| e.namespace.clone()),
-                ),
+                schemas.sort();
+                schemas.dedup();
+                for schema in &schemas {
+                    sel.args.push(format!("--schema={schema}"));
+                }
+                sel.schemas = schemas;
+                sel.warnings.push(
+                    "this recovery point has no recorded table of contents, so the selected tables come without their sequences, indexes, constraints and triggers".to_owned(),
+                );
             }
-            sel.args.push(format!("--table={name}"));
+            _ => {}
         }
-        for schema in schemas {
-            sel.args.push(format!("--schema={schema}"));
-        }
-        needed.sort();
-        needed.dedup();
-        sel.schemas = needed;
         if opts.schema_only {
             sel.args.push("--schema-only".into());
         }
         if opts.data_only {
             sel.args.push("--data-only".into());
         }
-        let mut excluded = std::collections::HashSet::new();
-        if !opts.exclude_tables.is_empty() {
-            let (list, ids) = exclusion_list(&opts.exclude_tables, manifest)?;
-            sel.list = Some(list);
-            excluded = ids;
-        }
-        sel.ranges = data_ranges(opts, manifest, &excluded);
+        sel.ranges = data_ranges(opts, manifest, sel.listed.as_ref());
         Ok(sel)
     }
-}
-
-fn split_table(table: &str) -> (Option<&str>, &str) {
-    match table.split_once('.') {
-        Some((schema, name)) => (Some(schema), name),
-        None => (None, table),
-    }
-}
-
-/// A pg_restore `--use-list` file naming every entry of the archive except the excluded
-/// tables (their definition and data) and everything that depends on them (indexes,
-/// constraints, triggers, views over them).
-fn exclusion_list(
-    exclude: &[String],
-    manifest: &Manifest,
-) -> Result<(String, std::collections::HashSet<i32>)> {
-    let Some(archive) = &manifest.archive else {
-        return Err(Error::new(
-            "UserErrorInvalidRestoreOption",
-            "--exclude-tables needs the recovery point's table of contents, which was not recorded for this one; restore it as files and run pg_restore -L by hand",
-        ));
-    };
-    let matches = |e: &crate::postgres::archive::TocEntry, table: &str| {
-        let (schema, name) = split_table(table);
-        e.tag == name && schema.is_none_or(|s| s == e.namespace)
-    };
-    let mut excluded: std::collections::HashSet<i32> = std::collections::HashSet::new();
-    for table in exclude {
-        let found: Vec<i32> = archive
-            .entries
-            .iter()
-            .filter(|e| matches!(e.desc.as_str(), "TABLE" | "TABLE DATA") && matches(e, table))
-            .map(|e| e.dump_id)
-            .collect();
-        if found.is_empty() {
-            return Err(Error::new(
-                "UserErrorTableNotFound",
-                format!("--exclude-tables: the recovery point has no table `{table}`"),
-            ));
-        }
-        excluded.extend(found);
-    }
-    // Dependents, to a fixed point (entries come in dependency order, but be safe).
-    loop {
-        let before = excluded.len();
-        for e in &archive.entries {
-            if e.dependencies.iter().any(|d| excluded.contains(d)) {
-                excluded.insert(e.dump_id);
-            }
-        }
-        if excluded.len() == before {
-            break;
-        }
-    }
-    let list = archive
-        .entries
-        .iter()
-        .filter(|e| !excluded.contains(&e.dump_id))
-        .map(|e| {
-            format!(
-                "{}; {} {} {} {} {} {}\n",
-                e.dump_id, e.table_oid, e.oid, e.desc, e.namespace, e.tag, e.owner
-            )
-        })
-        .collect();
-    Ok((list, excluded))
 }
 
 /// The parts of the stream a selective restore needs: the header and table of contents, then
@@ -1106,7 +1377,7 @@ fn exclusion_list(
 fn data_ranges(
     opts: &RestoreOptions,
     manifest: &Manifest,
-    excluded: &std::collections::HashSet<i32>,
+    listed: Option<&std::collections::HashSet<i32>>,
 ) -> Option<Vec<std::ops::Range<u64>>> {
     if !opts.selects() {
         return None;
@@ -1124,9 +1395,13 @@ fn data_ranges(
     if !opts.schema_only {
         for e in archive.entries.iter().filter(|e| e.had_dumper) {
             let extent = e.data?;
-            let wanted = !excluded.contains(&e.dump_id)
-                && (names.is_empty() || names.contains(&e.tag.as_str()))
-                && (schemas.is_empty() || schemas.contains(&e.namespace.as_str()));
+            let wanted = match listed {
+                Some(ids) => ids.contains(&e.dump_id),
+                None => {
+                    (names.is_empty() || names.contains(&e.tag.as_str()))
+                        && (schemas.is_empty() || schemas.contains(&e.namespace.as_str()))
+                }
+            };
             if wanted {
                 ranges.push(extent.start..extent.end);
             }
@@ -1533,7 +1808,7 @@ fn check_plain_file_name(name: &str) -> Result<()> {
 /// Writes what a restore as files produces into `out`, whatever the target: the archive as
 /// stored (custom format), or for `--format plain` the SQL pg_restore makes of it with the
 /// selection options (pg_restore writing to its stdout, copied into `out`). Returns the bytes
-/// read from the vault.
+/// read from the vault and what the selection left out.
 async fn write_files_output(
     vault: &Vault,
     manifest: &Manifest,
@@ -1542,10 +1817,13 @@ async fn write_files_output(
     out: &mut (dyn tokio::io::AsyncWrite + Unpin + Send),
     written: Arc<AtomicU64>,
     leftovers: &Leftovers,
-) -> Result<u64> {
+) -> Result<(u64, Vec<String>)> {
     if plain {
         let mut selection = Selection::new(opts, manifest)?;
         selection.leftovers = leftovers.clone();
+        for w in &selection.warnings {
+            tracing::warn!("{w}");
+        }
         let pg_restore = find_tool("pg_restore", major_of(&manifest.postgres.server_version))?;
         // `-`: stdout (pg_restore 17 and later want an output named when there is no database).
         let mut args = vec!["--file=-".to_owned()];
@@ -1562,6 +1840,7 @@ async fn write_files_output(
             Some(out),
         )
         .await
+        .map(|bytes| (bytes, selection.warnings.clone()))
         .map_err(|e| match e {
             FeedError::Tool(stderr) => Error::new(
                 "UserErrorPgRestoreFailed",
@@ -1590,7 +1869,7 @@ async fn write_files_output(
             format!("cannot write the dump: {e}"),
         )
     })?;
-    Ok(bytes)
+    Ok((bytes, Vec::new()))
 }
 
 async fn restore_to_file(
@@ -1600,11 +1879,14 @@ async fn restore_to_file(
     opts: &RestoreOptions,
     written: Arc<AtomicU64>,
     leftovers: &Leftovers,
+    track: &mut Tracker<'_>,
 ) -> Result<RestoreOutcome> {
     let plain = files_format(opts)?;
     if target.is_blob_container() {
-        return restore_to_container(vault, manifest, target, opts, plain, written, leftovers)
-            .await;
+        return restore_to_container(
+            vault, manifest, target, opts, plain, written, leftovers, track,
+        )
+        .await;
     }
     let dir = match target.url.strip_prefix("file://") {
         Some(p) => PathBuf::from(p),
@@ -1648,6 +1930,8 @@ async fn restore_to_file(
         ".{prefix}.{extension}.{}.partial",
         std::process::id()
     ));
+    track.done(format!("`{}` is free", path.display()));
+    track.start(RestoreStep::Write);
     let registration = leftovers.register(
         "restore",
         Leftover::File {
@@ -1663,21 +1947,22 @@ async fn restore_to_file(
         .map_err(|e| io(&format!("cannot create `{}`", tmp.path.display()), e))?;
     crate::fault::point("staging-created");
     let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
-    write_files_output(vault, manifest, opts, plain, &mut out, written, leftovers)
-        .await
-        .map_err(|e| {
-            // The write error (ours, or pg_restore's for a plain SQL file) carries no errno
-            // here; a target disk left without room is what it means.
-            let writing = matches!(
-                e.code.as_str(),
-                "RestoreTargetWriteFailed" | "UserErrorPgRestoreFailed"
-            );
-            if writing && crate::store::disk::has_no_room(&dir) {
-                disk_full(&dir)
-            } else {
-                e
-            }
-        })?;
+    let (_, warnings) =
+        write_files_output(vault, manifest, opts, plain, &mut out, written, leftovers)
+            .await
+            .map_err(|e| {
+                // The write error (ours, or pg_restore's for a plain SQL file) carries no errno
+                // here; a target disk left without room is what it means.
+                let writing = matches!(
+                    e.code.as_str(),
+                    "RestoreTargetWriteFailed" | "UserErrorPgRestoreFailed"
+                );
+                if writing && crate::store::disk::has_no_room(&dir) {
+                    disk_full(&dir)
+                } else {
+                    e
+                }
+            })?;
     out.flush()
         .await
         .map_err(|e| io("cannot write the file", e))?;
@@ -1690,15 +1975,19 @@ async fn restore_to_file(
         .await
         .map_err(|e| io("cannot read the file's size", e))?
         .len();
+    track.done(format!("{bytes_written} bytes written"));
+    track.start(RestoreStep::Commit);
     crate::fault::point("before-rename");
     tokio::fs::rename(&tmp.path, &path)
         .await
         .map_err(|e| io("cannot rename the file into place", e))?;
     drop(tmp);
+    track.done(format!("renamed to `{}`", path.display()));
     Ok(RestoreOutcome {
         bytes_written,
         target: json!({ "file": path.display().to_string() }),
-        warnings: Vec::new(),
+        warnings,
+        owners_not_kept: None,
     })
 }
 
@@ -1736,6 +2025,7 @@ fn blob_part_size(stream_length: u64, plain: bool) -> usize {
 ///
 /// Credentials come from the environment variables a Blob vault uses
 /// ([`crate::store::azure::build_store`]); an error never shows a SAS.
+#[allow(clippy::too_many_arguments)]
 async fn restore_to_container(
     vault: &Vault,
     manifest: &Manifest,
@@ -1744,6 +2034,7 @@ async fn restore_to_container(
     plain: bool,
     written: Arc<AtomicU64>,
     leftovers: &Leftovers,
+    track: &mut Tracker<'_>,
 ) -> Result<RestoreOutcome> {
     use object_store::{ObjectStore, WriteMultipart};
 
@@ -1771,6 +2062,8 @@ async fn restore_to_container(
         Err(object_store::Error::NotFound { .. }) => {}
         Err(e) => return Err(blob_error(&location, &blob_url, "cannot look up", e)),
     }
+    track.done(format!("blob `{blob_url}` is free"));
+    track.start(RestoreStep::Write);
     let upload = store
         .put_multipart(&name)
         .await
@@ -1792,13 +2085,13 @@ async fn restore_to_container(
         // The upload failing is the cause: the writer then only saw a closed pipe.
         (_, Err(e)) => Err(blob_error(&location, &blob_url, "cannot write", e)),
         (Err(e), Ok(_)) => Err(e),
-        (Ok(_), Ok(bytes)) => match parts.wait_for_capacity(0).await {
-            Ok(()) => Ok(bytes),
+        (Ok((_, warnings)), Ok(bytes)) => match parts.wait_for_capacity(0).await {
+            Ok(()) => Ok((bytes, warnings)),
             Err(e) => Err(blob_error(&location, &blob_url, "cannot write", e)),
         },
     };
-    let bytes_written = match finished {
-        Ok(bytes) => bytes,
+    let (bytes_written, warnings) = match finished {
+        Ok(done) => done,
         Err(e) => {
             if let Err(abort) = parts.abort().await {
                 tracing::warn!(blob = %blob_url, error = %crate::store::azure::redact(&abort.to_string()), "could not abort the upload");
@@ -1806,14 +2099,18 @@ async fn restore_to_container(
             return Err(e);
         }
     };
+    track.done(format!("{bytes_written} bytes uploaded"));
+    track.start(RestoreStep::Commit);
     parts
         .finish()
         .await
         .map_err(|e| blob_error(&location, &blob_url, "cannot commit", e))?;
+    track.done(format!("blob `{blob_url}` committed"));
     Ok(RestoreOutcome {
         bytes_written,
         target: json!({ "blob": blob_url }),
-        warnings: Vec::new(),
+        warnings,
+        owners_not_kept: None,
     })
 }
 
@@ -2106,6 +2403,7 @@ ALTER DEFAULT PRIVILEGES FOR ROLE owner IN SCHEMA public GRANT SELECT ON TABLES 
             bytes_written: 42,
             target: json!({"blob": "https://acct1.blob.core.windows.net/restores/x.dump"}),
             warnings: Vec::new(),
+            owners_not_kept: None,
         };
         assert_eq!(
             outcome.job_details(),
@@ -2121,8 +2419,20 @@ ALTER DEFAULT PRIVILEGES FOR ROLE owner IN SCHEMA public GRANT SELECT ON TABLES 
             bytes_written: 1,
             target: json!({"database": "postgres://h:5432/d"}),
             warnings: Vec::new(),
+            owners_not_kept: None,
         };
         assert!(outcome.job_details().is_empty());
+        let outcome = RestoreOutcome {
+            owners_not_kept: Some("appowner: TABLE public.rental".into()),
+            ..outcome
+        };
+        assert_eq!(
+            outcome.job_details(),
+            [(
+                "OwnersNotKept".to_owned(),
+                "appowner: TABLE public.rental".to_owned()
+            )]
+        );
     }
 
     #[test]

@@ -38,13 +38,21 @@ pub struct RestoreRequest {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct RestoreOptions {
-    /// Only these schemas (pg_restore `--schema`).
+    /// Only these schemas: the schema itself and everything in it, with what that needs from
+    /// elsewhere (functions, types); a foreign key to a table outside is left out, with a
+    /// warning.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub schemas: Vec<String>,
-    /// Only these tables, as `table` or `schema.table` (pg_restore `--table`, within
-    /// `--schema` when qualified): their definition and data, not their indexes.
+    /// Only these tables, as `table` or `schema.table`, with their dependents (owned sequences
+    /// and their values, defaults, indexes, constraints, triggers, comments, privileges) and
+    /// what their definitions need. With `schemas`, the union of both.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<String>,
+    /// With `tables` or `schemas`: a selected table comes without its indexes, constraints
+    /// (keys, foreign keys, separately dumped checks), triggers, rules, policies and
+    /// statistics objects; its owned sequences, defaults, comments and privileges still come.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_table_dependents: bool,
     /// Everything but these tables (`table` or `schema.table`) and what depends on them.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub exclude_tables: Vec<String>,
@@ -52,8 +60,9 @@ pub struct RestoreOptions {
     pub schema_only: bool,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub data_only: bool,
-    /// Restore owners and privileges where the roles exist on the target (default: objects
-    /// owned by the restoring user, as Azure restores).
+    /// Restore owners and privileges where the roles exist on the target and the restoring
+    /// user may give objects to them (default: objects owned by the restoring user, as Azure
+    /// restores); the rest stay with the restoring user, and the job lists them.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub keep_owners: bool,
     /// Parallel restore (pg_restore `-j`): the archive is staged in a temporary file.

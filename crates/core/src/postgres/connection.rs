@@ -954,8 +954,45 @@ impl DatasourceError {
 ///
 /// The secret's `Server`, `Port` and `Database`, if present, are ignored: the datasource is
 /// what the backup instance protects, and one secret may serve every database on a server.
-/// When they differ from the datasource a warning is logged, since a secret pointing elsewhere
-/// is more often a copy-paste mistake than intent.
+/// When they differ from the datasource a warning is logged ([`secret_mismatch`]), since a
+/// secret pointing elsewhere is more often a copy-paste mistake than intent.
+/// What a secret is for: one database (a backup instance's), or a server (a restore's
+/// target, a drill's scratch database, which do not exist yet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretScope {
+    Database,
+    Server,
+}
+
+/// Databases every server has, which a server-wide secret names: naming one is no sign that
+/// the secret was written for another database.
+const MAINTENANCE_DATABASES: &[&str] = &["postgres", "template1", "azure_maintenance"];
+
+/// What a secret's `Server`, `Port` or `Database` names that the datasource does not
+/// (`another server`, `another database`), if that is worth a warning for `scope`: the
+/// server always; for a database secret also a database other than the datasource's and
+/// the maintenance ones.
+pub fn secret_mismatch(
+    datasource: &Datasource,
+    secret: &ConnectionString,
+    scope: SecretScope,
+) -> Option<&'static str> {
+    let other_server = secret
+        .host()
+        .is_some_and(|h| !h.eq_ignore_ascii_case(datasource.host()))
+        || secret.port().is_some_and(|p| p != datasource.port());
+    let other_database = scope == SecretScope::Database
+        && secret
+            .database()
+            .is_some_and(|d| d != datasource.database() && !MAINTENANCE_DATABASES.contains(&d));
+    match (other_server, other_database) {
+        (true, true) => Some("another server and database"),
+        (true, false) => Some("another server"),
+        (false, true) => Some("another database"),
+        (false, false) => None,
+    }
+}
+
 #[derive(Clone)]
 pub struct ConnectParams {
     host: String,
@@ -970,15 +1007,26 @@ pub struct ConnectParams {
 }
 
 impl ConnectParams {
+    /// Connects to `datasource`, a database the secret is for (a backup's, a listing's):
+    /// warns when the secret names another server, or another database than the datasource's
+    /// or the server's maintenance database.
     pub fn new(datasource: &Datasource, secret: &ConnectionString) -> ConnectParams {
-        let differs = secret
-            .host()
-            .is_some_and(|h| !h.eq_ignore_ascii_case(datasource.host()))
-            || secret.port().is_some_and(|p| p != datasource.port())
-            || secret
-                .database()
-                .is_some_and(|d| d != datasource.database());
-        if differs {
+        Self::checked(datasource, secret, SecretScope::Database)
+    }
+
+    /// Connects to `datasource` on a server the secret is for, whatever database it names:
+    /// a restore's or drill's target, which does not exist yet, so the secret names the
+    /// maintenance database or another one. Warns only when the secret names another server.
+    pub fn for_server(datasource: &Datasource, secret: &ConnectionString) -> ConnectParams {
+        Self::checked(datasource, secret, SecretScope::Server)
+    }
+
+    fn checked(
+        datasource: &Datasource,
+        secret: &ConnectionString,
+        scope: SecretScope,
+    ) -> ConnectParams {
+        if let Some(what) = secret_mismatch(datasource, secret, scope) {
             // Host, port and database are not credentials, so naming them is safe and is what
             // makes the warning useful.
             tracing::warn!(
@@ -986,10 +1034,14 @@ impl ConnectParams {
                 secret_host = secret.host().unwrap_or("-"),
                 secret_port = secret.port().map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
                 secret_database = secret.database().unwrap_or("-"),
-                "the secret's connection string names another server or database than the \
-                 datasource; connecting to the datasource, with the secret's user and password"
+                "the secret's connection string names {what} than the datasource; connecting to \
+                 the datasource, with the secret's user and password"
             );
         }
+        Self::from_parts(datasource, secret)
+    }
+
+    fn from_parts(datasource: &Datasource, secret: &ConnectionString) -> ConnectParams {
         ConnectParams {
             host: datasource.host().to_owned(),
             port: datasource.port(),
@@ -2049,6 +2101,40 @@ mod tests {
         assert!(Datasource::new("", 5432, "d").is_err());
         assert!(Datasource::new("h", 0, "d").is_err());
         assert!(Datasource::new("h/x", 5432, "d").is_err());
+    }
+
+    #[test]
+    fn a_secret_naming_elsewhere_is_worth_a_warning_only_where_it_may_be_a_mistake() {
+        let ds: Datasource = "postgres://db.example:5432/empdb".parse().unwrap();
+        let check = |secret: &str, scope| secret_mismatch(&ds, &cs(secret).unwrap(), scope);
+        use SecretScope::{Database, Server};
+        // A restore's secret names the maintenance database, or the source's: the target
+        // does not exist yet. Only another server is worth a warning.
+        for db in ["postgres", "empdb", "anything"] {
+            let secret = format!("Server=db.example;Port=5432;Database={db};User Id=u");
+            assert_eq!(check(&secret, Server), None, "{db}");
+        }
+        assert_eq!(
+            check("Server=other.example;Database=postgres;User Id=u", Server),
+            Some("another server")
+        );
+        assert_eq!(
+            check("Server=DB.example;Port=6432;User Id=u", Server),
+            Some("another server")
+        );
+        // A backup's secret: its database, none, or a server-wide one naming `postgres` is
+        // fine; another database looks like a secret copied from another instance.
+        assert_eq!(check("User Id=u", Database), None);
+        assert_eq!(check("Database=empdb;User Id=u", Database), None);
+        assert_eq!(check("Database=postgres;User Id=u", Database), None);
+        assert_eq!(
+            check("Database=hrdb;User Id=u", Database),
+            Some("another database")
+        );
+        assert_eq!(
+            check("Server=other.example;Database=hrdb;User Id=u", Database),
+            Some("another server and database")
+        );
     }
 
     #[test]
