@@ -21,6 +21,7 @@ mod schedule;
 mod script;
 mod secrets;
 mod serve;
+mod sizes;
 mod simulate;
 mod support;
 mod verify;

@@ -298,6 +298,23 @@ impl Manifest {
         .expect("envelope serializes")
     }
 
+    /// Sets `stats.bytes_stored` to `data_bytes` (the packs and index files the backup
+    /// stored) plus the length of the manifest file itself, and returns that file's bytes:
+    /// the figure then counts every byte the backup added to the vault. The length depends
+    /// on the figure's digits only, so it is found by iterating: each step's length is at
+    /// least the last (more bytes, never fewer digits), bounded, so it settles in a few.
+    pub fn to_bytes_counting_itself(&mut self, data_bytes: u64) -> Vec<u8> {
+        let mut own = 0u64;
+        loop {
+            self.stats.bytes_stored = data_bytes + own;
+            let bytes = self.to_bytes();
+            if bytes.len() as u64 == own {
+                return bytes;
+            }
+            own = bytes.len() as u64;
+        }
+    }
+
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ManifestError> {
         let env: EnvelopeIn<'_> = serde_json::from_slice(bytes)?;
         if blake3::hash(env.manifest.get().as_bytes())
@@ -420,6 +437,17 @@ mod tests {
                 ..m
             }
         );
+    }
+
+    /// The stored figure counts the manifest's own bytes, across a change in its digits.
+    #[test]
+    fn bytes_stored_counts_the_manifest_itself() {
+        for data in [0, 7, 9_000, 99_999_000, 999_998_500, u64::from(u32::MAX)] {
+            let mut m = sample();
+            let bytes = m.to_bytes_counting_itself(data);
+            assert_eq!(m.stats.bytes_stored, data + bytes.len() as u64);
+            assert_eq!(Manifest::from_bytes(&bytes).unwrap(), m);
+        }
     }
 
     /// Format 2 stores the table of contents and the contents packed, in compact JSON.

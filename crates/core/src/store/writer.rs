@@ -44,6 +44,8 @@ pub struct WriterConfig {
 #[derive(Debug, Default)]
 pub struct Progress {
     pub bytes_read: AtomicU64,
+    /// Every byte the backup added to the vault so far: packs and index files as they are
+    /// stored, and at the end (by the backup engine) the manifest.
     pub bytes_stored: AtomicU64,
     /// New chunks that had a delta base to try, and those stored as deltas.
     pub delta_candidates: AtomicU64,
@@ -74,6 +76,8 @@ pub struct StreamOutcome {
     pub stream: StreamInfo,
     /// The scanned table of contents, or why the stream was not a readable custom archive.
     pub archive: Result<ArchiveSummary, ArchiveError>,
+    /// The packs and index files written (everything but the manifest, which the caller
+    /// writes).
     pub bytes_stored: u64,
     pub new_chunks: u64,
 }
@@ -153,8 +157,13 @@ impl Uploaded {
             .map(|(id, entries, _)| (id, entries))
             .collect();
         let index = encode_index(&entries);
-        self.bytes_stored += index.len() as u64;
+        let index_len = index.len() as u64;
         self.store.put(&name, index.into()).await?;
+        // Counted once stored: an index file stays in the vault like the packs it names.
+        self.bytes_stored += index_len;
+        self.progress
+            .bytes_stored
+            .fetch_add(index_len, Ordering::Relaxed);
         self.store.make_durable(std::slice::from_ref(&name)).await?;
         crate::fault::point("index-checkpoint");
         self.progress
