@@ -51,7 +51,9 @@ fn bytes_stored_is_what_the_vault_grew_by() {
         after_first - empty
     );
 
-    db.as_owner("UPDATE public.rental SET returned = rented + interval '1 day' WHERE rental_id % 500 = 0");
+    db.as_owner(
+        "UPDATE public.rental SET returned = rented + interval '1 day' WHERE rental_id % 500 = 0",
+    );
     let second = w.backup("V", &instance);
     let (after_second, locks_after) = vault_bytes(&dir);
     assert_eq!(
@@ -63,7 +65,10 @@ fn bytes_stored_is_what_the_vault_grew_by() {
     );
     assert!(stored(&second) > 0);
     // No lock object accumulates: at most the one instance lock, replaced each backup.
-    assert!(locks.len() <= 1 && locks_after.len() <= 1, "{locks:?} then {locks_after:?}");
+    assert!(
+        locks.len() <= 1 && locks_after.len() <= 1,
+        "{locks:?} then {locks_after:?}"
+    );
 
     // The recovery points' manifests record the same figures as their jobs.
     let mut from_points: Vec<u64> = files_under(&dir.join("recovery-points"))
@@ -104,7 +109,10 @@ fn rental_database(prefix: &str) -> String {
         'shark','girl','boy','student','pioneer','explorer','technical','writer','hunter','mad','scientist']";
     let count = words.matches(',').count() + 1;
     let w = |n: &str| format!("({words})[1 + floor(random() * {count})::int]{n}");
-    let sentence = (0..14).map(|_| w("")).collect::<Vec<_>>().join(" || ' ' || ");
+    let sentence = (0..14)
+        .map(|_| w(""))
+        .collect::<Vec<_>>()
+        .join(" || ' ' || ");
     let title = format!("upper({} || ' ' || {})", w(""), w(""));
     c.psql(
         &db,
@@ -247,8 +255,21 @@ fn rental_database(prefix: &str) -> String {
         ),
     );
     for t in [
-        "actor", "address", "category", "city", "country", "customer", "film", "film_actor",
-        "film_category", "inventory", "language", "payment", "rental", "staff", "store",
+        "actor",
+        "address",
+        "category",
+        "city",
+        "country",
+        "customer",
+        "film",
+        "film_actor",
+        "film_category",
+        "inventory",
+        "language",
+        "payment",
+        "rental",
+        "staff",
+        "store",
     ] {
         c.psql(
             &db,
@@ -285,7 +306,11 @@ fn a_small_databases_first_backup_costs_no_more_than_pg_dump_fc() {
         .arg(&db)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let fc_bytes = std::fs::metadata(&fc).unwrap().len();
 
     let (empty, _) = vault_bytes(&dir);
@@ -302,7 +327,10 @@ fn a_small_databases_first_backup_costs_no_more_than_pg_dump_fc() {
         grown as f64 / fc_bytes as f64,
         stored(&first)
     );
-    assert!(fc_bytes > 500_000, "a realistic sample: -Fc is {fc_bytes} bytes");
+    assert!(
+        fc_bytes > 500_000,
+        "a realistic sample: -Fc is {fc_bytes} bytes"
+    );
     assert!(
         grown <= fc_bytes,
         "the first backup grew the vault by {grown} bytes, {:.3}x the {fc_bytes}-byte `pg_dump -Fc` file (manifest {manifests} bytes)",

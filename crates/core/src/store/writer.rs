@@ -96,10 +96,29 @@ pub enum WriteError {
     PackVanished(String),
 }
 
+/// The start of every stream is compressed harder than the vault's level: up to each end
+/// offset, at least that zstd level. A small database is all start, so its backup stores
+/// less than `pg_dump -Fc`'s zlib file (at level 1 alone, words and numbers came out at
+/// about zlib's size, and the packs' and manifest's own bytes then tipped it over); a large
+/// one pays a fixed few tenths of a second of CPU for it, whatever its size. Level 15
+/// (zstd's optimal parsing) stored 19% less than level 1 on a rental-shaped sample at a
+/// fifth of the speed, level 7 5% less at half the speed; levels 2 to 5 stored no less.
+pub const DENSE_PREFIX: [(u64, i32); 2] = [(1 << 20, 15), (8 << 20, 7)];
+
+/// The zstd level for a chunk that starts at `offset` of the stream.
+pub fn level_at(offset: u64, vault_level: i32) -> i32 {
+    DENSE_PREFIX
+        .iter()
+        .find(|(end, _)| offset < *end)
+        .map_or(vault_level, |(_, level)| (*level).max(vault_level))
+}
+
 struct NewChunk {
     kind: ChunkKind,
     id: ChunkId,
     data: Vec<u8>,
+    /// The zstd level to store it at ([`level_at`]).
+    level: i32,
     /// A full chunk of the previous recovery point to try as a delta base.
     base: Option<ChunkId>,
 }
@@ -219,7 +238,6 @@ pub async fn write_stream<R: Read + Send + 'static>(
     for i in 0..workers {
         let rx = chunk_rx.clone();
         let tx = blob_tx.clone();
-        let level = cfg.zstd_level;
         let (store, known, runtime, key) =
             (store.clone(), known.clone(), runtime.clone(), cfg.chunk_key);
         let progress = progress.clone();
@@ -228,6 +246,7 @@ pub async fn write_stream<R: Read + Send + 'static>(
                 .name(format!("pgvault-zstd-{i}"))
                 .spawn(move || {
                     for c in rx {
+                        let level = c.level;
                         let mut bytes = encode_blob(c.kind, &c.data, level);
                         if let Some(base_id) = c.base {
                             progress.delta_candidates.fetch_add(1, Ordering::Relaxed);
@@ -461,11 +480,14 @@ fn chunk_stream<R: Read>(
             return Ok(());
         }
         new_chunks += 1;
+        // Chunk-list blocks (ids and lengths) hardly compress: the vault's level.
+        let level = at.map_or(cfg.zstd_level, |(at, _)| level_at(at, cfg.zstd_level));
         let base = aligner.and_then(|(a, (at, head))| a.base_for(at, data.len() as u64, head));
         tx.send(NewChunk {
             kind,
             id,
             data,
+            level,
             base,
         })
         .map_err(|_| WriteError::WorkerLost)
@@ -883,6 +905,26 @@ mod tests {
         }
         assert_eq!(delta_of_delta, 0);
         assert_eq!(read(&store, &c.stream).await, third);
+    }
+
+    #[test]
+    fn the_streams_start_is_compressed_harder() {
+        for (offset, vault, want) in [
+            (0, 1, 15),
+            ((1 << 20) - 1, 1, 15),
+            (1 << 20, 1, 7),
+            ((8 << 20) - 1, 3, 7),
+            (8 << 20, 1, 1),
+            (u64::MAX, 3, 3),
+            (0, 19, 19),
+            (1 << 20, 9, 9),
+        ] {
+            assert_eq!(
+                level_at(offset, vault),
+                want,
+                "offset {offset}, vault level {vault}"
+            );
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
