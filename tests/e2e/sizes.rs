@@ -63,6 +63,13 @@ fn bytes_stored_is_what_the_vault_grew_by() {
         stored(&second),
         after_second - after_first
     );
+    eprintln!(
+        "owned database: first backup grew the vault by {}, the second by {} (jobs: {}, {})",
+        after_first - empty,
+        after_second - after_first,
+        stored(&first),
+        stored(&second)
+    );
     assert!(stored(&second) > 0);
     // No lock object accumulates: at most the one instance lock, replaced each backup.
     assert!(
