@@ -25,6 +25,7 @@ mod script;
 mod secrets;
 mod serve;
 mod simulate;
+mod sizes;
 mod support;
 mod tables;
 mod verify;

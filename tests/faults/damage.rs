@@ -221,7 +221,7 @@ fn a_corrupt_manifest_damages_only_its_own_point() {
             .join(format!("{rp}.json"));
         let text = std::fs::read_to_string(&file).unwrap();
         let broken = match damage {
-            "checksum" => text.replacen("\"formatVersion\": 1", "\"formatVersion\":  1", 1),
+            "checksum" => text.replacen("\"formatVersion\":", "\"formatVersion\": ", 1),
             "truncated" => text[..text.len() / 2].to_owned(),
             _ => String::new(),
         };

@@ -11,6 +11,10 @@
 //! pgvault restore; and a second backup after updating 1% of rows at random in every table.
 //! Each command runs under GNU time for wall time and peak resident memory. It is a
 //! benchmark, not a test: it prints numbers for the README and asserts nothing.
+//!
+//! What a backup stored is measured on disk: the growth of the vault folder, every file in
+//! it (packs, index files, manifests, anything else), summed by length. The job's
+//! `bytesStored` is printed beside it when the two differ, which they should not.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -66,6 +70,60 @@ fn arg(name: &str, default: &str) -> String {
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1).cloned())
         .unwrap_or_else(|| default.to_string())
+}
+
+/// What a vault folder holds, summed by file length.
+#[derive(Clone, Copy, Default)]
+struct Folder {
+    /// Every file.
+    all: u64,
+    /// The manifests (`recovery-points/`).
+    manifests: u64,
+    /// The lock objects (`locks/`): coordination, not data. A backup's instance lock is one
+    /// object per instance that each backup replaces.
+    locks: u64,
+}
+
+fn folder_bytes(dir: &std::path::Path) -> Folder {
+    let mut f = Folder::default();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                stack.push(e.path());
+                continue;
+            }
+            f.all += meta.len();
+            if e.path().starts_with(dir.join("recovery-points")) {
+                f.manifests += meta.len();
+            }
+            if e.path().starts_with(dir.join("locks")) {
+                f.locks += meta.len();
+            }
+        }
+    }
+    f
+}
+
+/// The folder's growth from `before` to `after`, and how it compares with the job's figure
+/// (which counts packs, index files and the manifest, not lock objects).
+fn on_disk(before: Folder, after: Folder, reported: u64) -> String {
+    let grown = after.all - before.all;
+    let locks = after.locks as i64 - before.locks as i64;
+    if grown == reported {
+        mib(grown)
+    } else if grown as i64 == reported as i64 + locks {
+        format!(
+            "{} (the job's {reported} bytes and {locks} of lock objects)",
+            mib(grown)
+        )
+    } else {
+        format!(
+            "{} (the job reported {reported} bytes, the folder grew by {grown})",
+            mib(grown)
+        )
+    }
 }
 
 fn mib(b: u64) -> String {
@@ -181,8 +239,12 @@ fn main() {
         kib: String,
         pv: Pgvault,
         instance: String,
+        vault_dir: PathBuf,
         first: Measured,
+        /// The vault folder's growth, and the job's `bytesStored`.
         first_stored: u64,
+        first_disk: String,
+        first_manifest: u64,
         read: u64,
     }
     let mut runs = Vec::new();
@@ -247,6 +309,7 @@ fn main() {
             .unwrap()
             .to_string();
         eprintln!("backing up with {kib} KiB chunks...");
+        let before = folder_bytes(&vault_dir);
         let first = measure(pv.cmd(&[
             "backup-instance",
             "adhoc-backup",
@@ -256,14 +319,18 @@ fn main() {
             &instance,
         ]));
         let job: Value = serde_json::from_str(&first.stdout).unwrap();
-        let first_stored = job["properties"]["result"]["bytesStored"].as_u64().unwrap();
+        let first_reported = job["properties"]["result"]["bytesStored"].as_u64().unwrap();
         let read = job["properties"]["result"]["bytesRead"].as_u64().unwrap();
+        let after = folder_bytes(&vault_dir);
         runs.push(Run {
             kib: kib.clone(),
             pv,
             instance,
+            vault_dir,
             first,
-            first_stored,
+            first_stored: after.all - before.all,
+            first_disk: on_disk(before, after, first_reported),
+            first_manifest: after.manifests - before.manifests,
             read,
         });
     }
@@ -324,6 +391,7 @@ fn main() {
                      UPDATE docs SET doc = jsonb_set(doc, '{score}', to_jsonb(random())) WHERE random() < 0.01;");
     let mut seconds = Vec::new();
     for run in &runs {
+        let before = folder_bytes(&run.vault_dir);
         let m = measure(run.pv.cmd(&[
             "backup-instance",
             "adhoc-backup",
@@ -333,10 +401,9 @@ fn main() {
             &run.instance,
         ]));
         let job: Value = serde_json::from_str(&m.stdout).unwrap();
-        seconds.push((
-            m,
-            job["properties"]["result"]["bytesStored"].as_u64().unwrap(),
-        ));
+        let reported = job["properties"]["result"]["bytesStored"].as_u64().unwrap();
+        let after = folder_bytes(&run.vault_dir);
+        seconds.push((m, after.all - before.all, on_disk(before, after, reported)));
     }
 
     let cores = std::thread::available_parallelism()
@@ -360,7 +427,7 @@ fn main() {
         z0.seconds,
         mib(runs[0].read)
     );
-    for (run, (second, second_stored)) in runs.iter().zip(&seconds) {
+    for (run, (second, second_stored, second_disk)) in runs.iter().zip(&seconds) {
         let k = &run.kib;
         println!(
             "| pgvault backup, {k} KiB chunks | {:.1} s = {:.2}x `-Fc`, {:.2}x `-Z0`; peak memory {} |",
@@ -370,14 +437,16 @@ fn main() {
             mib(run.first.max_rss_kib * 1024)
         );
         println!(
-            "| stored, {k} KiB chunks | {} = {:.2}x the `-Fc` file |",
-            mib(run.first_stored),
-            run.first_stored as f64 / fc_size as f64
+            "| stored by the first backup (the vault folder's growth), {k} KiB chunks | {} = {:.3}x the `-Fc` file; manifest {:.1} KiB |",
+            run.first_disk,
+            run.first_stored as f64 / fc_size as f64,
+            run.first_manifest as f64 / 1024.0
         );
         println!(
-            "| second backup after 1% random updates, {k} KiB chunks | {} new = {:.1}% of the first; {:.1} s; peak memory {} |",
-            mib(*second_stored),
+            "| second backup after 1% random updates, {k} KiB chunks | {} new = {:.1}% of the first, {:.3}x the `-Fc` file; {:.1} s; peak memory {} |",
+            second_disk,
             100.0 * *second_stored as f64 / run.first_stored as f64,
+            *second_stored as f64 / fc_size as f64,
             second.seconds,
             mib(second.max_rss_kib * 1024)
         );

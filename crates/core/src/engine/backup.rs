@@ -374,7 +374,7 @@ pub async fn backup(
 
     steps.started(Step::Commit);
     let bytes_read = outcome.stream.length;
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format_version: MANIFEST_FORMAT,
         recovery_point_id: uuid::Uuid::new_v4().simple().to_string(),
         backup_instance_name: req.instance.clone(),
@@ -405,20 +405,30 @@ pub async fn backup(
         archive: outcome.archive.ok(),
         stats: BackupStats {
             bytes_read,
-            bytes_stored: outcome.bytes_stored,
+            // Set as the manifest is written: it counts the manifest too.
+            bytes_stored: 0,
             new_chunks: outcome.new_chunks,
             duration_ms: started.elapsed().as_millis() as u64,
         },
         contents,
     };
+    // The recovery point's figure counts every byte the backup added to the vault: packs,
+    // index files and this manifest (see `Manifest::to_bytes_counting_itself`).
+    let bytes = manifest.to_bytes_counting_itself(outcome.bytes_stored);
+    let manifest_len = bytes.len() as u64;
     crate::fault::point("before-manifest");
     let committed = vault
         .store
         .put(
             &paths::recovery_point(&req.instance, &manifest.recovery_point_id),
-            manifest.to_bytes().into(),
+            bytes.into(),
         )
         .await;
+    if committed.is_ok() {
+        progress
+            .bytes_stored
+            .fetch_add(manifest_len, std::sync::atomic::Ordering::Relaxed);
+    }
     steps.finished(
         Step::Commit,
         committed

@@ -10,6 +10,14 @@
 //! The manifest file carries a BLAKE3 checksum of its own bytes:
 //! `{"blake3": "<hex>", "manifest": { ... }}`, where the hash covers the exact bytes of the
 //! `manifest` value as stored.
+//!
+//! Format 2 (this one) keeps the manifest small, because every backup writes one whole
+//! even when it stores no new data: the JSON is compact, and the two parts that grow with the
+//! database's schema, the archive's table of contents (`archive`) and what the dump holds
+//! (`contents`), are each stored as one string, the standard base64 of a zstd frame of their
+//! compact JSON ([`packed`]). A small database's manifest went from 66 to 178 KB of
+//! pretty-printed JSON to a few KB. Format 1 (pretty-printed, both parts inline JSON objects)
+//! is read as ever; the in-memory [`Manifest`] is the same for both.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -19,7 +27,9 @@ use super::chunk::ChunkId;
 use crate::postgres::archive::ArchiveSummary;
 use crate::postgres::contents::DatabaseContents;
 
-pub const MANIFEST_FORMAT: u32 = 1;
+/// The manifest format written. Readers take every format up to this one: 1 (pretty JSON,
+/// `archive` and `contents` inline) and 2 (compact JSON, both packed, see [`packed`]).
+pub const MANIFEST_FORMAT: u32 = 2;
 
 /// References per chunk-list block: 16384 x 44 bytes, about 704 KiB.
 pub const REFS_PER_LIST_BLOCK: usize = 16384;
@@ -156,13 +166,16 @@ pub struct Manifest {
     pub stream: StreamInfo,
     /// The archive's header and table of contents with each table's data extent in the
     /// stream; `None` when the stream could not be scanned (the backup is still complete).
+    /// Stored packed (format 2) or inline (format 1): see [`packed`].
+    #[serde(with = "packed")]
     pub archive: Option<ArchiveSummary>,
     pub stats: BackupStats,
     /// What the dump holds (schemas, extensions, tables and row counts), read in the very
     /// snapshot `pg_dump` dumped, for restore drills to compare with. `None` in manifests
     /// written before pgvault recorded it, or when reading it failed (the backup is still
-    /// complete). Optional and additive, so the manifest format stays 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// complete). Optional and additive (it came within format 1). Stored packed (format 2)
+    /// or inline (format 1): see [`packed`].
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "packed")]
     pub contents: Option<DatabaseContents>,
 }
 
@@ -174,6 +187,83 @@ pub enum ManifestError {
     Checksum,
     #[error("manifest format {0} is newer than this pgvault understands; upgrade pgvault")]
     Format(u32),
+}
+
+/// The packed form of a manifest part that grows with the database's schema (format 2):
+/// a JSON string holding the standard base64 of one zstd frame of the part's compact JSON.
+/// Reading also takes the part as an inline JSON object, as format 1 wrote it.
+///
+/// A packed part is covered by the manifest's checksum like the rest, but one that is
+/// damaged all the same (a manifest rewritten with a matching checksum, a bug) is an error
+/// naming the part, never a panic, and its decompressed size is bounded by [`PACKED_MAX`].
+pub mod packed {
+    use base64::Engine as _;
+    use serde::de::{DeserializeOwned, Error as _};
+    use serde::ser::Error as _;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    use std::io::Read;
+
+    /// zstd level for packed parts: they are written once per backup and small (a table of
+    /// contents of a few thousand entries is about 1 MB of JSON), so a high level costs
+    /// milliseconds and saves bytes in every manifest.
+    const LEVEL: i32 = 15;
+
+    /// The largest decompressed part read: a table of contents of about a million entries.
+    /// A corrupt or hostile frame cannot make a reader allocate more.
+    pub const PACKED_MAX: u64 = 512 << 20;
+
+    pub fn pack<T: Serialize>(value: &T) -> Result<String, String> {
+        let json = serde_json::to_vec(value).map_err(|e| e.to_string())?;
+        // With zstd's content checksum, damage inside the frame is caught by zstd itself
+        // rather than decoding to other JSON that happens to parse.
+        let mut compressor = zstd::bulk::Compressor::new(LEVEL).map_err(|e| e.to_string())?;
+        compressor
+            .include_checksum(true)
+            .map_err(|e| e.to_string())?;
+        let z = compressor.compress(&json).map_err(|e| e.to_string())?;
+        Ok(base64::engine::general_purpose::STANDARD.encode(z))
+    }
+
+    pub fn unpack<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+        let z = base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .map_err(|e| format!("not base64: {e}"))?;
+        let mut json = Vec::new();
+        zstd::stream::read::Decoder::new(&z[..])
+            .map_err(|e| format!("not zstd: {e}"))?
+            .take(PACKED_MAX + 1)
+            .read_to_end(&mut json)
+            .map_err(|e| format!("not a whole zstd frame: {e}"))?;
+        if json.len() as u64 > PACKED_MAX {
+            return Err(format!("larger than {PACKED_MAX} bytes decompressed"));
+        }
+        serde_json::from_slice(&json).map_err(|e| format!("not the expected JSON: {e}"))
+    }
+
+    pub fn serialize<T: Serialize, S: Serializer>(
+        value: &Option<T>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            None => s.serialize_none(),
+            Some(v) => s.serialize_str(&pack(v).map_err(S::Error::custom)?),
+        }
+    }
+
+    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        match Option::<serde_json::Value>::deserialize(d)? {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(serde_json::Value::String(text)) => unpack(&text)
+                .map(Some)
+                .map_err(|e| D::Error::custom(format!("a packed manifest part is damaged: {e}"))),
+            // Format 1: the part inline.
+            Some(inline) => serde_json::from_value(inline)
+                .map(Some)
+                .map_err(D::Error::custom),
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -190,8 +280,15 @@ struct EnvelopeIn<'a> {
 }
 
 impl Manifest {
+    /// The manifest file's bytes, in the current format ([`MANIFEST_FORMAT`]) whatever format
+    /// it was read in: a copy of an old recovery point (to the archive tier, a rehydration)
+    /// is written in the form its `formatVersion` says.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let body = serde_json::to_string_pretty(self).expect("manifest serializes");
+        let current = Manifest {
+            format_version: MANIFEST_FORMAT,
+            ..self.clone()
+        };
+        let body = serde_json::to_string(&current).expect("manifest serializes");
         let raw = RawValue::from_string(body).expect("serde_json output is valid JSON");
         let hash = blake3::hash(raw.get().as_bytes()).to_hex().to_string();
         serde_json::to_vec(&EnvelopeOut {
@@ -199,6 +296,23 @@ impl Manifest {
             manifest: &raw,
         })
         .expect("envelope serializes")
+    }
+
+    /// Sets `stats.bytes_stored` to `data_bytes` (the packs and index files the backup
+    /// stored) plus the length of the manifest file itself, and returns that file's bytes:
+    /// the figure then counts every byte the backup added to the vault. The length depends
+    /// on the figure's digits only, so it is found by iterating: each step's length is at
+    /// least the last (more bytes, never fewer digits), bounded, so it settles in a few.
+    pub fn to_bytes_counting_itself(&mut self, data_bytes: u64) -> Vec<u8> {
+        let mut own = 0u64;
+        loop {
+            self.stats.bytes_stored = data_bytes + own;
+            let bytes = self.to_bytes();
+            if bytes.len() as u64 == own {
+                return bytes;
+            }
+            own = bytes.len() as u64;
+        }
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ManifestError> {
@@ -235,6 +349,8 @@ mod tests {
         assert!(decode_chunk_list(&[0; 43]).is_none());
     }
 
+    /// A manifest with both packed parts: the table of contents of a real (small) archive
+    /// and the dump's contents.
     fn sample() -> Manifest {
         let stream = StreamInfo {
             length: 1234,
@@ -242,7 +358,115 @@ mod tests {
             chunk_count: 2,
             chunk_lists: vec![ChunkId([5; 32])],
         };
-        crate::store::testing::manifest("db1", "rp1", stream, None)
+        let mut scanner = crate::postgres::archive::ArchiveScanner::new();
+        scanner.feed(&crate::store::testing::archive(20, 0));
+        let archive = scanner.finish().unwrap();
+        let mut m = crate::store::testing::manifest("db1", "rp1", stream, Some(archive));
+        m.contents = Some(sample_contents());
+        m
+    }
+
+    fn sample_contents() -> DatabaseContents {
+        use crate::postgres::contents::{ExtensionInfo, TableInfo};
+        DatabaseContents {
+            schemas: vec!["public".into()],
+            extensions: vec![ExtensionInfo {
+                name: "plpgsql".into(),
+                version: "1.0".into(),
+            }],
+            tables: vec![TableInfo {
+                schema: "public".into(),
+                name: "t".into(),
+                estimated_rows: Some(300),
+                exact_rows: Some(300),
+            }],
+        }
+    }
+
+    /// The envelope around `body` with a checksum that matches it: what a manifest damaged
+    /// *before* it was checksummed (a bug, a rewrite) looks like.
+    fn checksummed(body: &str) -> Vec<u8> {
+        format!(
+            "{{\"blake3\":\"{}\",\"manifest\":{body}}}",
+            blake3::hash(body.as_bytes()).to_hex()
+        )
+        .into_bytes()
+    }
+
+    fn body(bytes: &[u8]) -> String {
+        let env: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        env["manifest"].to_string()
+    }
+
+    /// A manifest written by pgvault before format 2 (pretty JSON, the table of contents and
+    /// the contents inline), committed as written, reads as it always did; written again, it
+    /// is in format 2, smaller, and reads back the same.
+    #[test]
+    fn format_1_manifests_still_read() {
+        let bytes = include_bytes!("fixtures/manifest-format-1.json");
+        let text = std::str::from_utf8(bytes).unwrap();
+        assert!(text.contains("\"formatVersion\": 1,") && text.contains("\"entries\": ["));
+        let m = Manifest::from_bytes(bytes).unwrap();
+        assert_eq!(m.format_version, 1);
+        assert_eq!(m.recovery_point_id, "rp-format-1");
+        assert_eq!(m.stats.bytes_stored, 12345);
+        assert_eq!(m.stream.chunk_count, 2);
+        let archive = m.archive.as_ref().expect("the table of contents");
+        assert_eq!(archive.header.format_version, "1.16.0");
+        let data = archive.table_data("public", "t").expect("t's data entry");
+        assert_eq!(data.dump_id, 20);
+        assert!(
+            data.data
+                .is_some_and(|d| !d.is_empty() && d.end <= archive.stream_len)
+        );
+        assert_eq!(m.contents, Some(sample_contents()));
+
+        let again = m.to_bytes();
+        assert!(
+            again.len() < bytes.len(),
+            "format 2 is {} bytes, format 1 {}",
+            again.len(),
+            bytes.len()
+        );
+        let back = Manifest::from_bytes(&again).unwrap();
+        assert_eq!(back.format_version, MANIFEST_FORMAT);
+        assert_eq!(
+            back,
+            Manifest {
+                format_version: MANIFEST_FORMAT,
+                ..m
+            }
+        );
+    }
+
+    /// The stored figure counts the manifest's own bytes, across a change in its digits.
+    #[test]
+    fn bytes_stored_counts_the_manifest_itself() {
+        for data in [0, 7, 9_000, 99_999_000, 999_998_500, u64::from(u32::MAX)] {
+            let mut m = sample();
+            let bytes = m.to_bytes_counting_itself(data);
+            assert_eq!(m.stats.bytes_stored, data + bytes.len() as u64);
+            assert_eq!(Manifest::from_bytes(&bytes).unwrap(), m);
+        }
+    }
+
+    /// Format 2 stores the table of contents and the contents packed, in compact JSON.
+    #[test]
+    fn format_2_packs_the_schema_parts() {
+        let bytes = sample().to_bytes();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        assert!(
+            !text.contains('\n') && !text.contains("\": "),
+            "compact JSON"
+        );
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["manifest"]["formatVersion"], 2);
+        assert!(v["manifest"]["archive"].is_string());
+        assert!(v["manifest"]["contents"].is_string());
+        assert!(!text.contains("TABLE DATA"));
+        // Unchanged in the clear: what GC scans a damaged manifest for, the chunk lists.
+        assert!(text.contains(&ChunkId([5; 32]).to_string()));
+        assert_eq!(Manifest::from_bytes(&bytes).unwrap(), sample());
     }
 
     #[test]
@@ -261,11 +485,49 @@ mod tests {
         // A changed value under the old checksum.
         let changed = String::from_utf8(bytes.clone())
             .unwrap()
-            .replace("\"length\": 1234", "\"length\": 9999");
+            .replace("\"length\":1234", "\"length\":9999");
         assert!(matches!(
             Manifest::from_bytes(changed.as_bytes()),
             Err(ManifestError::Checksum)
         ));
+    }
+
+    /// A packed part that is not base64, not zstd, or would decompress past the bound is an
+    /// error; so is an inline part of the wrong shape.
+    #[test]
+    fn malformed_packed_parts_are_errors() {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let good: serde_json::Value = serde_json::from_str(&body(&sample().to_bytes())).unwrap();
+        // Zeros compress to almost nothing: a frame that would fill memory.
+        let bomb = {
+            let mut e = zstd::stream::write::Encoder::new(Vec::new(), 1).unwrap();
+            let zeros = vec![0u8; 1 << 20];
+            for _ in 0..(packed::PACKED_MAX >> 20) + 1 {
+                std::io::Write::write_all(&mut e, &zeros).unwrap();
+            }
+            e.finish().unwrap()
+        };
+        for (part, value) in [
+            ("archive", serde_json::json!("not base64!")),
+            ("archive", serde_json::json!(b64.encode(b"not zstd"))),
+            (
+                "archive",
+                serde_json::json!(b64.encode(zstd::bulk::compress(b"[1,2]", 3).unwrap())),
+            ),
+            ("archive", serde_json::json!(b64.encode(&bomb))),
+            ("contents", serde_json::json!("")),
+            ("archive", serde_json::json!(42)),
+            ("contents", serde_json::json!({"schemas": 3})),
+        ] {
+            let mut v = good.clone();
+            v[part] = value.clone();
+            let got = Manifest::from_bytes(&checksummed(&v.to_string()));
+            assert!(
+                matches!(got, Err(ManifestError::Json(_))),
+                "{part} = {value:.40}: {got:?}"
+            );
+        }
     }
 
     proptest::proptest! {
@@ -280,6 +542,28 @@ mod tests {
             let bad = crate::store::testing::apply_all(&damages, &sample().to_bytes());
             if let Ok(m) = Manifest::from_bytes(&bad) {
                 proptest::prop_assert_eq!(m, sample());
+            }
+        }
+
+        /// A packed part damaged under a matching checksum is an error naming it, never a
+        /// panic, or (where the damage changed nothing zstd reads) the part written.
+        #[test]
+        fn damaged_packed_parts_are_errors(
+            damages in crate::store::testing::damages(),
+            part in proptest::sample::select(vec!["archive", "contents"]),
+        ) {
+            use base64::Engine as _;
+            let b64 = base64::engine::general_purpose::STANDARD;
+            let mut v: serde_json::Value = serde_json::from_str(&body(&sample().to_bytes())).unwrap();
+            let z = b64.decode(v[part].as_str().unwrap()).unwrap();
+            let bad = crate::store::testing::apply_all(&damages, &z);
+            v[part] = serde_json::Value::String(b64.encode(&bad));
+            match Manifest::from_bytes(&checksummed(&v.to_string())) {
+                Ok(m) => proptest::prop_assert_eq!(m, sample()),
+                Err(e) => proptest::prop_assert!(
+                    e.to_string().contains("packed manifest part is damaged"),
+                    "{}", e
+                ),
             }
         }
 
