@@ -79,6 +79,9 @@ impl Restores {
             &self.instance,
             "--restore-request-object",
             file.to_str().unwrap(),
+            // The staging database's name is logged at info.
+            "--log-level",
+            "info",
         ]);
         if out.status.success() {
             Ok(serde_json::from_slice(&out.stdout).unwrap())
@@ -308,7 +311,13 @@ fn restore_options_select_what_is_restored_and_how() {
         "{refused}"
     );
     assert_eq!(databases_like(&broken), "");
-    assert_eq!(databases_like("pgvault_restore_%"), "");
+    // This restore's staging database, by the name it logged (other tests restore on the same
+    // server at the same time, so not every `pgvault_restore_%`).
+    let staging = refused
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("staging=pgvault_restore_"))
+        .unwrap_or_else(|| panic!("no staging database logged: {refused}"));
+    assert_eq!(databases_like(&format!("pgvault_restore_{staging}")), "");
 }
 
 /// A recovery point restores into a server of another major version when this machine has

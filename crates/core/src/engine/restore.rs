@@ -574,6 +574,7 @@ async fn restore_to_database(
     // Recorded before it exists: if this process is killed from here on, the next pgvault
     // drops it.
     let registration = leftovers.register("restore", Leftover::database(ds, &staging, secret))?;
+    tracing::info!(staging = %staging, target = %ds.database(), "restoring into a staging database: renamed to the target when complete, dropped if the restore fails");
     if let Err(e) = admin
         .batch_execute(&format!("CREATE DATABASE {quoted_staging}"))
         .await
