@@ -186,6 +186,12 @@ fn job_and_recovery_point_tables_read_as_people_write() {
         assert!(is_time_to_the_second(&task["Start"]), "{task:?}");
         assert!(is_human_duration(&task["Duration"]), "{task:?}");
     }
+    // The Upload step's own words give sizes the same way, not a byte count.
+    assert!(
+        shown.contains(" read, ") && !shown.contains(&format!("{read} bytes read")),
+        "{shown}"
+    );
+    assert!(shown.contains("MiB read, "), "{shown}");
 
     // Recovery points: times to the second.
     let text = stdout(

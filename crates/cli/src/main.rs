@@ -7,7 +7,6 @@
 //! stderr with a non-zero exit status; a closed stdout (`| head`) ends quietly.
 
 mod commands;
-mod human;
 mod output;
 mod plot;
 

@@ -17,8 +17,8 @@ use pgvault_core::model::simulate::parse_time;
 use pgvault_host::history::DEFAULT_JOB_HISTORY_RETENTION;
 
 use super::{coded, open_service};
-use crate::human;
 use crate::output::{Format, line, print, table};
+use pgvault_core::model::human;
 
 #[derive(Subcommand, Debug)]
 pub enum JobCommand {

@@ -9,8 +9,8 @@ use pgvault_core::engine::verify::{PointSelection, PointVerification};
 
 use super::instance::report_job;
 use super::{coded, open_service};
-use crate::human;
 use crate::output::{Format, line, print, table};
+use pgvault_core::model::human;
 
 #[derive(Subcommand, Debug)]
 pub enum RecoveryPointCommand {

@@ -47,8 +47,8 @@ use pgvault_host::script::{Interrupt, ScriptContext, describe_error, new_engine}
 use pgvault_host::service::Pgvault;
 
 use super::open_service;
-use crate::human;
 use crate::output::{Format, render};
+use pgvault_core::model::human;
 
 const PROMPT: &str = "pgvault> ";
 /// The prompt while an entry is incomplete.

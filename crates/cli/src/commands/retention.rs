@@ -10,8 +10,8 @@ use pgvault_core::model::job::JobStatus;
 use pgvault_host::retention::{GcMode, SweepOutcome, VaultSweep};
 
 use super::{coded, open_service};
-use crate::human;
 use crate::output::{Format, line, print};
+use pgvault_core::model::human;
 
 #[derive(Subcommand, Debug)]
 pub enum RetentionCommand {

@@ -16,8 +16,8 @@ use pgvault_host::retention::TierGc;
 use pgvault_host::verify::VaultCheck;
 
 use super::{coded, open_service};
-use crate::human;
 use crate::output::{Format, line, print, table};
+use pgvault_core::model::human;
 
 #[derive(Subcommand, Debug)]
 pub enum VaultCommand {

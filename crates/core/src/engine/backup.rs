@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use super::protect::{instance_target, validate_for_backup};
 use super::vault::Vault;
 use super::{Error, Result};
+use crate::model::human;
 use crate::model::instance::PROTECTION_CONFIGURED;
 use crate::model::policy::BackupPolicy;
 use crate::model::resource;
@@ -357,8 +358,10 @@ pub async fn backup(
     steps.finished(
         Step::Upload,
         Ok(format!(
-            "{} bytes read, {} stored in {} new chunks",
-            outcome.stream.length, outcome.bytes_stored, outcome.new_chunks
+            "{} read, {} stored in {} new chunks",
+            human::size(outcome.stream.length),
+            human::size(outcome.bytes_stored),
+            outcome.new_chunks
         )),
     );
     tracing::info!(

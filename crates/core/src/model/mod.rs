@@ -7,6 +7,7 @@
 
 pub mod drill;
 pub mod duration;
+pub mod human;
 pub mod instance;
 pub mod job;
 pub mod policy;

@@ -1,14 +1,15 @@
-//! Numbers as people read them, for `-o table` and the REPL: sizes in binary units
-//! (`20.7 MiB`), durations in the largest two units that matter (`0.32 s`, `1 min 34 s`,
-//! `2 h 5 min`) and times to the second, in UTC (`2026-03-01T02:00:00Z`).
+//! Numbers as people read them, for `-o table`, the REPL and the free text of job sub-tasks:
+//! sizes in binary units (`20.7 MiB`), durations in the largest two units that matter
+//! (`0.32 s`, `1 min 34 s`, `2 h 5 min`) and times to the second, in UTC
+//! (`2026-03-01T02:00:00Z`).
 //!
 //! JSON never goes through here: it keeps Azure's exact forms (byte counts, .NET TimeSpans
 //! and timestamps to the tick), which scripts and the conformance tests read. Tables take
 //! their cells from that JSON, so the `*_text` functions accept Azure's forms and hand back
 //! anything they cannot read unchanged rather than hide it.
 
+use super::job::parse_timespan;
 use chrono::{DateTime, TimeDelta, Utc};
-use pgvault_core::model::job::parse_timespan;
 
 const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
 
