@@ -489,6 +489,7 @@ impl Vault {
             compressor_threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(2),
+            dense_prefix: true,
         })
     }
 

@@ -493,6 +493,7 @@ mod tests {
             zstd_level: 1,
             pack_target_size: PACK,
             compressor_threads: 2,
+            dense_prefix: true,
         }
     }
 

@@ -29,6 +29,7 @@ pub fn config(key: [u8; 32]) -> WriterConfig {
             max_size: 32768,
         },
         zstd_level: 1,
+        dense_prefix: true,
         pack_target_size: 64 << 10,
         compressor_threads: 2,
     }
