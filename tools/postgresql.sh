@@ -1,7 +1,10 @@
 # Sourced by tools/test.sh and tools/demo.sh: finds the PostgreSQL server binaries (initdb,
 # postgres, pg_dump, pg_restore, pgbench) and installs them with apt-get when they are missing,
 # saying so. Both the tests and the demo start throwaway servers from them (crates/testkit).
-# Expects `step` and `die` from the sourcing script.
+# Also gives the sourcing script `step` (say what happens next) and `die`.
+
+step() { printf '==> %s\n' "$*"; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Where initdb lives, found the way crates/testkit finds it: pg_config, then the newest
 # Debian/Ubuntu versioned directory, then PATH.

@@ -8,9 +8,6 @@ set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
-step() { printf '==> %s\n' "$*"; }
-die() { printf 'error: %s\n' "$*" >&2; exit 1; }
-
 # shellcheck source=tools/postgresql.sh
 source tools/postgresql.sh
 ensure_postgresql

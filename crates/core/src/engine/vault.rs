@@ -586,17 +586,11 @@ impl Vault {
     /// Every policy that reads, and an error for each file that does not (not JSON, or gone
     /// between the listing and the read). Storage that fails as a whole is still an error.
     pub async fn read_policies(&self) -> Result<(Vec<Value>, Vec<Error>)> {
-        let mut out = Vec::new();
-        let mut unreadable = Vec::new();
-        for name in self.store.list_json_names(&paths::policies()).await? {
-            match self.policy_json(&name).await {
-                Ok(p) => out.push(p),
-                Err(e) if e.code == "UserErrorPolicyNotFound" => {}
-                Err(e) if is_damage(&e) => unreadable.push(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok((out, unreadable))
+        let names = self.store.list_json_names(&paths::policies()).await?;
+        read_each(names, "UserErrorPolicyNotFound", |name| async move {
+            self.policy_json(&name).await
+        })
+        .await
     }
 
     // ---- instances ----
@@ -642,18 +636,13 @@ impl Vault {
     /// Every backup instance that reads, and an error (`VaultCorrupt`, naming the file) for each
     /// one that does not. Storage that fails as a whole is still an error.
     pub async fn read_instances(&self) -> Result<(Vec<BackupInstanceRequest>, Vec<Error>)> {
-        let mut out = Vec::new();
-        let mut unreadable = Vec::new();
-        for name in self.store.list_json_names(&paths::instances()).await? {
-            match self.instance(&name).await {
-                Ok(i) => out.push(i),
-                // Deleted between the listing and the read.
-                Err(e) if e.code == "UserErrorBackupInstanceNotFound" => {}
-                Err(e) if is_damage(&e) => unreadable.push(e),
-                Err(e) => return Err(e),
-            }
-        }
-        Ok((out, unreadable))
+        let names = self.store.list_json_names(&paths::instances()).await?;
+        read_each(
+            names,
+            "UserErrorBackupInstanceNotFound",
+            |name| async move { self.instance(&name).await },
+        )
+        .await
     }
 
     /// Sets an instance's protection state, as Azure's `suspendBackups`, `stopProtection` and
@@ -1157,6 +1146,31 @@ mod archive_tier_tests {
         assert_eq!(vault.config.archive_access_tier, None);
         assert!(vault.archive.is_some(), "the archive tier is kept");
     }
+}
+
+/// Reads each named resource with `read`: what reads, and the damage errors of what does
+/// not. A resource deleted between the listing and the read (`not_found`) is skipped; any
+/// other error (the storage failing) ends the listing.
+async fn read_each<T, F, Fut>(
+    names: Vec<String>,
+    not_found: &str,
+    read: F,
+) -> Result<(Vec<T>, Vec<Error>)>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut out = Vec::new();
+    let mut unreadable = Vec::new();
+    for name in names {
+        match read(name).await {
+            Ok(item) => out.push(item),
+            Err(e) if e.code == not_found => {}
+            Err(e) if is_damage(&e) => unreadable.push(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((out, unreadable))
 }
 
 /// Whether reading one resource file failed because of what the file holds (not JSON, not the
