@@ -29,7 +29,12 @@ use super::{StoreError, VaultStore, paths};
 
 /// Largest single ranged read.
 const BATCH_BYTES: u64 = 4 << 20;
-/// Batches fetched and decoded ahead of the writer.
+/// Most decoded bytes one batch holds: a read of 4 MiB of well-compressed chunks (a table of
+/// blank-padded rows compresses ten to one) would otherwise decode to 40 MiB and more, and
+/// [`BATCHES_IN_FLIGHT`] of those made a restore's memory swing from 70 to 280 MiB.
+const BATCH_RAW_BYTES: u64 = 8 << 20;
+/// Batches fetched and decoded ahead of the writer. At most
+/// `BATCHES_IN_FLIGHT * (BATCH_BYTES + BATCH_RAW_BYTES)` (48 MiB) is held by them.
 const BATCHES_IN_FLIGHT: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +82,8 @@ struct Batch {
     pack: PackId,
     start: u64,
     end: u64,
+    /// The decoded length of its chunks.
+    raw: u64,
     /// (chunk, offset of its blob from `start`, blob length)
     chunks: Vec<(ChunkId, usize, usize)>,
 }
@@ -96,16 +103,24 @@ fn plan_batches(index: &ChunkIndex, refs: &[ChunkRef]) -> Result<Vec<Batch>, Rea
             });
         }
         let (start, end) = (loc.offset as u64, loc.offset as u64 + loc.length as u64);
+        let raw = u64::from(r.length);
         match batches.last_mut() {
-            Some(b) if b.pack == pack && b.end == start && end - b.start <= BATCH_BYTES => {
+            Some(b)
+                if b.pack == pack
+                    && b.end == start
+                    && end - b.start <= BATCH_BYTES
+                    && b.raw + raw <= BATCH_RAW_BYTES =>
+            {
                 b.chunks
                     .push((r.id, (start - b.start) as usize, loc.length as usize));
                 b.end = end;
+                b.raw += raw;
             }
             _ => batches.push(Batch {
                 pack,
                 start,
                 end,
+                raw,
                 chunks: vec![(r.id, 0, loc.length as usize)],
             }),
         }
@@ -508,6 +523,47 @@ mod tests {
                         .all(|e| !lists.contains(&e.id) && s.first_needs.contains(&e.id))
             })
             .expect("a pack of the first point's data chunks")
+    }
+
+    /// A batch is bounded by what its chunks decode to as well as by what it reads: 1,000
+    /// chunks of 32 KiB stored in 1 KiB each, one after another in one pack, make batches of
+    /// at most 8 MiB decoded, not one 1 MiB read that decodes to 32 MiB.
+    #[test]
+    fn batches_are_bounded_by_their_decoded_size() {
+        let ids: Vec<ChunkId> = (0..1000u32)
+            .map(|i| ChunkId(*blake3::hash(&i.to_le_bytes()).as_bytes()))
+            .collect();
+        let entries: Vec<PackEntry> = ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| PackEntry {
+                id: *id,
+                offset: i as u32 * 1024,
+                length: 1024,
+                raw_length: 32 << 10,
+                base: None,
+            })
+            .collect();
+        let mut index = ChunkIndex::default();
+        index.add_pack(PackId([7; 32]), &entries);
+        let refs: Vec<ChunkRef> = ids
+            .iter()
+            .map(|id| ChunkRef {
+                id: *id,
+                length: 32 << 10,
+                head: 0,
+            })
+            .collect();
+        let batches = plan_batches(&index, &refs).unwrap();
+        assert_eq!(batches.len(), 4, "32 MiB decoded in batches of 8 MiB");
+        for b in &batches {
+            assert!(b.raw <= BATCH_RAW_BYTES && b.end - b.start <= BATCH_BYTES);
+        }
+        let planned: Vec<ChunkId> = batches
+            .iter()
+            .flat_map(|b| b.chunks.iter().map(|c| c.0))
+            .collect();
+        assert_eq!(planned, ids);
     }
 
     #[test]
