@@ -37,7 +37,7 @@ use crate::model::retention::{Fate, policy_zone, retention_plan, states_at};
 use crate::store::blob_rest::{BlobError, BlobProperties, BlobRest};
 use crate::store::manifest::{Manifest, StreamInfo, decode_chunk_list};
 use crate::store::pack::{ChunkIndex, PackId};
-use crate::store::reader::{ReadError, fetch_blob, load_index, read_stream};
+use crate::store::reader::{ReadError, fetch_blob, read_stream};
 use crate::store::writer::{Progress, write_stream};
 use crate::store::{ArchiveAccessTier, VaultStore, paths};
 
@@ -445,7 +445,7 @@ async fn bring_point_online(
     status: &(dyn Fn(String) + Send + Sync),
 ) -> Result<HashSet<PackId>> {
     let key = vault.config.chunk_key()?;
-    let index = load_index(store).await?;
+    let index = tiering_index(store).await?;
     loop {
         let (needed, lists_archived) = packs_of(store, &index, &key, &point.stream).await?;
         if lists_archived.is_empty() {
@@ -454,6 +454,14 @@ async fn bring_point_online(
         }
         bring_online(rest, &lists_archived, priority, status).await?;
     }
+}
+
+/// The index that says which packs a rehydration brings online (and returns to its tier):
+/// the one the copy then reads through, damaged packs last. With the plain index a chunk
+/// that a damaged pack and a sound one both hold could be brought online in the damaged
+/// pack, and the copy, reading the sound one, would find it still archived.
+async fn tiering_index(store: &VaultStore) -> Result<ChunkIndex> {
+    Ok(crate::store::damage::load_readable_index(store).await?.0)
 }
 
 /// The packs a stream reads (its chunk-list blocks', its chunks', their delta bases'), and
@@ -595,7 +603,7 @@ async fn return_to_tier(
     packs: &HashSet<PackId>,
     tier: ArchiveAccessTier,
 ) -> Result<()> {
-    let index = load_index(store).await?;
+    let index = tiering_index(store).await?;
     let mut list_packs = HashSet::new();
     for path in store.list(&paths::recovery_points_root()).await? {
         let Ok(manifest) = Manifest::from_bytes(&store.get(&path).await?) else {
@@ -735,6 +743,67 @@ mod tests {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let sink = seen.clone();
         (seen, move |s| sink.lock().unwrap().push(s))
+    }
+
+    /// A rehydration brings online the packs the copy will read: with a chunk in a pack
+    /// recorded bad and again in a sound one (a later backup stored it anew), the sound one,
+    /// whatever order the index files list in.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn rehydration_brings_online_the_sound_copy_of_a_chunk() {
+        use crate::store::damage::{DamageNotes, load_backup_index};
+        use crate::store::testing::{self, KEY};
+
+        let store = VaultStore::open("memory://").unwrap();
+        let data = testing::archive(6_000, 0);
+        let rp1 = testing::backup(&store, KEY, "db", "rp1", data.clone(), None).await;
+        let mut notes = DamageNotes::default();
+        for pack in &testing::packs(&store).await {
+            notes.note(*pack, None, "test: recorded bad");
+        }
+        notes.record(&store, "test").await.unwrap();
+        // A backup that avoids the damage stores every chunk again, in new packs (a new first
+        // chunk shifts what goes in which pack, so they are not byte for byte the old ones).
+        let (known, _) = load_backup_index(&store).await.unwrap();
+        let mut again = b"a new first row\n".repeat(2_000);
+        again.extend_from_slice(&data);
+        write_stream(
+            &store,
+            Arc::new(known),
+            &testing::config(KEY),
+            std::io::Cursor::new(again),
+            Arc::new(Progress::default()),
+            None,
+        )
+        .await
+        .unwrap();
+
+        // Still bad: recorded, and not written again whole since. `sound` holds the rest.
+        let (sound, excluded) = load_backup_index(&store).await.unwrap();
+        assert!(!excluded.recorded_bad.is_empty());
+        let index = tiering_index(&store).await.unwrap();
+        let (needed, archived) = packs_of(&store, &index, &KEY, &rp1.stream).await.unwrap();
+        assert!(archived.is_empty() && !needed.is_empty());
+        // Every chunk of the point that a sound pack holds is brought online there (its
+        // chunk-list blocks and a first chunk only it has are in bad packs alone).
+        let mut ids = rp1.stream.chunk_lists.clone();
+        for list in &rp1.stream.chunk_lists {
+            let (_, block) = fetch_blob(&store, &index, &KEY, *list).await.unwrap();
+            ids.extend(decode_chunk_list(&block).unwrap().iter().map(|r| r.id));
+        }
+        let mut with_sound_copy = 0;
+        for id in ids.iter().filter(|id| sound.get(id).is_some()) {
+            with_sound_copy += 1;
+            let (pack, _) = index.get(id).unwrap();
+            assert!(
+                !excluded.recorded_bad.contains(&pack),
+                "chunk {id:?} would be brought online in a pack recorded bad"
+            );
+        }
+        assert!(
+            with_sound_copy > ids.len() / 2,
+            "{with_sound_copy} of {}",
+            ids.len()
+        );
     }
 
     /// Three packs pending; one comes online per poll. The wait polls on tokio's (paused)
