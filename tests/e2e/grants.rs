@@ -83,16 +83,7 @@ fn part_for<'a>(parts: &'a [(String, String)], role: &str) -> &'a str {
 }
 
 fn adhoc_backup(w: &World, instance: &str) -> std::process::Output {
-    w.run(&[
-        "backup-instance",
-        "adhoc-backup",
-        "--vault-name",
-        "V",
-        "--name",
-        instance,
-        "--rule-name",
-        "Default",
-    ])
+    w.run(&crate::support::backup_args("V", instance))
 }
 
 #[test]

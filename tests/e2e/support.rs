@@ -176,17 +176,9 @@ impl World {
         ])
     }
 
+    /// An adhoc backup under the Default rule that must succeed: its job.
     pub fn backup(&self, vault: &str, instance: &str) -> Value {
-        self.json(&[
-            "backup-instance",
-            "adhoc-backup",
-            "--vault-name",
-            vault,
-            "--name",
-            instance,
-            "--rule-name",
-            "Default",
-        ])
+        self.json(&backup_args(vault, instance))
     }
 
     pub fn recovery_points(&self, vault: &str, instance: &str) -> Vec<Value> {
@@ -200,6 +192,21 @@ impl World {
         ]);
         v.as_array().unwrap().clone()
     }
+}
+
+/// `backup-instance adhoc-backup` of `instance` in `vault` under the Default rule, for a test
+/// that runs it its own way (another environment, a failure expected, killed half way).
+pub fn backup_args<'a>(vault: &'a str, instance: &'a str) -> [&'a str; 8] {
+    [
+        "backup-instance",
+        "adhoc-backup",
+        "--vault-name",
+        vault,
+        "--name",
+        instance,
+        "--rule-name",
+        "Default",
+    ]
 }
 
 /// A database with the shapes a real one has: schemas, several column types, a

@@ -72,16 +72,7 @@ fn reference_dump(database: &str) -> Vec<u8> {
 /// An adhoc backup of `instance` with `bin` as PGVAULT_PG_BINDIR: the job as printed.
 fn backup_with(w: &World, instance: &str, bin: &Path) -> (bool, Value, String) {
     let out = w
-        .command(&[
-            "backup-instance",
-            "adhoc-backup",
-            "--vault-name",
-            "V",
-            "--name",
-            instance,
-            "--rule-name",
-            "Default",
-        ])
+        .command(&crate::support::backup_args("V", instance))
         .env("PGVAULT_PG_BINDIR", bin)
         .output()
         .unwrap();

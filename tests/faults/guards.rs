@@ -120,16 +120,7 @@ fn killed_at(w: &World, fault: &str, bin: &Path, args: &[&str]) -> Output {
 }
 
 fn backup_args(instance: &str) -> [&str; 8] {
-    [
-        "backup-instance",
-        "adhoc-backup",
-        "--vault-name",
-        "V",
-        "--name",
-        instance,
-        "--rule-name",
-        "Default",
-    ]
+    crate::support::backup_args("V", instance)
 }
 
 /// The vault checks without damage.
