@@ -424,6 +424,40 @@ fn the_rhai_walkthrough_uses_its_restore_secret_and_runs_twice() {
     assert!(!first.contains("pw-restore") && !second.contains("pw-restore"));
 }
 
+/// The README's first command, as `tools/demo.sh` ends up running it (small): the whole
+/// walkthrough on a throwaway server of its own, the backup user granted with the script
+/// pgvault prints, both restores checked, its folder removed.
+#[test]
+fn the_demo_runs_through() {
+    let w = World::new();
+    let out = w.run(&["demo", "--scale", "1"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for step in [
+        "protected: ",
+        "restored in ",
+        "pg_restore --list shows",
+        "Done.",
+    ] {
+        assert!(stdout.contains(step), "no {step:?} in:\n{stdout}");
+    }
+    let folder = stdout
+        .split_whitespace()
+        .find(|w| w.contains("pgvault-demo-"))
+        .map(|w| {
+            w.trim_end_matches(|c: char| !c.is_alphanumeric())
+                .to_owned()
+        })
+        .unwrap_or_else(|| panic!("no demo folder named in:\n{stdout}"));
+    let folder = folder.split("/out/").next().unwrap().to_owned();
+    let folder = folder.split("/empdb11").next().unwrap().to_owned();
+    assert!(!Path::new(&folder).exists(), "{folder} is left behind");
+}
+
 /// `pgvault demo` without the PostgreSQL server binaries ends with what to install, not a panic.
 #[test]
 fn the_demo_without_postgresql_says_how_to_get_it() {

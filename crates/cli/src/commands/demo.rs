@@ -23,7 +23,7 @@ use pgvault_core::model::job::{JobFilter, JobStatus};
 use pgvault_core::model::policy::DatasourceType;
 use pgvault_core::model::resource::vault_id;
 use pgvault_core::model::templates::default_policy_template;
-use pgvault_core::postgres::readiness::grant_script_for;
+use pgvault_core::postgres::readiness::grant_script_at;
 use pgvault_host::service::Pgvault;
 use pgvault_testkit::{ClusterOptions, TestCluster};
 use serde_json::Value;
@@ -128,12 +128,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         "postgres",
         "CREATE ROLE backup_user LOGIN PASSWORD 'demo-password' CREATEDB",
     );
-    let (client, connection) =
-        tokio_postgres::connect(&cluster.admin_url_for("empdb11"), tokio_postgres::NoTls)
-            .await
-            .context("connecting to empdb11")?;
-    tokio::spawn(connection);
-    let script = grant_script_for(&client, "backup_user")
+    let script = grant_script_at(&cluster.admin_url_for("empdb11"), "backup_user")
         .await
         .context("reading the grant script")?;
     cluster.psql("empdb11", &script.to_string());

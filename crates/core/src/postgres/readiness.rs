@@ -131,6 +131,18 @@ pub async fn grant_script_for(client: &Client, user: &str) -> Result<GrantScript
     ))
 }
 
+/// The whole grant script for `user` on the database a `postgres://` URL names, read with the
+/// URL's login (no TLS: a local server): for `pgvault demo`, which grants its own backup user
+/// as an administrator would.
+pub async fn grant_script_at(url: &str, user: &str) -> Result<GrantScript, ReadinessError> {
+    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    let connection = tokio::spawn(connection);
+    let script = grant_script_for(&client, user).await;
+    drop(client);
+    let _ = connection.await;
+    script
+}
+
 /// The owner that can grant on an object owned by `role_oid`: `pg_database_owner` stands
 /// for the database's owner.
 fn granting_owner(role_oid: &str) -> String {
