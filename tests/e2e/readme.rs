@@ -445,17 +445,15 @@ fn the_demo_runs_through() {
     ] {
         assert!(stdout.contains(step), "no {step:?} in:\n{stdout}");
     }
-    let folder = stdout
+    // The folder it worked in: the path up to `pgvault-demo-XXXXXX` in what it printed.
+    let path = stdout
         .split_whitespace()
-        .find(|w| w.contains("pgvault-demo-"))
-        .map(|w| {
-            w.trim_end_matches(|c: char| !c.is_alphanumeric())
-                .to_owned()
-        })
+        .find(|w| w.contains("/pgvault-demo-"))
         .unwrap_or_else(|| panic!("no demo folder named in:\n{stdout}"));
-    let folder = folder.split("/out/").next().unwrap().to_owned();
-    let folder = folder.split("/empdb11").next().unwrap().to_owned();
-    assert!(!Path::new(&folder).exists(), "{folder} is left behind");
+    let at = path.find("/pgvault-demo-").unwrap() + 1;
+    let end = path[at..].find('/').map_or(path.len(), |i| at + i);
+    let folder = &path[..end];
+    assert!(!Path::new(folder).exists(), "{folder} is left behind");
 }
 
 /// `pgvault demo` without the PostgreSQL server binaries ends with what to install, not a panic.
