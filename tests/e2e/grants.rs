@@ -468,3 +468,51 @@ fn large_objects_are_granted_and_a_new_one_is_named() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Row-level security: `pg_dump` reads with row security off, which a role that does not own
+/// the table may only with BYPASSRLS, and only a superuser gives that. Readiness names the
+/// table and the script ends with the superuser's part; the backup works once it has run.
+#[test]
+fn a_table_with_row_level_security_needs_the_superusers_part() {
+    let w = World::new();
+    let c = cluster();
+    let db = owned_database("grantrls", 50);
+    db.as_owner(
+        "ALTER TABLE public.customer ENABLE ROW LEVEL SECURITY;
+         CREATE POLICY active_only ON public.customer USING (active);",
+    );
+    let (user, password) = backup_role(&db);
+    w.vault_with_policy("V");
+    let secret = w.secret_file("b.secret", &db.name, &user, &password);
+
+    let err = create_fails(&w, &db.name, &secret);
+    assert!(
+        err.contains("BYPASSRLS for table public.customer, which has row-level security"),
+        "{err}"
+    );
+    let script = script(&err);
+    let (superuser, owners): (Vec<&str>, Vec<&str>) = script
+        .split("\n\n")
+        .partition(|part| part.starts_with("-- as a superuser ("));
+    assert_eq!(
+        superuser,
+        [format!(
+            "-- as a superuser (row-level security on 1 table):\nALTER ROLE {user} BYPASSRLS;"
+        )],
+        "{err}"
+    );
+    for part in &owners {
+        db.as_owner(part);
+    }
+    // Without the superuser's part the backup user still cannot dump the table.
+    let err = create_fails(&w, &db.name, &secret);
+    assert!(err.contains("BYPASSRLS"), "{err}");
+    c.psql(&db.name, superuser[0]);
+    let instance = create(&w, &db.name, &secret);
+    let out = adhoc_backup(&w, &instance);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -267,6 +267,24 @@ pub async fn read_privileges(
         });
     }
 
+    // Tables with row-level security: pg_dump reads with row security off, which only their
+    // owner (and members of its role), a superuser or a BYPASSRLS role may.
+    let rls = format!(
+        "SELECT quote_ident(n.nspname), quote_ident(c.relname) \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE {dumped} AND c.relrowsecurity AND NOT pg_has_role($1, c.relowner, 'USAGE') \
+           AND NOT EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = $1 AND (r.rolsuper OR r.rolbypassrls)) \
+         ORDER BY n.nspname, c.relname",
+        dumped = dumped_relation("c", "n"),
+    );
+    for row in client.query(&rls, &[&user]).await? {
+        p.row_security.push(format!(
+            "{}.{}",
+            row.get::<_, String>(0),
+            row.get::<_, String>(1)
+        ));
+    }
+
     // Large objects the user cannot read: pg_dump reads every one (`lo_open`). The check is
     // written out rather than `has_largeobject_privilege`, which only PostgreSQL 17 has: the
     // owner, a member of the owner's role, a grantee (or PUBLIC), a superuser, or
@@ -357,6 +375,9 @@ pub struct Privileges {
     pub unreadable: Vec<Relation>,
     /// Large objects the user cannot SELECT (`pg_dump` reads them all).
     pub large_objects: Vec<LargeObject>,
+    /// Tables (`schema.name`) with row-level security the user neither owns nor bypasses:
+    /// `pg_dump` reads with row security off and fails on them without BYPASSRLS.
+    pub row_security: Vec<String>,
     /// How many tables and sequences whose data `pg_dump` reads the user can SELECT.
     pub readable: i64,
     /// Every role that owns a schema, table or sequence `pg_dump` reads (the user aside).
@@ -423,6 +444,11 @@ impl Privileges {
         for l in &self.large_objects {
             missing.push(format!("SELECT on large object {}", l.oid));
         }
+        for t in &self.row_security {
+            missing.push(format!(
+                "BYPASSRLS for table {t}, which has row-level security"
+            ));
+        }
         missing
     }
 
@@ -434,6 +460,7 @@ impl Privileges {
         self.connect
             && self.schemas.iter().all(|s| s.usage)
             && !(self.unreadable.is_empty() && self.large_objects.is_empty())
+            && self.row_security.is_empty()
             && self.readable > 0
     }
 }
@@ -455,6 +482,7 @@ struct Part {
     tables: usize,
     sequences: usize,
     large_objects: usize,
+    row_security: usize,
     grants: Vec<String>,
     defaults: Vec<String>,
 }
@@ -520,6 +548,13 @@ impl GrantScript {
             }
         }
         script.large_objects(p);
+        if !p.row_security.is_empty() {
+            // Only a superuser gives BYPASSRLS: a part of its own, last.
+            let part = script.part(SUPERUSER);
+            part.row_security = p.row_security.len();
+            part.grants
+                .push(format!("ALTER ROLE {} BYPASSRLS;", p.user));
+        }
         for owner in &p.owners {
             script.defaults(p, owner);
         }
@@ -549,7 +584,10 @@ impl GrantScript {
 
     /// The roles that must run a part, in the script's order.
     pub fn roles(&self) -> impl Iterator<Item = &str> {
-        self.parts.iter().map(|p| p.role.as_str())
+        self.parts
+            .iter()
+            .map(|p| p.role.as_str())
+            .filter(|r| *r != SUPERUSER)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -628,13 +666,22 @@ impl GrantScript {
     }
 
     fn finish(mut self) -> GrantScript {
-        // The database owner's part first: it is the one most likely to run all of it.
+        // The database owner's part first: it is the one most likely to run all of it; the
+        // superuser's last.
         let first = self.database_owner.clone();
-        self.parts
-            .sort_by(|a, b| (a.role != first, &a.role).cmp(&(b.role != first, &b.role)));
+        self.parts.sort_by(|a, b| {
+            (a.role == SUPERUSER, a.role != first, &a.role).cmp(&(
+                b.role == SUPERUSER,
+                b.role != first,
+                &b.role,
+            ))
+        });
         self
     }
 }
+
+/// The part only a superuser can run (no role is named by an empty identifier).
+const SUPERUSER: &str = "";
 
 fn grant_select(r: &Relation, user: &str) -> String {
     format!(
@@ -650,6 +697,22 @@ impl fmt::Display for GrantScript {
         for (i, part) in self.parts.iter().enumerate() {
             if i > 0 {
                 f.write_str("\n\n")?;
+            }
+            if part.role == SUPERUSER {
+                write!(
+                    f,
+                    "-- as a superuser (row-level security on {} {}):",
+                    part.row_security,
+                    if part.row_security == 1 {
+                        "table"
+                    } else {
+                        "tables"
+                    }
+                )?;
+                for line in &part.grants {
+                    write!(f, "\n{line}")?;
+                }
+                continue;
             }
             write!(f, "-- as {} or a superuser", part.role)?;
             let mut owns = Vec::new();
@@ -759,6 +822,7 @@ mod tests {
                 sequence("public", "customer_customer_id_seq", "appowner"),
             ],
             large_objects: Vec::new(),
+            row_security: Vec::new(),
             readable: 0,
             owners: vec![no_defaults("appowner")],
             schema_defaults: true,
