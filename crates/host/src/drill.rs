@@ -24,10 +24,7 @@ use pgvault_core::model::drill::{
     DrillHistory, DrillReason, RestoreDrillSettings, drill_due, next_drill_time,
 };
 use pgvault_core::model::instance::{BackupInstanceRequest, PROTECTION_CONFIGURED};
-use pgvault_core::model::job::{
-    DATASOURCE_TYPE_DETAIL, FRIENDLY_NAME_DETAIL, Job, JobFilter, JobStatus, NewJob, Operation,
-    format_timespan,
-};
+use pgvault_core::model::job::{Job, JobFilter, JobStatus, NewJob, Operation, format_timespan};
 use pgvault_core::model::resource;
 
 use crate::history::current_owner;
@@ -236,19 +233,10 @@ impl Pgvault {
         let mut new = NewJob::new(Operation::RestoreDrill, vault.name(), now, current_owner());
         new.is_user_triggered = user_triggered;
         new.backup_instance_name = Some(instance.to_owned());
-        new.datasource_name = Some(inst.properties.data_source_info.resource_name.clone());
-        new.datasource_id = Some(inst.properties.data_source_info.resource_id.clone());
+        new.describe_instance(&inst.properties);
         new.policy_name =
             Some(resource::last_segment(&inst.properties.policy_info.policy_id).to_owned());
         new.recovery_point_id = Some(manifest.recovery_point_id.clone());
-        new.extended_details.insert(
-            FRIENDLY_NAME_DETAIL.into(),
-            inst.properties.friendly_name.clone(),
-        );
-        new.extended_details.insert(
-            DATASOURCE_TYPE_DETAIL.into(),
-            inst.properties.data_source_info.datasource_type.clone(),
-        );
         new.extended_details
             .insert("RestoreTarget".into(), target.server.server_url());
         new.extended_details

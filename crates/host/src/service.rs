@@ -285,18 +285,10 @@ impl Pgvault {
             current_owner(),
         );
         new.backup_instance_name = Some(request.name.clone());
-        new.datasource_name = Some(request.properties.data_source_info.resource_name.clone());
-        new.datasource_id = Some(request.properties.data_source_info.resource_id.clone());
+        new.describe_instance(&request.properties);
         new.policy_name = Some(
             pgvault_core::model::resource::last_segment(&request.properties.policy_info.policy_id)
                 .to_string(),
-        );
-        let friendly = request.properties.friendly_name.clone();
-        new.extended_details
-            .insert(FRIENDLY_NAME_DETAIL.into(), friendly);
-        new.extended_details.insert(
-            DATASOURCE_TYPE_DETAIL.into(),
-            request.properties.data_source_info.datasource_type.clone(),
         );
         let job = self.history.start(&new).map_err(history_err)?;
         let result = create_instance(&vault, request).await;
@@ -326,16 +318,7 @@ impl Pgvault {
             current_owner(),
         );
         new.backup_instance_name = Some(instance.to_owned());
-        new.datasource_name = Some(before.properties.data_source_info.resource_name.clone());
-        new.datasource_id = Some(before.properties.data_source_info.resource_id.clone());
-        new.extended_details.insert(
-            FRIENDLY_NAME_DETAIL.into(),
-            before.properties.friendly_name.clone(),
-        );
-        new.extended_details.insert(
-            DATASOURCE_TYPE_DETAIL.into(),
-            before.properties.data_source_info.datasource_type.clone(),
-        );
+        new.describe_instance(&before.properties);
         new.extended_details
             .insert("ProtectionState".into(), state.to_owned());
         let job = self.history.start(&new).map_err(history_err)?;
@@ -765,16 +748,7 @@ impl Pgvault {
         };
         new.extended_details.insert(target.0.to_string(), target.1);
         if let Ok(inst) = vault.instance(instance).await {
-            new.datasource_name = Some(inst.properties.data_source_info.resource_name.clone());
-            new.datasource_id = Some(inst.properties.data_source_info.resource_id.clone());
-            new.extended_details.insert(
-                FRIENDLY_NAME_DETAIL.into(),
-                inst.properties.friendly_name.clone(),
-            );
-            new.extended_details.insert(
-                DATASOURCE_TYPE_DETAIL.into(),
-                inst.properties.data_source_info.datasource_type.clone(),
-            );
+            new.describe_instance(&inst.properties);
         }
         let lock = self
             .shared_lock(&vault.store, &format!("restore of {instance}"))
