@@ -949,13 +949,6 @@ impl DatasourceError {
 // Connecting
 // ---------------------------------------------------------------------------------------------
 
-/// Everything needed to connect to one database: where from the [`Datasource`], who and how
-/// from the [`ConnectionString`].
-///
-/// The secret's `Server`, `Port` and `Database`, if present, are ignored: the datasource is
-/// what the backup instance protects, and one secret may serve every database on a server.
-/// When they differ from the datasource a warning is logged ([`secret_mismatch`]), since a
-/// secret pointing elsewhere is more often a copy-paste mistake than intent.
 /// What a secret is for: one database (a backup instance's), or a server (a restore's
 /// target, a drill's scratch database, which do not exist yet).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -993,6 +986,13 @@ pub fn secret_mismatch(
     }
 }
 
+/// Everything needed to connect to one database: where from the [`Datasource`], who and how
+/// from the [`ConnectionString`].
+///
+/// The secret's `Server`, `Port` and `Database`, if present, are ignored: the datasource is
+/// what the backup instance protects, and one secret may serve every database on a server.
+/// When they differ from the datasource a warning is logged ([`secret_mismatch`]), since a
+/// secret pointing elsewhere is more often a copy-paste mistake than intent.
 #[derive(Clone)]
 pub struct ConnectParams {
     host: String,
