@@ -21,9 +21,10 @@
 //!   environment and the `tokio-postgres` connection, never the vault, a job or a log.
 
 pub mod engine;
+/// The pure model, its own crate so that the compiler keeps it free of IO.
+pub use pgvault_model as model;
 pub mod fault;
 pub mod limits;
-pub mod model;
 pub mod postgres;
 pub mod process;
 pub mod secrets;

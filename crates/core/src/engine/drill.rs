@@ -27,6 +27,7 @@ use super::{Error, Result};
 pub use crate::model::drill::DrillTarget;
 use crate::postgres::connection::{ConnectParams, ConnectionString};
 use crate::postgres::contents::{DatabaseContents, TableInfo, restored_contents};
+use crate::secrets::ResolveSecret as _;
 use crate::store::manifest::Manifest;
 
 /// The error code of a drill whose restore differs from what the backup recorded.

@@ -32,6 +32,7 @@ use super::drill::SCRATCH_PREFIX;
 use super::{Error, Result};
 use crate::postgres::connection::{ConnectParams, ConnectionString, Datasource};
 use crate::process::{local_host_name, process_alive};
+use crate::secrets::ResolveSecret as _;
 use crate::secrets::SecretRef;
 
 /// The prefix of a restore's staging database.

@@ -17,6 +17,7 @@ use crate::model::resource;
 use crate::postgres::EXCLUDED_DATABASES;
 use crate::postgres::connection::{ConnectParams, ConnectionString, Datasource};
 use crate::postgres::readiness::{DatabaseFacts, check_backup_privileges, database_facts};
+use crate::secrets::ResolveSecret as _;
 use crate::secrets::{SecretRef, SecretStoreType};
 
 /// The datasource types pgvault protects, by the az CLI's name, with the ARM types the

@@ -31,6 +31,7 @@ use crate::model::restore::{
 };
 use crate::postgres::connection::{ConnectParams, ConnectionString, Datasource};
 use crate::postgres::tools::{ToolProcess, find_tool};
+use crate::secrets::ResolveSecret as _;
 use crate::secrets::{SecretRef, SecretStoreType};
 use crate::store::azure::AzureLocation;
 use crate::store::manifest::Manifest;

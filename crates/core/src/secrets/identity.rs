@@ -163,15 +163,7 @@ impl AzureEnv {
     }
 }
 
-/// Whether a URL points at this machine (`127.0.0.0/8`, `::1` or `localhost`).
-pub(crate) fn is_loopback(url: &url::Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        None => false,
-    }
-}
+pub(crate) use pgvault_model::secret::is_loopback;
 
 /// An access token and when it stops being valid. The token is a secret.
 #[derive(Debug, Clone)]

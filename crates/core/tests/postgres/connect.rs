@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use pgvault_core::postgres::connection::{ConnectParams, ConnectionString, Datasource};
+use pgvault_core::secrets::ResolveSecret as _;
 use pgvault_core::secrets::SecretRef;
 use pgvault_testkit::TestCluster;
 

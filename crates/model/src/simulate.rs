@@ -2,18 +2,18 @@
 //!
 //! Every scheduled backup in `[from, to)` is assumed to succeed at its scheduled time. Each is
 //! tagged, planned and judged at `at` by the same functions the backup engine and the
-//! retention sweep use ([`crate::model::retention`]), so the simulation is the vault's
+//! retention sweep use ([`crate::retention`]), so the simulation is the vault's
 //! behaviour, not a model of it.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::model::policy::{BackupPolicy, DataStoreType};
-use crate::model::retention::{
+use crate::policy::{BackupPolicy, DataStoreType};
+use crate::retention::{
     DataStoreSpan, Fate, RetentionPlan, policy_zone, retention_plan, schedule_trigger,
     scheduled_backup_tag, states_at,
 };
-use crate::model::schedule::{Schedule, ScheduleError};
+use crate::schedule::{Schedule, ScheduleError};
 
 /// A time as `simulate` takes it on the command line and in Rhai: RFC 3339
 /// (`2025-01-01T02:00:00+01:00`) or a date, meaning its midnight in UTC.
@@ -474,7 +474,7 @@ mod tests {
             Err(SimulateError::EmptyWindow { .. })
         ));
         let mut adhoc = policy.clone();
-        if let crate::model::policy::PolicyRule::Backup(rule) = &mut adhoc.policy_rules[0] {
+        if let crate::policy::PolicyRule::Backup(rule) = &mut adhoc.policy_rules[0] {
             rule.trigger = serde_json::from_value(json!({
                 "objectType": "AdhocBasedTriggerContext",
                 "taggingCriteria": {"tagInfo": {"tagName": "Default"}}

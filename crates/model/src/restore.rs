@@ -145,7 +145,7 @@ impl TargetDetails {
     pub fn job_detail(&self) -> (&'static str, String) {
         if self.is_blob_container() {
             let url = self.url.split(['?', '#']).next().unwrap_or_default();
-            ("RestoreTargetContainer", crate::store::azure::redact(url))
+            ("RestoreTargetContainer", crate::redact::redact(url))
         } else {
             ("RestoreTargetFolder", self.url.clone())
         }

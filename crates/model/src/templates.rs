@@ -7,8 +7,8 @@
 //! Built from the typed model rather than embedded JSON so that a change to the model cannot
 //! leave the template behind; the tests compare its JSON with the az CLI's, field for field.
 
-use crate::model::duration::IsoDuration;
-use crate::model::policy::{
+use crate::duration::IsoDuration;
+use crate::policy::{
     AbsoluteDeleteOption, AzureBackupRule, AzureRetentionRule, BackupParameters, BackupPolicy,
     BackupSchedule, DEFAULT_RULE_NAME, DataStoreInfo, DataStoreType, DatasourceType, PolicyRule,
     RetentionTag, ScheduleBasedTriggerContext, SourceLifeCycle, TaggingCriteria, Trigger,

@@ -33,12 +33,12 @@ use chrono::{DateTime, Datelike, NaiveTime, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use crate::model::duration::IsoDuration;
-use crate::model::policy::{
+use crate::duration::IsoDuration;
+use crate::policy::{
     AbsoluteMarker, BackupPolicy, CopyOption, DataStoreType, DayOfMonth,
     ScheduleBasedBackupCriteria, ScheduleBasedTriggerContext, Trigger, WeekNumber,
 };
-use crate::model::schedule::{ScheduleError, add_in_zone, parse_time_zone};
+use crate::schedule::{ScheduleError, add_in_zone, parse_time_zone};
 
 /// The tag the default tagging criteria carries when a policy has none (it always has one
 /// once validated).
@@ -718,7 +718,7 @@ mod tests {
     #[test]
     fn generic_criteria_match_every_field_given() {
         let criteria = |v: Value| -> ScheduleBasedBackupCriteria {
-            crate::model::policy::from_lenient_value(v).unwrap()
+            crate::policy::from_lenient_value(v).unwrap()
         };
         let zone = chrono_tz::UTC;
         // (criteria, time, matches)

@@ -35,9 +35,9 @@ use serde_json::{Map, Value, json};
 use thiserror::Error;
 use uuid::Uuid;
 
-use crate::model::duration::IsoDuration;
-use crate::model::instance::BackupInstanceProperties;
-use crate::model::resource;
+use crate::duration::IsoDuration;
+use crate::instance::BackupInstanceProperties;
+use crate::resource;
 
 /// The Azure resource type of a job, as it appears in `type`.
 pub const AZURE_JOB_TYPE: &str = "Microsoft.DataProtection/backupVaults/backupJobs";

@@ -27,14 +27,14 @@ use std::str::FromStr;
 
 use chrono::NaiveDateTime;
 
-use crate::model::duration::{DurationUnit, IsoDuration};
-use crate::model::policy::{
+use crate::duration::{DurationUnit, IsoDuration};
+use crate::policy::{
     AbsoluteDeleteOption, AbsoluteMarker, AzureRetentionRule, BackupPolicy, CopyOption,
     CustomCopyOption, DEFAULT_RULE_NAME, DataStoreInfo, DataStoreType, DayOfMonth, DayOfWeek,
     Month, PolicyRule, RetentionTag, ScheduleBasedBackupCriteria, ScheduleBasedTriggerContext,
     SourceLifeCycle, TaggingCriteria, TargetCopySetting, Trigger, UnknownValue, WeekNumber,
 };
-use crate::model::templates::DEFAULT_TAGGING_PRIORITY;
+use crate::templates::DEFAULT_TAGGING_PRIORITY;
 
 // ---------------------------------------------------------------------------------------------
 // Vocabularies
@@ -725,8 +725,8 @@ fn list(names: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::policy::{DatasourceType, PolicyError};
-    use crate::model::templates::default_policy_template;
+    use crate::policy::{DatasourceType, PolicyError};
+    use crate::templates::default_policy_template;
     use serde_json::{Value, json};
 
     /// A case's expected outcome: a value, or a fragment of the error message.
@@ -930,8 +930,8 @@ mod tests {
         // A policy whose only backup rule is ad hoc has no schedule to set.
         let mut adhoc = flexible_template();
         if let PolicyRule::Backup(rule) = &mut adhoc.policy_rules[0] {
-            rule.trigger = Trigger::Adhoc(crate::model::policy::AdhocBasedTriggerContext {
-                tagging_criteria: crate::model::policy::AdhocBasedTaggingCriteria {
+            rule.trigger = Trigger::Adhoc(crate::policy::AdhocBasedTriggerContext {
+                tagging_criteria: crate::policy::AdhocBasedTaggingCriteria {
                     tag_info: Some(RetentionTag::new("Default")),
                 },
             });

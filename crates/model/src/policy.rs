@@ -39,9 +39,9 @@ use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
-use crate::model::drill::{self, RestoreDrillSettings};
-use crate::model::duration::{DurationError, IsoDuration};
-use crate::model::schedule::{RepeatingInterval, parse_time_zone};
+use crate::drill::{self, RestoreDrillSettings};
+use crate::duration::{DurationError, IsoDuration};
+use crate::schedule::{RepeatingInterval, parse_time_zone};
 
 /// The name of the retention rule that keeps every backup no other tag claims. Azure fixes it.
 pub const DEFAULT_RULE_NAME: &str = "Default";
@@ -72,7 +72,7 @@ pub struct BackupPolicy {
     #[serde(deserialize_with = "one_or_many")]
     pub policy_rules: Vec<PolicyRule>,
     /// pgvault's extension, not Azure's: restore drills for the instances under this policy
-    /// (see [`crate::model::drill`]). Absent from Azure's policies, and written only when set,
+    /// (see [`crate::drill`]). Absent from Azure's policies, and written only when set,
     /// so a policy without it round-trips byte for byte.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pgvault_restore_drill: Option<RestoreDrillSettings>,
@@ -951,8 +951,7 @@ impl BackupPolicy {
         for (k, tagging) in trigger.tagging_criteria.iter().enumerate() {
             for (c, criteria) in tagging.criteria.iter().enumerate() {
                 for (t, time) in criteria.schedule_times.iter().enumerate() {
-                    if crate::model::retention::schedule_time_of_day(time, chrono_tz::UTC).is_none()
-                    {
+                    if crate::retention::schedule_time_of_day(time, chrono_tz::UTC).is_none() {
                         errors.push(PolicyError::Malformed {
                             path: format!(
                                 "{trigger_path}.taggingCriteria[{k}].criteria[{c}].scheduleTimes[{t}]"
@@ -1452,12 +1451,12 @@ pub enum PolicyError {
     #[error("{path}: {source}")]
     InvalidTimeZone {
         path: String,
-        source: crate::model::schedule::ScheduleError,
+        source: crate::schedule::ScheduleError,
     },
     #[error("{path}: {source}")]
     InvalidSchedule {
         path: String,
-        source: crate::model::schedule::ScheduleError,
+        source: crate::schedule::ScheduleError,
     },
 }
 

@@ -23,9 +23,9 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::model::duration::IsoDuration;
-use crate::postgres::connection::{Datasource, DatasourceError};
-use crate::secrets::{SecretRef, SecretRefError, SecretStoreType};
+use crate::connection::{Datasource, DatasourceError};
+use crate::duration::IsoDuration;
+use crate::secret::{SecretRef, SecretRefError, SecretStoreType};
 
 /// The policy property that asks for drills.
 pub const POLICY_PROPERTY: &str = "pgvaultRestoreDrill";
