@@ -23,9 +23,8 @@
 pub mod engine;
 /// The pure model, its own crate so that the compiler keeps it free of IO.
 pub use pgvault_model as model;
-pub mod fault;
-pub mod limits;
+/// Bounded reads of named files, process facts and the fault hook (crate pgvault-os).
+pub use pgvault_os::{fault, limits, process};
 pub mod postgres;
-pub mod process;
 pub mod secrets;
 pub mod store;

@@ -17,8 +17,8 @@
 //! The references and values themselves (parsing, printing) are pure and live in
 //! `pgvault_model::secret`; this module reads them: [`ResolveSecret::resolve`].
 
-pub mod identity;
-pub mod keyvault;
+/// Azure's credential chain and Key Vault client (crate pgvault-azure).
+pub use pgvault_azure::{identity, keyvault};
 
 use std::future::Future;
 use std::io;

@@ -23,7 +23,8 @@
 //! temporary file and renames it; Blob Storage PUTs are atomic).
 
 pub mod azure;
-pub mod blob_rest;
+/// The Blob REST calls `object_store` has none for (crate pgvault-azure).
+pub use pgvault_azure::blob_rest;
 pub mod check;
 pub mod chunk;
 pub mod damage;

@@ -11,7 +11,7 @@
 //! so `locks/lease` here is the object `object_store` calls `locks/lease`.
 //!
 //! **Architecture Invariant:** no error from this module carries a key, a SAS or a token:
-//! every message goes through [`super::azure::redact`] and none includes request headers.
+//! every message goes through [`crate::storage::redact`] and none includes request headers.
 
 use std::collections::BTreeMap;
 
@@ -19,7 +19,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use reqwest::{Method, StatusCode};
 
-use super::azure::{AzureAuth, AzureLocation, redact};
+use crate::storage::{AzureAuth, AzureLocation, redact};
 
 /// The Blob REST API version spoken (one that both Azure and Azurite accept, and that knows
 /// the Cold access tier).
@@ -89,7 +89,10 @@ impl BlobRest {
     /// A client for `location` configured from the environment, as the vault's store is.
     pub fn from_env(location: &AzureLocation) -> Result<BlobRest, String> {
         let auth = AzureAuth::from_env()?;
-        Ok(BlobRest::new(location.clone(), auth).with_endpoint(super::azure::endpoint_from_env()))
+        Ok(
+            BlobRest::new(location.clone(), auth)
+                .with_endpoint(crate::storage::endpoint_from_env()),
+        )
     }
 
     pub fn auth(&self) -> &AzureAuth {
@@ -170,9 +173,9 @@ impl BlobRest {
             }
             AzureAuth::Entra(credential) => {
                 let token = credential
-                    .get_token(super::azure::STORAGE_SCOPE)
+                    .get_token(crate::storage::STORAGE_SCOPE)
                     .await
-                    .map_err(|e| local_error(super::azure::no_entra_token(&e)))?;
+                    .map_err(|e| local_error(crate::storage::no_entra_token(&e)))?;
                 authorization = Some(format!("Bearer {}", token.expose_secret()));
             }
         }
@@ -457,7 +460,7 @@ pub(crate) fn sign_shared_key(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::azure::EMULATOR_ACCOUNT_KEY;
+    use crate::storage::EMULATOR_ACCOUNT_KEY;
 
     /// A container creation signed at a fixed date gives the signature computed
     /// independently with `openssl dgst -sha256 -mac HMAC` over Azure's string-to-sign

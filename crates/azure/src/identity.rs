@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::SecretValue;
+use pgvault_model::secret::SecretValue;
 
 /// The public cloud's Microsoft Entra authority; `AZURE_AUTHORITY_HOST` replaces it for a
 /// sovereign cloud (`https://login.chinacloudapi.cn`, `https://login.microsoftonline.us`).
@@ -485,15 +485,17 @@ impl AzureCredential {
         scope: &str,
         path: &Path,
     ) -> Attempt {
-        let pem =
-            match crate::limits::read(path, "client certificate", crate::limits::CERTIFICATE_BYTES)
-            {
-                Ok(b) => b,
-                Err(crate::limits::InputError::Io { source, .. }) => {
-                    return Attempt::Failed(format!("the file could not be read: {source}"));
-                }
-                Err(err) => return Attempt::Failed(err.to_string()),
-            };
+        let pem = match pgvault_os::limits::read(
+            path,
+            "client certificate",
+            pgvault_os::limits::CERTIFICATE_BYTES,
+        ) {
+            Ok(b) => b,
+            Err(pgvault_os::limits::InputError::Io { source, .. }) => {
+                return Attempt::Failed(format!("the file could not be read: {source}"));
+            }
+            Err(err) => return Attempt::Failed(err.to_string()),
+        };
         let url = match self.token_url(tenant) {
             Ok(u) => u,
             Err(reason) => return Attempt::Failed(reason),
@@ -550,17 +552,20 @@ impl AzureCredential {
             );
         };
         // Read at every request: Kubernetes rotates the projected token file.
-        let assertion =
-            match crate::limits::read_text(file, "federated token", crate::limits::TOKEN_BYTES) {
-                Ok(a) => SecretValue::new(a.trim().to_owned()),
-                Err(crate::limits::InputError::Io { source, .. }) => {
-                    return Attempt::Failed(format!(
-                        "the federated token file {} could not be read: {source}",
-                        file.display()
-                    ));
-                }
-                Err(err) => return Attempt::Failed(err.to_string()),
-            };
+        let assertion = match pgvault_os::limits::read_text(
+            file,
+            "federated token",
+            pgvault_os::limits::TOKEN_BYTES,
+        ) {
+            Ok(a) => SecretValue::new(a.trim().to_owned()),
+            Err(pgvault_os::limits::InputError::Io { source, .. }) => {
+                return Attempt::Failed(format!(
+                    "the federated token file {} could not be read: {source}",
+                    file.display()
+                ));
+            }
+            Err(err) => return Attempt::Failed(err.to_string()),
+        };
         self.client_credentials(
             tenant,
             client,

@@ -20,8 +20,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use super::identity::{AzureCredential, AzureEnv, CredentialKind, is_loopback};
-use super::{KeyVaultSecretUri, SecretValue};
+use crate::identity::{AzureCredential, AzureEnv, CredentialKind, is_loopback};
+use pgvault_model::secret::{KeyVaultSecretUri, SecretValue};
 
 const API_VERSION: &str = "7.4";
 /// Attempts for one request when Key Vault throttles or fails (the first one included).
@@ -325,7 +325,7 @@ async fn read_secret(response: reqwest::Response) -> Result<SecretValue, KeyVaul
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secrets::SecretRef;
+    use pgvault_model::secret::SecretRef;
     use pgvault_testkit::keyvault_double::{self as double, KeyVaultDouble};
 
     fn env(kv: &KeyVaultDouble, secret: &str) -> AzureEnv {
