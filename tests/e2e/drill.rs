@@ -4,7 +4,9 @@
 
 use serde_json::{Value, json};
 
+use pgvault_core::postgres::contents::recorded_contents;
 use pgvault_core::store::manifest::Manifest;
+use pgvault_core::store::observe::Recorded;
 
 use crate::support::{World, cluster, files_under, sample_database};
 
@@ -200,7 +202,7 @@ fn a_drill_that_finds_differences_fails_and_drops_its_database_too() {
         .find(|p| p.ends_with(format!("recovery-points/{instance}/{id}.json")))
         .unwrap();
     let mut manifest = Manifest::from_bytes(&std::fs::read(&path).unwrap()).unwrap();
-    let contents = manifest.contents.as_mut().unwrap();
+    let mut contents = recorded_contents(&manifest).unwrap();
     let orders = contents
         .tables
         .iter_mut()
@@ -211,6 +213,7 @@ fn a_drill_that_finds_differences_fails_and_drops_its_database_too() {
     ghost.name = "ghost".into();
     ghost.exact_rows = Some(3);
     contents.tables.push(ghost);
+    manifest.contents = Some(Recorded::of(&contents).unwrap());
     std::fs::write(&path, manifest.to_bytes()).unwrap();
 
     let secret = w.admin_secret("postgres");

@@ -27,4 +27,6 @@ pub use pgvault_model as model;
 pub use pgvault_os::{fault, limits, process};
 pub mod postgres;
 pub mod secrets;
-pub mod store;
+/// The vault format (crate pgvault-store), which knows no stream format but through
+/// `store::observe`.
+pub use pgvault_store as store;

@@ -171,7 +171,7 @@ impl Pgvault {
                 let Some(store) = vault.tier_store(tier) else {
                     continue;
                 };
-                match repair(store, &key, size, read_data, Some(&guard), |_| true).await {
+                match repair(store, &key, &pgvault_core::postgres::archive::CustomArchive, size, read_data, Some(&guard), |_| true).await {
                     Ok(report) => {
                         tracing::info!(vault = %vault.name(), %tier, bad_packs = report.bad_packs.len(), missing_packs = report.missing_packs.len(), salvaged = report.chunks_salvaged, lost = report.chunks_lost, damaged_points = report.damaged_recovery_points.len(), "vault repaired");
                         out.push(TierRepair {

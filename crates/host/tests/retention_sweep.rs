@@ -108,6 +108,9 @@ async fn write_point(
         std::io::Cursor::new(data),
         Arc::new(Progress::default()),
         None,
+        pgvault_core::store::observe::StreamFormat::observer(
+            &pgvault_core::store::observe::AnyBytes,
+        ),
     )
     .await
     .unwrap();

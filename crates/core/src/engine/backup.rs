@@ -26,6 +26,7 @@ use crate::model::instance::PROTECTION_CONFIGURED;
 use crate::model::policy::BackupPolicy;
 use crate::model::resource;
 use crate::model::retention;
+use crate::postgres::archive::{ArchiveError, CustomArchive};
 use crate::postgres::connection::ConnectParams;
 use crate::postgres::contents::ExportedSnapshot;
 use crate::postgres::tools::{ToolProcess, find_tool, tool_version};
@@ -33,6 +34,7 @@ use crate::store::damage::load_backup_index;
 use crate::store::manifest::{
     BackupStats, DatasourceInfo, MANIFEST_FORMAT, Manifest, PostgresInfo,
 };
+use crate::store::observe::{Recorded, StreamFormat as _};
 use crate::store::paths;
 use crate::store::writer::{Progress, write_stream};
 
@@ -299,6 +301,7 @@ pub async fn backup(
             stdout,
             progress.clone(),
             previous,
+            CustomArchive.observer(),
         ),
         snapshot.contents()
     );
@@ -352,8 +355,11 @@ pub async fn backup(
         return Err(error);
     }
     if let Err(e) = &outcome.archive {
+        let code = e
+            .downcast_ref::<ArchiveError>()
+            .map_or("UserErrorPgDumpNotAnArchive", ArchiveError::code);
         let error = Error::new(
-            e.code(),
+            code,
             format!(
                 "pg_dump exited successfully, but its output is not a complete custom-format \
                  archive, so no recovery point was made: {e}. Check that PGVAULT_PG_BINDIR (if \
@@ -422,7 +428,7 @@ pub async fn backup(
             new_chunks: outcome.new_chunks,
             duration_ms: started.elapsed().as_millis() as u64,
         },
-        contents,
+        contents: contents.and_then(|c| Recorded::of(&c).ok()),
     };
     // The recovery point's figure counts every byte the backup added to the vault: packs,
     // index files and this manifest (see `Manifest::to_bytes_counting_itself`).

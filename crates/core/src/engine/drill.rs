@@ -26,7 +26,9 @@ use super::vault::Vault;
 use super::{Error, Result};
 pub use crate::model::drill::DrillTarget;
 use crate::postgres::connection::{ConnectParams, ConnectionString};
-use crate::postgres::contents::{DatabaseContents, TableInfo, restored_contents};
+use crate::postgres::contents::{
+    DatabaseContents, TableInfo, recorded_contents, restored_contents,
+};
 use crate::secrets::ResolveSecret as _;
 use crate::store::manifest::Manifest;
 
@@ -530,7 +532,7 @@ async fn compare_scratch(
     manifest: &Manifest,
     params: &ConnectParams,
 ) -> Result<(Vec<Difference>, usize, usize)> {
-    let Some(expected) = &manifest.contents else {
+    let Some(expected) = &recorded_contents(manifest) else {
         return Ok((Vec::new(), 0, 0));
     };
     let client = params.connect().await?;

@@ -29,6 +29,7 @@ use crate::model::restore::{
     AZURE_BLOBS, FAIL_IF_EXISTS, FILE_SYSTEM, RestoreOptions, RestoreRequest, RestoreTarget,
     TargetDetails,
 };
+use crate::postgres::archive::recorded_archive;
 use crate::postgres::connection::{ConnectParams, ConnectionString, Datasource};
 use crate::postgres::tools::{ToolProcess, find_tool};
 use crate::secrets::ResolveSecret as _;
@@ -1048,10 +1049,7 @@ async fn apply_owners_and_privileges(
         schemas: Vec::new(),
         warnings: Vec::new(),
         // Definitions only: the header and table of contents suffice.
-        ranges: manifest
-            .archive
-            .as_ref()
-            .map(|a| std::iter::once(0..a.toc_end).collect()),
+        ranges: recorded_archive(manifest).map(|a| std::iter::once(0..a.toc_end).collect()),
     };
     feed_tool(
         vault,
@@ -1083,8 +1081,7 @@ async fn apply_owners_and_privileges(
     // The database's owner first, as `pg_restore --create` would set it: a schema can be
     // given only to a role that may create in the database, and a table only to one that may
     // create in its schema. pg_restore writes no statement for it into an existing database.
-    let database_owner = manifest
-        .archive
+    let database_owner = recorded_archive(manifest)
         .iter()
         .flat_map(|a| &a.entries)
         .find(|e| e.desc == "DATABASE")
@@ -1313,7 +1310,7 @@ impl Selection {
         sel.args.push("--no-owner".into());
         sel.args.push("--no-acl".into());
         let selecting = !opts.tables.is_empty() || !opts.schemas.is_empty();
-        match &manifest.archive {
+        match &recorded_archive(manifest) {
             Some(archive) if selecting || !opts.exclude_tables.is_empty() => {
                 let plan = selection::plan(
                     archive,
@@ -1384,7 +1381,7 @@ fn data_ranges(
     if !opts.selects() {
         return None;
     }
-    let archive = manifest.archive.as_ref()?;
+    let archive = recorded_archive(manifest)?;
     if archive.stream_len != manifest.stream.length {
         return None;
     }

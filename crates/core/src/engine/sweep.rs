@@ -36,6 +36,7 @@ use crate::model::resource;
 use crate::model::retention::{Fate, policy_zone, retention_plan, states_at};
 use crate::store::blob_rest::{BlobError, BlobProperties, BlobRest};
 use crate::store::manifest::{Manifest, StreamInfo, decode_chunk_list};
+use crate::store::observe::{AnyBytes, StreamFormat as _};
 use crate::store::pack::{ChunkIndex, PackId};
 use crate::store::reader::{ReadError, fetch_blob, read_stream};
 use crate::store::writer::{Progress, write_stream};
@@ -689,7 +690,17 @@ async fn copy_between(
         drop(tx);
         out
     };
-    let write = write_stream(target, known, &cfg, reader, progress, previous);
+    // A copy of a stream already judged whole at its backup: its bytes are checked against the
+    // manifest below, not its format.
+    let write = write_stream(
+        target,
+        known,
+        &cfg,
+        reader,
+        progress,
+        previous,
+        AnyBytes.observer(),
+    );
     let (read, written) = tokio::join!(read, write);
     read?;
     let written = written?;
@@ -773,6 +784,7 @@ mod tests {
             std::io::Cursor::new(again),
             Arc::new(Progress::default()),
             None,
+            AnyBytes.observer(),
         )
         .await
         .unwrap();

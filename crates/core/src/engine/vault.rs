@@ -928,9 +928,10 @@ impl Vault {
     /// stays short by leaving it out.
     pub fn recovery_point_detail_json(&self, point: &StoredPoint) -> Value {
         let mut v = self.recovery_point_json(point);
-        if let Some(contents) = &point.manifest().contents {
-            v["properties"]["pgvaultContents"] =
-                serde_json::to_value(contents).expect("contents serialize");
+        if let Some(contents) = &point.manifest().contents
+            && let Ok(contents) = contents.read::<Value>()
+        {
+            v["properties"]["pgvaultContents"] = contents;
         }
         v
     }

@@ -15,6 +15,7 @@ use serde::Serialize;
 use super::{Error, Result, Vault};
 use crate::model::policy::DataStoreType;
 use crate::model::resource;
+use crate::postgres::archive::CustomArchive;
 use crate::store::damage::{DamageNotes, load_readable_index};
 use crate::store::manifest::Manifest;
 use crate::store::verify::{StreamVerification, verify_stream};
@@ -175,8 +176,15 @@ pub async fn verify_recovery_points(
         for (instance, id, manifest) in found {
             let (time, stream) = match &manifest {
                 Ok(m) => {
-                    let mut v =
-                        verify_stream(store, &index, &key, &m.stream, m.archive.as_ref()).await;
+                    let mut v = verify_stream(
+                        store,
+                        &index,
+                        &key,
+                        &m.stream,
+                        &CustomArchive,
+                        m.archive.as_ref(),
+                    )
+                    .await;
                     for f in &v.corrupt_chunks {
                         if let Some(pack) = f.pack_id {
                             notes.note(

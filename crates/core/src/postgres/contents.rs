@@ -17,6 +17,8 @@
 //! unlogged, outside the system schemas, not belonging to an extension.
 
 use serde::{Deserialize, Serialize};
+
+use crate::store::manifest::Manifest;
 use tokio_postgres::Client;
 
 /// Tables whose row estimate is under this many rows are counted exactly (`count(*)`).
@@ -26,6 +28,18 @@ pub const EXACT_COUNT_MAX_ROWS: i64 = 1_000_000;
 /// exactly when its heap is under this size: about a million narrow rows, and a scan that
 /// takes a moment.
 pub const EXACT_COUNT_MAX_BYTES: i64 = 128 << 20;
+
+/// What a manifest recorded of the database's contents, typed; `None` when it recorded none
+/// (it predates them) or one that does not read (logged, as for the table of contents).
+pub fn recorded_contents(manifest: &Manifest) -> Option<DatabaseContents> {
+    let recorded = manifest.contents.as_ref()?;
+    recorded
+        .read()
+        .inspect_err(|e| {
+            tracing::warn!(recovery_point = %manifest.recovery_point_id, error = %e, "the recovery point's recorded contents do not read; going on without them");
+        })
+        .ok()
+}
 
 /// The facts a restore should reproduce, recorded at backup time.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,7 +15,7 @@ use pgvault_core::model::policy::DatasourceType;
 use pgvault_core::model::templates::default_policy_template;
 use pgvault_core::postgres::contents::{
     DatabaseContents, EXACT_COUNT_MAX_ROWS, ExportedSnapshot, ExtensionInfo, database_contents,
-    restored_contents,
+    recorded_contents, restored_contents,
 };
 use pgvault_core::store::VaultStore;
 use pgvault_core::store::manifest::Manifest;
@@ -302,7 +302,7 @@ async fn a_backup_records_what_it_dumped_not_what_came_after() {
     let manifest = p.back_up(&steps).await;
 
     // The manifest describes the snapshot: 100 orders, no `late` table ...
-    let recorded = manifest.contents.as_ref().unwrap();
+    let recorded = &recorded_contents(&manifest).unwrap();
     assert_eq!(listed(recorded), ["public.orders"]);
     assert_eq!(exact(recorded, "public", "orders"), Some(100));
     // ... the database had moved on while the backup ran ...

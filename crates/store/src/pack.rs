@@ -446,7 +446,7 @@ impl ChunkIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::chunk::{ChunkKind, decode_blob, encode_blob};
+    use crate::chunk::{ChunkKind, decode_blob, encode_blob};
 
     #[test]
     fn pack_round_trip_through_trailer_and_index() {
@@ -467,7 +467,7 @@ mod tests {
         let mut near = chunks[0].clone();
         near[10] = b'#';
         let full = encode_blob(ChunkKind::Data, &near, 3);
-        let delta = crate::store::chunk::encode_delta_blob(
+        let delta = crate::chunk::encode_delta_blob(
             ChunkKind::Data,
             &near,
             base_id,
@@ -618,17 +618,17 @@ mod tests {
         /// A damaged pack's trailer reads as an error, or as entries that all lie in the pack.
         #[test]
         fn damaged_packs_read_as_errors_or_entries_inside_the_pack(
-            damages in crate::store::testing::damages(),
+            damages in crate::testing::damages(),
             inside in proptest::bool::ANY,
         ) {
             let (_, bytes, entries) = sample_pack();
             let pack = if inside {
                 // Damage the entries themselves, in a well-formed zstd frame.
                 let blobs_end = entries.last().map(|e| (e.offset + e.length) as usize).unwrap();
-                let raw = crate::store::testing::apply_all(&damages, &encode_entries(&entries));
+                let raw = crate::testing::apply_all(&damages, &encode_entries(&entries));
                 pack_with_trailer(&bytes[..blobs_end], &raw)
             } else {
-                crate::store::testing::apply_all(&damages, &bytes)
+                crate::testing::apply_all(&damages, &bytes)
             };
             let n = pack.len() as u64;
             if let Some(tail) = pack.get(pack.len().saturating_sub(PACK_TAIL_LEN)..) {
@@ -644,16 +644,16 @@ mod tests {
         /// A damaged index file decodes to an error or to entries, never a panic.
         #[test]
         fn damaged_index_files_decode_to_errors_or_entries(
-            damages in crate::store::testing::damages(),
+            damages in crate::testing::damages(),
             inside in proptest::bool::ANY,
         ) {
             let (id, _, entries) = sample_pack();
             let good = encode_index(&[(id, entries.clone()), (PackId([1; 32]), entries)]);
             let bad = if inside {
                 let raw = zstd::stream::decode_all(&good[8..]).unwrap();
-                index_of(&crate::store::testing::apply_all(&damages, &raw))
+                index_of(&crate::testing::apply_all(&damages, &raw))
             } else {
-                crate::store::testing::apply_all(&damages, &good)
+                crate::testing::apply_all(&damages, &good)
             };
             if let Ok(packs) = decode_index(&bad) {
                 let mut map = ChunkIndex::default();

@@ -157,12 +157,12 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::store::chunk::{ChunkKind, encode_blob, encode_delta_blob};
-    use crate::store::gc::collect_garbage;
-    use crate::store::manifest::{ChunkRef, Manifest, StreamInfo, digest_chunk, encode_chunk_list};
-    use crate::store::pack::PackBuilder;
-    use crate::store::reader::{load_index, read_stream};
-    use crate::store::testing::{KEY, archive, backup, manifest, packs};
+    use crate::chunk::{ChunkKind, encode_blob, encode_delta_blob};
+    use crate::gc::collect_garbage;
+    use crate::manifest::{ChunkRef, Manifest, StreamInfo, digest_chunk, encode_chunk_list};
+    use crate::pack::PackBuilder;
+    use crate::reader::{load_index, read_stream};
+    use crate::testing::{KEY, archive, backup, manifest, packs};
 
     fn random(seed: u32, len: usize) -> Vec<u8> {
         (0..len.div_ceil(32) as u32)

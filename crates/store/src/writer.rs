@@ -25,10 +25,10 @@ use super::manifest::{
     ChunkRef, ChunkerParams, REFS_PER_LIST_BLOCK, StreamInfo, decode_chunk_list, digest_chunk,
     encode_chunk_list, head_fingerprint,
 };
+use super::observe::{ObserveError, Recorded, StreamObserver};
 use super::pack::{ChunkIndex, PackBuilder, PackEntry, PackId, encode_index};
 use super::reader::{ReadError, fetch_blob};
 use super::{StoreError, VaultStore, paths};
-use crate::postgres::archive::{ArchiveError, ArchiveScanner, ArchiveSummary};
 
 /// How a vault cuts and stores streams (from `vault.json`).
 #[derive(Clone, Debug)]
@@ -79,8 +79,9 @@ impl Progress {
 #[derive(Debug)]
 pub struct StreamOutcome {
     pub stream: StreamInfo,
-    /// The scanned table of contents, or why the stream was not a readable custom archive.
-    pub archive: Result<ArchiveSummary, ArchiveError>,
+    /// What the stream's observer recorded (a custom archive's table of contents), or why
+    /// the stream is not whole in its format.
+    pub archive: Result<Recorded, ObserveError>,
     /// The packs and index files written (everything but the manifest, which the caller
     /// writes).
     pub bytes_stored: u64,
@@ -206,7 +207,7 @@ impl Uploaded {
             .bytes_stored
             .fetch_add(index_len, Ordering::Relaxed);
         self.store.make_durable(std::slice::from_ref(&name)).await?;
-        crate::fault::point("index-checkpoint");
+        pgvault_os::fault::point("index-checkpoint");
         self.progress
             .bytes_indexed
             .fetch_add(bytes, Ordering::Relaxed);
@@ -229,6 +230,7 @@ pub async fn write_stream<R: Read + Send + 'static>(
     reader: R,
     progress: Arc<Progress>,
     previous: Option<StreamInfo>,
+    observer: Box<dyn StreamObserver>,
 ) -> Result<StreamOutcome, WriteError> {
     let runtime = tokio::runtime::Handle::current();
     let workers = cfg.compressor_threads.max(1);
@@ -253,7 +255,9 @@ pub async fn write_stream<R: Read + Send + 'static>(
         });
         std::thread::Builder::new()
             .name("pgvault-chunker".into())
-            .spawn(move || chunk_stream(reader, &cfg, &known, chunk_tx, &progress, aligner))
+            .spawn(move || {
+                chunk_stream(reader, observer, &cfg, &known, chunk_tx, &progress, aligner)
+            })
             .expect("spawn chunker thread")
     };
     let mut compressors = Vec::with_capacity(workers);
@@ -390,7 +394,7 @@ pub async fn write_stream<R: Read + Send + 'static>(
             }
             Some(done) = futures::StreamExt::next(&mut in_flight) => match done {
                 Ok((id, entries, len)) => {
-                    crate::fault::point("pack-stored");
+                    pgvault_os::fault::point("pack-stored");
                     progress.bytes_stored.fetch_add(len, Ordering::Relaxed);
                     uploaded.bytes_stored += len;
                     uploaded.pending.push((id, entries, len));
@@ -443,10 +447,10 @@ pub async fn write_stream<R: Read + Send + 'static>(
     })
 }
 
-/// A reader that shows every byte it passes to the archive scanner.
+/// A reader that shows every byte it passes to the stream's observer.
 struct Observed<R> {
     inner: R,
-    scanner: ArchiveScanner,
+    observer: Box<dyn StreamObserver>,
     length: u64,
     progress: Arc<Progress>,
 }
@@ -454,7 +458,7 @@ struct Observed<R> {
 impl<R: Read> Read for Observed<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.scanner.feed(&buf[..n]);
+        self.observer.observe(&buf[..n]);
         self.length += n as u64;
         self.progress
             .bytes_read
@@ -463,10 +467,11 @@ impl<R: Read> Read for Observed<R> {
     }
 }
 
-type ChunkerOutput = (StreamInfo, Result<ArchiveSummary, ArchiveError>, u64);
+type ChunkerOutput = (StreamInfo, Result<Recorded, ObserveError>, u64);
 
 fn chunk_stream<R: Read>(
     reader: R,
+    observer: Box<dyn StreamObserver>,
     cfg: &WriterConfig,
     known: &ChunkIndex,
     tx: crossbeam_channel::Sender<NewChunk>,
@@ -475,7 +480,7 @@ fn chunk_stream<R: Read>(
 ) -> Result<ChunkerOutput, WriteError> {
     let mut observed = Observed {
         inner: reader,
-        scanner: ArchiveScanner::new(),
+        observer,
         length: 0,
         progress: progress.clone(),
     };
@@ -554,7 +559,7 @@ fn chunk_stream<R: Read>(
         offer(ChunkKind::ChunkList, list_id, bytes, None)?;
     }
     let Observed {
-        scanner, length, ..
+        observer, length, ..
     } = observed;
     let stream = StreamInfo {
         length,
@@ -562,7 +567,7 @@ fn chunk_stream<R: Read>(
         chunk_count,
         chunk_lists: lists,
     };
-    let archive = scanner.finish();
+    let archive = observer.finish();
     Ok((stream, archive, new_chunks))
 }
 
@@ -722,7 +727,7 @@ impl Aligner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::reader::{load_index, read_stream};
+    use crate::reader::{load_index, read_stream};
 
     fn config() -> WriterConfig {
         WriterConfig {
@@ -759,9 +764,17 @@ mod tests {
         let known = Arc::new(load_index(store).await.unwrap());
         let reader = std::io::Cursor::new(data.to_vec());
         let progress = Arc::new(Progress::default());
-        let out = write_stream(store, known, &config(), reader, progress.clone(), previous)
-            .await
-            .unwrap();
+        let out = write_stream(
+            store,
+            known,
+            &config(),
+            reader,
+            progress.clone(),
+            previous,
+            crate::testing::archive_observer(),
+        )
+        .await
+        .unwrap();
         (out, progress.delta_chunks.load(Ordering::Relaxed))
     }
 
@@ -818,7 +831,16 @@ mod tests {
             let reader = std::io::Cursor::new(data.clone()).chain(Hang(hang_rx));
             async move {
                 let known = Arc::new(ChunkIndex::default());
-                write_stream(&store, known, &cfg, reader, progress, None).await
+                write_stream(
+                    &store,
+                    known,
+                    &cfg,
+                    reader,
+                    progress,
+                    None,
+                    crate::testing::archive_observer(),
+                )
+                .await
             }
         });
         // Wait (on the writer's own notification) until half the data is indexed; a writer
@@ -849,6 +871,7 @@ mod tests {
             std::io::Cursor::new(data.clone()),
             progress,
             None,
+            crate::testing::archive_observer(),
         )
         .await
         .unwrap();
@@ -957,6 +980,7 @@ mod tests {
                 std::io::Cursor::new(words.clone()),
                 Arc::new(Progress::default()),
                 None,
+                crate::testing::archive_observer(),
             )
             .await
             .unwrap();
@@ -1028,7 +1052,7 @@ mod tests {
         // Ranges that start and end inside chunks, two inside one chunk, and the stream's end.
         let ranges = [0..100u64, 150..170, 40_000..90_000, n - 10..n];
         let mut got = Vec::new();
-        let written = crate::store::reader::read_stream_ranges(
+        let written = crate::reader::read_stream_ranges(
             &store,
             &index,
             &config().chunk_key,

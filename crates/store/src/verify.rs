@@ -7,11 +7,12 @@
 //! bytes do not hash to its id, or do not decode) becomes a [`ChunkFinding`] naming the pack
 //! it was in, once per chunk however often the stream repeats it.
 //!
-//! The reassembled stream is never stored. Its chunks flow, in order, through the custom
-//! archive scanner (`postgres::archive`) and are dropped, so memory is bounded by the
+//! The reassembled stream is never stored. Its chunks flow, in order, through the stream
+//! format's observer (the caller's [`StreamFormat`]: pg_dump's custom archive scanner for a
+//! backup) and are dropped, so memory is bounded by the
 //! batches in flight and one chunk-list block, as on the restore path. At the end the
 //! stream's length and chunk-sequence digest are checked against the manifest, and the
-//! scanned table of contents against the one the backup recorded. A stream with a gap (a
+//! format's record (a table of contents) against the one the backup recorded. A stream with a gap (a
 //! missing or corrupt chunk) cannot be scanned past it; the findings already say why.
 
 use std::collections::{HashMap, HashSet};
@@ -21,9 +22,9 @@ use serde::Serialize;
 
 use super::chunk::{BlobError, ChunkId, ChunkKind, blob_base, decode_blob, decode_blob_with_base};
 use super::manifest::{ChunkRef, StreamInfo, decode_chunk_list, digest_chunk};
+use super::observe::{Recorded, StreamFormat};
 use super::pack::{ChunkIndex, PackId};
 use super::{StoreError, VaultStore, paths};
-use crate::postgres::archive::{ArchiveScanner, ArchiveSummary};
 
 /// Largest single ranged read, as on the restore path.
 const BATCH_BYTES: u64 = 4 << 20;
@@ -411,14 +412,15 @@ async fn read_unit(
 }
 
 /// Reads every chunk of `stream` back, as a restore would, and reports everything that is
-/// wrong (see the module documentation). `recorded` is the table of contents the backup
-/// scanned, if it could.
+/// wrong (see the module documentation). `recorded` is what the backup's observer of
+/// `format` recorded (a table of contents), if it could.
 pub async fn verify_stream(
     store: &VaultStore,
     index: &ChunkIndex,
     key: &[u8; 32],
     stream: &StreamInfo,
-    recorded: Option<&ArchiveSummary>,
+    format: &dyn StreamFormat,
+    recorded: Option<&Recorded>,
 ) -> StreamVerification {
     let mut v = StreamVerification::default();
     let mut reported: HashSet<ChunkId> = HashSet::new();
@@ -428,7 +430,7 @@ pub async fn verify_stream(
     // Where the next chunk starts; unknown once a chunk-list block is lost.
     let mut offset: Option<u64> = Some(0);
     // Fed while the stream has no gap.
-    let mut scanner = Some(ArchiveScanner::new());
+    let mut scanner = Some(format.observer());
 
     for list_id in &stream.chunk_lists {
         let block = fetch_full(store, index, key, *list_id, ChunkRole::ChunkList)
@@ -478,7 +480,7 @@ pub async fn verify_stream(
                         v.chunks_verified += 1;
                         v.bytes_verified += data.len() as u64;
                         if let Some(s) = scanner.as_mut() {
-                            s.feed(&data);
+                            s.observe(&data);
                         }
                     }
                     Piece::Bad(f) => {
@@ -512,17 +514,18 @@ pub async fn verify_stream(
     }
     if let Some(s) = scanner {
         match s.finish() {
-            Ok(summary) => {
-                v.archive_entries = Some(summary.entries.len());
-                if recorded.is_some_and(|r| *r != summary) {
-                    v.problems.push(
-                        "the archive's table of contents differs from the one recorded at backup time"
-                            .into(),
-                    );
+            Ok(found) => {
+                v.archive_entries = format.layout(&found).map(|l| l.entries);
+                if recorded.is_some_and(|r| *r != found) {
+                    v.problems.push(format!(
+                        "the {}'s table of contents differs from the one recorded at backup time",
+                        format.name()
+                    ));
                 }
             }
             Err(e) => v.problems.push(format!(
-                "the stream is not a readable custom-format archive: {e}"
+                "the stream is not a readable {}: {e}",
+                format.name()
             )),
         }
     }
@@ -532,11 +535,9 @@ pub async fn verify_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::pack::PackId;
-    use crate::store::reader::load_index;
-    use crate::store::testing::{
-        KEY, archive, backup, flip_byte_in_blob, needed, pack_chunks, packs,
-    };
+    use crate::pack::PackId;
+    use crate::reader::load_index;
+    use crate::testing::{KEY, archive, backup, flip_byte_in_blob, needed, pack_chunks, packs};
 
     fn ids(findings: &[ChunkFinding]) -> Vec<ChunkId> {
         let mut out: Vec<ChunkId> = findings.iter().map(|f| f.chunk_id).collect();
@@ -567,7 +568,15 @@ mod tests {
 
         let index = load_index(&store).await.unwrap();
         for m in [&rp1, &rp2] {
-            let v = verify_stream(&store, &index, &KEY, &m.stream, m.archive.as_ref()).await;
+            let v = verify_stream(
+                &store,
+                &index,
+                &KEY,
+                &m.stream,
+                &crate::testing::TestArchive,
+                m.archive.as_ref(),
+            )
+            .await;
             assert!(v.is_ok(), "{v:?}");
             assert_eq!(v.archive_entries, Some(2));
             assert_eq!(v.bytes_verified, m.stream.length);
@@ -602,13 +611,18 @@ mod tests {
         let (flipped_pack, flipped) = flipped.expect("the second backup stored new data");
         assert!(!need1.contains(&flipped));
 
-        store
-            .delete(&crate::store::paths::pack(&deleted))
-            .await
-            .unwrap();
+        store.delete(&crate::paths::pack(&deleted)).await.unwrap();
         flip_byte_in_blob(&store, &flipped_pack, flipped).await;
 
-        let v1 = verify_stream(&store, &index, &KEY, &rp1.stream, rp1.archive.as_ref()).await;
+        let v1 = verify_stream(
+            &store,
+            &index,
+            &KEY,
+            &rp1.stream,
+            &crate::testing::TestArchive,
+            rp1.archive.as_ref(),
+        )
+        .await;
         let expected1 = intersect(&need1, &deleted_chunks);
         assert!(expected1.len() > 1, "{expected1:?}");
         assert_eq!(ids(&v1.missing_chunks), expected1);
@@ -622,7 +636,15 @@ mod tests {
         assert_eq!(v1.archive_entries, None);
         assert!(v1.chunks_verified > 0);
 
-        let v2 = verify_stream(&store, &index, &KEY, &rp2.stream, rp2.archive.as_ref()).await;
+        let v2 = verify_stream(
+            &store,
+            &index,
+            &KEY,
+            &rp2.stream,
+            &crate::testing::TestArchive,
+            rp2.archive.as_ref(),
+        )
+        .await;
         assert_eq!(ids(&v2.missing_chunks), intersect(&need2, &deleted_chunks));
         assert_eq!(ids(&v2.corrupt_chunks), vec![flipped]);
         let corrupt = &v2.corrupt_chunks[0];
@@ -650,9 +672,18 @@ mod tests {
         let mut stream = rp.stream.clone();
         stream.length += 1;
         stream.chunks_blake3 = "0".repeat(64);
-        let mut toc = rp.archive.clone().unwrap();
+        let mut toc = crate::testing::toc(&rp);
         toc.entries.pop();
-        let v = verify_stream(&store, &index, &KEY, &stream, Some(&toc)).await;
+        let toc = crate::observe::Recorded::of(&toc).unwrap();
+        let v = verify_stream(
+            &store,
+            &index,
+            &KEY,
+            &stream,
+            &crate::testing::TestArchive,
+            Some(&toc),
+        )
+        .await;
         assert!(v.missing_chunks.is_empty() && v.corrupt_chunks.is_empty());
         let problems = v.problems.join("\n");
         assert!(problems.contains("the manifest says"), "{problems}");
@@ -670,7 +701,15 @@ mod tests {
         )
         .await;
         let index = load_index(&store).await.unwrap();
-        let v = verify_stream(&store, &index, &KEY, &plain.stream, None).await;
+        let v = verify_stream(
+            &store,
+            &index,
+            &KEY,
+            &plain.stream,
+            &crate::testing::TestArchive,
+            None,
+        )
+        .await;
         assert!(
             v.problems[0].contains("not a readable custom-format archive"),
             "{v:?}"
@@ -679,11 +718,16 @@ mod tests {
         // Without its chunk-list block nothing more is known, and nothing is claimed.
         let list = rp.stream.chunk_lists[0];
         let (pack, _) = index.get(&list).unwrap();
-        store
-            .delete(&crate::store::paths::pack(&pack))
-            .await
-            .unwrap();
-        let v = verify_stream(&store, &index, &KEY, &rp.stream, rp.archive.as_ref()).await;
+        store.delete(&crate::paths::pack(&pack)).await.unwrap();
+        let v = verify_stream(
+            &store,
+            &index,
+            &KEY,
+            &rp.stream,
+            &crate::testing::TestArchive,
+            rp.archive.as_ref(),
+        )
+        .await;
         let lost = v
             .missing_chunks
             .iter()
@@ -698,7 +742,15 @@ mod tests {
 
         // A chunk no index lists.
         let empty = ChunkIndex::default();
-        let v = verify_stream(&store, &empty, &KEY, &rp.stream, None).await;
+        let v = verify_stream(
+            &store,
+            &empty,
+            &KEY,
+            &rp.stream,
+            &crate::testing::TestArchive,
+            None,
+        )
+        .await;
         assert_eq!(v.missing_chunks[0].reason, ChunkDamage::NotInIndex);
         assert_eq!(v.missing_chunks[0].pack_id, None);
     }

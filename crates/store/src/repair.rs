@@ -33,6 +33,7 @@ use super::damage::load_damage;
 use super::lease::DestructiveGuard;
 use super::lock::LockError;
 use super::manifest::{Manifest, decode_chunk_list};
+use super::observe::StreamFormat;
 use super::pack::{ChunkIndex, PackBuilder, PackEntry, PackId, decode_index, encode_index};
 use super::reader::{fetch_blob, fetch_trailer};
 use super::{StoreError, VaultStore, paths};
@@ -160,10 +161,12 @@ impl Salvage<'_> {
 }
 
 /// Repairs one store (a tier). The caller holds the exclusive lock and, through `guard`, the
-/// destructive-operation guard. `read_data` reads every pack whole, not only suspect ones.
+/// destructive-operation guard. `read_data` reads every pack whole, not only suspect ones;
+/// `format` names what damage costs (the tables a damaged point loses).
 pub async fn repair(
     store: &VaultStore,
     key: &[u8; 32],
+    format: &dyn StreamFormat,
     pack_target_size: usize,
     read_data: bool,
     guard: Option<&DestructiveGuard>,
@@ -435,7 +438,7 @@ pub async fn repair(
         report.damage_records_cleared += 1;
     }
 
-    report.damaged_recovery_points = damaged_points(store, &repaired, key).await?;
+    report.damaged_recovery_points = damaged_points(store, &repaired, key, format).await?;
     report.finished = true;
     Ok(report)
 }
@@ -445,6 +448,7 @@ pub async fn damaged_points(
     store: &VaultStore,
     index: &ChunkIndex,
     key: &[u8; 32],
+    format: &dyn StreamFormat,
 ) -> Result<Vec<DamagedPoint>, StoreError> {
     let mut out = Vec::new();
     for path in store.list(&paths::recovery_points_root()).await? {
@@ -511,19 +515,19 @@ pub async fn damaged_points(
         }
         point.lost_chunks = lost_ids.len();
         point.lost_bytes = lost_ranges.iter().map(|(s, e)| e - s).sum();
-        if let Some(archive) = &m.archive {
+        if let Some(layout) = m.archive.as_ref().and_then(|r| format.layout(r)) {
             let overlaps = |s: u64, e: u64| lost_ranges.iter().any(|(a, b)| *a < e && s < *b);
-            if overlaps(0, archive.toc_end) && point.unrestorable.is_none() {
-                point.unrestorable =
-                    Some("the archive's header and table of contents are lost".into());
+            if overlaps(layout.header.start, layout.header.end) && point.unrestorable.is_none() {
+                point.unrestorable = Some(format!(
+                    "the {}'s header and table of contents are lost",
+                    format.name()
+                ));
             }
-            let tables: BTreeMap<String, ()> = archive
-                .entries
-                .iter()
-                .filter_map(|t| {
-                    let d = t.data.as_ref()?;
-                    overlaps(d.start, d.end).then(|| (format!("{}.{}", t.namespace, t.tag), ()))
-                })
+            let tables: BTreeMap<String, ()> = layout
+                .parts
+                .into_iter()
+                .filter(|(_, r)| overlaps(r.start, r.end))
+                .map(|(name, _)| (name, ()))
                 .collect();
             point.tables_lost = tables.into_keys().collect();
         }
@@ -537,10 +541,10 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::store::damage::{DamageNotes, load_backup_index};
-    use crate::store::reader::{load_index, read_stream};
-    use crate::store::testing::{KEY, archive, backup, flip_byte_in_blob, pack_chunks, packs};
-    use crate::store::verify::verify_stream;
+    use crate::damage::{DamageNotes, load_backup_index};
+    use crate::reader::{load_index, read_stream};
+    use crate::testing::{KEY, archive, backup, flip_byte_in_blob, pack_chunks, packs};
+    use crate::verify::verify_stream;
 
     async fn read(store: &VaultStore, m: &Manifest) -> Option<Vec<u8>> {
         let index = load_index(store).await.unwrap();
@@ -577,16 +581,32 @@ mod tests {
             .await
             .unwrap();
         flip_byte_in_blob(&store, &flipped, flipped_chunks[0]).await;
-        let v = verify_stream(&store, &index, &KEY, &rp1.stream, rp1.archive.as_ref()).await;
+        let v = verify_stream(
+            &store,
+            &index,
+            &KEY,
+            &rp1.stream,
+            &crate::testing::TestArchive,
+            rp1.archive.as_ref(),
+        )
+        .await;
         let mut notes = DamageNotes::default();
         for f in &v.corrupt_chunks {
             notes.note(f.pack_id.unwrap(), Some(f.chunk_id), "corrupt");
         }
         notes.record(&store, "test").await.unwrap();
 
-        let r = repair(&store, &KEY, 64 << 10, false, None, |_| true)
-            .await
-            .unwrap();
+        let r = repair(
+            &store,
+            &KEY,
+            &crate::testing::TestArchive,
+            64 << 10,
+            false,
+            None,
+            |_| true,
+        )
+        .await
+        .unwrap();
         assert!(r.finished);
         assert_eq!(r.missing_packs, [deleted]);
         let bad: HashSet<PackId> = r.bad_packs.iter().map(|b| b.pack_id).collect();
@@ -625,9 +645,17 @@ mod tests {
         assert_eq!(read(&store, &rp1).await, None);
 
         // A second repair finds nothing more to do.
-        let again = repair(&store, &KEY, 64 << 10, true, None, |_| true)
-            .await
-            .unwrap();
+        let again = repair(
+            &store,
+            &KEY,
+            &crate::testing::TestArchive,
+            64 << 10,
+            true,
+            None,
+            |_| true,
+        )
+        .await
+        .unwrap();
         assert!(
             again.bad_packs.is_empty() && again.missing_packs.is_empty(),
             "{again:#?}"
@@ -642,7 +670,7 @@ mod tests {
         assert_eq!(read(&store, &rp1).await.as_deref(), Some(&data[..]));
         let index = load_index(&store).await.unwrap();
         assert!(
-            damaged_points(&store, &index, &KEY)
+            damaged_points(&store, &index, &KEY, &crate::testing::TestArchive)
                 .await
                 .unwrap()
                 .is_empty()
@@ -665,14 +693,30 @@ mod tests {
         let chunks = pack_chunks(&store, &victim).await;
         flip_byte_in_blob(&store, &victim, chunks[0]).await;
         for stop in [RepairStep::IndexWritten, RepairStep::IndexDeleted] {
-            let r = repair(&store, &KEY, 64 << 10, true, None, |s| s != stop)
-                .await
-                .unwrap();
-            assert!(!r.finished);
-        }
-        let r = repair(&store, &KEY, 64 << 10, true, None, |_| true)
+            let r = repair(
+                &store,
+                &KEY,
+                &crate::testing::TestArchive,
+                64 << 10,
+                true,
+                None,
+                |s| s != stop,
+            )
             .await
             .unwrap();
+            assert!(!r.finished);
+        }
+        let r = repair(
+            &store,
+            &KEY,
+            &crate::testing::TestArchive,
+            64 << 10,
+            true,
+            None,
+            |_| true,
+        )
+        .await
+        .unwrap();
         assert!(r.finished);
         assert!(!packs(&store).await.contains(&victim));
         let d = &r.damaged_recovery_points;

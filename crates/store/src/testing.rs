@@ -1,5 +1,10 @@
 //! Test helpers: vaults holding real streams (custom-format archives, as `pg_dump` writes
 //! them to a pipe) and real manifests, written through the backup path, and damage to them.
+//!
+//! Built for the store's own tests and, with the `testing` feature, for the engine's. The
+//! store's tests watch their streams through [`TestArchive`], pg_dump's scanner behind the
+//! store's [`StreamFormat`] trait, as the engine plugs it in; the store's library code knows
+//! no format (the scanner crate is a dependency of this module only).
 
 use std::sync::Arc;
 
@@ -10,11 +15,64 @@ use super::manifest::{
     BackupStats, ChunkerParams, DatasourceInfo, MANIFEST_FORMAT, Manifest, PostgresInfo,
     StreamInfo, decode_chunk_list,
 };
+use super::observe::{ObserveError, Recorded, StreamFormat, StreamLayout, StreamObserver};
 use super::pack::{PackId, read_pack_trailer};
 use super::reader::{fetch_blob, load_index};
 use super::writer::{Progress, WriterConfig, write_stream};
 use super::{VaultStore, paths};
-use crate::postgres::archive::ArchiveSummary;
+use pgvault_pgdump::{ArchiveScanner, ArchiveSummary};
+
+/// pg_dump's custom archive format for the store's tests: the same scanner and layout the
+/// engine's `postgres::archive::CustomArchive` gives the store.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TestArchive;
+
+impl StreamFormat for TestArchive {
+    fn name(&self) -> &'static str {
+        "custom-format archive"
+    }
+
+    fn observer(&self) -> Box<dyn StreamObserver> {
+        Box::new(Scan(ArchiveScanner::new()))
+    }
+
+    fn layout(&self, recorded: &Recorded) -> Option<StreamLayout> {
+        let a: ArchiveSummary = recorded.read().ok()?;
+        Some(StreamLayout {
+            header: 0..a.toc_end,
+            parts: a
+                .entries
+                .iter()
+                .filter_map(|t| {
+                    let d = t.data.as_ref()?;
+                    Some((format!("{}.{}", t.namespace, t.tag), d.start..d.end))
+                })
+                .collect(),
+            entries: a.entries.len(),
+        })
+    }
+}
+
+struct Scan(ArchiveScanner);
+
+impl StreamObserver for Scan {
+    fn observe(&mut self, bytes: &[u8]) {
+        self.0.feed(bytes);
+    }
+
+    fn finish(self: Box<Self>) -> Result<Recorded, ObserveError> {
+        Ok(Recorded::of(&self.0.finish()?)?)
+    }
+}
+
+/// The table of contents a test manifest recorded.
+pub fn toc(m: &Manifest) -> ArchiveSummary {
+    m.archive
+        .as_ref()
+        .expect("a table of contents")
+        .read()
+        .unwrap()
+}
 
 pub const KEY: [u8; 32] = [7; 32];
 
@@ -119,7 +177,7 @@ pub fn manifest(
     instance: &str,
     id: &str,
     stream: StreamInfo,
-    archive: Option<ArchiveSummary>,
+    archive: Option<Recorded>,
 ) -> Manifest {
     Manifest {
         format_version: MANIFEST_FORMAT,
@@ -175,6 +233,7 @@ pub async fn backup(
         std::io::Cursor::new(data),
         Arc::new(Progress::default()),
         previous.map(|m| m.stream.clone()),
+        TestArchive.observer(),
     )
     .await
     .unwrap();
@@ -319,4 +378,9 @@ pub async fn store_from(objects: &[(Path, bytes::Bytes)]) -> VaultStore {
         store.put(path, bytes.clone()).await.unwrap();
     }
     store
+}
+
+/// An observer of one stream in pg_dump's custom archive format ([`TestArchive`]).
+pub fn archive_observer() -> Box<dyn StreamObserver> {
+    TestArchive.observer()
 }

@@ -720,10 +720,8 @@ pub async fn check_store(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::pack::encode_index;
-    use crate::store::testing::{
-        KEY, archive, backup, flip_byte_in_blob, needed, pack_chunks, packs,
-    };
+    use crate::pack::encode_index;
+    use crate::testing::{KEY, archive, backup, flip_byte_in_blob, needed, pack_chunks, packs};
 
     fn kinds(c: &StoreCheck) -> Vec<FindingKind> {
         let mut k: Vec<FindingKind> = c.findings.iter().map(|f| f.kind).collect();
@@ -732,7 +730,7 @@ mod tests {
     }
 
     /// Two generations; the first point deleted, as the retention sweep would.
-    async fn vault() -> (VaultStore, crate::store::manifest::Manifest) {
+    async fn vault() -> (VaultStore, crate::manifest::Manifest) {
         let store = VaultStore::open("memory://").unwrap();
         let rp1 = backup(&store, KEY, "db", "rp1", archive(8_000, 0), None).await;
         let rp2 = backup(&store, KEY, "db", "rp2", archive(9_000, 1), Some(&rp1)).await;
@@ -796,7 +794,7 @@ mod tests {
     async fn damage_is_found_and_named_without_stopping() {
         let (store, rp2) = vault().await;
         let need = needed(&store, &KEY, &rp2).await;
-        let index = crate::store::reader::load_index(&store).await.unwrap();
+        let index = crate::reader::load_index(&store).await.unwrap();
         // A pack the live point needs (none of its chunk lists), and one byte of a live full
         // chunk in another pack.
         let mut gone = None;
@@ -838,7 +836,7 @@ mod tests {
             )
             .await
             .unwrap();
-        let mut entries = crate::store::reader::fetch_trailer(
+        let mut entries = crate::reader::fetch_trailer(
             &store,
             &flipped_pack,
             store.get(&paths::pack(&flipped_pack)).await.unwrap().len() as u64,
@@ -895,7 +893,7 @@ mod tests {
         assert!(corrupt.iter().all(|f| f.pack_id == Some(flipped_pack)));
         assert_eq!(corrupt[1].chunk_id, Some(flipped));
         // What it found is recorded for backups and repair.
-        let recorded = crate::store::damage::load_damage(&store).await.unwrap();
+        let recorded = crate::damage::load_damage(&store).await.unwrap();
         assert!(recorded.packs[&flipped_pack].1.contains(&flipped));
     }
 

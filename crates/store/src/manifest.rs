@@ -24,8 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::chunk::ChunkId;
-use crate::postgres::archive::ArchiveSummary;
-use crate::postgres::contents::DatabaseContents;
+use super::observe::Recorded;
 
 /// The manifest format written. Readers take every format up to this one: 1 (pretty JSON,
 /// `archive` and `contents` inline) and 2 (compact JSON, both packed, see [`packed`]).
@@ -164,19 +163,22 @@ pub struct Manifest {
     pub postgres: PostgresInfo,
     pub chunker: ChunkerParams,
     pub stream: StreamInfo,
-    /// The archive's header and table of contents with each table's data extent in the
-    /// stream; `None` when the stream could not be scanned (the backup is still complete).
-    /// Stored packed (format 2) or inline (format 1): see [`packed`].
+    /// What the stream's format recorded (`archive`: for a pg_dump stream, the archive's
+    /// header and table of contents with each table's data extent in the stream); `None` when
+    /// the stream could not be scanned (the backup is still complete). The store keeps it and
+    /// does not read it (see [`super::observe`]). Stored packed (format 2) or inline (format
+    /// 1): see [`packed`].
     #[serde(with = "packed")]
-    pub archive: Option<ArchiveSummary>,
+    pub archive: Option<Recorded>,
     pub stats: BackupStats,
     /// What the dump holds (schemas, extensions, tables and row counts), read in the very
     /// snapshot `pg_dump` dumped, for restore drills to compare with. `None` in manifests
     /// written before pgvault recorded it, or when reading it failed (the backup is still
     /// complete). Optional and additive (it came within format 1). Stored packed (format 2)
     /// or inline (format 1): see [`packed`].
+    /// Recorded by the engine, kept and not read by the store, like `archive`.
     #[serde(default, skip_serializing_if = "Option::is_none", with = "packed")]
-    pub contents: Option<DatabaseContents>,
+    pub contents: Option<Recorded>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -197,8 +199,9 @@ pub enum ManifestError {
 /// damaged all the same (a manifest rewritten with a matching checksum, a bug) is an error
 /// naming the part, never a panic, and its decompressed size is bounded by [`PACKED_MAX`].
 pub mod packed {
+    use super::Recorded;
     use base64::Engine as _;
-    use serde::de::{DeserializeOwned, Error as _};
+    use serde::de::Error as _;
     use serde::ser::Error as _;
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
     use std::io::Read;
@@ -224,7 +227,7 @@ pub mod packed {
         Ok(base64::engine::general_purpose::STANDARD.encode(z))
     }
 
-    pub fn unpack<T: DeserializeOwned>(text: &str) -> Result<T, String> {
+    pub fn unpack(text: &str) -> Result<Recorded, String> {
         let z = base64::engine::general_purpose::STANDARD
             .decode(text)
             .map_err(|e| format!("not base64: {e}"))?;
@@ -237,29 +240,25 @@ pub mod packed {
         if json.len() as u64 > PACKED_MAX {
             return Err(format!("larger than {PACKED_MAX} bytes decompressed"));
         }
-        serde_json::from_slice(&json).map_err(|e| format!("not the expected JSON: {e}"))
+        let json = String::from_utf8(json).map_err(|_| "not UTF-8 JSON".to_owned())?;
+        Recorded::from_json(json).map_err(|e| format!("not a recorded part: {e}"))
     }
 
-    pub fn serialize<T: Serialize, S: Serializer>(
-        value: &Option<T>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(value: &Option<Recorded>, s: S) -> Result<S::Ok, S::Error> {
         match value {
             None => s.serialize_none(),
             Some(v) => s.serialize_str(&pack(v).map_err(S::Error::custom)?),
         }
     }
 
-    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<T>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Recorded>, D::Error> {
         match Option::<serde_json::Value>::deserialize(d)? {
             None | Some(serde_json::Value::Null) => Ok(None),
             Some(serde_json::Value::String(text)) => unpack(&text)
                 .map(Some)
                 .map_err(|e| D::Error::custom(format!("a packed manifest part is damaged: {e}"))),
             // Format 1: the part inline.
-            Some(inline) => serde_json::from_value(inline)
+            Some(inline) => Recorded::from_json(inline.to_string())
                 .map(Some)
                 .map_err(D::Error::custom),
         }
@@ -358,29 +357,23 @@ mod tests {
             chunk_count: 2,
             chunk_lists: vec![ChunkId([5; 32])],
         };
-        let mut scanner = crate::postgres::archive::ArchiveScanner::new();
-        scanner.feed(&crate::store::testing::archive(20, 0));
+        let mut scanner = crate::testing::archive_observer();
+        scanner.observe(&crate::testing::archive(20, 0));
         let archive = scanner.finish().unwrap();
-        let mut m = crate::store::testing::manifest("db1", "rp1", stream, Some(archive));
+        let mut m = crate::testing::manifest("db1", "rp1", stream, Some(archive));
         m.contents = Some(sample_contents());
         m
     }
 
-    fn sample_contents() -> DatabaseContents {
-        use crate::postgres::contents::{ExtensionInfo, TableInfo};
-        DatabaseContents {
-            schemas: vec!["public".into()],
-            extensions: vec![ExtensionInfo {
-                name: "plpgsql".into(),
-                version: "1.0".into(),
-            }],
-            tables: vec![TableInfo {
-                schema: "public".into(),
-                name: "t".into(),
-                estimated_rows: Some(300),
-                exact_rows: Some(300),
-            }],
-        }
+    /// What the engine records of a database's contents (`postgres::contents`), as the
+    /// store sees it: JSON it keeps.
+    fn sample_contents() -> Recorded {
+        Recorded::of(&serde_json::json!({
+            "schemas": ["public"],
+            "extensions": [{"name": "plpgsql", "version": "1.0"}],
+            "tables": [{"schema": "public", "name": "t", "estimatedRows": 300, "exactRows": 300}],
+        }))
+        .unwrap()
     }
 
     /// The envelope around `body` with a checksum that matches it: what a manifest damaged
@@ -411,7 +404,7 @@ mod tests {
         assert_eq!(m.recovery_point_id, "rp-format-1");
         assert_eq!(m.stats.bytes_stored, 12345);
         assert_eq!(m.stream.chunk_count, 2);
-        let archive = m.archive.as_ref().expect("the table of contents");
+        let archive = crate::testing::toc(&m);
         assert_eq!(archive.header.format_version, "1.16.0");
         let data = archive.table_data("public", "t").expect("t's data entry");
         assert_eq!(data.dump_id, 20);
@@ -518,7 +511,7 @@ mod tests {
             ("archive", serde_json::json!(b64.encode(&bomb))),
             ("contents", serde_json::json!("")),
             ("archive", serde_json::json!(42)),
-            ("contents", serde_json::json!({"schemas": 3})),
+            ("contents", serde_json::json!([{"schemas": 3}])),
         ] {
             let mut v = good.clone();
             v[part] = value.clone();
@@ -537,9 +530,9 @@ mod tests {
         /// covers (trailing bytes a JSON parser skips), the very manifest written.
         #[test]
         fn damaged_manifests_read_as_errors_or_the_original(
-            damages in crate::store::testing::damages(),
+            damages in crate::testing::damages(),
         ) {
-            let bad = crate::store::testing::apply_all(&damages, &sample().to_bytes());
+            let bad = crate::testing::apply_all(&damages, &sample().to_bytes());
             if let Ok(m) = Manifest::from_bytes(&bad) {
                 proptest::prop_assert_eq!(m, sample());
             }
@@ -549,14 +542,14 @@ mod tests {
         /// panic, or (where the damage changed nothing zstd reads) the part written.
         #[test]
         fn damaged_packed_parts_are_errors(
-            damages in crate::store::testing::damages(),
+            damages in crate::testing::damages(),
             part in proptest::sample::select(vec!["archive", "contents"]),
         ) {
             use base64::Engine as _;
             let b64 = base64::engine::general_purpose::STANDARD;
             let mut v: serde_json::Value = serde_json::from_str(&body(&sample().to_bytes())).unwrap();
             let z = b64.decode(v[part].as_str().unwrap()).unwrap();
-            let bad = crate::store::testing::apply_all(&damages, &z);
+            let bad = crate::testing::apply_all(&damages, &z);
             v[part] = serde_json::Value::String(b64.encode(&bad));
             match Manifest::from_bytes(&checksummed(&v.to_string())) {
                 Ok(m) => proptest::prop_assert_eq!(m, sample()),
@@ -571,12 +564,12 @@ mod tests {
         /// the same bytes.
         #[test]
         fn chunk_list_blocks_decode_or_refuse(
-            damages in crate::store::testing::damages(),
+            damages in crate::testing::damages(),
         ) {
             let refs: Vec<ChunkRef> = (0..20u32)
                 .map(|i| ChunkRef { id: ChunkId([i as u8; 32]), length: i, head: u64::from(i) })
                 .collect();
-            let bad = crate::store::testing::apply_all(&damages, &encode_chunk_list(&refs));
+            let bad = crate::testing::apply_all(&damages, &encode_chunk_list(&refs));
             if let Some(decoded) = decode_chunk_list(&bad) {
                 proptest::prop_assert_eq!(encode_chunk_list(&decoded), bad);
             }

@@ -472,11 +472,11 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::store::manifest::{
+    use crate::manifest::{
         BackupStats, ChunkerParams, DatasourceInfo, MANIFEST_FORMAT, PostgresInfo, StreamInfo,
     };
-    use crate::store::reader::{load_index, read_stream};
-    use crate::store::writer::{Progress, WriterConfig, write_stream};
+    use crate::reader::{load_index, read_stream};
+    use crate::writer::{Progress, WriterConfig, write_stream};
 
     const KEY: [u8; 32] = [7; 32];
     const PACK: usize = 256 << 10;
@@ -563,6 +563,7 @@ mod tests {
             std::io::Cursor::new(data),
             Arc::new(Progress::default()),
             previous,
+            crate::testing::archive_observer(),
         )
         .await
         .unwrap();
@@ -619,7 +620,7 @@ mod tests {
         }
         // A killed backup: a pack stored, no index file, no manifest.
         let mut orphan = PackBuilder::default();
-        let blob = crate::store::chunk::encode_blob(ChunkKind::Data, b"orphan chunk", 1);
+        let blob = crate::chunk::encode_blob(ChunkKind::Data, b"orphan chunk", 1);
         orphan.push(ChunkId::of(&KEY, b"orphan chunk"), 12, &blob);
         let (id, bytes, _) = orphan.finish();
         store.put(&paths::pack(&id), bytes.into()).await.unwrap();
@@ -764,7 +765,7 @@ mod tests {
     /// pack, the chunks no pack holds do not stop it either.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_damaged_manifest_is_marked_conservatively_and_lost_chunks_do_not_stop_gc() {
-        use crate::store::testing::{self, archive, backup};
+        use crate::testing::{self, archive, backup};
         let store = VaultStore::open("memory://").unwrap();
         let key = testing::KEY;
         let rp1 = backup(&store, key, "db", "rp1", archive(6_000, 0), None).await;
@@ -798,9 +799,17 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("backup-vault repair"), "{err}");
-        crate::store::repair::repair(&store, &key, PACK, false, None, |_| true)
-            .await
-            .unwrap();
+        crate::repair::repair(
+            &store,
+            &key,
+            &crate::testing::TestArchive,
+            PACK,
+            false,
+            None,
+            |_| true,
+        )
+        .await
+        .unwrap();
         let r = collect_garbage(&store, &key, PACK, |_| true).await.unwrap();
         assert!(r.finished && r.lost_chunks > 0, "{r:?}");
     }

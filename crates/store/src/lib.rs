@@ -33,12 +33,13 @@ pub mod gc;
 pub mod lease;
 pub mod lock;
 pub mod manifest;
+pub mod observe;
 pub mod pack;
 pub mod reader;
 pub mod reindex;
 pub mod repair;
-#[cfg(test)]
-pub(crate) mod testing;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod verify;
 pub mod writer;
 
@@ -87,7 +88,7 @@ pub enum StoreError {
     },
     #[error(
         "`{path}` in the vault is {size} bytes, more than the {} pgvault ever writes there; it is not pgvault's: restore it from a copy or remove it",
-        crate::limits::size(*limit)
+        pgvault_os::limits::size(*limit)
     )]
     TooLarge { path: String, size: u64, limit: u64 },
     /// ENOSPC (or EDQUOT) while writing to a local vault: named as such, with the vault's
@@ -577,14 +578,14 @@ impl VaultStore {
     }
 
     /// The JSON object at `path` (vault.json, a policy, an instance, a lock), refused unread
-    /// when it is larger than any pgvault writes ([`crate::limits::VAULT_JSON_BYTES`]).
+    /// when it is larger than any pgvault writes ([`pgvault_os::limits::VAULT_JSON_BYTES`]).
     pub async fn get_json<T: DeserializeOwned>(&self, path: &Path) -> Result<T, StoreError> {
         let got = self
             .inner
             .get(path)
             .await
             .map_err(read_err(self.local_root.as_deref(), path))?;
-        let limit = crate::limits::VAULT_JSON_BYTES;
+        let limit = pgvault_os::limits::VAULT_JSON_BYTES;
         if got.meta.size > limit {
             return Err(StoreError::TooLarge {
                 path: path.to_string(),

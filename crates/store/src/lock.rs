@@ -35,7 +35,7 @@ use object_store::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::{StoreError, VaultStore};
-use crate::process::{local_host_name, process_alive};
+use pgvault_os::process::{local_host_name, process_alive};
 
 /// How often a held lock is rewritten with a fresh time.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(5 * 60);

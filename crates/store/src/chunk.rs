@@ -422,7 +422,7 @@ mod tests {
         #[test]
         fn damaged_blobs_decode_to_an_error_or_the_original(
             kind in 0usize..3,
-            damages in crate::store::testing::damages(),
+            damages in crate::testing::damages(),
         ) {
             let base: Vec<u8> = (0..4000u32).flat_map(|i| (i * 7).to_le_bytes()).collect();
             let mut raw = base.clone();
@@ -438,7 +438,7 @@ mod tests {
             };
             let expected = if kind == 1 { blake3::hash(&raw).as_bytes().repeat(64) } else { raw };
             let id = if kind == 1 { ChunkId::of(&KEY, &expected) } else { id };
-            let bad = crate::store::testing::apply_all(&damages, &blob);
+            let bad = crate::testing::apply_all(&damages, &blob);
             let _ = blob_base(&bad);
             if let Ok((_, data)) = decode_blob_with_base(&KEY, id, &bad, Some(&base)) {
                 proptest::prop_assert_eq!(data, expected);

@@ -414,9 +414,9 @@ pub async fn break_lease(rest: &BlobRest) -> Result<BrokenLock, LockError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::process::local_host_name;
-    use crate::store::azure::{AzureAuth, AzureLocation, EMULATOR_ACCOUNT_KEY};
-    use crate::store::lock::LockKind;
+    use crate::azure::{AzureAuth, AzureLocation, EMULATOR_ACCOUNT_KEY};
+    use crate::lock::LockKind;
+    use pgvault_os::process::local_host_name;
 
     /// A container on `azurite` under a prefix, as a vault on Blob Storage sees it.
     async fn rest_on(azurite: &pgvault_testkit::Azurite, container: &str) -> BlobRest {

@@ -286,30 +286,31 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::store::reader::{load_index, read_stream};
-    use crate::store::testing::{KEY, archive, backup, flip_byte_in_blob, pack_chunks, packs};
-    use crate::store::verify::verify_stream;
-    use crate::store::writer::{Progress, write_stream};
+    use crate::reader::{load_index, read_stream};
+    use crate::testing::{KEY, archive, backup, flip_byte_in_blob, pack_chunks, packs};
+    use crate::verify::verify_stream;
+    use crate::writer::{Progress, write_stream};
 
     /// A backup through the backup's own dedup index.
     async fn backup_avoiding_damage(
         store: &VaultStore,
         id: &str,
         data: Vec<u8>,
-        previous: Option<&crate::store::manifest::Manifest>,
-    ) -> crate::store::manifest::Manifest {
+        previous: Option<&crate::manifest::Manifest>,
+    ) -> crate::manifest::Manifest {
         let (known, _) = load_backup_index(store).await.unwrap();
         let out = write_stream(
             store,
             Arc::new(known),
-            &crate::store::testing::config(KEY),
+            &crate::testing::config(KEY),
             std::io::Cursor::new(data),
             Arc::new(Progress::default()),
             previous.map(|m| m.stream.clone()),
+            crate::testing::archive_observer(),
         )
         .await
         .unwrap();
-        let m = crate::store::testing::manifest("db", id, out.stream, out.archive.ok());
+        let m = crate::testing::manifest("db", id, out.stream, out.archive.ok());
         store
             .put(&paths::recovery_point("db", id), m.to_bytes().into())
             .await
@@ -319,11 +320,18 @@ mod tests {
 
     /// Reads through the index a verification uses: damaged packs last, so a chunk stored
     /// again is read from its sound copy whichever index file lists first.
-    async fn verifies(store: &VaultStore, m: &crate::store::manifest::Manifest) -> bool {
+    async fn verifies(store: &VaultStore, m: &crate::manifest::Manifest) -> bool {
         let (index, _) = load_readable_index(store).await.unwrap();
-        verify_stream(store, &index, &KEY, &m.stream, m.archive.as_ref())
-            .await
-            .is_ok()
+        verify_stream(
+            store,
+            &index,
+            &KEY,
+            &m.stream,
+            &crate::testing::TestArchive,
+            m.archive.as_ref(),
+        )
+        .await
+        .is_ok()
     }
 
     /// The first finding: a pack deleted, one truncated, one with a flipped byte that a
@@ -360,7 +368,15 @@ mod tests {
         // Unrecorded, a flipped byte cannot be known without reading; once verify records it,
         // it is avoided too.
         let index = load_index(&store).await.unwrap();
-        let v = verify_stream(&store, &index, &KEY, &rp1.stream, rp1.archive.as_ref()).await;
+        let v = verify_stream(
+            &store,
+            &index,
+            &KEY,
+            &rp1.stream,
+            &crate::testing::TestArchive,
+            rp1.archive.as_ref(),
+        )
+        .await;
         let mut notes = DamageNotes::default();
         for f in &v.corrupt_chunks {
             notes.note(
@@ -406,15 +422,16 @@ mod tests {
         let err = write_stream(
             &store,
             stale,
-            &crate::store::testing::config(KEY),
+            &crate::testing::config(KEY),
             std::io::Cursor::new(archive(12_000, 1)),
             Arc::new(Progress::default()),
             Some(rp1.stream.clone()),
+            crate::testing::archive_observer(),
         )
         .await
         .unwrap_err();
         assert!(
-            matches!(err, crate::store::writer::WriteError::PackVanished(_)),
+            matches!(err, crate::writer::WriteError::PackVanished(_)),
             "{err}"
         );
     }

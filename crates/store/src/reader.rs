@@ -443,9 +443,9 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::store::manifest::Manifest;
-    use crate::store::pack::read_pack_trailer;
-    use crate::store::testing::{self, KEY};
+    use crate::manifest::Manifest;
+    use crate::pack::read_pack_trailer;
+    use crate::testing::{self, KEY};
 
     /// Two generations of one archive in an in-memory vault (the second partly stored as
     /// deltas against the first), as objects to build damaged copies from.
