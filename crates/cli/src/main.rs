@@ -35,7 +35,7 @@ struct Cli {
     /// Use only this Azure credential for Key Vault secrets (environment, workload-identity,
     /// managed-identity, azure-cli) instead of trying them in Azure's order.
     #[arg(long, global = true, env = "PGVAULT_AZURE_CREDENTIAL")]
-    azure_credential: Option<pgvault_core::secrets::identity::CredentialKind>,
+    azure_credential: Option<pgvault_host::api::CredentialKind>,
     #[command(subcommand)]
     command: Command,
 }
@@ -119,7 +119,7 @@ fn main() -> ExitCode {
     }
 
     // Only recorded here: nothing Azure is read or contacted until a Key Vault secret is.
-    pgvault_core::secrets::keyvault::configure(cli.azure_credential);
+    pgvault_host::api::configure_azure_credential(cli.azure_credential);
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

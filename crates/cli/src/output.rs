@@ -3,11 +3,11 @@
 //! Tables pick a few columns per resource type, the way `az ... -o table` does; a value
 //! that is not a known resource prints as JSON either way. Cells are for people: sizes in
 //! binary units, durations in seconds and minutes, times in UTC to the second (see
-//! [`pgvault_core::model::human`]); JSON keeps Azure's exact forms.
+//! [`pgvault_model::human`]); JSON keeps Azure's exact forms.
 
 use serde_json::Value;
 
-use pgvault_core::model::human;
+use pgvault_model::human;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {

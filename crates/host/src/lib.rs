@@ -4,10 +4,16 @@
 //! registry and job history) and runs each operation as a recorded job. [`history`] is the
 //! SQLite job history; [`script`] the Rhai API over the service. Rhai stays out of the
 //! core crate, so the engine can be used without a script engine.
+//!
+//! The host is the only door into pgvault for the callers above it (the CLI, the REPL and
+//! the REST API): they depend on this crate and the pure model, never on the core, and use
+//! what [`api`] re-exports of it.
 
+pub mod api;
 pub mod drill;
 pub mod dropin;
 pub mod history;
+pub mod queries;
 pub mod retention;
 pub mod scheduler;
 pub mod script;

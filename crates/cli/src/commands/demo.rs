@@ -14,17 +14,15 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 
-use pgvault_core::engine::home::Home;
-use pgvault_core::engine::protect::{InitializeArgs, initialize_instance};
-use pgvault_core::engine::restore::{
-    initialize_for_data_recovery, initialize_for_data_recovery_as_files,
-};
-use pgvault_core::model::job::{JobFilter, JobStatus};
-use pgvault_core::model::policy::DatasourceType;
-use pgvault_core::model::resource::vault_id;
-use pgvault_core::model::templates::default_policy_template;
-use pgvault_core::postgres::readiness::grant_script_at;
+use pgvault_host::api::Home;
+use pgvault_host::api::grant_script_at;
+use pgvault_host::api::{InitializeArgs, initialize_instance};
+use pgvault_host::api::{initialize_for_data_recovery, initialize_for_data_recovery_as_files};
 use pgvault_host::service::Pgvault;
+use pgvault_model::job::{JobFilter, JobStatus};
+use pgvault_model::policy::DatasourceType;
+use pgvault_model::resource::vault_id;
+use pgvault_model::templates::default_policy_template;
 use pgvault_testkit::{ClusterOptions, TestCluster};
 use serde_json::Value;
 

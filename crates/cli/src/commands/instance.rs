@@ -9,17 +9,17 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use pgvault_core::engine::drill::{DrillTarget, RecoveryPointChoice};
-use pgvault_core::engine::protect::{InitializeArgs, initialize_instance};
-use pgvault_core::engine::restore::{
+use pgvault_host::api::{DrillTarget, RecoveryPointChoice};
+use pgvault_host::api::{
     FilesTarget, initialize_for_data_recovery, initialize_for_data_recovery_to_files,
 };
-use pgvault_core::model::instance::{
+use pgvault_host::api::{InitializeArgs, initialize_instance};
+use pgvault_model::instance::{
     BACKUPS_SUSPENDED, BackupInstanceRequest, PROTECTION_CONFIGURED, PROTECTION_STOPPED,
 };
-use pgvault_core::model::job::{Job, JobStatus};
-use pgvault_core::model::resource::vault_id;
-use pgvault_core::model::restore::{RestoreOptions, RestoreRequest};
+use pgvault_model::job::{Job, JobStatus};
+use pgvault_model::resource::vault_id;
+use pgvault_model::restore::{RestoreOptions, RestoreRequest};
 
 use super::{coded, open_service, read_json};
 use crate::output::{Format, print};
@@ -359,15 +359,14 @@ pub fn report_job(job: &Job, extra: Option<Value>, format: Format) -> anyhow::Re
 /// `--source-datastore` as the request spells it.
 fn datastore_name(source: &SourceArgs) -> anyhow::Result<String> {
     Ok(
-        pgvault_core::engine::restore::source_datastore(&source.source_datastore)
+        pgvault_host::api::source_datastore(&source.source_datastore)
             .map_err(coded)?
             .to_string(),
     )
 }
 
 async fn source_resource_id(source: &SourceArgs) -> anyhow::Result<Option<String>> {
-    let datastore =
-        pgvault_core::engine::restore::source_datastore(&source.source_datastore).map_err(coded)?;
+    let datastore = pgvault_host::api::source_datastore(&source.source_datastore).map_err(coded)?;
     let (Some(vault), Some(instance)) = (&source.vault_name, &source.backup_instance_name) else {
         return Ok(None);
     };
@@ -423,7 +422,7 @@ pub async fn run(cmd: InstanceCommand, format: Format) -> anyhow::Result<ExitCod
             let req: BackupInstanceRequest = read_json(
                 &backup_instance,
                 "backup-instance request",
-                pgvault_core::limits::REQUEST_BYTES,
+                pgvault_host::api::limits::REQUEST_BYTES,
             )?;
             let svc = open_service()?;
             print(&svc.protect(&vault_name, req).await.map_err(coded)?, format)?;
@@ -595,7 +594,7 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
             let req: RestoreRequest = read_json(
                 &restore_request_object,
                 "restore request",
-                pgvault_core::limits::REQUEST_BYTES,
+                pgvault_host::api::limits::REQUEST_BYTES,
             )?;
             let svc = open_service()?;
             let written = Arc::new(AtomicU64::new(0));

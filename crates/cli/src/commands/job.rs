@@ -9,16 +9,16 @@ use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use pgvault_core::model::duration::IsoDuration;
-use pgvault_core::model::job::{
+use pgvault_host::history::DEFAULT_JOB_HISTORY_RETENTION;
+use pgvault_model::duration::IsoDuration;
+use pgvault_model::job::{
     Job, JobFilter, JobStatus, JobSummaryRow, Operation, StatusCounts, azure_time, retention_cutoff,
 };
-use pgvault_core::model::simulate::parse_time;
-use pgvault_host::history::DEFAULT_JOB_HISTORY_RETENTION;
+use pgvault_model::simulate::parse_time;
 
 use super::{coded, open_service};
 use crate::output::{Format, line, print, table};
-use pgvault_core::model::human;
+use pgvault_model::human;
 
 #[derive(Subcommand, Debug)]
 pub enum JobCommand {
@@ -568,7 +568,7 @@ mod tests {
 
     #[test]
     fn the_tasks_table_shows_one_line_per_task() {
-        use pgvault_core::model::job::{JobOwner, NewJob, TASK_DUMP, TASK_VALIDATE, TaskOutcome};
+        use pgvault_model::job::{JobOwner, NewJob, TASK_DUMP, TASK_VALIDATE, TaskOutcome};
         let start = at("2026-01-01T02:00:00Z");
         let mut job = Job::start(&NewJob::new(
             Operation::OnDemandBackup,

@@ -19,15 +19,15 @@ use std::process::ExitCode;
 use anyhow::Context;
 use serde::de::DeserializeOwned;
 
-use pgvault_core::engine::home::Home;
-use pgvault_core::limits;
+use pgvault_host::api::Home;
+use pgvault_host::api::limits;
 use pgvault_host::service::Pgvault;
 
 use crate::Command;
 use crate::output::Format;
 
 /// A pgvault error (`CODE: message`) as an `anyhow` error.
-pub fn coded(e: pgvault_core::engine::Error) -> anyhow::Error {
+pub fn coded(e: pgvault_host::api::Error) -> anyhow::Error {
     anyhow::anyhow!("{}: {}", e.code, e.message)
 }
 
@@ -35,7 +35,7 @@ pub fn coded(e: pgvault_core::engine::Error) -> anyhow::Error {
 /// damaged resource is neither hidden nor allowed to hide the others.
 pub fn fail_on_unreadable(
     what: &str,
-    unreadable: Vec<pgvault_core::engine::Error>,
+    unreadable: Vec<pgvault_host::api::Error>,
 ) -> anyhow::Result<()> {
     if unreadable.is_empty() {
         return Ok(());
@@ -57,7 +57,7 @@ pub fn open_service() -> anyhow::Result<Pgvault> {
 }
 
 /// Reads a JSON file (`-` for stdin) of at most `limit` bytes, naming the file in any error.
-/// A leading byte order mark is dropped (see [`pgvault_core::limits`]).
+/// A leading byte order mark is dropped (see `pgvault_host::api::limits`).
 pub fn read_json<T: DeserializeOwned>(path: &Path, what: &str, limit: u64) -> anyhow::Result<T> {
     let text = limits::read_arg_text(path, what, limit)
         .map_err(|e| anyhow::anyhow!("UserErrorInvalidInput: {e}"))?;

@@ -2,7 +2,7 @@
 //! commands (`trigger`, `retention-rule`, `tag`) plus `validate`.
 //!
 //! The editing commands work on files as the az CLI does: each reads a policy (and
-//! lifecycles or criteria), applies one edit from [`pgvault_core::model::policy_edit`], and
+//! lifecycles or criteria), applies one edit from [`pgvault_model::policy_edit`], and
 //! prints the policy for the next step to read (`> EditedPolicy.json`). Inputs are read
 //! leniently (property names in any case, a lone object where an array is declared, inline
 //! JSON like the az CLI's "JSON string or file") and the output is the normalized JSON. They
@@ -18,14 +18,14 @@ use clap::Subcommand;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use pgvault_core::limits;
-use pgvault_core::model::duration::{DurationUnit, IsoDuration};
-use pgvault_core::model::policy::{
+use pgvault_host::api::limits;
+use pgvault_model::duration::{DurationUnit, IsoDuration};
+use pgvault_model::policy::{
     AbsoluteMarker, BackupPolicy, DataStoreType, DatasourceType, PolicyError,
     ScheduleBasedBackupCriteria, SourceLifeCycle, azure_compatibility_warnings, from_lenient_value,
 };
-use pgvault_core::model::policy_edit::{self, CopyOptionKind, IntervalType};
-use pgvault_core::model::templates::default_policy_template;
+use pgvault_model::policy_edit::{self, CopyOptionKind, IntervalType};
+use pgvault_model::templates::default_policy_template;
 
 use super::{coded, open_service};
 use crate::output::{Format, print, render};

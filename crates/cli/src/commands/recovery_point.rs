@@ -5,12 +5,12 @@ use std::process::ExitCode;
 use clap::Subcommand;
 use serde_json::Value;
 
-use pgvault_core::engine::verify::{PointSelection, PointVerification};
+use pgvault_host::api::{PointSelection, PointVerification};
 
 use super::instance::report_job;
 use super::{coded, open_service};
 use crate::output::{Format, line, print, table};
-use pgvault_core::model::human;
+use pgvault_model::human;
 
 #[derive(Subcommand, Debug)]
 pub enum RecoveryPointCommand {
@@ -113,34 +113,23 @@ pub async fn run(cmd: RecoveryPointCommand, format: Format) -> anyhow::Result<Ex
             vault_name,
             backup_instance_name,
         } => {
-            let vault = svc.vault(&vault_name).await.map_err(coded)?;
-            vault.instance(&backup_instance_name).await.map_err(coded)?;
             // Damaged manifests are listed after the good points, as `Partial` with why.
-            let (rps, damaged) = vault
-                .recovery_points_and_damage(&backup_instance_name)
+            let points = svc
+                .recovery_points_json(&vault_name, &backup_instance_name)
                 .await
                 .map_err(coded)?;
-            print(
-                &Value::Array(
-                    rps.iter()
-                        .map(|m| vault.recovery_point_json(m))
-                        .chain(damaged.iter().map(|d| vault.damaged_recovery_point_json(d)))
-                        .collect(),
-                ),
-                format,
-            )?;
+            print(&Value::Array(points), format)?;
         }
         RecoveryPointCommand::Show {
             vault_name,
             backup_instance_name,
             recovery_point_id,
         } => {
-            let vault = svc.vault(&vault_name).await.map_err(coded)?;
-            let m = vault
-                .stored_point(&backup_instance_name, &recovery_point_id)
+            let point = svc
+                .recovery_point_json(&vault_name, &backup_instance_name, &recovery_point_id)
                 .await
                 .map_err(coded)?;
-            print(&vault.recovery_point_detail_json(&m), format)?;
+            print(&point, format)?;
         }
         RecoveryPointCommand::Rehydrate {
             vault_name,

@@ -40,15 +40,14 @@ use rustyline::validate::Validator;
 use rustyline::{CompletionType, Config, Editor, Helper};
 use serde_json::Value;
 
-use pgvault_core::model::job::{Job, JobFilter, JobOutcome, JobStatus};
-use pgvault_core::store::paths;
 use pgvault_host::history::current_owner;
 use pgvault_host::script::{Interrupt, ScriptContext, describe_error, new_engine};
 use pgvault_host::service::Pgvault;
+use pgvault_model::job::{Job, JobFilter, JobOutcome, JobStatus};
 
 use super::open_service;
 use crate::output::{Format, render};
-use pgvault_core::model::human;
+use pgvault_model::human;
 
 const PROMPT: &str = "pgvault> ";
 /// The prompt while an entry is incomplete.
@@ -341,15 +340,9 @@ impl Session {
         self.ctx.runtime.spawn(async move {
             let (mut instances, mut policies) = (BTreeSet::new(), BTreeSet::new());
             for name in &vaults {
-                let Ok(vault) = pgvault.vault(name).await else {
-                    continue;
-                };
-                if let Ok(list) = vault.store.list_json_names(&paths::instances()).await {
-                    instances.extend(list);
-                }
-                if let Ok(list) = vault.store.list_json_names(&paths::policies()).await {
-                    policies.extend(list);
-                }
+                let (vault_instances, vault_policies) = pgvault.resource_names(name).await;
+                instances.extend(vault_instances);
+                policies.extend(vault_policies);
             }
             let mut names = names.write().unwrap_or_else(PoisonError::into_inner);
             names.instances = instances;
@@ -840,7 +833,7 @@ mod tests {
 
     #[test]
     fn progress_reads_as_sizes_throughput_and_time() {
-        use pgvault_core::model::job::{JobOwner, NewJob, Operation};
+        use pgvault_model::job::{JobOwner, NewJob, Operation};
         let start: DateTime<Utc> = "2026-01-01T02:00:00Z".parse().unwrap();
         let mut new = NewJob::new(Operation::OnDemandBackup, "V", start, JobOwner::new(1, "h"));
         new.datasource_name = Some("empdb11".into());

@@ -6,12 +6,12 @@ use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use serde_json::{Value, json};
 
-use pgvault_core::model::job::JobStatus;
 use pgvault_host::retention::{GcMode, SweepOutcome, VaultSweep};
+use pgvault_model::job::JobStatus;
 
 use super::{coded, open_service};
 use crate::output::{Format, line, print};
-use pgvault_core::model::human;
+use pgvault_model::human;
 
 #[derive(Subcommand, Debug)]
 pub enum RetentionCommand {

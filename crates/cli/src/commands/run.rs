@@ -17,13 +17,13 @@ use anyhow::Context as _;
 use chrono::Utc;
 use clap::Args;
 
-use pgvault_core::model::duration::IsoDuration;
-use pgvault_core::model::job::{JobFilter, JobOutcome, JobStatus};
 use pgvault_host::dropin::{ReadyScript, RunOptions, run_script_file};
 use pgvault_host::history::current_owner;
 use pgvault_host::script::Interrupt;
 use pgvault_host::script::sandbox::{Grants, RestoreDir, ServerGrant};
 use pgvault_host::service::Pgvault;
+use pgvault_model::duration::IsoDuration;
+use pgvault_model::job::{JobFilter, JobOutcome, JobStatus};
 
 use super::{coded, open_service};
 

@@ -35,7 +35,7 @@ pub struct ServeArgs {
     script_grants: super::run::ScriptGrantArgs,
     /// Finished jobs older than this (ISO 8601 duration) are pruned daily.
     #[arg(long, value_parser = super::job::parse_retention, default_value = "P365D")]
-    keep_job_history: pgvault_core::model::duration::IsoDuration,
+    keep_job_history: pgvault_model::duration::IsoDuration,
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {

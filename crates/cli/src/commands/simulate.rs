@@ -1,6 +1,6 @@
 //! `pgvault backup-policy simulate`: prints what a policy keeps over a window, as JSON or a
 //! table with the reason for each recovery point's fate, and optionally draws it as an SVG.
-//! The simulation itself is [`pgvault_core::model::simulate`].
+//! The simulation itself is [`pgvault_model::simulate`].
 
 use std::io::Write;
 use std::path::Path;
@@ -8,15 +8,15 @@ use std::path::Path;
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 
-use pgvault_core::model::policy::{BackupPolicy, DataStoreType};
-use pgvault_core::model::retention::DataStoreSpan;
-use pgvault_core::model::simulate::{Simulation, simulate};
+use pgvault_model::policy::{BackupPolicy, DataStoreType};
+use pgvault_model::retention::DataStoreSpan;
+use pgvault_model::simulate::{Simulation, simulate};
 
 use crate::output::{Format, table};
 
 /// A time on the command line: RFC 3339 or a date (midnight UTC).
 pub fn parse_time(text: &str) -> Result<DateTime<Utc>, String> {
-    pgvault_core::model::simulate::parse_time(text)
+    pgvault_model::simulate::parse_time(text)
 }
 
 pub fn run(

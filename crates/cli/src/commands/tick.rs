@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use serde_json::{Value, json};
 
-use pgvault_core::model::resource::vault_id;
+use pgvault_model::resource::vault_id;
 
 use pgvault_host::dropin::{DEFAULT_SETTLE, RunOptions, ScriptsDir, run_script_file};
 use pgvault_host::retention::GcMode;
@@ -40,7 +40,7 @@ pub async fn run(args: TickArgs, format: Format) -> anyhow::Result<ExitCode> {
     for outcome in outcomes {
         match outcome.job {
             Ok(job) => {
-                failed |= job.status() == pgvault_core::model::job::JobStatus::Failed;
+                failed |= job.status() == pgvault_model::job::JobStatus::Failed;
                 jobs.push(job.to_azure_json(&vault_id(&job.vault_name)));
             }
             Err(e) => {
@@ -58,7 +58,7 @@ pub async fn run(args: TickArgs, format: Format) -> anyhow::Result<ExitCode> {
     for outcome in svc.drill_tick(now).await.map_err(coded)? {
         match outcome.job {
             Ok(job) => {
-                failed |= job.status() == pgvault_core::model::job::JobStatus::Failed;
+                failed |= job.status() == pgvault_model::job::JobStatus::Failed;
                 jobs.push(job.azure_json());
             }
             Err(e) => {
@@ -94,7 +94,7 @@ pub async fn run(args: TickArgs, format: Format) -> anyhow::Result<ExitCode> {
             }
         };
         for job in sweep.action_jobs.iter().chain(&sweep.job) {
-            failed |= job.status() == pgvault_core::model::job::JobStatus::Failed;
+            failed |= job.status() == pgvault_model::job::JobStatus::Failed;
             jobs.push(job.azure_json());
         }
     }
@@ -110,7 +110,7 @@ pub async fn run(args: TickArgs, format: Format) -> anyhow::Result<ExitCode> {
         let ran = run_script_file(svc.clone(), script, &options, now)
             .await
             .map_err(coded)?;
-        failed |= ran.job.status() == pgvault_core::model::job::JobStatus::Failed;
+        failed |= ran.job.status() == pgvault_model::job::JobStatus::Failed;
         jobs.push(ran.job.azure_json());
     }
     print(&Value::Array(jobs), format)?;

@@ -9,15 +9,15 @@ use serde_json::Value;
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
-use pgvault_core::engine::verify::VerifyStatus;
-use pgvault_core::store::ArchiveAccessTier;
-use pgvault_core::store::check::{Finding, Percent, ReadData};
+use pgvault_host::api::ArchiveAccessTier;
+use pgvault_host::api::VerifyStatus;
+use pgvault_host::api::{Finding, Percent, ReadData};
 use pgvault_host::retention::TierGc;
 use pgvault_host::verify::VaultCheck;
 
 use super::{coded, open_service};
 use crate::output::{Format, line, print, table};
-use pgvault_core::model::human;
+use pgvault_model::human;
 
 #[derive(Subcommand, Debug)]
 pub enum VaultCommand {
@@ -331,22 +331,13 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
                 .map_err(coded)?;
             print(&serde_json::to_value(&broken)?, format)?;
         }
-        VaultCommand::Show { vault_name } => print(
-            &svc.vault(&vault_name).await.map_err(coded)?.to_azure_json(),
+        VaultCommand::Show { vault_name } => {
+            print(&svc.vault_json(&vault_name).await.map_err(coded)?, format)?
+        }
+        VaultCommand::List => print(
+            &Value::Array(svc.vaults_json().await.map_err(coded)?),
             format,
         )?,
-        VaultCommand::List => {
-            let mut out = Vec::new();
-            for name in svc.vault_names().map_err(coded)? {
-                match svc.vault(&name).await {
-                    Ok(v) => out.push(v.to_azure_json()),
-                    Err(e) => {
-                        tracing::warn!(vault = %name, error = %e, "registered vault cannot be opened")
-                    }
-                }
-            }
-            print(&Value::Array(out), format)?
-        }
     }
     Ok(ExitCode::SUCCESS)
 }

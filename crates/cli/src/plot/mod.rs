@@ -43,7 +43,7 @@ use std::fmt::{self, Write};
 
 use chrono::{DateTime, Datelike, Months, NaiveDate, TimeZone, Timelike, Utc};
 
-use pgvault_core::model::simulate::Simulation;
+use pgvault_model::simulate::Simulation;
 
 /// Most bar lanes one tier band may use before its costliest tag switches to a density row.
 pub const MAX_LANES_PER_TIER: usize = 60;

@@ -12,9 +12,9 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use chrono::TimeDelta;
-use pgvault_core::model::policy::DataStoreType;
-use pgvault_core::model::retention::{DataStoreSpan, Fate};
-use pgvault_core::model::simulate::{SimulatedPoint, Summary, simulate};
+use pgvault_model::policy::DataStoreType;
+use pgvault_model::retention::{DataStoreSpan, Fate};
+use pgvault_model::simulate::{SimulatedPoint, Summary, simulate};
 
 use super::*;
 use fixtures::utc;

@@ -583,6 +583,16 @@ impl Vault {
         Ok(policies)
     }
 
+    /// The names of the policies' files, read or not.
+    pub async fn policy_names(&self) -> Result<Vec<String>> {
+        Ok(self.store.list_json_names(&paths::policies()).await?)
+    }
+
+    /// The names of the backup instances' files, read or not.
+    pub async fn instance_names(&self) -> Result<Vec<String>> {
+        Ok(self.store.list_json_names(&paths::instances()).await?)
+    }
+
     /// Every policy that reads, and an error for each file that does not (not JSON, or gone
     /// between the listing and the read). Storage that fails as a whole is still an error.
     pub async fn read_policies(&self) -> Result<(Vec<Value>, Vec<Error>)> {

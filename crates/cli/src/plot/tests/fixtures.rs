@@ -6,8 +6,8 @@
 //! with `#[path]` to draw the README's example from the very same policy.
 
 use chrono::{DateTime, TimeZone, Utc};
-use pgvault_core::model::policy::BackupPolicy;
-use pgvault_core::model::simulate::{Simulation, simulate};
+use pgvault_model::policy::BackupPolicy;
+use pgvault_model::simulate::{Simulation, simulate};
 use serde_json::{Value, json};
 
 pub fn utc(y: i32, m: u32, d: u32) -> DateTime<Utc> {

@@ -1,0 +1,70 @@
+//! Reads that are not jobs: a vault's Azure JSON, its recovery points, the names of its
+//! resources. The CLI, the REPL and (with issue 14) the REST API read through these, so no
+//! caller above the host opens a vault or reaches its store.
+
+use serde_json::Value;
+
+use pgvault_core::engine::Result;
+
+use crate::service::Pgvault;
+
+impl Pgvault {
+    /// `backup-vault show`: the vault's Azure resource JSON.
+    pub async fn vault_json(&self, name: &str) -> Result<Value> {
+        Ok(self.vault(name).await?.to_azure_json())
+    }
+
+    /// `backup-vault list`: every registered vault that opens; one that does not is left out
+    /// with a warning naming it, so one unreachable vault does not hide the others.
+    pub async fn vaults_json(&self) -> Result<Vec<Value>> {
+        let mut out = Vec::new();
+        for name in self.vault_names()? {
+            match self.vault(&name).await {
+                Ok(v) => out.push(v.to_azure_json()),
+                Err(e) => {
+                    tracing::warn!(vault = %name, error = %e, "registered vault cannot be opened")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// `recovery-point list`: the instance's recovery points in every tier, then the ones
+    /// whose manifest is damaged (as `Partial`, with why). Fails when the instance does not
+    /// exist.
+    pub async fn recovery_points_json(&self, vault: &str, instance: &str) -> Result<Vec<Value>> {
+        let vault = self.vault(vault).await?;
+        vault.instance(instance).await?;
+        let (points, damaged) = vault.recovery_points_and_damage(instance).await?;
+        Ok(points
+            .iter()
+            .map(|m| vault.recovery_point_json(m))
+            .chain(damaged.iter().map(|d| vault.damaged_recovery_point_json(d)))
+            .collect())
+    }
+
+    /// `recovery-point show`: one recovery point, with what its backup recorded of the
+    /// database's contents.
+    pub async fn recovery_point_json(
+        &self,
+        vault: &str,
+        instance: &str,
+        id: &str,
+    ) -> Result<Value> {
+        let vault = self.vault(vault).await?;
+        let point = vault.stored_point(instance, id).await?;
+        Ok(vault.recovery_point_detail_json(&point))
+    }
+
+    /// The names of the backup instances and policies in `vault` (the REPL's completion);
+    /// what cannot be listed is left out.
+    pub async fn resource_names(&self, vault: &str) -> (Vec<String>, Vec<String>) {
+        let Ok(vault) = self.vault(vault).await else {
+            return (Vec::new(), Vec::new());
+        };
+        (
+            vault.instance_names().await.unwrap_or_default(),
+            vault.policy_names().await.unwrap_or_default(),
+        )
+    }
+}
