@@ -29,7 +29,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Datelike, NaiveTime, Timelike, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
@@ -38,7 +38,7 @@ use crate::policy::{
     AbsoluteMarker, BackupPolicy, CopyOption, DataStoreType, DayOfMonth,
     ScheduleBasedBackupCriteria, ScheduleBasedTriggerContext, Trigger, WeekNumber,
 };
-use crate::schedule::{ScheduleError, add_in_zone, parse_time_zone};
+use crate::schedule::{ScheduleError, add_in_zone, parse_time_zone, schedule_time_of_day};
 
 /// The tag the default tagging criteria carries when a policy has none (it always has one
 /// once validated).
@@ -204,19 +204,6 @@ fn days_in_month(year: i32, month: u32) -> u32 {
     chrono::NaiveDate::from_ymd_opt(next_year, next_month, 1)
         .and_then(|d| d.pred_opt())
         .map_or(31, |d| d.day())
-}
-
-/// The time of day a `scheduleTimes` entry selects, in the policy's zone: a date-time with an
-/// offset is converted to the zone, one without is read as local time. Only the time of day
-/// counts; the date is ignored, as in Azure.
-pub fn schedule_time_of_day(text: &str, zone: Tz) -> Option<NaiveTime> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(text.trim()) {
-        return Some(t.with_timezone(&zone).time());
-    }
-    chrono::NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%dT%H:%M:%S%.f")
-        .or_else(|_| chrono::NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%dT%H:%M"))
-        .ok()
-        .map(|t| t.time())
 }
 
 /// Why an on-demand backup's rule name was refused.

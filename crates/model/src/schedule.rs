@@ -77,8 +77,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{
-    DateTime, Days, FixedOffset, LocalResult, Months, NaiveDateTime, Offset, TimeDelta, TimeZone,
-    Utc,
+    DateTime, Days, FixedOffset, LocalResult, Months, NaiveDateTime, NaiveTime, Offset, TimeDelta,
+    TimeZone, Utc,
 };
 use chrono_tz::Tz;
 use windows_timezones::WindowsTimezone;
@@ -785,6 +785,19 @@ impl Iterator for Occurrences {
         }
         Some(next)
     }
+}
+
+/// The time of day a `scheduleTimes` entry selects, in the policy's zone: a date-time with an
+/// offset is converted to the zone, one without is read as local time. Only the time of day
+/// counts; the date is ignored, as in Azure.
+pub fn schedule_time_of_day(text: &str, zone: Tz) -> Option<NaiveTime> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(text.trim()) {
+        return Some(t.with_timezone(&zone).time());
+    }
+    chrono::NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%dT%H:%M:%S%.f")
+        .or_else(|_| chrono::NaiveDateTime::parse_from_str(text.trim(), "%Y-%m-%dT%H:%M"))
+        .ok()
+        .map(|t| t.time())
 }
 
 #[cfg(test)]
