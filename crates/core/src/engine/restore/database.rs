@@ -47,24 +47,7 @@ pub(super) async fn restore_to_database(
     let params = ConnectParams::for_server(ds, &conn);
     // Create the target from the server's maintenance database.
     let admin = params.with_database("postgres").connect().await?;
-    let exists = admin
-        .query_opt(
-            "SELECT 1 FROM pg_database WHERE datname = $1",
-            &[&ds.database()],
-        )
-        .await
-        .map_err(|e| Error::new("UserErrorDBQueryFailed", e.to_string()))?
-        .is_some();
-    if exists {
-        return Err(Error::new(
-            "UserErrorDatabaseNameAlreadyInUse",
-            format!(
-                "database `{}` already exists on {}; restore to a new database name",
-                ds.database(),
-                ds.server_url()
-            ),
-        ));
-    }
+    refuse_existing(&admin, ds.database(), &ds.server_url()).await?;
     let (user, can_create): (String, bool) = {
         let row = admin
             .query_one(
@@ -221,6 +204,24 @@ pub(super) async fn restore_to_database(
     })
 }
 
+/// Refuses a target database that exists on `server` (Azure's `FailIfExists`), asked through
+/// `admin`, a session to the server's maintenance database: a restore and a drill create
+/// their database, so what they drop when they fail is always their own.
+async fn refuse_existing(admin: &tokio_postgres::Client, name: &str, server: &str) -> Result<()> {
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .map_err(|e| Error::new("UserErrorDBQueryFailed", e.to_string()))?
+        .is_some();
+    if exists {
+        return Err(Error::new(
+            "UserErrorDatabaseNameAlreadyInUse",
+            format!("database `{name}` already exists on {server}; restore to a new database name"),
+        ));
+    }
+    Ok(())
+}
+
 /// Creates the schemas a selective restore needs (owned by the restoring user, as `public` is).
 pub(super) async fn create_schemas(params: &ConnectParams, schemas: &[String]) -> Result<u64> {
     if schemas.is_empty() {
@@ -293,22 +294,10 @@ impl CreatedDatabase {
     pub(crate) async fn create(params: &ConnectParams) -> Result<Self> {
         let name = params.database().to_owned();
         let admin = params.with_database("postgres").connect().await?;
-        let exists = admin
-            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
-            .await
-            .map_err(|e| Error::new("UserErrorDBQueryFailed", e.to_string()))?
-            .is_some();
-        if exists {
-            return Err(Error::new(
-                "UserErrorDatabaseNameAlreadyInUse",
-                format!(
-                    "database `{name}` already exists on {}; restore to a new database name",
-                    Datasource::new(params.host(), params.port(), &name)
-                        .map(|ds| ds.server_url())
-                        .unwrap_or_else(|_| params.host().to_owned())
-                ),
-            ));
-        }
+        let server = Datasource::new(params.host(), params.port(), &name)
+            .map(|ds| ds.server_url())
+            .unwrap_or_else(|_| params.host().to_owned());
+        refuse_existing(&admin, &name, &server).await?;
         let quoted: String = admin
             .query_one("SELECT quote_ident($1)", &[&name])
             .await
