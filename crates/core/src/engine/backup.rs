@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use super::protect::{instance_target, validate_for_backup};
 use super::vault::Vault;
 use super::{Error, Result};
+use crate::model::code::ErrorCode;
 use crate::model::human;
 use crate::model::instance::PROTECTION_CONFIGURED;
 use crate::model::policy::BackupPolicy;
@@ -116,7 +117,7 @@ async fn backup_tag(
             retention::on_demand_backup_tag(policy, &req.rule_name, req.tag_override.as_deref())
                 .map_err(|e| {
                     Error::new(
-                        "UserErrorInvalidRuleName",
+                        ErrorCode::UserErrorInvalidRuleName,
                         format!("policy `{policy_name}`: {e}"),
                     )
                 })
@@ -137,7 +138,7 @@ async fn backup_tag(
 fn policy_zone(policy: &BackupPolicy, policy_name: &str) -> Result<chrono_tz::Tz> {
     retention::policy_zone(policy).map_err(|e| {
         Error::new(
-            "UserErrorInvalidPolicy",
+            ErrorCode::UserErrorInvalidPolicy,
             format!("policy `{policy_name}`: {e}"),
         )
     })
@@ -304,7 +305,7 @@ pub async fn backup(
     );
     let dumped = tokio::task::spawn_blocking(move || dump.wait())
         .await
-        .map_err(|_| Error::new("InternalError", "waiting for pg_dump failed"))?;
+        .map_err(|_| Error::new(ErrorCode::InternalError, "waiting for pg_dump failed"))?;
     let snapshot_id = snapshot.id().to_owned();
     // Only now may the exporting transaction end: pg_dump is done with the snapshot.
     if let Err(e) = snapshot.finish().await {
@@ -345,7 +346,7 @@ pub async fn backup(
     };
     if let Err(e) = dumped {
         let error = Error::new(
-            "UserErrorPgDumpFailed",
+            ErrorCode::UserErrorPgDumpFailed,
             format!("pg_dump did not complete, so no recovery point was made: {e}"),
         );
         steps.finished(Step::Dump, Err(error.message.clone()));
@@ -457,7 +458,7 @@ async fn export_snapshot(params: &ConnectParams) -> Result<ExportedSnapshot> {
     let client = params.connect().await?;
     ExportedSnapshot::export(client).await.map_err(|e| {
         Error::new(
-            "UserErrorDBQueryFailed",
+            ErrorCode::UserErrorDBQueryFailed,
             format!("exporting a snapshot for pg_dump failed: {e}"),
         )
     })
@@ -474,7 +475,7 @@ async fn validate(vault: &Vault, req: &BackupRequest, ctx: &BackupContext) -> Re
         .unwrap_or_default();
     if state != PROTECTION_CONFIGURED {
         return Err(Error::new(
-            "UserErrorBackupInstanceNotProtected",
+            ErrorCode::UserErrorBackupInstanceNotProtected,
             format!(
                 "backup instance `{}` is not protected (its state is `{state}`); \
                  `pgvault backup-instance resume-protection` resumes backups",

@@ -68,6 +68,7 @@
 //!   Blocks are not required to come in TOC order: the custom format does not promise it,
 //!   and `pg_restore` finds a block by its dumpId.
 
+use crate::model::code::ErrorCode;
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
@@ -232,15 +233,15 @@ pub enum ArchiveError {
 impl ArchiveError {
     /// The job error code a backup whose stream fails the scan ends with: the stream is cut
     /// short, is something else than a custom archive, or is one pgvault cannot judge.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
             ArchiveError::Truncated { .. } | ArchiveError::MissingData { .. } => {
-                "UserErrorPgDumpIncomplete"
+                ErrorCode::UserErrorPgDumpIncomplete
             }
             ArchiveError::NotCustomArchive { .. } | ArchiveError::Corrupt { .. } => {
-                "UserErrorPgDumpNotAnArchive"
+                ErrorCode::UserErrorPgDumpNotAnArchive
             }
-            ArchiveError::UnsupportedVersion { .. } => "UserErrorPgDumpUnsupportedVersion",
+            ArchiveError::UnsupportedVersion { .. } => ErrorCode::UserErrorPgDumpUnsupportedVersion,
         }
     }
 }
@@ -1630,7 +1631,7 @@ mod tests {
         ];
         for (result, code) in cases {
             let err = result.expect_err(code);
-            assert_eq!(err.code(), code, "{err}");
+            assert_eq!(err.code().as_str(), code, "{err}");
         }
         assert!(scan(&built.bytes).is_ok());
     }

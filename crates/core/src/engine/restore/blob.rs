@@ -14,6 +14,7 @@ use super::steps::{RestoreStep, Tracker};
 use crate::engine::leftovers::Leftovers;
 use crate::engine::vault::Vault;
 use crate::engine::{Error, Result};
+use crate::model::code::ErrorCode;
 use crate::model::restore::{RestoreOptions, TargetDetails};
 use crate::store::azure::AzureLocation;
 use crate::store::manifest::Manifest;
@@ -27,7 +28,7 @@ pub(super) fn shown_url(url: &str) -> String {
 pub(super) fn blob_location(url: &str) -> Result<AzureLocation> {
     let bad = |why: String| {
         Error::new(
-            "UserErrorInvalidTarget",
+            ErrorCode::UserErrorInvalidTarget,
             format!("`{}` is not a Blob container URL: {why}", shown_url(url)),
         )
     };
@@ -47,7 +48,7 @@ pub(super) fn blob_name(prefix: &str, extension: &str) -> Result<object_store::p
     let name = format!("{prefix}.{extension}");
     let bad = || {
         Error::new(
-            "UserErrorInvalidTarget",
+            ErrorCode::UserErrorInvalidTarget,
             format!(
                 "`{name}` is not a blob name: use letters, digits, `-`, `_` and `.`, with `/` only between folder names"
             ),
@@ -110,14 +111,14 @@ pub(super) async fn restore_to_container(
         .and_then(|auth| crate::store::azure::build_store(&location, &auth))
         .map_err(|e| {
             Error::new(
-                "UserErrorInvalidTarget",
+                ErrorCode::UserErrorInvalidTarget,
                 format!("cannot open the Blob container for `{blob_url}`: {e}"),
             )
         })?;
     match store.head(&name).await {
         Ok(_) => {
             return Err(Error::new(
-                "UserErrorFileAlreadyExists",
+                ErrorCode::UserErrorFileAlreadyExists,
                 format!(
                     "blob `{blob_url}` already exists and the recovery option is FailIfExists; choose another --target-file-name, or delete the blob first"
                 ),
@@ -214,7 +215,7 @@ pub(super) fn blob_error(
     use crate::store::azure::redact;
     match e {
         object_store::Error::NotFound { .. } => Error::new(
-            "UserErrorContainerNotFound",
+            ErrorCode::UserErrorContainerNotFound,
             format!(
                 "{what} `{blob_url}`: container `{}` does not exist in storage account `{}`; create it first (a restore writes into an existing container)",
                 location.container(),
@@ -223,13 +224,13 @@ pub(super) fn blob_error(
         ),
         object_store::Error::PermissionDenied { .. }
         | object_store::Error::Unauthenticated { .. } => Error::new(
-            "UserErrorTargetAccessDenied",
+            ErrorCode::UserErrorTargetAccessDenied,
             redact(&format!(
                 "{what} `{blob_url}`: access denied ({e}); check AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN (a SAS needs read, create and write permission on the container)"
             )),
         ),
         e => Error::new(
-            "RestoreTargetWriteFailed",
+            ErrorCode::RestoreTargetWriteFailed,
             redact(&format!("{what} `{blob_url}`: {e}")),
         ),
     }

@@ -16,6 +16,7 @@ use super::steps::{RestoreStep, Tracker};
 use crate::engine::leftovers::{Leftover, Leftovers, Registration, error_chain};
 use crate::engine::vault::Vault;
 use crate::engine::{Error, Result};
+use crate::model::code::ErrorCode;
 use crate::model::restore::RestoreOptions;
 use crate::postgres::connection::{ConnectParams, ConnectionString, Datasource};
 use crate::secrets::ResolveSecret as _;
@@ -35,7 +36,7 @@ pub(super) async fn restore_to_database(
 ) -> Result<RestoreOutcome> {
     if opts.format.is_some() {
         return Err(Error::new(
-            "UserErrorInvalidRestoreOption",
+            ErrorCode::UserErrorInvalidRestoreOption,
             "--format applies to a restore as files; a restore to a database runs pg_restore",
         ));
     }
@@ -55,13 +56,13 @@ pub(super) async fn restore_to_database(
                 &[],
             )
             .await
-            .map_err(|e| Error::new("UserErrorDBQueryFailed", e.to_string()))?;
+            .map_err(|e| Error::caused_by(ErrorCode::UserErrorDBQueryFailed, e.to_string(), e))?;
         (row.get(0), row.get(1))
     };
     if !can_create {
         let quoted_user = format!("\"{}\"", user.replace('"', "\"\""));
         return Err(Error::new(
-            "UserErrorMissingDBPermissions",
+            ErrorCode::UserErrorMissingDBPermissions,
             format!(
                 "user `{user}` cannot create databases on {}, and a restore creates its target. Grant it, as a superuser:\n\n    ALTER ROLE {quoted_user} CREATEDB;\n",
                 ds.server_url()
@@ -98,7 +99,7 @@ pub(super) async fn restore_to_database(
     {
         registration.done();
         return Err(Error::new(
-            "UserErrorMissingDBPermissions",
+            ErrorCode::UserErrorMissingDBPermissions,
             format!(
                 "cannot create database `{staging}` for the restore: {}",
                 error_chain(&e)
@@ -166,7 +167,7 @@ pub(super) async fn restore_to_database(
             .await
     {
         result = Err(Error::new(
-            "UserErrorDatabaseNameAlreadyInUse",
+            ErrorCode::UserErrorDatabaseNameAlreadyInUse,
             format!(
                 "the restore completed but could not take the name `{}` ({}); was it created meanwhile? The restored data was removed",
                 ds.database(),
@@ -211,11 +212,11 @@ async fn refuse_existing(admin: &tokio_postgres::Client, name: &str, server: &st
     let exists = admin
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await
-        .map_err(|e| Error::new("UserErrorDBQueryFailed", e.to_string()))?
+        .map_err(|e| Error::caused_by(ErrorCode::UserErrorDBQueryFailed, e.to_string(), e))?
         .is_some();
     if exists {
         return Err(Error::new(
-            "UserErrorDatabaseNameAlreadyInUse",
+            ErrorCode::UserErrorDatabaseNameAlreadyInUse,
             format!("database `{name}` already exists on {server}; restore to a new database name"),
         ));
     }
@@ -235,7 +236,7 @@ pub(super) async fn create_schemas(params: &ConnectParams, schemas: &[String]) -
             .await
             .map_err(|e| {
                 Error::new(
-                    "UserErrorDBQueryFailed",
+                    ErrorCode::UserErrorDBQueryFailed,
                     format!("cannot create schema `{schema}` for the restore: {e}"),
                 )
             })?;
@@ -301,11 +302,11 @@ impl CreatedDatabase {
         let quoted: String = admin
             .query_one("SELECT quote_ident($1)", &[&name])
             .await
-            .map_err(|e| Error::new("UserErrorDBQueryFailed", e.to_string()))?
+            .map_err(|e| Error::caused_by(ErrorCode::UserErrorDBQueryFailed, e.to_string(), e))?
             .get(0);
         admin.batch_execute(&format!("CREATE DATABASE {quoted}")).await.map_err(|e| {
             Error::new(
-                "UserErrorMissingDBPermissions",
+                ErrorCode::UserErrorMissingDBPermissions,
                 format!("cannot create database `{name}`: {e}; the restoring user needs CREATEDB (ALTER USER ... CREATEDB)"),
             )
         })?;

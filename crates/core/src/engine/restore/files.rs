@@ -18,6 +18,7 @@ use super::steps::{RestoreStep, Tracker};
 use crate::engine::leftovers::{Leftover, Leftovers, Registration};
 use crate::engine::vault::Vault;
 use crate::engine::{Error, Result};
+use crate::model::code::ErrorCode;
 use crate::model::restore::{AZURE_BLOBS, RestoreOptions, TargetDetails};
 use crate::postgres::tools::find_tool;
 use crate::store::manifest::Manifest;
@@ -57,20 +58,20 @@ pub(super) fn files_format(opts: &RestoreOptions) -> Result<bool> {
         Some("plain") => true,
         Some(other) => {
             return Err(Error::new(
-                "UserErrorInvalidRestoreOption",
+                ErrorCode::UserErrorInvalidRestoreOption,
                 format!("--format {other}: write custom (the archive as stored) or plain (SQL)"),
             ));
         }
     };
     if !plain && (opts.selects() || opts.keep_owners || opts.jobs.is_some()) {
         return Err(Error::new(
-            "UserErrorInvalidRestoreOption",
+            ErrorCode::UserErrorInvalidRestoreOption,
             "a custom-format file is the whole archive as stored; select schemas or tables with --format plain, or pass them to pg_restore when you restore the file",
         ));
     }
     if opts.jobs.is_some_and(|j| j > 1) {
         return Err(Error::new(
-            "UserErrorInvalidRestoreOption",
+            ErrorCode::UserErrorInvalidRestoreOption,
             "--jobs applies to a restore to a database (pg_restore writes SQL files on one thread)",
         ));
     }
@@ -151,7 +152,7 @@ pub(super) fn check_plain_file_name(name: &str) -> Result<()> {
     }
     let shown: String = name.chars().take(80).collect();
     Err(Error::new(
-        "UserErrorInvalidTarget",
+        ErrorCode::UserErrorInvalidTarget,
         format!(
             "--target-file-name {shown:?} is not a plain file name: give a name without `/` or `\\`, not starting with a dot, of at most {MAX_FILE_NAME} bytes; the file is written in the target folder"
         ),
@@ -196,7 +197,7 @@ pub(super) async fn write_files_output(
         .map(|bytes| (bytes, selection.warnings.clone()))
         .map_err(|e| match e {
             FeedError::Tool(stderr) => Error::new(
-                "UserErrorPgRestoreFailed",
+                ErrorCode::UserErrorPgRestoreFailed,
                 format!("pg_restore could not write the SQL file: {stderr}"),
             ),
             FeedError::Other(e) => e,
@@ -218,7 +219,7 @@ pub(super) async fn write_files_output(
     .await?;
     out.flush().await.map_err(|e| {
         Error::new(
-            "RestoreTargetWriteFailed",
+            ErrorCode::RestoreTargetWriteFailed,
             format!("cannot write the dump: {e}"),
         )
     })?;
@@ -246,7 +247,7 @@ pub(super) async fn restore_to_file(
         None if target.url.starts_with('/') => PathBuf::from(&target.url),
         None => {
             return Err(Error::new(
-                "UserErrorInvalidTarget",
+                ErrorCode::UserErrorInvalidTarget,
                 format!(
                     "restore-as-files target `{}` is not a folder (file:///path); for a Blob container, restoreTargetLocationType is {AZURE_BLOBS} (--target-blob-container-url)",
                     shown_url(&target.url)
@@ -258,7 +259,7 @@ pub(super) async fn restore_to_file(
         if crate::store::disk::io_is_disk_full(&e) {
             return disk_full(&dir);
         }
-        Error::new("RestoreTargetWriteFailed", format!("{what}: {e}"))
+        Error::new(ErrorCode::RestoreTargetWriteFailed, format!("{what}: {e}"))
     };
     std::fs::create_dir_all(&dir)
         .map_err(|e| io(&format!("cannot create `{}`", dir.display()), e))?;
@@ -266,7 +267,7 @@ pub(super) async fn restore_to_file(
     let path = dir.join(format!("{prefix}.{extension}"));
     if path.exists() {
         return Err(Error::new(
-            "UserErrorFileAlreadyExists",
+            ErrorCode::UserErrorFileAlreadyExists,
             format!(
                 "`{}` already exists; choose another --target-file-name or folder",
                 path.display()
@@ -307,8 +308,8 @@ pub(super) async fn restore_to_file(
                 // The write error (ours, or pg_restore's for a plain SQL file) carries no errno
                 // here; a target disk left without room is what it means.
                 let writing = matches!(
-                    e.code.as_str(),
-                    "RestoreTargetWriteFailed" | "UserErrorPgRestoreFailed"
+                    e.code,
+                    ErrorCode::RestoreTargetWriteFailed | ErrorCode::UserErrorPgRestoreFailed
                 );
                 if writing && crate::store::disk::has_no_room(&dir) {
                     disk_full(&dir)
@@ -347,7 +348,7 @@ pub(super) async fn restore_to_file(
 /// A restore target's disk is full.
 pub(super) fn disk_full(dir: &std::path::Path) -> Error {
     Error::new(
-        "UserErrorDiskFull",
+        ErrorCode::UserErrorDiskFull,
         crate::store::disk::disk_full_message(dir),
     )
 }
@@ -392,7 +393,7 @@ mod tests {
         // An explicit name must be plain for a folder; a blob name may have folders.
         for bad in ["../x", "a/b", "..", ".", ".hidden", "a\\b", "a\nb"] {
             let e = files_prefix_and_extension(&folder(bad), &manifest, true).unwrap_err();
-            assert_eq!(e.code, "UserErrorInvalidTarget", "{bad}");
+            assert_eq!(e.code.as_str(), "UserErrorInvalidTarget", "{bad}");
             assert!(e.message.contains("plain file name"), "{}", e.message);
         }
         let blob = TargetDetails {

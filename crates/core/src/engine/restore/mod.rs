@@ -27,6 +27,7 @@ use serde_json::Value;
 use super::leftovers::Leftovers;
 use super::vault::Vault;
 use super::{Error, Result};
+use crate::model::code::ErrorCode;
 use crate::model::policy::DataStoreType;
 use crate::model::restore::{FAIL_IF_EXISTS, RestoreRequest, RestoreTarget};
 use crate::postgres::connection::Datasource;
@@ -59,7 +60,7 @@ pub fn source_datastore(text: &str) -> Result<DataStoreType> {
     match text.parse::<DataStoreType>() {
         Ok(t @ (DataStoreType::VaultStore | DataStoreType::ArchiveStore)) => Ok(t),
         _ => Err(Error::new(
-            "UserErrorDataStoreNotSupported",
+            ErrorCode::UserErrorDataStoreNotSupported,
             format!("`{text}` is not a datastore to restore from: use VaultStore or ArchiveStore"),
         )),
     }
@@ -201,7 +202,7 @@ fn check_recovery_option(option: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::new(
-            "UserErrorInvalidRecoveryOption",
+            ErrorCode::UserErrorInvalidRecoveryOption,
             format!("recovery option `{option}` is not supported: use FailIfExists"),
         ))
     }

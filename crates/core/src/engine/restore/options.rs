@@ -5,6 +5,7 @@
 use super::selection::{self, split_table};
 use crate::engine::leftovers::Leftovers;
 use crate::engine::{Error, Result};
+use crate::model::code::ErrorCode;
 use crate::model::restore::RestoreOptions;
 use crate::store::manifest::Manifest;
 
@@ -37,7 +38,7 @@ pub(super) struct Selection {
 
 impl Selection {
     pub(super) fn new(opts: &RestoreOptions, manifest: &Manifest) -> Result<Self> {
-        let bad = |msg: String| Error::new("UserErrorInvalidRestoreOption", msg);
+        let bad = |msg: String| Error::new(ErrorCode::UserErrorInvalidRestoreOption, msg);
         if opts.schema_only && opts.data_only {
             return Err(bad(
                 "--schema-only and --data-only exclude each other".to_owned()
@@ -79,7 +80,7 @@ impl Selection {
             }
             None if !opts.exclude_tables.is_empty() => {
                 return Err(Error::new(
-                    "UserErrorInvalidRestoreOption",
+                    ErrorCode::UserErrorInvalidRestoreOption,
                     "--exclude-tables needs the recovery point's table of contents, which was not recorded for this one; restore it as files and run pg_restore -L by hand",
                 ));
             }

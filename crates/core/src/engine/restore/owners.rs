@@ -10,6 +10,7 @@ use super::pg_restore::{FeedError, TempFile, feed_tool, restore_tool};
 use crate::engine::leftovers::error_chain;
 use crate::engine::vault::Vault;
 use crate::engine::{Error, Result};
+use crate::model::code::ErrorCode;
 use crate::postgres::connection::ConnectParams;
 use crate::store::manifest::Manifest;
 
@@ -112,7 +113,8 @@ pub(super) async fn apply_owners_and_privileges(
     selection: &Selection,
 ) -> Result<OwnersApplied> {
     let client = params.connect().await?;
-    let query = |e: tokio_postgres::Error| Error::new("UserErrorDBQueryFailed", e.to_string());
+    let query =
+        |e: tokio_postgres::Error| Error::new(ErrorCode::UserErrorDBQueryFailed, e.to_string());
     let existing: std::collections::HashSet<String> = client
         .query("SELECT rolname::text FROM pg_roles", &[])
         .await
@@ -128,7 +130,7 @@ pub(super) async fn apply_owners_and_privileges(
     let pg_restore = restore_tool(manifest, (version / 10000) as u32)?;
     let sql_file = TempFile::register(&selection.leftovers, "sql").map_err(|e| match e {
         FeedError::Other(e) => e,
-        FeedError::Tool(e) => Error::new("RestoreStagingFailed", e),
+        FeedError::Tool(e) => Error::new(ErrorCode::RestoreStagingFailed, e),
     })?;
     let mut args = vec![
         "--schema-only".to_owned(),
@@ -174,14 +176,14 @@ pub(super) async fn apply_owners_and_privileges(
     .await
     .map_err(|e| match e {
         FeedError::Tool(stderr) => Error::new(
-            "UserErrorPgRestoreFailed",
+            ErrorCode::UserErrorPgRestoreFailed,
             format!("pg_restore could not list the ownership statements: {stderr}"),
         ),
         FeedError::Other(e) => e,
     })?;
     let sql = std::fs::read_to_string(&sql_file.0).map_err(|e| {
         Error::new(
-            "RestoreStagingFailed",
+            ErrorCode::RestoreStagingFailed,
             format!("cannot read `{}`: {e}", sql_file.0.display()),
         )
     })?;
@@ -245,7 +247,7 @@ pub(super) async fn apply_owners_and_privileges(
             }
             Err(e) => {
                 return Err(Error::new(
-                    "UserErrorPgRestoreFailed",
+                    ErrorCode::UserErrorPgRestoreFailed,
                     format!(
                         "restoring ownership failed at `{statement}`: {}",
                         error_chain(&e)

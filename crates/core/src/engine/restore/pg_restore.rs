@@ -14,6 +14,7 @@ use super::options::Selection;
 use crate::engine::leftovers::{Leftover, Leftovers, Registration};
 use crate::engine::vault::Vault;
 use crate::engine::{Error, Result};
+use crate::model::code::ErrorCode;
 use crate::postgres::connection::ConnectParams;
 use crate::postgres::tools::{ToolProcess, find_tool};
 use crate::store::manifest::Manifest;
@@ -63,7 +64,7 @@ pub(super) async fn run_pg_restore(
     let version: i32 = target
         .query_one("SELECT current_setting('server_version_num')::int", &[])
         .await
-        .map_err(|e| Error::new("UserErrorDBQueryFailed", e.to_string()))?
+        .map_err(|e| Error::caused_by(ErrorCode::UserErrorDBQueryFailed, e.to_string(), e))?
         .get(0);
     drop(target);
     let (source_major, target_major) = (
@@ -105,7 +106,7 @@ pub(super) async fn run_pg_restore(
             if let Some(w) = warnings.first() {
                 message.push_str(&format!(" (note: {w})"));
             }
-            Error::new("UserErrorPgRestoreFailed", message)
+            Error::new(ErrorCode::UserErrorPgRestoreFailed, message)
         }
         FeedError::Other(e) => e,
     })?;
@@ -210,7 +211,7 @@ pub(super) async fn feed_tool(
             let path = file.0.clone();
             std::fs::write(&path, text).map_err(|e| {
                 other(Error::new(
-                    "RestoreStagingFailed",
+                    ErrorCode::RestoreStagingFailed,
                     format!("cannot write `{}`: {e}", path.display()),
                 ))
             })?;
@@ -228,7 +229,7 @@ pub(super) async fn feed_tool(
 
     if stdout.is_some() && selection.jobs.is_some() {
         return Err(other(Error::new(
-            "InternalError",
+            ErrorCode::InternalError,
             "a tool's output is passed on only when it reads its input from a pipe",
         )));
     }
@@ -238,7 +239,7 @@ pub(super) async fn feed_tool(
         let path = staged.0.clone();
         let file = tokio::fs::File::create(&path).await.map_err(|e| {
             other(Error::new(
-                "RestoreStagingFailed",
+                ErrorCode::RestoreStagingFailed,
                 format!("cannot create `{}`: {e}", path.display()),
             ))
         })?;
@@ -255,7 +256,7 @@ pub(super) async fn feed_tool(
         .map_err(|e| other(e.into()))?;
         out.into_inner().sync_all().await.map_err(|e| {
             other(Error::new(
-                "RestoreStagingFailed",
+                ErrorCode::RestoreStagingFailed,
                 format!("cannot write the staged archive: {e}"),
             ))
         })?;
@@ -268,7 +269,12 @@ pub(super) async fn feed_tool(
             .map_err(|e| other(e.into()))?;
         let finished = tokio::task::spawn_blocking(move || proc.wait())
             .await
-            .map_err(|_| other(Error::new("InternalError", "waiting for pg_restore failed")))?;
+            .map_err(|_| {
+                other(Error::new(
+                    ErrorCode::InternalError,
+                    "waiting for pg_restore failed",
+                ))
+            })?;
         drop(staged);
         (Ok(bytes), finished, Ok(()))
     } else {
@@ -283,14 +289,14 @@ pub(super) async fn feed_tool(
         let stdin = proc.child_mut().stdin.take().expect("stdin is piped");
         let mut stdin = FaultPoints(tokio::process::ChildStdin::from_std(stdin).map_err(|e| {
             other(Error::new(
-                "InternalError",
+                ErrorCode::InternalError,
                 format!("cannot drive pg_restore's input: {e}"),
             ))
         })?);
         let printed = match proc.child_mut().stdout.take() {
             Some(out) => Some(tokio::process::ChildStdout::from_std(out).map_err(|e| {
                 other(Error::new(
-                    "InternalError",
+                    ErrorCode::InternalError,
                     format!("cannot read pg_restore's output: {e}"),
                 ))
             })?),
@@ -323,7 +329,12 @@ pub(super) async fn feed_tool(
         let (streamed, copied) = tokio::join!(feeding, copying);
         let finished = tokio::task::spawn_blocking(move || proc.wait())
             .await
-            .map_err(|_| other(Error::new("InternalError", "waiting for pg_restore failed")))?;
+            .map_err(|_| {
+                other(Error::new(
+                    ErrorCode::InternalError,
+                    "waiting for pg_restore failed",
+                ))
+            })?;
         (streamed, finished, copied)
     };
     drop(list);
@@ -334,7 +345,7 @@ pub(super) async fn feed_tool(
         (_, Err(e)) if !matches!(e, ReadError::Write(_)) => Err(other(e.into())),
         // The tool's output could not be passed on: the tool then only saw a closed pipe.
         _ if copied.is_err() => Err(other(Error::new(
-            "RestoreTargetWriteFailed",
+            ErrorCode::RestoreTargetWriteFailed,
             format!(
                 "cannot pass the tool's output on: {}",
                 copied.err().map(|e| e.to_string()).unwrap_or_default()
@@ -359,14 +370,14 @@ pub(super) fn check_room(dir: &std::path::Path, needed: u64) -> Result<()> {
     let margin = 64 << 20;
     let stat = nix::sys::statvfs::statvfs(dir).map_err(|e| {
         Error::new(
-            "RestoreStagingFailed",
+            ErrorCode::RestoreStagingFailed,
             format!("cannot read the free space of `{}`: {e}", dir.display()),
         )
     })?;
     let free = stat.blocks_available() as u64 * stat.fragment_size() as u64;
     if free < needed + margin {
         return Err(Error::new(
-            "UserErrorInsufficientDiskSpace",
+            ErrorCode::UserErrorInsufficientDiskSpace,
             format!(
                 "a parallel restore stages the {needed}-byte archive in `{}`, which has {free} bytes free; free space there, point TMPDIR at a larger disk, or restore without --jobs",
                 dir.display()
@@ -399,7 +410,7 @@ mod tests {
         assert!(check_room(&dir, 1).is_ok());
         // More than any disk holds.
         let error = check_room(&dir, u64::MAX / 4).unwrap_err();
-        assert_eq!(error.code, "UserErrorInsufficientDiskSpace");
+        assert_eq!(error.code.as_str(), "UserErrorInsufficientDiskSpace");
         assert!(
             error.message.contains("TMPDIR") && error.message.contains("without --jobs"),
             "{}",

@@ -6,6 +6,7 @@
 use super::blob::{blob_location, blob_name};
 use super::files::check_plain_file_name;
 use crate::engine::{Error, Result};
+use crate::model::code::ErrorCode;
 use crate::model::instance::{AuthCredentials, DatasourceInfo, SecretStoreResource};
 use crate::model::restore::{
     AZURE_BLOBS, FAIL_IF_EXISTS, FILE_SYSTEM, RestoreRequest, RestoreTarget, TargetDetails,
@@ -85,11 +86,11 @@ impl FilesTarget {
             (Some(dir), None) => Ok(FilesTarget::Directory(dir.to_owned())),
             (None, Some(url)) => Ok(FilesTarget::BlobContainer(url.to_owned())),
             (Some(_), Some(_)) => Err(Error::new(
-                "UserErrorInvalidTarget",
+                ErrorCode::UserErrorInvalidTarget,
                 "give one restore-as-files target, not both: --target-directory (a folder) or --target-blob-container-url (a Blob container)",
             )),
             (None, None) => Err(Error::new(
-                "UserErrorInvalidTarget",
+                ErrorCode::UserErrorInvalidTarget,
                 "give where to write the files: --target-blob-container-url https://<account>.blob.core.windows.net/<container> or --target-directory <folder>",
             )),
         }
@@ -129,7 +130,9 @@ pub fn initialize_for_data_recovery_to_files(
                 dir.to_path_buf()
             } else {
                 std::env::current_dir()
-                    .map_err(|e| Error::new("UserErrorInvalidTarget", e.to_string()))?
+                    .map_err(|e| {
+                        Error::caused_by(ErrorCode::UserErrorInvalidTarget, e.to_string(), e)
+                    })?
                     .join(dir)
             };
             if !file_prefix.is_empty() {
@@ -231,7 +234,7 @@ mod tests {
             FilesTarget::BlobContainer("az://acct1/restores".into())
         );
         let both = FilesTarget::choose(Some("/srv/out"), Some("az://acct1/restores")).unwrap_err();
-        assert_eq!(both.code, "UserErrorInvalidTarget");
+        assert_eq!(both.code.as_str(), "UserErrorInvalidTarget");
         assert!(both.message.contains("not both"), "{}", both.message);
         let none = FilesTarget::choose(None, Some("")).unwrap_err();
         assert!(
