@@ -116,9 +116,10 @@ async fn backup_tag(
         Trigger::OnDemand => {
             retention::on_demand_backup_tag(policy, &req.rule_name, req.tag_override.as_deref())
                 .map_err(|e| {
-                    Error::new(
+                    Error::caused_by(
                         ErrorCode::UserErrorInvalidRuleName,
                         format!("policy `{policy_name}`: {e}"),
+                        e,
                     )
                 })
         }
@@ -137,9 +138,10 @@ async fn backup_tag(
 
 fn policy_zone(policy: &BackupPolicy, policy_name: &str) -> Result<chrono_tz::Tz> {
     retention::policy_zone(policy).map_err(|e| {
-        Error::new(
+        Error::caused_by(
             ErrorCode::UserErrorInvalidPolicy,
             format!("policy `{policy_name}`: {e}"),
+            e,
         )
     })
 }
@@ -457,9 +459,10 @@ pub async fn backup(
 async fn export_snapshot(params: &ConnectParams) -> Result<ExportedSnapshot> {
     let client = params.connect().await?;
     ExportedSnapshot::export(client).await.map_err(|e| {
-        Error::new(
+        Error::caused_by(
             ErrorCode::UserErrorDBQueryFailed,
             format!("exporting a snapshot for pg_dump failed: {e}"),
+            e,
         )
     })
 }

@@ -536,12 +536,13 @@ async fn compare_scratch(
     };
     let client = params.connect().await?;
     let found = restored_contents(&client, expected).await.map_err(|e| {
-        Error::new(
+        Error::caused_by(
             ErrorCode::UserErrorDBQueryFailed,
             format!(
                 "reading the restored database `{}` failed: {e}",
                 params.database()
             ),
+            e,
         )
     })?;
     let counts = expected

@@ -201,3 +201,72 @@ impl From<crate::store::gc::GcError> for Error {
         Error::caused_by(code, e.to_string(), e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    /// A converted error keeps the typed error it came from as its source, with the code its
+    /// kind means and its text as the message, and the chain goes on below it.
+    #[test]
+    fn an_error_keeps_the_typed_error_it_came_from() {
+        let json = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        let store = crate::store::StoreError::Json {
+            path: "policies/p.json".into(),
+            source: json,
+        };
+        let text = store.to_string();
+        let e = Error::from(store);
+        assert_eq!(e.code, ErrorCode::VaultCorrupt);
+        assert_eq!(e.message, text);
+        let source = e.source().expect("the store error is kept");
+        assert!(source.is::<crate::store::StoreError>(), "{source:?}");
+        assert!(source.source().is_some_and(|s| s.is::<serde_json::Error>()));
+
+        let secret = crate::secrets::SecretValue::new("this is not a connection string");
+        let parse = crate::postgres::connection::ConnectionString::parse(&secret).unwrap_err();
+        let e = Error::from(parse);
+        assert_eq!(e.code, ErrorCode::UserErrorSecretValueInUnsupportedFormat);
+        assert!(
+            e.source()
+                .is_some_and(|s| s.is::<crate::postgres::connection::ConnectionStringError>())
+        );
+
+        assert!(
+            Error::new(ErrorCode::InternalError, "no cause")
+                .source()
+                .is_none()
+        );
+    }
+
+    /// The guidance a damaged read gets names the point and what to do, and keeps the cause.
+    #[test]
+    fn a_damaged_read_keeps_its_cause_under_the_guidance() {
+        use crate::store::reader::ReadError;
+        let e = Error::from(ReadError::MissingChunk(crate::store::chunk::ChunkId(
+            [7; 32],
+        )));
+        assert_eq!(e.code, ErrorCode::RecoveryPointDamaged);
+        let e = damaged_point_guidance(e, "v1", "db1", "rp1");
+        assert_eq!(e.code, ErrorCode::RecoveryPointDamaged);
+        assert!(e.message.contains("recovery-point verify"), "{}", e.message);
+        assert!(
+            e.source()
+                .and_then(|s| s.downcast_ref::<ReadError>())
+                .is_some_and(|r| matches!(r, ReadError::MissingChunk(_)))
+        );
+        // Any other error passes through untouched.
+        let other = damaged_point_guidance(
+            Error::new(ErrorCode::VaultStorageError, "down"),
+            "v1",
+            "db1",
+            "rp1",
+        );
+        assert_eq!(
+            (other.code, other.message.as_str()),
+            (ErrorCode::VaultStorageError, "down")
+        );
+    }
+}

@@ -184,9 +184,10 @@ pub async fn server_databases(args: &ServerArgs) -> Result<Vec<String>> {
         )
         .await
         .map_err(|e| {
-            Error::new(
+            Error::caused_by(
                 ErrorCode::UserErrorDBQueryFailed,
                 format!("listing the databases of {} failed: {e}", ds.server_url()),
+                e,
             )
         })?;
     Ok(rows
@@ -212,9 +213,10 @@ pub async fn validate_for_backup(
     let client = params.connect().await?;
     check_backup_privileges(&client).await?;
     let facts = database_facts(&client).await.map_err(|e| {
-        Error::new(
+        Error::caused_by(
             ErrorCode::UserErrorDBQueryFailed,
             format!("reading database facts failed: {e}"),
+            e,
         )
     })?;
     Ok((params, facts))

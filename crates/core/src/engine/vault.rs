@@ -573,9 +573,10 @@ impl Vault {
     pub async fn policy(&self, name: &str) -> Result<BackupPolicy> {
         let v = self.policy_json(name).await?;
         serde_json::from_value(v["properties"].clone()).map_err(|e| {
-            Error::new(
+            Error::caused_by(
                 ErrorCode::VaultCorrupt,
                 format!("policy `{name}` in the vault does not parse: {e}"),
+                e,
             )
         })
     }
@@ -614,9 +615,10 @@ impl Vault {
             }
         })?;
         serde_json::from_value(v).map_err(|e| {
-            Error::new(
+            Error::caused_by(
                 ErrorCode::VaultCorrupt,
                 format!("backup instance `{name}` does not parse: {e}"),
+                e,
             )
         })
     }

@@ -235,9 +235,10 @@ pub(super) async fn create_schemas(params: &ConnectParams, schemas: &[String]) -
             .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {quoted}"))
             .await
             .map_err(|e| {
-                Error::new(
+                Error::caused_by(
                     ErrorCode::UserErrorDBQueryFailed,
                     format!("cannot create schema `{schema}` for the restore: {e}"),
+                    e,
                 )
             })?;
     }
@@ -305,9 +306,10 @@ impl CreatedDatabase {
             .map_err(|e| Error::caused_by(ErrorCode::UserErrorDBQueryFailed, e.to_string(), e))?
             .get(0);
         admin.batch_execute(&format!("CREATE DATABASE {quoted}")).await.map_err(|e| {
-            Error::new(
+            Error::caused_by(
                 ErrorCode::UserErrorMissingDBPermissions,
                 format!("cannot create database `{name}`: {e}; the restoring user needs CREATEDB (ALTER USER ... CREATEDB)"),
+                e,
             )
         })?;
         Ok(CreatedDatabase {

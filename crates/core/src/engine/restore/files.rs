@@ -218,9 +218,10 @@ pub(super) async fn write_files_output(
     )
     .await?;
     out.flush().await.map_err(|e| {
-        Error::new(
+        Error::caused_by(
             ErrorCode::RestoreTargetWriteFailed,
             format!("cannot write the dump: {e}"),
+            e,
         )
     })?;
     Ok((bytes, Vec::new()))

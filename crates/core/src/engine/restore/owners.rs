@@ -182,9 +182,10 @@ pub(super) async fn apply_owners_and_privileges(
         FeedError::Other(e) => e,
     })?;
     let sql = std::fs::read_to_string(&sql_file.0).map_err(|e| {
-        Error::new(
+        Error::caused_by(
             ErrorCode::RestoreStagingFailed,
             format!("cannot read `{}`: {e}", sql_file.0.display()),
+            e,
         )
     })?;
     drop(sql_file);

@@ -369,9 +369,10 @@ pub(super) async fn feed_tool(
 pub(super) fn check_room(dir: &std::path::Path, needed: u64) -> Result<()> {
     let margin = 64 << 20;
     let stat = nix::sys::statvfs::statvfs(dir).map_err(|e| {
-        Error::new(
+        Error::caused_by(
             ErrorCode::RestoreStagingFailed,
             format!("cannot read the free space of `{}`: {e}", dir.display()),
+            e,
         )
     })?;
     let free = stat.blocks_available() as u64 * stat.fragment_size() as u64;
