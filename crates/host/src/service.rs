@@ -107,7 +107,7 @@ impl std::fmt::Debug for Pgvault {
 }
 
 pub(crate) fn history_err(e: crate::history::HistoryError) -> Error {
-    Error::new(ErrorCode::JobHistoryError, format!("job history: {e}"))
+    Error::caused_by(ErrorCode::JobHistoryError, format!("job history: {e}"), e)
 }
 
 impl Pgvault {

@@ -14,6 +14,7 @@ use pgvault_core::engine::protect::{InitializeArgs, initialize_instance};
 use pgvault_core::engine::restore::{
     FilesTarget, initialize_for_data_recovery, initialize_for_data_recovery_to_files,
 };
+use pgvault_core::model::code::ErrorCode;
 use pgvault_core::model::instance::{
     BACKUPS_SUSPENDED, BackupInstanceRequest, PROTECTION_CONFIGURED, PROTECTION_STOPPED,
 };
@@ -482,7 +483,8 @@ pub async fn run(cmd: InstanceCommand, format: Format) -> anyhow::Result<ExitCod
         } => {
             if !yes {
                 anyhow::bail!(
-                    "UserErrorConfirmationRequired: deleting backup instance `{name}` deletes all its recovery points and cannot be undone; add --yes to confirm"
+                    "{code}: deleting backup instance `{name}` deletes all its recovery points and cannot be undone; add --yes to confirm",
+                    code = ErrorCode::UserErrorConfirmationRequired
                 );
             }
             let jobs = open_service()?

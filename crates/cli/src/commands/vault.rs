@@ -10,6 +10,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 
 use pgvault_core::engine::verify::VerifyStatus;
+use pgvault_core::model::code::ErrorCode;
 use pgvault_core::store::ArchiveAccessTier;
 use pgvault_core::store::check::{Finding, Percent, ReadData};
 use pgvault_host::retention::TierGc;
@@ -228,8 +229,9 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
             }
             if check.status == VerifyStatus::Damaged {
                 eprintln!(
-                    "VaultDamaged: vault `{}` has damage; see the findings of severity Error",
-                    check.vault_name
+                    "{code}: vault `{}` has damage; see the findings of severity Error",
+                    check.vault_name,
+                    code = ErrorCode::VaultDamaged
                 );
                 return Ok(ExitCode::FAILURE);
             }
@@ -322,7 +324,8 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
         VaultCommand::BreakLock { vault_name, yes } => {
             if !yes {
                 anyhow::bail!(
-                    "UserErrorConfirmationRequired: breaking the lock of vault `{vault_name}` stops the retention sweep, garbage collection or deletion holding it, if it still runs; add --yes to confirm"
+                    "{code}: breaking the lock of vault `{vault_name}` stops the retention sweep, garbage collection or deletion holding it, if it still runs; add --yes to confirm",
+                    code = ErrorCode::UserErrorConfirmationRequired
                 );
             }
             let broken = svc
