@@ -37,7 +37,7 @@ mod tests {
     const LAYERS: &[(&str, &[&str])] = &[
         ("model", &[]),
         ("os", &[]),
-        ("pgdump", &[]),
+        ("pgdump", &["pgvault-model"]),
         ("azure", &["pgvault-model", "pgvault-os"]),
         // pg_dump's scanner only for the store's `testing` feature (the engine's tests):
         // the vault format's code knows no stream format.

@@ -266,8 +266,8 @@ impl Pgvault {
         self.history()
             .set_details(job.id, &report_details(&result))
             .map_err(history_err)?;
-        let outcome = match &result {
-            Ok(report) if report.verdict == Verdict::Failed => Err(Error::new(
+        let verdict = match &result {
+            Ok(report) if report.verdict == Verdict::Failed => Some(Error::new(
                 MISMATCH_CODE,
                 format!(
                     "the restore of recovery point {} differs from what its backup recorded ({} differences): {}",
@@ -276,23 +276,20 @@ impl Pgvault {
                     report.differences_text(DIFFERENCES_IN_DETAILS)
                 ),
             )),
-            Ok(report) if !report.scratch_database_dropped => Err(Error::new(
+            Ok(report) if !report.scratch_database_dropped => Some(Error::new(
                 CLEANUP_FAILED_CODE,
                 format!(
                     "the drill passed, but its scratch database {} on {} could not be dropped; drop it by hand",
                     report.scratch_database, report.target_server
                 ),
             )),
-            Ok(_) => Ok(None),
-            Err(e) => Err(e.clone()),
+            _ => None,
         };
-        let job = self.finish(
-            job.id,
-            &outcome.as_ref().cloned(),
-            written.load(Ordering::Relaxed),
-            0,
-            end,
-        )?;
+        let outcome = match (&verdict, &result) {
+            (Some(e), _) | (None, Err(e)) => Err(e),
+            (None, Ok(_)) => Ok(None),
+        };
+        let job = self.finish(job.id, &outcome, written.load(Ordering::Relaxed), 0, end)?;
         release(lock).await;
         Ok((job, result.ok()))
     }

@@ -77,6 +77,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use rhai::{Engine, EvalAltResult, ParseErrorType};
 
 use pgvault_core::engine::Result;
+use pgvault_core::model::code::ErrorCode;
 use pgvault_core::model::job::{
     Job, JobError, JobOutcome, JobStatus, NewJob, SCRIPT_OUTPUT_LIMIT, ScheduledRun,
 };
@@ -97,13 +98,13 @@ pub const DONE_DIR: &str = "done";
 pub const FAILED_DIR: &str = "failed";
 
 /// A script error: it threw, called a function wrongly, failed to parse, or could not be read.
-pub const SCRIPT_ERROR: &str = "ScriptError";
+pub const SCRIPT_ERROR: ErrorCode = ErrorCode::ScriptError;
 /// The script ran longer than its wall time.
-pub const SCRIPT_TIMED_OUT: &str = "ScriptTimedOut";
+pub const SCRIPT_TIMED_OUT: ErrorCode = ErrorCode::ScriptTimedOut;
 /// The script went over one of its [`SandboxLimits`] (operations, call depth, sizes).
-pub const SCRIPT_LIMIT_EXCEEDED: &str = "ScriptLimitExceeded";
+pub const SCRIPT_LIMIT_EXCEEDED: ErrorCode = ErrorCode::ScriptLimitExceeded;
 /// pgvault itself panicked while running the script (a bug in a binding).
-pub const SCRIPT_PANICKED: &str = "ScriptPanicked";
+pub const SCRIPT_PANICKED: ErrorCode = ErrorCode::ScriptPanicked;
 
 /// A script file larger than this is not run: a runbook is a page or two, so this is a file
 /// dropped in the wrong folder, and reading it would cost the host its memory.
@@ -738,7 +739,7 @@ fn leading_comments(source: &str) -> Vec<&str> {
         .collect()
 }
 
-fn failed(code: &str, message: String) -> JobOutcome {
+fn failed(code: ErrorCode, message: String) -> JobOutcome {
     JobOutcome::Failed(JobError::new(code, message))
 }
 
@@ -1673,7 +1674,7 @@ mod tests {
             .flatten()
             .unwrap_or_default();
         assert!(
-            returned.contains(CANCELLED)
+            returned.contains(CANCELLED.as_str())
                 && returned.contains("the script's wall time of 50ms ran out"),
             "{returned}"
         );

@@ -1324,6 +1324,7 @@ pub fn current_owner() -> JobOwner {
 mod tests {
     use super::*;
     use chrono::{TimeDelta, TimeZone};
+    use pgvault_core::model::code::ErrorCode;
     use std::collections::BTreeMap;
     use std::sync::{Arc, Barrier};
 
@@ -1420,7 +1421,7 @@ mod tests {
                 recovery_point_id: None,
             }),
             Some(JobOutcome::Failed(JobError::new(
-                "UserErrorMissingDBPermissions",
+                ErrorCode::UserErrorMissingDBPermissions,
                 "GRANT SELECT ON ALL TABLES IN SCHEMA public TO backup;",
             ))),
             Some(JobOutcome::Cancelled),
@@ -1991,7 +1992,7 @@ mod tests {
         failed
             .finish(
                 &JobOutcome::Failed(JobError::new(
-                    "UserErrorMissingDBPermissions",
+                    ErrorCode::UserErrorMissingDBPermissions,
                     "GRANT CONNECT ON DATABASE sales TO backup;",
                 )),
                 at("2025-06-02T02:00:05Z"),
@@ -2450,7 +2451,12 @@ mod tests {
         let task = job.task(open).unwrap();
         assert_eq!(task.status(), JobStatus::Failed);
         assert_eq!(task.state.end(), Some(now));
-        assert!(task.detail.as_deref().unwrap().contains(JOB_INTERRUPTED));
+        assert!(
+            task.detail
+                .as_deref()
+                .unwrap()
+                .contains(JOB_INTERRUPTED.as_str())
+        );
         assert_eq!(history.get(new.id).unwrap().as_ref(), Some(job));
     }
 

@@ -20,6 +20,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use pgvault_core::engine::sweep::{self, ActionKind, SweepAction, SweepPlan};
 use pgvault_core::engine::vault::RECOVERY_POINT_DAMAGED;
 use pgvault_core::engine::{Error, Result, Vault};
+use pgvault_core::model::code::ErrorCode;
 use pgvault_core::model::instance::PROTECTION_STOPPED;
 use pgvault_core::model::job::{Job, JobFilter, NewJob, Operation};
 use pgvault_core::model::policy::DataStoreType;
@@ -215,7 +216,7 @@ impl Pgvault {
             Ok(())
         } else {
             Err(Error::new(
-                "RetentionActionsFailed",
+                ErrorCode::RetentionActionsFailed,
                 format!(
                     "{failed} of {} retention actions failed; see their jobs",
                     outcome.plan.actions.len()
@@ -367,7 +368,7 @@ impl Pgvault {
             && points[0].manifest().recovery_point_id == recovery_point_id
         {
             return Err(Error::new(
-                "UserErrorLastRecoveryPoint",
+                ErrorCode::UserErrorLastRecoveryPoint,
                 format!(
                     "recovery point `{recovery_point_id}` is the last one of `{instance}`, which is \
                      still protected; the last recovery point is never deleted. Run \
@@ -444,7 +445,7 @@ impl Pgvault {
         recovery_point_id: &str,
         error: Error,
     ) -> Error {
-        if error.code != "UserErrorRecoveryPointNotFound" {
+        if error.code != ErrorCode::UserErrorRecoveryPointNotFound {
             return error;
         }
         let deletions = self
@@ -461,7 +462,7 @@ impl Pgvault {
             .find(|j| j.recovery_point_id.as_deref() == Some(recovery_point_id))
         {
             Some(job) => Error::new(
-                "UserErrorRecoveryPointExpired",
+                ErrorCode::UserErrorRecoveryPointExpired,
                 format!(
                     "recovery point `{recovery_point_id}` of `{instance}` was deleted on {} ({}; job {}); choose another with `pgvault recovery-point list`",
                     job.state.start().format("%Y-%m-%d %H:%M UTC"),
@@ -489,7 +490,7 @@ impl Pgvault {
     ) -> Result<Job> {
         if !(10..=30).contains(&days) {
             return Err(Error::new(
-                "UserErrorInvalidRehydrationDuration",
+                ErrorCode::UserErrorInvalidRehydrationDuration,
                 format!("a rehydration lasts 10 to 30 days, not {days}"),
             ));
         }
@@ -588,7 +589,7 @@ impl Pgvault {
                 .await?;
             if let Some(e) = job.state.error() {
                 return Err(Error::new(
-                    &e.code,
+                    e.code.clone(),
                     format!(
                         "{} (the instance is now ProtectionStopped; {} recovery points were deleted before this one; run the deletion again to finish)",
                         e.message,
@@ -619,7 +620,7 @@ impl Pgvault {
 }
 
 /// The error code of a destructive operation refused because another holds the vault.
-const DESTRUCTIVE_BUSY: &str = "UserErrorDestructiveOperationInProgress";
+const DESTRUCTIVE_BUSY: ErrorCode = ErrorCode::UserErrorDestructiveOperationInProgress;
 
 /// Collects one tier's garbage under its exclusive lock and `guard`; a busy vault defers it.
 async fn gc_tier(

@@ -22,6 +22,7 @@ use pgvault_core::engine::restore::{
     RestoreOutcome, RestoreStep, RestoreSteps, restore_with_steps,
 };
 use pgvault_core::engine::{Error, Result, Vault};
+use pgvault_core::model::code::ErrorCode;
 use pgvault_core::model::instance::{BackupInstanceRequest, PROTECTION_CONFIGURED};
 use pgvault_core::model::job::{
     DATASOURCE_TYPE_DETAIL, FRIENDLY_NAME_DETAIL, Job, JobError, JobFilter, JobId, JobOutcome,
@@ -106,7 +107,7 @@ impl std::fmt::Debug for Pgvault {
 }
 
 pub(crate) fn history_err(e: crate::history::HistoryError) -> Error {
-    Error::new("JobHistoryError", format!("job history: {e}"))
+    Error::caused_by(ErrorCode::JobHistoryError, format!("job history: {e}"), e)
 }
 
 impl Pgvault {
@@ -121,7 +122,7 @@ impl Pgvault {
         }
         let lock_wait = match std::env::var(LOCK_WAIT_ENV) {
             Ok(text) => parse_lock_wait(&text)
-                .map_err(|message| Error::new("UserErrorInvalidLockWait", message))?,
+                .map_err(|message| Error::new(ErrorCode::UserErrorInvalidLockWait, message))?,
             Err(_) => DEFAULT_LOCK_WAIT,
         };
         Ok(Pgvault {
@@ -248,7 +249,7 @@ impl Pgvault {
             .ok_or_else(|| {
                 let known: Vec<&str> = registry.vaults.keys().map(String::as_str).collect();
                 Error::new(
-                    "UserErrorVaultNotFound",
+                    ErrorCode::UserErrorVaultNotFound,
                     format!(
                         "no vault named `{name}` in {} (known: {}); create it with `pgvault backup-vault create`",
                         self.home.dir().display(),
@@ -510,7 +511,7 @@ impl Pgvault {
             None => (String::new(), String::new()),
         };
         Error::new(
-            "UserErrorMaxConcurrentOperationLimitReached",
+            ErrorCode::UserErrorMaxConcurrentOperationLimitReached,
             format!(
                 "backup instance `{instance}` is already being backed up ({named}{}); wait for it to finish{show}",
                 holder.holder.describe()
@@ -538,7 +539,7 @@ impl Pgvault {
             )
         }) {
             return Err(Error::new(
-                "UserErrorMaxConcurrentOperationLimitReached",
+                ErrorCode::UserErrorMaxConcurrentOperationLimitReached,
                 format!(
                     "backup instance `{instance}` is already being backed up (job {}, started {}); \
                      wait for it to finish (`pgvault job show --job-id {}`)",
@@ -700,7 +701,7 @@ impl Pgvault {
         .map(Some)
         .map_err(|errors| {
             Error::new(
-                "UserErrorInvalidPolicy",
+                ErrorCode::UserErrorInvalidPolicy,
                 format!(
                     "policy `{policy_name}` has an invalid schedule: {}",
                     errors[0].1
@@ -810,7 +811,7 @@ impl Pgvault {
     pub fn job(&self, id: &str) -> Result<Job> {
         let parsed: JobId = id.parse().map_err(|_| {
             Error::new(
-                "UserErrorInvalidJobId",
+                ErrorCode::UserErrorInvalidJobId,
                 format!("`{id}` is not a job id (a UUID, as `job list` shows)"),
             )
         })?;
@@ -819,7 +820,7 @@ impl Pgvault {
             .map_err(history_err)?
             .ok_or_else(|| {
                 Error::new(
-                    "UserErrorJobNotFound",
+                    ErrorCode::UserErrorJobNotFound,
                     format!("no job `{id}` in the job history"),
                 )
             })
@@ -1002,7 +1003,7 @@ pub(crate) fn panic_error(panic: &(dyn std::any::Any + Send)) -> Error {
         .or_else(|| panic.downcast_ref::<String>().cloned())
         .unwrap_or_else(|| "no message".into());
     Error::new(
-        "InternalError",
+        ErrorCode::InternalError,
         format!(
             "pgvault stopped the operation on an internal error (a panic: {what}); nothing was \
              completed. This is a bug: please report it with this message"
@@ -1266,7 +1267,7 @@ mod tests {
             )
             .await;
         let e = out.unwrap_err();
-        assert_eq!(e.code, "InternalError");
+        assert_eq!(e.code.as_str(), "InternalError");
         assert!(e.message.contains("out of range"), "{}", e.message);
         // A job whose guard is dropped by a panic unwinding past it is Failed, not Cancelled.
         let job = svc.history.start(&new()).unwrap();
@@ -1281,7 +1282,7 @@ mod tests {
         let pgvault_core::model::job::JobState::Failed { error, .. } = &job.state else {
             panic!("{:?}", job.state)
         };
-        assert_eq!(error.code, "InternalError");
+        assert_eq!(error.code.as_str(), "InternalError");
     }
 
     #[tokio::test]
@@ -1299,7 +1300,10 @@ mod tests {
             .adhoc_backup("V", "db1", "Default", None)
             .await
             .unwrap_err();
-        assert_eq!(error.code, "UserErrorMaxConcurrentOperationLimitReached");
+        assert_eq!(
+            error.code.as_str(),
+            "UserErrorMaxConcurrentOperationLimitReached"
+        );
         assert!(
             error.message.contains(&job.id.to_string()),
             "{}",
@@ -1310,14 +1314,14 @@ mod tests {
             .adhoc_backup("V", "db2", "Default", None)
             .await
             .unwrap_err();
-        assert_eq!(other.code, "UserErrorBackupInstanceNotFound");
+        assert_eq!(other.code.as_str(), "UserErrorBackupInstanceNotFound");
         // Once the first one finishes, the instance is free again.
         svc.finish(job.id, &Ok(None), 0, 0, Utc::now()).unwrap();
         let error = svc
             .adhoc_backup("V", "db1", "Default", None)
             .await
             .unwrap_err();
-        assert_eq!(error.code, "UserErrorBackupInstanceNotFound");
+        assert_eq!(error.code.as_str(), "UserErrorBackupInstanceNotFound");
     }
 
     #[tokio::test(start_paused = true)]
@@ -1331,7 +1335,7 @@ mod tests {
         let err = wait_for_lock(&store, LockKind::Shared, "backup of db1", Duration::ZERO)
             .await
             .unwrap_err();
-        assert_eq!(err.code, "UserErrorVaultLocked");
+        assert_eq!(err.code.as_str(), "UserErrorVaultLocked");
         assert_eq!(started.elapsed(), Duration::ZERO);
         // Waiting a minute on tokio's paused clock: refused after exactly that, saying so.
         let err = wait_for_lock(
@@ -1343,7 +1347,7 @@ mod tests {
         .await
         .unwrap_err();
         assert_eq!(started.elapsed(), Duration::from_secs(60));
-        assert_eq!(err.code, "UserErrorVaultLocked");
+        assert_eq!(err.code.as_str(), "UserErrorVaultLocked");
         for part in ["garbage collection by pid", "waited 60 s", LOCK_WAIT_ENV] {
             assert!(
                 err.message.contains(part),

@@ -489,7 +489,7 @@ mod tests {
             .await
             .unwrap();
         let err = svc.reindex_vault("V").await.unwrap_err();
-        assert_eq!(err.code, "UserErrorVaultLocked");
+        assert_eq!(err.code.as_str(), "UserErrorVaultLocked");
         held.release().await.unwrap();
         let tiers = svc.reindex_vault("V").await.unwrap();
         assert_eq!(tiers.len(), 1);

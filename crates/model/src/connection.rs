@@ -21,6 +21,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::code::ErrorCode;
 use crate::secret::SecretValue;
 
 /// PostgreSQL's port, used when a datasource names none.
@@ -267,8 +268,8 @@ pub enum ConnectionStringError {
 
 impl ConnectionStringError {
     /// The Azure-style error code.
-    pub fn code(&self) -> &'static str {
-        "UserErrorSecretValueInUnsupportedFormat"
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::UserErrorSecretValueInUnsupportedFormat
     }
 }
 
@@ -940,8 +941,8 @@ pub enum DatasourceError {
 
 impl DatasourceError {
     /// The Azure-style error code.
-    pub fn code(&self) -> &'static str {
-        "UserErrorInvalidDatasource"
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::UserErrorInvalidDatasource
     }
 }
 
@@ -1209,7 +1210,10 @@ mod tests {
         for (input, expected) in cases {
             let err = cs(input).unwrap_err();
             assert_eq!(err, expected, "{input}");
-            assert_eq!(err.code(), "UserErrorSecretValueInUnsupportedFormat");
+            assert_eq!(
+                err.code().as_str(),
+                "UserErrorSecretValueInUnsupportedFormat"
+            );
         }
     }
 
@@ -1403,7 +1407,7 @@ mod tests {
         for (input, expected) in cases {
             let err = input.parse::<Datasource>().unwrap_err();
             assert_eq!(err, expected, "{input}");
-            assert_eq!(err.code(), "UserErrorInvalidDatasource");
+            assert_eq!(err.code().as_str(), "UserErrorInvalidDatasource");
         }
         // Credentials are refused without being repeated, even when the URI is broken too.
         for input in [

@@ -23,6 +23,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::code::ErrorCode;
 use crate::connection::{Datasource, DatasourceError};
 use crate::duration::IsoDuration;
 use crate::secret::{SecretRef, SecretRefError, SecretStoreType};
@@ -67,7 +68,7 @@ pub enum DrillTargetError {
 }
 
 impl DrillTargetError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
             DrillTargetError::Server(e) => e.code(),
             DrillTargetError::Secret(e) => e.code(),

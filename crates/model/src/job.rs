@@ -35,6 +35,7 @@ use serde_json::{Map, Value, json};
 use thiserror::Error;
 use uuid::Uuid;
 
+use crate::code::ErrorCode;
 use crate::duration::IsoDuration;
 use crate::instance::BackupInstanceProperties;
 use crate::resource;
@@ -53,7 +54,7 @@ pub const AZURE_DATASOURCE_TYPE: &str = "Microsoft.DBforPostgreSQL/servers/datab
 const FLEXIBLE_DATASOURCE_TYPE: &str = "Microsoft.DBforPostgreSQL/flexibleServers/databases";
 
 /// The error code a job gets when the process running it disappeared before it finished.
-pub const JOB_INTERRUPTED: &str = "JobInterrupted";
+pub const JOB_INTERRUPTED: ErrorCode = ErrorCode::JobInterrupted;
 
 /// Where [`Job::azure_json`] addresses a job on no vault: Azure has no such job, and this
 /// keeps its `id` a resource path of the same shape (`<prefix>/backupJobs/<id>`).
@@ -347,12 +348,15 @@ impl TryFrom<String> for JobStatus {
 /// (`UserErrorMissingDBPermissions`, ...); the message says what to do. Secrets never go here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JobError {
-    pub code: String,
+    /// Stored and printed by its name; a name this version does not know (an older row)
+    /// reads back as [`ErrorCode::Other`], as it was written.
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl JobError {
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+    /// `code` is an [`ErrorCode`], or a stored name read back.
+    pub fn new(code: impl Into<ErrorCode>, message: impl Into<String>) -> Self {
         Self {
             code: code.into(),
             message: message.into(),
@@ -1627,7 +1631,7 @@ mod tests {
 
     #[test]
     fn state_accessors_for_every_state() {
-        let err = JobError::new("UserErrorMissingDBPermissions", "grant CONNECT");
+        let err = JobError::new(ErrorCode::UserErrorMissingDBPermissions, "grant CONNECT");
         let cases = [
             (
                 JobState::InProgress { start: t(1, 0, 0) },
@@ -1942,7 +1946,7 @@ mod tests {
 
         let mut failed = running.clone();
         let error = JobError::new(
-            "UserErrorMissingDBPermissions",
+            ErrorCode::UserErrorMissingDBPermissions,
             "GRANT CONNECT ON DATABASE sales TO backup;",
         );
         failed

@@ -9,6 +9,7 @@
 //! Serde shapes match the JSON that `az dataprotection` prints and the REST API accepts
 //! (camelCase, `objectType` tags), so a policy copied from Azure loads unchanged.
 
+pub mod code;
 pub mod connection;
 pub mod drill;
 pub mod duration;

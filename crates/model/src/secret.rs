@@ -14,6 +14,7 @@
 //!   the password come back in the error, in the terminal's scrollback or in a job record. Errors
 //!   name what was wrong and show only the parts of the input that already passed validation.
 
+use crate::code::ErrorCode;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -533,8 +534,8 @@ pub enum SecretRefError {
 
 impl SecretRefError {
     /// The Azure-style error code.
-    pub fn code(&self) -> &'static str {
-        "UserErrorInvalidSecretStore"
+    pub fn code(&self) -> ErrorCode {
+        ErrorCode::UserErrorInvalidSecretStore
     }
 }
 
@@ -690,7 +691,7 @@ mod tests {
         for (input, check) in cases {
             let err = input.parse::<SecretRef>().unwrap_err();
             assert!(check(&err), "{input:?} gave {err:?}");
-            assert_eq!(err.code(), "UserErrorInvalidSecretStore");
+            assert_eq!(err.code().as_str(), "UserErrorInvalidSecretStore");
         }
         let long_name = format!(
             "https://myvault.vault.azure.net/secrets/{}",

@@ -72,6 +72,8 @@
 
 use std::collections::HashMap;
 
+use pgvault_model::code::ErrorCode;
+
 use serde::{Deserialize, Serialize};
 
 const MAGIC: &[u8; 5] = b"PGDMP";
@@ -234,15 +236,15 @@ pub enum ArchiveError {
 impl ArchiveError {
     /// The job error code a backup whose stream fails the scan ends with: the stream is cut
     /// short, is something else than a custom archive, or is one pgvault cannot judge.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
             ArchiveError::Truncated { .. } | ArchiveError::MissingData { .. } => {
-                "UserErrorPgDumpIncomplete"
+                ErrorCode::UserErrorPgDumpIncomplete
             }
             ArchiveError::NotCustomArchive { .. } | ArchiveError::Corrupt { .. } => {
-                "UserErrorPgDumpNotAnArchive"
+                ErrorCode::UserErrorPgDumpNotAnArchive
             }
-            ArchiveError::UnsupportedVersion { .. } => "UserErrorPgDumpUnsupportedVersion",
+            ArchiveError::UnsupportedVersion { .. } => ErrorCode::UserErrorPgDumpUnsupportedVersion,
         }
     }
 }
@@ -1632,7 +1634,7 @@ mod tests {
         ];
         for (result, code) in cases {
             let err = result.expect_err(code);
-            assert_eq!(err.code(), code, "{err}");
+            assert_eq!(err.code().as_str(), code, "{err}");
         }
         assert!(scan(&built.bytes).is_ok());
     }

@@ -14,6 +14,7 @@ use pgvault_host::api::{
     FilesTarget, initialize_for_data_recovery, initialize_for_data_recovery_to_files,
 };
 use pgvault_host::api::{InitializeArgs, initialize_instance};
+use pgvault_model::code::ErrorCode;
 use pgvault_model::instance::{
     BACKUPS_SUSPENDED, BackupInstanceRequest, PROTECTION_CONFIGURED, PROTECTION_STOPPED,
 };
@@ -481,7 +482,8 @@ pub async fn run(cmd: InstanceCommand, format: Format) -> anyhow::Result<ExitCod
         } => {
             if !yes {
                 anyhow::bail!(
-                    "UserErrorConfirmationRequired: deleting backup instance `{name}` deletes all its recovery points and cannot be undone; add --yes to confirm"
+                    "{code}: deleting backup instance `{name}` deletes all its recovery points and cannot be undone; add --yes to confirm",
+                    code = ErrorCode::UserErrorConfirmationRequired
                 );
             }
             let jobs = open_service()?

@@ -10,6 +10,7 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use pgvault_host::history::DEFAULT_JOB_HISTORY_RETENTION;
+use pgvault_model::code::ErrorCode;
 use pgvault_model::duration::IsoDuration;
 use pgvault_model::job::{
     Job, JobFilter, JobStatus, JobSummaryRow, Operation, StatusCounts, azure_time, retention_cutoff,
@@ -166,10 +167,12 @@ pub async fn run(cmd: JobCommand, format: Format) -> anyhow::Result<ExitCode> {
                 format,
             )?;
             if format == Format::Table {
-                let summary = svc
-                    .history()
-                    .summary(&filter)
-                    .map_err(|e| anyhow::anyhow!("JobHistoryError: job history: {e}"))?;
+                let summary = svc.history().summary(&filter).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{code}: job history: {e}",
+                        code = ErrorCode::JobHistoryError
+                    )
+                })?;
                 line(&format!("\n{}", summary_table(&summary, since, until)))?;
             }
         }
@@ -179,11 +182,12 @@ pub async fn run(cmd: JobCommand, format: Format) -> anyhow::Result<ExitCode> {
                 && !job.vault().is_some_and(|own| own.eq_ignore_ascii_case(&v))
             {
                 anyhow::bail!(
-                    "UserErrorJobNotFound: job {job_id} belongs to {}, not to vault `{v}`; \
+                    "{code}: job {job_id} belongs to {}, not to vault `{v}`; \
                      leave out --vault-name to show it",
                     job.vault()
                         .map(|own| format!("vault `{own}`"))
-                        .unwrap_or_else(|| "no vault".to_owned())
+                        .unwrap_or_else(|| "no vault".to_owned()),
+                    code = ErrorCode::UserErrorJobNotFound
                 );
             }
             print(&job.azure_json(), format)?;
@@ -204,7 +208,12 @@ pub async fn run(cmd: JobCommand, format: Format) -> anyhow::Result<ExitCode> {
             } else {
                 history.prune(cutoff)
             }
-            .map_err(|e| anyhow::anyhow!("JobHistoryError: job history: {e}"))?;
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "{code}: job history: {e}",
+                    code = ErrorCode::JobHistoryError
+                )
+            })?;
             let report = json!({
                 "olderThan": keep.to_string(),
                 "cutoff": azure_time(cutoff),

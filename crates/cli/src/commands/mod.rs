@@ -22,6 +22,7 @@ use serde::de::DeserializeOwned;
 use pgvault_host::api::Home;
 use pgvault_host::api::limits;
 use pgvault_host::service::Pgvault;
+use pgvault_model::code::ErrorCode;
 
 use crate::Command;
 use crate::output::Format;
@@ -45,9 +46,10 @@ pub fn fail_on_unreadable(
         .map(|e| format!("  {}", e.message))
         .collect();
     Err(anyhow::anyhow!(
-        "VaultCorrupt: the {what} above could be read, but {} could not (restore the file from a copy, or delete it and create the resource again):\n{}",
+        "{code}: the {what} above could be read, but {} could not (restore the file from a copy, or delete it and create the resource again):\n{}",
         unreadable.len(),
-        lines.join("\n")
+        lines.join("\n"),
+        code = ErrorCode::VaultCorrupt
     ))
 }
 
@@ -60,7 +62,7 @@ pub fn open_service() -> anyhow::Result<Pgvault> {
 /// A leading byte order mark is dropped (see `pgvault_host::api::limits`).
 pub fn read_json<T: DeserializeOwned>(path: &Path, what: &str, limit: u64) -> anyhow::Result<T> {
     let text = limits::read_arg_text(path, what, limit)
-        .map_err(|e| anyhow::anyhow!("UserErrorInvalidInput: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("{code}: {e}", code = ErrorCode::UserErrorInvalidInput))?;
     let label = if path == Path::new("-") {
         "stdin".to_owned()
     } else {

@@ -19,6 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use pgvault_host::api::limits;
+use pgvault_model::code::ErrorCode;
 use pgvault_model::duration::{DurationUnit, IsoDuration};
 use pgvault_model::policy::{
     AbsoluteMarker, BackupPolicy, DataStoreType, DatasourceType, PolicyError,
@@ -272,9 +273,12 @@ pub enum TagCommand {
 pub async fn run(cmd: PolicyCommand, format: Format) -> anyhow::Result<ExitCode> {
     match cmd {
         PolicyCommand::GetDefaultPolicyTemplate { datasource_type } => {
-            let t: DatasourceType = datasource_type
-                .parse()
-                .map_err(|e| anyhow::anyhow!("UserErrorInvalidDatasourceType: {e}"))?;
+            let t: DatasourceType = datasource_type.parse().map_err(|e| {
+                anyhow::anyhow!(
+                    "{code}: {e}",
+                    code = ErrorCode::UserErrorInvalidDatasourceType
+                )
+            })?;
             print(
                 &serde_json::to_value(default_policy_template(t))?,
                 Format::Json,
@@ -289,8 +293,9 @@ pub async fn run(cmd: PolicyCommand, format: Format) -> anyhow::Result<ExitCode>
             let (label, text) = Inputs::default().text(&policy, "policy")?;
             let policy = BackupPolicy::from_json(&text).map_err(|errors| {
                 anyhow::anyhow!(
-                    "UserErrorInvalidPolicy: {label} is not a valid policy:\n{}",
-                    lines(&errors)
+                    "{code}: {label} is not a valid policy:\n{}",
+                    lines(&errors),
+                    code = ErrorCode::UserErrorInvalidPolicy
                 )
             })?;
             let svc = open_service()?;
@@ -480,7 +485,9 @@ impl Inputs {
     /// The text of one argument, with a label naming it for error messages.
     fn text(&mut self, arg: &Path, what: &str) -> anyhow::Result<(String, String)> {
         let limit = limits::POLICY_BYTES;
-        let unreadable = |e: limits::InputError| anyhow::anyhow!("UserErrorInvalidInput: {e}");
+        let unreadable = |e: limits::InputError| {
+            anyhow::anyhow!("{code}: {e}", code = ErrorCode::UserErrorInvalidInput)
+        };
         if arg == Path::new("-") {
             anyhow::ensure!(
                 !self.stdin_read,

@@ -6,6 +6,7 @@ use clap::Subcommand;
 use serde_json::Value;
 
 use pgvault_host::api::{PointSelection, PointVerification};
+use pgvault_model::code::ErrorCode;
 
 use super::instance::report_job;
 use super::{coded, open_service};
@@ -158,7 +159,8 @@ pub async fn run(cmd: RecoveryPointCommand, format: Format) -> anyhow::Result<Ex
         } => {
             if !yes {
                 anyhow::bail!(
-                    "UserErrorConfirmationRequired: deleting recovery point `{recovery_point_id}` cannot be undone; add --yes to confirm"
+                    "{code}: deleting recovery point `{recovery_point_id}` cannot be undone; add --yes to confirm",
+                    code = ErrorCode::UserErrorConfirmationRequired
                 );
             }
             let job = svc
@@ -193,8 +195,9 @@ pub async fn run(cmd: RecoveryPointCommand, format: Format) -> anyhow::Result<Ex
             let damaged = points.iter().filter(|p| !p.is_ok()).count();
             if damaged > 0 {
                 eprintln!(
-                    "RecoveryPointDamaged: {damaged} of {} recovery points failed verification",
-                    points.len()
+                    "{code}: {damaged} of {} recovery points failed verification",
+                    points.len(),
+                    code = ErrorCode::RecoveryPointDamaged
                 );
                 return Ok(ExitCode::FAILURE);
             }

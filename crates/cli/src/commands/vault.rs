@@ -14,6 +14,7 @@ use pgvault_host::api::VerifyStatus;
 use pgvault_host::api::{Finding, Percent, ReadData};
 use pgvault_host::retention::TierGc;
 use pgvault_host::verify::VaultCheck;
+use pgvault_model::code::ErrorCode;
 
 use super::{coded, open_service};
 use crate::output::{Format, line, print, table};
@@ -228,8 +229,9 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
             }
             if check.status == VerifyStatus::Damaged {
                 eprintln!(
-                    "VaultDamaged: vault `{}` has damage; see the findings of severity Error",
-                    check.vault_name
+                    "{code}: vault `{}` has damage; see the findings of severity Error",
+                    check.vault_name,
+                    code = ErrorCode::VaultDamaged
                 );
                 return Ok(ExitCode::FAILURE);
             }
@@ -322,7 +324,8 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
         VaultCommand::BreakLock { vault_name, yes } => {
             if !yes {
                 anyhow::bail!(
-                    "UserErrorConfirmationRequired: breaking the lock of vault `{vault_name}` stops the retention sweep, garbage collection or deletion holding it, if it still runs; add --yes to confirm"
+                    "{code}: breaking the lock of vault `{vault_name}` stops the retention sweep, garbage collection or deletion holding it, if it still runs; add --yes to confirm",
+                    code = ErrorCode::UserErrorConfirmationRequired
                 );
             }
             let broken = svc

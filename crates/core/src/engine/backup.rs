@@ -21,6 +21,7 @@ use chrono::{DateTime, Utc};
 use super::protect::{instance_target, validate_for_backup};
 use super::vault::Vault;
 use super::{Error, Result};
+use crate::model::code::ErrorCode;
 use crate::model::human;
 use crate::model::instance::PROTECTION_CONFIGURED;
 use crate::model::policy::BackupPolicy;
@@ -117,9 +118,10 @@ async fn backup_tag(
         Trigger::OnDemand => {
             retention::on_demand_backup_tag(policy, &req.rule_name, req.tag_override.as_deref())
                 .map_err(|e| {
-                    Error::new(
-                        "UserErrorInvalidRuleName",
+                    Error::caused_by(
+                        ErrorCode::UserErrorInvalidRuleName,
                         format!("policy `{policy_name}`: {e}"),
+                        e,
                     )
                 })
         }
@@ -138,9 +140,10 @@ async fn backup_tag(
 
 fn policy_zone(policy: &BackupPolicy, policy_name: &str) -> Result<chrono_tz::Tz> {
     retention::policy_zone(policy).map_err(|e| {
-        Error::new(
-            "UserErrorInvalidPolicy",
+        Error::caused_by(
+            ErrorCode::UserErrorInvalidPolicy,
             format!("policy `{policy_name}`: {e}"),
+            e,
         )
     })
 }
@@ -307,7 +310,7 @@ pub async fn backup(
     );
     let dumped = tokio::task::spawn_blocking(move || dump.wait())
         .await
-        .map_err(|_| Error::new("InternalError", "waiting for pg_dump failed"))?;
+        .map_err(|_| Error::new(ErrorCode::InternalError, "waiting for pg_dump failed"))?;
     let snapshot_id = snapshot.id().to_owned();
     // Only now may the exporting transaction end: pg_dump is done with the snapshot.
     if let Err(e) = snapshot.finish().await {
@@ -348,7 +351,7 @@ pub async fn backup(
     };
     if let Err(e) = dumped {
         let error = Error::new(
-            "UserErrorPgDumpFailed",
+            ErrorCode::UserErrorPgDumpFailed,
             format!("pg_dump did not complete, so no recovery point was made: {e}"),
         );
         steps.finished(Step::Dump, Err(error.message.clone()));
@@ -357,7 +360,7 @@ pub async fn backup(
     if let Err(e) = &outcome.archive {
         let code = e
             .downcast_ref::<ArchiveError>()
-            .map_or("UserErrorPgDumpNotAnArchive", ArchiveError::code);
+            .map_or(ErrorCode::UserErrorPgDumpNotAnArchive, ArchiveError::code);
         let error = Error::new(
             code,
             format!(
@@ -462,9 +465,10 @@ pub async fn backup(
 async fn export_snapshot(params: &ConnectParams) -> Result<ExportedSnapshot> {
     let client = params.connect().await?;
     ExportedSnapshot::export(client).await.map_err(|e| {
-        Error::new(
-            "UserErrorDBQueryFailed",
+        Error::caused_by(
+            ErrorCode::UserErrorDBQueryFailed,
             format!("exporting a snapshot for pg_dump failed: {e}"),
+            e,
         )
     })
 }
@@ -480,7 +484,7 @@ async fn validate(vault: &Vault, req: &BackupRequest, ctx: &BackupContext) -> Re
         .unwrap_or_default();
     if state != PROTECTION_CONFIGURED {
         return Err(Error::new(
-            "UserErrorBackupInstanceNotProtected",
+            ErrorCode::UserErrorBackupInstanceNotProtected,
             format!(
                 "backup instance `{}` is not protected (its state is `{state}`); \
                  `pgvault backup-instance resume-protection` resumes backups",

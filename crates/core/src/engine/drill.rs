@@ -24,6 +24,7 @@ use super::leftovers::{Leftover, Leftovers, Registration, error_chain};
 use super::restore::{CreatedDatabase, restore_whole};
 use super::vault::Vault;
 use super::{Error, Result};
+use crate::model::code::ErrorCode;
 pub use crate::model::drill::DrillTarget;
 use crate::postgres::connection::{ConnectParams, ConnectionString};
 use crate::postgres::contents::{
@@ -33,9 +34,9 @@ use crate::secrets::ResolveSecret as _;
 use crate::store::manifest::Manifest;
 
 /// The error code of a drill whose restore differs from what the backup recorded.
-pub const MISMATCH_CODE: &str = "RestoreDrillMismatch";
+pub const MISMATCH_CODE: ErrorCode = ErrorCode::RestoreDrillMismatch;
 /// The error code of a drill that passed but could not drop its scratch database.
-pub const CLEANUP_FAILED_CODE: &str = "RestoreDrillCleanupFailed";
+pub const CLEANUP_FAILED_CODE: ErrorCode = ErrorCode::RestoreDrillCleanupFailed;
 /// Scratch databases are named with this prefix and a fresh id.
 pub const SCRATCH_PREFIX: &str = "pgvault_drill_";
 
@@ -82,7 +83,7 @@ pub async fn choose_recovery_point(
             .find_map(|p| p.vault)
             .ok_or_else(|| {
                 Error::new(
-                    "UserErrorRecoveryPointNotFound",
+                    ErrorCode::UserErrorRecoveryPointNotFound,
                     format!(
                         "backup instance `{instance}` has no recovery point in the vault tier to drill; take a backup first"
                     ),
@@ -537,12 +538,13 @@ async fn compare_scratch(
     };
     let client = params.connect().await?;
     let found = restored_contents(&client, expected).await.map_err(|e| {
-        Error::new(
-            "UserErrorDBQueryFailed",
+        Error::caused_by(
+            ErrorCode::UserErrorDBQueryFailed,
             format!(
                 "reading the restored database `{}` failed: {e}",
                 params.database()
             ),
+            e,
         )
     })?;
     let counts = expected

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Error;
+use crate::model::code::ErrorCode;
 use crate::store::azure::AzureLocation;
 use crate::store::disk;
 
@@ -135,7 +136,7 @@ impl Home {
     pub fn check_new_vault(&self, registry: &Registry, name: &str, url: &str) -> Result<(), Error> {
         if let Some((taken, at)) = Self::registered(registry, name) {
             return Err(Error::new(
-                "UserErrorVaultAlreadyExists",
+                ErrorCode::UserErrorVaultAlreadyExists,
                 format!(
                     "vault `{taken}` already exists (at {}); vault names are unique ignoring case, so choose another name than `{name}`",
                     shown(at)
@@ -153,7 +154,7 @@ impl Home {
     pub fn check_placement(&self, registry: &Registry, url: &str, what: &str) -> Result<(), Error> {
         let refuse = |why: String| {
             Err(Error::new(
-                "UserErrorInvalidStorageLocation",
+                ErrorCode::UserErrorInvalidStorageLocation,
                 format!("{what} cannot be at `{}`: {why}", shown(url)),
             ))
         };

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::drill::SCRATCH_PREFIX;
 use super::{Error, Result};
+use crate::model::code::ErrorCode;
 use crate::postgres::connection::{ConnectParams, ConnectionString, Datasource};
 use crate::process::{local_host_name, process_alive};
 use crate::secrets::ResolveSecret as _;
@@ -319,7 +320,7 @@ impl Leftovers {
         let path = dir.join(format!("{id}.json"));
         let failed = |e: std::io::Error| {
             Error::new(
-                "PendingRecordFailed",
+                ErrorCode::PendingRecordFailed,
                 format!(
                     "cannot record the {} this {operation} is about to create in `{}`: {e}; nothing was created",
                     record.leftover.describe(),

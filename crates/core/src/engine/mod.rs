@@ -2,10 +2,11 @@
 //! validation), back up, restore, drill a restore. Each is an async function over a [`Vault`]; the host
 //! wraps them in jobs.
 //!
-//! Every failure is an [`Error`] with an Azure-style code (`UserErrorDBUserAuthFailed`,
-//! `UserErrorMissingDBPermissions`, ...) and a message that says what was wrong and what
-//! to do. Messages never carry a secret: the modules that touch secrets build their
-//! messages from references and names only.
+//! Every failure is an [`Error`] with an [`ErrorCode`] (Azure's `UserErrorDBUserAuthFailed`,
+//! `UserErrorMissingDBPermissions`, ..., and pgvault's own), a message that says what was
+//! wrong and what to do, and the typed error it came from as its `source`. Code matches on
+//! the code, never on its name. Messages never carry a secret: the modules that touch
+//! secrets build their messages from references and names only.
 
 pub mod backup;
 pub mod drill;
@@ -19,28 +20,61 @@ pub mod verify;
 
 pub use vault::{Vault, VaultConfig};
 
-/// An operation's failure: an Azure-style error code and a human message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
+pub use crate::model::code::ErrorCode;
+
+/// An operation's failure: its code, a message for the user, and the error it came from.
+#[derive(Debug)]
 pub struct Error {
-    pub code: String,
+    pub code: ErrorCode,
     pub message: String,
+    /// The typed error this one was made from (a connection, store or tool error), kept so
+    /// a caller can walk the chain; the message already says what it means for the user.
+    pub source: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl Error {
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Error {
-            code: code.to_string(),
+            code,
             message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An error made from `source`, which is kept as its cause.
+    pub fn caused_by(
+        code: ErrorCode,
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error {
+            code,
+            message: message.into(),
+            source: Some(Box::new(source)),
         }
     }
 }
 
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Leaf errors that know their code: their text is the message, and they are the source.
 macro_rules! coded {
     ($($t:ty),* $(,)?) => {$(
         impl From<$t> for Error {
             fn from(e: $t) -> Self {
-                Error::new(e.code(), e.to_string())
+                Error::caused_by(e.code(), e.to_string(), e)
             }
         }
     )*};
@@ -60,83 +94,83 @@ coded!(
 impl From<crate::store::StoreError> for Error {
     fn from(e: crate::store::StoreError) -> Self {
         let code = if e.is_not_found() {
-            "UserErrorNotFound"
+            ErrorCode::UserErrorNotFound
         } else if e.is_archived() {
-            "UserErrorRecoveryPointNotRehydrated"
+            ErrorCode::UserErrorRecoveryPointNotRehydrated
         } else if e.is_disk_full() {
-            "UserErrorDiskFull"
+            ErrorCode::UserErrorDiskFull
         } else if e.is_missing_folder() {
-            "UserErrorVaultNotFound"
+            ErrorCode::UserErrorVaultNotFound
         } else if matches!(
             e,
             crate::store::StoreError::Json { .. } | crate::store::StoreError::TooLarge { .. }
         ) {
             // A file of the vault that is not what pgvault wrote: damaged, not unreachable.
-            "VaultCorrupt"
+            ErrorCode::VaultCorrupt
         } else {
-            "VaultStorageError"
+            ErrorCode::VaultStorageError
         };
-        Error::new(code, e.to_string())
+        Error::caused_by(code, e.to_string(), e)
     }
 }
 
 impl From<home::HomeError> for Error {
     fn from(e: home::HomeError) -> Self {
-        Error::new("UserErrorPgvaultHome", e.to_string())
+        Error::caused_by(ErrorCode::UserErrorPgvaultHome, e.to_string(), e)
     }
 }
 
 impl From<crate::store::writer::WriteError> for Error {
     fn from(e: crate::store::writer::WriteError) -> Self {
         let code = match &e {
-            crate::store::writer::WriteError::PackVanished(_) => "VaultDamaged",
-            crate::store::writer::WriteError::Store(s) if s.is_disk_full() => "UserErrorDiskFull",
-            _ => "VaultWriteError",
+            crate::store::writer::WriteError::PackVanished(_) => ErrorCode::VaultDamaged,
+            crate::store::writer::WriteError::Store(s) if s.is_disk_full() => {
+                ErrorCode::UserErrorDiskFull
+            }
+            _ => ErrorCode::VaultWriteError,
         };
-        Error::new(code, e.to_string())
+        Error::caused_by(code, e.to_string(), e)
     }
 }
 
 impl From<crate::store::reader::ReadError> for Error {
     fn from(e: crate::store::reader::ReadError) -> Self {
         let code = match &e {
-            crate::store::reader::ReadError::Write(_) => "RestoreTargetWriteFailed",
+            crate::store::reader::ReadError::Write(_) => ErrorCode::RestoreTargetWriteFailed,
             crate::store::reader::ReadError::Store(s) if s.is_archived() => {
-                "UserErrorRecoveryPointNotRehydrated"
+                ErrorCode::UserErrorRecoveryPointNotRehydrated
             }
             // A pack that is gone is damage; a storage error that is not about the vault's
             // content (a full disk, a network failure, a permission) is not.
             crate::store::reader::ReadError::Store(s) if !s.is_not_found() => {
                 if s.is_disk_full() {
-                    "UserErrorDiskFull"
+                    ErrorCode::UserErrorDiskFull
                 } else {
-                    "VaultStorageError"
+                    ErrorCode::VaultStorageError
                 }
             }
-            _ => RECOVERY_POINT_DAMAGED,
+            _ => ErrorCode::RecoveryPointDamaged,
         };
-        Error::new(code, e.to_string())
+        Error::caused_by(code, e.to_string(), e)
     }
 }
 
-/// The code of a read that met damage in the vault (see `From<ReadError>`).
-pub const RECOVERY_POINT_DAMAGED: &str = "RecoveryPointDamaged";
-
 /// A damaged read names the recovery point it was reading and says what to do about it.
 pub(crate) fn damaged_point_guidance(e: Error, vault: &str, instance: &str, point: &str) -> Error {
-    if e.code != RECOVERY_POINT_DAMAGED {
+    if e.code != ErrorCode::RecoveryPointDamaged {
         return e;
     }
-    Error::new(
-        RECOVERY_POINT_DAMAGED,
-        format!(
+    Error {
+        code: ErrorCode::RecoveryPointDamaged,
+        message: format!(
             "recovery point {point} of backup instance `{instance}` cannot be read back: {}. \
              Run `pgvault recovery-point verify --vault-name {vault} --backup-instance-name {instance} --recovery-point-id {point}` \
              to list everything that is damaged, and `pgvault backup-vault repair --vault-name {vault}` to take what \
              cannot be read out of the vault's index so new backups store it again; meanwhile restore an older recovery point.",
             e.message
         ),
-    )
+        source: e.source,
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -144,24 +178,95 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl From<crate::store::lock::LockError> for Error {
     fn from(e: crate::store::lock::LockError) -> Self {
         let code = match e {
-            crate::store::lock::LockError::Locked { .. } => "UserErrorVaultLocked",
-            crate::store::lock::LockError::Busy { .. } => "UserErrorDestructiveOperationInProgress",
-            crate::store::lock::LockError::Lost { .. } => "DestructiveOperationLockLost",
+            crate::store::lock::LockError::Locked { .. } => ErrorCode::UserErrorVaultLocked,
+            crate::store::lock::LockError::Busy { .. } => {
+                ErrorCode::UserErrorDestructiveOperationInProgress
+            }
+            crate::store::lock::LockError::Lost { .. } => ErrorCode::DestructiveOperationLockLost,
             crate::store::lock::LockError::Store(_) | crate::store::lock::LockError::Blob(_) => {
-                "VaultStorageError"
+                ErrorCode::VaultStorageError
             }
         };
-        Error::new(code, e.to_string())
+        Error::caused_by(code, e.to_string(), e)
     }
 }
 
 impl From<crate::store::gc::GcError> for Error {
     fn from(e: crate::store::gc::GcError) -> Self {
         let code = match e {
-            crate::store::gc::GcError::Damaged { .. } => "VaultDamaged",
-            crate::store::gc::GcError::Store(_) => "VaultStorageError",
+            crate::store::gc::GcError::Damaged { .. } => ErrorCode::VaultDamaged,
+            crate::store::gc::GcError::Store(_) => ErrorCode::VaultStorageError,
             crate::store::gc::GcError::Guard(e) => return e.into(),
         };
-        Error::new(code, e.to_string())
+        Error::caused_by(code, e.to_string(), e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+
+    /// A converted error keeps the typed error it came from as its source, with the code its
+    /// kind means and its text as the message, and the chain goes on below it.
+    #[test]
+    fn an_error_keeps_the_typed_error_it_came_from() {
+        let json = serde_json::from_str::<serde_json::Value>("{").unwrap_err();
+        let store = crate::store::StoreError::Json {
+            path: "policies/p.json".into(),
+            source: json,
+        };
+        let text = store.to_string();
+        let e = Error::from(store);
+        assert_eq!(e.code, ErrorCode::VaultCorrupt);
+        assert_eq!(e.message, text);
+        let source = e.source().expect("the store error is kept");
+        assert!(source.is::<crate::store::StoreError>(), "{source:?}");
+        assert!(source.source().is_some_and(|s| s.is::<serde_json::Error>()));
+
+        let secret = crate::secrets::SecretValue::new("this is not a connection string");
+        let parse = crate::postgres::connection::ConnectionString::parse(&secret).unwrap_err();
+        let e = Error::from(parse);
+        assert_eq!(e.code, ErrorCode::UserErrorSecretValueInUnsupportedFormat);
+        assert!(
+            e.source()
+                .is_some_and(|s| s.is::<crate::postgres::connection::ConnectionStringError>())
+        );
+
+        assert!(
+            Error::new(ErrorCode::InternalError, "no cause")
+                .source()
+                .is_none()
+        );
+    }
+
+    /// The guidance a damaged read gets names the point and what to do, and keeps the cause.
+    #[test]
+    fn a_damaged_read_keeps_its_cause_under_the_guidance() {
+        use crate::store::reader::ReadError;
+        let e = Error::from(ReadError::MissingChunk(crate::store::chunk::ChunkId(
+            [7; 32],
+        )));
+        assert_eq!(e.code, ErrorCode::RecoveryPointDamaged);
+        let e = damaged_point_guidance(e, "v1", "db1", "rp1");
+        assert_eq!(e.code, ErrorCode::RecoveryPointDamaged);
+        assert!(e.message.contains("recovery-point verify"), "{}", e.message);
+        assert!(
+            e.source()
+                .and_then(|s| s.downcast_ref::<ReadError>())
+                .is_some_and(|r| matches!(r, ReadError::MissingChunk(_)))
+        );
+        // Any other error passes through untouched.
+        let other = damaged_point_guidance(
+            Error::new(ErrorCode::VaultStorageError, "down"),
+            "v1",
+            "db1",
+            "rp1",
+        );
+        assert_eq!(
+            (other.code, other.message.as_str()),
+            (ErrorCode::VaultStorageError, "down")
+        );
     }
 }

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::vault::{Vault, check_name};
 use super::{Error, Result};
+use crate::model::code::ErrorCode;
 use crate::model::instance::{
     AuthCredentials, BackupInstanceProperties, BackupInstanceRequest, DatasourceInfo,
     PROTECTION_CONFIGURED, PolicyInfo, ProtectionStatus, SecretStoreResource,
@@ -38,7 +39,7 @@ pub fn datasource_arm_types(datasource_type: &str) -> Result<(&'static str, &'st
             ))
         }
         _ => Err(Error::new(
-            "UserErrorInvalidDatasourceType",
+            ErrorCode::UserErrorInvalidDatasourceType,
             format!(
                 "datasource type `{datasource_type}` is not supported: use AzureDatabaseForPostgreSQLFlexibleServer or AzureDatabaseForPostgreSQL"
             ),
@@ -132,7 +133,7 @@ fn refuse_excluded(database: &str) -> Result<()> {
         .any(|d| d.eq_ignore_ascii_case(database))
     {
         return Err(Error::new(
-            "UserErrorDatabaseNotSupportedForBackup",
+            ErrorCode::UserErrorDatabaseNotSupportedForBackup,
             format!(
                 "database `{database}` is never backed up ({} are excluded)",
                 EXCLUDED_DATABASES.join(", ")
@@ -183,9 +184,10 @@ pub async fn server_databases(args: &ServerArgs) -> Result<Vec<String>> {
         )
         .await
         .map_err(|e| {
-            Error::new(
-                "UserErrorDBQueryFailed",
+            Error::caused_by(
+                ErrorCode::UserErrorDBQueryFailed,
                 format!("listing the databases of {} failed: {e}", ds.server_url()),
+                e,
             )
         })?;
     Ok(rows
@@ -211,9 +213,10 @@ pub async fn validate_for_backup(
     let client = params.connect().await?;
     check_backup_privileges(&client).await?;
     let facts = database_facts(&client).await.map_err(|e| {
-        Error::new(
-            "UserErrorDBQueryFailed",
+        Error::caused_by(
+            ErrorCode::UserErrorDBQueryFailed,
             format!("reading database facts failed: {e}"),
+            e,
         )
     })?;
     Ok((params, facts))
@@ -231,7 +234,7 @@ pub async fn create_instance(vault: &Vault, mut request: BackupInstanceRequest) 
     for existing in vault.list_instances().await? {
         if existing.name == request.name {
             return Err(Error::new(
-                "UserErrorBackupInstanceAlreadyExists",
+                ErrorCode::UserErrorBackupInstanceAlreadyExists,
                 format!(
                     "backup instance `{}` already exists in vault `{}`",
                     request.name,
@@ -242,7 +245,7 @@ pub async fn create_instance(vault: &Vault, mut request: BackupInstanceRequest) 
         let (other, _) = instance_target(&existing.properties)?;
         if other.same_database(&ds) {
             return Err(Error::new(
-                "UserErrorDatasourceAlreadyProtected",
+                ErrorCode::UserErrorDatasourceAlreadyProtected,
                 format!(
                     "database `{}` is already protected in vault `{}` by backup instance `{}`; a database is protected once per vault",
                     ds,

@@ -30,6 +30,7 @@ use tokio::io::AsyncReadExt;
 
 use super::vault::StoredPoint;
 use super::{Error, Result, Vault};
+use crate::model::code::ErrorCode;
 use crate::model::instance::PROTECTION_STOPPED;
 use crate::model::policy::DataStoreType;
 use crate::model::resource;
@@ -332,7 +333,7 @@ impl std::str::FromStr for RehydratePriority {
             "standard" => Ok(RehydratePriority::Standard),
             "high" => Ok(RehydratePriority::High),
             _ => Err(Error::new(
-                "UserErrorInvalidRehydrationPriority",
+                ErrorCode::UserErrorInvalidRehydrationPriority,
                 format!("rehydration priority `{s}` is not Standard or High"),
             )),
         }
@@ -358,7 +359,7 @@ pub async fn rehydrate(
     let point = vault.stored_point(instance, id).await?;
     let Some(archived) = &point.archive else {
         return Err(Error::new(
-            "UserErrorRecoveryPointNotInArchiveTier",
+            ErrorCode::UserErrorRecoveryPointNotInArchiveTier,
             format!(
                 "recovery point `{id}` of `{instance}` is not in the archive tier; it restores from the vault tier as it is"
             ),
@@ -368,7 +369,7 @@ pub async fn rehydrate(
         && copy.rehydration_expiry_time.is_none()
     {
         return Err(Error::new(
-            "UserErrorRecoveryPointAlreadyInVaultTier",
+            ErrorCode::UserErrorRecoveryPointAlreadyInVaultTier,
             format!(
                 "recovery point `{id}` of `{instance}` is still in the vault tier (until {}); restore it from VaultStore",
                 copy.expiry_time
@@ -431,7 +432,7 @@ fn pack_state(props: &BlobProperties) -> PackState {
 }
 
 fn blob_error(e: BlobError) -> Error {
-    Error::new("VaultStorageError", e.message)
+    Error::new(ErrorCode::VaultStorageError, e.message)
 }
 
 /// Brings every pack `point` reads in the archive tier's store online: the packs of its
@@ -583,7 +584,7 @@ where
         }
         if tokio::time::Instant::now() >= give_up {
             return Err(Error::new(
-                "RehydrationTimedOut",
+                ErrorCode::RehydrationTimedOut,
                 format!(
                     "{} of {total} packs are still being rehydrated after {} hours; Azure goes on with it: run `recovery-point rehydrate` again to resume waiting",
                     waiting.len(),
@@ -642,7 +643,7 @@ async fn copy_between(
 ) -> Result<Manifest> {
     let not_configured = || {
         Error::new(
-            "UserErrorArchiveTierNotConfigured",
+            ErrorCode::UserErrorArchiveTierNotConfigured,
             format!(
                 "vault `{}` has no archive tier; configure one with `backup-vault update --archive-storage-url`",
                 vault.name()
@@ -666,7 +667,7 @@ async fn copy_between(
             None
         }
         Ok(latest) => latest.map(|m| m.stream),
-        Err(e) if e.code == "RecoveryPointDamaged" => None,
+        Err(e) if e.code == ErrorCode::RecoveryPointDamaged => None,
         Err(e) => return Err(e),
     };
     let key = vault.config.chunk_key()?;
@@ -708,7 +709,7 @@ async fn copy_between(
         || written.stream.chunks_blake3 != manifest.stream.chunks_blake3
     {
         return Err(Error::new(
-            "TierCopyMismatch",
+            ErrorCode::TierCopyMismatch,
             format!(
                 "the {to:?} copy of recovery point `{}` does not match the {from:?} one; the copy was not committed",
                 manifest.recovery_point_id
@@ -871,7 +872,7 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert_eq!(err.code, "RehydrationTimedOut");
+        assert_eq!(err.code.as_str(), "RehydrationTimedOut");
         assert!(
             err.message.contains("run `recovery-point rehydrate` again"),
             "{err:?}"
@@ -890,7 +891,7 @@ mod tests {
             RehydratePriority::Standard
         );
         let err = "Urgent".parse::<RehydratePriority>().unwrap_err();
-        assert_eq!(err.code, "UserErrorInvalidRehydrationPriority");
+        assert_eq!(err.code.as_str(), "UserErrorInvalidRehydrationPriority");
     }
 
     #[test]

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Error, Result};
+use crate::model::code::ErrorCode;
 use crate::model::instance::BackupInstanceRequest;
 use crate::model::policy::{BackupPolicy, DataStoreType};
 use crate::model::resource::{self, envelope};
@@ -125,7 +126,7 @@ impl VaultConfig {
         };
         let corrupt = |what: String| {
             Error::new(
-                "VaultCorrupt",
+                ErrorCode::VaultCorrupt,
                 format!(
                     "vault.json of vault `{}` is damaged: {what}; restore vault.json from a copy \
                      (its chunkIdKey must be the original, or no chunk can be found)",
@@ -165,8 +166,12 @@ impl VaultConfig {
 
     pub fn chunk_key(&self) -> Result<[u8; 32]> {
         let mut key = [0u8; 32];
-        hex::decode_to_slice(&self.chunk_id_key, &mut key)
-            .map_err(|_| Error::new("VaultCorrupt", "vault.json has a malformed chunkIdKey"))?;
+        hex::decode_to_slice(&self.chunk_id_key, &mut key).map_err(|_| {
+            Error::new(
+                ErrorCode::VaultCorrupt,
+                "vault.json has a malformed chunkIdKey",
+            )
+        })?;
         Ok(key)
     }
 }
@@ -187,7 +192,7 @@ pub fn check_name(what: &str, name: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::new(
-            "UserErrorInvalidName",
+            ErrorCode::UserErrorInvalidName,
             format!(
                 "{what} name `{name}` is not valid: use letters, digits, '-', '_' or '.', starting with a letter or digit"
             ),
@@ -241,7 +246,7 @@ pub struct DamagedManifest {
 }
 
 /// The error code of a manifest that was read but cannot be trusted.
-pub const RECOVERY_POINT_DAMAGED: &str = "RecoveryPointDamaged";
+pub const RECOVERY_POINT_DAMAGED: ErrorCode = ErrorCode::RecoveryPointDamaged;
 
 /// An open vault.
 #[derive(Clone, Debug)]
@@ -266,13 +271,13 @@ impl Vault {
             && !(4096..=1 << 20).contains(&avg)
         {
             return Err(Error::new(
-                "UserErrorInvalidChunkSize",
+                ErrorCode::UserErrorInvalidChunkSize,
                 format!("average chunk size {avg} bytes is out of range: choose 4 KiB to 1024 KiB"),
             ));
         }
         if store.exists(&paths::vault_config()).await? {
             return Err(Error::new(
-                "UserErrorVaultAlreadyExists",
+                ErrorCode::UserErrorVaultAlreadyExists,
                 format!(
                     "`{}` already holds a vault; choose another --storage-url or register it under its own name",
                     store.url()
@@ -292,7 +297,7 @@ impl Vault {
         let config: VaultConfig = store.get_json(&paths::vault_config()).await.map_err(|e| {
             if e.is_not_found() {
                 Error::new(
-                    "UserErrorVaultNotFound",
+                    ErrorCode::UserErrorVaultNotFound,
                     format!("no vault at `{}` (vault.json is missing)", store.url()),
                 )
             } else {
@@ -301,7 +306,7 @@ impl Vault {
         })?;
         if config.format_version > VAULT_FORMAT {
             return Err(Error::new(
-                "VaultFormatTooNew",
+                ErrorCode::VaultFormatTooNew,
                 format!(
                     "the vault's format version {} is newer than this pgvault understands; upgrade pgvault",
                     config.format_version
@@ -346,7 +351,7 @@ impl Vault {
                 && !on_blob
             {
                 return Err(Error::new(
-                    "UserErrorInvalidArchiveAccessTier",
+                    ErrorCode::UserErrorInvalidArchiveAccessTier,
                     format!(
                         "--archive-access-tier {tier} needs an archive tier on Azure Blob Storage (az://<account>/<container> or https://<account>.blob.core.windows.net/<container>); `{}` is not one",
                         url.split('?').next().unwrap_or_default()
@@ -361,7 +366,7 @@ impl Vault {
             Some(tier) => self.apply_archive_tier(Some(tier)).await,
             None if url.is_some() => Ok(()),
             None => Err(Error::new(
-                "UserErrorInvalidArchiveSettings",
+                ErrorCode::UserErrorInvalidArchiveSettings,
                 "give --archive-storage-url, --archive-access-tier or both",
             )),
         }
@@ -371,7 +376,7 @@ impl Vault {
     async fn apply_archive_tier(&mut self, tier: Option<ArchiveAccessTier>) -> Result<()> {
         let Some(archive) = self.archive.take() else {
             return Err(Error::new(
-                "UserErrorArchiveTierNotConfigured",
+                ErrorCode::UserErrorArchiveTierNotConfigured,
                 format!(
                     "vault `{}` has no archive tier; give --archive-storage-url with --archive-access-tier",
                     self.name()
@@ -385,7 +390,7 @@ impl Vault {
             Err(e) => {
                 self.archive = Some(archive);
                 return Err(Error::new(
-                    "UserErrorInvalidArchiveAccessTier",
+                    ErrorCode::UserErrorInvalidArchiveAccessTier,
                     format!("cannot give the archive tier at `{url}` an access tier: {e}"),
                 ));
             }
@@ -408,7 +413,7 @@ impl Vault {
                 .is_empty()
         {
             return Err(Error::new(
-                "UserErrorArchiveTierInUse",
+                ErrorCode::UserErrorArchiveTierInUse,
                 format!(
                     "vault `{}` already keeps recovery points in its archive tier at `{}`; \
                      moving an archive tier is not supported",
@@ -420,7 +425,7 @@ impl Vault {
         let archive = VaultStore::create(url).await?;
         if archive.exists(&paths::vault_config()).await? {
             return Err(Error::new(
-                "UserErrorInvalidArchiveStorage",
+                ErrorCode::UserErrorInvalidArchiveStorage,
                 format!("`{url}` holds a vault; give the archive tier a location of its own"),
             ));
         }
@@ -429,7 +434,7 @@ impl Vault {
             let marker: ArchiveMarker = archive.get_json(&marker_path).await?;
             if marker.vault_id != self.config.vault_id {
                 return Err(Error::new(
-                    "UserErrorInvalidArchiveStorage",
+                    ErrorCode::UserErrorInvalidArchiveStorage,
                     format!(
                         "`{url}` is the archive tier of vault `{}`; give this vault's archive \
                          tier a location of its own",
@@ -523,14 +528,14 @@ impl Vault {
         if let Err(errors) = policy.validate() {
             let list: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
             return Err(Error::new(
-                "UserErrorInvalidPolicy",
+                ErrorCode::UserErrorInvalidPolicy,
                 format!("the policy is not valid:\n  {}", list.join("\n  ")),
             ));
         }
         let path = paths::policy(name);
         if self.store.exists(&path).await? {
             return Err(Error::new(
-                "UserErrorBMSUpdatePolicyNotSupported",
+                ErrorCode::UserErrorBMSUpdatePolicyNotSupported,
                 format!(
                     "policy `{name}` already exists in vault `{}`; updating a policy is not supported, create one under a new name",
                     self.name()
@@ -556,7 +561,7 @@ impl Vault {
             .map_err(|e| {
                 if e.is_not_found() {
                     Error::new(
-                        "UserErrorPolicyNotFound",
+                        ErrorCode::UserErrorPolicyNotFound,
                         format!("vault `{}` has no policy `{name}`", self.name()),
                     )
                 } else {
@@ -568,9 +573,10 @@ impl Vault {
     pub async fn policy(&self, name: &str) -> Result<BackupPolicy> {
         let v = self.policy_json(name).await?;
         serde_json::from_value(v["properties"].clone()).map_err(|e| {
-            Error::new(
-                "VaultCorrupt",
+            Error::caused_by(
+                ErrorCode::VaultCorrupt,
                 format!("policy `{name}` in the vault does not parse: {e}"),
+                e,
             )
         })
     }
@@ -597,9 +603,11 @@ impl Vault {
     /// between the listing and the read). Storage that fails as a whole is still an error.
     pub async fn read_policies(&self) -> Result<(Vec<Value>, Vec<Error>)> {
         let names = self.store.list_json_names(&paths::policies()).await?;
-        read_each(names, "UserErrorPolicyNotFound", |name| async move {
-            self.policy_json(&name).await
-        })
+        read_each(
+            names,
+            ErrorCode::UserErrorPolicyNotFound,
+            |name| async move { self.policy_json(&name).await },
+        )
         .await
     }
 
@@ -609,7 +617,7 @@ impl Vault {
         let v: Value = self.store.get_json(&paths::instance(name)).await.map_err(|e| {
             if e.is_not_found() {
                 Error::new(
-                    "UserErrorBackupInstanceNotFound",
+                    ErrorCode::UserErrorBackupInstanceNotFound,
                     format!("vault `{}` has no backup instance `{name}` (see `pgvault backup-instance list`)", self.name()),
                 )
             } else {
@@ -617,9 +625,10 @@ impl Vault {
             }
         })?;
         serde_json::from_value(v).map_err(|e| {
-            Error::new(
-                "VaultCorrupt",
+            Error::caused_by(
+                ErrorCode::VaultCorrupt,
                 format!("backup instance `{name}` does not parse: {e}"),
+                e,
             )
         })
     }
@@ -649,7 +658,7 @@ impl Vault {
         let names = self.store.list_json_names(&paths::instances()).await?;
         read_each(
             names,
-            "UserErrorBackupInstanceNotFound",
+            ErrorCode::UserErrorBackupInstanceNotFound,
             |name| async move { self.instance(&name).await },
         )
         .await
@@ -733,7 +742,7 @@ impl Vault {
                 .is_some() =>
             {
                 Err(Error::new(
-                    "UserErrorRecoveryPointInArchiveTier",
+                    ErrorCode::UserErrorRecoveryPointInArchiveTier,
                     format!(
                         "recovery point `{id}` of `{instance}` lives only in the archive tier; \
                          rehydrate it to the vault tier before restoring it"
@@ -741,7 +750,7 @@ impl Vault {
                 ))
             }
             None => Err(Error::new(
-                "UserErrorRecoveryPointNotFound",
+                ErrorCode::UserErrorRecoveryPointNotFound,
                 format!(
                     "backup instance `{instance}` has no recovery point `{id}` (see `pgvault recovery-point list`)"
                 ),
@@ -767,14 +776,14 @@ impl Vault {
         );
         match (source, &point.vault, &point.archive) {
             (DataStoreType::ArchiveStore, _, None) => Err(Error::new(
-                "UserErrorRecoveryPointNotInArchiveTier",
+                ErrorCode::UserErrorRecoveryPointNotInArchiveTier,
                 format!(
                     "recovery point `{id}` is not in the archive tier; restore it with --source-datastore VaultStore"
                 ),
             )),
             (_, Some(m), _) if m.rehydration_expiry_time.is_some_and(|until| until <= now) => {
                 Err(Error::new(
-                    "UserErrorRecoveryPointNotRehydrated",
+                    ErrorCode::UserErrorRecoveryPointNotRehydrated,
                     format!(
                         "the rehydration of recovery point `{id}` ended at {}; {rehydrate_hint} again",
                         m.rehydration_expiry_time.expect("checked").to_rfc3339()
@@ -786,19 +795,19 @@ impl Vault {
             }
             (DataStoreType::ArchiveStore, Some(m), Some(_)) => Ok(m.clone()),
             (_, Some(_), _) => Err(Error::new(
-                "UserErrorRecoveryPointInArchiveTier",
+                ErrorCode::UserErrorRecoveryPointInArchiveTier,
                 format!(
                     "recovery point `{id}` lives in the archive tier (what is in the vault tier is its rehydrated copy); restore it with --source-datastore ArchiveStore"
                 ),
             )),
             (DataStoreType::ArchiveStore, None, Some(_)) => Err(Error::new(
-                "UserErrorRecoveryPointNotRehydrated",
+                ErrorCode::UserErrorRecoveryPointNotRehydrated,
                 format!(
                     "recovery point `{id}` lives only in the archive tier and must be rehydrated before a restore: {rehydrate_hint}"
                 ),
             )),
             (_, None, _) => Err(Error::new(
-                "UserErrorRecoveryPointInArchiveTier",
+                ErrorCode::UserErrorRecoveryPointInArchiveTier,
                 format!(
                     "recovery point `{id}` of `{instance}` lives only in the archive tier; rehydrate it ({rehydrate_hint}), then restore it with --source-datastore ArchiveStore"
                 ),
@@ -907,7 +916,7 @@ impl Vault {
         };
         if point.vault.is_none() && point.archive.is_none() {
             return Err(Error::new(
-                "UserErrorRecoveryPointNotFound",
+                ErrorCode::UserErrorRecoveryPointNotFound,
                 format!(
                     "backup instance `{instance}` has no recovery point `{id}` (see `pgvault recovery-point list`)"
                 ),
@@ -1118,7 +1127,7 @@ mod archive_tier_tests {
             damage(&mut bad);
             store.put_json(&paths::vault_config(), &bad).await.unwrap();
             let err = Vault::open(store.clone()).await.unwrap_err();
-            assert_eq!(err.code, "VaultCorrupt", "{field}: {err:?}");
+            assert_eq!(err.code.as_str(), "VaultCorrupt", "{field}: {err:?}");
             assert!(err.message.contains(field), "{field}: {err:?}");
         }
         store.put_json(&paths::vault_config(), &good).await.unwrap();
@@ -1136,7 +1145,7 @@ mod archive_tier_tests {
             .set_archive_settings(Some("memory://"), Some(ArchiveAccessTier::Cold))
             .await
             .unwrap_err();
-        assert_eq!(err.code, "UserErrorInvalidArchiveAccessTier");
+        assert_eq!(err.code.as_str(), "UserErrorInvalidArchiveAccessTier");
         assert!(err.message.contains("Blob Storage"), "{err:?}");
         assert!(vault.config.archive_storage_url.is_none());
 
@@ -1144,7 +1153,7 @@ mod archive_tier_tests {
             .set_archive_settings(None, Some(ArchiveAccessTier::Archive))
             .await
             .unwrap_err();
-        assert_eq!(err.code, "UserErrorArchiveTierNotConfigured");
+        assert_eq!(err.code.as_str(), "UserErrorArchiveTierNotConfigured");
 
         vault.set_archive_storage("memory://").await.unwrap();
         assert_eq!(vault.config.archive_access_tier, None);
@@ -1153,7 +1162,7 @@ mod archive_tier_tests {
             .set_archive_settings(None, Some(ArchiveAccessTier::Cold))
             .await
             .unwrap_err();
-        assert_eq!(err.code, "UserErrorInvalidArchiveAccessTier");
+        assert_eq!(err.code.as_str(), "UserErrorInvalidArchiveAccessTier");
         assert_eq!(vault.config.archive_access_tier, None);
         assert!(vault.archive.is_some(), "the archive tier is kept");
     }
@@ -1164,7 +1173,7 @@ mod archive_tier_tests {
 /// other error (the storage failing) ends the listing.
 async fn read_each<T, F, Fut>(
     names: Vec<String>,
-    not_found: &str,
+    not_found: ErrorCode,
     read: F,
 ) -> Result<(Vec<T>, Vec<Error>)>
 where
@@ -1187,7 +1196,7 @@ where
 /// Whether reading one resource file failed because of what the file holds (not JSON, not the
 /// expected shape), rather than because the storage failed.
 fn is_damage(e: &Error) -> bool {
-    e.code == "VaultCorrupt"
+    e.code == ErrorCode::VaultCorrupt
 }
 
 fn log_unreadable(vault: &str, what: &str, unreadable: &[Error]) {

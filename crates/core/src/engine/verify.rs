@@ -13,6 +13,7 @@ use object_store::path::Path;
 use serde::Serialize;
 
 use super::{Error, Result, Vault};
+use crate::model::code::ErrorCode;
 use crate::model::policy::DataStoreType;
 use crate::model::resource;
 use crate::postgres::archive::CustomArchive;
@@ -232,7 +233,7 @@ pub async fn verify_recovery_points(
         } = selection
     {
         return Err(Error::new(
-            "UserErrorRecoveryPointNotFound",
+            ErrorCode::UserErrorRecoveryPointNotFound,
             format!(
                 "backup instance `{instance}` has no recovery point `{recovery_point_id}` in vault `{}` (see `pgvault recovery-point list`)",
                 vault.name()
@@ -331,10 +332,10 @@ mod tests {
             recovery_point_id: "zzz".into(),
         };
         let err = verify_recovery_points(&vault, &missing).await.unwrap_err();
-        assert_eq!(err.code, "UserErrorRecoveryPointNotFound");
+        assert_eq!(err.code.as_str(), "UserErrorRecoveryPointNotFound");
         let err = verify_recovery_points(&vault, &PointSelection::Instance("nope".into()))
             .await
             .unwrap_err();
-        assert_eq!(err.code, "UserErrorBackupInstanceNotFound");
+        assert_eq!(err.code.as_str(), "UserErrorBackupInstanceNotFound");
     }
 }

@@ -120,6 +120,6 @@ mod tests {
         let typed = err
             .downcast_ref::<ArchiveError>()
             .expect("the scanner's error");
-        assert_eq!(typed.code(), "UserErrorPgDumpNotAnArchive");
+        assert_eq!(typed.code().as_str(), "UserErrorPgDumpNotAnArchive");
     }
 }

@@ -28,6 +28,7 @@ use rustls::{DigitallySignedStruct, SignatureScheme};
 
 use tokio_postgres::error::SqlState;
 
+use crate::model::code::ErrorCode;
 use crate::secrets::SecretValue;
 
 pub use pgvault_model::connection::*;
@@ -622,16 +623,18 @@ pub enum ConnectError {
 
 impl ConnectError {
     /// The Azure-style error code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ConnectError::AuthFailed { .. } => "UserErrorDBUserAuthFailed",
-            ConnectError::DatabaseNotFound { .. } => "UserErrorDBNotFound",
-            ConnectError::MissingConnectPermission { .. } => "UserErrorMissingDBPermissions",
+            ConnectError::AuthFailed { .. } => ErrorCode::UserErrorDBUserAuthFailed,
+            ConnectError::DatabaseNotFound { .. } => ErrorCode::UserErrorDBNotFound,
+            ConnectError::MissingConnectPermission { .. } => {
+                ErrorCode::UserErrorMissingDBPermissions
+            }
             ConnectError::ServerRefused { .. }
             | ConnectError::Unreachable { .. }
             | ConnectError::TimedOut { .. }
-            | ConnectError::Tls { .. } => "UserErrorDBServerUnreachable",
-            ConnectError::RootCertificate { .. } => "UserErrorInvalidSecret",
+            | ConnectError::Tls { .. } => ErrorCode::UserErrorDBServerUnreachable,
+            ConnectError::RootCertificate { .. } => ErrorCode::UserErrorInvalidSecret,
         }
     }
 }
@@ -867,7 +870,7 @@ mod tests {
             &cs("User Id=u;Ssl Mode=VerifyFull;Root Certificate=/nonexistent/ca.pem").unwrap(),
         );
         let err = p.tls_config().unwrap_err();
-        assert_eq!(err.code(), "UserErrorInvalidSecret");
+        assert_eq!(err.code().as_str(), "UserErrorInvalidSecret");
         assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
 
         let dir = tempfile::tempdir().unwrap();
@@ -956,7 +959,7 @@ mod tests {
             ),
         ];
         for (err, code, hint) in cases {
-            assert_eq!(err.code(), code);
+            assert_eq!(err.code().as_str(), code);
             let msg = err.to_string();
             assert!(msg.contains(hint), "{msg}");
             if !matches!(err, ConnectError::RootCertificate { .. }) {

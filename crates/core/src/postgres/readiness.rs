@@ -16,6 +16,7 @@
 //! after the grants by a role without such defaults), the error gives the grants for just
 //! those. Every identifier is quoted by the server's `quote_ident`.
 
+use crate::model::code::ErrorCode;
 use std::fmt;
 
 use tokio_postgres::Client;
@@ -51,10 +52,10 @@ pub enum ReadinessError {
 }
 
 impl ReadinessError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ReadinessError::MissingPermissions { .. } => "UserErrorMissingDBPermissions",
-            ReadinessError::Query(_) => "UserErrorDBQueryFailed",
+            ReadinessError::MissingPermissions { .. } => ErrorCode::UserErrorMissingDBPermissions,
+            ReadinessError::Query(_) => ErrorCode::UserErrorDBQueryFailed,
         }
     }
 }

@@ -26,6 +26,7 @@
 //! `setpriv --pdeathsig` would avoid it, but is not installed everywhere, and a wrapper
 //! process would stand between pgvault and the tool's exit status.
 
+use crate::model::code::ErrorCode;
 use std::collections::VecDeque;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -67,10 +68,12 @@ pub enum ToolError {
 }
 
 impl ToolError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            ToolError::NotFound { .. } | ToolError::Spawn { .. } => "UserErrorPostgresToolMissing",
-            ToolError::Failed { .. } => "UserErrorPostgresToolFailed",
+            ToolError::NotFound { .. } | ToolError::Spawn { .. } => {
+                ErrorCode::UserErrorPostgresToolMissing
+            }
+            ToolError::Failed { .. } => ErrorCode::UserErrorPostgresToolFailed,
         }
     }
 }

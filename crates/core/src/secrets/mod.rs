@@ -27,6 +27,7 @@ use std::path::Path;
 pub use pgvault_model::secret::*;
 
 use crate::limits;
+use crate::model::code::ErrorCode;
 
 /// Reading a secret: a reference resolved at the moment of use.
 pub trait ResolveSecret {
@@ -168,10 +169,10 @@ pub enum SecretError {
 
 impl SecretError {
     /// The Azure-style error code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            SecretError::KeyVault { error, .. } => error.code,
-            _ => "UserErrorInvalidSecret",
+            SecretError::KeyVault { error, .. } => ErrorCode::parse(error.code),
+            _ => ErrorCode::UserErrorInvalidSecret,
         }
     }
 }
@@ -209,7 +210,7 @@ mod tests {
             match (resolve_local(&r), expected) {
                 (Ok(v), Ok(want)) => assert_eq!(v.expose_secret(), *want, "{name}"),
                 (Err(e), Err(code)) => {
-                    assert_eq!(e.code(), *code, "{name}");
+                    assert_eq!(e.code().as_str(), *code, "{name}");
                     assert!(e.to_string().contains(&r.to_string()), "{name}: {e}");
                 }
                 (got, want) => panic!("{name}: got {got:?}, want {want:?}"),
@@ -222,14 +223,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let missing = SecretRef::File(dir.path().join("nope"));
         let err = resolve_local(&missing).unwrap_err();
-        assert_eq!(err.code(), "UserErrorInvalidSecret");
+        assert_eq!(err.code().as_str(), "UserErrorInvalidSecret");
         assert!(err.to_string().contains(&missing.to_string()));
         assert!(err.to_string().contains("does not exist"));
 
         // A directory cannot be read as a file.
         let dir_ref = SecretRef::File(dir.path().to_path_buf());
         let err = resolve_local(&dir_ref).unwrap_err();
-        assert_eq!(err.code(), "UserErrorInvalidSecret");
+        assert_eq!(err.code().as_str(), "UserErrorInvalidSecret");
         assert!(matches!(err, SecretError::Unreadable { .. }), "{err:?}");
     }
 
@@ -256,7 +257,7 @@ mod tests {
             matches!(err, SecretError::PermissionDenied { .. }),
             "{err:?}"
         );
-        assert_eq!(err.code(), "UserErrorInvalidSecret");
+        assert_eq!(err.code().as_str(), "UserErrorInvalidSecret");
         assert!(!err.to_string().contains("Hunter2"));
     }
 
@@ -267,7 +268,7 @@ mod tests {
         // run already has: a missing one and PATH.
         let missing = SecretRef::Env(EnvVarName::new("PGVAULT_TEST_SECRET_MISSING").unwrap());
         let err = resolve_local(&missing).unwrap_err();
-        assert_eq!(err.code(), "UserErrorInvalidSecret");
+        assert_eq!(err.code().as_str(), "UserErrorInvalidSecret");
         assert!(err.to_string().contains("env:PGVAULT_TEST_SECRET_MISSING"));
         assert!(err.to_string().contains("not set"));
         let path = SecretRef::Env(EnvVarName::new("PATH").unwrap());
@@ -308,6 +309,6 @@ mod tests {
         let empty = SecretRef::Env(EnvVarName::new("PGVAULT_TEST_SECRET_EMPTY").unwrap());
         let err = resolve_local(&empty).unwrap_err();
         assert!(matches!(err, SecretError::Empty { .. }), "{err:?}");
-        assert_eq!(err.code(), "UserErrorInvalidSecret");
+        assert_eq!(err.code().as_str(), "UserErrorInvalidSecret");
     }
 }

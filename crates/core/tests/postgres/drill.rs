@@ -94,7 +94,12 @@ async fn a_drill_whose_restore_fails_drops_its_scratch_database() {
     )
     .await
     .unwrap_err();
-    assert_eq!(err.code, "UserErrorPgRestoreFailed", "{}", err.message);
+    assert_eq!(
+        err.code.as_str(),
+        "UserErrorPgRestoreFailed",
+        "{}",
+        err.message
+    );
     assert!(err.message.contains("adminpack"), "{}", err.message);
     assert_eq!(
         *steps.ended.lock().unwrap(),

@@ -73,7 +73,12 @@ async fn lists_the_databases_a_server_offers_for_backup() {
     ))
     .await
     .unwrap_err();
-    assert_eq!(err.code, "UserErrorDBUserAuthFailed", "{}", err.message);
+    assert_eq!(
+        err.code.as_str(),
+        "UserErrorDBUserAuthFailed",
+        "{}",
+        err.message
+    );
     assert!(!err.message.contains("WrongHunter2"), "{}", err.message);
 
     let err = server_databases(&args(
@@ -82,13 +87,14 @@ async fn lists_the_databases_a_server_offers_for_backup() {
     ))
     .await
     .unwrap_err();
-    assert_eq!(err.code, "UserErrorDBNotFound", "{}", err.message);
+    assert_eq!(err.code.as_str(), "UserErrorDBNotFound", "{}", err.message);
 
     let mut bad_type = args(format!("postgres://{server}/{database}"), secret_uri);
     bad_type.datasource_type = "AzureSqlDatabase".into();
     let err = server_databases(&bad_type).await.unwrap_err();
     assert_eq!(
-        err.code, "UserErrorInvalidDatasourceType",
+        err.code.as_str(),
+        "UserErrorInvalidDatasourceType",
         "{}",
         err.message
     );

@@ -193,7 +193,11 @@ async fn tls_server() {
                 assert_eq!(session_uses_tls(&client).await, *tls, "{what}");
             }
             (Err(err), Err(reason)) => {
-                assert_eq!(err.code(), "UserErrorDBServerUnreachable", "{what}: {err}");
+                assert_eq!(
+                    err.code().as_str(),
+                    "UserErrorDBServerUnreachable",
+                    "{what}: {err}"
+                );
                 let msg = err.to_string();
                 assert!(msg.contains("TLS") && msg.contains(reason), "{what}: {msg}");
                 assert!(!msg.contains("s3cret"), "{msg}");

@@ -42,7 +42,7 @@ pub(super) fn job_result(job: &Job) -> RhaiResult<Dynamic> {
         let (code, message) = job
             .state
             .error()
-            .map(|e| (e.code.clone(), e.message.clone()))
+            .map(|e| (e.code.to_string(), e.message.clone()))
             .unwrap_or_default();
         return Err(fail(format!("job {} failed: {code}: {message}", job.id)));
     }

@@ -25,9 +25,10 @@ use rhai::{Dynamic, Engine};
 use tokio::sync::Notify;
 
 use pgvault_core::engine::{Error, Result};
+use pgvault_core::model::code::ErrorCode;
 
 /// The error code of an operation stopped by an interrupt.
-pub const CANCELLED: &str = "OperationCancelled";
+pub const CANCELLED: ErrorCode = ErrorCode::OperationCancelled;
 
 thread_local! {
     static WATCHING: RefCell<Option<Interrupt>> = const { RefCell::new(None) };

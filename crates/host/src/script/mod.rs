@@ -35,11 +35,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::service::Pgvault;
+use pgvault_core::model::code::ErrorCode;
 use sandbox::{Grants, Redactor};
 
 /// The error code of a destructive call refused to a script (see
 /// [`ScriptContext::check_destructive`]).
-pub const DESTRUCTIVE_REFUSED: &str = "UserErrorDestructiveOperationNotAllowed";
+pub const DESTRUCTIVE_REFUSED: ErrorCode = ErrorCode::UserErrorDestructiveOperationNotAllowed;
 
 /// What every binding needs: the service, a handle to block on async operations, and what
 /// the script is allowed to do.

@@ -24,13 +24,14 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use pgvault_core::engine::protect::instance_target;
+use pgvault_core::model::code::ErrorCode;
 use pgvault_core::postgres::connection::Datasource;
 use pgvault_core::secrets::SecretRef;
 
 use crate::service::Pgvault;
 
 /// The error code of a call a sandboxed script is not allowed to make.
-pub const SANDBOX_REFUSED: &str = "UserErrorScriptNotAllowed";
+pub const SANDBOX_REFUSED: ErrorCode = ErrorCode::UserErrorScriptNotAllowed;
 
 /// What replaces a secret value in a script's output and errors.
 pub const REDACTED: &str = "<redacted>";

@@ -27,6 +27,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::engine::{Error, Result};
+use crate::model::code::ErrorCode;
 use crate::postgres::archive::{ArchiveSummary, TocEntry};
 
 /// Relations: objects of their own, never brought in because something else needs them.
@@ -287,7 +288,7 @@ pub(crate) fn plan(archive: &ArchiveSummary, req: &Request) -> Result<Plan> {
             .collect();
         if found.is_empty() {
             return Err(Error::new(
-                "UserErrorTableNotFound",
+                ErrorCode::UserErrorTableNotFound,
                 format!(
                     "--tables: the recovery point has no table `{table}`; `recovery-point show` lists what it holds"
                 ),
@@ -302,7 +303,7 @@ pub(crate) fn plan(archive: &ArchiveSummary, req: &Request) -> Result<Plan> {
             .any(|e| (e.desc == "SCHEMA" && e.tag == *schema) || e.namespace == *schema);
         if !found {
             return Err(Error::new(
-                "UserErrorSchemaNotFound",
+                ErrorCode::UserErrorSchemaNotFound,
                 format!(
                     "--schemas: the recovery point has no schema `{schema}`; `recovery-point show` lists what it holds"
                 ),
@@ -338,7 +339,7 @@ pub(crate) fn plan(archive: &ArchiveSummary, req: &Request) -> Result<Plan> {
                 .collect();
             if found.is_empty() {
                 return Err(Error::new(
-                    "UserErrorTableNotFound",
+                    ErrorCode::UserErrorTableNotFound,
                     format!("--exclude-tables: the recovery point has no table `{table}`"),
                 ));
             }
@@ -410,7 +411,7 @@ pub(crate) fn plan(archive: &ArchiveSummary, req: &Request) -> Result<Plan> {
         if !missing_named.is_empty() {
             missing_named.sort();
             return Err(Error::new(
-                "UserErrorInvalidRestoreOption",
+                ErrorCode::UserErrorInvalidRestoreOption,
                 format!(
                     "--tables: {}; add them to --tables (or --schemas) to restore it",
                     missing_named.join("; ")
@@ -829,9 +830,9 @@ mod tests {
         let plan = planned(&archive, &["open_rentals", "rental"], &[]);
         assert!(plan.ids.contains(&219) && plan.ids.contains(&3392));
         let e = refuse(&["public.nothing"], &[]);
-        assert_eq!(e.code, "UserErrorTableNotFound");
+        assert_eq!(e.code.as_str(), "UserErrorTableNotFound");
         let e = refuse(&[], &["nowhere"]);
-        assert_eq!(e.code, "UserErrorSchemaNotFound");
+        assert_eq!(e.code.as_str(), "UserErrorSchemaNotFound");
     }
 
     #[test]
