@@ -28,7 +28,8 @@ use pgvault_core::model::job::{Job, JobFilter, JobStatus, NewJob, Operation, for
 use pgvault_core::model::resource;
 
 use crate::history::current_owner;
-use crate::service::{CancelOnDrop, JobSteps, Pgvault, history_err, release};
+use crate::job_run::{Held, JobRun};
+use crate::service::Pgvault;
 
 /// At most this many differences are spelled out in a job's details (the report has all).
 const DIFFERENCES_IN_DETAILS: usize = 50;
@@ -221,7 +222,6 @@ impl Pgvault {
         details: BTreeMap<String, String>,
         user_triggered: bool,
     ) -> Result<(Job, Option<DrillReport>)> {
-        let began = std::time::Instant::now();
         let vault = self.vault(vault_name).await?;
         let manifest = choose_recovery_point(&vault, instance, choice).await?;
         let inst = vault.instance(instance).await?;
@@ -242,30 +242,23 @@ impl Pgvault {
         new.extended_details
             .insert("DrillDatabase".into(), scratch.clone());
         new.extended_details.extend(details);
-        let job = self.history().start(&new).map_err(history_err)?;
-        let guard = CancelOnDrop::new(self.history(), &job);
-        let steps = JobSteps::new(self.history(), &job, began);
+        let run = JobRun::start(self.history(), &new, Held::nothing().lock(lock)).await?;
         let written = Arc::new(AtomicU64::new(0));
-        let result = self
-            .with_progress(
-                job.id,
+        let result = run
+            .drive(
                 drill(
                     &vault,
                     &manifest,
                     target,
                     &scratch,
                     written.clone(),
-                    &steps,
+                    run.steps(),
                     &self.leftovers(),
                 ),
                 || (written.load(Ordering::Relaxed), 0),
             )
             .await;
-        let end = now + chrono::TimeDelta::from_std(began.elapsed()).unwrap_or_default();
-        guard.disarm();
-        self.history()
-            .set_details(job.id, &report_details(&result))
-            .map_err(history_err)?;
+        run.set_details(&report_details(&result))?;
         let outcome = match &result {
             Ok(report) if report.verdict == Verdict::Failed => Err(Error::new(
                 MISMATCH_CODE,
@@ -286,14 +279,13 @@ impl Pgvault {
             Ok(_) => Ok(None),
             Err(e) => Err(e.clone()),
         };
-        let job = self.finish(
-            job.id,
-            &outcome.as_ref().cloned(),
-            written.load(Ordering::Relaxed),
-            0,
-            end,
-        )?;
-        release(lock).await;
+        let job = run
+            .finish(
+                outcome.as_ref().cloned(),
+                written.load(Ordering::Relaxed),
+                0,
+            )
+            .await?;
         Ok((job, result.ok()))
     }
 }

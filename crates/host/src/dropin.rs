@@ -71,7 +71,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{RecvTimeoutError, Sender, channel};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, TimeDelta, Utc};
 use rhai::{Engine, EvalAltResult, ParseErrorType};
@@ -83,6 +83,7 @@ use pgvault_core::model::job::{
 use pgvault_core::model::schedule::{Schedule, ScheduleField};
 
 use crate::history::current_owner;
+use crate::job_run::{Held, JobRun};
 use crate::scheduler::{DueBackup, due_backup};
 use crate::script::sandbox::{Grants, Redactor, parse_narrowing};
 use crate::script::{Interrupt, ScriptContext, describe_error, new_engine};
@@ -637,7 +638,6 @@ async fn run_with(
     now: DateTime<Utc>,
     extend: impl FnOnce(&mut Engine, &ScriptContext) + Send + 'static,
 ) -> Result<RanScript> {
-    let began = Instant::now();
     let name = job_path(&script.path);
     let mut new = NewJob::script_run(name.clone(), now, current_owner());
     if let ScriptKind::Recurring(due) = &script.kind {
@@ -654,7 +654,7 @@ async fn run_with(
             tracing::warn!(script = %name, due = %due.due, missed = due.missed, "running a recurring script late (the host was not running when it was due)");
         }
     }
-    let job = svc.history().start(&new).map_err(history_err)?;
+    let run = JobRun::start(svc.history(), &new, Held::nothing()).await?;
 
     let (outcome, output) = match &script.kind {
         ScriptKind::BadHeader(message) => (failed(SCRIPT_ERROR, message.clone()), String::new()),
@@ -667,15 +667,9 @@ async fn run_with(
         },
     };
     if !output.is_empty() {
-        svc.history()
-            .set_script_output(job.id, &output)
-            .map_err(history_err)?;
+        run.set_script_output(&output)?;
     }
-    let end = now + TimeDelta::from_std(began.elapsed()).unwrap_or_default();
-    let job = svc
-        .history()
-        .finish(job.id, &outcome, end, 0, 0)
-        .map_err(history_err)?;
+    let job = run.finish_as(&outcome, 0, 0).await?;
     if let Some(error) = job.state.error() {
         tracing::warn!(script = %name, job = %job.id, code = %error.code, "{}", error.message);
     }
@@ -805,7 +799,11 @@ async fn evaluate(
             interrupt.watch(|| engine.run_ast(&ast))
         })
     };
+    // Dropped before the script ended (the caller stopped waiting), the script is stopped too,
+    // rather than left running on its thread behind a job already ended as Cancelled.
+    let stop_on_drop = StopOnDrop(Some(interrupt.clone()));
     let joined = thread.await;
+    stop_on_drop.disarm();
     if let Some(watch) = stop_watch {
         watch.abort();
     }
@@ -860,6 +858,23 @@ async fn evaluate(
         other => other,
     };
     (outcome, output)
+}
+
+/// Raises its interrupt when dropped armed: the future waiting for the script was dropped.
+struct StopOnDrop(Option<Interrupt>);
+
+impl StopOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(interrupt) = self.0.take() {
+            interrupt.raise_because("the script's run was cancelled");
+        }
+    }
 }
 
 /// Raises `interrupt` once `wall_time` has passed, from a thread of its own, unless the

@@ -1,13 +1,15 @@
 //! pgvault-host: pgvault as a scripting host.
 //!
 //! [`service::Pgvault`] is the one entry point for operations: it opens the home (vault
-//! registry and job history) and runs each operation as a recorded job. [`history`] is the
+//! registry and job history) and runs each operation as a recorded job, through one
+//! lifecycle (`job_run::JobRun`) that ends the job on every path and releases its locks. [`history`] is the
 //! SQLite job history; [`script`] the Rhai API over the service. Rhai stays out of the
 //! core crate, so the engine can be used without a script engine.
 
 pub mod drill;
 pub mod dropin;
 pub mod history;
+mod job_run;
 pub mod retention;
 pub mod scheduler;
 pub mod script;

@@ -16,7 +16,7 @@
 //! exclusive lock (a long collection can therefore make a scheduled backup late; the job says
 //! so). On shutdown the loop takes no new work, lets
 //! running tasks finish for the grace period, then drops them: each operation's job is then
-//! finished as `Cancelled` by the service (see `service::CancelOnDrop`), `pg_dump` is killed
+//! finished as `Cancelled` by its `JobRun` (see `job_run`), `pg_dump` is killed
 //! with its process group, and a backup's recovery point, whose manifest is written last,
 //! never appears.
 //!
