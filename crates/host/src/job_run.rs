@@ -38,7 +38,7 @@ use pgvault_core::model::job::{Job, JobError, JobId, JobOutcome, NewJob, TaskId,
 use pgvault_core::model::policy::DataStoreType;
 use pgvault_core::store::VaultStore;
 use pgvault_core::store::lease::DestructiveGuard;
-use pgvault_core::store::lock::{InstanceLock, LockKind, VaultLock};
+use pgvault_core::store::lock::{InstanceLock, LockError, LockKind, VaultLock};
 
 use crate::history::JobHistory;
 use crate::service::{LOCK_WAIT_ENV, history_err};
@@ -380,6 +380,36 @@ impl RestoreSteps for JobSteps<'_> {
 
 // ---- taking and releasing what a job holds ----
 
+/// Takes a lock (`acquire`) on a task of its own, so that an operation dropped while it waits
+/// for one leaves nothing behind. Taking a lock writes its object before it checks for
+/// conflicts; a write already handed to a blocking thread finishes even when the future that
+/// asked for it is dropped, and the object would then outlive the lock that never was,
+/// holding the vault for as long as this process lives. On its own task the acquisition runs
+/// to its end, and a lock nobody waits for any more is dropped there, which releases it.
+/// `Err` only when the runtime is shutting down.
+pub(crate) async fn shielded<T: Send + 'static>(
+    acquire: impl std::future::Future<Output = T> + Send + 'static,
+) -> Result<T> {
+    match tokio::spawn(acquire).await {
+        Ok(taken) => Ok(taken),
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(_) => Err(Error::new(
+            "OperationCancelled",
+            "the lock could not be taken: pgvault is shutting down",
+        )),
+    }
+}
+
+/// [`VaultLock::acquire`], [`shielded`].
+async fn acquire_lock(
+    store: &VaultStore,
+    kind: LockKind,
+    operation: &str,
+) -> Result<std::result::Result<VaultLock, LockError>> {
+    let (store, operation) = (store.clone(), operation.to_owned());
+    shielded(async move { VaultLock::acquire(&store, kind, &operation).await }).await
+}
+
 /// A lock of `kind` on `store`, retried while it is refused for `wait` (tokio's clock, so
 /// tests run it on a paused one), then refused with how long it waited and how to wait longer.
 pub(crate) async fn wait_for_lock(
@@ -392,9 +422,9 @@ pub(crate) async fn wait_for_lock(
     let mut pause = Duration::from_secs(1);
     let mut logged = false;
     loop {
-        match VaultLock::acquire(store, kind, operation).await {
+        match acquire_lock(store, kind, operation).await? {
             Ok(lock) => return Ok(lock),
-            Err(e @ pgvault_core::store::lock::LockError::Locked { .. }) => {
+            Err(e @ LockError::Locked { .. }) => {
                 let now = tokio::time::Instant::now();
                 if now >= deadline {
                     let mut error = Error::from(e);
@@ -428,11 +458,14 @@ pub(crate) async fn lock_tiers(
     let mut locks = Vec::new();
     for tier in [DataStoreType::VaultStore, DataStoreType::ArchiveStore] {
         if let Some(store) = vault.tier_store(tier) {
-            match VaultLock::acquire(store, kind, operation).await {
+            match acquire_lock(store, kind, operation)
+                .await
+                .and_then(|taken| Ok(taken?))
+            {
                 Ok(lock) => locks.push(lock),
                 Err(e) => {
                     release_all(locks).await;
-                    return Err(e.into());
+                    return Err(e);
                 }
             }
         }
@@ -450,7 +483,15 @@ pub(crate) async fn release_all(locks: Vec<VaultLock>) {
 /// `operation`: a retention sweep, garbage collection or a deletion. Refused at once, naming
 /// the holder, while another process runs one on the same vault.
 pub(crate) async fn guard_destructive(vault: &Vault, operation: &str) -> Result<DestructiveGuard> {
-    Ok(DestructiveGuard::acquire(&vault.store, vault.name(), operation).await?)
+    let (store, name, operation) = (
+        vault.store.clone(),
+        vault.name().to_owned(),
+        operation.to_owned(),
+    );
+    Ok(
+        shielded(async move { DestructiveGuard::acquire(&store, &name, &operation).await })
+            .await??,
+    )
 }
 
 /// Releases the destructive-operation guard; one that cannot be released ends by itself (a

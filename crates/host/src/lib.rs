@@ -2,16 +2,19 @@
 //!
 //! [`service::Pgvault`] is the one entry point for operations: it opens the home (vault
 //! registry and job history) and runs each operation as a recorded job, through one
-//! lifecycle (`job_run::JobRun`) that ends the job on every path and releases its locks. [`history`] is the
-//! SQLite job history; [`script`] the Rhai API over the service. Rhai stays out of the
-//! core crate, so the engine can be used without a script engine.
+//! lifecycle (`job_run::JobRun`) that ends the job on every path and releases its locks.
+//! [`agenda::Agenda`] says what is due and when, for `serve` and `tick`. [`history`] is the
+//! SQLite job history; [`script`] the Rhai API over the service. Rhai stays out of the core
+//! crate, so the engine can be used without a script engine.
 
+pub mod agenda;
 pub mod drill;
 pub mod dropin;
 pub mod history;
 mod job_run;
 pub mod retention;
 pub mod scheduler;
+pub use scheduler::ScheduledWork;
 pub mod script;
 pub mod serve;
 pub mod service;

@@ -29,7 +29,9 @@ use pgvault_core::store::lock::{LockError, LockKind, VaultLock};
 use pgvault_core::store::writer::Progress;
 
 use crate::history::current_owner;
-use crate::job_run::{Held, JobRun, guard_destructive, lock_tiers, release_all, release_guard};
+use crate::job_run::{
+    Held, JobRun, guard_destructive, lock_tiers, release_all, release_guard, shielded,
+};
 use crate::service::Pgvault;
 
 /// A full garbage collection at least this often, even when a sweep deleted nothing: it also
@@ -635,7 +637,15 @@ async fn gc_tier(
         .tier_store(tier)
         .expect("the caller checked the tier exists");
     guard.ensure_held().await.map_err(|e| e.to_string())?;
-    let lock = match VaultLock::acquire(store, LockKind::Exclusive, "garbage collection").await {
+    let taken = {
+        let store = store.clone();
+        shielded(async move {
+            VaultLock::acquire(&store, LockKind::Exclusive, "garbage collection").await
+        })
+        .await
+        .map_err(|e| e.message)?
+    };
+    let lock = match taken {
         Ok(lock) => lock,
         Err(e @ LockError::Locked { .. }) => {
             tracing::info!(vault = %vault.name(), %tier, "garbage collection deferred: {e}");

@@ -21,41 +21,20 @@ use pgvault_core::engine::leftovers::{Cleaned, Leftovers};
 use pgvault_core::engine::protect::create_instance;
 use pgvault_core::engine::restore::{RestoreOutcome, restore_with_steps};
 use pgvault_core::engine::{Error, Result, Vault};
-use pgvault_core::model::instance::{BackupInstanceRequest, PROTECTION_CONFIGURED};
+use pgvault_core::model::instance::BackupInstanceRequest;
 use pgvault_core::model::job::{
     DATASOURCE_TYPE_DETAIL, FRIENDLY_NAME_DETAIL, Job, JobFilter, JobId, JobStatus, NewJob,
     Operation, ScheduledRun,
 };
 use pgvault_core::model::policy::BackupPolicy;
 use pgvault_core::model::restore::{RestoreRequest, RestoreTarget};
-use pgvault_core::model::retention::schedule_trigger;
-use pgvault_core::model::schedule::Schedule;
 use pgvault_core::store::VaultStore;
 use pgvault_core::store::lock::{InstanceLock, InstanceLockError, LockKind, VaultLock};
 use pgvault_core::store::manifest::Manifest;
 use pgvault_core::store::writer::Progress;
 
 use crate::history::{JobHistory, current_owner, local_host_name, process_alive};
-use crate::job_run::{Held, JobRun, wait_for_lock};
-use crate::scheduler::{DueBackup, due_backup};
-
-/// A scheduled backup that is due.
-#[derive(Debug, Clone)]
-pub struct ScheduledWork {
-    pub vault: String,
-    pub instance: String,
-    pub due: DueBackup,
-}
-
-/// What one scheduler pass did for one instance.
-#[derive(Debug)]
-pub struct TickOutcome {
-    pub vault: String,
-    pub instance: String,
-    pub due: DueBackup,
-    /// The backup's job (completed or failed), or why no job could start.
-    pub job: Result<Job>,
-}
+use crate::job_run::{Held, JobRun, shielded, wait_for_lock};
 
 /// The environment variable that sets how long a backup, restore or drill waits for a vault
 /// held by garbage collection (or an index rebuild) before it fails: seconds, or a number
@@ -376,7 +355,7 @@ impl Pgvault {
     /// [`Self::run_backup`] with details for the job and, for a scheduled run, the occurrence
     /// it stands for.
     #[allow(clippy::too_many_arguments)]
-    async fn backup_job(
+    pub(crate) async fn backup_job(
         &self,
         vault_name: &str,
         instance: &str,
@@ -393,14 +372,20 @@ impl Pgvault {
         // look before either records its job); the instance lock can.
         // The job's id is decided now, so the lock names it to a backup it refuses.
         let job_id = JobId::new();
-        let instance_lock = InstanceLock::acquire(
-            &vault.store,
-            instance,
-            &format!("backup of {instance}"),
-            Some(&job_id.to_string()),
-        )
-        .await
-        .map_err(|e| self.backup_refused(vault.name(), instance, e))?;
+        let instance_lock = {
+            let (store, name) = (vault.store.clone(), instance.to_owned());
+            shielded(async move {
+                InstanceLock::acquire(
+                    &store,
+                    &name,
+                    &format!("backup of {name}"),
+                    Some(&job_id.to_string()),
+                )
+                .await
+            })
+            .await?
+            .map_err(|e| self.backup_refused(vault.name(), instance, e))?
+        };
         let mut req = BackupRequest {
             instance: instance.to_string(),
             rule_name: rule.to_string(),
@@ -534,164 +519,6 @@ impl Pgvault {
             ));
         }
         Ok(())
-    }
-
-    // ---- the scheduler ----
-
-    /// One pass of the scheduler at `now`: every protected instance of every vault whose
-    /// policy schedule has an occurrence due (see [`crate::scheduler`]) is backed up as a
-    /// `ScheduledBackup` job, tagged by the policy's tagging criteria and recorded at `now`.
-    /// Instances whose backups are suspended or stopped are skipped. One failing instance does
-    /// not stop the others: its job records the failure.
-    pub async fn tick(&self, now: DateTime<Utc>) -> Result<Vec<TickOutcome>> {
-        let mut outcomes = Vec::new();
-        for work in self.due_scheduled(now).await? {
-            let job = self.run_scheduled(&work, now).await;
-            outcomes.push(TickOutcome {
-                vault: work.vault,
-                instance: work.instance,
-                due: work.due,
-                job: job.map(|(job, _)| job),
-            });
-        }
-        Ok(outcomes)
-    }
-
-    /// The scheduled backups due at `now`: protected instances whose policy schedule has an
-    /// occurrence that has not run (see [`crate::scheduler`]). Suspended or stopped instances
-    /// have none.
-    pub async fn due_scheduled(&self, now: DateTime<Utc>) -> Result<Vec<ScheduledWork>> {
-        let mut due = Vec::new();
-        for vault_name in self.vault_names()? {
-            let vault = self.vault(&vault_name).await?;
-            for instance in vault.list_instances().await? {
-                let state = instance.properties.current_protection_state.as_deref();
-                if state != Some(PROTECTION_CONFIGURED) {
-                    continue;
-                }
-                match self.due_backup(&vault, &instance, now).await {
-                    Ok(Some(d)) => due.push(ScheduledWork {
-                        vault: vault_name.clone(),
-                        instance: instance.name.clone(),
-                        due: d,
-                    }),
-                    Ok(None) => {}
-                    // One instance's broken policy does not stop the others' backups.
-                    Err(e) => {
-                        tracing::error!(vault = %vault_name, instance = %instance.name, code = %e.code, "{}", e.message)
-                    }
-                }
-            }
-        }
-        Ok(due)
-    }
-
-    /// The next occurrence after `now` of any protected instance's schedule: when the host
-    /// has something to do next.
-    pub async fn next_scheduled(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
-        let mut next: Option<DateTime<Utc>> = None;
-        for vault_name in self.vault_names()? {
-            let vault = self.vault(&vault_name).await?;
-            for instance in vault.list_instances().await? {
-                if instance.properties.current_protection_state.as_deref()
-                    != Some(PROTECTION_CONFIGURED)
-                {
-                    continue;
-                }
-                if let Ok(Some(schedule)) = self.instance_schedule(&vault, &instance).await
-                    && let Some(t) = schedule.next_after(now)
-                {
-                    next = Some(next.map_or(t, |n| n.min(t)));
-                }
-            }
-        }
-        Ok(next)
-    }
-
-    /// Runs one due scheduled backup as a `ScheduledBackup` job recorded at `now`, tagged by
-    /// the policy's tagging criteria.
-    pub async fn run_scheduled(
-        &self,
-        work: &ScheduledWork,
-        now: DateTime<Utc>,
-    ) -> Result<(Job, Option<Manifest>)> {
-        let due = &work.due;
-        let mut details = BTreeMap::new();
-        if due.missed > 0 {
-            details.insert("MissedOccurrences".to_owned(), due.missed.to_string());
-        }
-        if due.late {
-            tracing::warn!(vault = %work.vault, instance = %work.instance, due = %due.due, missed = due.missed, "running a scheduled backup late (the host was not running when it was due)");
-        }
-        self.backup_job(
-            &work.vault,
-            &work.instance,
-            "",
-            None,
-            Trigger::Scheduled,
-            now,
-            details,
-            Some(ScheduledRun {
-                due_time: due.due,
-                late: due.late,
-            }),
-        )
-        .await
-    }
-
-    async fn due_backup(
-        &self,
-        vault: &Vault,
-        instance: &BackupInstanceRequest,
-        now: DateTime<Utc>,
-    ) -> Result<Option<DueBackup>> {
-        let Some(schedule) = self.instance_schedule(vault, instance).await? else {
-            return Ok(None);
-        };
-        let latest = |operation: Operation| -> Result<Option<DateTime<Utc>>> {
-            let mut filter = JobFilter::default()
-                .vault(vault.name())
-                .instance(&instance.name);
-            filter.operation = Some(operation);
-            filter.limit = Some(1);
-            Ok(self
-                .history
-                .list(&filter)
-                .map_err(history_err)?
-                .first()
-                .map(|job| job.state.start()))
-        };
-        let protected_since = latest(Operation::ConfigureBackup)?;
-        let last_started = latest(Operation::ScheduledBackup)?;
-        Ok(due_backup(&schedule, protected_since, last_started, now))
-    }
-
-    /// The schedule of an instance's policy, if it has one.
-    async fn instance_schedule(
-        &self,
-        vault: &Vault,
-        instance: &BackupInstanceRequest,
-    ) -> Result<Option<Schedule>> {
-        let policy_name =
-            pgvault_core::model::resource::last_segment(&instance.properties.policy_info.policy_id);
-        let policy = vault.policy(policy_name).await?;
-        let Some(trigger) = schedule_trigger(&policy) else {
-            return Ok(None);
-        };
-        Schedule::parse(
-            &trigger.schedule.repeating_time_intervals,
-            trigger.schedule.time_zone.as_deref(),
-        )
-        .map(Some)
-        .map_err(|errors| {
-            Error::new(
-                "UserErrorInvalidPolicy",
-                format!(
-                    "policy `{policy_name}` has an invalid schedule: {}",
-                    errors[0].1
-                ),
-            )
-        })
     }
 
     // ---- restore ----
@@ -835,6 +662,7 @@ pub async fn clean_leftovers(home: &Home) -> Vec<Cleaned> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pgvault_core::model::instance::PROTECTION_CONFIGURED;
 
     #[tokio::test]
     async fn protection_state_changes_are_recorded_and_resume_restarts_the_schedule() {
