@@ -150,6 +150,11 @@ pub struct ServeSummary {
     pub started: usize,
     /// Tasks dropped at shutdown after the grace period.
     pub cancelled: usize,
+    /// Turns of the loop.
+    pub turns: usize,
+    /// Scans of the vaults the agenda made (at most one a turn; fewer, as it keeps one until
+    /// something changes).
+    pub scans: usize,
 }
 
 /// Runs the host until [`Event::Shutdown`] arrives (or the event channel closes).
@@ -191,6 +196,8 @@ pub async fn serve(
         // What is due, from the agenda (one scan of the vaults, kept until a job finishes or
         // an event arrives).
         let turn = agenda.turn(&svc, now).await;
+        summary.turns += 1;
+        summary.scans = agenda.scans();
         let due = turn.due;
         for work in due {
             let key = work.key();
