@@ -16,6 +16,7 @@ pub mod retention;
 pub mod scheduler;
 pub use scheduler::ScheduledWork;
 pub mod script;
+pub mod script_run;
 pub mod serve;
 pub mod service;
 pub mod verify;
