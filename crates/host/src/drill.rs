@@ -9,7 +9,7 @@
 //! differs from what the backup recorded fails with `RestoreDrillMismatch`, so
 //! `job list --operation RestoreDrill --status Failed` lists the recovery points not to trust.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -19,16 +19,14 @@ use pgvault_core::engine::drill::{
     CLEANUP_FAILED_CODE, DrillReport, DrillTarget, MISMATCH_CODE, RecoveryPointChoice, Verdict,
     choose_recovery_point, drill, scratch_database_name,
 };
-use pgvault_core::engine::{Error, Result, Vault};
-use pgvault_core::model::drill::{
-    DrillHistory, DrillReason, RestoreDrillSettings, drill_due, next_drill_time,
-};
-use pgvault_core::model::instance::{BackupInstanceRequest, PROTECTION_CONFIGURED};
-use pgvault_core::model::job::{Job, JobFilter, JobStatus, NewJob, Operation, format_timespan};
+use pgvault_core::engine::{Error, Result};
+use pgvault_core::model::drill::DrillReason;
+use pgvault_core::model::job::{Job, NewJob, Operation, format_timespan};
 use pgvault_core::model::resource;
 
 use crate::history::current_owner;
-use crate::service::{CancelOnDrop, JobSteps, Pgvault, history_err, release};
+use crate::job_run::{Held, JobRun};
+use crate::service::Pgvault;
 
 /// At most this many differences are spelled out in a job's details (the report has all).
 const DIFFERENCES_IN_DETAILS: usize = 50;
@@ -40,14 +38,6 @@ pub struct DueDrill {
     pub instance: String,
     pub reason: DrillReason,
     pub target: DrillTarget,
-}
-
-/// What one drill pass did for one instance.
-#[derive(Debug)]
-pub struct DrillTickOutcome {
-    pub drill: DueDrill,
-    /// The drill's job (completed or failed), or why no job could start.
-    pub job: Result<Job>,
 }
 
 impl Pgvault {
@@ -94,121 +84,6 @@ impl Pgvault {
         .await
     }
 
-    /// One drill pass at `now`: every drill that is due (see [`Self::due_drills`]) runs, one
-    /// after another. One failing drill does not stop the others: its job records the failure.
-    pub async fn drill_tick(&self, now: DateTime<Utc>) -> Result<Vec<DrillTickOutcome>> {
-        let mut outcomes = Vec::new();
-        for due in self.due_drills(now).await? {
-            let job = self.run_drill(&due, now).await.map(|(job, _)| job);
-            outcomes.push(DrillTickOutcome { drill: due, job });
-        }
-        Ok(outcomes)
-    }
-
-    /// The drills due at `now`: protected instances whose policy has `pgvaultRestoreDrill`,
-    /// a recovery point to drill, and a cadence that says it is time (see
-    /// [`pgvault_core::model::drill::drill_due`]).
-    pub async fn due_drills(&self, now: DateTime<Utc>) -> Result<Vec<DueDrill>> {
-        let mut due = Vec::new();
-        self.for_each_drilled_instance(|vault, instance, settings, history| {
-            if let Some(reason) = drill_due(settings.cadence(), history, now) {
-                due.push(DueDrill {
-                    vault: vault.to_owned(),
-                    instance: instance.to_owned(),
-                    reason,
-                    target: settings.target().clone(),
-                });
-            }
-        })
-        .await?;
-        Ok(due)
-    }
-
-    /// The earliest time after `now` a drill falls due by the clock (drills after a number of
-    /// backups fall due when a backup finishes, which wakes the host anyway).
-    pub async fn next_drill(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
-        let mut next: Option<DateTime<Utc>> = None;
-        self.for_each_drilled_instance(|_, _, settings, history| {
-            if let Some(t) = next_drill_time(settings.cadence(), history)
-                && t > now
-            {
-                next = Some(next.map_or(t, |n| n.min(t)));
-            }
-        })
-        .await?;
-        Ok(next)
-    }
-
-    /// Calls `f` with every protected instance whose policy asks for drills, its settings and
-    /// its drill history. An instance whose policy cannot be read is logged and skipped, so it
-    /// does not stop the others' drills.
-    async fn for_each_drilled_instance(
-        &self,
-        mut f: impl FnMut(&str, &str, &RestoreDrillSettings, &DrillHistory),
-    ) -> Result<()> {
-        for vault_name in self.vault_names()? {
-            let vault = self.vault(&vault_name).await?;
-            let mut policies: HashMap<String, Option<RestoreDrillSettings>> = HashMap::new();
-            for instance in vault.list_instances().await? {
-                if instance.properties.current_protection_state.as_deref()
-                    != Some(PROTECTION_CONFIGURED)
-                {
-                    continue;
-                }
-                let policy_name =
-                    resource::last_segment(&instance.properties.policy_info.policy_id).to_owned();
-                if !policies.contains_key(&policy_name) {
-                    let settings = match vault.policy(&policy_name).await {
-                        Ok(policy) => policy.pgvault_restore_drill,
-                        Err(e) => {
-                            tracing::error!(vault = %vault_name, policy = %policy_name, code = %e.code, "{}", e.message);
-                            None
-                        }
-                    };
-                    policies.insert(policy_name.clone(), settings);
-                }
-                let Some(settings) = &policies[&policy_name] else {
-                    continue;
-                };
-                match self.drill_history(&vault, &instance).await {
-                    Ok(history) => f(&vault_name, &instance.name, settings, &history),
-                    Err(e) => {
-                        tracing::error!(vault = %vault_name, instance = %instance.name, code = %e.code, "{}", e.message)
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The instance's last drill, the backups completed since, and whether it has a recovery
-    /// point to drill.
-    async fn drill_history(
-        &self,
-        vault: &Vault,
-        instance: &BackupInstanceRequest,
-    ) -> Result<DrillHistory> {
-        let filter = || {
-            JobFilter::default()
-                .vault(vault.name())
-                .instance(&instance.name)
-        };
-        let mut last = filter().operation(Operation::RestoreDrill);
-        last.limit = Some(1);
-        let last_drill = self.jobs(&last)?.first().map(|job| job.state.start());
-        let mut backups_since = 0;
-        for operation in [Operation::OnDemandBackup, Operation::ScheduledBackup] {
-            let mut completed = filter().operation(operation).status(JobStatus::Completed);
-            completed.started_after = last_drill;
-            backups_since += self.jobs(&completed)?.len() as u32;
-        }
-        Ok(DrillHistory {
-            last_drill,
-            backups_since,
-            has_recovery_point: vault.latest_recovery_point(&instance.name).await?.is_some(),
-        })
-    }
-
     /// A drill as a job; see [`Self::restore_drill`].
     #[allow(clippy::too_many_arguments)]
     async fn drill_job(
@@ -221,7 +96,6 @@ impl Pgvault {
         details: BTreeMap<String, String>,
         user_triggered: bool,
     ) -> Result<(Job, Option<DrillReport>)> {
-        let began = std::time::Instant::now();
         let vault = self.vault(vault_name).await?;
         let manifest = choose_recovery_point(&vault, instance, choice).await?;
         let inst = vault.instance(instance).await?;
@@ -242,30 +116,23 @@ impl Pgvault {
         new.extended_details
             .insert("DrillDatabase".into(), scratch.clone());
         new.extended_details.extend(details);
-        let job = self.history().start(&new).map_err(history_err)?;
-        let guard = CancelOnDrop::new(self.history(), &job);
-        let steps = JobSteps::new(self.history(), &job, began);
+        let run = JobRun::start(self.history(), &new, Held::nothing().lock(lock)).await?;
         let written = Arc::new(AtomicU64::new(0));
-        let result = self
-            .with_progress(
-                job.id,
+        let result = run
+            .drive(
                 drill(
                     &vault,
                     &manifest,
                     target,
                     &scratch,
                     written.clone(),
-                    &steps,
+                    run.steps(),
                     &self.leftovers(),
                 ),
                 || (written.load(Ordering::Relaxed), 0),
             )
             .await;
-        let end = now + chrono::TimeDelta::from_std(began.elapsed()).unwrap_or_default();
-        guard.disarm();
-        self.history()
-            .set_details(job.id, &report_details(&result))
-            .map_err(history_err)?;
+        run.set_details(&report_details(&result))?;
         let verdict = match &result {
             Ok(report) if report.verdict == Verdict::Failed => Some(Error::new(
                 MISMATCH_CODE,
@@ -289,8 +156,9 @@ impl Pgvault {
             (Some(e), _) | (None, Err(e)) => Err(e),
             (None, Ok(_)) => Ok(None),
         };
-        let job = self.finish(job.id, &outcome, written.load(Ordering::Relaxed), 0, end)?;
-        release(lock).await;
+        let job = run
+            .finish(outcome, written.load(Ordering::Relaxed), 0)
+            .await?;
         Ok((job, result.ok()))
     }
 }

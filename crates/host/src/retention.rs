@@ -30,9 +30,10 @@ use pgvault_core::store::lock::{LockError, LockKind, VaultLock};
 use pgvault_core::store::writer::Progress;
 
 use crate::history::current_owner;
-use crate::service::{
-    Pgvault, guard_destructive, history_err, lock_tiers, release_all, release_guard,
+use crate::job_run::{
+    Held, JobRun, guard_destructive, lock_tiers, release_all, release_guard, shielded,
 };
+use crate::service::Pgvault;
 
 /// A full garbage collection at least this often, even when a sweep deleted nothing: it also
 /// removes what killed backups left behind.
@@ -129,20 +130,27 @@ impl Pgvault {
             return self.sweep_guarded(&vault, None, at, gc).await;
         }
         let guard = guard_destructive(&vault, "retention sweep").await?;
-        let outcome = self.sweep_guarded(&vault, Some(&guard), at, gc).await;
-        release_guard(guard).await;
-        outcome
+        self.sweep_guarded(&vault, Some(guard), at, gc).await
     }
 
-    /// [`Self::retention_sweep`] under `guard`; a dry run when there is none.
+    /// [`Self::retention_sweep`] under `guard`, which the sweep's job holds and releases; a
+    /// dry run when there is none.
     async fn sweep_guarded(
         &self,
         vault: &Vault,
-        guard: Option<&DestructiveGuard>,
+        guard: Option<DestructiveGuard>,
         at: DateTime<Utc>,
         gc: GcMode,
     ) -> Result<SweepOutcome> {
-        let plan = sweep::plan_sweep(vault, at).await?;
+        let plan = match sweep::plan_sweep(vault, at).await {
+            Ok(plan) => plan,
+            Err(e) => {
+                if let Some(guard) = guard {
+                    release_guard(guard).await;
+                }
+                return Err(e);
+            }
+        };
         for warning in &plan.warnings {
             tracing::warn!(vault = %vault.name(), "{warning}");
         }
@@ -156,7 +164,13 @@ impl Pgvault {
         let Some(guard) = guard else {
             return Ok(outcome);
         };
-        let last_gc = self.last_sweep_with_gc(vault.name())?;
+        let last_gc = match self.last_sweep_with_gc(vault.name()) {
+            Ok(last) => last,
+            Err(e) => {
+                release_guard(guard).await;
+                return Err(e);
+            }
+        };
         let deletes = outcome
             .plan
             .actions
@@ -170,11 +184,13 @@ impl Pgvault {
         // A periodic pass with nothing to do leaves no job: an hourly timer would otherwise
         // fill the history with empty sweeps.
         if outcome.plan.actions.is_empty() && !run_gc && gc != GcMode::Always {
+            release_guard(guard).await;
             return Ok(outcome);
         }
         let mut new = NewJob::new(Operation::RetentionSweep, vault.name(), at, current_owner());
         new.is_user_triggered = gc == GcMode::Always;
-        let job = self.history().start(&new).map_err(history_err)?;
+        let run = JobRun::start(self.history(), &new, Held::nothing().guard(guard)).await?;
+        let guard = run.guard().expect("the sweep's job holds the guard");
 
         let applied = self
             .apply_actions(vault, guard, &outcome.plan.actions, at)
@@ -182,7 +198,7 @@ impl Pgvault {
         let (jobs, failed) = match applied {
             Ok(jobs) => jobs,
             Err(e) => {
-                let job = self.finish_with(job.id, Err(&e), at, Vec::new())?;
+                let job = run.finish(Err(&e), 0, 0).await?;
                 outcome.job = Some(job);
                 return Err(e);
             }
@@ -223,7 +239,8 @@ impl Pgvault {
                 ),
             ))
         };
-        outcome.job = Some(self.finish_with(job.id, result.as_ref().map(|_| ()), at, details)?);
+        run.set_details(&details)?;
+        outcome.job = Some(run.finish(result.as_ref().map(|_| None), 0, 0).await?);
         Ok(outcome)
     }
 
@@ -270,14 +287,16 @@ impl Pgvault {
                 .insert("Action".into(), format!("{:?}", action.action));
             new.extended_details
                 .insert("Reason".into(), action.reason.clone());
-            let job = self.history().start(&new).map_err(history_err)?;
+            let run = JobRun::start(self.history(), &new, Held::nothing()).await?;
             let progress = Arc::new(Progress::default());
-            let result = sweep::apply(vault, action, progress.clone()).await;
+            let result = run
+                .drive(sweep::apply(vault, action, progress.clone()), || (0, 0))
+                .await;
             if let Err(e) = &result {
                 failed += 1;
                 tracing::error!(vault = %vault.name(), instance = %action.backup_instance_name, recovery_point = %action.recovery_point_id, error = %e, "a retention action failed");
             }
-            jobs.push(self.finish_with(job.id, result.as_ref().map(|_| ()), at, Vec::new())?);
+            jobs.push(run.finish(result.as_ref().map(|_| None), 0, 0).await?);
         }
         release_all(locks).await;
         Ok((jobs, failed))
@@ -417,22 +436,27 @@ impl Pgvault {
         new.extended_details
             .insert("Action".into(), "Delete".into());
         new.extended_details.insert("Reason".into(), reason.into());
-        let job = self.history().start(&new).map_err(history_err)?;
-        let result = async {
-            let locks = lock_tiers(vault, LockKind::Shared, "delete recovery point").await?;
-            let mut deleted = Ok(());
-            for tier in [DataStoreType::ArchiveStore, DataStoreType::VaultStore] {
-                if let Err(e) = guard.ensure_held().await {
-                    deleted = Err(e.into());
-                    break;
-                }
-                deleted = deleted.and(vault.delete_from(tier, instance, recovery_point_id).await);
+        let mut run = JobRun::start(self.history(), &new, Held::nothing()).await?;
+        let result = match lock_tiers(vault, LockKind::Shared, "delete recovery point").await {
+            Ok(locks) => {
+                run.hold_locks(locks);
+                let deletion = async {
+                    let mut deleted = Ok(());
+                    for tier in [DataStoreType::ArchiveStore, DataStoreType::VaultStore] {
+                        if let Err(e) = guard.ensure_held().await {
+                            deleted = Err(e.into());
+                            break;
+                        }
+                        deleted =
+                            deleted.and(vault.delete_from(tier, instance, recovery_point_id).await);
+                    }
+                    deleted
+                };
+                run.drive(deletion, || (0, 0)).await
             }
-            release_all(locks).await;
-            deleted
-        }
-        .await;
-        self.finish_with(job.id, result.as_ref().map(|_| ()), Utc::now(), Vec::new())
+            Err(e) => Err(e),
+        };
+        run.finish(result.as_ref().map(|_| None), 0, 0).await
     }
 
     /// Explains a recovery point that is not found when the job history knows it was deleted
@@ -512,34 +536,31 @@ impl Pgvault {
             "RehydrationExpiryTime".into(),
             pgvault_core::model::job::azure_time(until),
         );
-        let job = self.history().start(&new).map_err(history_err)?;
+        let mut run = JobRun::start(self.history(), &new, Held::nothing()).await?;
         let progress = Arc::new(Progress::default());
-        let result = async {
-            let locks = lock_tiers(&vault, LockKind::Shared, "rehydrate").await?;
-            // Progress while Blob Storage rehydrates archived packs, on the job as it runs.
-            let status = |message: String| {
-                if let Err(e) = self
-                    .history()
-                    .set_details(job.id, &[("RehydrationStatus".into(), message)])
-                {
-                    tracing::warn!("cannot record the rehydration's progress: {e}");
-                }
-            };
-            let copied = sweep::rehydrate(
-                &vault,
-                instance,
-                recovery_point_id,
-                until,
-                priority,
-                progress.clone(),
-                &status,
-            )
-            .await;
-            release_all(locks).await;
-            copied.map(|_| ())
-        }
-        .await;
-        self.finish_with(job.id, result.as_ref().map(|_| ()), Utc::now(), Vec::new())
+        let result = match lock_tiers(&vault, LockKind::Shared, "rehydrate").await {
+            Ok(locks) => {
+                run.hold_locks(locks);
+                // Progress while Blob Storage rehydrates archived packs, on the job as it runs.
+                let status = |message: String| {
+                    if let Err(e) = run.set_details(&[("RehydrationStatus".into(), message)]) {
+                        tracing::warn!("cannot record the rehydration's progress: {}", e.message);
+                    }
+                };
+                let copied = sweep::rehydrate(
+                    &vault,
+                    instance,
+                    recovery_point_id,
+                    until,
+                    priority,
+                    progress.clone(),
+                    &status,
+                );
+                run.drive(copied, || (0, 0)).await.map(|_| ())
+            }
+            Err(e) => Err(e),
+        };
+        run.finish(result.as_ref().map(|_| None), 0, 0).await
     }
 
     /// Azure's "stop protection and delete data": stops protection (so no backup starts),
@@ -602,21 +623,6 @@ impl Pgvault {
         vault.delete_instance(instance).await?;
         Ok(jobs)
     }
-
-    fn finish_with(
-        &self,
-        id: pgvault_core::model::job::JobId,
-        result: std::result::Result<(), &Error>,
-        end: DateTime<Utc>,
-        details: Vec<(String, String)>,
-    ) -> Result<Job> {
-        if !details.is_empty() {
-            self.history()
-                .set_details(id, &details)
-                .map_err(history_err)?;
-        }
-        self.finish(id, &result.map(|()| None), 0, 0, end)
-    }
 }
 
 /// The error code of a destructive operation refused because another holds the vault.
@@ -632,7 +638,15 @@ async fn gc_tier(
         .tier_store(tier)
         .expect("the caller checked the tier exists");
     guard.ensure_held().await.map_err(|e| e.to_string())?;
-    let lock = match VaultLock::acquire(store, LockKind::Exclusive, "garbage collection").await {
+    let taken = {
+        let store = store.clone();
+        shielded(async move {
+            VaultLock::acquire(&store, LockKind::Exclusive, "garbage collection").await
+        })
+        .await
+        .map_err(|e| e.message)?
+    };
+    let lock = match taken {
         Ok(lock) => lock,
         Err(e @ LockError::Locked { .. }) => {
             tracing::info!(vault = %vault.name(), %tier, "garbage collection deferred: {e}");

@@ -13,8 +13,16 @@
 //!   per missed occurrence; the job records the occurrence it stands for, how many were
 //!   missed, and that it ran late.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, TimeDelta, Utc};
+use pgvault_core::engine::Result;
+use pgvault_core::engine::backup::Trigger;
+use pgvault_core::model::job::{Job, ScheduledRun};
 use pgvault_core::model::schedule::Schedule;
+use pgvault_core::store::manifest::Manifest;
+
+use crate::service::Pgvault;
 
 /// A backup that starts more than this after its occurrence is recorded as late.
 pub const LATE_AFTER: TimeDelta = TimeDelta::minutes(5);
@@ -31,6 +39,47 @@ pub struct DueBackup {
     pub late: bool,
     /// Occurrences before `due` that never ran (the host was down); they are not run.
     pub missed: usize,
+}
+
+/// A scheduled backup that is due.
+#[derive(Debug, Clone)]
+pub struct ScheduledWork {
+    pub vault: String,
+    pub instance: String,
+    pub due: DueBackup,
+}
+
+impl Pgvault {
+    /// Runs one due scheduled backup as a `ScheduledBackup` job recorded at `now`, tagged by
+    /// the policy's tagging criteria.
+    pub async fn run_scheduled(
+        &self,
+        work: &ScheduledWork,
+        now: DateTime<Utc>,
+    ) -> Result<(Job, Option<Manifest>)> {
+        let due = &work.due;
+        let mut details = BTreeMap::new();
+        if due.missed > 0 {
+            details.insert("MissedOccurrences".to_owned(), due.missed.to_string());
+        }
+        if due.late {
+            tracing::warn!(vault = %work.vault, instance = %work.instance, due = %due.due, missed = due.missed, "running a scheduled backup late (the host was not running when it was due)");
+        }
+        self.backup_job(
+            &work.vault,
+            &work.instance,
+            "",
+            None,
+            Trigger::Scheduled,
+            now,
+            details,
+            Some(ScheduledRun {
+                due_time: due.due,
+                late: due.late,
+            }),
+        )
+        .await
+    }
 }
 
 /// The scheduled backup due at `now`, if any. `protected_since` is when the instance was last

@@ -16,7 +16,7 @@
 //! exclusive lock (a long collection can therefore make a scheduled backup late; the job says
 //! so). On shutdown the loop takes no new work, lets
 //! running tasks finish for the grace period, then drops them: each operation's job is then
-//! finished as `Cancelled` by the service (see `service::CancelOnDrop`), `pg_dump` is killed
+//! finished as `Cancelled` by its `JobRun` (see `job_run`), `pg_dump` is killed
 //! with its process group, and a backup's recovery point, whose manifest is written last,
 //! never appears.
 //!
@@ -35,12 +35,12 @@ use pgvault_core::engine::Result;
 use pgvault_core::model::duration::IsoDuration;
 use pgvault_core::model::job::JobStatus;
 
-use crate::drill::DueDrill;
-use crate::dropin::{ReadyScript, RunOptions, ScriptsDir, run_script_file};
+use crate::agenda::{Agenda, SWEEP_KEY, Work};
+use crate::dropin::{RunOptions, ScriptsDir, run_script_file};
 use crate::history::DEFAULT_JOB_HISTORY_RETENTION;
 use crate::retention::GcMode;
 use crate::script::Interrupt;
-use crate::service::{Pgvault, ScheduledWork};
+use crate::service::Pgvault;
 
 /// The longest the loop sleeps without looking at the clock again.
 pub const MAX_SLEEP: Duration = Duration::from_secs(3600);
@@ -135,28 +135,6 @@ impl Default for ServeOptions {
     }
 }
 
-const SWEEP_KEY: &str = "sweep";
-
-/// One piece of work, and the key that keeps two of the same kind from running at once.
-#[derive(Debug, Clone)]
-enum Work {
-    Backup(ScheduledWork),
-    Drill(DueDrill),
-    Sweep(IsoDuration),
-    Script(ReadyScript, Box<RunOptions>),
-}
-
-impl Work {
-    fn key(&self) -> String {
-        match self {
-            Work::Backup(w) => format!("backup/{}/{}", w.vault, w.instance),
-            Work::Drill(d) => format!("drill/{}/{}", d.vault, d.instance),
-            Work::Sweep(_) => SWEEP_KEY.to_owned(),
-            Work::Script(s, _) => format!("script/{}", s.path.display()),
-        }
-    }
-}
-
 /// How a task ended, for the log and for retries.
 #[derive(Debug)]
 enum Done {
@@ -172,6 +150,11 @@ pub struct ServeSummary {
     pub started: usize,
     /// Tasks dropped at shutdown after the grace period.
     pub cancelled: usize,
+    /// Turns of the loop.
+    pub turns: usize,
+    /// Scans of the vaults the agenda made (at most one a turn; fewer, as it keeps one until
+    /// something changes).
+    pub scans: usize,
 }
 
 /// Runs the host until [`Event::Shutdown`] arrives (or the event channel closes).
@@ -187,7 +170,6 @@ pub async fn serve(
     let mut keys: HashMap<tokio::task::Id, (String, tokio::task::AbortHandle)> = HashMap::new();
     let mut queue: VecDeque<Work> = VecDeque::new();
     let mut retry: HashMap<String, DateTime<Utc>> = HashMap::new();
-    let mut next_sweep = clock.now();
     // Raised at the end of the shutdown grace: running scripts stop at their next operation.
     let stop_scripts = Interrupt::new();
     let script_options = opts.scripts.as_ref().map(|s| {
@@ -195,11 +177,10 @@ pub async fn serve(
         o.stop = Some(stop_scripts.clone());
         o
     });
-    let mut scripts = opts
-        .scripts
-        .as_ref()
-        .map(|s| ScriptsDir::new(s.dir.clone(), s.settle));
-    let mut first_scan = true;
+    let mut agenda = Agenda::new().sweeping(opts.sweep_every, opts.keep_job_history);
+    if let (Some(s), Some(options)) = (&opts.scripts, &script_options) {
+        agenda = agenda.with_scripts(ScriptsDir::new(s.dir.clone(), s.settle), options.clone());
+    }
     tracing::info!(
         max_concurrent_jobs = opts.max_concurrent_jobs,
         scripts_dir = ?opts.scripts.as_ref().map(|s| &s.dir),
@@ -212,43 +193,12 @@ pub async fn serve(
         // What killed restores and drills left behind (a drop that failed is retried here).
         svc.clean_leftovers().await;
 
-        // What is due.
-        let mut due = Vec::new();
-        match svc.due_scheduled(now).await {
-            Ok(backups) => due.extend(backups.into_iter().map(Work::Backup)),
-            Err(e) => {
-                tracing::error!(code = %e.code, "cannot read the schedules: {}", e.message);
-                retry.insert("schedules".into(), now + RETRY_AFTER);
-            }
-        }
-        match svc.due_drills(now).await {
-            Ok(drills) => due.extend(drills.into_iter().map(Work::Drill)),
-            Err(e) => {
-                tracing::error!(code = %e.code, "cannot read the restore drills: {}", e.message);
-                retry.insert("drills".into(), now + RETRY_AFTER);
-            }
-        }
-        if now >= next_sweep {
-            due.push(Work::Sweep(opts.keep_job_history));
-            next_sweep = now + opts.sweep_every;
-        }
-        if let (Some(dir), Some(options)) = (scripts.as_mut(), &script_options) {
-            let mut ready = if first_scan {
-                first_scan = false;
-                dir.scan_at_startup(now, std::time::SystemTime::now())
-            } else {
-                dir.scan(now)
-            };
-            match dir.recurring_due(&svc, now) {
-                Ok(recurring) => ready.extend(recurring),
-                Err(e) => tracing::error!(code = %e.code, "recurring scripts: {}", e.message),
-            }
-            due.extend(
-                ready
-                    .into_iter()
-                    .map(|s| Work::Script(s, Box::new(options.clone()))),
-            );
-        }
+        // What is due, from the agenda (one scan of the vaults, kept until a job finishes or
+        // an event arrives).
+        let turn = agenda.turn(&svc, now).await;
+        summary.turns += 1;
+        summary.scans = agenda.scans();
+        let due = turn.due;
         for work in due {
             let key = work.key();
             if !busy.contains(&key)
@@ -283,14 +233,8 @@ pub async fn serve(
         }
 
         // Sleep until the next thing to do, or an event.
-        let mut wake = svc.next_scheduled(now).await.ok().flatten();
-        let script_wake = scripts.as_ref().and_then(|d| d.next_wakeup(now));
-        let drill_wake = svc.next_drill(now).await.ok().flatten();
-        for t in std::iter::once(next_sweep)
-            .chain(drill_wake)
-            .chain(retry.values().copied())
-            .chain(script_wake)
-        {
+        let mut wake = turn.wake;
+        for t in retry.values().copied() {
             wake = Some(wake.map_or(t, |w| w.min(t)));
         }
         let sleep = wake
@@ -300,11 +244,14 @@ pub async fn serve(
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             event = events.recv() => match event {
-                Some(Event::ScriptsChanged) => {}
+                Some(Event::ScriptsChanged) => agenda.invalidate(),
                 Some(Event::Shutdown) | None => break,
             },
             Some(joined) = running.join_next_with_id(), if !running.is_empty() => {
                 finished(joined, &mut keys, &mut busy, &mut retry, clock.now());
+                // The job may have changed what is due (a backup taken, an instance a script
+                // protected or suspended).
+                agenda.invalidate();
             }
         }
     }

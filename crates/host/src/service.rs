@@ -1,9 +1,11 @@
 //! The service layer: every operation a user can ask for, wrapped in a job.
 //!
 //! The CLI and the Rhai engine both call [`Pgvault`], so an operation behaves and is
-//! recorded the same way whichever door it came through. Each long operation records an
-//! `InProgress` job before it starts, refreshes its byte counters while it runs, and
-//! finishes it as `Completed` or `Failed` with the engine's error code and message.
+//! recorded the same way whichever door it came through. Every operation recorded as a job
+//! runs through one lifecycle, [`crate::job_run::JobRun`]: the job is recorded `InProgress`
+//! with the locks it holds, refreshes its byte counters and sub-tasks while it runs, and ends
+//! `Completed`, `Failed` (the engine's error code and message; `InternalError` for a panic) or
+//! `Cancelled` (its future dropped), with its locks released, on every path.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,54 +15,27 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
-use pgvault_core::engine::backup::{BackupRequest, Step, Steps, Trigger, backup, backup_context};
-use pgvault_core::engine::drill::{DrillStep, DrillSteps};
+use pgvault_core::engine::backup::{BackupRequest, Trigger, backup, backup_context};
 use pgvault_core::engine::home::Home;
 use pgvault_core::engine::leftovers::{Cleaned, Leftovers};
 use pgvault_core::engine::protect::create_instance;
-use pgvault_core::engine::restore::{
-    RestoreOutcome, RestoreStep, RestoreSteps, restore_with_steps,
-};
+use pgvault_core::engine::restore::{RestoreOutcome, restore_with_steps};
 use pgvault_core::engine::{Error, Result, Vault};
 use pgvault_core::model::code::ErrorCode;
-use pgvault_core::model::instance::{BackupInstanceRequest, PROTECTION_CONFIGURED};
+use pgvault_core::model::instance::BackupInstanceRequest;
 use pgvault_core::model::job::{
-    DATASOURCE_TYPE_DETAIL, FRIENDLY_NAME_DETAIL, Job, JobError, JobFilter, JobId, JobOutcome,
-    JobStatus, NewJob, Operation, ScheduledRun, TaskId, TaskOutcome,
+    DATASOURCE_TYPE_DETAIL, FRIENDLY_NAME_DETAIL, Job, JobFilter, JobId, JobStatus, NewJob,
+    Operation, ScheduledRun,
 };
-use pgvault_core::model::policy::{BackupPolicy, DataStoreType};
+use pgvault_core::model::policy::BackupPolicy;
 use pgvault_core::model::restore::{RestoreRequest, RestoreTarget};
-use pgvault_core::model::retention::schedule_trigger;
-use pgvault_core::model::schedule::Schedule;
 use pgvault_core::store::VaultStore;
-use pgvault_core::store::lease::DestructiveGuard;
 use pgvault_core::store::lock::{InstanceLock, InstanceLockError, LockKind, VaultLock};
 use pgvault_core::store::manifest::Manifest;
 use pgvault_core::store::writer::Progress;
 
 use crate::history::{JobHistory, current_owner, local_host_name, process_alive};
-use crate::scheduler::{DueBackup, due_backup};
-
-/// A scheduled backup that is due.
-#[derive(Debug, Clone)]
-pub struct ScheduledWork {
-    pub vault: String,
-    pub instance: String,
-    pub due: DueBackup,
-}
-
-/// What one scheduler pass did for one instance.
-#[derive(Debug)]
-pub struct TickOutcome {
-    pub vault: String,
-    pub instance: String,
-    pub due: DueBackup,
-    /// The backup's job (completed or failed), or why no job could start.
-    pub job: Result<Job>,
-}
-
-/// How often a running job's byte counters are written to the history.
-const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+use crate::job_run::{Held, JobRun, shielded, wait_for_lock};
 
 /// The environment variable that sets how long a backup, restore or drill waits for a vault
 /// held by garbage collection (or an index rebuild) before it fails: seconds, or a number
@@ -107,7 +82,7 @@ impl std::fmt::Debug for Pgvault {
 }
 
 pub(crate) fn history_err(e: crate::history::HistoryError) -> Error {
-    Error::caused_by(ErrorCode::JobHistoryError, format!("job history: {e}"), e)
+    Error::new(ErrorCode::JobHistoryError, format!("job history: {e}"))
 }
 
 impl Pgvault {
@@ -248,8 +223,7 @@ impl Pgvault {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .ok_or_else(|| {
                 let known: Vec<&str> = registry.vaults.keys().map(String::as_str).collect();
-                Error::new(
-                    ErrorCode::UserErrorVaultNotFound,
+                Error::new(ErrorCode::UserErrorVaultNotFound,
                     format!(
                         "no vault named `{name}` in {} (known: {}); create it with `pgvault backup-vault create`",
                         self.home.dir().display(),
@@ -291,9 +265,9 @@ impl Pgvault {
             pgvault_core::model::resource::last_segment(&request.properties.policy_info.policy_id)
                 .to_string(),
         );
-        let job = self.history.start(&new).map_err(history_err)?;
-        let result = create_instance(&vault, request).await;
-        self.finish(job.id, &result.as_ref().map(|_| None), 0, 0, Utc::now())?;
+        let run = JobRun::start(&self.history, &new, Held::nothing()).await?;
+        let result = run.drive(create_instance(&vault, request), || (0, 0)).await;
+        run.finish(result.as_ref().map(|_| None), 0, 0).await?;
         result
     }
 
@@ -322,9 +296,11 @@ impl Pgvault {
         new.describe_instance(&before.properties);
         new.extended_details
             .insert("ProtectionState".into(), state.to_owned());
-        let job = self.history.start(&new).map_err(history_err)?;
-        let result = vault.set_protection_state(instance, state).await;
-        self.finish(job.id, &result.as_ref().map(|_| None), 0, 0, Utc::now())?;
+        let run = JobRun::start(&self.history, &new, Held::nothing()).await?;
+        let result = run
+            .drive(vault.set_protection_state(instance, state), || (0, 0))
+            .await;
+        run.finish(result.as_ref().map(|_| None), 0, 0).await?;
         Ok(vault.instance_json(&result?))
     }
 
@@ -379,7 +355,7 @@ impl Pgvault {
     /// [`Self::run_backup`] with details for the job and, for a scheduled run, the occurrence
     /// it stands for.
     #[allow(clippy::too_many_arguments)]
-    async fn backup_job(
+    pub(crate) async fn backup_job(
         &self,
         vault_name: &str,
         instance: &str,
@@ -390,21 +366,26 @@ impl Pgvault {
         details: BTreeMap<String, String>,
         scheduled: Option<ScheduledRun>,
     ) -> Result<(Job, Option<Manifest>)> {
-        let began = std::time::Instant::now();
         let vault = self.vault(vault_name).await?;
         self.check_no_backup_running(vault.name(), instance)?;
         // The job history alone cannot refuse a backup started at the same instant (both
         // look before either records its job); the instance lock can.
         // The job's id is decided now, so the lock names it to a backup it refuses.
         let job_id = JobId::new();
-        let instance_lock = InstanceLock::acquire(
-            &vault.store,
-            instance,
-            &format!("backup of {instance}"),
-            Some(&job_id.to_string()),
-        )
-        .await
-        .map_err(|e| self.backup_refused(vault.name(), instance, e))?;
+        let instance_lock = {
+            let (store, name) = (vault.store.clone(), instance.to_owned());
+            shielded(async move {
+                InstanceLock::acquire(
+                    &store,
+                    &name,
+                    &format!("backup of {name}"),
+                    Some(&job_id.to_string()),
+                )
+                .await
+            })
+            .await?
+            .map_err(|e| self.backup_refused(vault.name(), instance, e))?
+        };
         let mut req = BackupRequest {
             instance: instance.to_string(),
             rule_name: rule.to_string(),
@@ -436,42 +417,30 @@ impl Pgvault {
         new.scheduled = scheduled;
         new.policy_rule_name = Some(ctx.policy_rule_name.clone());
         new.retention_tag = Some(ctx.retention_tag.clone());
-        let job = self.history.start(&new).map_err(history_err)?;
-        let guard = CancelOnDrop::new(&self.history, &job);
-        req.job_id = job.id.to_string();
-        let steps = JobSteps::new(&self.history, &job, began);
+        let held = Held::nothing().lock(lock).instance(instance_lock);
+        let run = JobRun::start(&self.history, &new, held).await?;
+        req.job_id = run.id().to_string();
         let progress = Arc::new(Progress::default());
-        let result = self
-            .with_progress(
-                job.id,
-                backup(&vault, &req, &ctx, progress.clone(), &steps),
-                || {
-                    (
-                        progress.bytes_read.load(Ordering::Relaxed),
-                        progress.bytes_stored.load(Ordering::Relaxed),
-                    )
-                },
+        let counters = || {
+            (
+                progress.bytes_read.load(Ordering::Relaxed),
+                progress.bytes_stored.load(Ordering::Relaxed),
+            )
+        };
+        let result = run
+            .drive(
+                backup(&vault, &req, &ctx, progress.clone(), run.steps()),
+                counters,
             )
             .await;
-        let (read, stored) = (
-            progress.bytes_read.load(Ordering::Relaxed),
-            progress.bytes_stored.load(Ordering::Relaxed),
-        );
-        // The job ends as long after `now` as it took: `now` may be a scheduler's clock
-        // (`tick --at`) rather than the wall clock.
-        let end = now + chrono::TimeDelta::from_std(began.elapsed()).unwrap_or_default();
-        guard.disarm();
-        let job = self.finish(
-            job.id,
-            &result.as_ref().map(|m| Some(m.recovery_point_id.clone())),
-            read,
-            stored,
-            end,
-        )?;
-        release(lock).await;
-        if let Err(e) = instance_lock.release().await {
-            tracing::warn!(error = %e, "could not release the instance's backup lock; it goes stale when this process ends");
-        }
+        let (read, stored) = counters();
+        let job = run
+            .finish(
+                result.as_ref().map(|m| Some(m.recovery_point_id.clone())),
+                read,
+                stored,
+            )
+            .await?;
         Ok((job, result.ok()))
     }
 
@@ -552,164 +521,6 @@ impl Pgvault {
         Ok(())
     }
 
-    // ---- the scheduler ----
-
-    /// One pass of the scheduler at `now`: every protected instance of every vault whose
-    /// policy schedule has an occurrence due (see [`crate::scheduler`]) is backed up as a
-    /// `ScheduledBackup` job, tagged by the policy's tagging criteria and recorded at `now`.
-    /// Instances whose backups are suspended or stopped are skipped. One failing instance does
-    /// not stop the others: its job records the failure.
-    pub async fn tick(&self, now: DateTime<Utc>) -> Result<Vec<TickOutcome>> {
-        let mut outcomes = Vec::new();
-        for work in self.due_scheduled(now).await? {
-            let job = self.run_scheduled(&work, now).await;
-            outcomes.push(TickOutcome {
-                vault: work.vault,
-                instance: work.instance,
-                due: work.due,
-                job: job.map(|(job, _)| job),
-            });
-        }
-        Ok(outcomes)
-    }
-
-    /// The scheduled backups due at `now`: protected instances whose policy schedule has an
-    /// occurrence that has not run (see [`crate::scheduler`]). Suspended or stopped instances
-    /// have none.
-    pub async fn due_scheduled(&self, now: DateTime<Utc>) -> Result<Vec<ScheduledWork>> {
-        let mut due = Vec::new();
-        for vault_name in self.vault_names()? {
-            let vault = self.vault(&vault_name).await?;
-            for instance in vault.list_instances().await? {
-                let state = instance.properties.current_protection_state.as_deref();
-                if state != Some(PROTECTION_CONFIGURED) {
-                    continue;
-                }
-                match self.due_backup(&vault, &instance, now).await {
-                    Ok(Some(d)) => due.push(ScheduledWork {
-                        vault: vault_name.clone(),
-                        instance: instance.name.clone(),
-                        due: d,
-                    }),
-                    Ok(None) => {}
-                    // One instance's broken policy does not stop the others' backups.
-                    Err(e) => {
-                        tracing::error!(vault = %vault_name, instance = %instance.name, code = %e.code, "{}", e.message)
-                    }
-                }
-            }
-        }
-        Ok(due)
-    }
-
-    /// The next occurrence after `now` of any protected instance's schedule: when the host
-    /// has something to do next.
-    pub async fn next_scheduled(&self, now: DateTime<Utc>) -> Result<Option<DateTime<Utc>>> {
-        let mut next: Option<DateTime<Utc>> = None;
-        for vault_name in self.vault_names()? {
-            let vault = self.vault(&vault_name).await?;
-            for instance in vault.list_instances().await? {
-                if instance.properties.current_protection_state.as_deref()
-                    != Some(PROTECTION_CONFIGURED)
-                {
-                    continue;
-                }
-                if let Ok(Some(schedule)) = self.instance_schedule(&vault, &instance).await
-                    && let Some(t) = schedule.next_after(now)
-                {
-                    next = Some(next.map_or(t, |n| n.min(t)));
-                }
-            }
-        }
-        Ok(next)
-    }
-
-    /// Runs one due scheduled backup as a `ScheduledBackup` job recorded at `now`, tagged by
-    /// the policy's tagging criteria.
-    pub async fn run_scheduled(
-        &self,
-        work: &ScheduledWork,
-        now: DateTime<Utc>,
-    ) -> Result<(Job, Option<Manifest>)> {
-        let due = &work.due;
-        let mut details = BTreeMap::new();
-        if due.missed > 0 {
-            details.insert("MissedOccurrences".to_owned(), due.missed.to_string());
-        }
-        if due.late {
-            tracing::warn!(vault = %work.vault, instance = %work.instance, due = %due.due, missed = due.missed, "running a scheduled backup late (the host was not running when it was due)");
-        }
-        self.backup_job(
-            &work.vault,
-            &work.instance,
-            "",
-            None,
-            Trigger::Scheduled,
-            now,
-            details,
-            Some(ScheduledRun {
-                due_time: due.due,
-                late: due.late,
-            }),
-        )
-        .await
-    }
-
-    async fn due_backup(
-        &self,
-        vault: &Vault,
-        instance: &BackupInstanceRequest,
-        now: DateTime<Utc>,
-    ) -> Result<Option<DueBackup>> {
-        let Some(schedule) = self.instance_schedule(vault, instance).await? else {
-            return Ok(None);
-        };
-        let latest = |operation: Operation| -> Result<Option<DateTime<Utc>>> {
-            let mut filter = JobFilter::default()
-                .vault(vault.name())
-                .instance(&instance.name);
-            filter.operation = Some(operation);
-            filter.limit = Some(1);
-            Ok(self
-                .history
-                .list(&filter)
-                .map_err(history_err)?
-                .first()
-                .map(|job| job.state.start()))
-        };
-        let protected_since = latest(Operation::ConfigureBackup)?;
-        let last_started = latest(Operation::ScheduledBackup)?;
-        Ok(due_backup(&schedule, protected_since, last_started, now))
-    }
-
-    /// The schedule of an instance's policy, if it has one.
-    async fn instance_schedule(
-        &self,
-        vault: &Vault,
-        instance: &BackupInstanceRequest,
-    ) -> Result<Option<Schedule>> {
-        let policy_name =
-            pgvault_core::model::resource::last_segment(&instance.properties.policy_info.policy_id);
-        let policy = vault.policy(policy_name).await?;
-        let Some(trigger) = schedule_trigger(&policy) else {
-            return Ok(None);
-        };
-        Schedule::parse(
-            &trigger.schedule.repeating_time_intervals,
-            trigger.schedule.time_zone.as_deref(),
-        )
-        .map(Some)
-        .map_err(|errors| {
-            Error::new(
-                ErrorCode::UserErrorInvalidPolicy,
-                format!(
-                    "policy `{policy_name}` has an invalid schedule: {}",
-                    errors[0].1
-                ),
-            )
-        })
-    }
-
     // ---- restore ----
 
     /// `restore trigger`: runs a restore request as a `Restore` job.
@@ -754,19 +565,16 @@ impl Pgvault {
         let lock = self
             .shared_lock(&vault.store, &format!("restore of {instance}"))
             .await?;
-        let job = self.history.start(&new).map_err(history_err)?;
-        let guard = CancelOnDrop::new(&self.history, &job);
-        let steps = JobSteps::new(&self.history, &job, std::time::Instant::now());
-        let result = self
-            .with_progress(
-                job.id,
+        let run = JobRun::start(&self.history, &new, Held::nothing().lock(lock)).await?;
+        let result = run
+            .drive(
                 restore_with_steps(
                     &vault,
                     instance,
                     request,
                     written.clone(),
                     &self.leftovers(),
-                    &steps,
+                    run.steps(),
                 ),
                 || (written.load(Ordering::Relaxed), 0),
             )
@@ -777,18 +585,14 @@ impl Pgvault {
             if !outcome.warnings.is_empty() {
                 details.push(("Warning".into(), outcome.warnings.join(" ")));
             }
-            if !details.is_empty()
-                && let Err(e) = self.history.set_details(job.id, &details)
-            {
-                tracing::warn!(job = %job.id, error = %e, "could not record the restore's outcome");
+            if let Err(e) = run.set_details(&details) {
+                tracing::warn!(job = %run.id(), error = %e.message, "could not record the restore's outcome");
             }
         }
-        guard.disarm();
         let result = result.map_err(|e| {
             self.explain_missing_point(vault.name(), instance, &request.recovery_point_id, e)
         });
-        let job = self.finish(job.id, &result.as_ref().map(|_| None), read, 0, Utc::now())?;
-        release(lock).await;
+        let job = run.finish(result.as_ref().map(|_| None), read, 0).await?;
         Ok((job, result.ok()))
     }
 
@@ -825,55 +629,6 @@ impl Pgvault {
                 )
             })
     }
-
-    /// Drives `work` while refreshing the job's byte counters every few seconds.
-    pub(crate) async fn with_progress<T>(
-        &self,
-        id: JobId,
-        work: impl std::future::Future<Output = Result<T>>,
-        counters: impl Fn() -> (u64, u64),
-    ) -> Result<T> {
-        tokio::pin!(work);
-        // A panic in the operation ends it with an error, so its job is finished as Failed
-        // (and its locks released) like any other failure, not left to unwinding.
-        let mut work = std::future::poll_fn(move |cx| {
-            let polled =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work.as_mut().poll(cx)));
-            polled.unwrap_or_else(|panic| std::task::Poll::Ready(Err(panic_error(&*panic))))
-        });
-        let mut tick = tokio::time::interval(PROGRESS_EVERY);
-        tick.tick().await;
-        loop {
-            tokio::select! {
-                out = &mut work => return out,
-                _ = tick.tick() => {
-                    let (read, stored) = counters();
-                    if let Err(e) = self.history.update_progress(id, read, stored) {
-                        tracing::warn!(job = %id, error = %e, "could not record job progress");
-                    }
-                }
-            }
-        }
-    }
-
-    pub(crate) fn finish(
-        &self,
-        id: JobId,
-        result: &std::result::Result<Option<String>, &Error>,
-        read: u64,
-        stored: u64,
-        end: DateTime<Utc>,
-    ) -> Result<Job> {
-        let outcome = match result {
-            Ok(rp) => JobOutcome::Completed {
-                recovery_point_id: rp.clone(),
-            },
-            Err(e) => JobOutcome::Failed(JobError::new(e.code.clone(), e.message.clone())),
-        };
-        self.history
-            .finish(id, &outcome, end, read, stored)
-            .map_err(history_err)
-    }
 }
 
 /// Removes the staging databases, scratch databases and partial files that restores and
@@ -904,264 +659,10 @@ pub async fn clean_leftovers(home: &Home) -> Vec<Cleaned> {
     cleaned
 }
 
-/// Records an operation's steps as its job's sub-tasks (a backup's validate, dump, upload,
-/// commit; a restore's validate, restore or write, apply owners, commit; a drill's restore,
-/// compare, drop), at the job's clock: its start plus the time
-/// elapsed, as its end is.
-pub(crate) struct JobSteps<'a> {
-    history: &'a JobHistory,
-    job: JobId,
-    start: DateTime<Utc>,
-    began: std::time::Instant,
-    tasks: std::sync::Mutex<std::collections::HashMap<&'static str, TaskId>>,
-}
-
-impl<'a> JobSteps<'a> {
-    pub(crate) fn new(history: &'a JobHistory, job: &Job, began: std::time::Instant) -> Self {
-        JobSteps {
-            history,
-            job: job.id,
-            start: job.state.start(),
-            began,
-            tasks: Default::default(),
-        }
-    }
-
-    fn at(&self) -> DateTime<Utc> {
-        self.start + chrono::TimeDelta::from_std(self.began.elapsed()).unwrap_or_default()
-    }
-}
-
-impl Steps for JobSteps<'_> {
-    fn started(&self, step: Step) {
-        self.started_task(step.name());
-    }
-
-    fn finished(&self, step: Step, result: std::result::Result<String, String>) {
-        self.finished_task(step.name(), result);
-    }
-}
-
-impl DrillSteps for JobSteps<'_> {
-    fn started(&self, step: DrillStep) {
-        self.started_task(step.name());
-    }
-
-    fn finished(&self, step: DrillStep, result: std::result::Result<String, String>) {
-        self.finished_task(step.name(), result);
-    }
-}
-
-impl RestoreSteps for JobSteps<'_> {
-    fn started(&self, step: RestoreStep) {
-        self.started_task(step.name());
-    }
-
-    fn finished(&self, step: RestoreStep, result: std::result::Result<String, String>) {
-        self.finished_task(step.name(), result);
-    }
-}
-
-impl JobSteps<'_> {
-    fn started_task(&self, name: &'static str) {
-        match self.history.start_task(self.job, name, self.at()) {
-            Ok(task) => {
-                self.tasks
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(name, task);
-            }
-            Err(e) => tracing::warn!(job = %self.job, error = %e, "could not record a sub-task"),
-        }
-    }
-
-    fn finished_task(&self, name: &'static str, result: std::result::Result<String, String>) {
-        let task = self
-            .tasks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name);
-        let Some(task) = task else { return };
-        let (outcome, detail) = match &result {
-            Ok(detail) => (TaskOutcome::Completed, detail),
-            Err(detail) => (TaskOutcome::Failed, detail),
-        };
-        if let Err(e) = self
-            .history
-            .finish_task(self.job, task, outcome, Some(detail), self.at())
-        {
-            tracing::warn!(job = %self.job, error = %e, "could not record a sub-task's end");
-        }
-    }
-}
-
-/// The error an operation that panicked ends with: an internal error that names the panic.
-pub(crate) fn panic_error(panic: &(dyn std::any::Any + Send)) -> Error {
-    let what = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "no message".into());
-    Error::new(
-        ErrorCode::InternalError,
-        format!(
-            "pgvault stopped the operation on an internal error (a panic: {what}); nothing was \
-             completed. This is a bug: please report it with this message"
-        ),
-    )
-}
-
-/// Finishes a job as `Cancelled` when the operation's future is dropped before it finished the
-/// job itself (Ctrl-C in the REPL, the host's shutdown after its grace period), so a job never
-/// stays `InProgress` behind a live process, where it would block the instance's next backup.
-/// The work stops with the future: `pg_dump` is killed with its process group, and a backup's
-/// manifest, written last, is never written.
-pub(crate) struct CancelOnDrop<'a> {
-    history: &'a JobHistory,
-    id: JobId,
-    start: DateTime<Utc>,
-    armed: bool,
-}
-
-impl<'a> CancelOnDrop<'a> {
-    pub(crate) fn new(history: &'a JobHistory, job: &Job) -> Self {
-        CancelOnDrop {
-            history,
-            id: job.id,
-            start: job.state.start(),
-            armed: true,
-        }
-    }
-
-    /// The operation finishes the job itself from here on.
-    pub(crate) fn disarm(mut self) {
-        self.armed = false;
-    }
-}
-
-impl Drop for CancelOnDrop<'_> {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let (read, stored) = match self.history.get(self.id) {
-            Ok(Some(job)) => (job.bytes_read, job.bytes_stored),
-            _ => (0, 0),
-        };
-        // A job recorded at a scheduler's clock (`tick --at`) may start after the wall clock.
-        let end = Utc::now().max(self.start);
-        // Dropped by a panic unwinding through the operation: that is a failure, not a
-        // cancellation (the panic's message is in the log).
-        let outcome = if std::thread::panicking() {
-            let e = panic_error(&"see the log for the panic's message");
-            JobOutcome::Failed(JobError::new(e.code, e.message))
-        } else {
-            JobOutcome::Cancelled
-        };
-        match self.history.finish(self.id, &outcome, end, read, stored) {
-            Ok(_) => {
-                tracing::warn!(job = %self.id, status = ?outcome.status(), "job ended by its operation stopping")
-            }
-            Err(e) => {
-                tracing::error!(job = %self.id, error = %e, "could not record the job as cancelled")
-            }
-        }
-    }
-}
-
-/// A lock of `kind` on `store`, retried while it is refused for `wait` (tokio's clock, so
-/// tests run it on a paused one), then refused with how long it waited and how to wait longer.
-pub(crate) async fn wait_for_lock(
-    store: &VaultStore,
-    kind: LockKind,
-    operation: &str,
-    wait: Duration,
-) -> Result<VaultLock> {
-    let deadline = tokio::time::Instant::now() + wait;
-    let mut pause = Duration::from_secs(1);
-    let mut logged = false;
-    loop {
-        match VaultLock::acquire(store, kind, operation).await {
-            Ok(lock) => return Ok(lock),
-            Err(e @ pgvault_core::store::lock::LockError::Locked { .. }) => {
-                let now = tokio::time::Instant::now();
-                if now >= deadline {
-                    let mut error = Error::from(e);
-                    if !wait.is_zero() {
-                        error.message = format!(
-                            "{} (waited {} s for it; set {LOCK_WAIT_ENV} to wait longer)",
-                            error.message,
-                            wait.as_secs()
-                        );
-                    }
-                    return Err(error);
-                }
-                if !logged {
-                    tracing::warn!(operation, error = %e, wait_seconds = wait.as_secs(), "the vault is locked; waiting");
-                    logged = true;
-                }
-                tokio::time::sleep(pause.min(deadline - now)).await;
-                pause = (pause * 2).min(Duration::from_secs(15));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// Locks every tier of the vault for `operation`; all or none.
-pub(crate) async fn lock_tiers(
-    vault: &Vault,
-    kind: LockKind,
-    operation: &str,
-) -> Result<Vec<VaultLock>> {
-    let mut locks = Vec::new();
-    for tier in [DataStoreType::VaultStore, DataStoreType::ArchiveStore] {
-        if let Some(store) = vault.tier_store(tier) {
-            match VaultLock::acquire(store, kind, operation).await {
-                Ok(lock) => locks.push(lock),
-                Err(e) => {
-                    for lock in locks {
-                        release(lock).await;
-                    }
-                    return Err(e.into());
-                }
-            }
-        }
-    }
-    Ok(locks)
-}
-
-pub(crate) async fn release_all(locks: Vec<VaultLock>) {
-    for lock in locks {
-        release(lock).await;
-    }
-}
-
-/// Takes the vault's destructive-operation guard (see `pgvault_core::store::lease`) for
-/// `operation`: a retention sweep, garbage collection or a deletion. Refused at once, naming
-/// the holder, while another process runs one on the same vault.
-pub(crate) async fn guard_destructive(vault: &Vault, operation: &str) -> Result<DestructiveGuard> {
-    Ok(DestructiveGuard::acquire(&vault.store, vault.name(), operation).await?)
-}
-
-/// Releases the destructive-operation guard; one that cannot be released ends by itself (a
-/// lease expires, a lock goes stale).
-pub(crate) async fn release_guard(guard: DestructiveGuard) {
-    if let Err(e) = guard.release().await {
-        tracing::warn!(error = %e, "could not release the destructive-operation guard; it ends by itself");
-    }
-}
-
-/// Releases a vault lock; one that cannot be removed goes stale when this process ends.
-pub(crate) async fn release(lock: VaultLock) {
-    if let Err(e) = lock.release().await {
-        tracing::warn!(error = %e, "could not release a vault lock; it goes stale when this process ends");
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pgvault_core::model::instance::PROTECTION_CONFIGURED;
 
     #[tokio::test]
     async fn protection_state_changes_are_recorded_and_resume_restarts_the_schedule() {
@@ -1217,33 +718,35 @@ mod tests {
         assert!(jobs.iter().all(|j| j.status() == JobStatus::Completed));
     }
 
-    #[test]
-    fn a_job_whose_operation_is_dropped_ends_cancelled() {
+    #[tokio::test]
+    async fn a_job_whose_operation_is_dropped_ends_cancelled() {
         let dir = tempfile::tempdir().unwrap();
         let svc = Pgvault::open(Home::at(dir.path().join("home"))).unwrap();
         let mut new = NewJob::new(Operation::OnDemandBackup, "V", Utc::now(), current_owner());
         new.backup_instance_name = Some("db1".into());
-        let running = svc.history.start(&new).unwrap();
-        let finished = svc
-            .history
-            .start(&NewJob::new(
-                Operation::Restore,
-                "V",
-                Utc::now(),
-                current_owner(),
-            ))
+        let running = JobRun::start(&svc.history, &new, Held::nothing())
+            .await
             .unwrap();
+        let running_id = running.id();
+        let finished = JobRun::start(
+            &svc.history,
+            &NewJob::new(Operation::Restore, "V", Utc::now(), current_owner()),
+            Held::nothing(),
+        )
+        .await
+        .unwrap();
+        let finished_id = finished.id();
         // Dropped before the operation finished its job: Cancelled.
-        drop(CancelOnDrop::new(&svc.history, &running));
-        // Disarmed: the operation finishes the job itself.
-        CancelOnDrop::new(&svc.history, &finished).disarm();
+        drop(running);
+        // Finished: the operation's outcome stands.
+        finished.finish(Ok(None), 0, 0).await.unwrap();
         assert_eq!(
-            svc.job(&running.id.to_string()).unwrap().status(),
+            svc.job(&running_id.to_string()).unwrap().status(),
             JobStatus::Cancelled
         );
         assert_eq!(
-            svc.job(&finished.id.to_string()).unwrap().status(),
-            JobStatus::InProgress
+            svc.job(&finished_id.to_string()).unwrap().status(),
+            JobStatus::Completed
         );
     }
 
@@ -1253,10 +756,11 @@ mod tests {
         let svc = Pgvault::open(Home::at(dir.path().join("home"))).unwrap();
         let new = || NewJob::new(Operation::Restore, "V", Utc::now(), current_owner());
         // A panic inside the operation's future is its error.
-        let job = svc.history.start(&new()).unwrap();
-        let out: Result<()> = svc
-            .with_progress(
-                job.id,
+        let run = JobRun::start(&svc.history, &new(), Held::nothing())
+            .await
+            .unwrap();
+        let out: Result<()> = run
+            .drive(
                 async {
                     let bytes = [1u8, 2, 3];
                     let end = std::hint::black_box(7);
@@ -1269,15 +773,19 @@ mod tests {
         let e = out.unwrap_err();
         assert_eq!(e.code.as_str(), "InternalError");
         assert!(e.message.contains("out of range"), "{}", e.message);
-        // A job whose guard is dropped by a panic unwinding past it is Failed, not Cancelled.
-        let job = svc.history.start(&new()).unwrap();
-        let history = &svc.history;
-        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let _guard = CancelOnDrop::new(history, &job);
+        let job = run.finish(Err(&e), 0, 0).await.unwrap();
+        assert_eq!(job.status(), JobStatus::Failed);
+        // A job whose run is dropped by a panic unwinding past it is Failed, not Cancelled.
+        let run = JobRun::start(&svc.history, &new(), Held::nothing())
+            .await
+            .unwrap();
+        let id = run.id();
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let _run = run;
             panic!("a bug");
         }));
         assert!(unwound.is_err());
-        let job = svc.job(&job.id.to_string()).unwrap();
+        let job = svc.job(&id.to_string()).unwrap();
         assert_eq!(job.status(), JobStatus::Failed);
         let pgvault_core::model::job::JobState::Failed { error, .. } = &job.state else {
             panic!("{:?}", job.state)
@@ -1316,7 +824,17 @@ mod tests {
             .unwrap_err();
         assert_eq!(other.code.as_str(), "UserErrorBackupInstanceNotFound");
         // Once the first one finishes, the instance is free again.
-        svc.finish(job.id, &Ok(None), 0, 0, Utc::now()).unwrap();
+        svc.history
+            .finish(
+                job.id,
+                &pgvault_core::model::job::JobOutcome::Completed {
+                    recovery_point_id: None,
+                },
+                Utc::now(),
+                0,
+                0,
+            )
+            .unwrap();
         let error = svc
             .adhoc_backup("V", "db1", "Default", None)
             .await

@@ -32,7 +32,8 @@ use pgvault_core::store::paths;
 use pgvault_core::store::reindex::{ReindexReport, reindex};
 use pgvault_core::store::repair::{RepairError, RepairReport, repair};
 
-use crate::service::{Pgvault, guard_destructive, lock_tiers, release_all, release_guard};
+use crate::job_run::{guard_destructive, lock_tiers, release_all, release_guard};
+use crate::service::Pgvault;
 
 /// One tier's check.
 #[derive(Debug, Serialize)]

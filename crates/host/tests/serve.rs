@@ -16,7 +16,8 @@ use pgvault_core::engine::home::Home;
 use pgvault_core::model::job::{Job, JobFilter, JobOutcome, JobStatus, NewJob, Operation};
 use pgvault_core::model::policy::BackupPolicy;
 use pgvault_core::store::paths;
-use pgvault_host::history::current_owner;
+use pgvault_host::agenda::{Agenda, tick};
+use pgvault_host::history::{DEFAULT_JOB_HISTORY_RETENTION, current_owner};
 use pgvault_host::serve::{Event, ScriptsOptions, ServeOptions, TokioClock, serve};
 use pgvault_host::service::Pgvault;
 
@@ -316,4 +317,164 @@ async fn dropped_scripts_run_once_are_filed_and_a_bad_one_does_not_stop_the_host
     assert!(hourly.contains(&t("2030-01-01T02:00:00Z")), "{hourly:?}");
     // The host kept running its schedules.
     assert_eq!(scheduled(&svc, "a").len(), 2);
+}
+
+/// A finished job started and ended at `at`, two years before the serve tests' times: older
+/// than the year of history the host keeps.
+fn old_job(svc: &Pgvault, at: DateTime<Utc>) -> pgvault_core::model::job::JobId {
+    let old = svc
+        .history()
+        .start(&NewJob::new(
+            Operation::OnDemandBackup,
+            "V",
+            at,
+            current_owner(),
+        ))
+        .unwrap();
+    svc.history()
+        .finish(
+            old.id,
+            &JobOutcome::Completed {
+                recovery_point_id: None,
+            },
+            at,
+            0,
+            0,
+        )
+        .unwrap();
+    old.id
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_agenda_scans_the_vaults_once_until_something_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = home(dir.path(), &["a", "b"], t("2030-01-01T00:30:00Z")).await;
+    let mut agenda = Agenda::new();
+    let due = |turn: &pgvault_host::agenda::Turn| -> Vec<String> {
+        turn.due.iter().map(|w| w.key()).collect()
+    };
+
+    let first = agenda.turn(&svc, t("2030-01-01T01:00:00Z")).await;
+    assert_eq!(agenda.scans(), 1);
+    assert_eq!(due(&first), ["backup/V/a", "backup/V/b"]);
+    assert_eq!(first.wake, Some(t("2030-01-01T02:00:00Z")));
+    // Ten minutes later, nothing having changed: the same answer from the same scan.
+    let again = agenda.turn(&svc, t("2030-01-01T01:10:00Z")).await;
+    assert_eq!(agenda.scans(), 1);
+    assert_eq!(due(&again), due(&first));
+
+    // `b` suspended, and the agenda told: it reads the vault again and `b` is not due.
+    svc.set_protection_state("V", "b", "BackupsSuspended")
+        .await
+        .unwrap();
+    agenda.invalidate();
+    let told = agenda.turn(&svc, t("2030-01-01T01:20:00Z")).await;
+    assert_eq!(agenda.scans(), 2);
+    assert_eq!(due(&told), ["backup/V/a"]);
+
+    // `b` resumed behind the agenda's back (another process): seen once the scan is an hour
+    // old, not before.
+    svc.set_protection_state("V", "b", "ProtectionConfigured")
+        .await
+        .unwrap();
+    agenda.turn(&svc, t("2030-01-01T01:30:00Z")).await;
+    assert_eq!(agenda.scans(), 2);
+    agenda.turn(&svc, t("2030-01-01T02:20:00Z")).await;
+    assert_eq!(agenda.scans(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_loop_scans_the_vaults_at_most_once_a_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = home(dir.path(), &["a", "b"], t("2030-01-01T00:30:00Z")).await;
+    let (events, rx) = mpsc::channel(4);
+    let clock = Arc::new(TokioClock::starting_at(t("2030-01-01T00:40:00Z")));
+    let opts = ServeOptions {
+        max_concurrent_jobs: 1,
+        ..ServeOptions::default()
+    };
+    let host = tokio::spawn(serve(svc.clone(), opts, clock, rx));
+    tokio::time::sleep(Duration::from_secs(3 * 3600)).await;
+    events.send(Event::Shutdown).await.unwrap();
+    let summary = host.await.unwrap().unwrap();
+    // Six backups and a sweep ran; the loop turned for each start, each end and each
+    // occurrence, and read the vaults at most once a turn (it used to list every vault,
+    // instance and policy four times a turn), and not at the turns nothing had changed.
+    assert_eq!(scheduled(&svc, "a").len() + scheduled(&svc, "b").len(), 6);
+    assert!(summary.scans >= 1);
+    assert!(
+        summary.scans < summary.turns,
+        "{} scans in {} turns",
+        summary.scans,
+        summary.turns
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn tick_and_serve_run_the_same_work_at_the_same_time_and_both_prune_history() {
+    let at = t("2030-01-01T03:10:00Z");
+    let old_at = t("2028-01-01T00:00:00Z");
+    // What ran, in a home: (operation, instance, occurrence, late), sorted.
+    type Ran = (String, Option<String>, Option<DateTime<Utc>>, bool);
+    let ran = |svc: &Pgvault| {
+        let mut ran: Vec<Ran> = svc
+            .jobs(&JobFilter::default())
+            .unwrap()
+            .into_iter()
+            .filter(|j| j.operation != Operation::ConfigureBackup)
+            .map(|j| {
+                (
+                    j.operation.to_string(),
+                    j.backup_instance_name.clone(),
+                    j.scheduled.map(|s| s.due_time),
+                    j.scheduled.is_some_and(|s| s.late),
+                )
+            })
+            .collect();
+        ran.sort();
+        ran
+    };
+
+    let tick_dir = tempfile::tempdir().unwrap();
+    let ticked = home(tick_dir.path(), &["a", "b"], t("2030-01-01T00:30:00Z")).await;
+    let tick_old = old_job(&ticked, old_at);
+    let mut agenda = Agenda::new().sweeping(TimeDelta::days(1), DEFAULT_JOB_HISTORY_RETENTION);
+    tick(&ticked, &mut agenda, at).await.unwrap();
+
+    let serve_dir = tempfile::tempdir().unwrap();
+    let served = home(serve_dir.path(), &["a", "b"], t("2030-01-01T00:30:00Z")).await;
+    let serve_old = old_job(&served, old_at);
+    let (events, rx) = mpsc::channel(4);
+    let clock = Arc::new(TokioClock::starting_at(at));
+    let host = tokio::spawn(serve(served.clone(), ServeOptions::default(), clock, rx));
+    // Until 03:40, before the next occurrence.
+    tokio::time::sleep(Duration::from_secs(30 * 60)).await;
+    events.send(Event::Shutdown).await.unwrap();
+    host.await.unwrap().unwrap();
+
+    let expected = vec![
+        ("RetentionSweep".to_owned(), None, None, false),
+        (
+            "ScheduledBackup".to_owned(),
+            Some("a".to_owned()),
+            Some(t("2030-01-01T03:00:00Z")),
+            true,
+        ),
+        (
+            "ScheduledBackup".to_owned(),
+            Some("b".to_owned()),
+            Some(t("2030-01-01T03:00:00Z")),
+            true,
+        ),
+    ];
+    assert_eq!(ran(&ticked), expected);
+    assert_eq!(ran(&served), expected);
+    assert!(
+        ticked.history().get(tick_old).unwrap().is_none(),
+        "tick pruned"
+    );
+    assert!(
+        served.history().get(serve_old).unwrap().is_none(),
+        "serve pruned"
+    );
 }

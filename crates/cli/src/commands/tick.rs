@@ -1,16 +1,17 @@
-//! `pgvault tick [--at T]`: one pass of the host's loop (scheduled backups, the restore drills
-//! policies ask for, the retention sweep, then drop-in scripts), then exit.
+//! `pgvault tick [--at T]`: one turn of the host's agenda (`pgvault_host::agenda`, the one
+//! `serve` asks at each turn of its loop): scheduled backups, the restore drills policies ask
+//! for, the retention sweep with history pruning, then drop-in scripts; then exit.
 
 use std::process::ExitCode;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, TimeDelta, Utc};
 use clap::Args;
 use serde_json::{Value, json};
 
-use pgvault_model::resource::vault_id;
+use pgvault_model::job::{Job, JobStatus};
 
-use pgvault_host::dropin::{DEFAULT_SETTLE, RunOptions, ScriptsDir, run_script_file};
-use pgvault_host::retention::GcMode;
+use pgvault_host::agenda::{Agenda, Ticked, Work, tick};
+use pgvault_host::dropin::{DEFAULT_SETTLE, RunOptions, ScriptsDir};
 
 use super::{coded, open_service};
 use crate::output::{Format, print};
@@ -27,6 +28,9 @@ pub struct TickArgs {
     scripts_dir: Option<std::path::PathBuf>,
     #[command(flatten)]
     script_grants: super::run::ScriptGrantArgs,
+    /// Finished jobs older than this (ISO 8601 duration) are pruned, as `serve` does daily.
+    #[arg(long, value_parser = super::job::parse_retention, default_value = "P365D")]
+    keep_job_history: pgvault_model::duration::IsoDuration,
 }
 
 /// Prints the jobs the pass ran (Azure's job JSON, or a table); exits non-zero when any of
@@ -34,84 +38,70 @@ pub struct TickArgs {
 pub async fn run(args: TickArgs, format: Format) -> anyhow::Result<ExitCode> {
     let svc = std::sync::Arc::new(open_service()?);
     let now = args.at.unwrap_or_else(Utc::now);
-    let outcomes = svc.tick(now).await.map_err(coded)?;
-    let mut failed = false;
-    let mut jobs = Vec::new();
-    for outcome in outcomes {
-        match outcome.job {
-            Ok(job) => {
-                failed |= job.status() == pgvault_model::job::JobStatus::Failed;
-                jobs.push(job.to_azure_json(&vault_id(&job.vault_name)));
-            }
-            Err(e) => {
-                failed = true;
-                eprintln!(
-                    "{}/{}: the scheduled backup due {} could not start: {}: {}",
-                    outcome.vault, outcome.instance, outcome.due.due, e.code, e.message
-                );
-                jobs.push(json!({"vault": outcome.vault, "instance": outcome.instance, "error": {"code": e.code, "message": e.message}}));
-            }
-        }
-    }
-    // Restore drills the policies ask for, after the backups: a drill due after a number of
-    // backups counts the ones just taken.
-    for outcome in svc.drill_tick(now).await.map_err(coded)? {
-        match outcome.job {
-            Ok(job) => {
-                failed |= job.status() == pgvault_model::job::JobStatus::Failed;
-                jobs.push(job.azure_json());
-            }
-            Err(e) => {
-                failed = true;
-                let d = &outcome.drill;
-                eprintln!(
-                    "{}/{}: the restore drill ({}) could not start: {}: {}",
-                    d.vault, d.instance, d.reason, e.code, e.message
-                );
-                jobs.push(json!({"vault": d.vault, "instance": d.instance, "error": {"code": e.code, "message": e.message}}));
-            }
-        }
-    }
-    // Retention as of the same clock; garbage is collected when something was deleted or the
-    // last collection is a day old.
-    for sweep in svc
-        .retention_sweep_all(now, false, GcMode::WhenDue)
-        .await
-        .map_err(coded)?
-    {
-        let sweep = match sweep.outcome {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                failed = true;
-                eprintln!(
-                    "{}: the retention sweep failed: {}: {}",
-                    sweep.vault, e.code, e.message
-                );
-                jobs.push(
-                    json!({"vault": sweep.vault, "error": {"code": e.code, "message": e.message}}),
-                );
-                continue;
-            }
-        };
-        for job in sweep.action_jobs.iter().chain(&sweep.job) {
-            failed |= job.status() == pgvault_model::job::JobStatus::Failed;
-            jobs.push(job.azure_json());
-        }
-    }
-    // Drop-in scripts that are ready (unchanged for a moment) and recurring ones that are due.
     let dir = args
         .scripts_dir
         .unwrap_or_else(|| svc.home().dir().join("scripts"));
-    let mut scripts = ScriptsDir::new(dir, DEFAULT_SETTLE);
-    let mut ready = scripts.scan_at_startup(now, std::time::SystemTime::now());
-    ready.extend(scripts.recurring_due(&svc, now).map_err(coded)?);
-    let options = RunOptions::sandboxed(args.script_grants.grants());
-    for script in &ready {
-        let ran = run_script_file(svc.clone(), script, &options, now)
-            .await
-            .map_err(coded)?;
-        failed |= ran.job.status() == pgvault_model::job::JobStatus::Failed;
-        jobs.push(ran.job.azure_json());
+    let mut agenda = Agenda::new()
+        .sweeping(TimeDelta::days(1), args.keep_job_history)
+        .with_scripts(
+            ScriptsDir::new(dir, DEFAULT_SETTLE),
+            RunOptions::sandboxed(args.script_grants.grants()),
+        );
+    let mut failed = false;
+    let mut jobs = Vec::new();
+    let push = |job: &Job, jobs: &mut Vec<Value>, failed: &mut bool| {
+        *failed |= job.status() == JobStatus::Failed;
+        jobs.push(job.azure_json());
+    };
+    for ticked in tick(&svc, &mut agenda, now).await.map_err(coded)? {
+        match ticked {
+            Ticked::Job { job: Ok(job), .. } => push(&job, &mut jobs, &mut failed),
+            Ticked::Job { work, job: Err(e) } => {
+                failed = true;
+                let (vault, instance, what) = match &work {
+                    Work::Backup(w) => (
+                        &w.vault,
+                        &w.instance,
+                        format!("the scheduled backup due {}", w.due.due),
+                    ),
+                    Work::Drill(d) => (
+                        &d.vault,
+                        &d.instance,
+                        format!("the restore drill ({})", d.reason),
+                    ),
+                    _ => unreachable!("only backups and drills are job work"),
+                };
+                eprintln!(
+                    "{vault}/{instance}: {what} could not start: {}: {}",
+                    e.code, e.message
+                );
+                jobs.push(json!({"vault": vault, "instance": instance, "error": {"code": e.code, "message": e.message}}));
+            }
+            Ticked::Sweep { vaults, pruned } => {
+                if let Err(e) = pruned {
+                    failed = true;
+                    eprintln!("pruning the job history failed: {}: {}", e.code, e.message);
+                }
+                for sweep in vaults.map_err(coded)? {
+                    let sweep_outcome = match sweep.outcome {
+                        Ok(outcome) => outcome,
+                        Err(e) => {
+                            failed = true;
+                            eprintln!(
+                                "{}: the retention sweep failed: {}: {}",
+                                sweep.vault, e.code, e.message
+                            );
+                            jobs.push(json!({"vault": sweep.vault, "error": {"code": e.code, "message": e.message}}));
+                            continue;
+                        }
+                    };
+                    for job in sweep_outcome.action_jobs.iter().chain(&sweep_outcome.job) {
+                        push(job, &mut jobs, &mut failed);
+                    }
+                }
+            }
+            Ticked::Script { job, .. } => push(&job.map_err(coded)?, &mut jobs, &mut failed),
+        }
     }
     print(&Value::Array(jobs), format)?;
     Ok(if failed {
