@@ -208,6 +208,23 @@ fn check_recovery_option(option: &str) -> Result<()> {
     }
 }
 
+/// A recovery point's manifest for the unit tests.
+#[cfg(test)]
+pub(super) fn test_manifest() -> crate::store::manifest::Manifest {
+    let json = serde_json::json!({
+        "formatVersion": 1, "recoveryPointId": "rp", "backupInstanceName": "i",
+        "recoveryPointTime": "2026-01-01T00:00:00Z", "policyName": "P",
+        "policyRuleName": "BackupWeekly", "retentionTagName": "Default", "expiryTime": null,
+        "jobId": "", "datasource": {"resourceId": "x", "server": "h", "port": 5432, "database": "d"},
+        "postgres": {"serverVersion": "17", "pgDumpVersion": "17", "databaseSize": 0, "usernameUsed": "u"},
+        "chunker": {"algorithm": "fastcdc-2020", "minSize": 1, "avgSize": 2, "maxSize": 4},
+        "stream": {"length": 0, "chunksBlake3": "", "chunkCount": 0, "chunkLists": []},
+        "archive": null,
+        "stats": {"bytesRead": 0, "bytesStored": 0, "newChunks": 0, "durationMs": 0}
+    });
+    serde_json::from_value(json).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,21 +267,4 @@ mod tests {
             )]
         );
     }
-}
-
-/// A recovery point's manifest for the unit tests.
-#[cfg(test)]
-pub(super) fn test_manifest() -> crate::store::manifest::Manifest {
-    let json = serde_json::json!({
-        "formatVersion": 1, "recoveryPointId": "rp", "backupInstanceName": "i",
-        "recoveryPointTime": "2026-01-01T00:00:00Z", "policyName": "P",
-        "policyRuleName": "BackupWeekly", "retentionTagName": "Default", "expiryTime": null,
-        "jobId": "", "datasource": {"resourceId": "x", "server": "h", "port": 5432, "database": "d"},
-        "postgres": {"serverVersion": "17", "pgDumpVersion": "17", "databaseSize": 0, "usernameUsed": "u"},
-        "chunker": {"algorithm": "fastcdc-2020", "minSize": 1, "avgSize": 2, "maxSize": 4},
-        "stream": {"length": 0, "chunksBlake3": "", "chunkCount": 0, "chunkLists": []},
-        "archive": null,
-        "stats": {"bytesRead": 0, "bytesStored": 0, "newChunks": 0, "durationMs": 0}
-    });
-    serde_json::from_value(json).unwrap()
 }
