@@ -296,7 +296,7 @@ impl Vault {
     pub async fn open(store: VaultStore) -> Result<Self> {
         let config: VaultConfig = store.get_json(&paths::vault_config()).await.map_err(|e| {
             if e.is_not_found() {
-                Error::caused_by(
+                Error::from_storage(
                     ErrorCode::UserErrorVaultNotFound,
                     format!("no vault at `{}` (vault.json is missing)", store.url()),
                     e,
@@ -561,7 +561,7 @@ impl Vault {
             .await
             .map_err(|e| {
                 if e.is_not_found() {
-                    Error::caused_by(
+                    Error::from_storage(
                         ErrorCode::UserErrorPolicyNotFound,
                         format!("vault `{}` has no policy `{name}`", self.name()),
                         e,
@@ -608,7 +608,7 @@ impl Vault {
     pub async fn instance(&self, name: &str) -> Result<BackupInstanceRequest> {
         let v: Value = self.store.get_json(&paths::instance(name)).await.map_err(|e| {
             if e.is_not_found() {
-                Error::caused_by(
+                Error::from_storage(
                     ErrorCode::UserErrorBackupInstanceNotFound,
                     format!("vault `{}` has no backup instance `{name}` (see `pgvault backup-instance list`)", self.name()),
                     e,
