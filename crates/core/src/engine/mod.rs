@@ -69,6 +69,42 @@ impl std::error::Error for Error {
     }
 }
 
+/// A kept cause whose text may carry a credential: storage errors print request URIs, and a
+/// SAS-bearing URI carries its `sig=`. It shows (`Display` and `Debug`) only the redacted text
+/// and ends the chain, so whoever walks [`Error`]'s sources or prints it with `{:?}` sees no
+/// more than the message did; [`Redacted::inner`] still gives code the typed error.
+pub struct Redacted<E>(E);
+
+impl<E: std::fmt::Display> Redacted<E> {
+    pub fn inner(&self) -> &E {
+        &self.0
+    }
+}
+
+impl<E: std::fmt::Display> std::fmt::Display for Redacted<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::model::redact::redact(&self.0.to_string()))
+    }
+}
+
+impl<E: std::fmt::Display> std::fmt::Debug for Redacted<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Redacted({self})")
+    }
+}
+
+impl<E: std::fmt::Display> std::error::Error for Redacted<E> {}
+
+impl Error {
+    /// An error made from a storage error, kept as its [`Redacted`] cause.
+    pub(crate) fn from_storage<E>(code: ErrorCode, message: impl Into<String>, source: E) -> Self
+    where
+        E: std::fmt::Display + Send + Sync + 'static,
+    {
+        Error::caused_by(code, message, Redacted(source))
+    }
+}
+
 /// Leaf errors that know their code: their text is the message, and they are the source.
 macro_rules! coded {
     ($($t:ty),* $(,)?) => {$(
@@ -110,7 +146,7 @@ impl From<crate::store::StoreError> for Error {
         } else {
             ErrorCode::VaultStorageError
         };
-        Error::caused_by(code, e.to_string(), e)
+        Error::from_storage(code, e.to_string(), e)
     }
 }
 
@@ -129,7 +165,7 @@ impl From<crate::store::writer::WriteError> for Error {
             }
             _ => ErrorCode::VaultWriteError,
         };
-        Error::caused_by(code, e.to_string(), e)
+        Error::from_storage(code, e.to_string(), e)
     }
 }
 
@@ -151,7 +187,7 @@ impl From<crate::store::reader::ReadError> for Error {
             }
             _ => ErrorCode::RecoveryPointDamaged,
         };
-        Error::caused_by(code, e.to_string(), e)
+        Error::from_storage(code, e.to_string(), e)
     }
 }
 
@@ -187,7 +223,7 @@ impl From<crate::store::lock::LockError> for Error {
                 ErrorCode::VaultStorageError
             }
         };
-        Error::caused_by(code, e.to_string(), e)
+        Error::from_storage(code, e.to_string(), e)
     }
 }
 
@@ -198,7 +234,7 @@ impl From<crate::store::gc::GcError> for Error {
             crate::store::gc::GcError::Store(_) => ErrorCode::VaultStorageError,
             crate::store::gc::GcError::Guard(e) => return e.into(),
         };
-        Error::caused_by(code, e.to_string(), e)
+        Error::from_storage(code, e.to_string(), e)
     }
 }
 
@@ -222,8 +258,13 @@ mod tests {
         assert_eq!(e.code, ErrorCode::VaultCorrupt);
         assert_eq!(e.message, text);
         let source = e.source().expect("the store error is kept");
-        assert!(source.is::<crate::store::StoreError>(), "{source:?}");
-        assert!(source.source().is_some_and(|s| s.is::<serde_json::Error>()));
+        let kept = source
+            .downcast_ref::<Redacted<crate::store::StoreError>>()
+            .expect("a storage error is kept redacted");
+        assert!(matches!(
+            kept.inner(),
+            crate::store::StoreError::Json { .. }
+        ));
 
         let secret = crate::secrets::SecretValue::new("this is not a connection string");
         let parse = crate::postgres::connection::ConnectionString::parse(&secret).unwrap_err();
@@ -241,6 +282,33 @@ mod tests {
         );
     }
 
+    /// A storage error's cause keeps a SAS out of its text, its `Debug` and its chain, as the
+    /// message does.
+    #[test]
+    fn a_kept_storage_cause_never_shows_a_sas() {
+        let url = "https://acct.blob.core.windows.net/v/packs/x?sv=2024&sig=SECRETSIG&se=1";
+        let store = crate::store::StoreError::Io {
+            path: "packs/x".into(),
+            source: object_store::Error::Generic {
+                store: "MicrosoftAzure",
+                source: format!("request to {url} failed").into(),
+            },
+        };
+        let e = Error::from(store);
+        assert_eq!(e.code, ErrorCode::VaultStorageError);
+        let mut shown = vec![e.message.clone(), format!("{e:?}")];
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            shown.push(c.to_string());
+            shown.push(format!("{c:?}"));
+            cause = c.source();
+        }
+        assert!(shown.len() >= 4, "{shown:?}");
+        for text in &shown {
+            assert!(!text.contains("SECRETSIG"), "{text}");
+        }
+    }
+
     /// The guidance a damaged read gets names the point and what to do, and keeps the cause.
     #[test]
     fn a_damaged_read_keeps_its_cause_under_the_guidance() {
@@ -254,8 +322,8 @@ mod tests {
         assert!(e.message.contains("recovery-point verify"), "{}", e.message);
         assert!(
             e.source()
-                .and_then(|s| s.downcast_ref::<ReadError>())
-                .is_some_and(|r| matches!(r, ReadError::MissingChunk(_)))
+                .and_then(|s| s.downcast_ref::<Redacted<ReadError>>())
+                .is_some_and(|r| matches!(r.inner(), ReadError::MissingChunk(_)))
         );
         // Any other error passes through untouched.
         let other = damaged_point_guidance(

@@ -432,7 +432,7 @@ fn pack_state(props: &BlobProperties) -> PackState {
 }
 
 fn blob_error(e: BlobError) -> Error {
-    Error::new(ErrorCode::VaultStorageError, e.message)
+    Error::from_storage(ErrorCode::VaultStorageError, e.message.clone(), e)
 }
 
 /// Brings every pack `point` reads in the archive tier's store online: the packs of its

@@ -296,9 +296,10 @@ impl Vault {
     pub async fn open(store: VaultStore) -> Result<Self> {
         let config: VaultConfig = store.get_json(&paths::vault_config()).await.map_err(|e| {
             if e.is_not_found() {
-                Error::new(
+                Error::from_storage(
                     ErrorCode::UserErrorVaultNotFound,
                     format!("no vault at `{}` (vault.json is missing)", store.url()),
+                    e,
                 )
             } else {
                 e.into()
@@ -560,9 +561,10 @@ impl Vault {
             .await
             .map_err(|e| {
                 if e.is_not_found() {
-                    Error::new(
+                    Error::from_storage(
                         ErrorCode::UserErrorPolicyNotFound,
                         format!("vault `{}` has no policy `{name}`", self.name()),
+                        e,
                     )
                 } else {
                     e.into()
@@ -616,9 +618,10 @@ impl Vault {
     pub async fn instance(&self, name: &str) -> Result<BackupInstanceRequest> {
         let v: Value = self.store.get_json(&paths::instance(name)).await.map_err(|e| {
             if e.is_not_found() {
-                Error::new(
+                Error::from_storage(
                     ErrorCode::UserErrorBackupInstanceNotFound,
                     format!("vault `{}` has no backup instance `{name}` (see `pgvault backup-instance list`)", self.name()),
+                    e,
                 )
             } else {
                 e.into()

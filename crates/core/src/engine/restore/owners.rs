@@ -114,8 +114,9 @@ pub(super) async fn apply_owners_and_privileges(
     selection: &Selection,
 ) -> Result<OwnersApplied> {
     let client = params.connect().await?;
-    let query =
-        |e: tokio_postgres::Error| Error::new(ErrorCode::UserErrorDBQueryFailed, e.to_string());
+    let query = |e: tokio_postgres::Error| {
+        Error::caused_by(ErrorCode::UserErrorDBQueryFailed, e.to_string(), e)
+    };
     let existing: std::collections::HashSet<String> = client
         .query("SELECT rolname::text FROM pg_roles", &[])
         .await

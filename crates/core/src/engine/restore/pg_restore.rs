@@ -210,9 +210,10 @@ pub(super) async fn feed_tool(
             let file = TempFile::register(&selection.leftovers, "list")?;
             let path = file.0.clone();
             std::fs::write(&path, text).map_err(|e| {
-                other(Error::new(
+                other(Error::caused_by(
                     ErrorCode::RestoreStagingFailed,
                     format!("cannot write `{}`: {e}", path.display()),
+                    e,
                 ))
             })?;
             args.push(format!("--use-list={}", path.display()));
@@ -238,9 +239,10 @@ pub(super) async fn feed_tool(
         let staged = TempFile::register(&selection.leftovers, "dump")?;
         let path = staged.0.clone();
         let file = tokio::fs::File::create(&path).await.map_err(|e| {
-            other(Error::new(
+            other(Error::caused_by(
                 ErrorCode::RestoreStagingFailed,
                 format!("cannot create `{}`: {e}", path.display()),
+                e,
             ))
         })?;
         let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
@@ -255,9 +257,10 @@ pub(super) async fn feed_tool(
         .await
         .map_err(|e| other(e.into()))?;
         out.into_inner().sync_all().await.map_err(|e| {
-            other(Error::new(
+            other(Error::caused_by(
                 ErrorCode::RestoreStagingFailed,
                 format!("cannot write the staged archive: {e}"),
+                e,
             ))
         })?;
         crate::fault::point("restore-staged");
@@ -288,16 +291,18 @@ pub(super) async fn feed_tool(
             .map_err(|e| other(e.into()))?;
         let stdin = proc.child_mut().stdin.take().expect("stdin is piped");
         let mut stdin = FaultPoints(tokio::process::ChildStdin::from_std(stdin).map_err(|e| {
-            other(Error::new(
+            other(Error::caused_by(
                 ErrorCode::InternalError,
                 format!("cannot drive pg_restore's input: {e}"),
+                e,
             ))
         })?);
         let printed = match proc.child_mut().stdout.take() {
             Some(out) => Some(tokio::process::ChildStdout::from_std(out).map_err(|e| {
-                other(Error::new(
+                other(Error::caused_by(
                     ErrorCode::InternalError,
                     format!("cannot read pg_restore's output: {e}"),
+                    e,
                 ))
             })?),
             None => None,
