@@ -201,7 +201,7 @@ pub async fn drop_database(
         .connect()
         .await
         .map_err(|e| format!("cannot connect: {}", error_chain(&e)))?;
-    let quoted = format!("\"{}\"", database.replace('"', "\"\""));
+    let quoted = crate::postgres::quote_ident(database);
     client
         .batch_execute(&format!("DROP DATABASE IF EXISTS {quoted} WITH (FORCE)"))
         .await

@@ -639,9 +639,7 @@ impl ConnectError {
     }
 }
 
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+use super::quote_ident;
 
 fn grant_connect_sql(endpoint: &Endpoint) -> String {
     format!(

@@ -101,10 +101,7 @@ fn display_ident(name: &str) -> String {
     }
 }
 
-/// SQL's quoting of an identifier.
-pub fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+pub use super::quote_ident;
 
 /// A table as the catalog lists it, before any counting.
 #[derive(Clone, Debug)]

@@ -11,6 +11,12 @@ pub mod contents;
 pub mod readiness;
 pub mod tools;
 
+/// SQL's quoting of an identifier: in double quotes, a double quote doubled. Every name
+/// pgvault puts into SQL it writes (databases, roles, schemas, tables) goes through it.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// Databases that are never offered for backup: Azure's internal ones (the seeds say so)
 /// and the template a server cannot connect to.
 pub const EXCLUDED_DATABASES: &[&str] = &["azure_maintenance", "azure_sys", "template0"];

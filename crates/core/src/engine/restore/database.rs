@@ -19,6 +19,7 @@ use crate::engine::{Error, Result};
 use crate::model::code::ErrorCode;
 use crate::model::restore::RestoreOptions;
 use crate::postgres::connection::{ConnectParams, ConnectionString, Datasource};
+use crate::postgres::quote_ident;
 use crate::secrets::ResolveSecret as _;
 use crate::secrets::SecretRef;
 use crate::store::manifest::Manifest;
@@ -27,8 +28,7 @@ use crate::store::manifest::Manifest;
 pub(super) async fn restore_to_database(
     vault: &Vault,
     manifest: &Manifest,
-    ds: &Datasource,
-    secret: &SecretRef,
+    (ds, secret): (&Datasource, &SecretRef),
     opts: &RestoreOptions,
     written: Arc<AtomicU64>,
     leftovers: &Leftovers,
@@ -60,7 +60,7 @@ pub(super) async fn restore_to_database(
         (row.get(0), row.get(1))
     };
     if !can_create {
-        let quoted_user = format!("\"{}\"", user.replace('"', "\"\""));
+        let quoted_user = quote_ident(&user);
         return Err(Error::new(
             ErrorCode::UserErrorMissingDBPermissions,
             format!(
@@ -87,8 +87,7 @@ pub(super) async fn restore_to_database(
         crate::engine::leftovers::STAGING_PREFIX,
         &uuid::Uuid::new_v4().simple().to_string()[..12]
     );
-    let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
-    let (quoted, quoted_staging) = (quote(ds.database()), quote(&staging));
+    let (quoted, quoted_staging) = (quote_ident(ds.database()), quote_ident(&staging));
     // Recorded before it exists: if this process is killed from here on, the next pgvault
     // drops it.
     let registration = leftovers.register("restore", Leftover::database(ds, &staging, secret))?;
@@ -230,7 +229,7 @@ pub(super) async fn create_schemas(params: &ConnectParams, schemas: &[String]) -
     }
     let client = params.connect().await?;
     for schema in schemas {
-        let quoted = format!("\"{}\"", schema.replace('"', "\"\""));
+        let quoted = quote_ident(schema);
         client
             .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {quoted}"))
             .await

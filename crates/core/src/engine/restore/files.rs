@@ -13,7 +13,7 @@ use tokio::io::AsyncWriteExt;
 use super::RestoreOutcome;
 use super::blob::{restore_to_container, shown_url};
 use super::options::Selection;
-use super::pg_restore::{FaultPoints, FeedError, feed_tool, major_of};
+use super::pg_restore::{FaultPoints, FeedError, PointSource, ToolRun, feed_tool, major_of};
 use super::steps::{RestoreStep, Tracker};
 use crate::engine::leftovers::{Leftover, Leftovers, Registration};
 use crate::engine::vault::Vault;
@@ -22,7 +22,6 @@ use crate::model::code::ErrorCode;
 use crate::model::restore::{AZURE_BLOBS, RestoreOptions, TargetDetails};
 use crate::postgres::tools::find_tool;
 use crate::store::manifest::Manifest;
-use crate::store::reader::read_stream;
 
 /// A restore's partial file, removed when dropped (after the rename: already gone), and its
 /// leftover record forgotten once it is; a file that cannot be removed keeps its record.
@@ -182,41 +181,21 @@ pub(super) async fn write_files_output(
         // `-`: stdout (pg_restore 17 and later want an output named when there is no database).
         let mut args = vec!["--file=-".to_owned()];
         args.extend(selection.args.iter().cloned());
-        return feed_tool(
-            vault,
-            manifest,
-            &pg_restore,
-            args,
-            &[],
-            Vec::new(),
-            &selection,
-            written,
-            Some(out),
-        )
-        .await
-        .map(|bytes| (bytes, selection.warnings.clone()))
-        .map_err(|e| match e {
-            FeedError::Tool(stderr) => Error::new(
-                ErrorCode::UserErrorPgRestoreFailed,
-                format!("pg_restore could not write the SQL file: {stderr}"),
-            ),
-            FeedError::Other(e) => e,
-        });
+        let run = ToolRun::offline(&pg_restore, args);
+        return feed_tool(vault, manifest, run, &selection, written, Some(out))
+            .await
+            .map(|bytes| (bytes, selection.warnings.clone()))
+            .map_err(|e| match e {
+                FeedError::Tool(stderr) => Error::new(
+                    ErrorCode::UserErrorPgRestoreFailed,
+                    format!("pg_restore could not write the SQL file: {stderr}"),
+                ),
+                FeedError::Other(e) => e,
+            });
     }
-    let index = crate::store::damage::load_readable_index(&vault.store)
-        .await?
-        .0;
-    let key = vault.config.chunk_key()?;
+    let source = PointSource::open(vault, manifest).await?;
     let mut out = FaultPoints(out);
-    let bytes = read_stream(
-        &vault.store,
-        &index,
-        &key,
-        &manifest.stream,
-        &mut out,
-        written,
-    )
-    .await?;
+    let bytes = source.read(None, &mut out, written).await?;
     out.flush().await.map_err(|e| {
         Error::caused_by(
             ErrorCode::RestoreTargetWriteFailed,

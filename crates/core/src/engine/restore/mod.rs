@@ -152,7 +152,8 @@ async fn restore_tracked(
         .await?;
     let damaged =
         |e| super::damaged_point_guidance(e, vault.name(), instance, &req.recovery_point_id);
-    match &req.restore_target_info {
+    let opts = &req.pgvault_restore_options;
+    let restored = match &req.restore_target_info {
         RestoreTarget::Database {
             recovery_option,
             datasource_info,
@@ -163,18 +164,8 @@ async fn restore_tracked(
             let ds: Datasource = datasource_info.resource_id.parse()?;
             let store = &datasource_auth_credentials.secret_store_resource;
             let secret = SecretRef::from_store(store.secret_store_type.parse()?, &store.uri)?;
-            restore_to_database(
-                vault,
-                &manifest,
-                &ds,
-                &secret,
-                &req.pgvault_restore_options,
-                written,
-                leftovers,
-                track,
-            )
-            .await
-            .map_err(damaged)
+            let to = (&ds, &secret);
+            restore_to_database(vault, &manifest, to, opts, written, leftovers, track).await
         }
         RestoreTarget::Files {
             recovery_option,
@@ -182,19 +173,11 @@ async fn restore_tracked(
             ..
         } => {
             check_recovery_option(recovery_option)?;
-            restore_to_file(
-                vault,
-                &manifest,
-                target_details,
-                &req.pgvault_restore_options,
-                written,
-                leftovers,
-                track,
-            )
-            .await
-            .map_err(damaged)
+            let to = target_details;
+            restore_to_file(vault, &manifest, to, opts, written, leftovers, track).await
         }
-    }
+    };
+    restored.map_err(damaged)
 }
 
 fn check_recovery_option(option: &str) -> Result<()> {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use super::options::Selection;
-use super::pg_restore::{FeedError, TempFile, feed_tool, restore_tool};
+use super::pg_restore::{FeedError, TempFile, ToolRun, feed_tool, restore_tool};
 use crate::engine::leftovers::error_chain;
 use crate::engine::vault::Vault;
 use crate::engine::{Error, Result};
@@ -52,13 +52,12 @@ impl OwnersApplied {
         if !self.fallbacks.is_empty() {
             let roles: Vec<&str> = self.fallbacks.keys().map(String::as_str).collect();
             let count: usize = self.fallbacks.values().map(Vec::len).sum();
-            let quoted = |r: &str| format!("\"{}\"", r.replace('"', "\"\""));
             out.push(format!(
                 "--keep-owners: `{user}` may not give objects to {} (only a superuser or a member of the role may, and the role needs CREATE on the object's schema), so {count} objects stay owned by `{user}` (listed in the job's OwnersNotKept); to keep their owners, grant the roles as a superuser ({}) and restore again",
                 roles.iter().map(|r| format!("`{r}`")).collect::<Vec<_>>().join(", "),
                 roles
                     .iter()
-                    .map(|r| format!("GRANT {} TO {};", quoted(r), quoted(user)))
+                    .map(|r| format!("GRANT {} TO {};", quote_ident(r), quote_ident(user)))
                     .collect::<Vec<_>>()
                     .join(" ")
             ));
@@ -161,13 +160,11 @@ pub(super) async fn apply_owners_and_privileges(
         // Definitions only: the header and table of contents suffice.
         ranges: recorded_archive(manifest).map(|a| std::iter::once(0..a.toc_end).collect()),
     };
+    let run = ToolRun::offline(&pg_restore, args);
     feed_tool(
         vault,
         manifest,
-        &pg_restore,
-        args,
-        &[],
-        Vec::new(),
+        run,
         &definitions,
         Arc::new(AtomicU64::new(0)),
         None,
@@ -274,9 +271,7 @@ pub(super) fn refused_owner(statement: &str, e: &tokio_postgres::Error) -> bool 
 }
 
 /// An identifier quoted as SQL wants it.
-pub(super) fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
+pub(super) use crate::postgres::quote_ident;
 
 /// The object and new owner of an `ALTER <kind> <name> OWNER TO <role>;` statement.
 pub(super) fn owner_change(statement: &str) -> Option<(String, String)> {

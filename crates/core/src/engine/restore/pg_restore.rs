@@ -18,7 +18,88 @@ use crate::model::code::ErrorCode;
 use crate::postgres::connection::ConnectParams;
 use crate::postgres::tools::{ToolProcess, find_tool};
 use crate::store::manifest::Manifest;
-use crate::store::reader::{read_stream, read_stream_ranges};
+use crate::store::pack::ChunkIndex;
+use crate::store::reader::{ReadError, read_stream_ranges};
+
+/// A recovery point's stream as a restore reads it: through the vault's readable index (so a
+/// sound copy of a chunk wins over a damaged one) with the vault's chunk key.
+pub(super) struct PointSource<'a> {
+    vault: &'a Vault,
+    manifest: &'a Manifest,
+    index: ChunkIndex,
+    key: [u8; 32],
+}
+
+impl<'a> PointSource<'a> {
+    pub(super) async fn open(vault: &'a Vault, manifest: &'a Manifest) -> Result<Self> {
+        let index = crate::store::damage::load_readable_index(&vault.store)
+            .await?
+            .0;
+        let key = vault.config.chunk_key()?;
+        Ok(PointSource {
+            vault,
+            manifest,
+            index,
+            key,
+        })
+    }
+
+    /// Writes `ranges` of the stream (all of it for `None`) to `out`, counting into `written`.
+    pub(super) async fn read<W: tokio::io::AsyncWrite + Unpin>(
+        &self,
+        ranges: Option<&[std::ops::Range<u64>]>,
+        out: &mut W,
+        written: Arc<AtomicU64>,
+    ) -> std::result::Result<u64, ReadError> {
+        read_stream_ranges(
+            &self.vault.store,
+            &self.index,
+            &self.key,
+            &self.manifest.stream,
+            ranges,
+            out,
+            written,
+        )
+        .await
+    }
+}
+
+/// pg_restore as a restore runs it: the binary, its arguments, its environment (a database's
+/// credentials, or none) and the secrets to scrub from what it prints.
+pub(super) struct ToolRun<'a> {
+    pub tool: &'a std::path::Path,
+    pub args: Vec<String>,
+    pub env: &'a [(String, String)],
+    pub scrub: Vec<String>,
+}
+
+impl<'a> ToolRun<'a> {
+    /// A run that reaches no database (it writes a file or its standard output): no
+    /// credentials in its environment, nothing to scrub.
+    pub(super) fn offline(tool: &'a std::path::Path, args: Vec<String>) -> Self {
+        ToolRun {
+            tool,
+            args,
+            env: &[],
+            scrub: Vec::new(),
+        }
+    }
+}
+
+/// Waits for pg_restore to exit, on a blocking thread.
+async fn wait_for(
+    proc: ToolProcess,
+) -> std::result::Result<std::result::Result<String, crate::postgres::tools::ToolError>, FeedError>
+{
+    tokio::task::spawn_blocking(move || proc.wait())
+        .await
+        .map_err(|_| {
+            FeedError::Other(Error::new(
+                ErrorCode::InternalError,
+                "waiting for pg_restore failed",
+            ))
+        })
+}
 
 /// The major version in a `server_version` string (`15.4 (Debian ...)` is 15).
 pub(super) fn major_of(version: &str) -> u32 {
@@ -87,29 +168,25 @@ pub(super) async fn run_pg_restore(
     args.extend(selection.args.iter().cloned());
     let env = params.pg_env();
     let scrub: Vec<String> = params.password().into_iter().map(str::to_string).collect();
-    let restored = feed_tool(
-        vault,
-        manifest,
-        &pg_restore,
+    let run = ToolRun {
+        tool: &pg_restore,
         args,
-        &env,
-        scrub.clone(),
-        selection,
-        written,
-        None,
-    )
-    .await
-    .map_err(|e| match e {
-        FeedError::Tool(stderr) => {
-            let mut message =
-                format!("pg_restore failed, the target database was removed: {stderr}");
-            if let Some(w) = warnings.first() {
-                message.push_str(&format!(" (note: {w})"));
+        env: &env,
+        scrub: scrub.clone(),
+    };
+    let restored = feed_tool(vault, manifest, run, selection, written, None)
+        .await
+        .map_err(|e| match e {
+            FeedError::Tool(stderr) => {
+                let mut message =
+                    format!("pg_restore failed, the target database was removed: {stderr}");
+                if let Some(w) = warnings.first() {
+                    message.push_str(&format!(" (note: {w})"));
+                }
+                Error::new(ErrorCode::UserErrorPgRestoreFailed, message)
             }
-            Error::new(ErrorCode::UserErrorPgRestoreFailed, message)
-        }
-        FeedError::Other(e) => e,
-    })?;
+            FeedError::Other(e) => e,
+        })?;
     Ok((restored, warnings))
 }
 
@@ -195,14 +272,17 @@ impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for FaultPoints<W> 
 pub(super) async fn feed_tool(
     vault: &Vault,
     manifest: &Manifest,
-    tool: &std::path::Path,
-    mut args: Vec<String>,
-    env: &[(String, String)],
-    scrub: Vec<String>,
+    run: ToolRun<'_>,
     selection: &Selection,
     written: Arc<AtomicU64>,
     stdout: Option<&mut (dyn tokio::io::AsyncWrite + Unpin + Send)>,
 ) -> std::result::Result<u64, FeedError> {
+    let ToolRun {
+        tool,
+        mut args,
+        env,
+        scrub,
+    } = run;
     let other = FeedError::Other;
     let counter = written.clone();
     let list = match &selection.list {
@@ -221,11 +301,7 @@ pub(super) async fn feed_tool(
         }
         None => None,
     };
-    let index = crate::store::damage::load_readable_index(&vault.store)
-        .await
-        .map_err(|e| other(e.into()))?
-        .0;
-    let key = vault.config.chunk_key().map_err(other)?;
+    let source = PointSource::open(vault, manifest).await.map_err(other)?;
     let arg_refs = |args: &[String]| -> Vec<String> { args.to_vec() };
 
     if stdout.is_some() && selection.jobs.is_some() {
@@ -246,16 +322,10 @@ pub(super) async fn feed_tool(
             ))
         })?;
         let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
-        let bytes = read_stream(
-            &vault.store,
-            &index,
-            &key,
-            &manifest.stream,
-            &mut out,
-            written,
-        )
-        .await
-        .map_err(|e| other(e.into()))?;
+        let bytes = source
+            .read(None, &mut out, written)
+            .await
+            .map_err(|e| other(e.into()))?;
         out.into_inner().sync_all().await.map_err(|e| {
             other(Error::caused_by(
                 ErrorCode::RestoreStagingFailed,
@@ -270,14 +340,7 @@ pub(super) async fn feed_tool(
         let argv: Vec<&str> = refs.iter().map(String::as_str).collect();
         let proc = ToolProcess::spawn(tool, &argv, env, Stdio::null(), Stdio::null(), scrub)
             .map_err(|e| other(e.into()))?;
-        let finished = tokio::task::spawn_blocking(move || proc.wait())
-            .await
-            .map_err(|_| {
-                other(Error::new(
-                    ErrorCode::InternalError,
-                    "waiting for pg_restore failed",
-                ))
-            })?;
+        let finished = wait_for(proc).await?;
         drop(staged);
         (Ok(bytes), finished, Ok(()))
     } else {
@@ -308,16 +371,9 @@ pub(super) async fn feed_tool(
             None => None,
         };
         let feeding = async {
-            let streamed = read_stream_ranges(
-                &vault.store,
-                &index,
-                &key,
-                &manifest.stream,
-                selection.ranges.as_deref(),
-                &mut stdin,
-                written,
-            )
-            .await;
+            let streamed = source
+                .read(selection.ranges.as_deref(), &mut stdin, written)
+                .await;
             let _ = stdin.shutdown().await;
             drop(stdin);
             streamed
@@ -332,14 +388,7 @@ pub(super) async fn feed_tool(
             }
         };
         let (streamed, copied) = tokio::join!(feeding, copying);
-        let finished = tokio::task::spawn_blocking(move || proc.wait())
-            .await
-            .map_err(|_| {
-                other(Error::new(
-                    ErrorCode::InternalError,
-                    "waiting for pg_restore failed",
-                ))
-            })?;
+        let finished = wait_for(proc).await?;
         (streamed, finished, copied)
     };
     drop(list);

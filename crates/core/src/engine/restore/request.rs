@@ -38,13 +38,10 @@ pub fn initialize_for_data_recovery(
         resource_type: "Microsoft.DBforPostgreSQL/flexibleServers/databases".into(),
         resource_uri: String::new(),
     };
-    Ok(RestoreRequest {
-        object_type: "AzureBackupRecoveryPointBasedRestoreRequest".into(),
-        recovery_point_id: recovery_point_id.into(),
-        source_data_store_type: "VaultStore".into(),
-        pgvault_restore_options: Default::default(),
+    Ok(request(
+        recovery_point_id,
         source_resource_id,
-        restore_target_info: RestoreTarget::Database {
+        RestoreTarget::Database {
             recovery_option: FAIL_IF_EXISTS.into(),
             restore_location: "local".into(),
             datasource_info: info("Datasource", ds.to_string(), ds.database().to_string()),
@@ -61,7 +58,7 @@ pub fn initialize_for_data_recovery(
                 },
             },
         },
-    })
+    ))
 }
 
 /// Where a restore as files writes: a folder (`FileSystem`, pgvault's) or a Blob container
@@ -149,13 +146,10 @@ pub fn initialize_for_data_recovery_to_files(
             (AZURE_BLOBS, url.to_owned())
         }
     };
-    Ok(RestoreRequest {
-        object_type: "AzureBackupRecoveryPointBasedRestoreRequest".into(),
-        recovery_point_id: recovery_point_id.into(),
-        source_data_store_type: "VaultStore".into(),
-        pgvault_restore_options: Default::default(),
+    Ok(request(
+        recovery_point_id,
         source_resource_id,
-        restore_target_info: RestoreTarget::Files {
+        RestoreTarget::Files {
             recovery_option: FAIL_IF_EXISTS.into(),
             restore_location: "local".into(),
             target_details: TargetDetails {
@@ -164,7 +158,24 @@ pub fn initialize_for_data_recovery_to_files(
                 url,
             },
         },
-    })
+    ))
+}
+
+/// A restore request from the vault tier, as az's `initialize-for-data-recovery*` print one,
+/// with pgvault's options left at their defaults.
+fn request(
+    recovery_point_id: &str,
+    source_resource_id: Option<String>,
+    restore_target_info: RestoreTarget,
+) -> RestoreRequest {
+    RestoreRequest {
+        object_type: "AzureBackupRecoveryPointBasedRestoreRequest".into(),
+        recovery_point_id: recovery_point_id.into(),
+        source_data_store_type: "VaultStore".into(),
+        pgvault_restore_options: Default::default(),
+        source_resource_id,
+        restore_target_info,
+    }
 }
 
 #[cfg(test)]
