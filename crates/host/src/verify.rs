@@ -28,9 +28,9 @@ use pgvault_core::store::check::{
     Finding, FindingKind, ManifestRef, ReadData, Severity, StoreCheck, check_store,
 };
 use pgvault_core::store::lock::LockKind;
-use pgvault_core::store::paths;
 use pgvault_core::store::reindex::{ReindexReport, reindex};
 use pgvault_core::store::repair::{RepairError, RepairReport, repair};
+use pgvault_core::store::{StoreError, VaultStore, paths};
 
 use crate::job_run::{guard_destructive, lock_tiers, release_all, release_guard};
 use crate::service::Pgvault;
@@ -100,32 +100,21 @@ impl Pgvault {
         let vault = self.vault(vault_name).await?;
         let key = vault.config.chunk_key()?;
         let locks = lock_tiers(&vault, LockKind::Shared, "vault check").await?;
-        let mut data_stores = Vec::new();
-        let mut failure = None;
-        for tier in [DataStoreType::VaultStore, DataStoreType::ArchiveStore] {
-            let Some(store) = vault.tier_store(tier) else {
-                continue;
-            };
-            match check_store(store, &key, read).await {
-                Ok(check) => data_stores.push(TierCheck {
-                    data_store_type: tier,
-                    status: if check.is_damaged() {
-                        VerifyStatus::Damaged
-                    } else {
-                        VerifyStatus::Ok
-                    },
-                    check,
-                }),
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
+        let checked = each_tier::<_, StoreError>(&vault, async |tier, store| {
+            let check = check_store(store, &key, read).await?;
+            Ok(TierCheck {
+                data_store_type: tier,
+                status: if check.is_damaged() {
+                    VerifyStatus::Damaged
+                } else {
+                    VerifyStatus::Ok
+                },
+                check,
+            })
+        })
+        .await;
         release_all(locks).await;
-        if let Some(e) = failure {
-            return Err(e.into());
-        }
+        let data_stores = checked?;
         let jobs = self.jobs(&JobFilter::default().vault(vault.name()))?;
         let manifests: Vec<&ManifestRef> = data_stores
             .iter()
@@ -166,32 +155,21 @@ impl Pgvault {
         let guard = guard_destructive(&vault, "repair").await?;
         let result = async {
             let locks = lock_tiers(&vault, LockKind::Exclusive, "repair").await?;
-            let mut out = Vec::new();
-            let mut failure = None;
-            for tier in [DataStoreType::VaultStore, DataStoreType::ArchiveStore] {
-                let Some(store) = vault.tier_store(tier) else {
-                    continue;
-                };
-                match repair(store, &key, &pgvault_core::postgres::archive::CustomArchive, size, read_data, Some(&guard), |_| true).await {
-                    Ok(report) => {
-                        tracing::info!(vault = %vault.name(), %tier, bad_packs = report.bad_packs.len(), missing_packs = report.missing_packs.len(), salvaged = report.chunks_salvaged, lost = report.chunks_lost, damaged_points = report.damaged_recovery_points.len(), "vault repaired");
-                        out.push(TierRepair {
-                            data_store_type: tier,
-                            report,
-                        });
-                    }
-                    Err(e) => {
-                        failure = Some(e);
-                        break;
-                    }
-                }
-            }
+            let format = &pgvault_core::postgres::archive::CustomArchive;
+            let repaired = each_tier::<_, RepairError>(&vault, async |tier, store| {
+                let report = repair(store, &key, format, size, read_data, Some(&guard), |_| true).await?;
+                tracing::info!(vault = %vault.name(), %tier, bad_packs = report.bad_packs.len(), missing_packs = report.missing_packs.len(), salvaged = report.chunks_salvaged, lost = report.chunks_lost, damaged_points = report.damaged_recovery_points.len(), "vault repaired");
+                Ok(TierRepair {
+                    data_store_type: tier,
+                    report,
+                })
+            })
+            .await;
             release_all(locks).await;
-            match failure {
-                Some(RepairError::Store(e)) => Err(e.into()),
-                Some(RepairError::Guard(e)) => Err(e.into()),
-                None => Ok(out),
-            }
+            repaired.map_err(|e| match e {
+                RepairError::Store(e) => e.into(),
+                RepairError::Guard(e) => e.into(),
+            })
         }
         .await;
         release_guard(guard).await;
@@ -203,31 +181,17 @@ impl Pgvault {
     pub async fn reindex_vault(&self, vault_name: &str) -> Result<Vec<TierReindex>> {
         let vault = self.vault(vault_name).await?;
         let locks = lock_tiers(&vault, LockKind::Exclusive, "index rebuild").await?;
-        let mut out = Vec::new();
-        let mut failure = None;
-        for tier in [DataStoreType::VaultStore, DataStoreType::ArchiveStore] {
-            let Some(store) = vault.tier_store(tier) else {
-                continue;
-            };
-            match reindex(store, |_| true).await {
-                Ok(report) => {
-                    tracing::info!(vault = %vault.name(), %tier, packs = report.packs_indexed, chunks = report.chunks_indexed, dead_deltas = report.dead_delta_entries_left_out, "index rebuilt");
-                    out.push(TierReindex {
-                        data_store_type: tier,
-                        report,
-                    });
-                }
-                Err(e) => {
-                    failure = Some(e);
-                    break;
-                }
-            }
-        }
+        let rebuilt = each_tier::<_, StoreError>(&vault, async |tier, store| {
+            let report = reindex(store, |_| true).await?;
+            tracing::info!(vault = %vault.name(), %tier, packs = report.packs_indexed, chunks = report.chunks_indexed, dead_deltas = report.dead_delta_entries_left_out, "index rebuilt");
+            Ok(TierReindex {
+                data_store_type: tier,
+                report,
+            })
+        })
+        .await;
         release_all(locks).await;
-        match failure {
-            Some(e) => Err(e.into()),
-            None => Ok(out),
-        }
+        Ok(rebuilt?)
     }
 }
 
@@ -346,6 +310,22 @@ fn compare_history(jobs: &[Job], manifests: &[&ManifestRef]) -> Vec<Finding> {
         findings.push(f);
     }
     findings
+}
+
+/// Runs `op` on each tier of `vault` in order (the vault tier, then the archive tier if it has
+/// one) and stops at the first error: what every tier gave, or that error. The caller holds
+/// the tiers' locks around it and releases them whatever this returns.
+async fn each_tier<T, E>(
+    vault: &Vault,
+    mut op: impl AsyncFnMut(DataStoreType, &VaultStore) -> std::result::Result<T, E>,
+) -> std::result::Result<Vec<T>, E> {
+    let mut out = Vec::new();
+    for tier in [DataStoreType::VaultStore, DataStoreType::ArchiveStore] {
+        if let Some(store) = vault.tier_store(tier) {
+            out.push(op(tier, store).await?);
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
