@@ -519,10 +519,10 @@ fn log_text(path: &Path, job: &Job, output: &str) -> String {
 mod tests {
     use super::*;
     use crate::history::current_owner;
+    use pgvault_core::engine::home::Home;
     use pgvault_core::model::job::{JobOutcome, NewJob};
     use std::io::Write;
     use std::sync::Arc;
-    use pgvault_core::engine::home::Home;
 
     fn t(text: &str) -> DateTime<Utc> {
         DateTime::parse_from_rfc3339(text)
