@@ -410,13 +410,16 @@ async fn the_loop_scans_the_vaults_at_most_once_a_turn() {
     );
 }
 
+/// A job as the comparison of tick and serve sees it: operation, instance, occurrence, late.
+type Ran = (String, Option<String>, Option<DateTime<Utc>>, bool);
+
 #[tokio::test(start_paused = true)]
 async fn tick_and_serve_run_the_same_work_at_the_same_time_and_both_prune_history() {
     let at = t("2030-01-01T03:10:00Z");
     let old_at = t("2028-01-01T00:00:00Z");
     // What ran, in a home: (operation, instance, occurrence, late), sorted.
     let ran = |svc: &Pgvault| {
-        let mut ran: Vec<(String, Option<String>, Option<DateTime<Utc>>, bool)> = svc
+        let mut ran: Vec<Ran> = svc
             .jobs(&JobFilter::default())
             .unwrap()
             .into_iter()
