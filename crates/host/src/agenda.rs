@@ -396,8 +396,9 @@ pub enum Ticked {
 }
 
 /// `pgvault tick`: one turn of the agenda at `now`, everything due run one after another in
-/// the turn's order (backups, drills, the sweep with history pruning, scripts). Fails only
-/// when the vaults cannot be read at all (nothing is run then).
+/// the turn's order (backups, drills, the sweep with history pruning, scripts). Fails when
+/// the vaults cannot be read (the registry, or a vault's instances), as `tick` always did;
+/// nothing is run then.
 pub async fn tick(
     svc: &Arc<Pgvault>,
     agenda: &mut Agenda,

@@ -37,7 +37,7 @@ use rhai::{Engine, EvalAltResult, ParseErrorType};
 use pgvault_core::engine::Result;
 use pgvault_core::model::code::ErrorCode;
 use pgvault_core::model::job::{
-    Job, JobError, JobOutcome, NewJob, SCRIPT_OUTPUT_LIMIT, ScheduledRun,
+    CappedText, Job, JobError, JobOutcome, NewJob, SCRIPT_OUTPUT_LIMIT, ScheduledRun,
 };
 
 use crate::dropin::{ReadyScript, ScriptKind, file_away, job_path};
@@ -337,7 +337,8 @@ async fn evaluate(
         })
     });
 
-    let output = Arc::new(Mutex::new(Captured::default()));
+    // What it prints, capped as the job will keep it, in bounded memory.
+    let output = Arc::new(Mutex::new(CappedText::new(SCRIPT_OUTPUT_LIMIT)));
     let thread = {
         let (limits, echo) = (options.limits.clone(), options.echo);
         let (output, interrupt, timed_out) = (output.clone(), interrupt.clone(), timed_out.clone());
@@ -542,7 +543,7 @@ fn human(d: Duration) -> String {
 /// every secret the redactor knows replaced by `<redacted>`.
 fn capture_output(
     engine: &mut Engine,
-    output: Arc<Mutex<Captured>>,
+    output: Arc<Mutex<CappedText>>,
     echo: bool,
     redactor: Redactor,
 ) {
@@ -567,65 +568,6 @@ fn capture_output(
             line(&format!("{pos:?} | {text}"));
         }
     });
-}
-
-/// What a script printed, in bounded memory: the first [`HEAD`] bytes and the last
-/// [`TAIL`] to twice that, with a count of what was dropped between, so a script printing
-/// in a loop cannot fill the host's memory. Sized so that the text with its note fits
-/// [`SCRIPT_OUTPUT_LIMIT`] and the job keeps it as it is.
-#[derive(Debug, Default)]
-struct Captured {
-    head: String,
-    tail: String,
-    dropped: usize,
-}
-
-const HEAD: usize = SCRIPT_OUTPUT_LIMIT / 8;
-const TAIL: usize = SCRIPT_OUTPUT_LIMIT * 3 / 8;
-
-impl Captured {
-    fn push_line(&mut self, text: &str) {
-        self.push(text);
-        self.push("\n");
-    }
-
-    fn push(&mut self, mut text: &str) {
-        if self.tail.is_empty() && self.head.len() < HEAD {
-            let fits = floor_char_boundary(text, HEAD - self.head.len());
-            self.head.push_str(&text[..fits]);
-            text = &text[fits..];
-        }
-        self.tail.push_str(text);
-        if self.tail.len() > 2 * TAIL {
-            let cut = ceil_char_boundary(&self.tail, self.tail.len() - TAIL);
-            self.dropped += cut;
-            self.tail.drain(..cut);
-        }
-    }
-
-    fn text(&self) -> String {
-        if self.dropped == 0 {
-            format!("{}{}", self.head, self.tail)
-        } else {
-            format!(
-                "{}\n[... pgvault: {} bytes of output left out ...]\n{}",
-                self.head, self.dropped, self.tail
-            )
-        }
-    }
-}
-
-fn floor_char_boundary(s: &str, i: usize) -> usize {
-    (0..=i.min(s.len()))
-        .rev()
-        .find(|&i| s.is_char_boundary(i))
-        .unwrap_or(0)
-}
-
-fn ceil_char_boundary(s: &str, i: usize) -> usize {
-    (i..=s.len())
-        .find(|&i| s.is_char_boundary(i))
-        .unwrap_or(s.len())
 }
 
 #[cfg(test)]
@@ -1448,11 +1390,11 @@ v.suspend_backups("nope");"#,
 
     #[test]
     fn captured_output_keeps_its_head_and_tail_in_bounded_memory() {
-        let mut out = Captured::default();
+        let mut out = CappedText::new(SCRIPT_OUTPUT_LIMIT);
         out.push_line("FIRST");
         for i in 0..200_000 {
             out.push_line(&format!("line {i} é"));
-            assert!(out.head.len() + out.tail.len() <= HEAD + 2 * TAIL + 32);
+            assert!(out.held() <= SCRIPT_OUTPUT_LIMIT / 4 + 2 * SCRIPT_OUTPUT_LIMIT + 32);
         }
         out.push_line("LAST");
         let text = out.text();
@@ -1464,14 +1406,18 @@ v.suspend_backups("nope");"#,
                 .map(|i| format!("line {i} é\n").len())
                 .sum::<usize>()
             + 5;
+        let dropped: usize = text
+            .split_once(" bytes of output left out")
+            .and_then(|(before, _)| before.rsplit(' ').next()?.parse().ok())
+            .unwrap();
         let note = format!(
             "\n[... pgvault: {} bytes of output left out ...]\n",
-            out.dropped
+            dropped
         );
         assert!(text.contains(&note));
         assert_eq!(
             text.len() - note.len(),
-            total - out.dropped,
+            total - dropped,
             "nothing else lost"
         );
         assert_eq!(

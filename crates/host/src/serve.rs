@@ -1,11 +1,14 @@
 //! `pgvault serve`: the long-running host, one closed event loop.
 //!
-//! Each turn of the loop asks the service what is due at the clock's time (scheduled backups,
-//! the restore drills policies ask for, the daily retention sweep, dropped scripts), starts
+//! Each turn of the loop asks the agenda ([`crate::agenda`], which `tick` asks too) what is
+//! due at the clock's time (scheduled backups, the restore drills policies ask for, the daily
+//! retention sweep with history pruning, dropped scripts), starts
 //! what the concurrency bound allows, then sleeps until the earliest of: the next schedule
 //! occurrence (from the policies, with their time zones), the next drill, the next sweep, a
 //! script becoming stable, or a retry, unless an event
-//! (a script dropped, a job finished, shutdown) wakes it first. Nothing polls at a fixed
+//! (a script dropped, a job finished, shutdown) wakes it first; an event and a finished job
+//! also make the agenda read the vaults again. The loop's state is one struct, `Host`,
+//! owned by the loop (mini-redis's `Listener`). Nothing polls at a fixed
 //! interval; a sleep is capped at [`MAX_SLEEP`] only so that a wall-clock jump (a suspended
 //! laptop, an NTP step) is noticed within the hour.
 //!
@@ -23,7 +26,7 @@
 //! Time comes from a [`Clock`], so the tests run the loop on tokio's paused clock and watch
 //! hours of schedules pass in milliseconds.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -164,139 +167,203 @@ pub async fn serve(
     clock: Arc<dyn Clock>,
     mut events: mpsc::Receiver<Event>,
 ) -> Result<ServeSummary> {
-    let mut summary = ServeSummary::default();
-    let mut running: JoinSet<(String, Done)> = JoinSet::new();
-    let mut busy: HashSet<String> = HashSet::new();
-    let mut keys: HashMap<tokio::task::Id, (String, tokio::task::AbortHandle)> = HashMap::new();
-    let mut queue: VecDeque<Work> = VecDeque::new();
-    let mut retry: HashMap<String, DateTime<Utc>> = HashMap::new();
-    // Raised at the end of the shutdown grace: running scripts stop at their next operation.
-    let stop_scripts = Interrupt::new();
-    let script_options = opts.scripts.as_ref().map(|s| {
-        let mut o = RunOptions::sandboxed(s.grants.clone());
-        o.stop = Some(stop_scripts.clone());
-        o
-    });
-    let mut agenda = Agenda::new().sweeping(opts.sweep_every, opts.keep_job_history);
-    if let (Some(s), Some(options)) = (&opts.scripts, &script_options) {
-        agenda = agenda.with_scripts(ScriptsDir::new(s.dir.clone(), s.settle), options.clone());
-    }
+    let mut host = Host::new(svc, opts, clock);
     tracing::info!(
-        max_concurrent_jobs = opts.max_concurrent_jobs,
-        scripts_dir = ?opts.scripts.as_ref().map(|s| &s.dir),
+        max_concurrent_jobs = host.opts.max_concurrent_jobs,
+        scripts_dir = ?host.opts.scripts.as_ref().map(|s| &s.dir),
         "pgvault host started"
     );
-
     loop {
-        let now = clock.now();
-        retry.retain(|_, at| *at > now);
-        // What killed restores and drills left behind (a drop that failed is retried here).
-        svc.clean_leftovers().await;
-
-        // What is due, from the agenda (one scan of the vaults, kept until a job finishes or
-        // an event arrives).
-        let turn = agenda.turn(&svc, now).await;
-        summary.turns += 1;
-        summary.scans = agenda.scans();
-        let due = turn.due;
-        for work in due {
-            let key = work.key();
-            if !busy.contains(&key)
-                && !retry.contains_key(&key)
-                && !queue.iter().any(|q| q.key() == key)
-            {
-                queue.push_back(work);
-            }
-        }
-
-        // Start what the bound allows. The sweep runs alone: its garbage collection needs the
-        // vault to itself, and a backup started beside it would find the vault locked.
-        while running.len() < opts.max_concurrent_jobs.max(1) {
-            let sweeping = busy.contains(SWEEP_KEY);
-            let Some(at) = queue.iter().position(|w| match w {
-                Work::Sweep(_) => busy.is_empty(),
-                _ => !sweeping,
-            }) else {
-                break;
-            };
-            let work = queue.remove(at).expect("the position is in the queue");
-            let key = work.key();
-            let work_key = key.clone();
-            busy.insert(key.clone());
-            summary.started += 1;
-            let (svc, clock) = (svc.clone(), clock.clone());
-            let task = running.spawn(async move {
-                let done = run(&svc, &work, clock.now()).await;
-                (key, done)
-            });
-            keys.insert(task.id(), (work_key, task));
-        }
-
-        // Sleep until the next thing to do, or an event.
-        let mut wake = turn.wake;
-        for t in retry.values().copied() {
-            wake = Some(wake.map_or(t, |w| w.min(t)));
-        }
+        let wake = host.turn().await;
         let sleep = wake
-            .map(|w| (w - now).to_std().unwrap_or(Duration::ZERO))
+            .map(|w| (w - host.clock.now()).to_std().unwrap_or(Duration::ZERO))
             .unwrap_or(MAX_SLEEP)
             .min(MAX_SLEEP);
         tokio::select! {
             _ = tokio::time::sleep(sleep) => {}
             event = events.recv() => match event {
-                Some(Event::ScriptsChanged) => agenda.invalidate(),
+                Some(Event::ScriptsChanged) => host.agenda.invalidate(),
                 Some(Event::Shutdown) | None => break,
             },
-            Some(joined) = running.join_next_with_id(), if !running.is_empty() => {
-                finished(joined, &mut keys, &mut busy, &mut retry, clock.now());
-                // The job may have changed what is due (a backup taken, an instance a script
-                // protected or suspended).
-                agenda.invalidate();
+            Some(joined) = host.running.join_next_with_id(), if !host.running.is_empty() => {
+                host.finished(joined);
             }
+        }
+    }
+    host.shut_down().await;
+    tracing::info!("pgvault host stopped");
+    Ok(host.summary)
+}
+
+/// The host's state, owned by its loop: the agenda, the work waiting for a free slot, the
+/// running tasks (each with the key of its work), and the work to retry later.
+struct Host {
+    svc: Arc<Pgvault>,
+    opts: ServeOptions,
+    clock: Arc<dyn Clock>,
+    agenda: Agenda,
+    queue: VecDeque<Work>,
+    running: JoinSet<(String, Done)>,
+    /// Each running task's work key, and its handle to cancel it.
+    tasks: HashMap<tokio::task::Id, (String, tokio::task::AbortHandle)>,
+    /// Work that could not start, and when it may be tried again.
+    retry: HashMap<String, DateTime<Utc>>,
+    /// Raised at the end of the shutdown grace: running scripts stop at their next operation.
+    stop_scripts: Interrupt,
+    summary: ServeSummary,
+}
+
+impl Host {
+    fn new(svc: Arc<Pgvault>, opts: ServeOptions, clock: Arc<dyn Clock>) -> Self {
+        let stop_scripts = Interrupt::new();
+        let mut agenda = Agenda::new().sweeping(opts.sweep_every, opts.keep_job_history);
+        if let Some(s) = &opts.scripts {
+            let mut options = RunOptions::sandboxed(s.grants.clone());
+            options.stop = Some(stop_scripts.clone());
+            agenda = agenda.with_scripts(ScriptsDir::new(s.dir.clone(), s.settle), options);
+        }
+        Host {
+            svc,
+            opts,
+            clock,
+            agenda,
+            queue: VecDeque::new(),
+            running: JoinSet::new(),
+            tasks: HashMap::new(),
+            retry: HashMap::new(),
+            stop_scripts,
+            summary: ServeSummary::default(),
         }
     }
 
-    // Shutdown: no new work; running jobs get the grace period, then are cancelled.
-    if !running.is_empty() {
-        tracing::info!(
-            running = running.len(),
-            grace = ?opts.shutdown_grace,
-            "shutting down: waiting for running jobs"
-        );
+    fn is_busy(&self, key: &str) -> bool {
+        self.tasks.values().any(|(k, _)| k == key)
     }
-    let grace = tokio::time::sleep(opts.shutdown_grace);
-    tokio::pin!(grace);
-    let mut stopping = false;
-    while !running.is_empty() {
-        tokio::select! {
-            _ = &mut grace => {
-                if stopping {
-                    tracing::warn!(remaining = running.len(), "scripts did not stop in time: dropping them");
-                    running.abort_all();
-                    while running.join_next().await.is_some() {}
-                    continue;
-                }
-                // Scripts are told to stop (their jobs end Cancelled and their files go to
-                // failed/) and get a moment for it; every other job is dropped now, its job
-                // finished as Cancelled by the service.
-                stopping = true;
-                summary.cancelled = running.len();
-                tracing::warn!(cancelled = running.len(), "grace period over: cancelling running jobs");
-                stop_scripts.raise_because("the host is shutting down");
-                grace.as_mut().reset(tokio::time::Instant::now() + SCRIPT_STOP_GRACE);
-                for (key, handle) in keys.values() {
-                    if !key.starts_with("script/") {
-                        handle.abort();
-                    }
+
+    /// One turn: cleans leftovers, queues what the agenda says is due, starts what the bound
+    /// allows; returns when to turn again.
+    async fn turn(&mut self) -> Option<DateTime<Utc>> {
+        let now = self.clock.now();
+        self.retry.retain(|_, at| *at > now);
+        // What killed restores and drills left behind (a drop that failed is retried here).
+        self.svc.clean_leftovers().await;
+
+        // What is due, from the agenda (one scan of the vaults, kept until a job finishes or
+        // an event arrives).
+        let turn = self.agenda.turn(&self.svc, now).await;
+        self.summary.turns += 1;
+        self.summary.scans = self.agenda.scans();
+        for work in turn.due {
+            let key = work.key();
+            if !self.is_busy(&key)
+                && !self.retry.contains_key(&key)
+                && !self.queue.iter().any(|q| q.key() == key)
+            {
+                self.queue.push_back(work);
+            }
+        }
+        self.start_what_fits();
+
+        // The next thing to do: the agenda's, or a retry.
+        let mut wake = turn.wake;
+        for t in self.retry.values().copied() {
+            wake = Some(wake.map_or(t, |w| w.min(t)));
+        }
+        wake
+    }
+
+    /// Starts queued work while the bound allows. The sweep runs alone: its garbage
+    /// collection needs the vault to itself, and a backup started beside it would find the
+    /// vault locked.
+    fn start_what_fits(&mut self) {
+        while self.running.len() < self.opts.max_concurrent_jobs.max(1) {
+            let sweeping = self.is_busy(SWEEP_KEY);
+            let idle = self.tasks.is_empty();
+            let Some(at) = self.queue.iter().position(|w| match w {
+                Work::Sweep(_) => idle,
+                _ => !sweeping,
+            }) else {
+                break;
+            };
+            let work = self.queue.remove(at).expect("the position is in the queue");
+            let key = work.key();
+            self.summary.started += 1;
+            let (svc, clock) = (self.svc.clone(), self.clock.clone());
+            let task_key = key.clone();
+            let task = self.running.spawn(async move {
+                let done = run(&svc, &work, clock.now()).await;
+                (task_key, done)
+            });
+            self.tasks.insert(task.id(), (key, task));
+        }
+    }
+
+    /// A task ended: its work is free again (or retried later if it could not start), and
+    /// the agenda reads the vaults again, since the job may have changed what is due (a
+    /// backup taken, an instance a script protected or suspended).
+    fn finished(&mut self, joined: Joined) {
+        let now = self.clock.now();
+        match joined {
+            Ok((id, (key, done))) => {
+                self.tasks.remove(&id);
+                if let Done::Refused(why) = done {
+                    tracing::warn!(work = %key, "could not start; trying again in a minute: {why}");
+                    self.retry.insert(key, now + RETRY_AFTER);
                 }
             }
-            Some(joined) = running.join_next_with_id() => {
-                finished(joined, &mut keys, &mut busy, &mut retry, clock.now());
+            // A panic in one job is that job's failure, not the host's: its work is retried
+            // later.
+            Err(e) => {
+                tracing::error!(error = %e, "a job's task ended abnormally");
+                if let Some((key, _)) = self.tasks.remove(&e.id()) {
+                    self.retry.insert(key, now + RETRY_AFTER);
+                }
+            }
+        }
+        self.agenda.invalidate();
+    }
+
+    /// Shutdown: no new work; running jobs get the grace period, then are cancelled.
+    async fn shut_down(&mut self) {
+        if !self.running.is_empty() {
+            tracing::info!(
+                running = self.running.len(),
+                grace = ?self.opts.shutdown_grace,
+                "shutting down: waiting for running jobs"
+            );
+        }
+        let grace = tokio::time::sleep(self.opts.shutdown_grace);
+        tokio::pin!(grace);
+        let mut stopping = false;
+        while !self.running.is_empty() {
+            tokio::select! {
+                _ = &mut grace => {
+                    if stopping {
+                        tracing::warn!(remaining = self.running.len(), "scripts did not stop in time: dropping them");
+                        self.running.abort_all();
+                        while self.running.join_next().await.is_some() {}
+                        continue;
+                    }
+                    // Scripts are told to stop (their jobs end Cancelled and their files go
+                    // to failed/) and get a moment for it; every other job is dropped now, its
+                    // job finished as Cancelled by its `JobRun`.
+                    stopping = true;
+                    self.summary.cancelled = self.running.len();
+                    tracing::warn!(cancelled = self.running.len(), "grace period over: cancelling running jobs");
+                    self.stop_scripts.raise_because("the host is shutting down");
+                    grace.as_mut().reset(tokio::time::Instant::now() + SCRIPT_STOP_GRACE);
+                    for (key, handle) in self.tasks.values() {
+                        if !key.starts_with("script/") {
+                            handle.abort();
+                        }
+                    }
+                }
+                Some(joined) = self.running.join_next_with_id() => {
+                    self.finished(joined);
+                }
             }
         }
     }
-    tracing::info!("pgvault host stopped");
-    Ok(summary)
 }
 
 async fn run(svc: &Arc<Pgvault>, work: &Work, now: DateTime<Utc>) -> Done {
@@ -364,30 +431,3 @@ async fn run(svc: &Arc<Pgvault>, work: &Work, now: DateTime<Utc>) -> Done {
 }
 
 type Joined = std::result::Result<(tokio::task::Id, (String, Done)), tokio::task::JoinError>;
-
-fn finished(
-    joined: Joined,
-    keys: &mut HashMap<tokio::task::Id, (String, tokio::task::AbortHandle)>,
-    busy: &mut HashSet<String>,
-    retry: &mut HashMap<String, DateTime<Utc>>,
-    now: DateTime<Utc>,
-) {
-    match joined {
-        Ok((id, (key, done))) => {
-            keys.remove(&id);
-            busy.remove(&key);
-            if let Done::Refused(why) = done {
-                tracing::warn!(work = %key, "could not start; trying again in a minute: {why}");
-                retry.insert(key, now + RETRY_AFTER);
-            }
-        }
-        // A panic in one job is that job's failure, not the host's: its work is retried later.
-        Err(e) => {
-            tracing::error!(error = %e, "a job's task ended abnormally");
-            if let Some((key, _)) = keys.remove(&e.id()) {
-                busy.remove(&key);
-                retry.insert(key, now + RETRY_AFTER);
-            }
-        }
-    }
-}

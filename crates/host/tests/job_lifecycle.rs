@@ -543,3 +543,73 @@ async fn a_cancelled_script_run_ends_cancelled() {
     }
     w.assert_locks_free().await;
 }
+
+/// Wakes the test when the operation it polls by hand is ready to be polled again.
+struct Woken(tokio::sync::Notify);
+
+impl std::task::Wake for Woken {
+    fn wake(self: Arc<Self>) {
+        self.0.notify_one();
+    }
+}
+
+/// Polls `op` at most `polls` times, each time once it asked to be (so each poll takes it to
+/// its next await), then drops it; whether it ended first.
+async fn drop_after_polls<F: Future>(op: F, polls: usize) -> bool {
+    let woken = Arc::new(Woken(tokio::sync::Notify::new()));
+    let waker = std::task::Waker::from(woken.clone());
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut op = Box::pin(op);
+    for _ in 0..polls {
+        if op.as_mut().poll(&mut cx).is_ready() {
+            return true;
+        }
+        tokio::time::timeout(PATIENCE, woken.0.notified())
+            .await
+            .expect("the operation was never woken");
+    }
+    false
+}
+
+/// Cancels `op` (made afresh in a fresh world by `start`) after one poll, then two, and so
+/// on until it ends by itself: at every await it passes, its job ends and the vault is free.
+async fn cancel_at_every_point<F, Fut>(policy: fn() -> BackupPolicy, start: F)
+where
+    F: Fn(Arc<World>) -> Fut,
+    Fut: Future,
+{
+    for polls in 1.. {
+        let w = Arc::new(World::new(policy(), false).await);
+        w.point(1, t("2030-01-06T00:00:00Z"), "Default").await;
+        w.point(2, t("2030-01-20T00:00:00Z"), "Default").await;
+        let ended = drop_after_polls(start(w.clone()), polls).await;
+        let running = w
+            .svc
+            .jobs(&JobFilter::default().status(JobStatus::InProgress))
+            .unwrap();
+        assert!(running.is_empty(), "after {polls} polls: {running:#?}");
+        w.assert_locks_free().await;
+        if ended {
+            break;
+        }
+        assert!(polls < 500, "the operation never ends");
+    }
+}
+
+#[tokio::test]
+async fn a_user_deletion_cancelled_at_any_await_leaves_no_job_running_and_the_vault_free() {
+    cancel_at_every_point(weekly_policy, |w| async move {
+        w.svc.delete_recovery_point("V", "db", "db-0001").await
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_sweep_cancelled_at_any_await_leaves_no_job_running_and_the_vault_free() {
+    cancel_at_every_point(weekly_policy, |w| async move {
+        w.svc
+            .retention_sweep("V", t("2030-01-21T00:00:00Z"), false, GcMode::Always)
+            .await
+    })
+    .await;
+}

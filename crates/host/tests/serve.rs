@@ -410,6 +410,9 @@ async fn the_loop_scans_the_vaults_at_most_once_a_turn() {
     );
 }
 
+/// A job as the comparison of tick and serve sees it: operation, instance, occurrence, late.
+type Ran = (String, Option<String>, Option<DateTime<Utc>>, bool);
+
 #[tokio::test(start_paused = true)]
 async fn tick_and_serve_run_the_same_work_at_the_same_time_and_both_prune_history() {
     let at = t("2030-01-01T03:10:00Z");

@@ -723,6 +723,79 @@ pub fn cap_text(text: &str, limit: usize) -> String {
     )
 }
 
+/// Text capped as [`cap_text`] caps it, gathered piece by piece in bounded memory (about
+/// twice `limit` plus a quarter): what a script prints, however much it prints. `text()` is
+/// exactly `cap_text` of everything pushed.
+#[derive(Debug, Clone)]
+pub struct CappedText {
+    limit: usize,
+    /// The start of the text, up to a quarter of the limit (`cap_text` keeps less).
+    head: String,
+    /// The latest text, between one and two limits' worth once anything was dropped.
+    tail: String,
+    /// Bytes dropped between `head` and `tail`.
+    dropped: usize,
+}
+
+impl CappedText {
+    pub fn new(limit: usize) -> Self {
+        CappedText {
+            limit,
+            head: String::new(),
+            tail: String::new(),
+            dropped: 0,
+        }
+    }
+
+    pub fn push(&mut self, mut text: &str) {
+        let head_max = self.limit / 4;
+        if self.tail.is_empty() && self.head.len() < head_max {
+            let fits = floor_char_boundary(text, (head_max - self.head.len()).min(text.len()));
+            self.head.push_str(&text[..fits]);
+            text = &text[fits..];
+        }
+        self.tail.push_str(text);
+        if self.tail.len() > 2 * self.limit {
+            let cut = ceil_char_boundary(&self.tail, self.tail.len() - self.limit);
+            self.dropped += cut;
+            self.tail.drain(..cut);
+        }
+    }
+
+    pub fn push_line(&mut self, text: &str) {
+        self.push(text);
+        self.push("\n");
+    }
+
+    /// The bytes held (for the tests of its bound).
+    pub fn held(&self) -> usize {
+        self.head.len() + self.tail.len()
+    }
+
+    /// [`cap_text`] of everything pushed.
+    pub fn text(&self) -> String {
+        if self.dropped == 0 {
+            return cap_text(&format!("{}{}", self.head, self.tail), self.limit);
+        }
+        // As `cap_text` cuts the whole text: its head lies within `head` and its tail within
+        // `tail`, which hold more than it keeps of either.
+        let total = self.head.len() + self.dropped + self.tail.len();
+        let note_for =
+            |dropped: usize| format!("\n[... pgvault: {dropped} bytes of output left out ...]\n");
+        let budget = self.limit.saturating_sub(note_for(total).len());
+        let head_end = floor_char_boundary(&self.head, (budget / 4).min(self.head.len()));
+        let keep_tail = (budget - budget / 4).min(self.tail.len());
+        let tail_start = ceil_char_boundary(&self.tail, self.tail.len() - keep_tail);
+        let dropped = total - head_end - (self.tail.len() - tail_start);
+        format!(
+            "{}{}{}",
+            &self.head[..head_end],
+            note_for(dropped),
+            &self.tail[tail_start..]
+        )
+    }
+}
+
 fn floor_char_boundary(s: &str, mut i: usize) -> usize {
     while !s.is_char_boundary(i) {
         i -= 1;
@@ -2129,6 +2202,24 @@ mod tests {
             job.tasks.iter().map(|t| t.id.get()).collect::<Vec<_>>(),
             [1, 2]
         );
+    }
+
+    #[test]
+    fn capped_text_is_cap_text_of_everything_pushed_in_bounded_memory() {
+        let pieces: Vec<String> = (0..20_000).map(|i| format!("line {i} é€𝄞")).collect();
+        for limit in [300, 4 * 1024, SCRIPT_OUTPUT_LIMIT] {
+            for count in [0, 1, 10, 2_000, 20_000] {
+                let mut capped = CappedText::new(limit);
+                let mut whole = String::new();
+                for piece in &pieces[..count] {
+                    capped.push_line(piece);
+                    whole.push_str(piece);
+                    whole.push('\n');
+                    assert!(capped.held() <= limit / 4 + 2 * limit + 32);
+                }
+                assert_eq!(capped.text(), cap_text(&whole, limit), "{limit} {count}");
+            }
+        }
     }
 
     #[test]
