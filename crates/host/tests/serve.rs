@@ -417,8 +417,7 @@ type Ran = (String, Option<String>, Option<DateTime<Utc>>, bool);
 async fn tick_and_serve_run_the_same_work_at_the_same_time_and_both_prune_history() {
     let at = t("2030-01-01T03:10:00Z");
     let old_at = t("2028-01-01T00:00:00Z");
-    // What ran, in a home: (operation, instance, occurrence, late), sorted.
-    type Ran = (String, Option<String>, Option<DateTime<Utc>>, bool);
+    // What ran, in a home, sorted.
     let ran = |svc: &Pgvault| {
         let mut ran: Vec<Ran> = svc
             .jobs(&JobFilter::default())
