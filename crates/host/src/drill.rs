@@ -57,7 +57,7 @@ impl Pgvault {
             instance,
             choice,
             target,
-            Utc::now(),
+            self.now(),
             BTreeMap::new(),
             true,
         )

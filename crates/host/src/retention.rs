@@ -420,7 +420,7 @@ impl Pgvault {
             Err(e) if e.code == RECOVERY_POINT_DAMAGED => None,
             Err(e) => return Err(e),
         };
-        let now = Utc::now();
+        let now = self.now();
         let mut new = NewJob::new(
             Operation::DeleteRecoveryPoint,
             vault.name(),
@@ -521,7 +521,7 @@ impl Pgvault {
         let priority: sweep::RehydratePriority = priority.parse()?;
         let vault = self.vault(vault_name).await?;
         let point = vault.stored_point(instance, recovery_point_id).await?;
-        let now = Utc::now();
+        let now = self.now();
         let until = now + TimeDelta::days(i64::from(days));
         let mut new = NewJob::new(Operation::Rehydrate, vault.name(), now, current_owner());
         new.backup_instance_name = Some(instance.to_owned());

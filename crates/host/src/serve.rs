@@ -53,44 +53,7 @@ pub const RETRY_AFTER: TimeDelta = TimeDelta::minutes(1);
 /// After the shutdown grace, how long a told-to-stop script gets to record its cancellation.
 pub const SCRIPT_STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// The time, as the loop sees it.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The wall clock.
-#[derive(Debug, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
-
-/// A clock that starts at a given time and advances with tokio's clock, so a test that pauses
-/// tokio's time (`start_paused`) moves both together.
-#[derive(Debug, Clone, Copy)]
-pub struct TokioClock {
-    start: DateTime<Utc>,
-    started: tokio::time::Instant,
-}
-
-impl TokioClock {
-    pub fn starting_at(start: DateTime<Utc>) -> Self {
-        TokioClock {
-            start,
-            started: tokio::time::Instant::now(),
-        }
-    }
-}
-
-impl Clock for TokioClock {
-    fn now(&self) -> DateTime<Utc> {
-        let elapsed = tokio::time::Instant::now() - self.started;
-        self.start + TimeDelta::from_std(elapsed).unwrap_or(TimeDelta::MAX)
-    }
-}
+pub use crate::clock::{Clock, SystemClock, TokioClock};
 
 /// What reaches the loop from outside.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -34,6 +34,7 @@ use pgvault_core::store::lock::{InstanceLock, InstanceLockError, LockKind, Vault
 use pgvault_core::store::manifest::Manifest;
 use pgvault_core::store::writer::Progress;
 
+use crate::clock::{Clock, SystemClock};
 use crate::history::{JobHistory, current_owner, local_host_name, process_alive};
 use crate::job_run::{Held, JobRun, shielded, wait_for_lock};
 
@@ -73,6 +74,8 @@ pub struct Pgvault {
     history: JobHistory,
     /// How long a backup, restore or drill waits for garbage collection to let the vault go.
     lock_wait: Duration,
+    /// Where every operation reads the time (the wall clock unless a caller sets another).
+    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Pgvault {
@@ -88,9 +91,14 @@ pub(crate) fn history_err(e: crate::history::HistoryError) -> Error {
 impl Pgvault {
     /// Opens the home's job history and marks jobs whose process died as interrupted.
     pub fn open(home: Home) -> Result<Self> {
+        Self::open_with_clock(home, Arc::new(SystemClock))
+    }
+
+    /// [`Self::open`] with the clock every operation reads the time from.
+    pub fn open_with_clock(home: Home, clock: Arc<dyn Clock>) -> Result<Self> {
         let history = JobHistory::open(home.jobs_db()).map_err(history_err)?;
         let interrupted = history
-            .mark_interrupted(Utc::now(), &local_host_name(), process_alive)
+            .mark_interrupted(clock.now(), &local_host_name(), process_alive)
             .map_err(history_err)?;
         for job in interrupted {
             tracing::warn!(job = %job.id, operation = %job.operation, "a job left running by a stopped pgvault process was marked Failed");
@@ -104,7 +112,18 @@ impl Pgvault {
             home,
             history,
             lock_wait,
+            clock,
         })
+    }
+
+    /// The time, from the host's clock: what every operation records and decides by.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// The host's clock, for the loop that serves it.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
     }
 
     /// Sets how long a backup, restore or drill waits for a vault held by garbage collection.
@@ -161,7 +180,7 @@ impl Pgvault {
         let mut registry = self.home.registry()?;
         let url = self.check_new_vault(name, storage_url, None)?;
         let vault =
-            Vault::create(VaultStore::create(&url).await?, name, Utc::now(), chunk_avg).await?;
+            Vault::create(VaultStore::create(&url).await?, name, self.now(), chunk_avg).await?;
         registry.vaults.insert(name.to_string(), url);
         self.home.save_registry(&registry)?;
         Ok(vault.to_azure_json())
@@ -256,7 +275,7 @@ impl Pgvault {
         let mut new = NewJob::new(
             Operation::ConfigureBackup,
             vault.name(),
-            Utc::now(),
+            self.now(),
             current_owner(),
         );
         new.backup_instance_name = Some(request.name.clone());
@@ -289,7 +308,7 @@ impl Pgvault {
         let mut new = NewJob::new(
             Operation::ConfigureBackup,
             vault.name(),
-            Utc::now(),
+            self.now(),
             current_owner(),
         );
         new.backup_instance_name = Some(instance.to_owned());
@@ -323,7 +342,7 @@ impl Pgvault {
             rule,
             tag_override,
             Trigger::OnDemand,
-            Utc::now(),
+            self.now(),
         )
         .await
     }
@@ -547,7 +566,7 @@ impl Pgvault {
         let mut new = NewJob::new(
             Operation::Restore,
             vault.name(),
-            Utc::now(),
+            self.now(),
             current_owner(),
         );
         new.backup_instance_name = Some(instance.to_string());
@@ -663,6 +682,52 @@ pub async fn clean_leftovers(home: &Home) -> Vec<Cleaned> {
 mod tests {
     use super::*;
     use pgvault_core::model::instance::PROTECTION_CONFIGURED;
+
+    /// A clock that always says the same time.
+    struct Fixed(DateTime<Utc>);
+
+    impl Clock for Fixed {
+        fn now(&self) -> DateTime<Utc> {
+            self.0
+        }
+    }
+
+    /// The service reads the time only from its clock: a vault it creates and a job it
+    /// records on demand carry the clock's time, not the wall clock's.
+    #[tokio::test]
+    async fn on_demand_operations_take_their_time_from_the_service_clock() {
+        let at: DateTime<Utc> = "2031-05-06T07:08:09Z".parse().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let svc = Pgvault::open_with_clock(Home::at(dir.path().join("home")), Arc::new(Fixed(at)))
+            .unwrap();
+        assert_eq!(svc.now(), at);
+        let url = format!("file://{}", dir.path().join("vault").display());
+        let vault = svc.create_vault("V", Some(&url)).await.unwrap();
+        assert_eq!(vault["properties"]["createdTime"], serde_json::json!(at));
+        let instance = serde_json::json!({
+            "name": "db1",
+            "properties": {
+                "dataSourceInfo": {"datasourceType": "x", "resourceID": "postgres://h:5432/db1", "resourceName": "db1"},
+                "datasourceAuthCredentials": {"objectType": "SecretStoreBasedAuthCredentials",
+                    "secretStoreResource": {"secretStoreType": "Environment", "uri": "env:X"}},
+                "policyInfo": {"policyId": "P"},
+                "currentProtectionState": "ProtectionConfigured"
+            }
+        });
+        svc.vault("V")
+            .await
+            .unwrap()
+            .store
+            .put_json(&pgvault_core::store::paths::instance("db1"), &instance)
+            .await
+            .unwrap();
+        svc.set_protection_state("V", "db1", "BackupsSuspended")
+            .await
+            .unwrap();
+        let jobs = svc.jobs(&JobFilter::default().instance("db1")).unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].state.start(), at);
+    }
 
     #[tokio::test]
     async fn protection_state_changes_are_recorded_and_resume_restarts_the_schedule() {

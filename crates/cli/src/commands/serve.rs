@@ -12,7 +12,7 @@ use clap::Args;
 use tokio::sync::mpsc;
 
 use pgvault_host::dropin::DEFAULT_SETTLE;
-use pgvault_host::serve::{Event, ScriptsOptions, ServeOptions, SystemClock, serve};
+use pgvault_host::serve::{Event, ScriptsOptions, ServeOptions, serve};
 
 use super::{coded, open_service};
 
@@ -64,9 +64,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         ..ServeOptions::default()
     };
     let signals = tokio::spawn(shutdown_on_signal(events.clone()));
-    let summary = serve(svc, opts, Arc::new(SystemClock), rx)
-        .await
-        .map_err(coded)?;
+    let clock = svc.clock();
+    let summary = serve(svc, opts, clock, rx).await.map_err(coded)?;
     signals.abort();
     tracing::info!(
         started = summary.started,

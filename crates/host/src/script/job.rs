@@ -83,7 +83,7 @@ pub(super) fn job_filter(opts: &Map, now: DateTime<Utc>) -> RhaiResult<JobFilter
 pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
     let c = ctx.clone();
     engine.register_fn("jobs", move |opts: Map| -> RhaiResult<Dynamic> {
-        let filter = job_filter(&opts, Utc::now())?;
+        let filter = job_filter(&opts, c.pgvault.now())?;
         to_dynamic(&azure(&c.pgvault.jobs(&filter).map_err(coded)?))
     });
     let c = ctx.clone();

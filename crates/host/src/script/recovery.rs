@@ -94,7 +94,7 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
                 let point = c
                     .block_on(vault.stored_point(instance, id))
                     .map_err(coded)?;
-                let until = chrono::Utc::now() + chrono::TimeDelta::days(i64::from(days));
+                let until = c.pgvault.now() + chrono::TimeDelta::days(i64::from(days));
                 if let Some(current) = point.vault.and_then(|m| m.rehydration_expiry_time)
                     && current > until
                 {
