@@ -366,6 +366,19 @@ fn datastore_name(source: &SourceArgs) -> anyhow::Result<String> {
     )
 }
 
+/// Prints a request the `initialize-for-data-recovery*` commands made, as JSON, completed
+/// with the source's datastore and the restore options the flags give.
+fn print_restore_request(
+    mut req: RestoreRequest,
+    source: &SourceArgs,
+    options: RestoreOptions,
+) -> anyhow::Result<()> {
+    req.source_data_store_type = datastore_name(source)?;
+    req.pgvault_restore_options = options;
+    print(&serde_json::to_value(req)?, Format::Json)?;
+    Ok(())
+}
+
 async fn source_resource_id(source: &SourceArgs) -> anyhow::Result<Option<String>> {
     let datastore = pgvault_host::api::source_datastore(&source.source_datastore).map_err(coded)?;
     let (Some(vault), Some(instance)) = (&source.vault_name, &source.backup_instance_name) else {
@@ -524,7 +537,7 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
             options,
         } => {
             let src = source_resource_id(&source).await?;
-            let mut req = initialize_for_data_recovery(
+            let req = initialize_for_data_recovery(
                 &source.recovery_point_id,
                 &target_database_url,
                 secret_store_type.as_deref(),
@@ -532,9 +545,7 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
                 src,
             )
             .map_err(coded)?;
-            req.source_data_store_type = datastore_name(&source)?;
-            req.pgvault_restore_options = options.options(None);
-            print(&serde_json::to_value(req)?, Format::Json)?;
+            print_restore_request(req, &source, options.options(None))?;
         }
         RestoreCommand::InitializeForDataRecoveryAsFiles {
             source,
@@ -550,16 +561,14 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
             )
             .map_err(coded)?;
             let src = source_resource_id(&source).await?;
-            let mut req = initialize_for_data_recovery_to_files(
+            let req = initialize_for_data_recovery_to_files(
                 &source.recovery_point_id,
                 &target,
                 target_file_name.as_deref().unwrap_or_default(),
                 src,
             )
             .map_err(coded)?;
-            req.source_data_store_type = datastore_name(&source)?;
-            req.pgvault_restore_options = options.options(format);
-            print(&serde_json::to_value(req)?, Format::Json)?;
+            print_restore_request(req, &source, options.options(format))?;
         }
         RestoreCommand::Drill {
             vault_name,
