@@ -1,6 +1,6 @@
 //! `pgvault backup-instance ...`, including `restore ...`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use std::sync::Arc;
@@ -366,6 +366,12 @@ fn datastore_name(source: &SourceArgs) -> anyhow::Result<String> {
     )
 }
 
+/// Reads a request file (or stdin) the user wrote or an `initialize` command printed, bounded
+/// as every request is.
+fn read_request<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
+    read_json(path, what, pgvault_host::api::limits::REQUEST_BYTES)
+}
+
 /// Prints a request the `initialize-for-data-recovery*` commands made, as JSON, completed
 /// with the source's datastore and the restore options the flags give.
 fn print_restore_request(
@@ -433,11 +439,8 @@ pub async fn run(cmd: InstanceCommand, format: Format) -> anyhow::Result<ExitCod
             vault_name,
             backup_instance,
         } => {
-            let req: BackupInstanceRequest = read_json(
-                &backup_instance,
-                "backup-instance request",
-                pgvault_host::api::limits::REQUEST_BYTES,
-            )?;
+            let req: BackupInstanceRequest =
+                read_request(&backup_instance, "backup-instance request")?;
             let svc = open_service()?;
             print(&svc.protect(&vault_name, req).await.map_err(coded)?, format)?;
         }
@@ -602,11 +605,7 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
             backup_instance_name,
             restore_request_object,
         } => {
-            let req: RestoreRequest = read_json(
-                &restore_request_object,
-                "restore request",
-                pgvault_host::api::limits::REQUEST_BYTES,
-            )?;
+            let req: RestoreRequest = read_request(&restore_request_object, "restore request")?;
             let svc = open_service()?;
             let written = Arc::new(AtomicU64::new(0));
             let total = match svc.vault(&vault_name).await {
