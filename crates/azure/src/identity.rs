@@ -521,16 +521,8 @@ impl AzureCredential {
                 return Attempt::Failed(reason);
             }
         };
-        self.client_credentials(
-            tenant,
-            client,
-            scope,
-            &[
-                ("client_assertion_type", JWT_BEARER),
-                ("client_assertion", assertion.expose_secret()),
-            ],
-        )
-        .await
+        self.assertion_grant(tenant, client, scope, &assertion)
+            .await
     }
 
     /// `{authority}/{tenant}/oauth2/v2.0/token`, the authority checked.
@@ -566,6 +558,19 @@ impl AzureCredential {
             }
             Err(err) => return Attempt::Failed(err.to_string()),
         };
+        self.assertion_grant(tenant, client, scope, &assertion)
+            .await
+    }
+
+    /// Client credentials proven by a signed JWT (a certificate's assertion or a federated
+    /// token), the one grant both sign-ins make.
+    async fn assertion_grant(
+        &self,
+        tenant: &str,
+        client: &str,
+        scope: &str,
+        assertion: &SecretValue,
+    ) -> Attempt {
         self.client_credentials(
             tenant,
             client,

@@ -21,6 +21,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::identity::{AzureCredential, AzureEnv, CredentialKind, is_loopback};
+use pgvault_model::code::ErrorCode;
 use pgvault_model::secret::{KeyVaultSecretUri, SecretValue};
 
 const API_VERSION: &str = "7.4";
@@ -32,12 +33,12 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 /// Why a Key Vault read failed, with its Azure code. The reason never contains the value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyVaultError {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub reason: String,
 }
 
 impl KeyVaultError {
-    fn new(code: &'static str, reason: impl Into<String>) -> Self {
+    fn new(code: ErrorCode, reason: impl Into<String>) -> Self {
         KeyVaultError {
             code,
             reason: reason.into(),
@@ -45,10 +46,11 @@ impl KeyVaultError {
     }
 }
 
-pub const INVALID_SECRET: &str = "UserErrorInvalidSecret";
-pub const INVALID_STORE: &str = "UserErrorInvalidSecretStore";
-pub const MISSING_PERMISSIONS: &str = "UserErrorMissingPermissionsOnSecretStore";
-pub const UNSUPPORTED_FORMAT: &str = "UserErrorSecretValueInUnsupportedFormat";
+/// The codes a Key Vault read fails with.
+pub const INVALID_SECRET: ErrorCode = ErrorCode::UserErrorInvalidSecret;
+pub const INVALID_STORE: ErrorCode = ErrorCode::UserErrorInvalidSecretStore;
+pub const MISSING_PERMISSIONS: ErrorCode = ErrorCode::UserErrorMissingPermissionsOnSecretStore;
+pub const UNSUPPORTED_FORMAT: ErrorCode = ErrorCode::UserErrorSecretValueInUnsupportedFormat;
 
 /// A Key Vault client with its credential. One per process (see [`configure`]).
 pub struct KeyVaultClient {

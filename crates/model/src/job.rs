@@ -409,31 +409,27 @@ pub enum JobState {
 }
 
 impl JobState {
-    pub fn status(&self) -> JobStatus {
-        match self {
-            JobState::InProgress { .. } => JobStatus::InProgress,
-            JobState::Completed { .. } => JobStatus::Completed,
-            JobState::Failed { .. } => JobStatus::Failed,
-            JobState::Cancelled { .. } => JobStatus::Cancelled,
+    /// The job's state without its error: the same status and timestamps, which a
+    /// [`TaskState`] holds, so that both kinds answer `status`, `start` and `end` one way.
+    pub fn without_error(&self) -> TaskState {
+        match *self {
+            JobState::InProgress { start } => TaskState::InProgress { start },
+            JobState::Completed { start, end } => TaskState::Completed { start, end },
+            JobState::Failed { start, end, .. } => TaskState::Failed { start, end },
+            JobState::Cancelled { start, end } => TaskState::Cancelled { start, end },
         }
+    }
+
+    pub fn status(&self) -> JobStatus {
+        self.without_error().status()
     }
 
     pub fn start(&self) -> DateTime<Utc> {
-        match self {
-            JobState::InProgress { start }
-            | JobState::Completed { start, .. }
-            | JobState::Failed { start, .. }
-            | JobState::Cancelled { start, .. } => *start,
-        }
+        self.without_error().start()
     }
 
     pub fn end(&self) -> Option<DateTime<Utc>> {
-        match self {
-            JobState::InProgress { .. } => None,
-            JobState::Completed { end, .. }
-            | JobState::Failed { end, .. }
-            | JobState::Cancelled { end, .. } => Some(*end),
-        }
+        self.without_error().end()
     }
 
     pub fn error(&self) -> Option<&JobError> {

@@ -713,6 +713,14 @@ impl ArchiveScanner {
     /// The grammar: records what `token` means in the current field, moves to the next
     /// field and returns the token to read for it.
     fn advance(&mut self, token: Token) -> Result<Lex, ArchiveError> {
+        let token = match (self.text_slot(self.field), token) {
+            (Some((slot, next)), Token::Str(s)) => {
+                *slot = s.unwrap_or_default();
+                self.field = next;
+                return Ok(self.lex_for(next));
+            }
+            (_, token) => token,
+        };
         let next = match (self.field, token) {
             (Field::Magic, Token::Collected) => {
                 if self.text != MAGIC {
@@ -806,18 +814,6 @@ impl ArchiveScanner {
                     Field::DatabaseName
                 }
             }
-            (Field::DatabaseName, Token::Str(s)) => {
-                self.header.database_name = s.unwrap_or_default();
-                Field::ServerVersion
-            }
-            (Field::ServerVersion, Token::Str(s)) => {
-                self.header.server_version = s.unwrap_or_default();
-                Field::DumpVersion
-            }
-            (Field::DumpVersion, Token::Str(s)) => {
-                self.header.pg_dump_version = s.unwrap_or_default();
-                Field::TocCount
-            }
             (Field::TocCount, Token::Int(n)) => {
                 // Not used to preallocate: a corrupt count must not allocate.
                 self.toc_count = usize::try_from(n)
@@ -836,22 +832,6 @@ impl ArchiveScanner {
                 self.current.had_dumper = v != 0;
                 Field::TableOid
             }
-            (Field::TableOid, Token::Str(s)) => {
-                self.current.table_oid = s.unwrap_or_default();
-                Field::Oid
-            }
-            (Field::Oid, Token::Str(s)) => {
-                self.current.oid = s.unwrap_or_default();
-                Field::Tag
-            }
-            (Field::Tag, Token::Str(s)) => {
-                self.current.tag = s.unwrap_or_default();
-                Field::Desc
-            }
-            (Field::Desc, Token::Str(s)) => {
-                self.current.desc = s.unwrap_or_default();
-                Field::Section
-            }
             (Field::Section, Token::Int(v)) => {
                 self.current.section = self.int32(v)?;
                 Field::Defn
@@ -859,30 +839,10 @@ impl ArchiveScanner {
             (Field::Defn, Token::Str(_)) => Field::DropStmt,
             (Field::DropStmt, Token::Str(_)) => Field::CopyStmt,
             (Field::CopyStmt, Token::Str(_)) => Field::Namespace,
-            (Field::Namespace, Token::Str(s)) => {
-                self.current.namespace = s.unwrap_or_default();
-                Field::Tablespace
-            }
-            (Field::Tablespace, Token::Str(s)) => {
-                self.current.tablespace = s.unwrap_or_default();
-                self.after_tablespace()
-            }
-            (Field::TableAm, Token::Str(s)) => {
-                self.current.table_am = s.unwrap_or_default();
-                if self.minor >= 16 {
-                    Field::Relkind
-                } else {
-                    Field::Owner
-                }
-            }
             (Field::Relkind, Token::Int(v)) => {
                 // A C char written with WriteInt; 0 for entries that are not relations.
                 self.current.relkind = u8::try_from(v).ok().filter(|b| *b != 0).map(char::from);
                 Field::Owner
-            }
-            (Field::Owner, Token::Str(s)) => {
-                self.current.owner = s.unwrap_or_default();
-                Field::WithOids
             }
             (Field::WithOids, Token::Str(_)) => Field::Dependency,
             (Field::Dependency, Token::Str(None)) => Field::OffsetFlag,
@@ -1029,12 +989,30 @@ impl ArchiveScanner {
         }
     }
 
-    fn after_tablespace(&self) -> Field {
-        if self.minor >= 14 {
-            Field::TableAm
-        } else {
-            Field::Owner
-        }
+    /// The fields read as plain text and kept as they are (SQL NULL as empty): where each is
+    /// kept and the field after it. One place for what would be a dozen alike arms of
+    /// [`ArchiveScanner::advance`].
+    fn text_slot(&mut self, field: Field) -> Option<(&mut String, Field)> {
+        let minor = self.minor;
+        let header = &mut self.header;
+        let entry = &mut self.current;
+        Some(match field {
+            Field::DatabaseName => (&mut header.database_name, Field::ServerVersion),
+            Field::ServerVersion => (&mut header.server_version, Field::DumpVersion),
+            Field::DumpVersion => (&mut header.pg_dump_version, Field::TocCount),
+            Field::TableOid => (&mut entry.table_oid, Field::Oid),
+            Field::Oid => (&mut entry.oid, Field::Tag),
+            Field::Tag => (&mut entry.tag, Field::Desc),
+            Field::Desc => (&mut entry.desc, Field::Section),
+            Field::Namespace => (&mut entry.namespace, Field::Tablespace),
+            // Archives from 1.14 on name the table access method, from 1.16 on the relkind.
+            Field::Tablespace if minor >= 14 => (&mut entry.tablespace, Field::TableAm),
+            Field::Tablespace => (&mut entry.tablespace, Field::Owner),
+            Field::TableAm if minor >= 16 => (&mut entry.table_am, Field::Relkind),
+            Field::TableAm => (&mut entry.table_am, Field::Owner),
+            Field::Owner => (&mut entry.owner, Field::WithOids),
+            _ => return None,
+        })
     }
 
     fn next_entry_or_data(&mut self) -> Field {

@@ -19,7 +19,7 @@ use pgvault_host::api::grant_script_at;
 use pgvault_host::api::{InitializeArgs, initialize_instance};
 use pgvault_host::api::{initialize_for_data_recovery, initialize_for_data_recovery_as_files};
 use pgvault_host::service::Pgvault;
-use pgvault_model::job::{JobFilter, JobStatus};
+use pgvault_model::job::{Job, JobFilter, JobStatus};
 use pgvault_model::policy::DatasourceType;
 use pgvault_model::resource::vault_id;
 use pgvault_model::templates::default_policy_template;
@@ -58,6 +58,16 @@ fn write_secret(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
         .mode(0o600)
         .open(path)?;
     f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Stops the demo when a job it ran did not complete, with the job's error.
+fn ensure_completed(job: &Job, what: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        job.status() == JobStatus::Completed,
+        "{what} failed: {:?}",
+        job.state.error()
+    );
     Ok(())
 }
 
@@ -188,11 +198,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .adhoc_backup("TestBkpVault", &instance, "Default", None)
         .await
         .map_err(coded)?;
-    anyhow::ensure!(
-        job.status() == JobStatus::Completed,
-        "backup failed: {:?}",
-        job.state.error()
-    );
+    ensure_completed(&job, "backup")?;
     let first = first.expect("a completed backup has a recovery point");
     say!(
         "recovery point {}: read {} from pg_dump, stored {} in {:.1?}",
@@ -247,11 +253,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .restore("TestBkpVault", &instance, &req)
         .await
         .map_err(coded)?;
-    anyhow::ensure!(
-        job.status() == JobStatus::Completed,
-        "restore failed: {:?}",
-        job.state.error()
-    );
+    ensure_completed(&job, "restore")?;
     let count = |db: &str| {
         cluster.psql(
             db,
@@ -280,11 +282,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         .restore("TestBkpVault", &instance, &req)
         .await
         .map_err(coded)?;
-    anyhow::ensure!(
-        job.status() == JobStatus::Completed,
-        "restore as files failed: {:?}",
-        job.state.error()
-    );
+    ensure_completed(&job, "restore as files")?;
     let dump = out_dir.join("empdb11.dump");
     let listed = cluster
         .command("pg_restore")

@@ -1,6 +1,6 @@
 //! `pgvault backup-instance ...`, including `restore ...`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use std::sync::Arc;
@@ -366,6 +366,25 @@ fn datastore_name(source: &SourceArgs) -> anyhow::Result<String> {
     )
 }
 
+/// Reads a request file (or stdin) the user wrote or an `initialize` command printed, bounded
+/// as every request is.
+fn read_request<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
+    read_json(path, what, pgvault_host::api::limits::REQUEST_BYTES)
+}
+
+/// Prints a request the `initialize-for-data-recovery*` commands made, as JSON, completed
+/// with the source's datastore and the restore options the flags give.
+fn print_restore_request(
+    mut req: RestoreRequest,
+    source: &SourceArgs,
+    options: RestoreOptions,
+) -> anyhow::Result<()> {
+    req.source_data_store_type = datastore_name(source)?;
+    req.pgvault_restore_options = options;
+    print(&serde_json::to_value(req)?, Format::Json)?;
+    Ok(())
+}
+
 async fn source_resource_id(source: &SourceArgs) -> anyhow::Result<Option<String>> {
     let datastore = pgvault_host::api::source_datastore(&source.source_datastore).map_err(coded)?;
     let (Some(vault), Some(instance)) = (&source.vault_name, &source.backup_instance_name) else {
@@ -420,11 +439,8 @@ pub async fn run(cmd: InstanceCommand, format: Format) -> anyhow::Result<ExitCod
             vault_name,
             backup_instance,
         } => {
-            let req: BackupInstanceRequest = read_json(
-                &backup_instance,
-                "backup-instance request",
-                pgvault_host::api::limits::REQUEST_BYTES,
-            )?;
+            let req: BackupInstanceRequest =
+                read_request(&backup_instance, "backup-instance request")?;
             let svc = open_service()?;
             print(&svc.protect(&vault_name, req).await.map_err(coded)?, format)?;
         }
@@ -524,7 +540,7 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
             options,
         } => {
             let src = source_resource_id(&source).await?;
-            let mut req = initialize_for_data_recovery(
+            let req = initialize_for_data_recovery(
                 &source.recovery_point_id,
                 &target_database_url,
                 secret_store_type.as_deref(),
@@ -532,9 +548,7 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
                 src,
             )
             .map_err(coded)?;
-            req.source_data_store_type = datastore_name(&source)?;
-            req.pgvault_restore_options = options.options(None);
-            print(&serde_json::to_value(req)?, Format::Json)?;
+            print_restore_request(req, &source, options.options(None))?;
         }
         RestoreCommand::InitializeForDataRecoveryAsFiles {
             source,
@@ -550,16 +564,14 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
             )
             .map_err(coded)?;
             let src = source_resource_id(&source).await?;
-            let mut req = initialize_for_data_recovery_to_files(
+            let req = initialize_for_data_recovery_to_files(
                 &source.recovery_point_id,
                 &target,
                 target_file_name.as_deref().unwrap_or_default(),
                 src,
             )
             .map_err(coded)?;
-            req.source_data_store_type = datastore_name(&source)?;
-            req.pgvault_restore_options = options.options(format);
-            print(&serde_json::to_value(req)?, Format::Json)?;
+            print_restore_request(req, &source, options.options(format))?;
         }
         RestoreCommand::Drill {
             vault_name,
@@ -593,11 +605,7 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
             backup_instance_name,
             restore_request_object,
         } => {
-            let req: RestoreRequest = read_json(
-                &restore_request_object,
-                "restore request",
-                pgvault_host::api::limits::REQUEST_BYTES,
-            )?;
+            let req: RestoreRequest = read_request(&restore_request_object, "restore request")?;
             let svc = open_service()?;
             let written = Arc::new(AtomicU64::new(0));
             let total = match svc.vault(&vault_name).await {

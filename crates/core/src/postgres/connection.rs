@@ -81,7 +81,9 @@ pub fn secret_mismatch(
 /// what the backup instance protects, and one secret may serve every database on a server.
 /// When they differ from the datasource a warning is logged ([`secret_mismatch`]), since a
 /// secret pointing elsewhere is more often a copy-paste mistake than intent.
-#[derive(Clone)]
+///
+/// `Debug` is derived: the password is a [`SecretValue`], whose `Debug` shows `<redacted>`.
+#[derive(Clone, Debug)]
 pub struct ConnectParams {
     host: String,
     port: u16,
@@ -401,23 +403,6 @@ impl ConnectParams {
             return Err(bad("it holds no PEM certificate".to_owned()));
         }
         Ok(store)
-    }
-}
-
-/// Written by hand so the password can never show.
-impl fmt::Debug for ConnectParams {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConnectParams")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("database", &self.database)
-            .field("user", &self.user)
-            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
-            .field("ssl_mode", &self.ssl_mode)
-            .field("root_cert", &self.root_cert)
-            .field("connect_timeout", &self.connect_timeout)
-            .field("application_name", &self.application_name)
-            .finish()
     }
 }
 

@@ -171,7 +171,7 @@ impl SecretError {
     /// The Azure-style error code.
     pub fn code(&self) -> ErrorCode {
         match self {
-            SecretError::KeyVault { error, .. } => ErrorCode::parse(error.code),
+            SecretError::KeyVault { error, .. } => error.code.clone(),
             _ => ErrorCode::UserErrorInvalidSecret,
         }
     }
