@@ -1181,18 +1181,13 @@ impl RawJob {
             .operation
             .parse()
             .map_err(|e| corrupt(format!("{e}")))?;
-        let status: JobStatus = self.status.parse().map_err(|e| corrupt(format!("{e}")))?;
-        let start = time("start_time", &self.start_time)?;
-        let end = match (&self.end_time, status) {
-            (None, JobStatus::InProgress) => None,
-            (Some(end), s) if s.is_finished() => Some(time("end_time", end)?),
-            _ => return Err(corrupt(format!("end_time does not fit status {status}"))),
-        };
-        let state = match (status, end) {
-            (JobStatus::InProgress, _) => JobState::InProgress { start },
-            (JobStatus::Completed, Some(end)) => JobState::Completed { start, end },
-            (JobStatus::Cancelled, Some(end)) => JobState::Cancelled { start, end },
-            (JobStatus::Failed, Some(end)) => match (&self.error_code, &self.error_message) {
+        let state = match row_state(&self.status, &self.start_time, self.end_time.as_deref())
+            .map_err(corrupt)?
+        {
+            TaskState::InProgress { start } => JobState::InProgress { start },
+            TaskState::Completed { start, end } => JobState::Completed { start, end },
+            TaskState::Cancelled { start, end } => JobState::Cancelled { start, end },
+            TaskState::Failed { start, end } => match (&self.error_code, &self.error_message) {
                 (Some(code), Some(message)) => JobState::Failed {
                     start,
                     end,
@@ -1200,7 +1195,6 @@ impl RawJob {
                 },
                 _ => return Err(corrupt("a failed job has no error code or message".into())),
             },
-            (_, None) => unreachable!("finished statuses were given an end above"),
         };
         let owner_pid = u32::try_from(self.owner_pid)
             .map_err(|_| corrupt(format!("owner_pid {} is not a process id", self.owner_pid)))?;
@@ -1278,34 +1272,8 @@ impl RawTask {
             .ok()
             .and_then(TaskId::new)
             .ok_or_else(|| format!("sub-task number {} is not a positive integer", self.seq))?;
-        let time = |column: &str, text: &str| {
-            parse_db_time(text).map_err(|e| format!("sub-task {id} {column} `{text}`: {e}"))
-        };
-        let status: JobStatus = self
-            .status
-            .parse()
+        let state = row_state(&self.status, &self.start_time, self.end_time.as_deref())
             .map_err(|e| format!("sub-task {id}: {e}"))?;
-        let start = time("start_time", &self.start_time)?;
-        let state = match (status, &self.end_time) {
-            (JobStatus::InProgress, None) => TaskState::InProgress { start },
-            (JobStatus::Completed, Some(end)) => TaskState::Completed {
-                start,
-                end: time("end_time", end)?,
-            },
-            (JobStatus::Failed, Some(end)) => TaskState::Failed {
-                start,
-                end: time("end_time", end)?,
-            },
-            (JobStatus::Cancelled, Some(end)) => TaskState::Cancelled {
-                start,
-                end: time("end_time", end)?,
-            },
-            _ => {
-                return Err(format!(
-                    "sub-task {id} end_time does not fit status {status}"
-                ));
-            }
-        };
         Ok(JobTask {
             id,
             name: self.name,
@@ -1313,6 +1281,28 @@ impl RawTask {
             detail: self.detail,
         })
     }
+}
+
+/// A job's or sub-task's status and times, as the row holds them, read as a state (the job's
+/// error is added by its caller), or what does not fit.
+fn row_state(
+    status: &str,
+    start: &str,
+    end: Option<&str>,
+) -> std::result::Result<TaskState, String> {
+    let time = |column: &str, text: &str| {
+        parse_db_time(text).map_err(|e| format!("{column} `{text}`: {e}"))
+    };
+    let status: JobStatus = status.parse().map_err(|e| format!("{e}"))?;
+    let start = time("start_time", start)?;
+    let end = end.map(|end| time("end_time", end)).transpose()?;
+    Ok(match (status, end) {
+        (JobStatus::InProgress, None) => TaskState::InProgress { start },
+        (JobStatus::Completed, Some(end)) => TaskState::Completed { start, end },
+        (JobStatus::Failed, Some(end)) => TaskState::Failed { start, end },
+        (JobStatus::Cancelled, Some(end)) => TaskState::Cancelled { start, end },
+        _ => return Err(format!("end_time does not fit status {status}")),
+    })
 }
 
 /// The owner to record for jobs this process runs.
