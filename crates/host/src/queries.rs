@@ -4,7 +4,8 @@
 
 use serde_json::Value;
 
-use pgvault_core::engine::Result;
+use pgvault_core::engine::{Error, Result};
+use pgvault_core::model::policy::DataStoreType;
 
 use crate::service::Pgvault;
 
@@ -66,5 +67,71 @@ impl Pgvault {
             vault.instance_names().await.unwrap_or_default(),
             vault.policy_names().await.unwrap_or_default(),
         )
+    }
+
+    /// `backup-instance show`: one backup instance as Azure's resource JSON.
+    pub async fn instance_json(&self, vault: &str, name: &str) -> Result<Value> {
+        let vault = self.vault(vault).await?;
+        Ok(vault.instance_json(&vault.instance(name).await?))
+    }
+
+    /// `backup-instance list`: every instance that reads, and an error naming each file that
+    /// does not.
+    pub async fn instances_json(&self, vault: &str) -> Result<(Vec<Value>, Vec<Error>)> {
+        let vault = self.vault(vault).await?;
+        let (list, unreadable) = vault.read_instances().await?;
+        Ok((
+            list.iter().map(|i| vault.instance_json(i)).collect(),
+            unreadable,
+        ))
+    }
+
+    /// `backup-policy show`: one policy as Azure's resource JSON.
+    pub async fn policy_json(&self, vault: &str, name: &str) -> Result<Value> {
+        self.vault(vault).await?.policy_json(name).await
+    }
+
+    /// `backup-policy list`: every policy that reads, and an error naming each file that does
+    /// not.
+    pub async fn policies_json(&self, vault: &str) -> Result<(Vec<Value>, Vec<Error>)> {
+        self.vault(vault).await?.read_policies().await
+    }
+
+    /// The length of a recovery point's stream, for a restore's progress; 0 when it cannot be
+    /// read (the restore itself then says why).
+    pub async fn recovery_point_length(&self, vault: &str, instance: &str, id: &str) -> u64 {
+        match self.vault(vault).await {
+            Ok(vault) => vault
+                .stored_point(instance, id)
+                .await
+                .map(|p| p.manifest().stream.length)
+                .unwrap_or(0),
+            Err(_) => 0,
+        }
+    }
+
+    /// The datasource a restore request's source names (`--backup-instance-name` of
+    /// `initialize-for-data-recovery`), once its recovery point is known to be restorable from
+    /// `source` at the host's time.
+    pub async fn restore_source_id(
+        &self,
+        vault: &str,
+        instance: &str,
+        recovery_point_id: &str,
+        source: DataStoreType,
+    ) -> Result<String> {
+        let vault = self.vault(vault).await?;
+        vault
+            .restorable_manifest(instance, recovery_point_id, source, self.now())
+            .await
+            .map_err(|e| {
+                self.explain_missing_point(vault.name(), instance, recovery_point_id, e)
+            })?;
+        Ok(vault
+            .instance(instance)
+            .await?
+            .properties
+            .data_source_info
+            .resource_id)
     }
 }

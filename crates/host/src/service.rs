@@ -234,7 +234,7 @@ impl Pgvault {
         Ok(vault.to_azure_json())
     }
 
-    pub async fn vault(&self, name: &str) -> Result<Vault> {
+    pub(crate) async fn vault(&self, name: &str) -> Result<Vault> {
         let registry = self.home.registry()?;
         let (_, url) = registry
             .vaults

@@ -24,6 +24,7 @@ use pgvault_core::model::instance::BackupInstanceRequest;
 use pgvault_core::model::job::{JobFilter, JobId, JobStatus, Operation};
 use pgvault_core::model::policy::{BackupPolicy, DataStoreType};
 use pgvault_core::model::restore::RestoreRequest;
+use pgvault_core::store::VaultStore;
 use pgvault_core::store::lease::DestructiveGuard;
 use pgvault_core::store::lock::{InstanceLock, LockError, LockKind, VaultLock};
 use pgvault_core::store::manifest::{
@@ -123,7 +124,7 @@ impl World {
         svc.create_policy("V", "P", &policy).await.unwrap();
         let server = SilentServer::start();
         let world = World {
-            vault: svc.vault("V").await.unwrap(),
+            vault: Vault::open(VaultStore::open(&url).unwrap()).await.unwrap(),
             svc: Arc::new(svc),
             dir,
             server,

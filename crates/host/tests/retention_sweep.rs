@@ -14,11 +14,13 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::{Value, json};
 
+use pgvault_core::engine::Vault;
 use pgvault_core::engine::home::Home;
 use pgvault_core::engine::sweep::{self, ActionKind};
 use pgvault_core::model::job::{JobFilter, JobStatus, Operation};
 use pgvault_core::model::policy::{BackupPolicy, DataStoreType};
 use pgvault_core::model::simulate::simulate;
+use pgvault_core::store::VaultStore;
 use pgvault_core::store::manifest::{
     BackupStats, ChunkerParams, DatasourceInfo, MANIFEST_FORMAT, Manifest, PostgresInfo,
 };
@@ -181,7 +183,9 @@ async fn setup() -> (
     let archive_url = format!("file://{}", dir.path().join("archive").display());
     svc.create_vault("V", Some(&vault_url)).await.unwrap();
     svc.set_archive_storage("V", &archive_url).await.unwrap();
-    let vault = svc.vault("V").await.unwrap();
+    let vault = Vault::open(VaultStore::open(&vault_url).unwrap())
+        .await
+        .unwrap();
 
     let (from, to) = window();
     let mut cases = Vec::new();

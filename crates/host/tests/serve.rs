@@ -12,9 +12,11 @@ use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::json;
 use tokio::sync::mpsc;
 
+use pgvault_core::engine::Vault;
 use pgvault_core::engine::home::Home;
 use pgvault_core::model::job::{Job, JobFilter, JobOutcome, JobStatus, NewJob, Operation};
 use pgvault_core::model::policy::BackupPolicy;
+use pgvault_core::store::VaultStore;
 use pgvault_core::store::paths;
 use pgvault_host::agenda::{Agenda, tick};
 use pgvault_host::history::{DEFAULT_JOB_HISTORY_RETENTION, current_owner};
@@ -61,7 +63,7 @@ async fn home(dir: &std::path::Path, instances: &[&str], protected: DateTime<Utc
     svc.create_policy("V", "Hourly", &hourly_policy())
         .await
         .unwrap();
-    let vault = svc.vault("V").await.unwrap();
+    let vault = Vault::open(VaultStore::open(&url).unwrap()).await.unwrap();
     for name in instances {
         let instance = json!({
             "name": name,

@@ -391,27 +391,11 @@ async fn source_resource_id(source: &SourceArgs) -> anyhow::Result<Option<String
         return Ok(None);
     };
     let svc = open_service()?;
-    let vault = svc.vault(vault).await.map_err(coded)?;
-    vault
-        .restorable_manifest(
-            instance,
-            &source.recovery_point_id,
-            datastore,
-            chrono::Utc::now(),
-        )
+    let id = svc
+        .restore_source_id(vault, instance, &source.recovery_point_id, datastore)
         .await
-        .map_err(|e| {
-            coded(svc.explain_missing_point(vault.name(), instance, &source.recovery_point_id, e))
-        })?;
-    Ok(Some(
-        vault
-            .instance(instance)
-            .await
-            .map_err(coded)?
-            .properties
-            .data_source_info
-            .resource_id,
-    ))
+        .map_err(coded)?;
+    Ok(Some(id))
 }
 
 pub async fn run(cmd: InstanceCommand, format: Format) -> anyhow::Result<ExitCode> {
@@ -446,20 +430,13 @@ pub async fn run(cmd: InstanceCommand, format: Format) -> anyhow::Result<ExitCod
         }
         InstanceCommand::Show { vault_name, name } => {
             let svc = open_service()?;
-            let vault = svc.vault(&vault_name).await.map_err(coded)?;
-            print(
-                &vault.instance_json(&vault.instance(&name).await.map_err(coded)?),
-                format,
-            )?;
+            let instance = svc.instance_json(&vault_name, &name).await.map_err(coded)?;
+            print(&instance, format)?;
         }
         InstanceCommand::List { vault_name } => {
             let svc = open_service()?;
-            let vault = svc.vault(&vault_name).await.map_err(coded)?;
-            let (list, unreadable) = vault.read_instances().await.map_err(coded)?;
-            print(
-                &Value::Array(list.iter().map(|i| vault.instance_json(i)).collect()),
-                format,
-            )?;
+            let (list, unreadable) = svc.instances_json(&vault_name).await.map_err(coded)?;
+            print(&Value::Array(list), format)?;
             super::fail_on_unreadable("backup instances", unreadable)?;
         }
         InstanceCommand::AdhocBackup {
@@ -608,14 +585,9 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
             let req: RestoreRequest = read_request(&restore_request_object, "restore request")?;
             let svc = open_service()?;
             let written = Arc::new(AtomicU64::new(0));
-            let total = match svc.vault(&vault_name).await {
-                Ok(vault) => vault
-                    .stored_point(&backup_instance_name, &req.recovery_point_id)
-                    .await
-                    .map(|p| p.manifest().stream.length)
-                    .unwrap_or(0),
-                Err(_) => 0,
-            };
+            let total = svc
+                .recovery_point_length(&vault_name, &backup_instance_name, &req.recovery_point_id)
+                .await;
             let progress = show_progress(total, written.clone());
             let result = svc
                 .restore_observed(&vault_name, &backup_instance_name, &req, written)

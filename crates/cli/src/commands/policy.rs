@@ -308,13 +308,14 @@ pub async fn run(cmd: PolicyCommand, format: Format) -> anyhow::Result<ExitCode>
         }
         PolicyCommand::Show { vault_name, name } => {
             let svc = open_service()?;
-            let vault = svc.vault(&vault_name).await.map_err(coded)?;
-            print(&vault.policy_json(&name).await.map_err(coded)?, format)?;
+            print(
+                &svc.policy_json(&vault_name, &name).await.map_err(coded)?,
+                format,
+            )?;
         }
         PolicyCommand::List { vault_name } => {
             let svc = open_service()?;
-            let vault = svc.vault(&vault_name).await.map_err(coded)?;
-            let (policies, unreadable) = vault.read_policies().await.map_err(coded)?;
+            let (policies, unreadable) = svc.policies_json(&vault_name).await.map_err(coded)?;
             print(&Value::Array(policies), format)?;
             super::fail_on_unreadable("policies", unreadable)?;
         }
