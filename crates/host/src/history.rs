@@ -1107,9 +1107,7 @@ fn parse_db_time(text: &str) -> std::result::Result<DateTime<Utc>, chrono::Parse
 struct RawJob {
     id: String,
     operation: String,
-    status: String,
-    start_time: String,
-    end_time: Option<String>,
+    state: RawState,
     error_code: Option<String>,
     error_message: Option<String>,
     owner_pid: i64,
@@ -1138,9 +1136,7 @@ impl RawJob {
         Ok(Self {
             id: row.get(0)?,
             operation: row.get(1)?,
-            status: row.get(2)?,
-            start_time: row.get(3)?,
-            end_time: row.get(4)?,
+            state: RawState::read(row, 2)?,
             error_code: row.get(5)?,
             error_message: row.get(6)?,
             owner_pid: row.get(7)?,
@@ -1181,9 +1177,7 @@ impl RawJob {
             .operation
             .parse()
             .map_err(|e| corrupt(format!("{e}")))?;
-        let state = match row_state(&self.status, &self.start_time, self.end_time.as_deref())
-            .map_err(corrupt)?
-        {
+        let state = match self.state.parse().map_err(corrupt)? {
             TaskState::InProgress { start } => JobState::InProgress { start },
             TaskState::Completed { start, end } => JobState::Completed { start, end },
             TaskState::Cancelled { start, end } => JobState::Cancelled { start, end },
@@ -1246,9 +1240,7 @@ struct RawTask {
     job_id: String,
     seq: i64,
     name: String,
-    status: String,
-    start_time: String,
-    end_time: Option<String>,
+    state: RawState,
     detail: Option<String>,
 }
 
@@ -1259,9 +1251,7 @@ impl RawTask {
             job_id: row.get(0)?,
             seq: row.get(1)?,
             name: row.get(2)?,
-            status: row.get(3)?,
-            start_time: row.get(4)?,
-            end_time: row.get(5)?,
+            state: RawState::read(row, 3)?,
             detail: row.get(6)?,
         })
     }
@@ -1272,7 +1262,9 @@ impl RawTask {
             .ok()
             .and_then(TaskId::new)
             .ok_or_else(|| format!("sub-task number {} is not a positive integer", self.seq))?;
-        let state = row_state(&self.status, &self.start_time, self.end_time.as_deref())
+        let state = self
+            .state
+            .parse()
             .map_err(|e| format!("sub-task {id}: {e}"))?;
         Ok(JobTask {
             id,
@@ -1283,26 +1275,45 @@ impl RawTask {
     }
 }
 
-/// A job's or sub-task's status and times, as the row holds them, read as a state (the job's
-/// error is added by its caller), or what does not fit.
-fn row_state(
-    status: &str,
-    start: &str,
-    end: Option<&str>,
-) -> std::result::Result<TaskState, String> {
-    let time = |column: &str, text: &str| {
-        parse_db_time(text).map_err(|e| format!("{column} `{text}`: {e}"))
-    };
-    let status: JobStatus = status.parse().map_err(|e| format!("{e}"))?;
-    let start = time("start_time", start)?;
-    let end = end.map(|end| time("end_time", end)).transpose()?;
-    Ok(match (status, end) {
-        (JobStatus::InProgress, None) => TaskState::InProgress { start },
-        (JobStatus::Completed, Some(end)) => TaskState::Completed { start, end },
-        (JobStatus::Failed, Some(end)) => TaskState::Failed { start, end },
-        (JobStatus::Cancelled, Some(end)) => TaskState::Cancelled { start, end },
-        _ => return Err(format!("end_time does not fit status {status}")),
-    })
+/// A job's or sub-task's status and times as the row holds them (three columns in a row:
+/// status, start_time, end_time), read as a state by [`RawState::parse`]; a job adds its
+/// error to a Failed one.
+struct RawState {
+    status: String,
+    start_time: String,
+    end_time: Option<String>,
+}
+
+impl RawState {
+    /// The three columns from `at` on.
+    fn read(row: &Row<'_>, at: usize) -> rusqlite::Result<Self> {
+        Ok(RawState {
+            status: row.get(at)?,
+            start_time: row.get(at + 1)?,
+            end_time: row.get(at + 2)?,
+        })
+    }
+
+    /// The state, or what does not fit.
+    fn parse(&self) -> std::result::Result<TaskState, String> {
+        let time = |column: &str, text: &str| {
+            parse_db_time(text).map_err(|e| format!("{column} `{text}`: {e}"))
+        };
+        let status: JobStatus = self.status.parse().map_err(|e| format!("{e}"))?;
+        let start = time("start_time", &self.start_time)?;
+        let end = self
+            .end_time
+            .as_deref()
+            .map(|end| time("end_time", end))
+            .transpose()?;
+        Ok(match (status, end) {
+            (JobStatus::InProgress, None) => TaskState::InProgress { start },
+            (JobStatus::Completed, Some(end)) => TaskState::Completed { start, end },
+            (JobStatus::Failed, Some(end)) => TaskState::Failed { start, end },
+            (JobStatus::Cancelled, Some(end)) => TaskState::Cancelled { start, end },
+            _ => return Err(format!("end_time does not fit status {status}")),
+        })
+    }
 }
 
 /// The owner to record for jobs this process runs.
