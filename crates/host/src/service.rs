@@ -85,7 +85,7 @@ impl std::fmt::Debug for Pgvault {
 }
 
 pub(crate) fn history_err(e: crate::history::HistoryError) -> Error {
-    Error::new(ErrorCode::JobHistoryError, format!("job history: {e}"))
+    Error::caused_by(ErrorCode::JobHistoryError, format!("job history: {e}"), e)
 }
 
 impl Pgvault {
@@ -682,6 +682,19 @@ pub async fn clean_leftovers(home: &Home) -> Vec<Cleaned> {
 mod tests {
     use super::*;
     use pgvault_core::model::instance::PROTECTION_CONFIGURED;
+
+    /// A history error reaches the caller as `JobHistoryError` with the history's own error as
+    /// its source.
+    #[test]
+    fn a_history_error_keeps_its_cause() {
+        let e = history_err(crate::history::HistoryError::ByteCountTooLarge(u64::MAX));
+        assert_eq!(e.code, ErrorCode::JobHistoryError);
+        let source = std::error::Error::source(&e).expect("the history error");
+        assert!(matches!(
+            source.downcast_ref::<crate::history::HistoryError>(),
+            Some(crate::history::HistoryError::ByteCountTooLarge(u64::MAX))
+        ));
+    }
 
     /// A clock that always says the same time.
     struct Fixed(DateTime<Utc>);
