@@ -92,7 +92,8 @@ impl Recorded {
 
 impl PartialEq for Recorded {
     fn eq(&self, other: &Recorded) -> bool {
-        self.0.get() == other.0.get() || (self.value().is_some() && self.value() == other.value())
+        self.0.get() == other.0.get()
+            || matches!((self.value(), other.value()), (Some(a), Some(b)) if a == b)
     }
 }
 
