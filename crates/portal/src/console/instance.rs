@@ -134,6 +134,7 @@ async fn render(
                 thead { tr {
                     th scope="col" { "Time" } th scope="col" { "Tier" } th scope="col" { "Tag" }
                     th scope="col" { "Expires" } th scope="col" { "Size" } th scope="col" { "Id" }
+                    th scope="col" { span.visually-hidden { "Restore" } }
                 } }
                 tbody {
                     @for rp in &points {
@@ -147,6 +148,9 @@ async fn render(
                             td { (pp["expiryTime"].as_str().map(human::time_text).unwrap_or_else(|| "never".into())) }
                             td.num { (pp["pgvaultStreamLength"].as_u64().or(pp["streamLength"].as_u64()).map(human::size).unwrap_or_default()) }
                             td { code { (rp["name"].as_str().unwrap_or_default()) } }
+                            td { @if may_operate {
+                                a href={(action) "/restore?point=" (seg(rp["name"].as_str().unwrap_or_default()))} { "Restore" }
+                            } }
                         }
                     }
                 }

@@ -20,8 +20,10 @@ use serde::Deserialize;
 use crate::Portal;
 
 mod center;
+mod configure;
 mod instance;
 mod jobs;
+mod restore;
 pub mod session;
 
 use session::Session;
@@ -35,6 +37,7 @@ pub fn routes() -> Router<Arc<Portal>> {
         .route("/", get(center::show))
         .route("/sign-in", get(sign_in_page).post(sign_in))
         .route("/sign-out", post(sign_out))
+        .route("/configure", get(configure::show).post(configure::submit))
         .route("/jobs", get(jobs::list))
         .route("/jobs/{id}", get(jobs::show))
         .route("/operations/{id}", get(jobs::operation))
@@ -46,6 +49,10 @@ pub fn routes() -> Router<Arc<Portal>> {
         .route(
             "/vaults/{vault}/instances/{instance}/protection",
             post(instance::protection),
+        )
+        .route(
+            "/vaults/{vault}/instances/{instance}/restore",
+            get(restore::show).post(restore::submit),
         )
         .route("/console.css", get(css))
 }
@@ -146,6 +153,7 @@ pub(crate) fn frame(title: &str, session: Option<&Session>, content: Markup) -> 
                     @if let Some(s) = session {
                         nav aria-label="Main" {
                             a href="/" { "Backup center" }
+                            a href="/configure" { "Configure backup" }
                             a href="/jobs" { "Jobs" }
                         }
                         form.signout method="post" action="/sign-out" {
