@@ -83,6 +83,9 @@ enum Command {
         after_help = "Examples:\n  pgvault tick\n  pgvault tick --at 2025-01-05T22:00:00Z   # as if the clock said so (tests, catch-up drills)"
     )]
     Tick(commands::tick::TickArgs),
+    /// The bearer tokens of the REST API (`pgvault serve --listen`).
+    #[command(subcommand)]
+    ApiToken(commands::api_token::ApiTokenCommand),
     /// Show pgvault end to end on a throwaway PostgreSQL: sample data, a vault, backups, a restore, the jobs.
     #[command(after_help = "Example:\n  cargo run --release -- demo")]
     Demo(commands::demo::DemoArgs),

@@ -56,7 +56,16 @@ mod tests {
             ],
         ),
         ("host", &["pgvault-core"]),
-        ("cli", &["pgvault-host", "pgvault-model", "pgvault-testkit"]),
+        (
+            "cli",
+            &[
+                "pgvault-host",
+                "pgvault-model",
+                "pgvault-portal",
+                "pgvault-testkit",
+            ],
+        ),
+        ("portal", &["pgvault-host", "pgvault-model"]),
         ("testkit", &[]),
     ];
 

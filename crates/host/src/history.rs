@@ -108,12 +108,42 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_JOB_HISTORY_RETENTION: IsoDuration = IsoDuration::days(365);
 
 /// Schema migrations, oldest first: entry *i* takes a file from version *i* to *i + 1*.
-pub const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3];
+pub const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
 
 /// Version 3 adds the `Rehydrate` operation. No table changes: the version marks that rows
 /// may name it, so an older pgvault, which could not read such a row, refuses the file
 /// instead of failing on the row.
 const MIGRATION_3: &str = "-- v3: Rehydrate jobs";
+
+/// Version 4 adds the REST API's tokens and its audit of changes (see [`crate::access`]):
+///
+/// - `api_tokens`: `name` (unique among tokens not revoked), `role` (`Reader`, `Operator`,
+///   `Contributor`), `token_hash` (hex SHA-256 of the token; the token itself is never
+///   stored), `created_time`, `revoked_time` (NULL while valid).
+/// - `api_audit`: one row per request that changes something: `time`, `token_name`, `role`,
+///   `method`, `path`, `status` (the HTTP status answered), `job_id` (NULL when none).
+const MIGRATION_4: &str = "
+CREATE TABLE api_tokens (
+    seq          INTEGER PRIMARY KEY,
+    name         TEXT NOT NULL CHECK (name <> ''),
+    role         TEXT NOT NULL CHECK (role IN ('Reader', 'Operator', 'Contributor')),
+    token_hash   TEXT NOT NULL UNIQUE,
+    created_time TEXT NOT NULL,
+    revoked_time TEXT
+);
+CREATE UNIQUE INDEX api_tokens_live_name ON api_tokens (name) WHERE revoked_time IS NULL;
+CREATE TABLE api_audit (
+    seq        INTEGER PRIMARY KEY,
+    time       TEXT    NOT NULL,
+    token_name TEXT    NOT NULL,
+    role       TEXT    NOT NULL,
+    method     TEXT    NOT NULL,
+    path       TEXT    NOT NULL,
+    status     INTEGER NOT NULL,
+    job_id     TEXT
+);
+CREATE INDEX api_audit_by_time ON api_audit (time);
+";
 
 /// The key in `pgvault_meta` naming the pgvault version that last migrated the file.
 const META_WRITTEN_BY: &str = "schema_written_by";
@@ -445,7 +475,7 @@ impl JobHistory {
         &self.path
     }
 
-    fn conn(&self) -> MutexGuard<'_, Connection> {
+    pub(crate) fn conn(&self) -> MutexGuard<'_, Connection> {
         // A panic while the lock was held cannot leave the connection half-written: every
         // write is one statement or a transaction that rolls back when dropped.
         self.conn
@@ -651,6 +681,12 @@ impl JobHistory {
         if let Some(limit) = filter.limit {
             args.push(SqlValue::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
             selection.push_str(&format!(" LIMIT ?{}", args.len()));
+            if filter.offset > 0 {
+                args.push(SqlValue::Integer(
+                    i64::try_from(filter.offset).unwrap_or(i64::MAX),
+                ));
+                selection.push_str(&format!(" OFFSET ?{}", args.len()));
+            }
         }
 
         let mut conn = self.conn();
@@ -710,6 +746,7 @@ impl JobHistory {
     pub fn summary(&self, filter: &JobFilter) -> Result<Vec<JobSummaryRow>> {
         let (selection, args) = filter_sql(&JobFilter {
             limit: None,
+            offset: 0,
             ..filter.clone()
         });
         // vault_name and backup_instance_name are COLLATE NOCASE, so they group and sort
@@ -1090,7 +1127,7 @@ fn write_task_end(conn: &Connection, job: JobId, task: &JobTask) -> rusqlite::Re
 }
 
 /// Times are stored as fixed-width UTC text so that comparing text compares time.
-fn db_time(t: DateTime<Utc>) -> String {
+pub(crate) fn db_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
 }
 
@@ -1098,7 +1135,7 @@ fn db_bytes(n: u64) -> Result<i64> {
     i64::try_from(n).map_err(|_| HistoryError::ByteCountTooLarge(n))
 }
 
-fn parse_db_time(text: &str) -> std::result::Result<DateTime<Utc>, chrono::ParseError> {
+pub(crate) fn parse_db_time(text: &str) -> std::result::Result<DateTime<Utc>, chrono::ParseError> {
     DateTime::parse_from_rfc3339(text).map(|t| t.with_timezone(&Utc))
 }
 
@@ -1583,7 +1620,7 @@ mod tests {
         }
 
         // Expected results as indexes into `rows`, newest first.
-        let cases: [(JobFilter, &[usize]); 14] = [
+        let cases: [(JobFilter, &[usize]); 16] = [
             (JobFilter::default(), &[4, 3, 2, 1, 0]),
             (JobFilter::default().vault("vault-a"), &[4, 1, 0]),
             (JobFilter::default().vault("Vault-B"), &[3, 2]),
@@ -1602,6 +1639,8 @@ mod tests {
                 &[2, 1],
             ),
             (JobFilter::default().vault("vault-a").limit(2), &[4, 1]),
+            (JobFilter::default().limit(2).offset(1), &[3, 2]),
+            (JobFilter::default().limit(10).offset(4), &[0]),
             (
                 JobFilter::default()
                     .vault("vault-b")

@@ -119,7 +119,15 @@ impl<'a> JobRun<'a> {
         new: &NewJob,
         held: Held,
     ) -> Result<JobRun<'a>> {
-        let job = match history.start(new) {
+        let mut new = new.clone();
+        if let Some(id) = claim_job_id() {
+            new.id = id;
+        }
+        if let Some(who) = initiator() {
+            new.extended_details
+                .insert(INITIATED_BY_DETAIL.to_owned(), who);
+        }
+        let job = match history.start(&new) {
             Ok(job) => job,
             Err(e) => {
                 held.release().await;
@@ -289,6 +297,56 @@ pub(crate) fn panic_error(panic: &(dyn std::any::Any + Send)) -> Error {
              completed. This is a bug: please report it with this message"
         ),
     )
+}
+
+/// The job detail naming who asked for an operation made through the REST API or the console
+/// (`api-token:<name>`).
+pub const INITIATED_BY_DETAIL: &str = "InitiatedBy";
+
+/// Who asks for the operations run inside [`on_behalf`], and the id the first job they start
+/// takes.
+#[derive(Debug, Clone)]
+pub struct OnBehalf {
+    /// Recorded in the job's details as [`INITIATED_BY_DETAIL`].
+    pub initiator: String,
+    /// The id the first job started inside the scope takes, so that a caller can name the
+    /// job (an ARM operation's `jobId`) before the operation has started it.
+    pub job_id: JobId,
+}
+
+struct Scope {
+    who: OnBehalf,
+    claimed: std::sync::atomic::AtomicBool,
+}
+
+tokio::task_local! {
+    static ON_BEHALF: Scope;
+}
+
+/// Runs `operation` on behalf of `who`: every job it starts records `who.initiator`, and the
+/// first one takes `who.job_id`. The REST API runs each request's operation in such a scope
+/// rather than threading a caller through every operation's signature (as tracing does with
+/// spans); outside one, jobs are recorded as before.
+pub async fn on_behalf<F: std::future::Future>(who: OnBehalf, operation: F) -> F::Output {
+    let scope = Scope {
+        who,
+        claimed: std::sync::atomic::AtomicBool::new(false),
+    };
+    ON_BEHALF.scope(scope, operation).await
+}
+
+/// The pre-assigned job id of the [`on_behalf`] scope, the first time it is asked for.
+pub(crate) fn claim_job_id() -> Option<JobId> {
+    ON_BEHALF
+        .try_with(|s| {
+            (!s.claimed.swap(true, std::sync::atomic::Ordering::SeqCst)).then_some(s.who.job_id)
+        })
+        .ok()
+        .flatten()
+}
+
+fn initiator() -> Option<String> {
+    ON_BEHALF.try_with(|s| s.who.initiator.clone()).ok()
 }
 
 /// Records an operation's steps as its job's sub-tasks (a backup's validate, dump, upload,

@@ -390,7 +390,7 @@ impl Pgvault {
         // The job history alone cannot refuse a backup started at the same instant (both
         // look before either records its job); the instance lock can.
         // The job's id is decided now, so the lock names it to a backup it refuses.
-        let job_id = JobId::new();
+        let job_id = crate::job_run::claim_job_id().unwrap_or_default();
         let instance_lock = {
             let (store, name) = (vault.store.clone(), instance.to_owned());
             shielded(async move {
@@ -510,7 +510,7 @@ impl Pgvault {
     /// At most one backup of an instance runs at a time, as in Azure: a second one is refused
     /// while the first one's job is in progress (a job whose process died was already marked
     /// failed when the history was opened).
-    pub(crate) fn check_no_backup_running(&self, vault: &str, instance: &str) -> Result<()> {
+    pub fn check_no_backup_running(&self, vault: &str, instance: &str) -> Result<()> {
         let running = self
             .history
             .list(

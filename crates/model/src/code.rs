@@ -22,6 +22,7 @@ use std::fmt;
 /// its storage failed.
 mod status {
     pub const BAD_REQUEST: u16 = 400;
+    pub const UNAUTHORIZED: u16 = 401;
     pub const FORBIDDEN: u16 = 403;
     pub const NOT_FOUND: u16 = 404;
     pub const CONFLICT: u16 = 409;
@@ -133,6 +134,21 @@ codes! {
     UserErrorTargetAccessDenied => FORBIDDEN, false, "check AZURE_STORAGE_ACCOUNT_KEY or AZURE_STORAGE_SAS_TOKEN: a SAS needs read, create and write on the container";
     UserErrorScriptNotAllowed => FORBIDDEN, false, "allow the operation in the host's sandbox flags or the script's header, or run it from the CLI";
     UserErrorDestructiveOperationNotAllowed => FORBIDDEN, false, "destructive operations from scripts need --allow-destructive on the host";
+    // The REST API: Azure Resource Manager's own codes, and pgvault's API tokens.
+    AuthenticationFailed => UNAUTHORIZED, false, "send `Authorization: Bearer <token>` with a token from `pgvault api-token create`";
+    InvalidAuthenticationToken => UNAUTHORIZED, false, "the token is unknown or revoked; create one with `pgvault api-token create`";
+    AuthorizationFailed => FORBIDDEN, false, "use a token whose role allows the action (Reader reads, Operator also backs up and restores, Contributor also changes resources)";
+    MissingApiVersionParameter => BAD_REQUEST, false, "add `?api-version=` with a version the message lists";
+    InvalidApiVersionParameter => BAD_REQUEST, false, "use an api-version the message lists";
+    InvalidRequestContent => BAD_REQUEST, false, "send the body as JSON in the shape Azure's REST API documents for this call";
+    InvalidResourceType => BAD_REQUEST, false, "check the request's path against Azure's Data Protection REST API";
+    InvalidSubscriptionId => BAD_REQUEST, false, "use the subscription id this host serves (`pgvault serve --subscription-id`)";
+    SubscriptionNotFound => NOT_FOUND, false, "use the subscription id this host serves (`pgvault serve --subscription-id`)";
+    ResourceNotFound => NOT_FOUND, false, "check the resource's path: its resource group, vault and name";
+    MethodNotAllowed => BAD_REQUEST, false, "use a method Azure's REST API allows on this path";
+    UserErrorInvalidApiToken => BAD_REQUEST, false, "name the token with 1 to 64 letters, digits, `-`, `_` or `.`, and give a role: Reader, Operator or Contributor";
+    UserErrorApiTokenExists => CONFLICT, false, "revoke the token of that name first, or choose another name";
+    UserErrorApiTokenNotFound => NOT_FOUND, false, "check the name (`pgvault api-token list`)";
     // A pgvault resource that does not exist.
     UserErrorNotFound => NOT_FOUND, false, "check the name; the list commands show what exists";
     UserErrorVaultNotFound => NOT_FOUND, false, "check the vault name (`pgvault backup-vault list`) or create the vault";
@@ -151,6 +167,8 @@ codes! {
     UserErrorDatasourceAlreadyProtected => CONFLICT, false, "the database is protected by another instance already; use that one";
     UserErrorDatabaseNameAlreadyInUse => CONFLICT, false, "restore to a new database name; a restore never overwrites a database";
     UserErrorFileAlreadyExists => CONFLICT, false, "choose another --target-file-name or target, or remove the existing file";
+    UserErrorPolicyInUse => CONFLICT, false, "delete the backup instances that use the policy, or protect them with another policy, first";
+    UserErrorVaultNotEmpty => CONFLICT, false, "delete the vault's backup instances (and so their recovery points) first";
     UserErrorArchiveTierInUse => CONFLICT, false, "move or delete the recovery points in the archive tier before changing it";
     UserErrorBackupInstanceNotProtected => CONFLICT, false, "resume protection (`pgvault backup-instance resume-protection`) before backing up";
     UserErrorRecoveryPointInArchiveTier => CONFLICT, false, "rehydrate the recovery point (`pgvault recovery-point rehydrate`) and restore from ArchiveStore";

@@ -18,6 +18,16 @@ use std::str::FromStr;
 use chrono::{DateTime, Days, Months, TimeDelta, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+/// A number of days as az and Azure's REST API write a rehydration's retention: `15`, `15D`
+/// or `P15D`.
+pub fn parse_days(text: &str) -> Result<u32, String> {
+    let t = text.trim().to_ascii_uppercase();
+    let digits = t.trim_start_matches('P').trim_end_matches('D');
+    digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of days (write 15, 15D or P15D)"))
+}
+
 /// An ISO 8601 duration made of whole-number components: years, months, weeks, days, hours,
 /// minutes and seconds.
 ///

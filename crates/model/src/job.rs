@@ -1399,6 +1399,8 @@ pub struct JobFilter {
     pub started_before: Option<DateTime<Utc>>,
     /// At most this many jobs, newest first.
     pub limit: Option<usize>,
+    /// Skip this many of the newest first (a list's later pages; only with `limit`).
+    pub offset: usize,
 }
 
 impl JobFilter {
@@ -1437,6 +1439,12 @@ impl JobFilter {
         self
     }
 
+    /// Skips the `offset` newest (with a limit: a later page).
+    pub fn offset(mut self, offset: usize) -> Self {
+        self.offset = offset;
+        self
+    }
+
     /// Whether `job` passes every condition except `limit`, which applies to a whole list.
     /// Stores that cannot filter natively use this; SQLite's must agree with it.
     pub fn matches(&self, job: &Job) -> bool {
@@ -1458,7 +1466,7 @@ impl JobFilter {
         let mut out: Vec<&Job> = jobs.into_iter().filter(|j| self.matches(j)).collect();
         out.sort_by_key(|j| std::cmp::Reverse(j.state.start()));
         if let Some(limit) = self.limit {
-            out.truncate(limit);
+            out = out.into_iter().skip(self.offset).take(limit).collect();
         }
         out
     }

@@ -137,6 +137,7 @@ fn list_filter(
         started_after: since,
         started_before: until,
         limit,
+        offset: 0,
     })
 }
 

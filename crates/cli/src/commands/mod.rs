@@ -1,5 +1,6 @@
 //! One module per command group; [`dispatch`] routes a parsed command to it.
 
+pub mod api_token;
 pub mod demo;
 pub mod instance;
 pub mod job;
@@ -88,5 +89,6 @@ pub async fn dispatch(command: Command, format: Format) -> anyhow::Result<ExitCo
         Command::Tick(a) => tick::run(a, format).await,
         Command::Retention(c) => retention::run(c, format).await,
         Command::Serve(a) => serve::run(a).await,
+        Command::ApiToken(c) => api_token::run(c, format).await,
     }
 }

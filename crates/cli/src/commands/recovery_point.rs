@@ -51,7 +51,7 @@ pub enum RecoveryPointCommand {
         #[arg(long)]
         recovery_point_id: String,
         /// Days the rehydrated copy is kept in the vault tier: 10 to 30 (`15`, `P15D` or `15D`).
-        #[arg(long, value_parser = parse_days)]
+        #[arg(long, value_parser = pgvault_model::duration::parse_days)]
         rehydration_duration: u32,
         /// Standard or High (Azure's rehydrate priority; a local archive tier has one speed).
         #[arg(long, default_value = "Standard")]
@@ -99,14 +99,6 @@ Each chunk is checked against its hash, the stream against the manifest's length
 }
 
 /// Days as Azure writes them (`P15D`, `15D`) or a plain number.
-fn parse_days(text: &str) -> Result<u32, String> {
-    let t = text.trim().to_ascii_uppercase();
-    let digits = t.trim_start_matches('P').trim_end_matches('D');
-    digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a number of days (write 15, 15D or P15D)"))
-}
-
 pub async fn run(cmd: RecoveryPointCommand, format: Format) -> anyhow::Result<ExitCode> {
     let svc = open_service()?;
     match cmd {

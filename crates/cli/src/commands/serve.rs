@@ -36,10 +36,85 @@ pub struct ServeArgs {
     /// Finished jobs older than this (ISO 8601 duration) are pruned daily.
     #[arg(long, value_parser = super::job::parse_retention, default_value = "P365D")]
     keep_job_history: pgvault_model::duration::IsoDuration,
+    #[command(flatten)]
+    portal: PortalArgs,
+}
+
+/// The REST API's options.
+#[derive(Args, Debug)]
+pub struct PortalArgs {
+    /// Also serve Azure's Data Protection REST API at this address (`127.0.0.1:8080`; port 0
+    /// picks a free one). Requests need a bearer token from `pgvault api-token create`.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// HTTPS: the server's certificate chain (PEM). Needs --tls-key.
+    #[arg(long, requires = "tls_key", requires = "listen")]
+    tls_cert: Option<PathBuf>,
+    /// HTTPS: the certificate's private key (PEM). Needs --tls-cert.
+    #[arg(long, requires = "tls_cert", requires = "listen")]
+    tls_key: Option<PathBuf>,
+    /// Serve plain HTTP on an address other than loopback (tokens then cross the network in
+    /// clear text: only behind a TLS proxy).
+    #[arg(long, requires = "listen")]
+    insecure_http: bool,
+    /// The subscription id the REST API serves (a GUID; ids are
+    /// `/subscriptions/<id>/resourceGroups/<group>/...`).
+    #[arg(long, env = "PGVAULT_SUBSCRIPTION_ID", default_value = pgvault_portal::DEFAULT_SUBSCRIPTION_ID, value_parser = parse_subscription)]
+    subscription_id: String,
+}
+
+/// A subscription id: a GUID, as Azure's.
+fn parse_subscription(text: &str) -> Result<String, String> {
+    uuid::Uuid::parse_str(text)
+        .map(|u| u.hyphenated().to_string())
+        .map_err(|_| format!("`{text}` is not a subscription id; give a GUID (00000000-0000-0000-0000-000000000000)"))
+}
+
+/// Binds the REST API's listener and reads its TLS identity, or says why not.
+async fn bind_portal(
+    args: &PortalArgs,
+    svc: &Arc<pgvault_host::service::Pgvault>,
+) -> anyhow::Result<
+    Option<(
+        tokio::net::TcpListener,
+        Option<Arc<rustls::ServerConfig>>,
+        axum::Router,
+    )>,
+> {
+    let Some(addr) = args.listen else {
+        return Ok(None);
+    };
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(pgvault_portal::tls::config(cert, key).map_err(anyhow::Error::msg)?)
+        }
+        _ => None,
+    };
+    if tls.is_none() && !addr.ip().is_loopback() && !args.insecure_http {
+        anyhow::bail!(
+            "refusing to serve plain HTTP on {addr}, which is not a loopback address: API tokens would cross the network in clear text. Give --tls-cert and --tls-key, or --insecure-http behind a TLS proxy"
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}; is another server using it?"))?;
+    let bound = listener
+        .local_addr()
+        .context("reading the listening address")?;
+    let portal =
+        pgvault_portal::Portal::new(svc.clone(), &args.subscription_id, tls.is_some(), bound);
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("pgvault: REST API listening on {scheme}://{bound}");
+    Ok(Some((
+        listener,
+        tls,
+        pgvault_portal::router(Arc::new(portal)),
+    )))
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let svc = Arc::new(open_service()?);
+
     let (events, rx) = mpsc::channel(16);
     let scripts_dir = args
         .scripts_dir
@@ -63,10 +138,25 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         keep_job_history: args.keep_job_history,
         ..ServeOptions::default()
     };
+    let portal = bind_portal(&args.portal, &svc).await?;
     let signals = tokio::spawn(shutdown_on_signal(events.clone()));
+    let (stop_portal, portal_stopped) = tokio::sync::oneshot::channel::<()>();
+    let portal = portal.map(|(listener, tls, router)| {
+        tokio::spawn(pgvault_portal::serve(listener, tls, router, async move {
+            let _ = portal_stopped.await;
+        }))
+    });
     let clock = svc.clock();
     let summary = serve(svc, opts, clock, rx).await.map_err(coded)?;
     signals.abort();
+    let _ = stop_portal.send(());
+    if let Some(portal) = portal {
+        match portal.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "the REST API server failed"),
+            Err(e) => tracing::error!(error = %e, "the REST API server stopped on a panic"),
+        }
+    }
     tracing::info!(
         started = summary.started,
         cancelled = summary.cancelled,

@@ -224,12 +224,46 @@ pub async fn validate_for_backup(
 
 /// `backup-instance create`: validates, then stores the instance as protected.
 pub async fn create_instance(vault: &Vault, mut request: BackupInstanceRequest) -> Result<Value> {
-    check_name("backup instance", &request.name)?;
+    let (ds, policy_name) = check_new_instance(vault, &request).await?;
+    let (_, secret) = instance_target(&request.properties)?;
+    validate_for_backup(&ds, &secret).await?;
     let props = &mut request.properties;
+    props.policy_info.policy_id = resource::policy_id(vault.name(), &policy_name);
+    props.protection_status = Some(ProtectionStatus {
+        status: PROTECTION_CONFIGURED.into(),
+    });
+    props.current_protection_state = Some(PROTECTION_CONFIGURED.into());
+    props.provisioning_state = Some("Succeeded".into());
+    if props.friendly_name.is_empty() {
+        props.friendly_name = format!("{}\\{}", ds.server_name(), ds.database());
+    }
+    vault.save_instance(&request).await?;
+    Ok(vault.instance_json(&request))
+}
+
+/// The REST API's `validateForBackup`: everything `create` checks (the request, the policy,
+/// that the database is not protected already, the secret, the connection and the
+/// privileges), without storing anything.
+pub async fn validate_new_instance(vault: &Vault, request: &BackupInstanceRequest) -> Result<()> {
+    let (ds, _) = check_new_instance(vault, request).await?;
+    let (_, secret) = instance_target(&request.properties)?;
+    validate_for_backup(&ds, &secret).await?;
+    Ok(())
+}
+
+/// The checks of a new instance that need no database: its name, its datasource type, its
+/// policy, and that neither it nor its database is protected in `vault` already. Returns the
+/// datasource and the policy's name.
+pub async fn check_new_instance(
+    vault: &Vault,
+    request: &BackupInstanceRequest,
+) -> Result<(Datasource, String)> {
+    check_name("backup instance", &request.name)?;
+    let props = &request.properties;
     datasource_arm_types(&props.data_source_info.datasource_type)?;
     let policy_name = resource::last_segment(&props.policy_info.policy_id).to_string();
     vault.policy(&policy_name).await?;
-    let (ds, secret) = instance_target(props)?;
+    let (ds, _) = instance_target(props)?;
     refuse_excluded(ds.database())?;
     for existing in vault.list_instances().await? {
         if existing.name == request.name {
@@ -255,16 +289,5 @@ pub async fn create_instance(vault: &Vault, mut request: BackupInstanceRequest) 
             ));
         }
     }
-    validate_for_backup(&ds, &secret).await?;
-    props.policy_info.policy_id = resource::policy_id(vault.name(), &policy_name);
-    props.protection_status = Some(ProtectionStatus {
-        status: PROTECTION_CONFIGURED.into(),
-    });
-    props.current_protection_state = Some(PROTECTION_CONFIGURED.into());
-    props.provisioning_state = Some("Succeeded".into());
-    if props.friendly_name.is_empty() {
-        props.friendly_name = format!("{}\\{}", ds.server_name(), ds.database());
-    }
-    vault.save_instance(&request).await?;
-    Ok(vault.instance_json(&request))
+    Ok((ds, policy_name))
 }

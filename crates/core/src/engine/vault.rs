@@ -572,6 +572,41 @@ impl Vault {
             })
     }
 
+    /// Deletes a policy no backup instance uses. As in Azure, a policy in use is kept
+    /// (`UserErrorPolicyInUse`): move or delete its instances first. An instance whose file
+    /// does not read stops the deletion too, as it may use the policy.
+    pub async fn delete_policy(&self, name: &str) -> Result<()> {
+        self.policy_json(name).await?;
+        let (instances, unreadable) = self.read_instances().await?;
+        if let Some(e) = unreadable.first() {
+            return Err(Error::new(
+                ErrorCode::UserErrorPolicyInUse,
+                format!(
+                    "policy `{name}` is kept: a backup instance of vault `{}` does not read, so pgvault cannot tell whether it uses the policy ({})",
+                    self.name(),
+                    e.message
+                ),
+            ));
+        }
+        let users: Vec<&str> = instances
+            .iter()
+            .filter(|i| resource::last_segment(&i.properties.policy_info.policy_id) == name)
+            .map(|i| i.name.as_str())
+            .collect();
+        if !users.is_empty() {
+            return Err(Error::new(
+                ErrorCode::UserErrorPolicyInUse,
+                format!(
+                    "policy `{name}` is used by backup instance(s) {} of vault `{}`; delete them or protect them with another policy first",
+                    users.join(", "),
+                    self.name()
+                ),
+            ));
+        }
+        self.store.delete(&paths::policy(name)).await?;
+        Ok(())
+    }
+
     pub async fn policy(&self, name: &str) -> Result<BackupPolicy> {
         let v = self.policy_json(name).await?;
         serde_json::from_value(v["properties"].clone()).map_err(|e| {

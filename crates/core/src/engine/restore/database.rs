@@ -204,6 +204,46 @@ pub(super) async fn restore_to_database(
     })
 }
 
+/// What a restore to a database would check before writing anything (`validateRestore`):
+/// the options against the recovery point, the secret, the connection to the server, that the
+/// target database does not exist and that the user may create it.
+pub(crate) async fn check_database_target(
+    manifest: &Manifest,
+    (ds, secret): (&Datasource, &SecretRef),
+    opts: &RestoreOptions,
+) -> Result<()> {
+    if opts.format.is_some() {
+        return Err(Error::new(
+            ErrorCode::UserErrorInvalidRestoreOption,
+            "--format applies to a restore as files; a restore to a database runs pg_restore",
+        ));
+    }
+    Selection::new(opts, manifest)?;
+    let conn = ConnectionString::parse(&secret.resolve().await?)?;
+    let params = ConnectParams::for_server(ds, &conn);
+    let admin = params.with_database("postgres").connect().await?;
+    refuse_existing(&admin, ds.database(), &ds.server_url()).await?;
+    let row = admin
+        .query_one(
+            "SELECT current_user::text, rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(|e| Error::caused_by(ErrorCode::UserErrorDBQueryFailed, e.to_string(), e))?;
+    let (user, can_create): (String, bool) = (row.get(0), row.get(1));
+    if !can_create {
+        return Err(Error::new(
+            ErrorCode::UserErrorMissingDBPermissions,
+            format!(
+                "user `{user}` may not create databases on {}; grant it CREATEDB (ALTER ROLE {} CREATEDB)",
+                ds.server_url(),
+                crate::postgres::quote_ident(&user)
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Refuses a target database that exists on `server` (Azure's `FailIfExists`), asked through
 /// `admin`, a session to the server's maintenance database: a restore and a drill create
 /// their database, so what they drop when they fail is always their own.

@@ -180,6 +180,40 @@ async fn restore_tracked(
     restored.map_err(damaged)
 }
 
+/// `validateRestore`: what [`restore`] checks before it writes anything, at `now`: the
+/// request, that the recovery point can be restored from its source tier, and for a database
+/// target the server, the secret and the privileges. Nothing is created.
+pub async fn validate_restore(
+    vault: &Vault,
+    instance: &str,
+    req: &RestoreRequest,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    let source = source_datastore(&req.source_data_store_type)?;
+    vault.instance(instance).await?;
+    let manifest = vault
+        .restorable_manifest(instance, &req.recovery_point_id, source, now)
+        .await?;
+    match &req.restore_target_info {
+        RestoreTarget::Database {
+            recovery_option,
+            datasource_info,
+            datasource_auth_credentials,
+            ..
+        } => {
+            check_recovery_option(recovery_option)?;
+            let ds: Datasource = datasource_info.resource_id.parse()?;
+            let store = &datasource_auth_credentials.secret_store_resource;
+            let secret = SecretRef::from_store(store.secret_store_type.parse()?, &store.uri)?;
+            database::check_database_target(&manifest, (&ds, &secret), &req.pgvault_restore_options)
+                .await
+        }
+        RestoreTarget::Files {
+            recovery_option, ..
+        } => check_recovery_option(recovery_option),
+    }
+}
+
 fn check_recovery_option(option: &str) -> Result<()> {
     if option.eq_ignore_ascii_case(FAIL_IF_EXISTS) {
         Ok(())

@@ -1,0 +1,472 @@
+//! The REST API through its router, with a real home (vault registry, SQLite history) in a
+//! temporary folder: authentication, roles, ARM's errors, api-version, paging, the audit
+//! table, and vault and policy resources. What needs PostgreSQL (protect, backup, restore)
+//! is proven end to end by Microsoft's SDK (tests/e2e/sdk.rs).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+use pgvault_host::access::Role;
+use pgvault_host::api::Home;
+use pgvault_host::service::Pgvault;
+use pgvault_portal::{DEFAULT_SUBSCRIPTION_ID, Portal, router};
+
+const V: &str = "api-version=2026-06-01";
+
+struct Api {
+    _dir: tempfile::TempDir,
+    svc: Arc<Pgvault>,
+    app: axum::Router,
+}
+
+fn api() -> Api {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = Arc::new(Pgvault::open(Home::at(dir.path().join("home"))).unwrap());
+    let portal = Portal::new(
+        svc.clone(),
+        DEFAULT_SUBSCRIPTION_ID,
+        false,
+        "127.0.0.1:8080".parse().unwrap(),
+    );
+    Api {
+        _dir: dir,
+        svc,
+        app: router(Arc::new(portal)),
+    }
+}
+
+fn group_path(rg: &str) -> String {
+    format!(
+        "/subscriptions/{DEFAULT_SUBSCRIPTION_ID}/resourceGroups/{rg}/providers/Microsoft.DataProtection"
+    )
+}
+
+impl Api {
+    fn token(&self, name: &str, role: Role) -> String {
+        self.svc.create_api_token(name, role).unwrap()
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, axum::http::HeaderMap, Value) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header("host", "pgvault.test:8080");
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        let response = self.app.clone().oneshot(req).await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
+            .await
+            .unwrap();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                panic!(
+                    "{method} {uri}: not JSON ({e}): {}",
+                    String::from_utf8_lossy(&bytes)
+                )
+            })
+        };
+        (status, headers, value)
+    }
+}
+
+fn code(body: &Value) -> &str {
+    body["error"]["code"].as_str().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_token_get_401_in_arms_shape() {
+    let api = api();
+    let token = api.token("ci", Role::Reader);
+    let url = format!(
+        "/subscriptions/{DEFAULT_SUBSCRIPTION_ID}/providers/Microsoft.DataProtection/backupVaults?{V}"
+    );
+
+    let (status, headers, body) = api.call("GET", &url, None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(code(&body), "AuthenticationFailed");
+    assert!(headers.contains_key("www-authenticate"));
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Authorization")
+    );
+
+    let (status, _, body) = api.call("GET", &url, Some("pgv_not-a-token"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(code(&body), "InvalidAuthenticationToken");
+
+    let (status, _, body) = api.call("GET", &url, Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"value": []}));
+
+    api.svc.revoke_api_token("ci").unwrap();
+    let (status, _, body) = api.call("GET", &url, Some(&token), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(code(&body), "InvalidAuthenticationToken");
+}
+
+#[tokio::test]
+async fn api_version_is_required_and_checked() {
+    let api = api();
+    let token = api.token("ci", Role::Reader);
+    let base = format!(
+        "/subscriptions/{DEFAULT_SUBSCRIPTION_ID}/providers/Microsoft.DataProtection/backupVaults"
+    );
+    let (status, _, body) = api.call("GET", &base, Some(&token), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(code(&body), "MissingApiVersionParameter");
+    let (status, _, body) = api
+        .call(
+            "GET",
+            &format!("{base}?api-version=2019-05-13"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(code(&body), "InvalidApiVersionParameter");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("2026-06-01")
+    );
+    for version in ["2025-07-01", "2026-03-01", "2026-06-01"] {
+        let (status, _, _) = api
+            .call(
+                "GET",
+                &format!("{base}?api-version={version}"),
+                Some(&token),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{version}");
+    }
+}
+
+#[tokio::test]
+async fn unknown_paths_and_subscriptions_get_arms_errors() {
+    let api = api();
+    let token = api.token("ci", Role::Contributor);
+    let (status, _, body) = api
+        .call(
+            "GET",
+            &format!("/subscriptions/11111111-1111-1111-1111-111111111111/providers/Microsoft.DataProtection/backupVaults?{V}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(code(&body), "SubscriptionNotFound");
+    let (status, _, body) = api
+        .call(
+            "GET",
+            &format!("{}/backupVaults/nope?{V}", group_path("rg")),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(code(&body), "ResourceNotFound");
+    let (status, _, body) = api
+        .call(
+            "GET",
+            &format!("{}/backupVaults/v/widgets?{V}", group_path("rg")),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(code(&body), "InvalidResourceType");
+    let (status, _, body) = api
+        .call(
+            "POST",
+            &format!("{}/backupVaults/v/backupPolicies?{V}", group_path("rg")),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(code(&body), "MethodNotAllowed");
+}
+
+#[tokio::test]
+async fn roles_decide_who_may_change_what_and_changes_are_audited() {
+    let api = api();
+    let reader = api.token("reader", Role::Reader);
+    let operator = api.token("operator", Role::Operator);
+    let contributor = api.token("contributor", Role::Contributor);
+    let vault = format!("{}/backupVaults/v1?{V}", group_path("rg"));
+    let body = json!({"location": "local", "properties": {"storageSettings": [{"datastoreType": "VaultStore", "type": "LocallyRedundant"}]}});
+
+    for token in [&reader, &operator] {
+        let (status, _, answer) = api
+            .call("PUT", &vault, Some(token), Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{answer}");
+        assert_eq!(code(&answer), "AuthorizationFailed");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("Contributor")
+        );
+    }
+    assert!(
+        api.svc.vault_names().unwrap().is_empty(),
+        "a refused PUT created the vault"
+    );
+
+    let (status, _, created) = api
+        .call("PUT", &vault, Some(&contributor), Some(body.clone()))
+        .await;
+    assert!(
+        status == StatusCode::CREATED || status == StatusCode::OK,
+        "{status} {created}"
+    );
+    assert_eq!(created["name"], "v1");
+    assert_eq!(created["properties"]["provisioningState"], "Succeeded");
+    let (status, _, read) = api.call("GET", &vault, Some(&reader), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read["name"], "v1");
+
+    // A second PUT of the same vault is an update, not a second vault.
+    let (status, _, _) = api
+        .call("PUT", &vault, Some(&contributor), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let audit = api.svc.audit_entries(10).unwrap();
+    let rows: Vec<(&str, u16)> = audit
+        .iter()
+        .map(|a| (a.token_name.as_str(), a.status))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("contributor", 200),
+            ("contributor", 201),
+            ("operator", 403),
+            ("reader", 403)
+        ],
+        "every change asked for is audited with the token's name, refused ones too; reads are not"
+    );
+}
+
+#[tokio::test]
+async fn policies_are_created_read_listed_and_deleted_as_azure_does() {
+    let api = api();
+    let token = api.token("ci", Role::Contributor);
+    let vault = format!("{}/backupVaults/v1", group_path("rg"));
+    api.call(
+        "PUT",
+        &format!("{vault}?{V}"),
+        Some(&token),
+        Some(json!({"location": "local"})),
+    )
+    .await;
+    let template: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../../shared/conformance/azure/AzureDatabaseForPostgreSQL.defaultPolicy.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let policy = format!("{vault}/backupPolicies/Daily?{V}");
+    let (status, _, created) = api
+        .call(
+            "PUT",
+            &policy,
+            Some(&token),
+            Some(json!({"properties": template})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "Azure's SDK accepts only 200 here: {created}"
+    );
+    assert_eq!(created["name"], "Daily");
+    assert_eq!(created["properties"]["objectType"], "BackupPolicy");
+
+    // Azure never updates a policy in place.
+    let (status, _, refused) = api
+        .call(
+            "PUT",
+            &policy,
+            Some(&token),
+            Some(json!({"properties": template})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(code(&refused), "UserErrorBMSUpdatePolicyNotSupported");
+
+    // A policy that does not validate names what is wrong.
+    let mut bad = template.clone();
+    bad["policyRules"][1]["lifecycles"][0]["deleteAfter"]["duration"] = json!("P1Q");
+    let (status, _, refused) = api
+        .call(
+            "PUT",
+            &format!("{vault}/backupPolicies/Bad?{V}"),
+            Some(&token),
+            Some(json!({"properties": bad})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(code(&refused), "UserErrorInvalidPolicy");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("policyRules[1]"),
+        "{refused}"
+    );
+
+    let (status, _, list) = api
+        .call(
+            "GET",
+            &format!("{vault}/backupPolicies?{V}"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(list["value"].as_array().unwrap().len(), 1);
+    assert!(list.get("nextLink").is_none());
+
+    let (status, _, _) = api.call("DELETE", &policy, Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, gone) = api.call("GET", &policy, Some(&token), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(code(&gone), "UserErrorPolicyNotFound");
+    let (status, _, _) = api.call("DELETE", &policy, Some(&token), None).await;
+    assert_eq!(
+        status,
+        StatusCode::NO_CONTENT,
+        "deleting what is gone is not an error in ARM"
+    );
+}
+
+#[tokio::test]
+async fn long_lists_page_with_next_link() {
+    let api = api();
+    let token = api.token("ci", Role::Contributor);
+    let names: Vec<String> = (0..205).map(|i| format!("v{i:03}")).collect();
+    for name in &names {
+        api.svc.create_vault(name, None).await.unwrap();
+    }
+    let mut url = format!(
+        "/subscriptions/{DEFAULT_SUBSCRIPTION_ID}/providers/Microsoft.DataProtection/backupVaults?{V}"
+    );
+    let mut seen = Vec::new();
+    let mut pages = 0;
+    loop {
+        let (status, _, page) = api.call("GET", &url, Some(&token), None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        pages += 1;
+        for v in page["value"].as_array().unwrap() {
+            seen.push(v["name"].as_str().unwrap().to_owned());
+        }
+        match page["nextLink"].as_str() {
+            Some(next) => {
+                assert!(
+                    next.starts_with("http://pgvault.test:8080/subscriptions/"),
+                    "{next}"
+                );
+                url = next
+                    .trim_start_matches("http://pgvault.test:8080")
+                    .to_owned();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 2);
+    assert_eq!(seen, names, "every vault once, in order");
+}
+
+#[tokio::test]
+async fn a_failed_long_running_operation_reports_its_error_in_its_status() {
+    let api = api();
+    let token = api.token("ops", Role::Contributor);
+    let vault = format!("{}/backupVaults/v1", group_path("rg"));
+    api.call(
+        "PUT",
+        &format!("{vault}?{V}"),
+        Some(&token),
+        Some(json!({"location": "local"})),
+    )
+    .await;
+    let template: Value = serde_json::to_value(pgvault_model::templates::default_policy_template(
+        pgvault_model::policy::DatasourceType::AzureDatabaseForPostgreSQLFlexibleServer,
+    ))
+    .unwrap();
+    api.call(
+        "PUT",
+        &format!("{vault}/backupPolicies/P?{V}"),
+        Some(&token),
+        Some(json!({"properties": template})),
+    )
+    .await;
+    let instance = json!({
+        "objectType": "BackupInstance",
+        "dataSourceInfo": {"objectType": "Datasource", "datasourceType": "Microsoft.DBforPostgreSQL/flexibleServers/databases",
+            "resourceID": "postgres://127.0.0.1:1/shop", "resourceName": "shop", "resourceType": "Microsoft.DBforPostgreSQL/flexibleServers/databases", "resourceLocation": "local", "resourceUri": ""},
+        "policyInfo": {"policyId": "P"},
+        "datasourceAuthCredentials": {"objectType": "SecretStoreBasedAuthCredentials",
+            "secretStoreResource": {"secretStoreType": "Environment", "uri": "env:PGVAULT_TEST_SECRET_THAT_IS_NOT_SET"}}
+    });
+    let (status, headers, _) = api
+        .call(
+            "POST",
+            &format!("{vault}/validateForBackup?{V}"),
+            Some(&token),
+            Some(json!({"backupInstance": instance})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let status_url = headers["azure-asyncoperation"].to_str().unwrap().to_owned();
+    assert!(
+        status_url.contains("/operationStatus/") && status_url.contains(V),
+        "{status_url}"
+    );
+    assert!(headers.contains_key("location") && headers.contains_key("retry-after"));
+    let path = status_url.trim_start_matches("http://pgvault.test:8080");
+    // The operation runs on its own task: wait for it by yielding, not sleeping.
+    let mut last = Value::Null;
+    for _ in 0..10_000 {
+        let (status, _, body) = api.call("GET", path, Some(&token), None).await;
+        assert_eq!(status, StatusCode::OK);
+        last = body;
+        if last["status"] != "InProgress" {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(last["status"], "Failed", "{last}");
+    assert_eq!(last["error"]["code"], "UserErrorInvalidSecret", "{last}");
+    assert!(last["startTime"].is_string() && last["endTime"].is_string());
+}
