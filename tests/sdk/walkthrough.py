@@ -110,7 +110,7 @@ def _check(raw, hint, path, problems):
             problems.append(f"{path}: expected one of {list(args)}, got {raw!r}")
         return
     if raw is None:
-        problems.append(f"{path}: null where the SDK declares {hint}")
+        problems.append(f"{path}: null where the SDK declares {getattr(hint, '__name__', hint)}")
         return
     if origin is list:
         if not isinstance(raw, list):
@@ -203,18 +203,29 @@ def _check_model(raw, expected, path, problems):
         _check(data[rest_name], hint, where, problems)
 
 
+# Every mismatch seen. The walkthrough goes on after one where it can, so that a run lists them
+# all; it fails at the end if there is any.
+PROBLEMS = []
+
+
 def strict(obj, expected, what):
-    """Fails unless `obj` (an SDK answer) matches the SDK model `expected` in every field."""
+    """Records a problem unless `obj` (an SDK answer) matches the SDK model `expected` in every
+    field; returns `obj`."""
     problems = []
     _check_model(obj, expected, what, problems)
     if problems:
-        raise Failure(f"{what} does not match the SDK's {expected.__name__}:\n  " + "\n  ".join(problems))
+        _problem(f"{what} does not match the SDK's {expected.__name__}:\n    " + "\n    ".join(problems))
     return obj
 
 
 def expect(condition, message):
     if not condition:
-        raise Failure(message)
+        _problem(message)
+
+
+def _problem(message):
+    if message not in PROBLEMS:  # a job read again while it runs says the same thing again
+        PROBLEMS.append(message)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -256,6 +267,11 @@ class Exchanges:
 
 
 # ---------------------------------------------------------------------------------------------
+
+
+def same_id(got, expected):
+    """ARM ids compare without regard to case."""
+    return isinstance(got, str) and got.lower() == expected.lower()
 
 
 def datasource(url, object_type, server_only=False):
@@ -389,7 +405,10 @@ def walkthrough(client, args, exchanges):
         ),
     ).result()
     strict(vault, models.BackupVaultResource, step)
+    vault_id = f"/subscriptions/{args.subscription_id}/resourceGroups/{rg}/providers/Microsoft.DataProtection/backupVaults/{vault_name}"
+    expect(same_id(vault.id, vault_id), f"{step}: id {vault.id!r}, expected {vault_id!r}")
     expect(vault.name == vault_name, f"{step}: name {vault.name!r}")
+    expect(vault.location == args.location, f"{step}: location {vault.location!r}")
     expect(vault.type.lower() == "microsoft.dataprotection/backupvaults", f"{step}: type {vault.type!r}")
     expect(vault.tags == {"purpose": "sdk-walkthrough"}, f"{step}: tags {vault.tags!r}")
     expect(vault.properties.provisioning_state in (None, "Succeeded"), f"{step}: {vault.properties.provisioning_state}")
@@ -409,6 +428,8 @@ def walkthrough(client, args, exchanges):
     policy_body, backup_rule = policy_with_archive_rule(template, args.tag)
     policy = client.backup_policies.create_or_update(rg, vault_name, args.policy, {"properties": policy_body})
     strict(policy, models.BaseBackupPolicyResource, step)
+    policy_id = f"{vault_id}/backupPolicies/{args.policy}"
+    expect(same_id(policy.id, policy_id), f"{step}: id {policy.id!r}, expected {policy_id!r}")
     for what, p in (
         (step, policy),
         ("get the policy", strict(client.backup_policies.get(rg, vault_name, args.policy), models.BaseBackupPolicyResource, "get the policy")),
@@ -446,7 +467,7 @@ def walkthrough(client, args, exchanges):
         "friendlyName": args.instance,
         "dataSourceInfo": datasource(args.datasource_url, "Datasource"),
         "dataSourceSetInfo": datasource(args.datasource_url, "DatasourceSet", server_only=True),
-        "policyInfo": {"policyId": policy.id},
+        "policyInfo": {"policyId": policy_id},
         "datasourceAuthCredentials": credentials(args.secret_store_type, args.secret_store_uri),
     }
     validated = client.backup_instances.begin_validate_for_backup(
@@ -460,6 +481,8 @@ def walkthrough(client, args, exchanges):
         rg, vault_name, args.instance, {"properties": instance_properties}
     ).result()
     strict(instance, models.BackupInstanceResource, step)
+    instance_id = f"{vault_id}/backupInstances/{args.instance}"
+    expect(same_id(instance.id, instance_id), f"{step}: id {instance.id!r}, expected {instance_id!r}")
     expect(instance.name == args.instance, f"{step}: name {instance.name!r}")
     expect(
         instance.properties.current_protection_state == "ProtectionConfigured",
@@ -475,7 +498,7 @@ def walkthrough(client, args, exchanges):
         f"{step}: resourceID {instance.properties.data_source_info.resource_id!r}",
     )
     expect(
-        instance.properties.policy_info.policy_id.lower() == policy.id.lower(),
+        same_id(instance.properties.policy_info.policy_id, policy_id),
         f"{step}: policyId {instance.properties.policy_info.policy_id!r}",
     )
     secret = instance.properties.datasource_auth_credentials
@@ -582,7 +605,8 @@ def walkthrough(client, args, exchanges):
     def state(what):
         bi = strict(client.backup_instances.get(rg, vault_name, args.instance), models.BackupInstanceResource, what)
         status = bi.properties.protection_status.status if bi.properties.protection_status else None
-        return bi.properties.current_protection_state, status
+        plain = lambda v: getattr(v, "value", v)  # noqa: E731  (a known value reads as the SDK's enum)
+        return plain(bi.properties.current_protection_state), plain(status)
 
     for action, resume in (
         ("suspend, then resume protection", client.backup_instances.begin_resume_protection),
@@ -650,17 +674,25 @@ def main():
         retry_total=0,  # an error answer fails the walkthrough at once
         raw_response_hook=exchanges.hook,
     )
+    error = None
     try:
         done = walkthrough(client, args, exchanges)
-    except (Failure, HttpResponseError, Exception) as e:  # pylint: disable=broad-except
-        kind = "failed" if isinstance(e, Failure) else f"raised {type(e).__name__}"
-        print(f"walkthrough {kind} at step '{exchanges.step}': {e}", file=sys.stderr)
-        if not isinstance(e, Failure):
-            traceback.print_exc(file=sys.stderr)
-        print(f"\nthe last HTTP exchanges ({len(exchanges.seen)} in all):\n{exchanges.report()}", file=sys.stderr)
-        return 1
-    print(json.dumps(done))
-    return 0
+    except Exception as e:  # pylint: disable=broad-except
+        error = e
+    if not PROBLEMS and error is None:
+        print(json.dumps(done))
+        return 0
+    if PROBLEMS:
+        print(f"walkthrough: {len(PROBLEMS)} answer(s) unlike Azure's:", file=sys.stderr)
+        for i, problem in enumerate(PROBLEMS, 1):
+            print(f"{i}. {problem}", file=sys.stderr)
+    if isinstance(error, Failure):
+        print(f"walkthrough stopped at step '{exchanges.step}': {error}", file=sys.stderr)
+    elif error is not None:
+        print(f"walkthrough stopped at step '{exchanges.step}': {type(error).__name__}: {error}", file=sys.stderr)
+        traceback.print_exception(error, file=sys.stderr)
+    print(f"\nthe last HTTP exchanges ({len(exchanges.seen)} in all):\n{exchanges.report()}", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":
