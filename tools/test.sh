@@ -28,6 +28,36 @@ fi
 export PGVAULT_AZURITE_BIN=$azurite_bin
 step "using Azurite from $azurite_bin ($("$azurite_bin" --version))"
 
+# Microsoft's Python SDK for the Data Protection API, from the Python package index, into a
+# virtual environment of its own in the cache folder (never the system's Python). The REST API
+# conformance test (tests/e2e/sdk.rs) drives `pgvault serve` with it through
+# tests/sdk/walkthrough.py and finds it through PGVAULT_PYTHON. Exact versions: a new SDK
+# release changes what the test checks, so moving to one is a deliberate edit here.
+python_dir=${PGVAULT_PYTHON_DIR:-$HOME/.cache/pgvault/python}
+python_bin=$python_dir/bin/python
+python_sdk=(azure-mgmt-dataprotection==2.2.0 azure-mgmt-core==1.6.0 azure-core==1.41.0)
+step "looking for Microsoft's Python SDK (${python_sdk[*]}) in $python_dir"
+sdk_installed() {
+    local requirement
+    [[ -x $python_bin ]] || return 1
+    for requirement in "${python_sdk[@]}"; do
+        [[ $("$python_bin" -m pip show "${requirement%%==*}" 2>/dev/null | sed -n 's/^Version: //p') == "${requirement##*==}" ]] || return 1
+    done
+}
+if ! sdk_installed; then
+    command -v python3 >/dev/null 2>&1 || die "the REST API conformance test needs Python 3 (3.9 or newer) with venv and pip; install them (sudo apt-get install python3 python3-venv), or make a virtual environment with ${python_sdk[*]} and set PGVAULT_PYTHON_DIR to it"
+    if [[ ! -x $python_bin ]]; then
+        step "creating a Python virtual environment in $python_dir (python3 -m venv)"
+        python3 -m venv "$python_dir" || die "python3 -m venv $python_dir failed (see above): Debian and Ubuntu ship venv and pip separately; install them (sudo apt-get install python3-venv python3-pip), delete $python_dir and run this again"
+    fi
+    "$python_bin" -m pip --version >/dev/null 2>&1 || die "the virtual environment in $python_dir has no pip (python3-venv missing when it was made); install python3-venv (sudo apt-get install python3-venv), delete $python_dir and run this again"
+    step "installing ${python_sdk[*]} into $python_dir with pip"
+    "$python_bin" -m pip install --quiet --disable-pip-version-check "${python_sdk[@]}" || die "pip could not install ${python_sdk[*]} into $python_dir (see its message above); it needs access to the Python package index (pypi.org) or a mirror set in PIP_INDEX_URL"
+    sdk_installed || die "pip installed ${python_sdk[*]} but $python_dir does not report those versions; delete $python_dir and run this again"
+fi
+export PGVAULT_PYTHON=$python_bin
+step "using Python $("$python_bin" -c 'import sys; print(sys.version.split()[0])') with the SDK from $python_dir"
+
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
     command -v rustup >/dev/null 2>&1 || die "cargo fmt and cargo clippy are needed; install rustfmt and clippy"
     step "installing rustfmt and clippy with rustup"

@@ -22,6 +22,7 @@ mod retention;
 mod runbooks;
 mod schedule;
 mod script;
+mod sdk;
 mod secrets;
 mod serve;
 mod simulate;
