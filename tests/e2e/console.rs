@@ -46,18 +46,18 @@ fn an_administrator_protects_backs_up_and_restores_a_database_in_the_browser() {
     );
     b.screenshot("01-sign-in");
     b.fill("#token", &token);
-    b.click("form.card button[type=submit]");
+    b.click_and_load("form.card button[type=submit]");
     assert_eq!(b.text("main h1"), "Backup center");
 
     // Configure backup: list the server's databases with the weak login.
     b.go(&format!("{base}/configure"));
     b.fill("input[name=server]", &server_url);
     b.fill("input[name=secret]", &admin_secret);
-    b.click("form.filters button[type=submit]");
+    b.click_and_load("form.filters button[type=submit]");
     assert!(b.has(&format!("#db-{db}")), "the database is listed");
     b.click(&format!("#db-{db}"));
     b.fill(&format!("input[name=\"secret:{db}\"]"), &weak_secret);
-    b.click("button[value=check]");
+    b.click_and_load("button[value=check]");
     let refused = b.text(".problem strong");
     assert_eq!(refused, "UserErrorMissingDBPermissions");
     assert!(
@@ -75,19 +75,19 @@ fn an_administrator_protects_backs_up_and_restores_a_database_in_the_browser() {
 
     // The administrator runs the script; the database is now ready, then protected.
     c.psql(&db, &script);
-    b.click("button[value=check]");
+    b.click_and_load("button[value=check]");
     assert_eq!(b.text("td .badge.ok"), "Ready");
-    b.click("button[value=protect]");
+    b.click_and_load("button[value=protect]");
     assert_eq!(b.text("td .badge.ok"), "Protected");
     b.screenshot("03-configure-protected");
 
     // The backup center shows it; its page offers Backup Now.
     b.go(&format!("{base}/"));
     b.screenshot("04-backup-center");
-    b.click("a[href^=\"/vaults/ConsoleVault/instances/\"]");
+    b.click_and_load("a[href^=\"/vaults/ConsoleVault/instances/\"]");
     let instance_url = b.url();
     assert!(b.text("main h1").starts_with("Backup instance"));
-    b.click("form[action$=\"/backup\"] button");
+    b.click_and_load("form[action$=\"/backup\"] button");
     // The operation's page follows the backup to its job, whose page reloads while it runs.
     assert_eq!(b.wait_for("dl.facts .badge.ok", 120), "Completed");
     assert!(b.url().contains("/jobs/"), "{}", b.url());
@@ -96,12 +96,12 @@ fn an_administrator_protects_backs_up_and_restores_a_database_in_the_browser() {
     // Restore the recovery point into a new database.
     b.go(&instance_url);
     b.screenshot("06-instance");
-    b.click("a[href*=\"/restore?point=\"]");
+    b.click_and_load("a[href*=\"/restore?point=\"]");
     b.fill("#server", &server_url);
     b.fill("#database", &restored);
     b.fill("#secret", &admin_secret);
     b.screenshot("07-restore-wizard");
-    b.click("form.card button[type=submit]");
+    b.click_and_load("form.card button[type=submit]");
     assert_eq!(b.wait_for("dl.facts .badge.ok", 120), "Completed");
     b.screenshot("08-restore-job");
     assert_eq!(plain_dump(&restored), plain_dump(&db));

@@ -16,6 +16,8 @@ use base64::Engine as _;
 use serde_json::{Value, json};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+/// How long finding an element waits for it to appear, in seconds.
+const IMPLICIT_WAIT: u64 = 10;
 
 /// A headless Chromium session, closed (and its driver stopped) when dropped.
 pub struct Browser {
@@ -95,6 +97,7 @@ impl Browser {
             .as_str()
             .unwrap_or_else(|| panic!("no WebDriver session: {created}"))
             .to_owned();
+        browser.implicit_wait(IMPLICIT_WAIT);
         browser
     }
 
@@ -166,6 +169,15 @@ impl Browser {
             panic!("chromedriver answered {method} {path} with no JSON ({e}): {head}")
         });
         if value["value"]["error"].is_string() {
+            // What the page showed when it went wrong, for whoever reads the failure.
+            if !path.ends_with("/screenshot") && !self.session.is_empty() {
+                let shot = self.screenshot("failure");
+                panic!(
+                    "WebDriver {method} {path}: {} (the page is in {})",
+                    value["value"]["message"],
+                    shot.display()
+                );
+            }
             panic!("WebDriver {method} {path}: {}", value["value"]);
         }
         value["value"].clone()
@@ -205,18 +217,18 @@ impl Browser {
     /// Waits up to `seconds` for an element matching `css` (WebDriver's implicit wait: the
     /// driver looks again as the page changes or reloads itself), then returns its text.
     pub fn wait_for(&self, css: &str, seconds: u64) -> String {
+        self.implicit_wait(seconds);
+        let text = self.text(css);
+        self.implicit_wait(IMPLICIT_WAIT);
+        text
+    }
+
+    fn implicit_wait(&self, seconds: u64) {
         self.call(
             "POST",
             &self.session_path("/timeouts"),
             Some(json!({"implicit": seconds * 1000})),
         );
-        let text = self.text(css);
-        self.call(
-            "POST",
-            &self.session_path("/timeouts"),
-            Some(json!({"implicit": 0})),
-        );
-        text
     }
 
     /// Whether an element matches `css` now.
@@ -251,6 +263,21 @@ impl Browser {
             &self.session_path(&format!("/element/{id}/click")),
             Some(json!({})),
         );
+    }
+
+    /// Clicks what submits a form or follows a link, and returns once the next page has
+    /// replaced this one (its document element is a new one), so that what is read next is
+    /// the new page's. Bounded so a page that never comes fails the test.
+    pub fn click_and_load(&self, css: &str) {
+        let before = self.find("html");
+        self.click(css);
+        for _ in 0..3000 {
+            if self.find("html") != before {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("clicking {css} loaded no new page in 30 s");
     }
 
     /// The rendered text of the first element matching `css`.
