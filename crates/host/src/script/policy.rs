@@ -689,7 +689,7 @@ mod tests {
         );
         // The walkthrough's last tag edit wins: Sundays and Fridays are tagged Monthly.
         assert_eq!(
-            rules[0]["trigger"]["taggingCriteria"][0],
+            rules[0]["trigger"]["taggingCriteria"][1],
             serde_json::json!({
                 "isDefault": false,
                 "taggingPriority": 15,

@@ -6,7 +6,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use serde::de::{self, IntoDeserializer, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer, Serializer};
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use super::*;
@@ -255,17 +255,6 @@ impl TryFrom<Value> for BackupPolicy {
             pgvault_restore_drill: raw.pgvault_restore_drill,
         })
     }
-}
-
-/// Writes tagging criteria lowest priority number first, the order the service answers in.
-/// The sort is stable, so equal priorities keep their input order.
-pub(super) fn serialize_by_priority<S: Serializer>(
-    criteria: &[TaggingCriteria],
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    let mut sorted: Vec<&TaggingCriteria> = criteria.iter().collect();
-    sorted.sort_by_key(|criteria| criteria.tagging_priority);
-    serializer.collect_seq(sorted)
 }
 
 /// Reads a polymorphic object's `objectType` and returns the index of the matching name in
