@@ -19,7 +19,6 @@ use pgvault_model::instance::{
     BACKUPS_SUSPENDED, BackupInstanceRequest, PROTECTION_CONFIGURED, PROTECTION_STOPPED,
 };
 use pgvault_model::job::{Job, JobStatus};
-use pgvault_model::resource::vault_id;
 use pgvault_model::restore::{RestoreOptions, RestoreRequest};
 
 use super::{coded, open_service, read_json};
@@ -340,7 +339,7 @@ fn show_progress(
 
 /// Prints a finished job; a failed job is an error exit with its code and message.
 pub fn report_job(job: &Job, extra: Option<Value>, format: Format) -> anyhow::Result<ExitCode> {
-    let mut v = job.to_azure_json(&vault_id(&job.vault_name));
+    let mut v = job.operation_json();
     if let Some(extra) = extra {
         v["properties"]["result"] = extra;
     }
