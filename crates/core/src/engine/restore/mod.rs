@@ -162,7 +162,13 @@ async fn restore_tracked(
         } => {
             check_recovery_option(recovery_option)?;
             let ds: Datasource = datasource_info.resource_id.parse()?;
-            let store = &datasource_auth_credentials.secret_store_resource;
+            let Some(credentials) = datasource_auth_credentials else {
+                return Err(Error::new(
+                    ErrorCode::UserErrorInvalidInput,
+                    "the restore request's restoreTargetInfo has no datasourceAuthCredentials:                      a restore into a database needs a reference to the target's credentials                      (`initialize-for-data-recovery --secret-store-uri` writes one)",
+                ));
+            };
+            let store = &credentials.secret_store_resource;
             let secret = SecretRef::from_store(store.secret_store_type.parse()?, &store.uri)?;
             let to = (&ds, &secret);
             restore_to_database(vault, &manifest, to, opts, written, leftovers, track).await
