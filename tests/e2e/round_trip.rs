@@ -16,19 +16,18 @@ fn snake_case(value: &Value) -> Value {
             let mut out = Map::new();
             for (key, v) in object {
                 let mut snake = String::new();
-                for (i, c) in key.chars().enumerate() {
+                let mut previous_upper = false;
+                for c in key.chars() {
                     if c.is_ascii_uppercase() {
                         // `resourceID` is `resource_id`, one word.
-                        if i > 0
-                            && !snake.ends_with('_')
-                            && !key[..i].ends_with(|p: char| p.is_ascii_uppercase())
-                        {
+                        if !snake.is_empty() && !previous_upper {
                             snake.push('_');
                         }
                         snake.push(c.to_ascii_lowercase());
                     } else {
                         snake.push(c);
                     }
+                    previous_upper = c.is_ascii_uppercase();
                 }
                 out.insert(snake, snake_case(v));
             }
