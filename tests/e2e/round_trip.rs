@@ -62,6 +62,17 @@ fn a_shown_policy_creates_the_same_policy() {
         shown["id"].is_string() && shown["properties"].is_object(),
         "{shown:#}"
     );
+    // The template it was created from (`vault_with_policy`) is the policy it became, but
+    // for the template's own `name`, which the resource's name (`OssPolicy`) replaces.
+    let mut template = w.json(&[
+        "backup-policy",
+        "get-default-policy-template",
+        "--datasource-type",
+        "AzureDatabaseForPostgreSQLFlexibleServer",
+    ]);
+    assert_eq!(template["name"], "OssFlexiblePolicy1");
+    template.as_object_mut().unwrap().remove("name");
+    assert_eq!(shown["properties"], template);
     let file = w.write("shown-policy.json", &shown.to_string());
     let created = w.json(&[
         "backup-policy",
