@@ -25,7 +25,7 @@ use pgvault_core::model::code::ErrorCode;
 use pgvault_core::model::instance::BackupInstanceRequest;
 use pgvault_core::model::job::{
     DATASOURCE_TYPE_DETAIL, FRIENDLY_NAME_DETAIL, Job, JobFilter, JobId, JobStatus, NewJob,
-    Operation, ScheduledRun,
+    Operation, RECOVERY_POINT_TIME_DETAIL, ScheduledRun, azure_time,
 };
 use pgvault_core::model::policy::BackupPolicy;
 use pgvault_core::model::restore::{RestoreRequest, RestoreTarget};
@@ -581,6 +581,17 @@ impl Pgvault {
         if let Ok(inst) = vault.instance(instance).await {
             new.describe_instance(&inst.properties);
         }
+        // The point's time, for the job's `sourceRecoverPoint`; a point that cannot be read
+        // here fails the restore itself, with its own error, so nothing is lost without it.
+        if let Ok(point) = vault
+            .stored_point(instance, &request.recovery_point_id)
+            .await
+        {
+            new.extended_details.insert(
+                RECOVERY_POINT_TIME_DETAIL.into(),
+                azure_time(point.manifest().recovery_point_time),
+            );
+        }
         let lock = self
             .shared_lock(&vault.store, &format!("restore of {instance}"))
             .await?;
@@ -734,7 +745,7 @@ mod tests {
             .put_json(&pgvault_core::store::paths::instance("db1"), &instance)
             .await
             .unwrap();
-        svc.set_protection_state("V", "db1", "BackupsSuspended")
+        svc.set_protection_state("V", "db1", "BackupSchedulesSuspended")
             .await
             .unwrap();
         let jobs = svc.jobs(&JobFilter::default().instance("db1")).unwrap();
@@ -772,11 +783,11 @@ mod tests {
             )
             .unwrap()
         };
-        svc.set_protection_state("V", "db1", "BackupsSuspended")
+        svc.set_protection_state("V", "db1", "BackupSchedulesSuspended")
             .await
             .unwrap();
         // The same state again changes nothing and records nothing.
-        svc.set_protection_state("V", "db1", "BackupsSuspended")
+        svc.set_protection_state("V", "db1", "BackupSchedulesSuspended")
             .await
             .unwrap();
         let resumed = svc
@@ -792,7 +803,7 @@ mod tests {
             .iter()
             .map(|j| j.extended_details["ProtectionState"].as_str())
             .collect();
-        assert_eq!(states, [PROTECTION_CONFIGURED, "BackupsSuspended"]);
+        assert_eq!(states, [PROTECTION_CONFIGURED, "BackupSchedulesSuspended"]);
         assert!(jobs.iter().all(|j| j.status() == JobStatus::Completed));
     }
 

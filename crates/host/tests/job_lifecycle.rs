@@ -372,7 +372,8 @@ async fn a_cancelled_protection_state_change_ends_cancelled() {
     let job = w
         .cancel_once_running(
             Operation::ConfigureBackup,
-            w.svc.set_protection_state("V", "db", "BackupsSuspended"),
+            w.svc
+                .set_protection_state("V", "db", "BackupSchedulesSuspended"),
         )
         .await;
     assert_eq!(w.status(job), JobStatus::Cancelled);

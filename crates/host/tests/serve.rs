@@ -366,7 +366,7 @@ async fn the_agenda_scans_the_vaults_once_until_something_changes() {
     assert_eq!(due(&again), due(&first));
 
     // `b` suspended, and the agenda told: it reads the vault again and `b` is not due.
-    svc.set_protection_state("V", "b", "BackupsSuspended")
+    svc.set_protection_state("V", "b", "BackupSchedulesSuspended")
         .await
         .unwrap();
     agenda.invalidate();

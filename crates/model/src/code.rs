@@ -419,7 +419,7 @@ mod tests {
         for code in ErrorCode::ALL {
             let status = code.http_status();
             assert!(
-                [400, 403, 404, 409, 500].contains(&status),
+                [400, 401, 403, 404, 409, 500].contains(&status),
                 "{code}: {status}"
             );
             // ARM's families: an invalid request is a 400, a missing pgvault resource a 404.

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
@@ -19,7 +20,6 @@ use pgvault_model::instance::{
     BACKUPS_SUSPENDED, BackupInstanceRequest, PROTECTION_CONFIGURED, PROTECTION_STOPPED,
 };
 use pgvault_model::job::{Job, JobStatus};
-use pgvault_model::resource::vault_id;
 use pgvault_model::restore::{RestoreOptions, RestoreRequest};
 
 use super::{coded, open_service, read_json};
@@ -340,7 +340,7 @@ fn show_progress(
 
 /// Prints a finished job; a failed job is an error exit with its code and message.
 pub fn report_job(job: &Job, extra: Option<Value>, format: Format) -> anyhow::Result<ExitCode> {
-    let mut v = job.to_azure_json(&vault_id(&job.vault_name));
+    let mut v = job.operation_json();
     if let Some(extra) = extra {
         v["properties"]["result"] = extra;
     }
@@ -370,6 +370,15 @@ fn datastore_name(source: &SourceArgs) -> anyhow::Result<String> {
 /// as every request is.
 fn read_request<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
     read_json(path, what, pgvault_host::api::limits::REQUEST_BYTES)
+}
+
+/// What a request that is JSON but not the request wanted is called in its error.
+fn request_error(path: &Path, what: &str) -> String {
+    if path == Path::new("-") {
+        format!("stdin is not a valid {what}")
+    } else {
+        format!("`{}` is not a valid {what}", path.display())
+    }
 }
 
 /// Prints a request the `initialize-for-data-recovery*` commands made, as JSON, completed
@@ -423,8 +432,9 @@ pub async fn run(cmd: InstanceCommand, format: Format) -> anyhow::Result<ExitCod
             vault_name,
             backup_instance,
         } => {
-            let req: BackupInstanceRequest =
-                read_request(&backup_instance, "backup-instance request")?;
+            let what = "backup-instance request";
+            let req = BackupInstanceRequest::from_value(read_request(&backup_instance, what)?)
+                .with_context(|| request_error(&backup_instance, what))?;
             let svc = open_service()?;
             print(&svc.protect(&vault_name, req).await.map_err(coded)?, format)?;
         }
@@ -582,7 +592,9 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
             backup_instance_name,
             restore_request_object,
         } => {
-            let req: RestoreRequest = read_request(&restore_request_object, "restore request")?;
+            let what = "restore request";
+            let req = RestoreRequest::from_value(read_request(&restore_request_object, what)?)
+                .with_context(|| request_error(&restore_request_object, what))?;
             let svc = open_service()?;
             let written = Arc::new(AtomicU64::new(0));
             let total = svc

@@ -13,7 +13,8 @@ use pgvault_host::history::DEFAULT_JOB_HISTORY_RETENTION;
 use pgvault_model::code::ErrorCode;
 use pgvault_model::duration::IsoDuration;
 use pgvault_model::job::{
-    Job, JobFilter, JobStatus, JobSummaryRow, Operation, StatusCounts, azure_time, retention_cutoff,
+    Job, JobFilter, JobStatus, JobSummaryRow, OperationFilter, StatusCounts, azure_time,
+    retention_cutoff,
 };
 use pgvault_model::simulate::parse_time;
 
@@ -40,11 +41,13 @@ pub enum JobCommand {
         /// Started and Succeeded also work), in any case.
         #[arg(long, value_parser = parse_status)]
         status: Option<JobStatus>,
-        /// Only jobs of this operation, in any case: ConfigureBackup, OnDemandBackup,
-        /// ScheduledBackup, Restore, ScriptRun, RetentionSweep, DeleteRecoveryPoint,
-        /// MoveToArchive or RestoreDrill.
+        /// Only jobs of this operation, in any case: pgvault's (ConfigureBackup,
+        /// OnDemandBackup, ScheduledBackup, Restore, ScriptRun, RetentionSweep,
+        /// DeleteRecoveryPoint, MoveToArchive, RestoreDrill, Rehydrate), as `pgvaultOperation`
+        /// shows them, or Azure's as `operation` shows them (Backup is both backups; Tiering,
+        /// Management).
         #[arg(long, value_parser = parse_operation)]
-        operation: Option<Operation>,
+        operation: Option<OperationFilter>,
         /// Only jobs started at or after this time: RFC 3339, or a date meaning its midnight
         /// UTC.
         #[arg(long, visible_alias = "start-time", value_parser = parse_time)]
@@ -92,7 +95,7 @@ fn parse_status(s: &str) -> Result<JobStatus, String> {
     s.parse().map_err(|e| format!("{e}"))
 }
 
-fn parse_operation(s: &str) -> Result<Operation, String> {
+fn parse_operation(s: &str) -> Result<OperationFilter, String> {
     s.parse().map_err(|e| format!("{e}"))
 }
 
@@ -114,7 +117,7 @@ fn list_filter(
     vault_name: Option<String>,
     backup_instance_name: Option<String>,
     status: Option<JobStatus>,
-    operation: Option<Operation>,
+    operation: Option<OperationFilter>,
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
     limit: Option<usize>,
@@ -324,6 +327,7 @@ fn tasks_table(job: &Job) -> String {
 mod tests {
     use super::*;
     use clap::Parser;
+    use pgvault_model::job::{AzureOperation, Operation};
 
     #[derive(Parser, Debug)]
     struct Cli {
@@ -369,7 +373,7 @@ mod tests {
     fn list_flags_become_a_filter() {
         let all = JobFilter::default();
         // (arguments, the filter, or words of the error)
-        let cases: [(&[&str], Result<JobFilter, &str>); 12] = [
+        let cases: [(&[&str], Result<JobFilter, &str>); 13] = [
             (&["list"], Ok(all.clone())),
             (
                 &["list", "--vault-name", "V", "--instance", "pg1\\db"],
@@ -422,7 +426,13 @@ mod tests {
             ),
             (&["list", "--status", "Done"], Err("is not a job status")),
             (
-                &["list", "--operation", "Backup"],
+                &["list", "--operation", "backup"],
+                Ok(all
+                    .clone()
+                    .operation(OperationFilter::Azure(AzureOperation::Backup))),
+            ),
+            (
+                &["list", "--operation", "Archive"],
                 Err("expected one of ConfigureBackup"),
             ),
             (&["list", "--since", "yesterday"], Err("is not a time")),

@@ -662,13 +662,16 @@ impl Vault {
                 e.into()
             }
         })?;
-        serde_json::from_value(v).map_err(|e| {
+        let mut instance: BackupInstanceRequest = serde_json::from_value(v).map_err(|e| {
             Error::caused_by(
                 ErrorCode::VaultCorrupt,
                 format!("backup instance `{name}` does not parse: {e}"),
                 e,
             )
-        })
+        })?;
+        // An instance older pgvault stopped or suspended still says ProtectionConfigured.
+        instance.properties.sync_protection_status();
+        Ok(instance)
     }
 
     pub fn instance_json(&self, instance: &BackupInstanceRequest) -> Value {
@@ -703,8 +706,8 @@ impl Vault {
     }
 
     /// Sets an instance's protection state, as Azure's `suspendBackups`, `stopProtection` and
-    /// `resumeProtection` do: `state` is `BackupsSuspended`, `ProtectionStopped` or
-    /// `ProtectionConfigured`. Backups (scheduled and on demand) run only in the last;
+    /// `resumeProtection` do: `state` is `BackupSchedulesSuspended`, `ProtectionStopped` or
+    /// `ProtectionConfigured`, and `protectionStatus` follows it. Backups (scheduled and on demand) run only in the last;
     /// recovery points are kept in all three. Setting the state it already has is a no-op.
     pub async fn set_protection_state(
         &self,
@@ -712,7 +715,7 @@ impl Vault {
         state: &str,
     ) -> Result<BackupInstanceRequest> {
         let mut instance = self.instance(name).await?;
-        instance.properties.current_protection_state = Some(state.to_owned());
+        instance.properties.set_protection_state(state);
         self.save_instance(&instance).await?;
         Ok(instance)
     }

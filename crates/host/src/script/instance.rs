@@ -15,7 +15,6 @@ use pgvault_core::engine::restore::{
 };
 use pgvault_core::model::instance::{BACKUPS_SUSPENDED, PROTECTION_CONFIGURED, PROTECTION_STOPPED};
 use pgvault_core::model::job::{Job, JobStatus};
-use pgvault_core::model::resource::vault_id;
 use pgvault_core::postgres::connection::Datasource;
 
 /// A string option of a map, required. Shared by the bindings that take `#{ .. }` options.
@@ -35,7 +34,8 @@ fn opt_field(map: &Map, key: &str) -> RhaiResult<Option<String>> {
     }
 }
 
-/// A finished job as Azure's JSON; a failed job becomes a script error, so a runbook
+/// A finished job as Azure's JSON, with Azure's `jobId` at the top level as `adhoc-backup`
+/// and `restore trigger` print it; a failed job becomes a script error, so a runbook
 /// never carries on after a backup or restore that did not happen.
 pub(super) fn job_result(job: &Job) -> RhaiResult<Dynamic> {
     if job.status() == JobStatus::Failed {
@@ -46,7 +46,7 @@ pub(super) fn job_result(job: &Job) -> RhaiResult<Dynamic> {
             .unwrap_or_default();
         return Err(fail(format!("job {} failed: {code}: {message}", job.id)));
     }
-    to_dynamic(&job.to_azure_json(&vault_id(&job.vault_name)))
+    to_dynamic(&job.operation_json())
 }
 
 /// The instance name from a name or an instance map.
