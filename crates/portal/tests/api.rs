@@ -291,7 +291,7 @@ async fn policies_are_created_read_listed_and_deleted_as_azure_does() {
     let template: Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/conformance/azure/AzureDatabaseForPostgreSQL.defaultPolicy.json"
+            "/../../tests/conformance/azure/AzureDatabaseForPostgreSQL.defaultPolicy.json"
         ))
         .unwrap(),
     )
