@@ -56,10 +56,6 @@ const FLEXIBLE_DATASOURCE_TYPE: &str = "Microsoft.DBforPostgreSQL/flexibleServer
 /// The error code a job gets when the process running it disappeared before it finished.
 pub const JOB_INTERRUPTED: ErrorCode = ErrorCode::JobInterrupted;
 
-/// Where [`Job::azure_json`] addresses a job on no vault: Azure has no such job, and this
-/// keeps its `id` a resource path of the same shape (`<prefix>/backupJobs/<id>`).
-pub const NO_VAULT_PREFIX: &str = "/providers/Microsoft.DataProtection";
-
 /// A value from outside (CLI argument, script, JSON) that is not a valid job field.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum JobParseError {
@@ -907,7 +903,7 @@ pub struct Job {
     pub owner: JobOwner,
     /// The vault the job acted on, or empty for a job on no vault; read it with
     /// [`Job::vault`]. It stays a `String` while callers move from
-    /// `to_azure_json(&vault_id(&job.vault_name))` to [`Job::azure_json`], then becomes an
+    /// `to_azure_json(..)` to [`Job::azure_json`], then becomes an
     /// `Option` (the job history already stores NULL).
     pub vault_name: String,
     pub backup_instance_name: Option<String>,
@@ -1109,13 +1105,20 @@ impl Job {
         }
     }
 
-    /// [`Job::to_azure_json`] under the job's own vault, addressed as
-    /// [`resource::vault_id`] addresses a local vault; a job on no vault is addressed under
-    /// the provider alone (`/providers/Microsoft.DataProtection/backupJobs/<id>`).
-    pub fn azure_json(&self) -> Value {
+    /// [`Job::to_azure_json`] under the job's own vault, in the host's `subscription` and the
+    /// vault's resource `group` ([`resource::VaultRef::id`]); a job on no vault is addressed
+    /// under the provider in the subscription
+    /// (`/subscriptions/<sub>/providers/Microsoft.DataProtection/backupJobs/<id>`).
+    pub fn azure_json(
+        &self,
+        subscription: &resource::SubscriptionId,
+        group: &resource::ResourceGroup,
+    ) -> Value {
         match self.vault() {
-            Some(vault) => self.to_azure_json(&resource::vault_id(vault)),
-            None => self.to_azure_json(NO_VAULT_PREFIX),
+            Some(vault) => self.to_azure_json(
+                &resource::VaultRef::new(subscription.clone(), group.clone(), vault).id(),
+            ),
+            None => self.to_azure_json(&resource::no_vault_prefix(subscription)),
         }
     }
 
@@ -1960,7 +1963,7 @@ mod tests {
                 new.extended_details
                     .insert(DATASOURCE_TYPE_DETAIL.into(), kind.to_owned());
             }
-            Job::start(&new).azure_json()["properties"]["dataSourceType"].clone()
+            Job::start(&new).azure_json(&Default::default(), &Default::default())["properties"]["dataSourceType"].clone()
         };
         let local = Some("postgres://pg1:5432/sales");
         assert_eq!(with(local, Some(flexible)), flexible);
@@ -2269,7 +2272,7 @@ mod tests {
         .unwrap();
         job.start_task(TASK_DUMP, start + TimeDelta::seconds(2))
             .unwrap();
-        let v = job.azure_json();
+        let v = job.azure_json(&Default::default(), &Default::default());
         let tasks = v["properties"]["extendedInfo"]["subTasks"]
             .as_array()
             .unwrap();
@@ -2321,7 +2324,7 @@ mod tests {
         // A job without tasks has no `subTasks`, as before they existed.
         let plain = Job::start(&NewJob::new(Operation::Restore, "v", t(1, 0, 0), owner()));
         assert!(
-            plain.azure_json()["properties"]["extendedInfo"]
+            plain.azure_json(&Default::default(), &Default::default())["properties"]["extendedInfo"]
                 .get("subTasks")
                 .is_none()
         );
@@ -2330,7 +2333,8 @@ mod tests {
     #[test]
     fn azure_json_of_schedule_and_script_fields() {
         let job = running_backup();
-        let details = &job.azure_json()["properties"]["extendedInfo"]["additionalDetails"];
+        let details = &job.azure_json(&Default::default(), &Default::default())["properties"]["extendedInfo"]
+            ["additionalDetails"];
         assert_eq!(details["ScheduledTime"], "2021-03-17T01:00:00.0000000Z");
         assert_eq!(details["Late"], "true");
 
@@ -2340,9 +2344,14 @@ mod tests {
             owner(),
         ));
         script.set_script_output("3 failed jobs\n").unwrap();
-        let v = script.azure_json();
+        let v = script.azure_json(&Default::default(), &Default::default());
         let id = script.id.to_string();
-        assert_eq!(v["id"], json!(format!("{NO_VAULT_PREFIX}/backupJobs/{id}")));
+        assert_eq!(
+            v["id"],
+            json!(format!(
+                "/subscriptions/00000000-0000-0000-0000-000000000000/providers/Microsoft.DataProtection/backupJobs/{id}"
+            ))
+        );
         let p = &v["properties"];
         assert_eq!(p["vaultName"], Value::Null);
         assert_eq!(p["operation"], "ScriptRun");
@@ -2352,12 +2361,13 @@ mod tests {
         assert_eq!(details["ScriptOutput"], "3 failed jobs\n");
         assert!(details.get("Late").is_none());
 
-        // With a vault, azure_json is to_azure_json under the vault's local resource id.
+        // With a vault, azure_json is to_azure_json under the vault's id in its group.
         let backup = completed_backup();
-        assert_eq!(
-            backup.azure_json(),
-            backup.to_azure_json(&resource::vault_id("BugBashVaultForCCYv11"))
-        );
+        let sub = resource::SubscriptionId::parse("62b829ee-7936-40c9-a1c9-47a93f9f3965").unwrap();
+        let group = resource::ResourceGroup::parse("BugBash1").unwrap();
+        let v = backup.azure_json(&sub, &group);
+        assert_eq!(v, backup.to_azure_json(VAULT_ID));
+        assert_eq!(v["properties"]["subscriptionId"], sub.as_str());
     }
 
     #[test]
