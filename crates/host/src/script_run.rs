@@ -1195,7 +1195,7 @@ v.retention_sweep();"#,
             StreamInfo,
         };
         let root = home.path().join("vault");
-        svc.create_vault("V", Some(&format!("file://{}", root.display())))
+        svc.create_vault("V", &Default::default(), Some(&format!("file://{}", root.display())))
             .await
             .unwrap();
         let vault = svc.vault("V").await.unwrap();

@@ -8,6 +8,7 @@ pub mod recovery_point;
 pub mod repl;
 pub mod retention;
 pub mod run;
+pub mod scope;
 pub mod serve;
 pub mod simulate;
 pub mod tick;
@@ -54,7 +55,7 @@ pub fn fail_on_unreadable(
 }
 
 pub fn open_service() -> anyhow::Result<Pgvault> {
-    let home = Home::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let home = Home::from_env().map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?;
     Pgvault::open(home).map_err(coded)
 }
 

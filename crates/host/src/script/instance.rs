@@ -15,7 +15,6 @@ use pgvault_core::engine::restore::{
 };
 use pgvault_core::model::instance::{BACKUPS_SUSPENDED, PROTECTION_CONFIGURED, PROTECTION_STOPPED};
 use pgvault_core::model::job::{Job, JobStatus};
-use pgvault_core::model::resource::vault_id;
 use pgvault_core::postgres::connection::Datasource;
 
 /// A string option of a map, required. Shared by the bindings that take `#{ .. }` options.
@@ -37,7 +36,7 @@ fn opt_field(map: &Map, key: &str) -> RhaiResult<Option<String>> {
 
 /// A finished job as Azure's JSON; a failed job becomes a script error, so a runbook
 /// never carries on after a backup or restore that did not happen.
-pub(super) fn job_result(job: &Job) -> RhaiResult<Dynamic> {
+pub(super) fn job_result(ctx: &ScriptContext, job: &Job) -> RhaiResult<Dynamic> {
     if job.status() == JobStatus::Failed {
         let (code, message) = job
             .state
@@ -46,7 +45,7 @@ pub(super) fn job_result(job: &Job) -> RhaiResult<Dynamic> {
             .unwrap_or_default();
         return Err(fail(format!("job {} failed: {code}: {message}", job.id)));
     }
-    to_dynamic(&job.to_azure_json(&vault_id(&job.vault_name)))
+    to_dynamic(&ctx.jobs_json(std::slice::from_ref(job))[0])
 }
 
 /// The instance name from a name or an instance map.
@@ -80,7 +79,7 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
             let (job, _) = c
                 .block_on(c.pgvault.adhoc_backup(&v.name, &name, rule, None))
                 .map_err(coded)?;
-            job_result(&job)
+            job_result(&c, &job)
         },
     );
 
@@ -101,7 +100,7 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
                         .adhoc_backup(&v.name, &name, rule, Some(tag_override)),
                 )
                 .map_err(coded)?;
-            job_result(&job)
+            job_result(&c, &job)
         },
     );
 
@@ -128,7 +127,7 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
             let (job, _) = c
                 .block_on(c.pgvault.restore(&v.name, &name, &request))
                 .map_err(coded)?;
-            job_result(&job)
+            job_result(&c, &job)
         },
     );
 
@@ -159,7 +158,7 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
             let (job, _) = c
                 .block_on(c.pgvault.restore(&v.name, &name, &request))
                 .map_err(coded)?;
-            job_result(&job)
+            job_result(&c, &job)
         },
     );
 
@@ -216,7 +215,7 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
                         .delete_recovery_point(&v.name, &name, recovery_point_id),
                 )
                 .map_err(coded)?;
-            job_result(&job)
+            job_result(&c, &job)
         },
     );
 
@@ -231,7 +230,7 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
                 .map_err(coded)?;
             let shown = jobs
                 .iter()
-                .map(job_result)
+                .map(|j| job_result(&c, j))
                 .collect::<RhaiResult<Vec<Dynamic>>>()?;
             Ok(Dynamic::from_array(shown))
         },

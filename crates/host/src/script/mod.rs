@@ -155,6 +155,17 @@ impl ScriptContext {
     ) -> pgvault_core::engine::Result<T> {
         interrupt::block_on(&self.runtime, f)
     }
+
+    /// Jobs as Azure's JSON, under their vaults' ids ([`Pgvault::jobs_json`]); an interrupted
+    /// lookup shows them in the default resource group rather than not at all.
+    pub fn jobs_json(&self, jobs: &[pgvault_core::model::job::Job]) -> Vec<serde_json::Value> {
+        self.block_on(async { Ok(self.pgvault.jobs_json(jobs).await) })
+            .unwrap_or_else(|_| {
+                jobs.iter()
+                    .map(|j| j.azure_json(self.pgvault.subscription_id(), &Default::default()))
+                    .collect()
+            })
+    }
 }
 
 pub type RhaiResult<T> = Result<T, Box<EvalAltResult>>;
