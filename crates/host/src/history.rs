@@ -2071,7 +2071,10 @@ mod tests {
         );
         let started = history.start(&new).unwrap();
         let read = history.get(started.id).unwrap().unwrap();
-        assert_eq!(read.azure_json(&Default::default(), &Default::default())["properties"]["dataSourceType"], flexible);
+        assert_eq!(
+            read.azure_json(&Default::default(), &Default::default())["properties"]["dataSourceType"],
+            flexible
+        );
     }
 
     #[test]

@@ -748,7 +748,10 @@ mod tests {
             .unwrap();
         assert_eq!(svc.now(), at);
         let url = format!("file://{}", dir.path().join("vault").display());
-        let vault = svc.create_vault("V", &Default::default(), Some(&url)).await.unwrap();
+        let vault = svc
+            .create_vault("V", &Default::default(), Some(&url))
+            .await
+            .unwrap();
         assert_eq!(vault["properties"]["createdTime"], serde_json::json!(at));
         let instance = serde_json::json!({
             "name": "db1",
@@ -780,7 +783,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let svc = Pgvault::open(Home::at(dir.path().join("home"))).unwrap();
         let url = format!("file://{}", dir.path().join("vault").display());
-        svc.create_vault("V", &Default::default(), Some(&url)).await.unwrap();
+        svc.create_vault("V", &Default::default(), Some(&url))
+            .await
+            .unwrap();
         let vault = svc.vault("V").await.unwrap();
         let instance = serde_json::json!({
             "name": "db1",
@@ -909,7 +914,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let svc = Pgvault::open(Home::at(dir.path().join("home"))).unwrap();
         let url = format!("file://{}", dir.path().join("vault").display());
-        svc.create_vault("V", &Default::default(), Some(&url)).await.unwrap();
+        svc.create_vault("V", &Default::default(), Some(&url))
+            .await
+            .unwrap();
         // A backup of `db1` in progress, owned by this (live) process.
         let mut running = NewJob::new(Operation::ScheduledBackup, "V", Utc::now(), current_owner());
         running.backup_instance_name = Some("db1".into());
