@@ -127,6 +127,52 @@ fn every_id_is_under_the_subscription_and_the_vault_group() {
         rp_id
     );
 
+    // A restore request naming its recovery point by full id, triggered by the instance's
+    // id; one naming a point under another instance is refused, not rebound.
+    let out_dir = w.path("restored");
+    std::fs::create_dir(&out_dir).unwrap();
+    let mut req = w.json(&[
+        "backup-instance",
+        "restore",
+        "initialize-for-data-recovery-as-files",
+        "--vault-name",
+        "SalesVault",
+        "--backup-instance-name",
+        &instance,
+        "--recovery-point-id",
+        points[0]["name"].as_str().unwrap(),
+        "--target-directory",
+        out_dir.to_str().unwrap(),
+        "--target-file-name",
+        "sales",
+    ]);
+    let elsewhere = rp_id.replace(
+        &format!("/backupInstances/{instance}/"),
+        "/backupInstances/other/",
+    );
+    req["recoveryPointId"] = elsewhere.clone().into();
+    let file = w.write("restore-elsewhere.json", &req.to_string());
+    let trigger = |file: &std::path::Path| {
+        vec![
+            "backup-instance".to_owned(),
+            "restore".into(),
+            "trigger".into(),
+            "--ids".into(),
+            instance_id.clone(),
+            "--restore-request-object".into(),
+            file.display().to_string(),
+        ]
+    };
+    let args = trigger(&file);
+    let err = w.fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("UserErrorResourceInAnotherVault"), "{err}");
+    req["recoveryPointId"] = rp_id.clone().into();
+    let file = w.write("restore-by-id.json", &req.to_string());
+    let args = trigger(&file);
+    let done = w.json(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(done["properties"]["status"], "Completed", "{done}");
+    assert!(out_dir.join("sales.dump").exists());
+
     // --ids on show and on the protection actions; several ids print a list.
     let policy_id = format!("{base}/backupPolicies/OssPolicy");
     assert_eq!(

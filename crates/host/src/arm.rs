@@ -10,10 +10,11 @@ use std::sync::Mutex;
 
 use serde_json::Value;
 
+use pgvault_core::engine::Vault;
 use pgvault_core::engine::{Error, Result};
 use pgvault_core::model::code::ErrorCode;
 use pgvault_core::model::job::Job;
-use pgvault_core::model::resource::{ArmId, ResourceGroup, SubscriptionId};
+use pgvault_core::model::resource::{ArmId, ResourceGroup, ResourceKind, SubscriptionId};
 
 use crate::service::Pgvault;
 
@@ -144,4 +145,30 @@ impl Pgvault {
         }
         out
     }
+}
+
+/// The recovery point a restore request's `recoveryPointId` names in `vault`'s `instance`: a
+/// bare id, or the full id of one of that instance's recovery points. A full id under another
+/// vault (group, subscription) or instance is refused, never rebound to this one.
+pub(crate) fn recovery_point_of(vault: &Vault, instance: &str, input: &str) -> Result<String> {
+    let this = vault.arm();
+    let name = this
+        .child_name(input, ResourceKind::RecoveryPoint, "recoveryPointId")
+        .map_err(|e| Error::new(e.code(), e.to_string()))?;
+    if input.contains('/') {
+        let id = ArmId::parse(input).map_err(|e| Error::new(e.code(), e.to_string()))?;
+        if !id
+            .instance()
+            .is_some_and(|i| i.eq_ignore_ascii_case(instance))
+        {
+            return Err(Error::new(
+                ErrorCode::UserErrorResourceInAnotherVault,
+                format!(
+                    "recoveryPointId `{input}` is a recovery point of another backup instance; this restore is of `{}`: give a bare id or an id under it",
+                    this.instance_id(instance)
+                ),
+            ));
+        }
+    }
+    Ok(name)
 }

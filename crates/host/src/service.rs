@@ -596,6 +596,17 @@ impl Pgvault {
         written: Arc<AtomicU64>,
     ) -> Result<(Job, Option<RestoreOutcome>)> {
         let vault = self.vault(vault_name).await?;
+        let point = crate::arm::recovery_point_of(&vault, instance, &request.recovery_point_id)?;
+        let bare;
+        let request = if point == request.recovery_point_id {
+            request
+        } else {
+            bare = RestoreRequest {
+                recovery_point_id: point,
+                ..request.clone()
+            };
+            &bare
+        };
         let mut new = NewJob::new(
             Operation::Restore,
             vault.name(),

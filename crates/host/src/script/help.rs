@@ -59,15 +59,12 @@ pub(super) const DOCS: &[Doc] = &[
     Doc {
         name: "new_vault",
         group: Group::Vaults,
-        usage: &[
-            "new_vault(name)",
-            "new_vault(name, #{ storage_url, resource_group })",
-        ],
+        usage: &["new_vault(name)", "new_vault(name, #{ storage_url })"],
         summary: "create a vault and register its name (backup-vault create)",
         description: "Creates a vault and registers its name in PGVAULT_HOME. `storage_url` is \
 where it lives (`file:///path`); without it the vault goes under PGVAULT_HOME/vaults. \
-`resource_group` is the Azure resource group its ids are under (default `pgvault`; \
-InvalidResourceGroup if ARM would refuse the name). \
+The map may also give `resource_group`, the Azure resource group its ids are under \
+(default `pgvault`; InvalidResourceGroup if ARM would refuse the name). \
 Fails with UserErrorVaultAlreadyExists if the name is taken. Returns the vault. Refused to \
 drop-in scripts (UserErrorScriptNotAllowed): a vault is created by the operator.",
         example: r#"let v = new_vault("TestBkpVault", #{ storage_url: "file:///srv/backups/TestBkpVault" });
