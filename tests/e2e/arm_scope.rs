@@ -110,6 +110,23 @@ fn every_id_is_under_the_subscription_and_the_vault_group() {
     );
     assert_eq!(job["properties"]["subscriptionId"], SUB);
     assert_eq!(w.json(&["job", "show", "--ids", &job_id])["id"], job_id);
+    let uuid = job["name"].as_str().unwrap();
+    assert_eq!(
+        w.json(&["job", "show", "--job-id", uuid, "-g", "Sales"])["id"],
+        job_id
+    );
+    let err = w.fails(&["job", "show", "--job-id", uuid, "-g", "Marketing"]);
+    assert!(
+        err.contains("UserErrorJobNotFound") && err.contains("`Sales`"),
+        "{err}"
+    );
+    let err = w.fails(&[
+        "job",
+        "show",
+        "--ids",
+        &job_id.replace("/Sales/", "/Marketing/"),
+    ]);
+    assert!(err.contains("UserErrorVaultNotFound"), "{err}");
     let listed = w.json(&["job", "list", "-v", "SalesVault", "-g", "sales"]);
     assert!(
         listed.as_array().unwrap().iter().any(|j| j["id"] == job_id),

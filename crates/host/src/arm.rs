@@ -172,3 +172,127 @@ pub(crate) fn recovery_point_of(vault: &Vault, instance: &str, input: &str) -> R
     }
     Ok(name)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgvault_core::engine::home::Home;
+    use pgvault_core::model::job::{NewJob, Operation};
+
+    const SUB: &str = "04cf684a-d41f-4550-9f70-7708a3a2283b";
+
+    async fn service(dir: &std::path::Path) -> Pgvault {
+        let home =
+            Home::at(dir.join("home")).with_subscription_id(SubscriptionId::parse(SUB).unwrap());
+        let svc = Pgvault::open(home).unwrap();
+        for (name, group) in [("A", "Sales"), ("B", "pgvault")] {
+            let url = format!("file://{}", dir.join(name).display());
+            let group = ResourceGroup::parse(group).unwrap();
+            svc.create_vault(name, &group, Some(&url)).await.unwrap();
+        }
+        svc
+    }
+
+    /// What the REST layer asks: each vault's group, and the vaults with their groups.
+    #[tokio::test]
+    async fn vaults_and_their_groups() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = service(dir.path()).await;
+        assert_eq!(svc.subscription_id().as_str(), SUB);
+        assert_eq!(svc.vault_group("a").await.unwrap().as_str(), "Sales");
+        let listed: Vec<(String, String)> = svc
+            .vaults_with_groups()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|(n, g)| (n, g.to_string()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("A".to_owned(), "Sales".to_owned()),
+                ("B".into(), "pgvault".into())
+            ]
+        );
+        let err = svc.vault_group("C").await.unwrap_err();
+        assert_eq!(err.code, ErrorCode::UserErrorVaultNotFound);
+
+        // A second host on the same home finds the group in vault.json, not in a cache.
+        let again = Pgvault::open(Home::at(dir.path().join("home"))).unwrap();
+        assert_eq!(again.vault_group("A").await.unwrap().as_str(), "Sales");
+        assert_eq!(
+            again
+                .vaults_json(Some(&ResourceGroup::parse("SALES").unwrap()))
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn scope_checks_name_what_is_right() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = service(dir.path()).await;
+        let sales = ResourceGroup::parse("sales").unwrap();
+        let sub = SubscriptionId::parse(SUB).unwrap();
+        svc.check_vault_scope("A", Some(&sub), Some(&sales))
+            .await
+            .unwrap();
+        let err = svc
+            .check_vault_scope("B", None, Some(&sales))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::UserErrorVaultNotFound);
+        assert!(err.message.contains("resource group `pgvault`"), "{err:?}");
+        let other = SubscriptionId::default();
+        let err = svc
+            .check_vault_scope("A", Some(&other), None)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code, ErrorCode::SubscriptionNotFound);
+        assert!(err.message.contains(SUB), "{err:?}");
+        let id = ArmId::parse(&format!(
+            "/subscriptions/{SUB}/resourceGroups/Sales/providers/Microsoft.DataProtection/backupVaults/B"
+        ))
+        .unwrap();
+        assert_eq!(
+            svc.check_id(&id).await.unwrap_err().code,
+            ErrorCode::UserErrorVaultNotFound
+        );
+    }
+
+    /// A job's ids are under its vault's group in the host's subscription; a job on no vault
+    /// under the subscription alone.
+    #[tokio::test]
+    async fn job_json_is_under_the_vault_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let svc = service(dir.path()).await;
+        let owner = crate::history::current_owner();
+        let now = svc.now();
+        let mut new = NewJob::new(Operation::OnDemandBackup, "A", now, owner.clone());
+        new.backup_instance_name = Some("db".into());
+        let jobs = [
+            Job::start(&new),
+            Job::start(&NewJob::script_run("/s/x.rhai", now, owner)),
+        ];
+        let json = svc.jobs_json(&jobs).await;
+        let base = format!(
+            "/subscriptions/{SUB}/resourceGroups/Sales/providers/Microsoft.DataProtection/backupVaults/A"
+        );
+        assert!(
+            json[0]["id"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{base}/backupJobs/"))
+        );
+        assert_eq!(
+            json[0]["properties"]["backupInstanceId"],
+            format!("{base}/backupInstances/db")
+        );
+        assert!(json[1]["id"].as_str().unwrap().starts_with(&format!(
+            "/subscriptions/{SUB}/providers/Microsoft.DataProtection/backupJobs/"
+        )));
+        assert_eq!(svc.job_json(&jobs[0]).await, json[0]);
+    }
+}

@@ -207,6 +207,7 @@ pub async fn run(cmd: JobCommand, format: Format) -> anyhow::Result<ExitCode> {
             job_id,
             ids,
         } => {
+            let vault_name_was_absent = vault_name.is_none();
             let (vault_name, job_id) = if ids.ids.is_empty() {
                 if let Some(vault) = &vault_name {
                     ids.scope.check_vault(&svc, vault).await?;
@@ -239,6 +240,23 @@ pub async fn run(cmd: JobCommand, format: Format) -> anyhow::Result<ExitCode> {
                         .unwrap_or_else(|| "no vault".to_owned()),
                     code = ErrorCode::UserErrorJobNotFound
                 );
+            }
+            // -g without --vault-name: the job's vault must be in that group.
+            if let Some(group) = ids.scope.group()?
+                && vault_name_was_absent
+            {
+                let own = match job.vault() {
+                    Some(vault) => svc.vault_group(vault).await.ok(),
+                    None => None,
+                };
+                if own.as_ref() != Some(&group) {
+                    anyhow::bail!(
+                        "{code}: job {job_id} is not a job of a vault in resource group `{group}`{}",
+                        own.map(|g| format!(" (its vault is in `{g}`)"))
+                            .unwrap_or_default(),
+                        code = ErrorCode::UserErrorJobNotFound
+                    );
+                }
             }
             print(&svc.job_json(&job).await, format)?;
             if format == Format::Table && !job.tasks.is_empty() {
