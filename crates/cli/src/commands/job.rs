@@ -418,6 +418,7 @@ mod tests {
                 since,
                 until,
                 limit,
+                ..
             } => list_filter(
                 vault_name,
                 backup_instance_name,
