@@ -3,6 +3,7 @@
 //! PGVAULT_TEST_DATABASE_URL), real `pg_dump` / `pg_restore`, real files. No mocks.
 
 mod archive_tier;
+mod arm_scope;
 mod azure_walkthrough;
 mod blob;
 mod blob_restore;

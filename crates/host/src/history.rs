@@ -2134,7 +2134,10 @@ mod tests {
         );
         let started = history.start(&new).unwrap();
         let read = history.get(started.id).unwrap().unwrap();
-        assert_eq!(read.azure_json()["properties"]["dataSourceType"], flexible);
+        assert_eq!(
+            read.azure_json(&Default::default(), &Default::default())["properties"]["dataSourceType"],
+            flexible
+        );
     }
 
     #[test]
@@ -2162,7 +2165,7 @@ mod tests {
             assert_eq!((&read.script_path, &read.script_output), (&None, &None));
             assert!(read.tasks.is_empty());
             // Their Azure JSON is what it was: no sub-tasks, no v2 details.
-            let json = read.azure_json();
+            let json = read.azure_json(&Default::default(), &Default::default());
             let extended = &json["properties"]["extendedInfo"];
             assert!(extended.get("subTasks").is_none(), "{json}");
             for key in ["ScheduledTime", "Late", "ScriptPath", "ScriptOutput"] {

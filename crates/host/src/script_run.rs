@@ -1195,9 +1195,13 @@ v.retention_sweep();"#,
             StreamInfo,
         };
         let root = home.path().join("vault");
-        svc.create_vault("V", Some(&format!("file://{}", root.display())))
-            .await
-            .unwrap();
+        svc.create_vault(
+            "V",
+            &Default::default(),
+            Some(&format!("file://{}", root.display())),
+        )
+        .await
+        .unwrap();
         let vault = svc.vault("V").await.unwrap();
         let mut instance = initialize_instance(&InitializeArgs {
             datasource_type: "AzureDatabaseForPostgreSQLFlexibleServer".into(),

@@ -116,7 +116,9 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         let svc = Pgvault::open(Home::at(dir.path().join("home"))).unwrap();
         let url = format!("file://{}", dir.path().join("vault").display());
-        svc.create_vault("V", Some(&url)).await.unwrap();
+        svc.create_vault("V", &Default::default(), Some(&url))
+            .await
+            .unwrap();
         if archive {
             let archive_url = format!("file://{}", dir.path().join("archive").display());
             svc.set_archive_storage("V", &archive_url).await.unwrap();

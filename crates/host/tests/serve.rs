@@ -59,7 +59,9 @@ fn hourly_policy() -> BackupPolicy {
 async fn home(dir: &std::path::Path, instances: &[&str], protected: DateTime<Utc>) -> Arc<Pgvault> {
     let svc = Pgvault::open(Home::at(dir.join("home"))).unwrap();
     let url = format!("file://{}", dir.join("vault").display());
-    svc.create_vault("V", Some(&url)).await.unwrap();
+    svc.create_vault("V", &Default::default(), Some(&url))
+        .await
+        .unwrap();
     svc.create_policy("V", "Hourly", &hourly_policy())
         .await
         .unwrap();

@@ -58,10 +58,6 @@ const FLEXIBLE_DATASOURCE_TYPE: &str = "Microsoft.DBforPostgreSQL/flexibleServer
 /// The error code a job gets when the process running it disappeared before it finished.
 pub const JOB_INTERRUPTED: ErrorCode = ErrorCode::JobInterrupted;
 
-/// Where [`Job::azure_json`] addresses a job on no vault: Azure has no such job, and this
-/// keeps its `id` a resource path of the same shape (`<prefix>/backupJobs/<id>`).
-pub const NO_VAULT_PREFIX: &str = "/providers/Microsoft.DataProtection";
-
 /// A value from outside (CLI argument, script, JSON) that is not a valid job field.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum JobParseError {
@@ -1030,7 +1026,7 @@ pub struct Job {
     pub owner: JobOwner,
     /// The vault the job acted on, or empty for a job on no vault; read it with
     /// [`Job::vault`]. It stays a `String` while callers move from
-    /// `to_azure_json(&vault_id(&job.vault_name))` to [`Job::azure_json`], then becomes an
+    /// `to_azure_json(..)` to [`Job::azure_json`], then becomes an
     /// `Option` (the job history already stores NULL).
     pub vault_name: String,
     pub backup_instance_name: Option<String>,
@@ -1232,13 +1228,20 @@ impl Job {
         }
     }
 
-    /// [`Job::to_azure_json`] under the job's own vault, addressed as
-    /// [`resource::vault_id`] addresses a local vault; a job on no vault is addressed under
-    /// the provider alone (`/providers/Microsoft.DataProtection/backupJobs/<id>`).
-    pub fn azure_json(&self) -> Value {
+    /// [`Job::to_azure_json`] under the job's own vault, in the host's `subscription` and the
+    /// vault's resource `group` ([`resource::VaultRef::id`]); a job on no vault is addressed
+    /// under the provider in the subscription
+    /// (`/subscriptions/<sub>/providers/Microsoft.DataProtection/backupJobs/<id>`).
+    pub fn azure_json(
+        &self,
+        subscription: &resource::SubscriptionId,
+        group: &resource::ResourceGroup,
+    ) -> Value {
         match self.vault() {
-            Some(vault) => self.to_azure_json(&resource::vault_id(vault)),
-            None => self.to_azure_json(NO_VAULT_PREFIX),
+            Some(vault) => self.to_azure_json(
+                &resource::VaultRef::new(subscription.clone(), group.clone(), vault).id(),
+            ),
+            None => self.to_azure_json(&resource::no_vault_prefix(subscription)),
         }
     }
 
@@ -1247,8 +1250,12 @@ impl Job {
     /// `OperationJobExtendedInfo` (`jobId`, the job's name, and its `objectType`), which is
     /// all Azure's adhoc backup and restore answer and what az prints, so a script written
     /// against az finds `jobId` where it looks.
-    pub fn operation_json(&self) -> Value {
-        let mut v = self.azure_json();
+    pub fn operation_json(
+        &self,
+        subscription: &resource::SubscriptionId,
+        group: &resource::ResourceGroup,
+    ) -> Value {
+        let mut v = self.azure_json(subscription, group);
         v["jobId"] = json!(self.id.to_string());
         v["objectType"] = json!("OperationJobExtendedInfo");
         v
@@ -1836,6 +1843,7 @@ pub fn retention_cutoff(now: DateTime<Utc>, keep: &IsoDuration) -> DateTime<Utc>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resource::{ResourceGroup, SubscriptionId};
     use chrono::TimeZone;
 
     fn t(h: u32, m: u32, s: u32) -> DateTime<Utc> {
@@ -2397,7 +2405,7 @@ mod tests {
                 new.extended_details
                     .insert(DATASOURCE_TYPE_DETAIL.into(), kind.to_owned());
             }
-            Job::start(&new).azure_json()["properties"]["dataSourceType"].clone()
+            Job::start(&new).azure_json(&Default::default(), &Default::default())["properties"]["dataSourceType"].clone()
         };
         let local = Some("postgres://pg1:5432/sales");
         assert_eq!(with(local, Some(flexible)), flexible);
@@ -2560,7 +2568,7 @@ mod tests {
     #[test]
     fn an_operation_answer_carries_azures_job_id() {
         let job = completed_restore();
-        let v = job.operation_json();
+        let v = job.operation_json(&SubscriptionId::default(), &ResourceGroup::default());
         // Azure's `OperationJobExtendedInfo`, as TriggerRestore.json answers it...
         assert_eq!(v["jobId"], json!(job.id.to_string()));
         assert_eq!(v["objectType"], "OperationJobExtendedInfo");
@@ -2569,7 +2577,10 @@ mod tests {
         let rest = rest.as_object_mut().unwrap();
         rest.remove("jobId");
         rest.remove("objectType");
-        assert_eq!(Value::Object(rest.clone()), job.azure_json());
+        assert_eq!(
+            Value::Object(rest.clone()),
+            job.azure_json(&SubscriptionId::default(), &ResourceGroup::default())
+        );
     }
 
     /// A completed restore of `rp-7` (taken at 02:00) into a database, with a sub-task.
@@ -2603,7 +2614,8 @@ mod tests {
 
     #[test]
     fn azure_json_of_a_restore_names_its_recovery_point_and_destination() {
-        let v = completed_restore().azure_json();
+        let v =
+            completed_restore().azure_json(&SubscriptionId::default(), &ResourceGroup::default());
         let p = &v["properties"];
         assert_eq!(p["operation"], "Restore");
         assert_eq!(p["operationCategory"], "Restore");
@@ -2626,7 +2638,9 @@ mod tests {
         new.recovery_point_id = Some("rp-8".into());
         new.extended_details
             .insert("RestoreTargetFolder".into(), "file:///srv/out".into());
-        let p = Job::start(&new).azure_json()["properties"].clone();
+        let p = Job::start(&new).azure_json(&SubscriptionId::default(), &ResourceGroup::default())
+            ["properties"]
+            .clone();
         assert_eq!(
             p["extendedInfo"]["sourceRecoverPoint"],
             json!({"recoveryPointID": "rp-8", "recoveryPointTime": null})
@@ -2634,7 +2648,9 @@ mod tests {
         assert_eq!(p["extendedInfo"]["recoveryDestination"], "file:///srv/out");
 
         // A backup has none of the three.
-        let p = completed_backup().azure_json()["properties"].clone();
+        let p = completed_backup()
+            .azure_json(&SubscriptionId::default(), &ResourceGroup::default())["properties"]
+            .clone();
         for key in [
             "sourceRecoverPoint",
             "targetRecoverPoint",
@@ -2750,7 +2766,7 @@ mod tests {
             running_backup(),
             failed,
         ] {
-            let v = job.azure_json();
+            let v = job.azure_json(&SubscriptionId::default(), &ResourceGroup::default());
             let p = &v["properties"];
             for (pointer, kind) in fields {
                 // Optional fields may be absent or null; present, they have their type.
@@ -2936,7 +2952,7 @@ mod tests {
         .unwrap();
         job.start_task(TASK_DUMP, start + TimeDelta::seconds(2))
             .unwrap();
-        let v = job.azure_json();
+        let v = job.azure_json(&Default::default(), &Default::default());
         let tasks = v["properties"]["extendedInfo"]["subTasks"]
             .as_array()
             .unwrap();
@@ -2988,7 +3004,7 @@ mod tests {
         // A job without tasks has no `subTasks`, as before they existed.
         let plain = Job::start(&NewJob::new(Operation::Restore, "v", t(1, 0, 0), owner()));
         assert!(
-            plain.azure_json()["properties"]["extendedInfo"]
+            plain.azure_json(&Default::default(), &Default::default())["properties"]["extendedInfo"]
                 .get("subTasks")
                 .is_none()
         );
@@ -2997,7 +3013,8 @@ mod tests {
     #[test]
     fn azure_json_of_schedule_and_script_fields() {
         let job = running_backup();
-        let details = &job.azure_json()["properties"]["extendedInfo"]["additionalDetails"];
+        let details = &job.azure_json(&Default::default(), &Default::default())["properties"]["extendedInfo"]
+            ["additionalDetails"];
         assert_eq!(details["ScheduledTime"], "2021-03-17T01:00:00.0000000Z");
         assert_eq!(details["Late"], "true");
 
@@ -3007,9 +3024,14 @@ mod tests {
             owner(),
         ));
         script.set_script_output("3 failed jobs\n").unwrap();
-        let v = script.azure_json();
+        let v = script.azure_json(&Default::default(), &Default::default());
         let id = script.id.to_string();
-        assert_eq!(v["id"], json!(format!("{NO_VAULT_PREFIX}/backupJobs/{id}")));
+        assert_eq!(
+            v["id"],
+            json!(format!(
+                "/subscriptions/00000000-0000-0000-0000-000000000000/providers/Microsoft.DataProtection/backupJobs/{id}"
+            ))
+        );
         let p = &v["properties"];
         assert_eq!(p["vaultName"], Value::Null);
         assert_eq!(p["operation"], "Management");
@@ -3020,12 +3042,13 @@ mod tests {
         assert_eq!(details["ScriptOutput"], "3 failed jobs\n");
         assert!(details.get("Late").is_none());
 
-        // With a vault, azure_json is to_azure_json under the vault's local resource id.
+        // With a vault, azure_json is to_azure_json under the vault's id in its group.
         let backup = completed_backup();
-        assert_eq!(
-            backup.azure_json(),
-            backup.to_azure_json(&resource::vault_id("BugBashVaultForCCYv11"))
-        );
+        let sub = resource::SubscriptionId::parse("62b829ee-7936-40c9-a1c9-47a93f9f3965").unwrap();
+        let group = resource::ResourceGroup::parse("BugBash1").unwrap();
+        let v = backup.azure_json(&sub, &group);
+        assert_eq!(v, backup.to_azure_json(VAULT_ID));
+        assert_eq!(v["properties"]["subscriptionId"], sub.as_str());
     }
 
     #[test]

@@ -22,6 +22,7 @@ use pgvault_model::policy::BackupPolicy;
 use pgvault_model::request::{
     AdhocBackupRequest, ValidateForBackupRequest, ValidateRestoreRequest, from_request_value,
 };
+use pgvault_model::resource::ResourceGroup;
 use pgvault_model::restore::RestoreRequest;
 
 use crate::Portal;
@@ -403,7 +404,7 @@ impl Request<'_> {
     async fn list_vaults(&self, group: Option<&str>) -> ApiResult {
         let vaults: Vec<Value> = self
             .svc()
-            .vaults_json()
+            .vaults_json(None)
             .await?
             .into_iter()
             .filter(|v| match (group, group_of(v)) {
@@ -442,7 +443,9 @@ impl Request<'_> {
             Err(e) if e.code != ErrorCode::ResourceNotFound => return Err(e),
             Err(_) => {}
         }
-        let created = self.svc().create_vault(&v.vault, None).await?;
+        let group =
+            ResourceGroup::parse(&v.group).map_err(|e| ApiError::new(e.code(), e.to_string()))?;
+        let created = self.svc().create_vault(&v.vault, &group, None).await?;
         Ok(json_response(StatusCode::CREATED, created))
     }
 

@@ -63,6 +63,8 @@ pub(super) const DOCS: &[Doc] = &[
         summary: "create a vault and register its name (backup-vault create)",
         description: "Creates a vault and registers its name in PGVAULT_HOME. `storage_url` is \
 where it lives (`file:///path`); without it the vault goes under PGVAULT_HOME/vaults. \
+The map may also give `resource_group`, the Azure resource group its ids are under \
+(default `pgvault`; InvalidResourceGroup if ARM would refuse the name). \
 Fails with UserErrorVaultAlreadyExists if the name is taken. Returns the vault. Refused to \
 drop-in scripts (UserErrorScriptNotAllowed): a vault is created by the operator.",
         example: r#"let v = new_vault("TestBkpVault", #{ storage_url: "file:///srv/backups/TestBkpVault" });

@@ -150,7 +150,7 @@ async fn render(
 ) -> Response {
     let vaults: Vec<String> = portal
         .svc
-        .vaults_json()
+        .vaults_json(None)
         .await
         .unwrap_or_default()
         .iter()
