@@ -47,6 +47,36 @@ impl Pgvault {
             .collect())
     }
 
+    /// One page of an instance's recovery points, in the order of their ids, reading only
+    /// that page's manifests (the REST API's list, which pages with `nextLink`); whether more
+    /// follow. Fails when the instance does not exist.
+    pub async fn recovery_points_page(
+        &self,
+        vault: &str,
+        instance: &str,
+        start: usize,
+        count: usize,
+    ) -> Result<(Vec<Value>, bool)> {
+        let vault = self.vault(vault).await?;
+        vault.instance(instance).await?;
+        vault.recovery_points_page(instance, start, count).await
+    }
+
+    /// How many recovery points an instance has in the vault tier and in the archive tier
+    /// (a point in both counts in both), from the listings alone: cheap for thousands.
+    pub async fn recovery_point_counts(
+        &self,
+        vault: &str,
+        instance: &str,
+    ) -> Result<(usize, usize)> {
+        let (in_vault, in_archive) = self
+            .vault(vault)
+            .await?
+            .recovery_point_ids(instance)
+            .await?;
+        Ok((in_vault.len(), in_archive.len()))
+    }
+
     /// `recovery-point show`: one recovery point, with what its backup recorded of the
     /// database's contents.
     pub async fn recovery_point_json(

@@ -682,6 +682,15 @@ impl Pgvault {
         self.history.prune(cutoff).map_err(history_err)
     }
 
+    /// Per vault and instance, how many of the jobs `filter` matches are in each status (its
+    /// limit aside), counted by the history itself.
+    pub fn job_summary(
+        &self,
+        filter: &JobFilter,
+    ) -> Result<Vec<pgvault_core::model::job::JobSummaryRow>> {
+        self.history.summary(filter).map_err(history_err)
+    }
+
     pub fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>> {
         self.history.list(filter).map_err(history_err)
     }

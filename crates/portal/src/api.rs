@@ -362,8 +362,19 @@ impl Request<'_> {
             }
             Route::RecoveryPoints(v, name) => {
                 self.vault(&v).await?;
-                let points = self.svc().recovery_points_json(&v.vault, &name).await?;
-                self.list(points)
+                let start = self.page_start()?;
+                let (mut points, more) = self
+                    .svc()
+                    .recovery_points_page(&v.vault, &name, start, PAGE_SIZE)
+                    .await?;
+                if more {
+                    // `page` gives a nextLink when it holds more than a page.
+                    points.push(Value::Null);
+                }
+                Ok(json_response(
+                    StatusCode::OK,
+                    page(points, start, &self.this_url(), &self.api_version),
+                ))
             }
             Route::RecoveryPoint(v, name, id) => {
                 self.vault(&v).await?;

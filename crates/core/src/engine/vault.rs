@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 
+use futures::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -16,6 +17,9 @@ use crate::store::writer::WriterConfig;
 use crate::store::{ArchiveAccessTier, VaultStore, paths};
 
 pub const VAULT_FORMAT: u32 = 1;
+
+/// How many recovery-point manifests a listing reads at once.
+const MANIFEST_READS_AT_ONCE: usize = 16;
 
 /// `vault.json`: what a reader needs to understand the vault, written once at creation.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -1034,6 +1038,73 @@ impl Vault {
 
     /// The good points (newest first) and the damaged manifests of an instance. A manifest
     /// that cannot be read at all (a storage error) is an error: nothing can be said of it.
+    /// The ids of an instance's recovery points in the vault tier and in the archive tier,
+    /// from the listings alone (no manifest is read): what counts need.
+    pub async fn recovery_point_ids(&self, instance: &str) -> Result<(Vec<String>, Vec<String>)> {
+        let mut out = (Vec::new(), Vec::new());
+        for tier in [DataStoreType::VaultStore, DataStoreType::ArchiveStore] {
+            let Some(store) = self.tier_store(tier) else {
+                continue;
+            };
+            let ids = store
+                .list_json_names(&paths::recovery_points(instance))
+                .await?;
+            match tier {
+                DataStoreType::ArchiveStore => out.1 = ids,
+                _ => out.0 = ids,
+            }
+        }
+        Ok(out)
+    }
+
+    /// One page of an instance's recovery points in the order of their ids (`start`, at most
+    /// `count`), reading only that page's manifests: a listing of thousands answered a page at
+    /// a time. Each is its Azure JSON, a damaged one's as `Partial`; the bool says whether
+    /// more follow.
+    pub async fn recovery_points_page(
+        &self,
+        instance: &str,
+        start: usize,
+        count: usize,
+    ) -> Result<(Vec<Value>, bool)> {
+        let (in_vault, in_archive) = self.recovery_point_ids(instance).await?;
+        let ids: std::collections::BTreeSet<String> =
+            in_vault.into_iter().chain(in_archive).collect();
+        let more = ids.len() > start.saturating_add(count);
+        let page: Vec<String> = ids.into_iter().skip(start).take(count).collect();
+        let read: Vec<Result<Value>> =
+            futures::stream::iter(page.into_iter().map(|id| async move {
+                let mut damaged = None;
+                let mut point = StoredPoint::default();
+                for tier in [DataStoreType::VaultStore, DataStoreType::ArchiveStore] {
+                    match self.manifest_in(tier, instance, &id).await {
+                        Ok(Some(m)) if tier == DataStoreType::ArchiveStore => {
+                            point.archive = Some(m)
+                        }
+                        Ok(Some(m)) => point.vault = Some(m),
+                        Ok(None) => {}
+                        Err(e) if e.code == RECOVERY_POINT_DAMAGED => {
+                            damaged.get_or_insert(DamagedManifest {
+                                instance: instance.to_owned(),
+                                recovery_point_id: id.clone(),
+                                tier,
+                                problem: e.message,
+                            });
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok(match (&point.vault, &point.archive, damaged) {
+                    (None, None, Some(d)) => self.damaged_recovery_point_json(&d),
+                    _ => self.recovery_point_json(&point),
+                })
+            }))
+            .buffered(MANIFEST_READS_AT_ONCE)
+            .collect()
+            .await;
+        Ok((read.into_iter().collect::<Result<Vec<Value>>>()?, more))
+    }
+
     pub async fn recovery_points_and_damage(
         &self,
         instance: &str,
@@ -1044,11 +1115,21 @@ impl Vault {
             let Some(store) = self.tier_store(tier) else {
                 continue;
             };
-            for id in store
+            let ids = store
                 .list_json_names(&paths::recovery_points(instance))
-                .await?
-            {
-                let m = match self.manifest_in(tier, instance, &id).await {
+                .await?;
+            // Read a few manifests at once: on Blob Storage each is a round trip, and an
+            // instance kept ten years has thousands.
+            let read: Vec<(String, Result<Option<Manifest>>)> =
+                futures::stream::iter(ids.into_iter().map(|id| async move {
+                    let m = self.manifest_in(tier, instance, &id).await;
+                    (id, m)
+                }))
+                .buffered(MANIFEST_READS_AT_ONCE)
+                .collect()
+                .await;
+            for (id, m) in read {
+                let m = match m {
                     Ok(Some(m)) => m,
                     Ok(None) => continue,
                     Err(e) if e.code == RECOVERY_POINT_DAMAGED => {

@@ -81,6 +81,7 @@ async fn render(
     let jobs = svc
         .jobs(&JobFilter {
             started_after: Some(now - TimeDelta::days(7)),
+            limit: Some(100),
             ..JobFilter::default().vault(&p.vault).instance(&p.instance)
         })
         .unwrap_or_default();
