@@ -6,7 +6,9 @@
 
 pub use pgvault_core::engine::drill::{DrillTarget, RecoveryPointChoice};
 pub use pgvault_core::engine::home::Home;
-pub use pgvault_core::engine::protect::{InitializeArgs, initialize_instance};
+pub use pgvault_core::engine::protect::{
+    InitializeArgs, ServerArgs, initialize_instance, server_databases,
+};
 pub use pgvault_core::engine::restore::{
     FilesTarget, initialize_for_data_recovery, initialize_for_data_recovery_as_files,
     initialize_for_data_recovery_to_files, source_datastore,

@@ -482,3 +482,34 @@ async fn tick_and_serve_run_the_same_work_at_the_same_time_and_both_prune_histor
         "serve pruned"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_vault_that_cannot_be_read_does_not_make_the_loop_spin() {
+    let dir = tempfile::tempdir().unwrap();
+    let svc = home(dir.path(), &["a"], t("2030-01-01T00:30:00Z")).await;
+    // The vault's disk is gone (unmounted, deleted): every scan fails.
+    std::fs::remove_dir_all(dir.path().join("vault")).unwrap();
+    let (events, rx) = mpsc::channel(4);
+    let clock = Arc::new(TokioClock::starting_at(t("2030-01-01T00:40:00Z")));
+    let scripts = dir.path().join("scripts");
+    std::fs::create_dir(&scripts).unwrap();
+    let opts = ServeOptions {
+        scripts: Some(ScriptsOptions {
+            dir: scripts,
+            settle: Duration::from_secs(2),
+            grants: Default::default(),
+        }),
+        ..ServeOptions::default()
+    };
+    let host = tokio::spawn(serve(svc.clone(), opts, clock, rx));
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    events.send(Event::Shutdown).await.unwrap();
+    let summary = host.await.unwrap().unwrap();
+    // It looks again once a minute (RETRY_SCAN_AFTER), not at every turn of a busy loop.
+    assert!(
+        summary.turns <= 15,
+        "{} turns and {} scans in ten minutes",
+        summary.turns,
+        summary.scans
+    );
+}

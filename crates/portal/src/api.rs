@@ -790,9 +790,16 @@ impl Request<'_> {
     }
 }
 
+/// What a path segment keeps as it is: RFC 3986's unreserved characters.
+pub(crate) const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 /// A path segment as it goes into a URL.
 fn percent(segment: &str) -> String {
-    percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(segment, SEGMENT).to_string()
 }
 
 #[derive(Debug, Deserialize)]

@@ -23,6 +23,7 @@ use pgvault_host::service::Pgvault;
 
 pub mod api;
 pub mod arm;
+pub mod console;
 pub mod operations;
 pub mod route;
 pub mod tls;
@@ -41,6 +42,8 @@ pub struct Portal {
     pub tls: bool,
     /// The address it listens on (the URLs' host when a request names none).
     pub listen: String,
+    /// The console's signed-in sessions.
+    pub sessions: console::session::Sessions,
 }
 
 impl Portal {
@@ -51,14 +54,16 @@ impl Portal {
             ops: operations::Operations::default(),
             tls,
             listen: listen.to_string(),
+            sessions: console::session::Sessions::default(),
         }
     }
 }
 
-/// The portal's routes: the REST API under `/subscriptions/`.
+/// The portal's routes: the REST API under `/subscriptions/`, the console everywhere else.
 pub fn router(portal: Arc<Portal>) -> Router {
     Router::new()
         .route("/subscriptions/{*rest}", axum::routing::any(api::handle))
+        .merge(console::routes())
         .fallback(not_found)
         .with_state(portal)
         .layer(tower_http::compression::CompressionLayer::new())

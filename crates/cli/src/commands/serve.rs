@@ -171,10 +171,11 @@ fn watch(dir: &Path, events: mpsc::Sender<Event>) -> anyhow::Result<notify::Reco
     use notify::Watcher;
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
         match event {
-            Ok(_) => {
+            Ok(event) if changes_scripts(&event.kind) => {
                 // A full channel already holds a wake-up; dropping this one loses nothing.
                 let _ = events.try_send(Event::ScriptsChanged);
             }
+            Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "watching the scripts folder"),
         }
     })
@@ -183,6 +184,19 @@ fn watch(dir: &Path, events: mpsc::Sender<Event>) -> anyhow::Result<notify::Reco
         .watch(dir, notify::RecursiveMode::NonRecursive)
         .with_context(|| format!("cannot watch the scripts folder `{}`", dir.display()))?;
     Ok(watcher)
+}
+
+/// Whether a file event in the scripts folder may change what is there. Reads do not: the
+/// host's own scan of the folder opens it, and inotify reports that as an access; waking the
+/// host for it made the loop scan again at once, for ever (half a core on an idle host).
+/// A file closed after writing (inotify's `IN_CLOSE_WRITE`, an access to notify) is a change.
+fn changes_scripts(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    match kind {
+        notify::EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        notify::EventKind::Access(_) => false,
+        _ => true,
+    }
 }
 
 /// Sends [`Event::Shutdown`] on the first SIGTERM or Ctrl-C (SIGINT).
@@ -202,4 +216,28 @@ async fn shutdown_on_signal(events: mpsc::Sender<Event>) {
         _ = tokio::signal::ctrl_c() => tracing::info!("Ctrl-C: shutting down"),
     }
     let _ = events.send(Event::Shutdown).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RemoveKind};
+
+    #[test]
+    fn reading_the_scripts_folder_does_not_wake_the_host() {
+        assert!(!changes_scripts(&EventKind::Access(AccessKind::Open(
+            AccessMode::Any
+        ))));
+        assert!(!changes_scripts(&EventKind::Access(AccessKind::Close(
+            AccessMode::Read
+        ))));
+        assert!(changes_scripts(&EventKind::Access(AccessKind::Close(
+            AccessMode::Write
+        ))));
+        assert!(changes_scripts(&EventKind::Create(CreateKind::File)));
+        assert!(changes_scripts(&EventKind::Modify(ModifyKind::Any)));
+        assert!(changes_scripts(&EventKind::Remove(RemoveKind::File)));
+        assert!(changes_scripts(&EventKind::Any));
+    }
 }

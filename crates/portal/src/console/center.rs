@@ -1,0 +1,302 @@
+//! The backup center: every vault and instance at a glance, as the portal's dashboard shows
+//! them: protection state, the last backup with its status and age (one overdue for its
+//! schedule stands out), failures of the last 24 hours and 7 days, recovery points per tier,
+//! and the jobs of the past 7 days.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{Html, IntoResponse, Response};
+use chrono::{DateTime, TimeDelta, Utc};
+use maud::{Markup, html};
+
+use pgvault_model::human;
+use pgvault_model::job::{Job, JobFilter, JobStatus, Operation};
+
+use super::{frame, seg, signed_in, status_badge};
+use crate::Portal;
+
+/// One row of the instances table.
+struct Row {
+    vault: String,
+    instance: String,
+    database: String,
+    state: String,
+    policy: String,
+    last_backup: Option<Job>,
+    overdue: bool,
+    failures_24h: usize,
+    failures_7d: usize,
+    vault_points: usize,
+    archive_points: usize,
+}
+
+/// Whether an instance whose last completed backup was at `last` (or never) is overdue at
+/// `now` under a schedule that backs up every `every`: more than one interval and an hour of
+/// grace without a completed backup.
+pub(crate) fn is_overdue(
+    last: Option<DateTime<Utc>>,
+    protected_since: DateTime<Utc>,
+    every: Option<TimeDelta>,
+    now: DateTime<Utc>,
+) -> bool {
+    let Some(every) = every else {
+        return false;
+    };
+    let since = last.unwrap_or(protected_since);
+    now - since > every + TimeDelta::hours(1)
+}
+
+/// The backup interval of a policy's schedule (`R/2025-01-01T22:00:00+00:00/P1W` gives one
+/// week): the shortest period of its repeating intervals.
+fn schedule_interval(policy: &serde_json::Value) -> Option<TimeDelta> {
+    let rules = policy["properties"]["policyRules"].as_array()?;
+    rules
+        .iter()
+        .filter_map(|r| r["trigger"]["schedule"]["repeatingTimeIntervals"].as_array())
+        .flatten()
+        .filter_map(|i| i.as_str()?.rsplit('/').next())
+        .filter_map(|p| p.parse::<pgvault_model::duration::IsoDuration>().ok())
+        .map(|d| {
+            let start = DateTime::<Utc>::UNIX_EPOCH;
+            d.add_to(start) - start
+        })
+        .min()
+}
+
+pub async fn show(State(portal): State<Arc<Portal>>, headers: HeaderMap) -> Response {
+    let session = match signed_in(&portal, &headers) {
+        Ok(s) => s,
+        Err(r) => return r.into_response(),
+    };
+    let svc = &portal.svc;
+    let now = svc.now();
+    let week = match svc.jobs(&JobFilter {
+        started_after: Some(now - TimeDelta::days(7)),
+        ..JobFilter::default()
+    }) {
+        Ok(j) => j,
+        Err(e) => return super::error_page(&session, e),
+    };
+    let vaults = match svc.vaults_json().await {
+        Ok(v) => v,
+        Err(e) => return super::error_page(&session, e),
+    };
+    let mut rows = Vec::new();
+    for vault in &vaults {
+        let vault_name = vault["name"].as_str().unwrap_or_default().to_owned();
+        let Ok((instances, _)) = svc.instances_json(&vault_name).await else {
+            continue;
+        };
+        let (policies, _) = svc.policies_json(&vault_name).await.unwrap_or_default();
+        for inst in instances {
+            let name = inst["name"].as_str().unwrap_or_default().to_owned();
+            let props = &inst["properties"];
+            let policy_name = props["policyInfo"]["policyId"]
+                .as_str()
+                .map(pgvault_model::resource::last_segment)
+                .unwrap_or_default()
+                .to_owned();
+            let every = policies
+                .iter()
+                .find(|p| p["name"].as_str() == Some(policy_name.as_str()))
+                .and_then(schedule_interval);
+            let mine = |j: &&Job| {
+                j.vault_name.eq_ignore_ascii_case(&vault_name)
+                    && j.backup_instance_name
+                        .as_deref()
+                        .is_some_and(|i| i.eq_ignore_ascii_case(&name))
+            };
+            let backups = svc
+                .jobs(
+                    &JobFilter::default()
+                        .vault(&vault_name)
+                        .instance(&name)
+                        .limit(20),
+                )
+                .unwrap_or_default();
+            let last_backup = backups
+                .iter()
+                .find(|j| {
+                    matches!(
+                        j.operation,
+                        Operation::OnDemandBackup | Operation::ScheduledBackup
+                    )
+                })
+                .cloned();
+            let last_completed = backups
+                .iter()
+                .filter(|j| {
+                    matches!(
+                        j.operation,
+                        Operation::OnDemandBackup | Operation::ScheduledBackup
+                    )
+                })
+                .find(|j| j.state.status() == JobStatus::Completed)
+                .map(|j| j.state.start());
+            let configured = backups
+                .iter()
+                .rev()
+                .find(|j| j.operation == Operation::ConfigureBackup)
+                .map(|j| j.state.start())
+                .unwrap_or(now);
+            let state = props["currentProtectionState"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned();
+            let failed = |since: TimeDelta| {
+                week.iter()
+                    .filter(mine)
+                    .filter(|j| {
+                        j.state.status() == JobStatus::Failed && j.state.start() >= now - since
+                    })
+                    .count()
+            };
+            let points = svc
+                .recovery_points_json(&vault_name, &name)
+                .await
+                .unwrap_or_default();
+            let in_tier = |tier: &str| {
+                points
+                    .iter()
+                    .filter(|p| {
+                        p["properties"]["recoveryPointDataStoresDetails"]
+                            .as_array()
+                            .is_some_and(|d| d.iter().any(|s| s["type"] == tier))
+                    })
+                    .count()
+            };
+            rows.push(Row {
+                database: props["dataSourceInfo"]["resourceName"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned(),
+                policy: policy_name,
+                overdue: state == "ProtectionConfigured"
+                    && is_overdue(last_completed, configured, every, now),
+                failures_24h: failed(TimeDelta::hours(24)),
+                failures_7d: failed(TimeDelta::days(7)),
+                vault_points: in_tier("VaultStore"),
+                archive_points: in_tier("ArchiveStore"),
+                vault: vault_name.clone(),
+                instance: name,
+                state,
+                last_backup,
+            });
+        }
+    }
+    let failed_24h = week
+        .iter()
+        .filter(|j| {
+            j.state.status() == JobStatus::Failed && j.state.start() >= now - TimeDelta::hours(24)
+        })
+        .count();
+    let failed_7d = week
+        .iter()
+        .filter(|j| j.state.status() == JobStatus::Failed)
+        .count();
+    let running = week
+        .iter()
+        .filter(|j| j.state.status() == JobStatus::InProgress)
+        .count();
+    let content = html! {
+        section.cards aria-label="Summary" {
+            div.card { span.big { (vaults.len()) } " vaults" }
+            div.card { span.big { (rows.len()) } " backup instances" }
+            div.card.(if running > 0 { "busy" } else { "" }) { span.big { (running) } " jobs running" }
+            div.card.(if failed_24h > 0 { "bad" } else { "" }) { span.big { (failed_24h) } " failed in 24 hours" }
+            div.card.(if failed_7d > 0 { "bad" } else { "" }) { span.big { (failed_7d) } " failed in 7 days" }
+        }
+        h2 { "Backup instances" }
+        @if rows.is_empty() {
+            p { "No database is protected yet. Protect one with " code { "pgvault backup-instance create" } " or the REST API." }
+        } @else {
+            table {
+                thead { tr {
+                    th scope="col" { "Instance" } th scope="col" { "Vault" } th scope="col" { "Database" }
+                    th scope="col" { "Protection" } th scope="col" { "Last backup" }
+                    th scope="col" { "Failures 24 h / 7 d" } th scope="col" { "Recovery points (vault / archive)" }
+                    th scope="col" { "Policy" }
+                } }
+                tbody {
+                    @for r in &rows {
+                        tr.(if r.overdue { "overdue" } else { "" }) {
+                            td { a href={"/vaults/" (seg(&r.vault)) "/instances/" (seg(&r.instance))} { (r.instance) } }
+                            td { (r.vault) }
+                            td { (r.database) }
+                            td { (status_badge(&r.state)) }
+                            td { (last_backup(r.last_backup.as_ref(), r.overdue, now)) }
+                            td.num { (r.failures_24h) " / " (r.failures_7d) }
+                            td.num { (r.vault_points) " / " (r.archive_points) }
+                            td { (r.policy) }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Jobs of the past 7 days" }
+        (super::jobs::table(&week.iter().take(50).collect::<Vec<_>>(), now))
+        @if week.len() > 50 { p { a href="/jobs" { "All " (week.len()) " jobs of the week" } } }
+    };
+    Html(page_markup(&session, content).into_string()).into_response()
+}
+
+fn page_markup(session: &super::session::Session, content: Markup) -> Markup {
+    frame("Backup center", Some(session), content)
+}
+
+fn last_backup(job: Option<&Job>, overdue: bool, now: DateTime<Utc>) -> Markup {
+    html! {
+        @match job {
+            Some(j) => {
+                (status_badge(j.state.status().as_str()))
+                " " a href={"/jobs/" (j.id)} { (human::duration(now - j.state.start())) " ago" }
+            }
+            None => span.quiet { "never" },
+        }
+        @if overdue { " " span.badge.bad title="No completed backup within the schedule's interval" { "Overdue" } }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backup_is_overdue_after_one_interval_and_an_hour() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+        let day = Some(TimeDelta::days(1));
+        let since = t("2026-01-01T00:00:00Z");
+        assert!(!is_overdue(
+            Some(since),
+            since,
+            day,
+            t("2026-01-02T00:59:00Z")
+        ));
+        assert!(is_overdue(
+            Some(since),
+            since,
+            day,
+            t("2026-01-02T01:01:00Z")
+        ));
+        assert!(
+            is_overdue(None, since, day, t("2026-01-03T00:00:00Z")),
+            "never backed up"
+        );
+        assert!(
+            !is_overdue(None, since, None, t("2030-01-01T00:00:00Z")),
+            "no schedule"
+        );
+    }
+
+    #[test]
+    fn the_interval_is_the_schedules_shortest_period() {
+        let policy = serde_json::json!({"properties": {"policyRules": [
+            {"trigger": {"schedule": {"repeatingTimeIntervals": ["R/2025-01-01T22:00:00+00:00/P1W", "R/2025-01-01T22:00:00+00:00/P1D"]}}},
+            {"lifecycles": []}
+        ]}});
+        assert_eq!(schedule_interval(&policy), Some(TimeDelta::days(1)));
+        assert_eq!(schedule_interval(&serde_json::json!({})), None);
+    }
+}
