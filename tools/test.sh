@@ -58,6 +58,22 @@ fi
 export PGVAULT_PYTHON=$python_bin
 step "using Python $("$python_bin" -c 'import sys; print(sys.version.split()[0])') with the SDK from $python_dir"
 
+# A real browser for the console's end-to-end test: Debian's Chromium and ChromeDriver (a
+# browser a test tool downloads itself is refused on machines without internet access).
+chromium_bin=${PGVAULT_CHROMIUM:-/usr/bin/chromium}
+chromedriver_bin=${PGVAULT_CHROMEDRIVER:-/usr/bin/chromedriver}
+step "looking for Chromium ($chromium_bin) and ChromeDriver ($chromedriver_bin)"
+if [[ ! -x $chromium_bin || ! -x $chromedriver_bin ]]; then
+    command -v apt-get >/dev/null 2>&1 || die "the console's browser test needs Chromium and ChromeDriver; install them, and set PGVAULT_CHROMIUM and PGVAULT_CHROMEDRIVER to their paths"
+    sudo=""
+    [[ $(id -u) == 0 ]] || sudo="sudo"
+    step "installing Debian's chromium and chromium-driver with apt-get"
+    $sudo apt-get install -y -q chromium chromium-driver >/dev/null || { $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q chromium chromium-driver >/dev/null; } || die "apt-get could not install chromium and chromium-driver (see above)"
+    [[ -x $chromium_bin && -x $chromedriver_bin ]] || die "chromium and chromium-driver are installed but $chromium_bin or $chromedriver_bin is missing; set PGVAULT_CHROMIUM and PGVAULT_CHROMEDRIVER"
+fi
+export PGVAULT_CHROMIUM=$chromium_bin PGVAULT_CHROMEDRIVER=$chromedriver_bin
+step "using $("$chromium_bin" --version 2>/dev/null | head -1) with $("$chromedriver_bin" --version | cut -d' ' -f1-2)"
+
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
     command -v rustup >/dev/null 2>&1 || die "cargo fmt and cargo clippy are needed; install rustfmt and clippy"
     step "installing rustfmt and clippy with rustup"

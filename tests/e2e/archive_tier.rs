@@ -163,7 +163,7 @@ fn an_archive_tier_on_blob_storage_archives_packs_and_rehydrates_at_the_asked_pr
     // The month's first backup, then the sweep that moves it to the archive tier.
     let ticked = w.json(&["tick", "--at", "2041-01-06T02:00:00Z"]);
     assert_eq!(
-        ticked[0]["properties"]["operation"], "ScheduledBackup",
+        ticked[0]["properties"]["pgvaultOperation"], "ScheduledBackup",
         "{ticked:#}"
     );
     let swept = w.json(&[

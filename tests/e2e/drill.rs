@@ -127,7 +127,7 @@ fn a_backup_records_the_contents_and_a_drill_of_it_passes() {
     let url = server_url();
     let job = w.json(&drill_args("V", &instance, &url, &secret));
     let p = &job["properties"];
-    assert_eq!(p["operation"], "RestoreDrill", "{job:#}");
+    assert_eq!(p["pgvaultOperation"], "RestoreDrill", "{job:#}");
     assert_eq!(p["operationCategory"], "Restore");
     assert_eq!(p["status"], "Completed", "{job:#}");
     let d = details(&job);
@@ -300,7 +300,7 @@ fn a_policy_asks_for_drills_and_tick_runs_them() {
         jobs.as_array()
             .unwrap()
             .iter()
-            .filter(|j| j["properties"]["operation"] == "RestoreDrill")
+            .filter(|j| j["properties"]["pgvaultOperation"] == "RestoreDrill")
             .cloned()
             .collect()
     };

@@ -3,9 +3,11 @@
 //! PGVAULT_TEST_DATABASE_URL), real `pg_dump` / `pg_restore`, real files. No mocks.
 
 mod archive_tier;
+mod arm_scope;
 mod azure_walkthrough;
 mod blob;
 mod blob_restore;
+mod console;
 mod dedup;
 mod drill;
 mod failures;
@@ -13,12 +15,14 @@ mod grants;
 mod keyvault;
 mod lease;
 mod policy_edit;
+mod protection;
 mod readiness;
 mod readme;
 mod repl;
 mod restore_fit;
 mod restore_options;
 mod retention;
+mod round_trip;
 mod runbooks;
 mod schedule;
 mod script;
@@ -31,3 +35,4 @@ mod support;
 mod tables;
 mod verify;
 mod walkthrough;
+mod webdriver;

@@ -186,10 +186,16 @@ fn the_flexible_server_cli_walkthrough_edits_a_policy_file_by_file() {
             "R/2021-08-20T22:00:00+00:00/P1W"
         ])
     );
-    // Tags are written in priority order, Monthly (15) before Default (99), as Azure does.
+    // Tags keep the order they were given in, as Azure keeps them: the template's Default,
+    // then Monthly as `tag set` appended it (its priority 15 still wins over Default's 99).
     assert_eq!(
         backup["trigger"]["taggingCriteria"],
         json!([
+            {
+                "isDefault": true,
+                "taggingPriority": 99,
+                "tagInfo": {"tagName": "Default", "id": "Default_"}
+            },
             {
                 "isDefault": false,
                 "taggingPriority": 15,
@@ -198,11 +204,6 @@ fn the_flexible_server_cli_walkthrough_edits_a_policy_file_by_file() {
                     "objectType": "ScheduleBasedBackupCriteria",
                     "absoluteCriteria": ["FirstOfMonth"]
                 }]
-            },
-            {
-                "isDefault": true,
-                "taggingPriority": 99,
-                "tagInfo": {"tagName": "Default", "id": "Default_"}
             }
         ])
     );
@@ -244,7 +245,7 @@ fn the_flexible_server_cli_walkthrough_edits_a_policy_file_by_file() {
     ]);
     assert_eq!(created["name"], "FinalOSSPolicy");
     assert_eq!(
-        created["properties"]["policyRules"][0]["trigger"]["taggingCriteria"][0]["tagInfo"]["tagName"],
+        created["properties"]["policyRules"][0]["trigger"]["taggingCriteria"][1]["tagInfo"]["tagName"],
         "Monthly"
     );
 }
@@ -309,7 +310,8 @@ fn generic_criteria_replace_a_tags_criteria_and_files_may_come_from_stdin() {
         String::from_utf8_lossy(&out.stderr)
     );
     let policy: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let monthly = &policy["policyRules"][0]["trigger"]["taggingCriteria"][0];
+    // After the template's Default, where `tag set` appended it.
+    let monthly = &policy["policyRules"][0]["trigger"]["taggingCriteria"][1];
     assert_eq!(monthly["tagInfo"]["tagName"], "Monthly");
     assert_eq!(
         monthly["criteria"],
@@ -336,7 +338,8 @@ fn generic_criteria_replace_a_tags_criteria_and_files_may_come_from_stdin() {
         .as_array()
         .unwrap();
     assert_eq!(tags.len(), 2);
-    assert_eq!(tags[0]["criteria"].as_array().unwrap().len(), 1);
+    assert_eq!(tags[1]["tagInfo"]["tagName"], "Monthly");
+    assert_eq!(tags[1]["criteria"].as_array().unwrap().len(), 1);
 }
 
 #[test]

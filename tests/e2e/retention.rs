@@ -38,7 +38,12 @@ fn the_sweep_moves_to_the_archive_tier_and_expires_as_simulated() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|j| j["properties"]["operation"].as_str().unwrap().to_owned())
+            .map(|j| {
+                j["properties"]["pgvaultOperation"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect()
     };
     // Each pass collects garbage (the last collection is over twenty hours old), so each
@@ -79,7 +84,10 @@ fn the_sweep_moves_to_the_archive_tier_and_expires_as_simulated() {
     assert!(dry.get("job").is_none());
 
     let done = sweep(&[]);
-    assert_eq!(done["job"]["properties"]["operation"], "RetentionSweep");
+    assert_eq!(
+        done["job"]["properties"]["pgvaultOperation"],
+        "RetentionSweep"
+    );
     assert_eq!(done["job"]["properties"]["status"], "Completed", "{done:#}");
     let jobs: Vec<(&str, &str)> = done["actionJobs"]
         .as_array()
@@ -87,7 +95,7 @@ fn the_sweep_moves_to_the_archive_tier_and_expires_as_simulated() {
         .iter()
         .map(|j| {
             (
-                j["properties"]["operation"].as_str().unwrap(),
+                j["properties"]["pgvaultOperation"].as_str().unwrap(),
                 j["properties"]["status"].as_str().unwrap(),
             )
         })
@@ -218,7 +226,7 @@ fn the_sweep_moves_to_the_archive_tier_and_expires_as_simulated() {
         String::from_utf8_lossy(&done.stderr)
     );
     let job: Value = serde_json::from_slice(&done.stdout).unwrap();
-    assert_eq!(job["properties"]["operation"], "Rehydrate");
+    assert_eq!(job["properties"]["pgvaultOperation"], "Rehydrate");
     assert_eq!(job["properties"]["status"], "Completed", "{job:#}");
     let point = &w.recovery_points(vault, &instance)[0];
     let tiers: Vec<(&str, &Value)> = point["properties"]["recoveryPointDataStoresDetails"]
@@ -388,7 +396,10 @@ print(`verified: ${{results.len()}} ${{results[0].status}}`);
         id,
         "--yes",
     ]);
-    assert_eq!(deleted["properties"]["operation"], "DeleteRecoveryPoint");
+    assert_eq!(
+        deleted["properties"]["pgvaultOperation"],
+        "DeleteRecoveryPoint"
+    );
     assert_eq!(deleted["properties"]["status"], "Completed");
     assert!(w.recovery_points(vault, &instance).is_empty());
     w.json(&["backup-vault", "gc", "--vault-name", vault]);

@@ -231,7 +231,12 @@ fn protect_unprotected_protects_and_backs_up_each_new_database_once() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|j| j["properties"]["operation"].as_str().unwrap().to_owned())
+            .map(|j| {
+                j["properties"]["pgvaultOperation"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
             .collect()
     };
     let jobs_before = operations(&w);

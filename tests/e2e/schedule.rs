@@ -66,7 +66,7 @@ fn tick_runs_what_is_due_once_in_the_policy_time_zone() {
             .as_array()
             .unwrap()
             .iter()
-            .filter(|j| j["properties"]["operation"] == "ScheduledBackup")
+            .filter(|j| j["properties"]["pgvaultOperation"] == "ScheduledBackup")
             .cloned()
             .collect()
     };
@@ -77,7 +77,7 @@ fn tick_runs_what_is_due_once_in_the_policy_time_zone() {
     let jobs = tick("2041-03-24T01:30:00Z");
     assert_eq!(jobs.len(), 1, "{jobs:#?}");
     let job = &jobs[0];
-    assert_eq!(job["properties"]["operation"], "ScheduledBackup");
+    assert_eq!(job["properties"]["pgvaultOperation"], "ScheduledBackup");
     assert_eq!(job["properties"]["status"], "Completed", "{job:#}");
     assert_eq!(
         details(job)["ScheduledTime"],
@@ -136,7 +136,7 @@ fn tick_runs_what_is_due_once_in_the_policy_time_zone() {
         &instance,
     ]);
     assert!(
-        error.contains("BackupsSuspended") && error.contains("resume-protection"),
+        error.contains("BackupSchedulesSuspended") && error.contains("resume-protection"),
         "{error}"
     );
     let resumed = w.json(&[

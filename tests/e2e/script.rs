@@ -55,7 +55,7 @@ fn walkthrough_script_backs_up_and_restores() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|j| j["properties"]["operation"].as_str().unwrap())
+        .map(|j| j["properties"]["pgvaultOperation"].as_str().unwrap())
         .collect();
     for op in ["ConfigureBackup", "OnDemandBackup", "Restore"] {
         assert!(ops.contains(&op), "{ops:?}");

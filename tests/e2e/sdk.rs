@@ -69,20 +69,30 @@ fn self_signed_certificate(dir: &Path) -> (PathBuf, PathBuf) {
     (cert, key)
 }
 
-/// `pgvault serve`, killed when the test ends however it ends.
-struct Server {
+/// `pgvault serve --listen`, killed when the test ends however it ends.
+pub(crate) struct Server {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
 }
 
 impl Server {
+    /// Over HTTPS with `cert` and `key`.
     fn start(w: &World, cert: &Path, key: &Path) -> (Server, String) {
+        let args = [
+            "--tls-cert".as_ref(),
+            cert.as_os_str(),
+            "--tls-key".as_ref(),
+            key.as_os_str(),
+        ];
+        Server::start_with(w, &args)
+    }
+
+    /// `pgvault serve --listen 127.0.0.1:0` with `args`; returns it and its base URL.
+    pub(crate) fn start_with(w: &World, args: &[&std::ffi::OsStr]) -> (Server, String) {
         let mut child = w
-            .command(&["serve", "--listen", "127.0.0.1:0", "--tls-cert"])
-            .arg(cert)
-            .arg("--tls-key")
-            .arg(key)
+            .command(&["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -106,14 +116,14 @@ impl Server {
         (server, url)
     }
 
-    /// The `https://ADDR` of the server's "listening on" line. The deadline only bounds a broken
-    /// test; the wait ends on the line itself.
+    /// The `http(s)://ADDR` of the server's "listening on" line. The deadline only bounds a
+    /// broken test; the wait ends on the line itself.
     fn wait_for_address(&mut self) -> String {
         loop {
             match self.lines.recv_timeout(Duration::from_secs(120)) {
                 Ok(line) => {
                     let url = line
-                        .find("listening on https://")
+                        .find("listening on http")
                         .map(|at| &line[at + "listening on ".len()..])
                         .map(|rest| {
                             rest.chars()
@@ -126,7 +136,7 @@ impl Server {
                     }
                 }
                 Err(_) => panic!(
-                    "pgvault serve printed no \"listening on https://ADDR\" line; it said:\n{}",
+                    "pgvault serve printed no \"listening on http(s)://ADDR\" line; it said:\n{}",
                     self.seen.join("\n")
                 ),
             }
@@ -134,7 +144,7 @@ impl Server {
     }
 
     /// Everything the server has logged so far.
-    fn log(&mut self) -> String {
+    pub(crate) fn log(&mut self) -> String {
         self.seen.extend(self.lines.try_iter());
         self.seen.join("\n")
     }
@@ -149,7 +159,7 @@ impl Drop for Server {
 
 /// A Contributor API token, as `api-token create` prints it once (a bare line, or JSON with
 /// `token`).
-fn contributor_token(w: &World) -> String {
+pub(crate) fn contributor_token(w: &World) -> String {
     let out = w.run(&[
         "api-token",
         "create",

@@ -221,7 +221,7 @@ fn job_and_recovery_point_tables_read_as_people_write() {
         read.to_string()
     );
     assert!(has_seven_decimals(backup["startTime"].as_str().unwrap()));
-    assert!(backup["duration"].as_str().unwrap().starts_with("00:"));
+    assert!(backup["duration"].as_str().unwrap().starts_with("PT"));
     assert!(
         backup["backupInstanceFriendlyName"]
             .as_str()
@@ -308,7 +308,7 @@ fn jobs_report_their_instances_datasource_type() {
         .iter()
         .map(|j| {
             (
-                j["properties"]["operation"].as_str().unwrap(),
+                j["properties"]["pgvaultOperation"].as_str().unwrap(),
                 j["properties"]["dataSourceType"].as_str().unwrap(),
             )
         })

@@ -40,6 +40,9 @@ fn backup_and_restore_round_trip_through_the_cli() {
 
     let job = w.backup("TestBkpVault", &instance);
     assert_eq!(job["properties"]["status"], "Completed");
+    // Azure's answer to an adhoc backup, `{jobId, objectType}`, is there at the top level.
+    assert_eq!(job["jobId"], job["name"]);
+    assert_eq!(job["objectType"], "OperationJobExtendedInfo");
     // Its steps, as Azure's sub-tasks.
     let tasks: Vec<(String, String)> = job["properties"]["extendedInfo"]["subTasks"]
         .as_array()
@@ -81,7 +84,20 @@ fn backup_and_restore_round_trip_through_the_cli() {
     assert_eq!(jobs.len(), 1);
     let p = &jobs[0]["properties"];
     assert_eq!(p["status"], "Completed");
-    assert_eq!(p["operation"], "OnDemandBackup");
+    assert_eq!(p["pgvaultOperation"], "OnDemandBackup");
+    // Azure's names: a backup is `Backup`, on demand because the user triggered it; the
+    // list filters on Azure's name as on pgvault's.
+    assert_eq!(p["operation"], "Backup");
+    assert_eq!(p["isUserTriggered"], true);
+    let by_azure_name = w.json(&[
+        "job",
+        "list",
+        "--vault-name",
+        "TestBkpVault",
+        "--operation",
+        "Backup",
+    ]);
+    assert_eq!(by_azure_name, Value::Array(jobs.clone()));
     assert_eq!(
         p["backupInstanceFriendlyName"].as_str().unwrap(),
         format!("127.0.0.1\\{db}")
@@ -99,7 +115,7 @@ fn backup_and_restore_round_trip_through_the_cli() {
     assert!(read > 1_000_000, "read {read}");
     assert!(stored > 0 && stored < read, "stored {stored} of {read}");
     assert!(
-        p["duration"].as_str().unwrap().starts_with("00:"),
+        p["duration"].as_str().unwrap().starts_with("PT"),
         "{}",
         p["duration"]
     );
@@ -178,7 +194,34 @@ fn backup_and_restore_round_trip_through_the_cli() {
         req_file.to_str().unwrap(),
     ]);
     assert_eq!(restored["properties"]["status"], "Completed");
-    assert_eq!(restored["properties"]["operation"], "Restore");
+    assert_eq!(restored["properties"]["pgvaultOperation"], "Restore");
+    // Azure's answer to a restore, `{jobId, objectType}`, is there at the top level.
+    assert_eq!(restored["jobId"], restored["name"]);
+    assert_eq!(restored["objectType"], "OperationJobExtendedInfo");
+    // The job names its recovery point, with its time, and where it went, as Azure's does.
+    let extended = &restored["properties"]["extendedInfo"];
+    let point = &extended["sourceRecoverPoint"];
+    assert_eq!(point["recoveryPointID"], rp_id.as_str(), "{extended:#}");
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(point["recoveryPointTime"].as_str().unwrap()).is_ok(),
+        "{extended:#}"
+    );
+    assert_eq!(extended["targetRecoverPoint"], *point);
+    assert_eq!(
+        extended["recoveryDestination"],
+        format!("postgres://{}:{}/{target}", c.host(), c.port())
+    );
+    // And `job show` gives the same.
+    let shown = w.json(&[
+        "job",
+        "show",
+        "--job-id",
+        restored["jobId"].as_str().unwrap(),
+    ]);
+    assert_eq!(
+        shown["properties"]["extendedInfo"]["sourceRecoverPoint"],
+        *point
+    );
     assert_eq!(
         plain_dump(&target),
         plain_dump(&db),

@@ -514,7 +514,7 @@ fn one_damaged_instance_or_policy_file_does_not_stop_the_others() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|j| j["properties"]["operation"] == "ScheduledBackup")
+        .filter(|j| j["properties"]["pgvaultOperation"] == "ScheduledBackup")
         .collect();
     assert_eq!(backups.len(), 1, "{jobs:#}");
     assert_eq!(backups[0]["properties"]["status"], "Completed", "{jobs:#}");

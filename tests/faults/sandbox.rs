@@ -84,7 +84,7 @@ fn tick(w: &World, dir: &Path, flags: &[&str]) -> Vec<Value> {
     jobs.as_array()
         .unwrap()
         .iter()
-        .filter(|j| j["properties"]["operation"] == "ScriptRun")
+        .filter(|j| j["properties"]["pgvaultOperation"] == "ScriptRun")
         .cloned()
         .collect()
 }

@@ -24,7 +24,7 @@ enum Cell {
     Name,
     /// A timestamp, to the second in UTC.
     Time,
-    /// A .NET TimeSpan, as `0.32 s` or `1 min 34 s`.
+    /// An ISO 8601 duration (or an older job's .NET TimeSpan), as `0.32 s` or `1 min 34 s`.
     Duration,
     /// A byte count, in KiB, MiB, GiB.
     Size,
@@ -62,7 +62,9 @@ fn columns(kind: &str) -> Option<&'static [(&'static str, &'static str, Cell)]> 
         // read the instance, so a column of it mixed two forms.
         "microsoft.dataprotection/backupvaults/backupjobs" => &[
             ("Job", "/name", Text),
-            ("Operation", "/properties/operation", Text),
+            // pgvault's operation, finer than Azure's `operation` (a scheduled backup and
+            // an on-demand one are both Azure's `Backup`).
+            ("Operation", "/properties/pgvaultOperation", Text),
             ("Status", "/properties/status", Text),
             ("Instance", "/properties/backupInstanceId", Name),
             ("Start", "/properties/startTime", Time),
@@ -173,7 +175,7 @@ mod tests {
     #[test]
     fn jobs_render_as_a_table() {
         let job = serde_json::json!({"name": "j1", "type": "Microsoft.DataProtection/backupVaults/backupJobs",
-            "properties": {"operation": "OnDemandBackup", "status": "Completed", "duration": "00:00:01"}});
+            "properties": {"operation": "Backup", "pgvaultOperation": "OnDemandBackup", "status": "Completed", "duration": "PT1S"}});
         let t = render(&Value::Array(vec![job]), Format::Table);
         assert!(t.lines().next().unwrap().starts_with("Job"));
         assert!(t.contains("OnDemandBackup  Completed"), "{t}");
@@ -185,7 +187,7 @@ mod tests {
     fn job_cells_are_for_people() {
         let job = |name: &str, friendly: Option<&str>| {
             serde_json::json!({"name": name, "type": "Microsoft.DataProtection/backupVaults/backupJobs",
-                "properties": {"operation": "OnDemandBackup", "status": "Completed",
+                "properties": {"operation": "Backup", "pgvaultOperation": "OnDemandBackup", "status": "Completed",
                     "backupInstanceFriendlyName": friendly,
                     "backupInstanceId": "/providers/Microsoft.DataProtection/backupVaults/V/backupInstances/pg1-sales-0b0e",
                     "startTime": "2026-03-01T02:00:00.1234567Z", "duration": "00:00:00.3195821",

@@ -21,7 +21,9 @@ use pgvault_core::engine::drill::{
 };
 use pgvault_core::engine::{Error, Result};
 use pgvault_core::model::drill::DrillReason;
-use pgvault_core::model::job::{Job, NewJob, Operation, format_timespan};
+use pgvault_core::model::job::{
+    Job, NewJob, Operation, RECOVERY_POINT_TIME_DETAIL, azure_time, format_timespan,
+};
 use pgvault_core::model::resource;
 
 use crate::history::current_owner;
@@ -111,6 +113,10 @@ impl Pgvault {
         new.policy_name =
             Some(resource::last_segment(&inst.properties.policy_info.policy_id).to_owned());
         new.recovery_point_id = Some(manifest.recovery_point_id.clone());
+        new.extended_details.insert(
+            RECOVERY_POINT_TIME_DETAIL.into(),
+            azure_time(manifest.recovery_point_time),
+        );
         new.extended_details
             .insert("RestoreTarget".into(), target.server.server_url());
         new.extended_details

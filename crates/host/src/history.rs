@@ -954,14 +954,23 @@ fn filter_sql(filter: &JobFilter) -> (String, Vec<SqlValue>) {
     if let Some(status) = filter.status {
         condition("status =", SqlValue::Text(status.as_str().into()));
     }
-    if let Some(op) = filter.operation {
-        condition("operation =", SqlValue::Text(op.as_str().into()));
-    }
     if let Some(t) = filter.started_after {
         condition("start_time >=", SqlValue::Text(db_time(t)));
     }
     if let Some(t) = filter.started_before {
         condition("start_time <", SqlValue::Text(db_time(t)));
+    }
+    if let Some(filter) = filter.operation {
+        // One name or Azure's for several (`Backup`): `operation IN (?n, ...)`.
+        let names: Vec<String> = filter
+            .operations()
+            .into_iter()
+            .map(|op| {
+                args.push(SqlValue::Text(op.as_str().into()));
+                format!("?{}", args.len())
+            })
+            .collect();
+        sql.push_str(&format!(" AND operation IN ({})", names.join(", ")));
     }
     (sql, args)
 }
@@ -1620,8 +1629,23 @@ mod tests {
         }
 
         // Expected results as indexes into `rows`, newest first.
-        let cases: [(JobFilter, &[usize]); 16] = [
+        let cases: [(JobFilter, &[usize]); 19] = [
             (JobFilter::default(), &[4, 3, 2, 1, 0]),
+            // Azure's names stand for every operation shown under them.
+            (
+                JobFilter::default().operation(OperationFilter::Azure(AzureOperation::Backup)),
+                &[1, 0],
+            ),
+            (
+                JobFilter::default()
+                    .operation(OperationFilter::Azure(AzureOperation::Management))
+                    .status(JobStatus::InProgress),
+                &[4],
+            ),
+            (
+                JobFilter::default().operation(OperationFilter::Azure(AzureOperation::Tiering)),
+                &[],
+            ),
             (JobFilter::default().vault("vault-a"), &[4, 1, 0]),
             (JobFilter::default().vault("Vault-B"), &[3, 2]),
             (JobFilter::default().vault("vault-c"), &[]),
@@ -2110,7 +2134,10 @@ mod tests {
         );
         let started = history.start(&new).unwrap();
         let read = history.get(started.id).unwrap().unwrap();
-        assert_eq!(read.azure_json()["properties"]["dataSourceType"], flexible);
+        assert_eq!(
+            read.azure_json(&Default::default(), &Default::default())["properties"]["dataSourceType"],
+            flexible
+        );
     }
 
     #[test]
@@ -2138,7 +2165,7 @@ mod tests {
             assert_eq!((&read.script_path, &read.script_output), (&None, &None));
             assert!(read.tasks.is_empty());
             // Their Azure JSON is what it was: no sub-tasks, no v2 details.
-            let json = read.azure_json();
+            let json = read.azure_json(&Default::default(), &Default::default());
             let extended = &json["properties"]["extendedInfo"];
             assert!(extended.get("subTasks").is_none(), "{json}");
             for key in ["ScheduledTime", "Late", "ScriptPath", "ScriptOutput"] {

@@ -13,6 +13,7 @@
 
 pub mod agenda;
 pub mod api;
+pub mod arm;
 pub mod clock;
 pub mod drill;
 pub mod dropin;

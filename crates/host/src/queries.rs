@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use pgvault_core::engine::{Error, Result};
 use pgvault_core::model::policy::DataStoreType;
+use pgvault_core::model::resource::ResourceGroup;
 
 use crate::service::Pgvault;
 
@@ -15,12 +16,14 @@ impl Pgvault {
         Ok(self.vault(name).await?.to_azure_json())
     }
 
-    /// `backup-vault list`: every registered vault that opens; one that does not is left out
-    /// with a warning naming it, so one unreachable vault does not hide the others.
-    pub async fn vaults_json(&self) -> Result<Vec<Value>> {
+    /// `backup-vault list [-g GROUP]`: every registered vault that opens (in `group` when
+    /// given); one that does not open is left out with a warning naming it, so one
+    /// unreachable vault does not hide the others.
+    pub async fn vaults_json(&self, group: Option<&ResourceGroup>) -> Result<Vec<Value>> {
         let mut out = Vec::new();
         for name in self.vault_names()? {
             match self.vault(&name).await {
+                Ok(v) if group.is_some_and(|g| g != v.resource_group()) => {}
                 Ok(v) => out.push(v.to_azure_json()),
                 Err(e) => {
                     tracing::warn!(vault = %name, error = %e, "registered vault cannot be opened")

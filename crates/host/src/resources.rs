@@ -82,6 +82,7 @@ impl Pgvault {
             return Ok(());
         };
         self.home().save_registry(&registry)?;
+        self.groups().forget(&vault_name);
         let own = self.home().default_vault_dir(&vault_name);
         if url == format!("file://{}", own.display()) {
             if let Err(e) = std::fs::remove_dir_all(&own) {

@@ -1195,9 +1195,13 @@ v.retention_sweep();"#,
             StreamInfo,
         };
         let root = home.path().join("vault");
-        svc.create_vault("V", Some(&format!("file://{}", root.display())))
-            .await
-            .unwrap();
+        svc.create_vault(
+            "V",
+            &Default::default(),
+            Some(&format!("file://{}", root.display())),
+        )
+        .await
+        .unwrap();
         let vault = svc.vault("V").await.unwrap();
         let mut instance = initialize_instance(&InitializeArgs {
             datasource_type: "AzureDatabaseForPostgreSQLFlexibleServer".into(),
@@ -1309,7 +1313,7 @@ v.retention_sweep();"#,
             &home,
             "delete.rhai",
             r#"let job = vault("V").delete_recovery_point("db1", "rp1");
-print(`${job.properties.operation} ${job.properties.status}`);
+print(`${job.properties.pgvaultOperation} ${job.properties.status}`);
 let jobs = vault("V").delete_backup_instance("db1");
 print(jobs.len());"#,
         );
@@ -1367,7 +1371,7 @@ v.suspend_backups("nope");"#,
         let ran = run(&svc, &path, &RunOptions::drop_in(true)).await;
         assert_eq!(
             ran.job.script_output.as_deref(),
-            Some("BackupsSuspended\nProtectionStopped\nProtectionConfigured\n")
+            Some("BackupSchedulesSuspended\nProtectionStopped\nProtectionConfigured\n")
         );
         let error = error_of(&ran);
         assert!(

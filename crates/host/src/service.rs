@@ -25,9 +25,10 @@ use pgvault_core::model::code::ErrorCode;
 use pgvault_core::model::instance::BackupInstanceRequest;
 use pgvault_core::model::job::{
     DATASOURCE_TYPE_DETAIL, FRIENDLY_NAME_DETAIL, Job, JobFilter, JobId, JobStatus, NewJob,
-    Operation, ScheduledRun,
+    Operation, RECOVERY_POINT_TIME_DETAIL, ScheduledRun, azure_time,
 };
 use pgvault_core::model::policy::BackupPolicy;
+use pgvault_core::model::resource::{ResourceGroup, SubscriptionId};
 use pgvault_core::model::restore::{RestoreRequest, RestoreTarget};
 use pgvault_core::store::VaultStore;
 use pgvault_core::store::lock::{InstanceLock, InstanceLockError, LockKind, VaultLock};
@@ -76,6 +77,8 @@ pub struct Pgvault {
     lock_wait: Duration,
     /// Where every operation reads the time (the wall clock unless a caller sets another).
     clock: Arc<dyn Clock>,
+    /// The resource group of each vault opened so far (a vault's group never changes).
+    groups: crate::arm::GroupCache,
 }
 
 impl std::fmt::Debug for Pgvault {
@@ -113,6 +116,7 @@ impl Pgvault {
             history,
             lock_wait,
             clock,
+            groups: Default::default(),
         })
     }
 
@@ -166,24 +170,45 @@ impl Pgvault {
     // ---- vaults ----
 
     /// `backup-vault create`: creates the vault's store and registers its name.
-    pub async fn create_vault(&self, name: &str, storage_url: Option<&str>) -> Result<Value> {
-        self.create_vault_with(name, storage_url, None).await
+    /// The vault is in resource `group` (`-g`, default `pgvault`) for its whole life.
+    pub async fn create_vault(
+        &self,
+        name: &str,
+        group: &ResourceGroup,
+        storage_url: Option<&str>,
+    ) -> Result<Value> {
+        self.create_vault_with(name, group, storage_url, None).await
     }
 
     /// `create_vault` with an explicit average chunk size (bytes).
     pub async fn create_vault_with(
         &self,
         name: &str,
+        group: &ResourceGroup,
         storage_url: Option<&str>,
         chunk_avg: Option<u32>,
     ) -> Result<Value> {
         let mut registry = self.home.registry()?;
         let url = self.check_new_vault(name, storage_url, None)?;
-        let vault =
-            Vault::create(VaultStore::create(&url).await?, name, self.now(), chunk_avg).await?;
+        let vault = Vault::create(
+            VaultStore::create(&url).await?,
+            name,
+            group,
+            self.now(),
+            chunk_avg,
+        )
+        .await?
+        .in_subscription(self.subscription_id().clone());
+        self.groups.remember(vault.name(), vault.resource_group());
         registry.vaults.insert(name.to_string(), url);
         self.home.save_registry(&registry)?;
         Ok(vault.to_azure_json())
+    }
+
+    /// The subscription this host serves (`PGVAULT_SUBSCRIPTION_ID`, or the all-zero GUID):
+    /// every id it prints is under it.
+    pub fn subscription_id(&self) -> &SubscriptionId {
+        self.home.subscription_id()
     }
 
     /// Refuses a vault `name` at `storage_url` (default: under the home), with its archive tier
@@ -250,7 +275,15 @@ impl Pgvault {
                     ),
                 )
             })?;
-        Vault::open(VaultStore::open(url)?).await
+        let vault = Vault::open(VaultStore::open(url)?)
+            .await?
+            .in_subscription(self.subscription_id().clone());
+        self.groups.remember(vault.name(), vault.resource_group());
+        Ok(vault)
+    }
+
+    pub(crate) fn groups(&self) -> &crate::arm::GroupCache {
+        &self.groups
     }
 
     pub fn vault_names(&self) -> Result<Vec<String>> {
@@ -280,10 +313,10 @@ impl Pgvault {
         );
         new.backup_instance_name = Some(request.name.clone());
         new.describe_instance(&request.properties);
-        new.policy_name = Some(
-            pgvault_core::model::resource::last_segment(&request.properties.policy_info.policy_id)
-                .to_string(),
-        );
+        // A policy id of another vault fails the job (in `create_instance`) with no policy named.
+        new.policy_name = vault
+            .policy_name_of(&request.properties.policy_info.policy_id)
+            .ok();
         let run = JobRun::start(&self.history, &new, Held::nothing()).await?;
         let result = run.drive(create_instance(&vault, request), || (0, 0)).await;
         run.finish(result.as_ref().map(|_| None), 0, 0).await?;
@@ -563,6 +596,17 @@ impl Pgvault {
         written: Arc<AtomicU64>,
     ) -> Result<(Job, Option<RestoreOutcome>)> {
         let vault = self.vault(vault_name).await?;
+        let point = crate::arm::recovery_point_of(&vault, instance, &request.recovery_point_id)?;
+        let bare;
+        let request = if point == request.recovery_point_id {
+            request
+        } else {
+            bare = RestoreRequest {
+                recovery_point_id: point,
+                ..request.clone()
+            };
+            &bare
+        };
         let mut new = NewJob::new(
             Operation::Restore,
             vault.name(),
@@ -580,6 +624,17 @@ impl Pgvault {
         new.extended_details.insert(target.0.to_string(), target.1);
         if let Ok(inst) = vault.instance(instance).await {
             new.describe_instance(&inst.properties);
+        }
+        // The point's time, for the job's `sourceRecoverPoint`; a point that cannot be read
+        // here fails the restore itself, with its own error, so nothing is lost without it.
+        if let Ok(point) = vault
+            .stored_point(instance, &request.recovery_point_id)
+            .await
+        {
+            new.extended_details.insert(
+                RECOVERY_POINT_TIME_DETAIL.into(),
+                azure_time(point.manifest().recovery_point_time),
+            );
         }
         let lock = self
             .shared_lock(&vault.store, &format!("restore of {instance}"))
@@ -715,7 +770,10 @@ mod tests {
             .unwrap();
         assert_eq!(svc.now(), at);
         let url = format!("file://{}", dir.path().join("vault").display());
-        let vault = svc.create_vault("V", Some(&url)).await.unwrap();
+        let vault = svc
+            .create_vault("V", &Default::default(), Some(&url))
+            .await
+            .unwrap();
         assert_eq!(vault["properties"]["createdTime"], serde_json::json!(at));
         let instance = serde_json::json!({
             "name": "db1",
@@ -734,7 +792,7 @@ mod tests {
             .put_json(&pgvault_core::store::paths::instance("db1"), &instance)
             .await
             .unwrap();
-        svc.set_protection_state("V", "db1", "BackupsSuspended")
+        svc.set_protection_state("V", "db1", "BackupSchedulesSuspended")
             .await
             .unwrap();
         let jobs = svc.jobs(&JobFilter::default().instance("db1")).unwrap();
@@ -747,7 +805,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let svc = Pgvault::open(Home::at(dir.path().join("home"))).unwrap();
         let url = format!("file://{}", dir.path().join("vault").display());
-        svc.create_vault("V", Some(&url)).await.unwrap();
+        svc.create_vault("V", &Default::default(), Some(&url))
+            .await
+            .unwrap();
         let vault = svc.vault("V").await.unwrap();
         let instance = serde_json::json!({
             "name": "db1",
@@ -772,11 +832,11 @@ mod tests {
             )
             .unwrap()
         };
-        svc.set_protection_state("V", "db1", "BackupsSuspended")
+        svc.set_protection_state("V", "db1", "BackupSchedulesSuspended")
             .await
             .unwrap();
         // The same state again changes nothing and records nothing.
-        svc.set_protection_state("V", "db1", "BackupsSuspended")
+        svc.set_protection_state("V", "db1", "BackupSchedulesSuspended")
             .await
             .unwrap();
         let resumed = svc
@@ -792,7 +852,7 @@ mod tests {
             .iter()
             .map(|j| j.extended_details["ProtectionState"].as_str())
             .collect();
-        assert_eq!(states, [PROTECTION_CONFIGURED, "BackupsSuspended"]);
+        assert_eq!(states, [PROTECTION_CONFIGURED, "BackupSchedulesSuspended"]);
         assert!(jobs.iter().all(|j| j.status() == JobStatus::Completed));
     }
 
@@ -876,7 +936,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let svc = Pgvault::open(Home::at(dir.path().join("home"))).unwrap();
         let url = format!("file://{}", dir.path().join("vault").display());
-        svc.create_vault("V", Some(&url)).await.unwrap();
+        svc.create_vault("V", &Default::default(), Some(&url))
+            .await
+            .unwrap();
         // A backup of `db1` in progress, owned by this (live) process.
         let mut running = NewJob::new(Operation::ScheduledBackup, "V", Utc::now(), current_owner());
         running.backup_instance_name = Some("db1".into());

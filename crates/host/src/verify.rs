@@ -398,7 +398,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let svc = Pgvault::open(Home::at(dir.path().join("home"))).unwrap();
         let url = format!("file://{}", dir.path().join("vault").display());
-        svc.create_vault("V", Some(&url)).await.unwrap();
+        svc.create_vault("V", &Default::default(), Some(&url))
+            .await
+            .unwrap();
         let vault = svc.vault("V").await.unwrap();
         let job = |operation: Operation, rp: &str, outcome: JobOutcome| {
             let mut new = NewJob::new(operation, "V", Utc::now(), current_owner());

@@ -116,7 +116,9 @@ impl World {
         let dir = tempfile::tempdir().unwrap();
         let svc = Pgvault::open(Home::at(dir.path().join("home"))).unwrap();
         let url = format!("file://{}", dir.path().join("vault").display());
-        svc.create_vault("V", Some(&url)).await.unwrap();
+        svc.create_vault("V", &Default::default(), Some(&url))
+            .await
+            .unwrap();
         if archive {
             let archive_url = format!("file://{}", dir.path().join("archive").display());
             svc.set_archive_storage("V", &archive_url).await.unwrap();
@@ -372,7 +374,8 @@ async fn a_cancelled_protection_state_change_ends_cancelled() {
     let job = w
         .cancel_once_running(
             Operation::ConfigureBackup,
-            w.svc.set_protection_state("V", "db", "BackupsSuspended"),
+            w.svc
+                .set_protection_state("V", "db", "BackupSchedulesSuspended"),
         )
         .await;
     assert_eq!(w.status(job), JobStatus::Cancelled);

@@ -181,7 +181,9 @@ async fn setup() -> (
     let svc = Pgvault::open(Home::at(dir.path().join("home"))).unwrap();
     let vault_url = format!("file://{}", dir.path().join("vault").display());
     let archive_url = format!("file://{}", dir.path().join("archive").display());
-    svc.create_vault("V", Some(&vault_url)).await.unwrap();
+    svc.create_vault("V", &Default::default(), Some(&vault_url))
+        .await
+        .unwrap();
     svc.set_archive_storage("V", &archive_url).await.unwrap();
     let vault = Vault::open(VaultStore::open(&vault_url).unwrap())
         .await

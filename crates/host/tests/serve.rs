@@ -59,7 +59,9 @@ fn hourly_policy() -> BackupPolicy {
 async fn home(dir: &std::path::Path, instances: &[&str], protected: DateTime<Utc>) -> Arc<Pgvault> {
     let svc = Pgvault::open(Home::at(dir.join("home"))).unwrap();
     let url = format!("file://{}", dir.join("vault").display());
-    svc.create_vault("V", Some(&url)).await.unwrap();
+    svc.create_vault("V", &Default::default(), Some(&url))
+        .await
+        .unwrap();
     svc.create_policy("V", "Hourly", &hourly_policy())
         .await
         .unwrap();
@@ -366,7 +368,7 @@ async fn the_agenda_scans_the_vaults_once_until_something_changes() {
     assert_eq!(due(&again), due(&first));
 
     // `b` suspended, and the agenda told: it reads the vault again and `b` is not due.
-    svc.set_protection_state("V", "b", "BackupsSuspended")
+    svc.set_protection_state("V", "b", "BackupSchedulesSuspended")
         .await
         .unwrap();
     agenda.invalidate();

@@ -106,6 +106,10 @@ codes! {
     UserErrorInvalidDatasource => BAD_REQUEST, false, "give the datasource as a server URL with its database (postgres://host:port/database)";
     UserErrorInvalidDatasourceType => BAD_REQUEST, false, "use a datasource type pgvault protects (Microsoft.DBforPostgreSQL/flexibleServers/databases)";
     UserErrorInvalidInput => BAD_REQUEST, false, "correct the input the message names";
+    InvalidSubscriptionId => BAD_REQUEST, false, "give the subscription id as a GUID (00000000-0000-0000-0000-000000000000)";
+    InvalidResourceGroup => BAD_REQUEST, false, "name the resource group with 1 to 90 letters, digits, '_', '-', '.', '(' or ')', not ending in '.'";
+    InvalidResourceId => BAD_REQUEST, false, "give a full id as pgvault prints it: /subscriptions/<sub>/resourceGroups/<group>/providers/Microsoft.DataProtection/backupVaults/<vault>/...";
+    UserErrorResourceInAnotherVault => BAD_REQUEST, false, "name a resource of the vault the command acts on: a full id must name that vault, its resource group and the host's subscription";
     UserErrorInvalidJobId => BAD_REQUEST, false, "give a job id as `pgvault job list` prints it";
     UserErrorInvalidLockWait => BAD_REQUEST, false, "set PGVAULT_LOCK_WAIT to an ISO 8601 duration (PT5M) or a number of seconds";
     UserErrorInvalidName => BAD_REQUEST, false, "use letters, digits and hyphens in the name";
@@ -142,8 +146,6 @@ codes! {
     InvalidApiVersionParameter => BAD_REQUEST, false, "use an api-version the message lists";
     InvalidRequestContent => BAD_REQUEST, false, "send the body as JSON in the shape Azure's REST API documents for this call";
     InvalidResourceType => BAD_REQUEST, false, "check the request's path against Azure's Data Protection REST API";
-    InvalidSubscriptionId => BAD_REQUEST, false, "use the subscription id this host serves (`pgvault serve --subscription-id`)";
-    SubscriptionNotFound => NOT_FOUND, false, "use the subscription id this host serves (`pgvault serve --subscription-id`)";
     ResourceNotFound => NOT_FOUND, false, "check the resource's path: its resource group, vault and name";
     MethodNotAllowed => BAD_REQUEST, false, "use a method Azure's REST API allows on this path";
     UserErrorInvalidApiToken => BAD_REQUEST, false, "name the token with 1 to 64 letters, digits, `-`, `_` or `.`, and give a role: Reader, Operator or Contributor";
@@ -151,6 +153,8 @@ codes! {
     UserErrorApiTokenNotFound => NOT_FOUND, false, "check the name (`pgvault api-token list`)";
     // A pgvault resource that does not exist.
     UserErrorNotFound => NOT_FOUND, false, "check the name; the list commands show what exists";
+    SubscriptionNotFound => NOT_FOUND, false, "this host serves one subscription (PGVAULT_SUBSCRIPTION_ID, `pgvault serve --subscription-id`): give its id, or leave --subscription out";
+    ResourceGroupNotFound => NOT_FOUND, false, "check the resource group (`pgvault backup-vault list` shows each vault's), or leave -g out";
     UserErrorVaultNotFound => NOT_FOUND, false, "check the vault name (`pgvault backup-vault list`) or create the vault";
     UserErrorBackupInstanceNotFound => NOT_FOUND, false, "check the instance name (`pgvault backup-instance list`)";
     UserErrorPolicyNotFound => NOT_FOUND, false, "check the policy name (`pgvault backup-policy list`) or create the policy";
@@ -419,7 +423,7 @@ mod tests {
         for code in ErrorCode::ALL {
             let status = code.http_status();
             assert!(
-                [400, 403, 404, 409, 500].contains(&status),
+                [400, 401, 403, 404, 409, 500].contains(&status),
                 "{code}: {status}"
             );
             // ARM's families: an invalid request is a 400, a missing pgvault resource a 404.

@@ -8,7 +8,7 @@
 //! their cells from that JSON, so the `*_text` functions accept Azure's forms and hand back
 //! anything they cannot read unchanged rather than hide it.
 
-use super::job::parse_timespan;
+use super::job::{parse_iso_duration, parse_timespan};
 use chrono::{DateTime, TimeDelta, Utc};
 
 const UNITS: [&str; 7] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
@@ -91,10 +91,12 @@ pub fn size_text(text: &str) -> String {
         .unwrap_or_else(|_| text.to_owned())
 }
 
-/// [`duration`] of a .NET TimeSpan as Azure writes job durations (`00:00:00.3195821`);
-/// anything else as it is.
+/// [`duration`] of a job's duration as JSON carries it: ISO 8601 (`PT2M11.972S`, what
+/// pgvault writes) or a .NET TimeSpan (`00:00:00.3195821`, what older pgvault and Azure's
+/// examples write); anything else as it is.
 pub fn duration_text(text: &str) -> String {
-    parse_timespan(text)
+    parse_iso_duration(text)
+        .or_else(|_| parse_timespan(text))
         .map(duration)
         .unwrap_or_else(|_| text.to_owned())
 }
@@ -196,6 +198,11 @@ mod tests {
         assert_eq!(duration_text("1.02:05:00"), "1 d 2 h");
         assert_eq!(duration_text("-00:00:03"), "-3.0 s");
         assert_eq!(duration_text("soon"), "soon");
+        // ISO 8601, as job JSON carries durations now.
+        assert_eq!(duration_text("PT0.3195821S"), "0.32 s");
+        assert_eq!(duration_text("PT1M34S"), "1 min 34 s");
+        assert_eq!(duration_text("P1DT2H5M"), "1 d 2 h");
+        assert_eq!(duration_text("P1Y"), "P1Y");
         assert_eq!(time_text("yesterday"), "yesterday");
         assert_eq!(time_text(""), "");
     }

@@ -18,12 +18,14 @@
 //! lets the host replay history and the tests pin time.
 //!
 //! Names follow Azure Backup's job resource (`Microsoft.DataProtection/backupVaults/backupJobs`)
-//! so that `pgvault job show` prints what `az dataprotection job show` prints, with two
-//! deliberate differences: `operation` carries pgvault's own operation (`OnDemandBackup`,
-//! `ScheduledBackup`, ...; the values Azure Resource Graph and the product docs filter on)
-//! with Azure's coarse category in `operationCategory`, and `status` carries pgvault's
-//! [`JobStatus`] (`InProgress`, `Completed`, ...). Azure's REST API spells status as a free
-//! string (`Started`, `Succeeded`), which [`JobStatus`] parses.
+//! so that `pgvault job show` prints what `az dataprotection job show` prints: `operation` and
+//! `operationCategory` are Azure's ([`AzureOperation`]: both backups are `Backup`, told apart
+//! by `isUserTriggered`), pgvault's own finer operation (`OnDemandBackup`, `RetentionSweep`,
+//! ...) is kept beside them in `pgvaultOperation`, `duration` is an ISO 8601 duration as the
+//! SDKs read it, and a restore's `extendedInfo` names its recovery point and destination. One
+//! deliberate difference: `status` carries pgvault's [`JobStatus`] (`InProgress`,
+//! `Completed`, ...). Azure's REST API spells status as a free string (`Started`,
+//! `Succeeded`), which [`JobStatus`] parses.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -56,10 +58,6 @@ const FLEXIBLE_DATASOURCE_TYPE: &str = "Microsoft.DBforPostgreSQL/flexibleServer
 /// The error code a job gets when the process running it disappeared before it finished.
 pub const JOB_INTERRUPTED: ErrorCode = ErrorCode::JobInterrupted;
 
-/// Where [`Job::azure_json`] addresses a job on no vault: Azure has no such job, and this
-/// keeps its `id` a resource path of the same shape (`<prefix>/backupJobs/<id>`).
-pub const NO_VAULT_PREFIX: &str = "/providers/Microsoft.DataProtection";
-
 /// A value from outside (CLI argument, script, JSON) that is not a valid job field.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum JobParseError {
@@ -68,8 +66,9 @@ pub enum JobParseError {
     )]
     JobId { input: String },
     #[error(
-        "`{input}` is not a job operation: expected one of {}",
-        Operation::ALL.map(Operation::as_str).join(", ")
+        "`{input}` is not a job operation: expected one of {}, or one of Azure's: {}",
+        Operation::ALL.map(Operation::as_str).join(", "),
+        AzureOperation::ALL.map(AzureOperation::as_str).join(", ")
     )]
     Operation { input: String },
     #[error(
@@ -81,6 +80,10 @@ pub enum JobParseError {
         "`{input}` is not a .NET TimeSpan: expected [-][d.]hh:mm:ss[.fffffff], such as 00:02:11.9724387"
     )]
     TimeSpan { input: String },
+    #[error(
+        "`{input}` is not an ISO 8601 duration of days and times: expected P[nD][T[nH][nM][n[.f]S]], such as PT2M11.972S"
+    )]
+    IsoDuration { input: String },
 }
 
 /// A transition the job lifecycle does not allow.
@@ -143,8 +146,9 @@ impl FromStr for JobId {
     }
 }
 
-/// What a job does. These are pgvault's (and Azure Resource Graph's) operation names; Azure's
-/// REST API folds the two backups into `Backup`, which [`Operation::category`] gives.
+/// What a job does. These are pgvault's operation names, finer than Azure's: Azure's REST API
+/// folds the two backups into `Backup` and has no retention sweep or script, which
+/// [`Operation::azure`] maps to the nearest name Azure has.
 ///
 /// The names are stored in the job history, so a variant is never renamed; a new one needs a
 /// schema version (an older pgvault would fail to read the row).
@@ -199,19 +203,26 @@ impl Operation {
         }
     }
 
+    /// Azure's `operation` for this one: the nearest name Azure's jobs use. Both backups are
+    /// `Backup` (`isUserTriggered` tells them apart), a drill is a `Restore` (into a scratch
+    /// database), moves between the vault and archive tiers are `Tiering`, and what Azure
+    /// does out of sight (retention, deletion of a recovery point) or has no job for (a
+    /// script) is `Management`.
+    pub fn azure(self) -> AzureOperation {
+        match self {
+            Operation::ConfigureBackup => AzureOperation::ConfigureBackup,
+            Operation::OnDemandBackup | Operation::ScheduledBackup => AzureOperation::Backup,
+            Operation::Restore | Operation::RestoreDrill => AzureOperation::Restore,
+            Operation::MoveToArchive | Operation::Rehydrate => AzureOperation::Tiering,
+            Operation::ScriptRun | Operation::RetentionSweep | Operation::DeleteRecoveryPoint => {
+                AzureOperation::Management
+            }
+        }
+    }
+
     /// Azure's `operationCategory`.
     pub fn category(self) -> OperationCategory {
-        match self {
-            Operation::ConfigureBackup => OperationCategory::ConfigureBackup,
-            Operation::OnDemandBackup | Operation::ScheduledBackup => OperationCategory::Backup,
-            Operation::Restore | Operation::RestoreDrill | Operation::Rehydrate => {
-                OperationCategory::Restore
-            }
-            Operation::ScriptRun => OperationCategory::Script,
-            Operation::RetentionSweep
-            | Operation::DeleteRecoveryPoint
-            | Operation::MoveToArchive => OperationCategory::Retention,
-        }
+        self.azure().category()
     }
 }
 
@@ -245,15 +256,73 @@ impl TryFrom<String> for Operation {
     }
 }
 
+/// Azure's `operation` of a job, as its job JSON shows it; [`Operation::azure`] maps each of
+/// pgvault's operations to one. Shown, never stored: the job history keeps [`Operation`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AzureOperation {
+    ConfigureBackup,
+    Backup,
+    Restore,
+    /// A recovery point moved between the vault and archive tiers, either way.
+    Tiering,
+    /// Work on the vault itself: retention, deletions, scripts.
+    Management,
+}
+
+impl AzureOperation {
+    pub const ALL: [AzureOperation; 5] = [
+        AzureOperation::ConfigureBackup,
+        AzureOperation::Backup,
+        AzureOperation::Restore,
+        AzureOperation::Tiering,
+        AzureOperation::Management,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AzureOperation::ConfigureBackup => "ConfigureBackup",
+            AzureOperation::Backup => "Backup",
+            AzureOperation::Restore => "Restore",
+            AzureOperation::Tiering => "Tiering",
+            AzureOperation::Management => "Management",
+        }
+    }
+
+    /// Azure's `operationCategory` (Backup, Restore, Tiering or Management, as the SDK's
+    /// `AzureBackupJob` documents it); configuring protection is management.
+    pub fn category(self) -> OperationCategory {
+        match self {
+            AzureOperation::Backup => OperationCategory::Backup,
+            AzureOperation::Restore => OperationCategory::Restore,
+            AzureOperation::Tiering => OperationCategory::Tiering,
+            AzureOperation::ConfigureBackup | AzureOperation::Management => {
+                OperationCategory::Management
+            }
+        }
+    }
+
+    /// pgvault's operations this one stands for.
+    pub fn operations(self) -> impl Iterator<Item = Operation> {
+        Operation::ALL
+            .into_iter()
+            .filter(move |op| op.azure() == self)
+    }
+}
+
+impl fmt::Display for AzureOperation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Azure's `operationCategory`: the coarse kind of a job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum OperationCategory {
     Backup,
     Restore,
-    ConfigureBackup,
-    Script,
-    /// What the policy's retention rules do to existing recovery points.
-    Retention,
+    /// Between the vault and archive tiers.
+    Tiering,
+    Management,
 }
 
 impl OperationCategory {
@@ -261,10 +330,60 @@ impl OperationCategory {
         match self {
             OperationCategory::Backup => "Backup",
             OperationCategory::Restore => "Restore",
-            OperationCategory::ConfigureBackup => "ConfigureBackup",
-            OperationCategory::Script => "Script",
-            OperationCategory::Retention => "Retention",
+            OperationCategory::Tiering => "Tiering",
+            OperationCategory::Management => "Management",
         }
+    }
+}
+
+/// The operation a job list asks for: one of pgvault's ([`Operation`]), or one of Azure's
+/// names, which stands for every operation Azure shows under it (`Backup` is both backups).
+/// A name both use (`Restore`, `ConfigureBackup`) means pgvault's, as it always has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OperationFilter {
+    Is(Operation),
+    Azure(AzureOperation),
+}
+
+impl OperationFilter {
+    pub fn matches(self, operation: Operation) -> bool {
+        match self {
+            OperationFilter::Is(op) => op == operation,
+            OperationFilter::Azure(azure) => operation.azure() == azure,
+        }
+    }
+
+    /// Every operation the filter lets through.
+    pub fn operations(self) -> Vec<Operation> {
+        match self {
+            OperationFilter::Is(op) => vec![op],
+            OperationFilter::Azure(azure) => azure.operations().collect(),
+        }
+    }
+}
+
+impl From<Operation> for OperationFilter {
+    fn from(op: Operation) -> Self {
+        OperationFilter::Is(op)
+    }
+}
+
+impl FromStr for OperationFilter {
+    type Err = JobParseError;
+
+    /// Case-insensitive; pgvault's names first, then Azure's.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(op) = s.parse::<Operation>() {
+            return Ok(OperationFilter::Is(op));
+        }
+        let wanted = s.trim();
+        AzureOperation::ALL
+            .into_iter()
+            .find(|op| op.as_str().eq_ignore_ascii_case(wanted))
+            .map(OperationFilter::Azure)
+            .ok_or_else(|| JobParseError::Operation {
+                input: s.to_owned(),
+            })
     }
 }
 
@@ -649,7 +768,7 @@ impl JobTask {
         details.insert("StartTime", azure_time(self.state.start()));
         if let Some(end) = self.state.end() {
             details.insert("EndTime", azure_time(end));
-            details.insert("Duration", format_timespan(end - self.state.start()));
+            details.insert("Duration", format_iso_duration(end - self.state.start()));
         }
         if let Some(detail) = &self.detail {
             details.insert("Detail", detail.clone());
@@ -907,7 +1026,7 @@ pub struct Job {
     pub owner: JobOwner,
     /// The vault the job acted on, or empty for a job on no vault; read it with
     /// [`Job::vault`]. It stays a `String` while callers move from
-    /// `to_azure_json(&vault_id(&job.vault_name))` to [`Job::azure_json`], then becomes an
+    /// `to_azure_json(..)` to [`Job::azure_json`], then becomes an
     /// `Option` (the job history already stores NULL).
     pub vault_name: String,
     pub backup_instance_name: Option<String>,
@@ -1109,14 +1228,37 @@ impl Job {
         }
     }
 
-    /// [`Job::to_azure_json`] under the job's own vault, addressed as
-    /// [`resource::vault_id`] addresses a local vault; a job on no vault is addressed under
-    /// the provider alone (`/providers/Microsoft.DataProtection/backupJobs/<id>`).
-    pub fn azure_json(&self) -> Value {
+    /// [`Job::to_azure_json`] under the job's own vault, in the host's `subscription` and the
+    /// vault's resource `group` ([`resource::VaultRef::id`]); a job on no vault is addressed
+    /// under the provider in the subscription
+    /// (`/subscriptions/<sub>/providers/Microsoft.DataProtection/backupJobs/<id>`).
+    pub fn azure_json(
+        &self,
+        subscription: &resource::SubscriptionId,
+        group: &resource::ResourceGroup,
+    ) -> Value {
         match self.vault() {
-            Some(vault) => self.to_azure_json(&resource::vault_id(vault)),
-            None => self.to_azure_json(NO_VAULT_PREFIX),
+            Some(vault) => self.to_azure_json(
+                &resource::VaultRef::new(subscription.clone(), group.clone(), vault).id(),
+            ),
+            None => self.to_azure_json(&resource::no_vault_prefix(subscription)),
         }
+    }
+
+    /// What an operation that started this job answers (`adhoc-backup`, `restore trigger`,
+    /// the Rhai API's equivalents): [`Job::azure_json`] with, at the top level, Azure's
+    /// `OperationJobExtendedInfo` (`jobId`, the job's name, and its `objectType`), which is
+    /// all Azure's adhoc backup and restore answer and what az prints, so a script written
+    /// against az finds `jobId` where it looks.
+    pub fn operation_json(
+        &self,
+        subscription: &resource::SubscriptionId,
+        group: &resource::ResourceGroup,
+    ) -> Value {
+        let mut v = self.azure_json(subscription, group);
+        v["jobId"] = json!(self.id.to_string());
+        v["objectType"] = json!("OperationJobExtendedInfo");
+        v
     }
 
     /// The job as Azure's REST API shows it (an element of `Jobs_List`'s `value`).
@@ -1167,8 +1309,10 @@ impl Job {
         props.insert("dataSourceType".into(), json!(self.datasource_type()));
         props.insert(
             "duration".into(),
-            // Azure reports a running job's duration as zero, not as time elapsed so far.
-            json!(format_timespan(
+            // ISO 8601, as the REST spec types it (`format: duration`) and the SDKs parse it
+            // (Python's with isodate, which refuses a .NET TimeSpan). Azure reports a running
+            // job's duration as zero, not as time elapsed so far.
+            json!(format_iso_duration(
                 self.duration().unwrap_or(TimeDelta::zero())
             )),
         );
@@ -1190,13 +1334,35 @@ impl Job {
         if !self.tasks.is_empty() {
             extended["subTasks"] = self.tasks.iter().map(JobTask::to_azure_json).collect();
         }
+        // A restore's recovery point and where it went, as Azure's restore jobs show them
+        // (`RestoreJobRecoveryPointDetails`). The target is restored to the same point.
+        if self.operation.azure() == AzureOperation::Restore {
+            if let Some(rp) = &self.recovery_point_id {
+                let point = json!({
+                    "recoveryPointID": rp,
+                    "recoveryPointTime": self.extended_details.get(RECOVERY_POINT_TIME_DETAIL),
+                });
+                extended["sourceRecoverPoint"] = point.clone();
+                extended["targetRecoverPoint"] = point;
+            }
+            if let Some(destination) = RESTORE_DESTINATION_DETAILS
+                .iter()
+                .find_map(|key| self.extended_details.get(*key))
+            {
+                extended["recoveryDestination"] = json!(destination);
+            }
+        }
         props.insert("extendedInfo".into(), extended);
         props.insert("isUserTriggered".into(), json!(self.is_user_triggered));
-        props.insert("operation".into(), json!(self.operation.as_str()));
+        props.insert("operation".into(), json!(self.operation.azure().as_str()));
         props.insert(
             "operationCategory".into(),
             json!(self.operation.category().as_str()),
         );
+        // pgvault's own, finer operation: not Azure's, so a client that knows only Azure's
+        // fields ignores it, while scripts and tables can still tell a scheduled backup from
+        // an on-demand one, or a drill from a restore.
+        props.insert("pgvaultOperation".into(), json!(self.operation.as_str()));
         props.insert(
             "policyId".into(),
             json!(
@@ -1288,6 +1454,18 @@ fn arm_segment<'a>(resource_id: &'a str, key: &str) -> Option<&'a str> {
     None
 }
 
+/// The extended detail that carries the time of the recovery point a restore reads (RFC 3339),
+/// shown as `extendedInfo.sourceRecoverPoint.recoveryPointTime`.
+pub const RECOVERY_POINT_TIME_DETAIL: &str = "RecoveryPointTime";
+
+/// The extended details that name a restore's destination (a database's datasource id, a
+/// Blob container, a folder), shown as `extendedInfo.recoveryDestination`: the first present.
+const RESTORE_DESTINATION_DETAILS: [&str; 3] = [
+    "RestoreTarget",
+    "RestoreTargetContainer",
+    "RestoreTargetFolder",
+];
+
 /// The extended detail that carries a backup instance's friendly name (`server\\db`).
 pub const FRIENDLY_NAME_DETAIL: &str = "BackupInstanceFriendlyName";
 
@@ -1334,6 +1512,119 @@ pub fn format_timespan(d: TimeDelta) -> String {
         out.push_str(&format!(".{frac:07}"));
     }
     out
+}
+
+/// A duration in ISO 8601 as Azure's REST API types job durations (`format: duration`) and
+/// .NET's `XmlConvert` writes them: `PT2M11.9724387S`, `P1DT2H`, `PT0S` for zero. Days are the
+/// largest unit (a day is 24 hours here, never a calendar day), seconds keep up to seven
+/// fractional digits (a tick) without trailing zeros, and a negative duration starts with `-`.
+pub fn format_iso_duration(d: TimeDelta) -> String {
+    let nanos = i128::from(d.num_seconds()) * 1_000_000_000 + i128::from(d.subsec_nanos());
+    let ticks = nanos.unsigned_abs() / 100;
+    let (per_day, per_second) = (TICKS_PER_DAY as u128, TICKS_PER_SECOND as u128);
+    let days = ticks / per_day;
+    let rest = ticks % per_day;
+    let secs = rest / per_second;
+    let frac = rest % per_second;
+    let (hours, minutes, seconds) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let mut out = String::from(if nanos < 0 { "-P" } else { "P" });
+    if days > 0 {
+        out.push_str(&format!("{days}D"));
+    }
+    if hours > 0 || minutes > 0 || seconds > 0 || frac > 0 || days == 0 {
+        out.push('T');
+        if hours > 0 {
+            out.push_str(&format!("{hours}H"));
+        }
+        if minutes > 0 {
+            out.push_str(&format!("{minutes}M"));
+        }
+        if seconds > 0 || frac > 0 || (hours == 0 && minutes == 0) {
+            out.push_str(&seconds.to_string());
+            if frac > 0 {
+                let digits = format!("{frac:07}");
+                out.push('.');
+                out.push_str(digits.trim_end_matches('0'));
+            }
+            out.push('S');
+        }
+    }
+    out
+}
+
+/// Parses what [`format_iso_duration`] writes (and any `P[nD][T[nH][nM][n[.f]S]]`, weeks
+/// too), for reading a job's `duration` back; years and months have no fixed length and are
+/// refused.
+pub fn parse_iso_duration(s: &str) -> Result<TimeDelta, JobParseError> {
+    let err = || JobParseError::IsoDuration {
+        input: s.to_owned(),
+    };
+    let trimmed = s.trim();
+    let (negative, body) = match trimmed.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, trimmed),
+    };
+    let body = body
+        .strip_prefix('P')
+        .or_else(|| body.strip_prefix('p'))
+        .ok_or_else(err)?;
+    if body.is_empty() {
+        return Err(err());
+    }
+    let (date, time) = match body.split_once(['T', 't']) {
+        Some((d, t)) if !t.is_empty() => (d, Some(t)),
+        Some(_) => return Err(err()),
+        None => (body, None),
+    };
+    let mut total = TimeDelta::zero();
+    let mut add = |number: &str, unit: char, in_time: bool| -> Result<(), JobParseError> {
+        let (whole, frac) = number.split_once(['.', ',']).unwrap_or((number, ""));
+        let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+        if !digits(whole) || !(frac.is_empty() || digits(frac) && frac.len() <= 7) {
+            return Err(err());
+        }
+        let n: i64 = whole.parse().map_err(|_| err())?;
+        let seconds_per = match (unit.to_ascii_uppercase(), in_time) {
+            ('W', false) => 7 * 86_400,
+            ('D', false) => 86_400,
+            ('H', true) => 3_600,
+            ('M', true) => 60,
+            ('S', true) => 1,
+            _ => return Err(err()),
+        };
+        if !frac.is_empty() && seconds_per != 1 {
+            return Err(err());
+        }
+        let whole = n
+            .checked_mul(seconds_per)
+            .and_then(TimeDelta::try_seconds)
+            .ok_or_else(err)?;
+        let ticks: i64 = if frac.is_empty() {
+            0
+        } else {
+            frac.parse::<i64>().map_err(|_| err())? * 10_i64.pow(7 - frac.len() as u32)
+        };
+        total = total
+            .checked_add(&whole)
+            .and_then(|t| t.checked_add(&TimeDelta::nanoseconds(ticks * 100)))
+            .ok_or_else(err)?;
+        Ok(())
+    };
+    for (part, in_time) in [(date, false), (time.unwrap_or(""), true)] {
+        let mut number = String::new();
+        for c in part.chars() {
+            if c.is_ascii_digit() || c == '.' || c == ',' {
+                number.push(c);
+            } else {
+                add(&number, c, in_time)?;
+                number.clear();
+            }
+        }
+        if !number.is_empty() {
+            return Err(err());
+        }
+    }
+    Ok(if negative { -total } else { total })
 }
 
 /// Parses a .NET TimeSpan in the "c" format that [`format_timespan`] writes (one to seven
@@ -1394,7 +1685,7 @@ pub struct JobFilter {
     pub vault: Option<String>,
     pub instance: Option<String>,
     pub status: Option<JobStatus>,
-    pub operation: Option<Operation>,
+    pub operation: Option<OperationFilter>,
     pub started_after: Option<DateTime<Utc>>,
     pub started_before: Option<DateTime<Utc>>,
     /// At most this many jobs, newest first.
@@ -1419,8 +1710,8 @@ impl JobFilter {
         self
     }
 
-    pub fn operation(mut self, operation: Operation) -> Self {
-        self.operation = Some(operation);
+    pub fn operation(mut self, operation: impl Into<OperationFilter>) -> Self {
+        self.operation = Some(operation.into());
         self
     }
 
@@ -1456,7 +1747,7 @@ impl JobFilter {
         same(&self.vault, job.vault())
             && same(&self.instance, job.backup_instance_name.as_deref())
             && self.status.is_none_or(|s| s == job.status())
-            && self.operation.is_none_or(|op| op == job.operation)
+            && self.operation.is_none_or(|op| op.matches(job.operation))
             && self.started_after.is_none_or(|t| start >= t)
             && self.started_before.is_none_or(|t| start < t)
     }
@@ -1552,6 +1843,7 @@ pub fn retention_cutoff(now: DateTime<Utc>, keep: &IsoDuration) -> DateTime<Utc>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::resource::{ResourceGroup, SubscriptionId};
     use chrono::TimeZone;
 
     fn t(h: u32, m: u32, s: u32) -> DateTime<Utc> {
@@ -1576,45 +1868,133 @@ mod tests {
 
     #[test]
     fn operation_names_categories_and_parsing() {
+        // (input, pgvault's operation, Azure's operation, Azure's category)
         let cases = [
             (
                 "ConfigureBackup",
                 Operation::ConfigureBackup,
                 "ConfigureBackup",
+                "Management",
             ),
-            ("ondemandbackup", Operation::OnDemandBackup, "Backup"),
-            ("SCHEDULEDBACKUP", Operation::ScheduledBackup, "Backup"),
-            ("Restore", Operation::Restore, "Restore"),
-            (" scriptRun ", Operation::ScriptRun, "Script"),
-            ("retentionsweep", Operation::RetentionSweep, "Retention"),
+            (
+                "ondemandbackup",
+                Operation::OnDemandBackup,
+                "Backup",
+                "Backup",
+            ),
+            (
+                "SCHEDULEDBACKUP",
+                Operation::ScheduledBackup,
+                "Backup",
+                "Backup",
+            ),
+            ("Restore", Operation::Restore, "Restore", "Restore"),
+            (
+                " scriptRun ",
+                Operation::ScriptRun,
+                "Management",
+                "Management",
+            ),
+            (
+                "retentionsweep",
+                Operation::RetentionSweep,
+                "Management",
+                "Management",
+            ),
             (
                 "DeleteRecoveryPoint",
                 Operation::DeleteRecoveryPoint,
-                "Retention",
+                "Management",
+                "Management",
             ),
-            ("MOVETOARCHIVE", Operation::MoveToArchive, "Retention"),
-            ("RestoreDrill", Operation::RestoreDrill, "Restore"),
-            ("Rehydrate", Operation::Rehydrate, "Restore"),
+            (
+                "MOVETOARCHIVE",
+                Operation::MoveToArchive,
+                "Tiering",
+                "Tiering",
+            ),
+            (
+                "RestoreDrill",
+                Operation::RestoreDrill,
+                "Restore",
+                "Restore",
+            ),
+            ("Rehydrate", Operation::Rehydrate, "Tiering", "Tiering"),
         ];
         assert_eq!(
             cases.len(),
             Operation::ALL.len(),
             "every operation has a row"
         );
-        for (input, op, category) in cases {
+        for (input, op, azure, category) in cases {
             assert_eq!(input.parse::<Operation>(), Ok(op), "{input}");
+            assert_eq!(op.azure().as_str(), azure, "{op}");
             assert_eq!(op.category().as_str(), category, "{op}");
             assert_eq!(op.to_string().parse::<Operation>(), Ok(op));
             assert_eq!(serde_json::to_value(op).unwrap(), json!(op.as_str()));
             let back: Operation = serde_json::from_value(json!(input)).unwrap();
             assert_eq!(back, op);
         }
+        // Azure's names are not pgvault's operations (the history never stores them)...
         let err = "Backup".parse::<Operation>().unwrap_err();
         assert!(matches!(err, JobParseError::Operation { .. }));
         // The error lists every name, so a new operation cannot be left out of it.
         for op in Operation::ALL {
             assert!(err.to_string().contains(op.as_str()), "{err}");
         }
+        for op in AzureOperation::ALL {
+            assert!(err.to_string().contains(op.as_str()), "{err}");
+        }
+    }
+
+    #[test]
+    fn operation_filters_take_pgvault_and_azure_names() {
+        use OperationFilter::{Azure, Is};
+        // (input, the filter, the operations it lets through)
+        let cases: [(&str, OperationFilter, &[Operation]); 6] = [
+            (
+                "backup",
+                Azure(AzureOperation::Backup),
+                &[Operation::OnDemandBackup, Operation::ScheduledBackup],
+            ),
+            (
+                "OnDemandBackup",
+                Is(Operation::OnDemandBackup),
+                &[Operation::OnDemandBackup],
+            ),
+            // A name both use keeps its old meaning: drills are not restores to `--operation Restore`.
+            ("Restore", Is(Operation::Restore), &[Operation::Restore]),
+            (
+                "Tiering",
+                Azure(AzureOperation::Tiering),
+                &[Operation::MoveToArchive, Operation::Rehydrate],
+            ),
+            (
+                "MANAGEMENT",
+                Azure(AzureOperation::Management),
+                &[
+                    Operation::ScriptRun,
+                    Operation::RetentionSweep,
+                    Operation::DeleteRecoveryPoint,
+                ],
+            ),
+            (
+                "ConfigureBackup",
+                Is(Operation::ConfigureBackup),
+                &[Operation::ConfigureBackup],
+            ),
+        ];
+        for (input, filter, through) in cases {
+            assert_eq!(input.parse::<OperationFilter>(), Ok(filter), "{input}");
+            assert_eq!(filter.operations(), through, "{input}");
+            for op in Operation::ALL {
+                assert_eq!(filter.matches(op), through.contains(&op), "{input} {op}");
+            }
+        }
+        assert!(matches!(
+            "Archive".parse::<OperationFilter>(),
+            Err(JobParseError::Operation { .. })
+        ));
     }
 
     #[test]
@@ -1689,6 +2069,62 @@ mod tests {
         ];
         for (input, want) in cases {
             assert_eq!(parse_timespan(input).ok(), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn iso_durations_are_written_as_xml_convert_writes_them_and_read_back() {
+        let cases = [
+            (TimeDelta::zero(), "PT0S"),
+            (TimeDelta::seconds(1), "PT1S"),
+            (
+                TimeDelta::seconds(131) + TimeDelta::nanoseconds(972_438_700),
+                "PT2M11.9724387S",
+            ),
+            (TimeDelta::milliseconds(972), "PT0.972S"),
+            (TimeDelta::minutes(2), "PT2M"),
+            (TimeDelta::hours(3) + TimeDelta::seconds(4), "PT3H4S"),
+            (TimeDelta::days(1), "P1D"),
+            (TimeDelta::days(2) + TimeDelta::minutes(5), "P2DT5M"),
+            // Finer than a tick is truncated, as a TimeSpan would.
+            (TimeDelta::nanoseconds(150), "PT0.0000001S"),
+            (-TimeDelta::seconds(3), "-PT3S"),
+        ];
+        for (delta, want) in cases {
+            assert_eq!(format_iso_duration(delta), want, "{delta:?}");
+            let back = parse_iso_duration(want).unwrap();
+            assert_eq!(format_iso_duration(back), want);
+        }
+        assert_eq!(
+            parse_iso_duration("P1W").unwrap(),
+            TimeDelta::days(7),
+            "weeks are fixed"
+        );
+        assert_eq!(
+            parse_iso_duration("pt1,5s").unwrap(),
+            TimeDelta::milliseconds(1500)
+        );
+        for bad in [
+            "",
+            "P",
+            "PT",
+            "P1Y",
+            "P1M",
+            "PT1.5M",
+            "1S",
+            "PT1S2",
+            "PTS",
+            "PT1X",
+            "00:00:01",
+            "PT0.12345678S",
+        ] {
+            assert!(
+                matches!(
+                    parse_iso_duration(bad),
+                    Err(JobParseError::IsoDuration { .. })
+                ),
+                "{bad:?}"
+            );
         }
     }
 
@@ -1910,12 +2346,13 @@ mod tests {
         assert_eq!(v["name"], json!(id));
         assert_eq!(v["type"], json!(AZURE_JOB_TYPE));
         let p = &v["properties"];
-        assert_eq!(p["operation"], "OnDemandBackup");
+        assert_eq!(p["operation"], "Backup");
         assert_eq!(p["operationCategory"], "Backup");
+        assert_eq!(p["pgvaultOperation"], "OnDemandBackup");
         assert_eq!(p["status"], "Completed");
         assert_eq!(p["startTime"], "2021-03-17T11:11:50.5595259Z");
         assert_eq!(p["endTime"], "2021-03-17T11:14:02.5319646Z");
-        assert_eq!(p["duration"], "00:02:11.9724387");
+        assert_eq!(p["duration"], "PT2M11.9724387S");
         assert_eq!(p["isUserTriggered"], true);
         assert_eq!(p["vaultName"], "BugBashVaultForCCYv11");
         assert_eq!(
@@ -1968,7 +2405,7 @@ mod tests {
                 new.extended_details
                     .insert(DATASOURCE_TYPE_DETAIL.into(), kind.to_owned());
             }
-            Job::start(&new).azure_json()["properties"]["dataSourceType"].clone()
+            Job::start(&new).azure_json(&Default::default(), &Default::default())["properties"]["dataSourceType"].clone()
         };
         let local = Some("postgres://pg1:5432/sales");
         assert_eq!(with(local, Some(flexible)), flexible);
@@ -2003,7 +2440,9 @@ mod tests {
         let running = Job::start(&new);
         let p = running.to_azure_json("vaults/local-vault")["properties"].clone();
         assert_eq!(p["status"], "InProgress");
-        assert_eq!(p["duration"], "00:00:00");
+        assert_eq!(p["duration"], "PT0S");
+        assert_eq!(p["operation"], "Backup");
+        assert_eq!(p["pgvaultOperation"], "ScheduledBackup");
         assert!(p.get("endTime").is_none());
         assert_eq!(p["isUserTriggered"], false);
         // A non-Azure datasource id yields nulls, not garbage, for the Azure-only fields.
@@ -2031,7 +2470,7 @@ mod tests {
             .unwrap();
         let p = failed.to_azure_json("vaults/local-vault")["properties"].clone();
         assert_eq!(p["status"], "Failed");
-        assert_eq!(p["duration"], "00:00:01");
+        assert_eq!(p["duration"], "PT1S");
         assert_eq!(
             p["errorDetails"],
             json!([{ "code": "UserErrorMissingDBPermissions", "message": "GRANT CONNECT ON DATABASE sales TO backup;" }])
@@ -2066,7 +2505,9 @@ mod tests {
         let want = keys(&finished["properties"]);
         let ours = keys(&ours_json["properties"]);
         // `extendedInfo` is in Azure's schema and in GetJob.json; the list corpus omits it.
-        let extras: std::collections::BTreeSet<String> = ["extendedInfo".to_owned()].into();
+        // `pgvaultOperation` is pgvault's finer operation, beside Azure's `operation`.
+        let extras: std::collections::BTreeSet<String> =
+            ["extendedInfo".to_owned(), "pgvaultOperation".to_owned()].into();
         let missing: Vec<_> = want.difference(&ours).collect();
         let unexpected: Vec<_> = ours
             .difference(&want)
@@ -2123,6 +2564,240 @@ mod tests {
     }
 
     // ---- schedule, script, sub-tasks ----
+
+    #[test]
+    fn an_operation_answer_carries_azures_job_id() {
+        let job = completed_restore();
+        let v = job.operation_json(&SubscriptionId::default(), &ResourceGroup::default());
+        // Azure's `OperationJobExtendedInfo`, as TriggerRestore.json answers it...
+        assert_eq!(v["jobId"], json!(job.id.to_string()));
+        assert_eq!(v["objectType"], "OperationJobExtendedInfo");
+        // ...beside the job resource pgvault printed before, unchanged.
+        let mut rest = v.clone();
+        let rest = rest.as_object_mut().unwrap();
+        rest.remove("jobId");
+        rest.remove("objectType");
+        assert_eq!(
+            Value::Object(rest.clone()),
+            job.azure_json(&SubscriptionId::default(), &ResourceGroup::default())
+        );
+    }
+
+    /// A completed restore of `rp-7` (taken at 02:00) into a database, with a sub-task.
+    fn completed_restore() -> Job {
+        let mut new = NewJob::new(Operation::Restore, "vault", t(3, 0, 0), owner());
+        new.backup_instance_name = Some("pg1-sales".into());
+        new.recovery_point_id = Some("rp-7".into());
+        new.extended_details.insert(
+            RECOVERY_POINT_TIME_DETAIL.into(),
+            "2021-03-17T02:00:00.0000000Z".into(),
+        );
+        new.extended_details.insert(
+            "RestoreTarget".into(),
+            "postgres://pg2:5432/sales_copy".into(),
+        );
+        let mut job = Job::start(&new);
+        let task = job.start_task(TASK_VALIDATE, t(3, 0, 0)).unwrap();
+        job.finish_task(task, TaskOutcome::Completed, None, t(3, 0, 1))
+            .unwrap();
+        job.finish(
+            &JobOutcome::Completed {
+                recovery_point_id: None,
+            },
+            t(3, 2, 11),
+            4096,
+            0,
+        )
+        .unwrap();
+        job
+    }
+
+    #[test]
+    fn azure_json_of_a_restore_names_its_recovery_point_and_destination() {
+        let v =
+            completed_restore().azure_json(&SubscriptionId::default(), &ResourceGroup::default());
+        let p = &v["properties"];
+        assert_eq!(p["operation"], "Restore");
+        assert_eq!(p["operationCategory"], "Restore");
+        assert_eq!(p["pgvaultOperation"], "Restore");
+        assert_eq!(p["duration"], "PT2M11S");
+        let point = json!({
+            "recoveryPointID": "rp-7",
+            "recoveryPointTime": "2021-03-17T02:00:00.0000000Z",
+        });
+        assert_eq!(p["extendedInfo"]["sourceRecoverPoint"], point);
+        assert_eq!(p["extendedInfo"]["targetRecoverPoint"], point);
+        assert_eq!(
+            p["extendedInfo"]["recoveryDestination"],
+            "postgres://pg2:5432/sales_copy"
+        );
+
+        // A restore as files names its folder; one recorded before the time was kept has a
+        // null time, as the SDK's optional field allows.
+        let mut new = NewJob::new(Operation::Restore, "vault", t(3, 0, 0), owner());
+        new.recovery_point_id = Some("rp-8".into());
+        new.extended_details
+            .insert("RestoreTargetFolder".into(), "file:///srv/out".into());
+        let p = Job::start(&new).azure_json(&SubscriptionId::default(), &ResourceGroup::default())
+            ["properties"]
+            .clone();
+        assert_eq!(
+            p["extendedInfo"]["sourceRecoverPoint"],
+            json!({"recoveryPointID": "rp-8", "recoveryPointTime": null})
+        );
+        assert_eq!(p["extendedInfo"]["recoveryDestination"], "file:///srv/out");
+
+        // A backup has none of the three.
+        let p = completed_backup()
+            .azure_json(&SubscriptionId::default(), &ResourceGroup::default())["properties"]
+            .clone();
+        for key in [
+            "sourceRecoverPoint",
+            "targetRecoverPoint",
+            "recoveryDestination",
+        ] {
+            assert!(p["extendedInfo"].get(key).is_none(), "{key}");
+        }
+    }
+
+    /// Every field of a job's JSON has the type the SDK's `AzureBackupJob` model gives it
+    /// (azure-mgmt-dataprotection 2.2.0, `_models.py`): what the Python SDK deserializes.
+    #[test]
+    fn azure_json_is_typed_as_the_sdks_azure_backup_job() {
+        #[derive(Clone, Copy, Debug)]
+        enum Kind {
+            Str,
+            Bool,
+            /// `format="rfc3339"`: a datetime.
+            Time,
+            /// ISO 8601 duration, as the spec's `format: duration`.
+            Duration,
+            StrList,
+            StrMap,
+            Number,
+            Int,
+            /// `UserFacingError` list, `RestoreJobRecoveryPointDetails`, `JobSubTask` list.
+            Errors,
+            Point,
+            SubTasks,
+        }
+        use Kind::*;
+        let fields: &[(&str, Kind)] = &[
+            ("/activityID", Str),
+            ("/backupInstanceFriendlyName", Str),
+            ("/backupInstanceId", Str),
+            ("/dataSourceId", Str),
+            ("/dataSourceLocation", Str),
+            ("/dataSourceName", Str),
+            ("/dataSourceSetName", Str),
+            ("/dataSourceType", Str),
+            ("/duration", Duration),
+            ("/endTime", Time),
+            ("/errorDetails", Errors),
+            ("/extendedInfo/additionalDetails", StrMap),
+            ("/extendedInfo/dataTransferredInBytes", Number),
+            ("/extendedInfo/recoveryDestination", Str),
+            ("/extendedInfo/sourceRecoverPoint", Point),
+            ("/extendedInfo/targetRecoverPoint", Point),
+            ("/extendedInfo/subTasks", SubTasks),
+            ("/isUserTriggered", Bool),
+            ("/operation", Str),
+            ("/operationCategory", Str),
+            ("/policyId", Str),
+            ("/policyName", Str),
+            ("/progressEnabled", Bool),
+            ("/sourceResourceGroup", Str),
+            ("/sourceSubscriptionID", Str),
+            ("/startTime", Time),
+            ("/status", Str),
+            ("/subscriptionId", Str),
+            ("/supportedActions", StrList),
+            ("/vaultName", Str),
+        ];
+        fn check(kind: Kind, v: &Value) -> bool {
+            let time = |v: &Value| {
+                v.as_str()
+                    .is_some_and(|s| DateTime::parse_from_rfc3339(s).is_ok())
+            };
+            let strings = |v: &Value| {
+                v.as_object()
+                    .is_some_and(|m| m.values().all(Value::is_string))
+            };
+            match kind {
+                Str => v.is_string(),
+                Bool => v.is_boolean(),
+                Time => time(v),
+                Duration => v.as_str().is_some_and(|s| parse_iso_duration(s).is_ok()),
+                StrList => v.as_array().is_some_and(|a| a.iter().all(Value::is_string)),
+                StrMap => strings(v),
+                Number => v.is_number(),
+                Int => v.is_i64() || v.is_u64(),
+                Errors => v.as_array().is_some_and(|a| {
+                    a.iter()
+                        .all(|e| e["code"].is_string() && e["message"].is_string())
+                }),
+                Point => {
+                    v["recoveryPointID"].is_string()
+                        && (v["recoveryPointTime"].is_null() || time(&v["recoveryPointTime"]))
+                }
+                SubTasks => v.as_array().is_some_and(|a| {
+                    a.iter().all(|t| {
+                        check(Int, &t["taskId"])
+                            && t["taskName"].is_string()
+                            && t["taskStatus"].is_string()
+                            && strings(&t["additionalDetails"])
+                    })
+                }),
+            }
+        }
+        let mut failed = running_backup();
+        failed
+            .finish(
+                &JobOutcome::Failed(JobError::new(ErrorCode::JobInterrupted, "gone")),
+                t(2, 0, 5),
+                0,
+                0,
+            )
+            .unwrap();
+        let mut seen = std::collections::BTreeSet::new();
+        for job in [
+            completed_backup(),
+            completed_restore(),
+            running_backup(),
+            failed,
+        ] {
+            let v = job.azure_json(&SubscriptionId::default(), &ResourceGroup::default());
+            let p = &v["properties"];
+            for (pointer, kind) in fields {
+                // Optional fields may be absent or null; present, they have their type.
+                match p.pointer(pointer) {
+                    None | Some(Value::Null) => {}
+                    Some(value) => {
+                        assert!(check(*kind, value), "{pointer}: {value} is not {kind:?}");
+                        seen.insert(*pointer);
+                    }
+                }
+            }
+        }
+        // Each field was checked against a value at least once, but those pgvault cannot know.
+        let unknown = [
+            "/dataSourceLocation",
+            "/dataSourceSetName",
+            "/sourceResourceGroup",
+            "/sourceSubscriptionID",
+            "/subscriptionId",
+            "/dataSourceId",
+            "/dataSourceName",
+            "/policyId",
+            "/policyName",
+        ];
+        for (pointer, _) in fields {
+            assert!(
+                seen.contains(pointer) || unknown.contains(pointer),
+                "{pointer} never checked"
+            );
+        }
+    }
 
     fn running_backup() -> Job {
         let mut new = NewJob::new(Operation::ScheduledBackup, "vault", t(2, 0, 0), owner());
@@ -2277,7 +2952,7 @@ mod tests {
         .unwrap();
         job.start_task(TASK_DUMP, start + TimeDelta::seconds(2))
             .unwrap();
-        let v = job.azure_json();
+        let v = job.azure_json(&Default::default(), &Default::default());
         let tasks = v["properties"]["extendedInfo"]["subTasks"]
             .as_array()
             .unwrap();
@@ -2287,7 +2962,7 @@ mod tests {
                 "additionalDetails": {
                     "StartTime": "2021-03-17T02:00:00.0000000Z",
                     "EndTime": "2021-03-17T02:00:02.0000000Z",
-                    "Duration": "00:00:02",
+                    "Duration": "PT2S",
                     "Detail": "connected",
                 },
                 "taskId": 1,
@@ -2329,7 +3004,7 @@ mod tests {
         // A job without tasks has no `subTasks`, as before they existed.
         let plain = Job::start(&NewJob::new(Operation::Restore, "v", t(1, 0, 0), owner()));
         assert!(
-            plain.azure_json()["properties"]["extendedInfo"]
+            plain.azure_json(&Default::default(), &Default::default())["properties"]["extendedInfo"]
                 .get("subTasks")
                 .is_none()
         );
@@ -2338,7 +3013,8 @@ mod tests {
     #[test]
     fn azure_json_of_schedule_and_script_fields() {
         let job = running_backup();
-        let details = &job.azure_json()["properties"]["extendedInfo"]["additionalDetails"];
+        let details = &job.azure_json(&Default::default(), &Default::default())["properties"]["extendedInfo"]
+            ["additionalDetails"];
         assert_eq!(details["ScheduledTime"], "2021-03-17T01:00:00.0000000Z");
         assert_eq!(details["Late"], "true");
 
@@ -2348,24 +3024,31 @@ mod tests {
             owner(),
         ));
         script.set_script_output("3 failed jobs\n").unwrap();
-        let v = script.azure_json();
+        let v = script.azure_json(&Default::default(), &Default::default());
         let id = script.id.to_string();
-        assert_eq!(v["id"], json!(format!("{NO_VAULT_PREFIX}/backupJobs/{id}")));
+        assert_eq!(
+            v["id"],
+            json!(format!(
+                "/subscriptions/00000000-0000-0000-0000-000000000000/providers/Microsoft.DataProtection/backupJobs/{id}"
+            ))
+        );
         let p = &v["properties"];
         assert_eq!(p["vaultName"], Value::Null);
-        assert_eq!(p["operation"], "ScriptRun");
-        assert_eq!(p["operationCategory"], "Script");
+        assert_eq!(p["operation"], "Management");
+        assert_eq!(p["operationCategory"], "Management");
+        assert_eq!(p["pgvaultOperation"], "ScriptRun");
         let details = &p["extendedInfo"]["additionalDetails"];
         assert_eq!(details["ScriptPath"], "/srv/s/report.rhai");
         assert_eq!(details["ScriptOutput"], "3 failed jobs\n");
         assert!(details.get("Late").is_none());
 
-        // With a vault, azure_json is to_azure_json under the vault's local resource id.
+        // With a vault, azure_json is to_azure_json under the vault's id in its group.
         let backup = completed_backup();
-        assert_eq!(
-            backup.azure_json(),
-            backup.to_azure_json(&resource::vault_id("BugBashVaultForCCYv11"))
-        );
+        let sub = resource::SubscriptionId::parse("62b829ee-7936-40c9-a1c9-47a93f9f3965").unwrap();
+        let group = resource::ResourceGroup::parse("BugBash1").unwrap();
+        let v = backup.azure_json(&sub, &group);
+        assert_eq!(v, backup.to_azure_json(VAULT_ID));
+        assert_eq!(v["properties"]["subscriptionId"], sub.as_str());
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod job;
 pub mod policy;
 pub mod policy_edit;
 pub mod redact;
+pub mod request;
 pub mod resource;
 pub mod restore;
 pub mod retention;

@@ -1515,7 +1515,14 @@ mod tests {
                                 ],
                                 "timeZone": "UTC"
                             },
+                            // In the order the edits made them: the template's Default,
+                            // then the tag `tag set` appended.
                             "taggingCriteria": [
+                                {
+                                    "isDefault": true,
+                                    "taggingPriority": 99,
+                                    "tagInfo": {"tagName": "Default", "id": "Default_"}
+                                },
                                 {
                                     "isDefault": false,
                                     "taggingPriority": 15,
@@ -1524,11 +1531,6 @@ mod tests {
                                         "objectType": "ScheduleBasedBackupCriteria",
                                         "absoluteCriteria": ["FirstOfMonth"]
                                     }]
-                                },
-                                {
-                                    "isDefault": true,
-                                    "taggingPriority": 99,
-                                    "tagInfo": {"tagName": "Default", "id": "Default_"}
                                 }
                             ]
                         }

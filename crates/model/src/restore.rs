@@ -73,6 +73,16 @@ pub struct RestoreOptions {
     pub format: Option<String>,
 }
 
+impl RestoreRequest {
+    /// Reads a request as `initialize-for-data-recovery[-as-files]` prints it, in pgvault's
+    /// camelCase or the az CLI's snake_case (`restore_target_info`, `recovery_point_id`, ...),
+    /// so either can be fed to `restore trigger`.
+    pub fn from_value(mut value: serde_json::Value) -> Result<Self, serde_json::Error> {
+        crate::resource::camel_case_keys(&mut value);
+        serde_json::from_value(value)
+    }
+}
+
 impl RestoreOptions {
     pub fn is_default(&self) -> bool {
         *self == RestoreOptions::default()
@@ -113,7 +123,11 @@ pub enum RestoreTarget {
         datasource_info: DatasourceInfo,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         datasource_set_info: Option<DatasourceInfo>,
-        datasource_auth_credentials: AuthCredentials,
+        /// The target's credentials, which a restore into a database needs; optional in
+        /// Azure's schema (its rehydration example leaves it out), so a request without it
+        /// reads and the restore says what is missing.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        datasource_auth_credentials: Option<AuthCredentials>,
     },
     #[serde(rename = "RestoreFilesTargetInfo", rename_all = "camelCase")]
     Files {

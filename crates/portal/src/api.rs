@@ -19,6 +19,10 @@ use pgvault_model::instance::{
 };
 use pgvault_model::job::JobFilter;
 use pgvault_model::policy::BackupPolicy;
+use pgvault_model::request::{
+    AdhocBackupRequest, ValidateForBackupRequest, ValidateRestoreRequest, from_request_value,
+};
+use pgvault_model::resource::ResourceGroup;
 use pgvault_model::restore::RestoreRequest;
 
 use crate::Portal;
@@ -400,7 +404,7 @@ impl Request<'_> {
     async fn list_vaults(&self, group: Option<&str>) -> ApiResult {
         let vaults: Vec<Value> = self
             .svc()
-            .vaults_json()
+            .vaults_json(None)
             .await?
             .into_iter()
             .filter(|v| match (group, group_of(v)) {
@@ -439,7 +443,9 @@ impl Request<'_> {
             Err(e) if e.code != ErrorCode::ResourceNotFound => return Err(e),
             Err(_) => {}
         }
-        let created = self.svc().create_vault(&v.vault, None).await?;
+        let group =
+            ResourceGroup::parse(&v.group).map_err(|e| ApiError::new(e.code(), e.to_string()))?;
+        let created = self.svc().create_vault(&v.vault, &group, None).await?;
         Ok(json_response(StatusCode::CREATED, created))
     }
 
@@ -501,7 +507,7 @@ impl Request<'_> {
         properties: Value,
     ) -> Result<BackupInstanceRequest, ApiError> {
         let properties: BackupInstanceProperties =
-            serde_json::from_value(properties).map_err(|e| bad_body("backup instance", e))?;
+            from_request_value(properties).map_err(|e| bad_body("backup instance", e))?;
         Ok(BackupInstanceRequest {
             name: name.to_owned(),
             properties,
@@ -563,22 +569,15 @@ impl Request<'_> {
     async fn validate_for_backup(&self, v: &VaultRef) -> ApiResult {
         self.vault(v).await?;
         let body = self.json()?;
-        let Some(properties) = body
-            .get("backupInstance")
-            .or_else(|| body.get("backup_instance"))
-            .cloned()
-        else {
-            return Err(bad_body(
-                "validate-for-backup request",
-                "it has no `backupInstance`",
-            ));
-        };
+        let ValidateForBackupRequest {
+            backup_instance: properties,
+        } = from_request_value(body).map_err(|e| bad_body("validate-for-backup request", e))?;
         // The instance is not created, so its name only has to be one no instance has.
         let name = format!(
             "validate-{}",
             &uuid::Uuid::new_v4().simple().to_string()[..12]
         );
-        let request = self.instance_request(&name, properties)?;
+        let request = BackupInstanceRequest { name, properties };
         self.svc().check_new_instance(&v.vault, &request).await?;
         let (svc, vault) = (self.portal.svc.clone(), v.vault.clone());
         let id = self.portal.ops.start(
@@ -599,16 +598,14 @@ impl Request<'_> {
         let body = self.json()?;
         let (ends, work): (Ends, Work) = match action {
             InstanceAction::Backup => {
-                let trigger: TriggerBackup =
-                    serde_json::from_value(body).map_err(|e| bad_body("backup request", e))?;
+                let trigger: AdhocBackupRequest =
+                    from_request_value(body).map_err(|e| bad_body("backup request", e))?;
                 let options = trigger.backup_rule_options;
                 self.svc().check_no_backup_running(&vault, &instance)?;
                 (
                     Ends::WhenJobStarts,
                     Box::pin(async move {
-                        let tag = options
-                            .trigger_option
-                            .and_then(|t| t.retention_tag_override);
+                        let tag = options.trigger_option.retention_tag_override;
                         let (job, _) = svc
                             .adhoc_backup(&vault, &instance, &options.rule_name, tag.as_deref())
                             .await?;
@@ -617,8 +614,8 @@ impl Request<'_> {
                 )
             }
             InstanceAction::Restore => {
-                let request: RestoreRequest =
-                    serde_json::from_value(body).map_err(|e| bad_body("restore request", e))?;
+                let request =
+                    RestoreRequest::from_value(body).map_err(|e| bad_body("restore request", e))?;
                 (
                     Ends::WhenJobStarts,
                     Box::pin(async move {
@@ -628,14 +625,10 @@ impl Request<'_> {
                 )
             }
             InstanceAction::ValidateRestore => {
-                let object = body.get("restoreRequestObject").cloned().ok_or_else(|| {
-                    bad_body(
-                        "validate-restore request",
-                        "it has no `restoreRequestObject`",
-                    )
-                })?;
-                let request: RestoreRequest =
-                    serde_json::from_value(object).map_err(|e| bad_body("restore request", e))?;
+                let ValidateRestoreRequest {
+                    restore_request_object: request,
+                } = from_request_value(body)
+                    .map_err(|e| bad_body("validate-restore request", e))?;
                 (
                     Ends::WhenDone,
                     Box::pin(async move {
@@ -800,29 +793,6 @@ pub(crate) const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_A
 /// A path segment as it goes into a URL.
 fn percent(segment: &str) -> String {
     percent_encoding::utf8_percent_encode(segment, SEGMENT).to_string()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TriggerBackup {
-    #[serde(alias = "backup_rule_options")]
-    backup_rule_options: BackupRuleOptions,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct BackupRuleOptions {
-    #[serde(alias = "rule_name")]
-    rule_name: String,
-    #[serde(default, alias = "trigger_option")]
-    trigger_option: Option<TriggerOption>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct TriggerOption {
-    #[serde(default, alias = "retention_tag_override")]
-    retention_tag_override: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

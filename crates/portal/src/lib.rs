@@ -28,8 +28,7 @@ pub mod operations;
 pub mod route;
 pub mod tls;
 
-/// The subscription id a host serves when none is given.
-pub const DEFAULT_SUBSCRIPTION_ID: &str = "00000000-0000-0000-0000-000000000000";
+pub use pgvault_model::resource::DEFAULT_SUBSCRIPTION_ID;
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -47,10 +46,11 @@ pub struct Portal {
 }
 
 impl Portal {
-    pub fn new(svc: Arc<Pgvault>, subscription: &str, tls: bool, listen: SocketAddr) -> Portal {
+    /// The portal of `svc`, serving the subscription of its home.
+    pub fn new(svc: Arc<Pgvault>, tls: bool, listen: SocketAddr) -> Portal {
         Portal {
+            subscription: svc.subscription_id().to_string(),
             svc,
-            subscription: subscription.to_owned(),
             ops: operations::Operations::default(),
             tls,
             listen: listen.to_string(),

@@ -26,12 +26,7 @@ struct Api {
 fn api() -> Api {
     let dir = tempfile::tempdir().unwrap();
     let svc = Arc::new(Pgvault::open(Home::at(dir.path().join("home"))).unwrap());
-    let portal = Portal::new(
-        svc.clone(),
-        DEFAULT_SUBSCRIPTION_ID,
-        false,
-        "127.0.0.1:8080".parse().unwrap(),
-    );
+    let portal = Portal::new(svc.clone(), false, "127.0.0.1:8080".parse().unwrap());
     Api {
         _dir: dir,
         svc,
@@ -291,7 +286,7 @@ async fn policies_are_created_read_listed_and_deleted_as_azure_does() {
     let template: Value = serde_json::from_str(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/conformance/azure/AzureDatabaseForPostgreSQL.defaultPolicy.json"
+            "/../../tests/conformance/azure/AzureDatabaseForPostgreSQL.defaultPolicy.json"
         ))
         .unwrap(),
     )
@@ -376,8 +371,9 @@ async fn long_lists_page_with_next_link() {
     let api = api();
     let token = api.token("ci", Role::Contributor);
     let names: Vec<String> = (0..205).map(|i| format!("v{i:03}")).collect();
+    let group = pgvault_model::resource::ResourceGroup::default();
     for name in &names {
-        api.svc.create_vault(name, None).await.unwrap();
+        api.svc.create_vault(name, &group, None).await.unwrap();
     }
     let mut url = format!(
         "/subscriptions/{DEFAULT_SUBSCRIPTION_ID}/providers/Microsoft.DataProtection/backupVaults?{V}"
@@ -469,4 +465,42 @@ async fn a_failed_long_running_operation_reports_its_error_in_its_status() {
     assert_eq!(last["status"], "Failed", "{last}");
     assert_eq!(last["error"]["code"], "UserErrorInvalidSecret", "{last}");
     assert!(last["startTime"].is_string() && last["endTime"].is_string());
+}
+
+#[tokio::test]
+async fn a_deleted_vault_can_be_made_again_in_another_resource_group() {
+    let api = api();
+    let token = api.token("ci", Role::Contributor);
+    let body = json!({"location": "local"});
+    let in_a = format!("{}/backupVaults/v1?{V}", group_path("group-a"));
+    let in_b = format!("{}/backupVaults/v1?{V}", group_path("group-b"));
+    let (status, _, created) = api
+        .call("PUT", &in_a, Some(&token), Some(body.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert!(
+        created["id"]
+            .as_str()
+            .unwrap()
+            .contains("/resourceGroups/group-a/"),
+        "{created}"
+    );
+    // Another group does not see it.
+    let (status, _, _) = api.call("GET", &in_b, Some(&token), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = api.call("DELETE", &in_a, Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, _) = api.call("GET", &in_a, Some(&token), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, created) = api.call("PUT", &in_b, Some(&token), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (status, _, shown) = api.call("GET", &in_b, Some(&token), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        shown["id"]
+            .as_str()
+            .unwrap()
+            .contains("/resourceGroups/group-b/"),
+        "{shown}"
+    );
 }

@@ -21,7 +21,6 @@ use pgvault_host::api::{initialize_for_data_recovery, initialize_for_data_recove
 use pgvault_host::service::Pgvault;
 use pgvault_model::job::{Job, JobFilter, JobStatus};
 use pgvault_model::policy::DatasourceType;
-use pgvault_model::resource::vault_id;
 use pgvault_model::templates::default_policy_template;
 use pgvault_testkit::{ClusterOptions, TestCluster};
 use serde_json::Value;
@@ -161,6 +160,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     step("pgvault backup-vault create --vault-name TestBkpVault")?;
     svc.create_vault(
         "TestBkpVault",
+        &Default::default(),
         Some(&format!("file://{}", vault_dir.display())),
     )
     .await
@@ -303,11 +303,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     let jobs = svc
         .jobs(&JobFilter::default().vault("TestBkpVault"))
         .map_err(coded)?;
-    let v = Value::Array(
-        jobs.iter()
-            .map(|j| j.to_azure_json(&vault_id(&j.vault_name)))
-            .collect(),
-    );
+    let v = Value::Array(svc.jobs_json(&jobs).await);
     say!("{}", render(&v, Format::Table));
 
     say!(

@@ -6,20 +6,23 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
+use super::scope::{Ids, Scope, Target, one_or_list};
 use pgvault_host::api::{DrillTarget, RecoveryPointChoice};
 use pgvault_host::api::{
     FilesTarget, initialize_for_data_recovery, initialize_for_data_recovery_to_files,
 };
 use pgvault_host::api::{InitializeArgs, initialize_instance};
+use pgvault_host::service::Pgvault;
 use pgvault_model::code::ErrorCode;
 use pgvault_model::instance::{
     BACKUPS_SUSPENDED, BackupInstanceRequest, PROTECTION_CONFIGURED, PROTECTION_STOPPED,
 };
 use pgvault_model::job::{Job, JobStatus};
-use pgvault_model::resource::vault_id;
+use pgvault_model::resource::ResourceKind;
 use pgvault_model::restore::{RestoreOptions, RestoreRequest};
 
 use super::{coded, open_service, read_json};
@@ -58,6 +61,8 @@ pub enum InstanceCommand {
     Create {
         #[arg(long, short = 'v')]
         vault_name: String,
+        #[command(flatten)]
+        scope: Scope,
         /// The request `initialize` printed (`-` for stdin).
         #[arg(long)]
         backup_instance: PathBuf,
@@ -67,10 +72,23 @@ pub enum InstanceCommand {
         after_help = "Example:\n  pgvault backup-instance show --vault-name TestBkpVault --name <instance name>"
     )]
     Show {
-        #[arg(long, short = 'v')]
-        vault_name: String,
-        #[arg(long, short = 'n', alias = "backup-instance-name")]
-        name: String,
+        #[arg(
+            long,
+            short = 'v',
+            required_unless_present = "ids",
+            conflicts_with = "ids"
+        )]
+        vault_name: Option<String>,
+        #[arg(
+            long,
+            short = 'n',
+            alias = "backup-instance-name",
+            required_unless_present = "ids",
+            conflicts_with = "ids"
+        )]
+        name: Option<String>,
+        #[command(flatten)]
+        ids: Ids,
     },
     /// List a vault's backup instances.
     #[command(
@@ -79,16 +97,31 @@ pub enum InstanceCommand {
     List {
         #[arg(long, short = 'v')]
         vault_name: String,
+        #[command(flatten)]
+        scope: Scope,
     },
     /// Back up now, keeping the recovery point under a retention rule of the policy.
     #[command(
         after_help = "Examples:\n  pgvault backup-instance adhoc-backup --vault-name TestBkpVault --name <instance name> --rule-name Default\n  pgvault backup-instance adhoc-backup --vault-name TestBkpVault --name <instance name> --rule-name Monthly\n  pgvault backup-instance adhoc-backup --vault-name TestBkpVault --name <instance name> --rule-name BackupWeekly --retention-tag-override Monthly"
     )]
     AdhocBackup {
-        #[arg(long, short = 'v')]
-        vault_name: String,
-        #[arg(long, short = 'n', alias = "backup-instance-name")]
-        name: String,
+        #[arg(
+            long,
+            short = 'v',
+            required_unless_present = "ids",
+            conflicts_with = "ids"
+        )]
+        vault_name: Option<String>,
+        #[arg(
+            long,
+            short = 'n',
+            alias = "backup-instance-name",
+            required_unless_present = "ids",
+            conflicts_with = "ids"
+        )]
+        name: Option<String>,
+        #[command(flatten)]
+        ids: Ids,
         /// The rule this backup is taken under: a retention rule (Default, Monthly, ...), which
         /// names its tag, or the backup rule (BackupWeekly), which takes the default tag unless
         /// --retention-tag-override names another.
@@ -107,10 +140,23 @@ pub enum InstanceCommand {
         after_help = "Example:\n  pgvault backup-instance suspend-backup --vault-name TestBkpVault --name <instance name>"
     )]
     SuspendBackup {
-        #[arg(long, short = 'v')]
-        vault_name: String,
-        #[arg(long, short = 'n', alias = "backup-instance-name")]
-        name: String,
+        #[arg(
+            long,
+            short = 'v',
+            required_unless_present = "ids",
+            conflicts_with = "ids"
+        )]
+        vault_name: Option<String>,
+        #[arg(
+            long,
+            short = 'n',
+            alias = "backup-instance-name",
+            required_unless_present = "ids",
+            conflicts_with = "ids"
+        )]
+        name: Option<String>,
+        #[command(flatten)]
+        ids: Ids,
     },
     /// Stop protection and retain the recovery points (Azure's StopProtection); resume with
     /// resume-protection.
@@ -118,10 +164,23 @@ pub enum InstanceCommand {
         after_help = "Example:\n  pgvault backup-instance stop-protection --vault-name TestBkpVault --name <instance name>"
     )]
     StopProtection {
-        #[arg(long, short = 'v')]
-        vault_name: String,
-        #[arg(long, short = 'n', alias = "backup-instance-name")]
-        name: String,
+        #[arg(
+            long,
+            short = 'v',
+            required_unless_present = "ids",
+            conflicts_with = "ids"
+        )]
+        vault_name: Option<String>,
+        #[arg(
+            long,
+            short = 'n',
+            alias = "backup-instance-name",
+            required_unless_present = "ids",
+            conflicts_with = "ids"
+        )]
+        name: Option<String>,
+        #[command(flatten)]
+        ids: Ids,
     },
     /// Stop protection and delete data: every recovery point (one DeleteRecoveryPoint job
     /// each), then the instance. The space returns at the next garbage collection.
@@ -129,10 +188,23 @@ pub enum InstanceCommand {
         after_help = "Example:\n  pgvault backup-instance delete --vault-name TestBkpVault --name <instance name> --yes"
     )]
     Delete {
-        #[arg(long, short = 'v')]
-        vault_name: String,
-        #[arg(long, short = 'n', alias = "backup-instance-name")]
-        name: String,
+        #[arg(
+            long,
+            short = 'v',
+            required_unless_present = "ids",
+            conflicts_with = "ids"
+        )]
+        vault_name: Option<String>,
+        #[arg(
+            long,
+            short = 'n',
+            alias = "backup-instance-name",
+            required_unless_present = "ids",
+            conflicts_with = "ids"
+        )]
+        name: Option<String>,
+        #[command(flatten)]
+        ids: Ids,
         /// Confirm the deletion (required: deleted recovery points cannot be restored).
         #[arg(long, short = 'y')]
         yes: bool,
@@ -142,10 +214,23 @@ pub enum InstanceCommand {
         after_help = "Example:\n  pgvault backup-instance resume-protection --vault-name TestBkpVault --name <instance name>"
     )]
     ResumeProtection {
-        #[arg(long, short = 'v')]
-        vault_name: String,
-        #[arg(long, short = 'n', alias = "backup-instance-name")]
-        name: String,
+        #[arg(
+            long,
+            short = 'v',
+            required_unless_present = "ids",
+            conflicts_with = "ids"
+        )]
+        vault_name: Option<String>,
+        #[arg(
+            long,
+            short = 'n',
+            alias = "backup-instance-name",
+            required_unless_present = "ids",
+            conflicts_with = "ids"
+        )]
+        name: Option<String>,
+        #[command(flatten)]
+        ids: Ids,
     },
 }
 
@@ -300,10 +385,23 @@ pub enum RestoreCommand {
         after_help = "Example:\n  pgvault backup-instance restore trigger --vault-name TestBkpVault --backup-instance-name <instance name> \\\n      --restore-request-object restore.json"
     )]
     Trigger {
-        #[arg(long, short = 'v')]
-        vault_name: String,
-        #[arg(long, short = 'n', alias = "name")]
-        backup_instance_name: String,
+        #[arg(
+            long,
+            short = 'v',
+            required_unless_present = "ids",
+            conflicts_with = "ids"
+        )]
+        vault_name: Option<String>,
+        #[arg(
+            long,
+            short = 'n',
+            alias = "name",
+            required_unless_present = "ids",
+            conflicts_with = "ids"
+        )]
+        backup_instance_name: Option<String>,
+        #[command(flatten)]
+        ids: Ids,
         /// The request an initialize-for-* command printed (`-` for stdin).
         #[arg(long)]
         restore_request_object: PathBuf,
@@ -339,8 +437,13 @@ fn show_progress(
 }
 
 /// Prints a finished job; a failed job is an error exit with its code and message.
-pub fn report_job(job: &Job, extra: Option<Value>, format: Format) -> anyhow::Result<ExitCode> {
-    let mut v = job.to_azure_json(&vault_id(&job.vault_name));
+pub async fn report_job(
+    svc: &Pgvault,
+    job: &Job,
+    extra: Option<Value>,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let mut v = svc.operation_json(job).await;
     if let Some(extra) = extra {
         v["properties"]["result"] = extra;
     }
@@ -370,6 +473,15 @@ fn datastore_name(source: &SourceArgs) -> anyhow::Result<String> {
 /// as every request is.
 fn read_request<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
     read_json(path, what, pgvault_host::api::limits::REQUEST_BYTES)
+}
+
+/// What a request that is JSON but not the request wanted is called in its error.
+fn request_error(path: &Path, what: &str) -> String {
+    if path == Path::new("-") {
+        format!("stdin is not a valid {what}")
+    } else {
+        format!("`{}` is not a valid {what}", path.display())
+    }
 }
 
 /// Prints a request the `initialize-for-data-recovery*` commands made, as JSON, completed
@@ -421,20 +533,31 @@ pub async fn run(cmd: InstanceCommand, format: Format) -> anyhow::Result<ExitCod
         }
         InstanceCommand::Create {
             vault_name,
+            scope,
             backup_instance,
         } => {
-            let req: BackupInstanceRequest =
-                read_request(&backup_instance, "backup-instance request")?;
+            let what = "backup-instance request";
+            let req = BackupInstanceRequest::from_value(read_request(&backup_instance, what)?)
+                .with_context(|| request_error(&backup_instance, what))?;
             let svc = open_service()?;
+            scope.check_vault(&svc, &vault_name).await?;
             print(&svc.protect(&vault_name, req).await.map_err(coded)?, format)?;
         }
-        InstanceCommand::Show { vault_name, name } => {
+        InstanceCommand::Show {
+            vault_name,
+            name,
+            ids,
+        } => {
             let svc = open_service()?;
-            let instance = svc.instance_json(&vault_name, &name).await.map_err(coded)?;
-            print(&instance, format)?;
+            let mut out = Vec::new();
+            for t in instances(&svc, &ids, vault_name, name).await? {
+                out.push(svc.instance_json(&t.vault, &t.name).await.map_err(coded)?);
+            }
+            print(&one_or_list(out), format)?;
         }
-        InstanceCommand::List { vault_name } => {
+        InstanceCommand::List { vault_name, scope } => {
             let svc = open_service()?;
+            scope.check_vault(&svc, &vault_name).await?;
             let (list, unreadable) = svc.instances_json(&vault_name).await.map_err(coded)?;
             print(&Value::Array(list), format)?;
             super::fail_on_unreadable("backup instances", unreadable)?;
@@ -442,69 +565,138 @@ pub async fn run(cmd: InstanceCommand, format: Format) -> anyhow::Result<ExitCod
         InstanceCommand::AdhocBackup {
             vault_name,
             name,
+            ids,
             rule_name,
             retention_tag_override,
         } => {
             let svc = open_service()?;
+            let t = one(instances(&svc, &ids, vault_name, name).await?)?;
             let (job, manifest) = svc
                 .adhoc_backup(
-                    &vault_name,
-                    &name,
+                    &t.vault,
+                    &t.name,
                     &rule_name,
                     retention_tag_override.as_deref(),
                 )
                 .await
                 .map_err(coded)?;
             let extra = manifest.map(|m| json!({ "recoveryPointId": m.recovery_point_id, "bytesRead": m.stats.bytes_read, "bytesStored": m.stats.bytes_stored }));
-            return report_job(&job, extra, format);
+            return report_job(&svc, &job, extra, format).await;
         }
         InstanceCommand::Restore(r) => return restore(r, format).await,
-        InstanceCommand::SuspendBackup { vault_name, name } => {
-            set_state(&vault_name, &name, BACKUPS_SUSPENDED, format).await?;
+        InstanceCommand::SuspendBackup {
+            vault_name,
+            name,
+            ids,
+        } => {
+            set_state(&ids, vault_name, name, BACKUPS_SUSPENDED, format).await?;
         }
-        InstanceCommand::StopProtection { vault_name, name } => {
-            set_state(&vault_name, &name, PROTECTION_STOPPED, format).await?;
+        InstanceCommand::StopProtection {
+            vault_name,
+            name,
+            ids,
+        } => {
+            set_state(&ids, vault_name, name, PROTECTION_STOPPED, format).await?;
         }
-        InstanceCommand::ResumeProtection { vault_name, name } => {
-            set_state(&vault_name, &name, PROTECTION_CONFIGURED, format).await?;
+        InstanceCommand::ResumeProtection {
+            vault_name,
+            name,
+            ids,
+        } => {
+            set_state(&ids, vault_name, name, PROTECTION_CONFIGURED, format).await?;
         }
         InstanceCommand::Delete {
             vault_name,
             name,
+            ids,
             yes,
         } => {
+            let svc = open_service()?;
+            let targets = instances(&svc, &ids, vault_name, name).await?;
             if !yes {
+                let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
                 anyhow::bail!(
-                    "{code}: deleting backup instance `{name}` deletes all its recovery points and cannot be undone; add --yes to confirm",
+                    "{code}: deleting backup instance `{}` deletes all its recovery points and cannot be undone; add --yes to confirm",
+                    names.join("`, `"),
                     code = ErrorCode::UserErrorConfirmationRequired
                 );
             }
-            let jobs = open_service()?
-                .delete_backup_instance(&vault_name, &name)
-                .await
-                .map_err(coded)?;
-            print(
-                &serde_json::Value::Array(jobs.iter().map(|j| j.azure_json()).collect()),
-                format,
-            )?;
+            let mut jobs = Vec::new();
+            for t in targets {
+                jobs.extend(
+                    svc.delete_backup_instance(&t.vault, &t.name)
+                        .await
+                        .map_err(coded)?,
+                );
+            }
+            print(&Value::Array(svc.jobs_json(&jobs).await), format)?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
 async fn set_state(
-    vault_name: &str,
-    name: &str,
+    ids: &Ids,
+    vault_name: Option<String>,
+    name: Option<String>,
     state: &str,
     format: Format,
 ) -> anyhow::Result<()> {
     let svc = open_service()?;
-    let instance = svc
-        .set_protection_state(vault_name, name, state)
-        .await
-        .map_err(coded)?;
-    print(&instance, format)?;
+    let mut out = Vec::new();
+    for t in instances(&svc, ids, vault_name, name).await? {
+        out.push(
+            svc.set_protection_state(&t.vault, &t.name, state)
+                .await
+                .map_err(coded)?,
+        );
+    }
+    print(&one_or_list(out), format)?;
     Ok(())
+}
+
+/// A backup instance a command acts on.
+struct InstanceTarget {
+    vault: String,
+    name: String,
+}
+
+/// The backup instances `--ids`, or `--vault-name` and `--name`, name (checked against `-g`
+/// and `--subscription`).
+async fn instances(
+    svc: &Pgvault,
+    ids: &Ids,
+    vault_name: Option<String>,
+    name: Option<String>,
+) -> anyhow::Result<Vec<InstanceTarget>> {
+    let targets = ids
+        .targets(
+            svc,
+            ResourceKind::Instance,
+            vault_name.as_deref(),
+            name.as_deref(),
+            None,
+        )
+        .await?;
+    targets
+        .into_iter()
+        .map(|Target { vault, name, .. }| {
+            let name = name.ok_or_else(|| anyhow::anyhow!("give --name, or --ids"))?;
+            Ok(InstanceTarget { vault, name })
+        })
+        .collect()
+}
+
+/// The one target of a command that runs one job and reports it (az runs it per id; pgvault
+/// asks for one at a time so that the exit status is that job's).
+fn one(mut targets: Vec<InstanceTarget>) -> anyhow::Result<InstanceTarget> {
+    if targets.len() != 1 {
+        anyhow::bail!(
+            "{code}: this command runs one job: give one backup instance id to --ids",
+            code = ErrorCode::UserErrorInvalidInput
+        );
+    }
+    Ok(targets.remove(0))
 }
 
 async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode> {
@@ -575,15 +767,20 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
                 .await
                 .map_err(coded)?;
             let report = report.map(|r| serde_json::to_value(r).expect("a report serializes"));
-            return report_job(&job, report, format);
+            return report_job(&svc, &job, report, format).await;
         }
         RestoreCommand::Trigger {
             vault_name,
             backup_instance_name,
+            ids,
             restore_request_object,
         } => {
-            let req: RestoreRequest = read_request(&restore_request_object, "restore request")?;
+            let what = "restore request";
+            let req = RestoreRequest::from_value(read_request(&restore_request_object, what)?)
+                .with_context(|| request_error(&restore_request_object, what))?;
             let svc = open_service()?;
+            let t = one(instances(&svc, &ids, vault_name, backup_instance_name).await?)?;
+            let (vault_name, backup_instance_name) = (t.vault, t.name);
             let written = Arc::new(AtomicU64::new(0));
             let total = svc
                 .recovery_point_length(&vault_name, &backup_instance_name, &req.recovery_point_id)
@@ -597,7 +794,7 @@ async fn restore(cmd: RestoreCommand, format: Format) -> anyhow::Result<ExitCode
                 bar.finish_and_clear();
             }
             let (job, outcome) = result.map_err(coded)?;
-            return report_job(&job, outcome.map(|o| o.target), format);
+            return report_job(&svc, &job, outcome.map(|o| o.target), format).await;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -13,13 +13,16 @@ use pgvault_host::history::DEFAULT_JOB_HISTORY_RETENTION;
 use pgvault_model::code::ErrorCode;
 use pgvault_model::duration::IsoDuration;
 use pgvault_model::job::{
-    Job, JobFilter, JobStatus, JobSummaryRow, Operation, StatusCounts, azure_time, retention_cutoff,
+    Job, JobFilter, JobStatus, JobSummaryRow, OperationFilter, StatusCounts, azure_time,
+    retention_cutoff,
 };
 use pgvault_model::simulate::parse_time;
 
+use super::scope::{Ids, Scope};
 use super::{coded, open_service};
 use crate::output::{Format, line, print, table};
 use pgvault_model::human;
+use pgvault_model::resource::ResourceKind;
 
 #[derive(Subcommand, Debug)]
 pub enum JobCommand {
@@ -40,11 +43,13 @@ pub enum JobCommand {
         /// Started and Succeeded also work), in any case.
         #[arg(long, value_parser = parse_status)]
         status: Option<JobStatus>,
-        /// Only jobs of this operation, in any case: ConfigureBackup, OnDemandBackup,
-        /// ScheduledBackup, Restore, ScriptRun, RetentionSweep, DeleteRecoveryPoint,
-        /// MoveToArchive or RestoreDrill.
+        /// Only jobs of this operation, in any case: pgvault's (ConfigureBackup,
+        /// OnDemandBackup, ScheduledBackup, Restore, ScriptRun, RetentionSweep,
+        /// DeleteRecoveryPoint, MoveToArchive, RestoreDrill, Rehydrate), as `pgvaultOperation`
+        /// shows them, or Azure's as `operation` shows them (Backup is both backups; Tiering,
+        /// Management).
         #[arg(long, value_parser = parse_operation)]
-        operation: Option<Operation>,
+        operation: Option<OperationFilter>,
         /// Only jobs started at or after this time: RFC 3339, or a date meaning its midnight
         /// UTC.
         #[arg(long, visible_alias = "start-time", value_parser = parse_time)]
@@ -56,16 +61,26 @@ pub enum JobCommand {
         /// At most this many jobs (the table's summary still counts every job in the window).
         #[arg(long)]
         limit: Option<usize>,
+        /// With --vault-name, the vault's group; without, only jobs of vaults in this group.
+        #[command(flatten)]
+        scope: Scope,
     },
     /// Show one job whole, with its sub-tasks.
     #[command(
         after_help = "Example:\n  pgvault job show --job-id 3c60cb49-63e8-4b21-b9bd-26277b3fdfae"
     )]
     Show {
-        #[arg(long, short = 'v')]
+        #[arg(long, short = 'v', conflicts_with = "ids")]
         vault_name: Option<String>,
-        #[arg(long, alias = "name")]
-        job_id: String,
+        #[arg(
+            long,
+            alias = "name",
+            required_unless_present = "ids",
+            conflicts_with = "ids"
+        )]
+        job_id: Option<String>,
+        #[command(flatten)]
+        ids: Ids,
     },
     /// Delete finished jobs (and their sub-tasks) that ended longer ago than a retention from
     /// the job history. Jobs still in progress are always kept. Recovery points are not
@@ -92,7 +107,7 @@ fn parse_status(s: &str) -> Result<JobStatus, String> {
     s.parse().map_err(|e| format!("{e}"))
 }
 
-fn parse_operation(s: &str) -> Result<Operation, String> {
+fn parse_operation(s: &str) -> Result<OperationFilter, String> {
     s.parse().map_err(|e| format!("{e}"))
 }
 
@@ -114,7 +129,7 @@ fn list_filter(
     vault_name: Option<String>,
     backup_instance_name: Option<String>,
     status: Option<JobStatus>,
-    operation: Option<Operation>,
+    operation: Option<OperationFilter>,
     since: Option<DateTime<Utc>>,
     until: Option<DateTime<Utc>>,
     limit: Option<usize>,
@@ -152,7 +167,13 @@ pub async fn run(cmd: JobCommand, format: Format) -> anyhow::Result<ExitCode> {
             since,
             until,
             limit,
+            scope,
         } => {
+            let group = scope.group()?;
+            match &vault_name {
+                Some(vault) => scope.check_vault(&svc, vault).await?,
+                None => scope.check_subscription(&svc)?,
+            }
             let filter = list_filter(
                 vault_name,
                 backup_instance_name,
@@ -162,11 +183,19 @@ pub async fn run(cmd: JobCommand, format: Format) -> anyhow::Result<ExitCode> {
                 until,
                 limit,
             )?;
-            let jobs = svc.jobs(&filter).map_err(coded)?;
-            print(
-                &Value::Array(jobs.iter().map(Job::azure_json).collect()),
-                format,
-            )?;
+            let mut jobs = svc.jobs(&filter).map_err(coded)?;
+            if let Some(group) = group.filter(|_| filter.vault.is_none()) {
+                let mut kept = Vec::with_capacity(jobs.len());
+                for job in jobs {
+                    if let Some(vault) = job.vault()
+                        && svc.vault_group(vault).await.is_ok_and(|g| g == group)
+                    {
+                        kept.push(job);
+                    }
+                }
+                jobs = kept;
+            }
+            print(&Value::Array(svc.jobs_json(&jobs).await), format)?;
             if format == Format::Table {
                 let summary = svc.history().summary(&filter).map_err(|e| {
                     anyhow::anyhow!(
@@ -177,7 +206,32 @@ pub async fn run(cmd: JobCommand, format: Format) -> anyhow::Result<ExitCode> {
                 line(&format!("\n{}", summary_table(&summary, since, until)))?;
             }
         }
-        JobCommand::Show { vault_name, job_id } => {
+        JobCommand::Show {
+            vault_name,
+            job_id,
+            ids,
+        } => {
+            let vault_name_was_absent = vault_name.is_none();
+            let (vault_name, job_id) = if ids.ids.is_empty() {
+                if let Some(vault) = &vault_name {
+                    ids.scope.check_vault(&svc, vault).await?;
+                } else {
+                    ids.scope.check_subscription(&svc)?;
+                }
+                (vault_name, job_id.unwrap_or_default())
+            } else {
+                let mut targets = ids
+                    .targets(&svc, ResourceKind::Job, None, None, None)
+                    .await?;
+                if targets.len() != 1 {
+                    anyhow::bail!(
+                        "{code}: give one job id to --ids",
+                        code = ErrorCode::UserErrorInvalidInput
+                    );
+                }
+                let t = targets.remove(0);
+                (Some(t.vault), t.name.unwrap_or_default())
+            };
             let job = svc.job(&job_id).map_err(coded)?;
             if let Some(v) = vault_name
                 && !job.vault().is_some_and(|own| own.eq_ignore_ascii_case(&v))
@@ -191,7 +245,24 @@ pub async fn run(cmd: JobCommand, format: Format) -> anyhow::Result<ExitCode> {
                     code = ErrorCode::UserErrorJobNotFound
                 );
             }
-            print(&job.azure_json(), format)?;
+            // -g without --vault-name: the job's vault must be in that group.
+            if let Some(group) = ids.scope.group()?
+                && vault_name_was_absent
+            {
+                let own = match job.vault() {
+                    Some(vault) => svc.vault_group(vault).await.ok(),
+                    None => None,
+                };
+                if own.as_ref() != Some(&group) {
+                    anyhow::bail!(
+                        "{code}: job {job_id} is not a job of a vault in resource group `{group}`{}",
+                        own.map(|g| format!(" (its vault is in `{g}`)"))
+                            .unwrap_or_default(),
+                        code = ErrorCode::UserErrorJobNotFound
+                    );
+                }
+            }
+            print(&svc.job_json(&job).await, format)?;
             if format == Format::Table && !job.tasks.is_empty() {
                 line(&format!("\n{}", tasks_table(&job)))?;
             }
@@ -324,6 +395,7 @@ fn tasks_table(job: &Job) -> String {
 mod tests {
     use super::*;
     use clap::Parser;
+    use pgvault_model::job::{AzureOperation, Operation};
 
     #[derive(Parser, Debug)]
     struct Cli {
@@ -351,6 +423,7 @@ mod tests {
                 since,
                 until,
                 limit,
+                ..
             } => list_filter(
                 vault_name,
                 backup_instance_name,
@@ -369,7 +442,7 @@ mod tests {
     fn list_flags_become_a_filter() {
         let all = JobFilter::default();
         // (arguments, the filter, or words of the error)
-        let cases: [(&[&str], Result<JobFilter, &str>); 12] = [
+        let cases: [(&[&str], Result<JobFilter, &str>); 13] = [
             (&["list"], Ok(all.clone())),
             (
                 &["list", "--vault-name", "V", "--instance", "pg1\\db"],
@@ -422,7 +495,13 @@ mod tests {
             ),
             (&["list", "--status", "Done"], Err("is not a job status")),
             (
-                &["list", "--operation", "Backup"],
+                &["list", "--operation", "backup"],
+                Ok(all
+                    .clone()
+                    .operation(OperationFilter::Azure(AzureOperation::Backup))),
+            ),
+            (
+                &["list", "--operation", "Archive"],
                 Err("expected one of ConfigureBackup"),
             ),
             (&["list", "--since", "yesterday"], Err("is not a time")),

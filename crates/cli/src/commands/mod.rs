@@ -9,6 +9,7 @@ pub mod recovery_point;
 pub mod repl;
 pub mod retention;
 pub mod run;
+pub mod scope;
 pub mod serve;
 pub mod simulate;
 pub mod tick;
@@ -55,8 +56,17 @@ pub fn fail_on_unreadable(
 }
 
 pub fn open_service() -> anyhow::Result<Pgvault> {
-    let home = Home::from_env().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let home = Home::from_env().map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?;
     Pgvault::open(home).map_err(coded)
+}
+
+/// [`open_service`] serving `subscription` (`serve --subscription-id`) rather than the
+/// environment's.
+pub fn open_service_in(
+    subscription: pgvault_model::resource::SubscriptionId,
+) -> anyhow::Result<Pgvault> {
+    let home = Home::from_env().map_err(|e| anyhow::anyhow!("{}: {e}", e.code()))?;
+    Pgvault::open(home.with_subscription_id(subscription)).map_err(coded)
 }
 
 /// Reads a JSON file (`-` for stdin) of at most `limit` bytes, naming the file in any error.

@@ -28,8 +28,10 @@ use pgvault_model::policy::{
 use pgvault_model::policy_edit::{self, CopyOptionKind, IntervalType};
 use pgvault_model::templates::default_policy_template;
 
+use super::scope::{Ids, Scope, one_or_list};
 use super::{coded, open_service};
 use crate::output::{Format, print, render};
+use pgvault_model::resource::ResourceKind;
 
 #[derive(Subcommand, Debug)]
 pub enum PolicyCommand {
@@ -49,6 +51,8 @@ pub enum PolicyCommand {
     Create {
         #[arg(long, short = 'v')]
         vault_name: String,
+        #[command(flatten)]
+        scope: Scope,
         /// Name of the new policy.
         #[arg(long, short = 'n', alias = "name")]
         backup_policy_name: String,
@@ -61,10 +65,23 @@ pub enum PolicyCommand {
         after_help = "Example:\n  pgvault backup-policy show --vault-name TestBkpVault --name OssPolicy"
     )]
     Show {
-        #[arg(long, short = 'v')]
-        vault_name: String,
-        #[arg(long, short = 'n', alias = "backup-policy-name")]
-        name: String,
+        #[arg(
+            long,
+            short = 'v',
+            required_unless_present = "ids",
+            conflicts_with = "ids"
+        )]
+        vault_name: Option<String>,
+        #[arg(
+            long,
+            short = 'n',
+            alias = "backup-policy-name",
+            required_unless_present = "ids",
+            conflicts_with = "ids"
+        )]
+        name: Option<String>,
+        #[command(flatten)]
+        ids: Ids,
     },
     /// List a vault's policies.
     #[command(
@@ -73,6 +90,8 @@ pub enum PolicyCommand {
     List {
         #[arg(long, short = 'v')]
         vault_name: String,
+        #[command(flatten)]
+        scope: Scope,
     },
     /// Create a backup schedule and set it in a policy.
     #[command(subcommand)]
@@ -286,6 +305,7 @@ pub async fn run(cmd: PolicyCommand, format: Format) -> anyhow::Result<ExitCode>
         }
         PolicyCommand::Create {
             vault_name,
+            scope,
             backup_policy_name,
             policy,
         } => {
@@ -299,6 +319,7 @@ pub async fn run(cmd: PolicyCommand, format: Format) -> anyhow::Result<ExitCode>
                 )
             })?;
             let svc = open_service()?;
+            scope.check_vault(&svc, &vault_name).await?;
             print(
                 &svc.create_policy(&vault_name, &backup_policy_name, &policy)
                     .await
@@ -306,15 +327,31 @@ pub async fn run(cmd: PolicyCommand, format: Format) -> anyhow::Result<ExitCode>
                 format,
             )?;
         }
-        PolicyCommand::Show { vault_name, name } => {
+        PolicyCommand::Show {
+            vault_name,
+            name,
+            ids,
+        } => {
             let svc = open_service()?;
-            print(
-                &svc.policy_json(&vault_name, &name).await.map_err(coded)?,
-                format,
-            )?;
+            let targets = ids
+                .targets(
+                    &svc,
+                    ResourceKind::Policy,
+                    vault_name.as_deref(),
+                    name.as_deref(),
+                    None,
+                )
+                .await?;
+            let mut out = Vec::new();
+            for t in targets {
+                let name = t.name.unwrap_or_default();
+                out.push(svc.policy_json(&t.vault, &name).await.map_err(coded)?);
+            }
+            print(&one_or_list(out), format)?;
         }
-        PolicyCommand::List { vault_name } => {
+        PolicyCommand::List { vault_name, scope } => {
             let svc = open_service()?;
+            scope.check_vault(&svc, &vault_name).await?;
             let (policies, unreadable) = svc.policies_json(&vault_name).await.map_err(coded)?;
             print(&Value::Array(policies), format)?;
             super::fail_on_unreadable("policies", unreadable)?;

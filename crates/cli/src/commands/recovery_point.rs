@@ -9,9 +9,11 @@ use pgvault_host::api::{PointSelection, PointVerification};
 use pgvault_model::code::ErrorCode;
 
 use super::instance::report_job;
+use super::scope::{Ids, Scope, one_or_list};
 use super::{coded, open_service};
 use crate::output::{Format, line, print, table};
 use pgvault_model::human;
+use pgvault_model::resource::ResourceKind;
 
 #[derive(Subcommand, Debug)]
 pub enum RecoveryPointCommand {
@@ -24,6 +26,8 @@ pub enum RecoveryPointCommand {
         vault_name: String,
         #[arg(long)]
         backup_instance_name: String,
+        #[command(flatten)]
+        scope: Scope,
     },
     /// Show one recovery point, with what its backup recorded of the database's contents
     /// (schemas, extensions, tables and row counts) under `pgvaultContents`.
@@ -31,12 +35,19 @@ pub enum RecoveryPointCommand {
         after_help = "Example:\n  pgvault recovery-point show --vault-name TestBkpVault --backup-instance-name <instance name> --recovery-point-id <id>"
     )]
     Show {
-        #[arg(long, short = 'v')]
-        vault_name: String,
-        #[arg(long)]
-        backup_instance_name: String,
-        #[arg(long)]
-        recovery_point_id: String,
+        #[arg(
+            long,
+            short = 'v',
+            required_unless_present = "ids",
+            conflicts_with = "ids"
+        )]
+        vault_name: Option<String>,
+        #[arg(long, required_unless_present = "ids", conflicts_with = "ids")]
+        backup_instance_name: Option<String>,
+        #[arg(long, required_unless_present = "ids", conflicts_with = "ids")]
+        recovery_point_id: Option<String>,
+        #[command(flatten)]
+        ids: Ids,
     },
     /// Copy a recovery point that lives only in the archive tier back to the vault tier for
     /// 10 to 30 days, as a Rehydrate job; then restore it with --source-datastore ArchiveStore.
@@ -105,7 +116,9 @@ pub async fn run(cmd: RecoveryPointCommand, format: Format) -> anyhow::Result<Ex
         RecoveryPointCommand::List {
             vault_name,
             backup_instance_name,
+            scope,
         } => {
+            scope.check_vault(&svc, &vault_name).await?;
             // Damaged manifests are listed after the good points, as `Partial` with why.
             let points = svc
                 .recovery_points_json(&vault_name, &backup_instance_name)
@@ -117,12 +130,29 @@ pub async fn run(cmd: RecoveryPointCommand, format: Format) -> anyhow::Result<Ex
             vault_name,
             backup_instance_name,
             recovery_point_id,
+            ids,
         } => {
-            let point = svc
-                .recovery_point_json(&vault_name, &backup_instance_name, &recovery_point_id)
-                .await
-                .map_err(coded)?;
-            print(&point, format)?;
+            let targets = ids
+                .targets(
+                    &svc,
+                    ResourceKind::RecoveryPoint,
+                    vault_name.as_deref(),
+                    recovery_point_id.as_deref(),
+                    backup_instance_name.as_deref(),
+                )
+                .await?;
+            let mut out = Vec::new();
+            for t in targets {
+                let (Some(instance), Some(id)) = (t.instance, t.name) else {
+                    anyhow::bail!("give --backup-instance-name and --recovery-point-id, or --ids");
+                };
+                out.push(
+                    svc.recovery_point_json(&t.vault, &instance, &id)
+                        .await
+                        .map_err(coded)?,
+                );
+            }
+            print(&one_or_list(out), format)?;
         }
         RecoveryPointCommand::Rehydrate {
             vault_name,
@@ -141,7 +171,7 @@ pub async fn run(cmd: RecoveryPointCommand, format: Format) -> anyhow::Result<Ex
                 )
                 .await
                 .map_err(coded)?;
-            return report_job(&job, None, format);
+            return report_job(&svc, &job, None, format).await;
         }
         RecoveryPointCommand::Delete {
             vault_name,
@@ -159,7 +189,7 @@ pub async fn run(cmd: RecoveryPointCommand, format: Format) -> anyhow::Result<Ex
                 .delete_recovery_point(&vault_name, &backup_instance_name, &recovery_point_id)
                 .await
                 .map_err(coded)?;
-            return report_job(&job, None, format);
+            return report_job(&svc, &job, None, format).await;
         }
         RecoveryPointCommand::Verify {
             vault_name,

@@ -854,7 +854,7 @@ mod tests {
     #[test]
     fn job_arrays_show_as_a_table_and_other_values_as_json() {
         let job = serde_json::json!({"name": "j1", "type": "Microsoft.DataProtection/backupVaults/backupJobs",
-            "properties": {"operation": "OnDemandBackup", "status": "Completed", "duration": "PT1S"}});
+            "properties": {"operation": "Backup", "pgvaultOperation": "OnDemandBackup", "status": "Completed", "duration": "PT1S"}});
         let table = show_json(&Value::Array(vec![job.clone()]));
         assert!(table.starts_with("Job"), "{table}");
         assert!(table.contains("OnDemandBackup"), "{table}");

@@ -11,6 +11,7 @@ use pgvault_model::job::JobStatus;
 
 use super::{coded, open_service};
 use crate::output::{Format, line, print};
+use pgvault_host::service::Pgvault;
 use pgvault_model::human;
 
 #[derive(Subcommand, Debug)]
@@ -76,10 +77,13 @@ pub async fn run(cmd: RetentionCommand, format: Format) -> anyhow::Result<ExitCo
     }
     match format {
         Format::Table => print_table(&sweeps, dry_run)?,
-        Format::Json => print(
-            &Value::Array(sweeps.iter().map(sweep_json).collect()),
-            format,
-        )?,
+        Format::Json => {
+            let mut out = Vec::with_capacity(sweeps.len());
+            for s in &sweeps {
+                out.push(sweep_json(&svc, s).await);
+            }
+            print(&Value::Array(out), format)?
+        }
     }
     Ok(if failed {
         ExitCode::FAILURE
@@ -89,18 +93,18 @@ pub async fn run(cmd: RetentionCommand, format: Format) -> anyhow::Result<ExitCo
 }
 
 /// A vault's sweep; one that could not run is `{"vault", "error": {"code", "message"}}`.
-fn sweep_json(s: &VaultSweep) -> Value {
+async fn sweep_json(svc: &Pgvault, s: &VaultSweep) -> Value {
     match &s.outcome {
-        Ok(o) => outcome_json(o),
+        Ok(o) => outcome_json(svc, o).await,
         Err(e) => json!({"vault": s.vault, "error": {"code": e.code, "message": e.message}}),
     }
 }
 
-fn outcome_json(o: &SweepOutcome) -> Value {
+async fn outcome_json(svc: &Pgvault, o: &SweepOutcome) -> Value {
     let mut v = serde_json::to_value(o).expect("a sweep outcome serializes");
     if let Some(job) = &o.job {
-        v["job"] = job.azure_json();
-        v["actionJobs"] = Value::Array(o.action_jobs.iter().map(|j| j.azure_json()).collect());
+        v["job"] = svc.job_json(job).await;
+        v["actionJobs"] = Value::Array(svc.jobs_json(&o.action_jobs).await);
     }
     v
 }

@@ -59,15 +59,14 @@ pub struct PortalArgs {
     insecure_http: bool,
     /// The subscription id the REST API serves (a GUID; ids are
     /// `/subscriptions/<id>/resourceGroups/<group>/...`).
-    #[arg(long, env = "PGVAULT_SUBSCRIPTION_ID", default_value = pgvault_portal::DEFAULT_SUBSCRIPTION_ID, value_parser = parse_subscription)]
-    subscription_id: String,
+    /// Default: PGVAULT_SUBSCRIPTION_ID, else the all-zero GUID, as every command reads it.
+    #[arg(long, value_parser = parse_subscription)]
+    subscription_id: Option<pgvault_model::resource::SubscriptionId>,
 }
 
 /// A subscription id: a GUID, as Azure's.
-fn parse_subscription(text: &str) -> Result<String, String> {
-    uuid::Uuid::parse_str(text)
-        .map(|u| u.hyphenated().to_string())
-        .map_err(|_| format!("`{text}` is not a subscription id; give a GUID (00000000-0000-0000-0000-000000000000)"))
+fn parse_subscription(text: &str) -> Result<pgvault_model::resource::SubscriptionId, String> {
+    pgvault_model::resource::SubscriptionId::parse(text).map_err(|e| e.to_string())
 }
 
 /// Binds the REST API's listener and reads its TLS identity, or says why not.
@@ -101,8 +100,7 @@ async fn bind_portal(
     let bound = listener
         .local_addr()
         .context("reading the listening address")?;
-    let portal =
-        pgvault_portal::Portal::new(svc.clone(), &args.subscription_id, tls.is_some(), bound);
+    let portal = pgvault_portal::Portal::new(svc.clone(), tls.is_some(), bound);
     let scheme = if tls.is_some() { "https" } else { "http" };
     eprintln!("pgvault: REST API listening on {scheme}://{bound}");
     Ok(Some((
@@ -113,7 +111,10 @@ async fn bind_portal(
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let svc = Arc::new(open_service()?);
+    let svc = Arc::new(match &args.portal.subscription_id {
+        Some(subscription) => super::open_service_in(subscription.clone())?,
+        None => open_service()?,
+    });
 
     let (events, rx) = mpsc::channel(16);
     let scripts_dir = args

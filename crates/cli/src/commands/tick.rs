@@ -49,9 +49,13 @@ pub async fn run(args: TickArgs, format: Format) -> anyhow::Result<ExitCode> {
         );
     let mut failed = false;
     let mut jobs = Vec::new();
-    let push = |job: &Job, jobs: &mut Vec<Value>, failed: &mut bool| {
+    // Jobs are rendered after the loop (their ids need their vaults' groups): a `null`
+    // holds each one's place among the errors.
+    let mut ran: Vec<(usize, Job)> = Vec::new();
+    let mut push = |job: &Job, jobs: &mut Vec<Value>, failed: &mut bool| {
         *failed |= job.status() == JobStatus::Failed;
-        jobs.push(job.azure_json());
+        ran.push((jobs.len(), job.clone()));
+        jobs.push(Value::Null);
     };
     for ticked in tick(&svc, &mut agenda, now).await.map_err(coded)? {
         match ticked {
@@ -102,6 +106,9 @@ pub async fn run(args: TickArgs, format: Format) -> anyhow::Result<ExitCode> {
             }
             Ticked::Script { job, .. } => push(&job.map_err(coded)?, &mut jobs, &mut failed),
         }
+    }
+    for (at, job) in ran {
+        jobs[at] = svc.job_json(&job).await;
     }
     print(&Value::Array(jobs), format)?;
     Ok(if failed {

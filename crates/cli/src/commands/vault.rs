@@ -16,20 +16,24 @@ use pgvault_host::retention::TierGc;
 use pgvault_host::verify::VaultCheck;
 use pgvault_model::code::ErrorCode;
 
+use super::scope::{Ids, Scope, one_or_list};
 use super::{coded, open_service};
 use crate::output::{Format, line, print, table};
 use pgvault_model::human;
+use pgvault_model::resource::ResourceKind;
 
 #[derive(Subcommand, Debug)]
 pub enum VaultCommand {
     /// Create a backup vault: a folder (or, later, a Blob container) that holds policies, instances and recovery points.
     #[command(
-        after_help = "Example:\n  pgvault backup-vault create --vault-name TestBkpVault --storage-url file:///var/backups/pgvault\n\nWithout --storage-url the vault lives under $PGVAULT_HOME/vaults/<name>."
+        after_help = "Example:\n  pgvault backup-vault create --vault-name TestBkpVault -g SalesRG --storage-url file:///var/backups/pgvault\n\nWithout --storage-url the vault lives under $PGVAULT_HOME/vaults/<name>; without -g it is\nin resource group pgvault, for its whole life."
     )]
     Create {
         /// Name of the vault.
         #[arg(long, short = 'v')]
         vault_name: String,
+        #[command(flatten)]
+        scope: Scope,
         /// Where the vault's data lives: file:///absolute/path (created if missing).
         #[arg(long)]
         storage_url: Option<String>,
@@ -52,8 +56,15 @@ pub enum VaultCommand {
         after_help = "Examples:\n  pgvault backup-vault update --vault-name TestBkpVault --archive-storage-url file:///mnt/archive/pgvault\n  pgvault backup-vault update --vault-name TestBkpVault --archive-access-tier Cold"
     )]
     Update {
-        #[arg(long, short = 'v')]
-        vault_name: String,
+        #[arg(
+            long,
+            short = 'v',
+            required_unless_present = "ids",
+            conflicts_with = "ids"
+        )]
+        vault_name: Option<String>,
+        #[command(flatten)]
+        ids: Ids,
         /// Where the archive tier lives (file:///absolute/path). Set once: an archive tier
         /// holding recovery points is not moved.
         #[arg(long, required_unless_present = "archive_access_tier")]
@@ -142,14 +153,28 @@ nothing has recorded yet, or give --read-data here.")]
         yes: bool,
     },
     /// Show a vault.
-    #[command(after_help = "Example:\n  pgvault backup-vault show --vault-name TestBkpVault")]
+    #[command(
+        after_help = "Example:\n  pgvault backup-vault show --vault-name TestBkpVault\n  pgvault backup-vault show --ids /subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/pgvault/providers/Microsoft.DataProtection/backupVaults/TestBkpVault"
+    )]
     Show {
-        #[arg(long, short = 'v')]
-        vault_name: String,
+        #[arg(
+            long,
+            short = 'v',
+            required_unless_present = "ids",
+            conflicts_with = "ids"
+        )]
+        vault_name: Option<String>,
+        #[command(flatten)]
+        ids: Ids,
     },
-    /// List the vaults registered in PGVAULT_HOME.
-    #[command(after_help = "Example:\n  pgvault backup-vault list -o table")]
-    List,
+    /// List the vaults registered in PGVAULT_HOME (with -g, those in that resource group).
+    #[command(
+        after_help = "Example:\n  pgvault backup-vault list -o table\n  pgvault backup-vault list -g SalesRG"
+    )]
+    List {
+        #[command(flatten)]
+        scope: Scope,
+    },
 }
 
 pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> {
@@ -157,11 +182,14 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
     match cmd {
         VaultCommand::Create {
             vault_name,
+            scope,
             storage_url,
             chunk_size_kib,
             archive_storage_url,
             archive_access_tier,
         } => {
+            scope.check_subscription(&svc)?;
+            let group = scope.group()?.unwrap_or_default();
             let chunk_avg = chunk_size_kib.map(|k| k.saturating_mul(1024));
             // Both places are checked before either is created.
             svc.check_new_vault(
@@ -170,7 +198,8 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
                 archive_storage_url.as_deref(),
             )
             .map_err(coded)?;
-            let vault = svc.create_vault_with(&vault_name, storage_url.as_deref(), chunk_avg);
+            let vault =
+                svc.create_vault_with(&vault_name, &group, storage_url.as_deref(), chunk_avg);
             let mut vault = vault.await.map_err(coded)?;
             if let Some(url) = archive_storage_url {
                 vault = svc
@@ -182,18 +211,27 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
         }
         VaultCommand::Update {
             vault_name,
+            ids,
             archive_storage_url,
             archive_access_tier,
-        } => print(
-            &svc.set_archive_settings(
-                &vault_name,
-                archive_storage_url.as_deref(),
-                archive_access_tier,
-            )
-            .await
-            .map_err(coded)?,
-            format,
-        )?,
+        } => {
+            let targets = ids
+                .targets(&svc, ResourceKind::Vault, vault_name.as_deref(), None, None)
+                .await?;
+            let mut out = Vec::new();
+            for t in targets {
+                out.push(
+                    svc.set_archive_settings(
+                        &t.vault,
+                        archive_storage_url.as_deref(),
+                        archive_access_tier,
+                    )
+                    .await
+                    .map_err(coded)?,
+                );
+            }
+            print(&one_or_list(out), format)?
+        }
         VaultCommand::Gc { vault_name } => {
             let tiers = svc
                 .collect_vault_garbage(&vault_name)
@@ -334,13 +372,24 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
                 .map_err(coded)?;
             print(&serde_json::to_value(&broken)?, format)?;
         }
-        VaultCommand::Show { vault_name } => {
-            print(&svc.vault_json(&vault_name).await.map_err(coded)?, format)?
+        VaultCommand::Show { vault_name, ids } => {
+            let targets = ids
+                .targets(&svc, ResourceKind::Vault, vault_name.as_deref(), None, None)
+                .await?;
+            let mut out = Vec::new();
+            for t in targets {
+                out.push(svc.vault_json(&t.vault).await.map_err(coded)?);
+            }
+            print(&one_or_list(out), format)?
         }
-        VaultCommand::List => print(
-            &Value::Array(svc.vaults_json().await.map_err(coded)?),
-            format,
-        )?,
+        VaultCommand::List { scope } => {
+            scope.check_subscription(&svc)?;
+            let group = scope.group()?;
+            print(
+                &Value::Array(svc.vaults_json(group.as_ref()).await.map_err(coded)?),
+                format,
+            )?
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::engine::Error;
 use crate::model::code::ErrorCode;
+use crate::model::resource::{IdError, SubscriptionId};
 use crate::store::azure::AzureLocation;
 use crate::store::disk;
 
@@ -35,11 +36,28 @@ pub enum HomeError {
         path: String,
         source: serde_json::Error,
     },
+    #[error("{SUBSCRIPTION_ENV}: {0}")]
+    Subscription(IdError),
 }
 
+impl HomeError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            HomeError::Subscription(e) => e.code(),
+            _ => ErrorCode::UserErrorPgvaultHome,
+        }
+    }
+}
+
+/// The environment variable naming the subscription the host serves.
+pub const SUBSCRIPTION_ENV: &str = "PGVAULT_SUBSCRIPTION_ID";
+
+/// The home, and the subscription its host serves: one per host, as in Azure a vault is
+/// in one subscription. Every id the host prints is under it.
 #[derive(Clone, Debug)]
 pub struct Home {
     dir: PathBuf,
+    subscription: SubscriptionId,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -50,7 +68,8 @@ pub struct Registry {
 
 impl Home {
     /// The home from the environment: `PGVAULT_HOME`, `$XDG_DATA_HOME/pgvault`,
-    /// `~/.local/share/pgvault`.
+    /// `~/.local/share/pgvault`; its subscription from `PGVAULT_SUBSCRIPTION_ID` (a GUID),
+    /// else the all-zero GUID.
     pub fn from_env() -> Result<Self, HomeError> {
         let env = |k: &str| {
             std::env::var_os(k)
@@ -61,11 +80,32 @@ impl Home {
             .or_else(|| env("XDG_DATA_HOME").map(|d| d.join("pgvault")))
             .or_else(|| env("HOME").map(|h| h.join(".local/share/pgvault")))
             .ok_or(HomeError::NoHome)?;
-        Ok(Home { dir })
+        let subscription = match std::env::var(SUBSCRIPTION_ENV) {
+            Ok(text) if !text.is_empty() => {
+                SubscriptionId::parse(text.trim()).map_err(HomeError::Subscription)?
+            }
+            _ => SubscriptionId::default(),
+        };
+        Ok(Home { dir, subscription })
     }
 
+    /// The home at `dir`, in the all-zero subscription.
     pub fn at(dir: impl Into<PathBuf>) -> Self {
-        Home { dir: dir.into() }
+        Home {
+            dir: dir.into(),
+            subscription: SubscriptionId::default(),
+        }
+    }
+
+    /// The home serving `subscription` (`serve --subscription-id`).
+    pub fn with_subscription_id(mut self, subscription: SubscriptionId) -> Self {
+        self.subscription = subscription;
+        self
+    }
+
+    /// The subscription the host serves.
+    pub fn subscription_id(&self) -> &SubscriptionId {
+        &self.subscription
     }
 
     pub fn dir(&self) -> &Path {

@@ -152,7 +152,7 @@ impl From<crate::store::StoreError> for Error {
 
 impl From<home::HomeError> for Error {
     fn from(e: home::HomeError) -> Self {
-        Error::caused_by(ErrorCode::UserErrorPgvaultHome, e.to_string(), e)
+        Error::caused_by(e.code(), e.to_string(), e)
     }
 }
 

@@ -14,7 +14,6 @@ use crate::model::instance::{
     AuthCredentials, BackupInstanceProperties, BackupInstanceRequest, DatasourceInfo,
     PROTECTION_CONFIGURED, PolicyInfo, ProtectionStatus, SecretStoreResource,
 };
-use crate::model::resource;
 use crate::postgres::EXCLUDED_DATABASES;
 use crate::postgres::connection::{ConnectParams, ConnectionString, Datasource};
 use crate::postgres::readiness::{DatabaseFacts, check_backup_privileges, database_facts};
@@ -228,7 +227,7 @@ pub async fn create_instance(vault: &Vault, mut request: BackupInstanceRequest) 
     let (_, secret) = instance_target(&request.properties)?;
     validate_for_backup(&ds, &secret).await?;
     let props = &mut request.properties;
-    props.policy_info.policy_id = resource::policy_id(vault.name(), &policy_name);
+    props.policy_info.policy_id = vault.arm().policy_id(&policy_name);
     props.protection_status = Some(ProtectionStatus {
         status: PROTECTION_CONFIGURED.into(),
     });
@@ -261,7 +260,7 @@ pub async fn check_new_instance(
     check_name("backup instance", &request.name)?;
     let props = &request.properties;
     datasource_arm_types(&props.data_source_info.datasource_type)?;
-    let policy_name = resource::last_segment(&props.policy_info.policy_id).to_string();
+    let policy_name = vault.policy_name_of(&props.policy_info.policy_id)?;
     vault.policy(&policy_name).await?;
     let (ds, _) = instance_target(props)?;
     refuse_excluded(ds.database())?;

@@ -8,7 +8,7 @@ use super::{Error, Result};
 use crate::model::code::ErrorCode;
 use crate::model::instance::BackupInstanceRequest;
 use crate::model::policy::{BackupPolicy, DataStoreType};
-use crate::model::resource::{self, envelope};
+use crate::model::resource::{self, ResourceGroup, SubscriptionId, VaultRef, envelope};
 use crate::store::manifest::{ChunkerParams, Manifest};
 use crate::store::writer::WriterConfig;
 use crate::store::{ArchiveAccessTier, VaultStore, paths};
@@ -42,6 +42,14 @@ pub struct VaultConfig {
     /// before pgvault knew access tiers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archive_access_tier: Option<ArchiveAccessTier>,
+    /// The Azure resource group the vault is in (`backup-vault create -g`), part of every id
+    /// it prints. A vault written before vaults had one is in `pgvault`.
+    #[serde(default = "default_resource_group")]
+    pub resource_group: String,
+}
+
+fn default_resource_group() -> String {
+    resource::DEFAULT_RESOURCE_GROUP.to_owned()
 }
 
 /// `archive.json`, at the root of an archive-tier store: which vault it belongs to, so a
@@ -85,7 +93,12 @@ pub const DEFAULT_PACK_SIZE: u64 = 8 << 20;
 impl VaultConfig {
     /// A new vault's settings; `chunk_avg` (bytes) overrides the average chunk size, with
     /// the minimum at half and the maximum at four times it.
-    pub fn new(name: &str, now: DateTime<Utc>, chunk_avg: Option<u32>) -> Self {
+    pub fn new(
+        name: &str,
+        group: &ResourceGroup,
+        now: DateTime<Utc>,
+        chunk_avg: Option<u32>,
+    ) -> Self {
         let key: [u8; 32] = *blake3::hash(uuid::Uuid::new_v4().as_bytes()).as_bytes();
         let (min, avg, max) = match chunk_avg {
             Some(avg) => (avg / 2, avg, avg * 4),
@@ -114,7 +127,22 @@ impl VaultConfig {
             }],
             archive_storage_url: None,
             archive_access_tier: None,
+            resource_group: group.as_str().to_owned(),
         }
+    }
+
+    /// The vault's resource group; a hand-edited `vault.json` with a name ARM refuses is
+    /// refused by [`VaultConfig::check`] when the vault opens.
+    pub fn resource_group(&self) -> Result<ResourceGroup> {
+        ResourceGroup::parse(&self.resource_group).map_err(|e| {
+            Error::new(
+                ErrorCode::VaultCorrupt,
+                format!(
+                    "vault.json of vault `{}` is damaged: resourceGroup {e}; correct it to the vault's group",
+                    self.name
+                ),
+            )
+        })
     }
 
     /// Checks the numbers a backup and a restore will act on. `vault.json` is read from
@@ -161,6 +189,7 @@ impl VaultConfig {
             )));
         }
         self.chunk_key().map_err(|e| corrupt(e.message))?;
+        self.resource_group()?;
         Ok(())
     }
 
@@ -255,6 +284,11 @@ pub struct Vault {
     pub config: VaultConfig,
     /// The archive tier's store, when one is configured.
     pub archive: Option<VaultStore>,
+    /// The subscription of the host that opened it (a vault does not record one: the same
+    /// vault may be served by hosts of different subscriptions); part of every id it prints.
+    subscription: SubscriptionId,
+    /// The resource group from `config`, checked when the vault opened.
+    group: ResourceGroup,
 }
 
 impl Vault {
@@ -263,6 +297,7 @@ impl Vault {
     pub async fn create(
         store: VaultStore,
         name: &str,
+        group: &ResourceGroup,
         now: DateTime<Utc>,
         chunk_avg: Option<u32>,
     ) -> Result<Self> {
@@ -284,12 +319,14 @@ impl Vault {
                 ),
             ));
         }
-        let config = VaultConfig::new(name, now, chunk_avg);
+        let config = VaultConfig::new(name, group, now, chunk_avg);
         store.put_json(&paths::vault_config(), &config).await?;
         Ok(Vault {
             store,
             config,
             archive: None,
+            subscription: SubscriptionId::default(),
+            group: group.clone(),
         })
     }
 
@@ -319,11 +356,44 @@ impl Vault {
             Some(url) => Some(VaultStore::open(url)?.with_pack_tier(config.archive_access_tier)?),
             None => None,
         };
+        let group = config.resource_group()?;
         Ok(Vault {
             store,
             config,
             archive,
+            subscription: SubscriptionId::default(),
+            group,
         })
+    }
+
+    /// The vault as served in `subscription` (the host's): the ids it prints are under it.
+    /// A vault not given one is in the all-zero subscription.
+    pub fn in_subscription(mut self, subscription: SubscriptionId) -> Self {
+        self.subscription = subscription;
+        self
+    }
+
+    /// The vault's resource group.
+    pub fn resource_group(&self) -> &ResourceGroup {
+        &self.group
+    }
+
+    /// The vault's place in ARM, from which every id it prints is built.
+    pub fn arm(&self) -> VaultRef {
+        VaultRef::new(self.subscription.clone(), self.group.clone(), self.name())
+    }
+
+    /// The policy a `policyInfo.policyId` given as input names: a bare name or this vault's
+    /// policy id. Another vault's id (or one in another group or subscription) is refused,
+    /// not rebound to this vault.
+    pub fn policy_name_of(&self, policy_id: &str) -> Result<String> {
+        self.arm()
+            .child_name(
+                policy_id,
+                resource::ResourceKind::Policy,
+                "policyInfo.policyId",
+            )
+            .map_err(|e| Error::new(e.code(), e.to_string()))
     }
 
     /// Configures the archive tier at `url` (`--archive-storage-url`): marks the store as this
@@ -502,7 +572,7 @@ impl Vault {
     /// The vault as Azure's `backupVaults` resource.
     pub fn to_azure_json(&self) -> Value {
         let mut v = envelope(
-            resource::vault_id(self.name()),
+            self.arm().id(),
             self.name(),
             resource::VAULT_TYPE,
             json!({
@@ -546,7 +616,7 @@ impl Vault {
         let mut normalized = policy.clone();
         normalized.name = None;
         let value = envelope(
-            resource::policy_id(self.name(), name),
+            self.arm().policy_id(name),
             name,
             resource::POLICY_TYPE,
             serde_json::to_value(&normalized).expect("policy serializes"),
@@ -555,8 +625,11 @@ impl Vault {
         Ok(value)
     }
 
+    /// A stored policy as Azure's resource JSON. Its `id` is built from the vault's place in
+    /// ARM, whatever id the file was written with (older versions wrote `/providers/...`).
     pub async fn policy_json(&self, name: &str) -> Result<Value> {
-        self.store
+        let mut v: Value = self
+            .store
             .get_json(&paths::policy(name))
             .await
             .map_err(|e| {
@@ -569,7 +642,13 @@ impl Vault {
                 } else {
                     e.into()
                 }
-            })
+            })?;
+        if let Some(obj) = v.as_object_mut() {
+            let stored = obj.get("name").and_then(Value::as_str).unwrap_or(name);
+            let id = self.arm().policy_id(stored);
+            obj.insert("id".into(), Value::String(id));
+        }
+        Ok(v)
     }
 
     /// Deletes a policy no backup instance uses. As in Azure, a policy in use is kept
@@ -662,21 +741,32 @@ impl Vault {
                 e.into()
             }
         })?;
-        serde_json::from_value(v).map_err(|e| {
+        let mut instance: BackupInstanceRequest = serde_json::from_value(v).map_err(|e| {
             Error::caused_by(
                 ErrorCode::VaultCorrupt,
                 format!("backup instance `{name}` does not parse: {e}"),
                 e,
             )
-        })
+        })?;
+        // An instance older pgvault stopped or suspended still says ProtectionConfigured.
+        instance.properties.sync_protection_status();
+        Ok(instance)
     }
 
+    /// An instance as Azure's resource JSON: its `id` and `policyInfo.policyId` are built
+    /// from the vault's place in ARM, whatever the stored file says (older versions wrote
+    /// `/providers/...` ids; the policy is the stored id's last segment).
     pub fn instance_json(&self, instance: &BackupInstanceRequest) -> Value {
+        let mut properties = instance.properties.clone();
+        let policy = resource::last_segment(&properties.policy_info.policy_id).to_owned();
+        if !policy.is_empty() {
+            properties.policy_info.policy_id = self.arm().policy_id(&policy);
+        }
         envelope(
-            resource::instance_id(self.name(), &instance.name),
+            self.arm().instance_id(&instance.name),
             &instance.name,
             resource::INSTANCE_TYPE,
-            serde_json::to_value(&instance.properties).expect("instance serializes"),
+            serde_json::to_value(&properties).expect("instance serializes"),
         )
     }
 
@@ -703,8 +793,8 @@ impl Vault {
     }
 
     /// Sets an instance's protection state, as Azure's `suspendBackups`, `stopProtection` and
-    /// `resumeProtection` do: `state` is `BackupsSuspended`, `ProtectionStopped` or
-    /// `ProtectionConfigured`. Backups (scheduled and on demand) run only in the last;
+    /// `resumeProtection` do: `state` is `BackupSchedulesSuspended`, `ProtectionStopped` or
+    /// `ProtectionConfigured`, and `protectionStatus` follows it. Backups (scheduled and on demand) run only in the last;
     /// recovery points are kept in all three. Setting the state it already has is a no-op.
     pub async fn set_protection_state(
         &self,
@@ -712,7 +802,7 @@ impl Vault {
         state: &str,
     ) -> Result<BackupInstanceRequest> {
         let mut instance = self.instance(name).await?;
-        instance.properties.current_protection_state = Some(state.to_owned());
+        instance.properties.set_protection_state(state);
         self.save_instance(&instance).await?;
         Ok(instance)
     }
@@ -1012,7 +1102,8 @@ impl Vault {
             "dataSourceSize": m.postgres.database_size,
         });
         envelope(
-            resource::recovery_point_id(self.name(), &m.backup_instance_name, &m.recovery_point_id),
+            self.arm()
+                .recovery_point_id(&m.backup_instance_name, &m.recovery_point_id),
             &m.recovery_point_id,
             resource::RECOVERY_POINT_TYPE,
             json!({
@@ -1050,7 +1141,8 @@ impl Vault {
     /// `Partial`), and why, as the pgvault-specific `pgvaultDamage`.
     pub fn damaged_recovery_point_json(&self, d: &DamagedManifest) -> Value {
         envelope(
-            resource::recovery_point_id(self.name(), &d.instance, &d.recovery_point_id),
+            self.arm()
+                .recovery_point_id(&d.instance, &d.recovery_point_id),
             &d.recovery_point_id,
             resource::RECOVERY_POINT_TYPE,
             json!({
@@ -1079,7 +1171,9 @@ mod damaged_manifest_tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_damaged_manifest_damages_only_its_own_point() {
         let store = VaultStore::open("memory://").unwrap();
-        let vault = Vault::create(store, "V", Utc::now(), None).await.unwrap();
+        let vault = Vault::create(store, "V", &Default::default(), Utc::now(), None)
+            .await
+            .unwrap();
         let key = vault.config.chunk_key().unwrap();
         let good = backup(&vault.store, key, "db", "good", archive(2_000, 0), None).await;
         for (id, bytes) in [
@@ -1144,7 +1238,7 @@ mod archive_tier_tests {
     #[tokio::test]
     async fn a_vault_json_with_impossible_settings_is_refused_at_open() {
         let store = VaultStore::open("memory://").unwrap();
-        let vault = Vault::create(store.clone(), "V", Utc::now(), None)
+        let vault = Vault::create(store.clone(), "V", &Default::default(), Utc::now(), None)
             .await
             .unwrap();
         let good = vault.config.clone();
@@ -1159,6 +1253,8 @@ mod archive_tier_tests {
             ("compression", |c| c.compression.level = 99),
             ("compression", |c| c.compression.algorithm = "lz4".into()),
             ("chunkIdKey", |c| c.chunk_id_key = "zz".into()),
+            ("resourceGroup", |c| c.resource_group = "bad/group".into()),
+            ("resourceGroup", |c| c.resource_group = String::new()),
         ];
         for (field, damage) in cases {
             let mut bad = good.clone();
@@ -1178,7 +1274,9 @@ mod archive_tier_tests {
     #[tokio::test]
     async fn an_access_tier_needs_an_archive_on_blob_storage() {
         let store = VaultStore::open("memory://").unwrap();
-        let mut vault = Vault::create(store, "V", Utc::now(), None).await.unwrap();
+        let mut vault = Vault::create(store, "V", &Default::default(), Utc::now(), None)
+            .await
+            .unwrap();
         let err = vault
             .set_archive_settings(Some("memory://"), Some(ArchiveAccessTier::Cold))
             .await
@@ -1240,5 +1338,104 @@ fn is_damage(e: &Error) -> bool {
 fn log_unreadable(vault: &str, what: &str, unreadable: &[Error]) {
     for e in unreadable {
         tracing::error!(vault = %vault, code = %e.code, "a {what} is left out because its file cannot be read: {}", e.message);
+    }
+}
+
+#[cfg(test)]
+mod arm_id_tests {
+    use super::*;
+    use crate::model::resource::DEFAULT_RESOURCE_GROUP;
+
+    const SUB: &str = "04cf684a-d41f-4550-9f70-7708a3a2283b";
+
+    fn sub() -> SubscriptionId {
+        SubscriptionId::parse(SUB).unwrap()
+    }
+
+    /// A `vault.json` written before vaults had a resource group reads as in `pgvault`.
+    #[tokio::test]
+    async fn a_vault_without_a_group_is_in_pgvault() {
+        let store = VaultStore::open("memory://").unwrap();
+        let group = ResourceGroup::parse("Sales-RG").unwrap();
+        let vault = Vault::create(store.clone(), "V", &group, Utc::now(), None)
+            .await
+            .unwrap();
+        let mut old: Value = serde_json::to_value(&vault.config).unwrap();
+        assert_eq!(old["resourceGroup"], "Sales-RG");
+        old.as_object_mut().unwrap().remove("resourceGroup");
+        store.put_json(&paths::vault_config(), &old).await.unwrap();
+        let reopened = Vault::open(store).await.unwrap().in_subscription(sub());
+        assert_eq!(reopened.resource_group().as_str(), DEFAULT_RESOURCE_GROUP);
+        assert_eq!(
+            reopened.to_azure_json()["id"],
+            format!(
+                "/subscriptions/{SUB}/resourceGroups/pgvault/providers/Microsoft.DataProtection/backupVaults/V"
+            )
+        );
+    }
+
+    /// Ids are built from the vault's place when printed: a stored policy or instance written
+    /// with an old `/providers/...` id prints under the vault's subscription and group.
+    #[tokio::test]
+    async fn stored_ids_are_rebuilt_when_read() {
+        let store = VaultStore::open("memory://").unwrap();
+        let group = ResourceGroup::parse("rg1").unwrap();
+        let vault = Vault::create(store.clone(), "V", &group, Utc::now(), None)
+            .await
+            .unwrap()
+            .in_subscription(sub());
+        let arm = vault.arm();
+        let policy = crate::model::templates::default_policy_template(
+            crate::model::policy::DatasourceType::AzureDatabaseForPostgreSQLFlexibleServer,
+        );
+        vault.create_policy("P", &policy).await.unwrap();
+        let mut stored: Value = store.get_json(&paths::policy("P")).await.unwrap();
+        assert_eq!(stored["id"], arm.policy_id("P"));
+        stored["id"] = json!("/providers/Microsoft.DataProtection/backupVaults/V/backupPolicies/P");
+        store.put_json(&paths::policy("P"), &stored).await.unwrap();
+        assert_eq!(
+            vault.policy_json("P").await.unwrap()["id"],
+            arm.policy_id("P")
+        );
+
+        let instance: BackupInstanceRequest = serde_json::from_value(json!({
+            "name": "db",
+            "properties": {
+                "dataSourceInfo": {"resourceID": "postgres://h:5432/db", "objectType": "Datasource",
+                    "datasourceType": "Microsoft.DBforPostgreSQL/flexibleServers/databases",
+                    "resourceName": "db"},
+                "datasourceAuthCredentials": {
+                    "objectType": "SecretStoreBasedAuthCredentials",
+                    "secretStoreResource": {"secretStoreType": "Environment", "uri": "env:UNUSED"},
+                },
+                "policyInfo": {"policyId": "/providers/Microsoft.DataProtection/backupVaults/V/backupPolicies/P"},
+                "objectType": "BackupInstance",
+                "friendlyName": "h\\db",
+            }
+        }))
+        .unwrap();
+        let json = vault.instance_json(&instance);
+        assert_eq!(json["id"], arm.instance_id("db"));
+        assert_eq!(
+            json["properties"]["policyInfo"]["policyId"],
+            arm.policy_id("P")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_policy_id_of_another_vault_is_refused() {
+        let store = VaultStore::open("memory://").unwrap();
+        let vault = Vault::create(store, "V", &Default::default(), Utc::now(), None)
+            .await
+            .unwrap();
+        assert_eq!(vault.policy_name_of("P").unwrap(), "P");
+        assert_eq!(
+            vault.policy_name_of(&vault.arm().policy_id("P")).unwrap(),
+            "P"
+        );
+        let other = VaultRef::new(Default::default(), Default::default(), "W");
+        let err = vault.policy_name_of(&other.policy_id("P")).unwrap_err();
+        assert_eq!(err.code, ErrorCode::UserErrorResourceInAnotherVault);
+        assert!(err.message.contains("policyInfo.policyId"), "{err:?}");
     }
 }

@@ -15,7 +15,6 @@ use serde::Serialize;
 use super::{Error, Result, Vault};
 use crate::model::code::ErrorCode;
 use crate::model::policy::DataStoreType;
-use crate::model::resource;
 use crate::postgres::archive::CustomArchive;
 use crate::store::damage::{DamageNotes, load_readable_index};
 use crate::store::manifest::Manifest;
@@ -208,7 +207,7 @@ pub async fn verify_recovery_points(
             let point = points
                 .entry((instance.clone(), id.clone()))
                 .or_insert_with(|| PointVerification {
-                    id: resource::recovery_point_id(vault.name(), &instance, &id),
+                    id: vault.arm().recovery_point_id(&instance, &id),
                     name: id.clone(),
                     backup_instance_name: instance.clone(),
                     recovery_point_time: None,
@@ -269,7 +268,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_tier_copy_is_verified_and_a_bad_manifest_is_a_result() {
         let store = VaultStore::open("memory://").unwrap();
-        let mut vault = Vault::create(store, "V", Utc::now(), None).await.unwrap();
+        let mut vault = Vault::create(store, "V", &Default::default(), Utc::now(), None)
+            .await
+            .unwrap();
         vault.set_archive_storage("memory://").await.unwrap();
         let key = vault.config.chunk_key().unwrap();
         let archive_store = vault.archive.clone().unwrap();
@@ -299,7 +300,13 @@ mod tests {
         let json = serde_json::to_value(&all).unwrap();
         let (a, b) = (&json[0], &json[1]);
         assert_eq!(a["name"], "a", "{json:#}");
-        assert_eq!(a["id"], resource::recovery_point_id("V", "db", "a"));
+        assert_eq!(a["id"], vault.arm().recovery_point_id("db", "a"));
+        assert!(
+            a["id"]
+                .as_str()
+                .unwrap()
+                .starts_with("/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/")
+        );
         assert_eq!(a["status"], "Damaged");
         assert_eq!(a["dataStores"][0]["dataStoreType"], "VaultStore");
         assert_eq!(a["dataStores"][0]["status"], "OK");

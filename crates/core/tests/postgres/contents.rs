@@ -212,7 +212,9 @@ impl Protected {
         let store = VaultStore::create(&format!("file://{}", dir.path().join("vault").display()))
             .await
             .unwrap();
-        let vault = Vault::create(store, "V", Utc::now(), None).await.unwrap();
+        let vault = Vault::create(store, "V", &Default::default(), Utc::now(), None)
+            .await
+            .unwrap();
         vault
             .create_policy(
                 "OssPolicy",

@@ -121,7 +121,7 @@ Vault URI), resolved at each use and never stored or printed.",
             ),
             (
                 "properties.currentProtectionState",
-                "`ProtectionConfigured` once protected (`BackupsSuspended`, `ProtectionStopped` \
+                "`ProtectionConfigured` once protected (`BackupSchedulesSuspended`, `ProtectionStopped` \
 when backups are paused); absent on a request",
             ),
         ],
@@ -131,7 +131,8 @@ when backups are paused); absent on a request",
         from: "`vault.adhoc_backup`, `vault.restore`, `vault.restore_as_files`, `jobs`, `job`",
         about: "Azure's job resource: every operation pgvault runs is recorded as one, whether a \
 script, the CLI or the scheduler started it. A backup or restore binding returns its job once \
-it has finished, and throws when it failed; `jobs()` shows failed ones with their error.",
+it has finished (with Azure's `jobId` at the top level too, as `adhoc-backup` prints it), and \
+throws when it failed; `jobs()` shows failed ones with their error.",
         fields: &[
             ("name", "the job id (a UUID), what `job(id)` takes"),
             (
@@ -140,7 +141,13 @@ it has finished, and throws when it failed; `jobs()` shows failed ones with thei
             ),
             (
                 "properties.operation",
-                "`OnDemandBackup`, `ScheduledBackup`, `Restore`, `ConfigureBackup`, ...",
+                "Azure's: `Backup` (on demand or scheduled, as `properties.isUserTriggered` \
+says), `Restore`, `ConfigureBackup`, `Tiering`, `Management`",
+            ),
+            (
+                "properties.pgvaultOperation",
+                "pgvault's own: `OnDemandBackup`, `ScheduledBackup`, `Restore`, `RestoreDrill`, \
+`ConfigureBackup`, `RetentionSweep`, ...",
             ),
             ("properties.vaultName", "the vault"),
             (

@@ -63,6 +63,8 @@ pub(super) const DOCS: &[Doc] = &[
         summary: "create a vault and register its name (backup-vault create)",
         description: "Creates a vault and registers its name in PGVAULT_HOME. `storage_url` is \
 where it lives (`file:///path`); without it the vault goes under PGVAULT_HOME/vaults. \
+The map may also give `resource_group`, the Azure resource group its ids are under \
+(default `pgvault`; InvalidResourceGroup if ARM would refuse the name). \
 Fails with UserErrorVaultAlreadyExists if the name is taken. Returns the vault. Refused to \
 drop-in scripts (UserErrorScriptNotAllowed): a vault is created by the operator.",
         example: r#"let v = new_vault("TestBkpVault", #{ storage_url: "file:///srv/backups/TestBkpVault" });
@@ -387,7 +389,7 @@ v.restore_as_files("db-empdb11", #{
         group: Group::Protection,
         usage: &["vault.suspend_backups(instance)"],
         summary: "stop backups of an instance, keeping its recovery points (backup-instance suspend-backup)",
-        description: "Sets the instance's protection state to BackupsSuspended: no scheduled or \
+        description: "Sets the instance's protection state to BackupSchedulesSuspended: no scheduled or \
 on-demand backup runs, and the recovery points it has are kept and still expire as the \
 policy says. `instance` is its name or its resource. Returns the instance resource. \
 Destructive (it ends the backups that protect the database): refused to drop-in scripts with \
@@ -503,10 +505,12 @@ if damaged.len() > 0 { throw `${damaged.len()} damaged recovery points`; }"#,
         ],
         summary: "the job history, newest first (job list)",
         description: "Every recorded job, or those matching all the filters given: vault, \
-instance, status (InProgress, Completed, Failed, Cancelled), operation (OnDemandBackup, \
-ScheduledBackup, Restore, ConfigureBackup, ...), since (started at or after) and before \
-(started before), each a time such as 2025-01-01 or 2025-01-01T02:00:00Z or a duration back \
-from now such as P7D or PT12H, and limit (at most this many). Each is Azure's job resource.",
+instance, status (InProgress, Completed, Failed, Cancelled), operation (pgvault's, as \
+properties.pgvaultOperation shows it: OnDemandBackup, ScheduledBackup, Restore, \
+ConfigureBackup, ...; or Azure's, as properties.operation shows it: Backup, Restore, Tiering, \
+Management), since (started at or after) and before (started before), each a time such as \
+2025-01-01 or 2025-01-01T02:00:00Z or a duration back from now such as P7D or PT12H, and \
+limit (at most this many). Each is Azure's job resource.",
         example: r#"let failed = jobs(#{ status: "Failed", since: "P7D" });
 failed.map(|j| `${j.name}: ${j.properties.errorDetails[0].code}`)"#,
     },

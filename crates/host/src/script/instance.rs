@@ -15,7 +15,6 @@ use pgvault_core::engine::restore::{
 };
 use pgvault_core::model::instance::{BACKUPS_SUSPENDED, PROTECTION_CONFIGURED, PROTECTION_STOPPED};
 use pgvault_core::model::job::{Job, JobStatus};
-use pgvault_core::model::resource::vault_id;
 use pgvault_core::postgres::connection::Datasource;
 
 /// A string option of a map, required. Shared by the bindings that take `#{ .. }` options.
@@ -35,9 +34,10 @@ fn opt_field(map: &Map, key: &str) -> RhaiResult<Option<String>> {
     }
 }
 
-/// A finished job as Azure's JSON; a failed job becomes a script error, so a runbook
+/// A finished job as Azure's JSON, with Azure's `jobId` at the top level as `adhoc-backup`
+/// and `restore trigger` print it; a failed job becomes a script error, so a runbook
 /// never carries on after a backup or restore that did not happen.
-pub(super) fn job_result(job: &Job) -> RhaiResult<Dynamic> {
+pub(super) fn job_result(ctx: &ScriptContext, job: &Job) -> RhaiResult<Dynamic> {
     if job.status() == JobStatus::Failed {
         let (code, message) = job
             .state
@@ -46,7 +46,7 @@ pub(super) fn job_result(job: &Job) -> RhaiResult<Dynamic> {
             .unwrap_or_default();
         return Err(fail(format!("job {} failed: {code}: {message}", job.id)));
     }
-    to_dynamic(&job.to_azure_json(&vault_id(&job.vault_name)))
+    to_dynamic(&ctx.operation_json(job))
 }
 
 /// The instance name from a name or an instance map.
@@ -80,7 +80,7 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
             let (job, _) = c
                 .block_on(c.pgvault.adhoc_backup(&v.name, &name, rule, None))
                 .map_err(coded)?;
-            job_result(&job)
+            job_result(&c, &job)
         },
     );
 
@@ -101,7 +101,7 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
                         .adhoc_backup(&v.name, &name, rule, Some(tag_override)),
                 )
                 .map_err(coded)?;
-            job_result(&job)
+            job_result(&c, &job)
         },
     );
 
@@ -128,7 +128,7 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
             let (job, _) = c
                 .block_on(c.pgvault.restore(&v.name, &name, &request))
                 .map_err(coded)?;
-            job_result(&job)
+            job_result(&c, &job)
         },
     );
 
@@ -159,7 +159,7 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
             let (job, _) = c
                 .block_on(c.pgvault.restore(&v.name, &name, &request))
                 .map_err(coded)?;
-            job_result(&job)
+            job_result(&c, &job)
         },
     );
 
@@ -216,7 +216,7 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
                         .delete_recovery_point(&v.name, &name, recovery_point_id),
                 )
                 .map_err(coded)?;
-            job_result(&job)
+            job_result(&c, &job)
         },
     );
 
@@ -231,7 +231,7 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
                 .map_err(coded)?;
             let shown = jobs
                 .iter()
-                .map(job_result)
+                .map(|j| job_result(&c, j))
                 .collect::<RhaiResult<Vec<Dynamic>>>()?;
             Ok(Dynamic::from_array(shown))
         },

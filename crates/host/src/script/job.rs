@@ -11,15 +11,8 @@ use rhai::{Dynamic, Engine, Map};
 
 use super::{RhaiResult, ScriptContext, coded, fail, to_dynamic};
 use pgvault_core::model::duration::IsoDuration;
-use pgvault_core::model::job::{Job, JobFilter, retention_cutoff};
-use pgvault_core::model::resource::vault_id;
+use pgvault_core::model::job::{JobFilter, retention_cutoff};
 use pgvault_core::model::simulate::parse_time;
-
-fn azure(jobs: &[Job]) -> Vec<serde_json::Value> {
-    jobs.iter()
-        .map(|j| j.to_azure_json(&vault_id(&j.vault_name)))
-        .collect()
-}
 
 /// A window bound: RFC 3339, a date (its midnight UTC), or an ISO 8601 duration meaning that
 /// long before `now` (subtracted calendar-wise, as `job prune --older-than` does).
@@ -84,18 +77,16 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
     let c = ctx.clone();
     engine.register_fn("jobs", move |opts: Map| -> RhaiResult<Dynamic> {
         let filter = job_filter(&opts, c.pgvault.now())?;
-        to_dynamic(&azure(&c.pgvault.jobs(&filter).map_err(coded)?))
+        to_dynamic(&c.jobs_json(&c.pgvault.jobs(&filter).map_err(coded)?))
     });
     let c = ctx.clone();
     engine.register_fn("jobs", move || -> RhaiResult<Dynamic> {
-        to_dynamic(&azure(
-            &c.pgvault.jobs(&JobFilter::default()).map_err(coded)?,
-        ))
+        to_dynamic(&c.jobs_json(&c.pgvault.jobs(&JobFilter::default()).map_err(coded)?))
     });
     let c = ctx.clone();
     engine.register_fn("job", move |id: &str| -> RhaiResult<Dynamic> {
         let job = c.pgvault.job(id).map_err(coded)?;
-        to_dynamic(&job.to_azure_json(&vault_id(&job.vault_name)))
+        to_dynamic(&c.jobs_json(std::slice::from_ref(&job))[0])
     });
 }
 

@@ -155,6 +155,28 @@ impl ScriptContext {
     ) -> pgvault_core::engine::Result<T> {
         interrupt::block_on(&self.runtime, f)
     }
+
+    /// Jobs as Azure's JSON, under their vaults' ids ([`Pgvault::jobs_json`]); an interrupted
+    /// lookup shows them in the default resource group rather than not at all.
+    pub fn jobs_json(&self, jobs: &[pgvault_core::model::job::Job]) -> Vec<serde_json::Value> {
+        self.block_on(async { Ok(self.pgvault.jobs_json(jobs).await) })
+            .unwrap_or_else(|_| {
+                jobs.iter()
+                    .map(|j| j.azure_json(self.pgvault.subscription_id(), &Default::default()))
+                    .collect()
+            })
+    }
+}
+
+impl ScriptContext {
+    /// What an operation that started `job` answers ([`Pgvault::operation_json`]), with the
+    /// same fallback as [`ScriptContext::jobs_json`].
+    pub fn operation_json(&self, job: &pgvault_core::model::job::Job) -> serde_json::Value {
+        self.block_on(async { Ok(self.pgvault.operation_json(job).await) })
+            .unwrap_or_else(|_| {
+                job.operation_json(self.pgvault.subscription_id(), &Default::default())
+            })
+    }
 }
 
 pub type RhaiResult<T> = Result<T, Box<EvalAltResult>>;

@@ -550,9 +550,10 @@ mod tests {
                     p.set_tag("monthly", [tag_criteria(#{{ days_of_week: "Sunday" }}), tag_criteria(#{{ absolute_criteria: "FirstOfMonth" }})]);
                     p.policyRules[0].trigger.taggingCriteria.map(|t| [t.tagInfo.id, t.taggingPriority, t.criteria?.len()])"#
                 ),
+                // In the order given: the template's Default, then Monthly.
                 Ok(serde_json::json!([
-                    ["Monthly_", 15, 2],
-                    ["Default_", 99, null]
+                    ["Default_", 99, null],
+                    ["Monthly_", 15, 2]
                 ])),
             ),
             (
@@ -689,7 +690,7 @@ mod tests {
         );
         // The walkthrough's last tag edit wins: Sundays and Fridays are tagged Monthly.
         assert_eq!(
-            rules[0]["trigger"]["taggingCriteria"][0],
+            rules[0]["trigger"]["taggingCriteria"][1],
             serde_json::json!({
                 "isDefault": false,
                 "taggingPriority": 15,

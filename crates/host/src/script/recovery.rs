@@ -9,7 +9,6 @@ use super::instance::job_result;
 use super::vault::VaultRef;
 use super::{RhaiResult, ScriptContext, coded, fail, to_dynamic};
 use pgvault_core::engine::verify::PointSelection;
-use pgvault_core::model::job::Job;
 use pgvault_core::model::simulate::parse_time;
 
 use crate::retention::GcMode;
@@ -60,9 +59,8 @@ fn sweep(ctx: &ScriptContext, vault: &str, options: &Map) -> RhaiResult<Dynamic>
         .map_err(coded)?;
     let mut value = serde_json::to_value(&outcome).expect("a sweep outcome serializes");
     if let Some(job) = &outcome.job {
-        value["job"] = job.azure_json();
-        value["actionJobs"] =
-            serde_json::Value::Array(outcome.action_jobs.iter().map(Job::azure_json).collect());
+        value["job"] = ctx.jobs_json(std::slice::from_ref(job))[0].clone();
+        value["actionJobs"] = serde_json::Value::Array(ctx.jobs_json(&outcome.action_jobs));
     }
     to_dynamic(&value)
 }
@@ -110,7 +108,7 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
             let job = c
                 .block_on(c.pgvault.rehydrate(&v.name, instance, id, days, "Standard"))
                 .map_err(coded)?;
-            job_result(&job)
+            job_result(&c, &job)
         },
     );
 

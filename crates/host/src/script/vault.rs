@@ -7,6 +7,7 @@ use super::{RhaiResult, ScriptContext, coded, fail, from_dynamic, to_dynamic};
 use pgvault_core::engine::protect::instance_target;
 use pgvault_core::model::instance::BackupInstanceRequest;
 use pgvault_core::model::policy::BackupPolicy;
+use pgvault_core::model::resource::ResourceGroup;
 
 /// A vault by name; every method looks it up again, so a script sees the vault as it is.
 #[derive(Clone, Debug)]
@@ -38,16 +39,25 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
     engine.register_fn(
         "new_vault",
         move |name: &str, options: Map| -> RhaiResult<VaultRef> {
-            let url = match options.get("storage_url") {
-                Some(u) if !u.is_unit() => Some(
-                    u.clone()
+            let text = |key: &str| -> RhaiResult<Option<String>> {
+                match options.get(key) {
+                    Some(u) if !u.is_unit() => u
+                        .clone()
                         .into_string()
-                        .map_err(|t| fail(format!("storage_url must be a string, not {t}")))?,
-                ),
-                _ => None,
+                        .map(Some)
+                        .map_err(|t| fail(format!("{key} must be a string, not {t}"))),
+                    _ => Ok(None),
+                }
+            };
+            let url = text("storage_url")?;
+            let group = match text("resource_group")? {
+                Some(g) => ResourceGroup::parse(&g).map_err(|e| {
+                    coded(pgvault_core::engine::Error::new(e.code(), e.to_string()))
+                })?,
+                None => ResourceGroup::default(),
             };
             c.check_new_vault()?;
-            c.block_on(c.pgvault.create_vault(name, url.as_deref()))
+            c.block_on(c.pgvault.create_vault(name, &group, url.as_deref()))
                 .map_err(coded)?;
             Ok(VaultRef {
                 name: name.to_string(),
@@ -57,8 +67,11 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
     let c = ctx.clone();
     engine.register_fn("new_vault", move |name: &str| -> RhaiResult<VaultRef> {
         c.check_new_vault()?;
-        c.block_on(c.pgvault.create_vault(name, None))
-            .map_err(coded)?;
+        c.block_on(
+            c.pgvault
+                .create_vault(name, &ResourceGroup::default(), None),
+        )
+        .map_err(coded)?;
         Ok(VaultRef {
             name: name.to_string(),
         })

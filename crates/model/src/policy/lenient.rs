@@ -6,7 +6,7 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use serde::de::{self, IntoDeserializer, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer, Serializer};
+use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
 use super::*;
@@ -40,7 +40,8 @@ impl BackupPolicy {
     }
 
     /// [`BackupPolicy::parse_json`] for JSON already parsed.
-    pub fn parse_value(mut value: Value) -> Result<BackupPolicy, Vec<PolicyError>> {
+    pub fn parse_value(value: Value) -> Result<BackupPolicy, Vec<PolicyError>> {
+        let mut value = crate::resource::unwrap_properties(value, "policyRules");
         normalize_property_names(&mut value);
         BackupPolicy::deserialize(&value).map_err(|e| locate_errors(&value, e))
     }
@@ -223,8 +224,11 @@ impl TryFrom<Value> for BackupPolicy {
     type Error = String;
 
     /// Every way into a `BackupPolicy` (a file, a script's map, a vault's stored resource)
-    /// comes through here, so every one is lenient about property names.
-    fn try_from(mut value: Value) -> Result<Self, Self::Error> {
+    /// comes through here, so every one is lenient about property names, and takes the
+    /// policy's ARM resource (`{id, name, type, properties}`, what `backup-policy show`
+    /// prints) as well as its bare `properties`.
+    fn try_from(value: Value) -> Result<Self, Self::Error> {
+        let mut value = crate::resource::unwrap_properties(value, "policyRules");
         #[derive(Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct Raw {
@@ -255,17 +259,6 @@ impl TryFrom<Value> for BackupPolicy {
             pgvault_restore_drill: raw.pgvault_restore_drill,
         })
     }
-}
-
-/// Writes tagging criteria lowest priority number first, the order the service answers in.
-/// The sort is stable, so equal priorities keep their input order.
-pub(super) fn serialize_by_priority<S: Serializer>(
-    criteria: &[TaggingCriteria],
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    let mut sorted: Vec<&TaggingCriteria> = criteria.iter().collect();
-    sorted.sort_by_key(|criteria| criteria.tagging_priority);
-    serializer.collect_seq(sorted)
 }
 
 /// Reads a polymorphic object's `objectType` and returns the index of the matching name in

@@ -21,9 +21,9 @@
 //!   lone `targetDataStoreCopySettings` object) and always written back as an array;
 //! - unknown fields are ignored, so a body carrying extra properties still loads;
 //! - `tagInfo.id` is computed, never stored: the service assigns tag name + `_`;
-//! - tagging criteria are written in priority order (lowest `taggingPriority` first, as
-//!   `az dataprotection backup-policy show` lists them), but kept in memory in input order so
-//!   that validation paths point at the entries the user wrote.
+//! - tagging criteria are kept and written in the order they were given, as the service keeps
+//!   them (so validation paths point at the entries the user wrote, and a policy read back
+//!   lists them as it was written); `taggingPriority` alone decides which tag a backup gets.
 //!
 //! Loading is two steps, parse then check: serde turns the JSON into these types (durations
 //! become [`IsoDuration`]s there), then [`BackupPolicy::validate`] checks the rules that span

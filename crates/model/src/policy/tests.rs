@@ -200,8 +200,8 @@ fn corpus_bodies() -> Vec<(String, Value)> {
 /// Beyond that, the examples are written by hand and echo the request, while the service
 /// as the az CLI shows it (`CLI_SHOW`, and the templates) does two things more, which
 /// pgvault's output copies: it writes `targetDataStoreCopySettings: []` when there is no
-/// copy, and it lists tagging criteria by priority (the examples list `Default` (99) before
-/// `Weekly` (20)). These two are the inherent differences from the examples' responses.
+/// copy, and it assigns tag ids. Tagging criteria keep the order they were sent in (the
+/// examples list `Default` (99) before `Weekly` (20), in the request and the answer alike).
 fn as_the_service_writes_it(mut body: Value) -> Value {
     for rule in body["policyRules"].as_array_mut().unwrap() {
         if let Some(lifecycles) = rule.get_mut("lifecycles") {
@@ -218,7 +218,6 @@ fn as_the_service_writes_it(mut body: Value) -> Value {
                 let id = format!("{}_", c["tagInfo"]["tagName"].as_str().unwrap());
                 c["tagInfo"]["id"] = json!(id);
             }
-            criteria.sort_by_key(|c| c["taggingPriority"].as_i64().unwrap());
         }
     }
     body
@@ -253,11 +252,11 @@ fn create_request_normalizes_to_its_response() {
     let ours = normalized(request);
     // What the service adds that the request lacks: tag ids.
     assert_eq!(
-        ours.pointer("/policyRules/0/trigger/taggingCriteria/1/tagInfo/id"),
+        ours.pointer("/policyRules/0/trigger/taggingCriteria/0/tagInfo/id"),
         Some(&json!("Default_"))
     );
     assert_eq!(
-        ours.pointer("/policyRules/0/trigger/taggingCriteria/0/tagInfo/id"),
+        ours.pointer("/policyRules/0/trigger/taggingCriteria/1/tagInfo/id"),
         Some(&json!("Weekly_"))
     );
     // Everything else the response gives, after the two inherent differences explained in
@@ -356,7 +355,7 @@ fn loose_input_is_accepted_and_normalized() {
                 p["policyRules"][0]["trigger"]["taggingCriteria"][1]["criteria"][0]["absoluteCriteria"] =
                     json!("FirstOfMonth")
             },
-            "/policyRules/0/trigger/taggingCriteria/0/criteria/0/absoluteCriteria",
+            "/policyRules/0/trigger/taggingCriteria/1/criteria/0/absoluteCriteria",
             json!(["FirstOfMonth"]),
         ),
         (
@@ -395,7 +394,7 @@ fn loose_input_is_accepted_and_normalized() {
                 p["policyRules"][0]["trigger"]["taggingCriteria"][0]["tagInfo"]["id"] =
                     json!("whatever")
             },
-            "/policyRules/0/trigger/taggingCriteria/1/tagInfo/id",
+            "/policyRules/0/trigger/taggingCriteria/0/tagInfo/id",
             json!("Default_"),
         ),
         (
@@ -406,7 +405,7 @@ fn loose_input_is_accepted_and_normalized() {
                     .unwrap()
                     .remove("id");
             },
-            "/policyRules/0/trigger/taggingCriteria/0/tagInfo/id",
+            "/policyRules/0/trigger/taggingCriteria/1/tagInfo/id",
             json!("Monthly_"),
         ),
         (
@@ -482,7 +481,7 @@ fn property_names_match_in_any_case_and_in_snake_case() {
 }
 
 #[test]
-fn tagging_criteria_are_written_by_priority_and_kept_in_input_order() {
+fn tagging_criteria_are_written_in_input_order_and_matched_by_priority() {
     let policy = parse(&archive_policy());
     let Some(Trigger::Schedule(trigger)) = policy.backup_rule().map(|r| &r.trigger) else {
         panic!("schedule trigger expected");
@@ -507,7 +506,11 @@ fn tagging_criteria_are_written_by_priority_and_kept_in_input_order() {
         .iter()
         .map(|c| &c["tagInfo"]["tagName"])
         .collect();
-    assert_eq!(written, [&json!("Monthly"), &json!("Default")]);
+    // As given (the service keeps the order it was sent), not sorted by priority.
+    assert_eq!(written, [&json!("Default"), &json!("Monthly")]);
+    // Read back, the order is the same again.
+    let again = normalized(&output);
+    assert_eq!(again, output);
 }
 
 #[test]
@@ -637,16 +640,11 @@ fn every_variant_round_trips() {
     assert_eq!(policy.validate(), Ok(()));
     let value = serde_json::to_value(&policy).unwrap();
     let back: BackupPolicy = serde_json::from_value(value.clone()).unwrap();
-    // Tagging criteria come back in priority order, as written; otherwise identical.
-    let mut expected = policy.clone();
-    if let PolicyRule::Backup(rule) = &mut expected.policy_rules[1]
-        && let Trigger::Schedule(trigger) = &mut rule.trigger
-    {
-        trigger.tagging_criteria.sort_by_key(|c| c.tagging_priority);
-    }
-    assert_eq!(back, expected);
+    // Identical, tagging criteria in the order they were given.
+    assert_eq!(back, policy);
 
-    let criteria = &value["policyRules"][1]["trigger"]["taggingCriteria"][0];
+    // Yearly was given second, after Default, and stays there.
+    let criteria = &value["policyRules"][1]["trigger"]["taggingCriteria"][1];
     assert_eq!(
         criteria,
         &json!({

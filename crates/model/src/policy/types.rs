@@ -127,11 +127,9 @@ pub enum Trigger {
 #[serde(rename_all = "camelCase")]
 pub struct ScheduleBasedTriggerContext {
     pub schedule: BackupSchedule,
-    /// In input order; written sorted by priority (see the module doc).
-    #[serde(
-        deserialize_with = "one_or_many",
-        serialize_with = "serialize_by_priority"
-    )]
+    /// In the order they were given, and written back in that order, as the service keeps
+    /// them; [`Self::tagging_criteria_by_priority`] is the order a backup is matched in.
+    #[serde(deserialize_with = "one_or_many")]
     pub tagging_criteria: Vec<TaggingCriteria>,
 }
 

@@ -79,7 +79,7 @@ pub async fn show(State(portal): State<Arc<Portal>>, headers: HeaderMap) -> Resp
         Ok(j) => j,
         Err(e) => return super::error_page(&session, e),
     };
-    let vaults = match svc.vaults_json().await {
+    let vaults = match svc.vaults_json(None).await {
         Ok(v) => v,
         Err(e) => return super::error_page(&session, e),
     };

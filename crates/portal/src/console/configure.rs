@@ -81,12 +81,26 @@ fn secret_parts(reference: &str) -> Result<(String, String), (String, String)> {
         .map_err(|e| ("UserErrorInvalidSecretStore".to_owned(), e.to_string()))
 }
 
+/// The server's maintenance database (`postgres://host:port/postgres`), which the listing
+/// connects to; a server given with a database is taken as it is.
+fn maintenance_database(server: &str) -> String {
+    let server = server.trim().trim_end_matches('/');
+    let has_database = server
+        .split_once("://")
+        .is_some_and(|(_, rest)| rest.contains('/'));
+    if has_database {
+        server.to_owned()
+    } else {
+        format!("{server}/postgres")
+    }
+}
+
 /// The server's protectable databases, or why they cannot be listed.
 async fn databases(q: &Server) -> Result<Vec<String>, (String, String)> {
     let (store_type, uri) = secret_parts(&q.secret)?;
     server_databases(&ServerArgs {
         datasource_type: FLEXIBLE.into(),
-        datasource_id: q.server.trim().to_owned(),
+        datasource_id: maintenance_database(&q.server),
         secret_store_type: store_type,
         secret_store_uri: uri,
     })
@@ -94,12 +108,21 @@ async fn databases(q: &Server) -> Result<Vec<String>, (String, String)> {
     .map_err(|e| (e.code.as_str().to_owned(), e.message))
 }
 
+/// `postgres://host:port` of what the form names (without a database).
+fn server_part(server: &str) -> String {
+    let server = server.trim().trim_end_matches('/');
+    match server.split_once("://") {
+        Some((scheme, rest)) => format!("{scheme}://{}", rest.split('/').next().unwrap_or(rest)),
+        None => server.to_owned(),
+    }
+}
+
 /// The databases `vault` protects already on `server` (by datasource id).
 async fn protected(portal: &Portal, vault: &str, server: &str) -> BTreeMap<String, String> {
     let Ok((instances, _)) = portal.svc.instances_json(vault).await else {
         return BTreeMap::new();
     };
-    let server = server.trim().trim_end_matches('/').to_ascii_lowercase();
+    let server = server_part(server).to_ascii_lowercase();
     instances
         .iter()
         .filter_map(|i| {
@@ -127,7 +150,7 @@ async fn render(
 ) -> Response {
     let vaults: Vec<String> = portal
         .svc
-        .vaults_json()
+        .vaults_json(None)
         .await
         .unwrap_or_default()
         .iter()
@@ -334,7 +357,7 @@ pub async fn submit(
             }
         }
     }
-    let server = q.server.trim().trim_end_matches('/').to_owned();
+    let server = server_part(&q.server);
     for (db, secret) in &chosen {
         let request = secret_parts(secret).and_then(|(store_type, uri)| {
             initialize_instance(&InitializeArgs {
@@ -405,4 +428,30 @@ async fn ensure_template_policy(portal: &Portal, vault: &str) -> Result<String, 
         .await
         .map(|_: Value| TEMPLATE_POLICY.to_owned())
         .map_err(|e| (e.code.as_str().to_owned(), e.message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_server_is_listed_through_its_maintenance_database() {
+        assert_eq!(
+            maintenance_database("postgres://db1:5432"),
+            "postgres://db1:5432/postgres"
+        );
+        assert_eq!(
+            maintenance_database(" postgres://db1:5432/ "),
+            "postgres://db1:5432/postgres"
+        );
+        assert_eq!(
+            maintenance_database("postgres://db1:5432/admin"),
+            "postgres://db1:5432/admin"
+        );
+        assert_eq!(
+            server_part("postgres://db1:5432/admin"),
+            "postgres://db1:5432"
+        );
+        assert_eq!(server_part("postgres://db1:5432"), "postgres://db1:5432");
+    }
 }

@@ -146,7 +146,7 @@ async fn render(
                             } }
                             td { (pp["retentionTagName"].as_str().unwrap_or_default()) }
                             td { (pp["expiryTime"].as_str().map(human::time_text).unwrap_or_else(|| "never".into())) }
-                            td.num { (pp["pgvaultStreamLength"].as_u64().or(pp["streamLength"].as_u64()).map(human::size).unwrap_or_default()) }
+                            td.num { (point_size(pp).map(human::size).unwrap_or_default()) }
                             td { code { (rp["name"].as_str().unwrap_or_default()) } }
                             td { @if may_operate {
                                 a href={(action) "/restore?point=" (seg(rp["name"].as_str().unwrap_or_default()))} { "Restore" }
@@ -169,6 +169,16 @@ async fn render(
         ),
     )
         .into_response()
+}
+
+/// The size of a recovery point's dump, as its datastore metadata records it (Azure keeps
+/// PostgreSQL's facts as a JSON string in `metaData`).
+fn point_size(properties: &Value) -> Option<u64> {
+    properties["recoveryPointDataStoresDetails"]
+        .as_array()?
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d["metaData"].as_str()?).ok())
+        .find_map(|meta| meta["bytesTransferred"].as_u64())
 }
 
 #[derive(Debug, Deserialize)]

@@ -162,8 +162,7 @@ async fn restore_tracked(
         } => {
             check_recovery_option(recovery_option)?;
             let ds: Datasource = datasource_info.resource_id.parse()?;
-            let store = &datasource_auth_credentials.secret_store_resource;
-            let secret = SecretRef::from_store(store.secret_store_type.parse()?, &store.uri)?;
+            let secret = target_secret(datasource_auth_credentials.as_ref())?;
             let to = (&ds, &secret);
             restore_to_database(vault, &manifest, to, opts, written, leftovers, track).await
         }
@@ -203,8 +202,7 @@ pub async fn validate_restore(
         } => {
             check_recovery_option(recovery_option)?;
             let ds: Datasource = datasource_info.resource_id.parse()?;
-            let store = &datasource_auth_credentials.secret_store_resource;
-            let secret = SecretRef::from_store(store.secret_store_type.parse()?, &store.uri)?;
+            let secret = target_secret(datasource_auth_credentials.as_ref())?;
             database::check_database_target(&manifest, (&ds, &secret), &req.pgvault_restore_options)
                 .await
         }
@@ -212,6 +210,25 @@ pub async fn validate_restore(
             recovery_option, ..
         } => check_recovery_option(recovery_option),
     }
+}
+
+/// The secret a restore into a database logs in to the target with.
+fn target_secret(
+    credentials: Option<&crate::model::instance::AuthCredentials>,
+) -> Result<SecretRef> {
+    let Some(credentials) = credentials else {
+        return Err(Error::new(
+            ErrorCode::UserErrorInvalidInput,
+            "the restore request's restoreTargetInfo has no datasourceAuthCredentials: a restore \
+             into a database needs a reference to the target's credentials \
+             (`initialize-for-data-recovery --secret-store-uri` writes one)",
+        ));
+    };
+    let store = &credentials.secret_store_resource;
+    Ok(SecretRef::from_store(
+        store.secret_store_type.parse()?,
+        &store.uri,
+    )?)
 }
 
 fn check_recovery_option(option: &str) -> Result<()> {

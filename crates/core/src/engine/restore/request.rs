@@ -50,13 +50,13 @@ pub fn initialize_for_data_recovery(
                 ds.server_url(),
                 ds.server_name().to_string(),
             )),
-            datasource_auth_credentials: AuthCredentials {
+            datasource_auth_credentials: Some(AuthCredentials {
                 object_type: "SecretStoreBasedAuthCredentials".into(),
                 secret_store_resource: SecretStoreResource {
                     secret_store_type: store_type.to_string(),
                     uri: secret_store_uri.into(),
                 },
-            },
+            }),
         },
     ))
 }
