@@ -2,7 +2,10 @@
 //! instance without protecting it, deleting a policy, deleting a vault.
 
 use pgvault_core::engine::protect::{check_new_instance, validate_new_instance};
+use std::collections::BTreeMap;
+
 use pgvault_core::engine::restore::validate_restore;
+use pgvault_core::engine::vault::StorageSetting;
 use pgvault_core::engine::{Error, Result};
 use pgvault_core::model::code::ErrorCode;
 use pgvault_core::model::instance::BackupInstanceRequest;
@@ -47,6 +50,34 @@ impl Pgvault {
             .map_err(|e| {
                 self.explain_missing_point(vault.name(), instance, &request.recovery_point_id, e)
             })
+    }
+
+    /// What Azure's REST API changes of a vault resource (PUT on an existing vault, PATCH):
+    /// its `location`, `tags` and `properties.storageSettings`, each only when given; returns
+    /// the vault's JSON.
+    pub async fn set_vault_resource(
+        &self,
+        name: &str,
+        location: Option<String>,
+        tags: Option<BTreeMap<String, String>>,
+        storage_settings: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value> {
+        let settings = storage_settings
+            .map(serde_json::from_value::<Vec<StorageSetting>>)
+            .transpose()
+            .map_err(|e| {
+                Error::new(
+                    ErrorCode::InvalidRequestContent,
+                    format!(
+                        "properties.storageSettings is not a list of {{datastoreType, type}}: {e}"
+                    ),
+                )
+            })?;
+        let mut vault = self.vault(name).await?;
+        vault
+            .set_resource_properties(location, tags, settings)
+            .await?;
+        Ok(vault.to_azure_json())
     }
 
     /// `backup-policy delete`: a policy no instance uses.

@@ -43,6 +43,10 @@ use crate::instance::BackupInstanceProperties;
 use crate::resource;
 
 /// The Azure resource type of a job, as it appears in `type`.
+/// The location pgvault gives what it does not know the Azure region of: its vaults, and a
+/// job's datasource.
+pub const LOCAL_LOCATION: &str = "local";
+
 pub const AZURE_JOB_TYPE: &str = "Microsoft.DataProtection/backupVaults/backupJobs";
 
 /// The Azure datasource type a job reports when it recorded none (every job before the
@@ -1298,7 +1302,9 @@ impl Job {
             ),
         );
         props.insert("dataSourceId".into(), json!(self.datasource_id));
-        props.insert("dataSourceLocation".into(), Value::Null);
+        // The SDK requires a string; pgvault knows no Azure region, and its vaults are in
+        // `local` (as `backupVaults` shows them).
+        props.insert("dataSourceLocation".into(), json!(LOCAL_LOCATION));
         props.insert("dataSourceName".into(), json!(self.datasource_name));
         props.insert(
             "dataSourceSetName".into(),
@@ -1375,11 +1381,21 @@ impl Job {
         props.insert("progressEnabled".into(), json!(false));
         props.insert(
             "sourceResourceGroup".into(),
-            json!(source_id.and_then(|id| arm_segment(id, "resourceGroups"))),
+            // An Azure datasource's own group; a `postgres://` one is the host's, in its
+            // vault's group (the SDK requires a string).
+            json!(
+                source_id
+                    .and_then(|id| arm_segment(id, "resourceGroups"))
+                    .or_else(|| arm_segment(vault_id, "resourceGroups"))
+            ),
         );
         props.insert(
             "sourceSubscriptionID".into(),
-            json!(source_id.and_then(|id| arm_segment(id, "subscriptions"))),
+            json!(
+                source_id
+                    .and_then(|id| arm_segment(id, "subscriptions"))
+                    .or_else(|| arm_segment(vault_id, "subscriptions"))
+            ),
         );
         props.insert("startTime".into(), json!(azure_time(self.state.start())));
         props.insert("status".into(), json!(self.status().as_str()));
@@ -2376,7 +2392,7 @@ mod tests {
             "62b829ee-7936-40c9-a1c9-47a93f9f3965"
         );
         assert_eq!(p["subscriptionId"], "62b829ee-7936-40c9-a1c9-47a93f9f3965");
-        assert_eq!(p["dataSourceLocation"], Value::Null);
+        assert_eq!(p["dataSourceLocation"], "local");
         assert!(p.get("errorDetails").is_none());
         let details = &p["extendedInfo"]["additionalDetails"];
         assert_eq!(details["PolicyRuleName"], "BackupWeekly");
@@ -3148,5 +3164,18 @@ mod tests {
         );
         assert!(!JobFilter::default().vault("").matches(&job));
         assert!(!JobFilter::default().vault("vault").matches(&job));
+    }
+
+    #[test]
+    fn a_self_hosted_datasources_job_gives_the_sdk_every_string_it_requires() {
+        let mut new = NewJob::new(Operation::OnDemandBackup, "V", t(1, 0, 0), owner());
+        new.datasource_id = Some("postgres://db1:5432/sales".into());
+        let subscription = SubscriptionId::parse("11111111-2222-3333-4444-555555555555").unwrap();
+        let group = ResourceGroup::parse("ops").unwrap();
+        let p = Job::start(&new).azure_json(&subscription, &group)["properties"].clone();
+        assert_eq!(p["sourceSubscriptionID"], subscription.as_str());
+        assert_eq!(p["sourceResourceGroup"], "ops");
+        assert_eq!(p["subscriptionId"], subscription.as_str());
+        assert_eq!(p["dataSourceLocation"], "local");
     }
 }

@@ -2,6 +2,7 @@
 //! `api-version` and the caller's role, then answers for the resource the path names, through
 //! the host's operations and queries (never the store or the engine).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -433,31 +434,41 @@ impl Request<'_> {
 
     // ---- vaults ----
 
+    /// PUT creates the vault (201) or replaces what ARM lets a PUT replace of an existing one
+    /// (200): its tags, location and storage settings.
     async fn put_vault(&self, v: &VaultRef) -> ApiResult {
-        let body = self.json()?;
-        if !body.is_object() {
-            return Err(bad_body("backup vault", "the body must be a JSON object"));
-        }
-        match self.vault(v).await {
-            Ok(existing) => return Ok(json_response(StatusCode::OK, existing)),
+        let body = VaultBody::parse(self.json()?)?;
+        let status = match self.vault(v).await {
+            Ok(_) => StatusCode::OK,
             Err(e) if e.code != ErrorCode::ResourceNotFound => return Err(e),
-            Err(_) => {}
-        }
-        let group =
-            ResourceGroup::parse(&v.group).map_err(|e| ApiError::new(e.code(), e.to_string()))?;
-        let created = self.svc().create_vault(&v.vault, &group, None).await?;
-        Ok(json_response(StatusCode::CREATED, created))
+            Err(_) => {
+                let group = ResourceGroup::parse(&v.group)
+                    .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
+                self.svc().create_vault(&v.vault, &group, None).await?;
+                StatusCode::CREATED
+            }
+        };
+        let vault = self
+            .svc()
+            .set_vault_resource(
+                &v.vault,
+                body.location,
+                Some(body.tags.unwrap_or_default()),
+                body.storage_settings,
+            )
+            .await?;
+        Ok(json_response(status, vault))
     }
 
+    /// PATCH changes what it names: tags (all of them, as ARM's PATCH replaces the tag set)
+    /// and storage settings.
     async fn patch_vault(&self, v: &VaultRef) -> ApiResult {
-        let body = self.json()?;
-        if !body.is_object() {
-            return Err(bad_body(
-                "backup vault patch",
-                "the body must be a JSON object",
-            ));
-        }
-        let vault = self.vault(v).await?;
+        let body = VaultBody::parse(self.json()?)?;
+        self.vault(v).await?;
+        let vault = self
+            .svc()
+            .set_vault_resource(&v.vault, None, body.tags, body.storage_settings)
+            .await?;
         Ok(json_response(StatusCode::OK, vault))
     }
 
@@ -793,6 +804,94 @@ pub(crate) const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_A
 /// A path segment as it goes into a URL.
 fn percent(segment: &str) -> String {
     percent_encoding::utf8_percent_encode(segment, SEGMENT).to_string()
+}
+
+/// What a vault's PUT or PATCH body may set.
+#[derive(Debug, Default)]
+struct VaultBody {
+    location: Option<String>,
+    tags: Option<BTreeMap<String, String>>,
+    storage_settings: Option<Value>,
+}
+
+impl VaultBody {
+    fn parse(body: Value) -> Result<VaultBody, ApiError> {
+        let Value::Object(body) = body else {
+            return Err(bad_body("backup vault", "the body must be a JSON object"));
+        };
+        let location = match body.get("location") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(l)) if !l.trim().is_empty() => Some(l.trim().to_owned()),
+            Some(other) => {
+                return Err(bad_body(
+                    "backup vault",
+                    format!("`location` must be a region name, not {other}"),
+                ));
+            }
+        };
+        let tags = match body.get("tags") {
+            None | Some(Value::Null) => None,
+            Some(t) => Some(check_tags(t)?),
+        };
+        let storage_settings = body
+            .get("properties")
+            .and_then(|p| p.get("storageSettings"))
+            .filter(|s| !s.is_null())
+            .cloned();
+        Ok(VaultBody {
+            location,
+            tags,
+            storage_settings,
+        })
+    }
+}
+
+/// ARM's rules for resource tags: at most 50, names of at most 512 characters without
+/// `<>%&\?/`, string values of at most 256.
+fn check_tags(tags: &Value) -> Result<BTreeMap<String, String>, ApiError> {
+    let invalid = |why: String| {
+        ApiError::new(
+            ErrorCode::InvalidRequestContent,
+            format!("The tags are not valid: {why}"),
+        )
+    };
+    let Value::Object(map) = tags else {
+        return Err(invalid(
+            "`tags` must be an object of names to string values".into(),
+        ));
+    };
+    if map.len() > 50 {
+        return Err(invalid(format!(
+            "{} tags; a resource has at most 50",
+            map.len()
+        )));
+    }
+    let mut out = BTreeMap::new();
+    for (name, value) in map {
+        if name.is_empty()
+            || name.chars().count() > 512
+            || name.contains(['<', '>', '%', '&', '\\', '?', '/'])
+        {
+            return Err(invalid(format!(
+                "tag name `{}` must be 1 to 512 characters without < > % & \\ ? /",
+                crate::route::printable(name)
+            )));
+        }
+        let Value::String(value) = value else {
+            return Err(invalid(format!(
+                "tag `{}` has a value that is not a string",
+                crate::route::printable(name)
+            )));
+        };
+        if value.chars().count() > 256 {
+            return Err(invalid(format!(
+                "tag `{}` has a value longer than 256 characters",
+                crate::route::printable(name)
+            )));
+        }
+        out.insert(name.clone(), value.clone());
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Deserialize)]

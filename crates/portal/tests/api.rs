@@ -504,3 +504,52 @@ async fn a_deleted_vault_can_be_made_again_in_another_resource_group() {
         "{shown}"
     );
 }
+
+#[tokio::test]
+async fn a_vaults_tags_and_location_are_kept_and_changed_as_arm_changes_them() {
+    let api = api();
+    let token = api.token("ci", Role::Contributor);
+    let vault = format!("{}/backupVaults/v1?{V}", group_path("rg"));
+    let body = json!({"location": "westeurope", "tags": {"env": "prod", "owner": "dba"},
+        "properties": {"storageSettings": [{"datastoreType": "VaultStore", "type": "GeoRedundant"}]}});
+    let (status, _, created) = api.call("PUT", &vault, Some(&token), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let (_, _, shown) = api.call("GET", &vault, Some(&token), None).await;
+    assert_eq!(shown["location"], "westeurope");
+    assert_eq!(shown["tags"], json!({"env": "prod", "owner": "dba"}));
+    assert_eq!(
+        shown["properties"]["storageSettings"][0]["type"],
+        "GeoRedundant"
+    );
+
+    // PATCH replaces the tag set and leaves the rest.
+    let (status, _, patched) = api
+        .call(
+            "PATCH",
+            &vault,
+            Some(&token),
+            Some(json!({"tags": {"env": "test"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(patched["tags"], json!({"env": "test"}));
+    assert_eq!(patched["location"], "westeurope");
+
+    for bad in [
+        json!({"tags": ["env"]}),
+        json!({"tags": {"a/b": "x"}}),
+        json!({"tags": {"n": 5}}),
+    ] {
+        let (status, _, refused) = api
+            .call("PATCH", &vault, Some(&token), Some(bad.clone()))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+        assert_eq!(code(&refused), "InvalidRequestContent", "{refused}");
+    }
+    let (_, _, shown) = api.call("GET", &vault, Some(&token), None).await;
+    assert_eq!(
+        shown["tags"],
+        json!({"env": "test"}),
+        "a refused PATCH changed nothing"
+    );
+}

@@ -1,6 +1,8 @@
 //! A vault: its configuration (`vault.json`), its policies, instances and recovery points.
 
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -46,6 +48,13 @@ pub struct VaultConfig {
     /// it prints. A vault written before vaults had one is in `pgvault`.
     #[serde(default = "default_resource_group")]
     pub resource_group: String,
+    /// Azure's `location` of the vault resource, as the REST API's PUT gave it (`local` when
+    /// none was given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// Azure's resource tags, as the REST API's PUT or PATCH gave them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
 }
 
 fn default_resource_group() -> String {
@@ -128,6 +137,8 @@ impl VaultConfig {
             archive_storage_url: None,
             archive_access_tier: None,
             resource_group: group.as_str().to_owned(),
+            location: None,
+            tags: BTreeMap::new(),
         }
     }
 
@@ -586,8 +597,39 @@ impl Vault {
                 "createdTime": self.config.created_time,
             }),
         );
-        v["location"] = json!("local");
+        v["location"] = json!(
+            self.config
+                .location
+                .as_deref()
+                .unwrap_or(crate::model::job::LOCAL_LOCATION)
+        );
+        v["tags"] = json!(self.config.tags);
         v
+    }
+
+    /// Sets what Azure's REST API changes of a vault resource: its `location`, its `tags` and
+    /// its `storageSettings` (each only when given), in `vault.json`.
+    pub async fn set_resource_properties(
+        &mut self,
+        location: Option<String>,
+        tags: Option<BTreeMap<String, String>>,
+        storage_settings: Option<Vec<StorageSetting>>,
+    ) -> Result<()> {
+        let mut config = self.config.clone();
+        if let Some(location) = location {
+            config.location = Some(location);
+        }
+        if let Some(tags) = tags {
+            config.tags = tags;
+        }
+        if let Some(settings) = storage_settings {
+            config.storage_settings = settings;
+        }
+        if config != self.config {
+            self.store.put_json(&paths::vault_config(), &config).await?;
+            self.config = config;
+        }
+        Ok(())
     }
 
     // ---- policies ----
