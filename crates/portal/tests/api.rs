@@ -553,3 +553,93 @@ async fn a_vaults_tags_and_location_are_kept_and_changed_as_arm_changes_them() {
         "a refused PATCH changed nothing"
     );
 }
+
+/// A recovery point's manifest as a backup writes it, for a point made without PostgreSQL.
+fn manifest(id: &str, at: chrono::DateTime<chrono::Utc>) -> Value {
+    json!({
+        "formatVersion": 1, "recoveryPointId": id, "backupInstanceName": "db1",
+        "recoveryPointTime": at, "policyName": "P", "policyRuleName": "BackupWeekly",
+        "retentionTagName": "Default", "expiryTime": null, "jobId": "",
+        "datasource": {"resourceId": "postgres://127.0.0.1:5432/db1", "server": "127.0.0.1", "port": 5432, "database": "db1"},
+        "postgres": {"serverVersion": "17", "pgDumpVersion": "17", "databaseSize": 1000, "usernameUsed": "backup"},
+        "chunker": {"algorithm": "fastcdc-2020", "minSize": 8192, "avgSize": 16384, "maxSize": 65536},
+        "stream": {"length": 0, "chunksBlake3": "", "chunkCount": 0, "chunkLists": []},
+        "archive": null,
+        "stats": {"bytesRead": 1000, "bytesStored": 20, "newChunks": 1, "durationMs": 9}
+    })
+}
+
+#[tokio::test]
+async fn thousands_of_recovery_points_list_a_page_at_a_time() {
+    use pgvault_core::engine::Vault;
+    use pgvault_core::store::{VaultStore, paths};
+    let api = api();
+    let token = api.token("ci", Role::Reader);
+    let url = format!("file://{}", api._dir.path().join("vault").display());
+    api.svc
+        .create_vault(
+            "V",
+            &pgvault_model::resource::ResourceGroup::default(),
+            Some(&url),
+        )
+        .await
+        .unwrap();
+    let vault = Vault::open(VaultStore::open(&url).unwrap()).await.unwrap();
+    let instance = json!({"name": "db1", "properties": {
+        "dataSourceInfo": {"datasourceType": "Microsoft.DBforPostgreSQL/flexibleServers/databases",
+            "resourceID": "postgres://127.0.0.1:5432/db1", "resourceName": "db1"},
+        "datasourceAuthCredentials": {"objectType": "SecretStoreBasedAuthCredentials",
+            "secretStoreResource": {"secretStoreType": "Environment", "uri": "env:NOT_USED"}},
+        "friendlyName": "db1", "policyInfo": {"policyId": "P"},
+        "currentProtectionState": "ProtectionConfigured"}});
+    vault
+        .store
+        .put_json(&paths::instance("db1"), &instance)
+        .await
+        .unwrap();
+    let start = chrono::Utc::now() - chrono::TimeDelta::days(100);
+    let mut ids: Vec<String> = (0..450).map(|i| format!("{i:032x}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let at = start + chrono::TimeDelta::hours(i as i64);
+        vault
+            .store
+            .put_json(&paths::recovery_point("db1", id), &manifest(id, at))
+            .await
+            .unwrap();
+    }
+    // One damaged manifest is listed as Partial, not dropped and not fatal.
+    vault
+        .store
+        .put_json(
+            &paths::recovery_point("db1", "zz-damaged"),
+            &json!({"not": "a manifest"}),
+        )
+        .await
+        .unwrap();
+    ids.push("zz-damaged".into());
+
+    let mut url = format!(
+        "{}/backupVaults/V/backupInstances/db1/recoveryPoints?{V}",
+        group_path("pgvault")
+    );
+    let (mut seen, mut pages) = (Vec::new(), 0);
+    loop {
+        let (status, _, page) = api.call("GET", &url, Some(&token), None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        pages += 1;
+        for p in page["value"].as_array().unwrap() {
+            assert!(p.is_object(), "{p}");
+            seen.push(p["name"].as_str().unwrap().to_owned());
+        }
+        match page["nextLink"].as_str() {
+            Some(next) => {
+                url = next
+                    .trim_start_matches("http://pgvault.test:8080")
+                    .to_owned()
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    assert_eq!(seen, ids, "every point once, in the order of their ids");
+}
