@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Form, Path, State};
+use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use chrono::TimeDelta;
@@ -43,16 +43,26 @@ fn rule_names(policy: &Value) -> (Option<String>, Vec<String>) {
     (backup, retention)
 }
 
+/// Recovery points a page of the instance shows.
+const POINTS_PER_PAGE: usize = 100;
+
+#[derive(Debug, Deserialize, Default)]
+pub struct PointsPage {
+    #[serde(default)]
+    points: usize,
+}
+
 pub async fn show(
     State(portal): State<Arc<Portal>>,
     headers: HeaderMap,
     Path(p): Path<InstancePath>,
+    Query(page): Query<PointsPage>,
 ) -> Response {
     let session = match signed_in(&portal, &headers) {
         Ok(s) => s,
         Err(r) => return r.into_response(),
     };
-    render(&portal, &session, &p, None, StatusCode::OK).await
+    render_page(&portal, &session, &p, None, StatusCode::OK, page.points).await
 }
 
 async fn render(
@@ -61,6 +71,19 @@ async fn render(
     p: &InstancePath,
     refused: Option<(String, String)>,
     status: StatusCode,
+) -> Response {
+    render_page(portal, session, p, refused, status, 0).await
+}
+
+/// The page, with the recovery points of page `points_page` (a page at a time, so an
+/// instance kept for years shows as fast as a new one; each page newest first).
+async fn render_page(
+    portal: &Portal,
+    session: &Session,
+    p: &InstancePath,
+    refused: Option<(String, String)>,
+    status: StatusCode,
+    points_page: usize,
 ) -> Response {
     let svc = &portal.svc;
     let instance = match svc.instance_json(&p.vault, &p.instance).await {
@@ -85,8 +108,22 @@ async fn render(
             ..JobFilter::default().vault(&p.vault).instance(&p.instance)
         })
         .unwrap_or_default();
-    let points = svc
-        .recovery_points_json(&p.vault, &p.instance)
+    let (mut points, more_points) = svc
+        .recovery_points_page(
+            &p.vault,
+            &p.instance,
+            points_page * POINTS_PER_PAGE,
+            POINTS_PER_PAGE,
+        )
+        .await
+        .unwrap_or_default();
+    points.sort_by(|a, b| {
+        b["properties"]["recoveryPointTime"]
+            .as_str()
+            .cmp(&a["properties"]["recoveryPointTime"].as_str())
+    });
+    let (in_vault, in_archive) = svc
+        .recovery_point_counts(&p.vault, &p.instance)
         .await
         .unwrap_or_default();
     let state = props["currentProtectionState"].as_str().unwrap_or_default();
@@ -130,6 +167,7 @@ async fn render(
         h2 { "Jobs of the past 7 days" }
         (super::jobs::table(&jobs.iter().collect::<Vec<&Job>>(), now))
         h2 { "Recovery points" }
+        p.quiet { (in_vault) " in the vault tier, " (in_archive) " in the archive tier." }
         @if points.is_empty() { p.quiet { "No recovery points yet." } } @else {
             table {
                 thead { tr {
@@ -155,6 +193,12 @@ async fn render(
                         }
                     }
                 }
+            }
+        }
+        @if points_page > 0 || more_points {
+            nav.pager aria-label="Recovery point pages" {
+                @if points_page > 0 { a href={(action) "?points=" (points_page - 1)} { "Previous points" } }
+                @if more_points { a href={(action) "?points=" (points_page + 1)} { "More points" } }
             }
         }
     };

@@ -76,8 +76,13 @@ async fn render(
     refused: Option<(String, String)>,
     status: StatusCode,
 ) -> Response {
-    let points = match portal.svc.recovery_points_json(&p.vault, &p.instance).await {
-        Ok(points) => points,
+    // The point chosen on the instance's page (reading one manifest, not thousands).
+    let points = match portal
+        .svc
+        .recovery_point_json(&p.vault, &p.instance, &f.point)
+        .await
+    {
+        Ok(point) => vec![point],
         Err(e) => return super::error_page(session, e),
     };
     let action = format!(
