@@ -205,7 +205,7 @@ fn every_id_is_under_the_subscription_and_the_vault_group() {
     let suspended = w.json(&["backup-instance", "suspend-backup", "--ids", &instance_id]);
     assert_eq!(
         suspended["properties"]["currentProtectionState"],
-        "BackupsSuspended"
+        "BackupSchedulesSuspended"
     );
     // The fixed segments match ignoring case, as in ARM; the subscription too.
     let shouting = instance_id
