@@ -11,10 +11,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use crate::policy::DataStoreType;
+use crate::retention::{DataStoreSpan, Fate};
+use crate::simulate::{SimulatedPoint, Summary, simulate};
 use chrono::TimeDelta;
-use pgvault_model::policy::DataStoreType;
-use pgvault_model::retention::{DataStoreSpan, Fate};
-use pgvault_model::simulate::{SimulatedPoint, Summary, simulate};
 
 use super::*;
 use fixtures::utc;
