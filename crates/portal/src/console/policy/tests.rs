@@ -268,3 +268,282 @@ fn a_posted_form_reads_back_as_the_draft() {
         "P30D"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// The pages through the router, with a real home in a temporary folder
+// ---------------------------------------------------------------------------------------------
+
+mod pages {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode, header};
+    use serde_json::{Value, json};
+    use tower::ServiceExt as _;
+
+    use pgvault_host::access::Role;
+    use pgvault_host::api::Home;
+    use pgvault_host::service::Pgvault;
+
+    use super::super::{Draft, build};
+    use crate::{DEFAULT_SUBSCRIPTION_ID, Portal, router};
+
+    struct Console {
+        _dir: tempfile::TempDir,
+        svc: Arc<Pgvault>,
+        app: axum::Router,
+    }
+
+    struct Page {
+        status: StatusCode,
+        location: Option<String>,
+        body: String,
+    }
+
+    impl Console {
+        async fn new() -> Console {
+            let dir = tempfile::tempdir().unwrap();
+            let svc = Arc::new(Pgvault::open(Home::at(dir.path().join("home"))).unwrap());
+            let portal = Portal::new(svc.clone(), false, "127.0.0.1:8080".parse().unwrap());
+            let console = Console {
+                _dir: dir,
+                svc,
+                app: router(Arc::new(portal)),
+            };
+            let token = console
+                .svc
+                .create_api_token("setup", Role::Contributor)
+                .unwrap();
+            let vault = format!(
+                "/subscriptions/{DEFAULT_SUBSCRIPTION_ID}/resourceGroups/rg/providers/Microsoft.DataProtection/backupVaults/v1?api-version=2026-06-01"
+            );
+            let request = Request::put(vault)
+                .header("authorization", format!("Bearer {token}"))
+                .header("content-type", "application/json")
+                .body(Body::from(json!({"location": "local"}).to_string()))
+                .unwrap();
+            let response = console.app.clone().oneshot(request).await.unwrap();
+            assert!(response.status().is_success(), "{}", response.status());
+            console
+        }
+
+        async fn send(&self, request: Request<Body>) -> Page {
+            let response = self.app.clone().oneshot(request).await.unwrap();
+            let status = response.status();
+            let location = response
+                .headers()
+                .get(header::LOCATION)
+                .map(|l| l.to_str().unwrap().to_owned());
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 24)
+                .await
+                .unwrap();
+            Page {
+                status,
+                location,
+                body: String::from_utf8(bytes.to_vec()).unwrap(),
+            }
+        }
+
+        /// A session cookie for a new token of `role`.
+        async fn sign_in(&self, name: &str, role: Role) -> String {
+            let token = self.svc.create_api_token(name, role).unwrap();
+            let request = Request::post("/sign-in")
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from(format!("token={token}")))
+                .unwrap();
+            let response = self.app.clone().oneshot(request).await.unwrap();
+            let cookie = response.headers()[header::SET_COOKIE].to_str().unwrap();
+            cookie.split(';').next().unwrap().to_owned()
+        }
+
+        async fn get(&self, cookie: &str, uri: &str) -> Page {
+            let request = Request::get(uri)
+                .header(header::COOKIE, cookie)
+                .body(Body::empty())
+                .unwrap();
+            self.send(request).await
+        }
+
+        async fn post(&self, cookie: &str, uri: &str, form: &[(&str, &str)]) -> Page {
+            let body = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(form)
+                .finish();
+            let request = Request::post(uri)
+                .header(header::COOKIE, cookie)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Body::from(body))
+                .unwrap();
+            self.send(request).await
+        }
+
+        /// The anti-forgery token the editor's page carries for this session.
+        async fn csrf(&self, cookie: &str) -> String {
+            let page = self.get(cookie, "/policies/new?vault=v1").await;
+            assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+            let marker = "name=\"csrf\" value=\"";
+            let start = page.body.find(marker).unwrap() + marker.len();
+            page.body[start..].split('"').next().unwrap().to_owned()
+        }
+    }
+
+    /// The monthly-archive form as posted.
+    fn monthly<'a>(csrf: &'a str, name: &'a str, action: &'a str) -> Vec<(&'a str, &'a str)> {
+        vec![
+            ("csrf", csrf),
+            ("vault", "v1"),
+            ("name", name),
+            ("frequency", "Weekly"),
+            ("day", "Monday"),
+            ("day", "Wednesday"),
+            ("time", "22:00"),
+            ("timezone", "Europe/Berlin"),
+            ("Default.keep", "4"),
+            ("Default.unit", "Weeks"),
+            ("Default.archive", "none"),
+            ("Monthly.on", "on"),
+            ("Monthly.keep", "12"),
+            ("Monthly.unit", "Months"),
+            ("Monthly.archive", "CopyOnExpiryOption"),
+            ("Monthly.archive_keep", "3"),
+            ("Monthly.archive_unit", "Years"),
+            ("Monthly.criterion", "FirstOfMonth"),
+            ("action", action),
+        ]
+    }
+
+    #[tokio::test]
+    async fn the_editor_previews_validates_and_creates_a_policy() {
+        let console = Console::new().await;
+        let editor = console.sign_in("editor", Role::Contributor).await;
+        let csrf = console.csrf(&editor).await;
+
+        // The preview: a plot for a good form, the error at its field for a bad one.
+        let good = console
+            .post(&editor, "/policies/preview", &monthly(&csrf, "", "preview"))
+            .await;
+        assert_eq!(good.status, StatusCode::OK);
+        let good: Value = serde_json::from_str(&good.body).unwrap();
+        assert!(good["plot"].as_str().unwrap().contains("<svg"), "{good}");
+        assert!(good["plot"].as_str().unwrap().contains("Monthly"));
+        assert_eq!(good["errors"], json!({}));
+        let mut bad = monthly(&csrf, "", "preview");
+        bad.retain(|(k, _)| *k != "Monthly.archive_keep");
+        bad.push(("Monthly.archive_keep", "1"));
+        bad.retain(|(k, _)| *k != "Monthly.archive_unit");
+        bad.push(("Monthly.archive_unit", "Months"));
+        let bad = console.post(&editor, "/policies/preview", &bad).await;
+        let bad: Value = serde_json::from_str(&bad.body).unwrap();
+        assert!(
+            bad["errors"]["Monthly.archive_keep"]
+                .as_str()
+                .unwrap()
+                .contains("6 months to 10 years"),
+            "{bad}"
+        );
+        assert!(!bad["plot"].as_str().unwrap().contains("<svg"));
+
+        // A form with an error comes back with the error at its field, nothing created.
+        let page = console
+            .post(&editor, "/policies/new", &monthly(&csrf, "", "create"))
+            .await;
+        assert_eq!(page.status, StatusCode::BAD_REQUEST);
+        assert!(page.body.contains("id=\"error-name\""), "{}", page.body);
+        assert!(page.body.contains("give the policy a name"));
+
+        // Created: the stored policy is the one the form builds.
+        let page = console
+            .post(
+                &editor,
+                "/policies/new",
+                &monthly(&csrf, "Monthly12", "create"),
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        assert_eq!(
+            page.location.as_deref(),
+            Some("/vaults/v1/policies/Monthly12")
+        );
+        let stored = console.svc.policy_json("v1", "Monthly12").await.unwrap();
+        let form: Vec<(String, String)> = monthly(&csrf, "Monthly12", "create")
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let expected =
+            serde_json::to_value(build(&Draft::from_form(&form), true).unwrap()).unwrap();
+        assert_eq!(stored["properties"]["policyRules"], expected["policyRules"]);
+
+        // Its page draws it; the list links it; "edit" fills the editor from it.
+        let page = console.get(&editor, "/vaults/v1/policies/Monthly12").await;
+        assert_eq!(page.status, StatusCode::OK);
+        assert!(page.body.contains("<svg") && page.body.contains("Monthly"));
+        let page = console.get(&editor, "/policies").await;
+        assert!(
+            page.body.contains("href=\"/vaults/v1/policies/Monthly12\""),
+            "{}",
+            page.body
+        );
+        let page = console
+            .get(&editor, "/policies/new?vault=v1&from=Monthly12")
+            .await;
+        assert!(
+            page.body.contains("value=\"Europe/Berlin\""),
+            "{}",
+            page.body
+        );
+        assert!(page.body.contains("value=\"CopyOnExpiryOption\" selected"));
+
+        // The same name again: Azure's refusal, shown with its code.
+        let page = console
+            .post(
+                &editor,
+                "/policies/new",
+                &monthly(&csrf, "Monthly12", "create"),
+            )
+            .await;
+        assert!(!page.status.is_success(), "{}", page.status);
+        assert!(
+            page.body.contains("UserErrorBMSUpdatePolicyNotSupported"),
+            "{}",
+            page.body
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reader_may_preview_but_not_create_and_forged_posts_are_refused() {
+        let console = Console::new().await;
+        let reader = console.sign_in("viewer", Role::Reader).await;
+        let csrf = console.csrf(&reader).await;
+
+        let preview = console
+            .post(&reader, "/policies/preview", &monthly(&csrf, "", "preview"))
+            .await;
+        assert_eq!(preview.status, StatusCode::OK);
+        let page = console
+            .post(&reader, "/policies/new", &monthly(&csrf, "P", "create"))
+            .await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN);
+        assert!(page.body.contains("AuthorizationFailed"));
+        assert!(console.svc.policy_json("v1", "P").await.is_err());
+
+        let editor = console.sign_in("editor", Role::Contributor).await;
+        // The reader's token is not the editor's session's.
+        let page = console
+            .post(&editor, "/policies/new", &monthly(&csrf, "P", "create"))
+            .await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN);
+        let preview = console
+            .post(
+                &editor,
+                "/policies/preview",
+                &monthly(&csrf, "P", "preview"),
+            )
+            .await;
+        assert_eq!(preview.status, StatusCode::FORBIDDEN);
+        assert!(console.svc.policy_json("v1", "P").await.is_err());
+
+        // Without a session: sign in first.
+        let page = console.get("pgvault_session=nope", "/policies").await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER);
+        assert_eq!(page.location.as_deref(), Some("/sign-in"));
+    }
+}
