@@ -963,7 +963,7 @@ async fn editor(
     let content = html! {
         @if let Some((code, message)) = &refused { (problem(code, message)) }
         @if let Some(list) = errors.get("policy") { (problem("UserErrorInvalidPolicy", &list.join(" "))) }
-        form #policy-form.card.wide method="post" action="/policies/new" novalidate {
+        form #policy-form.card.policy-editor method="post" action="/policies/new" novalidate {
             input type="hidden" name="csrf" value=(session.csrf);
             fieldset {
                 legend { "Basics" }
@@ -1011,7 +1011,7 @@ async fn editor(
                         @else { label.inline { input type="checkbox" name=(f("on")) value="on" checked[rule.on]; " " (name) " retention" } }
                     }
                     div.row {
-                        label for=(f("keep")) { "Keep in the vault tier for" }
+                        label for=(f("keep")) { "Vault tier: keep for" }
                         input id=(f("keep")) name=(f("keep")) value=(rule.keep) size="4" inputmode="numeric" aria-invalid=[invalid(errors, &f("keep"))];
                         (unit_select(&f("unit"), "Vault retention unit", &rule.unit))
                     }
@@ -1020,17 +1020,18 @@ async fn editor(
                         label for=(f("archive")) { "Archive tier" }
                         select id=(f("archive")) name=(f("archive")) aria-invalid=[invalid(errors, &f("archive"))] {
                             option value="none" selected[rule.archive == "none"] { "No archive copy" }
-                            option value="CopyOnExpiryOption" selected[rule.archive == "CopyOnExpiryOption"] { "Move on expiry from the vault tier" }
+                            option value="CopyOnExpiryOption" selected[rule.archive == "CopyOnExpiryOption"] { "Move on expiry" }
                             option value="ImmediateCopyOption" selected[rule.archive == "ImmediateCopyOption"] { "Copy immediately" }
                             option value="CustomCopyOption" selected[rule.archive == "CustomCopyOption"] { "Copy after…" }
                         }
+                        span.quiet { "after" }
                         input name=(f("copy_after")) value=(rule.copy_after) size="4" aria-label={(name) " copy after"} aria-invalid=[invalid(errors, &f("copy_after"))];
                         (unit_select(&f("copy_unit"), "Copy delay unit", &rule.copy_unit))
                     }
                     (field_error(errors, &f("archive")))
                     (field_error(errors, &f("copy_after")))
                     div.row {
-                        label for=(f("archive_keep")) { "Keep in the archive tier for" }
+                        label for=(f("archive_keep")) { "Archive tier: keep for" }
                         input id=(f("archive_keep")) name=(f("archive_keep")) value=(rule.archive_keep) size="4" aria-invalid=[invalid(errors, &f("archive_keep"))];
                         (unit_select(&f("archive_unit"), "Archive retention unit", &rule.archive_unit))
                     }
