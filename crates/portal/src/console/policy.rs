@@ -962,9 +962,9 @@ async fn editor(
     };
     let content = html! {
         @if let Some((code, message)) = &refused { (problem(code, message)) }
-        @if let Some(list) = errors.get("policy") { (problem("UserErrorInvalidPolicy", &list.join(" "))) }
         form #policy-form.card.policy-editor method="post" action="/policies/new" novalidate {
             input type="hidden" name="csrf" value=(session.csrf);
+            (field_error(errors, "policy"))
             fieldset {
                 legend { "Basics" }
                 label for="vault" { "Vault" }
@@ -1012,34 +1012,34 @@ async fn editor(
                     }
                     div.row {
                         label for=(f("keep")) { "Vault tier: keep for" }
-                        input id=(f("keep")) name=(f("keep")) value=(rule.keep) size="4" inputmode="numeric" aria-invalid=[invalid(errors, &f("keep"))];
+                        input id=(f("keep")) name=(f("keep")) value=(rule.keep) size="4" inputmode="numeric" aria-invalid=[invalid(errors, &f("keep"))] aria-describedby={"error-" (f("keep"))};
                         (unit_select(&f("unit"), "Vault retention unit", &rule.unit))
                     }
                     (field_error(errors, &f("keep")))
                     div.row {
                         label for=(f("archive")) { "Archive tier" }
-                        select id=(f("archive")) name=(f("archive")) aria-invalid=[invalid(errors, &f("archive"))] {
+                        select id=(f("archive")) name=(f("archive")) aria-invalid=[invalid(errors, &f("archive"))] aria-describedby={"error-" (f("archive"))} {
                             option value="none" selected[rule.archive == "none"] { "No archive copy" }
                             option value="CopyOnExpiryOption" selected[rule.archive == "CopyOnExpiryOption"] { "Move on expiry" }
                             option value="ImmediateCopyOption" selected[rule.archive == "ImmediateCopyOption"] { "Copy immediately" }
                             option value="CustomCopyOption" selected[rule.archive == "CustomCopyOption"] { "Copy after…" }
                         }
                         span.quiet { "after" }
-                        input name=(f("copy_after")) value=(rule.copy_after) size="4" aria-label={(name) " copy after"} aria-invalid=[invalid(errors, &f("copy_after"))];
+                        input name=(f("copy_after")) value=(rule.copy_after) size="4" aria-label={(name) " copy after"} aria-invalid=[invalid(errors, &f("copy_after"))] aria-describedby={"error-" (f("copy_after"))};
                         (unit_select(&f("copy_unit"), "Copy delay unit", &rule.copy_unit))
                     }
                     (field_error(errors, &f("archive")))
                     (field_error(errors, &f("copy_after")))
                     div.row {
                         label for=(f("archive_keep")) { "Archive tier: keep for" }
-                        input id=(f("archive_keep")) name=(f("archive_keep")) value=(rule.archive_keep) size="4" aria-invalid=[invalid(errors, &f("archive_keep"))];
+                        input id=(f("archive_keep")) name=(f("archive_keep")) value=(rule.archive_keep) size="4" aria-invalid=[invalid(errors, &f("archive_keep"))] aria-describedby={"error-" (f("archive_keep"))};
                         (unit_select(&f("archive_unit"), "Archive retention unit", &rule.archive_unit))
                     }
                     (field_error(errors, &f("archive_keep")))
                     @if name != "Default" {
                         div.row {
                             label for=(f("criterion")) { "Tag backups taken" }
-                            select id=(f("criterion")) name=(f("criterion")) aria-invalid=[invalid(errors, &f("criterion"))] {
+                            select id=(f("criterion")) name=(f("criterion")) aria-invalid=[invalid(errors, &f("criterion"))] aria-describedby={"error-" (f("criterion"))} {
                                 @for (v, text) in [("FirstOfDay", "first of each day"), ("FirstOfWeek", "first of each week"), ("FirstOfMonth", "first of each month"), ("FirstOfYear", "first of each year"), ("AllBackup", "every backup"), ("Days", "on these days…")] {
                                     option value=(v) selected[v == rule.criterion] { (text) }
                                 }
