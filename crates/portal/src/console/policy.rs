@@ -982,16 +982,18 @@ async fn editor(
                     @for f in ["Weekly", "Daily", "Hourly"] { option value=(f) selected[f == draft.frequency] { (f) } }
                 }
                 (field_error(errors, "frequency"))
-                fieldset.days aria-describedby="error-days" {
+                fieldset.days.weekly-only aria-describedby="error-days" {
                     legend { "Days (weekly backups)" }
                     @for d in DAYS {
                         label.inline { input type="checkbox" name="day" value=(d) checked[draft.days.iter().any(|x| x == d)]; " " (d) }
                     }
                 }
                 (field_error(errors, "days"))
-                label for="hours" { "Every (hourly backups)" }
-                select #hours name="hours" aria-invalid=[invalid(errors, "hours")] {
-                    @for h in ["4", "6", "8", "12"] { option value=(h) selected[h == draft.hours] { (h) " hours" } }
+                div.hourly-only {
+                    label for="hours" { "Every (hourly backups) " }
+                    select #hours name="hours" aria-invalid=[invalid(errors, "hours")] {
+                        @for h in ["4", "6", "8", "12"] { option value=(h) selected[h == draft.hours] { (h) " hours" } }
+                    }
                 }
                 (field_error(errors, "hours"))
                 label for="time" { "Time (HH:MM)" }
@@ -1024,13 +1026,16 @@ async fn editor(
                             option value="ImmediateCopyOption" selected[rule.archive == "ImmediateCopyOption"] { "Copy immediately" }
                             option value="CustomCopyOption" selected[rule.archive == "CustomCopyOption"] { "Copy after…" }
                         }
-                        span.quiet { "after" }
-                        input name=(f("copy_after")) value=(rule.copy_after) size="4" aria-label={(name) " copy after"} aria-invalid=[invalid(errors, &f("copy_after"))] aria-describedby={"error-" (f("copy_after"))};
-                        (unit_select(&f("copy_unit"), "Copy delay unit", &rule.copy_unit))
+                        span.custom-only {
+                            span.quiet { "after " }
+                            input name=(f("copy_after")) value=(rule.copy_after) size="4" aria-label={(name) " copy after"} aria-invalid=[invalid(errors, &f("copy_after"))] aria-describedby={"error-" (f("copy_after"))};
+                            " "
+                            (unit_select(&f("copy_unit"), "Copy delay unit", &rule.copy_unit))
+                        }
                     }
                     (field_error(errors, &f("archive")))
                     (field_error(errors, &f("copy_after")))
-                    div.row {
+                    div.row.archive-only {
                         label for=(f("archive_keep")) { "Archive tier: keep for" }
                         input id=(f("archive_keep")) name=(f("archive_keep")) value=(rule.archive_keep) size="4" aria-invalid=[invalid(errors, &f("archive_keep"))] aria-describedby={"error-" (f("archive_keep"))};
                         (unit_select(&f("archive_unit"), "Archive retention unit", &rule.archive_unit))
