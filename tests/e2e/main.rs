@@ -8,6 +8,7 @@ mod azure_walkthrough;
 mod blob;
 mod blob_restore;
 mod console;
+mod console_policy;
 mod dedup;
 mod drill;
 mod failures;

@@ -8,7 +8,6 @@
 
 mod commands;
 mod output;
-mod plot;
 
 use std::process::ExitCode;
 

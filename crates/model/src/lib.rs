@@ -16,6 +16,7 @@ pub mod duration;
 pub mod human;
 pub mod instance;
 pub mod job;
+pub mod plot;
 pub mod policy;
 pub mod policy_edit;
 pub mod redact;

@@ -29,7 +29,7 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let simulation = simulate(policy, from, to, at)?;
     if let Some(path) = plot {
-        std::fs::write(path, crate::plot::render_svg(&simulation))
+        std::fs::write(path, pgvault_model::plot::render_svg(&simulation))
             .with_context(|| format!("cannot write the plot to `{}`", path.display()))?;
     }
     let text = match format {

@@ -23,6 +23,7 @@ mod center;
 mod configure;
 mod instance;
 mod jobs;
+mod policy;
 mod restore;
 pub mod session;
 
@@ -38,6 +39,10 @@ pub fn routes() -> Router<Arc<Portal>> {
         .route("/sign-in", get(sign_in_page).post(sign_in))
         .route("/sign-out", post(sign_out))
         .route("/configure", get(configure::show).post(configure::submit))
+        .route("/policies", get(policy::list))
+        .route("/policies/new", get(policy::new).post(policy::submit))
+        .route("/policies/preview", post(policy::preview))
+        .route("/vaults/{vault}/policies/{name}", get(policy::show))
         .route("/jobs", get(jobs::list))
         .route("/jobs/{id}", get(jobs::show))
         .route("/operations/{id}", get(jobs::operation))
@@ -154,6 +159,7 @@ pub(crate) fn frame(title: &str, session: Option<&Session>, content: Markup) -> 
                         nav aria-label="Main" {
                             a href="/" { "Backup center" }
                             a href="/configure" { "Configure backup" }
+                            a href="/policies" { "Policies" }
                             a href="/jobs" { "Jobs" }
                         }
                         form.signout method="post" action="/sign-out" {

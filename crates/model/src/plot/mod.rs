@@ -1,4 +1,5 @@
-//! SVG plot of a backup-policy simulation, for `pgvault backup-policy simulate --plot FILE.svg`.
+//! SVG plot of a backup-policy simulation, for `pgvault backup-policy simulate --plot FILE.svg`
+//! and the console's policy page (it lives in the model, pure, so both draw the same picture).
 //!
 //! The plot answers one question at a glance: over the simulated years, what does the policy
 //! keep, in which tier, and for how long? Top to bottom it shows a title and a summary of the
@@ -43,7 +44,7 @@ use std::fmt::{self, Write};
 
 use chrono::{DateTime, Datelike, Months, NaiveDate, TimeZone, Timelike, Utc};
 
-use pgvault_model::simulate::Simulation;
+use crate::simulate::Simulation;
 
 /// Most bar lanes one tier band may use before its costliest tag switches to a density row.
 pub const MAX_LANES_PER_TIER: usize = 60;

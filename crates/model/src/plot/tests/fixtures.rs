@@ -5,9 +5,9 @@
 //! This module depends on nothing of the plot, so that a throwaway program can include it
 //! with `#[path]` to draw the README's example from the very same policy.
 
+use crate::policy::BackupPolicy;
+use crate::simulate::{Simulation, simulate};
 use chrono::{DateTime, TimeZone, Utc};
-use pgvault_model::policy::BackupPolicy;
-use pgvault_model::simulate::{Simulation, simulate};
 use serde_json::{Value, json};
 
 pub fn utc(y: i32, m: u32, d: u32) -> DateTime<Utc> {
