@@ -10,6 +10,7 @@ mod blob_restore;
 mod console;
 mod console_policy;
 mod dedup;
+mod deletion;
 mod drill;
 mod failures;
 mod grants;

@@ -83,6 +83,32 @@ pub enum PolicyCommand {
         #[command(flatten)]
         ids: Ids,
     },
+    /// Delete a policy no backup instance uses (as in Azure, one in use is kept).
+    #[command(
+        after_help = "Example:\n  pgvault backup-policy delete --vault-name TestBkpVault --name OssPolicy --yes"
+    )]
+    Delete {
+        #[arg(
+            long,
+            short = 'v',
+            required_unless_present = "ids",
+            conflicts_with = "ids"
+        )]
+        vault_name: Option<String>,
+        #[arg(
+            long,
+            short = 'n',
+            alias = "backup-policy-name",
+            required_unless_present = "ids",
+            conflicts_with = "ids"
+        )]
+        name: Option<String>,
+        #[command(flatten)]
+        ids: Ids,
+        /// Confirm the deletion.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
     /// List a vault's policies.
     #[command(
         after_help = "Example:\n  pgvault backup-policy list --vault-name TestBkpVault -o table"
@@ -348,6 +374,39 @@ pub async fn run(cmd: PolicyCommand, format: Format) -> anyhow::Result<ExitCode>
                 out.push(svc.policy_json(&t.vault, &name).await.map_err(coded)?);
             }
             print(&one_or_list(out), format)?;
+        }
+        PolicyCommand::Delete {
+            vault_name,
+            name,
+            ids,
+            yes,
+        } => {
+            let svc = open_service()?;
+            let targets = ids
+                .targets(
+                    &svc,
+                    ResourceKind::Policy,
+                    vault_name.as_deref(),
+                    name.as_deref(),
+                    None,
+                )
+                .await?;
+            if !yes {
+                let names: Vec<String> = targets
+                    .iter()
+                    .map(|t| t.name.clone().unwrap_or_default())
+                    .collect();
+                anyhow::bail!(
+                    "{code}: deleting policy `{}` cannot be undone; add --yes to confirm",
+                    names.join("`, `"),
+                    code = ErrorCode::UserErrorConfirmationRequired
+                );
+            }
+            for t in targets {
+                let name = t.name.unwrap_or_default();
+                svc.delete_policy(&t.vault, &name).await.map_err(coded)?;
+                eprintln!("Policy `{name}` deleted from vault `{}`.", t.vault);
+            }
         }
         PolicyCommand::List { vault_name, scope } => {
             let svc = open_service()?;

@@ -51,6 +51,26 @@ pub enum VaultCommand {
         #[arg(long, requires = "archive_storage_url", value_name = "Archive|Cold")]
         archive_access_tier: Option<ArchiveAccessTier>,
     },
+    /// Delete a vault that has no backup instances left (delete them first). A vault in the
+    /// home's own folder is removed with its files; one you placed elsewhere (--storage-url)
+    /// is only unregistered, its files left where they are.
+    #[command(
+        after_help = "Example:\n  pgvault backup-vault delete --vault-name TestBkpVault --yes"
+    )]
+    Delete {
+        #[arg(
+            long,
+            short = 'v',
+            required_unless_present = "ids",
+            conflicts_with = "ids"
+        )]
+        vault_name: Option<String>,
+        #[command(flatten)]
+        ids: Ids,
+        /// Confirm the deletion.
+        #[arg(long, short = 'y')]
+        yes: bool,
+    },
     /// Change a vault: give it an archive tier, or change its Blob Storage access tier.
     #[command(
         after_help = "Examples:\n  pgvault backup-vault update --vault-name TestBkpVault --archive-storage-url file:///mnt/archive/pgvault\n  pgvault backup-vault update --vault-name TestBkpVault --archive-access-tier Cold"
@@ -231,6 +251,27 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
                 );
             }
             print(&one_or_list(out), format)?
+        }
+        VaultCommand::Delete {
+            vault_name,
+            ids,
+            yes,
+        } => {
+            let targets = ids
+                .targets(&svc, ResourceKind::Vault, vault_name.as_deref(), None, None)
+                .await?;
+            if !yes {
+                let names: Vec<&str> = targets.iter().map(|t| t.vault.as_str()).collect();
+                anyhow::bail!(
+                    "{code}: deleting vault `{}` cannot be undone; add --yes to confirm",
+                    names.join("`, `"),
+                    code = ErrorCode::UserErrorConfirmationRequired
+                );
+            }
+            for t in targets {
+                svc.delete_vault(&t.vault).await.map_err(coded)?;
+                eprintln!("Vault `{}` deleted.", t.vault);
+            }
         }
         VaultCommand::Gc { vault_name } => {
             let tiers = svc
