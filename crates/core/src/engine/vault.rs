@@ -1111,13 +1111,11 @@ impl Vault {
     ) -> Result<(Vec<StoredPoint>, Vec<DamagedManifest>)> {
         let mut damaged = Vec::new();
         let mut points: std::collections::BTreeMap<String, StoredPoint> = Default::default();
-        for tier in [DataStoreType::VaultStore, DataStoreType::ArchiveStore] {
-            let Some(store) = self.tier_store(tier) else {
-                continue;
-            };
-            let ids = store
-                .list_json_names(&paths::recovery_points(instance))
-                .await?;
+        let (in_vault, in_archive) = self.recovery_point_ids(instance).await?;
+        for (tier, ids) in [
+            (DataStoreType::VaultStore, in_vault),
+            (DataStoreType::ArchiveStore, in_archive),
+        ] {
             // Read a few manifests at once: on Blob Storage each is a round trip, and an
             // instance kept ten years has thousands.
             let read: Vec<(String, Result<Option<Manifest>>)> =

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, TimeDelta, Utc};
 use maud::{Markup, html};
@@ -14,7 +13,7 @@ use maud::{Markup, html};
 use pgvault_model::human;
 use pgvault_model::job::{Job, JobFilter, JobStatus, Operation};
 
-use super::{frame, seg, signed_in, status_badge};
+use super::{SignedIn, frame, seg, status_badge};
 use crate::Portal;
 
 /// How many of the week's jobs the page lists (the jobs page has the rest).
@@ -68,11 +67,7 @@ fn schedule_interval(policy: &serde_json::Value) -> Option<TimeDelta> {
         .min()
 }
 
-pub async fn show(State(portal): State<Arc<Portal>>, headers: HeaderMap) -> Response {
-    let session = match signed_in(&portal, &headers) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+pub async fn show(State(portal): State<Arc<Portal>>, SignedIn(session): SignedIn) -> Response {
     let svc = &portal.svc;
     let now = svc.now();
     // Counts from the history's own aggregation, and only the newest jobs as rows: a host

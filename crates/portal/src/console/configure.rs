@@ -23,7 +23,7 @@ use pgvault_model::job::JobId;
 use pgvault_model::secret::SecretRef;
 
 use super::session::Session;
-use super::{frame, problem, signed_in, signed_in_post};
+use super::{SignedIn, frame, problem, signed_in_post};
 use crate::Portal;
 
 const FLEXIBLE: &str = "AzureDatabaseForPostgreSQLFlexibleServer";
@@ -48,13 +48,9 @@ enum Outcome {
 
 pub async fn show(
     State(portal): State<Arc<Portal>>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     Query(q): Query<Server>,
 ) -> Response {
-    let session = match signed_in(&portal, &headers) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
     render(
         &portal,
         &session,
@@ -220,6 +216,8 @@ async fn render(
                             @for p in &policies { option value=(p) selected[*p == chosen_policy] { (p) } }
                             option value="" selected[policies.is_empty()] { "New: " (TEMPLATE_POLICY) " (the default template: weekly, kept 3 months)" }
                         }
+                        " "
+                        a href={"/policies/new?vault=" (super::seg(&q.vault))} { "Design a policy" }
                     }
                     div.actions {
                         button type="submit" name="action" value="check" { "Check readiness" }

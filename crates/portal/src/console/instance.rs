@@ -19,7 +19,7 @@ use pgvault_model::instance::{BACKUPS_SUSPENDED, PROTECTION_CONFIGURED, PROTECTI
 use pgvault_model::job::{Job, JobFilter, JobId};
 
 use super::session::Session;
-use super::{InstancePath, frame, problem, seg, signed_in, signed_in_post, status_badge};
+use super::{InstancePath, SignedIn, frame, problem, seg, signed_in_post, status_badge};
 use crate::Portal;
 
 /// The retention rules of a policy (what Backup Now may tag a backup with), its backup rule
@@ -54,14 +54,10 @@ pub struct PointsPage {
 
 pub async fn show(
     State(portal): State<Arc<Portal>>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     Path(p): Path<InstancePath>,
     Query(page): Query<PointsPage>,
 ) -> Response {
-    let session = match signed_in(&portal, &headers) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
     render_page(&portal, &session, &p, None, StatusCode::OK, page.points).await
 }
 

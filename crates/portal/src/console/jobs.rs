@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
-use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, TimeDelta, Utc};
 use maud::{Markup, PreEscaped, html};
@@ -14,7 +13,7 @@ use serde::Deserialize;
 use pgvault_model::human;
 use pgvault_model::job::{Job, JobFilter, JobStatus, Operation};
 
-use super::{frame, problem, seg, signed_in, status_badge};
+use super::{SignedIn, frame, problem, seg, status_badge};
 use crate::Portal;
 
 /// Jobs a list page shows.
@@ -71,13 +70,9 @@ pub struct Filter {
 
 pub async fn list(
     State(portal): State<Arc<Portal>>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     Query(f): Query<Filter>,
 ) -> Response {
-    let session = match signed_in(&portal, &headers) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
     let now = portal.svc.now();
     let mut filter = JobFilter::default().limit(PAGE + 1).offset(f.page * PAGE);
     let mut problems = Vec::new();
@@ -161,13 +156,9 @@ pub async fn list(
 
 pub async fn show(
     State(portal): State<Arc<Portal>>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     Path(id): Path<String>,
 ) -> Response {
-    let session = match signed_in(&portal, &headers) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
     let job = match portal.svc.job(&id) {
         Ok(j) => j,
         Err(e) => return super::error_page(&session, e),
@@ -230,13 +221,9 @@ pub async fn show(
 /// itself; once its job is recorded, that job's page; if it was refused, why.
 pub async fn operation(
     State(portal): State<Arc<Portal>>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     Path(id): Path<String>,
 ) -> Response {
-    let session = match signed_in(&portal, &headers) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
     match portal.ops.status(&portal.svc, &id) {
         None => super::error_page(
             &session,

@@ -104,6 +104,22 @@ impl IntoResponse for Refused {
     }
 }
 
+/// The session of a signed-in request, as a handler's argument: a request without one is
+/// answered by [`Refused`] (the browser goes to sign in) before the handler runs.
+#[derive(Debug)]
+pub(crate) struct SignedIn(pub Session);
+
+impl axum::extract::FromRequestParts<Arc<Portal>> for SignedIn {
+    type Rejection = Refused;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        portal: &Arc<Portal>,
+    ) -> Result<Self, Self::Rejection> {
+        signed_in(portal, &parts.headers).map(SignedIn)
+    }
+}
+
 /// A signed-in request's session.
 pub(crate) fn signed_in(portal: &Portal, headers: &HeaderMap) -> Result<Session, Refused> {
     let id = headers

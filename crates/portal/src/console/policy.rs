@@ -37,7 +37,7 @@ use pgvault_model::policy_edit::{self, CopyOptionKind};
 use pgvault_model::templates::default_policy_template;
 
 use super::session::Session;
-use super::{frame, problem, seg, signed_in, signed_in_post};
+use super::{SignedIn, frame, problem, seg, signed_in_post};
 use crate::Portal;
 
 /// The retention rules the editor offers, in the order it shows them (and adds their tags).
@@ -660,11 +660,7 @@ fn retention_words(d: &Draft) -> Vec<String> {
 }
 
 /// `GET /policies`: every vault's policies.
-pub async fn list(State(portal): State<Arc<Portal>>, headers: HeaderMap) -> Response {
-    let session = match signed_in(&portal, &headers) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
+pub async fn list(State(portal): State<Arc<Portal>>, SignedIn(session): SignedIn) -> Response {
     let mut rows = Vec::new();
     for vault in vault_names(&portal).await {
         if let Ok((policies, _)) = portal.svc.policies_json(&vault).await {
@@ -711,13 +707,9 @@ pub struct PolicyPath {
 /// `GET /vaults/{vault}/policies/{name}`: one policy, its timeline and its JSON.
 pub async fn show(
     State(portal): State<Arc<Portal>>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     Path(p): Path<PolicyPath>,
 ) -> Response {
-    let session = match signed_in(&portal, &headers) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
     let value = match portal.svc.policy_json(&p.vault, &p.name).await {
         Ok(v) => v,
         Err(e) => return super::error_page(&session, e),
@@ -761,13 +753,9 @@ pub struct NewQuery {
 /// policy `P` of vault `V`.
 pub async fn new(
     State(portal): State<Arc<Portal>>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     Query(q): Query<NewQuery>,
 ) -> Response {
-    let session = match signed_in(&portal, &headers) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
     let mut draft = Draft::template(&q.vault);
     if !q.from.is_empty() {
         match portal.svc.policy_json(&q.vault, &q.from).await {

@@ -15,7 +15,7 @@ use pgvault_host::api::{initialize_for_data_recovery, initialize_for_data_recove
 use pgvault_model::restore::RestoreOptions;
 
 use super::session::Session;
-use super::{InstancePath, frame, problem, seg, signed_in, signed_in_post};
+use super::{InstancePath, SignedIn, frame, problem, seg, signed_in_post};
 use crate::Portal;
 use crate::operations::{Ends, job_info};
 
@@ -52,14 +52,10 @@ pub struct RestoreForm {
 
 pub async fn show(
     State(portal): State<Arc<Portal>>,
-    headers: HeaderMap,
+    SignedIn(session): SignedIn,
     Path(p): Path<InstancePath>,
     Query(c): Query<Choice>,
 ) -> Response {
-    let session = match signed_in(&portal, &headers) {
-        Ok(s) => s,
-        Err(r) => return r.into_response(),
-    };
     let form = RestoreForm {
         point: c.point,
         target: "database".into(),

@@ -34,41 +34,13 @@ pub(super) async fn restore_to_database(
     leftovers: &Leftovers,
     track: &mut Tracker<'_>,
 ) -> Result<RestoreOutcome> {
-    if opts.format.is_some() {
-        return Err(Error::new(
-            ErrorCode::UserErrorInvalidRestoreOption,
-            "--format applies to a restore as files; a restore to a database runs pg_restore",
-        ));
-    }
-    let mut selection = Selection::new(opts, manifest)?;
+    let Target {
+        mut selection,
+        params,
+        admin,
+        user,
+    } = Target::prepare(manifest, (ds, secret), opts).await?;
     selection.leftovers = leftovers.clone();
-    let conn = ConnectionString::parse(&secret.resolve().await?)?;
-    // The target database does not exist yet: the secret names the server (often with its
-    // maintenance database), not the target.
-    let params = ConnectParams::for_server(ds, &conn);
-    // Create the target from the server's maintenance database.
-    let admin = params.with_database("postgres").connect().await?;
-    refuse_existing(&admin, ds.database(), &ds.server_url()).await?;
-    let (user, can_create): (String, bool) = {
-        let row = admin
-            .query_one(
-                "SELECT current_user::text, rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user",
-                &[],
-            )
-            .await
-            .map_err(|e| Error::caused_by(ErrorCode::UserErrorDBQueryFailed, e.to_string(), e))?;
-        (row.get(0), row.get(1))
-    };
-    if !can_create {
-        let quoted_user = quote_ident(&user);
-        return Err(Error::new(
-            ErrorCode::UserErrorMissingDBPermissions,
-            format!(
-                "user `{user}` cannot create databases on {}, and a restore creates its target. Grant it, as a superuser:\n\n    ALTER ROLE {quoted_user} CREATEDB;\n",
-                ds.server_url()
-            ),
-        ));
-    }
     track.done(format!(
         "database `{}` is free on {}; `{user}` may create databases{}",
         ds.database(),
@@ -209,39 +181,69 @@ pub(super) async fn restore_to_database(
 /// target database does not exist and that the user may create it.
 pub(crate) async fn check_database_target(
     manifest: &Manifest,
-    (ds, secret): (&Datasource, &SecretRef),
+    target: (&Datasource, &SecretRef),
     opts: &RestoreOptions,
 ) -> Result<()> {
-    if opts.format.is_some() {
-        return Err(Error::new(
-            ErrorCode::UserErrorInvalidRestoreOption,
-            "--format applies to a restore as files; a restore to a database runs pg_restore",
-        ));
+    Target::prepare(manifest, target, opts).await.map(|_| ())
+}
+
+/// A restore's target, checked before anything is written: the options against the
+/// recovery point, the secret, a session to the server's maintenance database, the target
+/// database free, and its user allowed to create it.
+struct Target {
+    selection: Selection,
+    params: ConnectParams,
+    admin: tokio_postgres::Client,
+    user: String,
+}
+
+impl Target {
+    async fn prepare(
+        manifest: &Manifest,
+        (ds, secret): (&Datasource, &SecretRef),
+        opts: &RestoreOptions,
+    ) -> Result<Target> {
+        if opts.format.is_some() {
+            return Err(Error::new(
+                ErrorCode::UserErrorInvalidRestoreOption,
+                "--format applies to a restore as files; a restore to a database runs pg_restore",
+            ));
+        }
+        let selection = Selection::new(opts, manifest)?;
+        let conn = ConnectionString::parse(&secret.resolve().await?)?;
+        // The target database does not exist yet: the secret names the server (often with its
+        // maintenance database), not the target.
+        let params = ConnectParams::for_server(ds, &conn);
+        // Create the target from the server's maintenance database.
+        let admin = params.with_database("postgres").connect().await?;
+        refuse_existing(&admin, ds.database(), &ds.server_url()).await?;
+        let (user, can_create): (String, bool) = {
+            let row = admin
+                .query_one(
+                    "SELECT current_user::text, rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user",
+                    &[],
+                )
+                .await
+                .map_err(|e| Error::caused_by(ErrorCode::UserErrorDBQueryFailed, e.to_string(), e))?;
+            (row.get(0), row.get(1))
+        };
+        if !can_create {
+            let quoted_user = quote_ident(&user);
+            return Err(Error::new(
+                ErrorCode::UserErrorMissingDBPermissions,
+                format!(
+                    "user `{user}` cannot create databases on {}, and a restore creates its target. Grant it, as a superuser:\n\n    ALTER ROLE {quoted_user} CREATEDB;\n",
+                    ds.server_url()
+                ),
+            ));
+        }
+        Ok(Target {
+            selection,
+            params,
+            admin,
+            user,
+        })
     }
-    Selection::new(opts, manifest)?;
-    let conn = ConnectionString::parse(&secret.resolve().await?)?;
-    let params = ConnectParams::for_server(ds, &conn);
-    let admin = params.with_database("postgres").connect().await?;
-    refuse_existing(&admin, ds.database(), &ds.server_url()).await?;
-    let row = admin
-        .query_one(
-            "SELECT current_user::text, rolcreatedb OR rolsuper FROM pg_roles WHERE rolname = current_user",
-            &[],
-        )
-        .await
-        .map_err(|e| Error::caused_by(ErrorCode::UserErrorDBQueryFailed, e.to_string(), e))?;
-    let (user, can_create): (String, bool) = (row.get(0), row.get(1));
-    if !can_create {
-        return Err(Error::new(
-            ErrorCode::UserErrorMissingDBPermissions,
-            format!(
-                "user `{user}` may not create databases on {}; grant it CREATEDB (ALTER ROLE {} CREATEDB)",
-                ds.server_url(),
-                crate::postgres::quote_ident(&user)
-            ),
-        ));
-    }
-    Ok(())
 }
 
 /// Refuses a target database that exists on `server` (Azure's `FailIfExists`), asked through

@@ -145,11 +145,7 @@ async fn restore_tracked(
     leftovers: &Leftovers,
     track: &mut Tracker<'_>,
 ) -> Result<RestoreOutcome> {
-    let source = source_datastore(&req.source_data_store_type)?;
-    vault.instance(instance).await?;
-    let manifest = vault
-        .restorable_manifest(instance, &req.recovery_point_id, source, chrono::Utc::now())
-        .await?;
+    let manifest = restorable(vault, instance, req, chrono::Utc::now()).await?;
     let damaged =
         |e| super::damaged_point_guidance(e, vault.name(), instance, &req.recovery_point_id);
     let opts = &req.pgvault_restore_options;
@@ -188,11 +184,7 @@ pub async fn validate_restore(
     req: &RestoreRequest,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<()> {
-    let source = source_datastore(&req.source_data_store_type)?;
-    vault.instance(instance).await?;
-    let manifest = vault
-        .restorable_manifest(instance, &req.recovery_point_id, source, now)
-        .await?;
+    let manifest = restorable(vault, instance, req, now).await?;
     match &req.restore_target_info {
         RestoreTarget::Database {
             recovery_option,
@@ -210,6 +202,21 @@ pub async fn validate_restore(
             recovery_option, ..
         } => check_recovery_option(recovery_option),
     }
+}
+
+/// The manifest of the recovery point `req` names, once the instance exists and the point can
+/// be restored from the request's source tier at `now`.
+async fn restorable(
+    vault: &Vault,
+    instance: &str,
+    req: &RestoreRequest,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<crate::store::manifest::Manifest> {
+    let source = source_datastore(&req.source_data_store_type)?;
+    vault.instance(instance).await?;
+    vault
+        .restorable_manifest(instance, &req.recovery_point_id, source, now)
+        .await
 }
 
 /// The secret a restore into a database logs in to the target with.
