@@ -92,6 +92,14 @@ fn an_administrator_protects_backs_up_and_restores_a_database_in_the_browser() {
     assert_eq!(b.wait_for("dl.facts .badge.ok", 120), "Completed");
     assert!(b.url().contains("/jobs/"), "{}", b.url());
     b.screenshot("05-backup-job");
+    // The backup center now counts the point and the bytes the vault stores.
+    b.go(&format!("{base}/"));
+    let vaults = b.text("main table");
+    assert!(
+        vaults.contains("ConsoleVault") && vaults.contains("KiB"),
+        "{vaults}"
+    );
+    assert!(!vaults.contains("unreadable"), "{vaults}");
 
     // Restore the recovery point into a new database.
     b.go(&instance_url);

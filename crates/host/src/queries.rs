@@ -62,6 +62,12 @@ impl Pgvault {
         vault.recovery_points_page(instance, start, count).await
     }
 
+    /// The bytes a vault's data takes in its vault tier and, when it has one, its archive
+    /// tier.
+    pub async fn vault_stored_bytes(&self, vault: &str) -> Result<(u64, Option<u64>)> {
+        self.vault(vault).await?.stored_bytes().await
+    }
+
     /// How many recovery points an instance has in the vault tier and in the archive tier
     /// (a point in both counts in both), from the listings alone: cheap for thousands.
     pub async fn recovery_point_counts(

@@ -165,6 +165,18 @@ async fn main() {
             "/vaults/V/instances/db1".to_owned(),
             false,
         ),
+        ("console: policies", "/policies".to_owned(), false),
+        (
+            "console: a policy with its ten-year timeline",
+            "/vaults/V/policies/P".to_owned(),
+            false,
+        ),
+        (
+            "console: the policy editor",
+            "/policies/new?vault=V&from=P".to_owned(),
+            false,
+        ),
+        ("console: configure backup", "/configure".to_owned(), false),
         (
             "API: list jobs (first page)",
             format!("{api}/backupJobs?api-version=2026-06-01"),

@@ -246,7 +246,7 @@ fn bad_body(what: &str, e: impl std::fmt::Display) -> ApiError {
 }
 
 /// The resource group in a resource's `id`, if it names one.
-fn group_of(resource: &Value) -> Option<&str> {
+pub(crate) fn group_of(resource: &Value) -> Option<&str> {
     let id = resource["id"].as_str()?;
     let mut parts = id.split('/');
     parts

@@ -637,6 +637,10 @@ pub mod paths {
     pub fn instance(name: &str) -> Path {
         Path::from(format!("instances/{name}.json"))
     }
+    /// Where the data packs live (`packs/<2 hex>/<id>`).
+    pub fn packs_root() -> Path {
+        Path::from("packs")
+    }
     pub fn recovery_points_root() -> Path {
         Path::from("recovery-points")
     }

@@ -1038,6 +1038,19 @@ impl Vault {
 
     /// The good points (newest first) and the damaged manifests of an instance. A manifest
     /// that cannot be read at all (a storage error) is an error: nothing can be said of it.
+    /// The bytes the vault's data packs take in the vault tier and, when it has one, in the
+    /// archive tier (what the storage holds, after deduplication and compression).
+    pub async fn stored_bytes(&self) -> Result<(u64, Option<u64>)> {
+        let packs = paths::packs_root();
+        let sum = |list: Vec<(object_store::path::Path, u64)>| list.iter().map(|(_, n)| n).sum();
+        let in_vault = sum(self.store.list_with_sizes(&packs).await?);
+        let in_archive = match &self.archive {
+            Some(archive) => Some(sum(archive.list_with_sizes(&packs).await?)),
+            None => None,
+        };
+        Ok((in_vault, in_archive))
+    }
+
     /// The ids of an instance's recovery points in the vault tier and in the archive tier,
     /// from the listings alone (no manifest is read): what counts need.
     pub async fn recovery_point_ids(&self, instance: &str) -> Result<(Vec<String>, Vec<String>)> {

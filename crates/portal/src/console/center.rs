@@ -119,6 +119,13 @@ pub async fn show(State(portal): State<Arc<Portal>>, SignedIn(session): SignedIn
         Ok(v) => v,
         Err(e) => return super::error_page(&session, e),
     };
+    let mut vault_rows = Vec::new();
+    for vault in &vaults {
+        let name = vault["name"].as_str().unwrap_or_default().to_owned();
+        let group = crate::api::group_of(vault).unwrap_or_default().to_owned();
+        let stored = svc.vault_stored_bytes(&name).await.ok();
+        vault_rows.push((name, group, stored));
+    }
     let mut rows = Vec::new();
     for vault in &vaults {
         let vault_name = vault["name"].as_str().unwrap_or_default().to_owned();
@@ -213,6 +220,23 @@ pub async fn show(State(portal): State<Arc<Portal>>, SignedIn(session): SignedIn
             div.card.(if running > 0 { "busy" } else { "" }) { span.big { (running) } " jobs running" }
             div.card.(if failed_24h > 0 { "bad" } else { "" }) { span.big { (failed_24h) } " failed in 24 hours" }
             div.card.(if failed_7d > 0 { "bad" } else { "" }) { span.big { (failed_7d) } " failed in 7 days" }
+        }
+        h2 { "Vaults" }
+        table {
+            thead { tr {
+                th scope="col" { "Vault" } th scope="col" { "Resource group" }
+                th scope="col" { "Stored in the vault tier" } th scope="col" { "Stored in the archive tier" }
+            } }
+            tbody {
+                @for (name, group, stored) in &vault_rows {
+                    tr {
+                        td { (name) }
+                        td { (group) }
+                        td.num { (stored.map(|s| human::size(s.0)).unwrap_or_else(|| "unreadable".into())) }
+                        td.num { (stored.and_then(|s| s.1).map(human::size).unwrap_or_else(|| "no archive tier".into())) }
+                    }
+                }
+            }
         }
         h2 { "Backup instances" }
         @if rows.is_empty() {
