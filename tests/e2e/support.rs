@@ -89,6 +89,9 @@ impl World {
             name,
             &format!("Server={};Database={database};Port={};User Id={user};Password={password};Ssl Mode=Prefer;", c.host(), c.port()),
         );
+        // As an administrator keeps a secret: readable by its owner only (pgvault warns
+        // about one others may read).
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         format!("file://{}", p.display())
     }
 
