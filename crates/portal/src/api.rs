@@ -357,7 +357,20 @@ impl Request<'_> {
             }
             Route::InstanceAction(v, name, action) => {
                 self.vault(&v).await?;
-                self.svc().instance_json(&v.vault, &name).await?;
+                let instance = self.svc().instance_json(&v.vault, &name).await?;
+                let state = instance["properties"]["currentProtectionState"]
+                    .as_str()
+                    .unwrap_or_default();
+                // Refused now, as Azure refuses it, rather than as a failed operation later.
+                if action == InstanceAction::Backup && state != PROTECTION_CONFIGURED {
+                    return Err(ApiError::new(
+                        ErrorCode::UserErrorBackupInstanceNotProtected,
+                        format!(
+                            "backup instance `{}` is {state}: backups are not taken; resume protection first (resumeProtection)",
+                            crate::route::printable(&name)
+                        ),
+                    ));
+                }
                 self.instance_action(&v, &name, action).await
             }
             Route::RecoveryPoints(v, name) => {

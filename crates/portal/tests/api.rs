@@ -643,3 +643,49 @@ async fn thousands_of_recovery_points_list_a_page_at_a_time() {
     assert_eq!(pages, 3);
     assert_eq!(seen, ids, "every point once, in the order of their ids");
 }
+
+#[tokio::test]
+async fn a_backup_of_an_instance_not_protected_is_refused_at_once_with_409() {
+    use pgvault_core::engine::Vault;
+    use pgvault_core::store::{VaultStore, paths};
+    let api = api();
+    let token = api.token("ops", Role::Operator);
+    let url = format!("file://{}", api._dir.path().join("vault").display());
+    api.svc
+        .create_vault(
+            "V",
+            &pgvault_model::resource::ResourceGroup::default(),
+            Some(&url),
+        )
+        .await
+        .unwrap();
+    let vault = Vault::open(VaultStore::open(&url).unwrap()).await.unwrap();
+    let instance = json!({"name": "db1", "properties": {
+        "dataSourceInfo": {"datasourceType": "Microsoft.DBforPostgreSQL/flexibleServers/databases",
+            "resourceID": "postgres://127.0.0.1:5432/db1", "resourceName": "db1"},
+        "datasourceAuthCredentials": {"objectType": "SecretStoreBasedAuthCredentials",
+            "secretStoreResource": {"secretStoreType": "Environment", "uri": "env:NOT_USED"}},
+        "friendlyName": "db1", "policyInfo": {"policyId": "P"},
+        "currentProtectionState": "ProtectionStopped"}});
+    vault
+        .store
+        .put_json(&paths::instance("db1"), &instance)
+        .await
+        .unwrap();
+    let backup = format!(
+        "{}/backupVaults/V/backupInstances/db1/backup?{V}",
+        group_path("pgvault")
+    );
+    let body = json!({"backupRuleOptions": {"ruleName": "BackupWeekly", "triggerOption": {"retentionTagOverride": "Default"}}});
+    let (status, headers, refused) = api.call("POST", &backup, Some(&token), Some(body)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(code(&refused), "UserErrorBackupInstanceNotProtected");
+    assert!(
+        !headers.contains_key("azure-asyncoperation"),
+        "no operation was started"
+    );
+    assert!(
+        api.svc.jobs(&Default::default()).unwrap().is_empty(),
+        "no job was recorded"
+    );
+}
