@@ -540,6 +540,15 @@ impl Pgvault {
         )
     }
 
+    /// Whether an on-demand backup of `instance` may start now, for callers that answer before
+    /// the backup's job exists (the REST API's 409, the console): the instance is protected
+    /// and no backup of it is running. The backup itself checks both again.
+    pub async fn check_backup_allowed(&self, vault_name: &str, instance: &str) -> Result<()> {
+        let vault = self.vault(vault_name).await?;
+        pgvault_core::engine::backup::check_protected(&vault.instance(instance).await?)?;
+        self.check_no_backup_running(vault.name(), instance)
+    }
+
     /// At most one backup of an instance runs at a time, as in Azure: a second one is refused
     /// while the first one's job is in progress (a job whose process died was already marked
     /// failed when the history was opened).

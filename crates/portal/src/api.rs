@@ -357,20 +357,7 @@ impl Request<'_> {
             }
             Route::InstanceAction(v, name, action) => {
                 self.vault(&v).await?;
-                let instance = self.svc().instance_json(&v.vault, &name).await?;
-                let state = instance["properties"]["currentProtectionState"]
-                    .as_str()
-                    .unwrap_or_default();
-                // Refused now, as Azure refuses it, rather than as a failed operation later.
-                if action == InstanceAction::Backup && state != PROTECTION_CONFIGURED {
-                    return Err(ApiError::new(
-                        ErrorCode::UserErrorBackupInstanceNotProtected,
-                        format!(
-                            "backup instance `{}` is {state}: backups are not taken; resume protection first (resumeProtection)",
-                            crate::route::printable(&name)
-                        ),
-                    ));
-                }
+                self.svc().instance_json(&v.vault, &name).await?;
                 self.instance_action(&v, &name, action).await
             }
             Route::RecoveryPoints(v, name) => {
@@ -636,7 +623,8 @@ impl Request<'_> {
                 let trigger: AdhocBackupRequest =
                     from_request_value(body).map_err(|e| bad_body("backup request", e))?;
                 let options = trigger.backup_rule_options;
-                self.svc().check_no_backup_running(&vault, &instance)?;
+                // Refused now, as Azure refuses it (409), rather than as a failed operation.
+                self.svc().check_backup_allowed(&vault, &instance).await?;
                 (
                     Ends::WhenJobStarts,
                     Box::pin(async move {

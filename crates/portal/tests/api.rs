@@ -554,6 +554,36 @@ async fn a_vaults_tags_and_location_are_kept_and_changed_as_arm_changes_them() {
     );
 }
 
+/// Vault `V` in group `pgvault` with backup instance `db1` in protection state `state`,
+/// written as pgvault writes it (no PostgreSQL needed); returns the vault, to add points.
+async fn vault_with_instance(api: &Api, state: &str) -> pgvault_core::engine::Vault {
+    use pgvault_core::engine::Vault;
+    use pgvault_core::store::{VaultStore, paths};
+    let url = format!("file://{}", api._dir.path().join("vault").display());
+    api.svc
+        .create_vault(
+            "V",
+            &pgvault_model::resource::ResourceGroup::default(),
+            Some(&url),
+        )
+        .await
+        .unwrap();
+    let vault = Vault::open(VaultStore::open(&url).unwrap()).await.unwrap();
+    let instance = json!({"name": "db1", "properties": {
+        "dataSourceInfo": {"datasourceType": "Microsoft.DBforPostgreSQL/flexibleServers/databases",
+            "resourceID": "postgres://127.0.0.1:5432/db1", "resourceName": "db1"},
+        "datasourceAuthCredentials": {"objectType": "SecretStoreBasedAuthCredentials",
+            "secretStoreResource": {"secretStoreType": "Environment", "uri": "env:NOT_USED"}},
+        "friendlyName": "db1", "policyInfo": {"policyId": "P"},
+        "currentProtectionState": state}});
+    vault
+        .store
+        .put_json(&paths::instance("db1"), &instance)
+        .await
+        .unwrap();
+    vault
+}
+
 /// A recovery point's manifest as a backup writes it, for a point made without PostgreSQL.
 fn manifest(id: &str, at: chrono::DateTime<chrono::Utc>) -> Value {
     json!({
@@ -571,32 +601,10 @@ fn manifest(id: &str, at: chrono::DateTime<chrono::Utc>) -> Value {
 
 #[tokio::test]
 async fn thousands_of_recovery_points_list_a_page_at_a_time() {
-    use pgvault_core::engine::Vault;
-    use pgvault_core::store::{VaultStore, paths};
+    use pgvault_core::store::paths;
     let api = api();
     let token = api.token("ci", Role::Reader);
-    let url = format!("file://{}", api._dir.path().join("vault").display());
-    api.svc
-        .create_vault(
-            "V",
-            &pgvault_model::resource::ResourceGroup::default(),
-            Some(&url),
-        )
-        .await
-        .unwrap();
-    let vault = Vault::open(VaultStore::open(&url).unwrap()).await.unwrap();
-    let instance = json!({"name": "db1", "properties": {
-        "dataSourceInfo": {"datasourceType": "Microsoft.DBforPostgreSQL/flexibleServers/databases",
-            "resourceID": "postgres://127.0.0.1:5432/db1", "resourceName": "db1"},
-        "datasourceAuthCredentials": {"objectType": "SecretStoreBasedAuthCredentials",
-            "secretStoreResource": {"secretStoreType": "Environment", "uri": "env:NOT_USED"}},
-        "friendlyName": "db1", "policyInfo": {"policyId": "P"},
-        "currentProtectionState": "ProtectionConfigured"}});
-    vault
-        .store
-        .put_json(&paths::instance("db1"), &instance)
-        .await
-        .unwrap();
+    let vault = vault_with_instance(&api, "ProtectionConfigured").await;
     let start = chrono::Utc::now() - chrono::TimeDelta::days(100);
     let mut ids: Vec<String> = (0..450).map(|i| format!("{i:032x}")).collect();
     for (i, id) in ids.iter().enumerate() {
@@ -646,32 +654,9 @@ async fn thousands_of_recovery_points_list_a_page_at_a_time() {
 
 #[tokio::test]
 async fn a_backup_of_an_instance_not_protected_is_refused_at_once_with_409() {
-    use pgvault_core::engine::Vault;
-    use pgvault_core::store::{VaultStore, paths};
     let api = api();
     let token = api.token("ops", Role::Operator);
-    let url = format!("file://{}", api._dir.path().join("vault").display());
-    api.svc
-        .create_vault(
-            "V",
-            &pgvault_model::resource::ResourceGroup::default(),
-            Some(&url),
-        )
-        .await
-        .unwrap();
-    let vault = Vault::open(VaultStore::open(&url).unwrap()).await.unwrap();
-    let instance = json!({"name": "db1", "properties": {
-        "dataSourceInfo": {"datasourceType": "Microsoft.DBforPostgreSQL/flexibleServers/databases",
-            "resourceID": "postgres://127.0.0.1:5432/db1", "resourceName": "db1"},
-        "datasourceAuthCredentials": {"objectType": "SecretStoreBasedAuthCredentials",
-            "secretStoreResource": {"secretStoreType": "Environment", "uri": "env:NOT_USED"}},
-        "friendlyName": "db1", "policyInfo": {"policyId": "P"},
-        "currentProtectionState": "ProtectionStopped"}});
-    vault
-        .store
-        .put_json(&paths::instance("db1"), &instance)
-        .await
-        .unwrap();
+    vault_with_instance(&api, "ProtectionStopped").await;
     let backup = format!(
         "{}/backupVaults/V/backupInstances/db1/backup?{V}",
         group_path("pgvault")

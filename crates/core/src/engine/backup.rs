@@ -23,7 +23,7 @@ use super::vault::Vault;
 use super::{Error, Result};
 use crate::model::code::ErrorCode;
 use crate::model::human;
-use crate::model::instance::PROTECTION_CONFIGURED;
+use crate::model::instance::{BackupInstanceRequest, PROTECTION_CONFIGURED};
 use crate::model::policy::BackupPolicy;
 use crate::model::resource;
 use crate::model::retention;
@@ -473,12 +473,10 @@ async fn export_snapshot(params: &ConnectParams) -> Result<ExportedSnapshot> {
     })
 }
 
-/// The Validate step: the instance is protected, its policy readable, its secret resolves,
-/// the server answers and the login has the backup privileges.
-async fn validate(vault: &Vault, req: &BackupRequest, ctx: &BackupContext) -> Result<Validated> {
-    let instance = vault.instance(&req.instance).await?;
-    let props = &instance.properties;
-    let state = props
+/// Refuses a backup of an instance whose protection is stopped or suspended.
+pub fn check_protected(instance: &BackupInstanceRequest) -> Result<()> {
+    let state = instance
+        .properties
         .current_protection_state
         .as_deref()
         .unwrap_or_default();
@@ -488,10 +486,19 @@ async fn validate(vault: &Vault, req: &BackupRequest, ctx: &BackupContext) -> Re
             format!(
                 "backup instance `{}` is not protected (its state is `{state}`); \
                  `pgvault backup-instance resume-protection` resumes backups",
-                req.instance
+                instance.name
             ),
         ));
     }
+    Ok(())
+}
+
+/// The Validate step: the instance is protected, its policy readable, its secret resolves,
+/// the server answers and the login has the backup privileges.
+async fn validate(vault: &Vault, req: &BackupRequest, ctx: &BackupContext) -> Result<Validated> {
+    let instance = vault.instance(&req.instance).await?;
+    let props = &instance.properties;
+    check_protected(&instance)?;
     let policy_name = resource::last_segment(&props.policy_info.policy_id).to_string();
     let policy = vault.policy(&policy_name).await?;
     let plan = retention::retention_plan(

@@ -241,7 +241,7 @@ pub async fn backup_now(
     if !session.caller.role.allows(Role::Operator) {
         return forbidden(&portal, &session, &p).await;
     }
-    if let Err(e) = portal.svc.check_no_backup_running(&p.vault, &p.instance) {
+    if let Err(e) = portal.svc.check_backup_allowed(&p.vault, &p.instance).await {
         return render(
             &portal,
             &session,
