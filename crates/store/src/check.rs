@@ -27,7 +27,7 @@ use serde::Serialize;
 
 use super::chunk::{ChunkId, ChunkKind, decode_blob, decode_blob_with_base};
 use super::damage::DamageNotes;
-use super::manifest::{Manifest, decode_chunk_list};
+use super::manifest::decode_chunk_list;
 use super::pack::{ChunkIndex, PackEntry, PackId, decode_index};
 use super::reader::{ReadError, fetch_blob, fetch_trailer};
 use super::verify::{ChunkRole, blob_problem};
@@ -254,7 +254,7 @@ pub async fn check_store(
     let mut listed: BTreeMap<[u8; 32], (PackId, Vec<PackEntry>)> = BTreeMap::new();
     for path in &index_files {
         let decoded = match store.get(path).await {
-            Ok(bytes) => decode_index(&bytes).map_err(|e| e.to_string()),
+            Ok(bytes) => decode_index(&bytes, store.sealer()).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         match decoded {
@@ -428,7 +428,7 @@ pub async fn check_store(
             .to_owned();
         let point = format!("{instance}/{id}");
         let manifest = match store.get(path).await {
-            Ok(bytes) => Manifest::from_bytes(&bytes).map_err(|e| e.to_string()),
+            Ok(bytes) => crate::manifest::open_manifest(store.sealer(), &bytes).map_err(|e| e.to_string()),
             Err(e) if e.is_not_found() => continue,
             Err(e) => Err(e.to_string()),
         };
@@ -580,7 +580,7 @@ pub async fn check_store(
                     match bytes.get(loc.offset as usize..loc.offset as usize + loc.length as usize)
                     {
                         None => Base::Corrupt("the pack is shorter than the index says".into()),
-                        Some(blob) => match decode_blob(key, base, blob) {
+                        Some(blob) => match decode_blob(key, store.sealer(), base, blob) {
                             Ok((_, data)) => Base::Read(data),
                             Err(e) => Base::Corrupt(blob_problem(&e)),
                         },
@@ -599,6 +599,7 @@ pub async fn check_store(
             bases.insert(base, got);
         }
         let (key, entries_owned) = (*key, entries.clone());
+        let sealer = store.sealer().cloned();
         let results = tokio::task::spawn_blocking(move || {
             entries_owned
                 .iter()
@@ -613,7 +614,7 @@ pub async fn check_store(
                         .get(e.offset as usize..(e.offset as usize + e.length as usize))
                     {
                         None => Err("the pack is shorter than the index says".to_string()),
-                        Some(blob) => decode_blob_with_base(&key, e.id, blob, base)
+                        Some(blob) => decode_blob_with_base(&key, sealer.as_ref(), e.id, blob, base)
                             .map(|_| ())
                             .map_err(|err| blob_problem(&err)),
                     };
@@ -849,7 +850,7 @@ mod tests {
         store
             .put(
                 &paths::index("wrong"),
-                encode_index(&[(flipped_pack, entries)]).into(),
+                encode_index(&[(flipped_pack, entries)], None).into(),
             )
             .await
             .unwrap();

@@ -5,9 +5,11 @@
 //! same id within a vault (dedup) but ids do not reveal content hashes across vaults.
 //!
 //! Each stored chunk (a *blob*) starts with an 8-byte header naming the blob format, what
-//! the chunk is, its compression and its encryption, then the raw length. Encryption is
-//! always `None` today; the byte is there so client-side encryption can be added without
-//! a new pack layout.
+//! the chunk is, its compression and its encryption, then the raw length. In an encrypted
+//! vault (`crate::crypt`) the encryption byte is `XChaCha20Poly1305` and the payload after the
+//! header (and after a delta's base id) is sealed, with the header, base id and chunk id as
+//! associated data: what stays readable is the chunk's kind, compression, lengths and, for a
+//! delta, the keyed id of its base, none of which says anything of its content.
 //!
 //! A *delta* blob (compression `ZstdDelta`) is followed in its header by the 32-byte id of
 //! its *base*: a chunk whose bytes zstd used as a raw-content prefix ("patch-from"). A row
@@ -87,6 +89,8 @@ pub enum Compression {
 #[repr(u8)]
 pub enum Encryption {
     None = 0,
+    /// The payload is sealed with the vault's sealing key (`crate::crypt`).
+    XChaCha20Poly1305 = 1,
 }
 
 /// Version of the blob header layout.
@@ -100,8 +104,8 @@ pub const BLOB_HEADER_LEN: usize = 8;
 pub const MAX_CHUNK_LEN: usize = 16 << 20;
 
 /// The largest stored blob: a chunk kept uncompressed (compressed and delta blobs are only
-/// kept when smaller) after its header.
-pub const MAX_BLOB_LEN: usize = BLOB_HEADER_LEN + MAX_CHUNK_LEN;
+/// kept when smaller) after its header, sealed.
+pub const MAX_BLOB_LEN: usize = BLOB_HEADER_LEN + MAX_CHUNK_LEN + crate::crypt::SEAL_OVERHEAD;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BlobError {
@@ -125,6 +129,46 @@ pub enum BlobError {
     HashMismatch { expected: ChunkId, actual: ChunkId },
     #[error("chunk {0} is stored as a delta and needs its base chunk to decode")]
     NeedsBase(ChunkId),
+    #[error("chunk {0} is encrypted and the vault was opened without its key")]
+    NoKey(ChunkId),
+    #[error("chunk {0} is stored unencrypted in an encrypted vault: refused (it was not written by pgvault)")]
+    NotSealed(ChunkId),
+    #[error("chunk {id} failed authentication: {source}")]
+    Sealed {
+        id: ChunkId,
+        source: crate::crypt::SealError,
+    },
+}
+
+/// Seals a blob `encode_blob` or `encode_delta_blob` made, for an encrypted vault: the header
+/// (its encryption byte set) and a delta's base id stay, the payload is sealed with them and
+/// the chunk id as associated data.
+pub fn seal_blob(sealer: &crate::crypt::Sealer, id: &ChunkId, mut plain: Vec<u8>) -> Vec<u8> {
+    let clear = clear_len(&plain);
+    if plain.len() < clear {
+        return plain;
+    }
+    plain[3] = Encryption::XChaCha20Poly1305 as u8;
+    let payload = plain.split_off(clear);
+    let head = plain.clone();
+    sealer.seal_into(
+        crate::crypt::Role::Blob {
+            header: &head,
+            id: &id.0,
+        },
+        &payload,
+        &mut plain,
+    );
+    plain
+}
+
+/// How many bytes at the front of a blob stay in clear: its header, and a delta's base id.
+fn clear_len(blob: &[u8]) -> usize {
+    if blob.get(2) == Some(&(Compression::ZstdDelta as u8)) {
+        BLOB_HEADER_LEN + 32
+    } else {
+        BLOB_HEADER_LEN
+    }
 }
 
 /// Compresses and frames one chunk. Data that zstd cannot shrink is stored as is, so
@@ -197,15 +241,17 @@ pub fn blob_base(blob: &[u8]) -> Option<ChunkId> {
 /// on the way out of the vault. A delta blob needs [`decode_blob_with_base`].
 pub fn decode_blob(
     key: &[u8; 32],
+    sealer: Option<&crate::crypt::Sealer>,
     expected: ChunkId,
     blob: &[u8],
 ) -> Result<(ChunkKind, Vec<u8>), BlobError> {
-    decode_blob_with_base(key, expected, blob, None)
+    decode_blob_with_base(key, sealer, expected, blob, None)
 }
 
 /// [`decode_blob`] for a blob that may be a delta: `base` is the base chunk's bytes.
 pub fn decode_blob_with_base(
     key: &[u8; 32],
+    sealer: Option<&crate::crypt::Sealer>,
     expected: ChunkId,
     blob: &[u8],
     base: Option<&[u8]>,
@@ -226,17 +272,42 @@ pub fn decode_blob_with_base(
             });
         }
     };
-    if blob[3] != Encryption::None as u8 {
-        return Err(BlobError::UnknownCode {
-            what: "encryption",
-            value: blob[3],
-        });
-    }
     let raw_len = u32::from_le_bytes([blob[4], blob[5], blob[6], blob[7]]);
     // Every decoder below allocates at most the declared length, so that is bounded first.
     if raw_len as usize > MAX_CHUNK_LEN {
         return Err(BlobError::TooLarge { declared: raw_len });
     }
+    // The payload, opened first in an encrypted vault; never read in clear there.
+    let opened: Vec<u8>;
+    let blob: &[u8] = match (blob[3], sealer) {
+        (0, None) => blob,
+        (0, Some(_)) => return Err(BlobError::NotSealed(expected)),
+        (1, None) => return Err(BlobError::NoKey(expected)),
+        (1, Some(sealer)) => {
+            let clear = clear_len(blob);
+            let (head, sealed) = blob.split_at(clear.min(blob.len()));
+            let payload = sealer
+                .open(
+                    crate::crypt::Role::Blob {
+                        header: head,
+                        id: &expected.0,
+                    },
+                    sealed,
+                )
+                .map_err(|source| BlobError::Sealed {
+                    id: expected,
+                    source,
+                })?;
+            opened = [head, &payload].concat();
+            &opened
+        }
+        (v, _) => {
+            return Err(BlobError::UnknownCode {
+                what: "encryption",
+                value: v,
+            });
+        }
+    };
     let payload = &blob[BLOB_HEADER_LEN..];
     let raw = match blob[2] {
         0 if payload.len() != raw_len as usize => {
@@ -294,7 +365,7 @@ mod tests {
         let blob = encode_blob(ChunkKind::Data, &raw, 3);
         assert_eq!(blob[2], Compression::Zstd as u8);
         assert!(blob.len() < raw.len() / 10);
-        let (kind, back) = decode_blob(&KEY, id, &blob).unwrap();
+        let (kind, back) = decode_blob(&KEY, None, id, &blob).unwrap();
         assert_eq!(kind, ChunkKind::Data);
         assert_eq!(back, raw);
     }
@@ -307,7 +378,7 @@ mod tests {
             .collect();
         let blob = encode_blob(ChunkKind::ChunkList, &raw, 3);
         assert_eq!(blob[2], Compression::None as u8);
-        let (kind, back) = decode_blob(&KEY, ChunkId::of(&KEY, &raw), &blob).unwrap();
+        let (kind, back) = decode_blob(&KEY, None, ChunkId::of(&KEY, &raw), &blob).unwrap();
         assert_eq!((kind, back), (ChunkKind::ChunkList, raw));
     }
 
@@ -318,15 +389,15 @@ mod tests {
         let mut blob = encode_blob(ChunkKind::Data, &raw, 3);
         let last = blob.len() - 1;
         blob[last] ^= 0xff;
-        assert!(decode_blob(&KEY, id, &blob).is_err());
+        assert!(decode_blob(&KEY, None, id, &blob).is_err());
         let other = ChunkId::of(&KEY, b"other");
         let good = encode_blob(ChunkKind::Data, &raw, 3);
         assert!(matches!(
-            decode_blob(&KEY, other, &good),
+            decode_blob(&KEY, None, other, &good),
             Err(BlobError::HashMismatch { .. })
         ));
         assert!(matches!(
-            decode_blob(&KEY, id, &good[..4]),
+            decode_blob(&KEY, None, id, &good[..4]),
             Err(BlobError::Truncated(4))
         ));
     }
@@ -348,18 +419,18 @@ mod tests {
         assert_eq!(blob_base(&delta), Some(base_id));
         assert_eq!(blob_base(&full), None);
         assert!(matches!(
-            decode_blob(&KEY, id, &delta),
+            decode_blob(&KEY, None, id, &delta),
             Err(BlobError::NeedsBase(_))
         ));
         assert_eq!(
-            decode_blob_with_base(&KEY, id, &delta, Some(&base))
+            decode_blob_with_base(&KEY, None, id, &delta, Some(&base))
                 .unwrap()
                 .1,
             changed
         );
         // The wrong base decodes to the wrong bytes, which the hash check catches.
         let other = base.iter().rev().copied().collect::<Vec<u8>>();
-        assert!(decode_blob_with_base(&KEY, id, &delta, Some(&other)).is_err());
+        assert!(decode_blob_with_base(&KEY, None, id, &delta, Some(&other)).is_err());
         // Unrelated data gains nothing from a base, so no delta is made.
         assert!(
             encode_delta_blob(
@@ -389,7 +460,7 @@ mod tests {
         for compression in 0..3 {
             let blob = forged(compression, u32::MAX, &[0; 64]);
             assert!(matches!(
-                decode_blob_with_base(&KEY, id, &blob, Some(b"base")),
+                decode_blob_with_base(&KEY, None, id, &blob, Some(b"base")),
                 Err(BlobError::TooLarge { .. })
             ));
         }
@@ -399,19 +470,19 @@ mod tests {
         assert!(bomb.len() < 1 << 20);
         for declared in [1024, MAX_CHUNK_LEN as u32] {
             assert!(matches!(
-                decode_blob(&KEY, id, &forged(1, declared, &bomb)),
+                decode_blob(&KEY, None, id, &forged(1, declared, &bomb)),
                 Err(BlobError::Decompress(_))
             ));
         }
         // A stored (uncompressed) blob whose header disagrees with its payload.
         assert!(matches!(
-            decode_blob(&KEY, id, &forged(0, 10, b"short")),
+            decode_blob(&KEY, None, id, &forged(0, 10, b"short")),
             Err(BlobError::LengthMismatch { .. })
         ));
         // A delta cut inside its base id: no base, and an error rather than a panic.
         let cut = forged(2, 8, &[1; 20]);
         assert_eq!(blob_base(&cut), None);
-        assert!(decode_blob_with_base(&KEY, id, &cut, Some(b"base")).is_err());
+        assert!(decode_blob_with_base(&KEY, None, id, &cut, Some(b"base")).is_err());
         assert_eq!(blob_base(&[]), None);
     }
 
@@ -440,7 +511,7 @@ mod tests {
             let id = if kind == 1 { ChunkId::of(&KEY, &expected) } else { id };
             let bad = crate::testing::apply_all(&damages, &blob);
             let _ = blob_base(&bad);
-            if let Ok((_, data)) = decode_blob_with_base(&KEY, id, &bad, Some(&base)) {
+            if let Ok((_, data)) = decode_blob_with_base(&KEY, None, id, &bad, Some(&base)) {
                 proptest::prop_assert_eq!(data, expected);
             }
         }

@@ -225,7 +225,7 @@ async fn load_index_around_damage(
     let mut index = ChunkIndex::default();
     for path in store.list(&paths::indexes()).await? {
         let decoded = match store.get(&path).await {
-            Ok(bytes) => decode_index(&bytes).map_err(|e| e.to_string()),
+            Ok(bytes) => decode_index(&bytes, store.sealer()).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         let packs = match decoded {

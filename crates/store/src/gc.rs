@@ -35,7 +35,7 @@ use object_store::path::Path;
 use super::chunk::{ChunkId, ChunkKind, blob_base, decode_blob_with_base};
 use super::lease::DestructiveGuard;
 use super::lock::LockError;
-use super::manifest::{Manifest, decode_chunk_list};
+use super::manifest::decode_chunk_list;
 use super::pack::{ChunkIndex, PackBuilder, PackEntry, PackId, decode_index, encode_index};
 use super::reader::{fetch_blob, fetch_trailer};
 use super::{StoreError, VaultStore, paths};
@@ -163,7 +163,7 @@ pub async fn collect_garbage_guarded(
     for path in &index_files {
         let bytes = store.get(path).await?;
         let decoded =
-            decode_index(&bytes).map_err(|e| damaged(format!("index file `{path}`: {e}")))?;
+            decode_index(&bytes, store.sealer()).map_err(|e| damaged(format!("index file `{path}`: {e}")))?;
         for (pack, entries) in decoded {
             index.add_pack(pack, &entries);
             packs.entry(pack).or_insert(PackInfo { entries, size: 0 });
@@ -198,7 +198,7 @@ pub async fn collect_garbage_guarded(
     for path in manifests.iter().filter(|p| p.as_ref().ends_with(".json")) {
         // A manifest that cannot be read (a storage error) stops the collection.
         let bytes = store.get(path).await?;
-        let manifest = match Manifest::from_bytes(&bytes) {
+        let manifest = match crate::manifest::open_manifest(store.sealer(), &bytes) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(manifest = %path, error = %e, "a damaged manifest: every chunk id in its bytes is kept");
@@ -385,7 +385,7 @@ pub async fn collect_garbage_guarded(
                 ),
                 None => None,
             };
-            decode_blob_with_base(key, e.id, blob, base.as_ref().map(|(_, d)| d.as_slice()))
+            decode_blob_with_base(key, store.sealer(), e.id, blob, base.as_ref().map(|(_, d)| d.as_slice()))
                 .map_err(|err| damaged(format!("chunk {} in pack {}: {err}", e.id, id.to_hex())))?;
             builder.push(e.id, e.raw_length as usize, blob);
             if builder.len() >= pack_target_size {
@@ -418,7 +418,7 @@ pub async fn collect_garbage_guarded(
     // ---- one index for everything that survives ----
     keep.sort_by_key(|(id, _)| id.0);
     let new_index = paths::index(&uuid::Uuid::new_v4().to_string());
-    store.put(&new_index, encode_index(&keep).into()).await?;
+    store.put(&new_index, encode_index(&keep, store.sealer()).into()).await?;
     written.push(new_index.clone());
     store.make_durable(&written).await?;
     if !hook(GcStep::IndexWritten) {
@@ -458,7 +458,7 @@ async fn write_pack(
     report: &mut GcReport,
     hook: &mut impl FnMut(GcStep) -> bool,
 ) -> Result<bool, GcError> {
-    let (id, bytes, entries) = builder.finish();
+    let (id, bytes, entries) = builder.finish(store.sealer());
     report.bytes_written += bytes.len() as u64;
     let path = paths::pack(&id);
     store.put(&path, bytes.into()).await?;
@@ -469,6 +469,7 @@ async fn write_pack(
 
 #[cfg(test)]
 mod tests {
+    use crate::manifest::Manifest;
     use std::sync::Arc;
 
     use super::*;
@@ -622,7 +623,7 @@ mod tests {
         let mut orphan = PackBuilder::default();
         let blob = crate::chunk::encode_blob(ChunkKind::Data, b"orphan chunk", 1);
         orphan.push(ChunkId::of(&KEY, b"orphan chunk"), 12, &blob);
-        let (id, bytes, _) = orphan.finish();
+        let (id, bytes, _) = orphan.finish(None);
         store.put(&paths::pack(&id), bytes.into()).await.unwrap();
         for generation in 0..3 {
             store

@@ -27,6 +27,7 @@ pub mod azure;
 pub use pgvault_azure::blob_rest;
 pub mod check;
 pub mod chunk;
+pub mod crypt;
 pub mod damage;
 pub mod disk;
 pub mod gc;
@@ -256,6 +257,11 @@ pub struct VaultStore {
     /// The access tier data packs are written in (an archive tier on Blob Storage); `None`:
     /// the account's default (online) tier, as for every other object.
     pack_tier: Option<ArchiveAccessTier>,
+    /// An encrypted vault's sealer, once the engine opened its key: every blob, pack trailer,
+    /// index file and manifest is sealed on the way in and opened on the way out. `None`: an
+    /// unencrypted vault (or an encrypted one not opened with a key, whose sealed objects then
+    /// fail to read: never a fallback to plaintext).
+    sealer: Option<crypt::Sealer>,
 }
 
 impl std::fmt::Debug for VaultStore {
@@ -321,7 +327,19 @@ impl VaultStore {
             local_root: None,
             azure: None,
             pack_tier: None,
+            sealer: None,
         }
+    }
+
+    /// This store, sealing and opening its objects with `sealer` (an encrypted vault's).
+    pub fn with_sealer(mut self, sealer: crypt::Sealer) -> Self {
+        self.sealer = Some(sealer);
+        self
+    }
+
+    /// The sealer of an encrypted vault opened with its key.
+    pub fn sealer(&self) -> Option<&crypt::Sealer> {
+        self.sealer.as_ref()
     }
 
     /// This store with data packs written in `tier` (see [`VaultStore::put_data_pack`]).

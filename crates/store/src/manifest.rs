@@ -189,6 +189,54 @@ pub enum ManifestError {
     Checksum,
     #[error("manifest format {0} is newer than this pgvault understands; upgrade pgvault")]
     Format(u32),
+    #[error("manifest is encrypted and the vault was opened without its key")]
+    NoKey,
+    #[error("manifest is not encrypted, in an encrypted vault: refused (it was not written by pgvault)")]
+    NotSealed,
+    #[error("manifest failed authentication: {0}")]
+    Sealed(crate::crypt::SealError),
+}
+
+/// The first bytes of a sealed manifest file (an encrypted vault's), then `seal(bytes)`.
+const SEALED_MANIFEST_MAGIC: &[u8; 8] = b"PGVMANE1";
+
+/// A manifest file's bytes as stored: sealed in an encrypted vault.
+pub fn seal_manifest(sealer: Option<&crate::crypt::Sealer>, bytes: Vec<u8>) -> Vec<u8> {
+    match sealer {
+        Some(sealer) => {
+            let mut out = SEALED_MANIFEST_MAGIC.to_vec();
+            sealer.seal_into(crate::crypt::Role::Manifest, &bytes, &mut out);
+            out
+        }
+        None => bytes,
+    }
+}
+
+/// What [`seal_manifest`] adds to a manifest file in a vault with (or without) a sealer.
+pub fn sealed_manifest_overhead(sealer: Option<&crate::crypt::Sealer>) -> u64 {
+    sealer.map_or(0, |_| (SEALED_MANIFEST_MAGIC.len() + crate::crypt::SEAL_OVERHEAD) as u64)
+}
+
+/// Reads a stored manifest file: opened first in an encrypted vault, never read in clear there.
+pub fn open_manifest(
+    sealer: Option<&crate::crypt::Sealer>,
+    stored: &[u8],
+) -> Result<Manifest, ManifestError> {
+    let sealed = stored.starts_with(SEALED_MANIFEST_MAGIC);
+    match (sealed, sealer) {
+        (false, None) => Manifest::from_bytes(stored),
+        (false, Some(_)) => Err(ManifestError::NotSealed),
+        (true, None) => Err(ManifestError::NoKey),
+        (true, Some(sealer)) => {
+            let plain = sealer
+                .open(
+                    crate::crypt::Role::Manifest,
+                    &stored[SEALED_MANIFEST_MAGIC.len()..],
+                )
+                .map_err(ManifestError::Sealed)?;
+            Manifest::from_bytes(&plain)
+        }
+    }
 }
 
 /// The packed form of a manifest part that grows with the database's schema (format 2):
@@ -303,9 +351,15 @@ impl Manifest {
     /// on the figure's digits only, so it is found by iterating: each step's length is at
     /// least the last (more bytes, never fewer digits), bounded, so it settles in a few.
     pub fn to_bytes_counting_itself(&mut self, data_bytes: u64) -> Vec<u8> {
+        self.to_bytes_counting_itself_sealed(data_bytes, 0)
+    }
+
+    /// [`Manifest::to_bytes_counting_itself`] for a manifest file that sealing will make
+    /// `overhead` bytes longer ([`sealed_manifest_overhead`]).
+    pub fn to_bytes_counting_itself_sealed(&mut self, data_bytes: u64, overhead: u64) -> Vec<u8> {
         let mut own = 0u64;
         loop {
-            self.stats.bytes_stored = data_bytes + own;
+            self.stats.bytes_stored = data_bytes + own + overhead;
             let bytes = self.to_bytes();
             if bytes.len() as u64 == own {
                 return bytes;

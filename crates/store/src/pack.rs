@@ -11,6 +11,10 @@
 //!         | flags u8 | base chunk id (32, when flags & 1: the blob is a delta)
 //! ```
 //!
+//! In an encrypted vault each blob's payload is sealed (`chunk::seal_blob`), the trailer is
+//! `seal(zstd of entries)` and an index file is `"PGVIDXE1" | seal(zstd of its entries)`
+//! (`crate::crypt`): which chunks a pack holds is as secret as their bytes.
+//!
 //! A pack's name is the BLAKE3 hash of its bytes, so a pack is immutable and checkable.
 //! An *index file* (`index/<uuid>`) lists the entries of the packs one backup wrote; it is
 //! written after those packs and before the manifest, so every chunk a manifest names is
@@ -21,9 +25,12 @@ use std::collections::HashMap;
 use std::io::Read;
 
 use super::chunk::{BLOB_HEADER_LEN, ChunkId, MAX_BLOB_LEN, MAX_CHUNK_LEN};
+use crate::crypt::{Role, SealError, Sealer};
 
 const PACK_MAGIC: &[u8; 8] = b"PGVPACK1";
 const INDEX_MAGIC: &[u8; 8] = b"PGVIDX01";
+/// An encrypted vault's index file.
+const SEALED_INDEX_MAGIC: &[u8; 8] = b"PGVIDXE1";
 /// An entry without a base; a delta entry adds the base's 32 bytes.
 const ENTRY_LEN: usize = 32 + 4 + 4 + 4 + 1;
 const FLAG_DELTA: u8 = 1;
@@ -70,6 +77,15 @@ pub struct PackEntry {
 pub enum PackError {
     #[error("{what} is truncated or not a pgvault {what}")]
     Malformed { what: &'static str },
+    #[error("{what} is encrypted and the vault was opened without its key")]
+    NoKey { what: &'static str },
+    #[error("{what} is not encrypted, in an encrypted vault: refused (it was not written by pgvault)")]
+    NotSealed { what: &'static str },
+    #[error("{what} failed authentication: {source}")]
+    Sealed {
+        what: &'static str,
+        source: SealError,
+    },
     #[error("{what} could not be decompressed: {source}")]
     Decompress {
         what: &'static str,
@@ -178,10 +194,13 @@ impl PackBuilder {
         self.bytes.extend_from_slice(blob);
     }
 
-    /// Appends the trailer and names the pack.
-    pub fn finish(mut self) -> (PackId, Vec<u8>, Vec<PackEntry>) {
-        let trailer = zstd::bulk::compress(&encode_entries(&self.entries), 3)
+    /// Appends the trailer (sealed in an encrypted vault) and names the pack.
+    pub fn finish(mut self, sealer: Option<&Sealer>) -> (PackId, Vec<u8>, Vec<PackEntry>) {
+        let mut trailer = zstd::bulk::compress(&encode_entries(&self.entries), 3)
             .expect("zstd on memory cannot fail");
+        if let Some(sealer) = sealer {
+            trailer = sealer.seal(Role::Trailer, &trailer);
+        }
         self.bytes.extend_from_slice(&trailer);
         self.bytes
             .extend_from_slice(&(trailer.len() as u32).to_le_bytes());
@@ -273,9 +292,23 @@ pub fn trailer_range(pack_len: u64, tail: &[u8]) -> Result<std::ops::Range<u64>,
 
 /// Decodes the trailer of a pack of `pack_len` bytes (the bytes [`trailer_range`] names)
 /// into its entries, each of which lies in the pack's blob area, before the trailer.
-pub fn decode_trailer(trailer: &[u8], pack_len: u64) -> Result<Vec<PackEntry>, PackError> {
+pub fn decode_trailer(
+    trailer: &[u8],
+    pack_len: u64,
+    sealer: Option<&Sealer>,
+) -> Result<Vec<PackEntry>, PackError> {
     let what = "pack";
-    let raw = decompress_bounded(what, trailer, max_trailer_raw_len(pack_len))?;
+    let opened;
+    let compressed = match sealer {
+        Some(sealer) => {
+            opened = sealer
+                .open(Role::Trailer, trailer)
+                .map_err(|source| PackError::Sealed { what, source })?;
+            &opened[..]
+        }
+        None => trailer,
+    };
+    let raw = decompress_bounded(what, compressed, max_trailer_raw_len(pack_len))?;
     let entries = decode_entries(&raw, None, what)?.0;
     // The blobs end where the trailer starts.
     let blobs_end = pack_len.saturating_sub(PACK_TAIL_LEN as u64 + trailer.len() as u64);
@@ -297,7 +330,7 @@ pub fn decode_trailer(trailer: &[u8], pack_len: u64) -> Result<Vec<PackEntry>, P
 
 /// Reads the entries of a whole pack from its trailer (used to rebuild the index and to
 /// verify packs).
-pub fn read_pack_trailer(pack: &[u8]) -> Result<Vec<PackEntry>, PackError> {
+pub fn read_pack_trailer(pack: &[u8], sealer: Option<&Sealer>) -> Result<Vec<PackEntry>, PackError> {
     let n = pack.len();
     let malformed = || PackError::Malformed { what: "pack" };
     let tail = pack
@@ -310,28 +343,47 @@ pub fn read_pack_trailer(pack: &[u8]) -> Result<Vec<PackEntry>, PackError> {
         .zip(usize::try_from(range.end).ok())
         .and_then(|(start, end)| pack.get(start..end))
         .ok_or_else(malformed)?;
-    decode_trailer(trailer, n as u64)
+    decode_trailer(trailer, n as u64, sealer)
 }
 
 /// Serializes an index file: for each pack, its id, entry count and entries.
-pub fn encode_index(packs: &[(PackId, Vec<PackEntry>)]) -> Vec<u8> {
+pub fn encode_index(packs: &[(PackId, Vec<PackEntry>)], sealer: Option<&Sealer>) -> Vec<u8> {
     let mut raw = Vec::new();
     for (pack, entries) in packs {
         raw.extend_from_slice(&pack.0);
         raw.extend_from_slice(&(entries.len() as u32).to_le_bytes());
         raw.extend_from_slice(&encode_entries(entries));
     }
-    let mut out = INDEX_MAGIC.to_vec();
-    out.extend_from_slice(&zstd::bulk::compress(&raw, 3).expect("zstd on memory cannot fail"));
-    out
+    let compressed = zstd::bulk::compress(&raw, 3).expect("zstd on memory cannot fail");
+    match sealer {
+        Some(sealer) => {
+            let mut out = SEALED_INDEX_MAGIC.to_vec();
+            sealer.seal_into(Role::Index, &compressed, &mut out);
+            out
+        }
+        None => [&INDEX_MAGIC[..], &compressed].concat(),
+    }
 }
 
-pub fn decode_index(bytes: &[u8]) -> Result<Vec<(PackId, Vec<PackEntry>)>, PackError> {
+pub fn decode_index(
+    bytes: &[u8],
+    sealer: Option<&Sealer>,
+) -> Result<Vec<(PackId, Vec<PackEntry>)>, PackError> {
     let what = "index file";
-    if bytes.len() < 8 || &bytes[..8] != INDEX_MAGIC {
-        return Err(PackError::Malformed { what });
-    }
-    let compressed = &bytes[8..];
+    let (magic, body) = bytes.split_at(bytes.len().min(8));
+    let opened;
+    let compressed = match (magic == INDEX_MAGIC, magic == SEALED_INDEX_MAGIC, sealer) {
+        (true, _, None) => body,
+        (true, _, Some(_)) => return Err(PackError::NotSealed { what }),
+        (_, true, None) => return Err(PackError::NoKey { what }),
+        (_, true, Some(sealer)) => {
+            opened = sealer
+                .open(Role::Index, body)
+                .map_err(|source| PackError::Sealed { what, source })?;
+            &opened[..]
+        }
+        _ => return Err(PackError::Malformed { what }),
+    };
     let limit = (compressed.len() as u64)
         .saturating_mul(MAX_INDEX_RATIO)
         .max(1 << 20);
@@ -477,14 +529,14 @@ mod tests {
         )
         .unwrap();
         builder.push(ChunkId::of(&key, &near), near.len(), &delta);
-        let (id, bytes, entries) = builder.finish();
+        let (id, bytes, entries) = builder.finish(None);
         assert_eq!(entries.last().unwrap().base, Some(base_id));
         assert!(entries[..5].iter().all(|e| e.base.is_none()));
         assert_eq!(id, PackId(*blake3::hash(&bytes).as_bytes()));
-        assert_eq!(read_pack_trailer(&bytes).unwrap(), entries);
+        assert_eq!(read_pack_trailer(&bytes, None).unwrap(), entries);
 
-        let index = encode_index(&[(id, entries.clone())]);
-        let decoded = decode_index(&index).unwrap();
+        let index = encode_index(&[(id, entries.clone())], None);
+        let decoded = decode_index(&index, None).unwrap();
         assert_eq!(decoded, vec![(id, entries.clone())]);
 
         let mut map = ChunkIndex::default();
@@ -496,16 +548,16 @@ mod tests {
             let (pack, loc) = map.get(&cid).unwrap();
             assert_eq!(pack, id);
             let blob = &bytes[loc.offset as usize..(loc.offset + loc.length) as usize];
-            assert_eq!(decode_blob(&key, cid, blob).unwrap().1, *c);
+            assert_eq!(decode_blob(&key, None, cid, blob).unwrap().1, *c);
         }
     }
 
     #[test]
     fn malformed_inputs_are_errors() {
-        assert!(read_pack_trailer(b"short").is_err());
-        assert!(read_pack_trailer(b"xxxxxxxxxxxxxxxxPGVPACK1").is_err());
-        assert!(decode_index(b"PGVIDX0").is_err());
-        assert!(decode_index(b"NOTANIDXxxxx").is_err());
+        assert!(read_pack_trailer(b"short", None).is_err());
+        assert!(read_pack_trailer(b"xxxxxxxxxxxxxxxxPGVPACK1", None).is_err());
+        assert!(decode_index(b"PGVIDX0", None).is_err());
+        assert!(decode_index(b"NOTANIDXxxxx", None).is_err());
     }
 
     /// A small pack of three chunks and its entries.
@@ -520,7 +572,7 @@ mod tests {
                 &encode_blob(ChunkKind::Data, &c, 3),
             );
         }
-        builder.finish()
+        builder.finish(None)
     }
 
     /// A pack whose trailer is `raw` (entries as stored, before compression) after `blobs`.
@@ -561,15 +613,15 @@ mod tests {
         ] {
             let pack = pack_with_trailer(blobs, &raw);
             assert!(
-                matches!(read_pack_trailer(&pack), Err(PackError::BadEntry { .. })),
+                matches!(read_pack_trailer(&pack, None), Err(PackError::BadEntry { .. })),
                 "{what}: {:?}",
-                read_pack_trailer(&pack)
+                read_pack_trailer(&pack, None)
             );
         }
         // The trailer is not the pack's own bytes: an entry may not reach into it.
         let pack = pack_with_trailer(&blobs[..blobs_end - 1], &encode_entries(&entries));
         assert!(matches!(
-            read_pack_trailer(&pack),
+            read_pack_trailer(&pack, None),
             Err(PackError::BadEntry { .. })
         ));
         // A trailer length longer than the pack.
@@ -577,7 +629,7 @@ mod tests {
         let at = pack.len() - PACK_TAIL_LEN;
         pack[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
         assert!(matches!(
-            read_pack_trailer(&pack),
+            read_pack_trailer(&pack, None),
             Err(PackError::Malformed { .. })
         ));
     }
@@ -590,11 +642,11 @@ mod tests {
         let pack = pack_with_trailer(&[], &zeros);
         assert!(pack.len() < 1 << 20);
         assert!(matches!(
-            read_pack_trailer(&pack),
+            read_pack_trailer(&pack, None),
             Err(PackError::TooLarge { .. })
         ));
         assert!(matches!(
-            decode_index(&index_of(&zeros)),
+            decode_index(&index_of(&zeros), None),
             Err(PackError::TooLarge { .. })
         ));
     }
@@ -605,11 +657,11 @@ mod tests {
         raw.extend_from_slice(&u32::MAX.to_le_bytes());
         raw.extend_from_slice(&encode_entries(&sample_pack().2));
         assert!(matches!(
-            decode_index(&index_of(&raw)),
+            decode_index(&index_of(&raw), None),
             Err(PackError::Malformed { .. })
         ));
         // A pack id cut short.
-        assert!(decode_index(&index_of(&[1; 20])).is_err());
+        assert!(decode_index(&index_of(&[1; 20]), None).is_err());
     }
 
     proptest::proptest! {
@@ -634,7 +686,7 @@ mod tests {
             if let Some(tail) = pack.get(pack.len().saturating_sub(PACK_TAIL_LEN)..) {
                 let _ = trailer_range(n, tail);
             }
-            if let Ok(found) = read_pack_trailer(&pack) {
+            if let Ok(found) = read_pack_trailer(&pack, None) {
                 for e in found {
                     proptest::prop_assert!(u64::from(e.offset) + u64::from(e.length) <= n);
                 }
@@ -648,14 +700,14 @@ mod tests {
             inside in proptest::bool::ANY,
         ) {
             let (id, _, entries) = sample_pack();
-            let good = encode_index(&[(id, entries.clone()), (PackId([1; 32]), entries)]);
+            let good = encode_index(&[(id, entries.clone()), (PackId([1; 32]), entries)], None);
             let bad = if inside {
                 let raw = zstd::stream::decode_all(&good[8..]).unwrap();
                 index_of(&crate::testing::apply_all(&damages, &raw))
             } else {
                 crate::testing::apply_all(&damages, &good)
             };
-            if let Ok(packs) = decode_index(&bad) {
+            if let Ok(packs) = decode_index(&bad, None) {
                 let mut map = ChunkIndex::default();
                 for (pack, entries) in &packs {
                     map.add_pack(*pack, entries);

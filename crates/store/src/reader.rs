@@ -154,7 +154,7 @@ pub async fn fetch_blob(
         }
         .into());
     }
-    Ok(decode_blob(key, id, &bytes)?)
+    Ok(decode_blob(key, store.sealer(), id, &bytes)?)
 }
 
 /// Reads `range` of a pack. The bytes may be fewer than asked when the pack is shorter than
@@ -235,7 +235,7 @@ pub async fn fetch_trailer(
     if trailer.len() as u64 != want {
         return Ok(Err(PackError::Malformed { what: "pack" }));
     }
-    Ok(decode_trailer(&trailer, size))
+    Ok(decode_trailer(&trailer, size, store.sealer()))
 }
 
 /// Writes the stream a manifest describes to `out`; returns the bytes written.
@@ -342,6 +342,7 @@ pub async fn read_stream_ranges<W: AsyncWrite + Unpin>(
                     .try_collect()
                     .await?;
                 let key = *key;
+                let sealer = store.sealer().cloned();
                 tokio::task::spawn_blocking(move || -> Result<Vec<Vec<u8>>, ReadError> {
                     let pack = batch.pack;
                     batch
@@ -352,7 +353,7 @@ pub async fn read_stream_ranges<W: AsyncWrite + Unpin>(
                             let base = blob_base(blob)
                                 .and_then(|b| bases.get(&b))
                                 .map(Vec::as_slice);
-                            decode_blob_with_base(&key, *id, blob, base)
+                            decode_blob_with_base(&key, sealer.as_ref(), *id, blob, base)
                                 .map(|(_, data)| data)
                                 .map_err(|source| ReadError::Damaged {
                                     pack,
@@ -415,7 +416,7 @@ pub async fn load_index(store: &VaultStore) -> Result<ChunkIndex, StoreError> {
     let loaded: Vec<_> = futures::stream::iter(files)
         .map(|path| async move {
             let bytes = store.get(&path).await?;
-            super::pack::decode_index(&bytes).map_err(|e| StoreError::Io {
+            super::pack::decode_index(&bytes, store.sealer()).map_err(|e| StoreError::Io {
                 path: path.to_string(),
                 source: object_store::Error::Generic {
                     store: "pgvault",
@@ -515,7 +516,7 @@ mod tests {
         s.objects
             .iter()
             .filter_map(|(p, b)| Some((p.filename().and_then(PackId::from_hex)?, b)))
-            .map(|(id, b)| (id, read_pack_trailer(b).unwrap()))
+            .map(|(id, b)| (id, read_pack_trailer(b, None).unwrap()))
             .find(|(_, entries)| {
                 entries.len() > 2
                     && entries

@@ -32,7 +32,7 @@ use super::chunk::{ChunkId, ChunkKind, decode_blob_with_base};
 use super::damage::load_damage;
 use super::lease::DestructiveGuard;
 use super::lock::LockError;
-use super::manifest::{Manifest, decode_chunk_list};
+use super::manifest::decode_chunk_list;
 use super::observe::StreamFormat;
 use super::pack::{ChunkIndex, PackBuilder, PackEntry, PackId, decode_index, encode_index};
 use super::reader::{fetch_blob, fetch_trailer};
@@ -147,7 +147,7 @@ impl Salvage<'_> {
         if builder.is_empty() {
             return Ok(());
         }
-        let (id, bytes, entries) = std::mem::take(builder).finish();
+        let (id, bytes, entries) = std::mem::take(builder).finish(self.store.sealer());
         let path = paths::pack(&id);
         self.bytes += bytes.len() as u64;
         if lists {
@@ -182,7 +182,7 @@ pub async fn repair(
     let old_files = store.list(&paths::indexes()).await?;
     let mut old: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
     for path in &old_files {
-        match store.get(path).await.map(|b| decode_index(&b)) {
+        match store.get(path).await.map(|b| decode_index(&b, store.sealer())) {
             Ok(Ok(packs)) => {
                 for (pack, entries) in packs {
                     old.entry(pack).or_default().extend(entries);
@@ -335,7 +335,7 @@ pub async fn repair(
                 };
                 let decoded = match (blob, base) {
                     (Some(blob), Ok(base)) => {
-                        decode_blob_with_base(key, e.id, blob, base.as_deref())
+                        decode_blob_with_base(key, store.sealer(), e.id, blob, base.as_deref())
                             .ok()
                             .filter(|(_, data)| data.len() == e.raw_length as usize)
                             .map(|(kind, _)| (kind, blob))
@@ -405,7 +405,7 @@ pub async fn repair(
     }
     packs.sort_by_key(|(id, _)| id.0);
     let new_index = paths::index(&uuid::Uuid::new_v4().to_string());
-    store.put(&new_index, encode_index(&packs).into()).await?;
+    store.put(&new_index, encode_index(&packs, store.sealer()).into()).await?;
     store.make_durable(std::slice::from_ref(&new_index)).await?;
     if !hook(RepairStep::IndexWritten) {
         return Ok(report);
@@ -468,7 +468,7 @@ pub async fn damaged_points(
             unrestorable: None,
         };
         let manifest = match store.get(&path).await {
-            Ok(bytes) => Manifest::from_bytes(&bytes),
+            Ok(bytes) => crate::manifest::open_manifest(store.sealer(), &bytes),
             Err(e) if e.is_not_found() => continue,
             Err(e) => return Err(e),
         };
@@ -538,6 +538,7 @@ pub async fn damaged_points(
 
 #[cfg(test)]
 mod tests {
+    use crate::manifest::Manifest;
     use std::sync::Arc;
 
     use super::*;

@@ -279,7 +279,7 @@ pub async fn needed(store: &VaultStore, key: &[u8; 32], m: &Manifest) -> Vec<Chu
 /// The chunks a pack holds, from its trailer.
 pub async fn pack_chunks(store: &VaultStore, pack: &PackId) -> Vec<ChunkId> {
     let bytes = store.get(&paths::pack(pack)).await.unwrap();
-    let mut out: Vec<ChunkId> = read_pack_trailer(&bytes)
+    let mut out: Vec<ChunkId> = read_pack_trailer(&bytes, None)
         .unwrap()
         .iter()
         .map(|e| e.id)
@@ -292,7 +292,7 @@ pub async fn pack_chunks(store: &VaultStore, pack: &PackId) -> Vec<ChunkId> {
 pub async fn flip_byte_in_blob(store: &VaultStore, pack: &PackId, chunk: ChunkId) {
     let path = paths::pack(pack);
     let mut bytes = store.get(&path).await.unwrap().to_vec();
-    let entry = read_pack_trailer(&bytes)
+    let entry = read_pack_trailer(&bytes, None)
         .unwrap()
         .into_iter()
         .find(|e| e.id == chunk)

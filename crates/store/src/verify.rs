@@ -225,7 +225,7 @@ async fn fetch_full(
             let (reason, detail) = store_damage(&e);
             Box::new(finding(id, role, Some(pack), reason, detail))
         })?;
-    decode_blob(key, id, &blob).map_err(|e| {
+    decode_blob(key, store.sealer(), id, &blob).map_err(|e| {
         Box::new(finding(
             id,
             role,
@@ -355,6 +355,7 @@ async fn read_unit(
         .map(|(r, ..)| index.base_of(&r.id))
         .collect();
     let key = *key;
+    let sealer = store.sealer().cloned();
     let decoded = tokio::task::spawn_blocking(move || {
         batch
             .chunks
@@ -387,7 +388,7 @@ async fn read_unit(
                         return Piece::Bad(f);
                     }
                 };
-                match decode_blob_with_base(&key, r.id, blob, base) {
+                match decode_blob_with_base(&key, sealer.as_ref(), r.id, blob, base) {
                     Ok((_, data)) if data.len() == r.length as usize => Piece::Data(data),
                     Ok((_, data)) => bad(
                         ChunkDamage::WrongLength,

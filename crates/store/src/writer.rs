@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
-use super::chunk::{ChunkId, ChunkKind, encode_blob, encode_delta_blob};
+use super::chunk::{ChunkId, ChunkKind, encode_blob, encode_delta_blob, seal_blob};
 use super::manifest::{
     ChunkRef, ChunkerParams, REFS_PER_LIST_BLOCK, StreamInfo, decode_chunk_list, digest_chunk,
     encode_chunk_list, head_fingerprint,
@@ -198,7 +198,7 @@ impl Uploaded {
             .drain(..)
             .map(|(id, entries, _)| (id, entries))
             .collect();
-        let index = encode_index(&entries);
+        let index = encode_index(&entries, self.store.sealer());
         let index_len = index.len() as u64;
         self.store.put(&name, index.into()).await?;
         // Counted once stored: an index file stays in the vault like the packs it names.
@@ -296,6 +296,10 @@ pub async fn write_stream<R: Read + Send + 'static>(
                                 progress.delta_chunks.fetch_add(1, Ordering::Relaxed);
                             }
                         }
+                        // Sealed last: compression and the delta decision see the clear bytes.
+                        if let Some(sealer) = store.sealer() {
+                            bytes = seal_blob(sealer, &c.id, bytes);
+                        }
                         if tx
                             .send(Blob {
                                 kind: c.kind,
@@ -318,6 +322,7 @@ pub async fn write_stream<R: Read + Send + 'static>(
     // their own that stay online: garbage collection, `check` and a rehydration's planning
     // read them without rehydrating anything.
     let separate_lists = store.pack_tier().is_some();
+    let sealer = store.sealer().cloned();
     let packer = std::thread::Builder::new()
         .name("pgvault-packer".into())
         .spawn(move || {
@@ -332,7 +337,7 @@ pub async fn write_stream<R: Read + Send + 'static>(
                 builder.push(blob.id, blob.raw_len, &blob.bytes);
                 if builder.len() >= target {
                     let full = std::mem::replace(&mut builder, new_builder());
-                    let (id, bytes, entries) = full.finish();
+                    let (id, bytes, entries) = full.finish(sealer.as_ref());
                     let pack = Pack {
                         id,
                         bytes,
@@ -346,7 +351,7 @@ pub async fn write_stream<R: Read + Send + 'static>(
             }
             for (last, lists) in [(builder, false), (lists, true)] {
                 if !last.is_empty() {
-                    let (id, bytes, entries) = last.finish();
+                    let (id, bytes, entries) = last.finish(sealer.as_ref());
                     let pack = Pack {
                         id,
                         bytes,
