@@ -654,7 +654,7 @@ async fn gc_tier(
         }
         Err(e) => return Err(e.to_string()),
     };
-    let key = vault.config.chunk_key().map_err(|e| e.to_string())?;
+    let key = vault.chunk_key();
     let size = vault.config.pack_target_size as usize;
     let result = collect_garbage_guarded(store, &key, size, Some(guard), |_| true)
         .await

@@ -177,25 +177,32 @@ impl Pgvault {
         group: &ResourceGroup,
         storage_url: Option<&str>,
     ) -> Result<Value> {
-        self.create_vault_with(name, group, storage_url, None).await
+        self.create_vault_with(name, group, storage_url, None, None).await
     }
 
-    /// `create_vault` with an explicit average chunk size (bytes).
+    /// `create_vault` with an explicit average chunk size (bytes), encrypted when
+    /// `encryption_key` names a key (`--encryption-key-uri`: `env:`, `file:` or an Azure Key
+    /// Vault key URI). The key is read (or Key Vault asked to wrap) before anything is created.
     pub async fn create_vault_with(
         &self,
         name: &str,
         group: &ResourceGroup,
         storage_url: Option<&str>,
         chunk_avg: Option<u32>,
+        encryption_key: Option<&str>,
     ) -> Result<Value> {
         let mut registry = self.home.registry()?;
         let url = self.check_new_vault(name, storage_url, None)?;
-        let vault = Vault::create(
+        if let Some(reference) = encryption_key {
+            pgvault_core::engine::keys::KeyReference::parse(reference)?;
+        }
+        let vault = Vault::create_with(
             VaultStore::create(&url).await?,
             name,
             group,
             self.now(),
             chunk_avg,
+            encryption_key,
         )
         .await?
         .in_subscription(self.subscription_id().clone());
@@ -257,6 +264,41 @@ impl Pgvault {
         }
         vault.set_archive_settings(url, tier).await?;
         Ok(vault.to_azure_json())
+    }
+
+    /// An encrypted vault's key slots (`backup-vault key list`): id, kind, reference, when
+    /// made; never the wrapped key.
+    pub async fn vault_keys(&self, name: &str) -> Result<Vec<Value>> {
+        let vault = self.vault(name).await?;
+        if !vault.is_encrypted() {
+            return Err(not_encrypted(vault.name()));
+        }
+        Ok(vault.key_slots().iter().map(key_slot_json).collect())
+    }
+
+    /// Adds a key that opens the vault (`backup-vault key add`); the vault must be opened
+    /// with one of its keys first.
+    pub async fn add_vault_key(&self, name: &str, reference: &str) -> Result<Value> {
+        let mut vault = self.vault(name).await?;
+        let slot = vault.add_key(reference, self.now()).await?;
+        tracing::info!(vault = vault.name(), slot = %slot.id, reference = %slot.reference, "key slot added");
+        Ok(key_slot_json(&slot))
+    }
+
+    /// Wraps the data key again with the key a slot names (`backup-vault key rotate`).
+    pub async fn rotate_vault_key(&self, name: &str, slot: &str) -> Result<Value> {
+        let mut vault = self.vault(name).await?;
+        let slot = vault.rotate_key(slot, self.now()).await?;
+        tracing::info!(vault = vault.name(), slot = %slot.id, reference = %slot.reference, "key slot rewrapped");
+        Ok(key_slot_json(&slot))
+    }
+
+    /// Removes a key slot (`backup-vault key remove`); never the last.
+    pub async fn remove_vault_key(&self, name: &str, slot: &str) -> Result<Value> {
+        let mut vault = self.vault(name).await?;
+        let slot = vault.remove_key(slot).await?;
+        tracing::info!(vault = vault.name(), slot = %slot.id, reference = %slot.reference, "key slot removed");
+        Ok(key_slot_json(&slot))
     }
 
     pub(crate) async fn vault(&self, name: &str) -> Result<Vault> {
@@ -1075,4 +1117,36 @@ mod tests {
                 .contains("PGVAULT_LOCK_WAIT=`5d`")
         );
     }
+}
+
+fn not_encrypted(vault: &str) -> Error {
+    Error::new(
+        ErrorCode::UserErrorVaultNotEncrypted,
+        format!(
+            "vault `{vault}` is not encrypted: it has no keys. Encryption is chosen when a vault is \
+             created (`backup-vault create --encryption-key-uri`)"
+        ),
+    )
+}
+
+/// A key slot as `backup-vault key` commands print it.
+fn key_slot_json(slot: &pgvault_core::store::crypt::KeySlot) -> Value {
+    let mut v = serde_json::json!({
+        "id": slot.id,
+        "source": slot.source.as_str(),
+        "reference": slot.reference,
+        "createdTime": slot.created_time,
+    });
+    if let Some(kid) = &slot.key_vault_kid {
+        v["keyVaultKeyId"] = kid.clone().into();
+    }
+    if let Some(kdf) = &slot.kdf {
+        v["kdf"] = serde_json::json!({
+            "algorithm": kdf.algorithm,
+            "memoryKiB": kdf.memory_kib,
+            "iterations": kdf.iterations,
+            "parallelism": kdf.parallelism,
+        });
+    }
+    v
 }

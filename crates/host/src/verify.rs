@@ -98,7 +98,7 @@ impl Pgvault {
     /// compares the recovery points found with this host's job history.
     pub async fn check_vault(&self, vault_name: &str, read: ReadData) -> Result<VaultCheck> {
         let vault = self.vault(vault_name).await?;
-        let key = vault.config.chunk_key()?;
+        let key = vault.chunk_key();
         let locks = lock_tiers(&vault, LockKind::Shared, "vault check").await?;
         let checked = each_tier::<_, StoreError>(&vault, async |tier, store| {
             let check = check_store(store, &key, read).await?;
@@ -150,7 +150,7 @@ impl Pgvault {
     /// guard for its whole run, and each tier's exclusive lock while it repairs it.
     pub async fn repair_vault(&self, vault_name: &str, read_data: bool) -> Result<Vec<TierRepair>> {
         let vault = self.vault(vault_name).await?;
-        let key = vault.config.chunk_key()?;
+        let key = vault.chunk_key();
         let size = vault.config.pack_target_size as usize;
         let guard = guard_destructive(&vault, "repair").await?;
         let result = async {

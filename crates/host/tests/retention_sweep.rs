@@ -406,7 +406,7 @@ async fn the_sweep_archives_and_deletes_exactly_what_the_simulator_predicts() {
         read_stream(
             store,
             &index,
-            &vault.config.chunk_key().unwrap(),
+            &vault.chunk_key(),
             &kept.stream,
             &mut out,
             Arc::default(),

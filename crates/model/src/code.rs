@@ -121,6 +121,11 @@ codes! {
     UserErrorInvalidRuleName => BAD_REQUEST, false, "name a retention rule the instance's policy has (`pgvault backup-policy show`)";
     UserErrorInvalidSecret => BAD_REQUEST, false, "check that the secret exists and holds a connection string pgvault can read";
     UserErrorInvalidSecretStore => BAD_REQUEST, false, "give the secret as env:NAME, file:PATH or a Key Vault secret URI";
+    UserErrorInvalidEncryptionKey => BAD_REQUEST, false, "give the key as env:NAME or file:PATH holding a passphrase of 12 characters or more or 32 random bytes, or as an Azure Key Vault key URI https://<vault>.vault.azure.net/keys/<name>";
+    UserErrorVaultNotEncrypted => BAD_REQUEST, false, "encryption is chosen when a vault is created (`backup-vault create --encryption-key-uri`); an existing vault cannot be encrypted in place";
+    UserErrorVaultKeyUnavailable => FORBIDDEN, false, "make one of the vault's key references available to this host (set the environment variable, place the key file, or grant unwrapKey on the Key Vault key), or have a holder of a key add one with `pgvault backup-vault key add`";
+    UserErrorLastVaultKey => CONFLICT, false, "add another key with `pgvault backup-vault key add` first: a vault without a key can never be opened again";
+    UserErrorVaultKeyNotFound => NOT_FOUND, false, "name a key slot as `pgvault backup-vault key list` prints it (its id or its reference)";
     UserErrorInvalidStorageLocation => BAD_REQUEST, false, "place the vault in a folder of its own, outside system folders and other vaults";
     UserErrorInvalidTarget => BAD_REQUEST, false, "give one restore target: a folder (--target-directory) or a Blob container URL (--target-blob-container-url)";
     UserErrorConfirmationRequired => BAD_REQUEST, false, "the operation cannot be undone: add --yes to confirm it";

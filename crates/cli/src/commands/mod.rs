@@ -14,6 +14,7 @@ pub mod serve;
 pub mod simulate;
 pub mod tick;
 pub mod vault;
+pub mod vault_key;
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -50,7 +50,17 @@ pub enum VaultCommand {
         /// Blob Storage; offline, a restore first rehydrates it, hours) or Cold (online, dearer).
         #[arg(long, requires = "archive_storage_url", value_name = "Archive|Cold")]
         archive_access_tier: Option<ArchiveAccessTier>,
+        /// Encrypt the vault on the client (see README, Security): every object it writes is
+        /// sealed with a random data key wrapped by this key: env:NAME or file:PATH holding a
+        /// passphrase (12+ characters) or 32 random bytes, or an Azure Key Vault key URI
+        /// https://<vault>.vault.azure.net/keys/<name>. Chosen at creation, for the vault's life;
+        /// more keys with `backup-vault key add`.
+        #[arg(long, value_name = "REF")]
+        encryption_key_uri: Option<String>,
     },
+    /// The keys of an encrypted vault: add, list, rotate, remove.
+    #[command(subcommand)]
+    Key(super::vault_key::KeyCommand),
     /// Delete a vault that has no backup instances left (delete them first). A vault in the
     /// home's own folder is removed with its files; one you placed elsewhere (--storage-url)
     /// is only unregistered, its files left where they are.
@@ -200,6 +210,7 @@ nothing has recorded yet, or give --read-data here.")]
 pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> {
     let svc = open_service()?;
     match cmd {
+        VaultCommand::Key(cmd) => return super::vault_key::run(svc, cmd, format).await,
         VaultCommand::Create {
             vault_name,
             scope,
@@ -207,6 +218,7 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
             chunk_size_kib,
             archive_storage_url,
             archive_access_tier,
+            encryption_key_uri,
         } => {
             scope.check_subscription(&svc)?;
             let group = scope.group()?.unwrap_or_default();
@@ -218,8 +230,13 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
                 archive_storage_url.as_deref(),
             )
             .map_err(coded)?;
-            let vault =
-                svc.create_vault_with(&vault_name, &group, storage_url.as_deref(), chunk_avg);
+            let vault = svc.create_vault_with(
+                &vault_name,
+                &group,
+                storage_url.as_deref(),
+                chunk_avg,
+                encryption_key_uri.as_deref(),
+            );
             let mut vault = vault.await.map_err(coded)?;
             if let Some(url) = archive_storage_url {
                 vault = svc

@@ -33,7 +33,8 @@ use crate::postgres::contents::ExportedSnapshot;
 use crate::postgres::tools::{ToolProcess, find_tool, tool_version};
 use crate::store::damage::load_backup_index;
 use crate::store::manifest::{
-    BackupStats, DatasourceInfo, MANIFEST_FORMAT, Manifest, PostgresInfo,
+    BackupStats, DatasourceInfo, MANIFEST_FORMAT, Manifest, PostgresInfo, seal_manifest,
+    sealed_manifest_overhead,
 };
 use crate::store::observe::{Recorded, StreamFormat as _};
 use crate::store::paths;
@@ -435,7 +436,14 @@ pub async fn backup(
     };
     // The recovery point's figure counts every byte the backup added to the vault: packs,
     // index files and this manifest (see `Manifest::to_bytes_counting_itself`).
-    let bytes = manifest.to_bytes_counting_itself(outcome.bytes_stored);
+    let sealer = vault.store.sealer();
+    let bytes = seal_manifest(
+        sealer,
+        manifest.to_bytes_counting_itself_sealed(
+            outcome.bytes_stored,
+            sealed_manifest_overhead(sealer),
+        ),
+    );
     let manifest_len = bytes.len() as u64;
     crate::fault::point("before-manifest");
     let committed = vault

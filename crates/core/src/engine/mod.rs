@@ -11,6 +11,7 @@
 pub mod backup;
 pub mod drill;
 pub mod home;
+pub mod keys;
 pub mod leftovers;
 pub mod protect;
 pub mod restore;

@@ -36,7 +36,9 @@ use crate::model::policy::DataStoreType;
 use crate::model::resource;
 use crate::model::retention::{Fate, policy_zone, retention_plan, states_at};
 use crate::store::blob_rest::{BlobError, BlobProperties, BlobRest};
-use crate::store::manifest::{Manifest, StreamInfo, decode_chunk_list};
+use crate::store::manifest::{
+    Manifest, StreamInfo, decode_chunk_list, open_manifest, seal_manifest,
+};
 use crate::store::observe::{AnyBytes, StreamFormat as _};
 use crate::store::pack::{ChunkIndex, PackId};
 use crate::store::reader::{ReadError, fetch_blob, read_stream};
@@ -446,7 +448,7 @@ async fn bring_point_online(
     priority: RehydratePriority,
     status: &(dyn Fn(String) + Send + Sync),
 ) -> Result<HashSet<PackId>> {
-    let key = vault.config.chunk_key()?;
+    let key = vault.chunk_key();
     let index = tiering_index(store).await?;
     loop {
         let (needed, lists_archived) = packs_of(store, &index, &key, &point.stream).await?;
@@ -608,7 +610,7 @@ async fn return_to_tier(
     let index = tiering_index(store).await?;
     let mut list_packs = HashSet::new();
     for path in store.list(&paths::recovery_points_root()).await? {
-        let Ok(manifest) = Manifest::from_bytes(&store.get(&path).await?) else {
+        let Ok(manifest) = open_manifest(store.sealer(), &store.get(&path).await?) else {
             continue;
         };
         list_packs.extend(
@@ -670,7 +672,7 @@ async fn copy_between(
         Err(e) if e.code == ErrorCode::RecoveryPointDamaged => None,
         Err(e) => return Err(e),
     };
-    let key = vault.config.chunk_key()?;
+    let key = vault.chunk_key();
     let cfg = vault.writer_config()?;
     let (mut tx, rx) = tokio::io::duplex(1 << 20);
     let reader = BlockingReader {
@@ -723,7 +725,7 @@ async fn copy_between(
     target
         .put(
             &paths::recovery_point(instance, &copy.recovery_point_id),
-            copy.to_bytes().into(),
+            seal_manifest(target.sealer(), copy.to_bytes()).into(),
         )
         .await?;
     Ok(copy)

@@ -14,9 +14,14 @@ use crate::model::policy::{BackupPolicy, DataStoreType};
 use crate::model::resource::{self, ResourceGroup, SubscriptionId, VaultRef, envelope};
 use crate::store::manifest::{ChunkerParams, Manifest};
 use crate::store::writer::WriterConfig;
+use crate::store::crypt::{DataKey, EncryptionSettings, KeySlot};
 use crate::store::{ArchiveAccessTier, VaultStore, paths};
 
+/// The format of an unencrypted vault's `vault.json`.
 pub const VAULT_FORMAT: u32 = 1;
+/// The format of an encrypted vault (`encryption` with its key slots, no `chunkIdKey`): a
+/// pgvault that predates encryption refuses it rather than misread it.
+pub const ENCRYPTED_VAULT_FORMAT: u32 = 2;
 
 /// How many recovery-point manifests a listing reads at once.
 const MANIFEST_READS_AT_ONCE: usize = 16;
@@ -31,7 +36,9 @@ pub struct VaultConfig {
     pub created_time: DateTime<Utc>,
     /// The BLAKE3 key chunk ids are hashed with. Not a secret while the vault is
     /// unencrypted (the chunks are readable anyway); it keeps chunk ids from being
-    /// comparable across vaults.
+    /// comparable across vaults. Empty (absent) in an encrypted vault, whose chunk-id key is
+    /// derived from its data key.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub chunk_id_key: String,
     pub chunker: ChunkerParams,
     pub compression: CompressionConfig,
@@ -59,6 +66,11 @@ pub struct VaultConfig {
     /// Azure's resource tags, as the REST API's PUT or PATCH gave them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// Client-side encryption (`backup-vault create --encryption-key-uri`): the algorithm and
+    /// the key slots, each the data key wrapped by one key-encryption key, with the reference
+    /// to that key (never the key or passphrase). Absent: an unencrypted vault.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<EncryptionSettings>,
 }
 
 fn default_resource_group() -> String {
@@ -123,6 +135,7 @@ impl VaultConfig {
             name: name.to_string(),
             created_time: now,
             chunk_id_key: hex::encode(key),
+            encryption: None,
             chunker: ChunkerParams {
                 algorithm: "fastcdc-2020".into(),
                 min_size: min,
@@ -203,7 +216,27 @@ impl VaultConfig {
                 self.compression.algorithm, self.compression.level
             )));
         }
-        self.chunk_key().map_err(|e| corrupt(e.message))?;
+        match &self.encryption {
+            None => {
+                self.chunk_key().map_err(|e| corrupt(e.message))?;
+            }
+            Some(encryption) => {
+                if !self.chunk_id_key.is_empty() {
+                    return Err(corrupt(
+                        "it is encrypted and also has a chunkIdKey in clear".into(),
+                    ));
+                }
+                if self.format_version < ENCRYPTED_VAULT_FORMAT {
+                    return Err(corrupt(format!(
+                        "it is encrypted but says format {}",
+                        self.format_version
+                    )));
+                }
+                if encryption.keys.is_empty() {
+                    return Err(corrupt("it is encrypted and lists no key slot".into()));
+                }
+            }
+        }
         self.resource_group()?;
         Ok(())
     }
@@ -299,6 +332,10 @@ pub struct Vault {
     pub config: VaultConfig,
     /// The archive tier's store, when one is configured.
     pub archive: Option<VaultStore>,
+    /// The key chunk ids are hashed with (vault.json's, or derived from the data key).
+    chunk_key: [u8; 32],
+    /// An encrypted vault's data key, once a key slot opened it.
+    data_key: Option<DataKey>,
     /// The subscription of the host that opened it (a vault does not record one: the same
     /// vault may be served by hosts of different subscriptions); part of every id it prints.
     subscription: SubscriptionId,
@@ -315,6 +352,20 @@ impl Vault {
         group: &ResourceGroup,
         now: DateTime<Utc>,
         chunk_avg: Option<u32>,
+    ) -> Result<Self> {
+        Self::create_with(store, name, group, now, chunk_avg, None).await
+    }
+
+    /// [`Vault::create`], encrypted when `encryption_key` names a key (`env:`, `file:` or an
+    /// Azure Key Vault key URI): a random data key is made and wrapped by it, and every object
+    /// the vault writes is sealed.
+    pub async fn create_with(
+        store: VaultStore,
+        name: &str,
+        group: &ResourceGroup,
+        now: DateTime<Utc>,
+        chunk_avg: Option<u32>,
+        encryption_key: Option<&str>,
     ) -> Result<Self> {
         check_name("vault", name)?;
         if let Some(avg) = chunk_avg
@@ -334,12 +385,26 @@ impl Vault {
                 ),
             ));
         }
-        let config = VaultConfig::new(name, group, now, chunk_avg);
+        let mut config = VaultConfig::new(name, group, now, chunk_avg);
+        let mut chunk_key = config.chunk_key()?;
+        let mut data_key = None;
+        let mut store = store;
+        if let Some(reference) = encryption_key {
+            let (settings, key) = super::keys::new_encryption(&config.vault_id, reference, now).await?;
+            config.format_version = ENCRYPTED_VAULT_FORMAT;
+            config.chunk_id_key.clear();
+            config.encryption = Some(settings);
+            chunk_key = key.chunk_id_key();
+            store = store.with_sealer(key.sealer());
+            data_key = Some(key);
+        }
         store.put_json(&paths::vault_config(), &config).await?;
         Ok(Vault {
             store,
             config,
             archive: None,
+            chunk_key,
+            data_key,
             subscription: SubscriptionId::default(),
             group: group.clone(),
         })
@@ -357,7 +422,7 @@ impl Vault {
                 e.into()
             }
         })?;
-        if config.format_version > VAULT_FORMAT {
+        if config.format_version > ENCRYPTED_VAULT_FORMAT {
             return Err(Error::new(
                 ErrorCode::VaultFormatTooNew,
                 format!(
@@ -367,18 +432,140 @@ impl Vault {
             ));
         }
         config.check()?;
-        let archive = match &config.archive_storage_url {
+        let mut archive = match &config.archive_storage_url {
             Some(url) => Some(VaultStore::open(url)?.with_pack_tier(config.archive_access_tier)?),
             None => None,
         };
         let group = config.resource_group()?;
+        let (store, chunk_key, data_key) = match &config.encryption {
+            None => (store, config.chunk_key()?, None),
+            Some(settings) => {
+                let key = super::keys::unlock(&config.name, &config.vault_id, settings).await?;
+                archive = archive.map(|a| a.with_sealer(key.sealer()));
+                (store.with_sealer(key.sealer()), key.chunk_id_key(), Some(key))
+            }
+        };
         Ok(Vault {
             store,
             config,
             archive,
+            chunk_key,
+            data_key,
             subscription: SubscriptionId::default(),
             group,
         })
+    }
+
+    /// The key chunk ids are hashed with.
+    pub fn chunk_key(&self) -> [u8; 32] {
+        self.chunk_key
+    }
+
+    /// Whether the vault is encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.config.encryption.is_some()
+    }
+
+    /// An encrypted vault's key slots (none for an unencrypted vault).
+    pub fn key_slots(&self) -> &[KeySlot] {
+        self.config.encryption.as_ref().map_or(&[], |e| &e.keys)
+    }
+
+    /// Adds a key slot for `reference` (`backup-vault key add`): the data key wrapped by one
+    /// more key, which can then open the vault alone. Nothing but `vault.json` is rewritten.
+    pub async fn add_key(&mut self, reference: &str, now: DateTime<Utc>) -> Result<KeySlot> {
+        let data_key = self.data_key()?.clone();
+        if self.key_slots().iter().any(|s| s.reference == reference) {
+            return Err(Error::new(
+                ErrorCode::UserErrorInvalidEncryptionKey,
+                format!(
+                    "vault `{}` already has a key slot for `{reference}`; to wrap the data key                      again with that reference (a new passphrase or Key Vault key version), use                      `backup-vault key rotate`",
+                    self.name()
+                ),
+            ));
+        }
+        let slot = super::keys::new_slot(&self.config.vault_id, reference, &data_key, now).await?;
+        self.push_slots(|slots| slots.push(slot.clone())).await?;
+        Ok(slot)
+    }
+
+    /// Wraps the data key again with the key a slot names (`backup-vault key rotate`): a new
+    /// passphrase in the same variable or file, a new Key Vault key version. The old slot is
+    /// replaced only once the new one is made; no data is rewritten.
+    pub async fn rotate_key(&mut self, slot: &str, now: DateTime<Utc>) -> Result<KeySlot> {
+        let data_key = self.data_key()?.clone();
+        let old = self.find_slot(slot)?.clone();
+        let new = super::keys::new_slot(&self.config.vault_id, &old.reference, &data_key, now).await?;
+        self.push_slots(|slots| {
+            if let Some(s) = slots.iter_mut().find(|s| s.id == old.id) {
+                *s = new.clone();
+            }
+        })
+        .await?;
+        Ok(new)
+    }
+
+    /// Removes a key slot (`backup-vault key remove`); never the last one.
+    pub async fn remove_key(&mut self, slot: &str) -> Result<KeySlot> {
+        self.data_key()?;
+        let old = self.find_slot(slot)?.clone();
+        if self.key_slots().len() == 1 {
+            return Err(Error::new(
+                ErrorCode::UserErrorLastVaultKey,
+                format!(
+                    "`{}` is the last key of vault `{}`; without a key nobody could open it again",
+                    old.reference,
+                    self.name()
+                ),
+            ));
+        }
+        self.push_slots(|slots| slots.retain(|s| s.id != old.id)).await?;
+        Ok(old)
+    }
+
+    fn data_key(&self) -> Result<&DataKey> {
+        self.data_key.as_ref().ok_or_else(|| {
+            Error::new(
+                ErrorCode::UserErrorVaultNotEncrypted,
+                format!(
+                    "vault `{}` is not encrypted: it has no keys to manage. Encryption is chosen \
+                     when a vault is created (`backup-vault create --encryption-key-uri`)",
+                    self.name()
+                ),
+            )
+        })
+    }
+
+    /// A slot by id or by reference.
+    fn find_slot(&self, slot: &str) -> Result<&KeySlot> {
+        self.key_slots()
+            .iter()
+            .find(|s| s.id == slot || s.reference == slot)
+            .ok_or_else(|| {
+                let known: Vec<String> = self
+                    .key_slots()
+                    .iter()
+                    .map(|s| format!("{} ({})", s.id, s.reference))
+                    .collect();
+                Error::new(
+                    ErrorCode::UserErrorVaultKeyNotFound,
+                    format!(
+                        "vault `{}` has no key slot `{slot}` (its slots: {})",
+                        self.name(),
+                        known.join(", ")
+                    ),
+                )
+            })
+    }
+
+    async fn push_slots(&mut self, change: impl FnOnce(&mut Vec<KeySlot>)) -> Result<()> {
+        let mut config = self.config.clone();
+        if let Some(e) = config.encryption.as_mut() {
+            change(&mut e.keys);
+        }
+        self.store.put_json(&paths::vault_config(), &config).await?;
+        self.config = config;
+        Ok(())
     }
 
     /// The vault as served in `subscription` (the host's): the ids it prints are under it.
@@ -508,7 +695,10 @@ impl Vault {
                 ),
             ));
         }
-        let archive = VaultStore::create(url).await?;
+        let mut archive = VaultStore::create(url).await?;
+        if let Some(key) = &self.data_key {
+            archive = archive.with_sealer(key.sealer());
+        }
         if archive.exists(&paths::vault_config()).await? {
             return Err(Error::new(
                 ErrorCode::UserErrorInvalidArchiveStorage,
@@ -573,7 +763,7 @@ impl Vault {
 
     pub fn writer_config(&self) -> Result<WriterConfig> {
         Ok(WriterConfig {
-            chunk_key: self.config.chunk_key()?,
+            chunk_key: self.chunk_key,
             chunker: self.config.chunker.clone(),
             zstd_level: self.config.compression.level,
             pack_target_size: self.config.pack_target_size as usize,
@@ -608,7 +798,32 @@ impl Vault {
                 .unwrap_or(crate::model::job::LOCAL_LOCATION)
         );
         v["tags"] = json!(self.config.tags);
+        v["properties"]["securitySettings"]["encryptionSettings"] = self.encryption_json();
         v
+    }
+
+    /// Azure's `securitySettings.encryptionSettings`: `Enabled` for client-side encryption,
+    /// with the first Azure Key Vault key as `keyVaultProperties.keyUri` (Azure's
+    /// customer-managed key); pgvault's slots count in `pgvaultKeySlots`.
+    fn encryption_json(&self) -> Value {
+        match &self.config.encryption {
+            None => json!({"state": "Disabled"}),
+            Some(e) => {
+                let mut out = json!({
+                    "state": "Enabled",
+                    "pgvaultAlgorithm": e.algorithm,
+                    "pgvaultKeySlots": e.keys.len(),
+                });
+                if let Some(kv) = e
+                    .keys
+                    .iter()
+                    .find(|k| k.source == crate::store::crypt::KeySource::AzureKeyVault)
+                {
+                    out["keyVaultProperties"] = json!({"keyUri": kv.reference});
+                }
+                out
+            }
+        }
     }
 
     /// Sets what Azure's REST API changes of a vault resource: its `location`, its `tags` and
@@ -1004,7 +1219,7 @@ impl Vault {
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        Manifest::from_bytes(&bytes)
+        crate::store::manifest::open_manifest(store.sealer(), &bytes)
             .map_err(|e| e.to_string())
             .and_then(|m| {
                 if m.backup_instance_name == instance && m.recovery_point_id == id {
@@ -1308,7 +1523,7 @@ mod damaged_manifest_tests {
         let vault = Vault::create(store, "V", &Default::default(), Utc::now(), None)
             .await
             .unwrap();
-        let key = vault.config.chunk_key().unwrap();
+        let key = vault.chunk_key();
         let good = backup(&vault.store, key, "db", "good", archive(2_000, 0), None).await;
         for (id, bytes) in [
             ("checksum", {

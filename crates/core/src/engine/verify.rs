@@ -128,7 +128,7 @@ async fn manifests(
             continue;
         };
         let manifest = match store.get(&path).await {
-            Ok(bytes) => Manifest::from_bytes(&bytes)
+            Ok(bytes) => crate::store::manifest::open_manifest(store.sealer(), &bytes)
                 .map_err(|e| format!("the manifest `{path}` cannot be read: {e}"))
                 .and_then(|m| {
                     if m.backup_instance_name == instance && m.recovery_point_id == id {
@@ -156,7 +156,7 @@ pub async fn verify_recovery_points(
     vault: &Vault,
     selection: &PointSelection,
 ) -> Result<Vec<PointVerification>> {
-    let key = vault.config.chunk_key()?;
+    let key = vault.chunk_key();
     let mut points: BTreeMap<(String, String), PointVerification> = BTreeMap::new();
     for tier in [DataStoreType::VaultStore, DataStoreType::ArchiveStore] {
         let Some(store) = vault.tier_store(tier) else {
@@ -272,7 +272,7 @@ mod tests {
             .await
             .unwrap();
         vault.set_archive_storage("memory://").await.unwrap();
-        let key = vault.config.chunk_key().unwrap();
+        let key = vault.chunk_key();
         let archive_store = vault.archive.clone().unwrap();
         for store in [&vault.store, &archive_store] {
             backup(store, key, "db", "a", archive(3_000, 0), None).await;

@@ -35,7 +35,7 @@ impl<'a> PointSource<'a> {
         let index = crate::store::damage::load_readable_index(&vault.store)
             .await?
             .0;
-        let key = vault.config.chunk_key()?;
+        let key = vault.chunk_key();
         Ok(PointSource {
             vault,
             manifest,
