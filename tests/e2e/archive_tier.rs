@@ -70,7 +70,7 @@ async fn tiers(
     }
     let mut list_packs = HashSet::new();
     for name in names.iter().filter(|n| n.starts_with("index/")) {
-        for (pack, entries) in decode_index(&rest.get_blob(name).await.unwrap()).unwrap() {
+        for (pack, entries) in decode_index(&rest.get_blob(name).await.unwrap(), None).unwrap() {
             if entries.iter().any(|e| lists.contains(&e.id)) {
                 list_packs.insert(paths::pack(&pack).to_string());
             }

@@ -12,6 +12,7 @@ mod console_policy;
 mod dedup;
 mod deletion;
 mod drill;
+mod encryption;
 mod failures;
 mod grants;
 mod keyvault;

@@ -48,7 +48,7 @@ fn pack_path(vault_dir: &Path, pack: &str) -> std::path::PathBuf {
 /// The chunks a pack holds (its trailer), as hex ids.
 fn pack_chunks(vault_dir: &Path, pack: &str) -> BTreeSet<String> {
     let bytes = std::fs::read(pack_path(vault_dir, pack)).unwrap();
-    read_pack_trailer(&bytes)
+    read_pack_trailer(&bytes, None)
         .unwrap()
         .iter()
         .map(|e| e.id.to_hex())
@@ -103,7 +103,7 @@ fn flip_byte(vault_dir: &Path, pack: &str, chunk: &str) {
     let path = pack_path(vault_dir, pack);
     let mut bytes = std::fs::read(&path).unwrap();
     let id = ChunkId::from_hex(chunk).unwrap();
-    let entry = read_pack_trailer(&bytes)
+    let entry = read_pack_trailer(&bytes, None)
         .unwrap()
         .into_iter()
         .find(|e| e.id == id)

@@ -117,7 +117,7 @@ fn a_truncated_pack_fails_the_restore_with_guidance_and_leaves_no_staging_databa
     let (pack, cut) = pack_files(&vault_dir)
         .into_iter()
         .find_map(|p| {
-            let entries = read_pack_trailer(&std::fs::read(&p).unwrap()).unwrap();
+            let entries = read_pack_trailer(&std::fs::read(&p).unwrap(), None).unwrap();
             if entries.len() < 3 || entries.iter().any(|e| lists.contains(&e.id)) {
                 return None;
             }

@@ -177,7 +177,8 @@ impl Pgvault {
         group: &ResourceGroup,
         storage_url: Option<&str>,
     ) -> Result<Value> {
-        self.create_vault_with(name, group, storage_url, None, None).await
+        self.create_vault_with(name, group, storage_url, None, None)
+            .await
     }
 
     /// `create_vault` with an explicit average chunk size (bytes), encrypted when

@@ -412,6 +412,9 @@ pub async fn check_store(
             .points
             .insert(point.to_owned());
     };
+    // Each readable point's chunk-list blocks: damage found in the pack data is traced back
+    // to the points that need it (a second read of their lists, only when there is damage).
+    let mut point_lists: Vec<(String, Vec<ChunkId>)> = Vec::new();
     for path in manifest_paths
         .iter()
         .filter(|p| p.as_ref().ends_with(".json"))
@@ -428,7 +431,9 @@ pub async fn check_store(
             .to_owned();
         let point = format!("{instance}/{id}");
         let manifest = match store.get(path).await {
-            Ok(bytes) => crate::manifest::open_manifest(store.sealer(), &bytes).map_err(|e| e.to_string()),
+            Ok(bytes) => {
+                crate::manifest::open_manifest(store.sealer(), &bytes).map_err(|e| e.to_string())
+            }
             Err(e) if e.is_not_found() => continue,
             Err(e) => Err(e.to_string()),
         };
@@ -455,6 +460,7 @@ pub async fn check_store(
             recovery_point_id: id,
             job_id: Some(manifest.job_id.clone()),
         });
+        point_lists.push((point.clone(), manifest.stream.chunk_lists.clone()));
         for list in &manifest.stream.chunk_lists {
             referenced.insert(*list);
             if let Err((pack, why)) = available(list) {
@@ -614,9 +620,11 @@ pub async fn check_store(
                         .get(e.offset as usize..(e.offset as usize + e.length as usize))
                     {
                         None => Err("the pack is shorter than the index says".to_string()),
-                        Some(blob) => decode_blob_with_base(&key, sealer.as_ref(), e.id, blob, base)
-                            .map(|_| ())
-                            .map_err(|err| blob_problem(&err)),
+                        Some(blob) => {
+                            decode_blob_with_base(&key, sealer.as_ref(), e.id, blob, base)
+                                .map(|_| ())
+                                .map_err(|err| blob_problem(&err))
+                        }
                     };
                     Some((e.id, pack, result))
                 })
@@ -641,7 +649,7 @@ pub async fn check_store(
                         format!(
                             "chunk {id} in pack {pack} is corrupt: {why}{}",
                             if live {
-                                "; `pgvault recovery-point verify --all` names the recovery points that need it"
+                                ""
                             } else {
                                 " (no recovery point needs it)"
                             }
@@ -684,6 +692,7 @@ pub async fn check_store(
         f.recovery_points = d.points.into_iter().collect();
         c.findings.push(f);
     }
+    name_points_needing(store, &index, key, &point_lists, &mut read_damage).await;
     c.findings.extend(read_damage.into_values());
     if read != ReadData::Structure && c.archived_packs > 0 {
         c.findings.push(Finding::new(
@@ -716,6 +725,61 @@ pub async fn check_store(
         tracing::warn!(store = %store.url(), error = %e, "the damage found could not be recorded in the vault; backups may deduplicate against it until it is");
     }
     Ok(c)
+}
+
+/// Names, in each finding of `read_damage` about a chunk some point needs, the recovery points
+/// that need it (directly, or as the base of a delta they need): the chunk lists are read again,
+/// which costs nothing when nothing is damaged.
+async fn name_points_needing(
+    store: &VaultStore,
+    index: &ChunkIndex,
+    key: &[u8; 32],
+    point_lists: &[(String, Vec<ChunkId>)],
+    read_damage: &mut BTreeMap<ChunkId, Finding>,
+) {
+    if !read_damage
+        .values()
+        .any(|f| f.kind == FindingKind::ChunkCorrupt)
+    {
+        return;
+    }
+    for (point, lists) in point_lists {
+        let mut hit: BTreeSet<ChunkId> = lists
+            .iter()
+            .filter(|l| read_damage.contains_key(l))
+            .copied()
+            .collect();
+        for list in lists {
+            let Ok((ChunkKind::ChunkList, bytes)) = fetch_blob(store, index, key, *list).await
+            else {
+                continue;
+            };
+            for r in decode_chunk_list(&bytes).unwrap_or_default() {
+                if read_damage.contains_key(&r.id) {
+                    hit.insert(r.id);
+                }
+                if let Some(base) = index.base_of(&r.id)
+                    && read_damage.contains_key(&base)
+                {
+                    hit.insert(base);
+                }
+            }
+        }
+        for id in hit {
+            if let Some(f) = read_damage.get_mut(&id) {
+                f.recovery_points.push(point.clone());
+            }
+        }
+    }
+    for f in read_damage.values_mut() {
+        if !f.recovery_points.is_empty() {
+            f.message = format!(
+                "{}; recovery points that need it: {}",
+                f.message,
+                f.recovery_points.join(", ")
+            );
+        }
+    }
 }
 
 #[cfg(test)]

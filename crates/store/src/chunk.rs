@@ -131,7 +131,9 @@ pub enum BlobError {
     NeedsBase(ChunkId),
     #[error("chunk {0} is encrypted and the vault was opened without its key")]
     NoKey(ChunkId),
-    #[error("chunk {0} is stored unencrypted in an encrypted vault: refused (it was not written by pgvault)")]
+    #[error(
+        "chunk {0} is stored unencrypted in an encrypted vault: refused (it was not written by pgvault)"
+    )]
     NotSealed(ChunkId),
     #[error("chunk {id} failed authentication: {source}")]
     Sealed {

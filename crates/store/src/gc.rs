@@ -162,8 +162,8 @@ pub async fn collect_garbage_guarded(
     let mut index = ChunkIndex::default();
     for path in &index_files {
         let bytes = store.get(path).await?;
-        let decoded =
-            decode_index(&bytes, store.sealer()).map_err(|e| damaged(format!("index file `{path}`: {e}")))?;
+        let decoded = decode_index(&bytes, store.sealer())
+            .map_err(|e| damaged(format!("index file `{path}`: {e}")))?;
         for (pack, entries) in decoded {
             index.add_pack(pack, &entries);
             packs.entry(pack).or_insert(PackInfo { entries, size: 0 });
@@ -385,8 +385,14 @@ pub async fn collect_garbage_guarded(
                 ),
                 None => None,
             };
-            decode_blob_with_base(key, store.sealer(), e.id, blob, base.as_ref().map(|(_, d)| d.as_slice()))
-                .map_err(|err| damaged(format!("chunk {} in pack {}: {err}", e.id, id.to_hex())))?;
+            decode_blob_with_base(
+                key,
+                store.sealer(),
+                e.id,
+                blob,
+                base.as_ref().map(|(_, d)| d.as_slice()),
+            )
+            .map_err(|err| damaged(format!("chunk {} in pack {}: {err}", e.id, id.to_hex())))?;
             builder.push(e.id, e.raw_length as usize, blob);
             if builder.len() >= pack_target_size {
                 let full =
@@ -418,7 +424,9 @@ pub async fn collect_garbage_guarded(
     // ---- one index for everything that survives ----
     keep.sort_by_key(|(id, _)| id.0);
     let new_index = paths::index(&uuid::Uuid::new_v4().to_string());
-    store.put(&new_index, encode_index(&keep, store.sealer()).into()).await?;
+    store
+        .put(&new_index, encode_index(&keep, store.sealer()).into())
+        .await?;
     written.push(new_index.clone());
     store.make_durable(&written).await?;
     if !hook(GcStep::IndexWritten) {

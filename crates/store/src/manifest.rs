@@ -191,7 +191,9 @@ pub enum ManifestError {
     Format(u32),
     #[error("manifest is encrypted and the vault was opened without its key")]
     NoKey,
-    #[error("manifest is not encrypted, in an encrypted vault: refused (it was not written by pgvault)")]
+    #[error(
+        "manifest is not encrypted, in an encrypted vault: refused (it was not written by pgvault)"
+    )]
     NotSealed,
     #[error("manifest failed authentication: {0}")]
     Sealed(crate::crypt::SealError),
@@ -214,7 +216,9 @@ pub fn seal_manifest(sealer: Option<&crate::crypt::Sealer>, bytes: Vec<u8>) -> V
 
 /// What [`seal_manifest`] adds to a manifest file in a vault with (or without) a sealer.
 pub fn sealed_manifest_overhead(sealer: Option<&crate::crypt::Sealer>) -> u64 {
-    sealer.map_or(0, |_| (SEALED_MANIFEST_MAGIC.len() + crate::crypt::SEAL_OVERHEAD) as u64)
+    sealer.map_or(0, |_| {
+        (SEALED_MANIFEST_MAGIC.len() + crate::crypt::SEAL_OVERHEAD) as u64
+    })
 }
 
 /// Reads a stored manifest file: opened first in an encrypted vault, never read in clear there.

@@ -79,7 +79,9 @@ pub enum PackError {
     Malformed { what: &'static str },
     #[error("{what} is encrypted and the vault was opened without its key")]
     NoKey { what: &'static str },
-    #[error("{what} is not encrypted, in an encrypted vault: refused (it was not written by pgvault)")]
+    #[error(
+        "{what} is not encrypted, in an encrypted vault: refused (it was not written by pgvault)"
+    )]
     NotSealed { what: &'static str },
     #[error("{what} failed authentication: {source}")]
     Sealed {
@@ -330,7 +332,10 @@ pub fn decode_trailer(
 
 /// Reads the entries of a whole pack from its trailer (used to rebuild the index and to
 /// verify packs).
-pub fn read_pack_trailer(pack: &[u8], sealer: Option<&Sealer>) -> Result<Vec<PackEntry>, PackError> {
+pub fn read_pack_trailer(
+    pack: &[u8],
+    sealer: Option<&Sealer>,
+) -> Result<Vec<PackEntry>, PackError> {
     let n = pack.len();
     let malformed = || PackError::Malformed { what: "pack" };
     let tail = pack
@@ -613,7 +618,10 @@ mod tests {
         ] {
             let pack = pack_with_trailer(blobs, &raw);
             assert!(
-                matches!(read_pack_trailer(&pack, None), Err(PackError::BadEntry { .. })),
+                matches!(
+                    read_pack_trailer(&pack, None),
+                    Err(PackError::BadEntry { .. })
+                ),
                 "{what}: {:?}",
                 read_pack_trailer(&pack, None)
             );

@@ -91,7 +91,11 @@ pub async fn reindex(
     if !unreadable.is_empty() {
         let mut old: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
         for path in &old_files {
-            match store.get(path).await.map(|bytes| decode_index(&bytes, store.sealer())) {
+            match store
+                .get(path)
+                .await
+                .map(|bytes| decode_index(&bytes, store.sealer()))
+            {
                 Ok(Ok(file)) => {
                     for (pack, entries) in file {
                         old.entry(pack).or_default().extend(entries);
@@ -135,7 +139,9 @@ pub async fn reindex(
     report.chunks_indexed = chunks.len();
 
     let new_index = paths::index(&uuid::Uuid::new_v4().to_string());
-    store.put(&new_index, encode_index(&packs, store.sealer()).into()).await?;
+    store
+        .put(&new_index, encode_index(&packs, store.sealer()).into())
+        .await?;
     store.make_durable(std::slice::from_ref(&new_index)).await?;
     report.index_file = new_index.to_string();
     if !hook(ReindexStep::IndexWritten) {

@@ -182,7 +182,11 @@ pub async fn repair(
     let old_files = store.list(&paths::indexes()).await?;
     let mut old: HashMap<PackId, Vec<PackEntry>> = HashMap::new();
     for path in &old_files {
-        match store.get(path).await.map(|b| decode_index(&b, store.sealer())) {
+        match store
+            .get(path)
+            .await
+            .map(|b| decode_index(&b, store.sealer()))
+        {
             Ok(Ok(packs)) => {
                 for (pack, entries) in packs {
                     old.entry(pack).or_default().extend(entries);
@@ -405,7 +409,9 @@ pub async fn repair(
     }
     packs.sort_by_key(|(id, _)| id.0);
     let new_index = paths::index(&uuid::Uuid::new_v4().to_string());
-    store.put(&new_index, encode_index(&packs, store.sealer()).into()).await?;
+    store
+        .put(&new_index, encode_index(&packs, store.sealer()).into())
+        .await?;
     store.make_durable(std::slice::from_ref(&new_index)).await?;
     if !hook(RepairStep::IndexWritten) {
         return Ok(report);

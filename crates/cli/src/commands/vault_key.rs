@@ -27,7 +27,9 @@ pub enum KeyCommand {
         key_uri: String,
     },
     /// List the vault's key slots: id, kind, reference and when each was made (never a key).
-    #[command(after_help = "Example:\n  pgvault backup-vault key list --vault-name TestBkpVault -o table")]
+    #[command(
+        after_help = "Example:\n  pgvault backup-vault key list --vault-name TestBkpVault -o table"
+    )]
     List {
         #[arg(long, short = 'v')]
         vault_name: String,
@@ -46,7 +48,9 @@ pub enum KeyCommand {
         key_id: String,
     },
     /// Remove a key slot: that key no longer opens the vault. The last slot is never removed.
-    #[command(after_help = "Example:\n  pgvault backup-vault key remove --vault-name TestBkpVault --key-id 3f2a9c1e --yes")]
+    #[command(
+        after_help = "Example:\n  pgvault backup-vault key remove --vault-name TestBkpVault --key-id 3f2a9c1e --yes"
+    )]
     Remove {
         #[arg(long, short = 'v')]
         vault_name: String,
@@ -65,7 +69,10 @@ pub async fn run(svc: Pgvault, cmd: KeyCommand, format: Format) -> anyhow::Resul
             vault_name,
             key_uri,
         } => {
-            let slot = svc.add_vault_key(&vault_name, &key_uri).await.map_err(coded)?;
+            let slot = svc
+                .add_vault_key(&vault_name, &key_uri)
+                .await
+                .map_err(coded)?;
             print(&slot, format)?;
         }
         KeyCommand::List { vault_name } => {

@@ -87,13 +87,21 @@ static UNLOCKED: LazyLock<Mutex<HashMap<(String, String, String), DataKey>>> =
     LazyLock::new(Default::default);
 
 fn cache_key(vault_id: &str, slot: &KeySlot) -> (String, String, String) {
-    (vault_id.to_owned(), slot.id.clone(), slot.wrapped_key.clone())
+    (
+        vault_id.to_owned(),
+        slot.id.clone(),
+        slot.wrapped_key.clone(),
+    )
 }
 
 /// Opens an encrypted vault: tries each slot with the reference it records, in order, and
 /// returns the data key of the first that opens. Refuses with every reference tried and why
 /// it failed when none does; never falls back to anything.
-pub async fn unlock(vault_name: &str, vault_id: &str, settings: &EncryptionSettings) -> Result<DataKey> {
+pub async fn unlock(
+    vault_name: &str,
+    vault_id: &str,
+    settings: &EncryptionSettings,
+) -> Result<DataKey> {
     if settings.algorithm != crypt::ALGORITHM {
         return Err(Error::new(
             ErrorCode::VaultFormatTooNew,
@@ -149,23 +157,28 @@ async fn open_slot(vault_id: &str, slot: &KeySlot) -> std::result::Result<DataKe
             DataKey::from_unwrapped(&plain)
                 .ok_or_else(|| "Key Vault unwrapped something that is not a 256-bit key".to_owned())
         }
-        (KeySource::Passphrase | KeySource::KeyFile, KeyReference::Env(_) | KeyReference::File(_)) => {
+        (
+            KeySource::Passphrase | KeySource::KeyFile,
+            KeyReference::Env(_) | KeyReference::File(_),
+        ) => {
             let material = material_of(&reference)?;
             // argon2id is CPU work: off the async workers.
             let (vault_id, slot, source) = (vault_id.to_owned(), slot.clone(), slot.source);
-            tokio::task::spawn_blocking(move || crypt::unwrap_with_material(&vault_id, &slot, &material))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| match e {
-                    KeySlotError::WrongKey => format!(
-                        "it holds another {} than the one this slot was made with",
-                        match source {
-                            KeySource::Passphrase => "passphrase",
-                            _ => "key",
-                        }
-                    ),
-                    other => other.to_string(),
-                })
+            tokio::task::spawn_blocking(move || {
+                crypt::unwrap_with_material(&vault_id, &slot, &material)
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| match e {
+                KeySlotError::WrongKey => format!(
+                    "it holds another {} than the one this slot was made with",
+                    match source {
+                        KeySource::Passphrase => "passphrase",
+                        _ => "key",
+                    }
+                ),
+                other => other.to_string(),
+            })
         }
         _ => Err(format!(
             "the slot is a {} slot but its reference is not one",
@@ -192,7 +205,12 @@ pub async fn new_slot(
         KeyReference::KeyVault(uri) => {
             let (kid, wrapped) = key_vault::wrap(uri, data_key.expose_for_wrapping())
                 .await
-                .map_err(|e| Error::new(e.0, format!("the encryption key `{reference}` cannot be used: {}", e.1)))?;
+                .map_err(|e| {
+                    Error::new(
+                        e.0,
+                        format!("the encryption key `{reference}` cannot be used: {}", e.1),
+                    )
+                })?;
             Ok(crypt::key_vault_slot(reference, &kid, &wrapped, now))
         }
         KeyReference::Env(_) | KeyReference::File(_) => {
@@ -235,7 +253,10 @@ mod key_vault {
         _uri: &KeyVaultKeyUri,
         _key: &[u8; 32],
     ) -> Result<(String, Vec<u8>), (ErrorCode, String)> {
-        Err((ErrorCode::UserErrorInvalidEncryptionKey, "Azure Key Vault keys are not wired yet".into()))
+        Err((
+            ErrorCode::UserErrorInvalidEncryptionKey,
+            "Azure Key Vault keys are not wired yet".into(),
+        ))
     }
 
     pub async fn unwrap(_kid: &str, _wrapped: &[u8]) -> Result<Vec<u8>, String> {

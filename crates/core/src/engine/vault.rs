@@ -12,9 +12,9 @@ use crate::model::code::ErrorCode;
 use crate::model::instance::BackupInstanceRequest;
 use crate::model::policy::{BackupPolicy, DataStoreType};
 use crate::model::resource::{self, ResourceGroup, SubscriptionId, VaultRef, envelope};
+use crate::store::crypt::{DataKey, EncryptionSettings, KeySlot};
 use crate::store::manifest::{ChunkerParams, Manifest};
 use crate::store::writer::WriterConfig;
-use crate::store::crypt::{DataKey, EncryptionSettings, KeySlot};
 use crate::store::{ArchiveAccessTier, VaultStore, paths};
 
 /// The format of an unencrypted vault's `vault.json`.
@@ -390,7 +390,8 @@ impl Vault {
         let mut data_key = None;
         let mut store = store;
         if let Some(reference) = encryption_key {
-            let (settings, key) = super::keys::new_encryption(&config.vault_id, reference, now).await?;
+            let (settings, key) =
+                super::keys::new_encryption(&config.vault_id, reference, now).await?;
             config.format_version = ENCRYPTED_VAULT_FORMAT;
             config.chunk_id_key.clear();
             config.encryption = Some(settings);
@@ -442,7 +443,11 @@ impl Vault {
             Some(settings) => {
                 let key = super::keys::unlock(&config.name, &config.vault_id, settings).await?;
                 archive = archive.map(|a| a.with_sealer(key.sealer()));
-                (store.with_sealer(key.sealer()), key.chunk_id_key(), Some(key))
+                (
+                    store.with_sealer(key.sealer()),
+                    key.chunk_id_key(),
+                    Some(key),
+                )
             }
         };
         Ok(Vault {
@@ -495,7 +500,8 @@ impl Vault {
     pub async fn rotate_key(&mut self, slot: &str, now: DateTime<Utc>) -> Result<KeySlot> {
         let data_key = self.data_key()?.clone();
         let old = self.find_slot(slot)?.clone();
-        let new = super::keys::new_slot(&self.config.vault_id, &old.reference, &data_key, now).await?;
+        let new =
+            super::keys::new_slot(&self.config.vault_id, &old.reference, &data_key, now).await?;
         self.push_slots(|slots| {
             if let Some(s) = slots.iter_mut().find(|s| s.id == old.id) {
                 *s = new.clone();
@@ -519,7 +525,8 @@ impl Vault {
                 ),
             ));
         }
-        self.push_slots(|slots| slots.retain(|s| s.id != old.id)).await?;
+        self.push_slots(|slots| slots.retain(|s| s.id != old.id))
+            .await?;
         Ok(old)
     }
 

@@ -1,0 +1,475 @@
+//! Client-side encryption, end to end: a vault created with `--encryption-key-uri` keeps
+//! nothing of the database readable on its storage, restores identically with its key, is
+//! refused (naming what was tried) without it, finds tampering, and takes more keys, rotation
+//! and removal without rewriting data.
+
+use crate::support::{World, cluster, files_under, plain_dump, sample_database};
+
+const PASSPHRASE: &str = "correct horse battery staple";
+
+fn encrypted_world(vault: &str) -> (World, std::path::PathBuf) {
+    let mut w = World::new();
+    w.env
+        .push(("PGVAULT_TEST_PASSPHRASE".into(), PASSPHRASE.into()));
+    let dir = w.path(&format!("vault-{vault}"));
+    let created = w.json(&[
+        "backup-vault",
+        "create",
+        "--vault-name",
+        vault,
+        "--storage-url",
+        &format!("file://{}", dir.display()),
+        "--encryption-key-uri",
+        "env:PGVAULT_TEST_PASSPHRASE",
+    ]);
+    assert_eq!(
+        created["properties"]["securitySettings"]["encryptionSettings"]["state"], "Enabled",
+        "{created:#}"
+    );
+    let template = w.json(&[
+        "backup-policy",
+        "get-default-policy-template",
+        "--datasource-type",
+        "AzureDatabaseForPostgreSQLFlexibleServer",
+    ]);
+    let policy = w.write("policy.json", &template.to_string());
+    w.json(&[
+        "backup-policy",
+        "create",
+        "--vault-name",
+        vault,
+        "--backup-policy-name",
+        "OssPolicy",
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    (w, dir)
+}
+
+fn restore_into(
+    w: &World,
+    vault: &str,
+    instance: &str,
+    rp: &str,
+    target: &str,
+) -> serde_json::Value {
+    let c = cluster();
+    let mut w2 = World {
+        dir: tempfile::tempdir().unwrap(),
+        env: w.env.clone(),
+    };
+    w2.env.push((
+        "PGVAULT_RESTORE_SECRET".into(),
+        format!(
+            "Server={};Port={};Database=postgres;User Id={};Password={};",
+            c.host(),
+            c.port(),
+            c.admin_user(),
+            c.admin_password()
+        ),
+    ));
+    let req = w2.json(&[
+        "backup-instance",
+        "restore",
+        "initialize-for-data-recovery",
+        "--vault-name",
+        vault,
+        "--backup-instance-name",
+        instance,
+        "--recovery-point-id",
+        rp,
+        "--target-database-url",
+        &format!("postgres://{}:{}/{target}", c.host(), c.port()),
+        "--secret-store-uri",
+        "env:PGVAULT_RESTORE_SECRET",
+    ]);
+    let req_file = w2.write("restore.json", &req.to_string());
+    let out = w2.run(&[
+        "backup-instance",
+        "restore",
+        "trigger",
+        "--vault-name",
+        vault,
+        "--backup-instance-name",
+        instance,
+        "--restore-request-object",
+        req_file.to_str().unwrap(),
+    ]);
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| serde_json::json!({"stderr": String::from_utf8_lossy(&out.stderr)}))
+}
+
+/// Every byte of every file under the vault, for searching.
+fn vault_bytes(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    files_under(dir)
+        .into_iter()
+        .map(|p| (p.display().to_string(), std::fs::read(&p).unwrap()))
+        .collect()
+}
+
+#[test]
+fn an_encrypted_vault_hides_the_database_and_restores_it_with_its_key() {
+    let (w, dir) = encrypted_world("Sealed");
+    let db = sample_database("sealed", 3000);
+    let secret = w.admin_secret(&db);
+    let instance = w.protect("Sealed", &db, &secret);
+    let first = w.backup("Sealed", &instance);
+    assert_eq!(first["properties"]["status"], "Completed", "{first:#}");
+
+    // Nothing of the database is readable on the storage: no table name, no row, no part of
+    // the table of contents. (The unencrypted control below shows the search finds them.)
+    let files = vault_bytes(&dir);
+    let needles: [&[u8]; 5] = [
+        b"big_orders",
+        b"customer 97",
+        b"invoice_no",
+        b"sales",
+        b"CREATE TABLE",
+    ];
+    for (path, bytes) in &files {
+        if path.ends_with(".json") && (path.contains("/instances/") || path.contains("/policies/"))
+        {
+            continue; // resources: names and references only, listed in the README
+        }
+        for n in needles {
+            assert!(
+                !bytes.windows(n.len()).any(|w| w == n),
+                "`{}` found in {path}",
+                String::from_utf8_lossy(n)
+            );
+        }
+    }
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("vault.json")).unwrap()).unwrap();
+    assert!(config.get("chunkIdKey").is_none(), "{config:#}");
+    assert_eq!(config["formatVersion"], 2);
+    assert_eq!(config["encryption"]["algorithm"], "XChaCha20-Poly1305");
+    let slot = &config["encryption"]["keys"][0];
+    assert_eq!(slot["source"], "passphrase");
+    assert_eq!(slot["reference"], "env:PGVAULT_TEST_PASSPHRASE");
+    assert_eq!(slot["kdf"]["algorithm"], "argon2id");
+    assert!(
+        !config.to_string().contains(PASSPHRASE),
+        "the passphrase is never stored"
+    );
+
+    // An unchanged second backup still adds almost nothing: dedup works under encryption.
+    let second = w.backup("Sealed", &instance);
+    let stored = |j: &serde_json::Value| {
+        j["properties"]["extendedInfo"]["additionalDetails"]["BytesStored"]
+            .as_str()
+            .and_then(|s| s.parse::<u64>().ok())
+            .or_else(|| {
+                j["properties"]["extendedInfo"]["additionalDetails"]["BytesStored"].as_u64()
+            })
+            .unwrap_or_else(|| panic!("no BytesStored in {j:#}"))
+    };
+    assert!(
+        stored(&second) * 20 < stored(&first),
+        "an unchanged backup stored {} of the first's {}",
+        stored(&second),
+        stored(&first)
+    );
+
+    // Restores identically with the key.
+    let rps = w.recovery_points("Sealed", &instance);
+    let rp = rps[0]["name"].as_str().unwrap().to_owned();
+    let target = format!("{db}_back");
+    let restored = restore_into(&w, "Sealed", &instance, &rp, &target);
+    assert_eq!(
+        restored["properties"]["status"], "Completed",
+        "{restored:#}"
+    );
+    assert_eq!(plain_dump(&target), plain_dump(&db));
+
+    // Without the key, or with the wrong one: refused, naming the vault and what was tried.
+    let mut keyless = World {
+        dir: tempfile::tempdir().unwrap(),
+        env: w.env.clone(),
+    };
+    keyless.env.retain(|(k, _)| k != "PGVAULT_TEST_PASSPHRASE");
+    let refused = keyless.fails(&[
+        "recovery-point",
+        "list",
+        "-v",
+        "Sealed",
+        "--backup-instance-name",
+        &instance,
+    ]);
+    assert!(
+        refused.contains("UserErrorVaultKeyUnavailable")
+            && refused.contains("Sealed")
+            && refused.contains("env:PGVAULT_TEST_PASSPHRASE")
+            && refused.contains("not set"),
+        "{refused}"
+    );
+    keyless.env.push((
+        "PGVAULT_TEST_PASSPHRASE".into(),
+        "battery staple horse correct".into(),
+    ));
+    let refused = keyless.fails(&[
+        "backup-instance",
+        "adhoc-backup",
+        "-v",
+        "Sealed",
+        "--name",
+        &instance,
+        "--rule-name",
+        "Default",
+    ]);
+    assert!(
+        refused.contains("UserErrorVaultKeyUnavailable") && refused.contains("another passphrase"),
+        "{refused}"
+    );
+    assert!(
+        !refused.contains("battery staple"),
+        "the passphrase is never shown: {refused}"
+    );
+
+    // Every object is sealed: manifests and index files carry the sealed magic, and no pack
+    // trailer reads without the key.
+    for (path, bytes) in &files {
+        if path.contains("/recovery-points/") {
+            assert!(
+                bytes.starts_with(b"PGVMANE1"),
+                "{path} is not a sealed manifest"
+            );
+        } else if path.contains("/index/") {
+            assert!(
+                bytes.starts_with(b"PGVIDXE1"),
+                "{path} is not a sealed index file"
+            );
+        } else if path.contains("/packs/") {
+            assert!(
+                pgvault_core::store::pack::read_pack_trailer(bytes, None).is_err(),
+                "{path}'s trailer reads without the key"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_tampered_object_fails_authentication_and_verify_names_its_recovery_point() {
+    let (w, dir) = encrypted_world("Tamper");
+    let db = sample_database("tamper", 2000);
+    let secret = w.admin_secret(&db);
+    let instance = w.protect("Tamper", &db, &secret);
+    w.backup("Tamper", &instance);
+    let rp = w.recovery_points("Tamper", &instance)[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // Flip one byte in the middle of the largest pack: a chunk's ciphertext.
+    let mut packs: Vec<_> = files_under(&dir.join("packs"));
+    packs.sort_by_key(|p| std::fs::metadata(p).unwrap().len());
+    let pack = packs.last().unwrap();
+    let mut bytes = std::fs::read(pack).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(pack, &bytes).unwrap();
+
+    let out = w.run(&[
+        "recovery-point",
+        "verify",
+        "-v",
+        "Tamper",
+        "--backup-instance-name",
+        &instance,
+        "--recovery-point-id",
+        &rp,
+    ]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success(),
+        "verify passed a tampered pack: {text}"
+    );
+    assert!(
+        text.contains(&rp),
+        "verify names the recovery point: {text}"
+    );
+    assert!(
+        text.contains("authentication"),
+        "the finding says it failed authentication: {text}"
+    );
+
+    let out = w.run(&["backup-vault", "check", "-v", "Tamper", "--read-data"]);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success(),
+        "check passed a tampered pack: {text}"
+    );
+    assert!(text.contains(&rp), "check names the recovery point: {text}");
+
+    // A tampered manifest is not read as anything.
+    let manifest = files_under(&dir.join("recovery-points"))
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains(&rp))
+        .unwrap();
+    let mut m = std::fs::read(&manifest).unwrap();
+    let at = m.len() - 20;
+    m[at] ^= 1;
+    std::fs::write(&manifest, &m).unwrap();
+    let listed = w.json(&[
+        "recovery-point",
+        "list",
+        "-v",
+        "Tamper",
+        "--backup-instance-name",
+        &instance,
+    ]);
+    let text = listed.to_string();
+    assert!(
+        !text.contains(&format!("\"name\":\"{rp}\"")) || text.contains("authentication"),
+        "a tampered manifest is not listed as a sound point: {listed:#}"
+    );
+}
+
+#[test]
+fn keys_are_added_rotated_and_removed_without_rewriting_data() {
+    let (mut w, dir) = encrypted_world("Keys");
+    let db = sample_database("keys", 500);
+    let secret = w.admin_secret(&db);
+    let instance = w.protect("Keys", &db, &secret);
+    w.backup("Keys", &instance);
+    let packs_before: Vec<_> = files_under(&dir.join("packs"));
+
+    // A key file of 32 random bytes, as `head -c 32 /dev/urandom` makes one.
+    let key_file = w.path("vault.key");
+    std::fs::write(
+        &key_file,
+        (0..32u8)
+            .map(|i| i.wrapping_mul(97).wrapping_add(13))
+            .collect::<Vec<u8>>(),
+    )
+    .unwrap();
+    let key_ref = format!("file:{}", key_file.display());
+    let added = w.json(&[
+        "backup-vault",
+        "key",
+        "add",
+        "-v",
+        "Keys",
+        "--key-uri",
+        &key_ref,
+    ]);
+    assert_eq!(added["source"], "keyFile", "{added:#}");
+    let file_slot = added["id"].as_str().unwrap().to_owned();
+    let listed = w.json(&["backup-vault", "key", "list", "-v", "Keys"]);
+    assert_eq!(listed.as_array().unwrap().len(), 2, "{listed:#}");
+    assert!(!listed.to_string().contains("wrappedKey"), "{listed:#}");
+
+    // The key file alone opens the vault.
+    w.env.retain(|(k, _)| k != "PGVAULT_TEST_PASSPHRASE");
+    assert_eq!(w.recovery_points("Keys", &instance).len(), 1);
+
+    // A weak passphrase is refused for a new slot.
+    w.env.push(("PGVAULT_SHORT".into(), "short".into()));
+    let refused = w.fails(&[
+        "backup-vault",
+        "key",
+        "add",
+        "-v",
+        "Keys",
+        "--key-uri",
+        "env:PGVAULT_SHORT",
+    ]);
+    assert!(
+        refused.contains("UserErrorInvalidEncryptionKey") && refused.contains("12"),
+        "{refused}"
+    );
+
+    // Rotation: a new passphrase where the slot's reference points, rewrapped while the key
+    // file opens the vault.
+    w.env.push((
+        "PGVAULT_TEST_PASSPHRASE".into(),
+        "a brand new passphrase for 2027".into(),
+    ));
+    let rotated = w.json(&[
+        "backup-vault",
+        "key",
+        "rotate",
+        "-v",
+        "Keys",
+        "--key-id",
+        "env:PGVAULT_TEST_PASSPHRASE",
+    ]);
+    assert_eq!(rotated["source"], "passphrase", "{rotated:#}");
+    // Removing the key file's slot leaves the new passphrase as the only key.
+    let refused = w.fails(&[
+        "backup-vault",
+        "key",
+        "remove",
+        "-v",
+        "Keys",
+        "--key-id",
+        &file_slot,
+    ]);
+    assert!(
+        refused.contains("UserErrorConfirmationRequired"),
+        "{refused}"
+    );
+    w.json(&[
+        "backup-vault",
+        "key",
+        "remove",
+        "-v",
+        "Keys",
+        "--key-id",
+        &file_slot,
+        "--yes",
+    ]);
+    assert_eq!(
+        w.recovery_points("Keys", &instance).len(),
+        1,
+        "the new passphrase opens it"
+    );
+    let only = w.json(&["backup-vault", "key", "list", "-v", "Keys"]);
+    let only_id = only[0]["id"].as_str().unwrap().to_owned();
+    let refused = w.fails(&[
+        "backup-vault",
+        "key",
+        "remove",
+        "-v",
+        "Keys",
+        "--key-id",
+        &only_id,
+        "--yes",
+    ]);
+    assert!(refused.contains("UserErrorLastVaultKey"), "{refused}");
+
+    // No data was rewritten: the same packs, byte for byte.
+    let packs_after: Vec<_> = files_under(&dir.join("packs"));
+    assert_eq!(packs_before.len(), packs_after.len());
+    for p in &packs_before {
+        assert!(packs_after.contains(p), "{} was rewritten", p.display());
+    }
+    // And the old passphrase no longer opens it.
+    let mut old = World {
+        dir: tempfile::tempdir().unwrap(),
+        env: w.env.clone(),
+    };
+    old.env.retain(|(k, _)| k != "PGVAULT_TEST_PASSPHRASE");
+    old.env
+        .push(("PGVAULT_TEST_PASSPHRASE".into(), PASSPHRASE.into()));
+    let refused = old.fails(&[
+        "recovery-point",
+        "list",
+        "-v",
+        "Keys",
+        "--backup-instance-name",
+        &instance,
+    ]);
+    assert!(
+        refused.contains("UserErrorVaultKeyUnavailable"),
+        "{refused}"
+    );
+}
