@@ -9,6 +9,9 @@
 //! (default compression) to a file; `pg_dump -Fc -Z0` to /dev/null (the speed limit: the
 //! server cannot deliver faster); `pgvault adhoc-backup`; `pg_restore` of the file against a
 //! pgvault restore; and a second backup after updating 1% of rows at random in every table.
+//! Every measure of pgvault is taken twice, on an unencrypted vault and on an encrypted one
+//! (`--encryption-key-uri` with a key file), alternating, so encryption's cost is read off the
+//! same run (`--encryption no|yes|both`, default both).
 //! Each command runs under GNU time for wall time and peak resident memory. It is a
 //! benchmark, not a test: it prints numbers for the README and asserts nothing.
 //!
@@ -159,6 +162,11 @@ fn main() {
         .split(',')
         .map(str::to_string)
         .collect();
+    let encryption: Vec<bool> = match arg("--encryption", "both").as_str() {
+        "no" => vec![false],
+        "yes" => vec![true],
+        _ => vec![false, true],
+    };
     let work = tempfile::Builder::new()
         .prefix("pgvault-bench-")
         .tempdir()
@@ -235,8 +243,14 @@ fn main() {
     let ds = format!("postgres://{}:{}/bench", c.host(), c.port());
     let policy = work.path().join("policy.json");
 
+    let key_file = work.path().join("vault.key");
+    let key: Vec<u8> = (0..32u8)
+        .map(|i| i.wrapping_mul(151).wrapping_add(7))
+        .collect();
+    std::fs::write(&key_file, key).unwrap();
     struct Run {
         kib: String,
+        label: String,
         pv: Pgvault,
         instance: String,
         vault_dir: PathBuf,
@@ -248,22 +262,37 @@ fn main() {
         read: u64,
     }
     let mut runs = Vec::new();
-    for kib in &chunk_sizes {
+    for (kib, encrypted) in chunk_sizes
+        .iter()
+        .flat_map(|k| encryption.iter().map(move |e| (k, *e)))
+    {
+        let label = if encrypted {
+            format!("{kib} KiB chunks, encrypted")
+        } else {
+            format!("{kib} KiB chunks")
+        };
+        let tag = if encrypted { "-enc" } else { "" };
         let pv = Pgvault {
             bin: bin.clone(),
-            home: work.path().join(format!("home-{kib}")),
+            home: work.path().join(format!("home-{kib}{tag}")),
         };
-        let vault_dir = work.path().join(format!("vault-{kib}"));
-        pv.json(&[
+        let vault_dir = work.path().join(format!("vault-{kib}{tag}"));
+        let url = format!("file://{}", vault_dir.display());
+        let key_ref = format!("file:{}", key_file.display());
+        let mut create = vec![
             "backup-vault",
             "create",
             "--vault-name",
             "B",
             "--storage-url",
-            &format!("file://{}", vault_dir.display()),
+            &url,
             "--chunk-size-kib",
             kib,
-        ]);
+        ];
+        if encrypted {
+            create.extend(["--encryption-key-uri", &key_ref]);
+        }
+        pv.json(&create);
         let t = pv.json(&[
             "backup-policy",
             "get-default-policy-template",
@@ -308,7 +337,7 @@ fn main() {
             .as_str()
             .unwrap()
             .to_string();
-        eprintln!("backing up with {kib} KiB chunks...");
+        eprintln!("backing up with {label}...");
         let before = folder_bytes(&vault_dir);
         let first = measure(pv.cmd(&[
             "backup-instance",
@@ -324,6 +353,7 @@ fn main() {
         let after = folder_bytes(&vault_dir);
         runs.push(Run {
             kib: kib.clone(),
+            label,
             pv,
             instance,
             vault_dir,
@@ -350,40 +380,42 @@ fn main() {
         };
     }
     let pg_restore = measure(r);
-    let run0 = &runs[0];
-    let rp = run0.pv.json(&[
-        "recovery-point",
-        "list",
-        "--vault-name",
-        "B",
-        "--backup-instance-name",
-        &run0.instance,
-    ]);
-    let rp_id = rp[0]["name"].as_str().unwrap();
-    let req = run0.pv.json(&[
-        "backup-instance",
-        "restore",
-        "initialize-for-data-recovery",
-        "--recovery-point-id",
-        rp_id,
-        "--target-database-url",
-        &format!("postgres://{}:{}/r_vault", c.host(), c.port()),
-        "--secret-store-uri",
-        &format!("file://{}", secret.display()),
-    ]);
-    let req_file = work.path().join("restore.json");
-    std::fs::write(&req_file, req.to_string()).unwrap();
-    let vault_restore = measure(run0.pv.cmd(&[
-        "backup-instance",
-        "restore",
-        "trigger",
-        "--vault-name",
-        "B",
-        "--backup-instance-name",
-        &run0.instance,
-        "--restore-request-object",
-        req_file.to_str().unwrap(),
-    ]));
+    let mut vault_restores = Vec::new();
+    for (i, run) in runs.iter().enumerate() {
+        let rp = run.pv.json(&[
+            "recovery-point",
+            "list",
+            "--vault-name",
+            "B",
+            "--backup-instance-name",
+            &run.instance,
+        ]);
+        let rp_id = rp[0]["name"].as_str().unwrap();
+        let req = run.pv.json(&[
+            "backup-instance",
+            "restore",
+            "initialize-for-data-recovery",
+            "--recovery-point-id",
+            rp_id,
+            "--target-database-url",
+            &format!("postgres://{}:{}/r_vault_{i}", c.host(), c.port()),
+            "--secret-store-uri",
+            &format!("file://{}", secret.display()),
+        ]);
+        let req_file = work.path().join("restore.json");
+        std::fs::write(&req_file, req.to_string()).unwrap();
+        vault_restores.push(measure(run.pv.cmd(&[
+            "backup-instance",
+            "restore",
+            "trigger",
+            "--vault-name",
+            "B",
+            "--backup-instance-name",
+            &run.instance,
+            "--restore-request-object",
+            req_file.to_str().unwrap(),
+        ])));
+    }
 
     eprintln!("updating 1% of rows at random, then backing up again...");
     c.psql("bench", "UPDATE pgbench_accounts SET abalance = abalance + 1 WHERE random() < 0.01; \
@@ -428,22 +460,22 @@ fn main() {
         mib(runs[0].read)
     );
     for (run, (second, second_stored, second_disk)) in runs.iter().zip(&seconds) {
-        let k = &run.kib;
+        let k = &run.label;
         println!(
-            "| pgvault backup, {k} KiB chunks | {:.1} s = {:.2}x `-Fc`, {:.2}x `-Z0`; peak memory {} |",
+            "| pgvault backup, {k} | {:.1} s = {:.2}x `-Fc`, {:.2}x `-Z0`; peak memory {} |",
             run.first.seconds,
             run.first.seconds / fc.seconds,
             run.first.seconds / z0.seconds,
             mib(run.first.max_rss_kib * 1024)
         );
         println!(
-            "| stored by the first backup (the vault folder's growth), {k} KiB chunks | {} = {:.3}x the `-Fc` file; manifest {:.1} KiB |",
+            "| stored by the first backup (the vault folder's growth), {k} | {} = {:.3}x the `-Fc` file; manifest {:.1} KiB |",
             run.first_disk,
             run.first_stored as f64 / fc_size as f64,
             run.first_manifest as f64 / 1024.0
         );
         println!(
-            "| second backup after 1% random updates, {k} KiB chunks | {} new = {:.1}% of the first, {:.3}x the `-Fc` file; {:.1} s; peak memory {} |",
+            "| second backup after 1% random updates, {k} | {} new = {:.1}% of the first, {:.3}x the `-Fc` file; {:.1} s; peak memory {} |",
             second_disk,
             100.0 * *second_stored as f64 / run.first_stored as f64,
             *second_stored as f64 / fc_size as f64,
@@ -455,11 +487,13 @@ fn main() {
         "| `createdb` + `pg_restore` from the `-Fc` file | {:.1} s |",
         pg_restore.seconds
     );
-    println!(
-        "| pgvault restore ({} KiB vault) | {:.1} s = {:.2}x `pg_restore`; peak memory {} |",
-        runs[0].kib,
-        vault_restore.seconds,
-        vault_restore.seconds / pg_restore.seconds,
-        mib(vault_restore.max_rss_kib * 1024)
-    );
+    for (run, restore) in runs.iter().zip(&vault_restores) {
+        println!(
+            "| pgvault restore ({}) | {:.1} s = {:.2}x `pg_restore`; peak memory {} |",
+            run.label,
+            restore.seconds,
+            restore.seconds / pg_restore.seconds,
+            mib(restore.max_rss_kib * 1024)
+        );
+    }
 }
