@@ -147,9 +147,12 @@ impl KeyVaultKeyRef {
         }
     }
 
-    /// Whether both name the same key of the same vault, whatever their versions.
+    /// Whether both name the same key of the same vault, whatever their versions. Key Vault's
+    /// object names are case-insensitive, so the names are compared as such.
     pub fn same_key(&self, other: &KeyVaultKeyRef) -> bool {
-        self.vault == other.vault && self.dns_suffix == other.dns_suffix && self.name == other.name
+        self.vault == other.vault
+            && self.dns_suffix == other.dns_suffix
+            && self.name.eq_ignore_ascii_case(&other.name)
     }
 }
 
