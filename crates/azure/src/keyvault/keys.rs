@@ -176,7 +176,8 @@ async fn read_result(
         return read_success(op, key_ref, &body);
     }
     // Key Vault's own text names the key, the operation or the identity, never a value.
-    let code = body["error"]["code"].as_str().unwrap_or("");
+    // Key Vault's names for its errors (`KeyNotFound`, `BadParameter`), not pgvault's codes.
+    let kv_error = body["error"]["code"].as_str().unwrap_or("");
     let inner = body["error"]["innererror"]["code"].as_str().unwrap_or("");
     let message = body["error"]["message"]
         .as_str()
@@ -187,7 +188,7 @@ async fn read_result(
     let detail = if message.is_empty() {
         format!("Key Vault answered {status}")
     } else {
-        format!("Key Vault answered {status} {code}: {message}")
+        format!("Key Vault answered {status} {kv_error}: {message}")
     };
     let verb = op.verb();
     Err(match status.as_u16() {
@@ -214,14 +215,14 @@ async fn read_result(
                  unwrapKey key permissions in the vault's access policy; {detail}"
             ),
         ),
-        400 if op == Operation::Unwrap && code == "BadParameter" => KeyVaultError::new(
+        400 if op == Operation::Unwrap && kv_error == "BadParameter" => KeyVaultError::new(
             UNWRAP_FAILED,
             format!(
                 "the wrapped key does not open with {key_ref} (it was wrapped by another key \
                  or version, or it is damaged); {detail}"
             ),
         ),
-        400 if code == "BadParameter" => KeyVaultError::new(
+        400 if kv_error == "BadParameter" => KeyVaultError::new(
             KEY_UNSUPPORTED,
             format!(
                 "Key Vault refused to {verb} with {key_ref}: pgvault needs an RSA key (2048, \
