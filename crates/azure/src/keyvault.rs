@@ -26,6 +26,7 @@ mod keys;
 pub use keys::{
     INVALID_KEY_REFERENCE, KEY_DISABLED, KEY_EXPIRED, KEY_NOT_FOUND, KEY_PERMISSIONS,
     KEY_UNSUPPORTED, KEY_VAULT_AUTHENTICATION, KEY_VAULT_UNAVAILABLE, UNWRAP_FAILED, WrappedKey,
+    process_key_client,
 };
 
 use crate::identity::{AzureCredential, AzureEnv, CredentialKind, is_loopback};

@@ -24,6 +24,8 @@ use base64::Engine as _;
 use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, URL_SAFE_NO_PAD};
 
+use std::sync::Arc;
+
 use super::{API_VERSION, Failures, KeyVaultClient, KeyVaultError, Request};
 use pgvault_model::code::ErrorCode;
 use pgvault_model::key::{KeyVaultKeyRef, KeyWrapAlgorithm, SecretBytes};
@@ -42,6 +44,15 @@ const KEY_FAILURES: Failures = Failures {
     unavailable: KEY_VAULT_UNAVAILABLE,
     authentication: KEY_VAULT_AUTHENTICATION,
 };
+
+/// The process's client ([`super::process_client`]) for key operations: built at the first
+/// Key Vault key a vault names, failing under the keys' code rather than the secrets' one.
+pub fn process_key_client() -> Result<Arc<KeyVaultClient>, KeyVaultError> {
+    super::process_client().map_err(|e| KeyVaultError {
+        code: KEY_VAULT_AUTHENTICATION,
+        ..e
+    })
+}
 
 /// A data key wrapped by a Key Vault key: what a key slot keeps. Nothing here is secret: the
 /// value opens only through Key Vault, for an identity allowed to unwrap with that key.
