@@ -138,7 +138,7 @@ codes! {
     UserErrorKeyUnwrapFailed => BAD_REQUEST, false, "the wrapped data key does not open with this Key Vault key version (another key, or a damaged key slot); open the vault with another of its keys";
     UserErrorKeyVaultUnavailable => BAD_REQUEST, true, "Key Vault could not be reached or was busy; check the vault's address, DNS, firewall and network rules, then try again";
     UserErrorKeyVaultAuthenticationFailed => BAD_REQUEST, false, "configure pgvault's Azure credential (AZURE_CLIENT_ID with a secret or certificate, workload or managed identity, or `az login`) in the Key Vault's tenant";
-    UserErrorMissingPermissionsOnKeyVaultKey => FORBIDDEN, false, "give pgvault's identity the Key Vault Crypto Service Encryption User role on the key (or get, wrapKey and unwrapKey key permissions in the vault's access policy)";
+    UserErrorMissingPermissionsOnKeyVaultKey => FORBIDDEN, false, "give pgvault's identity the Key Vault Crypto Service Encryption User role on the key (or the wrapKey and unwrapKey key permissions in the vault's access policy)";
     UserErrorKeyVaultKeyDisabled => FORBIDDEN, false, "enable the key version (`az keyvault key set-attributes --enabled true --id <kid>`), or open the vault with another of its keys";
     UserErrorKeyVaultKeyExpired => FORBIDDEN, false, "the key version is expired or not yet valid, so Key Vault refuses to wrap with it (unwrapping still works): rotate the key (`az keyvault key rotate`) or change its expiry";
     // Access refused.

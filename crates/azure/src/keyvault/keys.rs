@@ -222,7 +222,7 @@ async fn read_result(
             KEY_PERMISSIONS,
             format!(
                 "the identity may not {verb} with the key {key_ref}; grant it the Key Vault \
-                 Crypto Service Encryption User role on the key, or the get, wrapKey and \
+                 Crypto Service Encryption User role on the key, or the wrapKey and \
                  unwrapKey key permissions in the vault's access policy; {detail}"
             ),
         ),
