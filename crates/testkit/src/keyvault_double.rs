@@ -887,3 +887,169 @@ fn json_string(s: &str) -> String {
     out.push('"');
     out
 }
+
+/// The double's answers that pgvault's client never provokes (it sends only well-formed
+/// requests), over raw HTTP/1.1: they are the documented ones, so a client change that sends
+/// something else meets Key Vault's refusal here too.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One request; the status line's code and the body.
+    fn call(
+        kv: &KeyVaultDouble,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (u16, String) {
+        let addr = kv.base.trim_start_matches("http://");
+        let mut stream = TcpStream::connect(addr).unwrap();
+        let auth = token.map_or(String::new(), |t| format!("authorization: Bearer {t}\r\n"));
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{auth}content-type: application/json\r\n\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let status = answer[9..12].parse().unwrap();
+        let body = answer.split_once("\r\n\r\n").unwrap().1.to_owned();
+        (status, body)
+    }
+
+    fn token(kv: &KeyVaultDouble) -> String {
+        let form = format!(
+            "grant_type=client_credentials&client_id={CLIENT_ID}&client_secret={CLIENT_SECRET}\
+             &scope=https%3A%2F%2Fvault.azure.net%2F.default"
+        );
+        let (status, body) = call(
+            kv,
+            "POST",
+            &format!("/{TENANT_ID}/oauth2/v2.0/token"),
+            None,
+            &form,
+        );
+        assert_eq!(status, 200, "{body}");
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        v["access_token"].as_str().unwrap().to_owned()
+    }
+
+    fn error_code(body: &str) -> String {
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        v["error"]["code"].as_str().unwrap_or("").to_owned()
+    }
+
+    const WRAP: &str = "/keys/kek/wrapkey?api-version=7.4";
+
+    #[test]
+    fn key_operations_answer_as_key_vault_does() {
+        let kv = KeyVaultDouble::start();
+        let v1 = kv.create_key("kek");
+        let key = URL_SAFE_NO_PAD.encode([9u8; 32]);
+        let wrap_body = format!(r#"{{"alg":"RSA-OAEP-256","value":"{key}"}}"#);
+
+        // Without a token: the challenge, whatever the body.
+        let (status, body) = call(&kv, "POST", WRAP, None, "");
+        assert_eq!((status, error_code(&body).as_str()), (401, "Unauthorized"));
+        let token = token(&kv);
+        let t = Some(token.as_str());
+
+        // The api-version is required.
+        let (status, body) = call(&kv, "POST", "/keys/kek/wrapkey", t, &wrap_body);
+        assert_eq!((status, error_code(&body).as_str()), (400, "BadParameter"));
+        // An algorithm RSA keys do not have, a value that is not base64url.
+        let (status, body) = call(
+            &kv,
+            "POST",
+            WRAP,
+            t,
+            &wrap_body.replace("RSA-OAEP-256", "A256KW"),
+        );
+        assert_eq!(
+            (status, error_code(&body).as_str()),
+            (400, "BadParameter"),
+            "{body}"
+        );
+        let (status, body) = call(
+            &kv,
+            "POST",
+            WRAP,
+            t,
+            r#"{"alg":"RSA-OAEP-256","value":"a b+/"}"#,
+        );
+        assert_eq!(
+            (status, error_code(&body).as_str()),
+            (400, "BadParameter"),
+            "{body}"
+        );
+
+        // A wrap answers the version's kid; a versionless unwrap uses the current version, so
+        // after a rotation it no longer opens what the old version wrapped.
+        let (status, body) = call(&kv, "POST", WRAP, t, &wrap_body);
+        assert_eq!(status, 200, "{body}");
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(answer["kid"], format!("{}/keys/kek/{v1}", kv.base));
+        let wrapped = answer["value"].as_str().unwrap().to_owned();
+        let unwrap_body = format!(r#"{{"alg":"RSA-OAEP-256","value":"{wrapped}"}}"#);
+        let unwrap = "/keys/kek/unwrapkey?api-version=7.4";
+        let (status, body) = call(&kv, "POST", unwrap, t, &unwrap_body);
+        assert_eq!(status, 200, "{body}");
+        assert!(body.contains(&key), "{body}");
+        kv.rotate_key("kek");
+        let (status, body) = call(&kv, "POST", unwrap, t, &unwrap_body);
+        assert_eq!(
+            (status, error_code(&body).as_str()),
+            (400, "BadParameter"),
+            "{body}"
+        );
+        assert!(body.contains("The parameter is incorrect."), "{body}");
+        // The same value under another algorithm does not unwrap either.
+        let pinned = format!("/keys/kek/{v1}/unwrapkey?api-version=7.4");
+        let (status, _) = call(&kv, "POST", &pinned, t, &unwrap_body);
+        assert_eq!(status, 200);
+        let (status, body) = call(
+            &kv,
+            "POST",
+            &pinned,
+            t,
+            &unwrap_body.replace("RSA-OAEP-256", "RSA-OAEP"),
+        );
+        assert_eq!(
+            (status, error_code(&body).as_str()),
+            (400, "BadParameter"),
+            "{body}"
+        );
+
+        // The refusals carry Key Vault's inner error codes.
+        kv.disable_key("kek", &v1);
+        let (status, body) = call(&kv, "POST", &pinned, t, &unwrap_body);
+        assert_eq!(status, 403);
+        assert!(
+            body.contains(r#""innererror":{"code":"KeyDisabled"}"#),
+            "{body}"
+        );
+        kv.forbid_key("kek");
+        let (status, body) = call(&kv, "POST", WRAP, t, &wrap_body);
+        assert_eq!(status, 403);
+        assert!(body.contains("ForbiddenByRbac"), "{body}");
+        let (status, body) = call(
+            &kv,
+            "POST",
+            "/keys/nope/wrapkey?api-version=7.4",
+            t,
+            &wrap_body,
+        );
+        assert_eq!(
+            (status, error_code(&body).as_str()),
+            (404, "KeyNotFound"),
+            "{body}"
+        );
+        // Nothing above sent a body without a token.
+        assert_eq!(kv.bodies_before_token(), 0);
+        let _ = call(&kv, "POST", WRAP, None, &wrap_body);
+        assert_eq!(kv.bodies_before_token(), 1);
+    }
+}
