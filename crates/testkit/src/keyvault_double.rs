@@ -937,7 +937,8 @@ mod tests {
         v["access_token"].as_str().unwrap().to_owned()
     }
 
-    fn error_code(body: &str) -> String {
+    /// Key Vault's name for the error (`BadParameter`, ...), not a pgvault code.
+    fn kv_error_name(body: &str) -> String {
         let v: serde_json::Value = serde_json::from_str(body).unwrap();
         v["error"]["code"].as_str().unwrap_or("").to_owned()
     }
@@ -953,13 +954,19 @@ mod tests {
 
         // Without a token: the challenge, whatever the body.
         let (status, body) = call(&kv, "POST", WRAP, None, "");
-        assert_eq!((status, error_code(&body).as_str()), (401, "Unauthorized"));
+        assert_eq!(
+            (status, kv_error_name(&body).as_str()),
+            (401, "Unauthorized")
+        );
         let token = token(&kv);
         let t = Some(token.as_str());
 
         // The api-version is required.
         let (status, body) = call(&kv, "POST", "/keys/kek/wrapkey", t, &wrap_body);
-        assert_eq!((status, error_code(&body).as_str()), (400, "BadParameter"));
+        assert_eq!(
+            (status, kv_error_name(&body).as_str()),
+            (400, "BadParameter")
+        );
         // An algorithm RSA keys do not have, a value that is not base64url.
         let (status, body) = call(
             &kv,
@@ -969,7 +976,7 @@ mod tests {
             &wrap_body.replace("RSA-OAEP-256", "A256KW"),
         );
         assert_eq!(
-            (status, error_code(&body).as_str()),
+            (status, kv_error_name(&body).as_str()),
             (400, "BadParameter"),
             "{body}"
         );
@@ -981,7 +988,7 @@ mod tests {
             r#"{"alg":"RSA-OAEP-256","value":"a b+/"}"#,
         );
         assert_eq!(
-            (status, error_code(&body).as_str()),
+            (status, kv_error_name(&body).as_str()),
             (400, "BadParameter"),
             "{body}"
         );
@@ -1001,7 +1008,7 @@ mod tests {
         kv.rotate_key("kek");
         let (status, body) = call(&kv, "POST", unwrap, t, &unwrap_body);
         assert_eq!(
-            (status, error_code(&body).as_str()),
+            (status, kv_error_name(&body).as_str()),
             (400, "BadParameter"),
             "{body}"
         );
@@ -1018,7 +1025,7 @@ mod tests {
             &unwrap_body.replace("RSA-OAEP-256", "RSA-OAEP"),
         );
         assert_eq!(
-            (status, error_code(&body).as_str()),
+            (status, kv_error_name(&body).as_str()),
             (400, "BadParameter"),
             "{body}"
         );
@@ -1043,7 +1050,7 @@ mod tests {
             &wrap_body,
         );
         assert_eq!(
-            (status, error_code(&body).as_str()),
+            (status, kv_error_name(&body).as_str()),
             (404, "KeyNotFound"),
             "{body}"
         );
