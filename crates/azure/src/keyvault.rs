@@ -1,6 +1,8 @@
-//! The Azure Key Vault secrets client: `GET {vault}/secrets/{name}[/{version}]?api-version=7.4`
+//! The Azure Key Vault client: secrets, `GET {vault}/secrets/{name}[/{version}]?api-version=7.4`
 //! with a bearer token from [`super::identity`], read at every use so a rotated secret is
-//! picked up by the next backup. The value is held in memory only, never written anywhere.
+//! picked up by the next backup (the value is held in memory only, never written anywhere);
+//! and keys' `wrapKey` / `unwrapKey` ([`KeyVaultClient::wrap_key`], in `keyvault/keys.rs`),
+//! which wrap an encrypted vault's data key.
 //!
 //! Authentication follows Key Vault's challenge protocol, as Azure's SDKs do: the first request
 //! to a vault goes without a token, and the 401's `WWW-Authenticate: Bearer
@@ -19,6 +21,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
+
+mod keys;
+pub use keys::{
+    INVALID_KEY_REFERENCE, KEY_DISABLED, KEY_EXPIRED, KEY_NOT_FOUND, KEY_PERMISSIONS,
+    KEY_UNSUPPORTED, KEY_VAULT_AUTHENTICATION, KEY_VAULT_UNAVAILABLE, UNWRAP_FAILED, WrappedKey,
+    process_key_client,
+};
 
 use crate::identity::{AzureCredential, AzureEnv, CredentialKind, is_loopback};
 use pgvault_model::code::ErrorCode;
@@ -157,49 +166,85 @@ impl KeyVaultClient {
         url.push_str("?api-version=");
         url.push_str(API_VERSION);
 
-        let known_scope = self.scopes.lock().await.get(&base).cloned();
+        let request = Request {
+            method: reqwest::Method::GET,
+            url: &url,
+            body: None,
+        };
+        let token = self.token_for(&base, &request, &SECRET_FAILURES).await?;
+        let response = self.send(&request, Some(&token), &SECRET_FAILURES).await?;
+        read_secret(response).await
+    }
+
+    /// A token for the vault at `base`: the scope its challenge named, learned at the first
+    /// request to it (sent without a token and without a body, as Azure's SDKs send it, so
+    /// that nothing reaches a vault before it proved to be one), then the credential's token
+    /// for that scope.
+    async fn token_for(
+        &self,
+        base: &str,
+        request: &Request<'_>,
+        failures: &Failures,
+    ) -> Result<SecretValue, KeyVaultError> {
+        let known_scope = self.scopes.lock().await.get(base).cloned();
         let scope = match known_scope {
             Some(s) => s,
             None => {
-                let first = self.send(&url, None).await?;
+                let bare = Request {
+                    body: None,
+                    ..request.clone()
+                };
+                let first = self.send(&bare, None, failures).await?;
                 if first.status() != reqwest::StatusCode::UNAUTHORIZED {
                     return Err(KeyVaultError::new(
-                        INVALID_STORE,
+                        failures.unavailable.clone(),
                         format!(
                             "{base} answered {} without asking for a token; is it a Key Vault?",
                             first.status()
                         ),
                     ));
                 }
-                let scope = challenge_scope(&first, uri)?;
-                self.scopes.lock().await.insert(base.clone(), scope.clone());
+                let scope = challenge_scope(&first, base, failures)?;
+                self.scopes
+                    .lock()
+                    .await
+                    .insert(base.to_owned(), scope.clone());
                 scope
             }
         };
-        let token = self
-            .credential
+        self.credential
             .get_token(&scope)
             .await
-            .map_err(|e| KeyVaultError::new(INVALID_STORE, e.to_string()))?;
-        let response = self.send(&url, Some(&token)).await?;
-        read_secret(response).await
+            .map_err(|e| KeyVaultError::new(failures.authentication.clone(), e.to_string()))
     }
 
-    /// One GET, retried on 429 and 5xx.
+    /// One request, retried on 429 and 5xx.
     async fn send(
         &self,
-        url: &str,
+        request: &Request<'_>,
         token: Option<&SecretValue>,
+        failures: &Failures,
     ) -> Result<reqwest::Response, KeyVaultError> {
         let mut attempt = 1;
         loop {
-            let mut req = self.http.get(url);
+            let mut req = self.http.request(request.method.clone(), request.url);
             if let Some(t) = token {
                 req = req.bearer_auth(t.expose_secret());
             }
+            req = match request.body {
+                Some(body) => req
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body(body.to_vec()),
+                // A POST without a body still says so, as HTTP/1.1 servers expect.
+                None if request.method == reqwest::Method::POST => {
+                    req.header(reqwest::header::CONTENT_LENGTH, 0)
+                }
+                None => req,
+            };
             let response = req.send().await.map_err(|e| {
+                // reqwest's error names the URL (a vault and an object name), never the body.
                 KeyVaultError::new(
-                    INVALID_STORE,
+                    failures.unavailable.clone(),
                     format!("the vault could not be reached (does it exist?): {e}"),
                 )
             })?;
@@ -226,11 +271,35 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
+/// One Key Vault request, as sent (again) by [`KeyVaultClient::send`]. The body, when there is
+/// one, may hold key material: it goes only to the vault, never into an error or a log.
+#[derive(Clone)]
+struct Request<'a> {
+    method: reqwest::Method,
+    url: &'a str,
+    body: Option<&'a [u8]>,
+}
+
+/// The codes a request fails with when the vault cannot be used at all (unreachable, not a
+/// vault, throttled past the attempts allowed) and when pgvault's identity cannot get in:
+/// secrets have one code for both (the seeds'), keys one each.
+#[derive(Clone)]
+struct Failures {
+    unavailable: ErrorCode,
+    authentication: ErrorCode,
+}
+
+const SECRET_FAILURES: Failures = Failures {
+    unavailable: INVALID_STORE,
+    authentication: INVALID_STORE,
+};
+
 /// The scope a 401 challenge names (`resource="https://vault.azure.net"` or `scope=".."`),
-/// checked against the vault's own host.
+/// checked against the vault's own host (`base`, as `https://<vault>.<suffix>`).
 fn challenge_scope(
     response: &reqwest::Response,
-    uri: &KeyVaultSecretUri,
+    base: &str,
+    failures: &Failures,
 ) -> Result<String, KeyVaultError> {
     let header = response
         .headers()
@@ -249,15 +318,12 @@ fn challenge_scope(
         .or_else(|| param("scope").map(|s| s.trim_end_matches("/.default").to_owned()))
         .ok_or_else(|| {
             KeyVaultError::new(
-                INVALID_STORE,
-                format!(
-                    "{} asked for a token without naming a resource; is it a Key Vault?",
-                    uri.vault_url()
-                ),
+                failures.unavailable.clone(),
+                format!("{base} asked for a token without naming a resource; is it a Key Vault?"),
             )
         })?;
     let resource_url = url::Url::parse(&resource).ok();
-    let vault_url = url::Url::parse(&uri.vault_url()).ok();
+    let vault_url = url::Url::parse(base).ok();
     let matches = match (&resource_url, &vault_url) {
         // A double on this machine may name any resource: no token leaves the machine.
         (_, Some(v)) if is_loopback(v) => true,
@@ -269,10 +335,9 @@ fn challenge_scope(
     };
     if !matches {
         return Err(KeyVaultError::new(
-            INVALID_STORE,
+            failures.authentication.clone(),
             format!(
-                "{} asked for a token for {resource}, which is not its own domain; refusing",
-                uri.vault_url()
+                "{base} asked for a token for {resource}, which is not its own domain; refusing"
             ),
         ));
     }
@@ -474,14 +539,14 @@ mod tests {
         let response = reqwest::get(format!("{}?api-version=7.4", kv.secret_uri("pg")))
             .await
             .unwrap();
-        let err = challenge_scope(&response, &real).unwrap_err();
+        let err = challenge_scope(&response, &real.vault_url(), &SECRET_FAILURES).unwrap_err();
         assert!(err.reason.contains("not its own domain"), "{}", err.reason);
         let response = reqwest::get(format!("{}?api-version=7.4", kv.secret_uri("pg")))
             .await
             .unwrap();
         let local = uri(&kv, "pg");
         assert_eq!(
-            challenge_scope(&response, &local).unwrap(),
+            challenge_scope(&response, &local.vault_url(), &SECRET_FAILURES).unwrap(),
             "https://vault.azure.net/.default"
         );
     }

@@ -136,6 +136,16 @@ codes! {
     UserErrorPgvaultHome => BAD_REQUEST, false, "point PGVAULT_HOME at a folder pgvault may create and write, owned by this user";
     UserErrorLastRecoveryPoint => BAD_REQUEST, false, "pgvault keeps an instance's last recovery point; stop protection and delete the instance to remove it";
     UserErrorArchiveTierNotConfigured => BAD_REQUEST, false, "configure the vault's archive tier (`pgvault backup-vault update --archive-url ...`) first";
+    // Azure Key Vault keys that wrap a vault's data key (customer-managed keys).
+    UserErrorInvalidKeyReference => BAD_REQUEST, false, "give the key as env:NAME or file:PATH (a passphrase or key file), or a Key Vault key URI https://<vault>.vault.azure.net/keys/<name>[/<version>]";
+    UserErrorKeyVaultKeyNotFound => BAD_REQUEST, false, "check the key URI: the key (and the version the vault recorded) must exist in that Key Vault and not be deleted; `az keyvault key show --id <uri>` shows it, `az keyvault key recover` brings back a soft-deleted one";
+    UserErrorKeyVaultKeyUnsupported => BAD_REQUEST, false, "use an RSA key (2048, 3072 or 4096 bits) whose permitted operations include wrapKey and unwrapKey (`az keyvault key create --kty RSA --size 3072 --ops wrapKey unwrapKey`)";
+    UserErrorKeyUnwrapFailed => BAD_REQUEST, false, "the wrapped data key does not open with this Key Vault key version (another key, or a damaged key slot); open the vault with another of its keys";
+    UserErrorKeyVaultUnavailable => BAD_REQUEST, true, "Key Vault could not be reached or was busy; check the vault's address, DNS, firewall and network rules, then try again";
+    UserErrorKeyVaultAuthenticationFailed => BAD_REQUEST, false, "configure pgvault's Azure credential (AZURE_CLIENT_ID with a secret or certificate, workload or managed identity, or `az login`) in the Key Vault's tenant";
+    UserErrorMissingPermissionsOnKeyVaultKey => FORBIDDEN, false, "give pgvault's identity the Key Vault Crypto Service Encryption User role on the key (or the wrapKey and unwrapKey key permissions in the vault's access policy)";
+    UserErrorKeyVaultKeyDisabled => FORBIDDEN, false, "enable the key version (`az keyvault key set-attributes --enabled true --id <kid>`), or open the vault with another of its keys";
+    UserErrorKeyVaultKeyExpired => FORBIDDEN, false, "the key version is expired or not yet valid, so Key Vault refuses to wrap with it (unwrapping still works): rotate the key (`az keyvault key rotate`) or change its expiry";
     // Access refused.
     UserErrorDBUserAuthFailed => FORBIDDEN, false, "check the user name and password in the instance's secret, and that pg_hba.conf lets the user in";
     UserErrorMissingDBPermissions => FORBIDDEN, false, "grant the privileges the message lists (`pgvault backup-instance validate-for-backup` prints the script)";

@@ -1,7 +1,7 @@
 //! pgvault-model: plain data and pure functions, no IO, no clock reads and no async: policies,
 //! durations, backup instances, restore requests, jobs, when a restore drill is due, the Azure
 //! resource shapes they print as, and the parsing of what users hand in (connection strings,
-//! datasources, secret references).
+//! datasources, secret and key references).
 //!
 //! The crate's dependencies are the compiler's check of that rule: serde, chrono (no clock
 //! feature), time zones, `url` and `thiserror`; no tokio, no file system, no network client.
@@ -16,6 +16,7 @@ pub mod duration;
 pub mod human;
 pub mod instance;
 pub mod job;
+pub mod key;
 pub mod plot;
 pub mod policy;
 pub mod policy_edit;

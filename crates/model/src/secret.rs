@@ -179,44 +179,83 @@ impl KeyVaultSecretUri {
     }
 
     fn parse(input: &str) -> Result<Self, SecretRefError> {
-        use SecretRefError::InvalidKeyVaultUri as Invalid;
-        let url = url::Url::parse(input).map_err(|_| Invalid("it is not a valid URL"))?;
+        let VaultObjectUri {
+            vault,
+            dns_suffix,
+            name,
+            version,
+        } = VaultObjectUri::parse(input, VaultObject::Secret)
+            .map_err(SecretRefError::InvalidKeyVaultUri)?;
+        Ok(KeyVaultSecretUri {
+            vault,
+            dns_suffix,
+            name,
+            version,
+        })
+    }
+}
+
+/// The kinds of Key Vault object pgvault names by URI: a secret (a connection string) or a key
+/// (one that wraps a vault's data key, [`crate::key`]). Both URIs have one shape,
+/// `https://<vault>.<suffix>/<collection>/<name>[/<version>]`, checked by one parser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum VaultObject {
+    Secret,
+    Key,
+}
+
+impl VaultObject {
+    fn collection(self) -> &'static str {
+        match self {
+            VaultObject::Secret => "secrets",
+            VaultObject::Key => "keys",
+        }
+    }
+}
+
+/// A Key Vault object URI split into its parts: see [`KeyVaultSecretUri`] for what each holds
+/// (a loopback double keeps `host:port` in `vault` and its scheme in `dns_suffix`).
+pub(crate) struct VaultObjectUri {
+    pub(crate) vault: String,
+    pub(crate) dns_suffix: String,
+    pub(crate) name: String,
+    pub(crate) version: Option<String>,
+}
+
+impl VaultObjectUri {
+    /// Parses and checks a secret or key URI. The error is the reason, never the input.
+    pub(crate) fn parse(input: &str, kind: VaultObject) -> Result<Self, &'static str> {
+        let url = url::Url::parse(input).map_err(|_| "it is not a valid URL")?;
         if is_loopback(&url) {
-            return Self::parse_loopback(&url);
+            return Self::parse_loopback(&url, kind);
         }
         if url.scheme() != "https" {
-            return Err(Invalid("Key Vault URIs use https"));
+            return Err("Key Vault URIs use https");
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(Invalid("it must not contain credentials"));
+            return Err("it must not contain credentials");
         }
         if url.query().is_some() || url.fragment().is_some() {
-            return Err(Invalid("it must not have a query or fragment"));
+            return Err("it must not have a query or fragment");
         }
         if url.port().is_some() {
-            return Err(Invalid("it must not name a port"));
+            return Err("it must not name a port");
         }
+        const BAD_HOST: &str =
+            "its host must be <vault>.vault.<cloud suffix>, like myvault.vault.azure.net";
         let Some(url::Host::Domain(host)) = url.host() else {
-            return Err(Invalid(
-                "its host must be <vault>.vault.<cloud suffix>, like myvault.vault.azure.net",
-            ));
+            return Err(BAD_HOST);
         };
         // The url crate lowercases the host of https URLs, so comparisons below are exact.
-        let (vault, dns_suffix) = host.split_once('.').ok_or(Invalid(
-            "its host must be <vault>.vault.<cloud suffix>, like myvault.vault.azure.net",
-        ))?;
-        let cloud = dns_suffix.strip_prefix("vault.").ok_or(Invalid(
-            "its host must be <vault>.vault.<cloud suffix>, like myvault.vault.azure.net",
-        ))?;
+        let (vault, dns_suffix) = host.split_once('.').ok_or(BAD_HOST)?;
+        let cloud = dns_suffix.strip_prefix("vault.").ok_or(BAD_HOST)?;
         // A cloud suffix has at least two labels (azure.net, azure.cn, usgovcloudapi.net).
         if !cloud.contains('.') || cloud.split('.').any(|l| !is_dns_label(l)) {
-            return Err(Invalid(
-                "its host must be <vault>.vault.<cloud suffix>, like myvault.vault.azure.net",
-            ));
+            return Err(BAD_HOST);
         }
         validate_vault_name(vault)?;
-        let (name, version) = secret_path(&url)?;
-        Ok(KeyVaultSecretUri {
+        let (name, version) = object_path(&url, kind)?;
+        Ok(VaultObjectUri {
             vault: vault.to_owned(),
             dns_suffix: dns_suffix.to_owned(),
             name,
@@ -224,24 +263,23 @@ impl KeyVaultSecretUri {
         })
     }
 
-    /// `http(s)://127.0.0.1:PORT/secrets/<name>[/<version>]`: a Key Vault double on this
+    /// `http(s)://127.0.0.1:PORT/<collection>/<name>[/<version>]`: a Key Vault double on this
     /// machine (tests, local development). Plain http is allowed only here, as nothing leaves
     /// the machine.
-    fn parse_loopback(url: &url::Url) -> Result<Self, SecretRefError> {
-        use SecretRefError::InvalidKeyVaultUri as Invalid;
+    fn parse_loopback(url: &url::Url, kind: VaultObject) -> Result<Self, &'static str> {
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(Invalid("it must not contain credentials"));
+            return Err("it must not contain credentials");
         }
         if url.query().is_some() || url.fragment().is_some() {
-            return Err(Invalid("it must not have a query or fragment"));
+            return Err("it must not have a query or fragment");
         }
         let host = url.host_str().unwrap_or_default().to_owned();
         let authority = match url.port() {
             Some(port) => format!("{host}:{port}"),
             None => host,
         };
-        let (name, version) = secret_path(url)?;
-        Ok(KeyVaultSecretUri {
+        let (name, version) = object_path(url, kind)?;
+        Ok(VaultObjectUri {
             vault: authority,
             dns_suffix: url.scheme().to_owned(),
             name,
@@ -250,9 +288,13 @@ impl KeyVaultSecretUri {
     }
 }
 
-/// The `/secrets/<name>[/<version>]` path of a secret URI, checked.
-fn secret_path(url: &url::Url) -> Result<(String, Option<String>), SecretRefError> {
-    use SecretRefError::InvalidKeyVaultUri as Invalid;
+/// The `/<collection>/<name>[/<version>]` path of a secret or key URI, checked. A URI of the
+/// other kind (a key's where a secret's belongs, or the reverse) is named as such: both are
+/// copied from the same portal page.
+fn object_path(
+    url: &url::Url,
+    kind: VaultObject,
+) -> Result<(String, Option<String>), &'static str> {
     let segments: Vec<&str> = url.path_segments().map(|s| s.collect()).unwrap_or_default();
     // Tolerate one trailing slash (`.../secrets/name/`), as the Azure portal copies it.
     let segments = match segments.split_last() {
@@ -260,17 +302,32 @@ fn secret_path(url: &url::Url) -> Result<(String, Option<String>), SecretRefErro
         _ => &segments[..],
     };
     let (name, version) = match segments {
-        ["secrets", name] => (*name, None),
-        ["secrets", name, version] => (*name, Some(*version)),
+        [c, name] if *c == kind.collection() => (*name, None),
+        [c, name, version] if *c == kind.collection() => (*name, Some(*version)),
+        ["keys", ..] if kind == VaultObject::Secret => {
+            return Err(
+                "its path names a key (/keys/), not a secret: the connection string is \
+                 a Key Vault secret, whose URI has /secrets/<name>",
+            );
+        }
+        ["secrets", ..] if kind == VaultObject::Key => {
+            return Err(
+                "it names a secret (/secrets/), not a key: a vault's encryption key is \
+                 a Key Vault key (RSA), whose URI has /keys/<name>",
+            );
+        }
         _ => {
-            return Err(Invalid(
-                "its path must be /secrets/<name> or /secrets/<name>/<version>",
-            ));
+            return Err(match kind {
+                VaultObject::Secret => {
+                    "its path must be /secrets/<name> or /secrets/<name>/<version>"
+                }
+                VaultObject::Key => "its path must be /keys/<name> or /keys/<name>/<version>",
+            });
         }
     };
-    validate_secret_name(name)?;
+    validate_object_name(name, kind)?;
     if let Some(v) = version {
-        validate_secret_version(v)?;
+        validate_object_version(v, kind)?;
     }
     Ok((name.to_owned(), version.map(str::to_owned)))
 }
@@ -297,7 +354,7 @@ fn is_dns_label(label: &str) -> bool {
 
 /// Azure's rule for vault names: 3 to 24 characters, letters, digits and hyphens, starting with a
 /// letter, ending with a letter or digit, no two hyphens in a row.
-fn validate_vault_name(vault: &str) -> Result<(), SecretRefError> {
+fn validate_vault_name(vault: &str) -> Result<(), &'static str> {
     let ok = (3..=24).contains(&vault.len())
         && vault
             .bytes()
@@ -308,34 +365,36 @@ fn validate_vault_name(vault: &str) -> Result<(), SecretRefError> {
     if ok {
         Ok(())
     } else {
-        Err(SecretRefError::InvalidKeyVaultUri(
+        Err(
             "the vault name must be 3 to 24 letters, digits and single hyphens, \
              starting with a letter and ending with a letter or digit",
-        ))
+        )
     }
 }
 
-/// Azure's rule for secret names: 1 to 127 letters, digits and hyphens.
-fn validate_secret_name(name: &str) -> Result<(), SecretRefError> {
+/// Azure's rule for secret and key names: 1 to 127 letters, digits and hyphens.
+fn validate_object_name(name: &str, kind: VaultObject) -> Result<(), &'static str> {
     if (1..=127).contains(&name.len())
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     {
         Ok(())
     } else {
-        Err(SecretRefError::InvalidKeyVaultUri(
-            "the secret name must be 1 to 127 letters, digits and hyphens",
-        ))
+        Err(match kind {
+            VaultObject::Secret => "the secret name must be 1 to 127 letters, digits and hyphens",
+            VaultObject::Key => "the key name must be 1 to 127 letters, digits and hyphens",
+        })
     }
 }
 
 /// Key Vault object versions are 32 hexadecimal characters.
-fn validate_secret_version(version: &str) -> Result<(), SecretRefError> {
+fn validate_object_version(version: &str, kind: VaultObject) -> Result<(), &'static str> {
     if version.len() == 32 && version.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(())
     } else {
-        Err(SecretRefError::InvalidKeyVaultUri(
-            "the secret version must be 32 hexadecimal characters",
-        ))
+        Err(match kind {
+            VaultObject::Secret => "the secret version must be 32 hexadecimal characters",
+            VaultObject::Key => "the key version must be 32 hexadecimal characters",
+        })
     }
 }
 
@@ -350,7 +409,7 @@ fn parse_file_uri(input: &str) -> Result<PathBuf, SecretRefError> {
         .map_err(|()| SecretRefError::InvalidFileRef)
 }
 
-fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+pub(crate) fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
     head.eq_ignore_ascii_case(prefix)
         .then(|| &s[prefix.len()..])
