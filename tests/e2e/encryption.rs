@@ -473,3 +473,113 @@ fn keys_are_added_rotated_and_removed_without_rewriting_data() {
         "{refused}"
     );
 }
+
+/// A vault whose data key an Azure Key Vault key wraps (`wrapKey`/`unwrapKey`), against the
+/// Key Vault double (`pgvault_testkit::keyvault_double`, a double of the documented protocol):
+/// the slot keeps the versioned key id that wrapped, survives a key rotation, is rewrapped
+/// with the new version by `key rotate`, and a disabled version is a clear refusal.
+#[test]
+fn an_azure_key_vault_key_wraps_the_data_key_across_a_rotation() {
+    use pgvault_testkit::keyvault_double::{CLIENT_ID, CLIENT_SECRET, KeyVaultDouble, TENANT_ID};
+    let double = KeyVaultDouble::start();
+    let first_version = double.create_key("pgvault-kek");
+    let mut w = World::new();
+    w.env.extend([
+        ("AZURE_TENANT_ID".to_owned(), TENANT_ID.to_owned()),
+        ("AZURE_CLIENT_ID".to_owned(), CLIENT_ID.to_owned()),
+        ("AZURE_CLIENT_SECRET".to_owned(), CLIENT_SECRET.to_owned()),
+        ("AZURE_AUTHORITY_HOST".to_owned(), double.authority_host()),
+    ]);
+    let key_uri = double.key_uri("pgvault-kek");
+    let dir = w.path("vault-Cmk");
+    let created = w.json(&[
+        "backup-vault",
+        "create",
+        "-v",
+        "Cmk",
+        "--storage-url",
+        &format!("file://{}", dir.display()),
+        "--encryption-key-uri",
+        &key_uri,
+    ]);
+    assert_eq!(
+        created["properties"]["securitySettings"]["encryptionSettings"]["keyVaultProperties"]["keyUri"],
+        key_uri.as_str(),
+        "{created:#}"
+    );
+    let slots = w.json(&["backup-vault", "key", "list", "-v", "Cmk"]);
+    assert_eq!(slots[0]["source"], "azureKeyVault", "{slots:#}");
+    assert!(
+        slots[0]["keyVaultKeyId"]
+            .as_str()
+            .unwrap()
+            .ends_with(&first_version),
+        "the slot keeps the version that wrapped: {slots:#}"
+    );
+    let template = w.json(&[
+        "backup-policy",
+        "get-default-policy-template",
+        "--datasource-type",
+        "AzureDatabaseForPostgreSQLFlexibleServer",
+    ]);
+    let policy = w.write("policy.json", &template.to_string());
+    w.json(&[
+        "backup-policy",
+        "create",
+        "-v",
+        "Cmk",
+        "-n",
+        "OssPolicy",
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    let db = sample_database("cmk", 300);
+    let secret = w.admin_secret(&db);
+    let instance = w.protect("Cmk", &db, &secret);
+    let job = w.backup("Cmk", &instance);
+    assert_eq!(job["properties"]["status"], "Completed", "{job:#}");
+
+    // Key Vault rotates the key: the vault still opens with the version that wrapped it, and
+    // `key rotate` rewraps with the new current version.
+    let second_version = double.rotate_key("pgvault-kek");
+    assert_eq!(w.recovery_points("Cmk", &instance).len(), 1);
+    let rotated = w.json(&[
+        "backup-vault",
+        "key",
+        "rotate",
+        "-v",
+        "Cmk",
+        "--key-id",
+        &key_uri,
+    ]);
+    assert!(
+        rotated["keyVaultKeyId"]
+            .as_str()
+            .unwrap()
+            .ends_with(&second_version),
+        "{rotated:#}"
+    );
+    double.disable_key("pgvault-kek", &first_version);
+    assert_eq!(
+        w.recovery_points("Cmk", &instance).len(),
+        1,
+        "the new version opens it"
+    );
+
+    // The version the slot needs is disabled: refused, saying which key and why.
+    double.disable_key("pgvault-kek", &second_version);
+    let refused = w.fails(&[
+        "recovery-point",
+        "list",
+        "-v",
+        "Cmk",
+        "--backup-instance-name",
+        &instance,
+    ]);
+    assert!(
+        refused.contains("UserErrorVaultKeyUnavailable")
+            && refused.contains(&key_uri)
+            && refused.contains("UserErrorKeyVaultKeyDisabled"),
+        "{refused}"
+    );
+}

@@ -249,7 +249,6 @@ fn main() {
         .collect();
     std::fs::write(&key_file, key).unwrap();
     struct Run {
-        kib: String,
         label: String,
         pv: Pgvault,
         instance: String,
@@ -352,7 +351,6 @@ fn main() {
         let read = job["properties"]["result"]["bytesRead"].as_u64().unwrap();
         let after = folder_bytes(&vault_dir);
         runs.push(Run {
-            kib: kib.clone(),
             label,
             pv,
             instance,

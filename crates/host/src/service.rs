@@ -195,7 +195,7 @@ impl Pgvault {
         let mut registry = self.home.registry()?;
         let url = self.check_new_vault(name, storage_url, None)?;
         if let Some(reference) = encryption_key {
-            pgvault_core::engine::keys::KeyReference::parse(reference)?;
+            pgvault_core::engine::keys::parse_reference(reference)?;
         }
         let vault = Vault::create_with(
             VaultStore::create(&url).await?,

@@ -5,7 +5,6 @@
 //! each failed, without ever showing what they hold.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{LazyLock, Mutex};
 
 use chrono::{DateTime, Utc};
@@ -13,43 +12,18 @@ use chrono::{DateTime, Utc};
 use super::{Error, Result};
 use crate::limits;
 use crate::model::code::ErrorCode;
-use crate::model::secret::SecretRef;
 use crate::store::crypt::{self, DataKey, EncryptionSettings, KeySlot, KeySlotError, KeySource};
 
-/// Where a key-encryption key comes from, as `--encryption-key-uri` names it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum KeyReference {
-    /// `env:NAME`: a passphrase or a 256-bit key in an environment variable.
-    Env(String),
-    /// `file:PATH`: a passphrase or a 256-bit key in a file.
-    File(PathBuf),
-    /// An Azure Key Vault key, wrapping through `wrapKey` / `unwrapKey`.
-    KeyVault(String),
-}
+pub use crate::model::key::KeyRef as KeyReference;
 
-impl KeyReference {
-    pub fn parse(reference: &str) -> Result<Self> {
-        let invalid = |why: String| {
-            Error::new(
-                ErrorCode::UserErrorInvalidEncryptionKey,
-                format!("the encryption key reference is not one pgvault knows: {why}"),
-            )
-        };
-        if reference.starts_with("https://") || reference.starts_with("http://") {
-            return Ok(KeyReference::KeyVault(reference.to_owned()));
-        }
-        match reference.parse::<SecretRef>() {
-            Ok(SecretRef::Env(name)) => Ok(KeyReference::Env(name.as_str().to_owned())),
-            Ok(SecretRef::File(path)) => Ok(KeyReference::File(path)),
-            Ok(SecretRef::KeyVault(_)) => Err(invalid(
-                "a Key Vault *secret* URI was given; a vault key is a Key Vault *key* \
-                 (https://<vault>.vault.azure.net/keys/<name>), or use env: or file: for a \
-                 passphrase"
-                    .into(),
-            )),
-            Err(e) => Err(invalid(e.to_string())),
-        }
-    }
+/// Parses a key reference (`--encryption-key-uri`, `backup-vault key add --key-uri`).
+pub fn parse_reference(reference: &str) -> Result<KeyReference> {
+    reference.parse::<KeyReference>().map_err(|e| {
+        Error::new(
+            e.code(),
+            format!("the encryption key reference is not one pgvault knows: {e}"),
+        )
+    })
 }
 
 /// Why one reference did not open a vault (no secret in it).
@@ -57,7 +31,7 @@ fn material_of(reference: &KeyReference) -> std::result::Result<Vec<u8>, String>
     match reference {
         KeyReference::Env(name) => {
             use std::os::unix::ffi::OsStrExt as _;
-            match std::env::var_os(name) {
+            match std::env::var_os(name.as_str()) {
                 Some(v) if v.is_empty() => Err("the environment variable is empty".into()),
                 Some(v) => Ok(v.as_bytes().to_vec()),
                 None => Err("the environment variable is not set".into()),
@@ -145,7 +119,7 @@ pub async fn unlock(
 
 /// One slot opened with its own reference; the error says why not, without a secret.
 async fn open_slot(vault_id: &str, slot: &KeySlot) -> std::result::Result<DataKey, String> {
-    let reference = KeyReference::parse(&slot.reference).map_err(|e| e.message)?;
+    let reference = parse_reference(&slot.reference).map_err(|e| e.message)?;
     match (slot.source, &reference) {
         (KeySource::AzureKeyVault, KeyReference::KeyVault(_)) => {
             let kid = slot
@@ -154,7 +128,7 @@ async fn open_slot(vault_id: &str, slot: &KeySlot) -> std::result::Result<DataKe
                 .ok_or("the slot does not record the Key Vault key version that wrapped it")?;
             let wrapped = slot.wrapped_bytes().map_err(|e| e.to_string())?;
             let plain = key_vault::unwrap(kid, &wrapped).await?;
-            DataKey::from_unwrapped(&plain)
+            DataKey::from_unwrapped(plain.expose_secret())
                 .ok_or_else(|| "Key Vault unwrapped something that is not a 256-bit key".to_owned())
         }
         (
@@ -194,7 +168,7 @@ pub async fn new_slot(
     data_key: &DataKey,
     now: DateTime<Utc>,
 ) -> Result<KeySlot> {
-    let parsed = KeyReference::parse(reference)?;
+    let parsed = parse_reference(reference)?;
     let refused = |why: String| {
         Error::new(
             ErrorCode::UserErrorInvalidEncryptionKey,
@@ -244,22 +218,34 @@ pub async fn new_encryption(
     ))
 }
 
-/// Azure Key Vault's `wrapKey` and `unwrapKey`, through the process's Key Vault client.
+/// Azure Key Vault's `wrapKey` and `unwrapKey` (RSA-OAEP-256), through the process's Key
+/// Vault client: the key never leaves Key Vault, and a slot keeps the versioned `kid` that
+/// wrapped, the only version that unwraps.
 mod key_vault {
     use crate::model::code::ErrorCode;
-    type KeyVaultKeyUri = String;
+    use crate::model::key::{KeyVaultKeyRef, KeyWrapAlgorithm, SecretBytes};
+    use crate::secrets::keyvault;
+
+    const ALG: KeyWrapAlgorithm = KeyWrapAlgorithm::RsaOaep256;
 
     pub async fn wrap(
-        _uri: &KeyVaultKeyUri,
-        _key: &[u8; 32],
+        uri: &KeyVaultKeyRef,
+        key: &[u8; 32],
     ) -> Result<(String, Vec<u8>), (ErrorCode, String)> {
-        Err((
-            ErrorCode::UserErrorInvalidEncryptionKey,
-            "Azure Key Vault keys are not wired yet".into(),
-        ))
+        let client = keyvault::process_key_client().map_err(|e| (e.code, e.reason))?;
+        let wrapped = client
+            .wrap_key(uri, ALG, key)
+            .await
+            .map_err(|e| (e.code, e.reason))?;
+        Ok((wrapped.kid.to_string(), wrapped.value))
     }
 
-    pub async fn unwrap(_kid: &str, _wrapped: &[u8]) -> Result<Vec<u8>, String> {
-        Err("Azure Key Vault keys are not wired yet".into())
+    pub async fn unwrap(kid: &str, wrapped: &[u8]) -> Result<SecretBytes, String> {
+        let kid: KeyVaultKeyRef = kid.parse().map_err(|e| format!("{e}"))?;
+        let client = keyvault::process_key_client().map_err(|e| e.reason)?;
+        client
+            .unwrap_key(&kid, ALG, wrapped)
+            .await
+            .map_err(|e| format!("{} ({})", e.reason, e.code.as_str()))
     }
 }
