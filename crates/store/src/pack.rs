@@ -506,6 +506,89 @@ mod tests {
     use crate::chunk::{ChunkKind, decode_blob, encode_blob};
 
     #[test]
+    fn a_sealed_pack_and_index_read_only_with_their_key() {
+        use crate::chunk::{
+            ChunkKind, decode_blob_with_base, encode_blob, encode_delta_blob, seal_blob,
+        };
+        let key = [7u8; 32];
+        let sealer = crate::crypt::DataKey::generate().sealer();
+        let base: Vec<u8> = (0..4000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let mut near = base.clone();
+        near[100] ^= 1;
+        let (base_id, near_id) = (ChunkId::of(&key, &base), ChunkId::of(&key, &near));
+        let full = encode_blob(ChunkKind::Data, &base, 3);
+        let delta = encode_delta_blob(ChunkKind::Data, &near, base_id, &base, 3, 1 << 20).unwrap();
+        let mut builder = PackBuilder::default();
+        builder.push(base_id, base.len(), &seal_blob(&sealer, &base_id, full));
+        builder.push(near_id, near.len(), &seal_blob(&sealer, &near_id, delta));
+        let (id, bytes, entries) = builder.finish(Some(&sealer));
+        assert_eq!(
+            entries[1].base,
+            Some(base_id),
+            "a sealed delta still names its base"
+        );
+        assert_eq!(read_pack_trailer(&bytes, Some(&sealer)).unwrap(), entries);
+        assert!(
+            read_pack_trailer(&bytes, None).is_err(),
+            "the trailer is sealed"
+        );
+        let other = crate::crypt::DataKey::generate().sealer();
+        assert!(matches!(
+            read_pack_trailer(&bytes, Some(&other)),
+            Err(PackError::Sealed { .. })
+        ));
+
+        let blob = |e: &PackEntry| &bytes[e.offset as usize..(e.offset + e.length) as usize];
+        let (_, back) =
+            decode_blob_with_base(&key, Some(&sealer), base_id, blob(&entries[0]), None).unwrap();
+        assert_eq!(back, base);
+        let (_, back) =
+            decode_blob_with_base(&key, Some(&sealer), near_id, blob(&entries[1]), Some(&base))
+                .unwrap();
+        assert_eq!(back, near);
+        // Without the key, with another key, as another chunk, or changed: refused.
+        assert!(matches!(
+            decode_blob_with_base(&key, None, base_id, blob(&entries[0]), None),
+            Err(crate::chunk::BlobError::NoKey(_))
+        ));
+        assert!(matches!(
+            decode_blob_with_base(&key, Some(&other), base_id, blob(&entries[0]), None),
+            Err(crate::chunk::BlobError::Sealed { .. })
+        ));
+        assert!(matches!(
+            decode_blob_with_base(&key, Some(&sealer), near_id, blob(&entries[0]), None),
+            Err(crate::chunk::BlobError::Sealed { .. })
+        ));
+        let mut changed = blob(&entries[0]).to_vec();
+        let last = changed.len() - 1;
+        changed[last] ^= 1;
+        assert!(decode_blob_with_base(&key, Some(&sealer), base_id, &changed, None).is_err());
+        // A clear blob in an encrypted vault is refused, never read.
+        let clear = encode_blob(ChunkKind::Data, &base, 3);
+        assert!(matches!(
+            decode_blob_with_base(&key, Some(&sealer), base_id, &clear, None),
+            Err(crate::chunk::BlobError::NotSealed(_))
+        ));
+        // Nothing of the chunk's bytes is in the pack.
+        assert!(!bytes.windows(16).any(|w| w == &base[400..416]));
+
+        let index = encode_index(&[(id, entries.clone())], Some(&sealer));
+        assert_eq!(
+            decode_index(&index, Some(&sealer)).unwrap(),
+            vec![(id, entries.clone())]
+        );
+        assert!(matches!(
+            decode_index(&index, None),
+            Err(PackError::NoKey { .. })
+        ));
+        let clear = encode_index(&[(id, entries)], None);
+        assert!(matches!(
+            decode_index(&clear, Some(&sealer)),
+            Err(PackError::NotSealed { .. })
+        ));
+    }
+
+    #[test]
     fn pack_round_trip_through_trailer_and_index() {
         let key = [3u8; 32];
         let mut builder = PackBuilder::default();
