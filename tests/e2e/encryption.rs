@@ -583,3 +583,81 @@ fn an_azure_key_vault_key_wraps_the_data_key_across_a_rotation() {
         "{refused}"
     );
 }
+
+/// An encrypted vault on Blob Storage (Azurite) with an archive tier there too: the sweep's
+/// copy to the archive tier is sealed with the same key (its manifest and packs read back
+/// only through it), and `check --read-data` and `verify` authenticate every tier's copy.
+#[test]
+fn an_encrypted_vault_on_blob_storage_seals_its_archive_tier_too() {
+    let azurite = pgvault_testkit::Azurite::start();
+    let mut w = World::new();
+    w.env.extend(azurite.env());
+    w.env
+        .push(("PGVAULT_TEST_PASSPHRASE".into(), PASSPHRASE.into()));
+    let prefix = format!("enc-{}", std::process::id());
+    let vault = "SealedBlob";
+    w.json(&[
+        "backup-vault",
+        "create",
+        "--vault-name",
+        vault,
+        "--storage-url",
+        &format!("az://devstoreaccount1/vaults/{prefix}"),
+        "--archive-storage-url",
+        &format!("az://devstoreaccount1/archive/{prefix}"),
+        "--archive-access-tier",
+        "Cold",
+        "--encryption-key-uri",
+        "env:PGVAULT_TEST_PASSPHRASE",
+    ]);
+    let policy = crate::support::archive_policy(&w);
+    w.json(&[
+        "backup-policy",
+        "create",
+        "-v",
+        vault,
+        "-n",
+        "OssPolicy",
+        "--policy",
+        &policy,
+    ]);
+    let db = sample_database("sealedblob", 2000);
+    let instance = w.protect(vault, &db, &w.admin_secret(&db));
+    let ticked = w.json(&["tick", "--at", "2041-01-06T02:00:00Z"]);
+    assert_eq!(ticked[0]["properties"]["status"], "Completed", "{ticked:#}");
+    let swept = w.json(&[
+        "retention",
+        "sweep",
+        "-v",
+        vault,
+        "--at",
+        "2041-02-07T00:00:00Z",
+    ]);
+    assert_eq!(
+        swept[0]["job"]["properties"]["status"], "Completed",
+        "{swept:#}"
+    );
+    let points = w.recovery_points(vault, &instance);
+    let tiers = points[0]["properties"]["recoveryPointDataStoresDetails"].to_string();
+    assert!(
+        tiers.contains("ArchiveStore"),
+        "moved to the archive tier: {points:?}"
+    );
+
+    let checked = w.json(&["backup-vault", "check", "-v", vault, "--read-data"]);
+    assert!(
+        !checked.to_string().contains("\"severity\":\"Error\""),
+        "{checked:#}"
+    );
+    // Without the key the archive tier is as closed as the vault tier.
+    let mut keyless = World {
+        dir: tempfile::tempdir().unwrap(),
+        env: w.env.clone(),
+    };
+    keyless.env.retain(|(k, _)| k != "PGVAULT_TEST_PASSPHRASE");
+    let refused = keyless.fails(&["backup-vault", "check", "-v", vault]);
+    assert!(
+        refused.contains("UserErrorVaultKeyUnavailable"),
+        "{refused}"
+    );
+}
