@@ -64,8 +64,10 @@ pub(super) const DOCS: &[Doc] = &[
         description: "Creates a vault and registers its name in PGVAULT_HOME. `storage_url` is \
 where it lives (`file:///path`); without it the vault goes under PGVAULT_HOME/vaults. \
 The map may also give `resource_group`, the Azure resource group its ids are under \
-(default `pgvault`; InvalidResourceGroup if ARM would refuse the name). \
-Fails with UserErrorVaultAlreadyExists if the name is taken. Returns the vault. Refused to \
+(default `pgvault`; InvalidResourceGroup if ARM would refuse the name), and \
+`encryption_key_uri`, which encrypts the vault as `backup-vault create --encryption-key-uri` \
+does (`env:NAME`, `file:PATH` or an Azure Key Vault key URI; the key itself never reaches the \
+script). Fails with UserErrorVaultAlreadyExists if the name is taken. Returns the vault. Refused to \
 drop-in scripts (UserErrorScriptNotAllowed): a vault is created by the operator.",
         example: r#"let v = new_vault("TestBkpVault", #{ storage_url: "file:///srv/backups/TestBkpVault" });
 v.name"#,

@@ -56,9 +56,16 @@ pub fn register(engine: &mut Engine, ctx: &ScriptContext) {
                 })?,
                 None => ResourceGroup::default(),
             };
+            let key = text("encryption_key_uri")?;
             c.check_new_vault()?;
-            c.block_on(c.pgvault.create_vault(name, &group, url.as_deref()))
-                .map_err(coded)?;
+            c.block_on(c.pgvault.create_vault_with(
+                name,
+                &group,
+                url.as_deref(),
+                None,
+                key.as_deref(),
+            ))
+            .map_err(coded)?;
             Ok(VaultRef {
                 name: name.to_string(),
             })
