@@ -54,6 +54,8 @@ pub enum Work {
     /// older than this.
     Sweep(IsoDuration),
     Script(ReadyScript, Box<RunOptions>),
+    /// Alert notices due: send them (see [`crate::alerts::deliver_due`]).
+    DeliverAlerts,
 }
 
 impl Work {
@@ -64,12 +66,18 @@ impl Work {
             Work::Drill(d) => format!("drill/{}/{}", d.vault, d.instance),
             Work::Sweep(_) => SWEEP_KEY.to_owned(),
             Work::Script(s, _) => format!("script/{}", s.path.display()),
+            Work::DeliverAlerts => ALERTS_KEY.to_owned(),
         }
     }
 }
 
 /// The key of [`Work::Sweep`].
 pub const SWEEP_KEY: &str = "sweep";
+/// The key of [`Work::DeliverAlerts`].
+pub const ALERTS_KEY: &str = "alerts";
+/// How long after a scheduled occurrence a backup may still be missing before it is
+/// overdue (`serve --overdue-grace`).
+pub const DEFAULT_OVERDUE_GRACE: TimeDelta = TimeDelta::hours(2);
 
 /// One turn's answer.
 #[derive(Debug, Default)]
@@ -116,6 +124,8 @@ pub struct Agenda {
     sweeps: Option<Sweeps>,
     scripts: Option<(ScriptsDir, RunOptions)>,
     first_script_scan: bool,
+    /// Alerts: overdue backups checked with this grace, and notices delivered when due.
+    alerts: Option<TimeDelta>,
 }
 
 impl Agenda {
@@ -140,6 +150,13 @@ impl Agenda {
     pub fn with_scripts(mut self, dir: ScriptsDir, options: RunOptions) -> Self {
         self.scripts = Some((dir, options));
         self.first_script_scan = true;
+        self
+    }
+
+    /// Also alerts: a backup overdue by more than `grace` after its schedule's occurrence
+    /// raises its alert, and notices due are delivered ([`Work::DeliverAlerts`]).
+    pub fn alerting(mut self, grace: TimeDelta) -> Self {
+        self.alerts = Some(grace);
         self
     }
 
@@ -179,6 +196,14 @@ impl Agenda {
         // Backups before drills: a drill due after a number of backups counts the ones due
         // now only once they ran, at a later turn.
         turn.due.sort_by_key(|w| matches!(w, Work::Drill(_)));
+        if self.alerts.is_some() {
+            match svc.next_alert_delivery() {
+                Ok(Some(t)) if t <= now => turn.due.push(Work::DeliverAlerts),
+                Ok(Some(t)) => wake(&mut turn, t),
+                Ok(None) => {}
+                Err(e) => tracing::error!(code = %e.code, "alert notices: {}", e.message),
+            }
+        }
         if let Some(sweeps) = &mut self.sweeps {
             if sweeps.next.is_none_or(|next| now >= next) {
                 turn.due.push(Work::Sweep(sweeps.keep_job_history));
@@ -261,6 +286,30 @@ impl Agenda {
             if let Some(t) = schedule.next_after(now) {
                 wake(t);
             }
+            if let Some(grace) = self.alerts {
+                let last_success = [Operation::OnDemandBackup, Operation::ScheduledBackup]
+                    .into_iter()
+                    .map(|operation| {
+                        let mut filter = JobFilter::default()
+                            .vault(&scanned.vault)
+                            .instance(&scanned.instance)
+                            .operation(operation)
+                            .status(JobStatus::Completed);
+                        filter.limit = Some(1);
+                        Ok(svc.jobs(&filter)?.first().map(|job| job.state.start()))
+                    })
+                    .collect::<Result<Vec<_>>>()?
+                    .into_iter()
+                    .flatten()
+                    .max();
+                let check = overdue(schedule, protected_since, last_success, grace, now);
+                if let Some(missed) = check.missed {
+                    svc.backup_overdue(&scanned.vault, &scanned.instance, missed, grace, now)?;
+                }
+                if let Some(t) = check.next_check {
+                    wake(t);
+                }
+            }
         }
         if let Some((settings, has_recovery_point)) = &scanned.drill {
             let last_drill = latest(Operation::RestoreDrill)?;
@@ -296,6 +345,35 @@ impl Agenda {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether an instance's backup is overdue at `now`, and when to look again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverdueCheck {
+    /// The schedule occurrence no successful backup followed within the grace.
+    pub missed: Option<DateTime<Utc>>,
+    /// When the next occurrence's grace ends (the next moment a backup can become overdue).
+    pub next_check: Option<DateTime<Utc>>,
+}
+
+/// Pure: the latest occurrence of `schedule` whose grace has passed at `now` is missed when
+/// the instance was protected before it and no successful backup started at or after it.
+pub fn overdue(
+    schedule: &Schedule,
+    protected_since: Option<DateTime<Utc>>,
+    last_success: Option<DateTime<Utc>>,
+    grace: TimeDelta,
+    now: DateTime<Utc>,
+) -> OverdueCheck {
+    let judged = now - grace;
+    let missed = schedule.latest_at_or_before(judged).filter(|occurrence| {
+        protected_since.is_some_and(|p| p <= *occurrence)
+            && last_success.is_none_or(|s| s < *occurrence)
+    });
+    OverdueCheck {
+        missed,
+        next_check: schedule.next_after(judged).map(|t| t + grace),
     }
 }
 
@@ -393,6 +471,8 @@ pub enum Ticked {
     },
     /// A drop-in script's run (its job), or why the job history could not record it.
     Script { work: Work, job: Result<Job> },
+    /// Alert notices sent (or why the history could not be read).
+    Alerts(Result<crate::alerts::Delivered>),
 }
 
 /// `pgvault tick`: one turn of the agenda at `now`, everything due run one after another in
@@ -459,5 +539,6 @@ async fn run_once(svc: &Arc<Pgvault>, work: Work, now: DateTime<Utc>) -> Ticked 
                 .map(|ran| ran.job);
             Ticked::Script { work, job }
         }
+        Work::DeliverAlerts => Ticked::Alerts(crate::alerts::deliver_due(svc, now).await),
     }
 }
