@@ -303,7 +303,18 @@ impl Agenda {
                     .flatten()
                     .max();
                 let check = overdue(schedule, protected_since, last_success, grace, now);
-                if let Some(missed) = check.missed {
+                // A backup still running is late, not missing: its end decides.
+                let running = || -> Result<bool> {
+                    let mut filter = JobFilter::default()
+                        .vault(&scanned.vault)
+                        .instance(&scanned.instance)
+                        .status(JobStatus::InProgress);
+                    filter.limit = Some(1);
+                    Ok(!svc.jobs(&filter)?.is_empty())
+                };
+                if let Some(missed) = check.missed
+                    && !running()?
+                {
                     svc.backup_overdue(&scanned.vault, &scanned.instance, missed, grace, now)?;
                 }
                 if let Some(t) = check.next_check {
@@ -540,5 +551,54 @@ async fn run_once(svc: &Arc<Pgvault>, work: Work, now: DateTime<Utc>) -> Ticked 
             Ticked::Script { work, job }
         }
         Work::DeliverAlerts => Ticked::Alerts(crate::alerts::deliver_due(svc, now).await),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    /// One row per case: protected since, last successful backup start, now; the occurrence
+    /// found missed, and when to look next. Hourly at :00, a grace of 30 minutes.
+    #[test]
+    fn a_backup_is_overdue_once_its_occurrence_and_grace_passed_without_success() {
+        let hourly = Schedule::parse(&["R/2030-01-01T00:00:00+00:00/PT1H"], Some("UTC")).unwrap();
+        let grace = TimeDelta::minutes(30);
+        let cases: &[(&str, Option<&str>, &str, Option<&str>, &str)] = &[
+            // Within the grace of 01:00: not yet.
+            ("00:30", None, "01:29", None, "01:30"),
+            // At the end of the grace: missed.
+            ("00:30", None, "01:30", Some("01:00"), "02:30"),
+            // A success at the occurrence (or after) is enough.
+            ("00:30", Some("01:00"), "01:45", None, "02:30"),
+            // A success before the occurrence is not.
+            ("00:30", Some("00:45"), "01:45", Some("01:00"), "02:30"),
+            // Protected after the occurrence: that one was never due.
+            ("01:10", None, "01:45", None, "02:30"),
+            // The latest occurrence past its grace is the one named.
+            ("00:30", Some("01:00"), "03:31", Some("03:00"), "04:30"),
+        ];
+        for (protected, success, now, missed, next) in cases {
+            let at = |hm: &str| t(&format!("2030-01-01T{hm}:00Z"));
+            let check = overdue(
+                &hourly,
+                Some(at(protected)),
+                success.map(at),
+                grace,
+                at(now),
+            );
+            assert_eq!(
+                check,
+                OverdueCheck {
+                    missed: missed.map(at),
+                    next_check: Some(at(next)),
+                },
+                "protected {protected}, success {success:?}, now {now}"
+            );
+        }
     }
 }

@@ -915,6 +915,17 @@ impl JobHistory {
                 "DELETE FROM job_tasks WHERE job_id NOT IN (SELECT id FROM jobs)",
                 [],
             )?;
+            // Alerts resolved before the cutoff go with the jobs of their time, with their
+            // notices; an open alert stays, however old.
+            tx.execute(
+                "DELETE FROM alert_deliveries WHERE incident_id IN (SELECT id FROM \
+                 alert_incidents WHERE state = 'Resolved' AND resolved_time < ?1)",
+                [&cutoff],
+            )?;
+            tx.execute(
+                "DELETE FROM alert_incidents WHERE state = 'Resolved' AND resolved_time < ?1",
+                [&cutoff],
+            )?;
             tx.commit()?;
             // Pruning is the history's periodic maintenance, so it is where SQLite is asked to
             // refresh the statistics its planner uses to pick an index for a filter.

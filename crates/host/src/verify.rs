@@ -115,7 +115,8 @@ impl Pgvault {
 
     /// Raises (or adds to) the vault's damage alert; a failure to record it is logged.
     fn damage_alert(&self, vault: &str, description: String) {
-        let event = AlertEvent::new(AlertKind::VaultDamage, description, self.now()).on(vault, None);
+        let event =
+            AlertEvent::new(AlertKind::VaultDamage, description, self.now()).on(vault, None);
         if let Err(e) = self.raise_alert(&event) {
             tracing::error!(vault = %vault, error = %e, "could not record the damage alert");
         }
@@ -162,9 +163,12 @@ impl Pgvault {
                     vault.name()
                 ),
             );
-        } else if let Err(e) =
-            self.resolve_alerts(&[AlertKind::VaultDamage], Some(vault.name()), None, self.now())
-        {
+        } else if let Err(e) = self.resolve_alerts(
+            &[AlertKind::VaultDamage],
+            Some(vault.name()),
+            None,
+            self.now(),
+        ) {
             tracing::error!(vault = %vault.name(), error = %e, "could not resolve the damage alert");
         }
         Ok(VaultCheck {

@@ -149,7 +149,10 @@ pub async fn run(cmd: AlertCommand, format: Format) -> anyhow::Result<ExitCode> 
         AlertCommand::List { open } => {
             let alerts = svc.alerts(open).map_err(coded)?;
             match format {
-                Format::Json => print(&Value::Array(alerts.iter().map(alert_json).collect()), format)?,
+                Format::Json => print(
+                    &Value::Array(alerts.iter().map(alert_json).collect()),
+                    format,
+                )?,
                 Format::Table => line(&alerts_table(&alerts))?,
             }
         }
@@ -321,7 +324,14 @@ fn destinations_table(list: &[Destination]) -> String {
         })
         .collect();
     table(
-        &["Name", "Vault", "Target", "Last success", "Health", "Last error"],
+        &[
+            "Name",
+            "Vault",
+            "Target",
+            "Last success",
+            "Health",
+            "Last error",
+        ],
         &rows,
     )
 }
@@ -340,6 +350,8 @@ pub async fn deliver_after_command() {
     match tokio::time::timeout(std::time::Duration::from_secs(15), deliver_due(&svc, now)).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => tracing::warn!(code = %e.code, "alert notices: {}", e.message),
-        Err(_) => tracing::warn!("alert notices were still being sent after 15 s; the rest are sent later"),
+        Err(_) => tracing::warn!(
+            "alert notices were still being sent after 15 s; the rest are sent later"
+        ),
     }
 }

@@ -39,9 +39,7 @@ mod schema;
 mod send;
 
 pub use schema::common_alert_schema;
-pub use send::{
-    Delivered, DeliveryTarget, EmailConfig, SmtpSecurity, deliver_due, send_test,
-};
+pub use send::{Delivered, DeliveryTarget, EmailConfig, SmtpSecurity, deliver_due, send_test};
 
 use std::fmt;
 use std::str::FromStr;
@@ -144,7 +142,11 @@ impl AlertKind {
     /// Azure Monitor's signal type: what a user did is an activity log entry; the rest comes
     /// from the service's own health signals (logs).
     pub fn signal_type(self) -> &'static str {
-        if self.grouped() { "Log" } else { "Activity Log" }
+        if self.grouped() {
+            "Log"
+        } else {
+            "Activity Log"
+        }
     }
 }
 
@@ -330,13 +332,21 @@ fn check_name(name: &str) -> Result<()> {
 /// Records `event`: into the open incident of its kind on its vault and instance (count + 1,
 /// no new notice) when the kind is grouped and one is open, else as a new incident whose
 /// `Fired` notice is queued for every destination that covers its vault. One transaction.
-pub fn raise(history: &JobHistory, event: &AlertEvent) -> std::result::Result<Incident, HistoryError> {
+pub fn raise(
+    history: &JobHistory,
+    event: &AlertEvent,
+) -> std::result::Result<Incident, HistoryError> {
     let mut conn = history.conn();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let open = if event.kind.grouped() {
-        open_incidents(&tx, &[event.kind], event.vault.as_deref(), event.instance.as_deref())?
-            .into_iter()
-            .next()
+        open_incidents(
+            &tx,
+            &[event.kind],
+            event.vault.as_deref(),
+            event.instance.as_deref(),
+        )?
+        .into_iter()
+        .next()
     } else {
         None
     };
@@ -550,7 +560,10 @@ fn corrupt(id: &str, detail: impl Into<String>) -> HistoryError {
     }
 }
 
-fn time_col(id: &str, text: Option<String>) -> std::result::Result<Option<DateTime<Utc>>, HistoryError> {
+fn time_col(
+    id: &str,
+    text: Option<String>,
+) -> std::result::Result<Option<DateTime<Utc>>, HistoryError> {
     text.map(|t| parse_db_time(&t).map_err(|e| corrupt(id, format!("time `{t}`: {e}"))))
         .transpose()
 }
@@ -753,7 +766,11 @@ impl Pgvault {
     pub fn alerts(&self, open_only: bool) -> Result<Vec<IncidentWithDeliveries>> {
         let conn = self.history().conn();
         let list = || -> std::result::Result<Vec<IncidentWithDeliveries>, HistoryError> {
-            let filter = if open_only { "WHERE state = 'Fired'" } else { "" };
+            let filter = if open_only {
+                "WHERE state = 'Fired'"
+            } else {
+                ""
+            };
             let mut stmt = conn.prepare(&format!(
                 "SELECT {INCIDENT_COLUMNS} FROM alert_incidents {filter} ORDER BY seq DESC"
             ))?;

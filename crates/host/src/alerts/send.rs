@@ -51,7 +51,9 @@ pub enum DeliveryTarget {
         bearer_token: Option<SecretRef>,
     },
     Email(EmailConfig),
-    Script { path: PathBuf },
+    Script {
+        path: PathBuf,
+    },
 }
 
 /// An SMTP destination.
@@ -156,7 +158,9 @@ impl DeliveryTarget {
                     )));
                 }
                 if email.to.is_empty() {
-                    return Err(invalid("an email destination needs at least one --to address"));
+                    return Err(invalid(
+                        "an email destination needs at least one --to address",
+                    ));
                 }
                 for address in email.to.iter().chain([&email.from]) {
                     address.parse::<lettre::Address>().map_err(|e| {
@@ -467,7 +471,11 @@ async fn send(
                         e.message
                     )),
                 },
-                Err(e) => Err(format!("the hook {} could not run: {}", path.display(), e.message)),
+                Err(e) => Err(format!(
+                    "the hook {} could not run: {}",
+                    path.display(),
+                    e.message
+                )),
             }
         }
     }
@@ -485,11 +493,12 @@ async fn post_webhook(
         }
         WebhookUrl::Secret(reference) => {
             let value = reference.resolve().await.map_err(|e| e.to_string())?;
-            let url = url::Url::parse(value.expose_secret()).map_err(|_| {
-                format!("the secret {reference} does not hold a URL")
-            })?;
+            let url = url::Url::parse(value.expose_secret())
+                .map_err(|_| format!("the secret {reference} does not hold a URL"))?;
             if !matches!(url.scheme(), "https" | "http") {
-                return Err(format!("the secret {reference} does not hold an http(s) URL"));
+                return Err(format!(
+                    "the secret {reference} does not hold an http(s) URL"
+                ));
             }
             (url, format!("the URL in {reference}"))
         }
@@ -545,7 +554,10 @@ async fn send_email(
         incident.description,
         incident.count,
         incident.fired,
-        match incident.resolved.filter(|_| condition == Condition::Resolved) {
+        match incident
+            .resolved
+            .filter(|_| condition == Condition::Resolved)
+        {
             Some(t) => format!("Resolved: {t}"),
             None => String::new(),
         },
