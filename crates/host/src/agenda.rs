@@ -568,7 +568,8 @@ mod tests {
     fn a_backup_is_overdue_once_its_occurrence_and_grace_passed_without_success() {
         let hourly = Schedule::parse(&["R/2030-01-01T00:00:00+00:00/PT1H"], Some("UTC")).unwrap();
         let grace = TimeDelta::minutes(30);
-        let cases: &[(&str, Option<&str>, &str, Option<&str>, &str)] = &[
+        type Case<'a> = (&'a str, Option<&'a str>, &'a str, Option<&'a str>, &'a str);
+        let cases: &[Case] = &[
             // Within the grace of 01:00: not yet.
             ("00:30", None, "01:29", None, "01:30"),
             // At the end of the grace: missed.

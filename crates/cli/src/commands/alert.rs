@@ -51,7 +51,7 @@ pub enum DestinationCommand {
     #[command(
         after_help = "Examples:\n  pgvault alert destination add --name oncall --webhook-url env:PGVAULT_TEAMS_WEBHOOK\n  pgvault alert destination add --name pager --webhook-url https://events.example/hook --bearer-token file:/etc/pgvault/pager-token\n  pgvault alert destination add --name dba --smtp-server smtp.example.com --smtp-security starttls \\\n      --smtp-username pgvault --smtp-password env:SMTP_PASSWORD --from pgvault@example.com --to dba@example.com\n  pgvault alert destination add --name hook --script /etc/pgvault/on-alert.rhai --vault-name prod\n\nA webhook gets a JSON POST in Azure Monitor's common alert schema. A URL holding a token\n(Teams, Slack) must be given as a secret reference. A hook runs in the drop-in sandbox;\n`alert()` returns the alert as a map."
     )]
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// List the destinations, with their health (last success, failing since, last error).
     List,
     /// Remove a destination; its pending notices are recorded as failed.
@@ -107,7 +107,7 @@ pub struct AddArgs {
 }
 
 impl AddArgs {
-    fn target(self) -> anyhow::Result<DeliveryTarget> {
+    fn target(self: Box<Self>) -> anyhow::Result<DeliveryTarget> {
         if let Some(url) = self.webhook_url {
             let bearer_token = self
                 .bearer_token

@@ -101,7 +101,12 @@ mod tests {
             error_code: Some("UserErrorDBServerUnreachable".into()),
         };
         let target = "/subscriptions/s/resourceGroups/g/providers/Microsoft.DataProtection/backupVaults/V/backupInstances/db1".to_owned();
-        let fired = common_alert_schema(&incident, Condition::Fired, "s", &[target.clone()]);
+        let fired = common_alert_schema(
+            &incident,
+            Condition::Fired,
+            "s",
+            std::slice::from_ref(&target),
+        );
         let e = &fired["data"]["essentials"];
         assert_eq!(fired["schemaId"], "azureMonitorCommonAlertSchema");
         assert_eq!(
