@@ -179,6 +179,50 @@ fn a_failed_backup_fires_once_resolves_on_success_and_shows_in_metrics() {
     assert!(open[0]["description"].as_str().unwrap().contains(&oldest));
     assert_eq!(got.lock().unwrap().len(), 3);
 
+    // A test send, and a destination that cannot be reached: the test says so, and the
+    // list shows since when it fails and why.
+    w.run(&["alert", "destination", "test", "--name", "oncall"]);
+    assert_eq!(got.lock().unwrap().len(), 4);
+    assert_eq!(
+        got.lock().unwrap()[3]["data"]["essentials"]["severity"],
+        "Sev4"
+    );
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/hook", closed.local_addr().unwrap());
+    drop(closed);
+    w.json(&[
+        "alert",
+        "destination",
+        "add",
+        "--name",
+        "dead",
+        "--webhook-url",
+        &dead,
+    ]);
+    let refused = w.fails(&["alert", "destination", "test", "--name", "dead"]);
+    assert!(refused.contains("AlertDeliveryFailed"), "{refused}");
+    let list = w.json(&["alert", "destination", "list"]);
+    let dead_row = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "dead")
+        .unwrap()
+        .clone();
+    assert!(dead_row["failingSince"].is_string(), "{dead_row}");
+    assert!(
+        dead_row["lastError"].as_str().unwrap().contains("POST"),
+        "{dead_row}"
+    );
+    let ok_row = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == "oncall")
+        .unwrap();
+    assert!(ok_row["failingSince"].is_null() && ok_row["lastSuccessDateTime"].is_string());
+    w.run(&["alert", "destination", "remove", "--name", "dead"]);
+
     // /metrics: a Reader token, never anonymous.
     let token = w.json(&[
         "api-token",
