@@ -691,3 +691,40 @@ async fn destinations_refuse_secrets_in_the_clear() {
         pgvault_core::model::code::ErrorCode::UserErrorAlertDestinationExists
     );
 }
+
+/// A backup whose process died (killed mid-backup) is failed by the next pgvault that opens
+/// the home, and that failure raises the alert as any other does.
+#[tokio::test]
+async fn a_backup_left_running_by_a_dead_process_raises_its_alert() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, _) = home(
+        dir.path(),
+        t("2030-01-01T00:00:00Z"),
+        Duration::from_secs(1),
+    )
+    .await;
+    // A pid no process has: above the kernel's pid_max.
+    let dead = pgvault_core::model::job::JobOwner::new(
+        4_194_305,
+        pgvault_host::history::local_host_name(),
+    );
+    let mut new = NewJob::new(
+        Operation::ScheduledBackup,
+        "V",
+        t("2030-01-01T01:00:00Z"),
+        dead,
+    );
+    new.backup_instance_name = Some("db1".into());
+    svc.history().start(&new).unwrap();
+    assert!(svc.alerts(false).unwrap().is_empty());
+    drop(svc);
+
+    let reopened = Pgvault::open(Home::at(dir.path().join("home"))).unwrap();
+    let alerts = reopened.alerts(false).unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:#?}");
+    assert_eq!(alerts[0].incident.kind, AlertKind::BackupFailure);
+    assert_eq!(
+        alerts[0].incident.error_code.as_deref(),
+        Some("JobInterrupted")
+    );
+}
