@@ -15,6 +15,12 @@
 //! (when an instance was protected, its last scheduled backup and drill) is read at every
 //! turn: it is local SQLite, and it changes with every job.
 //!
+//! With [`Agenda::alerting`] (`serve` and `tick`), a turn also looks for backups overdue
+//! (the pure [`overdue`]: no successful backup since the schedule's latest occurrence plus a
+//! grace; the instance's alert is raised, once per missed occurrence) and for alert notices
+//! due ([`Work::DeliverAlerts`]); the end of the next occurrence's grace and the next retry
+//! of a notice are wake-ups.
+//!
 //! The agenda never reads the clock: every `now` is the caller's (`serve`'s `Clock`, `tick
 //! --at`).
 
