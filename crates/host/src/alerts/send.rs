@@ -108,11 +108,11 @@ fn parse_webhook_url(text: &str) -> Result<WebhookUrl> {
         u.host_str().is_some_and(|h| h.contains(".vault.")) && u.path().starts_with("/secrets/")
     });
     if lower.starts_with("env:") || lower.starts_with("file:") || key_vault {
-        return super::parse_secret_ref("--url", text).map(WebhookUrl::Secret);
+        return super::parse_secret_ref("--webhook-url", text).map(WebhookUrl::Secret);
     }
     let url = url::Url::parse(text).map_err(|e| {
         invalid(format!(
-            "--url takes an https URL or a secret reference holding one: it is not a URL ({e})"
+            "--webhook-url takes an https URL or a secret reference holding one: it is not a URL ({e})"
         ))
     })?;
     check_plain_url(&url)?;
@@ -124,7 +124,7 @@ fn check_plain_url(url: &url::Url) -> Result<()> {
     if !url.username().is_empty() || url.password().is_some() || url.query().is_some() {
         return Err(invalid(
             "the webhook URL carries credentials or a query (often a token): keep it in a secret \
-             reference instead (--url env:NAME, file:PATH or a Key Vault secret URI), so it is \
+             reference instead (--webhook-url env:NAME, file:PATH or a Key Vault secret URI), so it is \
              not stored in the clear",
         ));
     }
