@@ -86,7 +86,7 @@ fn sample(text: &str, name_and_labels: &str) -> Option<f64> {
 fn a_failed_backup_fires_once_resolves_on_success_and_shows_in_metrics() {
     let w = World::new();
     let db = sample_database("alerts", 200);
-    w.vault_with_policy("V");
+    let vault_dir = w.vault_with_policy("V");
     let secret = w.admin_secret(&db);
     let instance = w.protect("V", &db, &secret);
     let (url, got) = receiver();
@@ -282,4 +282,24 @@ fn a_failed_backup_fires_once_resolves_on_success_and_shows_in_metrics() {
     assert!(text.contains("pgvault_alerts_fired{kind=\"DeleteBackupData\"} 1"));
     assert!(text.contains("pgvault_alert_destination_failing{destination=\"oncall\"} 0"));
     assert!(text.contains("# TYPE pgvault_jobs gauge"));
+
+    // A pack goes missing: `backup-vault check` finds the vault damaged and says so.
+    let pack = crate::support::files_under(&vault_dir.join("packs"))
+        .into_iter()
+        .next()
+        .unwrap();
+    std::fs::remove_file(&pack).unwrap();
+    let checked = w.run(&["backup-vault", "check", "--vault-name", "V"]);
+    assert!(!checked.status.success());
+    let open = w.json(&["alert", "list", "--open"]);
+    let damage: Vec<&Value> = open
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "VaultDamage")
+        .collect();
+    assert_eq!(damage.len(), 1, "{open:#?}");
+    assert_eq!(damage[0]["alertRule"], "Backup Data Damaged");
+    assert_eq!(damage[0]["vaultName"], "V");
+    assert_eq!(got.lock().unwrap().len(), 5);
 }

@@ -340,6 +340,11 @@ fn destinations_table(list: &[Destination]) -> String {
 /// notified without waiting for `serve`); failed attempts are left for `serve`'s retries.
 /// Bounded, so a destination that hangs does not hold the command's exit for long.
 pub async fn deliver_after_command() {
+    // A command that needed no home (a policy template) does not make one here.
+    match pgvault_host::api::Home::from_env() {
+        Ok(home) if home.jobs_db().exists() => {}
+        _ => return,
+    }
     let Ok(svc) = open_service() else { return };
     let svc = Arc::new(svc);
     let now = svc.now();
