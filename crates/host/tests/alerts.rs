@@ -728,3 +728,69 @@ async fn a_backup_left_running_by_a_dead_process_raises_its_alert() {
         Some("JobInterrupted")
     );
 }
+
+/// Security events are never grouped: each weakening is its own Sev0 alert, notified; a
+/// damage alert is resolved by the next check that finds the vault sound.
+#[tokio::test]
+async fn security_events_stand_alone_and_a_sound_check_resolves_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let (svc, _) = home(
+        dir.path(),
+        t("2030-01-01T00:00:00Z"),
+        Duration::from_secs(1),
+    )
+    .await;
+    let hook = receiver().await;
+    svc.add_alert_destination(
+        "oncall",
+        Some("v"),
+        DeliveryTarget::Webhook {
+            url: hook.url.clone(),
+            bearer_token: None,
+        },
+    )
+    .await
+    .unwrap();
+    let first = svc
+        .security_setting_weakened("V", "soft delete state", "On", "Off")
+        .unwrap();
+    let second = svc
+        .security_setting_weakened("V", "immutability state", "Unlocked", "Disabled")
+        .unwrap();
+    assert_ne!(first.id, second.id);
+    assert_eq!((first.count, second.count), (1, 1));
+    assert_eq!(first.severity, "Sev0");
+    let sent = deliver_due(&svc, svc.now()).await.unwrap();
+    assert_eq!(
+        sent.delivered, 2,
+        "a destination of vault `v` covers `V`: names ignore case"
+    );
+    assert_eq!(
+        hook.got.lock().unwrap()[0].body["data"]["essentials"]["signalType"],
+        "Activity Log"
+    );
+
+    let damage = pgvault_host::alerts::AlertEvent::new(
+        AlertKind::VaultDamage,
+        "a pack is missing",
+        svc.now(),
+    )
+    .on("V", None);
+    let raised = svc.raise_alert(&damage).unwrap();
+    let checked = svc
+        .check_vault("V", pgvault_core::store::check::ReadData::Structure)
+        .await
+        .unwrap();
+    assert_eq!(
+        checked.status,
+        pgvault_core::engine::verify::VerifyStatus::Ok
+    );
+    let after = svc.alert(&raised.id).unwrap().unwrap();
+    assert_eq!(after.incident.condition, Condition::Resolved);
+    assert_eq!(
+        after.deliveries.last().unwrap().condition,
+        Condition::Resolved
+    );
+    // The security alerts stay open: nothing but a person closes them.
+    assert_eq!(svc.alerts(true).unwrap().len(), 2);
+}

@@ -672,6 +672,26 @@ impl Pgvault {
         raise(self.history(), event).map_err(alert_err)
     }
 
+    /// A vault's protection was weakened (soft delete turned off or its retention shortened,
+    /// immutability turned down): a "Security Setting Weakened" alert (`Sev0`, never grouped,
+    /// resolved by hand), as Azure Backup raises for such changes. For the operations that
+    /// change those settings to call once the change is made.
+    pub fn security_setting_weakened(
+        &self,
+        vault: &str,
+        setting: &str,
+        from: &str,
+        to: &str,
+    ) -> Result<Incident> {
+        let event = AlertEvent::new(
+            AlertKind::SecuritySettingWeakened,
+            format!("The {setting} of vault `{vault}` was changed from {from} to {to}"),
+            self.now(),
+        )
+        .on(vault, None);
+        self.raise_alert(&event)
+    }
+
     /// Resolves the open incidents of `kinds` on `vault` / `instance` (see [`resolve`]).
     pub fn resolve_alerts(
         &self,
