@@ -2,6 +2,7 @@
 //! throwaway cluster started from the installed server binaries, or the server named by
 //! PGVAULT_TEST_DATABASE_URL), real `pg_dump` / `pg_restore`, real files. No mocks.
 
+mod alerts;
 mod archive_tier;
 mod arm_scope;
 mod azure_walkthrough;

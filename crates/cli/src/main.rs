@@ -85,6 +85,13 @@ enum Command {
     /// The bearer tokens of the REST API (`pgvault serve --listen`).
     #[command(subcommand)]
     ApiToken(commands::api_token::ApiTokenCommand),
+    /// Alerts (failed backups, restores and drills, overdue backups, damage, deletions) and
+    /// where they go: webhooks, email, Rhai hooks.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  pgvault alert list --open\n  pgvault alert destination add --name oncall --webhook-url env:PGVAULT_TEAMS_WEBHOOK\n  pgvault alert destination test --name oncall"
+    )]
+    Alert(commands::alert::AlertCommand),
     /// Show pgvault end to end on a throwaway PostgreSQL: sample data, a vault, backups, a restore, the jobs.
     #[command(after_help = "Example:\n  cargo run --release -- demo")]
     Demo(commands::demo::DemoArgs),

@@ -15,6 +15,12 @@
 //! (when an instance was protected, its last scheduled backup and drill) is read at every
 //! turn: it is local SQLite, and it changes with every job.
 //!
+//! With [`Agenda::alerting`] (`serve` and `tick`), a turn also looks for backups overdue
+//! (the pure [`overdue`]: no successful backup since the schedule's latest occurrence plus a
+//! grace; the instance's alert is raised, once per missed occurrence) and for alert notices
+//! due ([`Work::DeliverAlerts`]); the end of the next occurrence's grace and the next retry
+//! of a notice are wake-ups.
+//!
 //! The agenda never reads the clock: every `now` is the caller's (`serve`'s `Clock`, `tick
 //! --at`).
 
@@ -54,6 +60,8 @@ pub enum Work {
     /// older than this.
     Sweep(IsoDuration),
     Script(ReadyScript, Box<RunOptions>),
+    /// Alert notices due: send them (see [`crate::alerts::deliver_due`]).
+    DeliverAlerts,
 }
 
 impl Work {
@@ -64,12 +72,18 @@ impl Work {
             Work::Drill(d) => format!("drill/{}/{}", d.vault, d.instance),
             Work::Sweep(_) => SWEEP_KEY.to_owned(),
             Work::Script(s, _) => format!("script/{}", s.path.display()),
+            Work::DeliverAlerts => ALERTS_KEY.to_owned(),
         }
     }
 }
 
 /// The key of [`Work::Sweep`].
 pub const SWEEP_KEY: &str = "sweep";
+/// The key of [`Work::DeliverAlerts`].
+pub const ALERTS_KEY: &str = "alerts";
+/// How long after a scheduled occurrence a backup may still be missing before it is
+/// overdue (`serve --overdue-grace`).
+pub const DEFAULT_OVERDUE_GRACE: TimeDelta = TimeDelta::hours(2);
 
 /// One turn's answer.
 #[derive(Debug, Default)]
@@ -116,6 +130,8 @@ pub struct Agenda {
     sweeps: Option<Sweeps>,
     scripts: Option<(ScriptsDir, RunOptions)>,
     first_script_scan: bool,
+    /// Alerts: overdue backups checked with this grace, and notices delivered when due.
+    alerts: Option<TimeDelta>,
 }
 
 impl Agenda {
@@ -140,6 +156,13 @@ impl Agenda {
     pub fn with_scripts(mut self, dir: ScriptsDir, options: RunOptions) -> Self {
         self.scripts = Some((dir, options));
         self.first_script_scan = true;
+        self
+    }
+
+    /// Also alerts: a backup overdue by more than `grace` after its schedule's occurrence
+    /// raises its alert, and notices due are delivered ([`Work::DeliverAlerts`]).
+    pub fn alerting(mut self, grace: TimeDelta) -> Self {
+        self.alerts = Some(grace);
         self
     }
 
@@ -179,6 +202,14 @@ impl Agenda {
         // Backups before drills: a drill due after a number of backups counts the ones due
         // now only once they ran, at a later turn.
         turn.due.sort_by_key(|w| matches!(w, Work::Drill(_)));
+        if self.alerts.is_some() {
+            match svc.next_alert_delivery() {
+                Ok(Some(t)) if t <= now => turn.due.push(Work::DeliverAlerts),
+                Ok(Some(t)) => wake(&mut turn, t),
+                Ok(None) => {}
+                Err(e) => tracing::error!(code = %e.code, "alert notices: {}", e.message),
+            }
+        }
         if let Some(sweeps) = &mut self.sweeps {
             if sweeps.next.is_none_or(|next| now >= next) {
                 turn.due.push(Work::Sweep(sweeps.keep_job_history));
@@ -261,6 +292,41 @@ impl Agenda {
             if let Some(t) = schedule.next_after(now) {
                 wake(t);
             }
+            if let Some(grace) = self.alerts {
+                let last_success = [Operation::OnDemandBackup, Operation::ScheduledBackup]
+                    .into_iter()
+                    .map(|operation| {
+                        let mut filter = JobFilter::default()
+                            .vault(&scanned.vault)
+                            .instance(&scanned.instance)
+                            .operation(operation)
+                            .status(JobStatus::Completed);
+                        filter.limit = Some(1);
+                        Ok(svc.jobs(&filter)?.first().map(|job| job.state.start()))
+                    })
+                    .collect::<Result<Vec<_>>>()?
+                    .into_iter()
+                    .flatten()
+                    .max();
+                let check = overdue(schedule, protected_since, last_success, grace, now);
+                // A backup still running is late, not missing: its end decides.
+                let running = || -> Result<bool> {
+                    let mut filter = JobFilter::default()
+                        .vault(&scanned.vault)
+                        .instance(&scanned.instance)
+                        .status(JobStatus::InProgress);
+                    filter.limit = Some(1);
+                    Ok(!svc.jobs(&filter)?.is_empty())
+                };
+                if let Some(missed) = check.missed
+                    && !running()?
+                {
+                    svc.backup_overdue(&scanned.vault, &scanned.instance, missed, grace, now)?;
+                }
+                if let Some(t) = check.next_check {
+                    wake(t);
+                }
+            }
         }
         if let Some((settings, has_recovery_point)) = &scanned.drill {
             let last_drill = latest(Operation::RestoreDrill)?;
@@ -296,6 +362,35 @@ impl Agenda {
             }
         }
         Ok(())
+    }
+}
+
+/// Whether an instance's backup is overdue at `now`, and when to look again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OverdueCheck {
+    /// The schedule occurrence no successful backup followed within the grace.
+    pub missed: Option<DateTime<Utc>>,
+    /// When the next occurrence's grace ends (the next moment a backup can become overdue).
+    pub next_check: Option<DateTime<Utc>>,
+}
+
+/// Pure: the latest occurrence of `schedule` whose grace has passed at `now` is missed when
+/// the instance was protected before it and no successful backup started at or after it.
+pub fn overdue(
+    schedule: &Schedule,
+    protected_since: Option<DateTime<Utc>>,
+    last_success: Option<DateTime<Utc>>,
+    grace: TimeDelta,
+    now: DateTime<Utc>,
+) -> OverdueCheck {
+    let judged = now - grace;
+    let missed = schedule.latest_at_or_before(judged).filter(|occurrence| {
+        protected_since.is_some_and(|p| p <= *occurrence)
+            && last_success.is_none_or(|s| s < *occurrence)
+    });
+    OverdueCheck {
+        missed,
+        next_check: schedule.next_after(judged).map(|t| t + grace),
     }
 }
 
@@ -393,6 +488,8 @@ pub enum Ticked {
     },
     /// A drop-in script's run (its job), or why the job history could not record it.
     Script { work: Work, job: Result<Job> },
+    /// Alert notices sent (or why the history could not be read).
+    Alerts(Result<crate::alerts::Delivered>),
 }
 
 /// `pgvault tick`: one turn of the agenda at `now`, everything due run one after another in
@@ -458,6 +555,57 @@ async fn run_once(svc: &Arc<Pgvault>, work: Work, now: DateTime<Utc>) -> Ticked 
                 .await
                 .map(|ran| ran.job);
             Ticked::Script { work, job }
+        }
+        Work::DeliverAlerts => Ticked::Alerts(crate::alerts::deliver_due(svc, now).await),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    /// One row per case: protected since, last successful backup start, now; the occurrence
+    /// found missed, and when to look next. Hourly at :00, a grace of 30 minutes.
+    #[test]
+    fn a_backup_is_overdue_once_its_occurrence_and_grace_passed_without_success() {
+        let hourly = Schedule::parse(&["R/2030-01-01T00:00:00+00:00/PT1H"], Some("UTC")).unwrap();
+        let grace = TimeDelta::minutes(30);
+        type Case<'a> = (&'a str, Option<&'a str>, &'a str, Option<&'a str>, &'a str);
+        let cases: &[Case] = &[
+            // Within the grace of 01:00: not yet.
+            ("00:30", None, "01:29", None, "01:30"),
+            // At the end of the grace: missed.
+            ("00:30", None, "01:30", Some("01:00"), "02:30"),
+            // A success at the occurrence (or after) is enough.
+            ("00:30", Some("01:00"), "01:45", None, "02:30"),
+            // A success before the occurrence is not.
+            ("00:30", Some("00:45"), "01:45", Some("01:00"), "02:30"),
+            // Protected after the occurrence: that one was never due.
+            ("01:10", None, "01:45", None, "02:30"),
+            // The latest occurrence past its grace is the one named.
+            ("00:30", Some("01:00"), "03:31", Some("03:00"), "04:30"),
+        ];
+        for (protected, success, now, missed, next) in cases {
+            let at = |hm: &str| t(&format!("2030-01-01T{hm}:00Z"));
+            let check = overdue(
+                &hourly,
+                Some(at(protected)),
+                success.map(at),
+                grace,
+                at(now),
+            );
+            assert_eq!(
+                check,
+                OverdueCheck {
+                    missed: missed.map(at),
+                    next_check: Some(at(next)),
+                },
+                "protected {protected}, success {success:?}, now {now}"
+            );
         }
     }
 }

@@ -108,7 +108,13 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_JOB_HISTORY_RETENTION: IsoDuration = IsoDuration::days(365);
 
 /// Schema migrations, oldest first: entry *i* takes a file from version *i* to *i + 1*.
-pub const MIGRATIONS: &[&str] = &[MIGRATION_1, MIGRATION_2, MIGRATION_3, MIGRATION_4];
+pub const MIGRATIONS: &[&str] = &[
+    MIGRATION_1,
+    MIGRATION_2,
+    MIGRATION_3,
+    MIGRATION_4,
+    MIGRATION_5,
+];
 
 /// Version 3 adds the `Rehydrate` operation. No table changes: the version marks that rows
 /// may name it, so an older pgvault, which could not read such a row, refuses the file
@@ -143,6 +149,73 @@ CREATE TABLE api_audit (
     job_id     TEXT
 );
 CREATE INDEX api_audit_by_time ON api_audit (time);
+";
+
+/// Version 5 adds alerts (see [`crate::alerts`]):
+///
+/// - `alert_destinations`: where alerts go. `name` (unique ignoring case), `kind` (`Webhook`,
+///   `Email`, `Script`), `vault_name` (NULL: every vault), `config` (JSON: URLs, addresses and
+///   secret *references*, never a secret value), `created_time`, and the destination's health:
+///   `last_success_time`, `failing_since` (the first failed attempt since the last success,
+///   NULL while it works), `last_error`.
+/// - `alert_incidents`: one row per incident. `id` (UUID), `kind` (`BackupFailure`,
+///   `RestoreFailure`, `DrillFailure`, `BackupOverdue`, `VaultDamage`, `DeleteBackupData`,
+///   `SecuritySettingWeakened`), `severity` (`Sev0`..`Sev4`), `vault_name`,
+///   `backup_instance_name`, `state` (`Fired`, `Resolved`), `count` (occurrences grouped into
+///   it), `fired_time`, `last_time` (the latest occurrence), `resolved_time` (NULL while
+///   fired), `description` (the latest occurrence's), `job_id` and `error_code` (the latest
+///   occurrence's, when it was a job).
+/// - `alert_deliveries`: one row per notice (`condition` `Fired` or `Resolved`) of an incident
+///   to a destination: `state` (`Pending`, `Delivered`, `Failed` when the attempts ran out),
+///   `attempts`, `created_time`, `next_attempt_time` (NULL unless pending), `claimed_until`
+///   (a process sending it holds it until then, so two processes never send it twice),
+///   `last_attempt_time`, `last_error`, `delivered_time`.
+const MIGRATION_5: &str = "
+CREATE TABLE alert_destinations (
+    name              TEXT NOT NULL PRIMARY KEY COLLATE NOCASE CHECK (name <> ''),
+    kind              TEXT NOT NULL CHECK (kind IN ('Webhook', 'Email', 'Script')),
+    vault_name        TEXT COLLATE NOCASE,
+    config            TEXT NOT NULL,
+    created_time      TEXT NOT NULL,
+    last_success_time TEXT,
+    failing_since     TEXT,
+    last_error        TEXT
+);
+CREATE TABLE alert_incidents (
+    seq                  INTEGER PRIMARY KEY,
+    id                   TEXT NOT NULL UNIQUE,
+    kind                 TEXT NOT NULL,
+    severity             TEXT NOT NULL,
+    vault_name           TEXT COLLATE NOCASE,
+    backup_instance_name TEXT COLLATE NOCASE,
+    state                TEXT NOT NULL CHECK (state IN ('Fired', 'Resolved')),
+    count                INTEGER NOT NULL CHECK (count >= 1),
+    fired_time           TEXT NOT NULL,
+    last_time            TEXT NOT NULL,
+    resolved_time        TEXT,
+    description          TEXT NOT NULL,
+    job_id               TEXT,
+    error_code           TEXT,
+    CHECK ((state = 'Resolved') = (resolved_time IS NOT NULL))
+);
+CREATE INDEX alert_incidents_open ON alert_incidents (kind, vault_name, backup_instance_name) WHERE state = 'Fired';
+CREATE TABLE alert_deliveries (
+    seq               INTEGER PRIMARY KEY,
+    incident_id       TEXT NOT NULL,
+    destination       TEXT NOT NULL COLLATE NOCASE,
+    condition         TEXT NOT NULL CHECK (condition IN ('Fired', 'Resolved')),
+    state             TEXT NOT NULL CHECK (state IN ('Pending', 'Delivered', 'Failed')),
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    created_time      TEXT NOT NULL,
+    next_attempt_time TEXT,
+    claimed_until     TEXT,
+    last_attempt_time TEXT,
+    last_error        TEXT,
+    delivered_time    TEXT,
+    CHECK ((state = 'Pending') = (next_attempt_time IS NOT NULL))
+);
+CREATE INDEX alert_deliveries_due ON alert_deliveries (next_attempt_time) WHERE state = 'Pending';
+CREATE INDEX alert_deliveries_of ON alert_deliveries (incident_id);
 ";
 
 /// The key in `pgvault_meta` naming the pgvault version that last migrated the file.
@@ -841,6 +914,17 @@ impl JobHistory {
             tx.execute(
                 "DELETE FROM job_tasks WHERE job_id NOT IN (SELECT id FROM jobs)",
                 [],
+            )?;
+            // Alerts resolved before the cutoff go with the jobs of their time, with their
+            // notices; an open alert stays, however old.
+            tx.execute(
+                "DELETE FROM alert_deliveries WHERE incident_id IN (SELECT id FROM \
+                 alert_incidents WHERE state = 'Resolved' AND resolved_time < ?1)",
+                [&cutoff],
+            )?;
+            tx.execute(
+                "DELETE FROM alert_incidents WHERE state = 'Resolved' AND resolved_time < ?1",
+                [&cutoff],
             )?;
             tx.commit()?;
             // Pruning is the history's periodic maintenance, so it is where SQLite is asked to

@@ -12,7 +12,9 @@
 //! 2. The operation runs under [`JobRun::drive`], which refreshes the job's byte counters and
 //!    turns a panic inside the operation into an `InternalError`, and reports its steps as
 //!    sub-tasks through [`JobRun::steps`].
-//! 3. [`JobRun::finish`] records `Completed` or `Failed` and releases what the job held.
+//! 3. [`JobRun::finish`] records `Completed` or `Failed`, releases what the job held, and
+//!    tells the alerts (`crate::alerts::job_finished`): a failed backup, restore or drill
+//!    raises its incident, a completed one resolves it.
 //!
 //! Every other way out ends the job too: a [`JobRun`] dropped before `finish` (its future was
 //! dropped: Ctrl-C in the REPL, the host's shutdown, a script's wall time running out around a
@@ -247,6 +249,10 @@ impl<'a> JobRun<'a> {
             .finish(self.job.id, outcome, end, read, stored)
             .map_err(history_err);
         std::mem::take(&mut self.held).release().await;
+        // A failed backup, restore or drill raises its alert; a completed one resolves it.
+        if let Ok(job) = &recorded {
+            crate::alerts::job_finished(self.history, job);
+        }
         recorded
     }
 }

@@ -12,6 +12,7 @@
 //! what [`api`] re-exports of it.
 
 pub mod agenda;
+pub mod alerts;
 pub mod api;
 pub mod arm;
 pub mod clock;
@@ -21,6 +22,7 @@ pub mod history;
 mod job_run;
 pub use job_run::{INITIATED_BY_DETAIL, OnBehalf, on_behalf};
 pub mod access;
+pub mod metrics;
 pub mod queries;
 pub mod resources;
 pub mod retention;

@@ -22,13 +22,14 @@ use pgvault_core::engine::vault::RECOVERY_POINT_DAMAGED;
 use pgvault_core::engine::{Error, Result, Vault};
 use pgvault_core::model::code::ErrorCode;
 use pgvault_core::model::instance::PROTECTION_STOPPED;
-use pgvault_core::model::job::{Job, JobFilter, NewJob, Operation};
+use pgvault_core::model::job::{Job, JobFilter, JobStatus, NewJob, Operation};
 use pgvault_core::model::policy::DataStoreType;
 use pgvault_core::store::gc::{GcReport, collect_garbage_guarded};
 use pgvault_core::store::lease::{BrokenLock, DestructiveGuard, break_destructive_lock};
 use pgvault_core::store::lock::{LockError, LockKind, VaultLock};
 use pgvault_core::store::writer::Progress;
 
+use crate::alerts::{AlertEvent, AlertKind};
 use crate::history::current_owner;
 use crate::job_run::{
     Held, JobRun, guard_destructive, lock_tiers, release_all, release_guard, shielded,
@@ -364,7 +365,31 @@ impl Pgvault {
             .delete_last_checked(&vault, &guard, instance, recovery_point_id)
             .await;
         release_guard(guard).await;
+        if let Ok(job) = &job
+            && job.status() == JobStatus::Completed
+        {
+            self.destructive_alert(
+                vault.name(),
+                instance,
+                format!(
+                    "Recovery point `{recovery_point_id}` of `{instance}` in vault `{}` was deleted{} (job {})",
+                    vault.name(),
+                    initiated_by(job),
+                    job.id
+                ),
+            );
+        }
         job
+    }
+
+    /// Raises the alert of a destructive operation on recovery points (Azure's "Delete
+    /// Backup Data"); a failure to record it is logged.
+    fn destructive_alert(&self, vault: &str, instance: &str, description: String) {
+        let event = AlertEvent::new(AlertKind::DeleteBackupData, description, self.now())
+            .on(vault, Some(instance));
+        if let Err(e) = self.raise_alert(&event) {
+            tracing::error!(vault = %vault, instance = %instance, error = %e, "could not record the deletion's alert");
+        }
     }
 
     /// [`Self::delete_recovery_point`] under the guard.
@@ -577,6 +602,18 @@ impl Pgvault {
         let guard = guard_destructive(&vault, "delete backup instance").await?;
         let jobs = self.delete_instance_guarded(&vault, &guard, instance).await;
         release_guard(guard).await;
+        if let Ok(deleted) = &jobs {
+            self.destructive_alert(
+                vault.name(),
+                instance,
+                format!(
+                    "Backup instance `{instance}` in vault `{}` was deleted with its data: {} recovery point(s){}",
+                    vault.name(),
+                    deleted.len(),
+                    deleted.first().map(initiated_by).unwrap_or_default()
+                ),
+            );
+        }
         jobs
     }
 
@@ -666,4 +703,12 @@ async fn gc_tier(
         tracing::info!(vault = %vault.name(), %tier, dead_packs = r.dead_packs, repacked = r.repacked_packs, bytes_freed = r.bytes_freed, "garbage collected");
     }
     result
+}
+
+/// ` by <who>` when the job says who asked (the REST API's and the console's token).
+fn initiated_by(job: &Job) -> String {
+    job.extended_details
+        .get(crate::INITIATED_BY_DETAIL)
+        .map(|who| format!(" by {who}"))
+        .unwrap_or_default()
 }

@@ -198,6 +198,31 @@ pub async fn run_script_file(
     run_with(svc, script, options, now, |_, _| {}).await
 }
 
+/// Runs the alert hook at `path` as a `ScriptRun` job in the drop-in sandbox with no grants
+/// (it may read, print and call nothing destructive), where `alert()` returns `alert` (the
+/// common alert schema) as a map. The file stays where it is. Returns the finished job.
+pub(crate) async fn run_alert_hook(
+    svc: Arc<Pgvault>,
+    path: &Path,
+    alert: &serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<Job> {
+    let map = rhai::serde::to_dynamic(alert).map_err(|e| {
+        pgvault_core::engine::Error::new(
+            ErrorCode::InternalError,
+            format!("the alert could not be given to the hook as a map: {e}"),
+        )
+    })?;
+    let mut options = RunOptions::sandboxed(Grants::default());
+    options.move_when_done = false;
+    let script = ReadyScript::run_once(path);
+    let ran = run_with(svc, &script, &options, now, move |engine, _| {
+        engine.register_fn("alert", move || map.clone());
+    })
+    .await?;
+    Ok(ran.job)
+}
+
 /// [`run_script_file`] with `extend` registering more functions on the engine (the tests'
 /// misbehaving bindings).
 async fn run_with(

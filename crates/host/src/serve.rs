@@ -23,6 +23,11 @@
 //! with its process group, and a backup's recovery point, whose manifest is written last,
 //! never appears.
 //!
+//! Alerts ride the same loop: each turn the agenda checks for overdue backups (raising their
+//! alert) and for alert notices due, which run as work like any other
+//! ([`Work::DeliverAlerts`]); the next overdue check and the next retry of a notice are
+//! wake-ups like a schedule's occurrence.
+//!
 //! Time comes from a [`Clock`], so the tests run the loop on tokio's paused clock and watch
 //! hours of schedules pass in milliseconds.
 
@@ -38,7 +43,7 @@ use pgvault_core::engine::Result;
 use pgvault_core::model::duration::IsoDuration;
 use pgvault_core::model::job::JobStatus;
 
-use crate::agenda::{Agenda, SWEEP_KEY, Work};
+use crate::agenda::{Agenda, DEFAULT_OVERDUE_GRACE, SWEEP_KEY, Work};
 use crate::dropin::{RunOptions, ScriptsDir, run_script_file};
 use crate::history::DEFAULT_JOB_HISTORY_RETENTION;
 use crate::retention::GcMode;
@@ -76,6 +81,9 @@ pub struct ServeOptions {
     pub scripts: Option<ScriptsOptions>,
     /// Finished jobs older than this are pruned at each sweep.
     pub keep_job_history: IsoDuration,
+    /// A scheduled backup still missing this long after its occurrence raises the overdue
+    /// alert (see [`crate::alerts`]).
+    pub overdue_grace: TimeDelta,
 }
 
 /// The drop-in scripts folder the host watches (see [`crate::dropin`]).
@@ -97,6 +105,7 @@ impl Default for ServeOptions {
             sweep_every: TimeDelta::days(1),
             scripts: None,
             keep_job_history: DEFAULT_JOB_HISTORY_RETENTION,
+            overdue_grace: DEFAULT_OVERDUE_GRACE,
         }
     }
 }
@@ -179,7 +188,9 @@ struct Host {
 impl Host {
     fn new(svc: Arc<Pgvault>, opts: ServeOptions, clock: Arc<dyn Clock>) -> Self {
         let stop_scripts = Interrupt::new();
-        let mut agenda = Agenda::new().sweeping(opts.sweep_every, opts.keep_job_history);
+        let mut agenda = Agenda::new()
+            .sweeping(opts.sweep_every, opts.keep_job_history)
+            .alerting(opts.overdue_grace);
         if let Some(s) = &opts.scripts {
             let mut options = RunOptions::sandboxed(s.grants.clone());
             options.stop = Some(stop_scripts.clone());
@@ -244,6 +255,8 @@ impl Host {
             let idle = self.tasks.is_empty();
             let Some(at) = self.queue.iter().position(|w| match w {
                 Work::Sweep(_) => idle,
+                // Sending notices touches no vault: it does not wait for the sweep.
+                Work::DeliverAlerts => true,
                 _ => !sweeping,
             }) else {
                 break;
@@ -379,6 +392,15 @@ async fn run(svc: &Arc<Pgvault>, work: &Work, now: DateTime<Utc>) -> Done {
                 Err(e) => Done::Refused(format!("{}: {}", e.code, e.message)),
             }
         }
+        Work::DeliverAlerts => match crate::alerts::deliver_due(svc, now).await {
+            Ok(d) => {
+                if d.delivered + d.failed > 0 {
+                    tracing::info!(delivered = d.delivered, failed = d.failed, next = ?d.next, "alert notices sent");
+                }
+                Done::Ran
+            }
+            Err(e) => Done::Refused(format!("{}: {}", e.code, e.message)),
+        },
         Work::Sweep(keep) => {
             match svc.prune_history(now, keep) {
                 Ok(0) => {}

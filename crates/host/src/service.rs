@@ -105,6 +105,8 @@ impl Pgvault {
             .map_err(history_err)?;
         for job in interrupted {
             tracing::warn!(job = %job.id, operation = %job.operation, "a job left running by a stopped pgvault process was marked Failed");
+            // A backup, restore or drill whose process died failed: it raises its alert.
+            crate::alerts::job_finished(&history, &job);
         }
         let lock_wait = match std::env::var(LOCK_WAIT_ENV) {
             Ok(text) => parse_lock_wait(&text)

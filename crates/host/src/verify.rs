@@ -32,6 +32,7 @@ use pgvault_core::store::reindex::{ReindexReport, reindex};
 use pgvault_core::store::repair::{RepairError, RepairReport, repair};
 use pgvault_core::store::{StoreError, VaultStore, paths};
 
+use crate::alerts::{AlertEvent, AlertKind};
 use crate::job_run::{guard_destructive, lock_tiers, release_all, release_guard};
 use crate::service::Pgvault;
 
@@ -91,7 +92,34 @@ impl Pgvault {
         let locks = lock_tiers(&vault, LockKind::Shared, "recovery point verification").await?;
         let result = verify_recovery_points(&vault, selection).await;
         release_all(locks).await;
+        if let Ok(points) = &result {
+            let damaged: Vec<String> = points
+                .iter()
+                .filter(|p| !p.is_ok())
+                .map(|p| format!("{} of `{}`", p.name, p.backup_instance_name))
+                .collect();
+            if !damaged.is_empty() {
+                self.damage_alert(
+                    vault.name(),
+                    format!(
+                        "`recovery-point verify` found {} damaged recovery point(s) in vault `{}`: {}",
+                        damaged.len(),
+                        vault.name(),
+                        damaged.join(", ")
+                    ),
+                );
+            }
+        }
         result
+    }
+
+    /// Raises (or adds to) the vault's damage alert; a failure to record it is logged.
+    fn damage_alert(&self, vault: &str, description: String) {
+        let event =
+            AlertEvent::new(AlertKind::VaultDamage, description, self.now()).on(vault, None);
+        if let Err(e) = self.raise_alert(&event) {
+            tracing::error!(vault = %vault, error = %e, "could not record the damage alert");
+        }
     }
 
     /// `backup-vault check`: checks every tier (see `pgvault_core::store::check`), then
@@ -126,6 +154,23 @@ impl Pgvault {
             .iter()
             .any(|t| t.status == VerifyStatus::Damaged)
             || configuration.iter().any(|f| f.severity == Severity::Error);
+        // A damaged vault raises its alert; a whole check that finds it sound resolves it.
+        if damaged {
+            self.damage_alert(
+                vault.name(),
+                format!(
+                    "`backup-vault check` found vault `{}` damaged; run `pgvault backup-vault check` for the findings, then `backup-vault repair`",
+                    vault.name()
+                ),
+            );
+        } else if let Err(e) = self.resolve_alerts(
+            &[AlertKind::VaultDamage],
+            Some(vault.name()),
+            None,
+            self.now(),
+        ) {
+            tracing::error!(vault = %vault.name(), error = %e, "could not resolve the damage alert");
+        }
         Ok(VaultCheck {
             vault_name: vault.name().to_owned(),
             status: if damaged {

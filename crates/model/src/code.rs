@@ -166,6 +166,12 @@ codes! {
     UserErrorInvalidApiToken => BAD_REQUEST, false, "name the token with 1 to 64 letters, digits, `-`, `_` or `.`, and give a role: Reader, Operator or Contributor";
     UserErrorApiTokenExists => CONFLICT, false, "revoke the token of that name first, or choose another name";
     UserErrorApiTokenNotFound => NOT_FOUND, false, "check the name (`pgvault api-token list`)";
+    // Alerts: their destinations and their delivery.
+    UserErrorInvalidAlertDestination => BAD_REQUEST, false, "give a webhook https URL (or a secret reference holding it), an email server with --from and --to, or a script file; `pgvault alert destination add --help` lists the options";
+    UserErrorAlertDestinationExists => CONFLICT, false, "remove the destination of that name first (`pgvault alert destination remove`), or choose another name";
+    UserErrorAlertDestinationNotFound => NOT_FOUND, false, "check the name (`pgvault alert destination list`)";
+    UserErrorAlertNotFound => NOT_FOUND, false, "check the alert id (`pgvault alert list`)";
+    AlertDeliveryFailed => INTERNAL, true, "check the destination (its URL, server, credentials, or script) and that this host can reach it; `pgvault alert destination test` sends a test alert";
     // A pgvault resource that does not exist.
     UserErrorNotFound => NOT_FOUND, false, "check the name; the list commands show what exists";
     SubscriptionNotFound => NOT_FOUND, false, "this host serves one subscription (PGVAULT_SUBSCRIPTION_ID, `pgvault serve --subscription-id`): give its id, or leave --subscription out";

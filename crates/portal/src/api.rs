@@ -89,6 +89,23 @@ pub async fn handle(
     response
 }
 
+/// `GET /metrics`: Prometheus's text format (see `pgvault_host::metrics`), for any valid
+/// API token (a Reader's is enough: Prometheus sends it as `authorization.credentials` of
+/// its scrape config); never anonymous, as the names of databases and vaults are not public.
+pub async fn metrics(State(portal): State<Arc<Portal>>, headers: HeaderMap) -> Response {
+    if let Err(e) = authenticate(&portal, &headers) {
+        return e.into_response();
+    }
+    match portal.svc.metrics(portal.svc.now()).await {
+        Ok(text) => (
+            [(header::CONTENT_TYPE, pgvault_host::metrics::CONTENT_TYPE)],
+            text,
+        )
+            .into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
 /// The caller a request's bearer token names.
 pub fn authenticate(portal: &Portal, headers: &HeaderMap) -> Result<Caller, ApiError> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {

@@ -63,6 +63,7 @@ impl Portal {
 pub fn router(portal: Arc<Portal>) -> Router {
     Router::new()
         .route("/subscriptions/{*rest}", axum::routing::any(api::handle))
+        .route("/metrics", axum::routing::get(api::metrics))
         .merge(console::routes())
         .fallback(not_found)
         .with_state(portal)

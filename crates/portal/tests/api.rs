@@ -674,3 +674,51 @@ async fn a_backup_of_an_instance_not_protected_is_refused_at_once_with_409() {
         "no job was recorded"
     );
 }
+
+/// `/metrics` answers Prometheus's text format to any valid token (a Reader's is enough) and
+/// nothing to anyone else: vault and database names are not public.
+#[tokio::test]
+async fn metrics_need_a_token_and_speak_prometheus() {
+    let api = api();
+    let token = api.token("prometheus", Role::Reader);
+    api.svc
+        .add_alert_destination(
+            "oncall",
+            None,
+            pgvault_host::alerts::DeliveryTarget::Webhook {
+                url: "env:PGVAULT_TEST_WEBHOOK".into(),
+                bearer_token: None,
+            },
+        )
+        .await
+        .unwrap();
+    let (status, _, body) = api.call("GET", "/metrics", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(code(&body), "AuthenticationFailed");
+    let (status, _, body) = api.call("GET", "/metrics", Some("pgv_wrong"), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(code(&body), "InvalidAuthenticationToken");
+
+    let req = Request::builder()
+        .uri("/metrics")
+        .header("authorization", format!("Bearer {token}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = api.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let text = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    // A home with no instance yet: the host's own families only.
+    let text = String::from_utf8(text.to_vec()).unwrap();
+    assert!(
+        text.contains(
+            "# TYPE pgvault_alert_destination_failing gauge\npgvault_alert_destination_failing{destination=\"oncall\"} 0\n"
+        ),
+        "{text}"
+    );
+}

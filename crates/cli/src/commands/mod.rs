@@ -1,5 +1,6 @@
 //! One module per command group; [`dispatch`] routes a parsed command to it.
 
+pub mod alert;
 pub mod api_token;
 pub mod demo;
 pub mod instance;
@@ -88,7 +89,13 @@ pub async fn dispatch(command: Command, format: Format) -> anyhow::Result<ExitCo
     if let Ok(home) = Home::from_env() {
         pgvault_host::service::clean_leftovers(&home).await;
     }
-    match command {
+    // Notices of what the command raised (a failed backup, a deletion) go out when it ends;
+    // `serve` sends its own, and the REPL's and the demo's go out at the next command.
+    let notify = !matches!(
+        command,
+        Command::Serve(_) | Command::Repl(_) | Command::Demo(_) | Command::Alert(_)
+    );
+    let result = match command {
         Command::BackupVault(c) => vault::run(c, format).await,
         Command::BackupPolicy(c) => policy::run(c, format).await,
         Command::BackupInstance(c) => instance::run(c, format).await,
@@ -101,5 +108,10 @@ pub async fn dispatch(command: Command, format: Format) -> anyhow::Result<ExitCo
         Command::Retention(c) => retention::run(c, format).await,
         Command::Serve(a) => serve::run(a).await,
         Command::ApiToken(c) => api_token::run(c, format).await,
+        Command::Alert(c) => alert::run(c, format).await,
+    };
+    if notify {
+        alert::deliver_after_command().await;
     }
+    result
 }

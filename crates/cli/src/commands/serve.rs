@@ -36,6 +36,10 @@ pub struct ServeArgs {
     /// Finished jobs older than this (ISO 8601 duration) are pruned daily.
     #[arg(long, value_parser = super::job::parse_retention, default_value = "P365D")]
     keep_job_history: pgvault_model::duration::IsoDuration,
+    /// A scheduled backup still missing this many minutes after its time raises the
+    /// "Backup Overdue" alert.
+    #[arg(long, default_value_t = 120)]
+    overdue_grace_minutes: u32,
     #[command(flatten)]
     portal: PortalArgs,
 }
@@ -137,6 +141,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             grants: args.script_grants.grants(),
         }),
         keep_job_history: args.keep_job_history,
+        overdue_grace: chrono::TimeDelta::minutes(i64::from(args.overdue_grace_minutes)),
         ..ServeOptions::default()
     };
     let portal = bind_portal(&args.portal, &svc).await?;

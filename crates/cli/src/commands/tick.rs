@@ -43,6 +43,7 @@ pub async fn run(args: TickArgs, format: Format) -> anyhow::Result<ExitCode> {
         .unwrap_or_else(|| svc.home().dir().join("scripts"));
     let mut agenda = Agenda::new()
         .sweeping(TimeDelta::days(1), args.keep_job_history)
+        .alerting(pgvault_host::agenda::DEFAULT_OVERDUE_GRACE)
         .with_scripts(
             ScriptsDir::new(dir, DEFAULT_SETTLE),
             RunOptions::sandboxed(args.script_grants.grants()),
@@ -105,6 +106,12 @@ pub async fn run(args: TickArgs, format: Format) -> anyhow::Result<ExitCode> {
                 }
             }
             Ticked::Script { job, .. } => push(&job.map_err(coded)?, &mut jobs, &mut failed),
+            // Notices are not jobs: what was sent is in `alert list`.
+            Ticked::Alerts(sent) => {
+                if let Err(e) = sent {
+                    tracing::warn!(code = %e.code, "alert notices: {}", e.message);
+                }
+            }
         }
     }
     for (at, job) in ran {
