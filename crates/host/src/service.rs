@@ -796,6 +796,38 @@ pub async fn clean_leftovers(home: &Home) -> Vec<Cleaned> {
     cleaned
 }
 
+fn not_encrypted(vault: &str) -> Error {
+    Error::new(
+        ErrorCode::UserErrorVaultNotEncrypted,
+        format!(
+            "vault `{vault}` is not encrypted: it has no keys. Encryption is chosen when a vault is \
+             created (`backup-vault create --encryption-key-uri`)"
+        ),
+    )
+}
+
+/// A key slot as `backup-vault key` commands print it.
+fn key_slot_json(slot: &pgvault_core::store::crypt::KeySlot) -> Value {
+    let mut v = serde_json::json!({
+        "id": slot.id,
+        "source": slot.source.as_str(),
+        "reference": slot.reference,
+        "createdTime": slot.created_time,
+    });
+    if let Some(kid) = &slot.key_vault_kid {
+        v["keyVaultKeyId"] = kid.clone().into();
+    }
+    if let Some(kdf) = &slot.kdf {
+        v["kdf"] = serde_json::json!({
+            "algorithm": kdf.algorithm,
+            "memoryKiB": kdf.memory_kib,
+            "iterations": kdf.iterations,
+            "parallelism": kdf.parallelism,
+        });
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1120,36 +1152,4 @@ mod tests {
                 .contains("PGVAULT_LOCK_WAIT=`5d`")
         );
     }
-}
-
-fn not_encrypted(vault: &str) -> Error {
-    Error::new(
-        ErrorCode::UserErrorVaultNotEncrypted,
-        format!(
-            "vault `{vault}` is not encrypted: it has no keys. Encryption is chosen when a vault is \
-             created (`backup-vault create --encryption-key-uri`)"
-        ),
-    )
-}
-
-/// A key slot as `backup-vault key` commands print it.
-fn key_slot_json(slot: &pgvault_core::store::crypt::KeySlot) -> Value {
-    let mut v = serde_json::json!({
-        "id": slot.id,
-        "source": slot.source.as_str(),
-        "reference": slot.reference,
-        "createdTime": slot.created_time,
-    });
-    if let Some(kid) = &slot.key_vault_kid {
-        v["keyVaultKeyId"] = kid.clone().into();
-    }
-    if let Some(kdf) = &slot.kdf {
-        v["kdf"] = serde_json::json!({
-            "algorithm": kdf.algorithm,
-            "memoryKiB": kdf.memory_kib,
-            "iterations": kdf.iterations,
-            "parallelism": kdf.parallelism,
-        });
-    }
-    v
 }

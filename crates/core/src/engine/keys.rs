@@ -57,10 +57,12 @@ fn material_of(reference: &KeyReference) -> std::result::Result<Vec<u8>, String>
 /// Unlocked data keys, by vault id and slot: a passphrase costs an argon2id derivation and a
 /// Key Vault key a round trip, once per process rather than once per operation. The key is
 /// in this process's memory while it serves the vault, as it must be to read and write it.
-static UNLOCKED: LazyLock<Mutex<HashMap<(String, String, String), DataKey>>> =
-    LazyLock::new(Default::default);
+static UNLOCKED: LazyLock<Mutex<HashMap<SlotKey, DataKey>>> = LazyLock::new(Default::default);
 
-fn cache_key(vault_id: &str, slot: &KeySlot) -> (String, String, String) {
+/// A slot as the cache knows it: vault id, slot id, wrapped key (a rewrapped slot is new).
+type SlotKey = (String, String, String);
+
+fn cache_key(vault_id: &str, slot: &KeySlot) -> SlotKey {
     (
         vault_id.to_owned(),
         slot.id.clone(),
