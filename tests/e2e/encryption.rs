@@ -226,13 +226,18 @@ fn an_encrypted_vault_hides_the_database_and_restores_it_with_its_key() {
         "the passphrase is never shown: {refused}"
     );
 
-    // Every object is sealed: manifests and index files carry the sealed magic, and no pack
-    // trailer reads without the key.
+    // Every object is sealed: manifests, index files and lock objects (the instance lock's
+    // generations stay) carry their sealed magic, and no pack trailer reads without the key.
     for (path, bytes) in &files {
         if path.contains("/recovery-points/") {
             assert!(
                 bytes.starts_with(b"PGVMANE1"),
                 "{path} is not a sealed manifest"
+            );
+        } else if path.contains("/locks/") || path.contains("/damage/") {
+            assert!(
+                bytes.starts_with(b"PGVJSNE1"),
+                "{path} is not a sealed record"
             );
         } else if path.contains("/index/") {
             assert!(

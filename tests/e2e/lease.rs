@@ -103,6 +103,7 @@ fn a_held_lease_refuses_sweeps_gc_and_deletions_naming_the_holder_until_released
     let held = rt
         .block_on(DestructiveGuard::acquire_lease(
             &rest,
+            None,
             VAULT,
             "garbage collection",
             LeaseTiming::default(),

@@ -59,6 +59,8 @@ pub enum Role<'a> {
     Index,
     /// A recovery point's manifest.
     Manifest,
+    /// A record only pgvault reads: a lock object, a damage record.
+    Record,
     /// A key slot's wrapped data key, bound to its vault and slot.
     KeySlot(&'a [u8; 32]),
 }
@@ -74,6 +76,7 @@ impl Role<'_> {
             Role::Trailer => out.extend_from_slice(b"pgvault pack trailer"),
             Role::Index => out.extend_from_slice(b"pgvault index file"),
             Role::Manifest => out.extend_from_slice(b"pgvault manifest"),
+            Role::Record => out.extend_from_slice(b"pgvault record"),
             Role::KeySlot(binding) => {
                 out.extend_from_slice(b"pgvault key slot\0");
                 out.extend_from_slice(&binding[..]);

@@ -103,7 +103,7 @@ impl DamageNotes {
                 .collect(),
         };
         let path = paths::damage_record(&uuid::Uuid::new_v4().to_string());
-        store.put_json(&path, &record).await?;
+        store.put_record(&path, &record).await?;
         store.make_durable(std::slice::from_ref(&path)).await?;
         tracing::warn!(store = %store.url(), record = %path, packs = record.packs.len(), "damage recorded: backups will not dedup against these packs until `pgvault backup-vault repair` runs");
         Ok(Some(path))
@@ -129,7 +129,7 @@ pub struct RecordedDamage {
 pub async fn load_damage(store: &VaultStore) -> Result<RecordedDamage, StoreError> {
     let mut out = RecordedDamage::default();
     for (path, _, written) in store.list_with_times(&paths::damage_records()).await? {
-        let record: DamageRecord = match store.get_json(&path).await {
+        let record: DamageRecord = match store.get_record(&path).await {
             Ok(r) => r,
             Err(e) if e.is_not_found() => continue,
             Err(e) => {

@@ -36,6 +36,7 @@ use tokio::time::Instant;
 use super::VaultStore;
 use super::blob_rest::{BlobError, BlobRest};
 use super::lock::{LockError, LockInfo, LockKind, STALE_AFTER, VaultLock, live_locks};
+use crate::crypt::Sealer;
 
 /// The blob whose lease is the guard on Blob Storage. It is not a lock object: `live_locks`
 /// reads only `locks/*.json`.
@@ -134,7 +135,16 @@ impl DestructiveGuard {
         operation: &str,
     ) -> Result<DestructiveGuard, LockError> {
         match store.blob_rest() {
-            Some(rest) => Self::acquire_lease(rest, vault, operation, LeaseTiming::default()).await,
+            Some(rest) => {
+                Self::acquire_lease(
+                    rest,
+                    store.sealer(),
+                    vault,
+                    operation,
+                    LeaseTiming::default(),
+                )
+                .await
+            }
             None => Self::acquire_lock(store, vault, operation).await,
         }
     }
@@ -142,6 +152,7 @@ impl DestructiveGuard {
     /// The guard of a vault on Blob Storage: a lease on [`LEASE_BLOB`] with `timing`.
     pub async fn acquire_lease(
         rest: &BlobRest,
+        sealer: Option<&Sealer>,
         vault: &str,
         operation: &str,
         timing: LeaseTiming,
@@ -165,7 +176,7 @@ impl DestructiveGuard {
                 Err(e) if e.is("LeaseAlreadyPresent") => {
                     return Err(LockError::Busy {
                         vault: vault.to_owned(),
-                        holder: lease_holder(rest).await,
+                        holder: lease_holder(rest, sealer).await,
                         remedy: format!(
                             "if that process is gone, its lease expires by itself within {} \
                              seconds, or end it now with `pgvault backup-vault break-lock \
@@ -178,7 +189,10 @@ impl DestructiveGuard {
             }
         };
         let info = LockInfo::this_process(LockKind::Destructive, operation, Utc::now());
-        let body = serde_json::to_vec(&info).expect("lock info serializes");
+        let body = crate::seal_record(
+            sealer,
+            serde_json::to_vec(&info).expect("lock info serializes"),
+        );
         if let Err(e) = rest
             .put_blob(LEASE_BLOB, body.into(), &[("x-ms-lease-id", &id)])
             .await
@@ -336,17 +350,22 @@ async fn end_lease(rest: &BlobRest, id: &str) -> Result<(), LockError> {
 
 /// Who holds the lease, as the holder wrote it; a holder that has not written yet (it has
 /// just acquired) or wrote nothing readable is described as such.
-async fn lease_holder(rest: &BlobRest) -> String {
-    match read_lease_info(rest).await {
+async fn lease_holder(rest: &BlobRest, sealer: Option<&Sealer>) -> String {
+    match read_lease_info(rest, sealer).await {
         Ok(Some(info)) => info.describe(),
         Ok(None) => "a process that has just started and not yet recorded itself".to_owned(),
         Err(e) => format!("its holder could not be read: {e}"),
     }
 }
 
-async fn read_lease_info(rest: &BlobRest) -> Result<Option<LockInfo>, BlobError> {
+async fn read_lease_info(
+    rest: &BlobRest,
+    sealer: Option<&Sealer>,
+) -> Result<Option<LockInfo>, BlobError> {
     match rest.get_blob(LEASE_BLOB).await {
-        Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+        Ok(bytes) => Ok(crate::open_record(sealer, &bytes)
+            .ok()
+            .and_then(|json| serde_json::from_slice(&json).ok())),
         Err(e) if e.status == Some(404) => Ok(None),
         Err(e) => Err(e),
     }
@@ -370,7 +389,7 @@ pub struct BrokenLock {
 /// [`DestructiveGuard::ensure_held`] (on Blob Storage, after its next renewal) and stops.
 pub async fn break_destructive_lock(store: &VaultStore) -> Result<BrokenLock, LockError> {
     match store.blob_rest() {
-        Some(rest) => break_lease(rest).await,
+        Some(rest) => break_lease(rest, store.sealer()).await,
         None => {
             let mut holders = Vec::new();
             for (path, info) in live_locks(store, Utc::now()).await? {
@@ -389,7 +408,10 @@ pub async fn break_destructive_lock(store: &VaultStore) -> Result<BrokenLock, Lo
 }
 
 /// [`break_destructive_lock`] on Blob Storage.
-pub async fn break_lease(rest: &BlobRest) -> Result<BrokenLock, LockError> {
+pub async fn break_lease(
+    rest: &BlobRest,
+    sealer: Option<&Sealer>,
+) -> Result<BrokenLock, LockError> {
     let state = match rest.properties(LEASE_BLOB).await {
         Ok(p) => p.lease_state,
         Err(e) if e.status == Some(404) => None,
@@ -397,7 +419,7 @@ pub async fn break_lease(rest: &BlobRest) -> Result<BrokenLock, LockError> {
     };
     let leased = state.as_deref() == Some("leased");
     let holders = if leased {
-        read_lease_info(rest).await?.into_iter().collect()
+        read_lease_info(rest, sealer).await?.into_iter().collect()
     } else {
         Vec::new()
     };
@@ -454,12 +476,12 @@ mod tests {
         let azurite = pgvault_testkit::Azurite::start();
         let rest = rest_on(&azurite, "lease-one").await;
         // The lease blob does not exist yet: the first taker creates it.
-        let sweep = DestructiveGuard::acquire_lease(&rest, "V", "retention sweep", FAST)
+        let sweep = DestructiveGuard::acquire_lease(&rest, None, "V", "retention sweep", FAST)
             .await
             .unwrap();
         sweep.ensure_held().await.unwrap();
 
-        let refused = DestructiveGuard::acquire_lease(&rest, "V", "garbage collection", FAST)
+        let refused = DestructiveGuard::acquire_lease(&rest, None, "V", "garbage collection", FAST)
             .await
             .unwrap_err();
         let message = refused.to_string();
@@ -481,7 +503,7 @@ mod tests {
         wait_for(&sweep, |s| s.renewals >= 3).await;
         sweep.ensure_held().await.unwrap();
         assert!(
-            DestructiveGuard::acquire_lease(&rest, "V", "gc", FAST)
+            DestructiveGuard::acquire_lease(&rest, None, "V", "gc", FAST)
                 .await
                 .is_err()
         );
@@ -490,14 +512,14 @@ mod tests {
         let props = rest.properties(LEASE_BLOB).await.unwrap();
         assert_eq!(props.lease_state.as_deref(), Some("available"));
         assert_eq!(props.content_length, 0, "the holder's info is cleared");
-        let next = DestructiveGuard::acquire_lease(&rest, "V", "garbage collection", FAST)
+        let next = DestructiveGuard::acquire_lease(&rest, None, "V", "garbage collection", FAST)
             .await
             .unwrap();
         // A guard dropped without release (a cancelled operation) frees the lease too.
         drop(next);
         let mut again = None;
         for _ in 0..100 {
-            match DestructiveGuard::acquire_lease(&rest, "V", "sweep", FAST).await {
+            match DestructiveGuard::acquire_lease(&rest, None, "V", "sweep", FAST).await {
                 Ok(g) => {
                     again = Some(g);
                     break;
@@ -513,11 +535,11 @@ mod tests {
     async fn a_broken_lease_stops_its_holder_and_frees_the_vault() {
         let azurite = pgvault_testkit::Azurite::start();
         let rest = rest_on(&azurite, "lease-break").await;
-        let holder = DestructiveGuard::acquire_lease(&rest, "V", "retention sweep", FAST)
+        let holder = DestructiveGuard::acquire_lease(&rest, None, "V", "retention sweep", FAST)
             .await
             .unwrap();
 
-        let broken = break_lease(&rest).await.unwrap();
+        let broken = break_lease(&rest, None).await.unwrap();
         assert!(broken.broken);
         assert_eq!(broken.holders.len(), 1);
         assert_eq!(broken.holders[0].operation, "retention sweep");
@@ -530,7 +552,7 @@ mod tests {
         assert!(err.to_string().contains("the lease was broken"), "{err}");
 
         // Another process takes the vault at once; the old holder's release does not end it.
-        let next = DestructiveGuard::acquire_lease(&rest, "V", "garbage collection", FAST)
+        let next = DestructiveGuard::acquire_lease(&rest, None, "V", "garbage collection", FAST)
             .await
             .unwrap();
         assert!(holder.release().await.is_err());
@@ -538,7 +560,7 @@ mod tests {
         next.release().await.unwrap();
 
         // Breaking a lease nobody holds says so.
-        let nothing = break_lease(&rest).await.unwrap();
+        let nothing = break_lease(&rest, None).await.unwrap();
         assert!(!nothing.broken && nothing.holders.is_empty(), "{nothing:?}");
     }
 

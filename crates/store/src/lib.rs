@@ -68,6 +68,8 @@ pub enum StoreError {
         path: String,
         source: object_store::Error,
     },
+    #[error("`{path}` in the vault cannot be read: {reason}")]
+    Sealed { path: String, reason: String },
     #[error("`{path}` in the vault is not valid JSON of the expected shape: {source}")]
     Json {
         path: String,
@@ -240,6 +242,37 @@ pub fn local_folder(url: &str) -> Result<Option<std::path::PathBuf>, StoreError>
         ))
     } else {
         Err(bad("give an absolute folder path or a file:/// URL"))
+    }
+}
+
+/// The first bytes of a sealed record (a lock object or damage record of an encrypted vault).
+const SEALED_RECORD_MAGIC: &[u8; 8] = b"PGVJSNE1";
+
+/// A record's bytes as stored: sealed when the vault is encrypted.
+pub fn seal_record(sealer: Option<&crypt::Sealer>, json: Vec<u8>) -> Vec<u8> {
+    match sealer {
+        Some(s) => {
+            let mut out = SEALED_RECORD_MAGIC.to_vec();
+            s.seal_into(crypt::Role::Record, &json, &mut out);
+            out
+        }
+        None => json,
+    }
+}
+
+/// A stored record's JSON: opened when sealed; a clear one in an encrypted vault, or a sealed
+/// one without the key, is refused with why.
+pub fn open_record(sealer: Option<&crypt::Sealer>, stored: &[u8]) -> Result<Vec<u8>, String> {
+    match (stored.strip_prefix(SEALED_RECORD_MAGIC), sealer) {
+        (None, None) => Ok(stored.to_vec()),
+        (None, Some(_)) => Err(
+            "it is not encrypted, in an encrypted vault: refused (it was not written by pgvault)"
+                .into(),
+        ),
+        (Some(_), None) => Err("it is encrypted and the vault was opened without its key".into()),
+        (Some(sealed), Some(s)) => s
+            .open(crypt::Role::Record, sealed)
+            .map_err(|e| e.to_string()),
     }
 }
 
@@ -593,6 +626,48 @@ impl VaultStore {
             source,
         })?;
         self.put(path, bytes.into()).await
+    }
+
+    /// A record only pgvault reads (a lock object, a damage record) as JSON: sealed in an
+    /// encrypted vault (`PGVJSNE1` then the sealed JSON), for what it carries beyond a name
+    /// (host names, pids, operations, damage found).
+    pub async fn put_record<T: Serialize>(&self, path: &Path, value: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|source| StoreError::Json {
+            path: path.to_string(),
+            source,
+        })?;
+        self.put(path, seal_record(self.sealer(), bytes).into())
+            .await
+    }
+
+    /// A record [`VaultStore::put_record`] wrote, bounded as [`VaultStore::get_json`] is;
+    /// opened in an encrypted vault, where a clear one is refused.
+    pub async fn get_record<T: DeserializeOwned>(&self, path: &Path) -> Result<T, StoreError> {
+        let got = self
+            .inner
+            .get(path)
+            .await
+            .map_err(read_err(self.local_root.as_deref(), path))?;
+        let limit = pgvault_os::limits::VAULT_JSON_BYTES;
+        if got.meta.size > limit {
+            return Err(StoreError::TooLarge {
+                path: path.to_string(),
+                size: got.meta.size,
+                limit,
+            });
+        }
+        let bytes = got
+            .bytes()
+            .await
+            .map_err(read_err(self.local_root.as_deref(), path))?;
+        let plain = open_record(self.sealer(), &bytes).map_err(|reason| StoreError::Sealed {
+            path: path.to_string(),
+            reason,
+        })?;
+        serde_json::from_slice(&plain).map_err(|source| StoreError::Json {
+            path: path.to_string(),
+            source,
+        })
     }
 
     /// The JSON object at `path` (vault.json, a policy, an instance, a lock), refused unread

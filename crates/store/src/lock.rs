@@ -168,12 +168,12 @@ pub async fn live_locks(
         if path.parts().count() != 2 {
             continue;
         }
-        let info: LockInfo = match store.get_json(&path).await {
+        let info: LockInfo = match store.get_record(&path).await {
             Ok(info) => info,
             // Released between the list and the read.
             Err(e) if e.is_not_found() => continue,
             // A torn or foreign object under locks/ is not a lock anyone holds.
-            Err(StoreError::Json { .. }) => {
+            Err(StoreError::Json { .. } | StoreError::Sealed { .. }) => {
                 tracing::warn!(lock = %path, "removing an unreadable lock object");
                 let _ = store.delete(&path).await;
                 continue;
@@ -210,7 +210,7 @@ impl VaultLock {
         check_conflicts(store, kind, None, now).await?;
         let info = LockInfo::this_process(kind, operation, now);
         let path = lock_path(&uuid::Uuid::new_v4().simple().to_string());
-        store.put_json(&path, &info).await?;
+        store.put_record(&path, &info).await?;
         if let Err(e) = check_conflicts(store, kind, Some(&path), now).await {
             let _ = store.delete(&path).await;
             return Err(e);
@@ -230,7 +230,7 @@ impl VaultLock {
                     }
                     let mut fresh = (*info).clone();
                     fresh.refreshed = Utc::now();
-                    if let Err(e) = store.put_json(&path, &fresh).await {
+                    if let Err(e) = store.put_record(&path, &fresh).await {
                         tracing::warn!(lock = %path, error = %e, "could not refresh the vault lock");
                     }
                 }
@@ -397,7 +397,7 @@ impl InstanceLock {
             let next = match seen.last() {
                 None => 1,
                 Some((newest, path)) => {
-                    match store.get_json::<InstanceHolder>(path).await {
+                    match store.get_record::<InstanceHolder>(path).await {
                         Ok(holder) if !holder.is_free(now) => {
                             return Err(InstanceLockError::Running {
                                 instance: instance.to_owned(),
@@ -408,7 +408,7 @@ impl InstanceLock {
                         // Superseded and cleaned away meanwhile: look again.
                         Err(e) if e.is_not_found() => continue,
                         // A torn object is no holder; the next generation supersedes it.
-                        Err(StoreError::Json { .. }) => {}
+                        Err(StoreError::Json { .. } | StoreError::Sealed { .. }) => {}
                         Err(e) => return Err(e.into()),
                     }
                     newest + 1
@@ -420,10 +420,11 @@ impl InstanceLock {
                 released: false,
             };
             let path = dir.child(format!("{next:020}.json"));
-            let bytes = serde_json::to_vec_pretty(&info).map_err(|source| StoreError::Json {
+            let bytes = serde_json::to_vec(&info).map_err(|source| StoreError::Json {
                 path: path.to_string(),
                 source,
             })?;
+            let bytes = crate::seal_record(store.sealer(), bytes);
             let created = store
                 .inner
                 .put_opts(
@@ -468,7 +469,7 @@ impl InstanceLock {
                             info.holder.refreshed = Utc::now();
                             info.clone()
                         };
-                        if let Err(e) = store.put_json(&path, &fresh).await {
+                        if let Err(e) = store.put_record(&path, &fresh).await {
                             tracing::warn!(lock = %path, error = %e, "could not refresh the instance lock");
                         }
                     }
@@ -506,7 +507,7 @@ impl InstanceLock {
             r.abort();
         }
         let info = self.released();
-        self.store.put_json(&self.path, &info).await
+        self.store.put_record(&self.path, &info).await
     }
 
     fn released(&self) -> InstanceHolder {
@@ -523,7 +524,7 @@ impl Drop for InstanceLock {
             let (store, path, info) = (self.store.clone(), self.path.clone(), self.released());
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
                 handle.spawn(async move {
-                    let _ = store.put_json(&path, &info).await;
+                    let _ = store.put_record(&path, &info).await;
                 });
             }
         }

@@ -404,7 +404,9 @@ pub fn raise(
                 ],
             )?;
             queue_notices(&tx, &incident, Condition::Fired, event.at)?;
-            tracing::warn!(alert = %incident.id, kind = %incident.kind, vault = incident.vault.as_deref().unwrap_or(""), instance = incident.instance.as_deref().unwrap_or(""), "alert fired: {}", incident.description);
+            // The failure itself is the command's own error (and the job's); the alert's text
+            // goes to its destinations and `alert list`, not a second time to the log.
+            tracing::info!(alert = %incident.id, kind = %incident.kind, vault = incident.vault.as_deref().unwrap_or(""), instance = incident.instance.as_deref().unwrap_or(""), "alert fired");
             incident
         }
     };
