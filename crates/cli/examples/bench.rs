@@ -11,7 +11,10 @@
 //! pgvault restore; and a second backup after updating 1% of rows at random in every table.
 //! Every measure of pgvault is taken twice, on an unencrypted vault and on an encrypted one
 //! (`--encryption-key-uri` with a key file), alternating, so encryption's cost is read off the
-//! same run (`--encryption no|yes|both`, default both).
+//! same run (`--encryption no|yes|both`, default both). `--rounds N` then repeats, N times,
+//! a first backup into a fresh vault and its restore, alternating an unencrypted and an
+//! encrypted vault, and prints each variant's median and range and the median of the paired
+//! ratios: encryption's cost read without one noisy run deciding it.
 //! Each command runs under GNU time for wall time and peak resident memory. It is a
 //! benchmark, not a test: it prints numbers for the README and asserts nothing.
 //!
@@ -162,6 +165,7 @@ fn main() {
         .split(',')
         .map(str::to_string)
         .collect();
+    let rounds: usize = arg("--rounds", "0").parse().unwrap();
     let encryption: Vec<bool> = match arg("--encryption", "both").as_str() {
         "no" => vec![false],
         "yes" => vec![true],
@@ -492,6 +496,185 @@ fn main() {
             restore.seconds,
             restore.seconds / pg_restore.seconds,
             mib(restore.max_rss_kib * 1024)
+        );
+    }
+    if rounds > 0 {
+        encryption_rounds(&Rounds {
+            bin: &bin,
+            work: work.path(),
+            cluster: &c,
+            secret: &secret,
+            datasource: &ds,
+            policy: &policy,
+            key_file: &key_file,
+            rounds,
+        });
+    }
+}
+
+struct Rounds<'a> {
+    bin: &'a std::path::Path,
+    work: &'a std::path::Path,
+    cluster: &'a TestCluster,
+    secret: &'a std::path::Path,
+    datasource: &'a str,
+    policy: &'a std::path::Path,
+    key_file: &'a std::path::Path,
+    rounds: usize,
+}
+
+/// A first backup into a fresh vault and its restore, `r.rounds` times, alternating an
+/// unencrypted and an encrypted vault; prints medians, ranges and the paired ratios.
+fn encryption_rounds(r: &Rounds) {
+    let mut times: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..r.rounds {
+        for (e, encrypted) in [false, true].into_iter().enumerate() {
+            eprintln!(
+                "round {round}, {}...",
+                if encrypted {
+                    "encrypted"
+                } else {
+                    "unencrypted"
+                }
+            );
+            let home = r.work.join(format!("round-home-{round}-{e}"));
+            let vault_dir = r.work.join(format!("round-vault-{round}-{e}"));
+            let pv = Pgvault {
+                bin: r.bin.to_path_buf(),
+                home: home.clone(),
+            };
+            let url = format!("file://{}", vault_dir.display());
+            let key_ref = format!("file:{}", r.key_file.display());
+            let mut create = vec![
+                "backup-vault",
+                "create",
+                "--vault-name",
+                "B",
+                "--storage-url",
+                &url,
+            ];
+            if encrypted {
+                create.extend(["--encryption-key-uri", &key_ref]);
+            }
+            pv.json(&create);
+            pv.json(&[
+                "backup-policy",
+                "create",
+                "--vault-name",
+                "B",
+                "--backup-policy-name",
+                "P",
+                "--policy",
+                r.policy.to_str().unwrap(),
+            ]);
+            let secret_uri = format!("file://{}", r.secret.display());
+            let req = pv.json(&[
+                "backup-instance",
+                "initialize",
+                "--datasource-type",
+                "AzureDatabaseForPostgreSQLFlexibleServer",
+                "--datasource-id",
+                r.datasource,
+                "--policy-id",
+                "P",
+                "--secret-store-type",
+                "File",
+                "--secret-store-uri",
+                &secret_uri,
+            ]);
+            let req_file = r.work.join("round-instance.json");
+            std::fs::write(&req_file, req.to_string()).unwrap();
+            let instance = pv.json(&[
+                "backup-instance",
+                "create",
+                "--vault-name",
+                "B",
+                "--backup-instance",
+                req_file.to_str().unwrap(),
+            ])["name"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let backup = measure(pv.cmd(&[
+                "backup-instance",
+                "adhoc-backup",
+                "--vault-name",
+                "B",
+                "--name",
+                &instance,
+            ]));
+            let rp = pv.json(&[
+                "recovery-point",
+                "list",
+                "--vault-name",
+                "B",
+                "--backup-instance-name",
+                &instance,
+            ]);
+            let target = format!("r_round_{round}_{e}");
+            let req = pv.json(&[
+                "backup-instance",
+                "restore",
+                "initialize-for-data-recovery",
+                "--recovery-point-id",
+                rp[0]["name"].as_str().unwrap(),
+                "--target-database-url",
+                &format!(
+                    "postgres://{}:{}/{target}",
+                    r.cluster.host(),
+                    r.cluster.port()
+                ),
+                "--secret-store-uri",
+                &secret_uri,
+            ]);
+            let restore_file = r.work.join("round-restore.json");
+            std::fs::write(&restore_file, req.to_string()).unwrap();
+            let restore = measure(pv.cmd(&[
+                "backup-instance",
+                "restore",
+                "trigger",
+                "--vault-name",
+                "B",
+                "--backup-instance-name",
+                &instance,
+                "--restore-request-object",
+                restore_file.to_str().unwrap(),
+            ]));
+            times[e].push((backup.seconds, restore.seconds));
+            r.cluster
+                .psql("postgres", &format!("DROP DATABASE {target}"));
+            let _ = std::fs::remove_dir_all(&vault_dir);
+            let _ = std::fs::remove_dir_all(&home);
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let mid = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        (mid, v[0], v[n - 1])
+    };
+    println!();
+    println!("### Encryption's cost: {} rounds, alternating", r.rounds);
+    println!();
+    println!("| measure | unencrypted | encrypted | encrypted / unencrypted, paired |");
+    println!("|---|---|---|---|");
+    for (name, pick) in [("first backup", 0usize), ("restore", 1usize)] {
+        let get = |e: usize| -> Vec<f64> {
+            times[e]
+                .iter()
+                .map(|t| if pick == 0 { t.0 } else { t.1 })
+                .collect()
+        };
+        let (pm, plo, phi) = median(get(0));
+        let (em, elo, ehi) = median(get(1));
+        let ratios: Vec<f64> = get(1).iter().zip(get(0)).map(|(e, p)| e / p).collect();
+        let (rm, rlo, rhi) = median(ratios);
+        println!(
+            "| {name} | {pm:.2} s ({plo:.2} to {phi:.2}) | {em:.2} s ({elo:.2} to {ehi:.2}) | median {rm:.3} ({rlo:.3} to {rhi:.3}) |"
         );
     }
 }
