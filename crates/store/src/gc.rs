@@ -147,6 +147,29 @@ pub async fn collect_garbage_guarded(
     key: &[u8; 32],
     pack_target_size: usize,
     guard: Option<&DestructiveGuard>,
+    hook: impl FnMut(GcStep) -> bool,
+) -> Result<GcReport, GcError> {
+    collect_garbage_with(store, key, pack_target_size, guard, Repack::Sparse, hook).await
+}
+
+/// Whether a collection may rewrite packs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Repack {
+    /// Sparse packs' live chunks are copied into new packs and the old packs deleted.
+    Sparse,
+    /// Only packs no recovery point references are deleted; a pack holding any live chunk is
+    /// never rewritten. An immutable vault's collection: a live point's data stays in the
+    /// objects it was written to (which Blob Storage may hold under a retention policy).
+    Never,
+}
+
+/// [`collect_garbage_guarded`], repacking as `repack` says.
+pub async fn collect_garbage_with(
+    store: &VaultStore,
+    key: &[u8; 32],
+    pack_target_size: usize,
+    guard: Option<&DestructiveGuard>,
+    repack: Repack,
     mut hook: impl FnMut(GcStep) -> bool,
 ) -> Result<GcReport, GcError> {
     let ensure_held = async || match guard {
@@ -330,7 +353,7 @@ pub async fn collect_garbage_guarded(
     // rehydration of hours; and rewriting one early is charged anyway (Archive bills 180 days
     // from archiving, Cold 90, however soon a blob is deleted). Only wholly unreferenced packs
     // go, which needs no pack read: chunk-list blocks there live in online packs.
-    let repack = store.pack_tier().is_none();
+    let repack = store.pack_tier().is_none() && repack == Repack::Sparse;
     let mut keep: Vec<(PackId, Vec<PackEntry>)> = Vec::new();
     let mut sparse: Vec<(PackId, Vec<PackEntry>)> = Vec::new();
     let mut dead: Vec<(Path, u64)> = unindexed;
@@ -640,6 +663,59 @@ mod tests {
                 "a kept recovery point reads back"
             );
         }
+    }
+
+    /// An immutable vault's collection deletes the dead packs but rewrites none that holds a
+    /// live chunk: every surviving pack is one that was there before, byte for byte.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_repacking_only_dead_packs_go_and_live_packs_are_untouched() {
+        let (store, kept) = vault_with_garbage().await;
+        let before: Vec<(Path, u64)> = store.list_with_sizes(&paths::packs_root()).await.unwrap();
+        let report = collect_garbage_with(&store, &KEY, PACK, None, Repack::Never, |_| true)
+            .await
+            .unwrap();
+        assert!(report.finished);
+        assert_eq!(
+            (report.repacked_packs, report.new_packs),
+            (0, 0),
+            "{report:?}"
+        );
+        assert!(report.dead_packs >= 1, "{report:?}");
+        let after: Vec<(Path, u64)> = store.list_with_sizes(&paths::packs_root()).await.unwrap();
+        assert!(after.len() < before.len(), "dead packs were deleted");
+        assert!(
+            after.iter().all(|p| before.contains(p)),
+            "no pack was written: {after:?}"
+        );
+        assert_intact(&store, &kept).await;
+        // The same vault collected with repacking would have rewritten a sparse pack.
+        let repacked = collect_garbage(&store, &KEY, PACK, |_| true).await.unwrap();
+        assert!(repacked.repacked_packs >= 1, "{repacked:?}");
+    }
+
+    /// A soft-deleted point's manifest under `recovery-points/_deleted/` keeps its data.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_soft_deleted_manifest_keeps_its_data() {
+        let (store, kept) = vault_with_garbage().await;
+        // Move every kept point's manifest as a soft delete does: bytes unchanged.
+        for path in store.list(&paths::recovery_points_root()).await.unwrap() {
+            let mut parts = path.parts().skip(1);
+            let (instance, file) = (parts.next().unwrap(), parts.next().unwrap());
+            let id = file.as_ref().strip_suffix(".json").unwrap().to_owned();
+            let bytes = store.get(&path).await.unwrap();
+            store
+                .put(
+                    &paths::deleted_point_manifest(instance.as_ref(), &id),
+                    bytes,
+                )
+                .await
+                .unwrap();
+            store.delete(&path).await.unwrap();
+        }
+        let report = collect_garbage(&store, &KEY, PACK, |_| true).await.unwrap();
+        assert_eq!(report.recovery_points, 2, "{report:?}");
+        assert!(report.damaged_manifests.is_empty(), "{report:?}");
+        assert_intact(&store, &kept).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,6 +14,7 @@ pub mod home;
 pub mod leftovers;
 pub mod protect;
 pub mod restore;
+pub mod security;
 pub mod sweep;
 pub mod vault;
 pub mod verify;

@@ -155,6 +155,10 @@ pub async fn plan_sweep(vault: &Vault, at: DateTime<Utc>) -> Result<SweepPlan> {
                 want(DataStoreType::ArchiveStore),
                 vault.archive.is_some(),
             ) {
+                if let Some(refused) = immutable_refusal(vault, point, kind, at) {
+                    plan.warnings.push(refused);
+                    continue;
+                }
                 let m = point.manifest();
                 plan.actions.push(SweepAction {
                     backup_instance_name: name.clone(),
@@ -187,6 +191,38 @@ pub async fn plan_sweep(vault: &Vault, at: DateTime<Utc>) -> Result<SweepPlan> {
             .cmp(&(b.recovery_point_time, &b.backup_instance_name))
     });
     Ok(plan)
+}
+
+/// Why an immutable vault keeps what `kind` would remove of `point` at `at`: a tier's copy
+/// whose manifest's expiry (a rehydrated copy's: its rehydration's end) has not passed. The
+/// expiry recorded when the point was written is what counts, whatever the policy says now,
+/// so no policy change shortens the life of an existing point on an immutable vault.
+fn immutable_refusal(
+    vault: &Vault,
+    point: &StoredPoint,
+    kind: ActionKind,
+    at: DateTime<Utc>,
+) -> Option<String> {
+    let tiers: &[DataStoreType] = match kind {
+        ActionKind::CopyToArchive | ActionKind::MoveToArchive => return None,
+        ActionKind::DeleteFromVault => &[DataStoreType::VaultStore],
+        ActionKind::DeleteFromArchive => &[DataStoreType::ArchiveStore],
+        ActionKind::Delete => &[DataStoreType::VaultStore, DataStoreType::ArchiveStore],
+    };
+    for (tier, m) in point.tiers().filter(|(t, _)| tiers.contains(t)) {
+        let expiry = m.rehydration_expiry_time.or(m.expiry_time);
+        if let Err(e) = vault.check_immutable(
+            "the retention sweep's deletion",
+            &m.backup_instance_name,
+            &m.recovery_point_id,
+            tier,
+            expiry,
+            at,
+        ) {
+            return Some(e.message);
+        }
+    }
+    None
 }
 
 /// The action that takes a point from the tiers holding it to the tiers wanted, if any. Without

@@ -59,6 +59,11 @@ pub struct VaultConfig {
     /// Azure's resource tags, as the REST API's PUT or PATCH gave them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub tags: BTreeMap<String, String>,
+    /// Azure's `securitySettings`: soft delete and immutability (see `engine::security`).
+    /// Absent in a vault written before pgvault had them: soft delete Off, immutability
+    /// Disabled, which is what such a vault did.
+    #[serde(default)]
+    pub security_settings: crate::model::security::SecuritySettings,
 }
 
 fn default_resource_group() -> String {
@@ -143,6 +148,7 @@ impl VaultConfig {
             resource_group: group.as_str().to_owned(),
             location: None,
             tags: BTreeMap::new(),
+            security_settings: Default::default(),
         }
     }
 
@@ -599,6 +605,7 @@ impl Vault {
                 "vaultId": self.config.vault_id,
                 "formatVersion": self.config.format_version,
                 "createdTime": self.config.created_time,
+                "securitySettings": self.config.security_settings,
             }),
         );
         v["location"] = json!(

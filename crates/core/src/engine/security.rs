@@ -1,0 +1,485 @@
+//! A vault's security settings (`vault.json`'s `securitySettings`) and what they keep:
+//! soft-deleted backup instances and recovery points, and the immutability checks.
+//!
+//! **Soft-deleted instance.** `deleted-instances/<name>.json` holds the instance (protection
+//! stopped) and Azure's `deletionInfo`; its recovery points stay where they are under
+//! `recovery-points/<name>/`, so garbage collection keeps their data without knowing soft
+//! delete exists, and the sweep leaves them (it sweeps only instances). The record is written
+//! before the instance's file is removed, and an undelete writes the instance back before
+//! removing the record: a crash in between leaves both, which every reader treats as "not
+//! deleted" (a purge then only drops the record).
+//!
+//! **Soft-deleted recovery point.** Its manifest's stored bytes move unchanged (copy, then
+//! delete) to `recovery-points/_deleted/<instance>/<id>.json` in each tier that holds it, where
+//! garbage collection, `check` and `reindex` still read it; its `deletionInfo` is
+//! `deleted-recovery-points/<instance>/<id>.json` in the vault tier, written first.
+//!
+//! **Purge.** [`Vault::purge_plan`] lists what is due at a time; the host purges it as jobs in
+//! the retention sweep.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::vault::Vault;
+use super::{Error, Result};
+use crate::model::code::ErrorCode;
+use crate::model::instance::{BackupInstanceRequest, PROTECTION_STOPPED, ProtectionStatus};
+use crate::model::policy::DataStoreType;
+use crate::model::resource::{self, envelope};
+use crate::model::security::{DeletionInfo, SecurityChange, SecurityError, SecuritySettings};
+use crate::store::paths;
+
+/// The state Azure shows a soft-deleted backup instance in.
+pub const SOFT_DELETED: &str = "SoftDeleted";
+
+impl From<SecurityError> for Error {
+    fn from(e: SecurityError) -> Self {
+        Error::new(e.code, e.message)
+    }
+}
+
+/// `deleted-instances/<name>.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletedInstance {
+    pub deletion_info: DeletionInfo,
+    /// The instance as it was stored, protection stopped.
+    pub instance: BackupInstanceRequest,
+}
+
+/// `deleted-recovery-points/<instance>/<id>.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletedPoint {
+    pub backup_instance_name: String,
+    pub recovery_point_id: String,
+    pub deletion_info: DeletionInfo,
+}
+
+/// What a purge at some time removes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PurgePlan {
+    pub instances: Vec<DeletedInstance>,
+    pub points: Vec<DeletedPoint>,
+}
+
+impl PurgePlan {
+    pub fn is_empty(&self) -> bool {
+        self.instances.is_empty() && self.points.is_empty()
+    }
+}
+
+impl Vault {
+    /// The vault's soft-delete and immutability settings.
+    pub fn security(&self) -> &SecuritySettings {
+        &self.config.security_settings
+    }
+
+    /// `backup-vault create|update --soft-delete-state --retention-duration-in-days
+    /// --immutability-state`, and the REST API's `securitySettings`: applies `change` under
+    /// Azure's rules ([`SecuritySettings::apply`]) and records it in `vault.json`. Returns what
+    /// the change weakened (soft delete turned off or shortened, immutability disabled), each
+    /// also logged as a warning: the place alerts hook on.
+    pub async fn set_security_settings(&mut self, change: &SecurityChange) -> Result<Vec<String>> {
+        let (next, weakened) = self.security().apply(self.name(), change)?;
+        if next != self.config.security_settings {
+            let mut config = self.config.clone();
+            config.security_settings = next;
+            self.store.put_json(&paths::vault_config(), &config).await?;
+            self.config = config;
+        }
+        for w in &weakened {
+            tracing::warn!(vault = %self.name(), "security weakened: {w}");
+        }
+        Ok(weakened)
+    }
+
+    /// Refuses `operation` removing recovery point `id` of `instance` (whose manifest in `tier`
+    /// says when it expires) at `now` on an immutable vault before that expiry.
+    pub fn check_immutable(
+        &self,
+        operation: &str,
+        instance: &str,
+        id: &str,
+        tier: DataStoreType,
+        expiry: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let what = format!("recovery point `{id}` of `{instance}` ({tier})");
+        Ok(self
+            .security()
+            .check_removal(self.name(), operation, &what, expiry, now)?)
+    }
+
+    /// Refuses `operation` when any recovery point of `instance`, in any tier, is still
+    /// within its expiry on an immutable vault (stop protection with delete, an instance's
+    /// deletion). A damaged manifest, whose expiry cannot be read, is refused too.
+    pub async fn check_immutable_instance(
+        &self,
+        operation: &str,
+        instance: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        if !self.security().immutable() {
+            return Ok(());
+        }
+        let (points, damaged) = self.recovery_points_and_damage(instance).await?;
+        for point in &points {
+            for (tier, m) in point.tiers() {
+                self.check_immutable(
+                    operation,
+                    instance,
+                    &m.recovery_point_id,
+                    tier,
+                    m.expiry_time,
+                    now,
+                )?;
+            }
+        }
+        if let Some(d) = damaged.first() {
+            self.check_immutable(operation, instance, &d.recovery_point_id, d.tier, None, now)?;
+        }
+        Ok(())
+    }
+
+    // ---- soft-deleted instances ----
+
+    /// Moves an instance to the soft-deleted ones at `now`, by job `activity`: protection
+    /// stopped, its recovery points left in place until the purge.
+    pub async fn soft_delete_instance(
+        &self,
+        name: &str,
+        activity: &str,
+        now: DateTime<Utc>,
+    ) -> Result<DeletedInstance> {
+        let mut instance = self.instance(name).await?;
+        instance.properties.set_protection_state(PROTECTION_STOPPED);
+        let deleted = DeletedInstance {
+            deletion_info: DeletionInfo::new(self.security(), now, activity),
+            instance,
+        };
+        self.store
+            .put_json(&paths::deleted_instance(name), &deleted)
+            .await?;
+        self.delete_instance(name).await?;
+        Ok(deleted)
+    }
+
+    /// Every soft-deleted instance whose record reads (an instance also present again, left
+    /// by an interrupted undelete, is not deleted and is left out).
+    pub async fn deleted_instances(&self) -> Result<Vec<DeletedInstance>> {
+        let mut out = Vec::new();
+        for name in self
+            .store
+            .list_json_names(&paths::deleted_instances())
+            .await?
+        {
+            match self.deleted_instance(&name).await {
+                Ok(d) => out.push(d),
+                Err(e) if e.code == ErrorCode::UserErrorDeletedBackupInstanceNotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// One soft-deleted instance.
+    pub async fn deleted_instance(&self, name: &str) -> Result<DeletedInstance> {
+        let not_found = || {
+            Error::new(
+                ErrorCode::UserErrorDeletedBackupInstanceNotFound,
+                format!(
+                    "vault `{}` has no soft-deleted backup instance `{name}` (see `pgvault backup-instance deleted list`)",
+                    self.name()
+                ),
+            )
+        };
+        let record: DeletedInstance =
+            match self.store.get_json(&paths::deleted_instance(name)).await {
+                Ok(r) => r,
+                Err(e) if e.is_not_found() => return Err(not_found()),
+                Err(e) => return Err(e.into()),
+            };
+        if self.store.exists(&paths::instance(name)).await? {
+            return Err(not_found());
+        }
+        Ok(record)
+    }
+
+    /// Whether an instance called `name` is soft-deleted (for refusing a new one of that name).
+    pub async fn is_soft_deleted(&self, name: &str) -> Result<bool> {
+        Ok(self.store.exists(&paths::deleted_instance(name)).await?)
+    }
+
+    /// Brings a soft-deleted instance back, as Azure does: protection stopped (resume it to
+    /// back up again), its recovery points as they were.
+    pub async fn undelete_instance(&self, name: &str) -> Result<BackupInstanceRequest> {
+        let mut deleted = self.deleted_instance(name).await?;
+        deleted
+            .instance
+            .properties
+            .set_protection_state(PROTECTION_STOPPED);
+        self.save_instance(&deleted.instance).await?;
+        self.store
+            .delete_if_present(&paths::deleted_instance(name))
+            .await?;
+        Ok(deleted.instance)
+    }
+
+    /// Removes a soft-deleted instance's record once its recovery points are purged.
+    pub async fn drop_deleted_instance(&self, name: &str) -> Result<()> {
+        Ok(self
+            .store
+            .delete_if_present(&paths::deleted_instance(name))
+            .await?)
+    }
+
+    /// A soft-deleted instance as Azure's `deletedBackupInstances` resource: the instance's
+    /// properties, `currentProtectionState` SoftDeleted, and `deletionInfo`.
+    pub fn deleted_instance_json(&self, d: &DeletedInstance) -> Value {
+        let mut shown = self.instance_json(&d.instance);
+        let mut properties = shown["properties"].take();
+        properties["currentProtectionState"] = json!(SOFT_DELETED);
+        properties["protectionStatus"] = serde_json::to_value(ProtectionStatus {
+            status: SOFT_DELETED.into(),
+        })
+        .expect("a status serializes");
+        properties["deletionInfo"] = serde_json::to_value(&d.deletion_info).expect("serializes");
+        properties["objectType"] = json!("DeletedBackupInstance");
+        envelope(
+            self.arm().deleted_instance_id(&d.instance.name),
+            &d.instance.name,
+            resource::DELETED_INSTANCE_TYPE,
+            properties,
+        )
+    }
+
+    // ---- soft-deleted recovery points ----
+
+    /// Moves a recovery point to the soft-deleted ones at `now`, by job `activity`: its
+    /// deletion record first, then in each tier its manifest's stored bytes, unchanged, to
+    /// `recovery-points/_deleted/`, and only then the original removed.
+    pub async fn soft_delete_point(
+        &self,
+        instance: &str,
+        id: &str,
+        activity: &str,
+        now: DateTime<Utc>,
+    ) -> Result<DeletedPoint> {
+        let record = DeletedPoint {
+            backup_instance_name: instance.to_owned(),
+            recovery_point_id: id.to_owned(),
+            deletion_info: DeletionInfo::new(self.security(), now, activity),
+        };
+        self.store
+            .put_json(&paths::deleted_point_record(instance, id), &record)
+            .await?;
+        for tier in [DataStoreType::ArchiveStore, DataStoreType::VaultStore] {
+            let Some(store) = self.tier_store(tier) else {
+                continue;
+            };
+            let from = paths::recovery_point(instance, id);
+            let bytes = match store.get(&from).await {
+                Ok(bytes) => bytes,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e.into()),
+            };
+            store
+                .put(&paths::deleted_point_manifest(instance, id), bytes)
+                .await?;
+            store.delete_if_present(&from).await?;
+        }
+        Ok(record)
+    }
+
+    /// Every soft-deleted recovery point's record.
+    pub async fn deleted_points(&self) -> Result<Vec<DeletedPoint>> {
+        let mut out = Vec::new();
+        for path in self.store.list(&paths::deleted_point_records()).await? {
+            if !path.as_ref().ends_with(".json") {
+                continue;
+            }
+            out.push(self.store.get_json::<DeletedPoint>(&path).await?);
+        }
+        Ok(out)
+    }
+
+    /// Brings a soft-deleted recovery point back: its manifest's bytes to their place in each
+    /// tier, then its record removed.
+    pub async fn undelete_point(&self, instance: &str, id: &str) -> Result<()> {
+        if !self
+            .store
+            .exists(&paths::deleted_point_record(instance, id))
+            .await?
+        {
+            return Err(Error::new(
+                ErrorCode::UserErrorRecoveryPointNotFound,
+                format!(
+                    "backup instance `{instance}` has no soft-deleted recovery point `{id}` in vault `{}`",
+                    self.name()
+                ),
+            ));
+        }
+        for tier in [DataStoreType::VaultStore, DataStoreType::ArchiveStore] {
+            let Some(store) = self.tier_store(tier) else {
+                continue;
+            };
+            let from = paths::deleted_point_manifest(instance, id);
+            let bytes = match store.get(&from).await {
+                Ok(bytes) => bytes,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e.into()),
+            };
+            store
+                .put(&paths::recovery_point(instance, id), bytes)
+                .await?;
+            store.delete_if_present(&from).await?;
+        }
+        Ok(self
+            .store
+            .delete_if_present(&paths::deleted_point_record(instance, id))
+            .await?)
+    }
+
+    /// Removes a soft-deleted recovery point for good: its manifests, then its record.
+    pub async fn purge_point(&self, instance: &str, id: &str) -> Result<()> {
+        for tier in [DataStoreType::ArchiveStore, DataStoreType::VaultStore] {
+            if let Some(store) = self.tier_store(tier) {
+                store
+                    .delete_if_present(&paths::deleted_point_manifest(instance, id))
+                    .await?;
+            }
+        }
+        Ok(self
+            .store
+            .delete_if_present(&paths::deleted_point_record(instance, id))
+            .await?)
+    }
+
+    /// What is due for purging at `at`: soft-deleted instances and recovery points whose
+    /// retention has ended.
+    pub async fn purge_plan(&self, at: DateTime<Utc>) -> Result<PurgePlan> {
+        Ok(PurgePlan {
+            instances: self
+                .deleted_instances()
+                .await?
+                .into_iter()
+                .filter(|d| d.deletion_info.purge_due(at))
+                .collect(),
+            points: self
+                .deleted_points()
+                .await?
+                .into_iter()
+                .filter(|d| d.deletion_info.purge_due(at))
+                .collect(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::security::{ImmutabilityState, SoftDeleteState};
+    use crate::store::VaultStore;
+    use crate::store::testing::{archive, backup};
+
+    async fn vault() -> Vault {
+        let store = VaultStore::open("memory://").unwrap();
+        Vault::create(store, "V", &Default::default(), Utc::now(), None)
+            .await
+            .unwrap()
+    }
+
+    /// Settings are kept in `vault.json` and shown as Azure's `securitySettings`; a refused
+    /// change leaves them as they were.
+    #[tokio::test]
+    async fn settings_are_recorded_and_shown() {
+        let mut v = vault().await;
+        assert!(!v.security().soft_delete_on(), "a new vault's default");
+        let weakened = v
+            .set_security_settings(&SecurityChange {
+                soft_delete_state: Some(SoftDeleteState::AlwaysOn),
+                retention_duration_in_days: Some(30),
+                immutability_state: Some(ImmutabilityState::Locked),
+            })
+            .await
+            .unwrap();
+        assert!(weakened.is_empty());
+        let reopened = Vault::open(v.store.clone()).await.unwrap();
+        assert_eq!(reopened.security(), v.security());
+        let json = reopened.to_azure_json();
+        assert_eq!(
+            json["properties"]["securitySettings"],
+            json!({"softDeleteSettings": {"state": "AlwaysOn", "retentionDurationInDays": 30},
+                   "immutabilitySettings": {"state": "Locked"}})
+        );
+        let err = v
+            .set_security_settings(&SecurityChange {
+                immutability_state: Some(ImmutabilityState::Unlocked),
+                ..Default::default()
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.code,
+            ErrorCode::UserErrorUnsupportedVaultImmutabilityStateChange
+        );
+        let reopened = Vault::open(v.store.clone()).await.unwrap();
+        assert_eq!(
+            reopened.security().immutability_settings.state,
+            ImmutabilityState::Locked
+        );
+    }
+
+    /// A soft-deleted point's manifest bytes move unchanged and come back unchanged; while it
+    /// is soft-deleted the point is not listed, and a purge removes it for good.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_soft_deleted_point_moves_unchanged_and_comes_back() {
+        let v = vault().await;
+        let key = v.config.chunk_key().unwrap();
+        backup(&v.store, key, "db", "p1", archive(2_000, 0), None).await;
+        let stored = v
+            .store
+            .get(&paths::recovery_point("db", "p1"))
+            .await
+            .unwrap();
+        let now = Utc::now();
+        let record = v.soft_delete_point("db", "p1", "job-1", now).await.unwrap();
+        assert_eq!(record.deletion_info.delete_activity_id, "job-1");
+        assert!(v.recovery_points("db").await.unwrap().is_empty());
+        let moved = v
+            .store
+            .get(&paths::deleted_point_manifest("db", "p1"))
+            .await
+            .unwrap();
+        assert_eq!(moved, stored, "the stored bytes move unchanged");
+        assert_eq!(v.deleted_points().await.unwrap(), vec![record.clone()]);
+        assert!(v.purge_plan(now).await.unwrap().is_empty());
+
+        v.undelete_point("db", "p1").await.unwrap();
+        assert_eq!(
+            v.store
+                .get(&paths::recovery_point("db", "p1"))
+                .await
+                .unwrap(),
+            stored
+        );
+        assert!(v.deleted_points().await.unwrap().is_empty());
+
+        v.soft_delete_point("db", "p1", "job-2", now).await.unwrap();
+        let due = v
+            .purge_plan(record.deletion_info.scheduled_purge_time)
+            .await
+            .unwrap();
+        assert_eq!(due.points.len(), 1);
+        v.purge_point("db", "p1").await.unwrap();
+        assert!(
+            !v.store
+                .exists(&paths::deleted_point_manifest("db", "p1"))
+                .await
+                .unwrap()
+        );
+        assert!(v.deleted_points().await.unwrap().is_empty());
+    }
+}
