@@ -33,6 +33,7 @@ mod secrets;
 mod serve;
 mod simulate;
 mod sizes;
+mod soft_delete;
 mod support;
 mod tables;
 mod verify;
