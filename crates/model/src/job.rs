@@ -1948,6 +1948,18 @@ mod tests {
                 "Restore",
             ),
             ("Rehydrate", Operation::Rehydrate, "Tiering", "Tiering"),
+            (
+                "DeleteBackupInstance",
+                Operation::DeleteBackupInstance,
+                "Management",
+                "Management",
+            ),
+            (
+                "undeletebackupinstance",
+                Operation::UndeleteBackupInstance,
+                "Management",
+                "Management",
+            ),
         ];
         assert_eq!(
             cases.len(),
@@ -2004,6 +2016,8 @@ mod tests {
                     Operation::ScriptRun,
                     Operation::RetentionSweep,
                     Operation::DeleteRecoveryPoint,
+                    Operation::DeleteBackupInstance,
+                    Operation::UndeleteBackupInstance,
                 ],
             ),
             (
