@@ -151,6 +151,57 @@ impl SecurityChange {
     }
 }
 
+impl SecurityChange {
+    /// The change an Azure `securitySettings` object asks for (the REST API's vault PUT or
+    /// PATCH body's `properties.securitySettings`): each setting only when present, names in
+    /// any case.
+    pub fn from_azure(value: &serde_json::Value) -> Result<SecurityChange, SecurityError> {
+        let bad = |why: String| {
+            SecurityError::new(
+                ErrorCode::UserErrorInvalidSecuritySetting,
+                format!("properties.securitySettings: {why}"),
+            )
+        };
+        let field = |v: &serde_json::Value, name: &str| -> Option<serde_json::Value> {
+            v.as_object()?
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.clone())
+                .filter(|v| !v.is_null())
+        };
+        if !value.is_object() {
+            return Err(bad("must be an object".into()));
+        }
+        let mut change = SecurityChange::default();
+        if let Some(soft) = field(value, "softDeleteSettings") {
+            if let Some(state) = field(&soft, "state") {
+                let state = state.as_str().ok_or_else(|| {
+                    bad(format!("softDeleteSettings.state {state} is not a string"))
+                })?;
+                change.soft_delete_state = Some(state.parse().map_err(bad)?);
+            }
+            if let Some(days) = field(&soft, "retentionDurationInDays") {
+                let whole = days
+                    .as_f64()
+                    .filter(|d| d.fract() == 0.0 && *d >= 0.0 && *d <= f64::from(u32::MAX))
+                    .ok_or_else(|| bad(format!("softDeleteSettings.retentionDurationInDays {days} is not a whole number of days")))?;
+                change.retention_duration_in_days = Some(whole as u32);
+            }
+        }
+        if let Some(imm) = field(value, "immutabilitySettings")
+            && let Some(state) = field(&imm, "state")
+        {
+            let state = state.as_str().ok_or_else(|| {
+                bad(format!(
+                    "immutabilitySettings.state {state} is not a string"
+                ))
+            })?;
+            change.immutability_state = Some(state.parse().map_err(bad)?);
+        }
+        Ok(change)
+    }
+}
+
 /// A refused setting or operation: its code and what to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecurityError {
@@ -527,6 +578,33 @@ mod tests {
         );
         let err = "Sometimes".parse::<SoftDeleteState>().unwrap_err();
         assert!(err.contains("Off, On, AlwaysOn"), "{err}");
+    }
+
+    #[test]
+    fn a_rest_body_names_only_what_it_changes() {
+        let v = serde_json::json!({"softDeleteSettings": {"State": "AlwaysOn", "retentionDurationInDays": 30.0}});
+        assert_eq!(
+            SecurityChange::from_azure(&v).unwrap(),
+            change(Some(AlwaysOn), Some(30), None)
+        );
+        let v = serde_json::json!({"immutabilitySettings": {"state": "Locked"}});
+        assert_eq!(
+            SecurityChange::from_azure(&v).unwrap(),
+            change(None, None, Some(Locked))
+        );
+        for bad in [
+            serde_json::json!({"softDeleteSettings": {"state": "Maybe"}}),
+            serde_json::json!({"softDeleteSettings": {"retentionDurationInDays": 14.5}}),
+            serde_json::json!({"immutabilitySettings": {"state": 3}}),
+            serde_json::json!("On"),
+        ] {
+            let err = SecurityChange::from_azure(&bad).unwrap_err();
+            assert_eq!(
+                err.code,
+                ErrorCode::UserErrorInvalidSecuritySetting,
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -25,6 +25,7 @@ use pgvault_model::request::{
 };
 use pgvault_model::resource::ResourceGroup;
 use pgvault_model::restore::RestoreRequest;
+use pgvault_model::security::{SecurityChange, SecuritySettings};
 
 use crate::Portal;
 use crate::arm::{ApiError, PAGE_SIZE, check_api_version, page, page_of, skip_token};
@@ -455,10 +456,20 @@ impl Request<'_> {
             Err(_) => {
                 let group = ResourceGroup::parse(&v.group)
                     .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
+                // Settings a new vault cannot take are refused before it is created.
+                SecuritySettings::default()
+                    .apply(&v.vault, &body.security)
+                    .map_err(|e| ApiError::new(e.code, e.message))?;
                 self.svc().create_vault(&v.vault, &group, None).await?;
                 StatusCode::CREATED
             }
         };
+        // Security first: a refused change (AlwaysOn or Locked undone) then changes nothing.
+        if !body.security.is_empty() {
+            self.svc()
+                .set_security_settings(&v.vault, &body.security)
+                .await?;
+        }
         let vault = self
             .svc()
             .set_vault_resource(
@@ -476,6 +487,11 @@ impl Request<'_> {
     async fn patch_vault(&self, v: &VaultRef) -> ApiResult {
         let body = VaultBody::parse(self.json()?)?;
         self.vault(v).await?;
+        if !body.security.is_empty() {
+            self.svc()
+                .set_security_settings(&v.vault, &body.security)
+                .await?;
+        }
         let vault = self
             .svc()
             .set_vault_resource(&v.vault, None, body.tags, body.storage_settings)
@@ -824,6 +840,8 @@ struct VaultBody {
     location: Option<String>,
     tags: Option<BTreeMap<String, String>>,
     storage_settings: Option<Value>,
+    /// `properties.securitySettings`: soft delete and immutability.
+    security: SecurityChange,
 }
 
 impl VaultBody {
@@ -850,10 +868,21 @@ impl VaultBody {
             .and_then(|p| p.get("storageSettings"))
             .filter(|s| !s.is_null())
             .cloned();
+        let security = match body
+            .get("properties")
+            .and_then(|p| p.get("securitySettings"))
+            .filter(|s| !s.is_null())
+        {
+            Some(s) => {
+                SecurityChange::from_azure(s).map_err(|e| ApiError::new(e.code, e.message))?
+            }
+            None => SecurityChange::default(),
+        };
         Ok(VaultBody {
             location,
             tags,
             storage_settings,
+            security,
         })
     }
 }
