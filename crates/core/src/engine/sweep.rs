@@ -1058,3 +1058,71 @@ mod tests {
         assert_ne!(props.access_tier.as_deref(), Some("Archive"));
     }
 }
+
+#[cfg(test)]
+mod immutability_tests {
+    use super::*;
+    use crate::model::security::{ImmutabilityState, SecurityChange};
+    use crate::store::testing::{archive, backup};
+
+    /// On an immutable vault the sweep keeps a copy whose recorded expiry has not passed,
+    /// whatever the policy now says (a shortened retention), and lets it go once it has; a
+    /// rehydrated copy counts until its rehydration ends. Tier moves are never refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_immutable_vault_keeps_what_has_not_expired_whatever_the_policy_says() {
+        let store = VaultStore::open("memory://").unwrap();
+        let mut vault = Vault::create(store, "V", &Default::default(), Utc::now(), None)
+            .await
+            .unwrap();
+        let key = vault.config.chunk_key().unwrap();
+        let mut m = backup(&vault.store, key, "db", "p1", archive(2_000, 0), None).await;
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        m.expiry_time = Some(t("2031-01-01T00:00:00Z"));
+        let point = StoredPoint {
+            vault: Some(m.clone()),
+            archive: None,
+        };
+        let before = t("2030-06-01T00:00:00Z");
+        let after = t("2031-01-01T00:00:00Z");
+        assert_eq!(
+            immutable_refusal(&vault, &point, ActionKind::Delete, before),
+            None,
+            "a vault that is not immutable refuses nothing"
+        );
+        vault
+            .set_security_settings(&SecurityChange {
+                immutability_state: Some(ImmutabilityState::Unlocked),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let refused = immutable_refusal(&vault, &point, ActionKind::Delete, before).unwrap();
+        assert!(
+            refused.contains("immutabilityState Unlocked") && refused.contains("2031-01-01"),
+            "{refused}"
+        );
+        assert_eq!(
+            immutable_refusal(&vault, &point, ActionKind::Delete, after),
+            None
+        );
+        assert_eq!(
+            immutable_refusal(&vault, &point, ActionKind::MoveToArchive, before),
+            None
+        );
+        // A rehydrated vault-tier copy goes when its rehydration ends, the archive copy stays.
+        let mut copy = m.clone();
+        copy.rehydration_expiry_time = Some(t("2030-05-01T00:00:00Z"));
+        let rehydrated = StoredPoint {
+            vault: Some(copy),
+            archive: Some(m.clone()),
+        };
+        assert_eq!(
+            immutable_refusal(&vault, &rehydrated, ActionKind::DeleteFromVault, before),
+            None
+        );
+        assert!(
+            immutable_refusal(&vault, &rehydrated, ActionKind::DeleteFromArchive, before)
+                .is_some()
+        );
+    }
+}
