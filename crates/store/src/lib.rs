@@ -30,6 +30,7 @@ pub mod chunk;
 pub mod damage;
 pub mod disk;
 pub mod gc;
+pub mod immutability;
 pub mod lease;
 pub mod lock;
 pub mod manifest;

@@ -437,6 +437,15 @@ pub async fn backup(
     // index files and this manifest (see `Manifest::to_bytes_counting_itself`).
     let bytes = manifest.to_bytes_counting_itself(outcome.bytes_stored);
     let manifest_len = bytes.len() as u64;
+    // On an immutable vault on Blob Storage the data is put under retention until the point's
+    // expiry before the point exists, so no recovery point has data the storage would let go.
+    if let Err(e) = vault
+        .retain_stream(&manifest.stream, manifest.expiry_time)
+        .await
+    {
+        steps.finished(Step::Commit, Err(e.message.clone()));
+        return Err(e);
+    }
     crate::fault::point("before-manifest");
     let committed = vault
         .store
@@ -458,6 +467,18 @@ pub async fn backup(
             .map_err(|e| e.to_string()),
     );
     committed?;
+    if let Err(e) = vault
+        .retain_manifest(
+            &req.instance,
+            &manifest.recovery_point_id,
+            manifest.expiry_time,
+        )
+        .await
+    {
+        // The point exists and pgvault refuses to remove it before its expiry; only the
+        // storage's own guard of its manifest is missing (its packs have theirs).
+        tracing::error!(instance = %req.instance, recovery_point = %manifest.recovery_point_id, "the manifest could not be put under retention: {}", e.message);
+    }
     Ok(manifest)
 }
 

@@ -27,7 +27,12 @@ use crate::model::code::ErrorCode;
 use crate::model::instance::{BackupInstanceRequest, PROTECTION_STOPPED, ProtectionStatus};
 use crate::model::policy::DataStoreType;
 use crate::model::resource::{self, envelope};
-use crate::model::security::{DeletionInfo, SecurityChange, SecurityError, SecuritySettings};
+use crate::model::security::{
+    DeletionInfo, ImmutabilityState, SecurityChange, SecurityError, SecuritySettings,
+};
+use crate::store::blob_rest::ImmutabilityPolicyMode;
+use crate::store::immutability;
+use crate::store::manifest::StreamInfo;
 use crate::store::paths;
 
 /// The state Azure shows a soft-deleted backup instance in.
@@ -140,6 +145,74 @@ impl Vault {
         if let Some(d) = damaged.first() {
             self.check_immutable(operation, instance, &d.recovery_point_id, d.tier, None, now)?;
         }
+        Ok(())
+    }
+
+    // ---- storage-enforced immutability (Blob Storage) ----
+
+    /// The retention mode blobs get on this vault: `None` unless it is immutable and on Blob
+    /// Storage (a local folder's guarantee is pgvault's own).
+    fn blob_retention(
+        &self,
+    ) -> Option<(&crate::store::blob_rest::BlobRest, ImmutabilityPolicyMode)> {
+        let mode = match self.security().immutability_settings.state {
+            ImmutabilityState::Disabled => return None,
+            ImmutabilityState::Unlocked => ImmutabilityPolicyMode::Unlocked,
+            ImmutabilityState::Locked => ImmutabilityPolicyMode::Locked,
+        };
+        Some((self.store.blob_rest()?, mode))
+    }
+
+    /// On an immutable vault on Blob Storage, makes every pack `stream` needs undeletable
+    /// until `until` (extending, never shortening, what a shared pack has). A backup calls it
+    /// before writing its manifest. A point kept for ever (`until` `None`) gets none: Blob
+    /// Storage's policies need a date.
+    pub async fn retain_stream(
+        &self,
+        stream: &StreamInfo,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let (Some((rest, mode)), Some(until)) = (self.blob_retention(), until) else {
+            return Ok(());
+        };
+        let key = self.config.chunk_key()?;
+        let index = crate::store::reader::load_index(&self.store).await?;
+        let packs = immutability::packs_of(&self.store, &index, &key, stream)
+            .await
+            .map_err(|e| {
+                Error::new(
+                    ErrorCode::VaultStorageError,
+                    format!(
+                        "cannot list the packs the new recovery point needs, to protect them: {e}"
+                    ),
+                )
+            })?;
+        let done = immutability::retain_until(rest, immutability::pack_blobs(&packs), until, mode)
+            .await
+            .map_err(|e| Error::from_storage(ErrorCode::VaultStorageError, e.message.clone(), e))?;
+        tracing::info!(vault = %self.name(), extended = done.extended, already = done.already, "packs retained until {until}");
+        Ok(())
+    }
+
+    /// On an immutable vault on Blob Storage, makes a recovery point's manifest undeletable
+    /// until `until`.
+    pub async fn retain_manifest(
+        &self,
+        instance: &str,
+        id: &str,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let (Some((rest, mode)), Some(until)) = (self.blob_retention(), until) else {
+            return Ok(());
+        };
+        immutability::retain_until(
+            rest,
+            [paths::recovery_point(instance, id).to_string()],
+            until,
+            mode,
+        )
+        .await
+        .map_err(|e| Error::from_storage(ErrorCode::VaultStorageError, e.message.clone(), e))?;
         Ok(())
     }
 

@@ -1121,8 +1121,7 @@ mod immutability_tests {
             None
         );
         assert!(
-            immutable_refusal(&vault, &rehydrated, ActionKind::DeleteFromArchive, before)
-                .is_some()
+            immutable_refusal(&vault, &rehydrated, ActionKind::DeleteFromArchive, before).is_some()
         );
     }
 }
