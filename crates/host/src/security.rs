@@ -114,17 +114,12 @@ impl Pgvault {
         );
         new.backup_instance_name = Some(name.to_owned());
         new.describe_instance(&deleted.instance.properties);
-        let job = match JobRun::start(self.history(), &new, Held::nothing().guard(guard)).await {
-            Ok(run) => {
-                let result = run.drive(vault.undelete_instance(name), || (0, 0)).await;
-                run.finish(result.as_ref().map(|_| None), 0, 0).await
-            }
-            Err(e) => Err(e),
-        };
-        job
+        let run = JobRun::start(self.history(), &new, Held::nothing().guard(guard)).await?;
+        let result = run.drive(vault.undelete_instance(name), || (0, 0)).await;
+        run.finish(result.as_ref().map(|_| None), 0, 0).await
     }
 
-    /// Soft-deletes an instance under `guard` as a `DeleteBackupInstance` job: protection
+    /// Soft-deletes an instance (its caller holds the vault's guard) as a `DeleteBackupInstance` job: protection
     /// stopped, the instance moved to the soft-deleted ones with its recovery points kept until
     /// the purge. The caller checked immutability and that no backup runs.
     pub(crate) async fn soft_delete_instance(&self, vault: &Vault, instance: &str) -> Result<Job> {
