@@ -288,6 +288,12 @@ fn a_soft_deleted_recovery_point_is_undeleted_and_expiry_is_not_soft() {
         "{deleted:#}"
     );
     w.json(&["backup-vault", "gc", "--vault-name", vault]);
+    // The vault's check counts the soft-deleted point's data as needed, not as garbage.
+    let check = w.json(&["backup-vault", "check", "--vault-name", vault]);
+    assert_eq!(check["status"], "OK", "{check:#}");
+    let tier = &check["dataStores"][0];
+    assert_eq!(tier["recoveryPoints"], 2, "{check:#}");
+    assert_eq!(tier["unreferenced"]["chunks"], 0, "{check:#}");
     let back = w.json(&[
         "recovery-point",
         "deleted",
