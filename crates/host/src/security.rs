@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use pgvault_core::engine::security::{DeletedInstance, DeletedPoint, PurgePlan};
-use pgvault_core::engine::{Result, Vault};
+use pgvault_core::engine::{Error, Result, Vault};
 use pgvault_core::model::job::{Job, NewJob, Operation};
 use pgvault_core::model::security::SecurityChange;
 use pgvault_core::store::lease::DestructiveGuard;
@@ -76,6 +76,23 @@ impl Pgvault {
         if !change.is_empty() {
             let weakened = vault.set_security_settings(change).await?;
             security_weakened(vault.name(), &weakened);
+        }
+        // Immutability named (turned on, locked, or given again to retry): what the vault
+        // already holds goes under Blob Storage's retention too, in the vault's mode.
+        if change.immutability_state.is_some() && vault.security().immutable() {
+            let covered = vault.retain_existing().await.map_err(|e| {
+                Error::new(
+                    e.code.clone(),
+                    format!(
+                        "immutability of vault `{}` is set, but its existing recovery points could not all be put under Blob Storage retention: {}; give --immutability-state again to finish",
+                        vault.name(),
+                        e.message
+                    ),
+                )
+            })?;
+            if covered > 0 {
+                tracing::info!(vault = %vault.name(), covered, "existing recovery points put under Blob Storage retention");
+            }
         }
         Ok(vault.to_azure_json())
     }

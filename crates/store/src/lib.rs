@@ -315,6 +315,15 @@ impl VaultStore {
         Ok(store)
     }
 
+    /// This store with its Blob REST calls (leases, tiers, immutability policies) sent through
+    /// `rest`, whatever holds its objects: for tests that pair an in-memory store with a
+    /// double of a Blob Storage feature the emulator lacks.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn with_blob_rest(mut self, rest: blob_rest::BlobRest) -> Self {
+        self.azure = Some(rest);
+        self
+    }
+
     pub fn from_object_store(inner: Arc<dyn ObjectStore>, url: &str) -> Self {
         VaultStore {
             inner,

@@ -24,7 +24,7 @@ use super::{Error, Result};
 use crate::model::code::ErrorCode;
 use crate::model::human;
 use crate::model::instance::{BackupInstanceRequest, PROTECTION_CONFIGURED};
-use crate::model::policy::BackupPolicy;
+use crate::model::policy::{BackupPolicy, DataStoreType};
 use crate::model::resource;
 use crate::model::retention;
 use crate::postgres::archive::{ArchiveError, CustomArchive};
@@ -440,7 +440,11 @@ pub async fn backup(
     // On an immutable vault on Blob Storage the data is put under retention until the point's
     // expiry before the point exists, so no recovery point has data the storage would let go.
     if let Err(e) = vault
-        .retain_stream(&manifest.stream, manifest.expiry_time)
+        .retain_stream(
+            DataStoreType::VaultStore,
+            &manifest.stream,
+            manifest.expiry_time,
+        )
         .await
     {
         steps.finished(Step::Commit, Err(e.message.clone()));
@@ -469,8 +473,8 @@ pub async fn backup(
     committed?;
     if let Err(e) = vault
         .retain_manifest(
-            &req.instance,
-            &manifest.recovery_point_id,
+            DataStoreType::VaultStore,
+            &paths::recovery_point(&req.instance, &manifest.recovery_point_id),
             manifest.expiry_time,
         )
         .await

@@ -30,10 +30,16 @@ use crate::model::resource::{self, envelope};
 use crate::model::security::{
     DeletionInfo, ImmutabilityState, SecurityChange, SecurityError, SecuritySettings,
 };
-use crate::store::blob_rest::ImmutabilityPolicyMode;
+use crate::store::blob_rest::{BlobError, BlobRest, ImmutabilityPolicyMode};
 use crate::store::immutability;
-use crate::store::manifest::StreamInfo;
-use crate::store::paths;
+use crate::store::manifest::{Manifest, StreamInfo};
+use crate::store::pack::ChunkIndex;
+use crate::store::{VaultStore, paths};
+use object_store::path::Path;
+
+fn blob_error(e: BlobError) -> Error {
+    Error::from_storage(ErrorCode::VaultStorageError, e.message.clone(), e)
+}
 
 /// The state Azure shows a soft-deleted backup instance in.
 pub const SOFT_DELETED: &str = "SoftDeleted";
@@ -150,70 +156,110 @@ impl Vault {
 
     // ---- storage-enforced immutability (Blob Storage) ----
 
-    /// The retention mode blobs get on this vault: `None` unless it is immutable and on Blob
-    /// Storage (a local folder's guarantee is pgvault's own).
+    /// The Blob client of `tier` and the retention mode its blobs get: `None` unless the vault
+    /// is immutable and that tier is on Blob Storage (a local folder's guarantee is pgvault's
+    /// own).
     fn blob_retention(
         &self,
-    ) -> Option<(&crate::store::blob_rest::BlobRest, ImmutabilityPolicyMode)> {
+        tier: DataStoreType,
+    ) -> Option<(&VaultStore, &BlobRest, ImmutabilityPolicyMode)> {
         let mode = match self.security().immutability_settings.state {
             ImmutabilityState::Disabled => return None,
             ImmutabilityState::Unlocked => ImmutabilityPolicyMode::Unlocked,
             ImmutabilityState::Locked => ImmutabilityPolicyMode::Locked,
         };
-        Some((self.store.blob_rest()?, mode))
+        let store = self.tier_store(tier)?;
+        Some((store, store.blob_rest()?, mode))
     }
 
-    /// On an immutable vault on Blob Storage, makes every pack `stream` needs undeletable
-    /// until `until` (extending, never shortening, what a shared pack has). A backup calls it
-    /// before writing its manifest. A point kept for ever (`until` `None`) gets none: Blob
-    /// Storage's policies need a date.
+    /// On an immutable vault on Blob Storage, makes every pack `stream` needs in `tier`
+    /// undeletable until `until` (extending, never shortening, what a shared pack has). A
+    /// backup (and a copy to the archive tier) calls it before writing the manifest. A point
+    /// kept for ever (`until` `None`) gets none: Blob Storage's policies need a date.
     pub async fn retain_stream(
         &self,
+        tier: DataStoreType,
         stream: &StreamInfo,
         until: Option<DateTime<Utc>>,
     ) -> Result<()> {
-        let (Some((rest, mode)), Some(until)) = (self.blob_retention(), until) else {
+        let (Some((store, _, _)), Some(_)) = (self.blob_retention(tier), until) else {
+            return Ok(());
+        };
+        let index = crate::store::reader::load_index(store).await?;
+        self.retain_stream_with(tier, &index, stream, until).await
+    }
+
+    async fn retain_stream_with(
+        &self,
+        tier: DataStoreType,
+        index: &ChunkIndex,
+        stream: &StreamInfo,
+        until: Option<DateTime<Utc>>,
+    ) -> Result<()> {
+        let (Some((store, rest, mode)), Some(until)) = (self.blob_retention(tier), until) else {
             return Ok(());
         };
         let key = self.config.chunk_key()?;
-        let index = crate::store::reader::load_index(&self.store).await?;
-        let packs = immutability::packs_of(&self.store, &index, &key, stream)
+        let packs = immutability::packs_of(store, index, &key, stream)
             .await
             .map_err(|e| {
                 Error::new(
                     ErrorCode::VaultStorageError,
-                    format!(
-                        "cannot list the packs the new recovery point needs, to protect them: {e}"
-                    ),
+                    format!("cannot list the packs a recovery point needs, to protect them: {e}"),
                 )
             })?;
         let done = immutability::retain_until(rest, immutability::pack_blobs(&packs), until, mode)
             .await
-            .map_err(|e| Error::from_storage(ErrorCode::VaultStorageError, e.message.clone(), e))?;
-        tracing::info!(vault = %self.name(), extended = done.extended, already = done.already, "packs retained until {until}");
+            .map_err(blob_error)?;
+        tracing::info!(vault = %self.name(), %tier, extended = done.extended, already = done.already, "packs retained until {until}");
         Ok(())
     }
 
-    /// On an immutable vault on Blob Storage, makes a recovery point's manifest undeletable
-    /// until `until`.
+    /// On an immutable vault on Blob Storage, makes the manifest at `path` in `tier`
+    /// undeletable until `until`.
     pub async fn retain_manifest(
         &self,
-        instance: &str,
-        id: &str,
+        tier: DataStoreType,
+        path: &Path,
         until: Option<DateTime<Utc>>,
     ) -> Result<()> {
-        let (Some((rest, mode)), Some(until)) = (self.blob_retention(), until) else {
+        let (Some((_, rest, mode)), Some(until)) = (self.blob_retention(tier), until) else {
             return Ok(());
         };
-        immutability::retain_until(
-            rest,
-            [paths::recovery_point(instance, id).to_string()],
-            until,
-            mode,
-        )
-        .await
-        .map_err(|e| Error::from_storage(ErrorCode::VaultStorageError, e.message.clone(), e))?;
+        immutability::retain_until(rest, [path.to_string()], until, mode)
+            .await
+            .map_err(blob_error)?;
         Ok(())
+    }
+
+    /// Puts every recovery point already in the vault (each tier, soft-deleted ones too) under
+    /// Blob Storage retention until its expiry, in the vault's mode: what turning immutability
+    /// on, or locking it, does to what was written before. Returns how many manifests it
+    /// covered; nothing on a vault that is not immutable or not on Blob Storage.
+    pub async fn retain_existing(&self) -> Result<usize> {
+        let mut covered = 0;
+        for tier in [DataStoreType::VaultStore, DataStoreType::ArchiveStore] {
+            let Some((store, _, _)) = self.blob_retention(tier) else {
+                continue;
+            };
+            let index = crate::store::reader::load_index(store).await?;
+            for path in store.list(&paths::recovery_points_root()).await? {
+                if !path.as_ref().ends_with(".json") {
+                    continue;
+                }
+                // A damaged manifest cannot say its expiry; pgvault still refuses to remove it.
+                let Ok(m) = Manifest::from_bytes(&store.get(&path).await?) else {
+                    tracing::warn!(vault = %self.name(), manifest = %path, "a damaged manifest was not put under retention");
+                    continue;
+                };
+                let until = m.rehydration_expiry_time.or(m.expiry_time);
+                self.retain_stream_with(tier, &index, &m.stream, until)
+                    .await?;
+                self.retain_manifest(tier, &path, until).await?;
+                covered += 1;
+            }
+        }
+        Ok(covered)
     }
 
     // ---- soft-deleted instances ----
@@ -502,6 +548,92 @@ mod tests {
         assert_eq!(
             reopened.security().immutability_settings.state,
             ImmutabilityState::Locked
+        );
+    }
+
+    /// Turning immutability on puts what the vault holds under Blob Storage retention (the
+    /// double of the documented headers stands in for Blob Storage, which the emulator cannot):
+    /// each pack until the latest expiry of the points needing it, each manifest until its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn turning_immutability_on_retains_existing_points_until_their_expiry() {
+        use crate::store::azure::{AzureAuth, AzureLocation, EMULATOR_ACCOUNT_KEY};
+        use crate::store::blob_rest::BlobRest;
+        use crate::store::immutability::packs_of;
+        use crate::store::reader::load_index;
+        use crate::store::testing::immutability_double;
+
+        let (port, _seen, blobs) = immutability_double(Utc::now()).await;
+        let location = AzureLocation::parse("az://devstoreaccount1/vault")
+            .unwrap()
+            .unwrap();
+        let rest = BlobRest::new(
+            location,
+            AzureAuth::Emulator {
+                endpoint: format!("http://127.0.0.1:{port}"),
+                key: EMULATOR_ACCOUNT_KEY.into(),
+            },
+        );
+        let store = VaultStore::open("memory://").unwrap().with_blob_rest(rest);
+        let mut v = Vault::create(store, "V", &Default::default(), Utc::now(), None)
+            .await
+            .unwrap();
+        let key = v.config.chunk_key().unwrap();
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let (e1, e2) = (t("2031-01-01T00:00:00Z"), t("2032-01-01T00:00:00Z"));
+        let mut m1 = backup(&v.store, key, "db", "p1", archive(4_000, 0), None).await;
+        let mut m2 = backup(&v.store, key, "db", "p2", archive(4_000, 1), Some(&m1)).await;
+        m1.expiry_time = Some(e1);
+        m2.expiry_time = Some(e2);
+        for m in [&m1, &m2] {
+            v.store
+                .put(
+                    &paths::recovery_point("db", &m.recovery_point_id),
+                    m.to_bytes().into(),
+                )
+                .await
+                .unwrap();
+        }
+        assert_eq!(v.retain_existing().await.unwrap(), 0, "not immutable yet");
+        assert!(blobs.lock().unwrap().values().all(|b| b.until.is_none()));
+
+        v.set_security_settings(&SecurityChange {
+            immutability_state: Some(ImmutabilityState::Unlocked),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(v.retain_existing().await.unwrap(), 2);
+        let index = load_index(&v.store).await.unwrap();
+        let p1 = packs_of(&v.store, &index, &key, &m1.stream).await.unwrap();
+        let p2 = packs_of(&v.store, &index, &key, &m2.stream).await.unwrap();
+        assert!(
+            p1.intersection(&p2).next().is_some(),
+            "the second point dedups against the first's packs"
+        );
+        let held = blobs.lock().unwrap().clone();
+        let until = |blob: String| held[&format!("/devstoreaccount1/vault/{blob}")].until;
+        for pack in &p2 {
+            assert_eq!(
+                until(paths::pack(pack).to_string()),
+                Some(e2),
+                "shared or new"
+            );
+        }
+        for pack in p1.difference(&p2) {
+            assert_eq!(until(paths::pack(pack).to_string()), Some(e1));
+        }
+        assert_eq!(
+            until(paths::recovery_point("db", "p1").to_string()),
+            Some(e1)
+        );
+        assert_eq!(
+            until(paths::recovery_point("db", "p2").to_string()),
+            Some(e2)
+        );
+        assert!(
+            held.values()
+                .filter(|b| b.until.is_some())
+                .all(|b| b.mode.as_deref() == Some("Unlocked"))
         );
     }
 

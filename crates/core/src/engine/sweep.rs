@@ -756,12 +756,15 @@ async fn copy_between(
         stream: written.stream,
         ..manifest.clone()
     });
-    target
-        .put(
-            &paths::recovery_point(instance, &copy.recovery_point_id),
-            copy.to_bytes().into(),
-        )
-        .await?;
+    // On an immutable vault on Blob Storage the copy's data is under retention until the copy
+    // expires (a rehydrated copy: until its rehydration ends) before the copy exists.
+    let until = copy.rehydration_expiry_time.or(copy.expiry_time);
+    vault.retain_stream(to, &copy.stream, until).await?;
+    let path = paths::recovery_point(instance, &copy.recovery_point_id);
+    target.put(&path, copy.to_bytes().into()).await?;
+    if let Err(e) = vault.retain_manifest(to, &path, until).await {
+        tracing::error!(%instance, recovery_point = %copy.recovery_point_id, "the {to:?} copy's manifest could not be put under retention: {}", e.message);
+    }
     Ok(copy)
 }
 
