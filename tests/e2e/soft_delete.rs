@@ -317,6 +317,52 @@ fn a_soft_deleted_recovery_point_is_undeleted_and_expiry_is_not_soft() {
     assert_eq!(w.recovery_points(vault, &instance).len(), 1);
     let deleted = w.json(&["recovery-point", "deleted", "list", "--vault-name", vault]);
     assert!(deleted.as_array().unwrap().is_empty(), "{deleted:#}");
+
+    // Soft-deleted, then the vault made immutable: the purge keeps what has not expired.
+    let last = w.recovery_points(vault, &instance)[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    w.json(&[
+        "backup-instance",
+        "stop-protection",
+        "--vault-name",
+        vault,
+        "--name",
+        &instance,
+    ]);
+    w.json(&[
+        "recovery-point",
+        "delete",
+        "--vault-name",
+        vault,
+        "--backup-instance-name",
+        &instance,
+        "--recovery-point-id",
+        &last,
+        "--yes",
+    ]);
+    update(&w, vault, &["--immutability-state", "Unlocked"]);
+    let deleted = w.json(&["recovery-point", "deleted", "list", "--vault-name", vault]);
+    let purge_at = deleted[0]["deletionInfo"]["scheduledPurgeTime"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let swept = sweep(&w, vault, &purge_at);
+    assert!(
+        swept["purged"]["recoveryPoints"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "{swept:#}"
+    );
+    assert_eq!(
+        swept["purged"]["kept"],
+        serde_json::json!([format!("{instance}/{last}")]),
+        "{swept:#}"
+    );
+    let deleted = w.json(&["recovery-point", "deleted", "list", "--vault-name", vault]);
+    assert_eq!(deleted.as_array().unwrap().len(), 1, "{deleted:#}");
 }
 
 #[test]

@@ -292,6 +292,14 @@ impl Pgvault {
             deletion_info,
         } in &plan.points
         {
+            if let Err(e) = vault.check_purge_point(instance, id, at).await {
+                if e.code != pgvault_core::model::code::ErrorCode::UserErrorImmutableVaultOperationNotAllowed {
+                    return Err(e);
+                }
+                tracing::warn!(vault = %vault.name(), "{}", e.message);
+                purged.kept.push(format!("{instance}/{id}"));
+                continue;
+            }
             let job = self
                 .purge_point_job(vault, guard, instance, id, deletion_info.deletion_time)
                 .await?;

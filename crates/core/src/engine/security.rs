@@ -461,6 +461,37 @@ impl Vault {
             .await?)
     }
 
+    /// Refuses purging a soft-deleted recovery point at `at` on an immutable vault while any
+    /// tier's copy is within its expiry (a manifest that does not read counts as unexpired).
+    pub async fn check_purge_point(
+        &self,
+        instance: &str,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        if !self.security().immutable() {
+            return Ok(());
+        }
+        for tier in [DataStoreType::VaultStore, DataStoreType::ArchiveStore] {
+            let Some(store) = self.tier_store(tier) else {
+                continue;
+            };
+            let bytes = match store
+                .get(&paths::deleted_point_manifest(instance, id))
+                .await
+            {
+                Ok(bytes) => bytes,
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let expiry = Manifest::from_bytes(&bytes)
+                .ok()
+                .and_then(|m| m.rehydration_expiry_time.or(m.expiry_time));
+            self.check_immutable("the purge", instance, id, tier, expiry, at)?;
+        }
+        Ok(())
+    }
+
     /// Removes a soft-deleted recovery point for good: its manifests, then its record.
     pub async fn purge_point(&self, instance: &str, id: &str) -> Result<()> {
         for tier in [DataStoreType::ArchiveStore, DataStoreType::VaultStore] {
