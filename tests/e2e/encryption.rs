@@ -143,7 +143,10 @@ fn an_encrypted_vault_hides_the_database_and_restores_it_with_its_key() {
         serde_json::from_slice(&std::fs::read(dir.join("vault.json")).unwrap()).unwrap();
     assert!(config.get("chunkIdKey").is_none(), "{config:#}");
     assert_eq!(config["formatVersion"], 2);
-    assert_eq!(config["encryption"]["algorithm"], "XChaCha20-Poly1305");
+    assert_eq!(
+        config["encryption"]["algorithm"],
+        "AES-256-GCM-BLAKE3-SALT192"
+    );
     let slot = &config["encryption"]["keys"][0];
     assert_eq!(slot["source"], "passphrase");
     assert_eq!(slot["reference"], "env:PGVAULT_TEST_PASSPHRASE");

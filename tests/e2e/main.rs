@@ -35,6 +35,7 @@ mod secrets;
 mod serve;
 mod simulate;
 mod sizes;
+mod soft_delete;
 mod support;
 mod tables;
 mod verify;

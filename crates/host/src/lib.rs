@@ -27,6 +27,7 @@ pub mod queries;
 pub mod resources;
 pub mod retention;
 pub mod scheduler;
+pub mod security;
 pub use scheduler::ScheduledWork;
 pub mod script;
 pub mod script_run;

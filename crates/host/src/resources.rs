@@ -106,6 +106,19 @@ impl Pgvault {
                 ),
             ));
         }
+        // As Azure: soft-deleted data keeps the vault until it is purged (a home vault's folder
+        // would go with it).
+        let soft = vault.deleted_instances().await?.len() + vault.deleted_points().await?.len();
+        if soft > 0 {
+            return Err(Error::new(
+                ErrorCode::UserErrorVaultHasSoftDeletedItems,
+                format!(
+                    "vault `{}` holds {soft} soft-deleted backup instance(s) or recovery point(s) \
+                     (`pgvault backup-instance deleted list`); undelete them or wait for their purge",
+                    vault.name()
+                ),
+            ));
+        }
         let vault_name = vault.name().to_owned();
         drop(vault);
         let mut registry = self.home().registry()?;

@@ -24,7 +24,7 @@ use pgvault_core::model::code::ErrorCode;
 use pgvault_core::model::instance::PROTECTION_STOPPED;
 use pgvault_core::model::job::{Job, JobFilter, JobStatus, NewJob, Operation};
 use pgvault_core::model::policy::DataStoreType;
-use pgvault_core::store::gc::{GcReport, collect_garbage_guarded};
+use pgvault_core::store::gc::{GcReport, Repack, collect_garbage_with};
 use pgvault_core::store::lease::{BrokenLock, DestructiveGuard, break_destructive_lock};
 use pgvault_core::store::lock::{LockError, LockKind, VaultLock};
 use pgvault_core::store::writer::Progress;
@@ -34,6 +34,7 @@ use crate::history::current_owner;
 use crate::job_run::{
     Held, JobRun, guard_destructive, lock_tiers, release_all, release_guard, shielded,
 };
+use crate::security::Purged;
 use crate::service::Pgvault;
 
 /// A full garbage collection at least this often, even when a sweep deleted nothing: it also
@@ -62,6 +63,8 @@ pub struct SweepOutcome {
     #[serde(skip)]
     pub action_jobs: Vec<Job>,
     pub garbage_collection: Vec<TierGc>,
+    /// What soft delete kept and the sweep purged (or, in a dry run, would purge).
+    pub purged: Purged,
 }
 
 /// When garbage collection runs in a sweep.
@@ -155,12 +158,22 @@ impl Pgvault {
         for warning in &plan.warnings {
             tracing::warn!(vault = %vault.name(), "{warning}");
         }
+        let purge = match vault.purge_plan(at).await {
+            Ok(purge) => purge,
+            Err(e) => {
+                if let Some(guard) = guard {
+                    release_guard(guard).await;
+                }
+                return Err(e);
+            }
+        };
         let mut outcome = SweepOutcome {
             vault: vault.name().to_owned(),
             plan,
             job: None,
             action_jobs: Vec::new(),
             garbage_collection: Vec::new(),
+            purged: Purged::planned(&purge),
         };
         let Some(guard) = guard else {
             return Ok(outcome);
@@ -172,11 +185,12 @@ impl Pgvault {
                 return Err(e);
             }
         };
-        let deletes = outcome
-            .plan
-            .actions
-            .iter()
-            .any(|a| a.action != ActionKind::CopyToArchive);
+        let deletes = !purge.is_empty()
+            || outcome
+                .plan
+                .actions
+                .iter()
+                .any(|a| a.action != ActionKind::CopyToArchive);
         let run_gc = match gc {
             GcMode::Always => true,
             GcMode::Never => false,
@@ -184,7 +198,7 @@ impl Pgvault {
         };
         // A periodic pass with nothing to do leaves no job: an hourly timer would otherwise
         // fill the history with empty sweeps.
-        if outcome.plan.actions.is_empty() && !run_gc && gc != GcMode::Always {
+        if outcome.plan.actions.is_empty() && purge.is_empty() && !run_gc && gc != GcMode::Always {
             release_guard(guard).await;
             return Ok(outcome);
         }
@@ -205,10 +219,41 @@ impl Pgvault {
             }
         };
         outcome.action_jobs = jobs;
+        let mut failed = failed;
+        let mut planned = outcome.plan.actions.len();
+        if !purge.is_empty() {
+            match self.purge_soft_deleted(vault, guard, &purge, at).await {
+                Ok((purged, jobs, purge_failed)) => {
+                    planned += jobs.len();
+                    failed += purge_failed;
+                    outcome.purged = purged;
+                    outcome.action_jobs.extend(jobs);
+                }
+                Err(e) => {
+                    let job = run.finish(Err(&e), 0, 0).await?;
+                    outcome.job = Some(job);
+                    return Err(e);
+                }
+            }
+        }
         let mut details = vec![
-            ("Planned".to_owned(), outcome.plan.actions.len().to_string()),
+            ("Planned".to_owned(), planned.to_string()),
             ("Failed".to_owned(), failed.to_string()),
         ];
+        if !outcome.purged.backup_instances.is_empty() || !outcome.purged.recovery_points.is_empty()
+        {
+            details.push((
+                "Purged".to_owned(),
+                outcome
+                    .purged
+                    .backup_instances
+                    .iter()
+                    .chain(&outcome.purged.recovery_points)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ));
+        }
         if run_gc {
             for tier in [DataStoreType::VaultStore, DataStoreType::ArchiveStore] {
                 if vault.tier_store(tier).is_none() {
@@ -234,10 +279,7 @@ impl Pgvault {
         } else {
             Err(Error::new(
                 ErrorCode::RetentionActionsFailed,
-                format!(
-                    "{failed} of {} retention actions failed; see their jobs",
-                    outcome.plan.actions.len()
-                ),
+                format!("{failed} of {planned} retention actions failed; see their jobs"),
             ))
         };
         run.set_details(&details)?;
@@ -421,6 +463,42 @@ impl Pgvault {
                 ),
             ));
         }
+        // On an immutable vault a point goes only once every tier's copy has expired.
+        let now = self.now();
+        let tag = match vault.stored_point(instance, recovery_point_id).await {
+            Ok(point) => {
+                for (tier, m) in point.tiers() {
+                    vault.check_immutable(
+                        "deleting a recovery point",
+                        instance,
+                        recovery_point_id,
+                        tier,
+                        m.expiry_time,
+                        now,
+                    )?;
+                }
+                Some(point.manifest().retention_tag_name.clone())
+            }
+            Err(e) if e.code == RECOVERY_POINT_DAMAGED => {
+                for tier in [DataStoreType::VaultStore, DataStoreType::ArchiveStore] {
+                    vault.check_immutable(
+                        "deleting a recovery point",
+                        instance,
+                        recovery_point_id,
+                        tier,
+                        None,
+                        now,
+                    )?;
+                }
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        if vault.security().soft_delete_on() {
+            return self
+                .soft_delete_point(vault, guard, instance, recovery_point_id, tag)
+                .await;
+        }
         self.delete_point(
             vault,
             guard,
@@ -431,7 +509,7 @@ impl Pgvault {
         .await
     }
 
-    async fn delete_point(
+    pub(crate) async fn delete_point(
         &self,
         vault: &Vault,
         guard: &DestructiveGuard,
@@ -626,6 +704,16 @@ impl Pgvault {
     ) -> Result<Vec<Job>> {
         self.check_no_backup_running(vault.name(), instance)?;
         vault
+            .check_immutable_instance(
+                "deleting the backup instance with its data",
+                instance,
+                self.now(),
+            )
+            .await?;
+        if vault.security().soft_delete_on() {
+            return Ok(vec![self.soft_delete_instance(vault, instance).await?]);
+        }
+        vault
             .set_protection_state(instance, PROTECTION_STOPPED)
             .await?;
         let mut jobs = Vec::new();
@@ -693,7 +781,13 @@ async fn gc_tier(
     };
     let key = vault.chunk_key();
     let size = vault.config.pack_target_size as usize;
-    let result = collect_garbage_guarded(store, &key, size, Some(guard), |_| true)
+    // An immutable vault never rewrites a pack that holds a live point's data.
+    let repack = if vault.security().immutable() {
+        Repack::Never
+    } else {
+        Repack::Sparse
+    };
+    let result = collect_garbage_with(store, &key, size, Some(guard), repack, |_| true)
         .await
         .map_err(|e| e.to_string());
     if let Err(e) = lock.release().await {

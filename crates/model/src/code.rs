@@ -127,6 +127,8 @@ codes! {
     UserErrorLastVaultKey => CONFLICT, false, "add another key with `pgvault backup-vault key add` first: a vault without a key can never be opened again";
     UserErrorVaultKeyNotFound => NOT_FOUND, false, "name a key slot as `pgvault backup-vault key list` prints it (its id or its reference)";
     UserErrorInvalidStorageLocation => BAD_REQUEST, false, "place the vault in a folder of its own, outside system folders and other vaults";
+    UserErrorInvalidSoftDeleteRetention => BAD_REQUEST, false, "give --retention-duration-in-days from 14 to 180";
+    UserErrorInvalidSecuritySetting => BAD_REQUEST, false, "give --soft-delete-state Off, On or AlwaysOn and --immutability-state Disabled, Unlocked or Locked";
     UserErrorInvalidTarget => BAD_REQUEST, false, "give one restore target: a folder (--target-directory) or a Blob container URL (--target-blob-container-url)";
     UserErrorConfirmationRequired => BAD_REQUEST, false, "the operation cannot be undone: add --yes to confirm it";
     UserErrorDataStoreNotSupported => BAD_REQUEST, false, "restore from VaultStore, or from ArchiveStore once the point is rehydrated";
@@ -177,6 +179,7 @@ codes! {
     SubscriptionNotFound => NOT_FOUND, false, "this host serves one subscription (PGVAULT_SUBSCRIPTION_ID, `pgvault serve --subscription-id`): give its id, or leave --subscription out";
     ResourceGroupNotFound => NOT_FOUND, false, "check the resource group (`pgvault backup-vault list` shows each vault's), or leave -g out";
     UserErrorVaultNotFound => NOT_FOUND, false, "check the vault name (`pgvault backup-vault list`) or create the vault";
+    UserErrorDeletedBackupInstanceNotFound => NOT_FOUND, false, "check the name (`pgvault backup-instance deleted list`); a purged instance is gone";
     UserErrorBackupInstanceNotFound => NOT_FOUND, false, "check the instance name (`pgvault backup-instance list`)";
     UserErrorPolicyNotFound => NOT_FOUND, false, "check the policy name (`pgvault backup-policy list`) or create the policy";
     UserErrorRecoveryPointNotFound => NOT_FOUND, false, "check the recovery point id (`pgvault recovery-point list`)";
@@ -201,6 +204,11 @@ codes! {
     UserErrorRecoveryPointNotInArchiveTier => CONFLICT, false, "the recovery point is in the vault tier: restore it from VaultStore";
     UserErrorRecoveryPointAlreadyInVaultTier => CONFLICT, false, "the recovery point is already in the vault tier; nothing to rehydrate";
     UserErrorRecoveryPointExpired => CONFLICT, false, "the recovery point's retention has ended; restore a newer one";
+    UserErrorUnsupportedVaultImmutabilityStateChange => CONFLICT, false, "a Locked immutable vault stays Locked: it cannot be unlocked or disabled, by anyone";
+    UserErrorUnsupportedSoftDeleteStateChange => CONFLICT, false, "soft delete set to AlwaysOn stays on, with a retention no shorter than it has; only a longer retention can be set";
+    UserErrorImmutableVaultOperationNotAllowed => CONFLICT, false, "the vault is immutable: a recovery point stays until its expiry; wait for it, or (on an Unlocked vault only) set --immutability-state Disabled first";
+    UserErrorBackupInstanceSoftDeleted => CONFLICT, false, "an instance of that name is soft-deleted: undelete it (`pgvault backup-instance deleted undelete`), or wait until it is purged";
+    UserErrorVaultHasSoftDeletedItems => CONFLICT, false, "the vault holds soft-deleted backup instances or recovery points; undelete them or wait until they are purged";
     UserErrorVaultLocked => CONFLICT, true, "another operation holds the vault; try again when it ends, or break a stale lock with `pgvault backup-vault break-lock`";
     UserErrorDestructiveOperationInProgress => CONFLICT, true, "a retention sweep, garbage collection or deletion holds the vault; try again when it ends";
     UserErrorMaxConcurrentOperationLimitReached => CONFLICT, true, "wait for the running operation on this instance or vault to end, then try again";

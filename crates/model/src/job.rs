@@ -176,10 +176,16 @@ pub enum Operation {
     /// A recovery point copied back from the archive tier to the vault tier for a while, so
     /// it can be restored (schema v3).
     Rehydrate,
+    /// A backup instance deleted (Azure's "stop protection and delete data"): with soft delete
+    /// on, moved to the soft-deleted instances with its recovery points kept; the job's id is
+    /// its `deleteActivityID`.
+    DeleteBackupInstance,
+    /// A soft-deleted backup instance brought back (protection stopped, its points kept).
+    UndeleteBackupInstance,
 }
 
 impl Operation {
-    pub const ALL: [Operation; 10] = [
+    pub const ALL: [Operation; 12] = [
         Operation::ConfigureBackup,
         Operation::OnDemandBackup,
         Operation::ScheduledBackup,
@@ -190,6 +196,8 @@ impl Operation {
         Operation::MoveToArchive,
         Operation::RestoreDrill,
         Operation::Rehydrate,
+        Operation::DeleteBackupInstance,
+        Operation::UndeleteBackupInstance,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -204,6 +212,8 @@ impl Operation {
             Operation::MoveToArchive => "MoveToArchive",
             Operation::RestoreDrill => "RestoreDrill",
             Operation::Rehydrate => "Rehydrate",
+            Operation::DeleteBackupInstance => "DeleteBackupInstance",
+            Operation::UndeleteBackupInstance => "UndeleteBackupInstance",
         }
     }
 
@@ -218,9 +228,11 @@ impl Operation {
             Operation::OnDemandBackup | Operation::ScheduledBackup => AzureOperation::Backup,
             Operation::Restore | Operation::RestoreDrill => AzureOperation::Restore,
             Operation::MoveToArchive | Operation::Rehydrate => AzureOperation::Tiering,
-            Operation::ScriptRun | Operation::RetentionSweep | Operation::DeleteRecoveryPoint => {
-                AzureOperation::Management
-            }
+            Operation::ScriptRun
+            | Operation::RetentionSweep
+            | Operation::DeleteRecoveryPoint
+            | Operation::DeleteBackupInstance
+            | Operation::UndeleteBackupInstance => AzureOperation::Management,
         }
     }
 
@@ -1936,6 +1948,18 @@ mod tests {
                 "Restore",
             ),
             ("Rehydrate", Operation::Rehydrate, "Tiering", "Tiering"),
+            (
+                "DeleteBackupInstance",
+                Operation::DeleteBackupInstance,
+                "Management",
+                "Management",
+            ),
+            (
+                "undeletebackupinstance",
+                Operation::UndeleteBackupInstance,
+                "Management",
+                "Management",
+            ),
         ];
         assert_eq!(
             cases.len(),
@@ -1992,6 +2016,8 @@ mod tests {
                     Operation::ScriptRun,
                     Operation::RetentionSweep,
                     Operation::DeleteRecoveryPoint,
+                    Operation::DeleteBackupInstance,
+                    Operation::UndeleteBackupInstance,
                 ],
             ),
             (

@@ -27,5 +27,6 @@ pub mod restore;
 pub mod retention;
 pub mod schedule;
 pub mod secret;
+pub mod security;
 pub mod simulate;
 pub mod templates;

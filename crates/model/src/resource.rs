@@ -22,6 +22,8 @@ use crate::code::ErrorCode;
 pub const VAULT_TYPE: &str = "Microsoft.DataProtection/backupVaults";
 pub const POLICY_TYPE: &str = "Microsoft.DataProtection/backupVaults/backupPolicies";
 pub const INSTANCE_TYPE: &str = "Microsoft.DataProtection/backupVaults/backupInstances";
+pub const DELETED_INSTANCE_TYPE: &str =
+    "Microsoft.DataProtection/backupVaults/deletedBackupInstances";
 pub const RECOVERY_POINT_TYPE: &str =
     "Microsoft.DataProtection/backupVaults/backupInstances/recoveryPoints";
 pub const JOB_TYPE: &str = "Microsoft.DataProtection/backupVaults/backupJobs";
@@ -200,6 +202,11 @@ impl VaultRef {
 
     pub fn instance_id(&self, instance: &str) -> String {
         format!("{}/backupInstances/{instance}", self.id())
+    }
+
+    /// A soft-deleted backup instance's id (Azure's `deletedBackupInstances`).
+    pub fn deleted_instance_id(&self, instance: &str) -> String {
+        format!("{}/deletedBackupInstances/{instance}", self.id())
     }
 
     pub fn recovery_point_id(&self, instance: &str, rp: &str) -> String {

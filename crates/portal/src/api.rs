@@ -25,6 +25,7 @@ use pgvault_model::request::{
 };
 use pgvault_model::resource::ResourceGroup;
 use pgvault_model::restore::RestoreRequest;
+use pgvault_model::security::{SecurityChange, SecuritySettings};
 
 use crate::Portal;
 use crate::arm::{ApiError, PAGE_SIZE, check_api_version, page, page_of, skip_token};
@@ -467,15 +468,31 @@ impl Request<'_> {
     async fn put_vault(&self, v: &VaultRef) -> ApiResult {
         let body = VaultBody::parse(self.json()?)?;
         let status = match self.vault(v).await {
-            Ok(_) => StatusCode::OK,
+            Ok(existing) => {
+                check_encryption_unchanged(&existing, &body.encryption)?;
+                StatusCode::OK
+            }
             Err(e) if e.code != ErrorCode::ResourceNotFound => return Err(e),
             Err(_) => {
                 let group = ResourceGroup::parse(&v.group)
                     .map_err(|e| ApiError::new(e.code(), e.to_string()))?;
-                self.svc().create_vault(&v.vault, &group, None).await?;
+                // Settings a new vault cannot take are refused before it is created.
+                SecuritySettings::default()
+                    .apply(&v.vault, &body.security)
+                    .map_err(|e| ApiError::new(e.code, e.message))?;
+                let key = body.encryption.clone().flatten();
+                self.svc()
+                    .create_vault_with(&v.vault, &group, None, None, key.as_deref())
+                    .await?;
                 StatusCode::CREATED
             }
         };
+        // Security first: a refused change (AlwaysOn or Locked undone) then changes nothing.
+        if !body.security.is_empty() {
+            self.svc()
+                .set_security_settings(&v.vault, &body.security)
+                .await?;
+        }
         let vault = self
             .svc()
             .set_vault_resource(
@@ -492,7 +509,13 @@ impl Request<'_> {
     /// and storage settings.
     async fn patch_vault(&self, v: &VaultRef) -> ApiResult {
         let body = VaultBody::parse(self.json()?)?;
-        self.vault(v).await?;
+        let existing = self.vault(v).await?;
+        check_encryption_unchanged(&existing, &body.encryption)?;
+        if !body.security.is_empty() {
+            self.svc()
+                .set_security_settings(&v.vault, &body.security)
+                .await?;
+        }
         let vault = self
             .svc()
             .set_vault_resource(&v.vault, None, body.tags, body.storage_settings)
@@ -841,6 +864,12 @@ struct VaultBody {
     location: Option<String>,
     tags: Option<BTreeMap<String, String>>,
     storage_settings: Option<Value>,
+    /// `properties.securitySettings`: soft delete and immutability.
+    security: SecurityChange,
+    /// `properties.securitySettings.encryptionSettings`: `Some(Some(key))` for `state: Enabled`
+    /// with `keyVaultProperties.keyUri` (the key pgvault wraps the vault's data key with),
+    /// `Some(None)` for `Disabled`, `None` when not given.
+    encryption: Option<Option<String>>,
 }
 
 impl VaultBody {
@@ -867,12 +896,83 @@ impl VaultBody {
             .and_then(|p| p.get("storageSettings"))
             .filter(|s| !s.is_null())
             .cloned();
+        let security = match body
+            .get("properties")
+            .and_then(|p| p.get("securitySettings"))
+            .filter(|s| !s.is_null())
+        {
+            Some(s) => {
+                SecurityChange::from_azure(s).map_err(|e| ApiError::new(e.code, e.message))?
+            }
+            None => SecurityChange::default(),
+        };
+        let encryption = match body
+            .get("properties")
+            .and_then(|p| p.get("securitySettings"))
+            .and_then(|s| s.get("encryptionSettings"))
+            .filter(|e| !e.is_null())
+        {
+            None => None,
+            Some(e) => {
+                let state = e.get("state").and_then(Value::as_str).unwrap_or("Enabled");
+                let key = e
+                    .get("keyVaultProperties")
+                    .and_then(|k| k.get("keyUri"))
+                    .and_then(Value::as_str);
+                match (state, key) {
+                    ("Disabled", _) => Some(None),
+                    ("Enabled", Some(key)) => Some(Some(key.to_owned())),
+                    ("Enabled", None) => {
+                        return Err(bad_body(
+                            "backup vault",
+                            "`properties.securitySettings.encryptionSettings` with state Enabled \
+                             needs `keyVaultProperties.keyUri`, the key that wraps the vault's key",
+                        ));
+                    }
+                    (other, _) => {
+                        return Err(bad_body(
+                            "backup vault",
+                            format!(
+                                "`properties.securitySettings.encryptionSettings.state` must be Enabled or Disabled, not {other}"
+                            ),
+                        ));
+                    }
+                }
+            }
+        };
         Ok(VaultBody {
             location,
             tags,
             storage_settings,
+            security,
+            encryption,
         })
     }
+}
+
+/// Encryption is chosen when a vault is created: a PUT or PATCH may repeat it (the state the
+/// vault has; its keys are managed with `backup-vault key`) but not turn it on or off.
+fn check_encryption_unchanged(
+    existing: &Value,
+    asked: &Option<Option<String>>,
+) -> Result<(), ApiError> {
+    let Some(asked) = asked else {
+        return Ok(());
+    };
+    let enabled =
+        existing["properties"]["securitySettings"]["encryptionSettings"]["state"] == "Enabled";
+    if enabled == asked.is_some() {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        ErrorCode::UserErrorVaultNotEncrypted,
+        format!(
+            "the vault's encryption is chosen when it is created and cannot be turned {} (its state is {}); \
+             create a new vault to change it, and manage an encrypted vault's keys with `pgvault backup-vault key`",
+            if enabled { "off" } else { "on" },
+            if enabled { "Enabled" } else { "Disabled" }
+        ),
+    ))
 }
 
 /// ARM's rules for resource tags: at most 50, names of at most 512 characters without

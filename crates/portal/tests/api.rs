@@ -554,6 +554,119 @@ async fn a_vaults_tags_and_location_are_kept_and_changed_as_arm_changes_them() {
     );
 }
 
+/// `securitySettings.encryptionSettings` on a vault's PUT creates it encrypted with the key
+/// `keyVaultProperties.keyUri` names (here a key file; a Key Vault key in Azure's own use); a
+/// later PUT or PATCH may repeat the state but not turn encryption off, nor on for a vault
+/// made without it.
+#[tokio::test]
+async fn a_vault_put_with_encryption_settings_is_created_encrypted() {
+    let api = api();
+    let token = api.token("ci", Role::Contributor);
+    let key = api._dir.path().join("vault.key");
+    std::fs::write(&key, [42u8; 32]).unwrap();
+    let key_ref = format!("file:{}", key.display());
+    let vault = format!("{}/backupVaults/sealed?{V}", group_path("rg"));
+    let enabled = json!({"location": "local", "properties": {"securitySettings": {
+        "encryptionSettings": {"state": "Enabled", "keyVaultProperties": {"keyUri": key_ref}}}}});
+    let (status, _, created) = api
+        .call("PUT", &vault, Some(&token), Some(enabled.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        created["properties"]["securitySettings"]["encryptionSettings"]["state"], "Enabled",
+        "{created}"
+    );
+    let (status, _, again) = api.call("PUT", &vault, Some(&token), Some(enabled)).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "the same state again is fine: {again}"
+    );
+    let off =
+        json!({"properties": {"securitySettings": {"encryptionSettings": {"state": "Disabled"}}}});
+    let (status, _, refused) = api.call("PATCH", &vault, Some(&token), Some(off)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(code(&refused), "UserErrorVaultNotEncrypted", "{refused}");
+
+    let plain = format!("{}/backupVaults/plain?{V}", group_path("rg"));
+    let (status, _, created) = api
+        .call(
+            "PUT",
+            &plain,
+            Some(&token),
+            Some(json!({"location": "local"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert!(
+        created["properties"]["securitySettings"]
+            .get("encryptionSettings")
+            .is_none(),
+        "{created}"
+    );
+    let on = json!({"properties": {"securitySettings": {"encryptionSettings": {
+        "state": "Enabled", "keyVaultProperties": {"keyUri": format!("file:{}", key.display())}}}}});
+    let (status, _, refused) = api.call("PATCH", &plain, Some(&token), Some(on)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(code(&refused), "UserErrorVaultNotEncrypted", "{refused}");
+    let no_key = json!({"location": "local", "properties": {"securitySettings": {
+        "encryptionSettings": {"state": "Enabled"}}}});
+    let other = format!("{}/backupVaults/nokey?{V}", group_path("rg"));
+    let (status, _, refused) = api.call("PUT", &other, Some(&token), Some(no_key)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert!(refused.to_string().contains("keyUri"), "{refused}");
+}
+
+/// `properties.securitySettings` is taken from a PUT and a PATCH as Azure's spec names it
+/// (the examples' `Enabled` reads as On), shown back, and a change Azure refuses (Locked
+/// immutability undone) is refused with its code and changes nothing else in the body.
+#[tokio::test]
+async fn a_vaults_security_settings_are_set_and_locked_stays_locked() {
+    let api = api();
+    let token = api.token("ci", Role::Contributor);
+    let vault = format!("{}/backupVaults/v1?{V}", group_path("rg"));
+    let body = json!({"location": "local", "properties": {"securitySettings": {
+        "softDeleteSettings": {"state": "Enabled", "retentionDurationInDays": 30}}}});
+    let (status, _, created) = api.call("PUT", &vault, Some(&token), Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(
+        created["properties"]["securitySettings"],
+        json!({"softDeleteSettings": {"state": "On", "retentionDurationInDays": 30},
+               "immutabilitySettings": {"state": "Disabled"}})
+    );
+    let lock =
+        json!({"properties": {"securitySettings": {"immutabilitySettings": {"state": "Locked"}}}});
+    let (status, _, patched) = api.call("PATCH", &vault, Some(&token), Some(lock)).await;
+    assert_eq!(status, StatusCode::OK, "{patched}");
+    assert_eq!(
+        patched["properties"]["securitySettings"]["immutabilitySettings"]["state"],
+        "Locked"
+    );
+    let undo = json!({"tags": {"x": "y"}, "properties": {"securitySettings": {"immutabilitySettings": {"state": "Disabled"}}}});
+    let (status, _, refused) = api.call("PATCH", &vault, Some(&token), Some(undo)).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{refused}");
+    assert_eq!(
+        code(&refused),
+        "UserErrorUnsupportedVaultImmutabilityStateChange",
+        "{refused}"
+    );
+    let (_, _, shown) = api.call("GET", &vault, Some(&token), None).await;
+    assert_eq!(
+        shown["properties"]["securitySettings"]["immutabilitySettings"]["state"],
+        "Locked"
+    );
+    assert_eq!(shown["tags"], json!({}), "a refused PATCH changed nothing");
+    // A new vault with settings it cannot take is not created.
+    let other = format!("{}/backupVaults/v2?{V}", group_path("rg"));
+    let bad = json!({"location": "local", "properties": {"securitySettings": {
+        "softDeleteSettings": {"state": "On", "retentionDurationInDays": 7}}}});
+    let (status, _, refused) = api.call("PUT", &other, Some(&token), Some(bad)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{refused}");
+    assert_eq!(code(&refused), "UserErrorInvalidSoftDeleteRetention");
+    let (status, _, _) = api.call("GET", &other, Some(&token), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
 /// Vault `V` in group `pgvault` with backup instance `db1` in protection state `state`,
 /// written as pgvault writes it (no PostgreSQL needed); returns the vault, to add points.
 async fn vault_with_instance(api: &Api, state: &str) -> pgvault_core::engine::Vault {

@@ -6,7 +6,7 @@
 //!
 //! Each stored chunk (a *blob*) starts with an 8-byte header naming the blob format, what
 //! the chunk is, its compression and its encryption, then the raw length. In an encrypted
-//! vault (`crate::crypt`) the encryption byte is `XChaCha20Poly1305` and the payload after the
+//! vault (`crate::crypt`) the encryption byte is `Sealed` (AES-256-GCM, see `crate::crypt`) and the payload after the
 //! header (and after a delta's base id) is sealed, with the header, base id and chunk id as
 //! associated data: what stays readable is the chunk's kind, compression, lengths and, for a
 //! delta, the keyed id of its base, none of which says anything of its content.
@@ -90,7 +90,7 @@ pub enum Compression {
 pub enum Encryption {
     None = 0,
     /// The payload is sealed with the vault's sealing key (`crate::crypt`).
-    XChaCha20Poly1305 = 1,
+    Sealed = 1,
 }
 
 /// Version of the blob header layout.
@@ -150,7 +150,7 @@ pub fn seal_blob(sealer: &crate::crypt::Sealer, id: &ChunkId, mut plain: Vec<u8>
     if plain.len() < clear {
         return plain;
     }
-    plain[3] = Encryption::XChaCha20Poly1305 as u8;
+    plain[3] = Encryption::Sealed as u8;
     let payload = plain.split_off(clear);
     let head = plain.clone();
     sealer.seal_into(

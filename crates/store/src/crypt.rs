@@ -5,12 +5,18 @@
 //! key* chunk ids are hashed with (so a chunk id says nothing of its content to whoever lacks
 //! the key, and dedup works inside the vault as before).
 //!
-//! Sealing is XChaCha20-Poly1305 (RustCrypto's `chacha20poly1305`): a sealed object is
-//! `nonce (24 random bytes) | ciphertext | tag (16)`, with associated data naming what the
-//! object is (a blob's header and chunk id, an index file, a pack trailer, a manifest), so a
-//! sealed object moved to another role fails authentication. 192-bit random nonces cannot
-//! repeat in a vault's life (ten years of billions of chunks is far below 2^80), where the
-//! 96-bit nonces of `ring`'s AEADs would need a counter shared by every writer of the vault.
+//! Sealing is AES-256-GCM (`ring`) under a key of the object's own: a sealed object is
+//! `salt (24 random bytes) | ciphertext | tag (16)`, its key the BLAKE3 keyed hash of the salt
+//! under the sealing key, used for that one object (so GCM's 96-bit nonce is never reused: it
+//! is zero, under a key used once). This is an extended-nonce construction, as XChaCha20 is
+//! ChaCha20 with a subkey derived from the first half of its nonce; 192-bit random salts
+//! cannot repeat in a vault's life (ten years of billions of chunks is far below 2^80), where
+//! random 96-bit nonces under one key would need a counter shared by every writer of the
+//! vault. RustCrypto's XChaCha20-Poly1305 was measured first: 1.05 GB/s on this machine
+//! against 7.7 GB/s for this (AES-NI), which kept a backup's sealing within its 5% budget.
+//! Associated data names what the object is (a blob's header and chunk id, an index file, a
+//! pack trailer, a manifest, a record, a key slot), so a sealed object moved to another role
+//! fails authentication.
 //!
 //! The data key is never stored as is: each *key slot* in `vault.json` holds it wrapped by one
 //! key-encryption key (KEK): a passphrase through argon2id (its parameters and salt kept in the
@@ -22,12 +28,13 @@ use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use chacha20poly1305::aead::{AeadInPlace, KeyInit, OsRng, rand_core::RngCore as _};
-use chacha20poly1305::{Tag, XChaCha20Poly1305, XNonce};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, UnboundKey};
+use ring::rand::{SecureRandom as _, SystemRandom};
 use serde::{Deserialize, Serialize};
 
-/// The AEAD's name as `vault.json` records it.
-pub const ALGORITHM: &str = "XChaCha20-Poly1305";
+/// The sealing as `vault.json` records it.
+pub const ALGORITHM: &str = "AES-256-GCM-BLAKE3-SALT192";
+/// The random salt each sealed object starts with (its key's derivation input).
 pub const NONCE_LEN: usize = 24;
 pub const TAG_LEN: usize = 16;
 /// What sealing adds to an object's size.
@@ -99,7 +106,7 @@ impl DataKey {
     /// A new random data key, from the operating system's generator.
     pub fn generate() -> Self {
         let mut k = [0u8; 32];
-        OsRng.fill_bytes(&mut k);
+        random_fill(&mut k);
         DataKey(k)
     }
 
@@ -124,10 +131,20 @@ impl DataKey {
     }
 }
 
+/// Random bytes from the operating system (`getrandom`). Linux's getrandom(2) does not fail
+/// once its pool is initialised; on a system where it does, sealing with predictable salts or
+/// keys would be worse than stopping.
+fn random_fill(out: &mut [u8]) {
+    SystemRandom::new()
+        .fill(out)
+        .expect("the operating system's random source works");
+}
+
 /// Seals and opens a vault's objects with its sealing key.
 #[derive(Clone)]
 pub struct Sealer {
-    aead: XChaCha20Poly1305,
+    /// The root of every object's key (never used as an AES key itself).
+    key: [u8; 32],
     /// A non-secret fingerprint of the key (names it in errors and caches).
     fingerprint: [u8; 8],
 }
@@ -142,27 +159,38 @@ impl Sealer {
     fn new(key: &[u8; 32]) -> Self {
         let fp = blake3::derive_key("pgvault 2026-12-06 sealing key fingerprint", key);
         Sealer {
-            aead: XChaCha20Poly1305::new(key.into()),
+            key: *key,
             fingerprint: fp[..8].try_into().unwrap_or_default(),
         }
     }
 
+    /// The key of the one object whose salt is `salt`.
+    fn object_key(&self, salt: &[u8]) -> LessSafeKey {
+        let sub = blake3::keyed_hash(&self.key, salt);
+        LessSafeKey::new(
+            UnboundKey::new(&AES_256_GCM, sub.as_bytes()).expect("a 32-byte key is an AES-256 key"),
+        )
+    }
+
     /// Appends `plain` sealed as `role` to `out`: nonce, ciphertext, tag.
     pub fn seal_into(&self, role: Role<'_>, plain: &[u8], out: &mut Vec<u8>) {
-        let mut nonce = [0u8; NONCE_LEN];
-        OsRng.fill_bytes(&mut nonce);
+        let mut salt = [0u8; NONCE_LEN];
+        random_fill(&mut salt);
         let mut aad = Vec::with_capacity(64);
         role.write_to(&mut aad);
         out.reserve(SEAL_OVERHEAD + plain.len());
-        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&salt);
         let start = out.len();
         out.extend_from_slice(plain);
-        // Encryption in place cannot fail for a message under 256 GiB.
         let tag = self
-            .aead
-            .encrypt_in_place_detached(XNonce::from_slice(&nonce), &aad, &mut out[start..])
-            .unwrap_or_default();
-        out.extend_from_slice(&tag);
+            .object_key(&salt)
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key([0; 12]),
+                Aad::from(&aad),
+                &mut out[start..],
+            )
+            .expect("GCM seals any object under 64 GiB; vault objects are far smaller");
+        out.extend_from_slice(tag.as_ref());
     }
 
     /// `plain` sealed as `role`.
@@ -178,19 +206,20 @@ impl Sealer {
         if sealed.len() < SEAL_OVERHEAD {
             return Err(SealError::Truncated(sealed.len()));
         }
-        let (nonce, rest) = sealed.split_at(NONCE_LEN);
-        let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let (salt, rest) = sealed.split_at(NONCE_LEN);
         let mut aad = Vec::with_capacity(64);
         role.write_to(&mut aad);
-        let mut plain = ciphertext.to_vec();
-        self.aead
-            .decrypt_in_place_detached(
-                XNonce::from_slice(nonce),
-                &aad,
+        let mut plain = rest.to_vec();
+        let len = self
+            .object_key(salt)
+            .open_in_place(
+                Nonce::assume_unique_for_key([0; 12]),
+                Aad::from(&aad),
                 &mut plain,
-                Tag::from_slice(tag),
             )
-            .map_err(|_| SealError::Authentication)?;
+            .map_err(|_| SealError::Authentication)?
+            .len();
+        plain.truncate(len);
         Ok(plain)
     }
 }
@@ -271,7 +300,7 @@ impl Argon2Params {
     /// (19 MiB, two passes, one lane), about 40 ms here; one derivation per vault opened.
     pub fn new() -> Self {
         let mut salt = [0u8; 16];
-        OsRng.fill_bytes(&mut salt);
+        random_fill(&mut salt);
         Argon2Params {
             algorithm: "argon2id".into(),
             version: 0x13,
@@ -465,7 +494,7 @@ impl KeySlot {
 
 fn new_slot_id() -> String {
     let mut id = [0u8; 4];
-    OsRng.fill_bytes(&mut id);
+    random_fill(&mut id);
     hex::encode(id)
 }
 

@@ -82,6 +82,11 @@ pub struct GcReport {
     /// reports): nothing to keep for them.
     #[serde(skip_serializing_if = "is_zero")]
     pub lost_chunks: usize,
+    /// Dead packs left in place because Blob Storage still holds them under a retention
+    /// policy (an immutable vault's; a killed backup's pack is protected before its manifest
+    /// would have been written): deleted by a later collection once the policy ends.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub retained_packs: usize,
     /// Whether the collection ran to the end (`false` when the hook stopped it).
     pub finished: bool,
 }
@@ -147,6 +152,29 @@ pub async fn collect_garbage_guarded(
     key: &[u8; 32],
     pack_target_size: usize,
     guard: Option<&DestructiveGuard>,
+    hook: impl FnMut(GcStep) -> bool,
+) -> Result<GcReport, GcError> {
+    collect_garbage_with(store, key, pack_target_size, guard, Repack::Sparse, hook).await
+}
+
+/// Whether a collection may rewrite packs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Repack {
+    /// Sparse packs' live chunks are copied into new packs and the old packs deleted.
+    Sparse,
+    /// Only packs no recovery point references are deleted; a pack holding any live chunk is
+    /// never rewritten. An immutable vault's collection: a live point's data stays in the
+    /// objects it was written to (which Blob Storage may hold under a retention policy).
+    Never,
+}
+
+/// [`collect_garbage_guarded`], repacking as `repack` says.
+pub async fn collect_garbage_with(
+    store: &VaultStore,
+    key: &[u8; 32],
+    pack_target_size: usize,
+    guard: Option<&DestructiveGuard>,
+    repack: Repack,
     mut hook: impl FnMut(GcStep) -> bool,
 ) -> Result<GcReport, GcError> {
     let ensure_held = async || match guard {
@@ -330,7 +358,7 @@ pub async fn collect_garbage_guarded(
     // rehydration of hours; and rewriting one early is charged anyway (Archive bills 180 days
     // from archiving, Cold 90, however soon a blob is deleted). Only wholly unreferenced packs
     // go, which needs no pack read: chunk-list blocks there live in online packs.
-    let repack = store.pack_tier().is_none();
+    let rewrite = store.pack_tier().is_none() && repack == Repack::Sparse;
     let mut keep: Vec<(PackId, Vec<PackEntry>)> = Vec::new();
     let mut sparse: Vec<(PackId, Vec<PackEntry>)> = Vec::new();
     let mut dead: Vec<(Path, u64)> = unindexed;
@@ -341,7 +369,7 @@ pub async fn collect_garbage_guarded(
         let live_bytes: u64 = live.iter().map(|e| u64::from(e.length)).sum();
         if live.is_empty() {
             dead.push((paths::pack(id), info.size));
-        } else if repack && (live_bytes as f64) < REPACK_BELOW * info.size as f64 {
+        } else if rewrite && (live_bytes as f64) < REPACK_BELOW * info.size as f64 {
             sparse.push((*id, live.clone()));
             dead.push((paths::pack(id), info.size));
         } else {
@@ -448,6 +476,23 @@ pub async fn collect_garbage_guarded(
     dead.retain(|(path, _)| !surviving.contains(path));
     for (path, size) in &dead {
         ensure_held().await?;
+        // An immutable vault's collection on Blob Storage asks first: a pack still under a
+        // retention policy would refuse the deletion, and stop the collection.
+        if repack == Repack::Never
+            && let Some(rest) = store.blob_rest()
+            && rest
+                .properties(path.as_ref())
+                .await
+                .map_err(|e| StoreError::Azure {
+                    url: store.url().to_owned(),
+                    reason: e.message,
+                })?
+                .immutability_policy_until
+                .is_some_and(|until| until > chrono::Utc::now())
+        {
+            report.retained_packs += 1;
+            continue;
+        }
         store.delete_if_present(path).await?;
         report.bytes_freed += size;
         if !hook(GcStep::PackDeleted) {
@@ -605,7 +650,10 @@ mod tests {
     /// recovery points are then deleted, as the retention sweep would. Returns the store and
     /// the streams (with their data) of the two points that remain.
     async fn vault_with_garbage() -> (VaultStore, Vec<(StreamInfo, Vec<u8>)>) {
-        let store = VaultStore::open("memory://").unwrap();
+        vault_with_garbage_in(VaultStore::open("memory://").unwrap()).await
+    }
+
+    async fn vault_with_garbage_in(store: VaultStore) -> (VaultStore, Vec<(StreamInfo, Vec<u8>)>) {
         let mut previous = None;
         let mut kept = Vec::new();
         for generation in 0..5u32 {
@@ -649,6 +697,117 @@ mod tests {
                 "a kept recovery point reads back"
             );
         }
+    }
+
+    /// An immutable vault's collection deletes the dead packs but rewrites none that holds a
+    /// live chunk: every surviving pack is one that was there before, byte for byte.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_repacking_only_dead_packs_go_and_live_packs_are_untouched() {
+        let (store, kept) = vault_with_garbage().await;
+        let before: Vec<(Path, u64)> = store.list_with_sizes(&paths::packs_root()).await.unwrap();
+        let report = collect_garbage_with(&store, &KEY, PACK, None, Repack::Never, |_| true)
+            .await
+            .unwrap();
+        assert!(report.finished);
+        assert_eq!(
+            (report.repacked_packs, report.new_packs),
+            (0, 0),
+            "{report:?}"
+        );
+        assert!(report.dead_packs >= 1, "{report:?}");
+        let after: Vec<(Path, u64)> = store.list_with_sizes(&paths::packs_root()).await.unwrap();
+        assert!(after.len() < before.len(), "dead packs were deleted");
+        assert!(
+            after.iter().all(|p| before.contains(p)),
+            "no pack was written: {after:?}"
+        );
+        assert_intact(&store, &kept).await;
+        // The same vault collected with repacking would have rewritten a sparse pack.
+        let repacked = collect_garbage(&store, &KEY, PACK, |_| true).await.unwrap();
+        assert!(repacked.repacked_packs >= 1, "{repacked:?}");
+    }
+
+    /// On Blob Storage, an immutable vault's collection leaves a dead pack still under a
+    /// retention policy where it is (a deletion would be refused) and deletes it once the
+    /// policy has ended. Blob Storage is the double of its documented immutability headers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dead_packs_under_a_retention_policy_wait_for_its_end() {
+        use crate::azure::{AzureAuth, AzureLocation, EMULATOR_ACCOUNT_KEY};
+        use crate::blob_rest::BlobRest;
+        use crate::testing::immutability_double;
+
+        let (port, _seen, blobs) = immutability_double(chrono::Utc::now()).await;
+        let rest = BlobRest::new(
+            AzureLocation::parse("az://devstoreaccount1/vault")
+                .unwrap()
+                .unwrap(),
+            AzureAuth::Emulator {
+                endpoint: format!("http://127.0.0.1:{port}"),
+                key: EMULATOR_ACCOUNT_KEY.into(),
+            },
+        );
+        let store = VaultStore::open("memory://").unwrap().with_blob_rest(rest);
+        let (store, kept) = vault_with_garbage_in(store).await;
+        let packs: Vec<(Path, u64)> = store.list_with_sizes(&paths::packs_root()).await.unwrap();
+        let hold = |until: chrono::DateTime<chrono::Utc>| {
+            let mut blobs = blobs.lock().unwrap();
+            for (path, _) in &packs {
+                let held = blobs
+                    .entry(format!("/devstoreaccount1/vault/{path}"))
+                    .or_default();
+                held.until = Some(until);
+                held.mode = Some("Unlocked".into());
+            }
+        };
+        hold(chrono::Utc::now() + chrono::TimeDelta::days(30));
+        let report = collect_garbage_with(&store, &KEY, PACK, None, Repack::Never, |_| true)
+            .await
+            .unwrap();
+        assert!(report.finished);
+        assert!(report.retained_packs >= 2, "{report:?}");
+        assert_eq!(report.bytes_freed, 0, "{report:?}");
+        assert_eq!(
+            store.list_with_sizes(&paths::packs_root()).await.unwrap(),
+            packs,
+            "every pack is still there"
+        );
+        assert_intact(&store, &kept).await;
+
+        hold(chrono::Utc::now() - chrono::TimeDelta::days(1));
+        let report = collect_garbage_with(&store, &KEY, PACK, None, Repack::Never, |_| true)
+            .await
+            .unwrap();
+        assert_eq!(report.retained_packs, 0, "{report:?}");
+        assert!(
+            report.dead_packs >= 2 && report.bytes_freed > 0,
+            "{report:?}"
+        );
+        assert_intact(&store, &kept).await;
+    }
+
+    /// A soft-deleted point's manifest under `recovery-points/_deleted/` keeps its data.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_soft_deleted_manifest_keeps_its_data() {
+        let (store, kept) = vault_with_garbage().await;
+        // Move every kept point's manifest as a soft delete does: bytes unchanged.
+        for path in store.list(&paths::recovery_points_root()).await.unwrap() {
+            let mut parts = path.parts().skip(1);
+            let (instance, file) = (parts.next().unwrap(), parts.next().unwrap());
+            let id = file.as_ref().strip_suffix(".json").unwrap().to_owned();
+            let bytes = store.get(&path).await.unwrap();
+            store
+                .put(
+                    &paths::deleted_point_manifest(instance.as_ref(), &id),
+                    bytes,
+                )
+                .await
+                .unwrap();
+            store.delete(&path).await.unwrap();
+        }
+        let report = collect_garbage(&store, &KEY, PACK, |_| true).await.unwrap();
+        assert_eq!(report.recovery_points, 2, "{report:?}");
+        assert!(report.damaged_manifests.is_empty(), "{report:?}");
+        assert_intact(&store, &kept).await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -31,6 +31,7 @@ pub mod crypt;
 pub mod damage;
 pub mod disk;
 pub mod gc;
+pub mod immutability;
 pub mod lease;
 pub mod lock;
 pub mod manifest;
@@ -351,6 +352,15 @@ impl VaultStore {
         let mut store = Self::from_object_store(Arc::new(local), url);
         store.local_root = Some(dir);
         Ok(store)
+    }
+
+    /// This store with its Blob REST calls (leases, tiers, immutability policies) sent through
+    /// `rest`, whatever holds its objects: for tests that pair an in-memory store with a
+    /// double of a Blob Storage feature the emulator lacks.
+    #[cfg(any(test, feature = "testing"))]
+    pub fn with_blob_rest(mut self, rest: blob_rest::BlobRest) -> Self {
+        self.azure = Some(rest);
+        self
     }
 
     pub fn from_object_store(inner: Arc<dyn ObjectStore>, url: &str) -> Self {
@@ -755,6 +765,27 @@ pub mod paths {
     }
     pub fn index(name: &str) -> Path {
         Path::from(format!("index/{name}"))
+    }
+    /// Soft-deleted backup instances: `deleted-instances/<name>.json` holds the instance and
+    /// its `deletionInfo`; its recovery points stay where they were until the purge.
+    pub fn deleted_instances() -> Path {
+        Path::from("deleted-instances")
+    }
+    pub fn deleted_instance(name: &str) -> Path {
+        Path::from(format!("deleted-instances/{name}.json"))
+    }
+    /// Soft-deleted recovery points: the manifest's stored bytes, moved unchanged under
+    /// `recovery-points/_deleted/` (no instance name starts with `_`), so garbage collection,
+    /// `check` and `reindex`, which read every manifest under `recovery-points/`, keep their
+    /// data; their `deletionInfo` is `deleted-recovery-points/<instance>/<id>.json`.
+    pub fn deleted_point_manifest(instance: &str, id: &str) -> Path {
+        Path::from(format!("recovery-points/_deleted/{instance}/{id}.json"))
+    }
+    pub fn deleted_point_records() -> Path {
+        Path::from("deleted-recovery-points")
+    }
+    pub fn deleted_point_record(instance: &str, id: &str) -> Path {
+        Path::from(format!("deleted-recovery-points/{instance}/{id}.json"))
     }
     pub fn damage_records() -> Path {
         Path::from("damage")

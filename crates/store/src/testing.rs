@@ -384,3 +384,129 @@ pub async fn store_from(objects: &[(Path, bytes::Bytes)]) -> VaultStore {
 pub fn archive_observer() -> Box<dyn StreamObserver> {
     TestArchive.observer()
 }
+
+// ---- a double of Blob Storage's version-level immutability ----
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A blob's state in the double.
+#[derive(Clone, Debug, Default)]
+pub struct HeldBlob {
+    pub until: Option<DateTime<Utc>>,
+    pub mode: Option<String>,
+}
+
+/// The requests the double saw: (method, path with query, the two immutability headers).
+pub type Seen = Arc<Mutex<Vec<(String, String, Option<String>, Option<String>)>>>;
+
+/// A labelled double of Blob Storage's version-level immutability, as documented: Get Blob
+/// Properties answers `x-ms-immutability-policy-until-date` and `-mode`; Set Blob
+/// Immutability Policy (`PUT ?comp=immutabilityPolicies`) takes them, and refuses shortening
+/// a Locked policy or unlocking it (Azure's documented rule: a Locked policy can only be
+/// extended; the 409's code here is the double's own label); Delete Blob before the
+/// until-date fails with 409 `BlobImmutableDueToPolicy`. Every blob it is asked about
+/// exists. The clock is `now`.
+pub async fn immutability_double(
+    now: DateTime<Utc>,
+) -> (u16, Seen, Arc<Mutex<HashMap<String, HeldBlob>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen: Seen = Arc::default();
+    let blobs: Arc<Mutex<HashMap<String, HeldBlob>>> = Arc::default();
+    let (record, state) = (seen.clone(), blobs.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let (record, state) = (record.clone(), state.clone());
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                let mut lines = text.lines();
+                let mut first = lines.next().unwrap_or_default().split(' ');
+                let method = first.next().unwrap_or_default().to_owned();
+                let target = first.next().unwrap_or_default().to_owned();
+                let header = |name: &str| {
+                    text.lines().find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                    })
+                };
+                let until = header("x-ms-immutability-policy-until-date");
+                let mode = header("x-ms-immutability-policy-mode");
+                record.lock().unwrap().push((
+                    method.clone(),
+                    target.clone(),
+                    until.clone(),
+                    mode.clone(),
+                ));
+                let path = target.split('?').next().unwrap_or_default().to_owned();
+                let (status, extra) = {
+                    let mut blobs = state.lock().unwrap();
+                    let held = blobs.entry(path).or_default();
+                    match method.as_str() {
+                        "HEAD" => {
+                            let mut extra = String::new();
+                            if let (Some(u), Some(m)) = (held.until, &held.mode) {
+                                extra = format!(
+                                    "x-ms-immutability-policy-until-date: {}\r\nx-ms-immutability-policy-mode: {m}\r\n",
+                                    crate::blob_rest::http_date(u)
+                                );
+                            }
+                            ("200 OK", extra)
+                        }
+                        "PUT" if target.contains("comp=immutabilityPolicies") => {
+                            let wanted = until
+                                .as_deref()
+                                .and_then(|u| DateTime::parse_from_rfc2822(u).ok())
+                                .map(|t| t.with_timezone(&Utc));
+                            let locked = held.mode.as_deref() == Some("Locked");
+                            match (wanted, mode.as_deref()) {
+                                (Some(w), Some(m @ ("Unlocked" | "Locked")))
+                                    if !(locked
+                                        && (m == "Unlocked"
+                                            || held.until.is_some_and(|h| w < h))) =>
+                                {
+                                    held.until = Some(w);
+                                    held.mode = Some(m.to_owned());
+                                    ("200 OK", String::new())
+                                }
+                                (Some(_), Some(_)) => (
+                                    "409 Conflict",
+                                    "x-ms-error-code: ImmutabilityPolicyCannotBeShortened\r\n"
+                                        .into(),
+                                ),
+                                _ => (
+                                    "400 Bad Request",
+                                    "x-ms-error-code: InvalidHeaderValue\r\n".into(),
+                                ),
+                            }
+                        }
+                        "DELETE" if held.until.is_some_and(|u| u > now) => (
+                            "409 Conflict",
+                            "x-ms-error-code: BlobImmutableDueToPolicy\r\n".into(),
+                        ),
+                        _ => ("202 Accepted", String::new()),
+                    }
+                };
+                let response = format!(
+                    "HTTP/1.1 {status}\r\n{extra}content-length: 0\r\nconnection: close\r\n\r\n"
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (port, seen, blobs)
+}

@@ -209,6 +209,16 @@ pub enum InstanceCommand {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// Soft-deleted backup instances (az's `deleted-backup-instance`): list, show, undelete.
+    /// With soft delete on (`backup-vault update --soft-delete-state On`), `delete` keeps an
+    /// instance and its recovery points for the vault's retention days, then the retention
+    /// sweep purges them.
+    #[command(
+        subcommand,
+        alias = "deleted-backup-instance",
+        after_help = "Examples:\n  pgvault backup-instance deleted list --vault-name TestBkpVault\n  pgvault backup-instance deleted show --vault-name TestBkpVault --name <instance name>\n  pgvault backup-instance deleted undelete --vault-name TestBkpVault --name <instance name>"
+    )]
+    Deleted(DeletedCommand),
     /// Take backups again after suspend-backup or stop-protection (Azure's ResumeProtection).
     #[command(
         after_help = "Example:\n  pgvault backup-instance resume-protection --vault-name TestBkpVault --name <instance name>"
@@ -231,6 +241,31 @@ pub enum InstanceCommand {
         name: Option<String>,
         #[command(flatten)]
         ids: Ids,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DeletedCommand {
+    /// List the vault's soft-deleted backup instances, each with its deletionInfo (when it was
+    /// deleted and when it will be purged).
+    List {
+        #[arg(long, short = 'v')]
+        vault_name: String,
+    },
+    /// Show a soft-deleted backup instance.
+    Show {
+        #[arg(long, short = 'v')]
+        vault_name: String,
+        #[arg(long, short = 'n', alias = "backup-instance-name")]
+        name: String,
+    },
+    /// Bring a soft-deleted backup instance back with its recovery points. Its protection
+    /// stays stopped, as in Azure: `resume-protection` takes backups again.
+    Undelete {
+        #[arg(long, short = 'v')]
+        vault_name: String,
+        #[arg(long, short = 'n', alias = "backup-instance-name")]
+        name: String,
     },
 }
 
@@ -630,6 +665,36 @@ pub async fn run(cmd: InstanceCommand, format: Format) -> anyhow::Result<ExitCod
                 );
             }
             print(&Value::Array(svc.jobs_json(&jobs).await), format)?;
+        }
+        InstanceCommand::Deleted(cmd) => {
+            let svc = open_service()?;
+            match cmd {
+                DeletedCommand::List { vault_name } => {
+                    let list = svc
+                        .deleted_instances_json(&vault_name)
+                        .await
+                        .map_err(coded)?;
+                    print(&Value::Array(list), format)?;
+                }
+                DeletedCommand::Show { vault_name, name } => {
+                    let shown = svc
+                        .deleted_instance_json(&vault_name, &name)
+                        .await
+                        .map_err(coded)?;
+                    print(&shown, format)?;
+                }
+                DeletedCommand::Undelete { vault_name, name } => {
+                    let job = svc
+                        .undelete_backup_instance(&vault_name, &name)
+                        .await
+                        .map_err(coded)?;
+                    if let Some(e) = job.state.error() {
+                        anyhow::bail!("{}: {}", e.code, e.message);
+                    }
+                    let shown = svc.instance_json(&vault_name, &name).await.map_err(coded)?;
+                    print(&shown, format)?;
+                }
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -16,6 +16,25 @@ use pgvault_model::human;
 use pgvault_model::resource::ResourceKind;
 
 #[derive(Subcommand, Debug)]
+pub enum DeletedPointCommand {
+    /// The vault's soft-deleted recovery points, each with when it was deleted and when it
+    /// will be purged.
+    List {
+        #[arg(long, short = 'v')]
+        vault_name: String,
+    },
+    /// Bring a soft-deleted recovery point back.
+    Undelete {
+        #[arg(long, short = 'v')]
+        vault_name: String,
+        #[arg(long)]
+        backup_instance_name: String,
+        #[arg(long)]
+        recovery_point_id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
 pub enum RecoveryPointCommand {
     /// List a backup instance's recovery points, newest first.
     #[command(
@@ -84,6 +103,13 @@ pub enum RecoveryPointCommand {
         #[arg(long, short = 'y')]
         yes: bool,
     },
+    /// Soft-deleted recovery points (with soft delete on, `delete` keeps a point for the
+    /// vault's retention days): list them with their deletionInfo, or undelete one.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  pgvault recovery-point deleted list --vault-name TestBkpVault\n  pgvault recovery-point deleted undelete --vault-name TestBkpVault --backup-instance-name <instance name> --recovery-point-id <id>"
+    )]
+    Deleted(DeletedPointCommand),
     /// Read recovery points back chunk by chunk, as a restore would, in every tier holding
     /// them, and say which are intact. For a damaged one, name every chunk that is missing (in
     /// no index, or its pack gone) or corrupt (wrong hash, undecodable) and the pack it was
@@ -190,6 +216,24 @@ pub async fn run(cmd: RecoveryPointCommand, format: Format) -> anyhow::Result<Ex
                 .await
                 .map_err(coded)?;
             return report_job(&svc, &job, None, format).await;
+        }
+        RecoveryPointCommand::Deleted(DeletedPointCommand::List { vault_name }) => {
+            let points = svc.deleted_points(&vault_name).await.map_err(coded)?;
+            print(&serde_json::to_value(points)?, format)?;
+        }
+        RecoveryPointCommand::Deleted(DeletedPointCommand::Undelete {
+            vault_name,
+            backup_instance_name,
+            recovery_point_id,
+        }) => {
+            svc.undelete_recovery_point(&vault_name, &backup_instance_name, &recovery_point_id)
+                .await
+                .map_err(coded)?;
+            let shown = svc
+                .recovery_point_json(&vault_name, &backup_instance_name, &recovery_point_id)
+                .await
+                .map_err(coded)?;
+            print(&shown, format)?;
         }
         RecoveryPointCommand::Verify {
             vault_name,

@@ -15,6 +15,7 @@ use pgvault_host::api::{Finding, Percent, ReadData};
 use pgvault_host::retention::TierGc;
 use pgvault_host::verify::VaultCheck;
 use pgvault_model::code::ErrorCode;
+use pgvault_model::security::{ImmutabilityState, SecurityChange, SoftDeleteState};
 
 use super::scope::{Ids, Scope, one_or_list};
 use super::{coded, open_service};
@@ -57,6 +58,8 @@ pub enum VaultCommand {
         /// more keys with `backup-vault key add`.
         #[arg(long, value_name = "REF")]
         encryption_key_uri: Option<String>,
+        #[command(flatten)]
+        security: SecurityArgs,
     },
     /// The keys of an encrypted vault: add, list, rotate, remove.
     #[command(subcommand)]
@@ -97,13 +100,18 @@ pub enum VaultCommand {
         ids: Ids,
         /// Where the archive tier lives (file:///absolute/path). Set once: an archive tier
         /// holding recovery points is not moved.
-        #[arg(long, required_unless_present = "archive_access_tier")]
+        #[arg(
+            long,
+            required_unless_present_any = ["archive_access_tier", "soft_delete_state", "retention_duration_in_days", "immutability_state"]
+        )]
         archive_storage_url: Option<String>,
         /// The Blob Storage access tier the archive tier's data packs are written in from now
         /// on: Archive (the default on Blob Storage) or Cold. Only for an archive tier on Blob
         /// Storage.
         #[arg(long, value_name = "Archive|Cold")]
         archive_access_tier: Option<ArchiveAccessTier>,
+        #[command(flatten)]
+        security: SecurityArgs,
     },
     /// Remove the data no recovery point references any more, now (the retention sweep does
     /// it too). Waits for nothing: when a backup or restore holds the vault it says so.
@@ -207,6 +215,33 @@ nothing has recorded yet, or give --read-data here.")]
     },
 }
 
+/// Soft delete and immutability, as az names them (`az dataprotection backup-vault create|update`).
+#[derive(clap::Args, Debug, Default)]
+pub struct SecurityArgs {
+    /// Soft delete: Off, On (a deleted backup instance or recovery point is kept for the
+    /// retention days, and can be undeleted) or AlwaysOn (On for good: it cannot be turned
+    /// off or shortened). Off can be turned On.
+    #[arg(long, value_name = "Off|On|AlwaysOn")]
+    soft_delete_state: Option<SoftDeleteState>,
+    /// How long soft delete keeps what was deleted: 14 to 180 days (14 by default).
+    #[arg(long, value_name = "DAYS")]
+    retention_duration_in_days: Option<u32>,
+    /// Immutability: Disabled, Unlocked (no recovery point can be removed before its expiry;
+    /// can be disabled again) or Locked (the same, for good).
+    #[arg(long, value_name = "Disabled|Unlocked|Locked")]
+    immutability_state: Option<ImmutabilityState>,
+}
+
+impl SecurityArgs {
+    fn change(&self) -> SecurityChange {
+        SecurityChange {
+            soft_delete_state: self.soft_delete_state,
+            retention_duration_in_days: self.retention_duration_in_days,
+            immutability_state: self.immutability_state,
+        }
+    }
+}
+
 pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> {
     let svc = open_service()?;
     match cmd {
@@ -219,8 +254,13 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
             archive_storage_url,
             archive_access_tier,
             encryption_key_uri,
+            security,
         } => {
             scope.check_subscription(&svc)?;
+            // The settings are checked before the vault is created.
+            pgvault_model::security::SecuritySettings::default()
+                .apply(&vault_name, &security.change())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             let group = scope.group()?.unwrap_or_default();
             let chunk_avg = chunk_size_kib.map(|k| k.saturating_mul(1024));
             // Both places are checked before either is created.
@@ -244,6 +284,12 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
                     .await
                     .map_err(coded)?;
             }
+            if !security.change().is_empty() {
+                vault = svc
+                    .set_security_settings(&vault_name, &security.change())
+                    .await
+                    .map_err(coded)?;
+            }
             print(&vault, format)?
         }
         VaultCommand::Update {
@@ -251,21 +297,33 @@ pub async fn run(cmd: VaultCommand, format: Format) -> anyhow::Result<ExitCode> 
             ids,
             archive_storage_url,
             archive_access_tier,
+            security,
         } => {
             let targets = ids
                 .targets(&svc, ResourceKind::Vault, vault_name.as_deref(), None, None)
                 .await?;
             let mut out = Vec::new();
             for t in targets {
-                out.push(
-                    svc.set_archive_settings(
-                        &t.vault,
-                        archive_storage_url.as_deref(),
-                        archive_access_tier,
-                    )
-                    .await
-                    .map_err(coded)?,
-                );
+                let mut shown = None;
+                if archive_storage_url.is_some() || archive_access_tier.is_some() {
+                    shown = Some(
+                        svc.set_archive_settings(
+                            &t.vault,
+                            archive_storage_url.as_deref(),
+                            archive_access_tier,
+                        )
+                        .await
+                        .map_err(coded)?,
+                    );
+                }
+                if !security.change().is_empty() {
+                    shown = Some(
+                        svc.set_security_settings(&t.vault, &security.change())
+                            .await
+                            .map_err(coded)?,
+                    );
+                }
+                out.extend(shown);
             }
             print(&one_or_list(out), format)?
         }

@@ -24,7 +24,7 @@ use super::{Error, Result};
 use crate::model::code::ErrorCode;
 use crate::model::human;
 use crate::model::instance::{BackupInstanceRequest, PROTECTION_CONFIGURED};
-use crate::model::policy::BackupPolicy;
+use crate::model::policy::{BackupPolicy, DataStoreType};
 use crate::model::resource;
 use crate::model::retention;
 use crate::postgres::archive::{ArchiveError, CustomArchive};
@@ -445,6 +445,19 @@ pub async fn backup(
         ),
     );
     let manifest_len = bytes.len() as u64;
+    // On an immutable vault on Blob Storage the data is put under retention until the point's
+    // expiry before the point exists, so no recovery point has data the storage would let go.
+    if let Err(e) = vault
+        .retain_stream(
+            DataStoreType::VaultStore,
+            &manifest.stream,
+            manifest.expiry_time,
+        )
+        .await
+    {
+        steps.finished(Step::Commit, Err(e.message.clone()));
+        return Err(e);
+    }
     crate::fault::point("before-manifest");
     let committed = vault
         .store
@@ -466,6 +479,18 @@ pub async fn backup(
             .map_err(|e| e.to_string()),
     );
     committed?;
+    if let Err(e) = vault
+        .retain_manifest(
+            DataStoreType::VaultStore,
+            &paths::recovery_point(&req.instance, &manifest.recovery_point_id),
+            manifest.expiry_time,
+        )
+        .await
+    {
+        // The point exists and pgvault refuses to remove it before its expiry; only the
+        // storage's own guard of its manifest is missing (its packs have theirs).
+        tracing::error!(instance = %req.instance, recovery_point = %manifest.recovery_point_id, "the manifest could not be put under retention: {}", e.message);
+    }
     Ok(manifest)
 }
 

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod leftovers;
 pub mod protect;
 pub mod restore;
+pub mod security;
 pub mod sweep;
 pub mod vault;
 pub mod verify;

@@ -264,6 +264,30 @@ pub async fn check_new_instance(
     vault.policy(&policy_name).await?;
     let (ds, _) = instance_target(props)?;
     refuse_excluded(ds.database())?;
+    if vault.is_soft_deleted(&request.name).await? {
+        return Err(Error::new(
+            ErrorCode::UserErrorBackupInstanceSoftDeleted,
+            format!(
+                "backup instance `{}` of vault `{}` is soft-deleted; undelete it with `pgvault backup-instance deleted undelete`, or protect the database under another name",
+                request.name,
+                vault.name()
+            ),
+        ));
+    }
+    // As Azure: a database whose instance is soft-deleted is protected again by undeleting it.
+    for deleted in vault.deleted_instances().await? {
+        let (other, _) = instance_target(&deleted.instance.properties)?;
+        if other.same_database(&ds) {
+            return Err(Error::new(
+                ErrorCode::UserErrorBackupInstanceSoftDeleted,
+                format!(
+                    "database `{ds}` was protected in vault `{}` by backup instance `{}`, which is soft-deleted; undelete it with `pgvault backup-instance deleted undelete`, or wait for its purge",
+                    vault.name(),
+                    deleted.instance.name
+                ),
+            ));
+        }
+    }
     for existing in vault.list_instances().await? {
         if existing.name == request.name {
             return Err(Error::new(

@@ -157,6 +157,10 @@ pub async fn plan_sweep(vault: &Vault, at: DateTime<Utc>) -> Result<SweepPlan> {
                 want(DataStoreType::ArchiveStore),
                 vault.archive.is_some(),
             ) {
+                if let Some(refused) = immutable_refusal(vault, point, kind, at) {
+                    plan.warnings.push(refused);
+                    continue;
+                }
                 let m = point.manifest();
                 plan.actions.push(SweepAction {
                     backup_instance_name: name.clone(),
@@ -189,6 +193,38 @@ pub async fn plan_sweep(vault: &Vault, at: DateTime<Utc>) -> Result<SweepPlan> {
             .cmp(&(b.recovery_point_time, &b.backup_instance_name))
     });
     Ok(plan)
+}
+
+/// Why an immutable vault keeps what `kind` would remove of `point` at `at`: a tier's copy
+/// whose manifest's expiry (a rehydrated copy's: its rehydration's end) has not passed. The
+/// expiry recorded when the point was written is what counts, whatever the policy says now,
+/// so no policy change shortens the life of an existing point on an immutable vault.
+fn immutable_refusal(
+    vault: &Vault,
+    point: &StoredPoint,
+    kind: ActionKind,
+    at: DateTime<Utc>,
+) -> Option<String> {
+    let tiers: &[DataStoreType] = match kind {
+        ActionKind::CopyToArchive | ActionKind::MoveToArchive => return None,
+        ActionKind::DeleteFromVault => &[DataStoreType::VaultStore],
+        ActionKind::DeleteFromArchive => &[DataStoreType::ArchiveStore],
+        ActionKind::Delete => &[DataStoreType::VaultStore, DataStoreType::ArchiveStore],
+    };
+    for (tier, m) in point.tiers().filter(|(t, _)| tiers.contains(t)) {
+        let expiry = m.rehydration_expiry_time.or(m.expiry_time);
+        if let Err(e) = vault.check_immutable(
+            "the retention sweep's deletion",
+            &m.backup_instance_name,
+            &m.recovery_point_id,
+            tier,
+            expiry,
+            at,
+        ) {
+            return Some(e.message);
+        }
+    }
+    None
 }
 
 /// The action that takes a point from the tiers holding it to the tiers wanted, if any. Without
@@ -722,12 +758,20 @@ async fn copy_between(
         stream: written.stream,
         ..manifest.clone()
     });
+    // On an immutable vault on Blob Storage the copy's data is under retention until the copy
+    // expires (a rehydrated copy: until its rehydration ends) before the copy exists.
+    let until = copy.rehydration_expiry_time.or(copy.expiry_time);
+    vault.retain_stream(to, &copy.stream, until).await?;
+    let path = paths::recovery_point(instance, &copy.recovery_point_id);
     target
         .put(
-            &paths::recovery_point(instance, &copy.recovery_point_id),
+            &path,
             seal_manifest(target.sealer(), copy.to_bytes()).into(),
         )
         .await?;
+    if let Err(e) = vault.retain_manifest(to, &path, until).await {
+        tracing::error!(%instance, recovery_point = %copy.recovery_point_id, "the {to:?} copy's manifest could not be put under retention: {}", e.message);
+    }
     Ok(copy)
 }
 
@@ -1022,5 +1066,72 @@ mod tests {
         );
         let props = rest.properties(&archived_blob).await.unwrap();
         assert_ne!(props.access_tier.as_deref(), Some("Archive"));
+    }
+}
+
+#[cfg(test)]
+mod immutability_tests {
+    use super::*;
+    use crate::model::security::{ImmutabilityState, SecurityChange};
+    use crate::store::testing::{archive, backup};
+
+    /// On an immutable vault the sweep keeps a copy whose recorded expiry has not passed,
+    /// whatever the policy now says (a shortened retention), and lets it go once it has; a
+    /// rehydrated copy counts until its rehydration ends. Tier moves are never refused.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_immutable_vault_keeps_what_has_not_expired_whatever_the_policy_says() {
+        let store = VaultStore::open("memory://").unwrap();
+        let mut vault = Vault::create(store, "V", &Default::default(), Utc::now(), None)
+            .await
+            .unwrap();
+        let key = vault.config.chunk_key().unwrap();
+        let mut m = backup(&vault.store, key, "db", "p1", archive(2_000, 0), None).await;
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        m.expiry_time = Some(t("2031-01-01T00:00:00Z"));
+        let point = StoredPoint {
+            vault: Some(m.clone()),
+            archive: None,
+        };
+        let before = t("2030-06-01T00:00:00Z");
+        let after = t("2031-01-01T00:00:00Z");
+        assert_eq!(
+            immutable_refusal(&vault, &point, ActionKind::Delete, before),
+            None,
+            "a vault that is not immutable refuses nothing"
+        );
+        vault
+            .set_security_settings(&SecurityChange {
+                immutability_state: Some(ImmutabilityState::Unlocked),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let refused = immutable_refusal(&vault, &point, ActionKind::Delete, before).unwrap();
+        assert!(
+            refused.contains("immutabilityState Unlocked") && refused.contains("2031-01-01"),
+            "{refused}"
+        );
+        assert_eq!(
+            immutable_refusal(&vault, &point, ActionKind::Delete, after),
+            None
+        );
+        assert_eq!(
+            immutable_refusal(&vault, &point, ActionKind::MoveToArchive, before),
+            None
+        );
+        // A rehydrated vault-tier copy goes when its rehydration ends, the archive copy stays.
+        let mut copy = m.clone();
+        copy.rehydration_expiry_time = Some(t("2030-05-01T00:00:00Z"));
+        let rehydrated = StoredPoint {
+            vault: Some(copy),
+            archive: Some(m.clone()),
+        };
+        assert_eq!(
+            immutable_refusal(&vault, &rehydrated, ActionKind::DeleteFromVault, before),
+            None
+        );
+        assert!(
+            immutable_refusal(&vault, &rehydrated, ActionKind::DeleteFromArchive, before).is_some()
+        );
     }
 }

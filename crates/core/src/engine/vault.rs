@@ -71,6 +71,11 @@ pub struct VaultConfig {
     /// to that key (never the key or passphrase). Absent: an unencrypted vault.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub encryption: Option<EncryptionSettings>,
+    /// Azure's `securitySettings`: soft delete and immutability (see `engine::security`).
+    /// Absent in a vault written before pgvault had them: soft delete Off, immutability
+    /// Disabled, which is what such a vault did.
+    #[serde(default)]
+    pub security_settings: crate::model::security::SecuritySettings,
 }
 
 fn default_resource_group() -> String {
@@ -156,6 +161,7 @@ impl VaultConfig {
             resource_group: group.as_str().to_owned(),
             location: None,
             tags: BTreeMap::new(),
+            security_settings: Default::default(),
         }
     }
 
@@ -796,6 +802,7 @@ impl Vault {
                 "vaultId": self.config.vault_id,
                 "formatVersion": self.config.format_version,
                 "createdTime": self.config.created_time,
+                "securitySettings": self.config.security_settings,
             }),
         );
         v["location"] = json!(
@@ -805,16 +812,19 @@ impl Vault {
                 .unwrap_or(crate::model::job::LOCAL_LOCATION)
         );
         v["tags"] = json!(self.config.tags);
-        v["properties"]["securitySettings"]["encryptionSettings"] = self.encryption_json();
+        if let Some(encryption) = self.encryption_json() {
+            v["properties"]["securitySettings"]["encryptionSettings"] = encryption;
+        }
         v
     }
 
-    /// Azure's `securitySettings.encryptionSettings`: `Enabled` for client-side encryption,
-    /// with the first Azure Key Vault key as `keyVaultProperties.keyUri` (Azure's
-    /// customer-managed key); pgvault's slots count in `pgvaultKeySlots`.
-    fn encryption_json(&self) -> Value {
+    /// Azure's `securitySettings.encryptionSettings` of an encrypted vault: `Enabled`, with the
+    /// first Azure Key Vault key as `keyVaultProperties.keyUri` (Azure's customer-managed key);
+    /// pgvault's slots count in `pgvaultKeySlots`. Absent for an unencrypted vault, as Azure
+    /// leaves it out of a vault without a customer-managed key.
+    fn encryption_json(&self) -> Option<Value> {
         match &self.config.encryption {
-            None => json!({"state": "Disabled"}),
+            None => None,
             Some(e) => {
                 let mut out = json!({
                     "state": "Enabled",
@@ -828,7 +838,7 @@ impl Vault {
                 {
                     out["keyVaultProperties"] = json!({"keyUri": kv.reference});
                 }
-                out
+                Some(out)
             }
         }
     }
