@@ -3,7 +3,7 @@
 //! refused (naming what was tried) without it, finds tampering, and takes more keys, rotation
 //! and removal without rewriting data.
 
-use crate::support::{World, cluster, files_under, plain_dump, sample_database};
+use crate::support::{World, files_under, plain_dump, restore_into, sample_database};
 
 const PASSPHRASE: &str = "correct horse battery staple";
 
@@ -26,77 +26,8 @@ fn encrypted_world(vault: &str) -> (World, std::path::PathBuf) {
         created["properties"]["securitySettings"]["encryptionSettings"]["state"], "Enabled",
         "{created:#}"
     );
-    let template = w.json(&[
-        "backup-policy",
-        "get-default-policy-template",
-        "--datasource-type",
-        "AzureDatabaseForPostgreSQLFlexibleServer",
-    ]);
-    let policy = w.write("policy.json", &template.to_string());
-    w.json(&[
-        "backup-policy",
-        "create",
-        "--vault-name",
-        vault,
-        "--backup-policy-name",
-        "OssPolicy",
-        "--policy",
-        policy.to_str().unwrap(),
-    ]);
+    w.add_default_policy(vault);
     (w, dir)
-}
-
-fn restore_into(
-    w: &World,
-    vault: &str,
-    instance: &str,
-    rp: &str,
-    target: &str,
-) -> serde_json::Value {
-    let c = cluster();
-    let mut w2 = World {
-        dir: tempfile::tempdir().unwrap(),
-        env: w.env.clone(),
-    };
-    w2.env.push((
-        "PGVAULT_RESTORE_SECRET".into(),
-        format!(
-            "Server={};Port={};Database=postgres;User Id={};Password={};",
-            c.host(),
-            c.port(),
-            c.admin_user(),
-            c.admin_password()
-        ),
-    ));
-    let req = w2.json(&[
-        "backup-instance",
-        "restore",
-        "initialize-for-data-recovery",
-        "--vault-name",
-        vault,
-        "--backup-instance-name",
-        instance,
-        "--recovery-point-id",
-        rp,
-        "--target-database-url",
-        &format!("postgres://{}:{}/{target}", c.host(), c.port()),
-        "--secret-store-uri",
-        "env:PGVAULT_RESTORE_SECRET",
-    ]);
-    let req_file = w2.write("restore.json", &req.to_string());
-    let out = w2.run(&[
-        "backup-instance",
-        "restore",
-        "trigger",
-        "--vault-name",
-        vault,
-        "--backup-instance-name",
-        instance,
-        "--restore-request-object",
-        req_file.to_str().unwrap(),
-    ]);
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|_| serde_json::json!({"stderr": String::from_utf8_lossy(&out.stderr)}))
 }
 
 /// Every byte of every file under the vault, for searching.
@@ -524,23 +455,7 @@ fn an_azure_key_vault_key_wraps_the_data_key_across_a_rotation() {
             .ends_with(&first_version),
         "the slot keeps the version that wrapped: {slots:#}"
     );
-    let template = w.json(&[
-        "backup-policy",
-        "get-default-policy-template",
-        "--datasource-type",
-        "AzureDatabaseForPostgreSQLFlexibleServer",
-    ]);
-    let policy = w.write("policy.json", &template.to_string());
-    w.json(&[
-        "backup-policy",
-        "create",
-        "-v",
-        "Cmk",
-        "-n",
-        "OssPolicy",
-        "--policy",
-        policy.to_str().unwrap(),
-    ]);
+    w.add_default_policy("Cmk");
     let db = sample_database("cmk", 300);
     let secret = w.admin_secret(&db);
     let instance = w.protect("Cmk", &db, &secret);

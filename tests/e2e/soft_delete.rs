@@ -492,3 +492,92 @@ fn an_immutable_vault_refuses_every_removal_before_expiry_and_locked_is_for_good
         "{refused}"
     );
 }
+
+/// Soft delete on Blob Storage (Azurite), in an encrypted vault: a deleted instance keeps its
+/// data through garbage collection (its sealed manifests moved unchanged), comes back stopped
+/// with its points, which verify whole, and is purged by the sweep when its days have passed.
+#[test]
+fn soft_delete_on_blob_storage_keeps_an_encrypted_vaults_data_until_the_purge() {
+    let azurite = pgvault_testkit::Azurite::start();
+    let mut w = World::new();
+    w.env.extend(azurite.env());
+    w.env.push((
+        "PGVAULT_TEST_PASSPHRASE".into(),
+        "soft delete on blob storage".into(),
+    ));
+    let vault = "SoftBlob";
+    w.json(&[
+        "backup-vault",
+        "create",
+        "--vault-name",
+        vault,
+        "--storage-url",
+        &format!("az://devstoreaccount1/vaults/sd-{}", std::process::id()),
+        "--encryption-key-uri",
+        "env:PGVAULT_TEST_PASSPHRASE",
+        "--soft-delete-state",
+        "On",
+    ]);
+    w.add_default_policy(vault);
+    let db = sample_database("softblob", 500);
+    let instance = w.protect(vault, &db, &w.admin_secret(&db));
+    w.backup(vault, &instance);
+    w.json(&[
+        "backup-instance",
+        "delete",
+        "--vault-name",
+        vault,
+        "--name",
+        &instance,
+        "--yes",
+    ]);
+    let gc = w.json(&["backup-vault", "gc", "--vault-name", vault]);
+    assert!(gc.is_array(), "{gc:#}");
+    let checked = w.json(&[
+        "backup-vault",
+        "check",
+        "--vault-name",
+        vault,
+        "--read-data",
+    ]);
+    assert!(
+        !checked.to_string().contains("\"severity\":\"Error\""),
+        "the soft-deleted instance's data is whole after GC: {checked:#}"
+    );
+    let back = w.json(&[
+        "backup-instance",
+        "deleted",
+        "undelete",
+        "--vault-name",
+        vault,
+        "--name",
+        &instance,
+    ]);
+    assert_eq!(
+        back["properties"]["currentProtectionState"],
+        "ProtectionStopped"
+    );
+    assert_eq!(w.recovery_points(vault, &instance).len(), 1);
+    assert_eq!(verify_all(&w, vault).as_array().unwrap().len(), 1);
+
+    w.json(&[
+        "backup-instance",
+        "delete",
+        "--vault-name",
+        vault,
+        "--name",
+        &instance,
+        "--yes",
+    ]);
+    let purge_at = w.json(&["backup-instance", "deleted", "list", "--vault-name", vault])[0]
+        ["properties"]["deletionInfo"]["scheduledPurgeTime"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let purged = sweep(&w, vault, &purge_at);
+    assert_eq!(
+        purged["purged"]["backupInstances"],
+        serde_json::json!([instance]),
+        "{purged:#}"
+    );
+}

@@ -117,6 +117,27 @@ impl World {
         self.vault_with_policy_file(vault, &policy)
     }
 
+    /// The default policy template as `OssPolicy` in the existing vault `vault`.
+    pub fn add_default_policy(&self, vault: &str) {
+        let template = self.json(&[
+            "backup-policy",
+            "get-default-policy-template",
+            "--datasource-type",
+            "AzureDatabaseForPostgreSQLFlexibleServer",
+        ]);
+        let policy = self.write(&format!("policy-{vault}.json"), &template.to_string());
+        self.json(&[
+            "backup-policy",
+            "create",
+            "--vault-name",
+            vault,
+            "--backup-policy-name",
+            "OssPolicy",
+            "--policy",
+            policy.to_str().unwrap(),
+        ]);
+    }
+
     /// vault create + the policy in `policy` as `OssPolicy`; returns the vault folder.
     pub fn vault_with_policy_file(&self, vault: &str, policy: &Path) -> PathBuf {
         let dir = self.path(&format!("vault-{vault}"));
@@ -410,4 +431,60 @@ pub fn use_small_packs(vault_dir: &Path) {
     let mut config: Value = serde_json::from_slice(&std::fs::read(&config_path).unwrap()).unwrap();
     config["packTargetSize"] = Value::from(64 * 1024);
     std::fs::write(&config_path, config.to_string()).unwrap();
+}
+
+/// Restores recovery point `rp` of `instance` into a new database `target` on the test cluster
+/// (as its administrator), in a world of its own with `w`'s environment; returns the job, or
+/// `{"stderr": ...}` when the command failed.
+pub fn restore_into(
+    w: &World,
+    vault: &str,
+    instance: &str,
+    rp: &str,
+    target: &str,
+) -> serde_json::Value {
+    let c = cluster();
+    let mut w2 = World {
+        dir: tempfile::tempdir().unwrap(),
+        env: w.env.clone(),
+    };
+    w2.env.push((
+        "PGVAULT_RESTORE_SECRET".into(),
+        format!(
+            "Server={};Port={};Database=postgres;User Id={};Password={};",
+            c.host(),
+            c.port(),
+            c.admin_user(),
+            c.admin_password()
+        ),
+    ));
+    let req = w2.json(&[
+        "backup-instance",
+        "restore",
+        "initialize-for-data-recovery",
+        "--vault-name",
+        vault,
+        "--backup-instance-name",
+        instance,
+        "--recovery-point-id",
+        rp,
+        "--target-database-url",
+        &format!("postgres://{}:{}/{target}", c.host(), c.port()),
+        "--secret-store-uri",
+        "env:PGVAULT_RESTORE_SECRET",
+    ]);
+    let req_file = w2.write("restore.json", &req.to_string());
+    let out = w2.run(&[
+        "backup-instance",
+        "restore",
+        "trigger",
+        "--vault-name",
+        vault,
+        "--backup-instance-name",
+        instance,
+        "--restore-request-object",
+        req_file.to_str().unwrap(),
+    ]);
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| serde_json::json!({"stderr": String::from_utf8_lossy(&out.stderr)}))
 }
