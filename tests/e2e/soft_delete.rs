@@ -581,3 +581,46 @@ fn soft_delete_on_blob_storage_keeps_an_encrypted_vaults_data_until_the_purge() 
         "{purged:#}"
     );
 }
+
+/// Weakening a vault's protection raises a Security Setting Weakened alert for each thing
+/// weakened (severity 0, never grouped): soft delete turned Off, immutability Disabled.
+#[test]
+fn weakening_soft_delete_or_immutability_raises_an_alert() {
+    let w = World::new();
+    let vault = "Weak";
+    w.vault_with_policy(vault);
+    update(
+        &w,
+        vault,
+        &[
+            "--soft-delete-state",
+            "On",
+            "--immutability-state",
+            "Unlocked",
+        ],
+    );
+    let none = w.json(&["alert", "list"]);
+    assert!(
+        none.as_array().unwrap().is_empty(),
+        "strengthening alerts nobody: {none:#}"
+    );
+    update(
+        &w,
+        vault,
+        &[
+            "--soft-delete-state",
+            "Off",
+            "--immutability-state",
+            "Disabled",
+        ],
+    );
+    let alerts = w.json(&["alert", "list"]);
+    let weakened: Vec<&Value> = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a.to_string().contains("SecuritySettingWeakened"))
+        .collect();
+    assert_eq!(weakened.len(), 2, "{alerts:#}");
+    assert!(alerts.to_string().contains("Weak"), "{alerts:#}");
+}
