@@ -280,22 +280,6 @@ fn main() {
             home: work.path().join(format!("home-{kib}{tag}")),
         };
         let vault_dir = work.path().join(format!("vault-{kib}{tag}"));
-        let url = format!("file://{}", vault_dir.display());
-        let key_ref = format!("file:{}", key_file.display());
-        let mut create = vec![
-            "backup-vault",
-            "create",
-            "--vault-name",
-            "B",
-            "--storage-url",
-            &url,
-            "--chunk-size-kib",
-            kib,
-        ];
-        if encrypted {
-            create.extend(["--encryption-key-uri", &key_ref]);
-        }
-        pv.json(&create);
         let t = pv.json(&[
             "backup-policy",
             "get-default-policy-template",
@@ -303,43 +287,18 @@ fn main() {
             "AzureDatabaseForPostgreSQLFlexibleServer",
         ]);
         std::fs::write(&policy, t.to_string()).unwrap();
-        pv.json(&[
-            "backup-policy",
-            "create",
-            "--vault-name",
-            "B",
-            "--backup-policy-name",
-            "P",
-            "--policy",
-            policy.to_str().unwrap(),
-        ]);
-        let req = pv.json(&[
-            "backup-instance",
-            "initialize",
-            "--datasource-type",
-            "AzureDatabaseForPostgreSQLFlexibleServer",
-            "--datasource-id",
-            &ds,
-            "--policy-id",
-            "P",
-            "--secret-store-type",
-            "File",
-            "--secret-store-uri",
-            &format!("file://{}", secret.display()),
-        ]);
-        let req_file = work.path().join("instance.json");
-        std::fs::write(&req_file, req.to_string()).unwrap();
-        let instance = pv.json(&[
-            "backup-instance",
-            "create",
-            "--vault-name",
-            "B",
-            "--backup-instance",
-            req_file.to_str().unwrap(),
-        ])["name"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let instance = new_instance(
+            &pv,
+            &Setup {
+                work: work.path(),
+                secret: &secret,
+                datasource: &ds,
+                policy: &policy,
+                key_file: encrypted.then_some(key_file.as_path()),
+            },
+            &vault_dir,
+            kib,
+        );
         eprintln!("backing up with {label}...");
         let before = folder_bytes(&vault_dir);
         let first = measure(pv.cmd(&[
@@ -543,58 +502,19 @@ fn encryption_rounds(r: &Rounds) {
                 bin: r.bin.to_path_buf(),
                 home: home.clone(),
             };
-            let url = format!("file://{}", vault_dir.display());
-            let key_ref = format!("file:{}", r.key_file.display());
-            let mut create = vec![
-                "backup-vault",
-                "create",
-                "--vault-name",
-                "B",
-                "--storage-url",
-                &url,
-            ];
-            if encrypted {
-                create.extend(["--encryption-key-uri", &key_ref]);
-            }
-            pv.json(&create);
-            pv.json(&[
-                "backup-policy",
-                "create",
-                "--vault-name",
-                "B",
-                "--backup-policy-name",
-                "P",
-                "--policy",
-                r.policy.to_str().unwrap(),
-            ]);
+            let instance = new_instance(
+                &pv,
+                &Setup {
+                    work: r.work,
+                    secret: r.secret,
+                    datasource: r.datasource,
+                    policy: r.policy,
+                    key_file: encrypted.then_some(r.key_file),
+                },
+                &vault_dir,
+                "32",
+            );
             let secret_uri = format!("file://{}", r.secret.display());
-            let req = pv.json(&[
-                "backup-instance",
-                "initialize",
-                "--datasource-type",
-                "AzureDatabaseForPostgreSQLFlexibleServer",
-                "--datasource-id",
-                r.datasource,
-                "--policy-id",
-                "P",
-                "--secret-store-type",
-                "File",
-                "--secret-store-uri",
-                &secret_uri,
-            ]);
-            let req_file = r.work.join("round-instance.json");
-            std::fs::write(&req_file, req.to_string()).unwrap();
-            let instance = pv.json(&[
-                "backup-instance",
-                "create",
-                "--vault-name",
-                "B",
-                "--backup-instance",
-                req_file.to_str().unwrap(),
-            ])["name"]
-                .as_str()
-                .unwrap()
-                .to_string();
             let backup = measure(pv.cmd(&[
                 "backup-instance",
                 "adhoc-backup",
@@ -677,4 +597,72 @@ fn encryption_rounds(r: &Rounds) {
             "| {name} | {pm:.2} s ({plo:.2} to {phi:.2}) | {em:.2} s ({elo:.2} to {ehi:.2}) | median {rm:.3} ({rlo:.3} to {rhi:.3}) |"
         );
     }
+}
+
+/// What a new vault and instance are made from.
+struct Setup<'a> {
+    work: &'a std::path::Path,
+    secret: &'a std::path::Path,
+    datasource: &'a str,
+    policy: &'a std::path::Path,
+    /// The key file an encrypted vault is created with; `None`: unencrypted.
+    key_file: Option<&'a std::path::Path>,
+}
+
+/// Creates vault `B` at `vault_dir` (chunks of `kib` KiB), policy `P` from `s.policy` and the
+/// benchmark database's instance; returns the instance's name.
+fn new_instance(pv: &Pgvault, s: &Setup, vault_dir: &std::path::Path, kib: &str) -> String {
+    let url = format!("file://{}", vault_dir.display());
+    let key_ref = s.key_file.map(|k| format!("file:{}", k.display()));
+    let mut create = vec![
+        "backup-vault",
+        "create",
+        "--vault-name",
+        "B",
+        "--storage-url",
+        &url,
+        "--chunk-size-kib",
+        kib,
+    ];
+    if let Some(key_ref) = &key_ref {
+        create.extend(["--encryption-key-uri", key_ref]);
+    }
+    pv.json(&create);
+    pv.json(&[
+        "backup-policy",
+        "create",
+        "--vault-name",
+        "B",
+        "--backup-policy-name",
+        "P",
+        "--policy",
+        s.policy.to_str().unwrap(),
+    ]);
+    let req = pv.json(&[
+        "backup-instance",
+        "initialize",
+        "--datasource-type",
+        "AzureDatabaseForPostgreSQLFlexibleServer",
+        "--datasource-id",
+        s.datasource,
+        "--policy-id",
+        "P",
+        "--secret-store-type",
+        "File",
+        "--secret-store-uri",
+        &format!("file://{}", s.secret.display()),
+    ]);
+    let req_file = s.work.join("instance.json");
+    std::fs::write(&req_file, req.to_string()).unwrap();
+    pv.json(&[
+        "backup-instance",
+        "create",
+        "--vault-name",
+        "B",
+        "--backup-instance",
+        req_file.to_str().unwrap(),
+    ])["name"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
