@@ -584,3 +584,65 @@ fn an_encrypted_vault_on_blob_storage_seals_its_archive_tier_too() {
         "{refused}"
     );
 }
+
+/// A vault this host cannot open (here an encrypted vault whose key is not in its environment)
+/// does not stop the other vaults' scheduled backups: the scheduler logs it and goes on.
+#[test]
+fn a_vault_without_its_key_does_not_stop_other_vaults_schedules() {
+    let mut w = World::new();
+    w.env
+        .push(("PGVAULT_TEST_PASSPHRASE".into(), PASSPHRASE.into()));
+    let policy = crate::support::archive_policy(&w);
+    for (vault, key) in [("Keyed", true), ("Open", false)] {
+        let url = format!("file://{}", w.path(&format!("vault-{vault}")).display());
+        let mut create = vec!["backup-vault", "create", "-v", vault, "--storage-url", &url];
+        if key {
+            create.extend(["--encryption-key-uri", "env:PGVAULT_TEST_PASSPHRASE"]);
+        }
+        w.json(&create);
+        w.json(&[
+            "backup-policy",
+            "create",
+            "-v",
+            vault,
+            "-n",
+            "OssPolicy",
+            "--policy",
+            &policy,
+        ]);
+    }
+    let db = sample_database("keyless", 200);
+    let secret = w.admin_secret(&db);
+    w.protect("Keyed", &db, &secret);
+    let open = w.protect("Open", &db, &secret);
+
+    w.env.retain(|(k, _)| k != "PGVAULT_TEST_PASSPHRASE");
+    let out = w.run(&["tick", "--at", "2041-01-06T02:00:00Z"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    // tick says what failed (Keyed's sweep) in its exit status and on stderr...
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("Keyed") && stderr.contains("UserErrorVaultKeyUnavailable"),
+        "{stderr}"
+    );
+    // ...and the vault that opens was backed up all the same.
+    let ticked: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let jobs: Vec<&serde_json::Value> = ticked
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["properties"]["pgvaultOperation"] == "ScheduledBackup")
+        .collect();
+    assert_eq!(
+        jobs.len(),
+        1,
+        "only the vault that opens backs up: {ticked:#}"
+    );
+    assert_eq!(jobs[0]["properties"]["status"], "Completed", "{ticked:#}");
+    assert!(
+        jobs[0]["properties"]["backupInstanceId"]
+            .as_str()
+            .is_some_and(|id| id.ends_with(&format!("/backupVaults/Open/backupInstances/{open}"))),
+        "{ticked:#}"
+    );
+}

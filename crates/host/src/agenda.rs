@@ -395,12 +395,19 @@ pub fn overdue(
 }
 
 /// One scan: every vault's protected instances with their policy's schedule and drill
-/// settings, each policy read once per vault. A policy that cannot be read or has an invalid
-/// schedule is logged and its instances skipped, so it does not stop the others.
+/// settings, each policy read once per vault. A vault that cannot be opened (its disk gone,
+/// an encrypted vault whose key this host lacks) or a policy that cannot be read or has an
+/// invalid schedule is logged and skipped, so it does not stop the others' backups.
 async fn scan(svc: &Pgvault) -> Result<Vec<Scanned>> {
     let mut out = Vec::new();
     for vault_name in svc.vault_names()? {
-        let vault = svc.vault(&vault_name).await?;
+        let vault = match svc.vault(&vault_name).await {
+            Ok(vault) => vault,
+            Err(e) => {
+                tracing::error!(vault = %vault_name, code = %e.code, "the vault cannot be opened, so none of its scheduled backups can run: {}", e.message);
+                continue;
+            }
+        };
         let mut policies: HashMap<String, Option<Policy>> = HashMap::new();
         for instance in vault.list_instances().await? {
             if instance.properties.current_protection_state.as_deref()
