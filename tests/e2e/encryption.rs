@@ -645,4 +645,18 @@ fn a_vault_without_its_key_does_not_stop_other_vaults_schedules() {
             .is_some_and(|id| id.ends_with(&format!("/backupVaults/Open/backupInstances/{open}"))),
         "{ticked:#}"
     );
+    // Someone is told: a Vault Unavailable alert, resolved once the vault opens again.
+    let alerts = w.json(&["alert", "list", "--open"]);
+    assert!(
+        alerts.to_string().contains("VaultUnavailable") && alerts.to_string().contains("Keyed"),
+        "{alerts:#}"
+    );
+    w.env
+        .push(("PGVAULT_TEST_PASSPHRASE".into(), PASSPHRASE.into()));
+    w.json(&["tick", "--at", "2041-01-06T03:00:00Z"]);
+    let open_alerts = w.json(&["alert", "list", "--open"]);
+    assert!(
+        !open_alerts.to_string().contains("VaultUnavailable"),
+        "{open_alerts:#}"
+    );
 }

@@ -39,6 +39,7 @@ use pgvault_core::model::resource;
 use pgvault_core::model::retention::schedule_trigger;
 use pgvault_core::model::schedule::Schedule;
 
+use crate::alerts::{AlertEvent, AlertKind};
 use crate::drill::DueDrill;
 use crate::dropin::{ReadyScript, RunOptions, ScriptsDir, run_script_file};
 use crate::retention::{GcMode, VaultSweep};
@@ -402,9 +403,31 @@ async fn scan(svc: &Pgvault) -> Result<Vec<Scanned>> {
     let mut out = Vec::new();
     for vault_name in svc.vault_names()? {
         let vault = match svc.vault(&vault_name).await {
-            Ok(vault) => vault,
+            Ok(vault) => {
+                if let Err(e) = svc.resolve_alerts(
+                    &[AlertKind::VaultUnavailable],
+                    Some(&vault_name),
+                    None,
+                    svc.now(),
+                ) {
+                    tracing::error!(vault = %vault_name, code = %e.code, "{}", e.message);
+                }
+                vault
+            }
             Err(e) => {
                 tracing::error!(vault = %vault_name, code = %e.code, "the vault cannot be opened, so none of its scheduled backups can run: {}", e.message);
+                let event = AlertEvent::new(
+                    AlertKind::VaultUnavailable,
+                    format!(
+                        "Vault `{vault_name}` cannot be opened, so none of its scheduled backups can run: {} ({})",
+                        e.message, e.code
+                    ),
+                    svc.now(),
+                )
+                .on(&vault_name, None);
+                if let Err(e) = svc.raise_alert(&event) {
+                    tracing::error!(vault = %vault_name, code = %e.code, "{}", e.message);
+                }
                 continue;
             }
         };

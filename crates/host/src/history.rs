@@ -160,7 +160,7 @@ CREATE INDEX api_audit_by_time ON api_audit (time);
 ///   NULL while it works), `last_error`.
 /// - `alert_incidents`: one row per incident. `id` (UUID), `kind` (`BackupFailure`,
 ///   `RestoreFailure`, `DrillFailure`, `BackupOverdue`, `VaultDamage`, `DeleteBackupData`,
-///   `SecuritySettingWeakened`), `severity` (`Sev0`..`Sev4`), `vault_name`,
+///   `SecuritySettingWeakened`, `VaultUnavailable`), `severity` (`Sev0`..`Sev4`), `vault_name`,
 ///   `backup_instance_name`, `state` (`Fired`, `Resolved`), `count` (occurrences grouped into
 ///   it), `fired_time`, `last_time` (the latest occurrence), `resolved_time` (NULL while
 ///   fired), `description` (the latest occurrence's), `job_id` and `error_code` (the latest

@@ -78,10 +78,13 @@ pub enum AlertKind {
     VaultDamage,
     DeleteBackupData,
     SecuritySettingWeakened,
+    /// The host cannot open a vault (an encrypted one whose key it lacks, storage gone), so
+    /// none of its scheduled backups can run.
+    VaultUnavailable,
 }
 
 impl AlertKind {
-    pub const ALL: [AlertKind; 7] = [
+    pub const ALL: [AlertKind; 8] = [
         AlertKind::BackupFailure,
         AlertKind::RestoreFailure,
         AlertKind::DrillFailure,
@@ -89,6 +92,7 @@ impl AlertKind {
         AlertKind::VaultDamage,
         AlertKind::DeleteBackupData,
         AlertKind::SecuritySettingWeakened,
+        AlertKind::VaultUnavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -100,6 +104,7 @@ impl AlertKind {
             AlertKind::VaultDamage => "VaultDamage",
             AlertKind::DeleteBackupData => "DeleteBackupData",
             AlertKind::SecuritySettingWeakened => "SecuritySettingWeakened",
+            AlertKind::VaultUnavailable => "VaultUnavailable",
         }
     }
 
@@ -113,6 +118,7 @@ impl AlertKind {
             AlertKind::VaultDamage => "Backup Data Damaged",
             AlertKind::DeleteBackupData => "Delete Backup Data",
             AlertKind::SecuritySettingWeakened => "Security Setting Weakened",
+            AlertKind::VaultUnavailable => "Vault Unavailable",
         }
     }
 
@@ -125,7 +131,8 @@ impl AlertKind {
             AlertKind::BackupFailure
             | AlertKind::RestoreFailure
             | AlertKind::BackupOverdue
-            | AlertKind::VaultDamage => "Sev1",
+            | AlertKind::VaultDamage
+            | AlertKind::VaultUnavailable => "Sev1",
             AlertKind::DrillFailure => "Sev2",
         }
     }
