@@ -638,6 +638,27 @@ impl VaultStore {
         self.put(path, bytes.into()).await
     }
 
+    /// The bytes of a JSON object or record at `path`, refused unread when it is larger than
+    /// any pgvault writes ([`pgvault_os::limits::VAULT_JSON_BYTES`]).
+    async fn get_small(&self, path: &Path) -> Result<Bytes, StoreError> {
+        let got = self
+            .inner
+            .get(path)
+            .await
+            .map_err(read_err(self.local_root.as_deref(), path))?;
+        let limit = pgvault_os::limits::VAULT_JSON_BYTES;
+        if got.meta.size > limit {
+            return Err(StoreError::TooLarge {
+                path: path.to_string(),
+                size: got.meta.size,
+                limit,
+            });
+        }
+        got.bytes()
+            .await
+            .map_err(read_err(self.local_root.as_deref(), path))
+    }
+
     /// A record only pgvault reads (a lock object, a damage record) as JSON: sealed in an
     /// encrypted vault (`PGVJSNE1` then the sealed JSON), for what it carries beyond a name
     /// (host names, pids, operations, damage found).
@@ -653,23 +674,7 @@ impl VaultStore {
     /// A record [`VaultStore::put_record`] wrote, bounded as [`VaultStore::get_json`] is;
     /// opened in an encrypted vault, where a clear one is refused.
     pub async fn get_record<T: DeserializeOwned>(&self, path: &Path) -> Result<T, StoreError> {
-        let got = self
-            .inner
-            .get(path)
-            .await
-            .map_err(read_err(self.local_root.as_deref(), path))?;
-        let limit = pgvault_os::limits::VAULT_JSON_BYTES;
-        if got.meta.size > limit {
-            return Err(StoreError::TooLarge {
-                path: path.to_string(),
-                size: got.meta.size,
-                limit,
-            });
-        }
-        let bytes = got
-            .bytes()
-            .await
-            .map_err(read_err(self.local_root.as_deref(), path))?;
+        let bytes = self.get_small(path).await?;
         let plain = open_record(self.sealer(), &bytes).map_err(|reason| StoreError::Sealed {
             path: path.to_string(),
             reason,
@@ -683,23 +688,7 @@ impl VaultStore {
     /// The JSON object at `path` (vault.json, a policy, an instance, a lock), refused unread
     /// when it is larger than any pgvault writes ([`pgvault_os::limits::VAULT_JSON_BYTES`]).
     pub async fn get_json<T: DeserializeOwned>(&self, path: &Path) -> Result<T, StoreError> {
-        let got = self
-            .inner
-            .get(path)
-            .await
-            .map_err(read_err(self.local_root.as_deref(), path))?;
-        let limit = pgvault_os::limits::VAULT_JSON_BYTES;
-        if got.meta.size > limit {
-            return Err(StoreError::TooLarge {
-                path: path.to_string(),
-                size: got.meta.size,
-                limit,
-            });
-        }
-        let bytes = got
-            .bytes()
-            .await
-            .map_err(read_err(self.local_root.as_deref(), path))?;
+        let bytes = self.get_small(path).await?;
         serde_json::from_slice(&bytes).map_err(|source| StoreError::Json {
             path: path.to_string(),
             source,
