@@ -26,7 +26,8 @@ pub fn parse_reference(reference: &str) -> Result<KeyReference> {
     })
 }
 
-/// Why one reference did not open a vault (no secret in it).
+/// What an `env:` or `file:` reference holds (a passphrase or a key), or why it cannot be
+/// read, said without anything it holds.
 fn material_of(reference: &KeyReference) -> std::result::Result<Vec<u8>, String> {
     match reference {
         KeyReference::Env(name) => {
