@@ -124,7 +124,7 @@ pub async fn show(State(portal): State<Arc<Portal>>, SignedIn(session): SignedIn
         let name = vault["name"].as_str().unwrap_or_default().to_owned();
         let group = crate::api::group_of(vault).unwrap_or_default().to_owned();
         let stored = svc.vault_stored_bytes(&name).await.ok();
-        vault_rows.push((name, group, stored));
+        vault_rows.push((name, group, stored, security_summary(vault)));
     }
     let mut rows = Vec::new();
     for vault in &vaults {
@@ -226,14 +226,16 @@ pub async fn show(State(portal): State<Arc<Portal>>, SignedIn(session): SignedIn
             thead { tr {
                 th scope="col" { "Vault" } th scope="col" { "Resource group" }
                 th scope="col" { "Stored in the vault tier" } th scope="col" { "Stored in the archive tier" }
+                th scope="col" { "Security" }
             } }
             tbody {
-                @for (name, group, stored) in &vault_rows {
+                @for (name, group, stored, security) in &vault_rows {
                     tr {
                         td { (name) }
                         td { (group) }
                         td.num { (stored.map(|s| human::size(s.0)).unwrap_or_else(|| "unreadable".into())) }
                         td.num { (stored.and_then(|s| s.1).map(human::size).unwrap_or_else(|| "no archive tier".into())) }
+                        td { (security) }
                     }
                 }
             }
@@ -289,9 +291,49 @@ fn last_backup(job: Option<&Job>, overdue: bool, now: DateTime<Utc>) -> Markup {
     }
 }
 
+/// A vault's protections in a line: client-side encryption, soft delete with its days,
+/// immutability; from its `securitySettings` as the API shows them.
+fn security_summary(vault: &serde_json::Value) -> String {
+    let settings = &vault["properties"]["securitySettings"];
+    let encryption = if settings["encryptionSettings"]["state"] == "Enabled" {
+        "encrypted"
+    } else {
+        "not encrypted"
+    };
+    let soft = &settings["softDeleteSettings"];
+    let soft_delete = match soft["state"].as_str() {
+        Some(state @ ("On" | "AlwaysOn")) => format!(
+            "soft delete {state} ({} days)",
+            soft["retentionDurationInDays"].as_f64().unwrap_or_default()
+        ),
+        _ => "soft delete Off".to_owned(),
+    };
+    let immutability = match settings["immutabilitySettings"]["state"].as_str() {
+        Some(state @ ("Unlocked" | "Locked")) => format!("immutable ({state})"),
+        _ => "not immutable".to_owned(),
+    };
+    format!("{encryption}; {soft_delete}; {immutability}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_vaults_security_is_summed_up_in_a_line() {
+        let vault = serde_json::json!({"properties": {"securitySettings": {
+            "encryptionSettings": {"state": "Enabled"},
+            "softDeleteSettings": {"state": "AlwaysOn", "retentionDurationInDays": 30.0},
+            "immutabilitySettings": {"state": "Locked"}}}});
+        assert_eq!(
+            security_summary(&vault),
+            "encrypted; soft delete AlwaysOn (30 days); immutable (Locked)"
+        );
+        assert_eq!(
+            security_summary(&serde_json::json!({})),
+            "not encrypted; soft delete Off; not immutable"
+        );
+    }
 
     #[test]
     fn a_backup_is_overdue_after_one_interval_and_an_hour() {
