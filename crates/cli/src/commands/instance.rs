@@ -72,23 +72,8 @@ pub enum InstanceCommand {
         after_help = "Example:\n  pgvault backup-instance show --vault-name TestBkpVault --name <instance name>"
     )]
     Show {
-        #[arg(
-            long,
-            short = 'v',
-            required_unless_present = "ids",
-            conflicts_with = "ids"
-        )]
-        vault_name: Option<String>,
-        #[arg(
-            long,
-            short = 'n',
-            alias = "backup-instance-name",
-            required_unless_present = "ids",
-            conflicts_with = "ids"
-        )]
-        name: Option<String>,
         #[command(flatten)]
-        ids: Ids,
+        target: InstanceArgs,
     },
     /// List a vault's backup instances.
     #[command(
@@ -105,23 +90,8 @@ pub enum InstanceCommand {
         after_help = "Examples:\n  pgvault backup-instance adhoc-backup --vault-name TestBkpVault --name <instance name> --rule-name Default\n  pgvault backup-instance adhoc-backup --vault-name TestBkpVault --name <instance name> --rule-name Monthly\n  pgvault backup-instance adhoc-backup --vault-name TestBkpVault --name <instance name> --rule-name BackupWeekly --retention-tag-override Monthly"
     )]
     AdhocBackup {
-        #[arg(
-            long,
-            short = 'v',
-            required_unless_present = "ids",
-            conflicts_with = "ids"
-        )]
-        vault_name: Option<String>,
-        #[arg(
-            long,
-            short = 'n',
-            alias = "backup-instance-name",
-            required_unless_present = "ids",
-            conflicts_with = "ids"
-        )]
-        name: Option<String>,
         #[command(flatten)]
-        ids: Ids,
+        target: InstanceArgs,
         /// The rule this backup is taken under: a retention rule (Default, Monthly, ...), which
         /// names its tag, or the backup rule (BackupWeekly), which takes the default tag unless
         /// --retention-tag-override names another.
@@ -140,23 +110,8 @@ pub enum InstanceCommand {
         after_help = "Example:\n  pgvault backup-instance suspend-backup --vault-name TestBkpVault --name <instance name>"
     )]
     SuspendBackup {
-        #[arg(
-            long,
-            short = 'v',
-            required_unless_present = "ids",
-            conflicts_with = "ids"
-        )]
-        vault_name: Option<String>,
-        #[arg(
-            long,
-            short = 'n',
-            alias = "backup-instance-name",
-            required_unless_present = "ids",
-            conflicts_with = "ids"
-        )]
-        name: Option<String>,
         #[command(flatten)]
-        ids: Ids,
+        target: InstanceArgs,
     },
     /// Stop protection and retain the recovery points (Azure's StopProtection); resume with
     /// resume-protection.
@@ -164,23 +119,8 @@ pub enum InstanceCommand {
         after_help = "Example:\n  pgvault backup-instance stop-protection --vault-name TestBkpVault --name <instance name>"
     )]
     StopProtection {
-        #[arg(
-            long,
-            short = 'v',
-            required_unless_present = "ids",
-            conflicts_with = "ids"
-        )]
-        vault_name: Option<String>,
-        #[arg(
-            long,
-            short = 'n',
-            alias = "backup-instance-name",
-            required_unless_present = "ids",
-            conflicts_with = "ids"
-        )]
-        name: Option<String>,
         #[command(flatten)]
-        ids: Ids,
+        target: InstanceArgs,
     },
     /// Stop protection and delete data: every recovery point (one DeleteRecoveryPoint job
     /// each), then the instance. The space returns at the next garbage collection.
@@ -188,23 +128,8 @@ pub enum InstanceCommand {
         after_help = "Example:\n  pgvault backup-instance delete --vault-name TestBkpVault --name <instance name> --yes"
     )]
     Delete {
-        #[arg(
-            long,
-            short = 'v',
-            required_unless_present = "ids",
-            conflicts_with = "ids"
-        )]
-        vault_name: Option<String>,
-        #[arg(
-            long,
-            short = 'n',
-            alias = "backup-instance-name",
-            required_unless_present = "ids",
-            conflicts_with = "ids"
-        )]
-        name: Option<String>,
         #[command(flatten)]
-        ids: Ids,
+        target: InstanceArgs,
         /// Confirm the deletion (required: deleted recovery points cannot be restored).
         #[arg(long, short = 'y')]
         yes: bool,
@@ -224,23 +149,8 @@ pub enum InstanceCommand {
         after_help = "Example:\n  pgvault backup-instance resume-protection --vault-name TestBkpVault --name <instance name>"
     )]
     ResumeProtection {
-        #[arg(
-            long,
-            short = 'v',
-            required_unless_present = "ids",
-            conflicts_with = "ids"
-        )]
-        vault_name: Option<String>,
-        #[arg(
-            long,
-            short = 'n',
-            alias = "backup-instance-name",
-            required_unless_present = "ids",
-            conflicts_with = "ids"
-        )]
-        name: Option<String>,
         #[command(flatten)]
-        ids: Ids,
+        target: InstanceArgs,
     },
 }
 
@@ -578,14 +488,10 @@ pub async fn run(cmd: InstanceCommand, format: Format) -> anyhow::Result<ExitCod
             scope.check_vault(&svc, &vault_name).await?;
             print(&svc.protect(&vault_name, req).await.map_err(coded)?, format)?;
         }
-        InstanceCommand::Show {
-            vault_name,
-            name,
-            ids,
-        } => {
+        InstanceCommand::Show { target } => {
             let svc = open_service()?;
             let mut out = Vec::new();
-            for t in instances(&svc, &ids, vault_name, name).await? {
+            for t in target.instances(&svc).await? {
                 out.push(svc.instance_json(&t.vault, &t.name).await.map_err(coded)?);
             }
             print(&one_or_list(out), format)?;
@@ -598,14 +504,12 @@ pub async fn run(cmd: InstanceCommand, format: Format) -> anyhow::Result<ExitCod
             super::fail_on_unreadable("backup instances", unreadable)?;
         }
         InstanceCommand::AdhocBackup {
-            vault_name,
-            name,
-            ids,
+            target,
             rule_name,
             retention_tag_override,
         } => {
             let svc = open_service()?;
-            let t = one(instances(&svc, &ids, vault_name, name).await?)?;
+            let t = one(target.instances(&svc).await?)?;
             let (job, manifest) = svc
                 .adhoc_backup(
                     &t.vault,
@@ -619,35 +523,18 @@ pub async fn run(cmd: InstanceCommand, format: Format) -> anyhow::Result<ExitCod
             return report_job(&svc, &job, extra, format).await;
         }
         InstanceCommand::Restore(r) => return restore(r, format).await,
-        InstanceCommand::SuspendBackup {
-            vault_name,
-            name,
-            ids,
-        } => {
-            set_state(&ids, vault_name, name, BACKUPS_SUSPENDED, format).await?;
+        InstanceCommand::SuspendBackup { target } => {
+            set_state(target, BACKUPS_SUSPENDED, format).await?;
         }
-        InstanceCommand::StopProtection {
-            vault_name,
-            name,
-            ids,
-        } => {
-            set_state(&ids, vault_name, name, PROTECTION_STOPPED, format).await?;
+        InstanceCommand::StopProtection { target } => {
+            set_state(target, PROTECTION_STOPPED, format).await?;
         }
-        InstanceCommand::ResumeProtection {
-            vault_name,
-            name,
-            ids,
-        } => {
-            set_state(&ids, vault_name, name, PROTECTION_CONFIGURED, format).await?;
+        InstanceCommand::ResumeProtection { target } => {
+            set_state(target, PROTECTION_CONFIGURED, format).await?;
         }
-        InstanceCommand::Delete {
-            vault_name,
-            name,
-            ids,
-            yes,
-        } => {
+        InstanceCommand::Delete { target, yes } => {
             let svc = open_service()?;
-            let targets = instances(&svc, &ids, vault_name, name).await?;
+            let targets = target.instances(&svc).await?;
             if !yes {
                 let names: Vec<&str> = targets.iter().map(|t| t.name.as_str()).collect();
                 anyhow::bail!(
@@ -700,16 +587,10 @@ pub async fn run(cmd: InstanceCommand, format: Format) -> anyhow::Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-async fn set_state(
-    ids: &Ids,
-    vault_name: Option<String>,
-    name: Option<String>,
-    state: &str,
-    format: Format,
-) -> anyhow::Result<()> {
+async fn set_state(target: InstanceArgs, state: &str, format: Format) -> anyhow::Result<()> {
     let svc = open_service()?;
     let mut out = Vec::new();
-    for t in instances(&svc, ids, vault_name, name).await? {
+    for t in target.instances(&svc).await? {
         out.push(
             svc.set_protection_state(&t.vault, &t.name, state)
                 .await
@@ -718,6 +599,36 @@ async fn set_state(
     }
     print(&one_or_list(out), format)?;
     Ok(())
+}
+
+/// The backup instances a command acts on: `--vault-name` and `--name` (one), or `--ids`
+/// (several), as every az command on backup instances takes them.
+#[derive(Args, Debug)]
+pub struct InstanceArgs {
+    #[arg(
+        long,
+        short = 'v',
+        required_unless_present = "ids",
+        conflicts_with = "ids"
+    )]
+    vault_name: Option<String>,
+    #[arg(
+        long,
+        short = 'n',
+        alias = "backup-instance-name",
+        required_unless_present = "ids",
+        conflicts_with = "ids"
+    )]
+    name: Option<String>,
+    #[command(flatten)]
+    ids: Ids,
+}
+
+impl InstanceArgs {
+    /// The instances named, checked against `-g` and `--subscription`.
+    async fn instances(self, svc: &Pgvault) -> anyhow::Result<Vec<InstanceTarget>> {
+        instances(svc, &self.ids, self.vault_name, self.name).await
+    }
 }
 
 /// A backup instance a command acts on.
