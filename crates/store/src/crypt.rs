@@ -224,6 +224,54 @@ impl Sealer {
     }
 }
 
+/// Why an object framed by [`seal_framed`] cannot be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("it is encrypted and the vault was opened without its key")]
+    NoKey,
+    #[error("it is not encrypted, in an encrypted vault: refused (it was not written by pgvault)")]
+    NotSealed,
+    #[error("it failed authentication: {0}")]
+    Sealed(SealError),
+}
+
+/// A whole object as stored: with a sealer, `magic` then `plain` sealed as `role`; without
+/// one (an unencrypted vault), `plain` as it is. Manifests and records are framed this way.
+pub fn seal_framed(
+    sealer: Option<&Sealer>,
+    magic: &[u8; 8],
+    role: Role<'_>,
+    plain: Vec<u8>,
+) -> Vec<u8> {
+    match sealer {
+        Some(sealer) => {
+            let mut out = magic.to_vec();
+            sealer.seal_into(role, &plain, &mut out);
+            out
+        }
+        None => plain,
+    }
+}
+
+/// The plain bytes of an object [`seal_framed`] stored. Never reads one in clear in an
+/// encrypted vault, nor a sealed one without the key.
+pub fn open_framed<'a>(
+    sealer: Option<&Sealer>,
+    magic: &[u8; 8],
+    role: Role<'_>,
+    stored: &'a [u8],
+) -> Result<std::borrow::Cow<'a, [u8]>, FrameError> {
+    match (stored.strip_prefix(magic), sealer) {
+        (None, None) => Ok(std::borrow::Cow::Borrowed(stored)),
+        (None, Some(_)) => Err(FrameError::NotSealed),
+        (Some(_), None) => Err(FrameError::NoKey),
+        (Some(sealed), Some(sealer)) => sealer
+            .open(role, sealed)
+            .map(std::borrow::Cow::Owned)
+            .map_err(FrameError::Sealed),
+    }
+}
+
 /// `vault.json`'s `encryption`: the algorithm and the key slots.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

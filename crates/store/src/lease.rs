@@ -365,7 +365,7 @@ async fn read_lease_info(
     match rest.get_blob(LEASE_BLOB).await {
         Ok(bytes) => Ok(crate::open_record(sealer, &bytes)
             .ok()
-            .and_then(|json| serde_json::from_slice(&json).ok())),
+            .and_then(|json| serde_json::from_slice(json.as_ref()).ok())),
         Err(e) if e.status == Some(404) => Ok(None),
         Err(e) => Err(e),
     }

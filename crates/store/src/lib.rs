@@ -251,30 +251,16 @@ const SEALED_RECORD_MAGIC: &[u8; 8] = b"PGVJSNE1";
 
 /// A record's bytes as stored: sealed when the vault is encrypted.
 pub fn seal_record(sealer: Option<&crypt::Sealer>, json: Vec<u8>) -> Vec<u8> {
-    match sealer {
-        Some(s) => {
-            let mut out = SEALED_RECORD_MAGIC.to_vec();
-            s.seal_into(crypt::Role::Record, &json, &mut out);
-            out
-        }
-        None => json,
-    }
+    crypt::seal_framed(sealer, SEALED_RECORD_MAGIC, crypt::Role::Record, json)
 }
 
 /// A stored record's JSON: opened when sealed; a clear one in an encrypted vault, or a sealed
 /// one without the key, is refused with why.
-pub fn open_record(sealer: Option<&crypt::Sealer>, stored: &[u8]) -> Result<Vec<u8>, String> {
-    match (stored.strip_prefix(SEALED_RECORD_MAGIC), sealer) {
-        (None, None) => Ok(stored.to_vec()),
-        (None, Some(_)) => Err(
-            "it is not encrypted, in an encrypted vault: refused (it was not written by pgvault)"
-                .into(),
-        ),
-        (Some(_), None) => Err("it is encrypted and the vault was opened without its key".into()),
-        (Some(sealed), Some(s)) => s
-            .open(crypt::Role::Record, sealed)
-            .map_err(|e| e.to_string()),
-    }
+pub fn open_record<'a>(
+    sealer: Option<&crypt::Sealer>,
+    stored: &'a [u8],
+) -> Result<std::borrow::Cow<'a, [u8]>, crypt::FrameError> {
+    crypt::open_framed(sealer, SEALED_RECORD_MAGIC, crypt::Role::Record, stored)
 }
 
 /// A vault's object store and the paths of the vault format.
@@ -675,9 +661,9 @@ impl VaultStore {
     /// opened in an encrypted vault, where a clear one is refused.
     pub async fn get_record<T: DeserializeOwned>(&self, path: &Path) -> Result<T, StoreError> {
         let bytes = self.get_small(path).await?;
-        let plain = open_record(self.sealer(), &bytes).map_err(|reason| StoreError::Sealed {
+        let plain = open_record(self.sealer(), &bytes).map_err(|e| StoreError::Sealed {
             path: path.to_string(),
-            reason,
+            reason: e.to_string(),
         })?;
         serde_json::from_slice(&plain).map_err(|source| StoreError::Json {
             path: path.to_string(),

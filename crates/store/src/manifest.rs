@@ -204,14 +204,12 @@ const SEALED_MANIFEST_MAGIC: &[u8; 8] = b"PGVMANE1";
 
 /// A manifest file's bytes as stored: sealed in an encrypted vault.
 pub fn seal_manifest(sealer: Option<&crate::crypt::Sealer>, bytes: Vec<u8>) -> Vec<u8> {
-    match sealer {
-        Some(sealer) => {
-            let mut out = SEALED_MANIFEST_MAGIC.to_vec();
-            sealer.seal_into(crate::crypt::Role::Manifest, &bytes, &mut out);
-            out
-        }
-        None => bytes,
-    }
+    crate::crypt::seal_framed(
+        sealer,
+        SEALED_MANIFEST_MAGIC,
+        crate::crypt::Role::Manifest,
+        bytes,
+    )
 }
 
 /// What [`seal_manifest`] adds to a manifest file in a vault with (or without) a sealer.
@@ -226,21 +224,19 @@ pub fn open_manifest(
     sealer: Option<&crate::crypt::Sealer>,
     stored: &[u8],
 ) -> Result<Manifest, ManifestError> {
-    let sealed = stored.starts_with(SEALED_MANIFEST_MAGIC);
-    match (sealed, sealer) {
-        (false, None) => Manifest::from_bytes(stored),
-        (false, Some(_)) => Err(ManifestError::NotSealed),
-        (true, None) => Err(ManifestError::NoKey),
-        (true, Some(sealer)) => {
-            let plain = sealer
-                .open(
-                    crate::crypt::Role::Manifest,
-                    &stored[SEALED_MANIFEST_MAGIC.len()..],
-                )
-                .map_err(ManifestError::Sealed)?;
-            Manifest::from_bytes(&plain)
-        }
-    }
+    use crate::crypt::FrameError;
+    let plain = crate::crypt::open_framed(
+        sealer,
+        SEALED_MANIFEST_MAGIC,
+        crate::crypt::Role::Manifest,
+        stored,
+    )
+    .map_err(|e| match e {
+        FrameError::NoKey => ManifestError::NoKey,
+        FrameError::NotSealed => ManifestError::NotSealed,
+        FrameError::Sealed(e) => ManifestError::Sealed(e),
+    })?;
+    Manifest::from_bytes(&plain)
 }
 
 /// The packed form of a manifest part that grows with the database's schema (format 2):
