@@ -28,6 +28,32 @@ fn sweep(w: &World, vault: &str, at: &str) -> Value {
     w.json(&["retention", "sweep", "--vault-name", vault, "--at", at])[0].clone()
 }
 
+/// Deletes `instance` (soft, on a vault with soft delete on), sweeps at its
+/// `scheduledPurgeTime` and checks the sweep purged it; returns the sweep's outcome.
+fn delete_then_purge(w: &World, vault: &str, instance: &str) -> Value {
+    w.json(&[
+        "backup-instance",
+        "delete",
+        "--vault-name",
+        vault,
+        "--name",
+        instance,
+        "--yes",
+    ]);
+    let purge_at = w.json(&["backup-instance", "deleted", "list", "--vault-name", vault])[0]
+        ["properties"]["deletionInfo"]["scheduledPurgeTime"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let purged = sweep(w, vault, &purge_at);
+    assert_eq!(
+        purged["purged"]["backupInstances"],
+        serde_json::json!([instance]),
+        "{purged:#}"
+    );
+    purged
+}
+
 fn verify_all(w: &World, vault: &str) -> Value {
     w.json(&["recovery-point", "verify", "--vault-name", vault, "--all"])
 }
@@ -180,26 +206,7 @@ fn a_soft_deleted_instance_keeps_its_data_until_the_purge_and_comes_back_stopped
     assert!(list.as_array().unwrap().is_empty(), "{list:#}");
 
     // Deleted again, it is purged when its days have passed, and the space comes back.
-    w.json(&[
-        "backup-instance",
-        "delete",
-        "--vault-name",
-        vault,
-        "--name",
-        &instance,
-        "--yes",
-    ]);
-    let purge_at = w.json(&["backup-instance", "deleted", "list", "--vault-name", vault])[0]
-        ["properties"]["deletionInfo"]["scheduledPurgeTime"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let purged = sweep(&w, vault, &purge_at);
-    assert_eq!(
-        purged["purged"]["backupInstances"],
-        serde_json::json!([instance]),
-        "{purged:#}"
-    );
+    let purged = delete_then_purge(&w, vault, &instance);
     assert_eq!(packs(&dir), 0, "{purged:#}");
     let gone = w.fails(&[
         "backup-instance",
@@ -560,26 +567,7 @@ fn soft_delete_on_blob_storage_keeps_an_encrypted_vaults_data_until_the_purge() 
     assert_eq!(w.recovery_points(vault, &instance).len(), 1);
     assert_eq!(verify_all(&w, vault).as_array().unwrap().len(), 1);
 
-    w.json(&[
-        "backup-instance",
-        "delete",
-        "--vault-name",
-        vault,
-        "--name",
-        &instance,
-        "--yes",
-    ]);
-    let purge_at = w.json(&["backup-instance", "deleted", "list", "--vault-name", vault])[0]
-        ["properties"]["deletionInfo"]["scheduledPurgeTime"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let purged = sweep(&w, vault, &purge_at);
-    assert_eq!(
-        purged["purged"]["backupInstances"],
-        serde_json::json!([instance]),
-        "{purged:#}"
-    );
+    delete_then_purge(&w, vault, &instance);
 }
 
 /// Weakening a vault's protection raises a Security Setting Weakened alert for each thing
