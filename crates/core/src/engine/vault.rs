@@ -448,12 +448,9 @@ impl Vault {
             None => (store, config.chunk_key()?, None),
             Some(settings) => {
                 let key = super::keys::unlock(&config.name, &config.vault_id, settings).await?;
-                archive = archive.map(|a| a.with_sealer(key.sealer()));
-                (
-                    store.with_sealer(key.sealer()),
-                    key.chunk_id_key(),
-                    Some(key),
-                )
+                let sealer = key.sealer();
+                archive = archive.map(|a| a.with_sealer(sealer.clone()));
+                (store.with_sealer(sealer), key.chunk_id_key(), Some(key))
             }
         };
         Ok(Vault {
